@@ -1,0 +1,314 @@
+/**
+ * The backend interface: a connector to one implementation of tensor kernels (WebGPU in `wgsl/`,
+ * plain loops in `cpu/`). A backend owns device memory and runs kernels on it; it knows shapes and
+ * element types but nothing about gradients, tracing or models. Every kernel takes its inputs as
+ * buffers plus the shapes it needs and returns a freshly allocated output buffer that the caller
+ * owns and must `release`. Kernels never mutate their inputs.
+ *
+ * Both backends pass the same conformance suite (`tests/conformance_test.ts`); the CPU backend is
+ * the oracle for the WebGPU one.
+ *
+ * @module
+ */
+
+/** Element types. WebGPU supports only float32; the CPU backend supports both. */
+export type DType = "float32" | "float64";
+
+/** The host-side array type for each dtype. */
+export type TypedArray = Float32Array | Float64Array;
+
+/** Opaque handle to `size` elements of `dtype` in a backend's memory. */
+export interface DeviceBuffer {
+  /** Number of elements. */
+  readonly size: number;
+  /** Element type. */
+  readonly dtype: DType;
+}
+
+/**
+ * A scalar operand of the fused vector kernels: a host number, or a one-element device buffer
+ * (so that optimizer scalars such as CG's step length never leave the device).
+ */
+export type Scalar = number | DeviceBuffer;
+
+/** Element-wise unary operations. `step` is the derivative of relu: 1 where x > 0, else 0. */
+export type UnaryOp =
+  | "neg"
+  | "exp"
+  | "log"
+  | "sigmoid"
+  | "tanh"
+  | "relu"
+  | "square"
+  | "sqrt"
+  | "reciprocal"
+  | "abs"
+  | "sign"
+  | "step";
+
+/** The list of unary ops, for tests and validation. */
+export const UNARY_OPS: readonly UnaryOp[] = [
+  "neg",
+  "exp",
+  "log",
+  "sigmoid",
+  "tanh",
+  "relu",
+  "square",
+  "sqrt",
+  "reciprocal",
+  "abs",
+  "sign",
+  "step",
+];
+
+/** Element-wise binary operations; comparisons return 1 where true and 0 where false. */
+export type BinaryOp =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "max"
+  | "min"
+  | "pow"
+  | "eq"
+  | "ne"
+  | "lt"
+  | "le"
+  | "gt"
+  | "ge";
+
+/** The list of binary ops, for tests and validation. */
+export const BINARY_OPS: readonly BinaryOp[] = [
+  "add",
+  "sub",
+  "mul",
+  "div",
+  "max",
+  "min",
+  "pow",
+  "eq",
+  "ne",
+  "lt",
+  "le",
+  "gt",
+  "ge",
+];
+
+/** Reductions along one axis. `argmax` returns the first index of the maximum, as a float. */
+export type ReduceOp = "sum" | "max" | "argmax";
+
+/**
+ * Matrix product options. Logical operands are A: [batch?, m, k] and B: [batch?, k, n]; with
+ * `transA` the buffer of A holds [batch?, k, m] (and likewise `transB`: [batch?, n, k]). With
+ * `batch` > 1, an operand whose `batchA` / `batchB` flag is false is shared by every batch entry.
+ */
+export interface MatmulSpec {
+  m: number;
+  k: number;
+  n: number;
+  transA?: boolean;
+  transB?: boolean;
+  batch?: number;
+  batchA?: boolean;
+  batchB?: boolean;
+}
+
+/**
+ * 2-D convolution (cross-correlation, as in every deep learning library) on NCHW input [n, c, h, w]
+ * with weights [f, c, kh, kw], giving [n, f, ho, wo], ho = floor((h + 2 ph - kh) / sh) + 1.
+ */
+export interface Conv2dSpec {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  f: number;
+  kh: number;
+  kw: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+}
+
+/**
+ * 2-D max pooling on NCHW input [n, c, h, w] with windows of kh x kw and strides (sh, sw), no
+ * padding; windows that would cross the border are dropped: ho = floor((h - kh) / sh) + 1.
+ */
+export interface Pool2dSpec {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  kh: number;
+  kw: number;
+  strideH: number;
+  strideW: number;
+}
+
+/** The output height and width of a convolution. */
+export function conv2dOutSize(s: Conv2dSpec): [number, number] {
+  return [
+    Math.floor((s.h + 2 * s.padH - s.kh) / s.strideH) + 1,
+    Math.floor((s.w + 2 * s.padW - s.kw) / s.strideW) + 1,
+  ];
+}
+
+/** The output height and width of a max pool. */
+export function pool2dOutSize(s: Pool2dSpec): [number, number] {
+  return [
+    Math.floor((s.h - s.kh) / s.strideH) + 1,
+    Math.floor((s.w - s.kw) / s.strideW) + 1,
+  ];
+}
+
+/** A tensor kernel implementation. See the module documentation. */
+export interface Backend {
+  /** "webgpu" or "cpu". */
+  readonly name: "webgpu" | "cpu";
+  /** Human-readable description of the device (the adapter for WebGPU). */
+  readonly description: string;
+  /** Element types this backend supports. */
+  readonly dtypes: readonly DType[];
+
+  // --- memory -------------------------------------------------------------------------------
+  /** Copies host data into a new buffer. */
+  upload(data: TypedArray): DeviceBuffer;
+  /** A new buffer of `size` elements, all equal to `value`. */
+  fill(size: number, value: number, dtype: DType): DeviceBuffer;
+  /** Reads a buffer back to the host; on WebGPU this is the only point that waits for the device. */
+  read(buffer: DeviceBuffer): Promise<TypedArray>;
+  /** Returns a buffer's memory to the backend. Using a released buffer afterwards is an error. */
+  release(buffer: DeviceBuffer): void;
+  /** How many buffers are allocated and not yet released (for leak tests). */
+  liveBuffers(): number;
+  /** Submits queued work (WebGPU) without waiting; a no-op on the CPU. */
+  flush(): void;
+
+  // --- element-wise -------------------------------------------------------------------------
+  unary(op: UnaryOp, x: DeviceBuffer): DeviceBuffer;
+  /** NumPy-style broadcasting of `aShape` against `bShape`; the output has the broadcast shape. */
+  binary(
+    op: BinaryOp,
+    a: DeviceBuffer,
+    aShape: readonly number[],
+    b: DeviceBuffer,
+    bShape: readonly number[],
+  ): DeviceBuffer;
+  /** `out[i] = cond[i] != 0 ? a[i] : b[i]`, all three of the same size. */
+  where(cond: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer): DeviceBuffer;
+
+  // --- layout -------------------------------------------------------------------------------
+  /**
+   * A strided view materialized: `out[idx] = x[offset + sum_i idx_i * strides[i]]` for every
+   * index `idx` of `outShape`. Covers transpose (permuted strides), slicing (offset, strides) and
+   * broadcasting (zero strides).
+   */
+  strided(
+    x: DeviceBuffer,
+    outShape: readonly number[],
+    strides: readonly number[],
+    offset: number,
+  ): DeviceBuffer;
+  /**
+   * Concatenation: each part i is viewed as [outer, widths[i]] and the parts are placed side by
+   * side, giving [outer, sum(widths)].
+   */
+  concat(parts: readonly DeviceBuffer[], outer: number, widths: readonly number[]): DeviceBuffer;
+
+  // --- reductions and normalizations ----------------------------------------------------------
+  /** Reduces x viewed as [outer, axisSize, inner] along the middle axis, giving [outer, inner]. */
+  reduce(
+    op: ReduceOp,
+    x: DeviceBuffer,
+    outer: number,
+    axisSize: number,
+    inner: number,
+  ): DeviceBuffer;
+  /** Softmax (or log-softmax) of x viewed as [rows, cols], along the last axis. */
+  softmax(x: DeviceBuffer, rows: number, cols: number, log: boolean): DeviceBuffer;
+
+  // --- linear algebra and convolutions --------------------------------------------------------
+  /** Matrix product: [batch, m, n] (batch dimension omitted when it is 1). */
+  matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer;
+  /** Convolution forward: x [n, c, h, w], w [f, c, kh, kw] -> [n, f, ho, wo]. */
+  conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer;
+  /** The input-gradient product (transpose of conv2d in x): dy [n, f, ho, wo] -> [n, c, h, w]. */
+  conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer;
+  /** The weight-gradient product (transpose of conv2d in w): x, dy -> [f, c, kh, kw]. */
+  conv2dWeightGrad(x: DeviceBuffer, dy: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer;
+  /**
+   * Max pooling: for each window, the element of `values` (default: x itself) at the position of
+   * the first maximum of x in that window. With `values` = a tangent this is the pool's JVP.
+   */
+  maxPool2d(x: DeviceBuffer, spec: Pool2dSpec, values?: DeviceBuffer): DeviceBuffer;
+  /** The transpose of maxPool2d in `values`: scatters dy [n, c, ho, wo] to the argmax positions. */
+  maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, spec: Pool2dSpec): DeviceBuffer;
+
+  // --- fused vector kernels for optimizers --------------------------------------------------
+  /** Inner product of two equal-size vectors, as a one-element buffer. */
+  dot(x: DeviceBuffer, y: DeviceBuffer): DeviceBuffer;
+  /** `alpha * x + y`. */
+  axpy(alpha: Scalar, x: DeviceBuffer, y: DeviceBuffer): DeviceBuffer;
+  /** `alpha * x`. */
+  scale(alpha: Scalar, x: DeviceBuffer): DeviceBuffer;
+  /** `max_i |x_i|` as a one-element buffer (NaN if any element is NaN). */
+  maxAbs(x: DeviceBuffer): DeviceBuffer;
+  /** Element-wise `a / (b * b + c) ^ p`: the diagonal preconditioner of SGN applied to a. */
+  precond(a: DeviceBuffer, b: DeviceBuffer, c: Scalar, p: number): DeviceBuffer;
+}
+
+/** The broadcast shape of two shapes, NumPy rules, or undefined if they are incompatible. */
+export function broadcastShapes(
+  a: readonly number[],
+  b: readonly number[],
+): number[] | undefined {
+  const rank = Math.max(a.length, b.length);
+  const out = new Array<number>(rank);
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) return undefined;
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
+/** The number of elements of a shape. */
+export function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Row-major strides of a shape. */
+export function stridesOf(shape: readonly number[]): number[] {
+  const strides = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+/**
+ * Strides for reading an operand of shape `shape` as if broadcast to `outShape` (zero stride on
+ * broadcast dimensions). `shape` must broadcast to `outShape`.
+ */
+export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const own = stridesOf(shape);
+  const rank = outShape.length;
+  const out = new Array<number>(rank).fill(0);
+  for (let i = 0; i < shape.length; i++) {
+    const j = rank - shape.length + i;
+    out[j] = shape[i] === 1 && outShape[j] !== 1 ? 0 : own[i];
+  }
+  return out;
+}
+
+/** The error raised for misuse of a backend or tensor, with a message that says what to do. */
+export class SgnError extends Error {
+  override name = "SgnError";
+}
