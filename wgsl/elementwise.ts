@@ -1,0 +1,315 @@
+/**
+ * Element-wise kernels: unary and binary maps (with broadcasting), select, fill, and the fused
+ * vector kernels of the optimizer (axpy, scale, preconditioner).
+ *
+ * Contiguous maps process four elements per invocation through `vec4` views. Pool buffers are
+ * rounded up to 16 bytes, so the last, partial vec4 reads and writes padding only.
+ *
+ * NaN must pass through as IEEE says. llvmpipe folds `x != x` to false and its `max`/`min` drop
+ * NaN, so kernels test for NaN on the bit pattern (`isNan`) and build relu and max from `select`.
+ *
+ * @module
+ */
+
+import {
+  type BinaryOp,
+  broadcastShapes,
+  broadcastStrides,
+  SgnError,
+  sizeOf,
+  type UnaryOp,
+} from "../backend.ts";
+import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
+
+/** A scalar operand on the device: `coef * buf[0]` (buf is the constant one for host numbers). */
+export interface ScalarArg {
+  coef: number;
+  buf: GpuBuffer;
+}
+
+const WG = 64;
+
+/** WGSL helpers shared by element-wise kernels. */
+export const WGSL_MATH = /* wgsl */ `
+fn isNan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn isNan4(x: vec4f) -> vec4<bool> { return (bitcast<vec4u>(x) & vec4u(0x7fffffffu)) > vec4u(0x7f800000u); }
+fn sigmoid4(x: vec4f) -> vec4f {
+  let e = exp(-abs(x));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= vec4f(0.0));
+}
+// The builtin tanh loses accuracy near 0 on llvmpipe: a series there, exp elsewhere.
+fn tanh4(x: vec4f) -> vec4f {
+  let a = abs(x);
+  let x2 = x * x;
+  let series = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0 + x2 * (62.0 / 2835.0)))));
+  let t = exp(-2.0 * a);
+  let big = sign(x) * (1.0 - t) / (1.0 + t);
+  return select(big, series, a < vec4f(0.125));
+}
+fn max4(a: vec4f, b: vec4f) -> vec4f { return select(select(b, a, a > b), a + b, isNan4(a) | isNan4(b)); }
+fn min4(a: vec4f, b: vec4f) -> vec4f { return select(select(b, a, a < b), a + b, isNan4(a) | isNan4(b)); }
+fn b2f(c: vec4<bool>) -> vec4f { return select(vec4f(0.0), vec4f(1.0), c); }
+`;
+
+const UNARY: Record<UnaryOp, string> = {
+  neg: "-x",
+  exp: "exp(x)",
+  log: "log(x)",
+  sigmoid: "sigmoid4(x)",
+  tanh: "tanh4(x)",
+  relu: "select(x, vec4f(0.0), x <= vec4f(0.0))",
+  square: "x * x",
+  sqrt: "sqrt(x)",
+  reciprocal: "1.0 / x",
+  abs: "abs(x)",
+  sign: "select(sign(x), x, isNan4(x))",
+  step: "b2f(x > vec4f(0.0))",
+};
+
+const BINARY: Record<BinaryOp, string> = {
+  add: "a + b",
+  sub: "a - b",
+  mul: "a * b",
+  div: "a / b",
+  max: "max4(a, b)",
+  min: "min4(a, b)",
+  pow: "pow4(a, b)",
+  eq: "b2f(a == b)",
+  ne: "b2f(a != b | isNan4(a) | isNan4(b))",
+  lt: "b2f(a < b)",
+  le: "b2f(a <= b)",
+  gt: "b2f(a > b)",
+  ge: "b2f(a >= b)",
+};
+
+// WGSL's pow is undefined for negative bases; this follows C's pow for integer exponents.
+const POW = /* wgsl */ `
+fn pow1(a: f32, b: f32) -> f32 {
+  if (b == 0.0) { return 1.0; }
+  if (a >= 0.0 || isNan(a)) { return pow(a, b); }
+  if (b != floor(b)) { return bitcast<f32>(0x7fc00000u); }
+  let m = pow(-a, b);
+  return select(m, -m, (abs(b) % 2.0) == 1.0);
+}
+fn pow4(a: vec4f, b: vec4f) -> vec4f {
+  return vec4f(pow1(a.x, b.x), pow1(a.y, b.y), pow1(a.z, b.z), pow1(a.w, b.w));
+}
+`;
+
+/** A contiguous vec4 map over n elements: `out = expr(inputs...)`, inputs named in `decls`. */
+function mapKernel(names: string[], expr: string, extraParams = "", extraDecls = ""): string {
+  const decls = names.map((n, i) =>
+    `@group(0) @binding(${i + 1}) var<storage, read> in_${n}: array<vec4f>;`
+  ).join("\n");
+  const loads = names.map((n) => `let ${n} = in_${n}[i];`).join(" ");
+  return /* wgsl */ `
+${WGSL_MATH}
+${POW}
+struct P { n4: u32, stride: u32, ${extraParams} }
+@group(0) @binding(0) var<uniform> p: P;
+${decls}
+@group(0) @binding(${names.length + 1}) var<storage, read_write> out: array<vec4f>;
+${extraDecls}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x + gid.y * p.stride;
+  if (i >= p.n4) { return; }
+  ${loads}
+  out[i] = ${expr};
+}`;
+}
+
+function runMap(
+  rt: GpuRuntime,
+  code: string,
+  n: number,
+  inputs: GpuBuffer[],
+  extra?: (p: Params) => void,
+): GpuBuffer {
+  const out = rt.alloc(n);
+  const n4 = Math.ceil(n / 4);
+  const [gx, gy] = grid(Math.ceil(n4 / WG));
+  const params = new Params().u32(n4, gx * WG);
+  extra?.(params);
+  rt.dispatch(code, params, [...inputs, out], [gx, gy]);
+  return out;
+}
+
+/** A buffer of n copies of value. */
+export function fill(rt: GpuRuntime, n: number, value: number): GpuBuffer {
+  return runMap(rt, mapKernel([], "vec4f(p.value)", "value: f32,"), n, [], (p) => p.f32(value));
+}
+
+/** Element-wise unary map. */
+export function unary(rt: GpuRuntime, op: UnaryOp, x: GpuBuffer): GpuBuffer {
+  const expr = UNARY[op];
+  if (expr === undefined) throw new SgnError(`unknown unary op '${op}'`);
+  return runMap(rt, mapKernel(["x"], expr), x.size, [x]);
+}
+
+/** `cond != 0 ? a : b`, all of one size. */
+export function where(rt: GpuRuntime, cond: GpuBuffer, a: GpuBuffer, b: GpuBuffer): GpuBuffer {
+  if (cond.size !== a.size || a.size !== b.size) {
+    throw new SgnError(`where: sizes ${cond.size}, ${a.size} and ${b.size} must be equal`);
+  }
+  return runMap(rt, mapKernel(["c", "a", "b"], "select(b, a, c != vec4f(0.0))"), a.size, [
+    cond,
+    a,
+    b,
+  ]);
+}
+
+const SCALAR_DECL = (binding: number) =>
+  `@group(0) @binding(${binding}) var<storage, read> sc: array<f32>;`;
+
+/** `alpha * x + y`. */
+export function axpy(rt: GpuRuntime, alpha: ScalarArg, x: GpuBuffer, y: GpuBuffer): GpuBuffer {
+  if (x.size !== y.size) throw new SgnError(`axpy: sizes ${x.size} and ${y.size} differ`);
+  const code = mapKernel(["x", "y"], "(p.coef * sc[0]) * x + y", "coef: f32,", SCALAR_DECL(4));
+  return runOrdered(rt, code, x.size, [x, y], alpha);
+}
+
+/** `alpha * x`. */
+export function scale(rt: GpuRuntime, alpha: ScalarArg, x: GpuBuffer): GpuBuffer {
+  const code = mapKernel(["x"], "(p.coef * sc[0]) * x", "coef: f32,", SCALAR_DECL(3));
+  return runOrdered(rt, code, x.size, [x], alpha);
+}
+
+/** `a / (b * b + c) ^ p`. */
+export function precond(
+  rt: GpuRuntime,
+  a: GpuBuffer,
+  b: GpuBuffer,
+  c: ScalarArg,
+  pw: number,
+): GpuBuffer {
+  if (a.size !== b.size) throw new SgnError(`precond: sizes ${a.size} and ${b.size} differ`);
+  const code = mapKernel(
+    ["a", "b"],
+    "a / pow(b * b + vec4f(p.coef * sc[0]), vec4f(p.power))",
+    "coef: f32, power: f32,",
+    SCALAR_DECL(4),
+  );
+  return runOrdered(rt, code, a.size, [a, b], c, (p) => p.f32(pw));
+}
+
+/** A map whose last binding (after the output) is a scalar buffer: bindings are ins, out, sc. */
+function runOrdered(
+  rt: GpuRuntime,
+  code: string,
+  n: number,
+  inputs: GpuBuffer[],
+  s: ScalarArg,
+  extra?: (p: Params) => void,
+): GpuBuffer {
+  // mapKernel puts the output right after the inputs; the scalar follows it.
+  const out = rt.alloc(n);
+  const n4 = Math.ceil(n / 4);
+  const [gx, gy] = grid(Math.ceil(n4 / WG));
+  const params = new Params().u32(n4, gx * WG).f32(s.coef);
+  extra?.(params);
+  rt.dispatch(code, params, [...inputs, out, s.buf], [gx, gy]);
+  return out;
+}
+
+/** Merges adjacent dimensions that every operand reads contiguously, to shorten index math. */
+export function coalesce(
+  shape: readonly number[],
+  stridesList: readonly (readonly number[])[],
+): { shape: number[]; strides: number[][] } {
+  const outShape: number[] = [];
+  const outStrides: number[][] = stridesList.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const last = outShape.length - 1;
+    const mergeable = last >= 0 &&
+      stridesList.every((s, k) => outStrides[k][last] === s[d] * shape[d]);
+    if (mergeable) {
+      outShape[last] *= shape[d];
+      stridesList.forEach((s, k) => (outStrides[k][last] = s[d]));
+    } else {
+      outShape.push(shape[d]);
+      stridesList.forEach((s, k) => outStrides[k].push(s[d]));
+    }
+  }
+  return { shape: outShape, strides: outStrides };
+}
+
+/** Largest rank a strided kernel handles after coalescing. */
+export const MAX_RANK = 6;
+
+/** WGSL that decodes linear output index `i` into offsets `ia`, `ib` (rank MAX_RANK). */
+const DECODE = /* wgsl */ `
+  var rem = i;
+  var ia = 0u;
+  var ib = 0u;
+  for (var d = ${MAX_RANK - 1}; d >= 0; d--) {
+    let dim = p.shape[d / 4][d % 4];
+    let c = rem % dim;
+    rem = rem / dim;
+    ia += c * p.sa[d / 4][d % 4];
+    ib += c * p.sb[d / 4][d % 4];
+  }`;
+
+/** Element-wise binary op with NumPy broadcasting. */
+export function binary(
+  rt: GpuRuntime,
+  op: BinaryOp,
+  a: GpuBuffer,
+  aShape: readonly number[],
+  b: GpuBuffer,
+  bShape: readonly number[],
+): GpuBuffer {
+  const expr = BINARY[op];
+  if (expr === undefined) throw new SgnError(`unknown binary op '${op}'`);
+  const outShape = broadcastShapes(aShape, bShape);
+  if (!outShape) {
+    throw new SgnError(
+      `${op}: shapes [${aShape.join(",")}] and [${bShape.join(",")}] do not broadcast`,
+    );
+  }
+  if (a.size !== sizeOf(aShape) || b.size !== sizeOf(bShape)) {
+    throw new SgnError(
+      `${op}: buffer sizes ${a.size} and ${b.size} do not match shapes ` +
+        `[${aShape.join(",")}] and [${bShape.join(",")}]`,
+    );
+  }
+  const n = sizeOf(outShape);
+  if (a.size === n && b.size === n) return runMap(rt, mapKernel(["a", "b"], expr), n, [a, b]);
+  const { shape, strides } = coalesce(outShape, [
+    broadcastStrides(aShape, outShape),
+    broadcastStrides(bShape, outShape),
+  ]);
+  if (shape.length > MAX_RANK) {
+    throw new SgnError(`${op}: broadcasting needs at most ${MAX_RANK} distinct dimensions`);
+  }
+  const pad = MAX_RANK - shape.length;
+  const dims = [...Array(pad).fill(1), ...shape];
+  const sa = [...Array(pad).fill(0), ...strides[0]];
+  const sb = [...Array(pad).fill(0), ...strides[1]];
+  const code = /* wgsl */ `
+${WGSL_MATH}
+${POW}
+struct P { n: u32, stride: u32, pad0: u32, pad1: u32,
+  shape: array<vec4u, 2>, sa: array<vec4u, 2>, sb: array<vec4u, 2> }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> as_: array<f32>;
+@group(0) @binding(2) var<storage, read> bs_: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x + gid.y * p.stride;
+  if (i >= p.n) { return; }
+  ${DECODE}
+  let a = vec4f(as_[ia]);
+  let b = vec4f(bs_[ib]);
+  out[i] = (${expr}).x;
+}`;
+  const out = rt.alloc(n);
+  const [gx, gy] = grid(Math.ceil(n / WG));
+  const params = new Params().u32(n, gx * WG, 0, 0);
+  const u8 = (xs: number[]) => [...xs, 0, 0].slice(0, 8);
+  params.u32(...u8(dims), ...u8(sa), ...u8(sb));
+  rt.dispatch(code, params, [a, b, out], [gx, gy]);
+  return out;
+}

@@ -1,0 +1,325 @@
+/**
+ * The WebGPU runtime: one device, a pipeline cache, a size-bucketed buffer pool, and a dispatch
+ * queue that batches compute passes into command buffers. Reading a buffer back is the only point
+ * that waits for the device.
+ *
+ * Kernel convention: binding 0 is a uniform block of parameters (at most {@link PARAM_BYTES}
+ * bytes), bindings 1..n are the storage buffers passed to {@link GpuRuntime.dispatch}, in order.
+ * Every declared binding must be used by the shader (pipelines use the automatic layout).
+ *
+ * @module
+ */
+
+import { type DeviceBuffer, type DType, SgnError } from "../backend.ts";
+
+/** Bytes reserved for one dispatch's parameters (the uniform offset alignment). */
+export const PARAM_BYTES = 256;
+/** Dispatches recorded before the queue is submitted without waiting. */
+const MAX_BATCH = 128;
+/** Largest number of workgroups along one dispatch dimension (WebGPU's default limit). */
+export const MAX_GROUPS = 65535;
+
+/** A pooled GPU buffer holding `size` float32 elements. */
+export class GpuBuffer implements DeviceBuffer {
+  readonly dtype: DType = "float32";
+  released = false;
+  constructor(
+    readonly size: number,
+    readonly gpu: GPUBuffer,
+    readonly id: number,
+  ) {}
+}
+
+/** Builds the parameter block of a dispatch: u32, i32 and f32 fields, 4 bytes each. */
+export class Params {
+  private view = new DataView(new ArrayBuffer(PARAM_BYTES));
+  private offset = 0;
+  /** Appends unsigned integers. */
+  u32(...values: number[]): this {
+    for (const v of values) {
+      this.view.setUint32(this.offset, v, true);
+      this.offset += 4;
+    }
+    return this;
+  }
+  /** Appends signed integers. */
+  i32(...values: number[]): this {
+    for (const v of values) {
+      this.view.setInt32(this.offset, v, true);
+      this.offset += 4;
+    }
+    return this;
+  }
+  /** Appends floats. */
+  f32(...values: number[]): this {
+    for (const v of values) {
+      this.view.setFloat32(this.offset, v, true);
+      this.offset += 4;
+    }
+    return this;
+  }
+  /** The packed bytes. */
+  bytes(): Uint8Array {
+    return new Uint8Array(this.view.buffer, 0, PARAM_BYTES);
+  }
+}
+
+/** Bytes of the pool bucket that holds `bytes`: powers of two split into quarters (<= 25% waste). */
+function bucketBytes(bytes: number): number {
+  const b = Math.max(16, bytes);
+  if (b <= 1024) return Math.ceil(b / 16) * 16;
+  const top = 2 ** Math.floor(Math.log2(b));
+  const quarter = top / 4;
+  return Math.ceil(b / quarter) * quarter;
+}
+
+/** Counters for tests and benchmarks. */
+export interface RuntimeStats {
+  dispatches: number;
+  submits: number;
+  readbacks: number;
+  pipelines: number;
+}
+
+/** One WebGPU device with its caches; see the module documentation. */
+export class GpuRuntime {
+  private pipelines = new Map<string, GPUComputePipeline>();
+  private pool = new Map<number, GPUBuffer[]>();
+  private live = 0;
+  private pooledCount = 0;
+  private nextId = 1;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pending = 0;
+  private arena: GPUBuffer;
+  private arenaData = new Uint8Array(PARAM_BYTES * MAX_BATCH);
+  private staging: GPUBuffer[] = [];
+  private errors: string[] = [];
+  /** A one-element buffer holding 1, bound where a kernel takes a scalar given as a number. */
+  readonly one: GpuBuffer;
+  readonly stats: RuntimeStats = {
+    dispatches: 0,
+    submits: 0,
+    readbacks: 0,
+    pipelines: 0,
+  };
+
+  constructor(readonly device: GPUDevice, readonly description: string) {
+    this.arena = device.createBuffer({
+      size: PARAM_BYTES * MAX_BATCH,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    device.addEventListener("uncapturederror", (e) => {
+      this.errors.push(String((e as GPUUncapturedErrorEvent).error?.message ?? e));
+    });
+    this.one = this.alloc(1);
+    device.queue.writeBuffer(this.one.gpu, 0, new Float32Array([1]));
+    this.live--; // the constant is not a user allocation
+  }
+
+  /** Requests an adapter and device; undefined when WebGPU or an adapter is missing. */
+  static async create(): Promise<GpuRuntime | undefined> {
+    const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
+    if (!gpu) return undefined;
+    const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+    if (!adapter) return undefined;
+    const limits = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredLimits: {
+        maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+        maxBufferSize: limits.maxBufferSize,
+        maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
+        maxComputeWorkgroupSizeY: limits.maxComputeWorkgroupSizeY,
+        maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
+      },
+    });
+    const info = adapter.info;
+    const description = [info.description, info.vendor && `vendor ${info.vendor}`]
+      .filter(Boolean).join(", ") || "unknown adapter";
+    return new GpuRuntime(device, description);
+  }
+
+  /** A buffer of `size` float32 elements from the pool. Its contents are undefined. */
+  alloc(size: number): GpuBuffer {
+    const bytes = bucketBytes(size * 4);
+    let gpu = this.pool.get(bytes)?.pop();
+    if (gpu) {
+      this.pooledCount--;
+    } else {
+      gpu = this.device.createBuffer({
+        size: bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+    }
+    this.live++;
+    return new GpuBuffer(size, gpu, this.nextId++);
+  }
+
+  /** Returns a buffer to the pool. Queued work that reads it still runs first (queue order). */
+  release(buffer: DeviceBuffer): void {
+    const b = this.check(buffer, "release");
+    b.released = true;
+    this.live--;
+    const list = this.pool.get(b.gpu.size) ?? [];
+    list.push(b.gpu);
+    this.pool.set(b.gpu.size, list);
+    this.pooledCount++;
+  }
+
+  /** Buffers handed out and not released. */
+  liveBuffers(): number {
+    return this.live;
+  }
+
+  /** Released buffers kept for reuse. */
+  pooledBuffers(): number {
+    return this.pooledCount;
+  }
+
+  /** Throws a clear error unless `buffer` is a live buffer of this runtime. */
+  check(buffer: DeviceBuffer, op: string): GpuBuffer {
+    if (!(buffer instanceof GpuBuffer)) {
+      throw new SgnError(`${op}: the buffer does not belong to the WebGPU backend`);
+    }
+    if (buffer.released) {
+      throw new SgnError(`${op}: the buffer was already released (a disposed tensor was used)`);
+    }
+    return buffer;
+  }
+
+  /** Copies host data into a new buffer. */
+  upload(data: Float32Array): GpuBuffer {
+    const b = this.alloc(data.length);
+    // queue.writeBuffer runs before any work still being recorded, which may read the pooled
+    // buffer's previous contents: submit that work first.
+    this.flush();
+    if (data.length > 0) {
+      this.device.queue.writeBuffer(
+        b.gpu,
+        0,
+        data.buffer as ArrayBuffer,
+        data.byteOffset,
+        data.byteLength,
+      );
+    }
+    return b;
+  }
+
+  /** The compute pipeline for a WGSL source, compiled once. */
+  pipeline(code: string): GPUComputePipeline {
+    let p = this.pipelines.get(code);
+    if (!p) {
+      const module = this.device.createShaderModule({ code });
+      p = this.device.createComputePipeline({
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+      });
+      this.pipelines.set(code, p);
+      this.stats.pipelines++;
+    }
+    return p;
+  }
+
+  /**
+   * Records one dispatch of the kernel `code` with a parameter block and storage buffers bound at
+   * 1..n, over `groups` workgroups. Nothing runs until the batch is submitted.
+   */
+  dispatch(
+    code: string,
+    params: Params,
+    buffers: readonly GpuBuffer[],
+    groups: readonly [number, number?, number?],
+  ): void {
+    const [gx, gy = 1, gz = 1] = groups;
+    if (gx === 0 || gy === 0 || gz === 0) return;
+    if (gx > MAX_GROUPS || gy > MAX_GROUPS || gz > MAX_GROUPS) {
+      throw new SgnError(`dispatch of ${gx}x${gy}x${gz} workgroups exceeds ${MAX_GROUPS}`);
+    }
+    const pipeline = this.pipeline(code);
+    if (!this.pass) {
+      this.encoder = this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    const slot = this.pending * PARAM_BYTES;
+    this.arenaData.set(params.bytes(), slot);
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.arena, offset: slot, size: PARAM_BYTES } },
+    ];
+    for (let i = 0; i < buffers.length; i++) {
+      entries.push({ binding: i + 1, resource: { buffer: buffers[i].gpu } });
+    }
+    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, group);
+    this.pass.dispatchWorkgroups(gx, gy, gz);
+    this.pending++;
+    this.stats.dispatches++;
+    if (this.pending >= MAX_BATCH) this.flush();
+  }
+
+  /** Submits recorded work without waiting for it. */
+  flush(): void {
+    if (!this.pass || !this.encoder) return;
+    this.pass.end();
+    this.device.queue.writeBuffer(this.arena, 0, this.arenaData, 0, this.pending * PARAM_BYTES);
+    this.device.queue.submit([this.encoder.finish()]);
+    this.pass = null;
+    this.encoder = null;
+    this.pending = 0;
+    this.stats.submits++;
+  }
+
+  /** Reads a buffer back: submits pending work and waits for the device. */
+  async read(buffer: DeviceBuffer): Promise<Float32Array> {
+    const b = this.check(buffer, "read");
+    const out = new Float32Array(b.size);
+    if (b.size === 0) return out;
+    const bytes = b.size * 4;
+    const size = Math.ceil(bytes / 16) * 16;
+    const idx = this.staging.findIndex((s) => s.size >= size);
+    const staging = idx >= 0 ? this.staging.splice(idx, 1)[0] : this.device.createBuffer({
+      size: bucketBytes(size),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.flush();
+    const encoder = this.device.createCommandEncoder();
+    encoder.copyBufferToBuffer(b.gpu, 0, staging, 0, size);
+    this.device.queue.submit([encoder.finish()]);
+    this.stats.submits++;
+    this.stats.readbacks++;
+    await staging.mapAsync(GPUMapMode.READ, 0, size);
+    out.set(new Float32Array(staging.getMappedRange(0, size), 0, b.size));
+    staging.unmap();
+    this.staging.push(staging);
+    this.throwErrors();
+    return out;
+  }
+
+  /** Raises any validation error the device reported since the last check. */
+  throwErrors(): void {
+    if (this.errors.length > 0) {
+      const msg = this.errors.splice(0).join("\n");
+      throw new SgnError(`WebGPU reported an error: ${msg}`);
+    }
+  }
+
+  /** Frees pooled (unused) buffers. */
+  trim(): void {
+    this.flush();
+    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    this.pool.clear();
+    this.pooledCount = 0;
+  }
+}
+
+/**
+ * Workgroup counts covering `count` workgroups' worth of work in a 2-D grid (each dimension at
+ * most {@link MAX_GROUPS}); kernels recover the linear index as `gid.x + gid.y * nx * wgSize`.
+ */
+export function grid(count: number): [number, number] {
+  if (count <= MAX_GROUPS) return [count, 1];
+  const y = Math.ceil(count / MAX_GROUPS);
+  return [Math.ceil(count / y), y];
+}
