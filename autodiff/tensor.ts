@@ -1,0 +1,329 @@
+/**
+ * `Tensor`: an n-dimensional float array living on a backend, and scopes that free temporaries.
+ *
+ * Device memory is released deterministically, never by the garbage collector: call
+ * `t.dispose()`, declare `using t = ...`, or run code inside {@link scope}, which disposes every
+ * tensor created inside it except those it returns.
+ *
+ * @module
+ */
+
+import {
+  type Backend,
+  type DeviceBuffer,
+  type DType,
+  SgnError,
+  sizeOf,
+  type TypedArray,
+} from "../backend.ts";
+import { getBackend } from "./device.ts";
+
+/** Nested arrays of numbers, as accepted by {@link tensor}. */
+export type NestedArray = number | readonly NestedArray[];
+
+/** Options for creating tensors. */
+export interface TensorOptions {
+  /** Element type; default "float32" (the only one WebGPU has). */
+  dtype?: DType;
+  /** Backend; default the one selected by `init()` or `setBackend()`. */
+  backend?: Backend;
+}
+
+const scopes: Set<Tensor>[] = [];
+
+/**
+ * An n-dimensional array of float32 (or, on the CPU backend, float64) values on a backend.
+ *
+ * @example
+ * ```ts
+ * import { init, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const t = tensor([[1, 2], [3, 4]]);
+ * console.log(t.shape, await t.data()); // [2, 2] Float32Array [1, 2, 3, 4]
+ * t.dispose();
+ * ```
+ */
+export class Tensor {
+  #buffer: DeviceBuffer | undefined;
+  #disposed = false;
+
+  /**
+   * Wraps a backend buffer; the tensor takes ownership of it. Most code uses {@link tensor}.
+   */
+  constructor(
+    readonly backend: Backend,
+    buffer: DeviceBuffer | undefined,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+  ) {
+    this.#buffer = buffer;
+    if (buffer && buffer.size !== sizeOf(shape)) {
+      throw new SgnError(
+        `a buffer of ${buffer.size} elements cannot have shape [${shape.join(", ")}]`,
+      );
+    }
+    if (buffer) scopes.at(-1)?.add(this);
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return sizeOf(this.shape);
+  }
+
+  /** Number of dimensions. */
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** Whether {@link dispose} has run. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** The device buffer; throws a clear error once the tensor is disposed. */
+  get buffer(): DeviceBuffer {
+    if (this.#disposed) {
+      throw new SgnError(
+        `a disposed tensor of shape [${this.shape.join(", ")}] was used: ` +
+          "keep it alive (return it from the scope, or dispose it later)",
+      );
+    }
+    if (!this.#buffer) throw new SgnError("this tensor has no buffer of its own");
+    return this.#buffer;
+  }
+
+  /** Copies the values to the host. On WebGPU this waits for all queued work. */
+  async data(): Promise<TypedArray> {
+    return await this.backend.read(this.buffer);
+  }
+
+  /** The values as nested JavaScript arrays (a number for a scalar). */
+  async array(): Promise<NestedArray> {
+    const flat = await this.data();
+    const build = (dim: number, offset: number): NestedArray => {
+      if (dim === this.shape.length) return flat[offset];
+      const stride = sizeOf(this.shape.slice(dim + 1));
+      return Array.from({ length: this.shape[dim] }, (_, i) => build(dim + 1, offset + i * stride));
+    };
+    return build(0, 0);
+  }
+
+  /** Releases the device memory. Disposing twice is harmless; using a disposed tensor is not. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (this.#buffer) this.backend.release(this.#buffer);
+    this.#buffer = undefined;
+    for (const s of scopes) s.delete(this);
+  }
+
+  /** Tensors this one is made of (a tracer's primal and tangent); none for concrete tensors. */
+  children(): readonly Tensor[] {
+    return [];
+  }
+
+  /** Lets `using t = tensor(...)` dispose the tensor at the end of the block. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return `Tensor(shape=[${this.shape.join(", ")}], dtype=${this.dtype}, ${this.backend.name})`;
+  }
+}
+
+function inferShape(values: NestedArray): number[] {
+  const shape: number[] = [];
+  let v: NestedArray = values;
+  while (Array.isArray(v)) {
+    shape.push(v.length);
+    v = v[0] as NestedArray;
+  }
+  return shape;
+}
+
+function flatten(values: NestedArray, shape: readonly number[], out: number[], dim = 0): void {
+  if (dim === shape.length) {
+    if (typeof values !== "number") {
+      throw new SgnError("tensor: nested arrays are ragged (rows of different lengths)");
+    }
+    out.push(values);
+    return;
+  }
+  if (!Array.isArray(values) || values.length !== shape[dim]) {
+    throw new SgnError(
+      `tensor: nested arrays are ragged: expected ${shape[dim]} entries at depth ${dim}`,
+    );
+  }
+  for (const v of values) flatten(v, shape, out, dim + 1);
+}
+
+function checkShape(shape: readonly number[]): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) {
+      throw new SgnError(
+        `invalid shape [${shape.join(", ")}]: dimensions must be non-negative integers`,
+      );
+    }
+  }
+}
+
+/**
+ * Creates a tensor from a number, nested arrays or a typed array (with its shape).
+ *
+ * @example
+ * ```ts
+ * import { init, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const a = tensor([[1, 2, 3], [4, 5, 6]]); // shape [2, 3]
+ * const b = tensor(new Float32Array(6), [3, 2]);
+ * const c = tensor(1.5); // a scalar, shape []
+ * ```
+ */
+export function tensor(
+  values: NestedArray | ArrayLike<number>,
+  shape?: readonly number[],
+  options: TensorOptions = {},
+): Tensor {
+  const backend = options.backend ?? getBackend();
+  const dtype = options.dtype ?? "float32";
+  if (!backend.dtypes.includes(dtype)) {
+    throw new SgnError(
+      `the ${backend.name} backend does not support ${dtype} (it has ${backend.dtypes.join(", ")})`,
+    );
+  }
+  let flat: ArrayLike<number>;
+  if (typeof values === "number") {
+    flat = [values];
+    shape ??= [];
+  } else if (Array.isArray(values)) {
+    const inferred = inferShape(values as NestedArray);
+    const out: number[] = [];
+    flatten(values as NestedArray, inferred, out);
+    flat = out;
+    shape ??= inferred.length > 1 ? inferred : [out.length];
+  } else {
+    flat = values as ArrayLike<number>;
+    shape ??= [flat.length];
+  }
+  checkShape(shape);
+  if (sizeOf(shape) !== flat.length) {
+    throw new SgnError(
+      `tensor: ${flat.length} values cannot have shape [${shape.join(", ")}] ` +
+        `(${sizeOf(shape)} elements)`,
+    );
+  }
+  const data = dtype === "float64" ? Float64Array.from(flat) : Float32Array.from(flat);
+  return new Tensor(backend, backend.upload(data), shape, dtype);
+}
+
+/** A tensor of the given shape with every element equal to `value`. */
+export function full(shape: readonly number[], value: number, options: TensorOptions = {}): Tensor {
+  checkShape(shape);
+  const backend = options.backend ?? getBackend();
+  const dtype = options.dtype ?? "float32";
+  return new Tensor(backend, backend.fill(sizeOf(shape), value, dtype), shape, dtype);
+}
+
+/** A tensor of zeros. */
+export function zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
+  return full(shape, 0, options);
+}
+
+/** Every tensor reachable in a returned value (arrays, plain objects, maps' values). */
+function reachable(value: unknown, out: Set<Tensor>): void {
+  if (value instanceof Tensor) {
+    out.add(value);
+    for (const c of value.children()) reachable(c, out);
+  } else if (Array.isArray(value)) { for (const v of value) reachable(v, out); }
+  else if (value instanceof Map) { for (const v of value.values()) reachable(v, out); }
+  else if (
+    value && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype
+  ) {
+    for (const v of Object.values(value)) reachable(v, out);
+  }
+}
+
+/**
+ * Runs `fn` and disposes every tensor created during it that is not part of its result (tensors
+ * in returned arrays and plain objects are kept and belong to the enclosing scope). Synchronous
+ * by design: a scope cannot tell which of several interleaved async tasks created a tensor.
+ *
+ * @example
+ * ```ts
+ * import { init, scope, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const kept = scope(() => {
+ *   const tmp = tensor([1, 2]);
+ *   return tensor([3, 4]); // tmp is disposed, this one survives
+ * });
+ * ```
+ */
+export function scope<T>(fn: () => T): T {
+  const mine = new Set<Tensor>();
+  scopes.push(mine);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of mine) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  if (result instanceof Promise) {
+    for (const t of mine) t.dispose();
+    throw new SgnError("scope: the function returned a Promise; scopes are synchronous");
+  }
+  const keep = new Set<Tensor>();
+  reachable(result, keep);
+  const parent = scopes.at(-1);
+  for (const t of mine) {
+    if (keep.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/**
+ * Runs `fn` and returns its result with every concrete tensor created during it that is still
+ * alive, without disposing anything: the caller owns them (transformations keep a forward pass's
+ * intermediates this way and free them later).
+ */
+export function collect<T>(fn: () => T): { result: T; created: Set<Tensor> } {
+  const mine = new Set<Tensor>();
+  scopes.push(mine);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of mine) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  return { result, created: mine };
+}
+
+/** The index the next scope (or collection) will get. */
+export function scopeDepth(): number {
+  return scopes.length;
+}
+
+/**
+ * Moves `t` from any scope opened after index `depth` into the scope at `depth`: a transformation
+ * that records a value created by a nested transformation takes ownership of it, so that the
+ * nested one does not free what the outer record still needs. Tensors not held by those scopes
+ * (the caller's own) are left alone.
+ */
+export function claim(t: Tensor, depth: number): void {
+  let found = false;
+  for (let i = depth + 1; i < scopes.length; i++) found = scopes[i].delete(t) || found;
+  if (found) scopes[depth].add(t);
+}
+
+/** Removes a tensor from the enclosing scopes so it outlives them. Returns it. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) s.delete(t);
+  return t;
+}

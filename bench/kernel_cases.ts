@@ -1,0 +1,159 @@
+/**
+ * The kernel benchmark cases shared by kernels_bench.ts (deno bench) and kernels_report.ts
+ * (a table with GFLOP/s). Each case runs `reps` kernels and one readback.
+ */
+import type { Backend, Conv2dSpec, DeviceBuffer } from "../backend.ts";
+import { conv2dOutSize } from "../backend.ts";
+import { CpuBackend } from "../cpu/backend.ts";
+import { WebGpuBackend } from "../wgsl/backend.ts";
+import { Random } from "../random.ts";
+
+/** One measurable workload. */
+export interface KernelCase {
+  name: string;
+  group: string;
+  backend: "webgpu" | "cpu";
+  /** Floating-point operations (or bytes, for memory-bound kernels) of one kernel. */
+  work: number;
+  unit: "GFLOP/s" | "GB/s";
+  reps: number;
+  run: () => Promise<void>;
+}
+
+function rand(be: Backend, n: number, seed: number): DeviceBuffer {
+  const rng = new Random(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.range(-1, 1);
+  return be.upload(a);
+}
+
+/** Runs `kernel` reps times and reads the last result back (the only synchronization). */
+function timed(be: Backend, reps: number, kernel: () => DeviceBuffer): () => Promise<void> {
+  return async () => {
+    let last: DeviceBuffer | undefined;
+    for (let i = 0; i < reps; i++) {
+      if (last) be.release(last);
+      last = kernel();
+    }
+    await be.read(last!);
+    be.release(last!);
+  };
+}
+
+const CIFAR: [string, Conv2dSpec][] = [
+  ["3->32", {
+    n: 128,
+    c: 3,
+    h: 32,
+    w: 32,
+    f: 32,
+    kh: 3,
+    kw: 3,
+    strideH: 1,
+    strideW: 1,
+    padH: 0,
+    padW: 0,
+  }],
+  ["32->64", {
+    n: 128,
+    c: 32,
+    h: 15,
+    w: 15,
+    f: 64,
+    kh: 3,
+    kw: 3,
+    strideH: 1,
+    strideW: 1,
+    padH: 0,
+    padW: 0,
+  }],
+  ["64->64", {
+    n: 128,
+    c: 64,
+    h: 6,
+    w: 6,
+    f: 64,
+    kh: 3,
+    kw: 3,
+    strideH: 1,
+    strideW: 1,
+    padH: 0,
+    padW: 0,
+  }],
+];
+
+/** All cases, for WebGPU (when an adapter exists) and the CPU backend. */
+export async function kernelCases(): Promise<KernelCase[]> {
+  const out: KernelCase[] = [];
+  const gpu = await WebGpuBackend.create();
+  const list: [Backend, "webgpu" | "cpu"][] = [[new CpuBackend(), "cpu"]];
+  if (gpu) list.unshift([gpu, "webgpu"]);
+  for (const [be, name] of list) {
+    const reps = name === "cpu" ? 1 : 10;
+    for (const [m, k, n] of [[1000, 784, 256], [1000, 512, 512], [128, 4096, 64]]) {
+      const a = rand(be, m * k, 1);
+      const b = rand(be, k * n, 2);
+      for (const [tA, tB] of [[false, false], [true, false], [false, true]]) {
+        const spec = { m, k, n, transA: tA, transB: tB };
+        const tag = tA ? "A^T B" : tB ? "A B^T" : "A B";
+        out.push({
+          name: `matmul ${m}x${k}x${n} ${tag} [${name}]`,
+          group: `matmul ${m}x${k}x${n} ${tag}`,
+          backend: name,
+          work: 2 * m * n * k,
+          unit: "GFLOP/s",
+          reps,
+          run: timed(be, reps, () => be.matmul(a, b, spec)),
+        });
+      }
+    }
+    for (const [label, s] of CIFAR) {
+      const [ho, wo] = conv2dOutSize(s);
+      const flops = 2 * s.n * s.f * ho * wo * s.c * s.kh * s.kw;
+      const x = rand(be, s.n * s.c * s.h * s.w, 3);
+      const w = rand(be, s.f * s.c * s.kh * s.kw, 4);
+      const dy = rand(be, s.n * s.f * ho * wo, 5);
+      const kernels: [string, () => DeviceBuffer][] = [
+        ["forward", () => be.conv2d(x, w, s)],
+        ["input grad", () => be.conv2dInputGrad(dy, w, s)],
+        ["weight grad", () => be.conv2dWeightGrad(x, dy, s)],
+      ];
+      for (const [kind, k] of kernels) {
+        out.push({
+          name: `conv2d ${label} ${kind} [${name}]`,
+          group: `conv2d ${label} ${kind}`,
+          backend: name,
+          work: flops,
+          unit: "GFLOP/s",
+          reps,
+          run: timed(be, reps, k),
+        });
+      }
+    }
+    const n = 1_000_000;
+    const x = rand(be, n, 6);
+    const y = rand(be, n, 7);
+    const mem: [string, number, () => DeviceBuffer][] = [
+      ["exp", 8 * n, () => be.unary("exp", x)],
+      ["mul", 12 * n, () => be.binary("mul", x, [n], y, [n])],
+      ["add row-broadcast", 8 * n, () => be.binary("add", x, [1000, 1000], y, [1000])],
+      ["sum all", 4 * n, () => be.reduce("sum", x, 1, n, 1)],
+      ["sum rows 1000x1000", 4 * n, () => be.reduce("sum", x, 1000, 1000, 1)],
+      ["sum columns 1000x1000", 4 * n, () => be.reduce("sum", x, 1, 1000, 1000)],
+      ["dot", 8 * n, () => be.dot(x, y)],
+      ["axpy", 12 * n, () => be.axpy(0.5, x, y)],
+    ];
+    for (const [label, bytes, k] of mem) {
+      out.push({
+        name: `${label} 1e6 [${name}]`,
+        group: `${label} 1e6`,
+        backend: name,
+        work: bytes,
+        unit: "GB/s",
+        reps,
+        run: timed(be, reps, k),
+      });
+    }
+  }
+  return out;
+}

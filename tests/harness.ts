@@ -1,0 +1,100 @@
+/**
+ * Shared test helpers: the backends under test, seeded random data, and closeness checks that
+ * report the worst element.
+ */
+import type { Backend, DeviceBuffer, TypedArray } from "../backend.ts";
+import { CpuBackend } from "../cpu/backend.ts";
+import { WebGpuBackend } from "../wgsl/backend.ts";
+import { Random } from "../random.ts";
+
+export { Random };
+
+/** The CPU backend (float32 and float64). */
+export const cpu: CpuBackend = new CpuBackend();
+
+let gpuPromise: Promise<WebGpuBackend | undefined> | undefined;
+
+/**
+ * The WebGPU backend, created once per test process. Prints which adapter runs the tests. When
+ * SGN_REQUIRE_WEBGPU=1 (as in CI), a missing adapter is an error rather than a skipped backend.
+ */
+export function webgpu(): Promise<WebGpuBackend | undefined> {
+  gpuPromise ??= (async () => {
+    const be = await WebGpuBackend.create();
+    if (be) {
+      console.log(`[sgn tests] WebGPU adapter: ${be.description}`);
+    } else if (Deno.env.get("SGN_REQUIRE_WEBGPU") === "1") {
+      throw new Error("SGN_REQUIRE_WEBGPU=1 but no WebGPU adapter was found");
+    } else {
+      console.log("[sgn tests] no WebGPU adapter: WebGPU tests are skipped");
+    }
+    return be;
+  })();
+  return gpuPromise;
+}
+
+/** Both backends when WebGPU is available, else the CPU one. */
+export async function backends(): Promise<Backend[]> {
+  const gpu = await webgpu();
+  return gpu ? [cpu, gpu] : [cpu];
+}
+
+/** Uploads float64 data in the backend's working precision (float32 on WebGPU). */
+export function put(
+  be: Backend,
+  data: ArrayLike<number>,
+  dtype: "float32" | "float64" = "float32",
+): DeviceBuffer {
+  const arr: TypedArray = dtype === "float64" && be.dtypes.includes("float64")
+    ? Float64Array.from(data)
+    : Float32Array.from(data);
+  return be.upload(arr);
+}
+
+/** Reads a buffer back and releases it. */
+export async function take(be: Backend, b: DeviceBuffer): Promise<TypedArray> {
+  const out = await be.read(b);
+  be.release(b);
+  return out;
+}
+
+/**
+ * Asserts |a - e| <= atol + rtol * |e| element-wise (NaN matches NaN, infinities must be equal)
+ * and that the lengths agree; the message names the worst element.
+ */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  { rtol = 1e-5, atol = 0, what = "" }: { rtol?: number; atol?: number; what?: string } = {},
+): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${what}: length ${actual.length}, expected ${expected.length}`);
+  }
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    if (Number.isNaN(e) || Number.isNaN(a)) {
+      if (Number.isNaN(e) !== Number.isNaN(a)) {
+        throw new Error(`${what}: element ${i} is ${a}, expected ${e}`);
+      }
+      continue;
+    }
+    if (!Number.isFinite(e) || !Number.isFinite(a)) {
+      if (a !== e) throw new Error(`${what}: element ${i} is ${a}, expected ${e}`);
+      continue;
+    }
+    const excess = Math.abs(a - e) - (atol + rtol * Math.abs(e));
+    if (excess > worstExcess) {
+      worstExcess = excess;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
+        `(rtol ${rtol}, atol ${atol})`,
+    );
+  }
+}
