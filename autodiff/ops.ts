@@ -1,0 +1,300 @@
+/**
+ * Differentiable operations with NumPy/JAX-like names. Each one checks its arguments, then
+ * applies a primitive with `bind`, so it works on concrete tensors and inside every
+ * transformation (jvp, vjp, grad, hvp, ggnvp) alike.
+ *
+ * @example
+ * ```ts
+ * import { init, tensor, ops } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const x = tensor([[1, 2], [3, 4]]);
+ * const y = ops.sum(ops.sigmoid(ops.matmul(x, x)), [1]); // shape [2]
+ * console.log(await y.data());
+ * ```
+ *
+ * @module
+ */
+
+import { SgnError, sizeOf } from "../backend.ts";
+import { bind } from "./core.ts";
+import { keep, Tensor } from "./tensor.ts";
+
+/** A tensor or a number (broadcast as a scalar of the other operand's dtype and backend). */
+export type TensorLike = Tensor | number;
+
+const constants = new Map<string, Tensor>();
+
+/** A cached scalar constant on `like`'s backend and dtype (never disposed). */
+export function scalarLike(value: number, like: Tensor): Tensor {
+  const key = `${like.backend.name}:${like.dtype}:${Object.is(value, -0) ? "-0" : value}`;
+  let c = constants.get(key);
+  if (!c || c.disposed) {
+    const arr = like.dtype === "float64" ? new Float64Array([value]) : new Float32Array([value]);
+    c = new Tensor(like.backend, like.backend.upload(arr), [], like.dtype);
+    keep(c);
+    if (constants.size < 256) constants.set(key, c);
+  }
+  return c;
+}
+
+function pair(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor] {
+  if (a instanceof Tensor && b instanceof Tensor) return [a, b];
+  if (a instanceof Tensor) return [a, scalarLike(b as number, a)];
+  if (b instanceof Tensor) return [scalarLike(a as number, b), b];
+  throw new SgnError(`${op}: at least one operand must be a Tensor`);
+}
+
+/** A tensor of zeros with `like`'s shape, dtype and backend. */
+export function zerosLike(like: Tensor, shape: readonly number[] = like.shape): Tensor {
+  return new Tensor(
+    like.backend,
+    like.backend.fill(sizeOf(shape), 0, like.dtype),
+    shape,
+    like.dtype,
+  );
+}
+
+/** A tensor of ones with `like`'s shape, dtype and backend. */
+export function onesLike(like: Tensor, shape: readonly number[] = like.shape): Tensor {
+  return new Tensor(
+    like.backend,
+    like.backend.fill(sizeOf(shape), 1, like.dtype),
+    shape,
+    like.dtype,
+  );
+}
+
+// --- element-wise ---------------------------------------------------------------------------
+
+/** a + b, broadcasting. */
+export const add = (a: TensorLike, b: TensorLike): Tensor =>
+  bind("add", pair(a, b, "add"), undefined);
+/** a - b, broadcasting. */
+export const sub = (a: TensorLike, b: TensorLike): Tensor =>
+  bind("sub", pair(a, b, "sub"), undefined);
+/** a * b, broadcasting. */
+export const mul = (a: TensorLike, b: TensorLike): Tensor =>
+  bind("mul", pair(a, b, "mul"), undefined);
+/** a / b, broadcasting. */
+export const div = (a: TensorLike, b: TensorLike): Tensor =>
+  bind("div", pair(a, b, "div"), undefined);
+/** Element-wise maximum (its derivative goes to a where a >= b, else to b). */
+export const maximum = (a: TensorLike, b: TensorLike): Tensor =>
+  bind("maximum", pair(a, b, "maximum"), undefined);
+/** -x. */
+export const neg = (x: Tensor): Tensor => bind("neg", [x], undefined);
+/** e^x. */
+export const exp = (x: Tensor): Tensor => bind("exp", [x], undefined);
+/** Natural logarithm. */
+export const log = (x: Tensor): Tensor => bind("log", [x], undefined);
+/** 1 / (1 + e^-x). */
+export const sigmoid = (x: Tensor): Tensor => bind("sigmoid", [x], undefined);
+/** Hyperbolic tangent. */
+export const tanh = (x: Tensor): Tensor => bind("tanh", [x], undefined);
+/** max(x, 0); its derivative at 0 is taken as 0. */
+export const relu = (x: Tensor): Tensor => bind("relu", [x], undefined);
+/** x^2. */
+export const square = (x: Tensor): Tensor => bind("square", [x], undefined);
+/** Square root. */
+export const sqrt = (x: Tensor): Tensor => bind("sqrt", [x], undefined);
+/** 1 / x. */
+export const reciprocal = (x: Tensor): Tensor => bind("reciprocal", [x], undefined);
+/** 1 where x > 0, else 0 (the derivative of relu); its own derivative is zero. */
+export const step = (x: Tensor): Tensor => bind("step", [x], undefined);
+/** 1 where a > b, else 0 (not differentiable: zero derivative). */
+export const greater = (a: TensorLike, b: TensorLike): Tensor =>
+  bind("compare", pair(a, b, "greater"), { op: "gt" });
+/** 1 where a >= b, else 0 (zero derivative). */
+export const greaterEqual = (a: TensorLike, b: TensorLike): Tensor =>
+  bind("compare", pair(a, b, "greaterEqual"), { op: "ge" });
+/** 1 where a == b, else 0 (zero derivative). */
+export const equal = (a: TensorLike, b: TensorLike): Tensor =>
+  bind("compare", pair(a, b, "equal"), { op: "eq" });
+/** cond != 0 ? a : b, all three of one shape. */
+export const where = (cond: Tensor, a: Tensor, b: Tensor): Tensor =>
+  bind("where", [cond, a, b], undefined);
+
+// --- layout ---------------------------------------------------------------------------------
+
+/** Reshapes to `shape`; one entry may be -1 (inferred). */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  const known = shape.filter((d) => d !== -1);
+  const infer = shape.length - known.length;
+  const size = sizeOf(known);
+  if (infer > 1 || known.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new SgnError(`reshape: invalid target shape [${shape.join(", ")}]`);
+  }
+  const full = infer === 1
+    ? shape.map((d) => (d === -1 ? (size === 0 ? 0 : x.size / size) : d))
+    : [...shape];
+  if (sizeOf(full) !== x.size || full.some((d) => !Number.isInteger(d))) {
+    throw new SgnError(
+      `reshape: cannot reshape [${x.shape.join(", ")}] (${x.size} elements) to [${
+        shape.join(", ")
+      }]`,
+    );
+  }
+  if (full.length === x.rank && full.every((d, i) => d === x.shape[i])) return x;
+  return bind("reshape", [x], { shape: full });
+}
+
+/** Flattens all dimensions from `startAxis` on into one: [n, c, h, w] -> [n, c*h*w]. */
+export function flatten(x: Tensor, startAxis = 1): Tensor {
+  return reshape(x, [...x.shape.slice(0, startAxis), sizeOf(x.shape.slice(startAxis))]);
+}
+
+/** Permutes dimensions (default: reverses them). */
+export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
+  const p = perm ?? x.shape.map((_, i) => x.rank - 1 - i);
+  const sorted = [...p].sort((a, b) => a - b);
+  if (p.length !== x.rank || sorted.some((v, i) => v !== i)) {
+    throw new SgnError(
+      `transpose: [${p.join(", ")}] is not a permutation of the ${x.rank} axes of [${
+        x.shape.join(", ")
+      }]`,
+    );
+  }
+  if (p.every((v, i) => v === i)) return x;
+  return bind("transpose", [x], { perm: [...p] });
+}
+
+/** Broadcasts to `shape` by NumPy rules. */
+export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
+  if (shape.length === x.rank && shape.every((d, i) => d === x.shape[i])) return x;
+  return bind("broadcastTo", [x], { shape: [...shape] });
+}
+
+function normAxes(x: Tensor, axes: number | readonly number[] | undefined, op: string): number[] {
+  const list = axes === undefined
+    ? x.shape.map((_, i) => i)
+    : typeof axes === "number"
+    ? [axes]
+    : axes;
+  const out = list.map((a) => (a < 0 ? a + x.rank : a));
+  for (const a of out) {
+    if (!Number.isInteger(a) || a < 0 || a >= x.rank) {
+      throw new SgnError(`${op}: axis ${a} is out of range for shape [${x.shape.join(", ")}]`);
+    }
+  }
+  return [...new Set(out)].sort((a, b) => a - b);
+}
+
+/** Sum over `axes` (default all). */
+export function sum(x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor {
+  return bind("sum", [x], { axes: normAxes(x, axes, "sum"), keepdims });
+}
+
+/** Mean over `axes` (default all). */
+export function mean(x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor {
+  const ax = normAxes(x, axes, "mean");
+  const count = sizeOf(ax.map((a) => x.shape[a]));
+  return mul(sum(x, ax, keepdims), 1 / count);
+}
+
+/** Maximum over `axes` (default all); the derivative is shared among tied maxima. */
+export function max(x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor {
+  return bind("max", [x], { axes: normAxes(x, axes, "max"), keepdims });
+}
+
+/** Index of the first maximum along `axis` (as floats; not differentiable). */
+export function argmax(x: Tensor, axis = -1): Tensor {
+  return bind("argmax", [x], { axis: normAxes(x, axis, "argmax")[0] });
+}
+
+/** Softmax along the last axis. */
+export const softmax = (x: Tensor): Tensor => bind("softmax", [x], undefined);
+/** Log-softmax along the last axis. */
+export const logSoftmax = (x: Tensor): Tensor => bind("logSoftmax", [x], undefined);
+
+/** The block x[starts[0] : starts[0] + sizes[0], ...] (step 1). */
+export function slice(x: Tensor, starts: readonly number[], sizes: readonly number[]): Tensor {
+  if (starts.length !== x.rank || sizes.length !== x.rank) {
+    throw new SgnError(`slice: give ${x.rank} starts and sizes for shape [${x.shape.join(", ")}]`);
+  }
+  for (let i = 0; i < x.rank; i++) {
+    if (starts[i] < 0 || sizes[i] < 0 || starts[i] + sizes[i] > x.shape[i]) {
+      throw new SgnError(
+        `slice: [${starts[i]}, ${starts[i] + sizes[i]}) is outside axis ${i} of [${
+          x.shape.join(", ")
+        }]`,
+      );
+    }
+  }
+  return bind("slice", [x], { starts: [...starts], sizes: [...sizes] });
+}
+
+/** Joins tensors along `axis`; the other dimensions must agree. */
+export function concat(xs: readonly Tensor[], axis = 0): Tensor {
+  if (xs.length === 0) throw new SgnError("concat: give at least one tensor");
+  if (xs.length === 1) return xs[0];
+  return bind("concat", [...xs], { axis: normAxes(xs[0], axis, "concat")[0] });
+}
+
+/** Pads with zeros: `before[i]` and `after[i]` entries on each side of axis i. */
+export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
+  let y = x;
+  for (let i = 0; i < x.rank; i++) {
+    if (before[i] === 0 && after[i] === 0) continue;
+    const parts: Tensor[] = [];
+    const shapeAt = (n: number) => y.shape.map((d, j) => (j === i ? n : d));
+    if (before[i] > 0) parts.push(zerosLike(y, shapeAt(before[i])));
+    parts.push(y);
+    if (after[i] > 0) parts.push(zerosLike(y, shapeAt(after[i])));
+    y = concat(parts, i);
+  }
+  return y;
+}
+
+// --- linear algebra and convolution -----------------------------------------------------------
+
+/**
+ * Matrix product of [..., m, k] and [..., k, n] (rank 2 or 3; a rank-2 operand is shared by
+ * every batch entry of a rank-3 one). `transA` / `transB` read the operand's last two axes
+ * transposed without moving memory.
+ */
+export function matmul(
+  a: Tensor,
+  b: Tensor,
+  { transA = false, transB = false }: { transA?: boolean; transB?: boolean } = {},
+): Tensor {
+  return bind("matmul", [a, b], { transA, transB });
+}
+
+/** Options of {@link conv2d}. */
+export interface Conv2dOptions {
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+}
+
+/** 2-D convolution (cross-correlation) of x [n, c, h, w] with w [f, c, kh, kw]. */
+export function conv2d(x: Tensor, w: Tensor, options: Conv2dOptions = {}): Tensor {
+  const [strideH, strideW] = typeof options.stride === "object"
+    ? options.stride
+    : [options.stride ?? 1, options.stride ?? 1];
+  const [padH, padW] = typeof options.padding === "object"
+    ? options.padding
+    : [options.padding ?? 0, options.padding ?? 0];
+  return bind("conv2d", [x, w], { strideH, strideW, padH, padW });
+}
+
+/** 2-D max pooling of x [n, c, h, w] with `size` windows (stride default = size, border dropped). */
+export function maxPool2d(
+  x: Tensor,
+  size: number | [number, number] = 2,
+  stride?: number | [number, number],
+): Tensor {
+  const [kh, kw] = typeof size === "number" ? [size, size] : size;
+  const [sh, sw] = stride === undefined
+    ? [kh, kw]
+    : typeof stride === "number"
+    ? [stride, stride]
+    : stride;
+  return bind("maxPool2d", [x, x], { kh, kw, strideH: sh, strideW: sw });
+}
+
+// --- composites -----------------------------------------------------------------------------
+
+/** Inner product of two tensors of one shape, as a scalar. */
+export function dot(a: Tensor, b: Tensor): Tensor {
+  return sum(mul(a, b));
+}

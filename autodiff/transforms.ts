@@ -1,0 +1,323 @@
+/**
+ * Transformations in the style of JAX: {@link jvp}, {@link vjp}, {@link grad},
+ * {@link valueAndGrad}, {@link hvp}, {@link linearize} and {@link ggnvp}. They nest to any depth
+ * (jvp of grad, grad of grad, jvp of jvp) because the derivative rules are written with the same
+ * ops that users call.
+ *
+ * Memory: temporaries created inside a transformation are disposed when it returns; only its
+ * results survive. A {@link linearize}d function keeps its forward pass until `dispose()`.
+ *
+ * @module
+ */
+
+import { SgnError } from "../backend.ts";
+import { JvpTrace, JvpTracer, nextLevel, TapeTrace, withTrace } from "./core.ts";
+import { collect, keep, scope, scopeDepth, Tensor } from "./tensor.ts";
+import * as o from "./ops.ts";
+
+/** A function of tensors returning a tensor or a list of tensors. */
+export type TensorFn = (...args: Tensor[]) => Tensor | Tensor[];
+
+function asList(out: Tensor | Tensor[], what: string): Tensor[] {
+  const list = Array.isArray(out) ? out : [out];
+  for (const t of list) {
+    if (!(t instanceof Tensor)) throw new SgnError(`${what}: the function must return Tensors`);
+  }
+  return list;
+}
+
+function checkMatch(primals: Tensor[], tangents: Tensor[], what: string): void {
+  if (primals.length !== tangents.length) {
+    throw new SgnError(`${what}: ${primals.length} primals but ${tangents.length} tangents`);
+  }
+  primals.forEach((p, i) => {
+    if (
+      p.shape.length !== tangents[i].shape.length ||
+      p.shape.some((d, j) => d !== tangents[i].shape[j])
+    ) {
+      throw new SgnError(
+        `${what}: tangent ${i} has shape [${tangents[i].shape.join(", ")}] ` +
+          `but its primal has [${p.shape.join(", ")}]`,
+      );
+    }
+  });
+}
+
+/**
+ * Forward mode: the outputs of `f` at `primals` and their directional derivatives along
+ * `tangents` (one per primal).
+ *
+ * @example
+ * ```ts
+ * import { init, jvp, ops, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const [[y], [dy]] = jvp((x) => ops.square(x), [tensor([3])], [tensor([1])]);
+ * console.log(await dy.data()); // [6]
+ * ```
+ */
+export function jvp(f: TensorFn, primals: Tensor[], tangents: Tensor[]): [Tensor[], Tensor[]] {
+  checkMatch(primals, tangents, "jvp");
+  return scope(() => {
+    const trace = new JvpTrace(nextLevel());
+    const ins = primals.map((p, i) => new JvpTracer(trace, p, tangents[i]));
+    let outs: Tensor[];
+    try {
+      outs = asList(withTrace(trace, () => f(...ins)), "jvp");
+    } finally {
+      trace.active = false;
+    }
+    const ys: Tensor[] = [];
+    const ts: Tensor[] = [];
+    for (const out of outs) {
+      if (trace.owns(out)) {
+        ys.push(out.primal);
+        ts.push(out.tangent);
+      } else {
+        ys.push(out);
+        ts.push(o.zerosLike(out));
+      }
+    }
+    return [ys, ts];
+  });
+}
+
+/** A linear map from cotangents to cotangents (or tangents to tangents) that owns memory. */
+export interface LinearFn {
+  (...vectors: Tensor[]): Tensor[];
+  /** Frees the forward-pass values the map holds. */
+  dispose(): void;
+}
+
+/** The result of {@link linearize}. */
+export interface Linearized {
+  /** The outputs of the function at the linearization point. */
+  outputs: Tensor[];
+  /** J v: tangents of the inputs to tangents of the outputs (no forward pass rerun). */
+  jvp: (...tangents: Tensor[]) => Tensor[];
+  /** J^T u: cotangents of the outputs to cotangents of the inputs. */
+  vjp: (...cotangents: Tensor[]) => Tensor[];
+  /** Frees the recorded forward pass (the outputs stay with the caller). */
+  dispose(): void;
+}
+
+/**
+ * Runs `f` once at `primals`, recording it, and returns its outputs with J v and J^T u closures
+ * that sweep the record (tangents forward, cotangents backward) without rerunning `f`. This is
+ * what a CG solve uses: one forward pass per optimizer step, then one tangent and one cotangent
+ * sweep per CG iteration.
+ *
+ * @example
+ * ```ts
+ * import { init, linearize, ops, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const lin = linearize((x) => ops.sigmoid(x), [tensor([0, 1])]);
+ * const [jv] = lin.jvp(tensor([1, 1]));
+ * const [jtu] = lin.vjp(tensor([1, 0]));
+ * lin.dispose();
+ * ```
+ */
+export function linearize(f: TensorFn, primals: Tensor[]): Linearized {
+  const trace = new TapeTrace(nextLevel(), scopeDepth());
+  const { result: outs, created } = collect(() => {
+    const ins = primals.map((p) => trace.input(p));
+    try {
+      return asList(withTrace(trace, () => f(...ins)), "linearize");
+    } finally {
+      trace.active = false;
+    }
+  });
+  const nodes = outs.map((out) => (trace.owns(out) ? out.node : -1));
+  const outputs = outs.map((out) => (trace.owns(out) ? out.primal : out));
+  for (const y of outputs) created.delete(y);
+  for (const y of outputs) keep(y);
+  let disposed = false;
+  const alive = (what: string) => {
+    if (disposed) throw new SgnError(`${what}: this linearization was already disposed`);
+  };
+  return {
+    outputs,
+    jvp: (...tangents) => {
+      alive("linearize.jvp");
+      checkMatch(primals, tangents, "linearize.jvp");
+      return scope(() =>
+        trace.forward(tangents, nodes).map((t, i) => t ?? o.zerosLike(outputs[i]))
+      );
+    },
+    vjp: (...cts) => {
+      alive("linearize.vjp");
+      checkMatch(outputs, cts, "linearize.vjp");
+      return scope(() => trace.backward(cts, nodes).map((g, i) => g ?? o.zerosLike(primals[i])));
+    },
+    dispose: () => {
+      disposed = true;
+      for (const t of created) t.dispose();
+      created.clear();
+    },
+  };
+}
+
+/**
+ * Reverse mode: the outputs of `f` and a pullback mapping output cotangents to input cotangents.
+ * Call `pullback.dispose()` when done with it.
+ *
+ * @example
+ * ```ts
+ * import { init, ops, tensor, vjp } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const [[y], pullback] = vjp((x) => ops.exp(x), [tensor([0, 1])]);
+ * const [g] = pullback(tensor([1, 1])); // e^x
+ * pullback.dispose();
+ * ```
+ */
+export function vjp(f: TensorFn, primals: Tensor[]): [Tensor[], LinearFn] {
+  const lin = linearize(f, primals);
+  const pullback = ((...cts: Tensor[]) => lin.vjp(...cts)) as LinearFn;
+  pullback.dispose = lin.dispose;
+  return [lin.outputs, pullback];
+}
+
+/**
+ * The value of a scalar-valued `f` and its gradient with respect to every argument.
+ *
+ * @example
+ * ```ts
+ * import { init, ops, tensor, valueAndGrad } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const [value, [g]] = valueAndGrad((x) => ops.sum(ops.square(x)))(tensor([1, 2]));
+ * console.log(await g.data()); // [2, 4]
+ * ```
+ */
+export function valueAndGrad(
+  f: (...args: Tensor[]) => Tensor,
+): (...args: Tensor[]) => [Tensor, Tensor[]] {
+  return (...args) => {
+    const lin = linearize(f, args);
+    try {
+      const [y] = lin.outputs;
+      if (y.size !== 1) {
+        lin.dispose();
+        throw new SgnError(
+          `grad: the function must return a scalar, got shape [${y.shape.join(", ")}]`,
+        );
+      }
+      const grads = scope(() => lin.vjp(o.onesLike(y)));
+      return [y, grads];
+    } finally {
+      lin.dispose();
+    }
+  };
+}
+
+/**
+ * The gradient of a scalar-valued `f` with respect to every argument.
+ *
+ * @example
+ * ```ts
+ * import { grad, init, ops, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const [g] = grad((x) => ops.sum(ops.exp(x)))(tensor([0, 1]));
+ * ```
+ */
+export function grad(f: (...args: Tensor[]) => Tensor): (...args: Tensor[]) => Tensor[] {
+  const vg = valueAndGrad(f);
+  return (...args) => {
+    const [y, g] = vg(...args);
+    y.dispose();
+    return g;
+  };
+}
+
+/**
+ * Hessian-vector product of a scalar-valued `f` at `x` along `v`, by forward-over-reverse (the
+ * directional derivative of the gradient). One tensor per argument.
+ *
+ * @example
+ * ```ts
+ * import { hvp, init, ops, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const [hv] = hvp((x) => ops.sum(ops.mul(ops.square(x), x)), [tensor([1, 2])], [tensor([1, 0])]);
+ * console.log(await hv.data()); // 6 x v = [6, 0]
+ * ```
+ */
+export function hvp(f: (...args: Tensor[]) => Tensor, x: Tensor[], v: Tensor[]): Tensor[] {
+  const [grads, hv] = jvp((...args) => grad(f)(...args), x, v);
+  for (const g of grads) g.dispose();
+  return hv;
+}
+
+/** A loss on model outputs that supplies its output-space Hessian product in closed form. */
+export interface OutputLoss {
+  /** The scalar loss of outputs z (averaged over the batch). */
+  value(z: Tensor): Tensor;
+  /** H_L u = (d^2 L / dz^2) u at z. */
+  hessianProduct(z: Tensor, u: Tensor): Tensor;
+}
+
+/** A Gauss-Newton operator G v = J^T H_L J v at fixed parameters (see {@link ggnLinearize}). */
+export interface GgnOperator {
+  /** The model outputs at the linearization point. */
+  outputs: Tensor;
+  /** G v for v shaped like the parameters. */
+  apply(...v: Tensor[]): Tensor[];
+  /** Frees the recorded forward pass. */
+  dispose(): void;
+}
+
+/**
+ * Linearizes `model` at `params` once and returns the generalized Gauss-Newton operator
+ * G v = J^T (H_L (J v)): each application runs one tangent sweep, the loss's closed-form output
+ * Hessian product, and one cotangent sweep, never the forward pass.
+ *
+ * @example
+ * ```ts
+ * import { ggnLinearize, init, ops, type Tensor, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const x = tensor([[1, 2]]);
+ * // Squared error sum(z^2): its output Hessian is 2 I.
+ * const loss = {
+ *   value: (z: Tensor) => ops.sum(ops.square(z)),
+ *   hessianProduct: (_z: Tensor, u: Tensor) => ops.mul(u, 2),
+ * };
+ * const G = ggnLinearize((w) => ops.matmul(x, w), loss, [tensor([[1], [1]])]);
+ * const [gv] = G.apply(tensor([[1], [0]]));
+ * G.dispose();
+ * ```
+ */
+export function ggnLinearize(
+  model: (...params: Tensor[]) => Tensor,
+  loss: OutputLoss,
+  params: Tensor[],
+): GgnOperator {
+  const lin = linearize(model, params);
+  const [z] = lin.outputs;
+  return {
+    outputs: z,
+    apply: (...v) =>
+      scope(() => {
+        const [jv] = lin.jvp(...v);
+        return lin.vjp(loss.hessianProduct(z, jv));
+      }),
+    dispose: () => {
+      lin.dispose();
+      z.dispose();
+    },
+  };
+}
+
+/**
+ * One Gauss-Newton-vector product G v = J^T H_L J v of `model` at `params` (forward pass
+ * included). For many products at the same parameters use {@link ggnLinearize}.
+ */
+export function ggnvp(
+  model: (...params: Tensor[]) => Tensor,
+  loss: OutputLoss,
+  params: Tensor[],
+  v: Tensor[],
+): Tensor[] {
+  const op = ggnLinearize(model, loss, params);
+  try {
+    return op.apply(...v);
+  } finally {
+    op.dispose();
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * sgn: training neural networks with the Stochastic Generalized Gauss-Newton method, on WebGPU,
+ * with a CPU reference backend.
+ *
+ * @example
+ * ```ts
+ * import { init, tensor } from "./mod.ts";
+ * const backend = await init(); // WebGPU if an adapter exists, else CPU (with a notice)
+ * const x = tensor([[1, 2], [3, 4]]);
+ * console.log(backend.name, await x.data());
+ * x.dispose();
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type Backend,
+  type BinaryOp,
+  type Conv2dSpec,
+  type DeviceBuffer,
+  type DType,
+  type MatmulSpec,
+  type Pool2dSpec,
+  type ReduceOp,
+  type Scalar,
+  SgnError,
+  type TypedArray,
+  type UnaryOp,
+} from "./backend.ts";
+export { CpuBackend } from "./cpu/backend.ts";
+export { WebGpuBackend } from "./wgsl/backend.ts";
+export {
+  type BackendChoice,
+  cpuBackend,
+  getBackend,
+  init,
+  type InitOptions,
+  setBackend,
+  webgpuBackend,
+} from "./autodiff/device.ts";
+export {
+  full,
+  keep,
+  type NestedArray,
+  scope,
+  Tensor,
+  tensor,
+  type TensorOptions,
+  zeros,
+} from "./autodiff/tensor.ts";
+export { Random } from "./random.ts";
+export * as ops from "./autodiff/ops.ts";
+export type { TensorLike } from "./autodiff/ops.ts";
+export {
+  ggnLinearize,
+  type GgnOperator,
+  ggnvp,
+  grad,
+  hvp,
+  jvp,
+  type LinearFn,
+  linearize,
+  type Linearized,
+  type OutputLoss,
+  type TensorFn,
+  valueAndGrad,
+  vjp,
+} from "./autodiff/transforms.ts";
+export { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "./models/losses.ts";
