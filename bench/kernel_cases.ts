@@ -133,10 +133,11 @@ export async function kernelCases(): Promise<KernelCase[]> {
     const n = 1_000_000;
     const x = rand(be, n, 6);
     const y = rand(be, n, 7);
+    const row = rand(be, 1000, 8);
     const mem: [string, number, () => DeviceBuffer][] = [
       ["exp", 8 * n, () => be.unary("exp", x)],
       ["mul", 12 * n, () => be.binary("mul", x, [n], y, [n])],
-      ["add row-broadcast", 8 * n, () => be.binary("add", x, [1000, 1000], y, [1000])],
+      ["add row-broadcast", 8 * n, () => be.binary("add", x, [1000, 1000], row, [1000])],
       ["sum all", 4 * n, () => be.reduce("sum", x, 1, n, 1)],
       ["sum rows 1000x1000", 4 * n, () => be.reduce("sum", x, 1000, 1000, 1)],
       ["sum columns 1000x1000", 4 * n, () => be.reduce("sum", x, 1, 1000, 1000)],

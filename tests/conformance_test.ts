@@ -154,6 +154,13 @@ Deno.test({
       [[2, 3, 1, 5], [3, 4, 1]],
       [[1000, 10], [1000, 10]],
       [[5, 1, 1, 3], [1, 4, 2, 1]],
+      // Innermost dimension a multiple of 4: the vec4 path, with the second operand contiguous,
+      // broadcast along the inner dimension, or both.
+      [[6, 32], [32]],
+      [[6, 32], [6, 1]],
+      [[2, 3, 16], [3, 16]],
+      [[4, 1], [1, 8]],
+      [[1, 12], [5, 12]],
     ];
     for (const [as, bs] of cases) {
       for (const op of ["add", "sub", "mul", "div", "max", "lt"] as const) {

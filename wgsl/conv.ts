@@ -27,7 +27,7 @@ import {
 import { WGSL_MATH } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
-import { strided } from "./layout.ts";
+import { concat, strided } from "./layout.ts";
 import { axpy } from "./elementwise.ts";
 
 const WG = 64;
@@ -72,11 +72,17 @@ function geometry(s: Conv2dSpec, ho: number, wo: number, n0: number, count: numb
     ho,
     wo,
     n0,
+    padded(s),
   );
 }
 
+/** Row length of cols: c * kh * kw rounded up to a multiple of 4, so matmul loads vec4s. */
+function padded(s: Conv2dSpec): number {
+  return Math.ceil((s.c * s.kh * s.kw) / 4) * 4;
+}
+
 const GEOMETRY = `struct P { total: u32, c: u32, h: u32, w: u32, kh: u32, kw: u32, sh: u32, sw: u32,
-  ph: u32, pw: u32, ho: u32, wo: u32, n0: u32, stride: u32 }`;
+  ph: u32, pw: u32, ho: u32, wo: u32, n0: u32, ckPad: u32, stride: u32 }`;
 
 /** cols[(n - n0) * P + oy * wo + ox, (c * kh + ky) * kw + kx] = x[n, c, iy, ix] or 0 (padding). */
 const IM2COL = /* wgsl */ `
@@ -88,9 +94,9 @@ ${GEOMETRY}
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x + gid.y * p.stride;
   if (i >= p.total) { return; }
-  let ck = p.c * p.kh * p.kw;
-  let row = i / ck;
-  let col = i % ck;
+  let row = i / p.ckPad;
+  let col = i % p.ckPad;
+  if (col >= p.c * p.kh * p.kw) { cols[i] = 0.0; return; }
   let kx = col % p.kw;
   let ky = (col / p.kw) % p.kh;
   let c = col / (p.kw * p.kh);
@@ -120,7 +126,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let iy = (i / p.w) % p.h;
   let c = (i / (p.w * p.h)) % p.c;
   let nl = i / (p.w * p.h * p.c);
-  let ck = p.c * p.kh * p.kw;
   var acc = 0.0;
   for (var ky = 0u; ky < p.kh; ky++) {
     let ty = i32(iy + p.ph) - i32(ky);
@@ -133,7 +138,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
       let ox = u32(tx) / p.sw;
       if (ox >= p.wo) { continue; }
       let row = (nl * p.ho + oy) * p.wo + ox;
-      acc += dcols[row * ck + (c * p.kh + ky) * p.kw + kx];
+      acc += dcols[row * p.ckPad + (c * p.kh + ky) * p.kw + kx];
     }
   }
   dx[p.n0 * p.c * p.h * p.w + i] = acc;
@@ -141,7 +146,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 /** Images per chunk so that the im2col buffer stays under the limit. */
 function chunkSize(s: Conv2dSpec, ho: number, wo: number): number {
-  const perImage = ho * wo * s.c * s.kh * s.kw;
+  const perImage = ho * wo * padded(s);
   return Math.max(1, Math.min(s.n, Math.floor(COLS_LIMIT / perImage)));
 }
 
@@ -154,11 +159,23 @@ function im2col(
   n0: number,
   count: number,
 ) {
-  const total = count * ho * wo * s.c * s.kh * s.kw;
+  const total = count * ho * wo * padded(s);
   const cols = rt.alloc(total);
   const [gx, gy] = grid(Math.ceil(total / WG));
   rt.dispatch(IM2COL, geometry(s, ho, wo, n0, total).u32(gx * WG), [x, cols], [gx, gy]);
   return cols;
+}
+
+/** The weights as [f, ckPad], zero-padded on the right (the weights themselves when ck = ckPad). */
+function padWeights(rt: GpuRuntime, w: GpuBuffer, s: Conv2dSpec): GpuBuffer {
+  const ck = s.c * s.kh * s.kw;
+  const extra = padded(s) - ck;
+  if (extra === 0) return w;
+  const zeros = rt.alloc(s.f * extra);
+  rt.dispatch(COPY_ZERO, new Params().u32(zeros.size), [zeros], [Math.ceil(zeros.size / WG)]);
+  const out = concat(rt, [w, zeros], s.f, [ck, extra]);
+  rt.release(zeros);
+  return out;
 }
 
 /** Convolution forward: x [n, c, h, w], w [f, c, kh, kw] -> [n, f, ho, wo]. */
@@ -167,18 +184,19 @@ export function conv2d(rt: GpuRuntime, x: GpuBuffer, w: GpuBuffer, s: Conv2dSpec
   expectSize("conv2d", "x", x, s.n * s.c * s.h * s.w);
   expectSize("conv2d", "w", w, s.f * s.c * s.kh * s.kw);
   const P = ho * wo;
-  const ck = s.c * s.kh * s.kw;
+  const wp = padWeights(rt, w, s);
   const chunk = chunkSize(s, ho, wo);
   const parts: GpuBuffer[] = [];
   for (let n0 = 0; n0 < s.n; n0 += chunk) {
     const count = Math.min(chunk, s.n - n0);
     const cols = im2col(rt, x, s, ho, wo, n0, count);
     // [count * P, f] = cols @ W^T, then per image [P, f] -> [f, P].
-    const yt = matmul(rt, cols, w, { m: count * P, k: ck, n: s.f, transB: true });
+    const yt = matmul(rt, cols, wp, { m: count * P, k: padded(s), n: s.f, transB: true });
     rt.release(cols);
     parts.push(strided(rt, yt, [count, s.f, P], [P * s.f, 1, s.f], 0));
     rt.release(yt);
   }
+  if (wp !== w) rt.release(wp);
   return joinBatch(rt, parts, s.n * s.f * P);
 }
 
@@ -227,19 +245,20 @@ export function conv2dInputGrad(
   expectSize("conv2dInputGrad", "dy", dy, s.n * s.f * ho * wo);
   expectSize("conv2dInputGrad", "w", w, s.f * s.c * s.kh * s.kw);
   const P = ho * wo;
-  const ck = s.c * s.kh * s.kw;
+  const wp = padWeights(rt, w, s);
   const dx = rt.alloc(s.n * s.c * s.h * s.w);
   const chunk = chunkSize(s, ho, wo);
   for (let n0 = 0; n0 < s.n; n0 += chunk) {
     const count = Math.min(chunk, s.n - n0);
     const rows = dyRows(rt, dy, s.f, P, n0, count);
-    const dcols = matmul(rt, rows, w, { m: count * P, k: s.f, n: ck });
+    const dcols = matmul(rt, rows, wp, { m: count * P, k: s.f, n: padded(s) });
     rt.release(rows);
     const total = count * s.c * s.h * s.w;
     const [gx, gy] = grid(Math.ceil(total / WG));
     rt.dispatch(COL2IM, geometry(s, ho, wo, n0, total).u32(gx * WG), [dcols, dx], [gx, gy]);
     rt.release(dcols);
   }
+  if (wp !== w) rt.release(wp);
   return dx;
 }
 
@@ -262,7 +281,7 @@ export function conv2dWeightGrad(
     const cols = im2col(rt, x, s, ho, wo, n0, count);
     const rows = dyRows(rt, dy, s.f, P, n0, count);
     // [f, ck] = rows^T @ cols, K = count * P.
-    const part = matmul(rt, rows, cols, { m: s.f, k: count * P, n: ck, transA: true });
+    const part = matmul(rt, rows, cols, { m: s.f, k: count * P, n: padded(s), transA: true });
     rt.release(cols);
     rt.release(rows);
     if (dw) {
@@ -275,10 +294,13 @@ export function conv2dWeightGrad(
     }
   }
   if (!dw) {
-    dw = rt.alloc(s.f * ck);
+    dw = rt.alloc(s.f * padded(s));
     rt.dispatch(COPY_ZERO, new Params().u32(dw.size), [dw], [Math.ceil(dw.size / WG)]);
   }
-  return dw;
+  if (padded(s) === ck) return dw;
+  const out = strided(rt, dw, [s.f, ck], [padded(s), 1], 0);
+  rt.release(dw);
+  return out;
 }
 
 const COPY_ZERO = /* wgsl */ `

@@ -238,18 +238,22 @@ export function coalesce(
 /** Largest rank a strided kernel handles after coalescing. */
 export const MAX_RANK = 6;
 
-/** WGSL that decodes linear output index `i` into offsets `ia`, `ib` (rank MAX_RANK). */
-const DECODE = /* wgsl */ `
-  var rem = i;
-  var ia = 0u;
-  var ib = 0u;
-  for (var d = ${MAX_RANK - 1}; d >= 0; d--) {
-    let dim = p.shape[d / 4][d % 4];
-    let c = rem % dim;
-    rem = rem / dim;
-    ia += c * p.sa[d / 4][d % 4];
-    ib += c * p.sb[d / 4][d % 4];
-  }`;
+/**
+ * WGSL that decodes the linear index `i` of an output of rank `rank` (dims in `p.shape`) into
+ * offsets named `offsets` (strides in `p.<offset name>`), unrolled for that rank.
+ */
+export function decodeIndex(rank: number, offsets: string[]): string {
+  const lines = [`var rem = i;`, ...offsets.map((o) => `var ${o} = 0u;`)];
+  for (let d = rank - 1; d >= 0; d--) {
+    const at = `[${Math.floor(d / 4)}][${d % 4}]`;
+    const c = `c${d}`;
+    lines.push(
+      d > 0 ? `let ${c} = rem % p.shape${at}; rem = rem / p.shape${at};` : `let ${c} = rem;`,
+    );
+    for (const o of offsets) lines.push(`${o} += ${c} * p.${o}${at};`);
+  }
+  return lines.join("\n  ");
+}
 
 /** Element-wise binary op with NumPy broadcasting. */
 export function binary(
@@ -283,32 +287,49 @@ export function binary(
   if (shape.length > MAX_RANK) {
     throw new SgnError(`${op}: broadcasting needs at most ${MAX_RANK} distinct dimensions`);
   }
-  const pad = MAX_RANK - shape.length;
-  const dims = [...Array(pad).fill(1), ...shape];
-  const sa = [...Array(pad).fill(0), ...strides[0]];
-  const sb = [...Array(pad).fill(0), ...strides[1]];
+  const dims = shape;
+  const [sa, sb] = strides;
+  // Four outputs per invocation when the innermost dimension allows aligned vec4 access: one
+  // index decode (integer division, slow on CPUs) then serves four elements.
+  const last = shape.length - 1;
+  const vecOk = (st: number[]) => st[last] === 0 || st.every((v, d) => d === last || v % 4 === 0);
+  const quad = last >= 0 && shape[last] % 4 === 0 &&
+    strides.every((st) => st[last] <= 1 && vecOk(st));
+  const load = (name: string, st: number[], off: string) =>
+    quad
+      ? (st[last] === 1 ? `${name}4[${off} / 4u]` : `vec4f(${name}[${off}])`)
+      : `vec4f(${name}[${off}])`;
+  const decls = quad
+    ? ["A", "B"].map((nm, k) =>
+      strides[k][last] === 1
+        ? `@group(0) @binding(${k + 1}) var<storage, read> ${nm}4: array<vec4f>;`
+        : `@group(0) @binding(${k + 1}) var<storage, read> ${nm}: array<f32>;`
+    ).join("\n")
+    : `@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;`;
   const code = /* wgsl */ `
 ${WGSL_MATH}
 ${POW}
 struct P { n: u32, stride: u32, pad0: u32, pad1: u32,
-  shape: array<vec4u, 2>, sa: array<vec4u, 2>, sb: array<vec4u, 2> }
+  shape: array<vec4u, 2>, ia: array<vec4u, 2>, ib: array<vec4u, 2> }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> as_: array<f32>;
-@group(0) @binding(2) var<storage, read> bs_: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+${decls}
+@group(0) @binding(3) var<storage, read_write> out${quad ? "4: array<vec4f>" : ": array<f32>"};
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * p.stride;
+  let q = gid.x + gid.y * p.stride;
+  let i = q * ${quad ? 4 : 1}u;
   if (i >= p.n) { return; }
-  ${DECODE}
-  let a = vec4f(as_[ia]);
-  let b = vec4f(bs_[ib]);
-  out[i] = (${expr}).x;
+  ${decodeIndex(shape.length, ["ia", "ib"])}
+  let a = ${load("A", sa, "ia")};
+  let b = ${load("B", sb, "ib")};
+  let r = ${expr};
+  ${quad ? "out4[q] = r;" : "out[i] = r.x;"}
 }`;
   const out = rt.alloc(n);
-  const [gx, gy] = grid(Math.ceil(n / WG));
+  const [gx, gy] = grid(Math.ceil(n / (quad ? 4 : 1) / WG));
   const params = new Params().u32(n, gx * WG, 0, 0);
-  const u8 = (xs: number[]) => [...xs, 0, 0].slice(0, 8);
+  const u8 = (xs: number[]) => [...xs, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8);
   params.u32(...u8(dims), ...u8(sa), ...u8(sb));
   rt.dispatch(code, params, [a, b, out], [gx, gy]);
   return out;

@@ -5,13 +5,13 @@
  */
 
 import { SgnError, sizeOf } from "../backend.ts";
-import { coalesce, MAX_RANK } from "./elementwise.ts";
+import { coalesce, decodeIndex, MAX_RANK } from "./elementwise.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 
 const WG = 64;
 
-const STRIDED = /* wgsl */ `
-struct P { n: u32, stride: u32, offset: u32, pad: u32, shape: array<vec4u, 2>, sx: array<vec4u, 2> }
+const stridedKernel = (rank: number) => /* wgsl */ `
+struct P { n: u32, stride: u32, offset: u32, pad: u32, shape: array<vec4u, 2>, ix: array<vec4u, 2> }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -19,14 +19,8 @@ struct P { n: u32, stride: u32, offset: u32, pad: u32, shape: array<vec4u, 2>, s
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x + gid.y * p.stride;
   if (i >= p.n) { return; }
-  var rem = i;
-  var ix = p.offset;
-  for (var d = ${MAX_RANK - 1}; d >= 0; d--) {
-    let dim = p.shape[d / 4][d % 4];
-    ix += (rem % dim) * p.sx[d / 4][d % 4];
-    rem = rem / dim;
-  }
-  out[i] = x[ix];
+  ${decodeIndex(rank, ["ix"])}
+  out[i] = x[p.offset + ix];
 }`;
 
 /** `out[idx] = x[offset + sum_i idx_i * strides[i]]` over every index of outShape. */
@@ -55,12 +49,12 @@ export function strided(
   if (shape.length > MAX_RANK) {
     throw new SgnError(`strided: views need at most ${MAX_RANK} distinct dimensions`);
   }
-  const pad = MAX_RANK - shape.length;
-  const dims = [...Array(pad).fill(1), ...shape, 1, 1];
-  const sxs = [...Array(pad).fill(0), ...sx, 0, 0];
+  const dims = [...shape, 1, 1, 1, 1, 1, 1, 1, 1].slice(0, 8);
+  const sxs = [...sx, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8);
   const out = rt.alloc(n);
   const [gx, gy] = grid(Math.ceil(n / WG));
-  rt.dispatch(STRIDED, new Params().u32(n, gx * WG, offset, 0, ...dims, ...sxs), [x, out], [
+  const code = stridedKernel(shape.length);
+  rt.dispatch(code, new Params().u32(n, gx * WG, offset, 0, ...dims, ...sxs), [x, out], [
     gx,
     gy,
   ]);

@@ -1,0 +1,120 @@
+/**
+ * Workloads of the products benchmark (issue: autodiff): forward, loss + gradient, J v, J^T u,
+ * G v from scratch, G v through the cached linearization (as inside CG), and H v, on
+ * W1 = MLP 784-20-20-20-10 sigmoid (batch 1000), W2 = MLP 784-512-512-10 sigmoid (batch 1000),
+ * W3 = the seed's CIFAR-10 architecture_4 on 3x32x32 (batch 128), softmax cross-entropy.
+ * Each case runs `reps` products and reads the last result back once.
+ */
+import type { Backend } from "../backend.ts";
+import { CpuBackend } from "../cpu/backend.ts";
+import { WebGpuBackend } from "../wgsl/backend.ts";
+import { Random } from "../random.ts";
+import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
+import { ggnLinearize, ggnvp, hvp, jvp, valueAndGrad, vjp } from "../autodiff/transforms.ts";
+import { ARCHITECTURE_4, convNet, mlp, type Network } from "../models/networks.ts";
+import { oneHot, softmaxCrossEntropy } from "../models/losses.ts";
+
+/** The products measured, in table order. */
+export const PRODUCTS = [
+  "forward",
+  "loss+grad",
+  "J v",
+  "J^T u",
+  "G v",
+  "G v (cached)",
+  "H v",
+] as const;
+
+/** One workload on one backend, with a runner per product. */
+export interface ProductCase {
+  workload: string;
+  backend: "webgpu" | "cpu";
+  reps: number;
+  run: Record<(typeof PRODUCTS)[number], () => Promise<void>>;
+  dispose(): void;
+}
+
+function workloads(): [string, Network, number][] {
+  return [
+    [
+      "W1 MLP 784-20-20-20-10, batch 1000",
+      mlp({ inputs: 784, hidden: [20, 20, 20], outputs: 10 }),
+      1000,
+    ],
+    [
+      "W2 MLP 784-512-512-10, batch 1000",
+      mlp({ inputs: 784, hidden: [512, 512], outputs: 10 }),
+      1000,
+    ],
+    ["W3 CIFAR-10 architecture_4, batch 128", convNet(ARCHITECTURE_4, [3, 32, 32], 10), 128],
+  ];
+}
+
+/** Builds every (workload, backend) case; WebGPU first when an adapter exists. */
+export async function productCases(withCpu = true): Promise<ProductCase[]> {
+  const list: [Backend, "webgpu" | "cpu"][] = [];
+  const gpu = await WebGpuBackend.create();
+  if (gpu) list.push([gpu, "webgpu"]);
+  if (withCpu) list.push([new CpuBackend(), "cpu"]);
+  const out: ProductCase[] = [];
+  for (const [be, name] of list) {
+    for (const [label, net, batch] of workloads()) {
+      const rng = new Random(1);
+      const size = batch * net.inputShape.reduce((a, b) => a * b, 1);
+      const x = tensor(rng.array(size, (r) => r.range(0, 1)), [batch, ...net.inputShape], {
+        backend: be,
+      });
+      const y = oneHot(Array.from({ length: batch }, (_, i) => i % 10), 10, { backend: be });
+      const params = net.init({ seed: 1, backend: be });
+      const v = params.map((p) =>
+        tensor(rng.array(p.size, (r) => r.normal()), p.shape, { backend: be })
+      );
+      const u = tensor(rng.array(batch * 10, (r) => r.normal()), [batch, 10], { backend: be });
+      const loss = softmaxCrossEntropy(y);
+      const model = (...p: Tensor[]) => net.forward(p, x);
+      const objective = (...p: Tensor[]) => loss.value(model(...p));
+      const reps = name === "cpu" ? 1 : label.startsWith("W3") ? 3 : 10;
+      let cached: ReturnType<typeof ggnLinearize> | undefined;
+      /** Runs `product` reps times, reading the last result back (the only sync). */
+      const timed = (product: () => Tensor) => async () => {
+        let last: Tensor | undefined;
+        for (let i = 0; i < reps; i++) {
+          last?.dispose();
+          last = product();
+        }
+        await last!.data();
+        last!.dispose();
+      };
+      const first = (ts: Tensor[]) => ts[0];
+      out.push({
+        workload: label,
+        backend: name,
+        reps,
+        run: {
+          "forward": timed(() => scope(() => model(...params))),
+          "loss+grad": timed(() => scope(() => first(valueAndGrad(objective)(...params)[1]))),
+          "J v": timed(() => scope(() => jvp(model, params, v)[1][0])),
+          "J^T u": timed(() =>
+            scope(() => {
+              const [, pullback] = vjp(model, params);
+              const g = pullback(u)[0];
+              pullback.dispose();
+              return g;
+            })
+          ),
+          "G v": timed(() => scope(() => first(ggnvp(model, loss, params, v)))),
+          "G v (cached)": async () => {
+            cached ??= ggnLinearize(model, loss, params);
+            await timed(() => scope(() => first(cached!.apply(...v))))();
+          },
+          "H v": timed(() => scope(() => first(hvp(objective, params, v)))),
+        },
+        dispose() {
+          cached?.dispose();
+          for (const t of [x, y, u, ...params, ...v]) t.dispose();
+        },
+      });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,337 @@
+/**
+ * The seed's networks as plain functions of (parameters, input): a multilayer perceptron and a
+ * convolutional net built from the seed's layer specification. Parameters are a list of tensors
+ * in the seed's order (per layer: weights, then bias; input to output), initialized as the seed
+ * does (SGN-ALGORITHM.md, "Networks and data") from a seeded generator, so runs repeat exactly.
+ *
+ * @module
+ */
+
+import { type DType, SgnError } from "../backend.ts";
+import type { Backend } from "../backend.ts";
+import { Random } from "../random.ts";
+import { type Tensor, tensor } from "../autodiff/tensor.ts";
+import * as o from "../autodiff/ops.ts";
+
+/** Hidden-layer nonlinearities. */
+export type Activation = "sigmoid" | "relu" | "tanh";
+
+const ACTIVATIONS: Record<Activation, (x: Tensor) => Tensor> = {
+  sigmoid: o.sigmoid,
+  relu: o.relu,
+  tanh: o.tanh,
+};
+
+/** A network: its initial parameters and its forward function (outputs before any softmax). */
+export interface Network {
+  /** A one-line description, e.g. "MLP 784-20-20-20-10 sigmoid". */
+  readonly name: string;
+  /** Shape of one input sample (e.g. [784] or [3, 32, 32]). */
+  readonly inputShape: readonly number[];
+  /** Number of outputs per sample. */
+  readonly outputs: number;
+  /** Freshly initialized parameters, in the seed's order. The caller owns them. */
+  init(options?: InitOptions): Tensor[];
+  /** Outputs [batch, outputs] for inputs [batch, ...inputShape]. */
+  forward(params: readonly Tensor[], x: Tensor): Tensor;
+  /** The shapes of the parameters, in order. */
+  readonly paramShapes: readonly (readonly number[])[];
+  /** Total number of scalar parameters. */
+  readonly paramCount: number;
+}
+
+/** Where and how parameters are created. */
+export interface InitOptions {
+  /** Seed of the initialization (default 1). */
+  seed?: number;
+  backend?: Backend;
+  dtype?: DType;
+}
+
+function activation(name: string, where: string): (x: Tensor) => Tensor {
+  const f = ACTIVATIONS[name as Activation];
+  if (!f) {
+    throw new SgnError(`${where}: unknown activation "${name}" (use sigmoid, relu or tanh)`);
+  }
+  return f;
+}
+
+function positiveInt(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+    throw new SgnError(`${what} must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+const count = (shapes: readonly (readonly number[])[]) =>
+  shapes.reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
+
+/** Options of {@link mlp}. */
+export interface MlpOptions {
+  /** Input features (784 for MNIST). */
+  inputs: number;
+  /** Hidden layer sizes (the seed's --layers). */
+  hidden: readonly number[];
+  /** Outputs (classes, or regression targets). */
+  outputs: number;
+  /** Hidden nonlinearity; the seed uses sigmoid. */
+  activation?: Activation;
+}
+
+/**
+ * A multilayer perceptron: hidden layers x W + b with a nonlinearity, then a linear output
+ * layer. Weights are initialized N(0, 1) and biases 0, as the seed does.
+ *
+ * @example
+ * ```ts
+ * import { init, mlp } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const net = mlp({ inputs: 784, hidden: [20, 20, 20], outputs: 10 });
+ * console.log(net.paramCount); // 16750
+ * const params = net.init({ seed: 1 });
+ * ```
+ */
+export function mlp(options: MlpOptions): Network {
+  const inputs = positiveInt(options.inputs, "mlp: inputs");
+  const outputs = positiveInt(options.outputs, "mlp: outputs");
+  const hidden = options.hidden.map((h, i) => positiveInt(h, `mlp: hidden layer ${i} size`));
+  const actName = options.activation ?? "sigmoid";
+  const act = activation(actName, "mlp");
+  const sizes = [inputs, ...hidden, outputs];
+  const paramShapes: number[][] = [];
+  for (let i = 0; i + 1 < sizes.length; i++) {
+    paramShapes.push([sizes[i], sizes[i + 1]], [sizes[i + 1]]);
+  }
+  return {
+    name: `MLP ${sizes.join("-")} ${actName}`,
+    inputShape: [inputs],
+    outputs,
+    paramShapes,
+    paramCount: count(paramShapes),
+    init({ seed = 1, backend, dtype } = {}) {
+      const rng = new Random(seed);
+      return paramShapes.map((shape) => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const values = shape.length === 2 ? rng.array(n, (r) => r.normal()) : new Float64Array(n);
+        return tensor(values, shape, { backend, dtype });
+      });
+    },
+    forward(params, x) {
+      let h = x.rank === 2 ? x : o.flatten(x);
+      for (let i = 0; i < params.length; i += 2) {
+        h = o.add(o.matmul(h, params[i]), params[i + 1]);
+        if (i + 2 < params.length) h = act(h);
+      }
+      return h;
+    },
+  };
+}
+
+/** One layer of the seed's conv-net specification. */
+export type LayerSpec =
+  | { type: "CONV"; num_filters: number; filter_size: number; padding?: number; stride?: number }
+  | { type: "ACT"; activation: Activation }
+  | { type: "POOL"; pool_size: number; stride?: number }
+  | { type: "FC"; output_size: number; activation?: Activation };
+
+/** The seed's conv-net specification (its architecture files' JSON). */
+export interface ConvNetSpec {
+  conv_layers: Record<string, LayerSpec>;
+  mlp_layers?: Record<string, LayerSpec>;
+}
+
+/** Layers of a spec group in order layer0, layer1, ... (the seed's key order). */
+function ordered(
+  group: Record<string, LayerSpec> | undefined,
+  what: string,
+): [string, LayerSpec][] {
+  if (group === undefined) return [];
+  if (typeof group !== "object" || group === null || Array.isArray(group)) {
+    throw new SgnError(`conv net spec: ${what} must be an object of layers (layer0, layer1, ...)`);
+  }
+  const entries = Object.entries(group);
+  const index = (k: string) => Number(/^layer(\d+)$/.exec(k)?.[1] ?? NaN);
+  for (const [k] of entries) {
+    if (Number.isNaN(index(k))) {
+      throw new SgnError(`conv net spec: ${what}.${k}: layer names must be layer0, layer1, ...`);
+    }
+  }
+  return entries.sort((a, b) => index(a[0]) - index(b[0]));
+}
+
+/**
+ * A convolutional net from the seed's specification: CONV layers (valid cross-correlation with
+ * bias, stride 1 and no padding unless given), ACT, POOL (max-pool, border dropped), then
+ * flatten, FC layers, and a final linear layer to the classes. Init as the seed: conv weights
+ * U(+-sqrt(6 / (filters * in_channels * k * k))), FC weights U(+-sqrt(6 / (fan_in + classes))),
+ * biases 0.
+ *
+ * @example
+ * ```ts
+ * import { convNet, init } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const net = convNet({
+ *   conv_layers: {
+ *     layer0: { type: "CONV", num_filters: 6, filter_size: 5 },
+ *     layer1: { type: "ACT", activation: "relu" },
+ *     layer2: { type: "POOL", pool_size: 2 },
+ *   },
+ *   mlp_layers: { layer0: { type: "FC", output_size: 84, activation: "relu" } },
+ * }, [1, 28, 28], 10);
+ * ```
+ */
+export function convNet(
+  spec: ConvNetSpec,
+  inputShape: readonly number[],
+  classes: number,
+): Network {
+  if (!spec || typeof spec !== "object") throw new SgnError("conv net spec must be an object");
+  if (inputShape.length !== 3) {
+    throw new SgnError(
+      `convNet: inputShape must be [channels, height, width], got [${inputShape}]`,
+    );
+  }
+  positiveInt(classes, "convNet: classes");
+  let [c, h, w] = inputShape.map((d, i) => positiveInt(d, `convNet: inputShape[${i}]`));
+  type Step = (params: readonly Tensor[], x: Tensor) => Tensor;
+  const steps: Step[] = [];
+  const paramShapes: number[][] = [];
+  const bounds: number[] = [];
+  const names: string[] = [];
+  for (const [key, layer] of ordered(spec.conv_layers, "conv_layers")) {
+    const where = `conv net spec: conv_layers.${key}`;
+    switch (layer?.type) {
+      case "CONV": {
+        const f = positiveInt(layer.num_filters, `${where}: num_filters`);
+        const k = positiveInt(layer.filter_size, `${where}: filter_size`);
+        const stride = positiveInt(layer.stride ?? 1, `${where}: stride`);
+        const pad = layer.padding ?? 0;
+        if (!Number.isInteger(pad) || pad < 0) {
+          throw new SgnError(`${where}: padding must be a non-negative integer, got ${pad}`);
+        }
+        const ho = Math.floor((h + 2 * pad - k) / stride) + 1;
+        const wo = Math.floor((w + 2 * pad - k) / stride) + 1;
+        if (ho < 1 || wo < 1) {
+          throw new SgnError(`${where}: a ${k}x${k} filter does not fit the ${h}x${w} feature map`);
+        }
+        const wi = paramShapes.length;
+        paramShapes.push([f, c, k, k], [f]);
+        bounds.push(Math.sqrt(6 / (f * c * k * k)), 0);
+        steps.push((p, x) =>
+          o.add(o.conv2d(x, p[wi], { stride, padding: pad }), o.reshape(p[wi + 1], [1, f, 1, 1]))
+        );
+        names.push(`conv${f}@${k}x${k}`);
+        [c, h, w] = [f, ho, wo];
+        break;
+      }
+      case "ACT": {
+        const act = activation(layer.activation, where);
+        steps.push((_, x) => act(x));
+        names.push(layer.activation);
+        break;
+      }
+      case "POOL": {
+        const size = positiveInt(layer.pool_size, `${where}: pool_size`);
+        const stride = positiveInt(layer.stride ?? size, `${where}: stride`);
+        const ho = Math.floor((h - size) / stride) + 1;
+        const wo = Math.floor((w - size) / stride) + 1;
+        if (ho < 1 || wo < 1) {
+          throw new SgnError(
+            `${where}: a ${size}x${size} pool does not fit the ${h}x${w} feature map`,
+          );
+        }
+        steps.push((_, x) => o.maxPool2d(x, size, stride));
+        names.push(`pool${size}`);
+        [h, w] = [ho, wo];
+        break;
+      }
+      default:
+        throw new SgnError(
+          `${where}: unknown layer type ${JSON.stringify((layer as { type?: unknown })?.type)} ` +
+            "(conv_layers take CONV, ACT and POOL)",
+        );
+    }
+  }
+  let features = c * h * w;
+  steps.push((_, x) => o.flatten(x));
+  const dense = (outSize: number, act?: (x: Tensor) => Tensor) => {
+    const wi = paramShapes.length;
+    paramShapes.push([features, outSize], [outSize]);
+    bounds.push(Math.sqrt(6 / (features + classes)), 0);
+    steps.push((p, x) => {
+      const y = o.add(o.matmul(x, p[wi]), p[wi + 1]);
+      return act ? act(y) : y;
+    });
+    features = outSize;
+  };
+  for (const [key, layer] of ordered(spec.mlp_layers, "mlp_layers")) {
+    const where = `conv net spec: mlp_layers.${key}`;
+    if (layer?.type !== "FC") {
+      throw new SgnError(
+        `${where}: unknown layer type ${JSON.stringify((layer as { type?: unknown })?.type)} ` +
+          "(mlp_layers take FC)",
+      );
+    }
+    const size = positiveInt(layer.output_size, `${where}: output_size`);
+    dense(size, layer.activation ? activation(layer.activation, where) : undefined);
+    names.push(`fc${size}${layer.activation ? " " + layer.activation : ""}`);
+  }
+  dense(classes);
+  names.push(`fc${classes}`);
+  return {
+    name: `ConvNet ${inputShape.join("x")}: ${names.join(", ")}`,
+    inputShape: [...inputShape],
+    outputs: classes,
+    paramShapes,
+    paramCount: count(paramShapes),
+    init({ seed = 1, backend, dtype } = {}) {
+      const rng = new Random(seed);
+      return paramShapes.map((shape, i) => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const b = bounds[i];
+        return tensor(b > 0 ? rng.array(n, (r) => r.range(-b, b)) : new Float64Array(n), shape, {
+          backend,
+          dtype,
+        });
+      });
+    },
+    forward(params, x) {
+      let y = x;
+      for (const step of steps) y = step(params, y);
+      return y;
+    },
+  };
+}
+
+/** The seed's `architecture_1` (fashion-MNIST): CONV 6@5x5, relu, pool, CONV 16@5x5, relu, pool, FC 120, FC 84. */
+export const ARCHITECTURE_1: ConvNetSpec = {
+  conv_layers: {
+    layer0: { type: "CONV", num_filters: 6, filter_size: 5 },
+    layer1: { type: "ACT", activation: "relu" },
+    layer2: { type: "POOL", pool_size: 2 },
+    layer3: { type: "CONV", num_filters: 16, filter_size: 5 },
+    layer4: { type: "ACT", activation: "relu" },
+    layer5: { type: "POOL", pool_size: 2 },
+  },
+  mlp_layers: {
+    layer0: { type: "FC", output_size: 120, activation: "relu" },
+    layer1: { type: "FC", output_size: 84, activation: "relu" },
+  },
+};
+
+/** The seed's `architecture_4` (CIFAR-10): CONV 32, relu, pool, CONV 64, relu, pool, CONV 64, relu, FC 64. */
+export const ARCHITECTURE_4: ConvNetSpec = {
+  conv_layers: {
+    layer0: { type: "CONV", num_filters: 32, filter_size: 3 },
+    layer1: { type: "ACT", activation: "relu" },
+    layer2: { type: "POOL", pool_size: 2 },
+    layer3: { type: "CONV", num_filters: 64, filter_size: 3 },
+    layer4: { type: "ACT", activation: "relu" },
+    layer5: { type: "POOL", pool_size: 2 },
+    layer6: { type: "CONV", num_filters: 64, filter_size: 3 },
+    layer7: { type: "ACT", activation: "relu" },
+  },
+  mlp_layers: {
+    layer0: { type: "FC", output_size: 64, activation: "relu" },
+  },
+};
