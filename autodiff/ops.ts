@@ -17,22 +17,27 @@
 
 import { SgnError, sizeOf } from "../backend.ts";
 import { bind } from "./core.ts";
-import { keep, Tensor } from "./tensor.ts";
+import { keep, scope, Tensor } from "./tensor.ts";
 
 /** A tensor or a number (broadcast as a scalar of the other operand's dtype and backend). */
 export type TensorLike = Tensor | number;
 
 const constants = new Map<string, Tensor>();
 
-/** A cached scalar constant on `like`'s backend and dtype (never disposed). */
+/**
+ * A scalar constant on `like`'s backend and dtype. The first 256 distinct values are cached and
+ * never disposed (they recur: 1, 0.5, 2, ...); later ones are ordinary temporaries of the
+ * current scope, so that per-step values (1 - beta^t, ...) cannot pile up.
+ */
 export function scalarLike(value: number, like: Tensor): Tensor {
   const key = `${like.backend.name}:${like.dtype}:${Object.is(value, -0) ? "-0" : value}`;
-  let c = constants.get(key);
-  if (!c || c.disposed) {
-    const arr = like.dtype === "float64" ? new Float64Array([value]) : new Float32Array([value]);
-    c = new Tensor(like.backend, like.backend.upload(arr), [], like.dtype);
+  const cached = constants.get(key);
+  if (cached && !cached.disposed) return cached;
+  const arr = like.dtype === "float64" ? new Float64Array([value]) : new Float32Array([value]);
+  const c = new Tensor(like.backend, like.backend.upload(arr), [], like.dtype);
+  if (constants.size < 256) {
     keep(c);
-    if (constants.size < 256) constants.set(key, c);
+    constants.set(key, c);
   }
   return c;
 }
@@ -188,7 +193,7 @@ export function sum(x: Tensor, axes?: number | readonly number[], keepdims = fal
 export function mean(x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor {
   const ax = normAxes(x, axes, "mean");
   const count = sizeOf(ax.map((a) => x.shape[a]));
-  return mul(sum(x, ax, keepdims), 1 / count);
+  return scope(() => mul(sum(x, ax, keepdims), 1 / count));
 }
 
 /** Maximum over `axes` (default all); the derivative is shared among tied maxima. */
@@ -232,6 +237,10 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
 
 /** Pads with zeros: `before[i]` and `after[i]` entries on each side of axis i. */
 export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
+  return scope(() => padAll(x, before, after));
+}
+
+function padAll(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
   let y = x;
   for (let i = 0; i < x.rank; i++) {
     if (before[i] === 0 && after[i] === 0) continue;
@@ -296,5 +305,5 @@ export function maxPool2d(
 
 /** Inner product of two tensors of one shape, as a scalar. */
 export function dot(a: Tensor, b: Tensor): Tensor {
-  return sum(mul(a, b));
+  return scope(() => sum(mul(a, b)));
 }

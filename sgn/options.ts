@@ -1,0 +1,174 @@
+/**
+ * SGN hyperparameters under TypeScript names, with the seed's names and defaults
+ * (SGN-ALGORITHM.md), validated up front with messages that name the parameter and its range.
+ *
+ * @module
+ */
+
+import { SgnError } from "../backend.ts";
+
+/** Damping schedules used when the trust region is off. */
+export type RhoDecay = "const" | "linear" | "cos";
+
+/** Hyperparameters of {@link SGN}; every field is optional. */
+export interface SgnOptions {
+  /** DAMP_RHO: Levenberg-Marquardt damping rho (initial value with the trust region). 1e-3. */
+  dampRho?: number;
+  /** DAMP_RHO_MIN: lower bound of rho. 0. */
+  dampRhoMin?: number;
+  /** BETA: gradient momentum in [0, 1). 0. */
+  beta?: number;
+  /** CG_PREC: diagonal preconditioner 1 / (m^2 + rho)^alphaExp. false. */
+  cgPrec?: boolean;
+  /** ALPHA_EXP: exponent of the preconditioner, in [0, 1]. 1. */
+  alphaExp?: number;
+  /** TR: adapt rho with the trust-region rule (Nocedal & Wright, Algorithm 4.1). false. */
+  trustRegion?: boolean;
+  /** RHO_DECAY: schedule of rho when the trust region is off. "const". */
+  rhoDecay?: RhoDecay;
+  /** K: last step of the rho schedule. 10. */
+  k?: number;
+  /** ALPHA: initial step size. 1. */
+  alpha?: number;
+  /** CG_TOL: CG stops when max|r| <= cgTol. 1e-6. */
+  cgTol?: number;
+  /** MAX_CG_ITERS: CG iterations from step kCg on. 10. */
+  cgMaxIters?: number;
+  /** MIN_CG_ITERS: CG iterations before step kCg. 10 (the seed's scripts). */
+  cgMinIters?: number;
+  /** K_CG: first step that uses cgMaxIters. 10 (the seed's scripts). */
+  kCg?: number;
+  /** LS: backtracking line search (Armijo; Nocedal & Wright, Algorithm 3.1). true. */
+  lineSearch?: boolean;
+  /** C_LS: Armijo constant in (0, 1). 1e-4. */
+  cLs?: number;
+  /** RHO_LS: backtracking factor in (0, 1). 0.5. */
+  rhoLs?: number;
+  /** MAX_LS_ITERS: most loss evaluations of one line search. 10. */
+  maxLsIters?: number;
+  /**
+   * Armijo right-hand side: "shrinking" (Algorithm 3.1: L0 + a c g.d with the current a) or
+   * "seed" (the seed's quirk: computed once with the initial a). "shrinking".
+   */
+  armijo?: "shrinking" | "seed";
+  /**
+   * "device" (default): CG scalars, the tolerance test and the line-search candidates stay on
+   * the device, one readback per step. "reference": the seed's control flow on the host, reading
+   * scalars every CG iteration (slower; the oracle for tests).
+   */
+  mode?: "device" | "reference";
+}
+
+/** Every option resolved to its value. */
+export type ResolvedSgnOptions = Required<SgnOptions>;
+
+/** The seed's defaults. */
+export const SGN_DEFAULTS: ResolvedSgnOptions = {
+  dampRho: 1e-3,
+  dampRhoMin: 0,
+  beta: 0,
+  cgPrec: false,
+  alphaExp: 1,
+  trustRegion: false,
+  rhoDecay: "const",
+  k: 10,
+  alpha: 1,
+  cgTol: 1e-6,
+  cgMaxIters: 10,
+  cgMinIters: 10,
+  kCg: 10,
+  lineSearch: true,
+  cLs: 1e-4,
+  rhoLs: 0.5,
+  maxLsIters: 10,
+  armijo: "shrinking",
+  mode: "device",
+};
+
+function check(ok: boolean, name: string, seedName: string, range: string, value: unknown): void {
+  if (!ok) {
+    throw new SgnError(
+      `SGN option ${name} (${seedName}) must be ${range}, got ${JSON.stringify(value)}`,
+    );
+  }
+}
+
+const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+const isInt = (v: unknown, min: number) => Number.isInteger(v) && (v as number) >= min;
+
+/** Fills in defaults and validates; throws an SgnError naming the first bad option. */
+export function resolveSgnOptions(options: SgnOptions = {}): ResolvedSgnOptions {
+  const known = new Set(Object.keys(SGN_DEFAULTS));
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) {
+      throw new SgnError(`unknown SGN option "${key}" (known: ${[...known].join(", ")})`);
+    }
+  }
+  const o = { ...SGN_DEFAULTS, ...options } as ResolvedSgnOptions;
+  check(isNum(o.dampRho) && o.dampRho >= 0, "dampRho", "DAMP_RHO", "a number >= 0", o.dampRho);
+  check(
+    isNum(o.dampRhoMin) && o.dampRhoMin >= 0,
+    "dampRhoMin",
+    "DAMP_RHO_MIN",
+    "a number >= 0",
+    o.dampRhoMin,
+  );
+  check(isNum(o.beta) && o.beta >= 0 && o.beta < 1, "beta", "BETA", "in [0, 1)", o.beta);
+  check(typeof o.cgPrec === "boolean", "cgPrec", "CG_PREC", "true or false", o.cgPrec);
+  check(
+    isNum(o.alphaExp) && o.alphaExp >= 0 && o.alphaExp <= 1,
+    "alphaExp",
+    "ALPHA_EXP",
+    "in [0, 1]",
+    o.alphaExp,
+  );
+  check(typeof o.trustRegion === "boolean", "trustRegion", "TR", "true or false", o.trustRegion);
+  check(
+    ["const", "linear", "cos"].includes(o.rhoDecay),
+    "rhoDecay",
+    "RHO_DECAY",
+    '"const", "linear" or "cos"',
+    o.rhoDecay,
+  );
+  check(isInt(o.k, 1), "k", "K", "an integer >= 1", o.k);
+  check(
+    o.rhoDecay !== "linear" || o.k >= 2,
+    "k",
+    "K",
+    "an integer >= 2 with the linear schedule",
+    o.k,
+  );
+  check(isNum(o.alpha) && o.alpha > 0, "alpha", "ALPHA", "a number > 0", o.alpha);
+  check(isNum(o.cgTol) && o.cgTol >= 0, "cgTol", "CG_TOL", "a number >= 0", o.cgTol);
+  check(isInt(o.cgMaxIters, 1), "cgMaxIters", "MAX_CG_ITERS", "an integer >= 1", o.cgMaxIters);
+  check(isInt(o.cgMinIters, 1), "cgMinIters", "MIN_CG_ITERS", "an integer >= 1", o.cgMinIters);
+  check(isInt(o.kCg, 0), "kCg", "K_CG", "an integer >= 0", o.kCg);
+  check(typeof o.lineSearch === "boolean", "lineSearch", "LS", "true or false", o.lineSearch);
+  check(isNum(o.cLs) && o.cLs > 0 && o.cLs < 1, "cLs", "C_LS", "in (0, 1)", o.cLs);
+  check(isNum(o.rhoLs) && o.rhoLs > 0 && o.rhoLs < 1, "rhoLs", "RHO_LS", "in (0, 1)", o.rhoLs);
+  check(isInt(o.maxLsIters, 1), "maxLsIters", "MAX_LS_ITERS", "an integer >= 1", o.maxLsIters);
+  check(["shrinking", "seed"].includes(o.armijo), "armijo", "-", '"shrinking" or "seed"', o.armijo);
+  check(["device", "reference"].includes(o.mode), "mode", "-", '"device" or "reference"', o.mode);
+  return o;
+}
+
+/** rho at step t (from 1) by the schedule (SGN-ALGORITHM.md step 3), used when TR is off. */
+export function scheduledRho(o: ResolvedSgnOptions, t: number): number {
+  switch (o.rhoDecay) {
+    case "const":
+      return o.dampRho;
+    case "linear": {
+      const rho = o.dampRho + (o.dampRhoMin - o.dampRho) * (t - 1) / (o.k - 1);
+      return Math.max(rho, o.dampRhoMin);
+    }
+    case "cos": {
+      const rho = o.dampRho * Math.cos((Math.PI / 2) * t / o.k);
+      return t > o.k || rho < o.dampRhoMin ? o.dampRhoMin : rho;
+    }
+  }
+}
+
+/** The CG iteration budget at step t (SGN-ALGORITHM.md step 4). */
+export function cgBudget(o: ResolvedSgnOptions, t: number): number {
+  return t >= o.kCg ? o.cgMaxIters : o.cgMinIters;
+}

@@ -1,0 +1,371 @@
+/**
+ * The SGN optimizer, exactly as ../shared/seed/SGN-ALGORITHM.md restates the seed: momentum on
+ * the gradient, optional diagonal preconditioner, damped Gauss-Newton system solved by
+ * preconditioned CG with matrix-free products G p = J^T H_L J p, trust-region damping and
+ * Armijo backtracking.
+ *
+ * Fast path ("device" mode): one forward pass is recorded per step and CG runs only tangent and
+ * cotangent sweeps; CG's scalars live on the device, the tolerance test is a device mask that
+ * freezes the iterate once max|r| <= tol, and the line search evaluates its first candidate step
+ * sizes speculatively. The step then reads back one small record (losses, CG statistics) and
+ * decides on the host. "reference" mode follows the seed's control flow on the host (a readback
+ * per CG iteration and per line-search try); the tests hold the fast path to it.
+ *
+ * @module
+ */
+
+import { SgnError } from "../backend.ts";
+import { full, scope, Tensor } from "../autodiff/tensor.ts";
+import * as o from "../autodiff/ops.ts";
+import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
+import { flatten, unflatten } from "./vectors.ts";
+import {
+  cgBudget,
+  type ResolvedSgnOptions,
+  resolveSgnOptions,
+  scheduledRho,
+  type SgnOptions,
+} from "./options.ts";
+
+/** A model as a function of its parameters on one mini-batch (its outputs z). */
+export type ModelFn = (...params: Tensor[]) => Tensor;
+
+/** What one SGN step did (SGN-ALGORITHM.md step 6). */
+export interface SgnStepRecord {
+  /** L0: the mini-batch loss before the step. */
+  loss: number;
+  /** L1: the loss after the step (equal to loss when neither LS nor TR evaluated it). */
+  lossAfter: number;
+  /** The damping rho used in this step. */
+  rho: number;
+  /** The final step size a. */
+  alpha: number;
+  /** CG iterations run. */
+  cgIters: number;
+  /** max|r| after CG. */
+  cgResidual: number;
+  /** Loss evaluations of the line search (0 without LS and TR). */
+  lsTries: number;
+  /** Trust-region ratio (actual / predicted decrease), NaN when TR is off. */
+  ratio: number;
+  /** Device readbacks this step needed. */
+  readbacks: number;
+}
+
+/** The interface SGN, SGD and Adam share, so that a training loop can swap them. */
+export interface Optimizer {
+  /** The current parameters (owned by the optimizer; replaced by each step). */
+  readonly params: readonly Tensor[];
+  /** One step on the mini-batch whose model and loss are given. */
+  step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number }>;
+  /** Frees the parameters and the optimizer's state. */
+  dispose(): void;
+}
+
+/** Reads one-element tensors and a few more scalars in a single readback. */
+async function readScalars(scalars: Tensor[]): Promise<number[]> {
+  const flat = flatten(scalars);
+  try {
+    return Array.from(await flat.data());
+  } finally {
+    flat.dispose();
+  }
+}
+
+/**
+ * Stochastic Generalized Gauss-Newton.
+ *
+ * @example
+ * ```ts
+ * import { init, meanSquaredError, mlp, SGN, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const net = mlp({ inputs: 1, hidden: [8], outputs: 1 });
+ * const x = tensor([[0], [0.5], [1]]);
+ * const y = tensor([[0], [0.25], [1]]);
+ * const opt = new SGN(net.init({ seed: 1 }), { dampRho: 1e-3, trustRegion: true });
+ * const record = await opt.step((...p) => net.forward(p, x), meanSquaredError(y));
+ * console.log(record.loss, record.lossAfter, record.cgIters);
+ * opt.dispose();
+ * ```
+ */
+export class SGN implements Optimizer {
+  readonly options: ResolvedSgnOptions;
+  #params: Tensor[];
+  #shapes: number[][];
+  #momentum: Tensor | undefined;
+  /** Steps taken (t in SGN-ALGORITHM.md counts from 1). */
+  t = 0;
+  /** The trust-region damping carried to the next step. */
+  rho: number;
+  /** Line-search tries of the previous step: how many candidates to evaluate speculatively. */
+  #lastTries = 1;
+
+  /** Takes ownership of `params` (a list of tensors on one backend). */
+  constructor(params: Tensor[], options: SgnOptions = {}) {
+    this.options = resolveSgnOptions(options);
+    if (params.length === 0) throw new SgnError("SGN: no parameters given");
+    this.#params = params;
+    this.#shapes = params.map((p) => [...p.shape]);
+    this.rho = this.options.dampRho;
+  }
+
+  get params(): readonly Tensor[] {
+    return this.#params;
+  }
+
+  dispose(): void {
+    for (const p of this.#params) p.dispose();
+    this.#momentum?.dispose();
+  }
+
+  /** One SGN step on a mini-batch: `model(...params)` gives its outputs, `loss` scores them. */
+  async step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
+    const opt = this.options;
+    const t = this.t + 1;
+    const be = this.#params[0].backend;
+    const rho = opt.trustRegion ? this.rho : scheduledRho(opt, t);
+    const objective = (...p: Tensor[]) => loss.value(model(...p));
+    const evaluates = opt.lineSearch || opt.trustRegion;
+    const reference = opt.mode === "reference";
+    let readbacks = 0;
+
+    // Gradient, momentum, CG: everything stays on the device.
+    const solved = scope(() => {
+      const [l0, grads] = valueAndGrad(objective)(...this.#params);
+      const g = flatten(grads);
+      let mHat = g;
+      let momentum: Tensor | undefined;
+      if (opt.beta > 0) {
+        momentum = this.#momentum
+          ? o.add(o.mul(this.#momentum, opt.beta), o.mul(g, 1 - opt.beta))
+          : o.mul(g, 1 - opt.beta);
+        mHat = o.div(momentum, 1 - opt.beta ** t);
+      }
+      const theta = flatten(this.#params);
+      return { l0, g, mHat, momentum, theta };
+    });
+    const G = ggnLinearize(model, loss, [...this.#params]);
+    const keepAlive: Tensor[] = [solved.l0, solved.g, solved.mHat, solved.theta];
+    if (solved.momentum) keepAlive.push(solved.momentum);
+    try {
+      const apply = (p: Tensor) =>
+        scope(() => {
+          const gp = flatten(G.apply(...unflatten(p, this.#shapes)));
+          return new Tensor(
+            be,
+            be.axpy(rho, p.buffer, gp.buffer),
+            p.shape,
+            p.dtype,
+          );
+        });
+      const precond = opt.cgPrec
+        ? (r: Tensor) =>
+          new Tensor(
+            be,
+            be.precond(r.buffer, solved.mHat.buffer, rho, opt.alphaExp),
+            r.shape,
+            r.dtype,
+          )
+        : undefined;
+      const budget = cgBudget(opt, t);
+      const cg = reference
+        ? await cgHost(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++)
+        : cgDevice(apply, solved.mHat, precond, budget, opt.cgTol);
+      keepAlive.push(cg.d, cg.r);
+
+      // Candidates a_i = alpha * rhoLs^i, evaluated speculatively (device mode) or one by one.
+      const stepAt = (a: number) => unflatten(axpyT(a, cg.d, solved.theta), this.#shapes);
+      const lossAt = (a: number) => scope(() => objective(...stepAt(a)));
+      const firstBatch = !evaluates
+        ? 0
+        : reference || !opt.lineSearch
+        ? 1
+        : Math.min(opt.maxLsIters, this.#lastTries + 1);
+      const head = scope(() => {
+        const pred = o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 0.5);
+        const md = o.dot(solved.mHat, cg.d);
+        const dMax = maxAbsT(cg.d);
+        const losses = Array.from(
+          { length: firstBatch },
+          (_, i) => lossAt(opt.alpha * opt.rhoLs ** i),
+        );
+        return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...losses];
+      });
+      const values = await readScalars(head);
+      readbacks++;
+      head.forEach((h) => h !== solved.l0 && h.dispose());
+      const [l0, cgIters, cgResidual, predicted, md, dMax, ...l1s] = values;
+
+      if (!Number.isFinite(l0)) {
+        throw new SgnError(
+          `SGN step ${t}: the loss before the step is ${l0}; check the inputs and parameters ` +
+            "(the parameters were left unchanged)",
+        );
+      }
+      if (!Number.isFinite(dMax) || !Number.isFinite(cgResidual)) {
+        throw new SgnError(
+          `SGN step ${t}: conjugate gradient went non-finite (max|d| = ${dMax}, ` +
+            `max|r| = ${cgResidual}); the parameters were left unchanged. Try a larger dampRho.`,
+        );
+      }
+
+      // Line search (Armijo) and trust-region ratio, decided on the host.
+      let a = opt.alpha;
+      let tries = 0;
+      let l1 = l0;
+      if (evaluates) {
+        const rhs = (ai: number) => l0 + (opt.armijo === "seed" ? opt.alpha : ai) * opt.cLs * md;
+        const lossOf = async (i: number) => {
+          if (i < l1s.length) return l1s[i];
+          const more = lossAt(opt.alpha * opt.rhoLs ** i);
+          const [v] = await readScalars([more]);
+          more.dispose();
+          readbacks++;
+          return v;
+        };
+        for (let i = 0; i < (opt.lineSearch ? opt.maxLsIters : 1); i++) {
+          a = opt.alpha * opt.rhoLs ** i;
+          l1 = await lossOf(i);
+          tries = i + 1;
+          if (!opt.lineSearch || l1 <= rhs(a)) break;
+        }
+        if (!Number.isFinite(l1)) {
+          throw new SgnError(
+            `SGN step ${t}: the loss after the step is ${l1} at step size ${a} ` +
+              `(after ${tries} line-search tries); the parameters were left unchanged`,
+          );
+        }
+      }
+      const l1First = evaluates ? l1s[0] ?? l1 : NaN;
+      const ratio = opt.trustRegion ? (l1First - l0) / predicted : NaN;
+
+      // Commit: new parameters, momentum, rho for the next step.
+      const next = scope(() => stepAt(a));
+      for (const p of this.#params) p.dispose();
+      this.#params = next;
+      if (solved.momentum) {
+        this.#momentum?.dispose();
+        this.#momentum = solved.momentum;
+        keepAlive.splice(keepAlive.indexOf(solved.momentum), 1);
+      }
+      if (opt.trustRegion) {
+        if (ratio < 0.25) this.rho = 1.5 * rho;
+        else if (ratio > 0.75) this.rho = Math.max((2 / 3) * rho, opt.dampRhoMin);
+      }
+      this.t = t;
+      this.#lastTries = Math.max(1, tries);
+      return {
+        loss: l0,
+        lossAfter: evaluates ? l1 : l0,
+        rho,
+        alpha: a,
+        cgIters,
+        cgResidual,
+        lsTries: tries,
+        ratio,
+        readbacks,
+      };
+    } finally {
+      G.dispose();
+      for (const k of keepAlive) k.dispose();
+    }
+  }
+}
+
+/** alpha * x + y on flat vectors, as a Tensor. */
+function axpyT(alpha: number | Tensor, x: Tensor, y: Tensor): Tensor {
+  const be = x.backend;
+  const a = typeof alpha === "number" ? alpha : alpha.buffer;
+  return new Tensor(be, be.axpy(a, x.buffer, y.buffer), x.shape, x.dtype);
+}
+
+/** max_i |x_i| as a scalar tensor (NaN if any element is NaN). */
+function maxAbsT(x: Tensor): Tensor {
+  return new Tensor(x.backend, x.backend.maxAbs(x.buffer), [], x.dtype);
+}
+
+/** The state CG hands back: direction, residual, iterations run and final max|r| (tensors). */
+interface CgResult {
+  d: Tensor;
+  r: Tensor;
+  iters: Tensor;
+  rMax: Tensor;
+}
+
+/**
+ * Preconditioned CG on A d = -b from d = 0 (SGN-ALGORITHM.md step 4), entirely on the device:
+ * `budget` iterations are recorded, and a device mask freezes the iterate from the first one
+ * that starts with max|r| <= tol, so the result equals the seed's early exit.
+ */
+function cgDevice(
+  apply: (p: Tensor) => Tensor,
+  b: Tensor,
+  precond: ((r: Tensor) => Tensor) | undefined,
+  budget: number,
+  tol: number,
+): CgResult {
+  return scope(() => {
+    let r = b;
+    let y = precond ? precond(r) : r;
+    let p = o.neg(y);
+    let d = o.zerosLike(b);
+    let ry = o.dot(r, y);
+    let active = o.onesLike(ry);
+    let iters = o.zerosLike(ry);
+    const zero = o.zerosLike(ry);
+    for (let k = 0; k < budget; k++) {
+      active = o.mul(active, o.greater(maxAbsT(r), tol));
+      iters = o.add(iters, active);
+      const q = apply(p);
+      // Frozen iterations take a = b = 0 through a select, so 0/0 there cannot poison d.
+      const a = o.where(active, o.div(ry, o.dot(p, q)), zero);
+      d = axpyT(a, p, d);
+      r = axpyT(a, q, r);
+      y = precond ? precond(r) : r;
+      const ryNew = o.dot(r, y);
+      const beta = o.where(active, o.div(ryNew, ry), zero);
+      p = axpyT(beta, p, o.neg(y));
+      ry = ryNew;
+    }
+    return { d, r, iters, rMax: maxAbsT(r) };
+  });
+}
+
+/** The same CG with the seed's host-side control flow: reads max|r| and the scalars each time. */
+async function cgHost(
+  apply: (p: Tensor) => Tensor,
+  b: Tensor,
+  precond: ((r: Tensor) => Tensor) | undefined,
+  budget: number,
+  tol: number,
+  countReadback: () => void,
+): Promise<CgResult> {
+  const read = async (t: Tensor) => {
+    countReadback();
+    return (await t.data())[0];
+  };
+  const owned: Tensor[] = [];
+  const own = <T extends Tensor>(t: T) => (owned.push(t), t);
+  let r = own(o.mul(b, 1)); // a copy: the caller keeps b
+  let y = precond ? own(precond(r)) : r;
+  let p = own(o.neg(y));
+  let d = own(o.zerosLike(b));
+  let ry = await read(own(o.dot(r, y)));
+  let k = 0;
+  let rMax = await read(own(maxAbsT(r)));
+  while (k < budget && rMax > tol) {
+    const q = own(apply(p));
+    const a = ry / (await read(own(o.dot(p, q))));
+    d = own(axpyT(a, p, d));
+    r = own(axpyT(a, q, r));
+    y = precond ? own(precond(r)) : r;
+    const ryNew = await read(own(o.dot(r, y)));
+    p = own(axpyT(ryNew / ry, p, own(o.neg(y))));
+    ry = ryNew;
+    k++;
+    rMax = await read(own(maxAbsT(r)));
+  }
+  for (const t of owned) if (t !== d && t !== r) t.dispose();
+  const scalar = (v: number) => full([], v, { backend: d.backend, dtype: d.dtype });
+  return { d, r, iters: scalar(k), rMax: scalar(rMax) };
+}

@@ -1,0 +1,36 @@
+/**
+ * Flat parameter vectors: the optimizers run their vector arithmetic on one flat tensor holding
+ * every parameter (one fused kernel per operation), while models take a list of tensors.
+ * Conversions are direct backend calls (one concat, one strided copy per part).
+ *
+ * @module
+ */
+
+import { SgnError, sizeOf } from "../backend.ts";
+import { Tensor } from "../autodiff/tensor.ts";
+
+/** Concatenates tensors into one flat vector [sum of sizes]. */
+export function flatten(parts: readonly Tensor[]): Tensor {
+  if (parts.length === 0) throw new SgnError("flatten: no tensors given");
+  const be = parts[0].backend;
+  const sizes = parts.map((p) => p.size);
+  const buf = be.concat(parts.map((p) => p.buffer), 1, sizes);
+  return new Tensor(be, buf, [sizes.reduce((a, b) => a + b, 0)], parts[0].dtype);
+}
+
+/** Splits a flat vector into tensors of the given shapes. */
+export function unflatten(flat: Tensor, shapes: readonly (readonly number[])[]): Tensor[] {
+  const total = shapes.reduce((s, sh) => s + sizeOf(sh), 0);
+  if (flat.size !== total) {
+    throw new SgnError(
+      `unflatten: a vector of ${flat.size} elements cannot hold ${total} parameters`,
+    );
+  }
+  let offset = 0;
+  return shapes.map((shape) => {
+    const n = sizeOf(shape);
+    const buf = flat.backend.strided(flat.buffer, [n], [1], offset);
+    offset += n;
+    return new Tensor(flat.backend, buf, shape, flat.dtype);
+  });
+}
