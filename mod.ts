@@ -68,3 +68,39 @@ export {
   vjp,
 } from "./autodiff/transforms.ts";
 export { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "./models/losses.ts";
+export {
+  type Activation,
+  ARCHITECTURE_1,
+  ARCHITECTURE_4,
+  convNet,
+  type ConvNetSpec,
+  type InitOptions as NetworkInitOptions,
+  type LayerSpec,
+  mlp,
+  type MlpOptions,
+  type Network,
+} from "./models/networks.ts";
+export { type ModelFn, type Optimizer, SGN, type SgnStepRecord } from "./sgn/sgn.ts";
+export {
+  cgBudget,
+  type RhoDecay,
+  scheduledRho,
+  SGN_DEFAULTS,
+  type SgnOptions,
+} from "./sgn/options.ts";
+export {
+  Adam,
+  type AdamOptions,
+  type LrSchedule,
+  scheduledLr,
+  SGD,
+  type SgdOptions,
+} from "./sgn/baselines.ts";
+export {
+  type Dataset,
+  type ProgressEvent,
+  type ResultsRecord,
+  train,
+  type TrainOptions,
+} from "./sgn/train.ts";
+export { flatten, unflatten } from "./sgn/vectors.ts";

@@ -236,6 +236,13 @@ export class SGN implements Optimizer {
           );
         }
       }
+      const largest = solved.theta.dtype === "float32" ? 3.4e38 : Number.MAX_VALUE;
+      if (!(a * dMax < largest)) {
+        throw new SgnError(
+          `SGN step ${t}: the step a * max|d| = ${a * dMax} overflows ${solved.theta.dtype}; ` +
+            "the parameters were left unchanged (use a smaller alpha, or the line search)",
+        );
+      }
       const l1First = evaluates ? l1s[0] ?? l1 : NaN;
       const ratio = opt.trustRegion ? (l1First - l0) / predicted : NaN;
 

@@ -1,0 +1,237 @@
+/**
+ * First-order baselines sharing the {@link Optimizer} interface with SGN: the seed's SGD (heavy
+ * ball, learning-rate schedules; SGN-ALGORITHM.md "The SGD baseline") and Adam. Both work on one
+ * flat parameter vector and read back only the loss, once per step.
+ *
+ * @module
+ */
+
+import { SgnError } from "../backend.ts";
+import { scope, type Tensor } from "../autodiff/tensor.ts";
+import * as o from "../autodiff/ops.ts";
+import { type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
+import { flatten, unflatten } from "./vectors.ts";
+import type { ModelFn, Optimizer } from "./sgn.ts";
+
+/** Learning-rate schedules of the seed's SGD. */
+export type LrSchedule = "const" | "linear" | "cos" | "step";
+
+/** Options of {@link SGD}. */
+export interface SgdOptions {
+  /** Initial learning rate (the seed's --lr). 0.01. */
+  lr?: number;
+  /** Heavy-ball momentum mu in [0, 1) (--mom). 0. */
+  momentum?: number;
+  /** Schedule (--scheduler). "const". */
+  schedule?: LrSchedule;
+  /** Final learning rate LR_K (--lr_final). 0. */
+  lrFinal?: number;
+  /** Step K at which linear and cos reach lrFinal (--K). 10. */
+  k?: number;
+  /** Step decay: factor (--r) applied every `step` steps (--step). 0.5 and 10. */
+  decay?: number;
+  step?: number;
+}
+
+function need(ok: boolean, what: string, range: string, v: unknown): void {
+  if (!ok) throw new SgnError(`${what} must be ${range}, got ${JSON.stringify(v)}`);
+}
+
+/** The learning rate at step t (from 1). */
+export function scheduledLr(o: Required<SgdOptions>, t: number): number {
+  switch (o.schedule) {
+    case "const":
+      return o.lr;
+    case "linear":
+      return t >= o.k ? o.lrFinal : o.lr + (o.lrFinal - o.lr) * (t - 1) / Math.max(1, o.k - 1);
+    case "cos": {
+      const lr = o.lr * Math.cos((Math.PI / 2) * t / o.k);
+      return t > o.k || lr < o.lrFinal ? o.lrFinal : lr;
+    }
+    case "step":
+      return Math.max(o.lr * o.decay ** Math.floor(t / o.step), o.lrFinal);
+  }
+}
+
+/** Computes loss and flat gradient; the loss is read back (one readback). */
+function lossAndGrad(params: readonly Tensor[], model: ModelFn, loss: OutputLoss) {
+  return scope(() => {
+    const [l, grads] = valueAndGrad((...p: Tensor[]) => loss.value(model(...p)))(...params);
+    return { l, g: flatten(grads), theta: flatten(params) };
+  });
+}
+
+/**
+ * Stochastic gradient descent with heavy-ball momentum, as the seed runs it:
+ * v = mu v + lr g; theta = theta - v.
+ *
+ * @example
+ * ```ts
+ * import { init, meanSquaredError, mlp, SGD, tensor } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const net = mlp({ inputs: 1, hidden: [4], outputs: 1 });
+ * const opt = new SGD(net.init(), { lr: 0.1, momentum: 0.9 });
+ * const x = tensor([[0.5]]);
+ * const { loss } = await opt.step((...p) => net.forward(p, x), meanSquaredError(tensor([[1]])));
+ * ```
+ */
+export class SGD implements Optimizer {
+  readonly options: Required<SgdOptions>;
+  #params: Tensor[];
+  #shapes: number[][];
+  #velocity: Tensor | undefined;
+  t = 0;
+
+  constructor(params: Tensor[], options: SgdOptions = {}) {
+    const opt = {
+      lr: 0.01,
+      momentum: 0,
+      schedule: "const" as LrSchedule,
+      lrFinal: 0,
+      k: 10,
+      decay: 0.5,
+      step: 10,
+      ...options,
+    };
+    need(Number.isFinite(opt.lr) && opt.lr > 0, "SGD lr", "a number > 0", opt.lr);
+    need(opt.momentum >= 0 && opt.momentum < 1, "SGD momentum", "in [0, 1)", opt.momentum);
+    need(
+      ["const", "linear", "cos", "step"].includes(opt.schedule),
+      "SGD schedule",
+      '"const", "linear", "cos" or "step"',
+      opt.schedule,
+    );
+    need(opt.lrFinal >= 0, "SGD lrFinal", "a number >= 0", opt.lrFinal);
+    need(Number.isInteger(opt.k) && opt.k >= 1, "SGD k", "an integer >= 1", opt.k);
+    need(opt.decay > 0 && opt.decay <= 1, "SGD decay", "in (0, 1]", opt.decay);
+    need(Number.isInteger(opt.step) && opt.step >= 1, "SGD step", "an integer >= 1", opt.step);
+    this.options = opt;
+    this.#params = params;
+    this.#shapes = params.map((p) => [...p.shape]);
+  }
+
+  get params(): readonly Tensor[] {
+    return this.#params;
+  }
+
+  /** The learning rate the next step will use. */
+  get lr(): number {
+    return scheduledLr(this.options, this.t + 1);
+  }
+
+  async step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; lr: number }> {
+    const t = this.t + 1;
+    const lr = scheduledLr(this.options, t);
+    const { l, g, theta } = lossAndGrad(this.#params, model, loss);
+    try {
+      const value = (await l.data())[0];
+      if (!Number.isFinite(value)) {
+        throw new SgnError(
+          `SGD step ${t}: the loss is ${value}; the parameters were left unchanged`,
+        );
+      }
+      const next = scope(() => {
+        const v = this.#velocity
+          ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lr))
+          : o.mul(g, lr);
+        return { v, params: unflatten(o.sub(theta, v), this.#shapes) };
+      });
+      for (const p of this.#params) p.dispose();
+      this.#params = next.params;
+      this.#velocity?.dispose();
+      this.#velocity = next.v;
+      this.t = t;
+      return { loss: value, lr };
+    } finally {
+      for (const x of [l, g, theta]) x.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const p of this.#params) p.dispose();
+    this.#velocity?.dispose();
+  }
+}
+
+/** Options of {@link Adam}. */
+export interface AdamOptions {
+  lr?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+}
+
+/**
+ * Adam (Kingma and Ba) with bias correction.
+ *
+ * @example
+ * ```ts
+ * import { Adam, init, mlp } from "./mod.ts";
+ * await init({ backend: "cpu" });
+ * const opt = new Adam(mlp({ inputs: 2, hidden: [4], outputs: 1 }).init(), { lr: 1e-3 });
+ * ```
+ */
+export class Adam implements Optimizer {
+  readonly options: Required<AdamOptions>;
+  #params: Tensor[];
+  #shapes: number[][];
+  #m: Tensor | undefined;
+  #v: Tensor | undefined;
+  t = 0;
+
+  constructor(params: Tensor[], options: AdamOptions = {}) {
+    const opt = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, ...options };
+    need(Number.isFinite(opt.lr) && opt.lr > 0, "Adam lr", "a number > 0", opt.lr);
+    need(opt.beta1 >= 0 && opt.beta1 < 1, "Adam beta1", "in [0, 1)", opt.beta1);
+    need(opt.beta2 >= 0 && opt.beta2 < 1, "Adam beta2", "in [0, 1)", opt.beta2);
+    need(opt.eps > 0, "Adam eps", "a number > 0", opt.eps);
+    this.options = opt;
+    this.#params = params;
+    this.#shapes = params.map((p) => [...p.shape]);
+  }
+
+  get params(): readonly Tensor[] {
+    return this.#params;
+  }
+
+  async step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number }> {
+    const t = this.t + 1;
+    const { lr, beta1, beta2, eps } = this.options;
+    const { l, g, theta } = lossAndGrad(this.#params, model, loss);
+    try {
+      const value = (await l.data())[0];
+      if (!Number.isFinite(value)) {
+        throw new SgnError(
+          `Adam step ${t}: the loss is ${value}; the parameters were left unchanged`,
+        );
+      }
+      const next = scope(() => {
+        const m = this.#m ? o.add(o.mul(this.#m, beta1), o.mul(g, 1 - beta1)) : o.mul(g, 1 - beta1);
+        const g2 = o.square(g);
+        const v = this.#v
+          ? o.add(o.mul(this.#v, beta2), o.mul(g2, 1 - beta2))
+          : o.mul(g2, 1 - beta2);
+        const mHat = o.div(m, 1 - beta1 ** t);
+        const vHat = o.div(v, 1 - beta2 ** t);
+        const update = o.div(o.mul(mHat, lr), o.add(o.sqrt(vHat), eps));
+        return { m, v, params: unflatten(o.sub(theta, update), this.#shapes) };
+      });
+      for (const p of this.#params) p.dispose();
+      this.#params = next.params;
+      this.#m?.dispose();
+      this.#v?.dispose();
+      this.#m = next.m;
+      this.#v = next.v;
+      this.t = t;
+      return { loss: value };
+    } finally {
+      for (const x of [l, g, theta]) x.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const p of this.#params) p.dispose();
+    this.#m?.dispose();
+    this.#v?.dispose();
+  }
+}

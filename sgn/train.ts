@@ -1,0 +1,236 @@
+/**
+ * The training loop of the seed's experiments: epochs over in-memory arrays, shuffled by a seeded
+ * generator, in mini-batches (the last one smaller), with per-epoch mean loss, train accuracy,
+ * test metric and elapsed time, returned in the seed's results format. It never prints: progress
+ * goes to a callback.
+ *
+ * @module
+ */
+
+import { type Backend, type DType, SgnError } from "../backend.ts";
+import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
+import { Random } from "../random.ts";
+import type { Network } from "../models/networks.ts";
+import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
+import { type Optimizer, SGN } from "./sgn.ts";
+
+/** A data set in memory: inputs [n, ...sampleShape] flattened, and labels or targets. */
+export interface Dataset {
+  /** Inputs, sample after sample. */
+  inputs: Float32Array;
+  /** Class labels (classification) or targets [n, outputs] flattened (regression). */
+  targets: Float32Array | Int32Array | Uint8Array;
+}
+
+/** Options of {@link train}. */
+export interface TrainOptions {
+  network: Network;
+  optimizer: Optimizer;
+  /** "classification" (softmax cross-entropy over labels) or "regression" (mean squared error). */
+  task: "classification" | "regression";
+  train: Dataset;
+  test?: Dataset;
+  epochs: number;
+  batchSize: number;
+  /** Seed of the shuffling. */
+  seed?: number;
+  backend: Backend;
+  /** Element type of the batches (float64 only on the CPU backend). Default float32. */
+  dtype?: DType;
+  /** Called after every step and every epoch. */
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+/** Progress of a run. */
+export interface ProgressEvent {
+  kind: "step" | "epoch";
+  epoch: number;
+  step: number;
+  stepsPerEpoch: number;
+  loss: number;
+  elapsed: number;
+  /** Set on epoch events. */
+  record?: ResultsRecord;
+}
+
+/** The seed's results.json: per-epoch lists, plus rho and alpha per step for SGN. */
+export interface ResultsRecord {
+  avg_loss: number[];
+  acc?: number[];
+  test_acc?: number[];
+  test_loss?: number[];
+  tot_time: number[];
+  tot_iterations: number[];
+  tot_epochs: number[];
+  rho?: number[];
+  alpha?: number[];
+}
+
+function sampleSize(net: Network): number {
+  return net.inputShape.reduce((a, b) => a * b, 1);
+}
+
+function batchOf(
+  data: Dataset,
+  rows: ArrayLike<number>,
+  net: Network,
+  task: TrainOptions["task"],
+  be: Backend,
+  dtype: DType = "float32",
+): { x: Tensor; y: Tensor } {
+  const size = sampleSize(net);
+  const xs = new Float32Array(rows.length * size);
+  for (let i = 0; i < rows.length; i++) {
+    xs.set(data.inputs.subarray(rows[i] * size, rows[i] * size + size), i * size);
+  }
+  const x = tensor(xs, [rows.length, ...net.inputShape], { backend: be, dtype });
+  if (task === "classification") {
+    const labels = Array.from(rows, (r) => data.targets[r]);
+    return { x, y: oneHot(labels, net.outputs, { backend: be, dtype }) };
+  }
+  const d = net.outputs;
+  const ys = new Float32Array(rows.length * d);
+  for (let i = 0; i < rows.length; i++) {
+    for (let j = 0; j < d; j++) ys[i * d + j] = data.targets[rows[i] * d + j];
+  }
+  return { x, y: tensor(ys, [rows.length, d], { backend: be, dtype }) };
+}
+
+function checkData(data: Dataset, net: Network, task: TrainOptions["task"], what: string): number {
+  const size = sampleSize(net);
+  const n = data.inputs.length / size;
+  if (!Number.isInteger(n) || n === 0) {
+    throw new SgnError(
+      `${what}: ${data.inputs.length} input values are not a whole number of samples of ${size}`,
+    );
+  }
+  const per = task === "classification" ? 1 : net.outputs;
+  if (data.targets.length !== n * per) {
+    throw new SgnError(
+      `${what}: ${n} samples but ${data.targets.length} targets (expected ${n * per})`,
+    );
+  }
+  return n;
+}
+
+/** Mean loss and accuracy (classification) over a data set, in batches. */
+async function evaluate(
+  data: Dataset,
+  o: TrainOptions,
+): Promise<{ loss: number; acc: number }> {
+  const n = checkData(data, o.network, o.task, "test set");
+  let loss = 0;
+  let acc = 0;
+  for (let start = 0; start < n; start += o.batchSize) {
+    const rows = Array.from({ length: Math.min(o.batchSize, n - start) }, (_, i) => start + i);
+    const { x, y } = batchOf(data, rows, o.network, o.task, o.backend, o.dtype);
+    const stats = scope(() => {
+      const z = o.network.forward(o.optimizer.params, x);
+      const l = (o.task === "classification" ? softmaxCrossEntropy(y) : meanSquaredError(y)).value(
+        z,
+      );
+      return o.task === "classification" ? [l, accuracy(z, y)] : [l];
+    });
+    const values = await Promise.all(stats.map((s) => s.data()));
+    loss += values[0][0] * rows.length;
+    if (values[1]) acc += values[1][0] * rows.length;
+    for (const t of [x, y, ...stats]) t.dispose();
+  }
+  return { loss: loss / n, acc: acc / n };
+}
+
+/**
+ * Trains for `epochs` epochs and returns the seed's results record.
+ *
+ * @example
+ * ```ts
+ * import { init, mlp, SGN, train } from "./mod.ts";
+ * const backend = await init({ backend: "cpu" });
+ * const net = mlp({ inputs: 1, hidden: [8], outputs: 1 });
+ * const xs = Float32Array.from({ length: 64 }, (_, i) => i / 64);
+ * const results = await train({
+ *   network: net, optimizer: new SGN(net.init()), task: "regression", backend,
+ *   train: { inputs: xs, targets: xs.map((x) => x * x) }, epochs: 2, batchSize: 16,
+ * });
+ * console.log(results.avg_loss);
+ * ```
+ */
+export async function train(o: TrainOptions): Promise<ResultsRecord> {
+  const n = checkData(o.train, o.network, o.task, "training set");
+  if (!Number.isInteger(o.epochs) || o.epochs < 1) {
+    throw new SgnError(`train: epochs must be a positive integer, got ${o.epochs}`);
+  }
+  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) {
+    throw new SgnError(`train: batchSize must be a positive integer, got ${o.batchSize}`);
+  }
+  const rng = new Random(o.seed ?? 1);
+  const classification = o.task === "classification";
+  const record: ResultsRecord = {
+    avg_loss: [],
+    ...(classification ? { acc: [], test_acc: [] } : { test_loss: [] }),
+    tot_time: [],
+    tot_iterations: [],
+    tot_epochs: [],
+    ...(o.optimizer instanceof SGN ? { rho: [], alpha: [] } : {}),
+  };
+  const stepsPerEpoch = Math.ceil(n / o.batchSize);
+  const t0 = performance.now();
+  let iterations = 0;
+  for (let epoch = 1; epoch <= o.epochs; epoch++) {
+    const order = rng.permutation(n);
+    let lossSum = 0;
+    let accSum = 0;
+    for (let s = 0; s < stepsPerEpoch; s++) {
+      const rows = order.subarray(s * o.batchSize, Math.min(n, (s + 1) * o.batchSize));
+      const { x, y } = batchOf(o.train, rows, o.network, o.task, o.backend, o.dtype);
+      try {
+        const lossFn = classification ? softmaxCrossEntropy(y) : meanSquaredError(y);
+        if (classification) {
+          // Train accuracy of this batch with the parameters before the step.
+          const acc = scope(() => accuracy(o.network.forward(o.optimizer.params, x), y));
+          accSum += (await acc.data())[0];
+          acc.dispose();
+        }
+        const rec = await o.optimizer.step((...p) => o.network.forward(p, x), lossFn);
+        lossSum += rec.loss;
+        if (o.optimizer instanceof SGN) {
+          const r = rec as unknown as { rho: number; alpha: number };
+          record.rho!.push(r.rho);
+          record.alpha!.push(r.alpha);
+        }
+        iterations++;
+        o.onProgress?.({
+          kind: "step",
+          epoch,
+          step: s + 1,
+          stepsPerEpoch,
+          loss: rec.loss,
+          elapsed: (performance.now() - t0) / 1000,
+        });
+      } finally {
+        x.dispose();
+        y.dispose();
+      }
+    }
+    record.avg_loss.push(lossSum / stepsPerEpoch);
+    if (classification) record.acc!.push(accSum / stepsPerEpoch);
+    if (o.test) {
+      const test = await evaluate(o.test, o);
+      if (classification) record.test_acc!.push(test.acc);
+      else record.test_loss!.push(test.loss);
+    }
+    record.tot_time.push((performance.now() - t0) / 1000);
+    record.tot_iterations.push(iterations);
+    record.tot_epochs.push(epoch);
+    o.onProgress?.({
+      kind: "epoch",
+      epoch,
+      step: stepsPerEpoch,
+      stepsPerEpoch,
+      loss: record.avg_loss.at(-1)!,
+      elapsed: (performance.now() - t0) / 1000,
+      record,
+    });
+  }
+  return record;
+}
