@@ -216,6 +216,8 @@ export interface Backend {
    * side, giving [outer, sum(widths)].
    */
   concat(parts: readonly DeviceBuffer[], outer: number, widths: readonly number[]): DeviceBuffer;
+  /** The inverse of concat with outer = 1: consecutive pieces of `sizes` elements of x. */
+  split(x: DeviceBuffer, sizes: readonly number[]): DeviceBuffer[];
 
   // --- reductions and normalizations ----------------------------------------------------------
   /** Reduces x viewed as [outer, axisSize, inner] along the middle axis, giving [outer, inner]. */

@@ -17,8 +17,8 @@
  */
 
 import { SgnError } from "../backend.ts";
-import { claim, Tensor } from "./tensor.ts";
-import { evaluate, type ParamsOf, type PrimName, RULES } from "./primitives.ts";
+import { claim, keep, Tensor } from "./tensor.ts";
+import { evaluate, type Memo, noMemo, type ParamsOf, type PrimName, RULES } from "./primitives.ts";
 
 /** A transformation in progress. */
 export abstract class Trace {
@@ -102,7 +102,7 @@ export class JvpTrace extends Trace {
     const primals = args.map((a) => (this.owns(a) ? a.primal : a));
     const tangents = args.map((a) => (this.owns(a) ? a.tangent : null));
     const out = bind(prim, primals, params);
-    const t = RULES[prim].jvp(primals, tangents, params, out);
+    const t = RULES[prim].jvp(primals, tangents, params, out, noMemo);
     return t ? new JvpTracer(this, out, t) : out;
   }
   owns(a: Tensor): a is JvpTracer {
@@ -119,6 +119,7 @@ interface Node {
   inputs: number[];
   primals: Tensor[];
   out: Tensor;
+  memo?: Map<string, Tensor>;
 }
 
 /** A recorded value: its primal one level down, and its node in the tape. */
@@ -141,6 +142,8 @@ export class TapeTracer extends Tracer {
 export class TapeTrace extends Trace {
   readonly nodes: Node[] = [];
   readonly inputs: TapeTracer[] = [];
+  /** Values cached by the rules' memo across sweeps; freed with the tape. */
+  readonly memos: Tensor[] = [];
 
   /** `depth`: the index of the collection that owns what this tape records. */
   constructor(level: number, readonly depth: number) {
@@ -169,6 +172,21 @@ export class TapeTrace extends Trace {
     return a instanceof TapeTracer && a.trace === this;
   }
 
+  /** The memo of node i: concrete values are cached for later sweeps, tracers are not. */
+  private memoFor(n: Node): Memo {
+    return (key, make) => {
+      const hit = n.memo?.get(key);
+      if (hit) return hit;
+      const v = make();
+      if (!(v instanceof Tracer)) {
+        keep(v);
+        (n.memo ??= new Map()).set(key, v);
+        this.memos.push(v);
+      }
+      return v;
+    };
+  }
+
   /** Takes ownership of the concrete tensors beneath a recorded value (see `claim`). */
   private own(v: Tensor): void {
     claim(v, this.depth);
@@ -187,7 +205,7 @@ export class TapeTrace extends Trace {
       const n = this.nodes[i];
       const tin = n.inputs.map((j) => (j >= 0 ? tan[j] : null));
       if (tin.every((t) => t === null)) continue;
-      tan[i] = RULES[n.prim].jvp(n.primals, tin, n.params as never, n.out);
+      tan[i] = RULES[n.prim].jvp(n.primals, tin, n.params as never, n.out, this.memoFor(n));
     }
     return outputs.map((o) => tan[o]);
   }
@@ -209,7 +227,14 @@ export class TapeTrace extends Trace {
       if (!c) continue;
       const n = this.nodes[i];
       const needs = n.inputs.map((j) => j >= 0);
-      const grads = RULES[n.prim].vjp(c, n.primals, n.params as never, n.out, needs);
+      const grads = RULES[n.prim].vjp(
+        c,
+        n.primals,
+        n.params as never,
+        n.out,
+        needs,
+        this.memoFor(n),
+      );
       n.inputs.forEach((j, k) => {
         if (j >= 0 && grads[k]) accumulate(j, grads[k]!);
       });

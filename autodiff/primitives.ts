@@ -88,6 +88,15 @@ export interface ParamsOf {
 /** Every primitive's name. */
 export type PrimName = keyof ParamsOf;
 
+/**
+ * Caches a value derived from primal values only (a derivative factor such as s (1 - s)) under
+ * a key, for as long as the recorded forward pass lives; outside a tape it just computes it.
+ */
+export type Memo = (key: string, make: () => Tensor) => Tensor;
+
+/** A Memo that caches nothing. */
+export const noMemo: Memo = (_key, make) => make();
+
 /** One primitive's rules. */
 export interface Rule<P> {
   /** The output shape; throws an SgnError naming the op when the arguments do not fit. */
@@ -95,9 +104,16 @@ export interface Rule<P> {
   /** Runs the kernel(s) on concrete buffers. */
   impl(be: Backend, xs: DeviceBuffer[], shapes: Shape[], params: P, out: Shape): DeviceBuffer;
   /** Output tangent from input tangents (null = zero). */
-  jvp(primals: Tensor[], tangents: Tangents, params: P, out: Tensor): Tensor | null;
+  jvp(primals: Tensor[], tangents: Tangents, params: P, out: Tensor, memo: Memo): Tensor | null;
   /** Input cotangents from the output cotangent (null where not needed). */
-  vjp(ct: Tensor, primals: Tensor[], params: P, out: Tensor, needs: boolean[]): Tangents;
+  vjp(
+    ct: Tensor,
+    primals: Tensor[],
+    params: P,
+    out: Tensor,
+    needs: boolean[],
+    memo: Memo,
+  ): Tangents;
 }
 
 const fmt = (s: Shape) => `[${s.join(", ")}]`;
@@ -193,8 +209,11 @@ function unary(op: UnaryOp, factor: ((x: Tensor, out: Tensor) => Tensor) | null)
   return {
     shape: ([s]) => [...s],
     impl: (be, [x]) => be.unary(op, x),
-    jvp: ([x], [t], _, out) => (factor && t ? o.mul(t, factor(x, out)) : null),
-    vjp: (ct, [x], _, out) => [factor ? o.mul(ct, factor(x, out)) : null],
+    jvp: ([x], [t], _, out, memo) =>
+      factor && t ? o.mul(t, memo("factor", () => factor(x, out))) : null,
+    vjp: (ct, [x], _, out, __, memo) => [
+      factor ? o.mul(ct, memo("factor", () => factor(x, out))) : null,
+    ],
   };
 }
 

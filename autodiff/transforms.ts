@@ -152,6 +152,7 @@ export function linearize(f: TensorFn, primals: Tensor[]): Linearized {
       disposed = true;
       for (const t of created) t.dispose();
       created.clear();
+      for (const t of trace.memos.splice(0)) t.dispose();
     },
   };
 }
@@ -259,6 +260,10 @@ export interface GgnOperator {
   outputs: Tensor;
   /** G v for v shaped like the parameters. */
   apply(...v: Tensor[]): Tensor[];
+  /** J v: the model's tangent along parameter tangents v. */
+  jvp(...v: Tensor[]): Tensor;
+  /** J^T u: parameter cotangents of an output cotangent u (e.g. the gradient from dL/dz). */
+  vjp(u: Tensor): Tensor[];
   /** Frees the recorded forward pass. */
   dispose(): void;
 }
@@ -297,6 +302,8 @@ export function ggnLinearize(
         const [jv] = lin.jvp(...v);
         return lin.vjp(loss.hessianProduct(z, jv));
       }),
+    jvp: (...v) => lin.jvp(...v)[0],
+    vjp: (u) => lin.vjp(u),
     dispose: () => {
       lin.dispose();
       z.dispose();

@@ -281,6 +281,21 @@ export class CpuBackend implements Backend {
     return out;
   }
 
+  split(x: DeviceBuffer, sizes: readonly number[]): DeviceBuffer[] {
+    const [[a], dtype] = this.args("split", x);
+    const total = sizes.reduce((s, n) => s + n, 0);
+    if (total !== a.size) {
+      throw new SgnError(`split: sizes add up to ${total}, the buffer has ${a.size}`);
+    }
+    let offset = 0;
+    return sizes.map((n) => {
+      const out = this.alloc(n, dtype);
+      out.data.set(a.data.subarray(offset, offset + n));
+      offset += n;
+      return out;
+    });
+  }
+
   reduce(
     op: ReduceOp,
     x: DeviceBuffer,

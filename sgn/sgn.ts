@@ -97,7 +97,10 @@ export class SGN implements Optimizer {
   t = 0;
   /** The trust-region damping carried to the next step. */
   rho: number;
-  /** Line-search tries of the previous step: how many candidates to evaluate speculatively. */
+  /**
+   * Line-search tries of the previous step: how many candidates to evaluate speculatively (an
+   * extra forward pass costs about as much as the readback a second batch would need).
+   */
   #lastTries = 1;
 
   /** Takes ownership of `params` (a list of tensors on one backend). */
@@ -129,10 +132,11 @@ export class SGN implements Optimizer {
     const reference = opt.mode === "reference";
     let readbacks = 0;
 
-    // Gradient, momentum, CG: everything stays on the device.
+    // One recorded forward pass serves the gradient (J^T dL/dz) and every G p of CG.
+    const G = ggnLinearize(model, loss, [...this.#params]);
     const solved = scope(() => {
-      const [l0, grads] = valueAndGrad(objective)(...this.#params);
-      const g = flatten(grads);
+      const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
+      const g = flatten(G.vjp(gz));
       let mHat = g;
       let momentum: Tensor | undefined;
       if (opt.beta > 0) {
@@ -144,7 +148,6 @@ export class SGN implements Optimizer {
       const theta = flatten(this.#params);
       return { l0, g, mHat, momentum, theta };
     });
-    const G = ggnLinearize(model, loss, [...this.#params]);
     const keepAlive: Tensor[] = [solved.l0, solved.g, solved.mHat, solved.theta];
     if (solved.momentum) keepAlive.push(solved.momentum);
     try {
@@ -180,7 +183,7 @@ export class SGN implements Optimizer {
         ? 0
         : reference || !opt.lineSearch
         ? 1
-        : Math.min(opt.maxLsIters, this.#lastTries + 1);
+        : Math.min(opt.maxLsIters, this.#lastTries);
       const head = scope(() => {
         const pred = o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 0.5);
         const md = o.dot(solved.mHat, cg.d);

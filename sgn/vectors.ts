@@ -1,7 +1,7 @@
 /**
  * Flat parameter vectors: the optimizers run their vector arithmetic on one flat tensor holding
  * every parameter (one fused kernel per operation), while models take a list of tensors.
- * Conversions are direct backend calls (one concat, one strided copy per part).
+ * Conversions are single backend calls (concat and split, one dispatch on WebGPU).
  *
  * @module
  */
@@ -26,11 +26,6 @@ export function unflatten(flat: Tensor, shapes: readonly (readonly number[])[]):
       `unflatten: a vector of ${flat.size} elements cannot hold ${total} parameters`,
     );
   }
-  let offset = 0;
-  return shapes.map((shape) => {
-    const n = sizeOf(shape);
-    const buf = flat.backend.strided(flat.buffer, [n], [1], offset);
-    offset += n;
-    return new Tensor(flat.backend, buf, shape, flat.dtype);
-  });
+  const bufs = flat.backend.split(flat.buffer, shapes.map(sizeOf));
+  return bufs.map((buf, i) => new Tensor(flat.backend, buf, shapes[i], flat.dtype));
 }

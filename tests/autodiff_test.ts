@@ -516,6 +516,8 @@ for (const be of [cpu, gpu].filter((b): b is NonNullable<typeof b> => !!b)) {
     for (const g of ggnvp(model, loss, params, v)) g.dispose();
     const start = be.liveBuffers();
     const G = ggnLinearize(model, loss, params);
+    // The first product caches derivative factors on the tape (one per node); then flat.
+    G.apply(...v).forEach((t) => t.dispose());
     const mid = be.liveBuffers();
     for (let i = 0; i < 1000; i++) {
       const gv = i % 2 ? G.apply(...v) : ggnvp(model, loss, params, v);

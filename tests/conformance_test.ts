@@ -428,3 +428,31 @@ Deno.test({
     assert.throws(() => gpu!.upload(new Float64Array(2)), /float32 only/);
   },
 });
+
+Deno.test({
+  name:
+    "conformance: split and single-row concat move pieces in one pass (more parts than bindings)",
+  ignore: !gpu,
+  fn: async () => {
+    const rng = new Random(10);
+    for (const sizes of [[3], [1, 7, 33], Array.from({ length: 40 }, (_, i) => (i * 7) % 13 + 1)]) {
+      const total = sizes.reduce((a, b) => a + b, 0);
+      const x = rng.array(total);
+      for (const be of [gpu!, cpu]) {
+        const parts = be.split(put(be, x), sizes);
+        let offset = 0;
+        for (const [i, part] of parts.entries()) {
+          const got = await take(be, part);
+          assertClose(got, Float32Array.from(x.subarray(offset, offset + sizes[i])), {
+            rtol: 0,
+            what: `${be.name} split ${i}`,
+          });
+          offset += sizes[i];
+        }
+      }
+      const partsData = sizes.map((n) => rng.array(n));
+      const [g, c] = await both(partsData, (be, bufs) => be.concat(bufs, 1, sizes));
+      assertClose(g, c, { rtol: 0, what: `concat of ${sizes.length} parts` });
+    }
+  },
+});

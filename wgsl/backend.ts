@@ -109,6 +109,9 @@ export class WebGpuBackend implements Backend {
     return layout.concat(this.rt, parts.map((p) => this.buf(p, "concat")), outer, widths);
   }
 
+  split(x: DeviceBuffer, sizes: readonly number[]): DeviceBuffer[] {
+    return layout.split(this.rt, this.buf(x, "split"), sizes);
+  }
   reduce(
     op: ReduceOp,
     x: DeviceBuffer,

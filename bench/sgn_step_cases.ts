@@ -1,0 +1,91 @@
+/**
+ * The SGN step benchmark (issue: SGN optimizer): one step on W1 = MLP 784-20-20-20-10 sigmoid,
+ * softmax cross-entropy, batch 1000, with 3 and 10 CG iterations, trust region and line search
+ * on, and the parts of a step measured on their own: loss + gradient, one cached G v product,
+ * one forward pass (a line-search try), and one readback round trip.
+ */
+import type { Backend } from "../backend.ts";
+import { WebGpuBackend } from "../wgsl/backend.ts";
+import { CpuBackend } from "../cpu/backend.ts";
+import { Random } from "../random.ts";
+import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
+import { ggnLinearize, valueAndGrad } from "../autodiff/transforms.ts";
+import { mlp } from "../models/networks.ts";
+import { oneHot, softmaxCrossEntropy } from "../models/losses.ts";
+import { SGN } from "../sgn/sgn.ts";
+
+/** A W1 problem on one backend. */
+export function w1(be: Backend) {
+  const rng = new Random(1);
+  const net = mlp({ inputs: 784, hidden: [20, 20, 20], outputs: 10 });
+  const x = tensor(rng.array(1000 * 784, (r) => r.range(0, 1)), [1000, 784], { backend: be });
+  const y = oneHot(Array.from({ length: 1000 }, (_, i) => i % 10), 10, { backend: be });
+  const loss = softmaxCrossEntropy(y);
+  const model = (...p: Tensor[]) => net.forward(p, x);
+  return { net, x, y, loss, model };
+}
+
+/** The backends to measure: WebGPU when present, and the CPU backend. */
+export async function stepBackends(): Promise<Backend[]> {
+  const gpu = await WebGpuBackend.create();
+  return gpu ? [gpu, new CpuBackend()] : [new CpuBackend()];
+}
+
+/** Mean milliseconds of `fn` over `n` runs after one warm-up. */
+export async function time(n: number, fn: () => Promise<unknown>): Promise<number> {
+  await fn();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await fn();
+  return (performance.now() - t0) / n;
+}
+
+/** Step time and readbacks per step of SGN with `iters` CG iterations. */
+export async function stepTime(be: Backend, iters: number, steps: number) {
+  const p = w1(be);
+  const opt = new SGN(p.net.init({ seed: 1, backend: be }), {
+    dampRho: 1e-4,
+    dampRhoMin: 1e-6,
+    trustRegion: true,
+    lineSearch: true,
+    cgMaxIters: iters,
+    cgMinIters: iters,
+  });
+  let readbacks = 0;
+  let tries = 0;
+  const ms = await time(steps, async () => {
+    const r = await opt.step(p.model, p.loss);
+    readbacks += r.readbacks;
+    tries += r.lsTries;
+  });
+  opt.dispose();
+  return { ms, readbacks: readbacks / (steps + 1), tries: tries / (steps + 1) };
+}
+
+/** The parts of a step, each measured alone (amortizing one readback over `reps` runs). */
+export async function parts(be: Backend, reps: number) {
+  const p = w1(be);
+  const params = p.net.init({ seed: 1, backend: be });
+  const run = (f: () => Tensor) => async () => {
+    let last: Tensor | undefined;
+    for (let i = 0; i < reps; i++) {
+      last?.dispose();
+      last = f();
+    }
+    await last!.data();
+    last!.dispose();
+  };
+  const lossGrad = await time(
+    3,
+    run(() =>
+      scope(() => valueAndGrad((...q: Tensor[]) => p.loss.value(p.model(...q)))(...params)[1][0])
+    ),
+  ) / reps;
+  const G = ggnLinearize(p.model, p.loss, params);
+  const gv = await time(3, run(() => scope(() => G.apply(...params)[0]))) / reps;
+  G.dispose();
+  const forward = await time(3, run(() => scope(() => p.loss.value(p.model(...params))))) / reps;
+  const t = tensor([1], [1], { backend: be });
+  const readback = await time(10, () => t.data());
+  for (const q of [...params, t, p.x, p.y]) q.dispose();
+  return { lossGrad, gv, forward, readback };
+}

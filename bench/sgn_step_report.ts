@@ -1,0 +1,27 @@
+/**
+ * Prints the SGN step table: `deno run -A bench/sgn_step_report.ts`.
+ */
+import { parts, stepBackends, stepTime } from "./sgn_step_cases.ts";
+
+for (const be of await stepBackends()) {
+  const reps = be.name === "cpu" ? 1 : 5;
+  const p = await parts(be, reps);
+  console.log(
+    `\n${be.name}: loss+grad ${p.lossGrad.toFixed(1)} ms, cached G v ${p.gv.toFixed(1)} ms, ` +
+      `forward ${p.forward.toFixed(1)} ms, readback ${p.readback.toFixed(1)} ms`,
+  );
+  console.log(
+    "| CG iterations | step ms | x loss+grad | readbacks/step | LS tries/step | " +
+      "est. grad + CG + LS + readbacks |",
+  );
+  console.log("|---:|---:|---:|---:|---:|---|");
+  for (const iters of [3, 10]) {
+    const s = await stepTime(be, iters, be.name === "cpu" ? 3 : 10);
+    const est = `${p.lossGrad.toFixed(0)} + ${(iters * p.gv).toFixed(0)} + ` +
+      `${(s.tries * p.forward).toFixed(0)} + ${(s.readbacks * p.readback).toFixed(0)}`;
+    console.log(
+      `| ${iters} | ${s.ms.toFixed(1)} | ${(s.ms / p.lossGrad).toFixed(1)} | ` +
+        `${s.readbacks.toFixed(2)} | ${s.tries.toFixed(2)} | ${est} |`,
+    );
+  }
+}
