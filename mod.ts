@@ -71,7 +71,10 @@ export { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "./model
 export {
   type Activation,
   ARCHITECTURE_1,
+  ARCHITECTURE_2,
+  ARCHITECTURE_3,
   ARCHITECTURE_4,
+  ARCHITECTURES,
   convNet,
   type ConvNetSpec,
   type InitOptions as NetworkInitOptions,

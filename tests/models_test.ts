@@ -1,0 +1,212 @@
+/**
+ * Networks, losses and the first-order baselines against hand computations.
+ */
+import assert from "node:assert/strict";
+import { tensor } from "../autodiff/tensor.ts";
+import { ARCHITECTURES, convNet, mlp } from "../models/networks.ts";
+import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
+import { Adam, SGD } from "../sgn/baselines.ts";
+import * as o from "../autodiff/ops.ts";
+import { backends, cpu } from "./harness.ts";
+
+// The seed's architecture files, byte for byte as its scripts/architectures folder has them.
+const SEED_FILES: Record<string, string> = {
+  architecture_1:
+    `{"conv_layers": {"layer0": {"type": "CONV", "num_filters": 6, "filter_size": 5}, "layer1": {"type": "ACT", "activation": "relu"}, "layer2": {"type": "POOL"}, "layer3": {"type": "CONV", "num_filters": 16, "filter_size": 5}, "layer4": {"type": "ACT", "activation": "relu"}, "layer5": {"type": "POOL"}}, "mlp_layers": {"layer0": {"type": "FC", "output_size": 120, "activation": "relu"}, "layer1": {"type": "FC", "output_size": 84, "activation": "relu"}}}`,
+  architecture_2:
+    `{"conv_layers": {"layer0": {"type": "CONV", "num_filters": 5, "filter_size": 3}, "layer1": {"type": "ACT", "activation": "relu"}, "layer2": {"type": "CONV", "num_filters": 5, "filter_size": 3}, "layer3": {"type": "ACT", "activation": "relu"}, "layer4": {"type": "POOL"}, "layer5": {"type": "CONV", "num_filters": 5, "filter_size": 3}, "layer6": {"type": "ACT", "activation": "relu"}, "layer7": {"type": "CONV", "num_filters": 5, "filter_size": 3}, "layer8": {"type": "ACT", "activation": "relu"}, "layer9": {"type": "POOL"}}, "mlp_layers": {"layer0": {"type": "FC", "output_size": 120, "activation": "relu"}, "layer1": {"type": "FC", "output_size": 120, "activation": "relu"}, "layer2": {"type": "FC", "output_size": 84, "activation": "relu"}}}`,
+  architecture_3:
+    `{"conv_layers": {"layer0": {"type": "CONV", "num_filters": 64, "filter_size": 3}, "layer1": {"type": "ACT", "activation": "relu"}, "layer2": {"type": "CONV", "num_filters": 64, "filter_size": 3}, "layer3": {"type": "ACT", "activation": "relu"}, "layer4": {"type": "POOL"}, "layer5": {"type": "CONV", "num_filters": 128, "filter_size": 3}, "layer6": {"type": "ACT", "activation": "relu"}, "layer7": {"type": "CONV", "num_filters": 128, "filter_size": 3}, "layer8": {"type": "ACT", "activation": "relu"}, "layer9": {"type": "POOL"}, "layer10": {"type": "CONV", "num_filters": 256, "filter_size": 3}, "layer11": {"type": "ACT", "activation": "relu"}, "layer12": {"type": "CONV", "num_filters": 256, "filter_size": 3}, "layer13": {"type": "ACT", "activation": "relu"}, "layer14": {"type": "CONV", "num_filters": 256, "filter_size": 3}, "layer15": {"type": "ACT", "activation": "relu"}, "layer16": {"type": "POOL"}}, "mlp_layers": {"layer0": {"type": "FC", "output_size": 128, "activation": "relu"}, "layer1": {"type": "FC", "output_size": 128, "activation": "relu"}, "layer2": {"type": "FC", "output_size": 64, "activation": "relu"}}}`,
+  architecture_4:
+    `{"conv_layers": {"layer0": {"type": "CONV", "num_filters": 32, "filter_size": 3, "padding": 0, "stride": 1}, "layer1": {"type": "ACT", "activation": "relu"}, "layer2": {"type": "POOL", "pool_size": 2, "stride": 2}, "layer3": {"type": "CONV", "num_filters": 64, "filter_size": 3, "padding": 0, "stride": 1}, "layer4": {"type": "ACT", "activation": "relu"}, "layer5": {"type": "POOL", "pool_size": 2, "stride": 2}, "layer6": {"type": "CONV", "num_filters": 64, "filter_size": 3, "padding": 0, "stride": 1}, "layer7": {"type": "ACT", "activation": "relu"}}, "mlp_layers": {"layer0": {"type": "FC", "output_size": 64, "activation": "relu"}}}`,
+};
+
+Deno.test("mlp: the MNIST net 784-20-20-20-10 has 16,750 parameters in the seed's order", () => {
+  const net = mlp({ inputs: 784, hidden: [20, 20, 20], outputs: 10 });
+  assert.equal(net.paramCount, 16750);
+  assert.deepEqual(net.paramShapes, [[784, 20], [20], [20, 20], [20], [20, 20], [20], [20, 10], [
+    10,
+  ]]);
+});
+
+Deno.test("mlp: seeded initialization N(0, 1) weights and zero biases, repeatable", async () => {
+  const net = mlp({ inputs: 200, hidden: [100], outputs: 10 });
+  const a = net.init({ seed: 3, backend: cpu });
+  const b = net.init({ seed: 3, backend: cpu });
+  const c = net.init({ seed: 4, backend: cpu });
+  const w = Array.from(await a[0].data());
+  assert.deepEqual(w, Array.from(await b[0].data()), "same seed, same weights");
+  assert.notDeepEqual(w, Array.from(await c[0].data()), "another seed, other weights");
+  const mean = w.reduce((s, v) => s + v, 0) / w.length;
+  const sd = Math.sqrt(w.reduce((s, v) => s + (v - mean) ** 2, 0) / w.length);
+  assert.ok(
+    Math.abs(mean) < 0.03 && Math.abs(sd - 1) < 0.03,
+    `mean ${mean}, sd ${sd} over ${w.length}`,
+  );
+  assert.ok((await a[1].data()).every((v) => v === 0), "biases start at 0");
+});
+
+Deno.test("convNet: the seed's four architecture files as they are; shapes and counts", async () => {
+  // Parameter counts worked out by hand for architecture_1 on 1x28x28 (fashion-MNIST):
+  // conv 6@5x5: 156; 24 -> pool 12; conv 16@5x5: 2,416; 8 -> pool 4; FC 256->120: 30,840;
+  // FC 120->84: 10,164; FC 84->10: 850.
+  const expected: Record<string, [number[], number]> = {
+    architecture_1: [[1, 28, 28], 156 + 2416 + 30840 + 10164 + 850],
+    architecture_2: [[1, 28, 28], 0],
+    // architecture_3 has no padding: on 32x32 its 5th conv meets a 1x1 map (checked below).
+    architecture_3: [[3, 48, 48], 0],
+    architecture_4: [[3, 32, 32], 0],
+  };
+  for (const [name, text] of Object.entries(SEED_FILES)) {
+    const spec = JSON.parse(text);
+    assert.deepEqual(spec, JSON.parse(JSON.stringify(ARCHITECTURES[name])), `${name} built in`);
+    const [shape, count] = expected[name];
+    const net = convNet(spec, shape, 10);
+    if (count) assert.equal(net.paramCount, count, name);
+    const params = net.init({ seed: 1, backend: cpu });
+    const x = tensor(new Float32Array(2 * shape.reduce((a, b) => a * b, 1)).fill(0.5), [
+      2,
+      ...shape,
+    ], { backend: cpu });
+    const z = net.forward(params, x);
+    assert.deepEqual(z.shape, [2, 10], name);
+    assert.ok((await z.data()).every(Number.isFinite), name);
+  }
+  assert.throws(
+    () => convNet(ARCHITECTURES.architecture_3, [3, 32, 32], 10),
+    /conv_layers\.layer14: a 3x3 filter does not fit the 1x1 feature map/,
+  );
+  // architecture_4 on 3x32x32: 896 + 18,496 + 36,928 + (1024*64 + 64) + 650 = 122,570.
+  assert.equal(convNet(ARCHITECTURES.architecture_4, [3, 32, 32], 10).paramCount, 122570);
+});
+
+Deno.test("convNet: initialization bounds of the seed (conv and FC uniform ranges, zero biases)", async () => {
+  const net = convNet(ARCHITECTURES.architecture_1, [1, 28, 28], 10);
+  const params = net.init({ seed: 5, backend: cpu });
+  const bounds = [
+    Math.sqrt(6 / (6 * 1 * 25)),
+    0,
+    Math.sqrt(6 / (16 * 6 * 25)),
+    0,
+    Math.sqrt(6 / (256 + 10)),
+    0,
+  ];
+  for (let i = 0; i < bounds.length; i++) {
+    const v = Array.from(await params[i].data());
+    if (bounds[i] === 0) assert.ok(v.every((x) => x === 0), `bias ${i}`);
+    else {
+      assert.ok(v.every((x) => Math.abs(x) <= bounds[i]), `weights ${i} within +-${bounds[i]}`);
+      assert.ok(Math.max(...v.map(Math.abs)) > 0.8 * bounds[i], `weights ${i} use their range`);
+    }
+  }
+});
+
+Deno.test("convNet and mlp: spec errors name the layer and what is wrong", () => {
+  const bad = (conv: unknown, mlpLayers: unknown = undefined) => () =>
+    convNet({ conv_layers: conv, mlp_layers: mlpLayers } as never, [1, 8, 8], 10);
+  assert.throws(
+    bad({ layer0: { type: "DROPOUT" } }),
+    /conv_layers\.layer0: unknown layer type "DROPOUT"/,
+  );
+  assert.throws(
+    bad({ layer0: { type: "CONV", num_filters: 0, filter_size: 3 } }),
+    /layer0: num_filters must be a positive integer, got 0/,
+  );
+  assert.throws(
+    bad({ layer0: { type: "CONV", num_filters: 4, filter_size: 9 } }),
+    /layer0: a 9x9 filter does not fit the 8x8 feature map/,
+  );
+  assert.throws(
+    bad({
+      layer0: { type: "POOL" },
+      layer1: { type: "POOL" },
+      layer2: { type: "POOL" },
+      layer3: { type: "POOL" },
+    }),
+    /layer3: a 2x2 pool does not fit the 1x1 feature map/,
+  );
+  assert.throws(
+    bad({ layer0: { type: "ACT", activation: "gelu" } }),
+    /layer0: unknown activation "gelu"/,
+  );
+  assert.throws(
+    bad({}, { layer0: { type: "FC", output_size: -3 } }),
+    /mlp_layers\.layer0: output_size must be a positive integer/,
+  );
+  assert.throws(bad({ first: { type: "POOL" } }), /layer names must be layer0, layer1/);
+  assert.throws(
+    () => mlp({ inputs: 784, hidden: [20, 0], outputs: 10 }),
+    /hidden layer 1 size must be a positive integer, got 0/,
+  );
+});
+
+for (const be of await backends()) {
+  Deno.test(`losses (${be.name}): values, Hessian products and accuracy by hand`, async () => {
+    const z = tensor([[2, 0, 0], [0, 0, 1]], undefined, { backend: be });
+    const y = oneHot([0, 2], 3, { backend: be });
+    const ce = softmaxCrossEntropy(y);
+    const lse = (r: number[]) => Math.log(r.reduce((s, v) => s + Math.exp(v), 0));
+    const want = ((lse([2, 0, 0]) - 2) + (lse([0, 0, 1]) - 1)) / 2;
+    assert.ok(Math.abs((await ce.value(z).data())[0] - want) < 1e-6);
+    // H u for u = e_0 on row 0: (s0 - s0^2, -s0 s1, -s0 s2) / N.
+    const u = tensor([[1, 0, 0], [0, 0, 0]], undefined, { backend: be });
+    const s = [Math.exp(2), 1, 1].map((v) => v / (Math.exp(2) + 2));
+    const hu = Array.from(await ce.hessianProduct(z, u).data());
+    const wantHu = [s[0] - s[0] * s[0], -s[0] * s[1], -s[0] * s[2]].map((v) => v / 2);
+    hu.slice(0, 3).forEach((v, i) => assert.ok(Math.abs(v - wantHu[i]) < 1e-6, `H u [${i}]`));
+    assert.deepEqual(hu.slice(3), [0, 0, 0]);
+    assert.equal((await accuracy(z, y).data())[0], 1);
+    assert.equal((await accuracy(z, oneHot([1, 2], 3, { backend: be })).data())[0], 0.5);
+    const mse = meanSquaredError(tensor([[1], [2]], undefined, { backend: be }));
+    assert.equal(
+      (await mse.value(tensor([[1.5], [2]], undefined, { backend: be })).data())[0],
+      0.125,
+    );
+    const z2 = tensor([[1.5], [2]], undefined, { backend: be });
+    const mh = await mse.hessianProduct(z2, tensor([[1], [3]], undefined, { backend: be })).data();
+    assert.deepEqual(Array.from(mh), [1, 3].map((v) => Math.fround((2 * v) / 2)));
+    assert.throws(
+      () => oneHot([0, 3], 3, { backend: be }),
+      /label 3 at index 1 is not an integer in \[0, 3\)/,
+    );
+    assert.throws(
+      () => ce.value(tensor([[1, 2]], undefined, { backend: be })),
+      /outputs \[1, 2\] and targets \[2, 3\]/,
+    );
+  });
+}
+
+Deno.test("SGD: heavy-ball updates match v = mu v + lr g, theta = theta - v", async () => {
+  // L(w) = mean((w - 3)^2) with one scalar: g = 2 (w - 3).
+  const t = tensor([[3]], undefined, { backend: cpu, dtype: "float64" });
+  const model = (w: ReturnType<typeof tensor>) => o.reshape(w, [1, 1]);
+  const opt = new SGD([tensor([0], [1], { backend: cpu, dtype: "float64" })], {
+    lr: 0.1,
+    momentum: 0.5,
+  });
+  let w = 0;
+  let v = 0;
+  for (let i = 0; i < 4; i++) {
+    await opt.step(model, meanSquaredError(t));
+    v = 0.5 * v + 0.1 * 2 * (w - 3);
+    w -= v;
+    const got = (await opt.params[0].data())[0];
+    assert.ok(Math.abs(got - w) < 1e-12, `step ${i + 1}: ${got} vs ${w}`);
+  }
+  opt.dispose();
+});
+
+Deno.test("Adam: bias-corrected first step moves each weight by lr against its gradient's sign", async () => {
+  const t = tensor([[3, -1]], undefined, { backend: cpu, dtype: "float64" });
+  const opt = new Adam([tensor([[0, 0]], undefined, { backend: cpu, dtype: "float64" })], {
+    lr: 0.01,
+  });
+  await opt.step((w) => w, meanSquaredError(t));
+  const got = Array.from(await opt.params[0].data());
+  assert.ok(Math.abs(got[0] - 0.01) < 1e-9 && Math.abs(got[1] + 0.01) < 1e-9, `${got}`);
+  for (let i = 0; i < 300; i++) await opt.step((w) => w, meanSquaredError(t));
+  const end = Array.from(await opt.params[0].data());
+  // About lr per step towards the minimum: 3 is ~300 steps away, -1 is reached and held.
+  assert.ok(end[0] > 2 && Math.abs(end[1] + 1) < 0.05, `Adam approaches the minimum: ${end}`);
+  opt.dispose();
+});
