@@ -40,7 +40,12 @@ export async function time(n: number, fn: () => Promise<unknown>): Promise<numbe
 }
 
 /** Step time and readbacks per step of SGN with `iters` CG iterations. */
-export async function stepTime(be: Backend, iters: number, steps: number) {
+export async function stepTime(
+  be: Backend,
+  iters: number,
+  steps: number,
+  lsSpeculation: "adaptive" | "all" = "adaptive",
+) {
   const p = w1(be);
   const opt = new SGN(p.net.init({ seed: 1, backend: be }), {
     dampRho: 1e-4,
@@ -49,6 +54,7 @@ export async function stepTime(be: Backend, iters: number, steps: number) {
     lineSearch: true,
     cgMaxIters: iters,
     cgMinIters: iters,
+    lsSpeculation,
   });
   let readbacks = 0;
   let tries = 0;

@@ -3,6 +3,8 @@
  */
 import { parts, stepBackends, stepTime } from "./sgn_step_cases.ts";
 
+const CASES = [[3, "adaptive"], [3, "all"], [10, "adaptive"], [10, "all"]] as const;
+
 for (const be of await stepBackends()) {
   const reps = be.name === "cpu" ? 1 : 5;
   const p = await parts(be, reps);
@@ -11,16 +13,16 @@ for (const be of await stepBackends()) {
       `forward ${p.forward.toFixed(1)} ms, readback ${p.readback.toFixed(1)} ms`,
   );
   console.log(
-    "| CG iterations | step ms | x loss+grad | readbacks/step | LS tries/step | " +
-      "est. grad + CG + LS + readbacks |",
+    "| CG iterations | LS speculation | step ms | x loss+grad | readbacks/step | " +
+      "LS tries/step | est. grad + CG + LS + readbacks |",
   );
-  console.log("|---:|---:|---:|---:|---:|---|");
-  for (const iters of [3, 10]) {
-    const s = await stepTime(be, iters, be.name === "cpu" ? 3 : 10);
+  console.log("|---:|---|---:|---:|---:|---:|---|");
+  for (const [iters, speculation] of CASES) {
+    const s = await stepTime(be, iters, be.name === "cpu" ? 3 : 10, speculation);
     const est = `${p.lossGrad.toFixed(0)} + ${(iters * p.gv).toFixed(0)} + ` +
       `${(s.tries * p.forward).toFixed(0)} + ${(s.readbacks * p.readback).toFixed(0)}`;
     console.log(
-      `| ${iters} | ${s.ms.toFixed(1)} | ${(s.ms / p.lossGrad).toFixed(1)} | ` +
+      `| ${iters} | ${speculation} | ${s.ms.toFixed(1)} | ${(s.ms / p.lossGrad).toFixed(1)} | ` +
         `${s.readbacks.toFixed(2)} | ${s.tries.toFixed(2)} | ${est} |`,
     );
   }

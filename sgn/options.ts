@@ -57,6 +57,13 @@ export interface SgnOptions {
    * scalars every CG iteration (slower; the oracle for tests).
    */
   mode?: "device" | "reference";
+  /**
+   * Line-search candidates evaluated before the single readback (device mode): "adaptive" (as
+   * many as the previous step needed; a step needing more reads back once per further batch) or
+   * "all" (every one of maxLsIters candidates: exactly one readback per step, more forward
+   * passes). "adaptive".
+   */
+  lsSpeculation?: "adaptive" | "all";
 }
 
 /** Every option resolved to its value. */
@@ -83,6 +90,7 @@ export const SGN_DEFAULTS: ResolvedSgnOptions = {
   maxLsIters: 10,
   armijo: "shrinking",
   mode: "device",
+  lsSpeculation: "adaptive",
 };
 
 function check(ok: boolean, name: string, seedName: string, range: string, value: unknown): void {
@@ -149,6 +157,13 @@ export function resolveSgnOptions(options: SgnOptions = {}): ResolvedSgnOptions 
   check(isInt(o.maxLsIters, 1), "maxLsIters", "MAX_LS_ITERS", "an integer >= 1", o.maxLsIters);
   check(["shrinking", "seed"].includes(o.armijo), "armijo", "-", '"shrinking" or "seed"', o.armijo);
   check(["device", "reference"].includes(o.mode), "mode", "-", '"device" or "reference"', o.mode);
+  check(
+    ["adaptive", "all"].includes(o.lsSpeculation),
+    "lsSpeculation",
+    "-",
+    '"adaptive" or "all"',
+    o.lsSpeculation,
+  );
   return o;
 }
 

@@ -183,6 +183,8 @@ export class SGN implements Optimizer {
         ? 0
         : reference || !opt.lineSearch
         ? 1
+        : opt.lsSpeculation === "all"
+        ? opt.maxLsIters
         : Math.min(opt.maxLsIters, this.#lastTries);
       const head = scope(() => {
         const pred = o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 0.5);

@@ -241,6 +241,14 @@ Deno.test("line search: halves the step until Armijo holds, at most MAX_LS_ITERS
     assert.equal(rec.lsTries, 7, `${mode}: tries`);
     assert.ok(rec.lossAfter < rec.loss);
     opt.dispose();
+    if (mode === "device") {
+      // Speculating on every candidate: the same decision with exactly one readback.
+      const all = new SGN(p.params(), { dampRho: 0, alpha: 64, cgTol: 0, lsSpeculation: "all" });
+      const ra = await all.step((w, b) => p.model(w, b), meanSquaredError(p.y));
+      assert.deepEqual([ra.alpha, ra.lsTries, ra.readbacks], [1, 7, 1]);
+      assert.ok(rec.readbacks > 1, "adaptive speculation read back more than once here");
+      all.dispose();
+    }
     const capped = new SGN(p.params(), { dampRho: 0, alpha: 64, maxLsIters: 3, cgTol: 0, mode });
     const rc = await capped.step((w, b) => p.model(w, b), meanSquaredError(p.y));
     assert.equal(rc.lsTries, 3, `${mode}: capped tries`);
