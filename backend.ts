@@ -314,3 +314,82 @@ export function broadcastStrides(shape: readonly number[], outShape: readonly nu
 export class SgnError extends Error {
   override name = "SgnError";
 }
+
+// --- spec validation shared by the backends ---------------------------------------------------
+
+/** Validates a convolution spec and returns its output size [ho, wo]. */
+export function checkConv2dSpec(op: string, s: Conv2dSpec): [number, number] {
+  for (const key of ["n", "c", "h", "w", "f", "kh", "kw", "strideH", "strideW"] as const) {
+    if (!Number.isInteger(s[key]) || s[key] < (key === "n" ? 0 : 1)) {
+      throw new SgnError(`${op}: ${key} must be a positive integer, got ${s[key]}`);
+    }
+  }
+  if (!Number.isInteger(s.padH) || !Number.isInteger(s.padW) || s.padH < 0 || s.padW < 0) {
+    throw new SgnError(`${op}: padding must be non-negative integers, got ${s.padH}, ${s.padW}`);
+  }
+  const [ho, wo] = conv2dOutSize(s);
+  if (ho < 1 || wo < 1) {
+    throw new SgnError(`${op}: a ${s.kh}x${s.kw} kernel does not fit a padded ${s.h}x${s.w} input`);
+  }
+  return [ho, wo];
+}
+
+/** Validates a pooling spec and returns its output size [ho, wo]. */
+export function checkPool2dSpec(op: string, s: Pool2dSpec): [number, number] {
+  for (const key of ["n", "c", "h", "w", "kh", "kw", "strideH", "strideW"] as const) {
+    if (!Number.isInteger(s[key]) || s[key] < (key === "n" || key === "c" ? 0 : 1)) {
+      throw new SgnError(`${op}: ${key} must be a positive integer, got ${s[key]}`);
+    }
+  }
+  const [ho, wo] = pool2dOutSize(s);
+  if (ho < 1 || wo < 1) {
+    throw new SgnError(`${op}: a ${s.kh}x${s.kw} window does not fit ${s.h}x${s.w}`);
+  }
+  return [ho, wo];
+}
+
+/** A matmul spec with defaults filled in, after checking it against the operand sizes. */
+export function checkMatmulSpec(
+  spec: MatmulSpec,
+  sizeA: number,
+  sizeB: number,
+): Required<MatmulSpec> {
+  const { m, k, n, transA = false, transB = false } = spec;
+  const batch = spec.batch ?? 1;
+  const batchA = batch > 1 ? spec.batchA ?? true : false;
+  const batchB = batch > 1 ? spec.batchB ?? true : false;
+  for (const [name, v] of [["m", m], ["k", k], ["n", n], ["batch", batch]] as const) {
+    if (!Number.isInteger(v) || v < 0) {
+      throw new SgnError(`matmul: ${name} must be a non-negative integer, got ${v}`);
+    }
+  }
+  const wantA = (batchA ? batch : 1) * m * k;
+  const wantB = (batchB ? batch : 1) * k * n;
+  if (sizeA !== wantA || sizeB !== wantB) {
+    throw new SgnError(
+      `matmul: operands have ${sizeA} and ${sizeB} elements, expected ${wantA} and ${wantB} ` +
+        `for ${JSON.stringify({ m, k, n, transA, transB, batch })}`,
+    );
+  }
+  return { m, k, n, transA, transB, batch, batchA, batchB };
+}
+
+/** Checks that a strided view stays inside a buffer of `size` elements. */
+export function checkStridedView(
+  size: number,
+  outShape: readonly number[],
+  strides: readonly number[],
+  offset: number,
+): void {
+  if (strides.length !== outShape.length) {
+    throw new SgnError(`strided: ${strides.length} strides for a shape of rank ${outShape.length}`);
+  }
+  let last = offset;
+  outShape.forEach((d, i) => (last += d > 0 ? (d - 1) * strides[i] : 0));
+  if (sizeOf(outShape) > 0 && (offset < 0 || last >= size || strides.some((s) => s < 0))) {
+    throw new SgnError(
+      `strided: the view [${outShape}] with strides [${strides}] at offset ${offset} ` +
+        `reads outside a buffer of ${size} elements`,
+    );
+  }
+}

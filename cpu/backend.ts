@@ -13,12 +13,14 @@ import {
   type BinaryOp,
   broadcastShapes,
   broadcastStrides,
-  conv2dOutSize,
+  checkConv2dSpec,
+  checkMatmulSpec,
+  checkPool2dSpec,
+  checkStridedView,
   type Conv2dSpec,
   type DeviceBuffer,
   type DType,
   type MatmulSpec,
-  pool2dOutSize,
   type Pool2dSpec,
   type ReduceOp,
   type Scalar,
@@ -232,20 +234,8 @@ export class CpuBackend implements Backend {
     offset: number,
   ): DeviceBuffer {
     const [[a], dtype] = this.args("strided", x);
-    if (strides.length !== outShape.length) {
-      throw new SgnError(
-        `strided: ${strides.length} strides for a shape of rank ${outShape.length}`,
-      );
-    }
+    checkStridedView(a.size, outShape, strides, offset);
     const n = sizeOf(outShape);
-    let last = offset;
-    outShape.forEach((d, i) => (last += d > 0 ? (d - 1) * strides[i] : 0));
-    if (n > 0 && (offset < 0 || last >= a.size || strides.some((s) => s < 0))) {
-      throw new SgnError(
-        `strided: the view [${outShape}] with strides [${strides}] at offset ${offset} ` +
-          `reads outside a buffer of ${a.size} elements`,
-      );
-    }
     const out = this.alloc(n, dtype);
     const idx = new Array<number>(outShape.length).fill(0);
     let ix = offset;
@@ -354,18 +344,12 @@ export class CpuBackend implements Backend {
   }
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
-    const { m, k, n, transA = false, transB = false } = spec;
-    const batch = spec.batch ?? 1;
-    const batchA = batch > 1 ? spec.batchA ?? true : false;
-    const batchB = batch > 1 ? spec.batchB ?? true : false;
-    for (const [name, v] of [["m", m], ["k", k], ["n", n], ["batch", batch]] as const) {
-      if (!Number.isInteger(v) || v < 0) {
-        throw new SgnError(`matmul: ${name} must be a non-negative integer, got ${v}`);
-      }
-    }
     const [[x, y], dtype] = this.args("matmul", a, b);
-    this.expectSize("matmul", "A", x, (batchA ? batch : 1) * m * k);
-    this.expectSize("matmul", "B", y, (batchB ? batch : 1) * k * n);
+    const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(
+      spec,
+      x.size,
+      y.size,
+    );
     const out = this.alloc(batch * m * n, dtype);
     const acc = new Float64Array(n);
     for (let t = 0; t < batch; t++) {
@@ -386,24 +370,6 @@ export class CpuBackend implements Backend {
       }
     }
     return out;
-  }
-
-  private convCheck(op: string, s: Conv2dSpec): [number, number] {
-    for (const key of ["n", "c", "h", "w", "f", "kh", "kw", "strideH", "strideW"] as const) {
-      if (!Number.isInteger(s[key]) || s[key] < (key === "n" ? 0 : 1)) {
-        throw new SgnError(`${op}: ${key} must be a positive integer, got ${s[key]}`);
-      }
-    }
-    if (!Number.isInteger(s.padH) || !Number.isInteger(s.padW) || s.padH < 0 || s.padW < 0) {
-      throw new SgnError(`${op}: padding must be non-negative integers, got ${s.padH}, ${s.padW}`);
-    }
-    const [ho, wo] = conv2dOutSize(s);
-    if (ho < 1 || wo < 1) {
-      throw new SgnError(
-        `${op}: a ${s.kh}x${s.kw} kernel does not fit a padded ${s.h}x${s.w} input`,
-      );
-    }
-    return [ho, wo];
   }
 
   /** Calls visit(xIndex, wIndex, yIndex) for every term of the convolution sum. */
@@ -440,7 +406,7 @@ export class CpuBackend implements Backend {
   }
 
   conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const [ho, wo] = this.convCheck("conv2d", s);
+    const [ho, wo] = checkConv2dSpec("conv2d", s);
     const [[xb, wb], dtype] = this.args("conv2d", x, w);
     this.expectSize("conv2d", "x", xb, s.n * s.c * s.h * s.w);
     this.expectSize("conv2d", "w", wb, s.f * s.c * s.kh * s.kw);
@@ -452,7 +418,7 @@ export class CpuBackend implements Backend {
   }
 
   conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const [ho, wo] = this.convCheck("conv2dInputGrad", s);
+    const [ho, wo] = checkConv2dSpec("conv2dInputGrad", s);
     const [[db, wb], dtype] = this.args("conv2dInputGrad", dy, w);
     this.expectSize("conv2dInputGrad", "dy", db, s.n * s.f * ho * wo);
     this.expectSize("conv2dInputGrad", "w", wb, s.f * s.c * s.kh * s.kw);
@@ -464,7 +430,7 @@ export class CpuBackend implements Backend {
   }
 
   conv2dWeightGrad(x: DeviceBuffer, dy: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const [ho, wo] = this.convCheck("conv2dWeightGrad", s);
+    const [ho, wo] = checkConv2dSpec("conv2dWeightGrad", s);
     const [[xb, db], dtype] = this.args("conv2dWeightGrad", x, dy);
     this.expectSize("conv2dWeightGrad", "x", xb, s.n * s.c * s.h * s.w);
     this.expectSize("conv2dWeightGrad", "dy", db, s.n * s.f * ho * wo);
@@ -473,19 +439,6 @@ export class CpuBackend implements Backend {
     const out = this.alloc(acc.length, dtype);
     out.data.set(acc);
     return out;
-  }
-
-  private poolCheck(op: string, s: Pool2dSpec): [number, number] {
-    for (const key of ["n", "c", "h", "w", "kh", "kw", "strideH", "strideW"] as const) {
-      if (!Number.isInteger(s[key]) || s[key] < (key === "n" || key === "c" ? 0 : 1)) {
-        throw new SgnError(`${op}: ${key} must be a positive integer, got ${s[key]}`);
-      }
-    }
-    const [ho, wo] = pool2dOutSize(s);
-    if (ho < 1 || wo < 1) {
-      throw new SgnError(`${op}: a ${s.kh}x${s.kw} window does not fit ${s.h}x${s.w}`);
-    }
-    return [ho, wo];
   }
 
   /** For every output of the pool, the input index of the first maximum of its window. */
@@ -514,7 +467,7 @@ export class CpuBackend implements Backend {
   }
 
   maxPool2d(x: DeviceBuffer, s: Pool2dSpec, values?: DeviceBuffer): DeviceBuffer {
-    const [ho, wo] = this.poolCheck("maxPool2d", s);
+    const [ho, wo] = checkPool2dSpec("maxPool2d", s);
     const [[xb, vb], dtype] = this.args("maxPool2d", x, values ?? x);
     this.expectSize("maxPool2d", "x", xb, s.n * s.c * s.h * s.w);
     this.expectSize("maxPool2d", "values", vb, xb.size);
@@ -525,7 +478,7 @@ export class CpuBackend implements Backend {
   }
 
   maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, s: Pool2dSpec): DeviceBuffer {
-    const [ho, wo] = this.poolCheck("maxPool2dBackward", s);
+    const [ho, wo] = checkPool2dSpec("maxPool2dBackward", s);
     const [[xb, db], dtype] = this.args("maxPool2dBackward", x, dy);
     this.expectSize("maxPool2dBackward", "x", xb, s.n * s.c * s.h * s.w);
     this.expectSize("maxPool2dBackward", "dy", db, s.n * s.c * ho * wo);

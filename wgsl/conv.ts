@@ -18,9 +18,9 @@
  */
 
 import {
-  conv2dOutSize,
+  checkConv2dSpec,
+  checkPool2dSpec,
   type Conv2dSpec,
-  pool2dOutSize,
   type Pool2dSpec,
   SgnError,
 } from "../backend.ts";
@@ -33,22 +33,6 @@ import { axpy } from "./elementwise.ts";
 const WG = 64;
 /** Largest im2col buffer, in elements (64 MiB). */
 const COLS_LIMIT = 16 * 1024 * 1024;
-
-function checkConv(op: string, s: Conv2dSpec): [number, number] {
-  for (const key of ["n", "c", "h", "w", "f", "kh", "kw", "strideH", "strideW"] as const) {
-    if (!Number.isInteger(s[key]) || s[key] < (key === "n" ? 0 : 1)) {
-      throw new SgnError(`${op}: ${key} must be a positive integer, got ${s[key]}`);
-    }
-  }
-  if (!Number.isInteger(s.padH) || !Number.isInteger(s.padW) || s.padH < 0 || s.padW < 0) {
-    throw new SgnError(`${op}: padding must be non-negative integers, got ${s.padH}, ${s.padW}`);
-  }
-  const [ho, wo] = conv2dOutSize(s);
-  if (ho < 1 || wo < 1) {
-    throw new SgnError(`${op}: a ${s.kh}x${s.kw} kernel does not fit a padded ${s.h}x${s.w} input`);
-  }
-  return [ho, wo];
-}
 
 function expectSize(op: string, what: string, b: GpuBuffer, size: number): void {
   if (b.size !== size) {
@@ -180,7 +164,7 @@ function padWeights(rt: GpuRuntime, w: GpuBuffer, s: Conv2dSpec): GpuBuffer {
 
 /** Convolution forward: x [n, c, h, w], w [f, c, kh, kw] -> [n, f, ho, wo]. */
 export function conv2d(rt: GpuRuntime, x: GpuBuffer, w: GpuBuffer, s: Conv2dSpec): GpuBuffer {
-  const [ho, wo] = checkConv("conv2d", s);
+  const [ho, wo] = checkConv2dSpec("conv2d", s);
   expectSize("conv2d", "x", x, s.n * s.c * s.h * s.w);
   expectSize("conv2d", "w", w, s.f * s.c * s.kh * s.kw);
   const P = ho * wo;
@@ -241,7 +225,7 @@ export function conv2dInputGrad(
   w: GpuBuffer,
   s: Conv2dSpec,
 ): GpuBuffer {
-  const [ho, wo] = checkConv("conv2dInputGrad", s);
+  const [ho, wo] = checkConv2dSpec("conv2dInputGrad", s);
   expectSize("conv2dInputGrad", "dy", dy, s.n * s.f * ho * wo);
   expectSize("conv2dInputGrad", "w", w, s.f * s.c * s.kh * s.kw);
   const P = ho * wo;
@@ -269,7 +253,7 @@ export function conv2dWeightGrad(
   dy: GpuBuffer,
   s: Conv2dSpec,
 ): GpuBuffer {
-  const [ho, wo] = checkConv("conv2dWeightGrad", s);
+  const [ho, wo] = checkConv2dSpec("conv2dWeightGrad", s);
   expectSize("conv2dWeightGrad", "x", x, s.n * s.c * s.h * s.w);
   expectSize("conv2dWeightGrad", "dy", dy, s.n * s.f * ho * wo);
   const P = ho * wo;
@@ -310,19 +294,6 @@ const COPY_ZERO = /* wgsl */ `
 fn main(@builtin(global_invocation_id) gid: vec3u) { if (gid.x < p.x) { out[gid.x] = 0.0; } }`;
 
 // --- pooling ------------------------------------------------------------------------------
-
-function checkPool(op: string, s: Pool2dSpec): [number, number] {
-  for (const key of ["n", "c", "h", "w", "kh", "kw", "strideH", "strideW"] as const) {
-    if (!Number.isInteger(s[key]) || s[key] < (key === "n" || key === "c" ? 0 : 1)) {
-      throw new SgnError(`${op}: ${key} must be a positive integer, got ${s[key]}`);
-    }
-  }
-  const [ho, wo] = pool2dOutSize(s);
-  if (ho < 1 || wo < 1) {
-    throw new SgnError(`${op}: a ${s.kh}x${s.kw} window does not fit ${s.h}x${s.w}`);
-  }
-  return [ho, wo];
-}
 
 const POOL_HEAD = `
 ${WGSL_MATH}
@@ -394,7 +365,7 @@ export function maxPool2d(
   s: Pool2dSpec,
   values?: GpuBuffer,
 ): GpuBuffer {
-  const [ho, wo] = checkPool("maxPool2d", s);
+  const [ho, wo] = checkPool2dSpec("maxPool2d", s);
   expectSize("maxPool2d", "x", x, s.n * s.c * s.h * s.w);
   if (values) expectSize("maxPool2d", "values", values, x.size);
   const total = s.n * s.c * ho * wo;
@@ -411,7 +382,7 @@ export function maxPool2dBackward(
   dy: GpuBuffer,
   s: Pool2dSpec,
 ): GpuBuffer {
-  const [ho, wo] = checkPool("maxPool2dBackward", s);
+  const [ho, wo] = checkPool2dSpec("maxPool2dBackward", s);
   expectSize("maxPool2dBackward", "x", x, s.n * s.c * s.h * s.w);
   expectSize("maxPool2dBackward", "dy", dy, s.n * s.c * ho * wo);
   const total = x.size;

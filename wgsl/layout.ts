@@ -4,7 +4,7 @@
  * @module
  */
 
-import { SgnError, sizeOf } from "../backend.ts";
+import { checkStridedView, SgnError, sizeOf } from "../backend.ts";
 import { coalesce, decodeIndex, MAX_RANK } from "./elementwise.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 
@@ -31,20 +31,8 @@ export function strided(
   strides: readonly number[],
   offset: number,
 ): GpuBuffer {
-  if (strides.length !== outShape.length) {
-    throw new SgnError(
-      `strided: ${strides.length} strides for a shape of rank ${outShape.length}`,
-    );
-  }
+  checkStridedView(x.size, outShape, strides, offset);
   const n = sizeOf(outShape);
-  let last = offset;
-  outShape.forEach((d, i) => (last += d > 0 ? (d - 1) * strides[i] : 0));
-  if (n > 0 && (offset < 0 || last >= x.size || strides.some((s) => s < 0))) {
-    throw new SgnError(
-      `strided: the view [${outShape}] with strides [${strides}] at offset ${offset} ` +
-        `reads outside a buffer of ${x.size} elements`,
-    );
-  }
   const { shape, strides: [sx] } = coalesce(outShape, [strides]);
   if (shape.length > MAX_RANK) {
     throw new SgnError(`strided: views need at most ${MAX_RANK} distinct dimensions`);

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { type MatmulSpec, SgnError } from "../backend.ts";
+import { checkMatmulSpec, type MatmulSpec, SgnError } from "../backend.ts";
 import { type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";
 import { reduce } from "./reduce.ts";
 
@@ -137,23 +137,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: v
 
 /** Matrix product on the GPU; see {@link MatmulSpec}. */
 export function matmul(rt: GpuRuntime, a: GpuBuffer, b: GpuBuffer, spec: MatmulSpec): GpuBuffer {
-  const { m, k, n, transA = false, transB = false } = spec;
-  const batch = spec.batch ?? 1;
-  const batchA = batch > 1 ? spec.batchA ?? true : false;
-  const batchB = batch > 1 ? spec.batchB ?? true : false;
-  for (const [name, v] of [["m", m], ["k", k], ["n", n], ["batch", batch]] as const) {
-    if (!Number.isInteger(v) || v < 0) {
-      throw new SgnError(`matmul: ${name} must be a non-negative integer, got ${v}`);
-    }
-  }
-  const sizeA = (batchA ? batch : 1) * m * k;
-  const sizeB = (batchB ? batch : 1) * k * n;
-  if (a.size !== sizeA || b.size !== sizeB) {
-    throw new SgnError(
-      `matmul: operands have ${a.size} and ${b.size} elements, expected ${sizeA} and ${sizeB} ` +
-        `for ${JSON.stringify({ m, k, n, transA, transB, batch })}`,
-    );
-  }
+  const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(spec, a.size, b.size);
   if (batch * m * n === 0) return rt.alloc(0);
   if (k === 0) {
     const zero = rt.alloc(batch * m * n);
