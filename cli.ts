@@ -1,100 +1,77 @@
 /**
- * The command line of sgn. Until the training command exists, `deno run -A cli.ts` (or
- * `deno task demo`) runs a demonstration of the machinery SGN stands on: a linear least-squares
- * problem solved by one damped Gauss-Newton step, (G + rho I) d = -g with conjugate gradient,
- * where every G p is a matrix-free product J^T H_L J p from `ggnLinearize`.
+ * The command line of sgn. Until the experiment CLI (data sets, the seed's flags, results files)
+ * exists, `deno run -A cli.ts` (or `deno task demo`) trains the seed's sine regression with SGN.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import {
-  type Backend,
-  type BackendChoice,
-  ggnLinearize,
-  init,
-  meanSquaredError,
-  ops,
-  Random,
-  scope,
-  type Tensor,
-  tensor,
-  valueAndGrad,
-} from "./mod.ts";
+import { type Backend, type BackendChoice, init, mlp, Random, SGN, train } from "./mod.ts";
 
 const HELP = `Usage: deno run -A cli.ts [demo] [options]
 
-Runs one damped Gauss-Newton step with conjugate gradient on a random linear least-squares
-problem and shows that it reaches the minimizer (the Gauss-Newton model is exact there).
+Trains the seed's sine-regression MLP (1-20-20-20-1, sigmoid; 10,000 points x ~ U(-1, 1),
+y = sin(f x) + N(0, 0.01^2), the first 30% held out) with SGN as the seed configures it
+(rho 1e-4, trust region and line search on, rho_min 1e-6, 10 CG iterations), printing the
+test loss after every epoch. The full experiment CLI (data sets, the seed's flags, results
+files) is being built.
 
 Options:
   --backend webgpu|cpu|auto   backend (default: auto, or SGN_BACKEND)
-  --samples N                 rows of the problem (default 2000)
-  --features N                unknowns (default 50)
-  --cg-iters N                conjugate-gradient iterations (default 60)
-  --seed N                    random seed (default 1)
+  --epochs N                  epochs (default 5)
+  --f F                       frequency of the sine (default 10)
+  --cg-iters N                CG iterations (default 10)
+  --seed N                    seed of data, initialization and shuffling (default 1)
+  --float64                   compute in float64 (CPU backend only), as the seed did
   -h, --help                  this text`;
 
-async function scalar(t: Tensor): Promise<number> {
-  return (await t.data())[0];
-}
-
-async function demo(be: Backend, n: number, d: number, iters: number, seed: number) {
-  const rng = new Random(seed);
-  const X = tensor(rng.array(n * d, (r) => r.normal()), [n, d], { backend: be });
-  const wTrue = rng.array(d, (r) => r.normal());
-  const Xh = await X.data();
-  const y = new Float32Array(n);
+async function demo(be: Backend, o: Record<string, number>, float64: boolean) {
+  const rng = new Random(o.seed);
+  const n = 10000;
+  const xs = new Float32Array(n);
+  const ys = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let j = 0; j < d; j++) s += Xh[i * d + j] * wTrue[j];
-    y[i] = s + 0.01 * rng.normal();
+    xs[i] = rng.range(-1, 1);
+    ys[i] = Math.sin(o.f * xs[i]) + 0.01 * rng.normal();
   }
-  const Y = tensor(y, [n, 1], { backend: be });
-  const w = tensor(new Float32Array(d), [d, 1], { backend: be });
-  const loss = meanSquaredError(Y);
-  const model = (w: Tensor) => ops.matmul(X, w);
-  const [l0, [g]] = valueAndGrad((w) => loss.value(model(w)))(w);
-  console.log(`backend: ${be.name} (${be.description})`);
+  const cut = 0.3 * n;
+  const dtype = float64 ? "float64" : "float32";
+  const net = mlp({ inputs: 1, hidden: [20, 20, 20], outputs: 1 });
+  const optimizer = new SGN(net.init({ seed: o.seed, backend: be, dtype }), {
+    dampRho: 1e-4,
+    dampRhoMin: 1e-6,
+    trustRegion: true,
+    lineSearch: true,
+    cgMaxIters: o["cg-iters"],
+  });
+  console.log(`backend: ${be.name} (${be.description}), ${dtype}`);
   console.log(
-    `problem: ${n} x ${d} least squares; loss at w = 0: ${(await scalar(l0)).toExponential(4)}`,
+    `${net.name}, ${net.paramCount} parameters; sine f = ${o.f}; SGN, ${
+      o["cg-iters"]
+    } CG iterations`,
   );
-
-  // CG on (G + rho I) d = -g, matrix-free: each G p is one tangent and one cotangent sweep.
-  const rho = 1e-6;
-  const G = ggnLinearize(model, loss, [w]);
-  const t0 = performance.now();
-  let dir = ops.zerosLike(w);
-  let r = g;
-  let p = ops.neg(g);
-  let rr = await scalar(ops.dot(r, r));
-  let k = 0;
-  for (; k < iters && Math.sqrt(rr) > 1e-7; k++) {
-    const next = scope(() => {
-      const q = ops.add(G.apply(p)[0], ops.mul(p, rho));
-      return { q, pq: ops.dot(p, q) };
-    });
-    const a = rr / (await scalar(next.pq));
-    const nd = ops.add(dir, ops.mul(p, a));
-    const nr = ops.add(r, ops.mul(next.q, a));
-    const nrr = await scalar(ops.dot(nr, nr));
-    const np = ops.add(ops.neg(nr), ops.mul(p, nrr / rr));
-    for (const t of [dir, r, p, next.q, next.pq]) t.dispose();
-    [dir, r, p, rr] = [nd, nr, np, nrr];
-  }
-  const ms = performance.now() - t0;
-  G.dispose();
-  const w1 = ops.add(w, dir);
-  const l1 = await scalar(loss.value(model(w1)));
-  const w1h = await w1.data();
-  const err = Math.sqrt(wTrue.reduce((s, v, i) => s + (v - w1h[i]) ** 2, 0) / d);
-  console.log(
-    `conjugate gradient: ${k} iterations in ${ms.toFixed(1)} ms, residual ${
-      Math.sqrt(rr).toExponential(2)
-    }`,
-  );
-  console.log(`loss after one Gauss-Newton step: ${l1.toExponential(4)} (noise floor ~1e-4)`);
-  console.log(`RMS distance to the true weights: ${err.toExponential(3)}`);
+  await train({
+    network: net,
+    optimizer,
+    task: "regression",
+    backend: be,
+    dtype,
+    train: { inputs: xs.slice(cut), targets: ys.slice(cut) },
+    test: { inputs: xs.slice(0, cut), targets: ys.slice(0, cut) },
+    epochs: o.epochs,
+    batchSize: 1000,
+    seed: o.seed,
+    onProgress: (e) => {
+      if (e.kind !== "epoch" || !e.record) return;
+      const r = e.record;
+      console.log(
+        `epoch ${e.epoch}: train loss ${r.avg_loss.at(-1)!.toFixed(5)}, ` +
+          `test loss ${r.test_loss!.at(-1)!.toFixed(5)}, rho ${r.rho!.at(-1)!.toExponential(2)}, ` +
+          `${e.elapsed.toFixed(1)} s`,
+      );
+    },
+  });
+  optimizer.dispose();
 }
 
 async function main(args: string[]): Promise<number> {
@@ -105,10 +82,11 @@ async function main(args: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         backend: { type: "string", default: "" },
-        samples: { type: "string", default: "2000" },
-        features: { type: "string", default: "50" },
-        "cg-iters": { type: "string", default: "60" },
+        epochs: { type: "string", default: "5" },
+        f: { type: "string", default: "10" },
+        "cg-iters": { type: "string", default: "10" },
         seed: { type: "string", default: "1" },
+        float64: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -127,10 +105,14 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   const ints: Record<string, number> = {};
-  for (const key of ["samples", "features", "cg-iters", "seed"] as const) {
+  for (const key of ["epochs", "f", "cg-iters", "seed"] as const) {
     const v = Number(values[key]);
-    if (!Number.isInteger(v) || v < (key === "seed" ? 0 : 1)) {
-      console.error(`error: --${key} must be a positive integer, got "${values[key]}"`);
+    const ok = key === "f"
+      ? Number.isFinite(v) && v > 0
+      : Number.isInteger(v) && v >= (key === "seed" ? 0 : 1);
+    if (!ok) {
+      const kind = key === "f" ? "number" : "integer";
+      console.error(`error: --${key} must be a positive ${kind}, got "${values[key]}"`);
       return 2;
     }
     ints[key] = v;
@@ -140,8 +122,13 @@ async function main(args: string[]): Promise<number> {
     console.error(`error: --backend must be webgpu, cpu or auto, got "${choice}"`);
     return 2;
   }
-  const be = await init({ backend: choice as BackendChoice | undefined });
-  await demo(be, ints.samples, ints.features, ints["cg-iters"], ints.seed);
+  if (values.float64 && choice && choice !== "cpu") {
+    console.error("error: --float64 needs the CPU backend (WebGPU computes in float32)");
+    return 2;
+  }
+  const backend = (values.float64 ? "cpu" : choice) as BackendChoice | undefined;
+  const be = await init({ backend });
+  await demo(be, ints, values.float64);
   return 0;
 }
 
