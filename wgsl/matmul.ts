@@ -1,190 +1,329 @@
 /**
- * Matrix product, register-tiled for CPUs running WebGPU (llvmpipe/lavapipe), fine on GPUs too.
+ * Matrix product, tuned for WebGPU on CPUs (Mesa's lavapipe / llvmpipe) and correct on any
+ * adapter.
  *
- * Each invocation computes a 4 x 8 block of C as two mat4x4 accumulators, walking K four at a
- * time: it loads a 4x4 block of A and a 4x8 block of B as vec4s and accumulates them with
- * mat4x4 products (128 FMAs per 12 vec4 loads). Transposed operands are loaded along their
- * contiguous axis and transposed in registers. No workgroup memory: on a CPU the cache already
- * keeps the reused rows close, and barriers are expensive there.
+ * On llvmpipe a workgroup runs on one thread with 8 invocations per AVX2 register (one lane
+ * each), and every load from a storage buffer is a loop over the lanes: a vec4 load takes about
+ * 115 cycles per 8 lanes, the time of ~200 8-wide FMAs. So the kernel maximizes FMAs per load:
  *
- * Variants are compiled per (transA, transB, aligned): the aligned variant needs every vec4 load
- * to start on a multiple of 4 (the contiguous dimensions of A and B, and K, multiples of 4); the
- * general one loads scalars with bounds checks and handles any size.
+ * - each invocation owns an R x C block of the output (R, C multiples of 4, up to 32 x 32) in
+ *   vec4 accumulators; per step of 4 along K it loads R + C vec4s, each along its operand's
+ *   contiguous axis (transposes happen in registers, free in llvmpipe's SoA layout), for 4 R C
+ *   FMAs: 64 loads for 4096 FMAs at 32 x 32;
+ * - the K loop is branch-free and fully unrolled over the block; rows and columns past the edges
+ *   are clamped into the matrix for loading and masked only at the final store;
+ * - no workgroup memory: its loads are per-lane loops too (~0.7x the cost), so staging tiles
+ *   there would save little next to the register blocking, and would add barriers;
+ * - a workgroup is 8 invocations (one SIMD group) covering wx x wy blocks, so that small outputs
+ *   still spread over every core;
+ * - R, C and the arrangement are chosen per shape by a cost model ({@link planMatmul}). The
+ *   compile time of a kernel grows steeply with R C (cold, on lavapipe: ~0.5 s at 16 x 16, 1.5 s
+ *   at 16 x 32, 4.5 s at 32 x 32; Mesa caches compiled shaders on disk), so the large blocks are
+ *   reserved for large products. Each (transA, transB, R, C, vec4 output) is its own pipeline.
+ *
+ * vec4 loads need every operand row to start on a multiple of 4 floats: when K or an operand's
+ * contiguous dimension is not a multiple of 4, the operand is first copied into a zero-padded
+ * layout (K padded with zeros, so the K loop has no tail), which costs O(size of the operand).
  *
  * @module
  */
 
 import { checkMatmulSpec, type MatmulSpec, SgnError } from "../backend.ts";
-import { type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";
-import { reduce } from "./reduce.ts";
+import { type GpuBuffer, type GpuRuntime, grid, MAX_GROUPS, Params } from "./runtime.ts";
 
-/** Tiling: RB x CB blocks of 4x4 per invocation, WG_X x WG_Y invocations per workgroup. */
-export interface MatmulTiling {
-  rb: number;
-  cb: number;
-  wgX: number;
-  wgY: number;
+/**
+ * The work split of one product: each invocation computes an `r` x `c` block of the output, and a
+ * workgroup of {@link LANES} invocations covers `wx` blocks along N times `wy` blocks along M.
+ */
+export interface MatmulTile {
+  r: number;
+  c: number;
+  wx: number;
+  wy: number;
 }
 
-/** The tiling measured fastest on lavapipe (bench/README.md). */
-export let TILING: MatmulTiling = { rb: 2, cb: 2, wgX: 8, wgY: 8 };
+/** Invocations per workgroup: one AVX2 register of f32 lanes on llvmpipe. */
+export const LANES = 8;
+/** Largest block side. */
+const MAX_BLOCK = 32;
 
-/** Overrides the tiling (for tuning experiments). */
-export function setTiling(t: MatmulTiling): void {
-  TILING = t;
-}
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const XYZW = ["x", "y", "z", "w"];
 
-function kernel(transA: boolean, transB: boolean, aligned: boolean, t: MatmulTiling): string {
-  const { rb, cb, wgX, wgY } = t;
-  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-  // A block i: a matrix whose columns are A's rows r0+4i..+3 at k..k+3.
-  const aBlock = (i: number) => {
-    const ra = `ra${i}`;
-    const rs = `(r0 + ${4 * i}u)`;
-    if (!aligned) return `mat4x4f(la(${ra}.x, k), la(${ra}.y, k), la(${ra}.z, k), la(${ra}.w, k))`;
-    return transA
-      ? `transpose(mat4x4f(${
-        range(4).map((d) => `A4[(aOff + (k + ${d}u) * p.m + ${rs}) / 4u]`).join(", ")
-      }))`
-      : `mat4x4f(${
-        ["x", "y", "z", "w"].map((c) => `A4[(aOff + ${ra}.${c} * p.k + k) / 4u]`).join(", ")
-      })`;
-  };
-  // B block j: a matrix whose columns are B's rows k..k+3 at columns c0+4j..+3.
-  const bBlock = (j: number) => {
-    const cbv = `cb${j}`;
-    const cs = `cs${j}`;
-    if (!aligned) return `mat4x4f(${range(4).map((d) => `lb(k + ${d}u, ${cbv})`).join(", ")})`;
-    return transB
-      ? `transpose(mat4x4f(${
-        ["x", "y", "z", "w"].map((c) => `B4[(bOff + ${cbv}.${c} * p.k + k) / 4u]`).join(", ")
-      }))`
-      : `mat4x4f(${range(4).map((d) => `B4[(bOff + (k + ${d}u) * p.n + ${cs}) / 4u]`).join(", ")})`;
-  };
-  const decl = aligned
-    ? `@group(0) @binding(1) var<storage, read> A4: array<vec4f>;
-       @group(0) @binding(2) var<storage, read> B4: array<vec4f>;`
-    : `@group(0) @binding(1) var<storage, read> A: array<f32>;
-       @group(0) @binding(2) var<storage, read> B: array<f32>;`;
-  // Scalar loads (general variant): out-of-range k reads as 0; rows and columns were clamped.
-  const helpers = aligned ? "" : `
-var<private> aOff: u32;
-var<private> bOff: u32;
-fn ea(r: u32, kk: u32) -> f32 {
-  if (kk >= p.k) { return 0.0; }
-  return A[aOff + ${transA ? "kk * p.m + r" : "r * p.k + kk"}];
-}
-fn la(r: u32, kk: u32) -> vec4f { return vec4f(ea(r, kk), ea(r, kk + 1u), ea(r, kk + 2u), ea(r, kk + 3u)); }
-fn eb(kk: u32, c: u32) -> f32 {
-  if (kk >= p.k) { return 0.0; }
-  return B[bOff + ${transB ? "c * p.k + kk" : "kk * p.n + c"}];
-}
-fn lb(kk: u32, c: vec4u) -> vec4f { return vec4f(eb(kk, c.x), eb(kk, c.y), eb(kk, c.z), eb(kk, c.w)); }`;
-  const setup = [
-    ...range(rb).map((i) =>
-      `let ra${i} = min(vec4u(r0 + ${4 * i}u) + vec4u(0u, 1u, 2u, 3u), vec4u(p.m - 1u));`
-    ),
-    ...range(cb).map((j) =>
-      `let cb${j} = min(vec4u(c0 + ${4 * j}u) + vec4u(0u, 1u, 2u, 3u), vec4u(p.n - 1u));
-  let cs${j} = min(c0 + ${4 * j}u, ${aligned ? "p.n - 4u" : "p.n - 1u"});`
-    ),
-    ...range(rb).flatMap((i) => range(cb).map((j) => `var acc${i}${j} = mat4x4f();`)),
-  ].join("\n  ");
-  const body = [
-    ...range(rb).map((i) => `let a${i} = ${aBlock(i)};`),
-    ...range(cb).map((j) => `let b${j} = ${bBlock(j)};`),
-    ...range(rb).flatMap((i) => range(cb).map((j) => `acc${i}${j} += b${j} * a${i};`)),
-  ].join("\n    ");
-  const stores = range(rb).flatMap((i) =>
-    range(cb).map((j) => `store(r0 + ${4 * i}u, c0 + ${4 * j}u, base, acc${i}${j});`)
-  ).join("\n  ");
-  return /* wgsl */ `
-struct P { m: u32, k: u32, n: u32, batchA: u32, batchB: u32, groupsY: u32, kChunk: u32, batches: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-${decl}
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${helpers}
-fn store(r0: u32, c0: u32, base: u32, acc: mat4x4f) {
-  for (var r = 0u; r < 4u; r++) {
-    if (r0 + r >= p.m) { break; }
-    let o = base + (r0 + r) * p.n + c0;
-    let v = acc[r];
-    for (var j = 0u; j < 4u; j++) {
-      if (c0 + j < p.n) { C[o + j] = v[j]; }
+/**
+ * WGSL of the product kernel. Operands are read as vec4 arrays, in vec4 units: A is
+ * [batch?, m, lda] (or [batch?, k4, lda] with `transA`), B is [batch?, k4, ldb] (or
+ * [batch?, n, ldb] with `transB`), K padded with zeros to k4 = 4 steps. Batch entries are
+ * strideA / strideB apart (0 for a shared operand); z = workgroup z + batch0. The output is
+ * [batch, m, n] floats, written as vec4s when n is a multiple of 4.
+ */
+function productKernel(transA: boolean, transB: boolean, vecOut: boolean, t: MatmulTile): string {
+  const { r: R, c: C } = t;
+  const setup: string[] = [];
+  const body: string[] = [];
+  // Loads (indices in vec4 units; kq counts steps of 4 along K).
+  if (transA) {
+    // A^T stored [k4, m]: per K row, R/4 vec4s along M.
+    for (const q of range(R / 4)) {
+      setup.push(`let ra${q} = aOff + min(r0 / 4u + ${q}u, p.lda - 1u);`);
+    }
+    body.push(`let ka = kq * 4u * p.lda;`);
+    for (const d of range(4)) {
+      for (const q of range(R / 4)) body.push(`let a${d}_${q} = A[ra${q} + ka + ${d}u * p.lda];`);
+    }
+  } else {
+    // A stored [m, k4]: per row, one vec4 along K.
+    for (const i of range(R)) setup.push(`let ra${i} = aOff + min(r0 + ${i}u, p.m - 1u) * p.lda;`);
+    for (const i of range(R)) body.push(`let a${i} = A[ra${i} + kq];`);
+  }
+  if (transB) {
+    // B^T stored [n, k4]: per column, one vec4 along K.
+    for (const j of range(C)) setup.push(`let cb${j} = bOff + min(c0 + ${j}u, p.n - 1u) * p.ldb;`);
+    for (const j of range(C)) body.push(`let b${j} = B[cb${j} + kq];`);
+  } else {
+    // B stored [k4, n]: per K row, C/4 vec4s along N.
+    for (const q of range(C / 4)) {
+      setup.push(`let cb${q} = bOff + min(c0 / 4u + ${q}u, p.ldb - 1u);`);
+    }
+    body.push(`let kb = kq * 4u * p.ldb;`);
+    for (const d of range(4)) {
+      for (const q of range(C / 4)) body.push(`let b${d}_${q} = B[cb${q} + kb + ${d}u * p.ldb];`);
     }
   }
-}
-@compute @workgroup_size(${wgX}, ${wgY})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
-  // The batch index is folded into y so that large batches fit the dispatch limits.
-  let batch = wid.y / p.groupsY;
-  let row = gid.y - batch * p.groupsY * ${wgY}u;
-  let r0 = row * ${4 * rb}u;
-  let c0 = gid.x * ${4 * cb}u;
-  if (r0 >= p.m || c0 >= p.n) { return; }
-  ${aligned ? "let " : ""}aOff = batch * p.batchA * p.m * p.k;
-  ${aligned ? "let " : ""}bOff = batch * p.batchB * p.k * p.n;
-  ${setup}
-  // Split-K: workgroup z sums its own chunk of K into its own slice of the output.
-  let kEnd = min((wid.z + 1u) * p.kChunk, p.k);
-  for (var k = wid.z * p.kChunk; k < kEnd; k += 4u) {
-    ${body}
+  // A[i, k + d] as a scalar; B[k + d, 4q..4q+3] as a vec4.
+  const a = (i: number, d: number) =>
+    transA ? `a${d}_${i >> 2}.${XYZW[i & 3]}` : `a${i}.${XYZW[d]}`;
+  const b = (d: number, q: number) =>
+    transB ? `vec4f(${range(4).map((j) => `b${4 * q + j}.${XYZW[d]}`).join(", ")})` : `b${d}_${q}`;
+  for (const i of range(R)) {
+    for (const q of range(C / 4)) {
+      setup.push(`var acc${i}_${q} = vec4f();`);
+      const sum = range(4).reduce(
+        (s, d) => `fma(vec4f(${a(i, d)}), ${b(d, q)}, ${s})`,
+        `acc${i}_${q}`,
+      );
+      body.push(`acc${i}_${q} = ${sum};`);
+    }
   }
-  let base = (wid.z * p.batches + batch) * p.m * p.n;
-  ${stores}
+  const stores: string[] = [];
+  for (const i of range(R)) {
+    const row: string[] = [];
+    for (const q of range(C / 4)) {
+      row.push(
+        vecOut
+          ? `if (c0 + ${4 * q}u < p.n) { O[o / 4u + ${q}u] = acc${i}_${q}; }`
+          : `put(o + ${4 * q}u, c0 + ${4 * q}u, acc${i}_${q});`,
+      );
+    }
+    stores.push(
+      `if (r0 + ${i}u < p.m) {\n    let o = base + (r0 + ${i}u) * p.n + c0;\n    ${
+        row.join("\n    ")
+      }\n  }`,
+    );
+  }
+  return /* wgsl */ `
+struct P {
+  m: u32, n: u32, steps: u32, lda: u32, ldb: u32,
+  strideA: u32, strideB: u32, batch0: u32, wx: u32, wy: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> A: array<vec4f>;
+@group(0) @binding(2) var<storage, read> B: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> O: array<${vecOut ? "vec4f" : "f32"}>;
+${
+    vecOut ? "" : `
+fn put(o: u32, c: u32, v: vec4f) {
+  for (var j = 0u; j < 4u; j++) {
+    if (c + j < p.n) { O[o + j] = v[j]; }
+  }
+}`
+  }
+@compute @workgroup_size(${LANES})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r0 = (wid.y * p.wy + lid / p.wx) * ${R}u;
+  let c0 = (wid.x * p.wx + lid % p.wx) * ${C}u;
+  let z = wid.z + p.batch0;
+  let aOff = z * p.strideA;
+  let bOff = z * p.strideB;
+  ${setup.join("\n  ")}
+  for (var kq = 0u; kq < p.steps; kq++) {
+    ${body.join("\n    ")}
+  }
+  let base = z * p.m * p.n;
+  ${stores.join("\n  ")}
 }`;
 }
 
-/** Matrix product on the GPU; see {@link MatmulSpec}. */
-export function matmul(rt: GpuRuntime, a: GpuBuffer, b: GpuBuffer, spec: MatmulSpec): GpuBuffer {
-  const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(spec, a.size, b.size);
-  if (batch * m * n === 0) return rt.alloc(0);
-  if (k === 0) {
-    const zero = rt.alloc(batch * m * n);
-    rt.dispatch(ZERO, new Params().u32(zero.size), [zero], [Math.ceil(zero.size / 64)]);
-    return zero;
+/**
+ * Copies `batches` row-major [rows, cols] matrices into zero-padded [rowsP, cols4 * 4] ones, one
+ * vec4 of the output per invocation.
+ */
+const PAD = /* wgsl */ `
+struct P { rows: u32, cols: u32, rowsP: u32, cols4: u32, count: u32, stride: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4f>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x + gid.y * p.stride;
+  if (i >= p.count) { return; }
+  let c = (i % p.cols4) * 4u;
+  let t = i / p.cols4;
+  let r = t % p.rowsP;
+  var v = vec4f();
+  if (r < p.rows) {
+    let s = ((t / p.rowsP) * p.rows + r) * p.cols + c;
+    for (var j = 0u; j < 4u; j++) {
+      if (c + j < p.cols) { v[j] = src[s + j]; }
+    }
   }
-  // vec4 loads need their starting offsets (including the batch offsets) on multiples of 4.
-  const aligned = k % 4 === 0 && (transA ? m % 4 === 0 : true) && (transB ? true : n % 4 === 0) &&
-    n >= 4;
-  const t = TILING;
-  const gx = Math.ceil(n / (4 * t.cb) / t.wgX);
-  const gy = Math.ceil(m / (4 * t.rb) / t.wgY);
-  if (gx > MAX_GROUPS || gy * batch > MAX_GROUPS) {
-    throw new SgnError(`matmul: ${batch} x ${m} x ${n} is too large for one dispatch`);
-  }
-  // Too few workgroups to keep every core busy and a long K: split K, then sum the slices.
-  const groups = gx * gy * batch;
-  const splits = groups >= SPLIT_BELOW_GROUPS ? 1 : Math.max(
-    1,
-    Math.min(
-      Math.ceil(SPLIT_BELOW_GROUPS / groups),
-      Math.floor(k / MIN_SPLIT_K),
-    ),
-  );
-  const kChunk = Math.ceil(k / splits / 4) * 4;
-  const parts = Math.ceil(k / kChunk);
-  const out = rt.alloc(parts * batch * m * n);
-  rt.dispatch(
-    kernel(transA, transB, aligned, t),
-    new Params().u32(m, k, n, batchA ? 1 : 0, batchB ? 1 : 0, gy, kChunk, batch),
-    [a, b, out],
-    [gx, gy * batch, parts],
-  );
-  if (parts === 1) return out;
-  const sum = reduce(rt, "sum", out, 1, parts, batch * m * n);
-  rt.release(out);
-  return sum;
-}
-
-/** Below this many workgroups K is split, so that every core gets work (lavapipe runs one
- * workgroup per core at a time). Measured: with 2+ workgroups splitting does not pay here. */
-const SPLIT_BELOW_GROUPS = 4;
-/** Each K chunk keeps at least this many terms. */
-const MIN_SPLIT_K = 256;
+  dst[i] = v;
+}`;
 
 const ZERO = /* wgsl */ `
-@group(0) @binding(0) var<uniform> p: vec4u;
+struct P { count: u32, stride: u32 }
+@group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) { if (gid.x < p.x) { out[gid.x] = 0.0; } }`;
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x + gid.y * p.stride;
+  if (i < p.count) { out[i] = 0.0; }
+}`;
+
+/** Records a 64-wide kernel over `count` items in a 2-D grid; the params end with the row stride. */
+function dispatch64(
+  rt: GpuRuntime,
+  code: string,
+  params: Params,
+  buffers: GpuBuffer[],
+  count: number,
+): void {
+  const [gx, gy] = grid(Math.ceil(count / 64));
+  rt.dispatch(code, params.u32(gx * 64), buffers, [gx, gy]);
+}
+
+/** Threads that run workgroups concurrently (lavapipe: one per CPU). */
+const THREADS = Math.max(1, Math.min(64, globalThis.navigator?.hardwareConcurrency ?? 4));
+
+/**
+ * Chooses the block size and arrangement for a product of `batch` [m, k] x [k, n] matrices by a
+ * cost model of llvmpipe (cycles per 8 lanes: ~115 per vec4 load, ~2.2 per 4 FMAs, a store per
+ * output), counting the blocks wasted past the edges and the rounds of workgroups over the
+ * threads. Large blocks compile slowly, so they are reserved for large products.
+ */
+export function planMatmul(
+  m: number,
+  k: number,
+  n: number,
+  batch = 1,
+  vecOut = n % 4 === 0,
+): MatmulTile {
+  const steps = Math.ceil(k / 4);
+  const flops = 2 * batch * m * n * steps * 4;
+  const maxArea = flops < 4e6 ? 64 : flops < 2e7 ? 256 : flops < 2e8 ? 512 : MAX_BLOCK * MAX_BLOCK;
+  let best: MatmulTile = { r: 4, c: 4, wx: LANES, wy: 1 };
+  let bestCost = Infinity;
+  for (let r = 4; r <= MAX_BLOCK; r += 4) {
+    for (let c = 4; c <= MAX_BLOCK; c += 4) {
+      if (r * c > maxArea) continue;
+      const perGroup = steps * (115 * (r + c) + 2.2 * r * c) + (vecOut ? 30 : 60) * r * c + 3000;
+      for (let wx = LANES; wx >= 1; wx /= 2) {
+        const wy = LANES / wx;
+        const groups = Math.ceil(Math.ceil(n / c) / wx) * Math.ceil(Math.ceil(m / r) / wy) * batch;
+        // Slight preference for power-of-two blocks, so that near-ties share pipelines.
+        const bias = (r & (r - 1)) === 0 && (c & (c - 1)) === 0 ? 1 : 1.02;
+        const cost = Math.ceil(groups / THREADS) * perGroup * bias;
+        if (cost < bestCost) {
+          bestCost = cost;
+          best = { r, c, wx, wy };
+        }
+      }
+    }
+  }
+  return best;
+}
+
+function checkTile(t: MatmulTile): void {
+  const ok =
+    [t.r, t.c].every((v) => Number.isInteger(v) && v >= 4 && v <= MAX_BLOCK && v % 4 === 0) &&
+    Number.isInteger(t.wx) && Number.isInteger(t.wy) && t.wx >= 1 && t.wy >= 1 &&
+    t.wx * t.wy === LANES;
+  if (!ok) {
+    throw new SgnError(
+      `matmul: invalid tile ${JSON.stringify(t)} (r, c multiples of 4 up to ${MAX_BLOCK}, ` +
+        `wx * wy = ${LANES})`,
+    );
+  }
+}
+
+/**
+ * An operand in the kernel's layout: `rows` x `cols` stored matrices ([batch?] of them), made
+ * contiguous-aligned and K-padded by copying when needed.
+ */
+function padded(
+  rt: GpuRuntime,
+  x: GpuBuffer,
+  batches: number,
+  rows: number,
+  cols: number,
+  rowsP: number,
+): { buf: GpuBuffer; ld: number; temp: boolean } {
+  const cols4 = Math.ceil(cols / 4);
+  if (rowsP === rows && cols4 * 4 === cols) return { buf: x, ld: cols4, temp: false };
+  const count = batches * rowsP * cols4;
+  const out = rt.alloc(count * 4);
+  dispatch64(rt, PAD, new Params().u32(rows, cols, rowsP, cols4, count), [x, out], count);
+  return { buf: out, ld: cols4, temp: true };
+}
+
+/**
+ * Matrix product on the GPU; see {@link MatmulSpec}. `tile` overrides the planned work split
+ * (for tests and tuning).
+ */
+export function matmul(
+  rt: GpuRuntime,
+  a: GpuBuffer,
+  b: GpuBuffer,
+  spec: MatmulSpec,
+  tile?: MatmulTile,
+): GpuBuffer {
+  const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(
+    spec,
+    a.size,
+    b.size,
+  );
+  if (tile) checkTile(tile);
+  const size = batch * m * n;
+  if (size === 0) return rt.alloc(0);
+  if (k === 0) {
+    const zero = rt.alloc(size);
+    dispatch64(rt, ZERO, new Params().u32(size), [zero], size);
+    return zero;
+  }
+  const k4 = Math.ceil(k / 4) * 4;
+  const vecOut = n % 4 === 0;
+  const t = tile ?? planMatmul(m, k, n, batch, vecOut);
+  const gx = Math.ceil(Math.ceil(n / t.c) / t.wx);
+  const gy = Math.ceil(Math.ceil(m / t.r) / t.wy);
+  if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
+    throw new SgnError(`matmul: an output of ${m} x ${n} is too large for one dispatch`);
+  }
+  const out = rt.alloc(size);
+  // Stored shapes: A is [m, k] or (transA) [k, m]; B is [k, n] or (transB) [n, k]; K rows padded.
+  const pa = transA
+    ? padded(rt, a, batchA ? batch : 1, k, m, k4)
+    : padded(rt, a, batchA ? batch : 1, m, k, m);
+  const pb = transB
+    ? padded(rt, b, batchB ? batch : 1, n, k, n)
+    : padded(rt, b, batchB ? batch : 1, k, n, k4);
+  const strideA = batchA ? (transA ? k4 : m) * pa.ld : 0;
+  const strideB = batchB ? (transB ? n : k4) * pb.ld : 0;
+  const code = productKernel(transA, transB, vecOut, t);
+  for (let b0 = 0; b0 < batch; b0 += MAX_GROUPS) {
+    const params = new Params().u32(m, n, k4 / 4, pa.ld, pb.ld, strideA, strideB, b0, t.wx, t.wy);
+    rt.dispatch(code, params, [pa.buf, pb.buf, out], [gx, gy, Math.min(MAX_GROUPS, batch - b0)]);
+  }
+  if (pa.temp) rt.release(pa.buf);
+  if (pb.temp) rt.release(pb.buf);
+  return out;
+}
