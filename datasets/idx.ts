@@ -1,0 +1,108 @@
+/**
+ * Readers of the standard binary formats: IDX (MNIST, Fashion-MNIST; plain or gzip) and the
+ * CIFAR-10 binary batches. Bytes in, typed arrays out; every malformed input is an error that
+ * names the file and what is wrong.
+ *
+ * @module
+ */
+
+import { SgnError } from "../backend.ts";
+
+/** A parsed IDX file: its dimensions and its unsigned-byte payload. */
+export interface Idx {
+  dims: number[];
+  data: Uint8Array;
+}
+
+/** Gunzips when the bytes start with the gzip magic number, else returns them. */
+export async function maybeGunzip(bytes: Uint8Array): Promise<Uint8Array> {
+  if (bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
+  const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(
+    new DecompressionStream("gzip"),
+  );
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/**
+ * Parses an IDX file of unsigned bytes with `rank` dimensions (3 for images, 1 for labels).
+ * `name` appears in errors.
+ */
+export function parseIdx(bytes: Uint8Array, rank: number, name: string): Idx {
+  if (bytes.length < 4 + 4 * rank) {
+    throw new SgnError(`${name}: ${bytes.length} bytes is too short for an IDX header`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const magic = view.getUint32(0, false);
+  const expected = 0x0800 + rank; // type 0x08 = unsigned byte, then the number of dimensions
+  if (magic !== expected) {
+    throw new SgnError(
+      `${name}: wrong magic number 0x${magic.toString(16).padStart(8, "0")}, expected ` +
+        `0x${expected.toString(16).padStart(8, "0")} (an IDX file of unsigned bytes with ${rank} ` +
+        "dimensions); is this the right file?",
+    );
+  }
+  const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + 4 * i, false));
+  const size = dims.reduce((a, b) => a * b, 1);
+  const header = 4 + 4 * rank;
+  if (bytes.length < header + size) {
+    throw new SgnError(
+      `${name}: truncated: the header announces ${dims.join(" x ")} = ${size} bytes of data, ` +
+        `the file has ${bytes.length - header}`,
+    );
+  }
+  return { dims, data: bytes.subarray(header, header + size) };
+}
+
+/** Checks that labels are integers in [0, classes). */
+export function checkLabels(labels: Uint8Array, classes: number, name: string): void {
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] >= classes) {
+      throw new SgnError(`${name}: label ${labels[i]} at index ${i} is outside 0..${classes - 1}`);
+    }
+  }
+}
+
+/** Images and labels from a pair of IDX files, with their counts checked against each other. */
+export function imagesAndLabels(
+  images: Idx,
+  labels: Idx,
+  names: [string, string],
+  classes = 10,
+): { images: Uint8Array; labels: Uint8Array; count: number; height: number; width: number } {
+  const [count, height, width] = images.dims;
+  if (labels.dims[0] !== count) {
+    throw new SgnError(
+      `${names[0]} holds ${count} images but ${names[1]} holds ${labels.dims[0]} labels`,
+    );
+  }
+  checkLabels(labels.data, classes, names[1]);
+  return { images: images.data, labels: labels.data, count, height, width };
+}
+
+/** Bytes per CIFAR-10 record: one label byte, then 3 x 32 x 32 pixel bytes (channel-major). */
+export const CIFAR_RECORD = 1 + 3 * 32 * 32;
+
+/** Parses one CIFAR-10 binary batch into labels and NCHW pixel bytes. */
+export function parseCifarBatch(
+  bytes: Uint8Array,
+  name: string,
+): { labels: Uint8Array; images: Uint8Array; count: number } {
+  if (bytes.length === 0 || bytes.length % CIFAR_RECORD !== 0) {
+    throw new SgnError(
+      `${name}: ${bytes.length} bytes is not a whole number of ${CIFAR_RECORD}-byte CIFAR-10 ` +
+        "records (1 label byte + 3072 pixel bytes); the file is truncated or not a CIFAR-10 batch",
+    );
+  }
+  const count = bytes.length / CIFAR_RECORD;
+  const labels = new Uint8Array(count);
+  const images = new Uint8Array(count * (CIFAR_RECORD - 1));
+  for (let i = 0; i < count; i++) {
+    labels[i] = bytes[i * CIFAR_RECORD];
+    images.set(
+      bytes.subarray(i * CIFAR_RECORD + 1, (i + 1) * CIFAR_RECORD),
+      i * (CIFAR_RECORD - 1),
+    );
+  }
+  checkLabels(labels, 10, name);
+  return { labels, images, count };
+}

