@@ -6,9 +6,73 @@
  */
 
 import { parseArgs } from "node:util";
-import { type Backend, type BackendChoice, init, mlp, Random, SGN, train } from "./mod.ts";
+import {
+  type Backend,
+  type BackendChoice,
+  init,
+  mlp,
+  Random,
+  SGN,
+  SgnError,
+  train,
+} from "./mod.ts";
+import { parseTrainArgs, runExperiment, trainHelp } from "./experiment.ts";
+
+/** `train`: the seed's experiments with its flags; progress on a terminal, plain lines otherwise. */
+async function trainCommand(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(trainHelp());
+    return 0;
+  }
+  const parsed = parseTrainArgs(args);
+  const tty = Deno.stdout.isTerminal();
+  const verbose = parsed.verbose as number;
+  const encoder = new TextEncoder();
+  let accSum = 0;
+  const outcome = await runExperiment(
+    parsed,
+    (e) => {
+      if (e.kind === "step" && verbose >= 1) {
+        const done = (e.epoch - 1) * e.stepsPerEpoch + e.step;
+        const total = (parsed.epochs as number) * e.stepsPerEpoch;
+        const eta = (e.elapsed / done) * (total - done);
+        const line = `epoch ${e.epoch}/${parsed.epochs} step ${e.step}/${e.stepsPerEpoch} ` +
+          `loss ${e.loss.toFixed(4)} elapsed ${e.elapsed.toFixed(1)} s ETA ${eta.toFixed(0)} s`;
+        if (tty) Deno.stdout.writeSync(encoder.encode(`\r${line}\x1b[K`));
+        else if (e.step % 5 === 0) console.log(line);
+      }
+      if (e.kind === "epoch" && e.record) {
+        const r = e.record;
+        const metric = r.test_acc
+          ? `train acc ${(100 * r.acc!.at(-1)!).toFixed(2)}%, test acc ${
+            (100 * r.test_acc.at(-1)!).toFixed(2)
+          }%`
+          : `test loss ${r.test_loss!.at(-1)!.toFixed(5)}`;
+        if (tty && verbose >= 1) Deno.stdout.writeSync(encoder.encode("\r\x1b[K"));
+        console.log(
+          `epoch ${e.epoch}: loss ${r.avg_loss.at(-1)!.toFixed(5)}, ${metric}, ${
+            e.elapsed.toFixed(1)
+          } s`,
+        );
+        accSum++;
+      }
+    },
+    (info) => {
+      console.log(`backend: ${info.backend}`);
+      console.log(
+        `data: ${info.data.name}, ${info.data.train.targets.length} training and ` +
+          `${info.data.test.targets.length} test samples; network: ${info.network.name} ` +
+          `(${info.network.paramCount} parameters)`,
+      );
+      console.log(`results: ${info.folder}`);
+    },
+  );
+  console.log(`wrote ${outcome.folder}/config.json and results.json (${accSum} epochs)`);
+  return 0;
+}
 
 const HELP = `Usage: deno run -A cli.ts [demo] [options]
+       deno run -A cli.ts train [flags]    (the seed's experiments; train --help lists the flags)
 
 Trains the seed's sine-regression MLP (1-20-20-20-1, sigmoid; 10,000 points x ~ U(-1, 1),
 y = sin(f x) + N(0, 0.01^2), the first 30% held out) with SGN as the seed configures it
@@ -75,6 +139,17 @@ async function demo(be: Backend, o: Record<string, number>, float64: boolean) {
 }
 
 async function main(args: string[]): Promise<number> {
+  if (args[0] === "train") {
+    try {
+      return await trainCommand(args.slice(1));
+    } catch (e) {
+      if (e instanceof SgnError) {
+        console.error(`error: ${e.message}`);
+        return 2;
+      }
+      throw e;
+    }
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -101,7 +176,7 @@ async function main(args: string[]): Promise<number> {
   }
   const command = positionals[0] ?? "demo";
   if (command !== "demo") {
-    console.error(`error: unknown command "${command}" (available: demo)\n\n${HELP}`);
+    console.error(`error: unknown command "${command}" (available: demo, train)\n\n${HELP}`);
     return 2;
   }
   const ints: Record<string, number> = {};

@@ -18,6 +18,8 @@ export interface KernelCase {
   unit: "GFLOP/s" | "GB/s";
   reps: number;
   run: () => Promise<void>;
+  /** Runs the kernel n times and reads the last result back once. */
+  runN: (n: number) => Promise<void>;
 }
 
 function rand(be: Backend, n: number, seed: number): DeviceBuffer {
@@ -27,17 +29,22 @@ function rand(be: Backend, n: number, seed: number): DeviceBuffer {
   return be.upload(a);
 }
 
-/** Runs `kernel` reps times and reads the last result back (the only synchronization). */
-function timed(be: Backend, reps: number, kernel: () => DeviceBuffer): () => Promise<void> {
-  return async () => {
+/** Runs `kernel` n times and reads the last result back (the only synchronization). */
+function timedN(be: Backend, kernel: () => DeviceBuffer): (n: number) => Promise<void> {
+  return async (n) => {
     let last: DeviceBuffer | undefined;
-    for (let i = 0; i < reps; i++) {
+    for (let i = 0; i < n; i++) {
       if (last) be.release(last);
       last = kernel();
     }
     await be.read(last!);
     be.release(last!);
   };
+}
+
+function timed(be: Backend, reps: number, kernel: () => DeviceBuffer) {
+  const runN = timedN(be, kernel);
+  return { run: () => runN(reps), runN };
 }
 
 const CIFAR: [string, Conv2dSpec][] = [
@@ -103,7 +110,7 @@ export async function kernelCases(): Promise<KernelCase[]> {
           work: 2 * m * n * k,
           unit: "GFLOP/s",
           reps,
-          run: timed(be, reps, () => be.matmul(a, b, spec)),
+          ...timed(be, reps, () => be.matmul(a, b, spec)),
         });
       }
     }
@@ -126,7 +133,7 @@ export async function kernelCases(): Promise<KernelCase[]> {
           work: flops,
           unit: "GFLOP/s",
           reps,
-          run: timed(be, reps, k),
+          ...timed(be, reps, k),
         });
       }
     }
@@ -152,7 +159,7 @@ export async function kernelCases(): Promise<KernelCase[]> {
         work: bytes,
         unit: "GB/s",
         reps,
-        run: timed(be, reps, k),
+        ...timed(be, reps, k),
       });
     }
   }

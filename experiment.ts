@@ -1,0 +1,448 @@
+/**
+ * The seed's experiments as a function: its flags (mlp.py and conv_net.py) with their defaults,
+ * parsed and validated, turned into a data set, a network and an optimizer, trained, and written
+ * as the seed's config.json and results.json. cli.ts is the command-line face of this module; it
+ * prints, this module does not.
+ *
+ * @module
+ */
+
+import { SgnError } from "./backend.ts";
+import { init } from "./autodiff/device.ts";
+import { ARCHITECTURES, convNet, type ConvNetSpec, mlp, type Network } from "./models/networks.ts";
+import { SGN } from "./sgn/sgn.ts";
+import type { Optimizer } from "./sgn/sgn.ts";
+import { Adam, type LrSchedule, SGD } from "./sgn/baselines.ts";
+import { type ProgressEvent, type ResultsRecord, train } from "./sgn/train.ts";
+import type { RhoDecay } from "./sgn/options.ts";
+import {
+  loadBoston,
+  loadCifar10,
+  type LoadedDataset,
+  loadFashionMnist,
+  loadMnist,
+  sineWaves,
+} from "./datasets/mod.ts";
+
+/** One flag: its name at the command line, its meaning and its default (as text). */
+export interface FlagSpec {
+  name: string;
+  help: string;
+  default: string;
+  kind: "string" | "int" | "number" | "bool" | "ints";
+}
+
+/** Every flag of `train`, with the seed's defaults. */
+export const TRAIN_FLAGS: FlagSpec[] = [
+  {
+    name: "dataset",
+    help: "mnist | fashion | cifar10 | boston | sine_10 | sine_100",
+    default: "boston",
+    kind: "string",
+  },
+  {
+    name: "layers",
+    help: "hidden layer sizes of the MLP, e.g. --layers 20 20 20",
+    default: "16 16",
+    kind: "ints",
+  },
+  {
+    name: "architecture",
+    help: "conv net: architecture_1..4 or a path to a JSON spec (default: MLP)",
+    default: "",
+    kind: "string",
+  },
+  { name: "solver", help: "SGN | SGD | Adam", default: "SGN", kind: "string" },
+  { name: "epochs", help: "number of epochs", default: "1", kind: "int" },
+  { name: "batch_size", help: "mini-batch size", default: "1000", kind: "int" },
+  {
+    name: "seed",
+    help: "random seed (initialization, shuffling, splits)",
+    default: "12",
+    kind: "int",
+  },
+  {
+    name: "rho",
+    help: "SGN: damping rho of the Gauss-Newton matrix (DAMP_RHO)",
+    default: "0.001",
+    kind: "number",
+  },
+  { name: "beta", help: "SGN: gradient momentum (BETA)", default: "0", kind: "number" },
+  {
+    name: "cg_prec",
+    help: "SGN: diagonal preconditioner for CG (CG_PREC)",
+    default: "false",
+    kind: "bool",
+  },
+  {
+    name: "LS",
+    help: "SGN: backtracking line search (LS; the seed's script always searched)",
+    default: "true",
+    kind: "bool",
+  },
+  { name: "TR", help: "SGN: trust-region damping (TR)", default: "true", kind: "bool" },
+  {
+    name: "rho_schedule",
+    help: "SGN without TR: const | linear | cos (RHO_DECAY)",
+    default: "const",
+    kind: "string",
+  },
+  {
+    name: "rho_min",
+    help: "SGN: lower bound of rho (DAMP_RHO_MIN)",
+    default: "1e-6",
+    kind: "number",
+  },
+  {
+    name: "cg_max_iter",
+    help: "SGN: CG iterations from step K_cg on (MAX_CG_ITERS)",
+    default: "10",
+    kind: "int",
+  },
+  {
+    name: "cg_min_iter",
+    help: "SGN: CG iterations before step K_cg (MIN_CG_ITERS)",
+    default: "10",
+    kind: "int",
+  },
+  {
+    name: "K_cg",
+    help: "SGN: step at which CG switches to cg_max_iter (K_CG)",
+    default: "10",
+    kind: "int",
+  },
+  {
+    name: "alpha_exp",
+    help: "SGN: exponent of the preconditioner (ALPHA_EXP)",
+    default: "1",
+    kind: "number",
+  },
+  { name: "lr", help: "SGD/Adam: learning rate", default: "0.001", kind: "number" },
+  { name: "mom", help: "SGD: heavy-ball momentum", default: "0", kind: "number" },
+  { name: "scheduler", help: "SGD: const | linear | cos | step", default: "const", kind: "string" },
+  { name: "lr_final", help: "SGD: final learning rate", default: "0.001", kind: "number" },
+  {
+    name: "K",
+    help: "last step of the rho (SGN) or learning-rate (SGD) decay",
+    default: "1000",
+    kind: "int",
+  },
+  { name: "r", help: "SGD step decay: factor", default: "0.1", kind: "number" },
+  { name: "step", help: "SGD step decay: steps between decays", default: "10", kind: "int" },
+  {
+    name: "verbose",
+    help: "0: no progress; 1: progress (epoch, step, loss, accuracy, ETA)",
+    default: "0",
+    kind: "int",
+  },
+  {
+    name: "path",
+    help: "directory in which the results folder is made",
+    default: "./",
+    kind: "string",
+  },
+  { name: "f", help: "name of the results folder", default: "results", kind: "string" },
+  { name: "backend", help: "webgpu | cpu | auto", default: "auto", kind: "string" },
+  {
+    name: "data-dir",
+    help: "directory with IDX (mnist, fashion) or CIFAR-10 binary files",
+    default: "",
+    kind: "string",
+  },
+  {
+    name: "float64",
+    help: "compute in float64 (CPU backend only), as the seed's runs did",
+    default: "false",
+    kind: "bool",
+  },
+];
+
+/** Parsed and validated training flags. */
+export type TrainArgs = Record<string, string | number | boolean | number[]>;
+
+const TRUE = ["yes", "true", "t", "y", "1"];
+const FALSE = ["no", "false", "f", "n", "0"];
+
+/**
+ * Parses `train`'s arguments: `--name value` or `--name=value`, `--layers` taking several
+ * numbers. Unknown flags and bad values are errors that name them.
+ */
+export function parseTrainArgs(args: readonly string[]): TrainArgs {
+  const byName = new Map(TRAIN_FLAGS.map((f) => [f.name, f]));
+  const raw = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const token = args[i];
+    if (!token.startsWith("--")) {
+      throw new SgnError(`unexpected argument "${token}" (flags start with --)`);
+    }
+    let [name, value] = token.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    const flag = byName.get(name);
+    if (!flag) throw new SgnError(`unknown flag --${name} (see --help)`);
+    if (value === undefined) {
+      if (flag.kind === "ints") {
+        const values: string[] = [];
+        while (i + 1 < args.length && !args[i + 1].startsWith("--")) values.push(args[++i]);
+        value = values.join(" ");
+      } else if (flag.kind === "bool" && (i + 1 >= args.length || args[i + 1].startsWith("--"))) {
+        value = "true";
+      } else {
+        if (i + 1 >= args.length) throw new SgnError(`flag --${name} needs a value`);
+        value = args[++i];
+      }
+    }
+    raw.set(name, value);
+  }
+  const out: TrainArgs = {};
+  for (const flag of TRAIN_FLAGS) {
+    const text = raw.get(flag.name) ?? flag.default;
+    const bad = (what: string) => new SgnError(`--${flag.name} must be ${what}, got "${text}"`);
+    switch (flag.kind) {
+      case "string":
+        out[flag.name] = text;
+        break;
+      case "int": {
+        const v = Number(text);
+        if (
+          !Number.isInteger(v) || v < 0 || (v === 0 && !["verbose", "seed"].includes(flag.name))
+        ) {
+          throw bad("a positive integer");
+        }
+        out[flag.name] = v;
+        break;
+      }
+      case "number": {
+        const v = Number(text);
+        if (!Number.isFinite(v) || v < 0 || text.trim() === "") throw bad("a number >= 0");
+        out[flag.name] = v;
+        break;
+      }
+      case "bool":
+        if (TRUE.includes(text.toLowerCase())) out[flag.name] = true;
+        else if (FALSE.includes(text.toLowerCase())) out[flag.name] = false;
+        else throw bad(`a boolean (${TRUE.join("/")} or ${FALSE.join("/")})`);
+        break;
+      case "ints": {
+        const parts = text.split(/[\s,]+/).filter(Boolean).map(Number);
+        if (parts.length === 0 || parts.some((v) => !Number.isInteger(v) || v < 1)) {
+          throw bad("one or more positive integers");
+        }
+        out[flag.name] = parts;
+        break;
+      }
+    }
+  }
+  const choices: Record<string, string[]> = {
+    dataset: ["mnist", "fashion", "cifar10", "boston", "sine_10", "sine_100"],
+    solver: ["SGN", "SGD", "Adam"],
+    rho_schedule: ["const", "linear", "cos"],
+    scheduler: ["const", "linear", "cos", "step"],
+    backend: ["webgpu", "cpu", "auto"],
+  };
+  for (const [name, allowed] of Object.entries(choices)) {
+    if (!allowed.includes(out[name] as string)) {
+      throw new SgnError(`--${name} must be one of ${allowed.join(", ")}, got "${out[name]}"`);
+    }
+  }
+  if (out.float64 && out.backend === "webgpu") {
+    throw new SgnError("--float64 needs the CPU backend (WebGPU computes in float32)");
+  }
+  return out;
+}
+
+/** The help text of `train`: every flag with its meaning and default. */
+export function trainHelp(): string {
+  const rows = TRAIN_FLAGS.map((f) =>
+    `  --${f.name.padEnd(13)} ${f.help}${f.default !== "" ? ` (default: ${f.default})` : ""}`
+  );
+  return [
+    "Usage: deno run -A cli.ts train [flags]",
+    "",
+    "Trains a network as the seed's mlp.py / conv_net.py do and writes config.json and",
+    "results.json (the seed's keys) into <path>/<f>; an existing results.json is never overwritten.",
+    "",
+    ...rows,
+  ].join("\n");
+}
+
+async function loadData(a: TrainArgs, conv: boolean): Promise<LoadedDataset> {
+  const format = conv ? "conv" : "mlp";
+  const dir = (a["data-dir"] as string) || undefined;
+  switch (a.dataset) {
+    case "mnist":
+      return await loadMnist(format, dir);
+    case "fashion":
+      return await loadFashionMnist(format, dir);
+    case "cifar10":
+      return await loadCifar10(dir ?? "./cifar-10-batches-bin", format);
+    case "boston":
+      return await loadBoston(a.seed as number);
+    case "sine_10":
+      return sineWaves(10, { seed: a.seed as number });
+    default:
+      return sineWaves(100, { seed: a.seed as number });
+  }
+}
+
+async function architecture(name: string): Promise<ConvNetSpec> {
+  if (ARCHITECTURES[name]) return ARCHITECTURES[name];
+  let text: string;
+  try {
+    text = await Deno.readTextFile(name);
+  } catch {
+    throw new SgnError(
+      `--architecture: "${name}" is neither a built-in (${
+        Object.keys(ARCHITECTURES).join(", ")
+      }) ` +
+        "nor a readable JSON file",
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new SgnError(`--architecture: ${name} is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+/** The seed's config.json `config` block for the chosen solver. */
+function seedConfig(a: TrainArgs): Record<string, unknown> {
+  if (a.solver === "SGN") {
+    return {
+      SOLVER: "SGN",
+      MAX_CG_ITERS: a.cg_max_iter,
+      MIN_CG_ITERS: a.cg_min_iter,
+      K_CG: a.K_cg,
+      TR: a.TR,
+      LS: a.LS,
+      CG_TOL: 1e-6,
+      PRINT_LEVEL: a.verbose,
+      MAX_LS_ITERS: 10,
+      CG_PREC: a.cg_prec,
+      DAMP_RHO: a.rho,
+      RHO_LS: 0.5,
+      C_LS: 1e-4,
+      ALPHA: 1,
+      BETA: a.beta,
+      DAMP_RHO_MIN: a.rho_min,
+      BATCH_SIZE: a.batch_size,
+      ALPHA_EXP: a.alpha_exp,
+      ...(a.TR ? {} : { RHO_DECAY: a.rho_schedule, K: a.K }),
+    };
+  }
+  return {
+    SOLVER: a.solver,
+    MOMENTUM: a.mom,
+    LR0: a.lr,
+    SCHEDULER: a.scheduler,
+    LR_K: a.lr_final,
+    K: a.K,
+    EPOCHS: a.epochs,
+    BATCH_SIZE: a.batch_size,
+    ...(a.scheduler === "step" ? { STEP: a.step, REDUCTION: a.r } : {}),
+  };
+}
+
+/** What {@link runExperiment} reports back. */
+export interface ExperimentOutcome {
+  folder: string;
+  network: Network;
+  data: LoadedDataset;
+  results: ResultsRecord;
+  backend: string;
+}
+
+/**
+ * Runs one training experiment from parsed flags and writes config.json and results.json into
+ * `<path>/<f>`. Refuses to start when results.json already exists there.
+ */
+export async function runExperiment(
+  a: TrainArgs,
+  onProgress?: (e: ProgressEvent) => void,
+  onStart?: (
+    info: { network: Network; data: LoadedDataset; backend: string; folder: string },
+  ) => void,
+): Promise<ExperimentOutcome> {
+  const folder = `${(a.path as string).replace(/\/+$/, "") || "."}/${a.f}`;
+  try {
+    await Deno.stat(`${folder}/results.json`);
+    throw new SgnError(
+      `refusing to overwrite ${folder}/results.json: that results folder already holds a run ` +
+        "(choose another --f or --path, or remove it)",
+    );
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const conv = (a.architecture as string) !== "" || a.dataset === "cifar10";
+  const backend = await init({
+    backend: a.float64 ? "cpu" : a.backend as "webgpu" | "cpu" | "auto",
+  });
+  const dtype = a.float64 ? "float64" : "float32";
+  const data = await loadData(a, conv);
+  const network = conv
+    ? convNet(
+      await architecture((a.architecture as string) || "architecture_4"),
+      data.inputShape,
+      data.outputs,
+    )
+    : mlp({ inputs: data.inputShape[0], hidden: a.layers as number[], outputs: data.outputs });
+  const params = network.init({ seed: a.seed as number, backend, dtype });
+  let optimizer: Optimizer;
+  if (a.solver === "SGN") {
+    optimizer = new SGN(params, {
+      dampRho: a.rho as number,
+      dampRhoMin: a.rho_min as number,
+      beta: a.beta as number,
+      cgPrec: a.cg_prec as boolean,
+      alphaExp: a.alpha_exp as number,
+      trustRegion: a.TR as boolean,
+      rhoDecay: a.rho_schedule as RhoDecay,
+      k: a.K as number,
+      cgMaxIters: a.cg_max_iter as number,
+      cgMinIters: a.cg_min_iter as number,
+      kCg: a.K_cg as number,
+      lineSearch: a.LS as boolean,
+    });
+  } else if (a.solver === "SGD") {
+    optimizer = new SGD(params, {
+      lr: a.lr as number,
+      momentum: a.mom as number,
+      schedule: a.scheduler as LrSchedule,
+      lrFinal: a.lr_final as number,
+      k: a.K as number,
+      decay: a.r as number,
+      step: a.step as number,
+    });
+  } else {
+    optimizer = new Adam(params, { lr: a.lr as number });
+  }
+  await Deno.mkdir(folder, { recursive: true });
+  const config = {
+    config: seedConfig(a),
+    ...(conv ? { architecture: a.architecture || "architecture_4" } : { layers: a.layers }),
+    dataset: a.dataset,
+    seed: a.seed,
+    epochs: a.epochs,
+    backend: backend.name,
+    dtype,
+  };
+  await Deno.writeTextFile(`${folder}/config.json`, JSON.stringify(config, null, 1));
+  onStart?.({ network, data, backend: `${backend.name} (${backend.description})`, folder });
+  try {
+    const results = await train({
+      network,
+      optimizer,
+      task: data.task,
+      train: data.train,
+      test: data.test,
+      epochs: a.epochs as number,
+      batchSize: a.batch_size as number,
+      seed: a.seed as number,
+      backend,
+      dtype,
+      onProgress,
+    });
+    await Deno.writeTextFile(`${folder}/results.json`, JSON.stringify(results));
+    return { folder, network, data, results, backend: backend.name };
+  } finally {
+    optimizer.dispose();
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The experiment CLI: flag parsing and its errors, and a short end-to-end run that writes the
+ * seed's results files and refuses to overwrite them.
+ */
+import assert from "node:assert/strict";
+import { parseTrainArgs, runExperiment, TRAIN_FLAGS, trainHelp } from "../experiment.ts";
+
+Deno.test("train flags: the seed's defaults, --layers takes several values, bools as the seed's str2bool", () => {
+  const d = parseTrainArgs([]);
+  assert.equal(d.dataset, "boston");
+  assert.deepEqual(d.layers, [16, 16]);
+  assert.equal(d.seed, 12);
+  assert.equal(d.rho, 0.001);
+  assert.equal(d.TR, true);
+  assert.equal(d.cg_max_iter, 10);
+  const a = parseTrainArgs([
+    "--layers",
+    "20",
+    "20",
+    "20",
+    "--TR",
+    "no",
+    "--rho=0.0001",
+    "--cg_prec",
+    "--epochs",
+    "5",
+  ]);
+  assert.deepEqual(a.layers, [20, 20, 20]);
+  assert.equal(a.TR, false);
+  assert.equal(a.rho, 0.0001);
+  assert.equal(a.cg_prec, true);
+  assert.equal(a.epochs, 5);
+});
+
+Deno.test("train flags: unknown flags and bad values are errors that name them", () => {
+  assert.throws(() => parseTrainArgs(["--learning_rate", "1"]), /unknown flag --learning_rate/);
+  assert.throws(
+    () => parseTrainArgs(["--epochs", "0"]),
+    /--epochs must be a positive integer, got "0"/,
+  );
+  assert.throws(() => parseTrainArgs(["--rho", "-1"]), /--rho must be a number >= 0, got "-1"/);
+  assert.throws(() => parseTrainArgs(["--TR", "maybe"]), /--TR must be a boolean/);
+  assert.throws(
+    () => parseTrainArgs(["--solver", "LBFGS"]),
+    /--solver must be one of SGN, SGD, Adam, got "LBFGS"/,
+  );
+  assert.throws(
+    () => parseTrainArgs(["--layers", "20", "x"]),
+    /--layers must be one or more positive integers/,
+  );
+  assert.throws(() => parseTrainArgs(["--epochs"]), /--epochs needs a value/);
+  assert.throws(
+    () => parseTrainArgs(["--float64", "--backend", "webgpu"]),
+    /--float64 needs the CPU backend/,
+  );
+});
+
+Deno.test("train --help lists every flag with its default", () => {
+  const help = trainHelp();
+  for (const f of TRAIN_FLAGS) assert.ok(help.includes(`--${f.name}`), f.name);
+  assert.ok(help.includes("(default: 12)"));
+});
+
+Deno.test("train end to end: a short sine run writes the seed's files and refuses to overwrite them", async () => {
+  const dir = await Deno.makeTempDir();
+  const args = parseTrainArgs([
+    "--dataset",
+    "sine_10",
+    "--layers",
+    "8",
+    "--epochs",
+    "2",
+    "--batch_size",
+    "500",
+    "--cg_max_iter",
+    "3",
+    "--path",
+    dir,
+    "--f",
+    "run",
+    "--seed",
+    "3",
+  ]);
+  const events: string[] = [];
+  const out = await runExperiment(args, (e) => events.push(e.kind));
+  const results = JSON.parse(await Deno.readTextFile(`${dir}/run/results.json`));
+  const config = JSON.parse(await Deno.readTextFile(`${dir}/run/config.json`));
+  assert.deepEqual(Object.keys(results).sort(), [
+    "alpha",
+    "avg_loss",
+    "epoch_time",
+    "rho",
+    "test_loss",
+    "tot_iterations",
+    "tot_time",
+  ]);
+  assert.equal(results.avg_loss.length, 2);
+  assert.equal(results.tot_iterations, 2 * 14);
+  assert.equal(results.rho.length, 28);
+  assert.equal(typeof results.tot_time, "number");
+  assert.equal(config.config.SOLVER, "SGN");
+  assert.equal(config.config.MAX_CG_ITERS, 3);
+  assert.deepEqual(config.layers, [8]);
+  assert.equal(events.filter((k) => k === "epoch").length, 2);
+  assert.equal(out.results.test_loss!.length, 2);
+  await assert.rejects(() => runExperiment(args), /refusing to overwrite .*run\/results\.json/);
+  await Deno.remove(dir, { recursive: true });
+});
