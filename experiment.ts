@@ -117,6 +117,13 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     default: "1",
     kind: "number",
   },
+  {
+    name: "armijo",
+    help:
+      "SGN: Armijo right-hand side: shrinking (Algorithm 3.1) | seed (fixed at the initial step, as the seed)",
+    default: "shrinking",
+    kind: "string",
+  },
   { name: "lr", help: "SGD/Adam: learning rate", default: "0.001", kind: "number" },
   { name: "mom", help: "SGD: heavy-ball momentum", default: "0", kind: "number" },
   { name: "scheduler", help: "SGD: const | linear | cos | step", default: "const", kind: "string" },
@@ -235,6 +242,7 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs {
     dataset: ["mnist", "fashion", "cifar10", "boston", "sine_10", "sine_100"],
     solver: ["SGN", "SGD", "Adam"],
     rho_schedule: ["const", "linear", "cos"],
+    armijo: ["shrinking", "seed"],
     scheduler: ["const", "linear", "cos", "step"],
     backend: ["webgpu", "cpu", "auto"],
   };
@@ -400,6 +408,7 @@ export async function runExperiment(
       cgMinIters: a.cg_min_iter as number,
       kCg: a.K_cg as number,
       lineSearch: a.LS as boolean,
+      armijo: a.armijo as "shrinking" | "seed",
     });
   } else if (a.solver === "SGD") {
     optimizer = new SGD(params, {
