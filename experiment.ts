@@ -57,9 +57,15 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   { name: "batch_size", help: "mini-batch size", default: "1000", kind: "int" },
   {
     name: "seed",
-    help: "random seed (initialization, shuffling, splits)",
+    help: "random seed (shuffling, splits; initialization with --init seeded)",
     default: "12",
     kind: "int",
+  },
+  {
+    name: "init",
+    help: "auto (MLP: as the seed, numpy seed 10 in every run; conv: seeded) | numpy10 | seeded",
+    default: "auto",
+    kind: "string",
   },
   {
     name: "rho",
@@ -243,6 +249,7 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs {
     solver: ["SGN", "SGD", "Adam"],
     rho_schedule: ["const", "linear", "cos"],
     armijo: ["shrinking", "seed"],
+    init: ["auto", "numpy10", "seeded"],
     scheduler: ["const", "linear", "cos", "step"],
     backend: ["webgpu", "cpu", "auto"],
   };
@@ -392,7 +399,13 @@ export async function runExperiment(
       data.outputs,
     )
     : mlp({ inputs: data.inputShape[0], hidden: a.layers as number[], outputs: data.outputs });
-  const params = network.init({ seed: a.seed as number, backend, dtype });
+  if (conv && a.init === "numpy10") {
+    throw new SgnError(
+      "--init numpy10 is the seed's MLP initialization; conv nets use --init seeded",
+    );
+  }
+  const numpySeed = !conv && a.init !== "seeded" ? 10 : undefined;
+  const params = network.init({ seed: a.seed as number, backend, dtype, numpySeed });
   let optimizer: Optimizer;
   if (a.solver === "SGN") {
     optimizer = new SGN(params, {
@@ -429,6 +442,7 @@ export async function runExperiment(
     ...(conv ? { architecture: a.architecture || "architecture_4" } : { layers: a.layers }),
     dataset: a.dataset,
     seed: a.seed,
+    init: numpySeed === undefined ? "seeded" : "numpy10",
     epochs: a.epochs,
     backend: backend.name,
     dtype,

@@ -98,3 +98,81 @@ export class Random {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
+
+/**
+ * NumPy's legacy `RandomState` for `seed(int)` followed by `randn`: MT19937 seeded with
+ * init_genrand and the polar Gaussian with its cached second value. The seed's MLPs draw their
+ * initial weights as `np.random.seed(10); np.random.randn(n)` (a fixed seed, whatever --seed
+ * says), so this reproduces the seed's exact initialization.
+ *
+ * @example
+ * ```ts
+ * import { NumpyRandomState } from "./random.ts";
+ * const rs = new NumpyRandomState(10);
+ * console.log(rs.randn()); // 1.331586504129518, as numpy.random.seed(10); numpy.random.randn()
+ * ```
+ */
+export class NumpyRandomState {
+  private mt = new Uint32Array(624);
+  private index = 624;
+  private gauss: number | undefined;
+
+  constructor(seed: number) {
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+      throw new RangeError(
+        `NumpyRandomState: the seed must be an integer in [0, 2^32), got ${seed}`,
+      );
+    }
+    const mt = this.mt;
+    mt[0] = seed >>> 0;
+    for (let i = 1; i < 624; i++) {
+      const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
+      mt[i] = (Math.imul(1812433253, prev) + i) >>> 0;
+    }
+  }
+
+  /** The next 32-bit output of MT19937. */
+  nextU32(): number {
+    const mt = this.mt;
+    if (this.index >= 624) {
+      for (let i = 0; i < 624; i++) {
+        const y = (mt[i] & 0x80000000) | (mt[(i + 1) % 624] & 0x7fffffff);
+        mt[i] = mt[(i + 397) % 624] ^ (y >>> 1) ^ (y & 1 ? 0x9908b0df : 0);
+      }
+      this.index = 0;
+    }
+    let y = mt[this.index++];
+    y ^= y >>> 11;
+    y ^= (y << 7) & 0x9d2c5680;
+    y ^= (y << 15) & 0xefc60000;
+    y ^= y >>> 18;
+    return y >>> 0;
+  }
+
+  /** Uniform in [0, 1) with 53 bits, as numpy's random_sample. */
+  random(): number {
+    const a = this.nextU32() >>> 5;
+    const b = this.nextU32() >>> 6;
+    return (a * 67108864 + b) / 9007199254740992;
+  }
+
+  /** One standard normal, as numpy's legacy randn. */
+  randn(): number {
+    if (this.gauss !== undefined) {
+      const g = this.gauss;
+      this.gauss = undefined;
+      return g;
+    }
+    let x1: number;
+    let x2: number;
+    let r2: number;
+    do {
+      x1 = 2 * this.random() - 1;
+      x2 = 2 * this.random() - 1;
+      r2 = x1 * x1 + x2 * x2;
+    } while (r2 >= 1 || r2 === 0);
+    const f = Math.sqrt((-2 * Math.log(r2)) / r2);
+    this.gauss = f * x1;
+    return f * x2;
+  }
+}

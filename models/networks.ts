@@ -9,7 +9,7 @@
 
 import { type DType, SgnError } from "../backend.ts";
 import type { Backend } from "../backend.ts";
-import { Random } from "../random.ts";
+import { NumpyRandomState, Random } from "../random.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 
@@ -44,6 +44,12 @@ export interface Network {
 export interface InitOptions {
   /** Seed of the initialization (default 1). */
   seed?: number;
+  /**
+   * MLPs only: draw the weights from NumPy's legacy generator seeded with this number, exactly as
+   * the seed's MLP does (`np.random.seed(10); np.random.randn(n)` per layer, the same for every
+   * run). Overrides `seed`.
+   */
+  numpySeed?: number;
   backend?: Backend;
   dtype?: DType;
 }
@@ -108,11 +114,14 @@ export function mlp(options: MlpOptions): Network {
     outputs,
     paramShapes,
     paramCount: count(paramShapes),
-    init({ seed = 1, backend, dtype } = {}) {
+    init({ seed = 1, backend, dtype, numpySeed } = {}) {
       const rng = new Random(seed);
+      const np = numpySeed === undefined ? undefined : new NumpyRandomState(numpySeed);
+      const normal = () => (np ? np.randn() : rng.normal());
       return paramShapes.map((shape) => {
         const n = shape.reduce((a, b) => a * b, 1);
-        const values = shape.length === 2 ? rng.array(n, (r) => r.normal()) : new Float64Array(n);
+        const values = new Float64Array(n);
+        if (shape.length === 2) { for (let i = 0; i < n; i++) values[i] = normal(); }
         return tensor(values, shape, { backend, dtype });
       });
     },

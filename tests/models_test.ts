@@ -46,6 +46,31 @@ Deno.test("mlp: seeded initialization N(0, 1) weights and zero biases, repeatabl
   assert.ok((await a[1].data()).every((v) => v === 0), "biases start at 0");
 });
 
+Deno.test("mlp: numpySeed 10 reproduces the seed's initial weights (numpy.random.seed(10); randn)", async () => {
+  // numpy 2.4: np.random.seed(10); np.random.randn(5)
+  const want = [
+    1.331586504129518,
+    0.7152789743984055,
+    -1.5454002921112682,
+    -0.008383849928522256,
+    0.6213359738904805,
+  ];
+  const net = mlp({ inputs: 784, hidden: [20, 20, 20], outputs: 10 });
+  const p = net.init({ numpySeed: 10, backend: cpu, dtype: "float64" });
+  assert.deepEqual(Array.from((await p[0].data()).subarray(0, 5)), want);
+  // After the first layer's 15,680 draws and 400 more (the second layer), continuing the stream:
+  // np.random.seed(10); np.random.randn(16080); np.random.randn(3)
+  const w2 = await p[2].data();
+  assert.equal(w2.length, 400);
+  const w3 = await p[4].data();
+  assert.deepEqual(Array.from(w3.subarray(0, 3)), [
+    -0.5812626766090091,
+    0.21916190580464037,
+    -0.2005442357719002,
+  ]);
+  assert.ok((await p[1].data()).every((v) => v === 0));
+});
+
 Deno.test("convNet: the seed's four architecture files as they are; shapes and counts", async () => {
   // Parameter counts worked out by hand for architecture_1 on 1x28x28 (fashion-MNIST):
   // conv 6@5x5: 156; 24 -> pool 12; conv 16@5x5: 2,416; 8 -> pool 4; FC 256->120: 30,840;
