@@ -290,7 +290,7 @@ async function loadData(a: TrainArgs, conv: boolean): Promise<LoadedDataset> {
     case "cifar10":
       return await loadCifar10(dir ?? "./cifar-10-batches-bin", format);
     case "boston":
-      return await loadBoston(a.seed as number);
+      return await loadBoston({ split: "keras" });
     case "sine_10":
       return sineWaves(10, { seed: a.seed as number });
     default:

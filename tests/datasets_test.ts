@@ -174,22 +174,27 @@ Deno.test("sine waves: the seed's generator, seeded, the first 30% as test set",
   assert.throws(() => sineWaves(0), /frequency must be > 0/);
 });
 
-Deno.test("boston: 404/102 seeded split, each split over its own maximum (the seed's x / x.max())", async () => {
-  const a = await loadBoston(1);
-  const b = await loadBoston(1);
-  const c = await loadBoston(2);
-  assert.equal(a.train.targets.length, 404);
-  assert.equal(a.test.targets.length, 102);
-  assert.deepEqual(a.inputShape, [13]);
-  assert.deepEqual(a.train.targets, b.train.targets);
-  assert.notDeepEqual(a.train.targets, c.train.targets);
-  for (const part of [a.train, a.test]) {
+Deno.test("boston: the seed's Keras split (NumPy seed 113), each split over its own maximum", async () => {
+  const k = await loadBoston();
+  assert.equal(k.train.targets.length, 404);
+  assert.equal(k.test.targets.length, 102);
+  assert.deepEqual(k.inputShape, [13]);
+  // Keras's x_train[0] is the row with crim 1.23247 and medv 15.2 (row 22 of the data).
+  const xMax = 711; // the largest training input: a tax value
+  assert.ok(
+    Math.abs(k.train.inputs[0] * xMax - 1.23247) < 1e-5,
+    `crim ${k.train.inputs[0] * xMax}`,
+  );
+  assert.ok(Math.abs(k.train.targets[0] * 50 - 15.2) < 1e-4);
+  for (const part of [k.train, k.test]) {
     assert.equal(Math.max(...part.targets), 1);
     assert.equal(part.inputs.reduce((m, v) => Math.max(m, v), 0), 1);
-    assert.ok(part.inputs.every((v) => v >= 0));
   }
-  // The largest input is the tax column (711 in the data), so crim = 0.00632 becomes ~8.9e-6.
-  assert.ok(Math.min(...a.train.inputs.filter((v) => v > 0)) < 1e-4);
+  const a = await loadBoston({ split: "seeded", seed: 1 });
+  const b = await loadBoston({ split: "seeded", seed: 1 });
+  const c = await loadBoston({ split: "seeded", seed: 2 });
+  assert.deepEqual(a.train.targets, b.train.targets);
+  assert.notDeepEqual(a.train.targets, c.train.targets);
 });
 
 Deno.test("MNIST from the npm package: 60,000 + 10,000 images in [0, 1], the known first labels", async () => {

@@ -6,6 +6,7 @@ import { tensor } from "../autodiff/tensor.ts";
 import { ARCHITECTURES, convNet, mlp } from "../models/networks.ts";
 import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import { Adam, SGD } from "../sgn/baselines.ts";
+import { NumpyRandomState } from "../random.ts";
 import * as o from "../autodiff/ops.ts";
 import { backends, cpu } from "./harness.ts";
 
@@ -69,6 +70,14 @@ Deno.test("mlp: numpySeed 10 reproduces the seed's initial weights (numpy.random
     -0.2005442357719002,
   ]);
   assert.ok((await p[1].data()).every((v) => v === 0));
+});
+
+Deno.test("NumpyRandomState.shuffle matches numpy's legacy shuffle (Keras's Boston split)", () => {
+  const a = Array.from({ length: 506 }, (_, i) => i);
+  new NumpyRandomState(113).shuffle(a);
+  // numpy 2.4: np.random.seed(113); i = np.arange(506); np.random.shuffle(i)
+  assert.deepEqual(a.slice(0, 8), [22, 202, 368, 335, 461, 323, 382, 143]);
+  assert.deepEqual(a.slice(400, 406), [271, 332, 153, 194, 415, 112]);
 });
 
 Deno.test("convNet: the seed's four architecture files as they are; shapes and counts", async () => {
