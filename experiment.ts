@@ -63,7 +63,8 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   },
   {
     name: "init",
-    help: "auto (MLP: as the seed, numpy seed 10 in every run; conv: seeded) | numpy10 | seeded",
+    help:
+      "auto (as the seed: numpy seed 10 for MLPs, RandomState(1) for conv nets) | numpy10 | seeded",
     default: "auto",
     kind: "string",
   },
@@ -442,7 +443,7 @@ export async function runExperiment(
     ...(conv ? { architecture: a.architecture || "architecture_4" } : { layers: a.layers }),
     dataset: a.dataset,
     seed: a.seed,
-    init: numpySeed === undefined ? "seeded" : "numpy10",
+    init: numpySeed === undefined ? "seeded" : `numpy${numpySeed}`,
     epochs: a.epochs,
     backend: backend.name,
     dtype,

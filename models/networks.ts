@@ -45,9 +45,9 @@ export interface InitOptions {
   /** Seed of the initialization (default 1). */
   seed?: number;
   /**
-   * MLPs only: draw the weights from NumPy's legacy generator seeded with this number, exactly as
-   * the seed's MLP does (`np.random.seed(10); np.random.randn(n)` per layer, the same for every
-   * run). Overrides `seed`.
+   * Draw the weights from NumPy's legacy generator seeded with this number, exactly as the seed
+   * does, the same for every run: its MLP uses `np.random.seed(10); randn(n)` per layer, its conv
+   * nets `RandomState(1).uniform(-bound, bound)` per layer. Overrides `seed`.
    */
   numpySeed?: number;
   backend?: Backend;
@@ -294,15 +294,17 @@ export function convNet(
     outputs: classes,
     paramShapes,
     paramCount: count(paramShapes),
-    init({ seed = 1, backend, dtype } = {}) {
+    init({ seed = 1, backend, dtype, numpySeed } = {}) {
       const rng = new Random(seed);
+      const np = numpySeed === undefined ? undefined : new NumpyRandomState(numpySeed);
+      // numpy's uniform(low, high) is low + (high - low) * random_sample().
+      const uniform = (b: number) => (np ? -b + 2 * b * np.random() : rng.range(-b, b));
       return paramShapes.map((shape, i) => {
         const n = shape.reduce((a, b) => a * b, 1);
         const b = bounds[i];
-        return tensor(b > 0 ? rng.array(n, (r) => r.range(-b, b)) : new Float64Array(n), shape, {
-          backend,
-          dtype,
-        });
+        const values = new Float64Array(n);
+        if (b > 0) { for (let j = 0; j < n; j++) values[j] = uniform(b); }
+        return tensor(values, shape, { backend, dtype });
       });
     },
     forward(params, x) {

@@ -114,6 +114,21 @@ Deno.test("convNet: the seed's four architecture files as they are; shapes and c
   assert.equal(convNet(ARCHITECTURES.architecture_4, [3, 32, 32], 10).paramCount, 122570);
 });
 
+Deno.test("convNet: numpySeed 1 reproduces the seed's conv-net initialization (RandomState(1).uniform)", async () => {
+  const net = convNet(ARCHITECTURES.architecture_1, [1, 28, 28], 10);
+  const p = net.init({ numpySeed: 1, backend: cpu, dtype: "float64" });
+  // numpy 2.4: rng = np.random.RandomState(1); rng.uniform(-b, b, size=(6, 1, 5, 5)), b = sqrt(6/150)
+  const w1 = Array.from((await p[0].data()).subarray(0, 3));
+  [-0.033191198118970394, 0.08812979737686322, -0.19995425007306206].forEach((v, i) =>
+    assert.ok(Math.abs(w1[i] - v) < 1e-15, `w1[${i}] = ${w1[i]}, numpy ${v}`)
+  );
+  // then rng.uniform(-b2, b2, size=(16, 6, 5, 5)), b2 = sqrt(6/2400), from the same stream
+  const w2 = Array.from((await p[2].data()).subarray(0, 2));
+  [-0.042802572031051325, 0.046727633000027205].forEach((v, i) =>
+    assert.ok(Math.abs(w2[i] - v) < 1e-15, `w2[${i}] = ${w2[i]}, numpy ${v}`)
+  );
+});
+
 Deno.test("convNet: initialization bounds of the seed (conv and FC uniform ranges, zero biases)", async () => {
   const net = convNet(ARCHITECTURES.architecture_1, [1, 28, 28], 10);
   const params = net.init({ seed: 5, backend: cpu });
