@@ -323,6 +323,14 @@ Deno.test({
       { n: 1, c: 1, h: 5, w: 5, f: 1, kh: 1, kw: 1, strideH: 1, strideW: 1, padH: 0, padW: 0 },
       { n: 3, c: 7, h: 13, w: 13, f: 3, kh: 2, kw: 3, strideH: 2, strideW: 3, padH: 1, padW: 2 },
       { n: 2, c: 32, h: 15, w: 15, f: 64, kh: 3, kw: 3, strideH: 1, strideW: 1, padH: 0, padW: 0 },
+      // The Fashion-MNIST architecture_1 layers (few channels, 5x5 kernels).
+      { n: 3, c: 1, h: 28, w: 28, f: 6, kh: 5, kw: 5, strideH: 1, strideW: 1, padH: 0, padW: 0 },
+      { n: 2, c: 6, h: 12, w: 12, f: 16, kh: 5, kw: 5, strideH: 1, strideW: 1, padH: 0, padW: 0 },
+      // Zero padding with stride 1 (the input gradient is then a padded direct convolution).
+      { n: 2, c: 4, h: 10, w: 11, f: 9, kh: 3, kw: 3, strideH: 1, strideW: 1, padH: 1, padW: 2 },
+      // Stride 2 with a 5x5 kernel (the gather path of the input gradient), and a wide kernel.
+      { n: 2, c: 5, h: 17, w: 16, f: 7, kh: 5, kw: 5, strideH: 2, strideW: 2, padH: 2, padW: 1 },
+      { n: 1, c: 2, h: 20, w: 20, f: 40, kh: 7, kw: 7, strideH: 1, strideW: 1, padH: 3, padW: 3 },
     ];
     for (const s of specs) {
       const [ho, wo] = conv2dOutSize(s);
@@ -350,6 +358,8 @@ Deno.test({
       { n: 2, c: 3, h: 8, w: 8, kh: 2, kw: 2, strideH: 2, strideW: 2 },
       { n: 1, c: 5, h: 7, w: 9, kh: 2, kw: 2, strideH: 2, strideW: 2 },
       { n: 2, c: 2, h: 9, w: 9, kh: 3, kw: 3, strideH: 2, strideW: 2 },
+      // Windows that do not overlap and do not touch: stride larger than the window.
+      { n: 1, c: 3, h: 11, w: 10, kh: 2, kw: 2, strideH: 3, strideW: 3 },
     ];
     for (const s of pools) {
       const [ho, wo] = pool2dOutSize(s);
