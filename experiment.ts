@@ -21,6 +21,8 @@ import {
   type LoadedDataset,
   loadFashionMnist,
   loadMnist,
+  loadSeedSine,
+  seedSineFileName,
   sineWaves,
 } from "./datasets/mod.ts";
 
@@ -159,7 +161,8 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   { name: "backend", help: "webgpu | cpu | auto", default: "auto", kind: "string" },
   {
     name: "data-dir",
-    help: "directory with IDX (mnist, fashion) or CIFAR-10 binary files",
+    help:
+      "directory with IDX (mnist, fashion), CIFAR-10 binary files, or the seed's sine JSON files",
     default: "",
     kind: "string",
   },
@@ -292,10 +295,13 @@ async function loadData(a: TrainArgs, conv: boolean): Promise<LoadedDataset> {
       return await loadCifar10(dir ?? "./cifar-10-batches-bin", format);
     case "boston":
       return await loadBoston({ split: "keras" });
-    case "sine_10":
-      return sineWaves(10, { seed: a.seed as number });
-    default:
-      return sineWaves(100, { seed: a.seed as number });
+    default: {
+      const f = a.dataset === "sine_10" ? 10 : 100;
+      // With --data-dir, the seed's own data file (it was generated without a random seed).
+      return dir
+        ? await loadSeedSine(`${dir.replace(/\/+$/, "")}/${seedSineFileName(f)}`, f)
+        : sineWaves(f, { seed: a.seed as number });
+    }
   }
 }
 
@@ -357,6 +363,22 @@ function seedConfig(a: TrainArgs): Record<string, unknown> {
   };
 }
 
+/**
+ * The NumPy seed of the initialization that `--init` asks for (undefined: our seeded generator).
+ * The seed draws MLP weights after `np.random.seed(10)` and conv-net weights from
+ * `np.random.RandomState(1)`, whatever its --seed says, so all its runs share one initialization;
+ * `auto` does the same.
+ */
+export function numpyInitSeed(init: string, conv: boolean): number | undefined {
+  if (init === "seeded") return undefined;
+  if (conv && init === "numpy10") {
+    throw new SgnError(
+      "--init numpy10 is the seed's MLP initialization; conv nets take --init auto or seeded",
+    );
+  }
+  return conv ? 1 : 10;
+}
+
 /** What {@link runExperiment} reports back. */
 export interface ExperimentOutcome {
   folder: string;
@@ -400,12 +422,7 @@ export async function runExperiment(
       data.outputs,
     )
     : mlp({ inputs: data.inputShape[0], hidden: a.layers as number[], outputs: data.outputs });
-  if (conv && a.init === "numpy10") {
-    throw new SgnError(
-      "--init numpy10 is the seed's MLP initialization; conv nets use --init seeded",
-    );
-  }
-  const numpySeed = !conv && a.init !== "seeded" ? 10 : undefined;
+  const numpySeed = numpyInitSeed(a.init as string, conv);
   const params = network.init({ seed: a.seed as number, backend, dtype, numpySeed });
   let optimizer: Optimizer;
   if (a.solver === "SGN") {

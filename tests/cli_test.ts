@@ -3,7 +3,13 @@
  * seed's results files and refuses to overwrite them.
  */
 import assert from "node:assert/strict";
-import { parseTrainArgs, runExperiment, TRAIN_FLAGS, trainHelp } from "../experiment.ts";
+import {
+  numpyInitSeed,
+  parseTrainArgs,
+  runExperiment,
+  TRAIN_FLAGS,
+  trainHelp,
+} from "../experiment.ts";
 
 Deno.test("train flags: the seed's defaults, --layers takes several values, bools as the seed's str2bool", () => {
   const d = parseTrainArgs([]);
@@ -105,4 +111,13 @@ Deno.test("train end to end: a short sine run writes the seed's files and refuse
   assert.equal(out.results.test_loss!.length, 2);
   await assert.rejects(() => runExperiment(args), /refusing to overwrite .*run\/results\.json/);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("train --init: auto follows the seed (NumPy seed 10 for MLPs, RandomState(1) for conv nets)", () => {
+  assert.equal(numpyInitSeed("auto", false), 10);
+  assert.equal(numpyInitSeed("auto", true), 1);
+  assert.equal(numpyInitSeed("numpy10", false), 10);
+  assert.equal(numpyInitSeed("seeded", true), undefined);
+  assert.equal(numpyInitSeed("seeded", false), undefined);
+  assert.throws(() => numpyInitSeed("numpy10", true), /conv nets take --init auto or seeded/);
 });
