@@ -21,7 +21,9 @@ export {
   type LoadedDataset,
   loadFashionMnist,
   loadMnist,
+  loadSeedSine,
   scaleUnit,
+  seedSineFileName,
   sineWaves,
   standardizePerImage,
 } from "./sets.ts";

@@ -381,3 +381,63 @@ export function sineWaves(f: number, { n = 10000, noise = 0.01, seed = 1 } = {})
     test: { inputs: x.slice(0, cut), targets: y.slice(0, cut) },
   };
 }
+
+/** The name of the seed's sine data file for frequency `f`, e.g. sinusoidal_data_10.0_0.01.json. */
+export function seedSineFileName(f: number, noise = 0.01): string {
+  const text = (v: number) => (Number.isInteger(v) ? v.toFixed(1) : String(v));
+  return `sinusoidal_data_${text(f)}_${text(noise)}.json`;
+}
+
+/**
+ * The seed's own sine data, from the JSON file its `sine_data_generator.py` writes
+ * ({X_train: [[x]...], y_train: [y...], X_test, y_test}): the seed generated it without a random
+ * seed, so its published sine runs can only be matched point for point from its file.
+ *
+ * @example
+ * ```ts ignore
+ * const data = await loadSeedSine("../shared/seed/data/sinusoidal_data_100.0_0.01.json", 100);
+ * ```
+ */
+export async function loadSeedSine(path: string, f: number): Promise<LoadedDataset> {
+  const bytes = await readFile(path, `sine_${f}`);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new SgnError(`sine_${f}: ${path} is not valid JSON (${(e as Error).message})`);
+  }
+  const column = (key: string, nested: boolean): Float32Array => {
+    const v = json?.[key];
+    if (!Array.isArray(v)) {
+      throw new SgnError(`sine_${f}: ${path} has no array "${key}" (the seed's sine data format)`);
+    }
+    const out = new Float32Array(v.length);
+    v.forEach((item, i) => {
+      const x = nested && Array.isArray(item) && item.length === 1 ? item[0] : item;
+      if (typeof x !== "number" || !Number.isFinite(x)) {
+        const want = nested ? "a one-element list [x]" : "a finite number";
+        throw new SgnError(`sine_${f}: ${path}: ${key}[${i}] must be ${want}`);
+      }
+      out[i] = x;
+    });
+    return out;
+  };
+  const part = (x: string, y: string) => {
+    const inputs = column(x, true);
+    const targets = column(y, false);
+    if (inputs.length !== targets.length || inputs.length === 0) {
+      throw new SgnError(
+        `sine_${f}: ${path}: ${x} has ${inputs.length} points but ${y} has ${targets.length}`,
+      );
+    }
+    return { inputs, targets };
+  };
+  return {
+    name: `sine_${f}`,
+    task: "regression",
+    inputShape: [1],
+    outputs: 1,
+    train: part("X_train", "y_train"),
+    test: part("X_test", "y_test"),
+  };
+}

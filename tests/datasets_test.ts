@@ -9,6 +9,8 @@ import {
   loadCifar10,
   loadFashionMnist,
   loadMnist,
+  loadSeedSine,
+  seedSineFileName,
   sineWaves,
   standardizePerImage,
 } from "../datasets/mod.ts";
@@ -172,6 +174,41 @@ Deno.test("sine waves: the seed's generator, seeded, the first 30% as test set",
     assert.ok(x >= -1 && x < 1 && Math.abs(a.train.targets[i] - Math.sin(10 * x)) < 0.06);
   }
   assert.throws(() => sineWaves(0), /frequency must be > 0/);
+});
+
+Deno.test("sine waves: the seed's own JSON data files are read, and bad ones named", async () => {
+  assert.equal(seedSineFileName(10), "sinusoidal_data_10.0_0.01.json");
+  assert.equal(seedSineFileName(100), "sinusoidal_data_100.0_0.01.json");
+  const dir = await Deno.makeTempDir();
+  try {
+    const good = `${dir}/${seedSineFileName(10)}`;
+    const data = {
+      X_train: [[0.5], [-0.25]],
+      y_train: [0.1, -0.2],
+      X_test: [[0.75]],
+      y_test: [0.3],
+    };
+    await Deno.writeTextFile(good, JSON.stringify(data));
+    const d = await loadSeedSine(good, 10);
+    assert.deepEqual(Array.from(d.train.inputs), [0.5, -0.25]);
+    assert.deepEqual(Array.from(d.train.targets), [Math.fround(0.1), Math.fround(-0.2)]);
+    assert.deepEqual(Array.from(d.test.inputs), [0.75]);
+    assert.equal(d.name, "sine_10");
+    const bad = async (content: string, re: RegExp) => {
+      await Deno.writeTextFile(`${dir}/bad.json`, content);
+      await assert.rejects(() => loadSeedSine(`${dir}/bad.json`, 10), re);
+    };
+    await bad("{", /bad\.json is not valid JSON/);
+    await bad(JSON.stringify({ ...data, X_test: undefined }), /no array "X_test"/);
+    await bad(
+      JSON.stringify({ ...data, y_train: [0.1] }),
+      /X_train has 2 points but y_train has 1/,
+    );
+    await bad(JSON.stringify({ ...data, X_train: [[0.5], ["a"]] }), /X_train\[1\] must be/);
+    await assert.rejects(() => loadSeedSine(`${dir}/missing.json`, 10), /file not found/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("boston: the seed's Keras split (NumPy seed 113), each split over its own maximum", async () => {
