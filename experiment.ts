@@ -326,7 +326,7 @@ async function architecture(name: string): Promise<ConvNetSpec> {
 }
 
 /** The seed's config.json `config` block for the chosen solver. */
-function seedConfig(a: TrainArgs): Record<string, unknown> {
+export function seedConfig(a: TrainArgs): Record<string, unknown> {
   if (a.solver === "SGN") {
     return {
       SOLVER: "SGN",

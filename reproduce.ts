@@ -1,0 +1,273 @@
+/**
+ * The seed's experiment grids (its README and results/ folders: which solvers, learning rates or
+ * CG iterations, and seeds each experiment ran), turned into `train` runs. {@link reproduce}
+ * runs a grid into a results folder, skipping runs already done, so an interrupted reproduction
+ * resumes where it stopped. cli.ts `reproduce` is its command-line face; this module never
+ * prints.
+ *
+ * @module
+ */
+
+import { SgnError } from "./backend.ts";
+import { parseTrainArgs, runExperiment } from "./experiment.ts";
+import type { ProgressEvent } from "./sgn/train.ts";
+
+/** One experiment of the seed: its data and network flags and the settings it swept. */
+export interface ExperimentGrid {
+  /** What the seed's README says the experiment is. */
+  description: string;
+  /** `train` flags shared by every run: data set, network, batch size. */
+  base: string[];
+  /** SGD learning rates of the seed's runs. */
+  sgd: number[];
+  /** SGN CG iteration counts (MAX_CG_ITERS) of the seed's runs. */
+  sgn: number[];
+  /** Our default number of epochs (the seed ran 10 to 600; its per-epoch curves are what count). */
+  epochs: number;
+  /** Extra flags of single configurations, where the seed's config.json differs from `base`. */
+  overrides?: Record<string, string[]>;
+}
+
+const MLP_20 = ["--layers", "20", "20", "20"];
+
+/** The seed's grids, read off its results/ folders and their config.json files. */
+export const GRIDS: Record<string, ExperimentGrid> = {
+  mnist: {
+    description: "MNIST, MLP 784-20-20-20-10 (sigmoid), batch 1000",
+    base: ["--dataset", "mnist", ...MLP_20, "--batch_size", "1000"],
+    sgd: [0.001, 0.01, 0.1, 1, 10],
+    sgn: [1, 2, 3, 5, 10],
+    epochs: 5,
+    // The seed's SGN_1 and SGN_2 MNIST runs used a 784-10-10-10 network (their config.json).
+    overrides: { SGN_1: ["--layers", "10", "10"], SGN_2: ["--layers", "10", "10"] },
+  },
+  fashion: {
+    description: "Fashion-MNIST, conv net architecture_1, batch 1000",
+    base: ["--dataset", "fashion", "--architecture", "architecture_1", "--batch_size", "1000"],
+    sgd: [0.001, 0.01, 0.1, 1],
+    sgn: [1, 2, 3, 5, 10],
+    epochs: 2,
+  },
+  cifar10: {
+    description: "CIFAR-10, conv net architecture_4, batch 1000 (files from --data-dir)",
+    base: ["--dataset", "cifar10", "--architecture", "architecture_4", "--batch_size", "1000"],
+    sgd: [0.001, 0.01, 0.1, 1],
+    sgn: [1, 2, 3, 5, 10],
+    epochs: 1,
+  },
+  boston: {
+    description: "Boston housing, MLP 13-100-100-1 (sigmoid), MSE, batch 101",
+    base: ["--dataset", "boston", "--layers", "100", "100", "--batch_size", "101"],
+    sgd: [0.001, 0.01, 0.1, 1],
+    sgn: [1, 2, 3, 5, 10, 20],
+    epochs: 10,
+  },
+  sine_10: {
+    description: "sine wave f = 10, MLP 1-20-20-20-1 (sigmoid), MSE, batch 1000",
+    base: ["--dataset", "sine_10", ...MLP_20, "--batch_size", "1000"],
+    sgd: [0.001, 0.01, 0.1, 1],
+    sgn: [2, 3, 5, 10, 20, 30, 40],
+    epochs: 10,
+  },
+  sine_100: {
+    description: "sine wave f = 100, MLP 1-20-20-20-1 (sigmoid), MSE, batch 1000",
+    base: ["--dataset", "sine_100", ...MLP_20, "--batch_size", "1000"],
+    sgd: [0.001, 0.01, 0.1, 1],
+    sgn: [2, 3, 5, 10, 20, 30, 40],
+    epochs: 10,
+  },
+};
+
+/** The seed's SGN settings in every experiment (its scripts' configuration). */
+const SGN_FLAGS = [
+  "--solver",
+  "SGN",
+  "--rho",
+  "0.0001",
+  "--rho_min",
+  "0.000001",
+  "--TR",
+  "true",
+  "--LS",
+  "true",
+  "--cg_min_iter",
+  "10",
+  "--K_cg",
+  "10",
+];
+/** The seed's SGD settings: constant learning rate, no momentum. */
+const SGD_FLAGS = ["--solver", "SGD", "--mom", "0", "--scheduler", "const"];
+
+/** One planned run: its folder name (the seed's `res_<group>_<seed>`) and its `train` flags. */
+export interface PlannedRun {
+  /** Configuration, e.g. "SGN_3" or "SGD_0.1". */
+  group: string;
+  seed: number;
+  /** Folder name, e.g. "res_SGN_3_1". */
+  name: string;
+  /** Flags for `train` (and {@link parseTrainArgs}). */
+  args: string[];
+}
+
+/** Options of {@link planRuns} and {@link reproduce}. */
+export interface ReproduceOptions {
+  /** Configurations to run, e.g. ["SGN_3", "SGD_1"] (default: the whole grid). */
+  runs?: string[];
+  /** Seeds (default 1-5, as the seed). */
+  seeds?: number[];
+  /** Epochs per run (default: the grid's). */
+  epochs?: number;
+  /** Folder that receives `<experiment>/res_*` (default "results"). */
+  path?: string;
+  /** Extra `train` flags for every run (e.g. --backend cpu, --data-dir DIR). */
+  extra?: string[];
+}
+
+/** The configurations of a grid, SGD first, in the seed's naming. */
+export function gridGroups(grid: ExperimentGrid): string[] {
+  return [...grid.sgd.map((lr) => `SGD_${lr}`), ...grid.sgn.map((k) => `SGN_${k}`)];
+}
+
+function gridOf(experiment: string): ExperimentGrid {
+  const grid = GRIDS[experiment];
+  if (!grid) {
+    throw new SgnError(
+      `unknown experiment "${experiment}" (available: ${Object.keys(GRIDS).join(", ")})`,
+    );
+  }
+  return grid;
+}
+
+/**
+ * The runs of an experiment's grid, as `train` flags.
+ *
+ * @example
+ * ```ts
+ * import { planRuns } from "./reproduce.ts";
+ * const runs = planRuns("mnist", { runs: ["SGN_3"], seeds: [1, 2] });
+ * console.log(runs.map((r) => r.name)); // ["res_SGN_3_1", "res_SGN_3_2"]
+ * ```
+ */
+export function planRuns(experiment: string, options: ReproduceOptions = {}): PlannedRun[] {
+  const grid = gridOf(experiment);
+  const all = gridGroups(grid);
+  const groups = options.runs ?? all;
+  for (const g of groups) {
+    if (!all.includes(g)) {
+      throw new SgnError(
+        `${experiment} has no configuration "${g}" in the seed's grid (available: ${
+          all.join(", ")
+        })`,
+      );
+    }
+  }
+  const seeds = options.seeds ?? [1, 2, 3, 4, 5];
+  if (seeds.length === 0 || seeds.some((s) => !Number.isInteger(s) || s < 0)) {
+    throw new SgnError(`seeds must be non-negative integers, got ${seeds.join(", ")}`);
+  }
+  const epochs = options.epochs ?? grid.epochs;
+  if (!Number.isInteger(epochs) || epochs < 1) {
+    throw new SgnError(`epochs must be a positive integer, got ${epochs}`);
+  }
+  const folder = `${(options.path ?? "results").replace(/\/+$/, "") || "."}/${experiment}`;
+  const out: PlannedRun[] = [];
+  for (const group of groups) {
+    const [solver, setting] = group.split("_");
+    const solverFlags = solver === "SGN"
+      ? [...SGN_FLAGS, "--cg_max_iter", setting]
+      : [...SGD_FLAGS, "--lr", setting];
+    for (const seed of seeds) {
+      const name = `res_${group}_${seed}`;
+      out.push({
+        group,
+        seed,
+        name,
+        args: [
+          ...grid.base,
+          ...solverFlags,
+          ...(grid.overrides?.[group] ?? []),
+          "--epochs",
+          String(epochs),
+          "--seed",
+          String(seed),
+          "--path",
+          folder,
+          "--f",
+          name,
+          ...(options.extra ?? []),
+        ],
+      });
+    }
+  }
+  return out;
+}
+
+/** What {@link reproduce} reports as it goes. */
+export type ReproduceEvent =
+  | { kind: "start"; run: PlannedRun; index: number; total: number }
+  | { kind: "skip"; run: PlannedRun; index: number; total: number }
+  | { kind: "done"; run: PlannedRun; index: number; total: number; seconds: number }
+  | { kind: "failed"; run: PlannedRun; index: number; total: number; error: string }
+  | { kind: "progress"; run: PlannedRun; event: ProgressEvent };
+
+/** The outcome of {@link reproduce}: the experiment's folder and each run's fate. */
+export interface ReproduceSummary {
+  folder: string;
+  ran: string[];
+  skipped: string[];
+  failed: { name: string; error: string }[];
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/**
+ * Runs an experiment's grid (see {@link planRuns}) one run after another, skipping runs whose
+ * results.json exists. A run that fails (bad data directory, a diverged step) is recorded and
+ * the grid goes on; an invalid flag fails before anything runs.
+ *
+ * @example
+ * ```ts ignore
+ * import { reproduce } from "./reproduce.ts";
+ * const summary = await reproduce("sine_10", { runs: ["SGN_10"], seeds: [1], epochs: 2 });
+ * console.log(summary.ran, summary.failed);
+ * ```
+ */
+export async function reproduce(
+  experiment: string,
+  options: ReproduceOptions = {},
+  onEvent?: (e: ReproduceEvent) => void,
+): Promise<ReproduceSummary> {
+  const runs = planRuns(experiment, options);
+  // Validate every run's flags up front: a typo must not surface after hours of training.
+  const parsed = runs.map((r) => parseTrainArgs(r.args));
+  const folder = parsed[0].path as string;
+  const summary: ReproduceSummary = { folder, ran: [], skipped: [], failed: [] };
+  for (const [index, run] of runs.entries()) {
+    const total = runs.length;
+    if (await exists(`${folder}/${run.name}/results.json`)) {
+      summary.skipped.push(run.name);
+      onEvent?.({ kind: "skip", run, index, total });
+      continue;
+    }
+    onEvent?.({ kind: "start", run, index, total });
+    const t0 = performance.now();
+    try {
+      await runExperiment(parsed[index], (event) => onEvent?.({ kind: "progress", run, event }));
+      summary.ran.push(run.name);
+      onEvent?.({ kind: "done", run, index, total, seconds: (performance.now() - t0) / 1000 });
+    } catch (e) {
+      if (!(e instanceof SgnError)) throw e;
+      summary.failed.push({ name: run.name, error: e.message });
+      onEvent?.({ kind: "failed", run, index, total, error: e.message });
+    }
+  }
+  return summary;
+}
