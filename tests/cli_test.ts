@@ -121,3 +121,46 @@ Deno.test("train --init: auto follows the seed (NumPy seed 10 for MLPs, RandomSt
   assert.equal(numpyInitSeed("seeded", false), undefined);
   assert.throws(() => numpyInitSeed("numpy10", true), /conv nets take --init auto or seeded/);
 });
+
+async function cli(...args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../cli.ts", import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+Deno.test("cli: reproduce --dry-run lists the seed's runs; unknown commands and bad flags exit 2", async () => {
+  const dry = await cli(
+    "reproduce",
+    "sine_10",
+    "--runs",
+    "SGN_10,SGD_0.1",
+    "--seeds",
+    "1-2",
+    "--dry-run",
+  );
+  assert.equal(dry.code, 0, dry.stderr);
+  const lines = dry.stdout.trim().split("\n");
+  assert.deepEqual(lines.map((l) => l.split(":")[0]), [
+    "res_SGN_10_1",
+    "res_SGN_10_2",
+    "res_SGD_0.1_1",
+    "res_SGD_0.1_2",
+  ]);
+  assert.match(
+    lines[0],
+    /train --dataset sine_10 .*--cg_max_iter 10 .*--seed 1 --path results\/sine_10/,
+  );
+  const unknown = await cli("frob");
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command "frob" \(available: train, reproduce, demo/);
+  const seeds = await cli("reproduce", "mnist", "--seeds", "3-1");
+  assert.equal(seeds.code, 2);
+  assert.match(seeds.stderr, /--seeds: "3-1" is not a seed or a range/);
+  const none = await cli("reproduce");
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /reproduce takes one experiment \(mnist, fashion/);
+});
