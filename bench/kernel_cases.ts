@@ -47,46 +47,18 @@ function timed(be: Backend, reps: number, kernel: () => DeviceBuffer) {
   return { run: () => runN(reps), runN };
 }
 
-const CIFAR: [string, Conv2dSpec][] = [
-  ["3->32", {
-    n: 128,
-    c: 3,
-    h: 32,
-    w: 32,
-    f: 32,
-    kh: 3,
-    kw: 3,
-    strideH: 1,
-    strideW: 1,
-    padH: 0,
-    padW: 0,
-  }],
-  ["32->64", {
-    n: 128,
-    c: 32,
-    h: 15,
-    w: 15,
-    f: 64,
-    kh: 3,
-    kw: 3,
-    strideH: 1,
-    strideW: 1,
-    padH: 0,
-    padW: 0,
-  }],
-  ["64->64", {
-    n: 128,
-    c: 64,
-    h: 6,
-    w: 6,
-    f: 64,
-    kh: 3,
-    kw: 3,
-    strideH: 1,
-    strideW: 1,
-    padH: 0,
-    padW: 0,
-  }],
+/** A stride-1 valid convolution of batch n: c -> f channels, h x h images, k x k kernels. */
+function conv(n: number, c: number, h: number, f: number, k: number): Conv2dSpec {
+  return { n, c, h, w: h, f, kh: k, kw: k, strideH: 1, strideW: 1, padH: 0, padW: 0 };
+}
+
+/** The layers of the seed's conv nets: Fashion-MNIST architecture_1 and CIFAR-10 architecture_4. */
+const CONVS: [string, Conv2dSpec][] = [
+  ["Fashion 1->6 5x5 (batch 1000)", conv(1000, 1, 28, 6, 5)],
+  ["Fashion 6->16 5x5 (batch 1000)", conv(1000, 6, 12, 16, 5)],
+  ["CIFAR 3->32 3x3 (batch 128)", conv(128, 3, 32, 32, 3)],
+  ["CIFAR 32->64 3x3 (batch 128)", conv(128, 32, 15, 64, 3)],
+  ["CIFAR 64->64 3x3 (batch 128)", conv(128, 64, 6, 64, 3)],
 ];
 
 /** All cases, for WebGPU (when an adapter exists) and the CPU backend. */
@@ -114,7 +86,7 @@ export async function kernelCases(): Promise<KernelCase[]> {
         });
       }
     }
-    for (const [label, s] of CIFAR) {
+    for (const [label, s] of CONVS) {
       const [ho, wo] = conv2dOutSize(s);
       const flops = 2 * s.n * s.f * ho * wo * s.c * s.kh * s.kw;
       const x = rand(be, s.n * s.c * s.h * s.w, 3);

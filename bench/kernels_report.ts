@@ -2,14 +2,23 @@
  * Prints the kernel benchmark as a markdown table with GFLOP/s or GB/s. On WebGPU each figure is
  * (time of 12 kernels + one readback - time of 2 kernels + one readback) / 10, best of `TRIALS`,
  * so the readback round trip cancels out; the CPU backend times single kernels.
- * Run: `deno run -A bench/kernels_report.ts`.
+ * Run: `deno run -A bench/kernels_report.ts [--no-cpu] [--only TEXT]` (--only keeps the kernels
+ * whose name contains TEXT, e.g. --only conv2d).
  */
+import { parseArgs } from "node:util";
 import { kernelCases } from "./kernel_cases.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: { "no-cpu": { type: "boolean", default: false }, only: { type: "string", default: "" } },
+});
 
 const TRIALS = 5;
 console.log("| kernel | backend | ms / kernel | throughput |");
 console.log("|---|---|---:|---:|");
 for (const c of await kernelCases()) {
+  if (flags["no-cpu"] && c.backend === "cpu") continue;
+  if (!c.name.includes(flags.only)) continue;
   await c.run(); // warm-up: pipelines compile, pools fill
   const time = async (n: number) => {
     const t0 = performance.now();
