@@ -31,6 +31,11 @@ const WG = 64;
 
 /** WGSL helpers shared by element-wise kernels. */
 export const WGSL_MATH = /* wgsl */ `
+// Infinity and NaN from their bits through a let: WGSL forbids a constant expression whose value is
+// inf or NaN, and Chromium's compiler (Tint) rejects bitcast<f32>(0x7f800000u) where naga lets
+// it pass; a let makes the bitcast a run-time expression.
+fn infF32() -> f32 { let bits = 0x7f800000u; return bitcast<f32>(bits); }
+fn nanF32() -> f32 { let bits = 0x7fc00000u; return bitcast<f32>(bits); }
 fn isNan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 fn isNan4(x: vec4f) -> vec4<bool> { return (bitcast<vec4u>(x) & vec4u(0x7fffffffu)) > vec4u(0x7f800000u); }
 fn sigmoid4(x: vec4f) -> vec4f {
@@ -87,7 +92,7 @@ const POW = /* wgsl */ `
 fn pow1(a: f32, b: f32) -> f32 {
   if (b == 0.0) { return 1.0; }
   if (a >= 0.0 || isNan(a)) { return pow(a, b); }
-  if (b != floor(b)) { return bitcast<f32>(0x7fc00000u); }
+  if (b != floor(b)) { return nanF32(); }
   let m = pow(-a, b);
   return select(m, -m, (abs(b) % 2.0) == 1.0);
 }

@@ -29,7 +29,7 @@ const NAN_MAX = (a: string, b: string) =>
 
 const COMBINE: Record<"sum" | "max", Combine> = {
   sum: { init: "0.0", combine: (a, v) => `${a} + ${v}` },
-  max: { init: "-bitcast<f32>(0x7f800000u)", combine: NAN_MAX },
+  max: { init: "-infF32()", combine: NAN_MAX },
 };
 
 /** Per-output loop: inner > 1 (or tiny axes). Handles argmax too. */
@@ -209,7 +209,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let r = gid.x + gid.y * p.stride;
   if (r >= p.rows) { return; }
   let b = r * p.cols;
-  var m = -bitcast<f32>(0x7f800000u);
+  var m = -infF32();
   for (var k = 0u; k < p.cols; k++) { m = ${NAN_MAX("m", "x[b + k]")}; }
   var s = 0.0;
   for (var k = 0u; k < p.cols; k++) { s += exp(x[b + k] - m); }
