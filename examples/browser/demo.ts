@@ -66,6 +66,8 @@ export interface DemoState {
 declare global {
   // `var` is how a declaration adds a property to globalThis.
   var sgnDemo: DemoState;
+  /** The chart.js instance, apart from {@link DemoState} because it is not JSON. */
+  var sgnDemoChart: Chart<"line", { x: number; y: number }[]> | undefined;
 }
 
 /** SGN that lets the browser paint between steps: without it a run on the CPU backend would be
@@ -165,6 +167,7 @@ async function run(state: DemoState): Promise<void> {
     cgMaxIters: 10,
   });
   const chart = makeChart(element<HTMLCanvasElement>("loss"));
+  globalThis.sgnDemoChart = chart;
   status.textContent = `${net.name}, ${net.paramCount} parameters; ${n - cut} training and ` +
     `${cut} test points; training ${state.epochs} epochs...`;
   try {
