@@ -10,6 +10,9 @@
  * 10000), `backend` (auto, webgpu or cpu), `seed` (default 1), `f` (frequency, default 10).
  * Progress is published as `window.sgnDemo` ({@link DemoState}).
  *
+ * The DOM types this file references would change the types of Deno's own globals for every file
+ * checked with it (TextDecoderStream, for one), so `deno task check` checks it on its own.
+ *
  * @module
  */
 
