@@ -459,6 +459,7 @@ export async function runExperiment(
     config: seedConfig(a),
     ...(conv ? { architecture: a.architecture || "architecture_4" } : { layers: a.layers }),
     dataset: a.dataset,
+    ...(a["data-dir"] ? { data_dir: a["data-dir"] } : {}),
     seed: a.seed,
     init: numpySeed === undefined ? "seeded" : `numpy${numpySeed}`,
     epochs: a.epochs,
