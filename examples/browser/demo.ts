@@ -120,7 +120,12 @@ function makeChart(canvas: HTMLCanvasElement): Chart<"line", { x: number; y: num
       maintainAspectRatio: false,
       scales: {
         x: { type: "linear", title: { display: true, text: "epoch" }, ticks: { precision: 0 } },
-        y: { type: "logarithmic", title: { display: true, text: "mean squared error" } },
+        y: {
+          type: "logarithmic",
+          title: { display: true, text: "mean squared error" },
+          // chart.js pads log ticks to the smallest one's decimals ("3.0000"); one digit reads better.
+          ticks: { callback: (v) => Number(v).toPrecision(1) },
+        },
       },
       plugins: { title: { display: true, text: "SGN on sin(10x): loss per epoch" } },
     },
