@@ -121,11 +121,25 @@ function denoResolver(linkDir: string): esbuild.Plugin {
   };
 }
 
-/** Inputs that must never reach the browser bundle of the library. */
-function checkInputs(meta: esbuild.Metafile, output: string): void {
+/**
+ * What must never reach the browser bundle of the library: the data sets (npm packages, files),
+ * and `Deno` used without a guard, which would throw in a browser at load or in training. The one
+ * accepted form is `globalThis.Deno?.…`, which is undefined there.
+ */
+function checkLibrary(meta: esbuild.Metafile, path: string): void {
   const bad = Object.keys(meta.inputs).filter((p) => /(^|\/)datasets\//.test(p));
   if (bad.length > 0) {
-    throw new Error(`${output} must not contain the data sets, but includes ${bad.join(", ")}`);
+    throw new Error(`${path} must not contain the data sets, but includes ${bad.join(", ")}`);
+  }
+  const lines = Deno.readTextFileSync(path).split("\n");
+  const unguarded = lines
+    .map((line, i) => ({ line, i }))
+    .filter(({ line }) => /\bDeno\b/.test(line.replaceAll("globalThis.Deno?.", "")));
+  if (unguarded.length > 0) {
+    throw new Error(
+      `${path} uses Deno without a guard (write globalThis.Deno?.… so browsers skip it):\n` +
+        unguarded.map(({ line, i }) => `  line ${i + 1}: ${line.trim()}`).join("\n"),
+    );
   }
 }
 
@@ -163,7 +177,7 @@ export async function bundle(options: BundleOptions = {}): Promise<BundledFile[]
       outfile: `${outdir}/sgn.js`,
       plugins: [denoResolver(linkDir)],
     });
-    checkInputs(lib.metafile!, "sgn.js");
+    checkLibrary(lib.metafile!, `${outdir}/sgn.js`);
     await esbuild.build({
       ...common,
       entryPoints: [repoPath("examples/browser/demo.ts")],
