@@ -1,0 +1,729 @@
+/**
+ * Reading results folders for the report: finding runs (folders, globs, recursion), validating
+ * the seed's results.json and config.json, grouping the seeds of one configuration, and the
+ * per-epoch statistics over them. Nothing here prints: every problem comes back as a
+ * {@link Problem} naming its file, so one bad run never hides the others.
+ *
+ * @module
+ */
+
+import { basename, dirname, join, resolve } from "node:path";
+import type { Band, Metric } from "./types.ts";
+
+/** Where runs come from: a folder, a run folder, a results.json, or a glob, under a label. */
+export interface ReportSource {
+  /** Name of the source in the legend and table, e.g. "ours" or "seed". */
+  label: string;
+  /** A path or a glob (`*`, `?`, `[...]`, `**`), as given on the command line. */
+  path: string;
+}
+
+/** Something wrong with one file. */
+export interface Problem {
+  file: string;
+  reason: string;
+  /** True when the run was left out of the report; false when it is drawn anyway. */
+  skipped: boolean;
+}
+
+/** The per-epoch series of one run, validated. */
+export interface RunSeries {
+  avgLoss: number[];
+  metric?: Metric;
+  metricValues?: number[];
+  /** Cumulative seconds at the end of each epoch. */
+  seconds: number[];
+  /** Where the seconds come from: measured per epoch, or tot_time spread uniformly. */
+  timeBasis: "epoch_time" | "tot_time";
+}
+
+/** One run of a source, named and validated. */
+export interface Run extends RunSeries {
+  source: string;
+  /** The run folder, as reached from the argument. */
+  dir: string;
+  experiment: string;
+  /** `<solver>_<setting>`, e.g. "SGN_3" or "SGD_0.1". */
+  config: string;
+  solver: string;
+  setting: string;
+  seed?: string;
+}
+
+/** Mean, min and max over the runs of a group of one final figure; non-finite values left out. */
+export interface Final {
+  mean: number | null;
+  min: number | null;
+  max: number | null;
+  /** How many runs ended non-finite (diverged). */
+  nonFinite: number;
+}
+
+/** The runs of one configuration (experiment, solver and setting) from one source. */
+export interface Group {
+  source: string;
+  experiment: string;
+  config: string;
+  solver: string;
+  setting: string;
+  /** e.g. "ours mnist SGN_3 (n=3)". */
+  label: string;
+  runs: Run[];
+  /** Fewest and most epochs among the runs. */
+  epochs: { min: number; max: number };
+  /** Mean cumulative seconds over the runs at epochs 1..epochs.min. */
+  seconds: number[];
+  loss: Band;
+  /** The test metric, when every run has the same one. */
+  metric?: Metric;
+  metricBand?: Band;
+  final: { loss: Final; metric?: Final; secondsPerEpoch: number };
+  timeBasis: "epoch_time" | "tot_time" | "mixed";
+  /** What a reader should know about this group (unequal lengths, divergence). */
+  notes: string[];
+}
+
+/** What {@link collectRuns} found. */
+export interface Collection {
+  sources: { label: string; path: string; runs: number }[];
+  runs: Run[];
+  groups: Group[];
+  problems: Problem[];
+}
+
+const NAN_MARK = "__sgn_NaN__";
+
+/**
+ * JSON.parse that also takes the bare NaN, Infinity and -Infinity Python's json module writes
+ * (the seed's diverged runs have them); NaN comes back as the string marker {@link isNanMark}
+ * knows, so a `null` in a file stays an error.
+ */
+function parseLenientJson(text: string): unknown {
+  const fixed = text.replace(
+    /"(?:[^"\\]|\\.)*"|-?\bInfinity\b|\bNaN\b/g,
+    (m) =>
+      m.startsWith('"')
+        ? m
+        : m === "NaN"
+        ? `"${NAN_MARK}"`
+        : m.startsWith("-")
+        ? "-1e999"
+        : "1e999",
+  );
+  return JSON.parse(fixed);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (typeof v === "string") return JSON.stringify(v.length > 20 ? v.slice(0, 20) + "..." : v);
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object") return "an object";
+  return String(v);
+}
+
+/** A list of numbers (NaN and ±Infinity allowed), or the reason it is not one. */
+function numberList(obj: Record<string, unknown>, key: string): number[] | string {
+  const v = obj[key];
+  if (!Array.isArray(v)) return `${key} is ${describe(v)}, not a list of numbers`;
+  const out: number[] = new Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (typeof x === "number") out[i] = x;
+    else if (x === NAN_MARK) out[i] = NaN;
+    else return `${key}[${i}] is ${describe(x)}, not a number`;
+  }
+  return out;
+}
+
+/**
+ * Validates the text of a results.json in the seed's format. Required: avg_loss, and epoch_time
+ * (cumulative seconds per epoch, ours) or tot_time (the seed's only timing: epochs are then
+ * taken as equally long). test_acc or test_loss is drawn when present. Problems name `file`.
+ *
+ * @example
+ * ```ts
+ * const { series, problems } = parseResults('{"avg_loss": [2, 1], "tot_time": 10}', "r.json");
+ * console.log(series?.seconds, problems); // [5, 10] [ ...a note that no test metric is there ]
+ * ```
+ */
+export function parseResults(
+  text: string,
+  file: string,
+): { series?: RunSeries; problems: Problem[] } {
+  const problems: Problem[] = [];
+  const fail = (reason: string) => ({ problems: [...problems, { file, reason, skipped: true }] });
+  let json: unknown;
+  try {
+    json = parseLenientJson(text);
+  } catch (e) {
+    return fail(`not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    return fail(`holds ${describe(json)}, not an object of results`);
+  }
+  const r = json as Record<string, unknown>;
+  if (!("avg_loss" in r)) return fail("no avg_loss (the per-epoch train loss)");
+  const avgLoss = numberList(r, "avg_loss");
+  if (typeof avgLoss === "string") return fail(avgLoss);
+  const n = avgLoss.length;
+  if (n === 0) return fail("avg_loss is empty");
+
+  let metric: Metric | undefined;
+  let metricValues: number[] | undefined;
+  for (const key of ["test_acc", "test_loss"] as const) {
+    if (!(key in r)) continue;
+    const v = numberList(r, key);
+    if (typeof v === "string") return fail(v);
+    if (v.length !== n) return fail(`${key} has ${v.length} entries but avg_loss has ${n}`);
+    metric = key;
+    metricValues = v;
+    break;
+  }
+  if (!metric) {
+    problems.push({
+      file,
+      reason: "no test_acc or test_loss: only the train loss is drawn",
+      skipped: false,
+    });
+  }
+
+  let seconds: number[];
+  let timeBasis: RunSeries["timeBasis"];
+  if ("epoch_time" in r) {
+    const t = numberList(r, "epoch_time");
+    if (typeof t === "string") return fail(t);
+    if (t.length !== n) return fail(`epoch_time has ${t.length} entries but avg_loss has ${n}`);
+    for (let i = 0; i < n; i++) {
+      if (!Number.isFinite(t[i]) || t[i] < 0 || (i > 0 && t[i] < t[i - 1])) {
+        return fail(`epoch_time[${i}] = ${t[i]}: not a cumulative time in seconds`);
+      }
+    }
+    seconds = t;
+    timeBasis = "epoch_time";
+  } else if ("tot_time" in r) {
+    const tot = r.tot_time;
+    if (typeof tot !== "number" || !Number.isFinite(tot) || tot < 0) {
+      return fail(`tot_time is ${describe(tot)}, not a number of seconds`);
+    }
+    if ("tot_epochs" in r && r.tot_epochs !== n) {
+      problems.push({
+        file,
+        reason: `tot_epochs is ${describe(r.tot_epochs)} but avg_loss has ${n} entries; ` +
+          `using ${n}`,
+        skipped: false,
+      });
+    }
+    // The seed records only the total: spread it evenly, epoch k ending at tot_time * k / n.
+    seconds = Array.from({ length: n }, (_, k) => tot * (k + 1) / n);
+    timeBasis = "tot_time";
+  } else {
+    return fail("neither epoch_time nor tot_time: the seconds are unknown");
+  }
+
+  const bad = avgLoss.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) {
+    problems.push({
+      file,
+      reason: `avg_loss is not finite from epoch ${bad + 1} on (diverged); drawn up to there`,
+      skipped: false,
+    });
+  }
+  return { series: { avgLoss, metric, metricValues, seconds, timeBasis }, problems };
+}
+
+/**
+ * Splits a run folder name `res_<solver>_<setting>_<seed>` (e.g. res_SGD_0.1_4), as the seed
+ * and our reproduction name them; undefined when the name has another form.
+ *
+ * @example
+ * ```ts
+ * console.log(parseRunName("res_SGD_0.1_4")); // { solver: "SGD", setting: "0.1", seed: "4" }
+ * ```
+ */
+export function parseRunName(
+  name: string,
+): { solver: string; setting: string; seed: string } | undefined {
+  const m = /^res_([A-Za-z][A-Za-z0-9]*)_(.+)_(\d+)$/.exec(name);
+  return m ? { solver: m[1], setting: m[2], seed: m[3] } : undefined;
+}
+
+/**
+ * Solver, setting and seed from a config.json (ours or the seed's): the setting is the CG
+ * iterations for SGN (MAX_CG_ITERS) and the learning rate (LR0) for the others, as the seed's
+ * folder names use them. `dataset` is ours only.
+ *
+ * @example
+ * ```ts
+ * const c = configNaming({ config: { SOLVER: "SGN", MAX_CG_ITERS: 3 }, seed: 2 });
+ * console.log(c); // { solver: "SGN", setting: "3", seed: "2", dataset: undefined }
+ * ```
+ */
+export function configNaming(
+  json: unknown,
+): { solver: string; setting: string; seed?: string; dataset?: string } | undefined {
+  if (typeof json !== "object" || json === null) return undefined;
+  const top = json as Record<string, unknown>;
+  const c = top.config as Record<string, unknown> | undefined;
+  if (typeof c !== "object" || c === null || typeof c.SOLVER !== "string") return undefined;
+  const setting = c.SOLVER === "SGN" ? c.MAX_CG_ITERS : c.LR0;
+  if (typeof setting !== "number" && typeof setting !== "string") return undefined;
+  return {
+    solver: c.SOLVER,
+    setting: String(setting),
+    seed: typeof top.seed === "number" || typeof top.seed === "string"
+      ? String(top.seed)
+      : undefined,
+    dataset: typeof top.dataset === "string" ? top.dataset : undefined,
+  };
+}
+
+function sampleStd(xs: number[], mean: number): number {
+  if (xs.length < 2) return 0;
+  let s = 0;
+  for (const x of xs) s += (x - mean) * (x - mean);
+  return Math.sqrt(s / (xs.length - 1));
+}
+
+/**
+ * Per-epoch mean, min, max and sample standard deviation over runs, up to the shortest run
+ * (where every run has a value); null at an epoch where some run is not finite, so a diverged
+ * seed shows as a gap rather than a misleading mean.
+ *
+ * @example
+ * ```ts
+ * const b = aggregate([[1, 2, 9], [3, 4]]);
+ * console.log(b.mean, b.min, b.max); // [2, 3] [1, 2] [3, 4]
+ * ```
+ */
+export function aggregate(series: number[][]): Band {
+  const len = series.length ? Math.min(...series.map((s) => s.length)) : 0;
+  const band: Band = { mean: [], min: [], max: [], std: [] };
+  for (let k = 0; k < len; k++) {
+    const xs = series.map((s) => s[k]);
+    if (xs.some((x) => !Number.isFinite(x))) {
+      band.mean.push(null);
+      band.min.push(null);
+      band.max.push(null);
+      band.std.push(null);
+      continue;
+    }
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    band.mean.push(mean);
+    band.min.push(Math.min(...xs));
+    band.max.push(Math.max(...xs));
+    band.std.push(sampleStd(xs, mean));
+  }
+  return band;
+}
+
+/**
+ * Mean, min and max of the finite values, and how many were not finite.
+ *
+ * @example
+ * ```ts
+ * console.log(finalFigure([0.9, 0.8, NaN])); // { mean: 0.85, min: 0.8, max: 0.9, nonFinite: 1 }
+ * ```
+ */
+export function finalFigure(values: number[]): Final {
+  const ok = values.filter(Number.isFinite);
+  if (!ok.length) return { mean: null, min: null, max: null, nonFinite: values.length };
+  return {
+    mean: ok.reduce((a, b) => a + b, 0) / ok.length,
+    min: Math.min(...ok),
+    max: Math.max(...ok),
+    nonFinite: values.length - ok.length,
+  };
+}
+
+function settingOrder(a: string, b: string): number {
+  const x = Number(a);
+  const y = Number(b);
+  if (Number.isFinite(x) && Number.isFinite(y) && x !== y) return x - y;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Groups runs by source, experiment and configuration, with their statistics: lines and bands
+ * per epoch over the epochs all runs have, seconds as the mean over the runs at each epoch, and
+ * the final figures of each run's last epoch. Sorted by experiment, solver, setting (numerically)
+ * and then source in the order of `sourceOrder`.
+ *
+ * @example
+ * ```ts
+ * const run: Run = {
+ *   source: "ours", dir: "mnist/res_SGN_3_1", experiment: "mnist", config: "SGN_3",
+ *   solver: "SGN", setting: "3", avgLoss: [1, 0.5], seconds: [2, 4], timeBasis: "epoch_time",
+ * };
+ * console.log(groupRuns([run])[0].label); // "ours mnist SGN_3 (n=1)"
+ * ```
+ */
+export function groupRuns(runs: readonly Run[], sourceOrder: readonly string[] = []): Group[] {
+  const byKey = new Map<string, Run[]>();
+  for (const r of runs) {
+    const key = JSON.stringify([r.source, r.experiment, r.config]);
+    if (!byKey.has(key)) byKey.set(key, []);
+    byKey.get(key)!.push(r);
+  }
+  const groups: Group[] = [];
+  for (const members of byKey.values()) {
+    const first = members[0];
+    const lengths = members.map((r) => r.avgLoss.length);
+    const epochs = { min: Math.min(...lengths), max: Math.max(...lengths) };
+    const notes: string[] = [];
+    if (epochs.min !== epochs.max) {
+      notes.push(
+        `runs have ${epochs.min}-${epochs.max} epochs: lines and bands stop at epoch ` +
+          `${epochs.min}, the last one every run has`,
+      );
+    }
+    const metrics = new Set(members.map((r) => r.metric));
+    const metric = metrics.size === 1 ? first.metric : undefined;
+    if (metrics.size > 1) {
+      notes.push("runs disagree on the test metric (or lack one): no test line is drawn");
+    }
+    const lastLoss = members.map((r) => r.avgLoss[r.avgLoss.length - 1]);
+    const diverged = lastLoss.filter((x) => !Number.isFinite(x)).length;
+    if (diverged) notes.push(`${diverged} of ${members.length} runs diverged (non-finite loss)`);
+    const bases = new Set(members.map((r) => r.timeBasis));
+    const secondsBand = aggregate(members.map((r) => r.seconds));
+    groups.push({
+      source: first.source,
+      experiment: first.experiment,
+      config: first.config,
+      solver: first.solver,
+      setting: first.setting,
+      label: `${first.source} ${first.experiment} ${first.config} (n=${members.length})`,
+      runs: members,
+      epochs,
+      seconds: secondsBand.mean.map((x) => x ?? NaN),
+      loss: aggregate(members.map((r) => r.avgLoss)),
+      metric,
+      metricBand: metric ? aggregate(members.map((r) => r.metricValues!)) : undefined,
+      final: {
+        loss: finalFigure(lastLoss),
+        metric: metric
+          ? finalFigure(members.map((r) => r.metricValues![r.metricValues!.length - 1]))
+          : undefined,
+        secondsPerEpoch: members.reduce(
+          (a, r) => a + r.seconds[r.seconds.length - 1] / r.seconds.length,
+          0,
+        ) / members.length,
+      },
+      timeBasis: bases.size === 1 ? first.timeBasis : "mixed",
+      notes,
+    });
+  }
+  const rank = (s: string) => {
+    const i = sourceOrder.indexOf(s);
+    return i < 0 ? sourceOrder.length : i;
+  };
+  return groups.sort((a, b) =>
+    a.experiment.localeCompare(b.experiment) || a.solver.localeCompare(b.solver) ||
+    settingOrder(a.setting, b.setting) || rank(a.source) - rank(b.source) ||
+    a.source.localeCompare(b.source)
+  );
+}
+
+/**
+ * Reads `label=path` (or a bare path, labelled by {@link defaultLabel}).
+ *
+ * @example
+ * ```ts
+ * console.log(parseSourceArg("seed=../shared/seed/results/mnist"));
+ * // { label: "seed", path: "../shared/seed/results/mnist" }
+ * ```
+ */
+export function parseSourceArg(arg: string): ReportSource {
+  const m = /^([^=/\\]+)=(.+)$/.exec(arg);
+  return m ? { label: m[1], path: m[2] } : { label: defaultLabel(arg), path: arg };
+}
+
+const GLOB = /[*?[]/;
+
+/**
+ * The label of an unlabelled source: the folder above a `results` folder when the path runs
+ * through one (…/main/results/mnist is "main", …/seed/results/mnist is "seed"), else the name of
+ * the top folder the path gives; run folders (res_*) and a glob's wildcard part are skipped.
+ *
+ * @example
+ * ```ts
+ * console.log(defaultLabel("/work/shared/seed/results/mnist/res_SGN_*")); // "seed"
+ * ```
+ */
+export function defaultLabel(path: string): string {
+  const segments = resolve(
+    path.split("/").filter((_s, i, all) => !all.slice(0, i + 1).some((x) => GLOB.test(x))).join(
+      "/",
+    ) || ".",
+  ).split("/").filter(Boolean);
+  while (
+    segments.length &&
+    (/^res_/.test(segments.at(-1)!) || /\.json$/.test(segments.at(-1)!))
+  ) segments.pop();
+  const at = segments.lastIndexOf("results");
+  if (at > 0 && at >= segments.length - 2) return segments[at - 1];
+  return segments.at(-1) ?? "runs";
+}
+
+function globRegex(segment: string): RegExp {
+  let re = "";
+  for (let i = 0; i < segment.length; i++) {
+    const c = segment[i];
+    if (c === "*") re += "[^/]*";
+    else if (c === "?") re += "[^/]";
+    else if (c === "[") {
+      const end = segment.indexOf("]", i + 2);
+      if (end < 0) {
+        re += "\\[";
+        continue;
+      }
+      let body = segment.slice(i + 1, end);
+      if (body.startsWith("!")) body = "^" + body.slice(1);
+      re += `[${body.replace(/\\/g, "\\\\")}]`;
+      i = end;
+    } else re += c.replace(/[.+^${}()|\\]/g, "\\$&");
+  }
+  return new RegExp(`^${re}$`);
+}
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function subdirs(path: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(path)) {
+      if (e.name.startsWith(".") || e.name === "node_modules") continue;
+      const full = join(path, e.name);
+      if (e.isDirectory || (e.isSymlink && await isDir(full))) out.push(e.name);
+    }
+  } catch {
+    // An unreadable folder holds no runs we can draw; the caller reports an empty result.
+  }
+  return out.sort();
+}
+
+/**
+ * Expands a glob the shell did not (quoted, or on Windows): `*`, `?` and `[...]` within one
+ * path segment, `**` for any depth of folders. A path without wildcards comes back as it is.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(await expandGlob("results/*\/res_SGN_*")); // ["results/mnist/res_SGN_3_1", ...]
+ * ```
+ */
+export async function expandGlob(pattern: string): Promise<string[]> {
+  if (!GLOB.test(pattern)) return [pattern];
+  const absolute = pattern.startsWith("/");
+  const segments = pattern.split("/").filter((s) => s !== "");
+  let bases = [absolute ? "/" : ""];
+  for (const seg of segments) {
+    const next: string[] = [];
+    for (const base of bases) {
+      const dir = base || ".";
+      if (seg === "**") {
+        // Zero or more folders: the base itself and every folder below it.
+        const stack = [base];
+        while (stack.length) {
+          const d = stack.pop()!;
+          next.push(d);
+          for (const s of await subdirs(d || ".")) stack.push(d ? join(d, s) : s);
+        }
+      } else if (GLOB.test(seg)) {
+        const re = globRegex(seg);
+        const names: string[] = [];
+        try {
+          for await (const e of Deno.readDir(dir)) {
+            if (re.test(e.name) && (!e.name.startsWith(".") || seg.startsWith("."))) {
+              names.push(e.name);
+            }
+          }
+        } catch {
+          // Not a folder, or unreadable: nothing matches below it.
+        }
+        for (const name of names.sort()) next.push(base ? join(base, name) : name);
+      } else {
+        next.push(base ? join(base, seg) : seg);
+      }
+    }
+    bases = [...new Set(next)];
+  }
+  const found: string[] = [];
+  for (const b of bases) if (b && await exists(b)) found.push(b);
+  return found;
+}
+
+/** Run folders at or below `dir`: folders holding results.json or config.json, or named res_*. */
+async function findRunDirs(dir: string, seen = new Set<string>()): Promise<string[]> {
+  let real: string;
+  try {
+    real = await Deno.realPath(dir);
+  } catch {
+    return [];
+  }
+  if (seen.has(real)) return [];
+  seen.add(real);
+  if (
+    /^res_/.test(basename(real)) || await exists(join(dir, "results.json")) ||
+    await exists(join(dir, "config.json"))
+  ) return [dir];
+  const out: string[] = [];
+  for (const s of await subdirs(dir)) out.push(...await findRunDirs(join(dir, s), seen));
+  return out;
+}
+
+async function readText(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Reads one run folder: its results, and its name from the folder or config.json. */
+async function readRun(
+  dir: string,
+  source: string,
+  problems: Problem[],
+): Promise<Run | undefined> {
+  const resultsFile = join(dir, "results.json");
+  const configFile = join(dir, "config.json");
+  let resultsText: string | undefined;
+  let configText: string | undefined;
+  try {
+    resultsText = await readText(resultsFile);
+    configText = await readText(configFile);
+  } catch (e) {
+    problems.push({ file: dir, reason: `cannot be read (${(e as Error).message})`, skipped: true });
+    return undefined;
+  }
+  if (resultsText === undefined) {
+    problems.push({
+      file: resultsFile,
+      reason: "missing (the run has not finished, or failed)",
+      skipped: true,
+    });
+    return undefined;
+  }
+  let config: unknown;
+  if (configText === undefined) {
+    problems.push({ file: configFile, reason: "missing", skipped: false });
+  } else {
+    try {
+      config = parseLenientJson(configText);
+    } catch (e) {
+      problems.push({
+        file: configFile,
+        reason: `not valid JSON (${(e as Error).message})`,
+        skipped: false,
+      });
+    }
+  }
+  const parsed = parseResults(resultsText, resultsFile);
+  problems.push(...parsed.problems);
+  if (!parsed.series) return undefined;
+
+  const name = basename(resolve(dir));
+  const parent = basename(dirname(resolve(dir)));
+  let naming: { solver: string; setting: string; seed?: string };
+  let experiment = parent;
+  const fromName = parseRunName(name);
+  const fromConfig = configNaming(config);
+  if (fromName) {
+    naming = fromName;
+  } else if (fromConfig) {
+    naming = fromConfig;
+    // A folder not named res_<solver>_<setting>_<seed> was made by hand (e.g. --f res_mnist):
+    // its parent says little, the data set it ran says what the experiment is.
+    experiment = fromConfig.dataset ?? parent;
+  } else {
+    naming = { solver: name, setting: "" };
+    problems.push({
+      file: dir,
+      reason: "name is not res_<solver>_<setting>_<seed> and config.json names no solver: " +
+        "drawn on its own",
+      skipped: false,
+    });
+  }
+  return {
+    ...parsed.series,
+    source,
+    dir,
+    experiment,
+    config: naming.setting ? `${naming.solver}_${naming.setting}` : naming.solver,
+    solver: naming.solver,
+    setting: naming.setting,
+    seed: naming.seed,
+  };
+}
+
+/**
+ * Finds, reads, validates and groups the runs of the sources. A source path may be a run
+ * folder, any folder above run folders (searched recursively), a results.json, or a glob. A
+ * missing or malformed file is a {@link Problem} and the other runs are still collected; a run
+ * reached twice under one label counts once.
+ *
+ * @example
+ * ```ts ignore
+ * const c = await collectRuns([
+ *   { label: "ours", path: "results/mnist" },
+ *   { label: "seed", path: "../shared/seed/results/mnist/res_SGN_3_*" },
+ * ]);
+ * for (const g of c.groups) console.log(g.label, g.final.metric?.mean);
+ * for (const p of c.problems) console.log(`${p.file}: ${p.reason}`);
+ * ```
+ */
+export async function collectRuns(sources: readonly ReportSource[]): Promise<Collection> {
+  const problems: Problem[] = [];
+  const runs: Run[] = [];
+  const seen = new Set<string>();
+  const summary: Collection["sources"] = [];
+  for (const source of sources) {
+    let count = 0;
+    const paths = GLOB.test(source.path)
+      ? await expandGlob(source.path)
+      : await exists(source.path)
+      ? [source.path]
+      : [];
+    if (!paths.length) {
+      const reason = GLOB.test(source.path) ? "matches nothing" : "no such file or folder";
+      problems.push({ file: source.path, reason, skipped: true });
+    }
+    for (const path of paths) {
+      const dirs = !(await isDir(path)) && /\.json$/.test(path)
+        ? [dirname(path)]
+        : await findRunDirs(path);
+      if (!dirs.length) {
+        problems.push({ file: path, reason: "holds no results.json at any depth", skipped: true });
+      }
+      for (const dir of dirs) {
+        const key = `${source.label}\u0000${await Deno.realPath(dir)}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const run = await readRun(dir, source.label, problems);
+        if (run) {
+          runs.push(run);
+          count++;
+        }
+      }
+    }
+    summary.push({ label: source.label, path: source.path, runs: count });
+  }
+  const order = [...new Set(sources.map((s) => s.label))];
+  return { sources: summary, runs, groups: groupRuns(runs, order), problems };
+}

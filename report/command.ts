@@ -1,0 +1,94 @@
+/**
+ * `cli.ts report`: the command-line face of {@link writeReport}. It prints what the library
+ * returns: problems on stderr as "<file>: <why>", a summary line on stdout.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { NoRunsError, writeReport } from "./mod.ts";
+
+/** The help text of `cli.ts report`. */
+export const REPORT_HELP =
+  `Usage: deno run -A cli.ts report <results dirs or globs ...> --out report.html [--title T]
+
+Draws train loss (avg_loss) and the test metric (test_acc or test_loss) against seconds and
+epochs for runs in the seed's results format, into ONE self-contained HTML file (chart.js and
+the data inline; it opens offline). Runs named res_<solver>_<setting>_<seed> are grouped per
+<experiment>/<solver>_<setting> (experiment = the parent folder) and drawn as the mean over
+seeds with a min-max band; a table gives the final figures per group.
+
+Each argument is a run folder, any folder above run folders (searched recursively), a
+results.json or a glob (quote it to let the report expand it: 'results/*/res_SGN_*'), optionally
+labelled: label=path. Without a label, the folder above "results" names the source
+(.../main/results/mnist is "main", .../seed/results/mnist is "seed").
+
+Options:
+  -o, --out FILE    the HTML file to write (required)
+  --title T         the page title (default "sgn training report")
+  -h, --help        this text
+
+Example:
+  deno run -A cli.ts report ours=results/mnist seed=../shared/seed/results/mnist --out /tmp/r.html
+
+Exit status: 0 when written (problems in some files are listed but do not stop it), 2 on bad
+arguments or when no run could be read.`;
+
+/**
+ * Runs `report` with its arguments (those after the word "report") and returns the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await reportCommand(["ours=results/mnist", "--out", "/tmp/r.html"]));
+ * ```
+ */
+export async function reportCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        out: { type: "string", short: "o" },
+        title: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    console.error(`error: ${(e as Error).message} (see cli.ts report --help)`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(REPORT_HELP);
+    return 0;
+  }
+  if (!positionals.length) {
+    console.error("error: report needs one or more results folders or globs (see --help)");
+    return 2;
+  }
+  if (!values.out) {
+    console.error("error: report needs --out FILE, the HTML file to write (see --help)");
+    return 2;
+  }
+  try {
+    const s = await writeReport(positionals, values.out, { title: values.title });
+    for (const p of s.problems) {
+      console.error(`${p.file}: ${p.reason}${p.skipped ? " (run left out)" : ""}`);
+    }
+    console.log(
+      `wrote ${s.outPath} (${(s.bytes / 1024).toFixed(0)} KiB): ${s.runs} runs in ${s.groups} ` +
+        `groups${
+          s.problems.length ? `, ${s.problems.length} problems (listed above and on the page)` : ""
+        }`,
+    );
+    return 0;
+  } catch (e) {
+    if (e instanceof NoRunsError) {
+      for (const p of e.problems) console.error(`${p.file}: ${p.reason}`);
+      console.error(`error: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}

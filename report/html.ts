@@ -1,0 +1,238 @@
+/**
+ * Builds the report page: one self-contained HTML file with the runs' statistics embedded as
+ * JSON, the bundled page script inline, and the parts that need no script (sources, notes,
+ * problems, the table of final figures) written as plain HTML, so they read even where
+ * scripts do not run.
+ *
+ * @module
+ */
+
+import type { Collection, Final, Group } from "./collect.ts";
+import type { Band, Metric, PageData, PageGroup } from "./types.ts";
+
+/** Options of {@link buildReportHtml}. */
+export interface HtmlOptions {
+  title: string;
+  /** The bundled page script (see report/bundle.ts). */
+  script: string;
+  /** When the report was made (shown on the page). */
+  generatedAt?: Date;
+}
+
+function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Six significant digits: enough for a plot, a fraction of the bytes of full doubles. */
+function round(x: number | null): number | null {
+  return x === null || !Number.isFinite(x) ? null : Number(x.toPrecision(6));
+}
+
+function roundBand(b: Band): Band {
+  return {
+    mean: b.mean.map(round),
+    min: b.min.map(round),
+    max: b.max.map(round),
+    std: b.std.map(round),
+  };
+}
+
+function metricText(metric: Metric, x: number): string {
+  return metric === "test_acc" ? `${(100 * x).toFixed(2)}%` : x.toPrecision(4);
+}
+
+function finalText(f: Final, n: number, show: (x: number) => string): string {
+  if (f.mean === null) return n === 1 ? "not finite" : `not finite (all ${n} runs)`;
+  let s = show(f.mean);
+  if (n - f.nonFinite > 1) s += ` [${show(f.min!)} – ${show(f.max!)}]`;
+  if (f.nonFinite) s += ` (${f.nonFinite} of ${n} diverged)`;
+  return s;
+}
+
+const BASIS: Record<Group["timeBasis"], string> = {
+  epoch_time: "measured per epoch (epoch_time)",
+  tot_time: "tot_time, epochs taken as equal",
+  mixed: "mixed (epoch_time and tot_time)",
+};
+
+/** The page's data: groups with their colour (configuration) and dash (source). */
+export function pageData(collection: Collection, title: string): PageData {
+  const sources = [...new Set(collection.sources.map((s) => s.label))];
+  const colors = new Map<string, number>();
+  const groups: PageGroup[] = collection.groups.map((g) => {
+    const key = `${g.experiment}/${g.config}`;
+    if (!colors.has(key)) colors.set(key, colors.size);
+    const k = g.epochs.min;
+    return {
+      label: g.label,
+      source: g.source,
+      sourceIndex: Math.max(0, sources.indexOf(g.source)),
+      colorIndex: colors.get(key)!,
+      experiment: g.experiment,
+      config: g.config,
+      n: g.runs.length,
+      epochs: Array.from({ length: k }, (_, i) => i + 1),
+      seconds: g.seconds.map((x) => round(x) ?? 0),
+      loss: roundBand(g.loss),
+      metric: g.metric,
+      metricBand: g.metricBand ? roundBand(g.metricBand) : undefined,
+    };
+  });
+  return { title, groups };
+}
+
+/**
+ * The report as one HTML document: four chart canvases (train loss and test metric against
+ * seconds and epochs), controls (log scale, band), sources, notes, problems and the table of
+ * final figures per group.
+ *
+ * @example
+ * ```ts ignore
+ * const html = buildReportHtml(await collectRuns(sources), {
+ *   title: "MNIST",
+ *   script: await bundlePageScript(),
+ * });
+ * await Deno.writeTextFile("report.html", html);
+ * ```
+ */
+export function buildReportHtml(collection: Collection, options: HtmlOptions): string {
+  const data = pageData(collection, options.title);
+  const groups = collection.groups;
+  const kinds = [...new Set(groups.flatMap((g) => g.metric ? [g.metric] : []))];
+
+  const notes: string[] = [
+    "Lines: the mean over the seeds (runs) of a configuration; bands: min–max over them, or ±1 " +
+    "sample standard deviation (choose above the charts). A point's seconds are the mean over " +
+    "the runs of their cumulative seconds at that epoch.",
+  ];
+  const uniform: string[] = [];
+  for (const label of new Set(collection.sources.map((s) => s.label))) {
+    const all = collection.runs.filter((r) => r.source === label);
+    const some = all.filter((r) => r.timeBasis === "tot_time");
+    if (!some.length) continue;
+    uniform.push(
+      some.length === all.length
+        ? `all ${all.length} runs of ${label}`
+        : `${some.length} of the ${all.length} runs of ${label} (in ${
+          groups.filter((g) => g.source === label && g.timeBasis !== "epoch_time")
+            .map((g) => g.label).join(", ")
+        })`,
+    );
+  }
+  if (uniform.length) {
+    notes.push(
+      "Seconds: runs with epoch_time (cumulative seconds per epoch) are drawn at their " +
+        `measured times. Only tot_time is known for ${uniform.join("; ")} (as in the seed's ` +
+        "files), so there epoch k of n is drawn at tot_time · k / n, as if every epoch took " +
+        "equally long.",
+    );
+  }
+  for (const g of groups) for (const n of g.notes) notes.push(`${g.label}: ${n}.`);
+
+  const problems = collection.problems.map((p) =>
+    `<li><code>${esc(p.file)}</code>: ${esc(p.reason)} <span class="${
+      p.skipped ? "skipped" : "drawn"
+    }">${p.skipped ? "(run left out)" : "(drawn)"}</span></li>`
+  );
+
+  const rows = groups.map((g) => {
+    const n = g.runs.length;
+    const epochs = g.epochs.min === g.epochs.max
+      ? `${g.epochs.min}`
+      : `${g.epochs.min}–${g.epochs.max}`;
+    const metric = g.metric && g.final.metric
+      ? `${g.metric}: ${finalText(g.final.metric, n, (x) => metricText(g.metric!, x))}`
+      : "—";
+    return `<tr data-group="${esc(g.label)}"><td>${esc(g.source)}</td><td>${
+      esc(g.experiment)
+    }</td><td>${esc(g.config)}</td><td class="num">${n}</td><td class="num">${epochs}</td><td>${
+      esc(finalText(g.final.loss, n, (x) => x.toPrecision(4)))
+    }</td><td>${esc(metric)}</td><td class="num">${
+      g.final.secondsPerEpoch.toPrecision(3)
+    }</td><td>${BASIS[g.timeBasis]}</td></tr>`;
+  });
+
+  const sources = collection.sources.map((s) =>
+    `<li><b>${esc(s.label)}</b> = <code>${esc(s.path)}</code> (${s.runs} run${
+      s.runs === 1 ? "" : "s"
+    })</li>`
+  );
+
+  const metricSelect = kinds.length > 1
+    ? `<label>test metric <select id="metric">${
+      kinds.map((k) => `<option value="${k}">${k === "test_acc" ? "accuracy" : "loss"}</option>`)
+        .join("")
+    }</select></label>`
+    : "";
+
+  const json = JSON.stringify(data).replace(/</g, "\\u003c");
+  const script = options.script.replace(/<\/script/gi, "<\\/script");
+  const when = (options.generatedAt ?? new Date()).toISOString().replace("T", " ").slice(0, 16);
+
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${esc(options.title)}</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em 2em; color: #222; }
+h1 { font-size: 1.5em; margin: 0 0 0.2em; }
+h2 { font-size: 1.15em; margin: 1.2em 0 0.4em; }
+.meta, .notes { color: #555; }
+.notes li, #problems li { margin: 0.15em 0; }
+#problems { border: 1px solid #e0a800; background: #fff8e1; padding: 0.5em 1em; border-radius: 4px; }
+#problems .skipped { color: #b00020; }
+#problems .drawn { color: #666; }
+#controls { margin: 0.8em 0; display: flex; gap: 1.5em; align-items: center; }
+#charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 1em; }
+.chart { position: relative; height: 380px; border: 1px solid #ddd; border-radius: 4px; padding: 4px; }
+table { border-collapse: collapse; margin-top: 0.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+th { background: #f3f3f3; }
+td.num { text-align: right; }
+code { font-size: 0.92em; }
+#legend { display: flex; flex-wrap: wrap; gap: 0.2em 1em; margin: 0 0 0.8em; }
+#legend .entry { display: flex; align-items: center; gap: 0.4em; border: 0; background: none; font: inherit; cursor: pointer; padding: 1px 2px; }
+#legend .entry.off { opacity: 0.35; text-decoration: line-through; }
+</style>
+</head>
+<body>
+<h1>${esc(options.title)}</h1>
+<div class="meta">Generated ${when} UTC from ${collection.runs.length} runs in ${groups.length} groups.</div>
+<ul class="meta" id="sources">${sources.join("")}</ul>
+${
+    problems.length
+      ? `<section id="problems"><b>${problems.length} problem${
+        problems.length === 1 ? "" : "s"
+      } in the input</b><ul>${problems.join("")}</ul></section>`
+      : ""
+  }
+<div id="controls">
+<label><input type="checkbox" id="log-loss" checked> log scale for losses</label>
+<label><input type="checkbox" id="log-x"> log scale for seconds and epochs</label>
+<label>band <select id="band"><option value="minmax">min–max</option><option value="std">±1 std</option><option value="none">none</option></select></label>
+${metricSelect}
+</div>
+<div id="legend" title="click an entry to hide or show it in all charts"></div>
+<div id="charts">
+<div class="chart"><canvas id="chart-loss-seconds"></canvas></div>
+<div class="chart"><canvas id="chart-loss-epochs"></canvas></div>
+<div class="chart"><canvas id="chart-metric-seconds"></canvas></div>
+<div class="chart"><canvas id="chart-metric-epochs"></canvas></div>
+</div>
+<h2>Notes</h2>
+<ul class="notes" id="notes">${notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>
+<h2>Final figures per group</h2>
+<table id="final">
+<thead><tr><th>source</th><th>experiment</th><th>configuration</th><th>runs</th><th>epochs</th><th>final train loss: mean [min – max]</th><th>final test metric: mean [min – max]</th><th>seconds / epoch</th><th>seconds from</th></tr></thead>
+<tbody>
+${rows.join("\n")}
+</tbody>
+</table>
+<script type="application/json" id="sgn-data">${json}</script>
+<script>${script}</script>
+</body>
+</html>
+`;
+}

@@ -1,0 +1,45 @@
+/**
+ * The data a report page receives, shared by the builder (report/html.ts) and the page script
+ * (report/page.ts), which only imports these types.
+ *
+ * @module
+ */
+
+/** The test metric of a run: accuracy (classification) or loss (regression), as the seed names them. */
+export type Metric = "test_acc" | "test_loss";
+
+/** Per-epoch statistics over the runs of a group; null where some run is not finite. */
+export interface Band {
+  mean: (number | null)[];
+  min: (number | null)[];
+  max: (number | null)[];
+  /** Sample standard deviation (n - 1 in the denominator; 0 for one run). */
+  std: (number | null)[];
+}
+
+/** One configuration of one source, as the page draws it. */
+export interface PageGroup {
+  /** Legend name, e.g. "ours mnist SGN_3 (n=3)". */
+  label: string;
+  source: string;
+  /** Position of the source among the report's sources: chooses the line's dash. */
+  sourceIndex: number;
+  /** Index of the experiment/configuration pair: chooses the colour, the same for every source. */
+  colorIndex: number;
+  experiment: string;
+  config: string;
+  n: number;
+  /** Epoch numbers 1..k of the points. */
+  epochs: number[];
+  /** Mean cumulative seconds over the runs at each epoch. */
+  seconds: number[];
+  loss: Band;
+  metric?: Metric;
+  metricBand?: Band;
+}
+
+/** Everything the page script needs, embedded in the HTML as JSON. */
+export interface PageData {
+  title: string;
+  groups: PageGroup[];
+}
