@@ -20,6 +20,7 @@ import {
   train,
 } from "./mod.ts";
 import { parseTrainArgs, runExperiment, trainHelp } from "./experiment.ts";
+import { reportCommand } from "./report/command.ts";
 import { gridGroups, GRIDS, planRuns, reproduce } from "./reproduce.ts";
 import type { ProgressEvent } from "./sgn/train.ts";
 
@@ -249,6 +250,7 @@ Commands:
               (train --help lists every flag)
   reproduce   an experiment's whole grid as the seed ran it, resumable (reproduce --help)
   demo        the sine regression with SGN, printing the test loss per epoch (demo --help)
+  report      results folders (ours, the seed's) drawn into one HTML file (report --help)
   help        this text`;
 
 const DEMO_HELP = `Usage: deno run -A cli.ts demo [flags]
@@ -372,6 +374,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
 };
 
 async function main(args: string[]): Promise<number> {
+  if (args[0] === "report") return await reportCommand(args.slice(1));
   const [first, ...rest] = args;
   if (first === "help" || first === "--help" || first === "-h") {
     console.log(HELP);
