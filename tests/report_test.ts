@@ -1,0 +1,563 @@
+/**
+ * `cli.ts report`: reading and validating results files, grouping seeds and their statistics
+ * (checked against hand computations), globs and labels, the command's exit codes, and the page
+ * itself in headless Chromium (charts drawn, series named, table rows, problems shown, offline).
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  aggregate,
+  buildReportHtml,
+  collectRuns,
+  configNaming,
+  defaultLabel,
+  expandGlob,
+  finalFigure,
+  type Group,
+  NoRunsError,
+  parseResults,
+  parseRunName,
+  parseSourceArg,
+  writeReport,
+} from "../report/mod.ts";
+import { reportCommand } from "../report/command.ts";
+import { chromiumIgnore, launchChromium } from "./chromium.ts";
+
+function close(actual: number | null | undefined, expected: number, what: string) {
+  assert.ok(
+    typeof actual === "number" && Math.abs(actual - expected) < 1e-12,
+    `${what}: ${actual} != ${expected}`,
+  );
+}
+
+function closeAll(actual: (number | null)[], expected: number[], what: string) {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  actual.forEach((a, i) => close(a, expected[i], `${what}[${i}]`));
+}
+
+async function writeRun(dir: string, results: unknown, config?: unknown) {
+  await Deno.mkdir(dir, { recursive: true });
+  if (results !== undefined) {
+    await Deno.writeTextFile(
+      join(dir, "results.json"),
+      typeof results === "string" ? results : JSON.stringify(results),
+    );
+  }
+  if (config !== undefined) {
+    await Deno.writeTextFile(
+      join(dir, "config.json"),
+      typeof config === "string" ? config : JSON.stringify(config),
+    );
+  }
+}
+
+const SGN_CONFIG = { config: { SOLVER: "SGN", MAX_CG_ITERS: 3 }, layers: [20, 20, 20] };
+const SGD_CONFIG = { config: { SOLVER: "SGD", LR0: 1 }, layers: [20, 20, 20] };
+
+/**
+ * ours/results/mnist: three SGN_3 seeds with epoch_time (one with a broken config.json) and a
+ * hand-named run; seed/results/mnist: two SGN_3 seeds of different lengths with only tot_time,
+ * a diverged SGD_1 run written the way Python writes NaN, and four broken SGD_1 runs.
+ */
+async function writeFixture(root: string) {
+  const ours = join(root, "ours/results/mnist");
+  const seed = join(root, "seed/results/mnist");
+  for (let s = 1; s <= 3; s++) {
+    await writeRun(
+      join(ours, `res_SGN_3_${s}`),
+      {
+        avg_loss: [1, 0.5, 0.25].map((x) => x * s),
+        acc: [0.5, 0.6, 0.7],
+        test_acc: [0.4, 0.5, 0.6].map((x) => x + 0.1 * s),
+        tot_epochs: 3,
+        tot_time: 3 * s,
+        tot_iterations: 30,
+        epoch_time: [1, 2, 3].map((x) => x * s),
+      },
+      s === 3 ? "{ broken" : { ...SGN_CONFIG, dataset: "mnist", seed: s },
+    );
+  }
+  await writeRun(
+    join(ours, "handmade"),
+    { avg_loss: [0.7, 0.6], test_acc: [0.8, 0.85], tot_time: 4, epoch_time: [2, 4] },
+    { config: { SOLVER: "SGD", LR0: 0.5 }, dataset: "fashion", seed: 2 },
+  );
+  await writeRun(
+    join(seed, "res_SGN_3_1"),
+    {
+      avg_loss: [0.9, 0.3, 0.1, 0.05],
+      test_acc: [0.8, 0.9, 0.92, 0.93],
+      tot_time: 8,
+      tot_epochs: 4,
+    },
+    SGN_CONFIG,
+  );
+  await writeRun(
+    join(seed, "res_SGN_3_2"),
+    { avg_loss: [1.1, 0.5, 0.3], test_acc: [0.7, 0.8, 0.9], tot_time: 3, tot_epochs: 3 },
+    SGN_CONFIG,
+  );
+  await writeRun(
+    join(seed, "res_SGD_1_1"),
+    '{"avg_loss": [2.0, NaN], "test_acc": [0.1, NaN], "tot_time": 2.0, "tot_epochs": 2}',
+    SGD_CONFIG,
+  );
+  await writeRun(join(seed, "res_SGD_1_2"), '{"avg_loss": [1, 2', SGD_CONFIG);
+  await writeRun(
+    join(seed, "res_SGD_1_3"),
+    { avg_loss: [1, 2, 3], test_acc: [0.1, 0.2], tot_time: 1 },
+    SGD_CONFIG,
+  );
+  await writeRun(join(seed, "res_SGD_1_4"), undefined, SGD_CONFIG);
+  await writeRun(
+    join(seed, "res_SGD_1_5"),
+    { avg_loss: [1, "x"], test_acc: [0.1, 0.2], tot_time: 1 },
+    SGD_CONFIG,
+  );
+  return { ours, seed };
+}
+
+function group(groups: Group[], label: string): Group {
+  const g = groups.find((g) => g.label === label);
+  assert.ok(g, `no group "${label}" among ${groups.map((g) => g.label).join(", ")}`);
+  return g;
+}
+
+Deno.test("report: run folder names and config.json give solver, setting and seed", () => {
+  assert.deepEqual(parseRunName("res_SGN_3_1"), { solver: "SGN", setting: "3", seed: "1" });
+  assert.deepEqual(parseRunName("res_SGD_0.1_4"), { solver: "SGD", setting: "0.1", seed: "4" });
+  assert.deepEqual(parseRunName("res_Adam_0.001_12"), {
+    solver: "Adam",
+    setting: "0.001",
+    seed: "12",
+  });
+  assert.equal(parseRunName("res_mnist"), undefined);
+  assert.equal(parseRunName("res_SGN_3"), undefined);
+  assert.equal(parseRunName("run_SGN_3_1"), undefined);
+  assert.deepEqual(configNaming({ config: { SOLVER: "SGN", MAX_CG_ITERS: 10 }, seed: 3 }), {
+    solver: "SGN",
+    setting: "10",
+    seed: "3",
+    dataset: undefined,
+  });
+  assert.deepEqual(configNaming({ config: { SOLVER: "SGD", LR0: 0.01 }, dataset: "boston" }), {
+    solver: "SGD",
+    setting: "0.01",
+    seed: undefined,
+    dataset: "boston",
+  });
+  assert.equal(configNaming({ layers: [1] }), undefined);
+  assert.equal(configNaming("SGN"), undefined);
+});
+
+Deno.test("report: results.json validation names the file and the reason", () => {
+  const seed = parseResults('{"avg_loss": [3, 2, 1], "test_loss": [4, 3, 2], "tot_time": 6}', "a");
+  closeAll(seed.series!.seconds, [2, 4, 6], "tot_time spread evenly");
+  assert.equal(seed.series!.timeBasis, "tot_time");
+  assert.equal(seed.series!.metric, "test_loss");
+  assert.deepEqual(seed.problems, []);
+
+  const ours = parseResults(
+    JSON.stringify({ avg_loss: [2, 1], test_acc: [0.5, 0.6], tot_time: 9, epoch_time: [4, 9] }),
+    "b",
+  );
+  assert.deepEqual(ours.series!.seconds, [4, 9]);
+  assert.equal(ours.series!.timeBasis, "epoch_time");
+
+  // Python's json writes bare NaN and Infinity for a diverged run: read, drawn up to there.
+  const diverged = parseResults(
+    '{"avg_loss": [1.5, Infinity, NaN], "test_acc": [0.1, 0.1, NaN], "tot_time": 3}',
+    "c",
+  );
+  assert.equal(diverged.series!.avgLoss[1], Infinity);
+  assert.ok(Number.isNaN(diverged.series!.avgLoss[2]));
+  assert.deepEqual(diverged.problems.map((p) => [p.file, p.skipped]), [["c", false]]);
+  assert.match(diverged.problems[0].reason, /not finite from epoch 2/);
+
+  const skipped: [string, RegExp][] = [
+    ["{not json", /not valid JSON/],
+    ["[1, 2]", /not an object/],
+    ['{"test_acc": [1], "tot_time": 1}', /no avg_loss/],
+    ['{"avg_loss": [], "tot_time": 1}', /avg_loss is empty/],
+    ['{"avg_loss": 3, "tot_time": 1}', /avg_loss is 3, not a list/],
+    ['{"avg_loss": [1, "x"], "tot_time": 1}', /avg_loss\[1\] is "x", not a number/],
+    ['{"avg_loss": [1, null], "tot_time": 1}', /avg_loss\[1\] is null, not a number/],
+    [
+      '{"avg_loss": [1, 2], "test_acc": [1], "tot_time": 1}',
+      /test_acc has 1 entries but avg_loss has 2/,
+    ],
+    ['{"avg_loss": [1, 2], "epoch_time": [1]}', /epoch_time has 1 entries/],
+    ['{"avg_loss": [1, 2], "epoch_time": [2, 1]}', /epoch_time\[1\] = 1/],
+    ['{"avg_loss": [1, 2], "tot_time": "long"}', /tot_time is "long"/],
+    ['{"avg_loss": [1, 2], "test_acc": [1, 1]}', /neither epoch_time nor tot_time/],
+  ];
+  for (const [text, why] of skipped) {
+    const r = parseResults(text, "runs/x/results.json");
+    assert.equal(r.series, undefined, text);
+    const last = r.problems.at(-1)!;
+    assert.equal(last.file, "runs/x/results.json");
+    assert.equal(last.skipped, true);
+    assert.match(last.reason, why, text);
+  }
+
+  const noMetric = parseResults('{"avg_loss": [1, 2], "tot_time": 2, "tot_epochs": 5}', "d");
+  assert.ok(noMetric.series);
+  assert.deepEqual(noMetric.problems.map((p) => p.skipped), [false, false]);
+  assert.match(noMetric.problems[0].reason, /no test_acc or test_loss/);
+  assert.match(noMetric.problems[1].reason, /tot_epochs is 5 but avg_loss has 2/);
+});
+
+Deno.test("report: statistics over seeds, by hand", () => {
+  // Epoch 1: 1, 3, 2 (mean 2, sample std 1); epoch 2: 2, 4, 6 (mean 4, std 2); the third run
+  // has only two epochs, so epoch 3 (where only two runs have data) is not aggregated.
+  const b = aggregate([[1, 2, 3], [3, 4, 5], [2, 6]]);
+  closeAll(b.mean, [2, 4], "mean");
+  closeAll(b.min, [1, 2], "min");
+  closeAll(b.max, [3, 6], "max");
+  closeAll(b.std, [1, 2], "std");
+  const one = aggregate([[5, 7]]);
+  closeAll(one.std, [0, 0], "std of one run");
+  const gap = aggregate([[1, NaN], [2, 3]]);
+  assert.deepEqual(gap.mean, [1.5, null]);
+  assert.deepEqual(gap.min, [1, null]);
+  assert.deepEqual(finalFigure([0.9, 0.7, NaN]), {
+    mean: 0.8,
+    min: 0.7,
+    max: 0.9,
+    nonFinite: 1,
+  });
+  assert.deepEqual(finalFigure([NaN]), { mean: null, min: null, max: null, nonFinite: 1 });
+});
+
+Deno.test("report: collecting and grouping runs, with broken files reported and skipped", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    const { ours, seed } = await writeFixture(root);
+    const c = await collectRuns([{ label: "ours", path: ours }, { label: "seed", path: seed }]);
+    assert.deepEqual(c.groups.map((g) => g.label), [
+      "ours fashion SGD_0.5 (n=1)",
+      "seed mnist SGD_1 (n=1)",
+      "ours mnist SGN_3 (n=3)",
+      "seed mnist SGN_3 (n=2)",
+    ]);
+    assert.deepEqual(c.sources.map((s) => [s.label, s.runs]), [["ours", 4], ["seed", 3]]);
+
+    // Ours, seed s: loss (1, 0.5, 0.25) * s, accuracy (0.4, 0.5, 0.6) + 0.1 s, seconds (1, 2, 3) * s.
+    const o = group(c.groups, "ours mnist SGN_3 (n=3)");
+    closeAll(o.loss.mean, [2, 1, 0.5], "ours loss mean");
+    closeAll(o.loss.min, [1, 0.5, 0.25], "ours loss min");
+    closeAll(o.loss.max, [3, 1.5, 0.75], "ours loss max");
+    closeAll(o.loss.std, [1, 0.5, 0.25], "ours loss std");
+    closeAll(o.metricBand!.mean, [0.6, 0.7, 0.8], "ours accuracy mean");
+    closeAll(o.seconds, [2, 4, 6], "ours seconds");
+    assert.equal(o.metric, "test_acc");
+    assert.equal(o.timeBasis, "epoch_time");
+    close(o.final.loss.mean, 0.5, "final loss");
+    close(o.final.loss.min, 0.25, "final loss min");
+    close(o.final.metric!.max, 0.9, "final accuracy max");
+    close(o.final.secondsPerEpoch, 2, "seconds per epoch");
+    assert.deepEqual(o.notes, []);
+
+    // The seed's: 4 and 3 epochs with only tot_time (8 s and 3 s): seconds (2, 4, 6, 8) and
+    // (1, 2, 3); lines stop at epoch 3.
+    const s = group(c.groups, "seed mnist SGN_3 (n=2)");
+    assert.deepEqual(s.epochs, { min: 3, max: 4 });
+    closeAll(s.loss.mean, [1, 0.4, 0.2], "seed loss mean");
+    closeAll(s.seconds, [1.5, 3, 4.5], "seed seconds");
+    close(s.final.loss.mean, 0.175, "seed final loss (each run's last epoch)");
+    close(s.final.secondsPerEpoch, 1.5, "seed seconds per epoch");
+    assert.equal(s.timeBasis, "tot_time");
+    assert.match(s.notes.join(), /3-4 epochs/);
+
+    const d = group(c.groups, "seed mnist SGD_1 (n=1)");
+    assert.deepEqual(d.loss.mean, [2, null]);
+    assert.equal(d.final.loss.nonFinite, 1);
+    assert.match(d.notes.join(), /1 of 1 runs diverged/);
+
+    // A folder not named res_*: config.json names it, and its data set is the experiment.
+    const h = group(c.groups, "ours fashion SGD_0.5 (n=1)");
+    assert.equal(h.runs[0].seed, "2");
+
+    const problems = c.problems.map((p) =>
+      `${p.file}: ${p.reason}${p.skipped ? " [skipped]" : ""}`
+    );
+    const expect: [string, RegExp][] = [
+      [join(ours, "res_SGN_3_3/config.json"), /^not valid JSON.*(?<!\[skipped\])$/],
+      [join(seed, "res_SGD_1_1/results.json"), /not finite from epoch 2/],
+      [join(seed, "res_SGD_1_2/results.json"), /not valid JSON.*\[skipped\]$/],
+      [
+        join(seed, "res_SGD_1_3/results.json"),
+        /test_acc has 2 entries but avg_loss has 3 \[skipped\]/,
+      ],
+      [join(seed, "res_SGD_1_4/results.json"), /missing.*\[skipped\]/],
+      [join(seed, "res_SGD_1_5/results.json"), /avg_loss\[1\] is "x", not a number \[skipped\]/],
+    ];
+    for (const [file, why] of expect) {
+      const line = problems.find((p) => p.startsWith(`${file}: `));
+      assert.ok(line, `no problem reported for ${file} in:\n${problems.join("\n")}`);
+      assert.match(line.slice(file.length + 2), why);
+    }
+    assert.equal(c.problems.length, expect.length, problems.join("\n"));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("report: globs, labels, and a run reached twice counted once", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    const { ours, seed } = await writeFixture(root);
+    assert.deepEqual(await expandGlob(join(root, "*/results/mnist/res_SGN_3_[12]")), [
+      join(ours, "res_SGN_3_1"),
+      join(ours, "res_SGN_3_2"),
+      join(seed, "res_SGN_3_1"),
+      join(seed, "res_SGN_3_2"),
+    ]);
+    assert.equal((await expandGlob(join(root, "**/res_SGD_1_?"))).length, 5);
+    assert.deepEqual(await expandGlob(join(root, "nothing*")), []);
+    assert.deepEqual(await expandGlob("plain/path"), ["plain/path"]);
+
+    assert.equal(defaultLabel(ours), "ours");
+    assert.equal(defaultLabel(join(seed, "res_SGN_3_1")), "seed");
+    assert.equal(defaultLabel(join(root, "seed/results/*/res_SGN_*")), "seed");
+    assert.equal(defaultLabel("/tmp/some/runs"), "runs");
+    assert.deepEqual(parseSourceArg(`mine=${ours}`), { label: "mine", path: ours });
+    assert.deepEqual(parseSourceArg(ours), { label: "ours", path: ours });
+
+    const c = await collectRuns([
+      { label: "a", path: join(root, "*/results/mnist/res_SGN_*") },
+      { label: "a", path: join(ours, "res_SGN_3_1") },
+      { label: "b", path: join(ours, "res_SGN_3_1/results.json") },
+      { label: "c", path: join(root, "missing") },
+      { label: "d", path: join(root, "nope*") },
+    ]);
+    assert.deepEqual(c.groups.map((g) => g.label), [
+      "a mnist SGN_3 (n=5)",
+      "b mnist SGN_3 (n=1)",
+    ]);
+    assert.ok(c.problems.some((p) => p.file === join(root, "missing") && /no such/.test(p.reason)));
+    assert.ok(
+      c.problems.some((p) => p.file === join(root, "nope*") && /matches nothing/.test(p.reason)),
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("report: the command's errors exit 2; no run at all is an error", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    await writeRun(join(root, "res_SGN_3_1"), "{bad", SGN_CONFIG);
+    await assert.rejects(
+      writeReport([root], join(root, "r.html")),
+      (e: unknown) =>
+        e instanceof NoRunsError && e.problems.length === 1 &&
+        e.problems[0].file === join(root, "res_SGN_3_1/results.json"),
+    );
+    assert.equal(await reportCommand([root, "--out", join(root, "r.html")]), 2);
+    assert.equal(await reportCommand([root]), 2);
+    assert.equal(await reportCommand(["--out", join(root, "r.html")]), 2);
+    assert.equal(await reportCommand(["--bogus"]), 2);
+    await assert.rejects(Deno.stat(join(root, "r.html")), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("report: a metric choice appears only when test accuracy and test loss are mixed", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    await writeRun(join(root, "mnist/res_SGN_3_1"), {
+      avg_loss: [1],
+      test_acc: [0.5],
+      tot_time: 1,
+    });
+    await writeRun(join(root, "boston/res_SGN_3_1"), {
+      avg_loss: [1],
+      test_loss: [0.5],
+      tot_time: 1,
+    });
+    const both = await collectRuns([{ label: "x", path: root }]);
+    const html = buildReportHtml(both, { title: "t <&>", script: "" });
+    assert.match(html, /<select id="metric">/);
+    assert.match(html, /<title>t &#60;&#38;&#62;<\/title>/);
+    const one = await collectRuns([{ label: "x", path: join(root, "mnist") }]);
+    assert.doesNotMatch(buildReportHtml(one, { title: "t", script: "" }), /id="metric"/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+interface ChartSummary {
+  id: string;
+  means: string[];
+  points: number;
+  colored: number;
+}
+
+/** Per chart: its mean series, how many points they lay out, and pixels of the second colour. */
+const CHART_SUMMARY = `(() => Object.values(sgnReport.charts).map((c) => {
+  const means = c.data.datasets.map((d, i) => [d, i]).filter(([d]) => !/ (low|high)$/.test(d.label));
+  const ctx = c.canvas.getContext("2d");
+  const px = ctx.getImageData(0, 0, c.canvas.width, c.canvas.height).data;
+  let colored = 0; // #d62728, the second configuration's colour, give or take antialiasing
+  for (let i = 0; i < px.length; i += 4) {
+    if (Math.abs(px[i] - 214) < 40 && Math.abs(px[i + 1] - 39) < 40 && Math.abs(px[i + 2] - 40) < 40 && px[i + 3] > 100) colored++;
+  }
+  return {
+    id: c.canvas.id,
+    means: means.map(([d]) => d.label),
+    points: means.reduce((a, [, i]) => a + c.getDatasetMeta(i).data.filter((p) => !p.skip).length, 0),
+    colored,
+  };
+}))()`;
+
+Deno.test({
+  name: "report page in Chromium: four charts drawn, series named, table rows, offline",
+  ignore: chromiumIgnore,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+    const shots = await Deno.makeTempDir({ prefix: "sgn-report-screenshot-" });
+    try {
+      const { ours, seed } = await writeFixture(root);
+      // Only the well-formed runs here (the broken ones have their own test below).
+      const out = join(root, "report.html");
+      const cli = new URL("../cli.ts", import.meta.url).pathname;
+      const run = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          cli,
+          "report",
+          `ours=${join(ours, "res_SGN_3_[12]")}`,
+          `seed=${join(seed, "res_SGN_3_*")}`,
+          `seed=${join(seed, "res_SGD_1_1")}`,
+          "--out",
+          out,
+          "--title",
+          "MNIST test report",
+        ],
+        env: { NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stdout = new TextDecoder().decode(run.stdout);
+      const stderr = new TextDecoder().decode(run.stderr);
+      assert.equal(run.code, 0, stderr);
+      assert.match(stdout, /wrote .*report\.html .*: 5 runs in 3 groups/);
+      // The diverged run is reported ("<file>: <why>") and still drawn.
+      assert.match(stderr, /res_SGD_1_1\/results\.json: avg_loss is not finite from epoch 2/);
+
+      await using browser = await launchChromium();
+      const page = await browser.open(`file://${out}`);
+      await page.waitFor("globalThis.sgnReport?.ready");
+      const charts = await page.evaluate<ChartSummary[]>(CHART_SUMMARY);
+      assert.deepEqual(charts.map((c) => c.id), [
+        "chart-loss-seconds",
+        "chart-loss-epochs",
+        "chart-metric-seconds",
+        "chart-metric-epochs",
+      ]);
+      const names = ["seed mnist SGD_1 (n=1)", "ours mnist SGN_3 (n=2)", "seed mnist SGN_3 (n=2)"];
+      for (const c of charts) {
+        assert.deepEqual(c.means, names, c.id);
+        // SGD_1: 1 finite epoch; ours SGN_3: 3; the seed's SGN_3: 3 common epochs.
+        assert.equal(c.points, 7, c.id);
+        assert.ok(c.colored > 50, `${c.id}: the SGN_3 lines are not on the canvas`);
+      }
+      const legend = await page.evaluate<string[]>(
+        "[...document.querySelectorAll('#legend .entry')].map((e) => e.textContent)",
+      );
+      assert.deepEqual(legend, names);
+      const rows = await page.evaluate<string[][]>(
+        "[...document.querySelectorAll('#final tbody tr')].map((r) => [...r.cells].map((c) => c.textContent))",
+      );
+      assert.deepEqual(rows.map((r) => r.slice(0, 5)), [
+        ["seed", "mnist", "SGD_1", "1", "2"],
+        ["ours", "mnist", "SGN_3", "2", "3"],
+        ["seed", "mnist", "SGN_3", "2", "3–4"],
+      ]);
+      // Ours: final losses 0.25 and 0.5; accuracies 0.7 and 0.8; 1 and 2 s per epoch.
+      assert.equal(rows[1][5], "0.3750 [0.2500 – 0.5000]");
+      assert.equal(rows[1][6], "test_acc: 75.00% [70.00% – 80.00%]");
+      assert.equal(rows[1][7], "1.50");
+      assert.match(rows[0][5], /not finite/);
+      const notes = await page.evaluate<string>("document.getElementById('notes').textContent");
+      assert.match(notes, /Only tot_time is known for all 3 runs of seed/);
+      assert.equal(await page.evaluate<string>("document.title"), "MNIST test report");
+
+      // Before the controls change anything: bands and log axes, as the page opens.
+      const shot = join(shots, "report.png");
+      await page.screenshot(shot);
+      assert.ok((await Deno.stat(shot)).size > 10_000);
+      console.log(`report screenshot: ${shot}`);
+
+      // The controls redraw: no band, linear axes.
+      await page.evaluate(`(() => {
+        document.getElementById("band").value = "none";
+        document.getElementById("band").dispatchEvent(new Event("change"));
+        document.getElementById("log-loss").click();
+      })()`);
+      assert.equal(
+        await page.evaluate<string>("sgnReport.charts.lossSeconds.options.scales.y.type"),
+        "linear",
+      );
+      await page.evaluate("document.getElementById('log-loss').click()");
+
+      assert.deepEqual(page.errors, []);
+      assert.deepEqual(page.requests, [`file://${out}`], "the page loads nothing else");
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "report page in Chromium: malformed files are listed with their reasons, the rest drawn",
+  ignore: chromiumIgnore,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+    try {
+      const { ours, seed } = await writeFixture(root);
+      const out = join(root, "report.html");
+      const summary = await writeReport([`ours=${ours}`, `seed=${seed}`], out);
+      assert.equal(summary.runs, 7);
+      assert.equal(summary.problems.filter((p) => p.skipped).length, 4);
+
+      await using browser = await launchChromium();
+      const page = await browser.open(`file://${out}`);
+      await page.waitFor("globalThis.sgnReport?.ready");
+      const items = await page.evaluate<string[]>(
+        "[...document.querySelectorAll('#problems li')].map((li) => li.textContent)",
+      );
+      for (
+        const [file, why] of [
+          ["res_SGD_1_2/results.json", "not valid JSON"],
+          ["res_SGD_1_3/results.json", "test_acc has 2 entries but avg_loss has 3"],
+          ["res_SGD_1_4/results.json", "missing"],
+          ["res_SGD_1_5/results.json", 'avg_loss[1] is "x", not a number'],
+          ["res_SGN_3_3/config.json", "not valid JSON"],
+        ]
+      ) {
+        const item = items.find((t) =>
+          t.includes(join(seed, file)) || t.includes(join(ours, file))
+        );
+        assert.ok(item, `${file} is not listed: ${items.join(" | ")}`);
+        assert.ok(item.includes(why), `${item} does not say ${why}`);
+      }
+      const charts = await page.evaluate<ChartSummary[]>(CHART_SUMMARY);
+      for (const c of charts) {
+        assert.deepEqual(c.means, summary.labels, c.id);
+        assert.ok(c.points > 0, c.id);
+      }
+      assert.equal(
+        await page.evaluate<number>("document.querySelectorAll('#final tbody tr').length"),
+        4,
+      );
+      assert.deepEqual(page.errors, []);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
