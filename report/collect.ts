@@ -142,6 +142,7 @@ function numberList(obj: Record<string, unknown>, key: string): number[] | strin
  *
  * @example
  * ```ts
+ * import { parseResults } from "./collect.ts";
  * const { series, problems } = parseResults('{"avg_loss": [2, 1], "tot_time": 10}', "r.json");
  * console.log(series?.seconds, problems); // [5, 10] [ ...a note that no test metric is there ]
  * ```
@@ -237,6 +238,7 @@ export function parseResults(
  *
  * @example
  * ```ts
+ * import { parseRunName } from "./collect.ts";
  * console.log(parseRunName("res_SGD_0.1_4")); // { solver: "SGD", setting: "0.1", seed: "4" }
  * ```
  */
@@ -254,6 +256,7 @@ export function parseRunName(
  *
  * @example
  * ```ts
+ * import { configNaming } from "./collect.ts";
  * const c = configNaming({ config: { SOLVER: "SGN", MAX_CG_ITERS: 3 }, seed: 2 });
  * console.log(c); // { solver: "SGN", setting: "3", seed: "2", dataset: undefined }
  * ```
@@ -291,6 +294,7 @@ function sampleStd(xs: number[], mean: number): number {
  *
  * @example
  * ```ts
+ * import { aggregate } from "./collect.ts";
  * const b = aggregate([[1, 2, 9], [3, 4]]);
  * console.log(b.mean, b.min, b.max); // [2, 3] [1, 2] [3, 4]
  * ```
@@ -321,7 +325,8 @@ export function aggregate(series: number[][]): Band {
  *
  * @example
  * ```ts
- * console.log(finalFigure([0.9, 0.8, NaN])); // { mean: 0.85, min: 0.8, max: 0.9, nonFinite: 1 }
+ * import { finalFigure } from "./collect.ts";
+ * console.log(finalFigure([0.5, 1, NaN])); // { mean: 0.75, min: 0.5, max: 1, nonFinite: 1 }
  * ```
  */
 export function finalFigure(values: number[]): Final {
@@ -350,6 +355,7 @@ function settingOrder(a: string, b: string): number {
  *
  * @example
  * ```ts
+ * import { groupRuns, type Run } from "./collect.ts";
  * const run: Run = {
  *   source: "ours", dir: "mnist/res_SGN_3_1", experiment: "mnist", config: "SGN_3",
  *   solver: "SGN", setting: "3", avgLoss: [1, 0.5], seconds: [2, 4], timeBasis: "epoch_time",
@@ -429,6 +435,7 @@ export function groupRuns(runs: readonly Run[], sourceOrder: readonly string[] =
  *
  * @example
  * ```ts
+ * import { parseSourceArg } from "./collect.ts";
  * console.log(parseSourceArg("seed=../shared/seed/results/mnist"));
  * // { label: "seed", path: "../shared/seed/results/mnist" }
  * ```
@@ -447,6 +454,7 @@ const GLOB = /[*?[]/;
  *
  * @example
  * ```ts
+ * import { defaultLabel } from "./collect.ts";
  * console.log(defaultLabel("/work/shared/seed/results/mnist/res_SGN_*")); // "seed"
  * ```
  */

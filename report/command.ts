@@ -8,7 +8,14 @@
 import { parseArgs } from "node:util";
 import { NoRunsError, writeReport } from "./mod.ts";
 
-/** The help text of `cli.ts report`. */
+/**
+ * The help text of `cli.ts report`.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(REPORT_HELP);
+ * ```
+ */
 export const REPORT_HELP =
   `Usage: deno run -A cli.ts report <results dirs or globs ...> --out report.html [--title T]
 

@@ -55,7 +55,16 @@ const BASIS: Record<Group["timeBasis"], string> = {
   mixed: "mixed (epoch_time and tot_time)",
 };
 
-/** The page's data: groups with their colour (configuration) and dash (source). */
+/**
+ * The page's data: groups with their colour (one per experiment/configuration, shared by the
+ * sources) and dash (one per source), numbers rounded to six significant digits.
+ *
+ * @example
+ * ```ts ignore
+ * const data = pageData(await collectRuns([{ label: "ours", path: "results/mnist" }]), "MNIST");
+ * console.log(data.groups.map((g) => [g.label, g.colorIndex, g.sourceIndex]));
+ * ```
+ */
 export function pageData(collection: Collection, title: string): PageData {
   const sources = [...new Set(collection.sources.map((s) => s.label))];
   const colors = new Map<string, number>();

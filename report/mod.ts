@@ -61,7 +61,18 @@ export interface ReportSummary {
   bytes: number;
 }
 
-/** No run could be read from any source; `problems` says what was found instead. */
+/**
+ * No run could be read from any source; `problems` says what was found instead.
+ *
+ * @example
+ * ```ts ignore
+ * try {
+ *   await writeReport(["results/empty"], "r.html");
+ * } catch (e) {
+ *   if (e instanceof NoRunsError) for (const p of e.problems) console.error(p.file, p.reason);
+ * }
+ * ```
+ */
 export class NoRunsError extends SgnError {
   override name = "NoRunsError";
   readonly problems: Problem[];

@@ -45,7 +45,14 @@ function findChromium(): string | undefined {
  */
 export const CHROMIUM: string | undefined = findChromium();
 
-/** True when `SGN_REQUIRE_CHROMIUM=1`: a missing Chromium then fails the tests that need it. */
+/**
+ * True when `SGN_REQUIRE_CHROMIUM=1`: a missing Chromium then fails the tests that need it.
+ *
+ * @example
+ * ```ts ignore
+ * if (!CHROMIUM && !CHROMIUM_REQUIRED) console.log("browser tests skipped");
+ * ```
+ */
 export const CHROMIUM_REQUIRED: boolean = Deno.env.get("SGN_REQUIRE_CHROMIUM") === "1";
 
 /**
