@@ -123,8 +123,9 @@ function makeChart(canvas: HTMLCanvasElement): Chart<"line", { x: number; y: num
         y: {
           type: "logarithmic",
           title: { display: true, text: "mean squared error" },
-          // chart.js pads log ticks to the smallest one's decimals ("3.0000"); one digit reads better.
-          ticks: { callback: (v) => Number(v).toPrecision(1) },
+          // chart.js pads log ticks to the smallest one's decimals ("3.0000"); two significant
+          // digits without trailing zeros keep 1.5 apart from 2.
+          ticks: { callback: (v) => String(Number(Number(v).toPrecision(2))) },
         },
       },
       plugins: { title: { display: true, text: "SGN on sin(10x): loss per epoch" } },
