@@ -99,6 +99,32 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
+/** MT19937's init_genrand: the state from one 32-bit seed. */
+function initGenrand(mt: Uint32Array, seed: number): void {
+  mt[0] = seed >>> 0;
+  for (let i = 1; i < 624; i++) {
+    const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
+    mt[i] = (Math.imul(1812433253, prev) + i) >>> 0;
+  }
+}
+
+/** MT19937's state transition over all 624 words. */
+function twist(mt: Uint32Array): void {
+  for (let i = 0; i < 624; i++) {
+    const y = (mt[i] & 0x80000000) | (mt[(i + 1) % 624] & 0x7fffffff);
+    mt[i] = mt[(i + 397) % 624] ^ (y >>> 1) ^ (y & 1 ? 0x9908b0df : 0);
+  }
+}
+
+/** MT19937's output tempering of one state word. */
+function temper(y: number): number {
+  y ^= y >>> 11;
+  y ^= (y << 7) & 0x9d2c5680;
+  y ^= (y << 15) & 0xefc60000;
+  y ^= y >>> 18;
+  return y >>> 0;
+}
+
 /**
  * NumPy's legacy `RandomState` for `seed(int)` followed by `randn`: MT19937 seeded with
  * init_genrand and the polar Gaussian with its cached second value. The seed's MLPs draw their
@@ -123,30 +149,16 @@ export class NumpyRandomState {
         `NumpyRandomState: the seed must be an integer in [0, 2^32), got ${seed}`,
       );
     }
-    const mt = this.mt;
-    mt[0] = seed >>> 0;
-    for (let i = 1; i < 624; i++) {
-      const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
-      mt[i] = (Math.imul(1812433253, prev) + i) >>> 0;
-    }
+    initGenrand(this.mt, seed);
   }
 
   /** The next 32-bit output of MT19937. */
   nextU32(): number {
-    const mt = this.mt;
     if (this.index >= 624) {
-      for (let i = 0; i < 624; i++) {
-        const y = (mt[i] & 0x80000000) | (mt[(i + 1) % 624] & 0x7fffffff);
-        mt[i] = mt[(i + 397) % 624] ^ (y >>> 1) ^ (y & 1 ? 0x9908b0df : 0);
-      }
+      twist(this.mt);
       this.index = 0;
     }
-    let y = mt[this.index++];
-    y ^= y >>> 11;
-    y ^= (y << 7) & 0x9d2c5680;
-    y ^= (y << 15) & 0xefc60000;
-    y ^= y >>> 18;
-    return y >>> 0;
+    return temper(this.mt[this.index++]);
   }
 
   /** Uniform in [0, 1) with 53 bits, as numpy's random_sample. */
@@ -194,5 +206,93 @@ export class NumpyRandomState {
     const f = Math.sqrt((-2 * Math.log(r2)) / r2);
     this.gauss = f * x1;
     return f * x2;
+  }
+}
+
+/**
+ * Python's `random` module for what the seed's scripts use of it: `random.seed(n)` with a
+ * non-negative integer (MT19937 seeded by init_by_array over the 32-bit words of n) and
+ * `random.shuffle(list)` (Fisher-Yates from the end, each index drawn by `_randbelow`, i.e.
+ * getrandbits(k) with rejection). The seed orders its mini-batches with it: `random.seed(--seed)`
+ * once, then `random.shuffle(idx)` on the same index list every epoch.
+ *
+ * @example
+ * ```ts
+ * import { PythonRandom } from "./random.ts";
+ * const order = Array.from({ length: 10 }, (_, i) => i);
+ * new PythonRandom(1).shuffle(order);
+ * console.log(order); // [6, 8, 9, 7, 5, 3, 0, 4, 1, 2], as random.seed(1); random.shuffle(x)
+ * ```
+ */
+export class PythonRandom {
+  private mt = new Uint32Array(624);
+  private index = 624;
+
+  constructor(seed: number) {
+    if (!Number.isSafeInteger(seed) || seed < 0) {
+      throw new RangeError(`PythonRandom: the seed must be a non-negative integer, got ${seed}`);
+    }
+    // init_by_array with the key = the seed's 32-bit words, least significant first ([0] for 0).
+    const key: number[] = [];
+    for (let v = seed; v > 0; v = Math.floor(v / 4294967296)) key.push(v % 4294967296);
+    if (key.length === 0) key.push(0);
+    const mt = this.mt;
+    initGenrand(mt, 19650218);
+    let i = 1;
+    let j = 0;
+    for (let k = Math.max(624, key.length); k > 0; k--) {
+      const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
+      mt[i] = ((mt[i] ^ Math.imul(prev, 1664525)) + key[j] + j) >>> 0;
+      i++;
+      j++;
+      if (i >= 624) {
+        mt[0] = mt[623];
+        i = 1;
+      }
+      if (j >= key.length) j = 0;
+    }
+    for (let k = 623; k > 0; k--) {
+      const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
+      mt[i] = ((mt[i] ^ Math.imul(prev, 1566083941)) - i) >>> 0;
+      i++;
+      if (i >= 624) {
+        mt[0] = mt[623];
+        i = 1;
+      }
+    }
+    mt[0] = 0x80000000;
+  }
+
+  /** `random.getrandbits(k)` for 1 <= k <= 32. */
+  getrandbits(k: number): number {
+    if (!Number.isInteger(k) || k < 1 || k > 32) {
+      throw new RangeError(`PythonRandom.getrandbits: k must be in 1..32, got ${k}`);
+    }
+    if (this.index >= 624) {
+      twist(this.mt);
+      this.index = 0;
+    }
+    return temper(this.mt[this.index++]) >>> (32 - k);
+  }
+
+  /** `random._randbelow(n)`: uniform in [0, n) by rejection over bit_length(n) bits. */
+  randbelow(n: number): number {
+    if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) {
+      throw new RangeError(`PythonRandom.randbelow: n must be in 1..2^32-1, got ${n}`);
+    }
+    const k = 32 - Math.clz32(n);
+    let r = this.getrandbits(k);
+    while (r >= n) r = this.getrandbits(k);
+    return r;
+  }
+
+  /** `random.shuffle(items)`, in place. */
+  shuffle<T>(items: T[] | Uint32Array): void {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = this.randbelow(i + 1);
+      const t = items[i];
+      items[i] = items[j];
+      items[j] = t as never;
+    }
   }
 }

@@ -6,7 +6,7 @@ import { tensor } from "../autodiff/tensor.ts";
 import { ARCHITECTURES, convNet, mlp } from "../models/networks.ts";
 import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import { Adam, SGD } from "../sgn/baselines.ts";
-import { NumpyRandomState } from "../random.ts";
+import { NumpyRandomState, PythonRandom } from "../random.ts";
 import * as o from "../autodiff/ops.ts";
 import { backends, cpu } from "./harness.ts";
 
@@ -78,6 +78,45 @@ Deno.test("NumpyRandomState.shuffle matches numpy's legacy shuffle (Keras's Bost
   // numpy 2.4: np.random.seed(113); i = np.arange(506); np.random.shuffle(i)
   assert.deepEqual(a.slice(0, 8), [22, 202, 368, 335, 461, 323, 382, 143]);
   assert.deepEqual(a.slice(400, 406), [271, 332, 153, 194, 415, 112]);
+});
+
+Deno.test("PythonRandom matches CPython's random.seed, getrandbits and shuffle", () => {
+  // Values printed by CPython 3.11 (random.seed(n); random.getrandbits(32) / random.shuffle(x)).
+  const r3 = new PythonRandom(3);
+  assert.deepEqual([r3.getrandbits(32), r3.getrandbits(32), r3.getrandbits(32)], [
+    1022050301,
+    2545373330,
+    2337446730,
+  ]);
+  const r0 = new PythonRandom(0);
+  assert.deepEqual([r0.getrandbits(32), r0.getrandbits(32)], [3626764237, 1654615998]);
+  // A seed above 2^32 is keyed by two 32-bit words.
+  const big = new PythonRandom(2 ** 40 + 5);
+  assert.deepEqual([big.getrandbits(32), big.getrandbits(32)], [2166296868, 2220160828]);
+  const x = Array.from({ length: 20 }, (_, i) => i);
+  const r12 = new PythonRandom(12);
+  r12.shuffle(x);
+  r12.shuffle(x);
+  assert.deepEqual(x, [4, 18, 13, 17, 1, 5, 7, 6, 2, 16, 11, 0, 10, 15, 3, 14, 8, 9, 12, 19]);
+  // The seed's MNIST epochs: random.seed(1), then one shuffle of range(60000) per epoch.
+  const idx = Uint32Array.from({ length: 60000 }, (_, i) => i);
+  const r1 = new PythonRandom(1);
+  r1.shuffle(idx);
+  assert.deepEqual([...idx.subarray(0, 8)], [
+    52957,
+    39777,
+    47855,
+    45281,
+    16581,
+    34695,
+    10052,
+    29995,
+  ]);
+  assert.deepEqual([...idx.subarray(59997)], [55537, 37303, 8805]);
+  r1.shuffle(idx);
+  assert.deepEqual([...idx.subarray(0, 8)], [7258, 4128, 8469, 31178, 14148, 53336, 18776, 21038]);
+  assert.throws(() => new PythonRandom(-1), /non-negative integer/);
+  assert.throws(() => r1.getrandbits(33), /k must be in 1..32/);
 });
 
 Deno.test("convNet: the seed's four architecture files as they are; shapes and counts", async () => {
