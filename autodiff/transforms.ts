@@ -252,6 +252,11 @@ export interface OutputLoss {
   value(z: Tensor): Tensor;
   /** H_L u = (d^2 L / dz^2) u at z. */
   hessianProduct(z: Tensor, u: Tensor): Tensor;
+  /**
+   * Optionally, a scalar score of outputs z that optimizers report with each step, computed on
+   * outputs they evaluate anyway (softmax cross-entropy: the batch accuracy).
+   */
+  metric?(z: Tensor): Tensor;
 }
 
 /** A Gauss-Newton operator G v = J^T H_L J v at fixed parameters (see {@link ggnLinearize}). */

@@ -25,7 +25,8 @@ function checkTargets(z: Tensor, targets: Tensor, what: string): void {
 
 /**
  * Softmax cross-entropy averaged over the batch, with targets as one-hot rows [N, C]
- * (see {@link oneHot}). H_L u = (s * u - s (s . u)) / N row by row, s = softmax(z).
+ * (see {@link oneHot}). H_L u = (s * u - s (s . u)) / N row by row, s = softmax(z). Its
+ * `metric` is the batch accuracy.
  *
  * @example
  * ```ts
@@ -46,6 +47,7 @@ export function softmaxCrossEntropy(targets: Tensor): OutputLoss {
       const s = o.softmax(z);
       return o.mul(o.mul(s, o.sub(u, o.sum(o.mul(s, u), -1, true))), 1 / z.shape[0]);
     },
+    metric: (z) => accuracy(z, targets),
   };
 }
 

@@ -9,7 +9,7 @@
 import { SgnError } from "../backend.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
-import { type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
+import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
 import { flatten, unflatten } from "./vectors.ts";
 import type { ModelFn, Optimizer } from "./sgn.ts";
 
@@ -53,12 +53,30 @@ export function scheduledLr(o: Required<SgdOptions>, t: number): number {
   }
 }
 
-/** Computes loss and flat gradient; the loss is read back (one readback). */
+/**
+ * Loss, flat gradient and the loss's metric (if any) at the current parameters, from one
+ * forward pass; the caller reads loss and metric back together (one readback).
+ */
 function lossAndGrad(params: readonly Tensor[], model: ModelFn, loss: OutputLoss) {
   return scope(() => {
-    const [l, grads] = valueAndGrad((...p: Tensor[]) => loss.value(model(...p)))(...params);
-    return { l, g: flatten(grads), theta: flatten(params) };
+    const [[z], pullback] = vjp((...p: Tensor[]) => [model(...p)], [...params]);
+    try {
+      const [l, [gz]] = valueAndGrad((out: Tensor) => loss.value(out))(z);
+      const scalars = loss.metric ? flatten([l, loss.metric(z)]) : flatten([l]);
+      return { scalars, g: flatten(pullback(gz)), theta: flatten(params) };
+    } finally {
+      pullback.dispose();
+    }
   });
+}
+
+/** Reads loss and metric; a non-finite loss is an error naming the optimizer and step. */
+async function readLoss(scalars: Tensor, what: string): Promise<{ loss: number; metric?: number }> {
+  const [value, metric] = Array.from(await scalars.data());
+  if (!Number.isFinite(value)) {
+    throw new SgnError(`${what}: the loss is ${value}; the parameters were left unchanged`);
+  }
+  return metric === undefined ? { loss: value } : { loss: value, metric };
 }
 
 /**
@@ -119,17 +137,15 @@ export class SGD implements Optimizer {
     return scheduledLr(this.options, this.t + 1);
   }
 
-  async step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; lr: number }> {
+  async step(
+    model: ModelFn,
+    loss: OutputLoss,
+  ): Promise<{ loss: number; metric?: number; lr: number }> {
     const t = this.t + 1;
     const lr = scheduledLr(this.options, t);
-    const { l, g, theta } = lossAndGrad(this.#params, model, loss);
+    const { scalars, g, theta } = lossAndGrad(this.#params, model, loss);
     try {
-      const value = (await l.data())[0];
-      if (!Number.isFinite(value)) {
-        throw new SgnError(
-          `SGD step ${t}: the loss is ${value}; the parameters were left unchanged`,
-        );
-      }
+      const read = await readLoss(scalars, `SGD step ${t}`);
       const next = scope(() => {
         const v = this.#velocity
           ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lr))
@@ -141,9 +157,9 @@ export class SGD implements Optimizer {
       this.#velocity?.dispose();
       this.#velocity = next.v;
       this.t = t;
-      return { loss: value, lr };
+      return { ...read, lr };
     } finally {
-      for (const x of [l, g, theta]) x.dispose();
+      for (const x of [scalars, g, theta]) x.dispose();
     }
   }
 
@@ -194,17 +210,12 @@ export class Adam implements Optimizer {
     return this.#params;
   }
 
-  async step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number }> {
+  async step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }> {
     const t = this.t + 1;
     const { lr, beta1, beta2, eps } = this.options;
-    const { l, g, theta } = lossAndGrad(this.#params, model, loss);
+    const { scalars, g, theta } = lossAndGrad(this.#params, model, loss);
     try {
-      const value = (await l.data())[0];
-      if (!Number.isFinite(value)) {
-        throw new SgnError(
-          `Adam step ${t}: the loss is ${value}; the parameters were left unchanged`,
-        );
-      }
+      const read = await readLoss(scalars, `Adam step ${t}`);
       const next = scope(() => {
         const m = this.#m ? o.add(o.mul(this.#m, beta1), o.mul(g, 1 - beta1)) : o.mul(g, 1 - beta1);
         const g2 = o.square(g);
@@ -223,9 +234,9 @@ export class Adam implements Optimizer {
       this.#m = next.m;
       this.#v = next.v;
       this.t = t;
-      return { loss: value };
+      return read;
     } finally {
-      for (const x of [l, g, theta]) x.dispose();
+      for (const x of [scalars, g, theta]) x.dispose();
     }
   }
 

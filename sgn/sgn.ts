@@ -50,14 +50,23 @@ export interface SgnStepRecord {
   ratio: number;
   /** Device readbacks this step needed. */
   readbacks: number;
+  /**
+   * The loss's metric (e.g. accuracy) where the seed's step scores its batch: at the parameters
+   * of the last loss evaluation (the accepted step) with LS or TR, else before the step.
+   * Undefined when the loss has no metric.
+   */
+  metric?: number;
 }
 
 /** The interface SGN, SGD and Adam share, so that a training loop can swap them. */
 export interface Optimizer {
   /** The current parameters (owned by the optimizer; replaced by each step). */
   readonly params: readonly Tensor[];
-  /** One step on the mini-batch whose model and loss are given. */
-  step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number }>;
+  /**
+   * One step on the mini-batch whose model and loss are given: the loss before the step and,
+   * when the loss has a metric, that metric on outputs the step evaluated anyway.
+   */
+  step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }>;
   /** Frees the parameters and the optimizer's state. */
   dispose(): void;
 }
@@ -127,7 +136,11 @@ export class SGN implements Optimizer {
     const t = this.t + 1;
     const be = this.#params[0].backend;
     const rho = opt.trustRegion ? this.rho : scheduledRho(opt, t);
-    const objective = (...p: Tensor[]) => loss.value(model(...p));
+    // The loss at candidate parameters, and the metric there when the loss has one.
+    const objective = (...p: Tensor[]) => {
+      const z = model(...p);
+      return loss.metric ? [loss.value(z), loss.metric(z)] : [loss.value(z)];
+    };
     const evaluates = opt.lineSearch || opt.trustRegion;
     const reference = opt.mode === "reference";
     let readbacks = 0;
@@ -179,6 +192,8 @@ export class SGN implements Optimizer {
       // Candidates a_i = alpha * rhoLs^i, evaluated speculatively (device mode) or one by one.
       const stepAt = (a: number) => unflatten(axpyT(a, cg.d, solved.theta), this.#shapes);
       const lossAt = (a: number) => scope(() => objective(...stepAt(a)));
+      // Without LS and TR the seed scores the batch before the step, on the recorded outputs.
+      const metricBefore = !evaluates && loss.metric ? [loss.metric(G.outputs)] : [];
       const firstBatch = !evaluates
         ? 0
         : reference || !opt.lineSearch
@@ -190,16 +205,23 @@ export class SGN implements Optimizer {
         const pred = o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 0.5);
         const md = o.dot(solved.mHat, cg.d);
         const dMax = maxAbsT(cg.d);
-        const losses = Array.from(
+        const evaluated = Array.from(
           { length: firstBatch },
           (_, i) => lossAt(opt.alpha * opt.rhoLs ** i),
-        );
-        return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...losses];
+        ).flat();
+        return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...metricBefore, ...evaluated];
       });
       const values = await readScalars(head);
       readbacks++;
       head.forEach((h) => h !== solved.l0 && h.dispose());
-      const [l0, cgIters, cgResidual, predicted, md, dMax, ...l1s] = values;
+      const [l0, cgIters, cgResidual, predicted, md, dMax] = values;
+      const perTry = loss.metric ? 2 : 1;
+      const rest = values.slice(6 + metricBefore.length);
+      // Loss (and metric) of each candidate evaluated so far.
+      const tried = Array.from({ length: rest.length / perTry }, (_, i) => ({
+        loss: rest[i * perTry],
+        metric: loss.metric ? rest[i * perTry + 1] : undefined,
+      }));
 
       if (!Number.isFinite(l0)) {
         throw new SgnError(
@@ -218,19 +240,22 @@ export class SGN implements Optimizer {
       let a = opt.alpha;
       let tries = 0;
       let l1 = l0;
+      let metric = metricBefore.length ? values[6] : undefined;
       if (evaluates) {
         const rhs = (ai: number) => l0 + (opt.armijo === "seed" ? opt.alpha : ai) * opt.cLs * md;
-        const lossOf = async (i: number) => {
-          if (i < l1s.length) return l1s[i];
+        const evaluate = async (i: number) => {
+          if (i < tried.length) return tried[i];
           const more = lossAt(opt.alpha * opt.rhoLs ** i);
-          const [v] = await readScalars([more]);
-          more.dispose();
+          const [v, m] = await readScalars(more);
+          more.forEach((t) => t.dispose());
           readbacks++;
-          return v;
+          return { loss: v, metric: m };
         };
         for (let i = 0; i < (opt.lineSearch ? opt.maxLsIters : 1); i++) {
           a = opt.alpha * opt.rhoLs ** i;
-          l1 = await lossOf(i);
+          const at = await evaluate(i);
+          l1 = at.loss;
+          metric = at.metric;
           tries = i + 1;
           if (!opt.lineSearch || l1 <= rhs(a)) break;
         }
@@ -248,7 +273,7 @@ export class SGN implements Optimizer {
             "the parameters were left unchanged (use a smaller alpha, or the line search)",
         );
       }
-      const l1First = evaluates ? l1s[0] ?? l1 : NaN;
+      const l1First = evaluates ? tried[0]?.loss ?? l1 : NaN;
       const ratio = opt.trustRegion ? (l1First - l0) / predicted : NaN;
 
       // Commit: new parameters, momentum, rho for the next step.
@@ -276,6 +301,7 @@ export class SGN implements Optimizer {
         lsTries: tries,
         ratio,
         readbacks,
+        ...(metric === undefined ? {} : { metric }),
       };
     } finally {
       G.dispose();

@@ -9,7 +9,7 @@
 
 import { type Backend, type DType, SgnError } from "../backend.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
-import { Random } from "../random.ts";
+import { PythonRandom, Random } from "../random.ts";
 import type { Network } from "../models/networks.ts";
 import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import { type Optimizer, SGN } from "./sgn.ts";
@@ -34,6 +34,13 @@ export interface TrainOptions {
   batchSize: number;
   /** Seed of the shuffling. */
   seed?: number;
+  /**
+   * Mini-batch order. "python" (default) is the seed's: Python's `random.seed(seed)`, then
+   * `random.shuffle` of one index list every epoch (each epoch reshuffles the previous order),
+   * so runs see the seed's exact batches; "permutation" draws a fresh permutation per epoch from
+   * our generator.
+   */
+  order?: "python" | "permutation";
   backend: Backend;
   /** Element type of the batches (float64 only on the CPU backend). Default float32. */
   dtype?: DType;
@@ -169,7 +176,14 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
   if (!Number.isInteger(o.batchSize) || o.batchSize < 1) {
     throw new SgnError(`train: batchSize must be a positive integer, got ${o.batchSize}`);
   }
-  const rng = new Random(o.seed ?? 1);
+  const order = o.order ?? "python";
+  if (order !== "python" && order !== "permutation") {
+    throw new SgnError(`train: order must be "python" or "permutation", got "${order}"`);
+  }
+  const seed = o.seed ?? 1;
+  const python = order === "python" ? new PythonRandom(seed) : undefined;
+  const rng = python ? undefined : new Random(seed);
+  const indices = Uint32Array.from({ length: n }, (_, i) => i);
   const classification = o.task === "classification";
   const record: ResultsRecord = {
     avg_loss: [],
@@ -183,22 +197,32 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
   const t0 = performance.now();
   let iterations = 0;
   for (let epoch = 1; epoch <= o.epochs; epoch++) {
-    const order = rng.permutation(n);
+    let rows: Uint32Array;
+    if (python) {
+      python.shuffle(indices);
+      rows = indices;
+    } else {
+      rows = rng!.permutation(n);
+    }
     let lossSum = 0;
     let accSum = 0;
     for (let s = 0; s < stepsPerEpoch; s++) {
-      const rows = order.subarray(s * o.batchSize, Math.min(n, (s + 1) * o.batchSize));
-      const { x, y } = batchOf(o.train, rows, o.network, o.task, o.backend, o.dtype);
+      const batch = rows.subarray(s * o.batchSize, Math.min(n, (s + 1) * o.batchSize));
+      const { x, y } = batchOf(o.train, batch, o.network, o.task, o.backend, o.dtype);
       try {
         const lossFn = classification ? softmaxCrossEntropy(y) : meanSquaredError(y);
-        if (classification) {
-          // Train accuracy of this batch with the parameters before the step.
-          const acc = scope(() => accuracy(o.network.forward(o.optimizer.params, x), y));
-          accSum += (await acc.data())[0];
-          acc.dispose();
-        }
         const rec = await o.optimizer.step((...p) => o.network.forward(p, x), lossFn);
         lossSum += rec.loss;
+        if (classification) {
+          // The batch accuracy where the seed scores it (the optimizer reports it from outputs
+          // it evaluated); an optimizer that does not report it is scored after its step.
+          if (rec.metric !== undefined) accSum += rec.metric;
+          else {
+            const acc = scope(() => accuracy(o.network.forward(o.optimizer.params, x), y));
+            accSum += (await acc.data())[0];
+            acc.dispose();
+          }
+        }
         if (o.optimizer instanceof SGN) {
           const r = rec as unknown as { rho: number; alpha: number };
           record.rho!.push(r.rho);
