@@ -7,7 +7,7 @@
  *
  * @example
  * ```ts
- * import { bundle } from "./tools/bundle.ts";
+ * import { bundle } from "./bundle.ts";
  * const files = await bundle({ outdir: "dist" });
  * for (const f of files) console.log(f.path, f.bytes);
  * ```
@@ -19,7 +19,16 @@
 // deno-lint-ignore no-import-prefix
 import * as esbuild from "npm:esbuild@0.28.2";
 
-/** Options of {@link bundle}. */
+/**
+ * Options of {@link bundle}.
+ *
+ * @example
+ * ```ts
+ * import { bundle, type BundleOptions } from "./bundle.ts";
+ * const options: BundleOptions = { outdir: "/tmp/sgn-dist", minify: true };
+ * await bundle(options);
+ * ```
+ */
 export interface BundleOptions {
   /** Output folder; default `dist/` of the repository. */
   outdir?: string;
@@ -27,7 +36,16 @@ export interface BundleOptions {
   minify?: boolean;
 }
 
-/** One file that {@link bundle} wrote. */
+/**
+ * One file that {@link bundle} wrote.
+ *
+ * @example
+ * ```ts
+ * import { bundle, type BundledFile } from "./bundle.ts";
+ * const files: BundledFile[] = await bundle();
+ * console.log(files.map((f) => `${f.path}: ${f.bytes} bytes`).join("\n"));
+ * ```
+ */
 export interface BundledFile {
   /** Absolute path. */
   path: string;
@@ -149,7 +167,7 @@ function checkLibrary(meta: esbuild.Metafile, path: string): void {
  *
  * @example
  * ```ts
- * import { bundle } from "./tools/bundle.ts";
+ * import { bundle } from "./bundle.ts";
  * console.log(await bundle());
  * ```
  */

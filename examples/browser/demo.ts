@@ -42,7 +42,15 @@ import {
   train,
 } from "../../mod.ts";
 
-/** One point of the loss curves. */
+/**
+ * One point of the loss curves.
+ *
+ * @example
+ * ```ts ignore
+ * const last: EpochLoss = globalThis.sgnDemo.losses.at(-1)!;
+ * console.log(`epoch ${last.epoch}: test loss ${last.test}`);
+ * ```
+ */
 export interface EpochLoss {
   epoch: number;
   train: number;
@@ -51,7 +59,16 @@ export interface EpochLoss {
   seconds: number;
 }
 
-/** What the page publishes as `window.sgnDemo`, for people in the console and for tests. */
+/**
+ * What the page publishes as `window.sgnDemo`, for people in the console and for tests.
+ *
+ * @example
+ * ```ts ignore
+ * // In the page's console, once training is over:
+ * const s: DemoState = globalThis.sgnDemo;
+ * if (s.done) console.log(s.backend, s.error ?? s.losses.map((l) => l.test));
+ * ```
+ */
 export interface DemoState {
   /** "webgpu" or "cpu" once chosen, "" before. */
   backend: string;

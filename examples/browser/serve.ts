@@ -15,7 +15,16 @@
 
 import { parseArgs } from "node:util";
 
-/** Options of {@link serveStatic}. */
+/**
+ * Options of {@link serveStatic}.
+ *
+ * @example
+ * ```ts
+ * import { serveStatic, type StaticOptions } from "./serve.ts";
+ * const options: StaticOptions = { root: "/tmp", port: 0 };
+ * await serveStatic(options).shutdown();
+ * ```
+ */
 export interface StaticOptions {
   /** Folder to serve; default the repository root. */
   root?: string;
@@ -23,7 +32,18 @@ export interface StaticOptions {
   port?: number;
 }
 
-/** A running server. */
+/**
+ * A running server.
+ *
+ * @example
+ * ```ts
+ * import { serveStatic, type StaticServer } from "./serve.ts";
+ * const server: StaticServer = serveStatic();
+ * await (await fetch(`${server.url}README.md`)).body?.cancel();
+ * console.log(server.requests); // ["/README.md"]
+ * await server.shutdown();
+ * ```
+ */
 export interface StaticServer {
   /** `http://127.0.0.1:PORT/` */
   readonly url: string;
@@ -52,7 +72,15 @@ const TYPES: Record<string, string> = {
   wasm: "application/wasm",
 };
 
-/** The content type of a file name, by its extension. */
+/**
+ * The content type of a file name, by its extension.
+ *
+ * @example
+ * ```ts
+ * import { contentType } from "./serve.ts";
+ * console.log(contentType("mod.ts")); // "application/typescript; charset=utf-8"
+ * ```
+ */
 export function contentType(name: string): string {
   const dot = name.lastIndexOf(".");
   return (dot >= 0 && TYPES[name.slice(dot + 1).toLowerCase()]) || "application/octet-stream";
@@ -115,7 +143,7 @@ async function handle(root: string, req: Request): Promise<Response> {
  *
  * @example
  * ```ts
- * import { serveStatic } from "./examples/browser/serve.ts";
+ * import { serveStatic } from "./serve.ts";
  * const server = serveStatic({ port: 0 });
  * const res = await fetch(new URL("mod.ts", server.url));
  * console.log(res.headers.get("content-type"), (await res.text()).length);
