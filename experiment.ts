@@ -71,6 +71,13 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     kind: "string",
   },
   {
+    name: "order",
+    help:
+      "mini-batch order: python (the seed's: random.seed(--seed), random.shuffle per epoch) | permutation",
+    default: "python",
+    kind: "string",
+  },
+  {
     name: "rho",
     help: "SGN: damping rho of the Gauss-Newton matrix (DAMP_RHO)",
     default: "0.001",
@@ -254,6 +261,7 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs {
     rho_schedule: ["const", "linear", "cos"],
     armijo: ["shrinking", "seed"],
     init: ["auto", "numpy10", "seeded"],
+    order: ["python", "permutation"],
     scheduler: ["const", "linear", "cos", "step"],
     backend: ["webgpu", "cpu", "auto"],
   };
@@ -462,6 +470,7 @@ export async function runExperiment(
     ...(a["data-dir"] ? { data_dir: a["data-dir"] } : {}),
     seed: a.seed,
     init: numpySeed === undefined ? "seeded" : `numpy${numpySeed}`,
+    order: a.order,
     epochs: a.epochs,
     backend: backend.name,
     dtype,
@@ -478,6 +487,7 @@ export async function runExperiment(
       epochs: a.epochs as number,
       batchSize: a.batch_size as number,
       seed: a.seed as number,
+      order: a.order as "python" | "permutation",
       backend,
       dtype,
       onProgress,
