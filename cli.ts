@@ -21,6 +21,7 @@ import {
 } from "./mod.ts";
 import { parseTrainArgs, runExperiment, trainHelp } from "./experiment.ts";
 import { reportCommand } from "./report/command.ts";
+import { writeReport } from "./report/mod.ts";
 import { gridGroups, GRIDS, planRuns, reproduce } from "./reproduce.ts";
 import type { ProgressEvent } from "./sgn/train.ts";
 
@@ -149,6 +150,10 @@ Flags:
   --backend B       webgpu | cpu | auto (default: auto)
   --data-dir DIR    data files (CIFAR-10 batches, IDX files, the seed's sine JSON)
   --float64         compute in float64 (CPU backend), as the seed's runs did
+  --compare DIR     the seed's published runs of this experiment (e.g.
+                    ../shared/seed/results/mnist), drawn beside ours in the report
+  --report FILE     where the report goes (default: <path>/<experiment>/report.html)
+  --no-report       run only, write no report
   --dry-run         list the runs and their train flags, run nothing
   -h, --help        this text`;
 
@@ -182,6 +187,9 @@ async function reproduceCommand(args: string[]): Promise<number> {
         "data-dir": { type: "string" },
         float64: { type: "boolean", default: false },
         "dry-run": { type: "boolean", default: false },
+        compare: { type: "string" },
+        report: { type: "string" },
+        "no-report": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -237,6 +245,15 @@ async function reproduceCommand(args: string[]): Promise<number> {
       `${summary.failed.length} failed, in ${((performance.now() - t0) / 1000).toFixed(0)} s; ` +
       `results in ${summary.folder}`,
   );
+  if (!v["no-report"]) {
+    const out = v.report ?? `${summary.folder}/report.html`;
+    const sources = [`ours=${summary.folder}`, ...(v.compare ? [`seed=${v.compare}`] : [])];
+    const report = await writeReport(sources, out, {
+      title: `${experiment}: ${GRIDS[experiment].description}`,
+    });
+    for (const p of report.problems) console.error(`${p.file}: ${p.reason}`);
+    console.log(`report: ${report.outPath} (${report.runs} runs in ${report.groups} groups)`);
+  }
   return summary.failed.length > 0 ? 1 : 0;
 }
 

@@ -164,3 +164,22 @@ Deno.test("cli: reproduce --dry-run lists the seed's runs; unknown commands and 
   assert.equal(none.code, 2);
   assert.match(none.stderr, /reproduce takes one experiment \(mnist, fashion/);
 });
+
+Deno.test("cli: reproduce runs a grid, then writes the report beside the runs", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const args = ["reproduce", "sine_10", "--runs", "SGN_10", "--seeds", "1", "--epochs", "1"];
+    const run = await cli(...args, "--backend", "cpu", "--path", dir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /\[1\/1\] res_SGN_10_1: started/);
+    assert.match(run.stdout, /sine_10: 1 runs done, 0 skipped, 0 failed/);
+    const html = await Deno.readTextFile(`${dir}/sine_10/report.html`);
+    assert.match(html, /SGN_10/);
+    assert.match(run.stdout, /report: .*sine_10\/report\.html \(1 runs in 1 groups\)/);
+    const again = await cli(...args, "--backend", "cpu", "--path", dir, "--no-report");
+    assert.match(again.stdout, /res_SGN_10_1: results.json exists, skipped/);
+    assert.doesNotMatch(again.stdout, /report:/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
