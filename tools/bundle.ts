@@ -18,6 +18,7 @@
 // The project uses full npm: specifiers rather than an import map (see README).
 // deno-lint-ignore no-import-prefix
 import * as esbuild from "npm:esbuild@0.28.2";
+import { denoNpmPlugin } from "../report/deno_npm.ts";
 
 /**
  * Options of {@link bundle}.
@@ -56,87 +57,6 @@ const ROOT = new URL("../", import.meta.url);
 
 function repoPath(rel: string): string {
   return decodeURIComponent(new URL(rel, ROOT).pathname);
-}
-
-/** `npm:name@version/sub` split into the package's name and version and the subpath. */
-function parseNpm(specifier: string): { name: string; version: string; sub: string } {
-  const m = /^npm:\/?((?:@[^/]+\/)?[^@/]+)@([^/]+)(\/.*)?$/.exec(specifier);
-  if (!m) {
-    throw new Error(
-      `${specifier}: npm specifiers must name an exact version (npm:name@1.2.3[/subpath])`,
-    );
-  }
-  return { name: m[1], version: m[2], sub: m[3] ?? "" };
-}
-
-interface NpmInfo {
-  npmPackages?: Record<string, { name: string; version: string; localPath?: string }>;
-}
-
-/**
- * Makes the npm packages of `specifier` (and their dependencies) resolvable by esbuild: Deno
- * downloads them into its own cache, whose layout is not node_modules, so each package gets a
- * symlink in `linkDir/<name>` and esbuild searches `linkDir` as a NODE_PATH. This keeps Deno's
- * lockfile the one place that pins versions, with no node_modules folder in the repository.
- */
-async function linkNpmPackage(specifier: string, linkDir: string): Promise<void> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", specifier],
-    cwd: repoPath("./"),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(`deno info ${specifier} failed:\n${new TextDecoder().decode(out.stderr)}`);
-  }
-  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as NpmInfo;
-  const seen = new Map<string, string>();
-  for (const pkg of Object.values(info.npmPackages ?? {})) {
-    if (!pkg.localPath) throw new Error(`deno info gave no local path for ${pkg.name}`);
-    const before = seen.get(pkg.name);
-    // A flat NODE_PATH holds one version of a name; two would silently bundle the wrong one.
-    if (before && before !== pkg.version) {
-      throw new Error(`${pkg.name} is needed in versions ${before} and ${pkg.version}`);
-    }
-    seen.set(pkg.name, pkg.version);
-    const link = `${linkDir}/${pkg.name}`;
-    await Deno.mkdir(link.slice(0, link.lastIndexOf("/")), { recursive: true });
-    await Deno.remove(link).catch(() => {});
-    await Deno.symlink(pkg.localPath, link);
-  }
-}
-
-/**
- * Resolves the module graph as Deno does, where esbuild would not: `npm:` specifiers through
- * Deno's npm cache, and `node:` modules rejected, since the browser has none.
- */
-function denoResolver(linkDir: string): esbuild.Plugin {
-  const linked = new Map<string, Promise<void>>();
-  return {
-    name: "deno-specifiers",
-    setup(build) {
-      build.onResolve({ filter: /^node:/ }, (args) => ({
-        errors: [{
-          text: `${args.path} is imported by ${args.importer}: the browser bundle must not ` +
-            `use Node or Deno built-ins`,
-        }],
-      }));
-      build.onResolve({ filter: /^npm:/ }, async (args) => {
-        const { name, version, sub } = parseNpm(args.path);
-        const key = `${name}@${version}`;
-        if (!linked.has(key)) linked.set(key, linkNpmPackage(`npm:${key}`, linkDir));
-        await linked.get(key);
-        const real = await Deno.realPath(`${linkDir}/${name}`);
-        if (!real.endsWith(`/${version}`)) {
-          throw new Error(`${args.path}: Deno resolved ${name} to ${real}`);
-        }
-        return await build.resolve(name + sub, {
-          kind: args.kind,
-          resolveDir: linkDir,
-        });
-      });
-    },
-  };
 }
 
 /**
@@ -184,16 +104,18 @@ export async function bundle(options: BundleOptions = {}): Promise<BundledFile[]
     minify: options.minify ?? false,
     metafile: true,
     logLevel: "silent",
-    nodePaths: [linkDir],
     absWorkingDir: repoPath("./"),
   };
+  // One plugin for both builds, so that each npm package is looked up and linked once. node:
+  // imports fail the build: the browser has no Node or Deno built-ins.
+  const npm = denoNpmPlugin({ linkDir, rejectNode: true });
   const mod = repoPath("mod.ts");
   try {
     const lib = await esbuild.build({
       ...common,
       entryPoints: [mod],
       outfile: `${outdir}/sgn.js`,
-      plugins: [denoResolver(linkDir)],
+      plugins: [npm],
     });
     checkLibrary(lib.metafile!, `${outdir}/sgn.js`);
     await esbuild.build({
@@ -213,7 +135,7 @@ export async function bundle(options: BundleOptions = {}): Promise<BundledFile[]
             });
           },
         },
-        denoResolver(linkDir),
+        npm,
       ],
     });
   } finally {
