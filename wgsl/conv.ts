@@ -45,7 +45,7 @@ import {
   type Pool2dSpec,
   SgnError,
 } from "../backend.ts";
-import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
+import { dispatchFlat, type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 
 /** Invocations per workgroup of the blocked kernels: one AVX2 register of f32 lanes. */
 const LANES = 8;
@@ -77,18 +77,6 @@ function accumulatorCap(flops: number): number {
 /** Largest number of FMAs in one unrolled loop body. */
 const MAX_BODY = 4096;
 
-/** Records a 64-wide kernel over `count` items in a 2-D grid; the params end with the row stride. */
-function dispatch64(
-  rt: GpuRuntime,
-  code: string,
-  params: Params,
-  buffers: GpuBuffer[],
-  count: number,
-): void {
-  const [gx, gy] = grid(Math.ceil(count / WG));
-  rt.dispatch(code, params.u32(gx * WG), buffers, [gx, gy]);
-}
-
 /** Records a blocked kernel over `count` invocations in workgroups of {@link LANES}. */
 function dispatchBlocked(
   rt: GpuRuntime,
@@ -113,7 +101,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 function zeros(rt: GpuRuntime, size: number): GpuBuffer {
   const out = rt.alloc(size);
-  dispatch64(rt, ZERO, new Params().u32(size), [out], size);
+  dispatchFlat(rt, ZERO, new Params().u32(size), [out], size);
   return out;
 }
 
@@ -170,7 +158,7 @@ function transformWeights(
     flip ? 1 : 0,
     total,
   );
-  dispatch64(rt, WEIGHTS, params, [w, out], total);
+  dispatchFlat(rt, WEIGHTS, params, [w, out], total);
   return out;
 }
 
@@ -833,7 +821,7 @@ export function conv2dWeightGrad(
   if (t.dyVec) {
     const total = s.n * ho * wo * f4 * 4;
     dyIn = rt.alloc(total);
-    dispatch64(rt, DY_T, new Params().u32(s.f, ho * wo, f4 * 4, total), [dy, dyIn], total);
+    dispatchFlat(rt, DY_T, new Params().u32(s.f, ho * wo, f4 * 4, total), [dy, dyIn], total);
   }
   const fBlocks = Math.ceil(s.f / (4 * t.fq));
   const cBlocks = Math.ceil(s.c / t.cc);
@@ -853,7 +841,7 @@ export function conv2dWeightGrad(
   if (dyIn !== dy) rt.release(dyIn);
   if (chunks === 1) return part;
   const dw = rt.alloc(weights);
-  dispatch64(rt, SUM_CHUNKS, new Params().u32(weights, chunks), [part, dw], weights);
+  dispatchFlat(rt, SUM_CHUNKS, new Params().u32(weights, chunks), [part, dw], weights);
   rt.release(part);
   return dw;
 }
@@ -989,8 +977,8 @@ export function maxPool2d(
   const out = rt.alloc(total);
   if (total === 0) return out;
   const params = poolParams(s, ho, wo, total);
-  if (values) dispatch64(rt, POOL_FORWARD, params, [x, values, out], total);
-  else dispatch64(rt, POOL_FORWARD_SELF, params, [x, out], total);
+  if (values) dispatchFlat(rt, POOL_FORWARD, params, [x, values, out], total);
+  else dispatchFlat(rt, POOL_FORWARD_SELF, params, [x, out], total);
   return out;
 }
 
@@ -1011,10 +999,10 @@ export function maxPool2dBackward(
     const cy = Math.ceil(s.h / s.strideH);
     const cx = Math.ceil(s.w / s.strideW);
     const total = s.n * s.c * cy * cx;
-    dispatch64(rt, POOL_BACKWARD_CELLS, poolParams(s, ho, wo, total, cy, cx), [x, dy, dx], total);
+    dispatchFlat(rt, POOL_BACKWARD_CELLS, poolParams(s, ho, wo, total, cy, cx), [x, dy, dx], total);
   } else {
     const total = dx.size;
-    dispatch64(rt, POOL_BACKWARD_GATHER, poolParams(s, ho, wo, total), [x, dy, dx], total);
+    dispatchFlat(rt, POOL_BACKWARD_GATHER, poolParams(s, ho, wo, total), [x, dy, dx], total);
   }
   return dx;
 }

@@ -29,7 +29,7 @@
  */
 
 import { checkMatmulSpec, type MatmulSpec, SgnError } from "../backend.ts";
-import { type GpuBuffer, type GpuRuntime, grid, MAX_GROUPS, Params } from "./runtime.ts";
+import { dispatchFlat, type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";
 
 /**
  * The work split of one product: each invocation computes an `r` x `c` block of the output, and a
@@ -190,18 +190,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (i < p.count) { out[i] = 0.0; }
 }`;
 
-/** Records a 64-wide kernel over `count` items in a 2-D grid; the params end with the row stride. */
-function dispatch64(
-  rt: GpuRuntime,
-  code: string,
-  params: Params,
-  buffers: GpuBuffer[],
-  count: number,
-): void {
-  const [gx, gy] = grid(Math.ceil(count / 64));
-  rt.dispatch(code, params.u32(gx * 64), buffers, [gx, gy]);
-}
-
 /** Threads that run workgroups concurrently (lavapipe: one per CPU). */
 const THREADS = Math.max(1, Math.min(64, globalThis.navigator?.hardwareConcurrency ?? 4));
 
@@ -272,7 +260,7 @@ function padded(
   if (rowsP === rows && cols4 * 4 === cols) return { buf: x, ld: cols4, temp: false };
   const count = batches * rowsP * cols4;
   const out = rt.alloc(count * 4);
-  dispatch64(rt, PAD, new Params().u32(rows, cols, rowsP, cols4, count), [x, out], count);
+  dispatchFlat(rt, PAD, new Params().u32(rows, cols, rowsP, cols4, count), [x, out], count);
   return { buf: out, ld: cols4, temp: true };
 }
 
@@ -297,7 +285,7 @@ export function matmul(
   if (size === 0) return rt.alloc(0);
   if (k === 0) {
     const zero = rt.alloc(size);
-    dispatch64(rt, ZERO, new Params().u32(size), [zero], size);
+    dispatchFlat(rt, ZERO, new Params().u32(size), [zero], size);
     return zero;
   }
   const k4 = Math.ceil(k / 4) * 4;

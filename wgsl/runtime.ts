@@ -323,3 +323,20 @@ export function grid(count: number): [number, number] {
   const y = Math.ceil(count / MAX_GROUPS);
   return [Math.ceil(count / y), y];
 }
+
+/**
+ * Records a kernel of workgroup size `size` over `count` invocations laid out in a 2-D grid
+ * (see {@link grid}), appending the row stride (invocations per grid row) to `params`: the kernel
+ * indexes `gid.x + gid.y * p.stride` and skips indices past its count.
+ */
+export function dispatchFlat(
+  rt: GpuRuntime,
+  code: string,
+  params: Params,
+  buffers: GpuBuffer[],
+  count: number,
+  size = 64,
+): void {
+  const [gx, gy] = grid(Math.ceil(count / size));
+  rt.dispatch(code, params.u32(gx * size), buffers, [gx, gy]);
+}
