@@ -415,13 +415,30 @@ async function devtoolsUrl(
 }
 
 /**
+ * Options of {@link launchChromium}.
+ *
+ * @example
+ * ```ts ignore
+ * const options: LaunchOptions = { args: ["--enable-unsafe-webgpu"] };
+ * await using browser = await launchChromium(options);
+ * ```
+ */
+export interface LaunchOptions {
+  /**
+   * Chromium flags added after the defaults (headless, no hardware GPU, no sandbox, no network
+   * chatter, a DevTools port), which stay: a test asks for a feature, not for a different harness.
+   */
+  args?: string[];
+}
+
+/**
  * Launches headless Chromium with a fresh profile in a temporary folder. Close it in a `finally`
  * (or with `await using`): that kills Chromium's whole process group and removes the profile, also
  * when the test failed. Throws when Chromium is missing or does not start.
  *
  * @example
  * ```ts ignore
- * const browser = await launchChromium();
+ * const browser = await launchChromium({ args: ["--enable-unsafe-webgpu"] });
  * try {
  *   const page = await browser.open("file:///tmp/report.html");
  *   await page.screenshot("/tmp/report.png");
@@ -430,7 +447,7 @@ async function devtoolsUrl(
  * }
  * ```
  */
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(options: LaunchOptions = {}): Promise<Browser> {
   if (!CHROMIUM) {
     throw new Error(
       "Chromium not found: install it (apt-get install chromium) or set CHROMIUM to its path" +
@@ -440,7 +457,8 @@ export async function launchChromium(): Promise<Browser> {
   const profile = await Deno.makeTempDir({ prefix: "sgn-chromium-" });
   // Its own process group (detached), so close() can kill the renderer and helper processes too.
   const child = new Deno.Command(CHROMIUM, {
-    args: [...FLAGS, `--user-data-dir=${profile}`, "about:blank"],
+    // The URL last: Chromium takes what follows the flags as the pages to open.
+    args: [...FLAGS, ...(options.args ?? []), `--user-data-dir=${profile}`, "about:blank"],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
