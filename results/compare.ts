@@ -40,20 +40,27 @@ function stat(rs: Run[], epoch: number, pct: boolean): string {
   return `${f(mean)} (${f(Math.min(...v))}-${f(Math.max(...v))}, n=${v.length})`;
 }
 
-const EXPERIMENTS: [string, string, number[], boolean][] = [
-  ["mnist", "res_SGN_3_", [1, 2, 5], true],
-  ["mnist", "res_SGD_1_", [1, 2, 5], true],
-  ["sine_10", "res_SGN_10_", [1, 2, 5, 10], false],
-  ["boston", "res_SGN_10_", [1, 2, 5, 10], false],
-  ["fashion", "res_SGN_3_", [1, 2], true],
+/** [label, our folder, the seed's folder, run prefix, epochs to show, metric is a percentage]. */
+const EXPERIMENTS: [string, string, string, string, number[], boolean][] = [
+  ["mnist", "mnist", "mnist", "res_SGN_3_", [1, 2, 5], true],
+  ["mnist (float64, CPU)", "float64/mnist", "mnist", "res_SGN_3_", [1, 2, 5], true],
+  ["mnist", "mnist", "mnist", "res_SGD_1_", [1, 2, 5], true],
+  ["mnist (float64, CPU)", "float64/mnist", "mnist", "res_SGD_1_", [1, 2], true],
+  ["fashion", "fashion", "fashion", "res_SGN_3_", [1, 2], true],
+  ["fashion", "fashion", "fashion", "res_SGD_0.1_", [1, 2], true],
+  ["sine_10", "sine_10", "sine_10", "res_SGN_10_", [1, 2, 5, 10], false],
+  ["sine_10 (float64, CPU)", "float64/sine_10", "sine_10", "res_SGN_10_", [1, 2, 5, 10], false],
+  ["sine_100 (seed's data)", "sine_100", "sine_100", "res_SGN_10_", [1, 2, 5, 10], false],
+  ["boston", "boston", "boston", "res_SGN_10_", [1, 2, 5, 10], false],
+  ["boston (float64, CPU)", "float64/boston", "boston", "res_SGN_10_", [1, 2, 5, 10], false],
 ];
 
 console.log("| experiment | run | epoch | ours: mean (range, runs) | seed: mean (range, runs) |");
 console.log("|---|---|---:|---:|---:|");
 const times: string[] = [];
-for (const [exp, prefix, epochs, pct] of EXPERIMENTS) {
-  const ours = await runs(`${ourDir}/${exp}`, prefix);
-  const seed = await runs(`${seedDir}/${exp}`, prefix);
+for (const [exp, ourFolder, seedFolder, prefix, epochs, pct] of EXPERIMENTS) {
+  const ours = await runs(`${ourDir}/${ourFolder}`, prefix);
+  const seed = await runs(`${seedDir}/${seedFolder}`, prefix);
   for (const e of epochs) {
     console.log(`| ${exp} | ${prefix.slice(4, -1)} | ${e} | ${stat(ours, e, pct)} | ${stat(seed, e, pct)} |`);
   }
