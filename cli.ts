@@ -248,8 +248,12 @@ async function reproduceCommand(args: string[]): Promise<number> {
   if (!v["no-report"]) {
     const out = v.report ?? `${summary.folder}/report.html`;
     const sources = [`ours=${summary.folder}`, ...(v.compare ? [`seed=${v.compare}`] : [])];
+    // The seed's runs are 10 to 600 epochs long: draw them over the epochs of ours.
+    const epochsRun = epochs ?? GRIDS[experiment].epochs;
     const report = await writeReport(sources, out, {
-      title: `${experiment}: ${GRIDS[experiment].description}`,
+      title: `${experiment}: ${GRIDS[experiment].description}` +
+        (v.compare ? ` (first ${epochsRun} epochs)` : ""),
+      maxEpochs: v.compare ? epochsRun : undefined,
     });
     for (const p of report.problems) console.error(`${p.file}: ${p.reason}`);
     console.log(`report: ${report.outPath} (${report.runs} runs in ${report.groups} groups)`);

@@ -681,6 +681,30 @@ async function readRun(
 }
 
 /**
+ * A run cut to its first `epochs` epochs (all of it when shorter), so that long runs (the seed's
+ * ran 100 to 600 epochs) can be drawn on the scale of short ones.
+ *
+ * @example
+ * ```ts ignore
+ * const short = truncateRun(run, 5); // avgLoss, the metric and seconds of epochs 1-5
+ * ```
+ */
+export function truncateRun<R extends RunSeries>(run: R, epochs: number): R {
+  return {
+    ...run,
+    avgLoss: run.avgLoss.slice(0, epochs),
+    seconds: run.seconds.slice(0, epochs),
+    ...(run.metricValues ? { metricValues: run.metricValues.slice(0, epochs) } : {}),
+  };
+}
+
+/** Options of {@link collectRuns}. */
+export interface CollectOptions {
+  /** Keep only the first this many epochs of every run (default: all). */
+  maxEpochs?: number;
+}
+
+/**
  * Finds, reads, validates and groups the runs of the sources. A source path may be a run
  * folder, any folder above run folders (searched recursively), a results.json, or a glob. A
  * missing or malformed file is a {@link Problem} and the other runs are still collected; a run
@@ -696,7 +720,14 @@ async function readRun(
  * for (const p of c.problems) console.log(`${p.file}: ${p.reason}`);
  * ```
  */
-export async function collectRuns(sources: readonly ReportSource[]): Promise<Collection> {
+export async function collectRuns(
+  sources: readonly ReportSource[],
+  options: CollectOptions = {},
+): Promise<Collection> {
+  const max = options.maxEpochs;
+  if (max !== undefined && !(Number.isInteger(max) && max >= 1)) {
+    throw new RangeError(`maxEpochs must be a positive integer, got ${max}`);
+  }
   const problems: Problem[] = [];
   const runs: Run[] = [];
   const seen = new Set<string>();
@@ -725,7 +756,7 @@ export async function collectRuns(sources: readonly ReportSource[]): Promise<Col
         seen.add(key);
         const run = await readRun(dir, source.label, problems);
         if (run) {
-          runs.push(run);
+          runs.push(max === undefined ? run : truncateRun(run, max));
           count++;
         }
       }

@@ -33,6 +33,8 @@ labelled: label=path. Without a label, the folder above "results" names the sour
 Options:
   -o, --out FILE    the HTML file to write (required)
   --title T         the page title (default "sgn training report")
+  --epochs N        draw only the first N epochs of every run (e.g. the seed's 100-epoch runs
+                    on the scale of a 5-epoch reproduction)
   -h, --help        this text
 
 Example:
@@ -58,6 +60,7 @@ export async function reportCommand(args: string[]): Promise<number> {
       options: {
         out: { type: "string", short: "o" },
         title: { type: "string" },
+        epochs: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -78,8 +81,13 @@ export async function reportCommand(args: string[]): Promise<number> {
     console.error("error: report needs --out FILE, the HTML file to write (see --help)");
     return 2;
   }
+  const maxEpochs = values.epochs === undefined ? undefined : Number(values.epochs);
+  if (maxEpochs !== undefined && !(Number.isInteger(maxEpochs) && maxEpochs >= 1)) {
+    console.error(`error: --epochs must be a positive integer, got "${values.epochs}"`);
+    return 2;
+  }
   try {
-    const s = await writeReport(positionals, values.out, { title: values.title });
+    const s = await writeReport(positionals, values.out, { title: values.title, maxEpochs });
     for (const p of s.problems) {
       console.error(`${p.file}: ${p.reason}${p.skipped ? " (run left out)" : ""}`);
     }

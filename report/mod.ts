@@ -21,6 +21,7 @@ import { buildReportHtml } from "./html.ts";
 export {
   aggregate,
   type Collection,
+  type CollectOptions,
   collectRuns,
   configNaming,
   defaultLabel,
@@ -36,6 +37,7 @@ export {
   type ReportSource,
   type Run,
   type RunSeries,
+  truncateRun,
 } from "./collect.ts";
 export { buildReportHtml, type HtmlOptions, pageData } from "./html.ts";
 export { bundlePageScript } from "./bundle.ts";
@@ -47,6 +49,8 @@ export interface ReportOptions {
   title?: string;
   /** Time shown as the report's date (default now). */
   generatedAt?: Date;
+  /** Draw only the first this many epochs of every run (default: all). */
+  maxEpochs?: number;
 }
 
 /** What {@link writeReport} wrote. */
@@ -106,7 +110,7 @@ export async function writeReport(
   options: ReportOptions = {},
 ): Promise<ReportSummary> {
   const list = sources.map((s) => typeof s === "string" ? parseSourceArg(s) : s);
-  const collection = await collectRuns(list);
+  const collection = await collectRuns(list, { maxEpochs: options.maxEpochs });
   if (!collection.runs.length) throw new NoRunsError(list, collection.problems);
   const html = buildReportHtml(collection, {
     title: options.title ?? "sgn training report",

@@ -345,6 +345,35 @@ Deno.test("report: globs, labels, and a run reached twice counted once", async (
   }
 });
 
+Deno.test("report: maxEpochs cuts every run to its first epochs before grouping", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    const long = {
+      avg_loss: [4, 3, 2, 1],
+      acc: [0.1, 0.2, 0.3, 0.4],
+      test_acc: [0.5, 0.6, 0.7, 0.8],
+      tot_time: 40,
+      tot_iterations: 4,
+      tot_epochs: 4,
+    };
+    await writeRun(join(root, "r/mnist/res_SGN_3_1"), long, SGN_CONFIG);
+    const all = await collectRuns([{ label: "x", path: root }]);
+    assert.deepEqual(all.runs[0].avgLoss, [4, 3, 2, 1]);
+    const cut = await collectRuns([{ label: "x", path: root }], { maxEpochs: 2 });
+    assert.deepEqual(cut.runs[0].avgLoss, [4, 3]);
+    assert.deepEqual(cut.runs[0].metricValues, [0.5, 0.6]);
+    // The seed's files spread tot_time evenly: epoch 2 of 4 ends at 20 s.
+    assert.deepEqual(cut.runs[0].seconds, [10, 20]);
+    assert.equal(cut.groups[0].final.metric?.mean, 0.6);
+    await assert.rejects(
+      () => collectRuns([{ label: "x", path: root }], { maxEpochs: 0 }),
+      /maxEpochs must be a positive integer, got 0/,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("report: the command's errors exit 2; no run at all is an error", async () => {
   const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
   try {
