@@ -245,7 +245,9 @@ async function reproduceCommand(args: string[]): Promise<number> {
       `${summary.failed.length} failed, in ${((performance.now() - t0) / 1000).toFixed(0)} s; ` +
       `results in ${summary.folder}`,
   );
-  if (!v["no-report"]) {
+  if (!v["no-report"] && summary.ran.length + summary.skipped.length === 0) {
+    console.log("no run finished, so no report");
+  } else if (!v["no-report"]) {
     const out = v.report ?? `${summary.folder}/report.html`;
     const sources = [`ours=${summary.folder}`, ...(v.compare ? [`seed=${v.compare}`] : [])];
     // The seed's runs are 10 to 600 epochs long: draw them over the epochs of ours.

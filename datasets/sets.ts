@@ -8,6 +8,8 @@
  * @module
  */
 
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { SgnError } from "../backend.ts";
 import { NumpyRandomState, Random } from "../random.ts";
 import type { Dataset } from "../sgn/train.ts";
@@ -98,9 +100,14 @@ async function readFile(url: URL | string, what: string): Promise<Uint8Array> {
   }
 }
 
+/** The file URL of a directory given as a path (relative to the working directory or absolute). */
+function dirUrl(dir: string): URL {
+  return pathToFileURL(resolve(dir) + "/");
+}
+
 /** Reads the four standard IDX files (plain or .gz) from a directory. */
 async function idxDirectory(dir: string | URL, what: string) {
-  const base = typeof dir === "string" ? new URL(`file://${dir.replace(/\/?$/, "/")}`) : dir;
+  const base = typeof dir === "string" ? dirUrl(dir) : dir;
   const read = async (stem: string, rank: number) => {
     for (const name of [stem, `${stem}.gz`]) {
       const url = new URL(name, base);
@@ -249,7 +256,7 @@ export async function loadCifar10(
   dir: string,
   format: ImageFormat = "conv",
 ): Promise<LoadedDataset> {
-  const base = new URL(`file://${dir.replace(/\/?$/, "/")}`);
+  const base = dirUrl(dir);
   const batches: ReturnType<typeof parseCifarBatch>[] = [];
   for (const name of CIFAR_FILES) {
     const url = new URL(name, base);

