@@ -2,7 +2,8 @@
  * Networks, losses and the first-order baselines against hand computations.
  */
 import assert from "node:assert/strict";
-import { tensor } from "../autodiff/tensor.ts";
+import { type Tensor, tensor } from "../autodiff/tensor.ts";
+import { valueAndGrad } from "../autodiff/transforms.ts";
 import { ARCHITECTURES, convNet, mlp } from "../models/networks.ts";
 import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import { Adam, SGD } from "../sgn/baselines.ts";
@@ -298,3 +299,53 @@ Deno.test("Adam: bias-corrected first step moves each weight by lr against its g
   assert.ok(end[0] > 2 && Math.abs(end[1] + 1) < 0.05, `Adam approaches the minimum: ${end}`);
   opt.dispose();
 });
+
+for (const be of await backends()) {
+  Deno.test(`convNet (${be.name}): relu before a pool runs after it, with the seed's outputs and gradients exactly`, async () => {
+    const spec = {
+      conv_layers: {
+        layer0: { type: "CONV", num_filters: 3, filter_size: 3 },
+        layer1: { type: "ACT", activation: "relu" },
+        layer2: { type: "POOL" },
+        layer3: { type: "CONV", num_filters: 4, filter_size: 3 },
+        layer4: { type: "ACT", activation: "relu" },
+        layer5: { type: "POOL" },
+      },
+      mlp_layers: { layer0: { type: "FC", output_size: 5, activation: "relu" } },
+    } as const;
+    const net = convNet(spec, [2, 14, 14], 3);
+    const dtype = be.name === "cpu" ? "float64" : "float32";
+    const params = net.init({ seed: 4, backend: be, dtype });
+    const rng = new NumpyRandomState(3);
+    const x = tensor(Array.from({ length: 2 * 2 * 14 * 14 }, () => rng.randn()), [2, 2, 14, 14], {
+      backend: be,
+      dtype,
+    });
+    const weights = tensor(Array.from({ length: 6 }, () => rng.randn()), [2, 3], {
+      backend: be,
+      dtype,
+    });
+    // The seed's order, written out: conv + bias, relu, pool, twice; flatten; FC relu; FC.
+    const reference = (...p: Tensor[]) => {
+      let y = x;
+      for (const i of [0, 2]) {
+        const f = p[i].shape[0];
+        y = o.add(o.conv2d(y, p[i]), o.reshape(p[i + 1], [1, f, 1, 1]));
+        y = o.maxPool2d(o.relu(y), 2, 2);
+      }
+      y = o.relu(o.add(o.matmul(o.flatten(y), p[4]), p[5]));
+      return o.add(o.matmul(y, p[6]), p[7]);
+    };
+    const score = (model: (...p: Tensor[]) => Tensor) => (...p: Tensor[]) =>
+      o.sum(o.mul(model(...p), weights));
+    const [v1, g1] = valueAndGrad(score((...p) => net.forward(p, x)))(...params);
+    const [v2, g2] = valueAndGrad(score(reference))(...params);
+    assert.deepEqual(await net.forward(params, x).data(), await reference(...params).data());
+    assert.equal((await v1.data())[0], (await v2.data())[0]);
+    for (let i = 0; i < g1.length; i++) {
+      assert.deepEqual(await g1[i].data(), await g2[i].data(), `gradient of parameter ${i}`);
+    }
+    assert.ok((await g1[0].data()).some((v) => v !== 0), "the first conv's gradient is not zero");
+    for (const t of [...params, x, weights, v1, v2, ...g1, ...g2]) t.dispose();
+  });
+}
