@@ -77,6 +77,18 @@ function accumulatorCap(flops: number): number {
 /** Largest number of FMAs in one unrolled loop body. */
 const MAX_BODY = 4096;
 
+/**
+ * The head of every blocked kernel's entry point: its invocation index `g` over `p.count`
+ * (grid rows of `p.nx` workgroups). Invocations past the end compute a clamped copy and store
+ * nothing (`live` is false), which keeps control flow uniform.
+ */
+const BLOCKED_MAIN = /* wgsl */ `@compute @workgroup_size(${LANES})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let gi = (wid.x + wid.y * p.nx) * ${LANES}u + lid;
+  let live = gi < p.count;
+  let g = min(gi, p.count - 1u);
+`;
+
 /** Records a blocked kernel over `count` invocations in workgroups of {@link LANES}. */
 function dispatchBlocked(
   rt: GpuRuntime,
@@ -329,13 +341,7 @@ struct P { cin: u32, h: u32, w: u32, cout: u32, ho: u32, wo: u32, padY: i32, pad
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<${T}>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-@compute @workgroup_size(${LANES})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let gi = (wid.x + wid.y * p.nx) * ${LANES}u + lid;
-  // Invocations past the end compute a clamped copy and store nothing (uniform control flow).
-  let live = gi < p.count;
-  let g = min(gi, p.count - 1u);
-  let fb = g % p.fBlocks;
+${BLOCKED_MAIN}  let fb = g % p.fBlocks;
   let t = g / p.fBlocks;
   let tx = t % p.tilesX;
   let ty = (t / p.tilesX) % p.tilesY;
@@ -491,12 +497,7 @@ struct P { n: u32, c: u32, h: u32, w: u32, f: u32, ho: u32, wo: u32, sh: u32, sw
 @group(0) @binding(1) var<storage, read> DY: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> DX: array<f32>;
-@compute @workgroup_size(${LANES})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let gi = (wid.x + wid.y * p.nx) * ${LANES}u + lid;
-  let live = gi < p.count;
-  let g = min(gi, p.count - 1u);
-  let cb = g % p.cBlocks;
+${BLOCKED_MAIN}  let cb = g % p.cBlocks;
   let t = g / p.cBlocks;
   let tx = t % p.tilesX;
   let iy = (t / p.tilesX) % p.h;
@@ -768,12 +769,7 @@ struct P { c: u32, h: u32, w: u32, f: u32, ho: u32, wo: u32, padY: i32, padX: i3
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> DY: array<${dyVec ? "vec4f" : "f32"}>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
-@compute @workgroup_size(${LANES})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let gi = (wid.x + wid.y * p.nx) * ${LANES}u + lid;
-  let live = gi < p.count;
-  let g = min(gi, p.count - 1u);
-  let fb = g % p.fBlocks;
+${BLOCKED_MAIN}  let fb = g % p.fBlocks;
   let cb = (g / p.fBlocks) % p.cBlocks;
   let chunk = g / (p.fBlocks * p.cBlocks);
   let f0 = fb * ${FQ * 4}u;
