@@ -885,16 +885,19 @@ const POOL_FORWARD_SELF = POOL_FORWARD
   .replace("@binding(3)", "@binding(2)")
   .replace("values[argmaxWindow", "x[argmaxWindow");
 
-/** Backward for overlapping windows: per input pixel, the windows that contain it. */
-const POOL_BACKWARD_GATHER = /* wgsl */ `
-${POOL_HEAD}
+/** Bindings and entry-point head of both pooling backward kernels: item `i` of `p.total`. */
+const POOL_BACKWARD_MAIN = /* wgsl */ `${POOL_HEAD}
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x + gid.y * p.stride;
   if (i >= p.total) { return; }
-  let ix = i % p.w;
+`;
+
+/** Backward for overlapping windows: per input pixel, the windows that contain it. */
+const POOL_BACKWARD_GATHER = /* wgsl */ `
+${POOL_BACKWARD_MAIN}  let ix = i % p.w;
   let iy = (i / p.w) % p.h;
   let plane = i / (p.w * p.h);
   let base = plane * p.h * p.w;
@@ -919,14 +922,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
  * window's argmax, 0 elsewhere.
  */
 const POOL_BACKWARD_CELLS = /* wgsl */ `
-${POOL_HEAD}
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * p.stride;
-  if (i >= p.total) { return; }
-  let cx = i % p.cx;
+${POOL_BACKWARD_MAIN}  let cx = i % p.cx;
   let cy = (i / p.cx) % p.cy;
   let plane = i / (p.cx * p.cy);
   let base = plane * p.h * p.w;
