@@ -165,12 +165,18 @@ export function pool2dOutSize(s: Pool2dSpec): [number, number] {
 
 /** A tensor kernel implementation. See the module documentation. */
 export interface Backend {
-  /** "webgpu" or "cpu". */
-  readonly name: "webgpu" | "cpu";
+  /** "webgpu", "cpu" (the plain TypeScript oracle) or "native" (BLAS through FFI). */
+  readonly name: "webgpu" | "cpu" | "native";
   /** Human-readable description of the device (the adapter for WebGPU). */
   readonly description: string;
   /** Element types this backend supports. */
   readonly dtypes: readonly DType[];
+  /**
+   * True when `read` costs no device round trip (the CPU backends): optimizers then decide on
+   * the host, with no speculative work; false on WebGPU, where a readback is the costliest
+   * operation there is.
+   */
+  readonly hostReadback: boolean;
 
   // --- memory -------------------------------------------------------------------------------
   /** Copies host data into a new buffer. */

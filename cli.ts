@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import {
   type Backend,
-  type BackendChoice,
+  checkBackendChoice,
   init,
   mlp,
   Random,
@@ -147,9 +147,9 @@ Flags:
   --seeds LIST      seeds, e.g. 1,2,3 or 1-5 (default: 1-5, as the seed)
   --epochs N        epochs per run (default: the experiment's, above)
   --path DIR        folder for the results (default: results)
-  --backend B       webgpu | cpu | auto (default: auto)
+  --backend B       auto | webgpu | native | cpu (default: SGN_BACKEND, else auto)
   --data-dir DIR    data files (CIFAR-10 batches, IDX files, the seed's sine JSON)
-  --float64         compute in float64 (CPU backend), as the seed's runs did
+  --float64         compute in float64 (a CPU backend), as the seed's runs did
   --compare DIR     the seed's published runs of this experiment (e.g.
                     ../shared/seed/results/mnist), drawn beside ours in the report
   --report FILE     where the report goes (default: <path>/<experiment>/report.html)
@@ -284,12 +284,12 @@ y = sin(f x) + N(0, 0.01^2), the first 30% held out) with SGN as the seed config
 test loss after every epoch.
 
 Flags:
-  --backend webgpu|cpu|auto   backend (default: auto, or SGN_BACKEND)
+  --backend B                 auto | webgpu | native | cpu (default: SGN_BACKEND, else auto)
   --epochs N                  epochs (default 5)
   --f F                       frequency of the sine (default 10)
   --cg-iters N                CG iterations (default 10)
   --seed N                    seed of data, initialization and shuffling (default 1)
-  --float64                   compute in float64 (CPU backend only), as the seed did
+  --float64                   compute in float64 (a CPU backend), as the seed did
   -h, --help                  this text`;
 
 async function demo(be: Backend, o: Record<string, number>, float64: boolean) {
@@ -377,15 +377,11 @@ async function demoCommand(args: string[]): Promise<number> {
     }
     ints[key] = v;
   }
-  const choice = values.backend || undefined;
-  if (choice && !["webgpu", "cpu", "auto"].includes(choice)) {
-    throw new SgnError(`--backend must be webgpu, cpu or auto, got "${choice}"`);
+  const choice = values.backend ? checkBackendChoice(values.backend, "--backend") : undefined;
+  if (values.float64 && choice === "webgpu") {
+    throw new SgnError("--float64 needs a CPU backend (WebGPU computes in float32)");
   }
-  if (values.float64 && choice && choice !== "cpu") {
-    throw new SgnError("--float64 needs the CPU backend (WebGPU computes in float32)");
-  }
-  const backend = (values.float64 ? "cpu" : choice) as BackendChoice | undefined;
-  const be = await init({ backend });
+  const be = await init({ backend: choice, dtype: values.float64 ? "float64" : "float32" });
   await demo(be, ints, values.float64);
   return 0;
 }

@@ -8,7 +8,7 @@
  */
 
 import { SgnError } from "./backend.ts";
-import { init } from "./autodiff/device.ts";
+import { BACKEND_CHOICES, type BackendChoice, init } from "./autodiff/device.ts";
 import { ARCHITECTURES, convNet, type ConvNetSpec, mlp, type Network } from "./models/networks.ts";
 import { SGN } from "./sgn/sgn.ts";
 import type { Optimizer } from "./sgn/sgn.ts";
@@ -165,7 +165,13 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     kind: "string",
   },
   { name: "f", help: "name of the results folder", default: "results", kind: "string" },
-  { name: "backend", help: "webgpu | cpu | auto", default: "auto", kind: "string" },
+  {
+    name: "backend",
+    help: "auto | webgpu | native | cpu (default: SGN_BACKEND, else auto: a hardware GPU, " +
+      "else native BLAS, else what exists)",
+    default: "",
+    kind: "string",
+  },
   {
     name: "data-dir",
     help:
@@ -175,7 +181,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   },
   {
     name: "float64",
-    help: "compute in float64 (CPU backend only), as the seed's runs did",
+    help: "compute in float64 (a CPU backend: native or cpu), as the seed's runs did",
     default: "false",
     kind: "bool",
   },
@@ -263,15 +269,16 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs {
     init: ["auto", "numpy10", "seeded"],
     order: ["python", "permutation"],
     scheduler: ["const", "linear", "cos", "step"],
-    backend: ["webgpu", "cpu", "auto"],
+    backend: ["", ...BACKEND_CHOICES],
   };
   for (const [name, allowed] of Object.entries(choices)) {
     if (!allowed.includes(out[name] as string)) {
-      throw new SgnError(`--${name} must be one of ${allowed.join(", ")}, got "${out[name]}"`);
+      const names = allowed.filter((v) => v !== "").join(", ");
+      throw new SgnError(`--${name} must be one of ${names}, got "${out[name]}"`);
     }
   }
   if (out.float64 && out.backend === "webgpu") {
-    throw new SgnError("--float64 needs the CPU backend (WebGPU computes in float32)");
+    throw new SgnError("--float64 needs a CPU backend (WebGPU computes in float32)");
   }
   return out;
 }
@@ -418,10 +425,9 @@ export async function runExperiment(
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const conv = (a.architecture as string) !== "" || a.dataset === "cifar10";
-  const backend = await init({
-    backend: a.float64 ? "cpu" : a.backend as "webgpu" | "cpu" | "auto",
-  });
   const dtype = a.float64 ? "float64" : "float32";
+  // An unset --backend leaves the choice to SGN_BACKEND, then to the auto rule.
+  const backend = await init({ backend: (a.backend as BackendChoice) || undefined, dtype });
   const data = await loadData(a, conv);
   const network = conv
     ? convNet(

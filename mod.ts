@@ -29,13 +29,18 @@ export {
   type UnaryOp,
 } from "./backend.ts";
 export { CpuBackend } from "./cpu/backend.ts";
+export { NativeBackend } from "./cpu/native.ts";
+export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
 export { WebGpuBackend } from "./wgsl/backend.ts";
 export {
+  BACKEND_CHOICES,
   type BackendChoice,
+  checkBackendChoice,
   cpuBackend,
   getBackend,
   init,
   type InitOptions,
+  nativeBackend,
   setBackend,
   webgpuBackend,
 } from "./autodiff/device.ts";

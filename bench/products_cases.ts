@@ -8,6 +8,7 @@
  */
 import type { Backend } from "../backend.ts";
 import { CpuBackend } from "../cpu/backend.ts";
+import { NativeBackend } from "../cpu/native.ts";
 import { WebGpuBackend } from "../wgsl/backend.ts";
 import { Random } from "../random.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
@@ -29,7 +30,7 @@ export const PRODUCTS = [
 /** One workload on one backend, with a runner per product. */
 export interface ProductCase {
   workload: string;
-  backend: "webgpu" | "cpu";
+  backend: Backend["name"];
   reps: number;
   run: Record<(typeof PRODUCTS)[number], () => Promise<void>>;
   dispose(): void;
@@ -57,9 +58,11 @@ function workloads(): [string, Network, number][] {
  * workloads whose label contains it (e.g. "W4").
  */
 export async function productCases(withCpu = true, only = ""): Promise<ProductCase[]> {
-  const list: [Backend, "webgpu" | "cpu"][] = [];
+  const list: [Backend, Backend["name"]][] = [];
   const gpu = await WebGpuBackend.create();
   if (gpu) list.push([gpu, "webgpu"]);
+  const native = NativeBackend.create().backend;
+  if (native) list.push([native, "native"]);
   if (withCpu) list.push([new CpuBackend(), "cpu"]);
   const out: ProductCase[] = [];
   for (const [be, name] of list) {

@@ -95,17 +95,24 @@ const nanMax = (a: number, b: number) => (Number.isNaN(a) ? a : Number.isNaN(b) 
  * ```
  */
 export class CpuBackend implements Backend {
-  readonly name = "cpu" as const;
-  readonly description = "CPU reference backend (JavaScript loops)";
+  readonly name: "cpu" | "native" = "cpu";
+  readonly description: string = "CPU reference backend (JavaScript loops)";
+  /** Reading a buffer costs no device round trip: optimizers use host control flow. */
+  readonly hostReadback = true;
   readonly dtypes: readonly DType[] = ["float32", "float64"];
   private live = 0;
 
-  private alloc(size: number, dtype: DType): CpuBuffer {
+  /** Counts buffers that a subclass hands out from its own memory (see liveBuffers). */
+  protected adjustLive(delta: number): void {
+    this.live += delta;
+  }
+
+  protected alloc(size: number, dtype: DType): CpuBuffer {
     this.live++;
     return new CpuBuffer(dtype === "float64" ? new Float64Array(size) : new Float32Array(size));
   }
 
-  private buf(b: DeviceBuffer, op: string): CpuBuffer {
+  protected buf(b: DeviceBuffer, op: string): CpuBuffer {
     if (!(b instanceof CpuBuffer)) {
       throw new SgnError(`${op}: the buffer does not belong to the CPU backend`);
     }
@@ -116,7 +123,7 @@ export class CpuBackend implements Backend {
   }
 
   /** Checks buffers and their dtypes; returns them and the common dtype. */
-  private args(op: string, ...bs: DeviceBuffer[]): [CpuBuffer[], DType] {
+  protected args(op: string, ...bs: DeviceBuffer[]): [CpuBuffer[], DType] {
     const out = bs.map((b) => this.buf(b, op));
     const dtype = out[0].dtype;
     for (const b of out) {
@@ -127,13 +134,13 @@ export class CpuBackend implements Backend {
     return [out, dtype];
   }
 
-  private expectSize(op: string, what: string, b: CpuBuffer, size: number): void {
+  protected expectSize(op: string, what: string, b: CpuBuffer, size: number): void {
     if (b.size !== size) {
       throw new SgnError(`${op}: ${what} has ${b.size} elements, expected ${size}`);
     }
   }
 
-  private scalar(s: Scalar, op: string): number {
+  protected scalar(s: Scalar, op: string): number {
     if (typeof s === "number") return s;
     const b = this.buf(s, op);
     if (b.size !== 1) {
@@ -442,7 +449,7 @@ export class CpuBackend implements Backend {
   }
 
   /** For every output of the pool, the input index of the first maximum of its window. */
-  private argmaxWindows(x: CpuBuffer, s: Pool2dSpec, ho: number, wo: number): Int32Array {
+  protected argmaxWindows(x: CpuBuffer, s: Pool2dSpec, ho: number, wo: number): Int32Array {
     const arg = new Int32Array(s.n * s.c * ho * wo);
     for (let nc = 0; nc < s.n * s.c; nc++) {
       for (let oy = 0; oy < ho; oy++) {

@@ -52,11 +52,14 @@ export interface SgnOptions {
    */
   armijo?: "shrinking" | "seed";
   /**
-   * "device" (default): CG scalars, the tolerance test and the line-search candidates stay on
-   * the device, one readback per step. "reference": the seed's control flow on the host, reading
-   * scalars every CG iteration (slower; the oracle for tests).
+   * Where the step's control flow runs. "device": CG scalars, the tolerance test and the
+   * line-search candidates stay on the device, one readback per step (for WebGPU, where a
+   * readback is the costliest operation). "host": the seed's control flow on the host, reading
+   * scalars every CG iteration and evaluating line-search tries one at a time (no speculative
+   * forward passes; for CPU backends, where a readback is free). "auto" (default): "host" on
+   * backends whose readback is free (`Backend.hostReadback`), else "device".
    */
-  mode?: "device" | "reference";
+  mode?: "auto" | "device" | "host";
   /**
    * Line-search candidates evaluated before the single readback (device mode): "adaptive" (as
    * many as the previous step needed; a step needing more reads back once per further batch) or
@@ -89,7 +92,7 @@ export const SGN_DEFAULTS: ResolvedSgnOptions = {
   rhoLs: 0.5,
   maxLsIters: 10,
   armijo: "shrinking",
-  mode: "device",
+  mode: "auto",
   lsSpeculation: "adaptive",
 };
 
@@ -156,7 +159,13 @@ export function resolveSgnOptions(options: SgnOptions = {}): ResolvedSgnOptions 
   check(isNum(o.rhoLs) && o.rhoLs > 0 && o.rhoLs < 1, "rhoLs", "RHO_LS", "in (0, 1)", o.rhoLs);
   check(isInt(o.maxLsIters, 1), "maxLsIters", "MAX_LS_ITERS", "an integer >= 1", o.maxLsIters);
   check(["shrinking", "seed"].includes(o.armijo), "armijo", "-", '"shrinking" or "seed"', o.armijo);
-  check(["device", "reference"].includes(o.mode), "mode", "-", '"device" or "reference"', o.mode);
+  check(
+    ["auto", "device", "host"].includes(o.mode),
+    "mode",
+    "-",
+    '"auto", "device" or "host"',
+    o.mode,
+  );
   check(
     ["adaptive", "all"].includes(o.lsSpeculation),
     "lsSpeculation",

@@ -8,8 +8,9 @@
  * cotangent sweeps; CG's scalars live on the device, the tolerance test is a device mask that
  * freezes the iterate once max|r| <= tol, and the line search evaluates its first candidate step
  * sizes speculatively. The step then reads back one small record (losses, CG statistics) and
- * decides on the host. "reference" mode follows the seed's control flow on the host (a readback
- * per CG iteration and per line-search try); the tests hold the fast path to it.
+ * decides on the host. "host" mode follows the seed's control flow on the host (a readback per CG
+ * iteration and per line-search try, free on a CPU backend, and no speculative work); it is
+ * what CPU backends run, and the tests hold the device path to it.
  *
  * @module
  */
@@ -142,7 +143,7 @@ export class SGN implements Optimizer {
       return loss.metric ? [loss.value(z), loss.metric(z)] : [loss.value(z)];
     };
     const evaluates = opt.lineSearch || opt.trustRegion;
-    const reference = opt.mode === "reference";
+    const host = opt.mode === "host" || (opt.mode === "auto" && be.hostReadback);
     let readbacks = 0;
 
     // One recorded forward pass serves the gradient (J^T dL/dz) and every G p of CG.
@@ -184,7 +185,7 @@ export class SGN implements Optimizer {
           )
         : undefined;
       const budget = cgBudget(opt, t);
-      const cg = reference
+      const cg = host
         ? await cgHost(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++)
         : cgDevice(apply, solved.mHat, precond, budget, opt.cgTol);
       keepAlive.push(cg.d, cg.r);
@@ -196,7 +197,7 @@ export class SGN implements Optimizer {
       const metricBefore = !evaluates && loss.metric ? [loss.metric(G.outputs)] : [];
       const firstBatch = !evaluates
         ? 0
-        : reference || !opt.lineSearch
+        : host || !opt.lineSearch
         ? 1
         : opt.lsSpeculation === "all"
         ? opt.maxLsIters

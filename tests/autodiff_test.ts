@@ -254,7 +254,7 @@ function convParams(be: Backend, rng: Random, dtype: Dtype): Tensor[] {
 }
 
 for (const be of [cpu, gpu].filter((b): b is NonNullable<typeof b> => !!b)) {
-  const dtype: Dtype = be.name === "cpu" ? "float64" : "float32";
+  const dtype: Dtype = be.dtypes.includes("float64") ? "float64" : "float32";
   const tol = dtype === "float64" ? 1e-10 : 2e-5;
   const nets: [string, () => [(...p: Tensor[]) => Tensor, Tensor[]]][] = [
     ...(["sigmoid", "tanh", "relu"] as Act[]).map((

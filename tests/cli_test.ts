@@ -57,7 +57,7 @@ Deno.test("train flags: unknown flags and bad values are errors that name them",
   assert.throws(() => parseTrainArgs(["--epochs"]), /--epochs needs a value/);
   assert.throws(
     () => parseTrainArgs(["--float64", "--backend", "webgpu"]),
-    /--float64 needs the CPU backend/,
+    /--float64 needs a CPU backend/,
   );
 });
 

@@ -4,6 +4,7 @@
  */
 import type { Backend, DeviceBuffer, TypedArray } from "../backend.ts";
 import { CpuBackend } from "../cpu/backend.ts";
+import { NativeBackend } from "../cpu/native.ts";
 import { WebGpuBackend } from "../wgsl/backend.ts";
 import { Random } from "../random.ts";
 
@@ -33,10 +34,32 @@ export function webgpu(): Promise<WebGpuBackend | undefined> {
   return gpuPromise;
 }
 
-/** Both backends when WebGPU is available, else the CPU one. */
+let nativePromise: Promise<NativeBackend | undefined> | undefined;
+
+/**
+ * The native CPU backend (BLAS through FFI), created once per test process. When
+ * SGN_REQUIRE_NATIVE=1 (as in CI), a missing BLAS is an error rather than a skipped backend;
+ * SGN_BLAS=none makes it unavailable on purpose (the fallback tests).
+ */
+export function native(): Promise<NativeBackend | undefined> {
+  nativePromise ??= (() => {
+    const r = NativeBackend.create();
+    if (r.backend) {
+      console.log(`[sgn tests] native backend: ${r.backend.description}`);
+    } else if (Deno.env.get("SGN_REQUIRE_NATIVE") === "1") {
+      throw new Error(`SGN_REQUIRE_NATIVE=1 but the native backend is unavailable: ${r.reason}`);
+    } else {
+      console.log(`[sgn tests] native backend unavailable (${r.reason}): its tests are skipped`);
+    }
+    return Promise.resolve(r.backend);
+  })();
+  return nativePromise;
+}
+
+/** Every backend available: the CPU oracle, then native and WebGPU where they exist. */
 export async function backends(): Promise<Backend[]> {
-  const gpu = await webgpu();
-  return gpu ? [cpu, gpu] : [cpu];
+  const [nat, gpu] = [await native(), await webgpu()];
+  return [cpu, ...(nat ? [nat] : []), ...(gpu ? [gpu] : [])];
 }
 
 /** Uploads float64 data in the backend's working precision (float32 on WebGPU). */

@@ -314,7 +314,7 @@ for (const be of await backends()) {
       mlp_layers: { layer0: { type: "FC", output_size: 5, activation: "relu" } },
     } as const;
     const net = convNet(spec, [2, 14, 14], 3);
-    const dtype = be.name === "cpu" ? "float64" : "float32";
+    const dtype = be.dtypes.includes("float64") ? "float64" : "float32";
     const params = net.init({ seed: 4, backend: be, dtype });
     const rng = new NumpyRandomState(3);
     const x = tensor(Array.from({ length: 2 * 2 * 14 * 14 }, () => rng.randn()), [2, 2, 14, 14], {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { full, keep, scope, type Tensor, tensor, zeros } from "../autodiff/tensor.ts";
 import { getBackend, init, setBackend } from "../autodiff/device.ts";
 import { SgnError } from "../backend.ts";
-import { backends, cpu, webgpu } from "./harness.ts";
+import { backends, cpu, native, webgpu } from "./harness.ts";
 
 const all = await backends();
 
@@ -123,15 +123,39 @@ Deno.test("device: init and getBackend select backends, SGN_BACKEND is validated
   assert.equal(t.backend.name, "cpu");
   t.dispose();
   const gpu = await webgpu();
+  const nat = await native();
   if (gpu) {
     const be = await init({ backend: "webgpu" });
     assert.equal(be.name, "webgpu");
-    assert.equal(await init({ backend: "auto" }), be, "one device per process");
+    assert.equal(await init({ backend: "webgpu" }), be, "one device per process");
+    await assert.rejects(
+      () => init({ backend: "webgpu", dtype: "float64" }),
+      /float64 needs a CPU backend/,
+    );
   }
+  if (nat) assert.equal((await init({ backend: "native" })).name, "native");
+  // The auto rule: a hardware GPU, else native (BLAS), else a software adapter, else cpu; the
+  // one line says which and why.
+  const lines: string[] = [];
+  const auto = await init({ backend: "auto", onNotice: (m) => lines.push(m) });
+  const expected = gpu && !gpu.software ? "webgpu" : nat ? "native" : gpu ? "webgpu" : "cpu";
+  assert.equal(auto.name, expected);
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], new RegExp(`^sgn: using the ${expected} backend: `));
+  if (gpu?.software && nat) assert.match(lines[0], /the only WebGPU adapter is a software one/);
+  const lines64: string[] = [];
+  const auto64 = await init({ dtype: "float64", onNotice: (m) => lines64.push(m) });
+  assert.equal(auto64.name, nat ? "native" : "cpu");
+  assert.match(lines64[0], /float64 needs a CPU backend/);
   const prev = Deno.env.get("SGN_BACKEND");
   Deno.env.set("SGN_BACKEND", "tpu");
   try {
-    await assert.rejects(() => init(), /SGN_BACKEND must be "webgpu", "cpu" or "auto", not "tpu"/);
+    await assert.rejects(
+      () => init(),
+      /SGN_BACKEND must be one of auto, webgpu, native, cpu, not "tpu"/,
+    );
+    Deno.env.set("SGN_BACKEND", "cpu");
+    assert.equal((await init()).name, "cpu", "SGN_BACKEND wins over auto");
   } finally {
     if (prev === undefined) Deno.env.delete("SGN_BACKEND");
     else Deno.env.set("SGN_BACKEND", prev);

@@ -30,6 +30,7 @@ import * as conv from "./conv.ts";
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu" as const;
   readonly dtypes: readonly DType[] = ["float32"];
+  readonly hostReadback = false;
 
   constructor(readonly rt: GpuRuntime) {}
 
@@ -41,6 +42,11 @@ export class WebGpuBackend implements Backend {
 
   get description(): string {
     return this.rt.description;
+  }
+
+  /** Whether the adapter is a software rasterizer (then the native CPU backend is faster). */
+  get software(): boolean {
+    return this.rt.software;
   }
 
   private buf(b: DeviceBuffer, op: string) {

@@ -104,7 +104,12 @@ export class GpuRuntime {
     pipelines: 0,
   };
 
-  constructor(readonly device: GPUDevice, readonly description: string) {
+  constructor(
+    readonly device: GPUDevice,
+    readonly description: string,
+    /** Whether the adapter is a CPU rasterizer (lavapipe, llvmpipe, SwiftShader). */
+    readonly software = false,
+  ) {
     this.arena = device.createBuffer({
       size: PARAM_BYTES * MAX_BATCH,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
@@ -138,7 +143,7 @@ export class GpuRuntime {
     const info = adapter.info;
     const description = [info.description, info.vendor && `vendor ${info.vendor}`]
       .filter(Boolean).join(", ") || "unknown adapter";
-    return new GpuRuntime(device, description);
+    return new GpuRuntime(device, description, isSoftwareAdapter(info));
   }
 
   /** A buffer of `size` float32 elements from the pool. Its contents are undefined. */
@@ -339,4 +344,15 @@ export function dispatchFlat(
 ): void {
   const [gx, gy] = grid(Math.ceil(count / size));
   rt.dispatch(code, params.u32(gx * size), buffers, [gx, gy]);
+}
+
+/**
+ * Whether an adapter runs on the CPU: the fallback flag, or the names of Mesa's and Chromium's
+ * software rasterizers in its description.
+ */
+export function isSoftwareAdapter(
+  info: { isFallbackAdapter?: boolean; description?: string; vendor?: string; device?: string },
+): boolean {
+  const text = [info.description, info.vendor, info.device].join(" ");
+  return info.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software/i.test(text);
 }
