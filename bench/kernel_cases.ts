@@ -2,17 +2,16 @@
  * The kernel benchmark cases shared by kernels_bench.ts (deno bench) and kernels_report.ts
  * (a table with GFLOP/s). Each case runs `reps` kernels and one readback.
  */
-import type { Backend, Conv2dSpec, DeviceBuffer } from "../backend.ts";
+import type { Backend, Conv2dSpec, DeviceBuffer, DType } from "../backend.ts";
 import { conv2dOutSize } from "../backend.ts";
-import { CpuBackend } from "../cpu/backend.ts";
-import { WebGpuBackend } from "../wgsl/backend.ts";
+import { benchBackends } from "./backends.ts";
 import { Random } from "../random.ts";
 
 /** One measurable workload. */
 export interface KernelCase {
   name: string;
   group: string;
-  backend: "webgpu" | "cpu";
+  backend: Backend["name"];
   /** Floating-point operations (or bytes, for memory-bound kernels) of one kernel. */
   work: number;
   unit: "GFLOP/s" | "GB/s";
@@ -22,9 +21,9 @@ export interface KernelCase {
   runN: (n: number) => Promise<void>;
 }
 
-function rand(be: Backend, n: number, seed: number): DeviceBuffer {
+function rand(be: Backend, n: number, seed: number, dtype: DType = "float32"): DeviceBuffer {
   const rng = new Random(seed);
-  const a = new Float32Array(n);
+  const a = dtype === "float64" ? new Float64Array(n) : new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.range(-1, 1);
   return be.upload(a);
 }
@@ -61,29 +60,41 @@ const CONVS: [string, Conv2dSpec][] = [
   ["CIFAR 64->64 3x3 (batch 128)", conv(128, 64, 6, 64, 3)],
 ];
 
-/** All cases, for WebGPU (when an adapter exists) and the CPU backend. */
+/** The matrix products measured: the issues' shapes and the seed's thin MLP layers. */
+export const MATMULS: [number, number, number][] = [
+  [1000, 784, 256],
+  [1000, 512, 512],
+  [128, 4096, 64],
+  [1000, 784, 20],
+];
+
+/**
+ * All cases, for WebGPU (when an adapter exists), the native CPU backend (when BLAS loads) and
+ * the plain TypeScript one; matrix products also in float64 on the backends that have it.
+ */
 export async function kernelCases(): Promise<KernelCase[]> {
   const out: KernelCase[] = [];
-  const gpu = await WebGpuBackend.create();
-  const list: [Backend, "webgpu" | "cpu"][] = [[new CpuBackend(), "cpu"]];
-  if (gpu) list.unshift([gpu, "webgpu"]);
-  for (const [be, name] of list) {
-    const reps = name === "cpu" ? 1 : 10;
-    for (const [m, k, n] of [[1000, 784, 256], [1000, 512, 512], [128, 4096, 64]]) {
-      const a = rand(be, m * k, 1);
-      const b = rand(be, k * n, 2);
-      for (const [tA, tB] of [[false, false], [true, false], [false, true]]) {
-        const spec = { m, k, n, transA: tA, transB: tB };
-        const tag = tA ? "A^T B" : tB ? "A B^T" : "A B";
-        out.push({
-          name: `matmul ${m}x${k}x${n} ${tag} [${name}]`,
-          group: `matmul ${m}x${k}x${n} ${tag}`,
-          backend: name,
-          work: 2 * m * n * k,
-          unit: "GFLOP/s",
-          reps,
-          ...timed(be, reps, () => be.matmul(a, b, spec)),
-        });
+  for (const be of await benchBackends()) {
+    const name = be.name;
+    const reps = name === "webgpu" ? 10 : 1;
+    const dtypes: DType[] = be.dtypes.includes("float64") ? ["float32", "float64"] : ["float32"];
+    for (const dtype of dtypes) {
+      for (const [m, k, n] of MATMULS) {
+        const a = rand(be, m * k, 1, dtype);
+        const b = rand(be, k * n, 2, dtype);
+        for (const [tA, tB] of [[false, false], [true, false], [false, true]]) {
+          const spec = { m, k, n, transA: tA, transB: tB };
+          const tag = `${tA ? "A^T B" : tB ? "A B^T" : "A B"}${dtype === "float64" ? " f64" : ""}`;
+          out.push({
+            name: `matmul ${m}x${k}x${n} ${tag} [${name}]`,
+            group: `matmul ${m}x${k}x${n} ${tag}`,
+            backend: name,
+            work: 2 * m * n * k,
+            unit: "GFLOP/s",
+            reps,
+            ...timed(be, reps, () => be.matmul(a, b, spec)),
+          });
+        }
       }
     }
     for (const [label, s] of CONVS) {

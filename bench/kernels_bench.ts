@@ -1,5 +1,5 @@
 /**
- * Kernel throughput on both backends: matmul, conv2d (forward and both gradient products) at the
+ * Kernel throughput on every backend: matmul, conv2d (forward and both gradient products) at the
  * seed's CIFAR-10 shapes, element-wise and reductions at 1e6 elements. Each WebGPU measurement
  * records `REPS` kernels and reads back once, so the ~11 ms readback round trip is amortized.
  * Run: `deno task bench` or `deno bench -A bench/kernels_bench.ts`. GFLOP/s and GB/s are printed
@@ -11,7 +11,7 @@ for (const c of await kernelCases()) {
   Deno.bench({
     name: c.name,
     group: c.group,
-    n: c.backend === "cpu" ? 3 : 10,
+    n: c.backend === "webgpu" ? 10 : 3,
     warmup: 1,
     fn: async () => {
       await c.run();

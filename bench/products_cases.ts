@@ -7,9 +7,7 @@
  * Each case runs `reps` products and reads the last result back once.
  */
 import type { Backend } from "../backend.ts";
-import { CpuBackend } from "../cpu/backend.ts";
-import { NativeBackend } from "../cpu/native.ts";
-import { WebGpuBackend } from "../wgsl/backend.ts";
+import { benchBackends } from "./backends.ts";
 import { Random } from "../random.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import { ggnLinearize, ggnvp, hvp, jvp, valueAndGrad, vjp } from "../autodiff/transforms.ts";
@@ -58,14 +56,9 @@ function workloads(): [string, Network, number][] {
  * workloads whose label contains it (e.g. "W4").
  */
 export async function productCases(withCpu = true, only = ""): Promise<ProductCase[]> {
-  const list: [Backend, Backend["name"]][] = [];
-  const gpu = await WebGpuBackend.create();
-  if (gpu) list.push([gpu, "webgpu"]);
-  const native = NativeBackend.create().backend;
-  if (native) list.push([native, "native"]);
-  if (withCpu) list.push([new CpuBackend(), "cpu"]);
   const out: ProductCase[] = [];
-  for (const [be, name] of list) {
+  for (const be of await benchBackends({ cpu: withCpu })) {
+    const name = be.name;
     for (const [label, net, batch] of workloads().filter(([l]) => l.includes(only))) {
       // W4 on the CPU backend takes minutes per product: the CPU backend is the oracle, not a
       // speed target.

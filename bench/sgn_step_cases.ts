@@ -5,8 +5,7 @@
  * one forward pass (a line-search try), and one readback round trip.
  */
 import type { Backend } from "../backend.ts";
-import { WebGpuBackend } from "../wgsl/backend.ts";
-import { CpuBackend } from "../cpu/backend.ts";
+import { benchBackends } from "./backends.ts";
 import { Random } from "../random.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import { ggnLinearize, valueAndGrad } from "../autodiff/transforms.ts";
@@ -25,10 +24,9 @@ export function w1(be: Backend) {
   return { net, x, y, loss, model };
 }
 
-/** The backends to measure: WebGPU when present, and the CPU backend. */
-export async function stepBackends(): Promise<Backend[]> {
-  const gpu = await WebGpuBackend.create();
-  return gpu ? [gpu, new CpuBackend()] : [new CpuBackend()];
+/** The backends to measure: WebGPU and native when present, and the plain TypeScript one. */
+export function stepBackends(): Promise<Backend[]> {
+  return benchBackends();
 }
 
 /** Mean milliseconds of `fn` over `n` runs after one warm-up. */

@@ -68,14 +68,21 @@ const BINARY_CODE: Record<BinaryOp, string> = {
 };
 
 type UnaryLoop = (a: TypedArray, out: TypedArray, n: number) => void;
-/** out[io + i] = f(a[ia + i sa], b[ib + i sb]) for i < len, with sa, sb in {0, 1}. */
+/**
+ * A block of `rows` x `len` outputs, out[io + r len + i] = f(a[ia + r ra + i sa],
+ * b[ib + r rb + i sb]), with the inner strides sa, sb in {0, 1} compiled in and the row strides
+ * ra, rb given.
+ */
 type BinaryLoop = (
   a: TypedArray,
   ia: number,
+  ra: number,
   b: TypedArray,
   ib: number,
+  rb: number,
   out: TypedArray,
   io: number,
+  rows: number,
   len: number,
 ) => void;
 
@@ -103,15 +110,17 @@ function unaryLoop(op: UnaryOp, dtype: DType): UnaryLoop {
   );
 }
 
-/** sa, sb: whether each operand advances along the loop (1) or is broadcast (0). */
+/** sa, sb: whether each operand advances along the inner loop (1) or is broadcast (0). */
 function binaryLoop(op: BinaryOp, sa: 0 | 1, sb: 0 | 1, dtype: DType): BinaryLoop {
-  const x = sa ? "a[ia + i]" : "xa";
-  const y = sb ? "b[ib + i]" : "yb";
+  const x = sa ? "a[pa + i]" : "xa";
+  const y = sb ? "b[pb + i]" : "yb";
   return compiled(
     `b:${op}:${sa}${sb}:${dtype}`,
-    ["a", "ia", "b", "ib", "out", "io", "len"],
-    `const xa = a[ia], yb = b[ib];
-     for (let i = 0; i < len; i++) { const x = ${x}, y = ${y}; out[io + i] = ${BINARY_CODE[op]}; }`,
+    ["a", "ia", "ra", "b", "ib", "rb", "out", "io", "rows", "len"],
+    `for (let r = 0, o = io; r < rows; r++) {
+       const pa = ia + r * ra, pb = ib + r * rb, xa = a[pa], yb = b[pb];
+       for (let i = 0; i < len; i++, o++) { const x = ${x}, y = ${y}; out[o] = ${BINARY_CODE[op]}; }
+     }`,
   );
 }
 
@@ -297,9 +306,21 @@ export class NativeBackend extends CpuBackend {
     const last = cs.length - 1;
     const loop = binaryLoop(op, sa[last] ? 1 : 0, sb[last] ? 1 : 0, dtype);
     const xd = x.data, yd = y.data, od = out.data;
-    forEachRow(cs, [sa, sb, so], [0, 0, 0], (off, len) => {
-      loop(xd, off[0], yd, off[1], od, off[2], len);
-    });
+    if (cs.length === 1) {
+      loop(xd, 0, 0, yd, 0, 0, od, 0, 1, cs[0]);
+      return out;
+    }
+    // Blocks of the last two dimensions, one compiled call each.
+    const rows = cs[last - 1];
+    const [ra, rb] = [sa[last - 1], sb[last - 1]];
+    const outer = cs.slice(0, last);
+    outer[last - 1] = 1;
+    forEachRow(
+      [...outer, cs[last]],
+      [[...sa.slice(0, last), 0], [...sb.slice(0, last), 0], [...so.slice(0, last), 0]],
+      [0, 0, 0],
+      (off, len) => loop(xd, off[0], ra, yd, off[1], rb, od, off[2], rows, len),
+    );
     return out;
   }
 
@@ -378,6 +399,44 @@ export class NativeBackend extends CpuBackend {
       od.set(acc, o * inner);
     }
     return out;
+  }
+
+  override softmax(x: DeviceBuffer, rows: number, cols: number, log: boolean): DeviceBuffer {
+    const [[a], dtype] = this.args("softmax", x);
+    if (a.size !== rows * cols) {
+      throw new SgnError(
+        `softmax: a buffer of ${a.size} elements cannot be viewed as [${rows}, ${cols}]`,
+      );
+    }
+    const out = this.alloc(a.size, dtype);
+    const ad = a.data, od = out.data;
+    for (let r = 0; r < rows; r++) {
+      const b = r * cols;
+      let m = -Infinity;
+      for (let k = 0; k < cols; k++) {
+        const v = ad[b + k];
+        if (v > m || v !== v) m = v;
+        if (m !== m) break; // NaN propagates
+      }
+      let s = 0;
+      if (log) {
+        for (let k = 0; k < cols; k++) s += Math.exp(ad[b + k] - m);
+        const ls = Math.log(s);
+        for (let k = 0; k < cols; k++) od[b + k] = ad[b + k] - m - ls;
+      } else {
+        // exp once per element, kept in float64 until the division.
+        const e = this.#rowScratch(cols);
+        for (let k = 0; k < cols; k++) s += e[k] = Math.exp(ad[b + k] - m);
+        for (let k = 0; k < cols; k++) od[b + k] = e[k] / s;
+      }
+    }
+    return out;
+  }
+
+  #scratch = new Float64Array(0);
+  #rowScratch(n: number): Float64Array {
+    if (this.#scratch.length < n) this.#scratch = new Float64Array(n);
+    return this.#scratch;
   }
 
   // --- linear algebra -------------------------------------------------------------------------
