@@ -175,6 +175,9 @@ function forEachRow(
   }
 }
 
+/** Cached im2col columns of convolution inputs: at most this many bytes in all. */
+const COLUMN_BYTES = 512 * 2 ** 20;
+
 /** Pooled host memory: at most this many bytes are kept for reuse. */
 const POOL_BYTES = 512 * 2 ** 20;
 
@@ -240,6 +243,7 @@ export class NativeBackend extends CpuBackend {
   override release(buffer: DeviceBuffer): void {
     const b = this.buf(buffer, "release");
     super.release(b);
+    this.#dropColumns(b);
     if (b.size > 0 && this.#pooled + b.data.byteLength <= POOL_BYTES) {
       const key = `${b.dtype}:${b.size}`;
       const list = this.#pool.get(key) ?? [];
@@ -251,6 +255,7 @@ export class NativeBackend extends CpuBackend {
 
   /** Drops the pooled memory (it is otherwise kept for reuse, up to 512 MiB). */
   trim(): void {
+    for (const b of [...this.#cols.keys()]) this.#dropColumns(b);
     this.#pool.clear();
     this.#pooled = 0;
   }
@@ -478,8 +483,62 @@ export class NativeBackend extends CpuBackend {
   }
 
   // --- convolutions: one GEMM per image over its im2col columns -----------------------------
-  // An image's columns (ck x p elements) stay in cache between the gather and the GEMM; the
-  // gather runs through an index map computed once per shape.
+  // The gather runs through an index map computed once per shape. The columns of an input are
+  // kept while it lives (up to COLUMN_BYTES in all): an input is convolved many times with
+  // different weights (forward, weight gradient, every J v and J^T u of a CG solve, line-search
+  // tries on the same batch), and the gather costs more than the GEMM on the seed's few-channel
+  // layers. Without a cached copy, one image's columns at a time stay in the CPU cache.
+
+  #cols = new Map<CpuBuffer, { key: string; col: CpuBuffer }>();
+  #colBytes = 0;
+
+  /**
+   * The im2col columns of every image of x ([n][ck][p]), cached; or undefined when they do not
+   * fit the cache (the caller then gathers image by image).
+   */
+  #columns(x: CpuBuffer, s: Conv2dSpec, map: Int32Array): TypedArray | undefined {
+    const key = `${map.length}:${[
+      s.c,
+      s.h,
+      s.w,
+      s.kh,
+      s.kw,
+      s.strideH,
+      s.strideW,
+      s.padH,
+      s.padW,
+    ]}`;
+    const hit = this.#cols.get(x);
+    if (hit?.key === key) {
+      this.#cols.delete(x); // most recently used last
+      this.#cols.set(x, hit);
+      return hit.col.data;
+    }
+    const bytes = s.n * map.length * x.data.BYTES_PER_ELEMENT;
+    if (bytes > COLUMN_BYTES) return undefined;
+    if (hit) this.#dropColumns(x);
+    while (this.#colBytes + bytes > COLUMN_BYTES) {
+      this.#dropColumns(this.#cols.keys().next().value!);
+    }
+    const col = this.alloc(s.n * map.length, x.dtype);
+    this.adjustLive(-1); // cache memory, not a buffer of the caller's
+    const img = s.c * s.h * s.w;
+    for (let i = 0; i < s.n; i++) {
+      gather(x.data, i * img, map, col.data.subarray(i * map.length, (i + 1) * map.length));
+    }
+    this.#cols.set(x, { key, col });
+    this.#colBytes += bytes;
+    return col.data;
+  }
+
+  #dropColumns(x: CpuBuffer): void {
+    const hit = this.#cols.get(x);
+    if (!hit) return;
+    this.#cols.delete(x);
+    this.#colBytes -= hit.col.data.byteLength;
+    this.adjustLive(1);
+    this.release(hit.col);
+  }
 
   override conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const [ho, wo] = checkConv2dSpec("conv2d", s);
@@ -489,15 +548,18 @@ export class NativeBackend extends CpuBackend {
     const ck = s.c * s.kh * s.kw, p = ho * wo, img = s.c * s.h * s.w;
     const map = im2colMap(s, ho, wo);
     const out = this.alloc(s.n * s.f * p, dtype);
-    const col = this.alloc(ck * p, dtype);
+    const cached = this.#columns(xb, s, map);
+    const col = cached ? undefined : this.alloc(ck * p, dtype);
     try {
       for (let i = 0; i < s.n; i++) {
-        gather(xb.data, i * img, map, col.data);
+        let c: TypedArray;
+        if (cached) c = cached.subarray(i * ck * p, (i + 1) * ck * p);
+        else gather(xb.data, i * img, map, c = col!.data);
         const y = out.data.subarray(i * s.f * p, (i + 1) * s.f * p);
-        this.blas.gemm(false, false, s.f, p, ck, 1, wb.data, ck, col.data, p, 0, y, p);
+        this.blas.gemm(false, false, s.f, p, ck, 1, wb.data, ck, c, p, 0, y, p);
       }
     } finally {
-      this.release(col);
+      if (col) this.release(col);
     }
     return out;
   }
@@ -531,15 +593,18 @@ export class NativeBackend extends CpuBackend {
     const ck = s.c * s.kh * s.kw, p = ho * wo, img = s.c * s.h * s.w;
     const map = im2colMap(s, ho, wo);
     const out = this.zeros(s.f * ck, dtype);
-    const col = this.alloc(ck * p, dtype);
+    const cached = this.#columns(xb, s, map);
+    const col = cached ? undefined : this.alloc(ck * p, dtype);
     try {
       for (let i = 0; i < s.n; i++) {
-        gather(xb.data, i * img, map, col.data);
+        let c: TypedArray;
+        if (cached) c = cached.subarray(i * ck * p, (i + 1) * ck * p);
+        else gather(xb.data, i * img, map, c = col!.data);
         const g = db.data.subarray(i * s.f * p, (i + 1) * s.f * p);
-        this.blas.gemm(false, true, s.f, ck, p, 1, g, p, col.data, p, 1, out.data, ck);
+        this.blas.gemm(false, true, s.f, ck, p, 1, g, p, c, p, 1, out.data, ck);
       }
     } finally {
-      this.release(col);
+      if (col) this.release(col);
     }
     return out;
   }
@@ -560,24 +625,26 @@ export class NativeBackend extends CpuBackend {
     if (hit?.key === key) return hit.arg;
     const arg = new Int32Array(s.n * s.c * ho * wo);
     const xd = x.data;
+    // Offsets of a window's elements from its first, in row-major order.
+    const offs = new Int32Array(s.kh * s.kw);
+    for (let ky = 0, t = 0; ky < s.kh; ky++) {
+      for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * s.w + kx;
+    }
+    const nt = offs.length, sh = s.strideH, sw = s.strideW;
     let o = 0;
     for (let nc = 0; nc < s.n * s.c; nc++) {
       for (let oy = 0; oy < ho; oy++) {
-        const rowBase = (nc * s.h + oy * s.strideH) * s.w;
+        const rowBase = (nc * s.h + oy * sh) * s.w;
         for (let ox = 0; ox < wo; ox++, o++) {
-          const start = rowBase + ox * s.strideW;
+          const start = rowBase + ox * sw;
           let best = start;
           let bv = xd[start];
-          // The first maximum wins; a NaN wins at once (NaN propagates through the pool).
-          search: for (let ky = 0; ky < s.kh && bv === bv; ky++) {
-            const r = start + ky * s.w;
-            for (let kx = ky === 0 ? 1 : 0; kx < s.kw; kx++) {
-              const v = xd[r + kx];
-              if (v > bv || v !== v) {
-                best = r + kx;
-                bv = v;
-                if (v !== v) break search;
-              }
+          // The first maximum wins; the first NaN wins over any number and stays.
+          for (let t = 1; t < nt; t++) {
+            const v = xd[start + offs[t]];
+            if (v > bv || (v !== v && bv === bv)) {
+              best = start + offs[t];
+              bv = v;
             }
           }
           arg[o] = best;
