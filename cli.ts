@@ -80,6 +80,7 @@ async function trainCommand(args: string[]): Promise<number> {
       );
       console.log(`results: ${info.folder}`);
     },
+    interrupt.signal,
   );
   console.log(
     `wrote ${outcome.folder}/config.json and results.json (${outcome.results.avg_loss.length} epochs)`,
@@ -130,8 +131,11 @@ const REPRODUCE_HELP = `Usage: deno run -A cli.ts reproduce <experiment> [flags]
 
 Runs an experiment's grid as the seed ran it (its README and results folders): every solver
 setting (SGD learning rates, SGN CG iterations) for every seed, one run after another, into
-<path>/<experiment>/res_<solver>_<setting>_<seed>/. Runs whose results.json exists are skipped,
-so an interrupted reproduction resumes where it stopped.
+<path>/<experiment>/res_<solver>_<setting>_<seed>/. A run is done when its results.json says it
+finished; a run another live process holds is left to it; anything else (a crash, a kill, a
+divergence) is moved aside to <run>.stale-<id> and run again. Each run folder is claimed by one
+process only, so any number of reproduce processes may share one --path (a Slurm array with
+--shard, or GNU parallel), and a killed one resumes where it stopped.
 
 Experiments:
 ${
@@ -155,15 +159,25 @@ Flags:
   --report FILE     where the report goes (default: <path>/<experiment>/report.html)
   --no-report       run only, write no report
   --dry-run         list the runs and their train flags, run nothing
+  --shard I/N       run only this process's share of the grid (runs I, I+N, I+2N, ...)
+  --stale-minutes M a claim on another host with no sign of life for M minutes is stale
+                    and its run is redone (default 30; on this host a dead process is seen
+                    at once)
   -h, --help        this text`;
+
+/** The most seeds one grid may name. */
+const MAX_SEEDS = 10000;
 
 /** Parses "1,2,5" or "1-5" (or a mix, "1-3,7"). */
 function parseSeeds(text: string): number[] {
   const out: number[] = [];
   for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    const m = /^(\d{1,10})(?:-(\d{1,10}))?$/.exec(part);
     if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) {
       throw new SgnError(`--seeds: "${part}" is not a seed or a range like 1-5`);
+    }
+    if (Number(m[2] ?? m[1]) - Number(m[1]) + 1 + out.length > MAX_SEEDS) {
+      throw new SgnError(`--seeds: at most ${MAX_SEEDS} seeds, "${part}" gives more`);
     }
     for (let s = Number(m[1]); s <= Number(m[2] ?? m[1]); s++) out.push(s);
   }
@@ -190,6 +204,8 @@ async function reproduceCommand(args: string[]): Promise<number> {
         compare: { type: "string" },
         report: { type: "string" },
         "no-report": { type: "boolean", default: false },
+        shard: { type: "string" },
+        "stale-minutes": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -218,12 +234,25 @@ async function reproduceCommand(args: string[]): Promise<number> {
     ...(v["data-dir"] ? ["--data-dir", v["data-dir"]] : []),
     ...(v.float64 ? ["--float64"] : []),
   ];
+  let shard: { index: number; count: number } | undefined;
+  if (v.shard !== undefined) {
+    const m = /^(\d{1,6})\/(\d{1,6})$/.exec(v.shard);
+    if (!m) throw new SgnError(`--shard must be I/N, e.g. 2/8, got "${v.shard}"`);
+    shard = { index: Number(m[1]), count: Number(m[2]) };
+  }
+  const staleMinutes = v["stale-minutes"] === undefined ? 30 : Number(v["stale-minutes"]);
+  if (!(Number.isFinite(staleMinutes) && staleMinutes > 0)) {
+    throw new SgnError(`--stale-minutes must be a positive number, got "${v["stale-minutes"]}"`);
+  }
   const options = {
     runs: v.runs?.split(",").map((r) => r.trim()).filter(Boolean),
     seeds: parseSeeds(v.seeds),
     epochs,
     path: v.path,
     extra,
+    shard,
+    staleMs: staleMinutes * 60000,
+    signal: interrupt.signal,
   };
   if (v["dry-run"]) {
     for (const run of planRuns(experiment, options)) {
@@ -234,7 +263,9 @@ async function reproduceCommand(args: string[]): Promise<number> {
   const t0 = performance.now();
   const summary = await reproduce(experiment, options, (e) => {
     const tag = e.kind === "progress" ? "" : `[${e.index + 1}/${e.total}] ${e.run.name}`;
-    if (e.kind === "skip") console.log(`${tag}: results.json exists, skipped`);
+    if (e.kind === "skip") console.log(`${tag}: finished before, skipped`);
+    else if (e.kind === "busy") console.log(`${tag}: left to another process (${e.claim})`);
+    else if (e.kind === "stale") console.log(`${tag}: ${e.why}; moved aside to ${e.to}`);
     else if (e.kind === "start") console.log(`${tag}: started`);
     else if (e.kind === "done") console.log(`${tag}: done in ${e.seconds.toFixed(1)} s`);
     else if (e.kind === "failed") console.log(`${tag}: FAILED: ${e.error}`);
@@ -242,7 +273,9 @@ async function reproduceCommand(args: string[]): Promise<number> {
   });
   console.log(
     `${experiment}: ${summary.ran.length} runs done, ${summary.skipped.length} skipped, ` +
-      `${summary.failed.length} failed, in ${((performance.now() - t0) / 1000).toFixed(0)} s; ` +
+      `${summary.busy.length} left to other processes, ${summary.failed.length} failed, in ${
+        ((performance.now() - t0) / 1000).toFixed(0)
+      } s; ` +
       `results in ${summary.folder}`,
   );
   if (!v["no-report"] && summary.ran.length + summary.skipped.length === 0) {
@@ -392,28 +425,79 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   demo: demoCommand,
 };
 
+/**
+ * Stops a training run or a grid between two steps on the first SIGINT or SIGTERM (the run is
+ * kept, marked interrupted); a second signal exits at once.
+ */
+const interrupt = new AbortController();
+
+function listenForSignals(): void {
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  for (const sig of signals) {
+    try {
+      Deno.addSignalListener(sig, () => {
+        if (interrupt.signal.aborted) Deno.exit(130);
+        console.error(`\nsgn: ${sig}: stopping after this step (send it again to quit now)`);
+        interrupt.abort(sig);
+      });
+    } catch {
+      // Signals cannot be listened to here: the default (exit at once) stays.
+    }
+  }
+}
+
+/**
+ * The command line's one error boundary: errors that say what was wrong (SgnError, file-system
+ * errors) become one line and exit code 2; anything else is a bug in sgn, said as such (the
+ * stack only with SGN_DEBUG=1).
+ */
+function reportError(e: unknown): number {
+  if (e instanceof SgnError) {
+    console.error(`error: ${e.message}`);
+    return e.name === "InterruptedError" ? 130 : 2;
+  }
+  if (e instanceof Error && Object.values(Deno.errors).some((c) => e instanceof c)) {
+    console.error(`error: ${e.message.split("\n")[0]}`);
+    return 2;
+  }
+  const message = e instanceof Error ? e.message.split("\n")[0] : String(e);
+  console.error(
+    `internal error (a bug in sgn: please report it with the command you ran): ${message}`,
+  );
+  if (debugging() && e instanceof Error) console.error(e.stack);
+  else console.error("(set SGN_DEBUG=1 to print where it happened)");
+  return 70;
+}
+
+function debugging(): boolean {
+  try {
+    return Deno.env.get("SGN_DEBUG") === "1";
+  } catch {
+    return false;
+  }
+}
+
 async function main(args: string[]): Promise<number> {
-  if (args[0] === "report") return await reportCommand(args.slice(1));
   const [first, ...rest] = args;
   if (first === "help" || first === "--help" || first === "-h") {
     console.log(HELP);
     return 0;
   }
+  listenForSignals();
   try {
+    if (first === "report") return await reportCommand(rest);
     if (first === undefined || first.startsWith("--")) return await mainJob(args);
-    const command = COMMANDS[first];
+    const command = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
     if (!command) {
       throw new SgnError(
-        `unknown command "${first}" (available: ${Object.keys(COMMANDS).join(", ")}; see help)`,
+        `unknown command "${first}" (available: report, ${
+          Object.keys(COMMANDS).join(", ")
+        }; see help)`,
       );
     }
     return await command(rest);
   } catch (e) {
-    if (e instanceof SgnError) {
-      console.error(`error: ${e.message}`);
-      return 2;
-    }
-    throw e;
+    return reportError(e);
   }
 }
 

@@ -13,7 +13,8 @@ import { ARCHITECTURES, convNet, type ConvNetSpec, mlp, type Network } from "./m
 import { SGN } from "./sgn/sgn.ts";
 import type { Optimizer } from "./sgn/sgn.ts";
 import { Adam, type LrSchedule, SGD } from "./sgn/baselines.ts";
-import { type ProgressEvent, type ResultsRecord, train } from "./sgn/train.ts";
+import { InterruptedError, type ProgressEvent, type ResultsRecord, train } from "./sgn/train.ts";
+import { fsError, RunFolder, runState, RunTakenError } from "./run_folder.ts";
 import type { RhoDecay } from "./sgn/options.ts";
 import {
   loadBoston,
@@ -190,6 +191,37 @@ export const TRAIN_FLAGS: FlagSpec[] = [
 /** Parsed and validated training flags. */
 export type TrainArgs = Record<string, string | number | boolean | number[]>;
 
+/**
+ * Upper bounds of the numeric flags: far above any sensible run, low enough that a typo (an
+ * extra zero, a pasted exponent) is an error instead of hours of work or unbounded memory.
+ */
+const MAXIMUM: Record<string, number> = {
+  layers: 100000,
+  epochs: 100000,
+  batch_size: 10000000,
+  seed: 2 ** 32 - 1,
+  cg_max_iter: 10000,
+  cg_min_iter: 10000,
+  K_cg: 1e9,
+  K: 1e9,
+  step: 1e9,
+  verbose: 1,
+  rho: 1e12,
+  rho_min: 1e12,
+  beta: 0.999999,
+  alpha_exp: 1,
+  lr: 1e6,
+  lr_final: 1e6,
+  mom: 0.999999,
+  r: 1,
+};
+
+/** The most hidden layers an MLP may have. */
+const MAX_LAYERS = 100;
+
+const INT_SYNTAX = /^\+?\d{1,16}$/;
+const NUMBER_SYNTAX = /^[+]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
 const TRUE = ["yes", "true", "t", "y", "1"];
 const FALSE = ["no", "false", "f", "n", "0"];
 
@@ -226,23 +258,26 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs {
   for (const flag of TRAIN_FLAGS) {
     const text = raw.get(flag.name) ?? flag.default;
     const bad = (what: string) => new SgnError(`--${flag.name} must be ${what}, got "${text}"`);
+    const max = MAXIMUM[flag.name] ?? Infinity;
+    const upTo = max < Infinity ? ` up to ${max}` : "";
     switch (flag.kind) {
       case "string":
         out[flag.name] = text;
         break;
       case "int": {
+        const zeroOk = ["verbose", "seed"].includes(flag.name);
         const v = Number(text);
-        if (
-          !Number.isInteger(v) || v < 0 || (v === 0 && !["verbose", "seed"].includes(flag.name))
-        ) {
-          throw bad("a positive integer");
+        if (!INT_SYNTAX.test(text.trim()) || v < (zeroOk ? 0 : 1) || v > max) {
+          throw bad(`${zeroOk ? "an integer from 0" : "a positive integer"}${upTo}`);
         }
         out[flag.name] = v;
         break;
       }
       case "number": {
         const v = Number(text);
-        if (!Number.isFinite(v) || v < 0 || text.trim() === "") throw bad("a number >= 0");
+        if (!NUMBER_SYNTAX.test(text.trim()) || !Number.isFinite(v) || v > max) {
+          throw bad(`a number from 0${upTo}`);
+        }
         out[flag.name] = v;
         break;
       }
@@ -252,9 +287,13 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs {
         else throw bad(`a boolean (${TRUE.join("/")} or ${FALSE.join("/")})`);
         break;
       case "ints": {
-        const parts = text.split(/[\s,]+/).filter(Boolean).map(Number);
-        if (parts.length === 0 || parts.some((v) => !Number.isInteger(v) || v < 1)) {
-          throw bad("one or more positive integers");
+        const words = text.split(/[\s,]+/).filter(Boolean);
+        const parts = words.map(Number);
+        if (
+          parts.length === 0 || parts.length > MAX_LAYERS ||
+          words.some((w, i) => !INT_SYNTAX.test(w) || parts[i] < 1 || parts[i] > max)
+        ) {
+          throw bad(`one to ${MAX_LAYERS} positive integers${upTo}`);
         }
         out[flag.name] = parts;
         break;
@@ -280,6 +319,14 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs {
   if (out.float64 && out.backend === "webgpu") {
     throw new SgnError("--float64 needs a CPU backend (WebGPU computes in float32)");
   }
+  const f = out.f as string;
+  if (f === "" || f === "." || f === ".." || /[\/\\\0]/.test(f) || f.length > 200) {
+    throw new SgnError(
+      `--f must be a plain folder name (no slashes, not "." or "..", at most 200 characters), ` +
+        `got "${f}": the run folder is made inside --path`,
+    );
+  }
+  if ((out.path as string) === "") throw new SgnError(`--path must not be empty (default "./")`);
   return out;
 }
 
@@ -405,7 +452,10 @@ export interface ExperimentOutcome {
 
 /**
  * Runs one training experiment from parsed flags and writes config.json and results.json into
- * `<path>/<f>`. Refuses to start when results.json already exists there.
+ * `<path>/<f>`, which it claims exclusively ({@link RunFolder}); results.json is rewritten after
+ * every epoch with a status (running, then finished; diverged or interrupted, with the reason,
+ * when the run stops early). Refuses to start when the folder holds a finished or live run.
+ * `signal` interrupts the run between two steps.
  */
 export async function runExperiment(
   a: TrainArgs,
@@ -413,16 +463,21 @@ export async function runExperiment(
   onStart?: (
     info: { network: Network; data: LoadedDataset; backend: string; folder: string },
   ) => void,
+  signal?: AbortSignal,
 ): Promise<ExperimentOutcome> {
   const folder = `${(a.path as string).replace(/\/+$/, "") || "."}/${a.f}`;
-  try {
-    await Deno.stat(`${folder}/results.json`);
-    throw new SgnError(
-      `refusing to overwrite ${folder}/results.json: that results folder already holds a run ` +
-        "(choose another --f or --path, or remove it)",
+  // Refuse early (before loading data) when the folder already holds a run; the exclusive
+  // claim below is what makes this safe between processes.
+  const before = await runState(folder, a.epochs as number).catch((e) => {
+    throw fsError(e, `cannot use the results folder ${folder}`);
+  });
+  if (before.kind === "finished" || before.kind === "live") {
+    throw new RunTakenError(
+      before.kind === "live"
+        ? `${folder} is being trained by another run (${before.claim}); choose another --f`
+        : `refusing to overwrite ${folder}/results.json: that results folder already holds a ` +
+          "run (choose another --f or --path, or remove it)",
     );
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const conv = (a.architecture as string) !== "" || a.dataset === "cifar10";
   const dtype = a.float64 ? "float64" : "float32";
@@ -468,7 +523,7 @@ export async function runExperiment(
   } else {
     optimizer = new Adam(params, { lr: a.lr as number });
   }
-  await Deno.mkdir(folder, { recursive: true });
+  const run = await RunFolder.claim(folder);
   const config = {
     config: seedConfig(a),
     ...(conv ? { architecture: a.architecture || "architecture_4" } : { layers: a.layers }),
@@ -481,9 +536,10 @@ export async function runExperiment(
     backend: backend.name,
     dtype,
   };
-  await Deno.writeTextFile(`${folder}/config.json`, JSON.stringify(config, null, 1));
-  onStart?.({ network, data, backend: `${backend.name} (${backend.description})`, folder });
+  let last: ResultsRecord | undefined;
   try {
+    await run.writeConfig(config);
+    onStart?.({ network, data, backend: `${backend.name} (${backend.description})`, folder });
     const results = await train({
       network,
       optimizer,
@@ -496,10 +552,27 @@ export async function runExperiment(
       order: a.order as "python" | "permutation",
       backend,
       dtype,
-      onProgress,
+      signal,
+      onProgress: (e) => {
+        if (e.kind === "step") void run.heartbeat();
+        onProgress?.(e);
+      },
+      onEpoch: async (record) => {
+        last = record;
+        await run.writeResults(record, "running");
+      },
     });
-    await Deno.writeTextFile(`${folder}/results.json`, JSON.stringify(results));
+    await run.writeResults(results, "finished");
     return { folder, network, data, results, backend: backend.name };
+  } catch (e) {
+    // Keep the finished epochs, with what stopped the run.
+    const status = e instanceof InterruptedError || !(e instanceof SgnError)
+      ? "interrupted"
+      : "diverged";
+    const reason = e instanceof Error ? e.message : String(e);
+    const empty = { avg_loss: [], tot_time: 0, tot_iterations: 0, epoch_time: [] };
+    await run.writeResults(last ?? empty, status, reason).catch(() => {});
+    throw e;
   } finally {
     optimizer.dispose();
   }

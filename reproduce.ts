@@ -10,7 +10,8 @@
 
 import { SgnError } from "./backend.ts";
 import { parseTrainArgs, runExperiment } from "./experiment.ts";
-import type { ProgressEvent } from "./sgn/train.ts";
+import { InterruptedError, type ProgressEvent } from "./sgn/train.ts";
+import { moveAside, runState, RunTakenError } from "./run_folder.ts";
 
 /** One experiment of the seed: its data and network flags and the settings it swept. */
 export interface ExperimentGrid {
@@ -121,6 +122,15 @@ export interface ReproduceOptions {
   path?: string;
   /** Extra `train` flags for every run (e.g. --backend cpu, --data-dir DIR). */
   extra?: string[];
+  /**
+   * This process's share of the grid: runs whose position in the full plan is `index - 1`
+   * modulo `count` (index from 1), so N processes with shards 1/N .. N/N cover the grid once.
+   */
+  shard?: { index: number; count: number };
+  /** Stops the grid between two steps of a run (the run is marked interrupted). */
+  signal?: AbortSignal;
+  /** A claim without a heartbeat for this long (ms) is stale (default 30 minutes). */
+  staleMs?: number;
 }
 
 /** The configurations of a grid, SGD first, in the seed's naming. */
@@ -129,7 +139,7 @@ export function gridGroups(grid: ExperimentGrid): string[] {
 }
 
 function gridOf(experiment: string): ExperimentGrid {
-  const grid = GRIDS[experiment];
+  const grid = Object.hasOwn(GRIDS, experiment) ? GRIDS[experiment] : undefined;
   if (!grid) {
     throw new SgnError(
       `unknown experiment "${experiment}" (available: ${Object.keys(GRIDS).join(", ")})`,
@@ -162,12 +172,27 @@ export function planRuns(experiment: string, options: ReproduceOptions = {}): Pl
     }
   }
   const seeds = options.seeds ?? [1, 2, 3, 4, 5];
-  if (seeds.length === 0 || seeds.some((s) => !Number.isInteger(s) || s < 0)) {
-    throw new SgnError(`seeds must be non-negative integers, got ${seeds.join(", ")}`);
+  if (seeds.length === 0 || seeds.some((s) => !Number.isInteger(s) || s < 0 || s > MAX_SEED)) {
+    throw new SgnError(
+      `seeds must be integers from 0 to ${MAX_SEED}, got ${seeds.slice(0, 10).join(", ")}`,
+    );
+  }
+  if (seeds.length > MAX_SEEDS) {
+    throw new SgnError(`at most ${MAX_SEEDS} seeds per grid, got ${seeds.length}`);
   }
   const epochs = options.epochs ?? grid.epochs;
-  if (!Number.isInteger(epochs) || epochs < 1) {
-    throw new SgnError(`epochs must be a positive integer, got ${epochs}`);
+  if (!Number.isInteger(epochs) || epochs < 1 || epochs > MAX_EPOCHS) {
+    throw new SgnError(`epochs must be an integer from 1 to ${MAX_EPOCHS}, got ${epochs}`);
+  }
+  const shard = options.shard;
+  if (
+    shard &&
+    !(Number.isInteger(shard.count) && Number.isInteger(shard.index) && shard.count >= 1 &&
+      shard.index >= 1 && shard.index <= shard.count && shard.count <= 100000)
+  ) {
+    throw new SgnError(
+      `shard must be I/N with 1 <= I <= N (e.g. 2/8), got ${shard.index}/${shard.count}`,
+    );
   }
   const folder = `${(options.path ?? "results").replace(/\/+$/, "") || "."}/${experiment}`;
   const out: PlannedRun[] = [];
@@ -199,13 +224,20 @@ export function planRuns(experiment: string, options: ReproduceOptions = {}): Pl
       });
     }
   }
-  return out;
+  return shard ? out.filter((_, i) => i % shard.count === shard.index - 1) : out;
 }
+
+/** Bounds of a grid (checked up front, so a typo does not plan a billion runs). */
+const MAX_SEED = 2 ** 32 - 1;
+const MAX_SEEDS = 10000;
+const MAX_EPOCHS = 100000;
 
 /** What {@link reproduce} reports as it goes. */
 export type ReproduceEvent =
   | { kind: "start"; run: PlannedRun; index: number; total: number }
   | { kind: "skip"; run: PlannedRun; index: number; total: number }
+  | { kind: "busy"; run: PlannedRun; index: number; total: number; claim: string }
+  | { kind: "stale"; run: PlannedRun; index: number; total: number; why: string; to: string }
   | { kind: "done"; run: PlannedRun; index: number; total: number; seconds: number }
   | { kind: "failed"; run: PlannedRun; index: number; total: number; error: string }
   | { kind: "progress"; run: PlannedRun; event: ProgressEvent };
@@ -214,24 +246,22 @@ export type ReproduceEvent =
 export interface ReproduceSummary {
   folder: string;
   ran: string[];
+  /** Runs already finished. */
   skipped: string[];
+  /** Runs that another process is training (or claimed first). */
+  busy: string[];
   failed: { name: string; error: string }[];
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /**
- * Runs an experiment's grid (see {@link planRuns}) one run after another, skipping runs whose
- * results.json exists. A run that fails (bad data directory, a diverged step) is recorded and
- * the grid goes on; an invalid flag fails before anything runs.
+ * Runs an experiment's grid (see {@link planRuns}) one run after another. A run counts as done
+ * only when its results.json parses and says it finished; a run that another live process holds
+ * is left to it; anything else (a crashed, diverged or interrupted run, a dead claim) is moved
+ * aside to `<run>.stale-<id>` and run afresh. Every run folder is claimed exclusively, so any
+ * number of `reproduce` processes (on one machine or sharing a file system, some possibly
+ * killed and restarted) pointed at one results folder run every run exactly once. A run that
+ * fails (bad data directory, a diverged step) is recorded and the grid goes on; an invalid flag
+ * fails before anything runs; an interruption stops the grid.
  *
  * @example
  * ```ts ignore
@@ -248,23 +278,49 @@ export async function reproduce(
   const runs = planRuns(experiment, options);
   // Validate every run's flags up front: a typo must not surface after hours of training.
   const parsed = runs.map((r) => parseTrainArgs(r.args));
-  const folder = parsed[0].path as string;
-  const summary: ReproduceSummary = { folder, ran: [], skipped: [], failed: [] };
+  const folder = parsed[0]?.path as string ?? options.path ?? "results";
+  const summary: ReproduceSummary = { folder, ran: [], skipped: [], busy: [], failed: [] };
   for (const [index, run] of runs.entries()) {
     const total = runs.length;
-    if (await exists(`${folder}/${run.name}/results.json`)) {
+    const runDir = `${folder}/${run.name}`;
+    const state = await runState(runDir, parsed[index].epochs as number, options.staleMs);
+    if (state.kind === "finished") {
       summary.skipped.push(run.name);
       onEvent?.({ kind: "skip", run, index, total });
       continue;
     }
+    if (state.kind === "live") {
+      summary.busy.push(run.name);
+      onEvent?.({ kind: "busy", run, index, total, claim: state.claim });
+      continue;
+    }
+    if (state.kind === "stale") {
+      const to = await moveAside(runDir, state.id);
+      if (!to) {
+        summary.busy.push(run.name);
+        onEvent?.({ kind: "busy", run, index, total, claim: "another process took it over" });
+        continue;
+      }
+      onEvent?.({ kind: "stale", run, index, total, why: state.why, to });
+    }
     onEvent?.({ kind: "start", run, index, total });
     const t0 = performance.now();
     try {
-      await runExperiment(parsed[index], (event) => onEvent?.({ kind: "progress", run, event }));
+      await runExperiment(
+        parsed[index],
+        (event) => onEvent?.({ kind: "progress", run, event }),
+        undefined,
+        options.signal,
+      );
       summary.ran.push(run.name);
       onEvent?.({ kind: "done", run, index, total, seconds: (performance.now() - t0) / 1000 });
     } catch (e) {
-      if (!(e instanceof SgnError)) throw e;
+      if (e instanceof RunTakenError) {
+        summary.busy.push(run.name);
+        onEvent?.({ kind: "busy", run, index, total, claim: e.message });
+        continue;
+      }
+      if (!(e instanceof SgnError) || e instanceof InterruptedError) throw e;
       summary.failed.push({ name: run.name, error: e.message });
       onEvent?.({ kind: "failed", run, index, total, error: e.message });
     }

@@ -46,6 +46,18 @@ export interface TrainOptions {
   dtype?: DType;
   /** Called after every step and every epoch. */
   onProgress?: (event: ProgressEvent) => void;
+  /**
+   * Awaited after every epoch with the record so far (e.g. to write results.json, so that a
+   * crash keeps the finished epochs).
+   */
+  onEpoch?: (record: ResultsRecord) => Promise<void>;
+  /** Stops the run between two steps, with an {@link InterruptedError}. */
+  signal?: AbortSignal;
+}
+
+/** Thrown by {@link train} when its signal aborts the run. */
+export class InterruptedError extends SgnError {
+  override name = "InterruptedError";
 }
 
 /** Progress of a run. */
@@ -207,6 +219,16 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
     let lossSum = 0;
     let accSum = 0;
     for (let s = 0; s < stepsPerEpoch; s++) {
+      if (o.signal?.aborted) {
+        throw new InterruptedError(
+          `interrupted in epoch ${epoch} at step ${s + 1} of ${stepsPerEpoch}` +
+            (o.signal.reason instanceof Error
+              ? ""
+              : o.signal.reason
+              ? ` (${o.signal.reason})`
+              : ""),
+        );
+      }
       const batch = rows.subarray(s * o.batchSize, Math.min(n, (s + 1) * o.batchSize));
       const { x, y } = batchOf(o.train, batch, o.network, o.task, o.backend, o.dtype);
       try {
@@ -253,6 +275,7 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
     record.tot_iterations = iterations;
     if (classification) record.tot_epochs = epoch;
     record.epoch_time.push(record.tot_time);
+    await o.onEpoch?.(structuredClone(record));
     o.onProgress?.({
       kind: "epoch",
       epoch,

@@ -42,9 +42,9 @@ Deno.test("train flags: unknown flags and bad values are errors that name them",
   assert.throws(() => parseTrainArgs(["--learning_rate", "1"]), /unknown flag --learning_rate/);
   assert.throws(
     () => parseTrainArgs(["--epochs", "0"]),
-    /--epochs must be a positive integer, got "0"/,
+    /--epochs must be a positive integer up to 100000, got "0"/,
   );
-  assert.throws(() => parseTrainArgs(["--rho", "-1"]), /--rho must be a number >= 0, got "-1"/);
+  assert.throws(() => parseTrainArgs(["--rho", "-1"]), /--rho must be a number from 0 up to 1000000000000, got "-1"/);
   assert.throws(() => parseTrainArgs(["--TR", "maybe"]), /--TR must be a boolean/);
   assert.throws(
     () => parseTrainArgs(["--solver", "LBFGS"]),
@@ -96,11 +96,13 @@ Deno.test("train end to end: a short sine run writes the seed's files and refuse
     "avg_loss",
     "epoch_time",
     "rho",
+    "status",
     "test_loss",
     "tot_iterations",
     "tot_time",
   ]);
   assert.equal(results.avg_loss.length, 2);
+  assert.equal(results.status, "finished");
   assert.equal(results.tot_iterations, 2 * 14);
   assert.equal(results.rho.length, 28);
   assert.equal(typeof results.tot_time, "number");
@@ -156,7 +158,7 @@ Deno.test("cli: reproduce --dry-run lists the seed's runs; unknown commands and 
   );
   const unknown = await cli("frob");
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /unknown command "frob" \(available: train, reproduce, demo/);
+  assert.match(unknown.stderr, /unknown command "frob" \(available: report, train, reproduce, demo/);
   const seeds = await cli("reproduce", "mnist", "--seeds", "3-1");
   assert.equal(seeds.code, 2);
   assert.match(seeds.stderr, /--seeds: "3-1" is not a seed or a range/);
@@ -172,12 +174,12 @@ Deno.test("cli: reproduce runs a grid, then writes the report beside the runs", 
     const run = await cli(...args, "--backend", "cpu", "--path", dir);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /\[1\/1\] res_SGN_10_1: started/);
-    assert.match(run.stdout, /sine_10: 1 runs done, 0 skipped, 0 failed/);
+    assert.match(run.stdout, /sine_10: 1 runs done, 0 skipped, 0 left to other processes, 0 failed/);
     const html = await Deno.readTextFile(`${dir}/sine_10/report.html`);
     assert.match(html, /SGN_10/);
     assert.match(run.stdout, /report: .*sine_10\/report\.html \(1 runs in 1 groups\)/);
     const again = await cli(...args, "--backend", "cpu", "--path", dir, "--no-report");
-    assert.match(again.stdout, /res_SGN_10_1: results.json exists, skipped/);
+    assert.match(again.stdout, /res_SGN_10_1: finished before, skipped/);
     assert.doesNotMatch(again.stdout, /report:/);
   } finally {
     await Deno.remove(dir, { recursive: true });
