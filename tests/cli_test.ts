@@ -52,7 +52,7 @@ Deno.test("train flags: unknown flags and bad values are errors that name them",
   );
   assert.throws(
     () => parseTrainArgs(["--layers", "20", "x"]),
-    /--layers must be one or more positive integers/,
+    /--layers must be one to 100 positive integers up to 100000, got "20 x"/,
   );
   assert.throws(() => parseTrainArgs(["--epochs"]), /--epochs needs a value/);
   assert.throws(
