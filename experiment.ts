@@ -368,16 +368,18 @@ async function loadData(a: TrainArgs, conv: boolean): Promise<LoadedDataset> {
 }
 
 async function architecture(name: string): Promise<ConvNetSpec> {
-  if (ARCHITECTURES[name]) return ARCHITECTURES[name];
+  if (Object.hasOwn(ARCHITECTURES, name)) return ARCHITECTURES[name];
   let text: string;
   try {
+    const st = await Deno.stat(name);
+    if (!st.isFile || st.size > 1 << 20) throw new Error("not a small regular file");
     text = await Deno.readTextFile(name);
   } catch {
     throw new SgnError(
       `--architecture: "${name}" is neither a built-in (${
         Object.keys(ARCHITECTURES).join(", ")
       }) ` +
-        "nor a readable JSON file",
+        "nor a readable JSON file (at most 1 MiB)",
     );
   }
   try {

@@ -14,13 +14,23 @@ export interface Idx {
   data: Uint8Array;
 }
 
-/** Gunzips when the bytes start with the gzip magic number, else returns them. */
-export async function maybeGunzip(bytes: Uint8Array): Promise<Uint8Array> {
+/**
+ * Gunzips when the bytes start with the gzip magic number, else returns them. `name` (the file)
+ * appears in the error when the gzip stream is corrupt.
+ */
+export async function maybeGunzip(bytes: Uint8Array, name = "data"): Promise<Uint8Array> {
   if (bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
   const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(
     new DecompressionStream("gzip"),
   );
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+  try {
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  } catch (e) {
+    throw new SgnError(
+      `${name}: not a valid gzip file (${(e as Error).message.split("\n")[0]}); ` +
+        "download it again, or give the uncompressed IDX file",
+    );
+  }
 }
 
 /**

@@ -90,13 +90,18 @@ async function packageDir(spec: string): Promise<URL> {
 }
 
 async function readFile(url: URL | string, what: string): Promise<Uint8Array> {
+  const path = url instanceof URL ? url.pathname : url;
   try {
+    const st = await Deno.stat(url);
+    if (!st.isFile) throw new SgnError(`${what}: ${path} is not a regular file`);
     return await Deno.readFile(url);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new SgnError(`${what}: file not found: ${url instanceof URL ? url.pathname : url}`);
+    if (e instanceof SgnError) throw e;
+    if (e instanceof Deno.errors.NotFound) throw new SgnError(`${what}: file not found: ${path}`);
+    if (e instanceof Deno.errors.NotADirectory) {
+      throw new SgnError(`${what}: ${path}: a part of the path is a file, not a folder`);
     }
-    throw e;
+    throw new SgnError(`${what}: cannot read ${path}: ${(e as Error).message.split("\n")[0]}`);
   }
 }
 
@@ -113,12 +118,15 @@ async function idxDirectory(dir: string | URL, what: string) {
       const url = new URL(name, base);
       let bytes: Uint8Array;
       try {
-        bytes = await Deno.readFile(url);
+        bytes = await readFile(url, what);
       } catch (e) {
-        if (e instanceof Deno.errors.NotFound) continue;
+        if (/file not found/.test((e as Error).message)) continue;
+        if (/a part of the path is a file/.test((e as Error).message)) {
+          throw new SgnError(`${what}: the data directory ${base.pathname} is not a folder`);
+        }
         throw e;
       }
-      return parseIdx(await maybeGunzip(bytes), rank, url.pathname);
+      return parseIdx(await maybeGunzip(bytes, url.pathname), rank, url.pathname);
     }
     throw new SgnError(
       `${what}: ${stem} (or ${stem}.gz) not found in ${base.pathname}; the directory needs ` +
@@ -155,6 +163,13 @@ function fromIdx(
     const x = images(p.images, p.count, shape, format);
     return { ...x, data: { inputs: x.inputs, targets: p.labels } };
   };
+  const [a, b] = [parts.train, parts.test];
+  if (a.height !== b.height || a.width !== b.width) {
+    throw new SgnError(
+      `${name}: the test images are ${b.height}x${b.width} but the training images are ` +
+        `${a.height}x${a.width}; both IDX image files must hold images of one size`,
+    );
+  }
   const train = make(parts.train);
   const test = make(parts.test);
   return {
@@ -262,14 +277,17 @@ export async function loadCifar10(
     const url = new URL(name, base);
     let bytes: Uint8Array;
     try {
-      bytes = await Deno.readFile(url);
+      bytes = await readFile(url, "cifar10");
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
+      if (/file not found/.test((e as Error).message)) {
         throw new SgnError(
           `cifar10: ${name} not found in ${base.pathname}. CIFAR-10 is not on npm: download the ` +
             `"CIFAR-10 binary version" and put ${CIFAR_FILES.join(", ")} in that directory ` +
             "(or name another one with --data-dir)",
         );
+      }
+      if (/a part of the path is a file/.test((e as Error).message)) {
+        throw new SgnError(`cifar10: the data directory ${base.pathname} is not a folder`);
       }
       throw e;
     }
@@ -421,9 +439,12 @@ export async function loadSeedSine(path: string, f: number): Promise<LoadedDatas
     const out = new Float32Array(v.length);
     v.forEach((item, i) => {
       const x = nested && Array.isArray(item) && item.length === 1 ? item[0] : item;
-      if (typeof x !== "number" || !Number.isFinite(x)) {
-        const want = nested ? "a one-element list [x]" : "a finite number";
-        throw new SgnError(`sine_${f}: ${path}: ${key}[${i}] must be ${want}`);
+      // Finite in float32 too: 1e39 would become Infinity.
+      if (typeof x !== "number" || !Number.isFinite(Math.fround(x))) {
+        const want = nested ? "a one-element list [x] of a finite float32" : "a finite float32";
+        throw new SgnError(
+          `sine_${f}: ${path}: ${key}[${i}] must be ${want}, got ${JSON.stringify(item)}`,
+        );
       }
       out[i] = x;
     });

@@ -149,6 +149,23 @@ export interface ConvNetSpec {
   mlp_layers?: Record<string, LayerSpec>;
 }
 
+/** The fields each layer type takes (anything else in a spec is an error that names it). */
+const LAYER_FIELDS: Record<LayerSpec["type"], readonly string[]> = {
+  CONV: ["type", "num_filters", "filter_size", "padding", "stride"],
+  ACT: ["type", "activation"],
+  POOL: ["type", "pool_size", "stride"],
+  FC: ["type", "output_size", "activation"],
+};
+
+/** Rejects fields a spec object does not take, naming the first. */
+function onlyFields(obj: object, allowed: readonly string[], where: string): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) {
+      throw new SgnError(`${where}: unknown field "${key}" (it takes ${allowed.join(", ")})`);
+    }
+  }
+}
+
 /** Layers of a spec group in order layer0, layer1, ... (the seed's key order). */
 function ordered(
   group: Record<string, LayerSpec> | undefined,
@@ -160,10 +177,15 @@ function ordered(
   }
   const entries = Object.entries(group);
   const index = (k: string) => Number(/^layer(\d+)$/.exec(k)?.[1] ?? NaN);
-  for (const [k] of entries) {
+  for (const [k, layer] of entries) {
     if (Number.isNaN(index(k))) {
       throw new SgnError(`conv net spec: ${what}.${k}: layer names must be layer0, layer1, ...`);
     }
+    const fields = typeof layer === "object" && layer !== null && !Array.isArray(layer) &&
+        Object.hasOwn(LAYER_FIELDS, layer.type)
+      ? LAYER_FIELDS[layer.type]
+      : undefined;
+    if (fields) onlyFields(layer, fields, `conv net spec: ${what}.${k}`);
   }
   return entries.sort((a, b) => index(a[0]) - index(b[0]));
 }
@@ -194,7 +216,22 @@ export function convNet(
   inputShape: readonly number[],
   classes: number,
 ): Network {
-  if (!spec || typeof spec !== "object") throw new SgnError("conv net spec must be an object");
+  if (!spec || typeof spec !== "object" || Array.isArray(spec)) {
+    throw new SgnError(
+      'conv net spec must be an object { "conv_layers": {...}, "mlp_layers": {...} }, got ' +
+        JSON.stringify(spec)?.slice(0, 80),
+    );
+  }
+  onlyFields(spec, ["conv_layers", "mlp_layers"], "conv net spec");
+  if (
+    typeof spec.conv_layers !== "object" || spec.conv_layers === null ||
+    Object.keys(spec.conv_layers).length === 0
+  ) {
+    throw new SgnError(
+      "conv net spec: conv_layers must name at least one layer (layer0, layer1, ...); for a " +
+        "network without convolutions use an MLP (--layers)",
+    );
+  }
   if (inputShape.length !== 3) {
     throw new SgnError(
       `convNet: inputShape must be [channels, height, width], got [${inputShape}]`,

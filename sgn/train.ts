@@ -138,6 +138,20 @@ function checkData(data: Dataset, net: Network, task: TrainOptions["task"], what
   return n;
 }
 
+/** Rejects NaN and infinite values (also values a float32 cannot hold), naming the first. */
+function checkFinite(data: Dataset, what: string): void {
+  for (const [name, arr] of [["input", data.inputs], ["target", data.targets]] as const) {
+    for (let i = 0; i < arr.length; i++) {
+      if (!Number.isFinite(arr[i])) {
+        throw new SgnError(
+          `${what}: ${name} value ${i} is ${arr[i]}; the data must be finite (check the file ` +
+            "it came from, or clean the data before training)",
+        );
+      }
+    }
+  }
+}
+
 /** Mean loss and accuracy (classification) over a data set, in batches. */
 async function evaluate(
   data: Dataset,
@@ -181,7 +195,15 @@ async function evaluate(
  * ```
  */
 export async function train(o: TrainOptions): Promise<ResultsRecord> {
+  if (o.task !== "classification" && o.task !== "regression") {
+    throw new SgnError(`train: task must be "classification" or "regression", got "${o.task}"`);
+  }
   const n = checkData(o.train, o.network, o.task, "training set");
+  checkFinite(o.train, "training set");
+  if (o.test) {
+    checkData(o.test, o.network, o.task, "test set");
+    checkFinite(o.test, "test set");
+  }
   if (!Number.isInteger(o.epochs) || o.epochs < 1) {
     throw new SgnError(`train: epochs must be a positive integer, got ${o.epochs}`);
   }
@@ -264,10 +286,24 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
         y.dispose();
       }
     }
-    record.avg_loss.push(lossSum / stepsPerEpoch);
+    const avgLoss = lossSum / stepsPerEpoch;
+    const test = o.test ? await evaluate(o.test, o) : undefined;
+    // A non-finite figure cannot be recorded (JSON has no NaN): the run has diverged, and the
+    // record keeps the epochs before this one.
+    const bad = !Number.isFinite(avgLoss)
+      ? `the mean training loss is ${avgLoss}`
+      : test && !Number.isFinite(test.loss)
+      ? `the test loss is ${test.loss}`
+      : undefined;
+    if (bad) {
+      throw new SgnError(
+        `epoch ${epoch}: ${bad}; the run diverged (try a smaller learning rate or step, or more ` +
+          "damping)",
+      );
+    }
+    record.avg_loss.push(avgLoss);
     if (classification) record.acc!.push(accSum / stepsPerEpoch);
-    if (o.test) {
-      const test = await evaluate(o.test, o);
+    if (test) {
       if (classification) record.test_acc!.push(test.acc);
       else record.test_loss!.push(test.loss);
     }

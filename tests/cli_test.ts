@@ -44,7 +44,10 @@ Deno.test("train flags: unknown flags and bad values are errors that name them",
     () => parseTrainArgs(["--epochs", "0"]),
     /--epochs must be a positive integer up to 100000, got "0"/,
   );
-  assert.throws(() => parseTrainArgs(["--rho", "-1"]), /--rho must be a number from 0 up to 1000000000000, got "-1"/);
+  assert.throws(
+    () => parseTrainArgs(["--rho", "-1"]),
+    /--rho must be a number from 0 up to 1000000000000, got "-1"/,
+  );
   assert.throws(() => parseTrainArgs(["--TR", "maybe"]), /--TR must be a boolean/);
   assert.throws(
     () => parseTrainArgs(["--solver", "LBFGS"]),
@@ -158,7 +161,10 @@ Deno.test("cli: reproduce --dry-run lists the seed's runs; unknown commands and 
   );
   const unknown = await cli("frob");
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /unknown command "frob" \(available: report, train, reproduce, demo/);
+  assert.match(
+    unknown.stderr,
+    /unknown command "frob" \(available: report, train, reproduce, demo/,
+  );
   const seeds = await cli("reproduce", "mnist", "--seeds", "3-1");
   assert.equal(seeds.code, 2);
   assert.match(seeds.stderr, /--seeds: "3-1" is not a seed or a range/);
@@ -174,7 +180,10 @@ Deno.test("cli: reproduce runs a grid, then writes the report beside the runs", 
     const run = await cli(...args, "--backend", "cpu", "--path", dir);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /\[1\/1\] res_SGN_10_1: started/);
-    assert.match(run.stdout, /sine_10: 1 runs done, 0 skipped, 0 left to other processes, 0 failed/);
+    assert.match(
+      run.stdout,
+      /sine_10: 1 runs done, 0 skipped, 0 left to other processes, 0 failed/,
+    );
     const html = await Deno.readTextFile(`${dir}/sine_10/report.html`);
     assert.match(html, /SGN_10/);
     assert.match(run.stdout, /report: .*sine_10\/report\.html \(1 runs in 1 groups\)/);

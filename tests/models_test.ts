@@ -219,8 +219,23 @@ Deno.test("convNet and mlp: spec errors name the layer and what is wrong", () =>
     /layer0: unknown activation "gelu"/,
   );
   assert.throws(
-    bad({}, { layer0: { type: "FC", output_size: -3 } }),
+    bad({ layer0: { type: "POOL" } }, { layer0: { type: "FC", output_size: -3 } }),
     /mlp_layers\.layer0: output_size must be a positive integer/,
+  );
+  // Specs that are not the seed's format, or fields it does not have, are errors too.
+  assert.throws(bad({}), /conv_layers must name at least one layer/);
+  assert.throws(
+    () => convNet([1, 2] as never, [1, 8, 8], 10),
+    /conv net spec must be an object \{ "conv_layers"/,
+  );
+  assert.throws(
+    () =>
+      convNet({ conv_layers: { layer0: { type: "POOL" } }, dropout: 0.5 } as never, [1, 8, 8], 10),
+    /conv net spec: unknown field "dropout"/,
+  );
+  assert.throws(
+    bad({ layer0: { type: "CONV", num_filters: 2, filter_size: 3, dilation: 2 } }),
+    /conv_layers\.layer0: unknown field "dilation" \(it takes type, num_filters/,
   );
   assert.throws(bad({ first: { type: "POOL" } }), /layer names must be layer0, layer1/);
   assert.throws(

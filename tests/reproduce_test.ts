@@ -41,7 +41,10 @@ Deno.test("reproduce: every run of every grid is valid train flags, named as the
   assert.throws(() => planRuns("imagenet"), /unknown experiment "imagenet" \(available: mnist/);
   assert.throws(() => planRuns("mnist", { runs: ["SGN_4"] }), /no configuration "SGN_4".*SGN_3/);
   assert.throws(() => planRuns("mnist", { seeds: [] }), /seeds must be/);
-  assert.throws(() => planRuns("mnist", { epochs: 0 }), /epochs must be an integer from 1 to 100000, got 0/);
+  assert.throws(
+    () => planRuns("mnist", { epochs: 0 }),
+    /epochs must be an integer from 1 to 100000, got 0/,
+  );
 });
 
 Deno.test({
