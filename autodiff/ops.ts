@@ -22,7 +22,8 @@ import { keep, scope, Tensor } from "./tensor.ts";
 /** A tensor or a number (broadcast as a scalar of the other operand's dtype and backend). */
 export type TensorLike = Tensor | number;
 
-const constants = new Map<string, Tensor>();
+/** Cached scalar constants per backend instance (two backends never share a buffer). */
+const constants = new WeakMap<object, Map<string, Tensor>>();
 
 /**
  * A scalar constant on `like`'s backend and dtype. The first 256 distinct values are cached and
@@ -30,19 +31,30 @@ const constants = new Map<string, Tensor>();
  * current scope, so that per-step values (1 - beta^t, ...) cannot pile up.
  */
 export function scalarLike(value: number, like: Tensor): Tensor {
-  const key = `${like.backend.name}:${like.dtype}:${Object.is(value, -0) ? "-0" : value}`;
-  const cached = constants.get(key);
+  let table = constants.get(like.backend);
+  if (!table) constants.set(like.backend, (table = new Map()));
+  const key = `${like.dtype}:${Object.is(value, -0) ? "-0" : value}`;
+  const cached = table.get(key);
   if (cached && !cached.disposed) return cached;
   const arr = like.dtype === "float64" ? new Float64Array([value]) : new Float32Array([value]);
   const c = new Tensor(like.backend, like.backend.upload(arr), [], like.dtype);
-  if (constants.size < 256) {
+  if (table.size < 256) {
     keep(c);
-    constants.set(key, c);
+    table.set(key, c);
   }
   return c;
 }
 
 function pair(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor] {
+  for (const v of [a, b]) {
+    if (!(v instanceof Tensor) && typeof v !== "number") {
+      throw new SgnError(
+        `${op}: operands must be Tensors or numbers, got ${
+          Array.isArray(v) ? "an array (make it a tensor with tensor(...))" : typeof v
+        }`,
+      );
+    }
+  }
   if (a instanceof Tensor && b instanceof Tensor) return [a, b];
   if (a instanceof Tensor) return [a, scalarLike(b as number, a)];
   if (b instanceof Tensor) return [scalarLike(a as number, b), b];

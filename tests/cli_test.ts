@@ -10,6 +10,7 @@ import {
   TRAIN_FLAGS,
   trainHelp,
 } from "../experiment.ts";
+import { cli } from "./data_files.ts";
 
 Deno.test("train flags: the seed's defaults, --layers takes several values, bools as the seed's str2bool", () => {
   const d = parseTrainArgs([]);
@@ -126,16 +127,6 @@ Deno.test("train --init: auto follows the seed (NumPy seed 10 for MLPs, RandomSt
   assert.equal(numpyInitSeed("seeded", false), undefined);
   assert.throws(() => numpyInitSeed("numpy10", true), /conv nets take --init auto or seeded/);
 });
-
-async function cli(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../cli.ts", import.meta.url).pathname, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
 
 Deno.test("cli: reproduce --dry-run lists the seed's runs; unknown commands and bad flags exit 2", async () => {
   const dry = await cli(

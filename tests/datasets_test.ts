@@ -15,41 +15,7 @@ import {
   sineWaves,
   standardizePerImage,
 } from "../datasets/mod.ts";
-
-function idx(rank: number, dims: number[], data: number[]): Uint8Array {
-  const out = new Uint8Array(4 + 4 * rank + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, 0x0800 + rank, false);
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
-  out.set(data, 4 + 4 * rank);
-  return out;
-}
-
-async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(new CompressionStream("gzip"));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
-/** Writes a tiny MNIST-format directory: 3 training and 2 test images of 2 x 2. */
-async function writeIdxDir(
-  dir: string,
-  patch: Partial<Record<string, Uint8Array>> = {},
-  compress = false,
-): Promise<void> {
-  const files: Record<string, Uint8Array> = {
-    "train-images-idx3-ubyte": idx(3, [3, 2, 2], [0, 255, 0, 255, 10, 20, 30, 40, 1, 2, 3, 4]),
-    "train-labels-idx1-ubyte": idx(1, [3], [7, 0, 9]),
-    "t10k-images-idx3-ubyte": idx(3, [2, 2, 2], [255, 255, 255, 255, 0, 0, 0, 0]),
-    "t10k-labels-idx1-ubyte": idx(1, [2], [1, 2]),
-    ...patch,
-  } as Record<string, Uint8Array>;
-  for (const [name, bytes] of Object.entries(files)) {
-    await Deno.writeFile(
-      `${dir}/${name}${compress ? ".gz" : ""}`,
-      compress ? await gzip(bytes) : bytes,
-    );
-  }
-}
+import { gzip, idx, writeIdxDir } from "./data_files.ts";
 
 Deno.test("IDX directory: plain and gzip files load, scaled to [0, 1] or standardized", async () => {
   for (const compress of [false, true]) {

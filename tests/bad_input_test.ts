@@ -1,0 +1,268 @@
+/**
+ * Bad and hostile input, one row per class of fault: every one must end in one line that says
+ * what was wrong (exit code 2 from the command line, an SgnError from code), never a stack
+ * trace, a hang or silently wrong numbers. Then the ways a run could lose data: a full disk, two
+ * processes on one run folder, a killed reproduction resumed, a run that diverges after some
+ * epochs.
+ */
+import assert from "node:assert/strict";
+import { seedSineFileName } from "../datasets/mod.ts";
+import { init } from "../autodiff/device.ts";
+import { tensor } from "../autodiff/tensor.ts";
+import * as ops from "../autodiff/ops.ts";
+import { mlp } from "../models/networks.ts";
+import { SGN } from "../sgn/sgn.ts";
+import { train } from "../sgn/train.ts";
+import { cli, idx, writeIdxDir } from "./data_files.ts";
+
+const tmp = await Deno.makeTempDir({ prefix: "sgn-bad-input-" });
+const aFile = `${tmp}/a-file`;
+await Deno.writeTextFile(aFile, "not a folder");
+
+// Data files with one fault each.
+const corruptGz = `${tmp}/corrupt-gz`;
+await Deno.mkdir(corruptGz);
+await writeIdxDir(corruptGz, {}, true);
+const gz = await Deno.readFile(`${corruptGz}/train-images-idx3-ubyte.gz`);
+await Deno.writeFile(`${corruptGz}/train-images-idx3-ubyte.gz`, gz.subarray(0, gz.length - 9));
+const sizes = `${tmp}/sizes`;
+await Deno.mkdir(sizes);
+await writeIdxDir(sizes, { "t10k-images-idx3-ubyte": idx(3, [2, 3, 3], new Array(18).fill(7)) });
+const sine = `${tmp}/sine`;
+await Deno.mkdir(sine);
+await Deno.writeTextFile(
+  `${sine}/${seedSineFileName(10)}`,
+  JSON.stringify({
+    X_train: [[0.1], [0.2], [0.3], [0.4]],
+    y_train: [0.1, 0.2, 0.3, 1e39],
+    X_test: [[0.5]],
+    y_test: [0.5],
+  }),
+);
+const specs = `${tmp}/specs`;
+await Deno.mkdir(specs);
+await Deno.writeTextFile(`${specs}/list.json`, "[1, 2]");
+await Deno.writeTextFile(`${specs}/empty.json`, "{}");
+await Deno.writeTextFile(
+  `${specs}/extra.json`,
+  JSON.stringify({ conv_layers: { layer0: { type: "POOL", pool_size: 2, dilation: 1 } } }),
+);
+
+const SINE = ["--dataset", "sine_10", "--layers", "4", "--epochs", "1", "--backend", "cpu"];
+const FASHION = ["--dataset", "fashion", "--epochs", "1", "--backend", "cpu"];
+
+/** [what, cli arguments, the one line expected on stderr]. */
+const CLI_ROWS: [string, string[], RegExp][] = [
+  ["a seed beyond 2^32", ["train", "--seed", "1e300"], /--seed must be an integer from 0 up to/],
+  ["a layer of 1e10 units", ["train", "--layers", "1e10"], /--layers must be one to 100 positive/],
+  ["hexadecimal epochs", ["train", "--epochs", "0x1"], /--epochs must be a positive integer/],
+  ["a billion CG iterations", ["train", "--cg_max_iter", "1000000000"], /up to 10000, got/],
+  ["a NaN damping", ["train", "--rho", "nan"], /--rho must be a number from 0/],
+  ["an infinite learning rate", ["train", "--lr", "Infinity"], /--lr must be a number from 0/],
+  ["an unknown backend", ["train", "--backend", "tpu"], /--backend must be one of auto, webgpu/],
+  ["an unknown flag", ["train", "--lerning_rate", "1"], /unknown flag --lerning_rate/],
+  ["a run name that escapes --path", ["train", "--f", "../../x"], /--f must be a plain folder/],
+  ["an empty run name", ["train", "--f", ""], /--f must be a plain folder name/],
+  ["--path that is a file", ["train", ...SINE, "--path", aFile], /is a file, not a folder/],
+  ["--path under /proc", ["train", ...SINE, "--path", "/proc/sgn"], /cannot create the results/],
+  ["an experiment named like a prototype property", ["reproduce", "constructor"], /unknown exp/],
+  ["another one", ["reproduce", "toString"], /unknown experiment "toString"/],
+  ["ten billion seeds", ["reproduce", "mnist", "--seeds", "1-10000000000"], /--seeds: "1-1/],
+  ["a shard beyond the count", ["reproduce", "mnist", "--shard", "3/2"], /shard must be I\/N/],
+  [
+    "--data-dir that is a file",
+    ["train", ...FASHION, "--architecture", "architecture_1", "--data-dir", aFile],
+    /the data directory .*a-file.* is not a folder/,
+  ],
+  [
+    "a truncated gzip IDX file",
+    ["train", "--dataset", "mnist", "--epochs", "1", "--data-dir", corruptGz],
+    /train-images-idx3-ubyte\.gz: not a valid gzip file/,
+  ],
+  [
+    "test images of another size",
+    ["train", "--dataset", "mnist", "--epochs", "1", "--data-dir", sizes],
+    /the test images are 3x3 but the training images are 2x2/,
+  ],
+  [
+    "a value a float32 cannot hold",
+    ["train", ...SINE, "--data-dir", sine],
+    /y_train\[3\] must be a finite float32, got 1e\+39/,
+  ],
+  [
+    "an architecture that is a list",
+    ["train", ...FASHION, "--architecture", `${specs}/list.json`],
+    /conv net spec must be an object/,
+  ],
+  [
+    "an empty architecture",
+    ["train", ...FASHION, "--architecture", `${specs}/empty.json`],
+    /conv_layers must name at least one layer/,
+  ],
+  [
+    "an architecture with an unknown field",
+    ["train", ...FASHION, "--architecture", `${specs}/extra.json`],
+    /conv_layers\.layer0: unknown field "dilation"/,
+  ],
+  ["an unknown command", ["frobnicate"], /unknown command "frobnicate"/],
+];
+
+for (const [what, args, expected] of CLI_ROWS) {
+  Deno.test(`bad input (cli): ${what}`, async () => {
+    const r = await cli(...args);
+    assert.equal(r.code, 2, `exit code; stderr: ${r.stderr}`);
+    const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("sgn: using the"));
+    assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
+    assert.match(lines[0], /^error: /);
+    assert.match(lines[0], expected);
+  });
+}
+
+/** [what, code that must throw, the expected message]. */
+const API_ROWS: [string, () => unknown, RegExp][] = [
+  ["a misspelled task", () => trainSine({ task: "regresion" }), /task must be "classification"/],
+  ["NaN in the test data", () => trainSine({ testNaN: true }), /test set: input value 1 is NaN/],
+  ["a string operand", () => ops.add(tensor([1, 2]), "x" as never), /add: operands must be/],
+  ["an array operand", () => ops.mul([1, 2] as never, tensor([1])), /make it a tensor with/],
+];
+
+await init({ backend: "cpu" });
+
+async function trainSine(o: { task?: string; testNaN?: boolean }) {
+  const net = mlp({ inputs: 1, hidden: [3], outputs: 1 });
+  const xs = Float32Array.from({ length: 16 }, (_, i) => i / 16);
+  const test = Float32Array.from([0.5, NaN]);
+  const opt = new SGN(net.init());
+  try {
+    return await train({
+      network: net,
+      optimizer: opt,
+      task: (o.task ?? "regression") as "regression",
+      backend: await init({ backend: "cpu" }),
+      train: { inputs: xs, targets: xs },
+      test: { inputs: o.testNaN ? test : xs, targets: o.testNaN ? test.map(() => 0) : xs },
+      epochs: 1,
+      batchSize: 8,
+    });
+  } finally {
+    opt.dispose();
+  }
+}
+
+for (const [what, fn, expected] of API_ROWS) {
+  Deno.test(`bad input (api): ${what}`, async () => {
+    await assert.rejects(async () => await fn(), (e: Error) => {
+      assert.equal(e.name, "SgnError", `${e.name}: ${e.message}`);
+      assert.match(e.message, expected);
+      return true;
+    });
+  });
+}
+
+// --- data loss ---------------------------------------------------------------------------------
+
+const SINE_RUN = [
+  "train",
+  ...["--dataset", "sine_10", "--layers", "4", "--batch_size", "500", "--backend", "cpu"],
+];
+
+Deno.test("disk full: the run stops with one line and results.json keeps the last whole epoch", async () => {
+  const mnt = `${tmp}/tiny`;
+  await Deno.mkdir(mnt);
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt],
+    stderr: "piped",
+  }).output().catch((e) => ({ success: false, stderr: new TextEncoder().encode(String(e)) }));
+  if (!mount.success) {
+    console.log(
+      `[sgn tests] disk-full test not run: cannot mount a tmpfs here ` +
+        `(${new TextDecoder().decode(mount.stderr).trim()})`,
+    );
+    return;
+  }
+  try {
+    // Leave a few KiB free: room for config.json and some epochs, not for 40.
+    await Deno.writeFile(`${mnt}/filler`, new Uint8Array(64 * 1024 - 12 * 1024));
+    const r = await cli(...SINE_RUN, "--epochs", "40", "--path", mnt, "--f", "run");
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /error: cannot write .*run\/results\.json: the disk is full/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    const saved = JSON.parse(await Deno.readTextFile(`${mnt}/run/results.json`));
+    assert.equal(saved.status, "running");
+    assert.ok(saved.avg_loss.length >= 1 && saved.avg_loss.length < 40, `${saved.avg_loss.length}`);
+    assert.equal(saved.epoch_time.length, saved.avg_loss.length, "a whole record");
+    const leftovers = [...Deno.readDirSync(`${mnt}/run`)].filter((e) => e.name.endsWith(".tmp"));
+    assert.deepEqual(leftovers, [], "no temporary file left behind");
+  } finally {
+    await new Deno.Command("umount", { args: [mnt] }).output();
+  }
+});
+
+Deno.test("two runs started at once on one name: one trains, the other is refused", async () => {
+  const dir = `${tmp}/race`;
+  const both = await Promise.all([
+    cli(...SINE_RUN, "--epochs", "2", "--path", dir, "--f", "same"),
+    cli(...SINE_RUN, "--epochs", "2", "--path", dir, "--f", "same"),
+  ]);
+  const codes = both.map((r) => r.code).sort();
+  assert.deepEqual(codes, [0, 2], both.map((r) => r.stderr).join("\n"));
+  const loser = both.find((r) => r.code === 2)!;
+  assert.match(loser.stderr, /claimed by another run|being trained by another run|refusing/);
+  const saved = JSON.parse(await Deno.readTextFile(`${dir}/same/results.json`));
+  assert.equal(saved.status, "finished");
+  assert.equal(saved.avg_loss.length, 2);
+});
+
+Deno.test("a killed reproduce resumes: the dead run is moved aside and every run finishes once", async () => {
+  const dir = `${tmp}/killed`;
+  const args = [
+    "run",
+    "-A",
+    new URL("../cli.ts", import.meta.url).pathname,
+    "reproduce",
+    ...["sine_10", "--runs", "SGN_10", "--seeds", "1-2", "--epochs", "4"],
+    ...["--backend", "cpu", "--path", dir, "--no-report"],
+  ];
+  const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "null" })
+    .spawn();
+  const first = `${dir}/sine_10/res_SGN_10_1`;
+  // Kill it once the first run has written an epoch.
+  for (let i = 0; i < 3000; i++) {
+    const text = await Deno.readTextFile(`${first}/results.json`).catch(() => "");
+    if (text.includes('"running"')) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  child.kill("SIGKILL");
+  await child.status;
+  const killed = JSON.parse(await Deno.readTextFile(`${first}/results.json`));
+  assert.equal(killed.status, "running", "killed mid-run");
+  const again = await cli(...args.slice(3));
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /res_SGN_10_1: its process \d+ on .* is gone; moved aside to /);
+  assert.match(again.stdout, /2 runs done, 0 skipped/);
+  for (const seed of [1, 2]) {
+    const r = JSON.parse(await Deno.readTextFile(`${dir}/sine_10/res_SGN_10_${seed}/results.json`));
+    assert.equal(r.status, "finished");
+    assert.equal(r.avg_loss.length, 4);
+  }
+  const aside = [...Deno.readDirSync(`${dir}/sine_10`)].filter((e) => e.name.includes(".stale-"));
+  assert.equal(aside.length, 1, "the dead run kept, aside");
+  const third = await cli(...args.slice(3));
+  assert.match(third.stdout, /0 runs done, 2 skipped/, "nothing runs twice");
+});
+
+Deno.test("a run that diverges after some epochs keeps them, marked diverged", async () => {
+  const dir = `${tmp}/diverged`;
+  const r = await cli(
+    "train",
+    ...["--dataset", "boston", "--layers", "16", "16", "--solver", "SGD", "--lr", "20"],
+    ...["--epochs", "6", "--batch_size", "101", "--backend", "cpu", "--path", dir, "--f", "d"],
+  );
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /error: epoch \d: the (test|mean training) loss is (Infinity|NaN)/);
+  const saved = JSON.parse(await Deno.readTextFile(`${dir}/d/results.json`));
+  assert.equal(saved.status, "diverged");
+  assert.match(saved.status_reason, /the run diverged/);
+  assert.ok(saved.avg_loss.length >= 1, "the finished epochs are kept");
+  assert.ok(saved.avg_loss.every(Number.isFinite) && saved.test_loss.every(Number.isFinite));
+});
