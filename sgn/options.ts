@@ -44,7 +44,10 @@ export interface SgnOptions {
   cLs?: number;
   /** RHO_LS: backtracking factor in (0, 1). 0.5. */
   rhoLs?: number;
-  /** MAX_LS_ITERS: most loss evaluations of one line search. 10. */
+  /**
+   * MAX_LS_ITERS: most backtracking steps of one line search (so at most MAX_LS_ITERS + 1 loss
+   * evaluations, the smallest step ALPHA RHO_LS^MAX_LS_ITERS). 10.
+   */
   maxLsIters?: number;
   /**
    * Armijo right-hand side: "shrinking" (Algorithm 3.1: L0 + a c g.d with the current a) or
@@ -63,7 +66,7 @@ export interface SgnOptions {
   /**
    * Line-search candidates evaluated before the single readback (device mode): "adaptive" (as
    * many as the previous step needed; a step needing more reads back once per further batch) or
-   * "all" (every one of maxLsIters candidates: exactly one readback per step, more forward
+   * "all" (every one of the maxLsIters + 1 candidates: exactly one readback per step, more forward
    * passes). "adaptive".
    */
   lsSpeculation?: "adaptive" | "all";

@@ -179,7 +179,13 @@ export class SGN implements Optimizer {
         ? (r: Tensor) =>
           new Tensor(
             be,
-            be.precond(r.buffer, solved.mHat.buffer, rho, opt.alphaExp),
+            // From the base damping, never the scheduled rho (SGN-ALGORITHM.md step 2).
+            be.precond(
+              r.buffer,
+              solved.mHat.buffer,
+              opt.trustRegion ? rho : opt.dampRho,
+              opt.alphaExp,
+            ),
             r.shape,
             r.dtype,
           )
@@ -200,8 +206,8 @@ export class SGN implements Optimizer {
         : host || !opt.lineSearch
         ? 1
         : opt.lsSpeculation === "all"
-        ? opt.maxLsIters
-        : Math.min(opt.maxLsIters, this.#lastTries);
+        ? opt.maxLsIters + 1
+        : Math.min(opt.maxLsIters + 1, this.#lastTries);
       const head = scope(() => {
         const pred = o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 0.5);
         const md = o.dot(solved.mHat, cg.d);
@@ -252,7 +258,8 @@ export class SGN implements Optimizer {
           readbacks++;
           return { loss: v, metric: m };
         };
-        for (let i = 0; i < (opt.lineSearch ? opt.maxLsIters : 1); i++) {
+        // The first try at alpha, then up to maxLsIters backtracks (SGN-ALGORITHM.md step 5).
+        for (let i = 0; i < (opt.lineSearch ? opt.maxLsIters + 1 : 1); i++) {
           a = opt.alpha * opt.rhoLs ** i;
           const at = await evaluate(i);
           l1 = at.loss;

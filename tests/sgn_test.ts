@@ -224,7 +224,7 @@ Deno.test("trust region: rho rises after a bad step and falls after a good one",
   for (const q of [good, bad, floor]) q.dispose();
 });
 
-Deno.test("line search: halves the step until Armijo holds, at most MAX_LS_ITERS tries", async () => {
+Deno.test("line search: halves the step until Armijo holds, at most MAX_LS_ITERS backtracks", async () => {
   for (const mode of ["device", "host"] as const) {
     const p = leastSquares(cpu, 50, 6, 5);
     // On a quadratic with the exact Newton step d, L(a) - L0 = (a^2/2 - a) d^T G d, so Armijo
@@ -256,10 +256,11 @@ Deno.test("line search: halves the step until Armijo holds, at most MAX_LS_ITERS
       assert.ok(rec.readbacks > 1, "adaptive speculation read back more than once here");
       all.dispose();
     }
+    // MAX_LS_ITERS = 3 backtracks: 4 evaluations (64, 32, 16, 8), none accepted (a <= 2 is).
     const capped = new SGN(p.params(), { dampRho: 0, alpha: 64, maxLsIters: 3, cgTol: 0, mode });
     const rc = await capped.step((w, b) => p.model(w, b), meanSquaredError(p.y));
-    assert.equal(rc.lsTries, 3, `${mode}: capped tries`);
-    assert.equal(rc.alpha, 16, `${mode}: the last tried step is kept, as the seed does`);
+    assert.equal(rc.lsTries, 4, `${mode}: capped tries`);
+    assert.equal(rc.alpha, 8, `${mode}: the last tried step is kept, as the seed does`);
     capped.dispose();
   }
 });
