@@ -18,7 +18,8 @@ import {
   vjp,
 } from "../autodiff/transforms.ts";
 import { meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
-import { cpu, Random, webgpu } from "./harness.ts";
+import { cpu, native, Random, webgpu } from "./harness.ts";
+import { convNet as libConvNet, mlp as libMlp, type Network } from "../models/networks.ts";
 
 const gpu = await webgpu();
 
@@ -530,4 +531,74 @@ for (const be of [cpu, gpu].filter((b): b is NonNullable<typeof b> => !!b)) {
     G.dispose();
     assert.equal(be.liveBuffers(), start);
   });
+}
+
+// --- the library's networks against finite differences (float64) -----------------------------
+
+const float64Backends = [cpu, await native()].filter((b): b is NonNullable<typeof b> => !!b);
+
+for (const be of float64Backends) {
+  const nets: [string, Network, number[]][] = [
+    ["mlp 6-5-4-3 (sigmoid)", libMlp({ inputs: 6, hidden: [5, 4], outputs: 3 }), [6]],
+    [
+      "convNet (conv, relu, pool, conv, tanh, fc relu, dense)",
+      libConvNet(
+        {
+          conv_layers: {
+            layer0: { type: "CONV", num_filters: 3, filter_size: 3 },
+            layer1: { type: "ACT", activation: "relu" },
+            layer2: { type: "POOL", pool_size: 2 },
+            layer3: { type: "CONV", num_filters: 4, filter_size: 2, padding: 1 },
+            layer4: { type: "ACT", activation: "tanh" },
+          },
+          mlp_layers: { layer0: { type: "FC", output_size: 5, activation: "relu" } },
+        },
+        [2, 9, 8],
+        3,
+      ),
+      [2, 9, 8],
+    ],
+  ];
+  for (const [name, net, inputShape] of nets) {
+    Deno.test(`autodiff (${be.name}): ${name}: loss gradient and J v match central differences`, async () => {
+      const rng = new Random(31);
+      const batch = 4;
+      const x = rand(be, [batch, ...inputShape], rng);
+      const labels = Array.from({ length: batch }, (_, i) => i % 3);
+      const loss = softmaxCrossEntropy(oneHot(labels, 3, { backend: be, dtype: "float64" }));
+      const params = net.init({ seed: 5, backend: be, dtype: "float64" });
+      const f = (...p: Tensor[]) => net.forward(p, x);
+      const objective = (...p: Tensor[]) => loss.value(f(...p));
+      const [, grads] = valueAndGrad(objective)(...params);
+      const g = (await Promise.all(grads.map(host))).flat();
+      const h = 1e-5;
+      for (let trial = 0; trial < 3; trial++) {
+        const v = params.map((p) => rng.array(p.size, (r) => r.normal()));
+        const shifted = (s: number) =>
+          params.map((p, i) =>
+            o.add(p, o.mul(tensor(v[i], [...p.shape], { backend: be, dtype: "float64" }), s))
+          );
+        const [plus, minus] = [shifted(h), shifted(-h)];
+        const lp = (await host(objective(...plus)))[0];
+        const lm = (await host(objective(...minus)))[0];
+        const fd = (lp - lm) / (2 * h);
+        const dir = dotHost(g, v.flatMap((vi) => Array.from(vi)));
+        assert.ok(Math.abs(fd - dir) <= 1e-6 * (Math.abs(dir) + 1e-3), `<g, v> ${dir}, FD ${fd}`);
+        const vt = v.map((vi, i) =>
+          tensor(vi, [...params[i].shape], { backend: be, dtype: "float64" })
+        );
+        const [, [jv]] = jvp(f, params, vt);
+        const zp = await host(f(...plus));
+        const zm = await host(f(...minus));
+        const jvh = await host(jv);
+        jvh.forEach((val, i) => {
+          const fdi = (zp[i] - zm[i]) / (2 * h);
+          assert.ok(
+            Math.abs(val - fdi) <= 1e-6 * (Math.abs(fdi) + 1e-3),
+            `J v[${i}] ${val}, FD ${fdi}`,
+          );
+        });
+      }
+    });
+  }
 }
