@@ -15,7 +15,7 @@ import {
   sineWaves,
   standardizePerImage,
 } from "../datasets/mod.ts";
-import { gzip, idx, writeIdxDir } from "./data_files.ts";
+import { idx, writeIdxDir } from "./data_files.ts";
 
 Deno.test("IDX directory: plain and gzip files load, scaled to [0, 1] or standardized", async () => {
   for (const compress of [false, true]) {
