@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { writeFileAtomic } from "../atomic.ts";
 import {
   aggregate,
   buildReportHtml,
@@ -413,6 +414,64 @@ Deno.test("report: a metric choice appears only when test accuracy and test loss
     assert.match(html, /<title>t &#60;&#38;&#62;<\/title>/);
     const one = await collectRuns([{ label: "x", path: join(root, "mnist") }]);
     assert.doesNotMatch(buildReportHtml(one, { title: "t", script: "" }), /id="metric"/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("writeFileAtomic: whole or not at all, and no temporary file left", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-atomic-test-" });
+  const names = () => [...Deno.readDirSync(root)].map((e) => e.name).sort();
+  try {
+    const dest = join(root, "results.json");
+    await writeFileAtomic(dest, "first");
+    assert.equal(await Deno.readTextFile(dest), "first");
+    await Deno.chmod(dest, 0o640);
+    await writeFileAtomic(dest, new TextEncoder().encode("second"));
+    assert.equal(await Deno.readTextFile(dest), "second");
+    assert.equal((await Deno.stat(dest)).mode! & 0o777, 0o640, "the mode is kept");
+    assert.deepEqual(names(), ["results.json"]);
+
+    // The rename fails (the destination is a folder with a file in it): nothing is left.
+    await Deno.mkdir(join(root, "taken"));
+    await Deno.writeTextFile(join(root, "taken/x"), "x");
+    await assert.rejects(writeFileAtomic(join(root, "taken"), "data"));
+    assert.deepEqual(names(), ["results.json", "taken"]);
+    assert.deepEqual([...Deno.readDirSync(join(root, "taken"))].map((e) => e.name), ["x"]);
+    await assert.rejects(
+      writeFileAtomic(join(root, "no/such/folder/f"), "data"),
+      Deno.errors.NotFound,
+    );
+
+    // The write fails half-way (a file size limit of 64 KiB, with SIGXFSZ ignored so that the
+    // write returns EFBIG): the old file is whole and the temporary file is gone. A plain
+    // Deno.writeTextFile would leave a 64 KiB truncated file here.
+    if (Deno.build.os === "linux") {
+      const script = join(root, "write.ts");
+      await Deno.writeTextFile(
+        script,
+        `import { writeFileAtomic } from ${
+          JSON.stringify(new URL("../atomic.ts", import.meta.url).href)
+        };
+try {
+  await writeFileAtomic(${JSON.stringify(dest)}, "y".repeat(1 << 20));
+  console.log("written");
+} catch (e) {
+  console.log("failed:", (e as Error).message);
+}`,
+      );
+      const { code, stdout, stderr } = await new Deno.Command("bash", {
+        args: ["-c", 'ulimit -f 64; trap "" XFSZ; exec "$0" run -A "$1"', Deno.execPath(), script],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const said = new TextDecoder().decode(stdout);
+      assert.equal(code, 0, new TextDecoder().decode(stderr));
+      assert.match(said, /^failed: File too large/, said);
+      const after = await Deno.readTextFile(dest);
+      assert.ok(after === "second", `the destination holds ${after.length} bytes, not "second"`);
+      assert.deepEqual(names(), ["results.json", "taken", "write.ts"]);
+    }
   } finally {
     await Deno.remove(root, { recursive: true });
   }
