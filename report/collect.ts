@@ -8,7 +8,17 @@
  */
 
 import { basename, dirname, join, resolve } from "node:path";
-import type { Band, Metric } from "./types.ts";
+import type { Band, Metric, RunStatus } from "./types.ts";
+
+export type { RunStatus } from "./types.ts";
+
+/** The statuses a results.json may give, in the order the report lists them. */
+export const RUN_STATUSES: readonly RunStatus[] = [
+  "finished",
+  "diverged",
+  "interrupted",
+  "running",
+];
 
 /** Where runs come from: a folder, a run folder, a results.json, or a glob, under a label. */
 export interface ReportSource {
@@ -35,6 +45,10 @@ export interface RunSeries {
   seconds: number[];
   /** Where the seconds come from: measured per epoch, or tot_time spread uniformly. */
   timeBasis: "epoch_time" | "tot_time";
+  /** How the run stands (results.json's `status`); absent in older files, which are finished. */
+  status?: RunStatus;
+  /** Why it stands so (results.json's `status_reason`), e.g. why it diverged. */
+  statusReason?: string;
 }
 
 /** One run of a source, named and validated. */
@@ -79,8 +93,22 @@ export interface Group {
   metricBand?: Band;
   final: { loss: Final; metric?: Final; secondsPerEpoch: number };
   timeBasis: "epoch_time" | "tot_time" | "mixed";
+  /** How the runs stand: see {@link GroupStatus}. */
+  status: GroupStatus;
   /** What a reader should know about this group (unequal lengths, divergence). */
   notes: string[];
+}
+
+/** How the runs of a group stand, from their results.json `status` (absent: finished). */
+export interface GroupStatus {
+  /** How many runs have each status. */
+  counts: Record<RunStatus, number>;
+  /** The distinct reasons the runs of each status give (results.json's `status_reason`). */
+  reasons: Partial<Record<RunStatus, string[]>>;
+  /** Absent when every run finished, e.g. "2 of 5 runs diverged: loss is NaN; 1 of 5 still running". */
+  summary?: string;
+  /** The summary without reasons, for the legend, e.g. "2 diverged, 1 running". */
+  short?: string;
 }
 
 /** What {@link collectRuns} found. */
@@ -92,6 +120,8 @@ export interface Collection {
 }
 
 const NAN_MARK = "__sgn_NaN__";
+/** The longest status_reason kept, in characters. */
+const REASON_MAX = 300;
 
 /**
  * JSON.parse that also takes the bare NaN, Infinity and -Infinity Python's json module writes
@@ -138,7 +168,9 @@ function numberList(obj: Record<string, unknown>, key: string): number[] | strin
 /**
  * Validates the text of a results.json in the seed's format. Required: avg_loss, and epoch_time
  * (cumulative seconds per epoch, ours) or tot_time (the seed's only timing: epochs are then
- * taken as equally long). test_acc or test_loss is drawn when present. Problems name `file`.
+ * taken as equally long). test_acc or test_loss is drawn when present. Optional: `status`, one
+ * of {@link RUN_STATUSES} (absent means finished, as in the seed's files; any other value skips
+ * the run), and `status_reason`, a string. Problems name `file`.
  *
  * @example
  * ```ts
@@ -163,11 +195,43 @@ export function parseResults(
     return fail(`holds ${describe(json)}, not an object of results`);
   }
   const r = json as Record<string, unknown>;
+  let status: RunStatus = "finished";
+  if ("status" in r) {
+    if (!RUN_STATUSES.includes(r.status as RunStatus)) {
+      return fail(
+        `status is ${describe(r.status)}, not one of ${
+          RUN_STATUSES.map((x) => `"${x}"`).join(", ")
+        } (a results.json written by a newer sgn?)`,
+      );
+    }
+    status = r.status as RunStatus;
+  }
+  let statusReason: string | undefined;
+  if ("status_reason" in r) {
+    if (typeof r.status_reason === "string") {
+      // The reason is shown in the table: a few lines at most, whatever the file holds.
+      statusReason = r.status_reason.length > REASON_MAX
+        ? r.status_reason.slice(0, REASON_MAX) + "..."
+        : r.status_reason;
+    } else {
+      problems.push({
+        file,
+        reason: `status_reason is ${describe(r.status_reason)}, not a string: ignored`,
+        skipped: false,
+      });
+    }
+  }
   if (!("avg_loss" in r)) return fail("no avg_loss (the per-epoch train loss)");
   const avgLoss = numberList(r, "avg_loss");
   if (typeof avgLoss === "string") return fail(avgLoss);
   const n = avgLoss.length;
-  if (n === 0) return fail("avg_loss is empty");
+  if (n === 0) {
+    return fail(
+      status === "finished"
+        ? "avg_loss is empty"
+        : `avg_loss is empty: the run is ${status} with no epoch done yet`,
+    );
+  }
 
   let metric: Metric | undefined;
   let metricValues: number[] | undefined;
@@ -229,7 +293,18 @@ export function parseResults(
       skipped: false,
     });
   }
-  return { series: { avgLoss, metric, metricValues, seconds, timeBasis }, problems };
+  return {
+    series: {
+      avgLoss,
+      metric,
+      metricValues,
+      seconds,
+      timeBasis,
+      status,
+      ...(statusReason === undefined ? {} : { statusReason }),
+    },
+    problems,
+  };
 }
 
 /**
@@ -340,6 +415,47 @@ export function finalFigure(values: number[]): Final {
   };
 }
 
+const STATUS_VERB: Record<RunStatus, string> = {
+  finished: "finished",
+  diverged: "diverged",
+  interrupted: "interrupted",
+  running: "still running",
+};
+
+/**
+ * How the runs of a group stand: counts and reasons per status, and, unless all finished, a
+ * sentence such as "2 of 5 runs diverged: loss is NaN; 1 of 5 still running".
+ *
+ * @example
+ * ```ts
+ * import { groupStatus } from "./collect.ts";
+ * const s = groupStatus([{ status: "diverged", statusReason: "loss is NaN" }, {}]);
+ * console.log(s.summary, "/", s.short); // 1 of 2 runs diverged: loss is NaN / 1 diverged
+ * ```
+ */
+export function groupStatus(
+  runs: readonly Pick<RunSeries, "status" | "statusReason">[],
+): GroupStatus {
+  const counts = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])) as Record<RunStatus, number>;
+  const reasons: GroupStatus["reasons"] = {};
+  for (const r of runs) {
+    const s = r.status ?? "finished";
+    counts[s]++;
+    if (r.statusReason !== undefined && !reasons[s]?.includes(r.statusReason)) {
+      (reasons[s] ??= []).push(r.statusReason);
+    }
+  }
+  const n = runs.length;
+  const open = RUN_STATUSES.filter((s) => s !== "finished" && counts[s] > 0);
+  if (!open.length) return { counts, reasons };
+  const summary = open.map((s) => {
+    const why = reasons[s]?.length ? `: ${reasons[s]!.join("; ")}` : "";
+    return `${counts[s]} of ${n} run${n === 1 ? "" : "s"} ${STATUS_VERB[s]}${why}`;
+  }).join("; ");
+  const short = open.map((s) => `${counts[s]} ${s}`).join(", ");
+  return { counts, reasons, summary, short };
+}
+
 function settingOrder(a: string, b: string): number {
   const x = Number(a);
   const y = Number(b);
@@ -391,6 +507,7 @@ export function groupRuns(runs: readonly Run[], sourceOrder: readonly string[] =
     const diverged = lastLoss.filter((x) => !Number.isFinite(x)).length;
     if (diverged) notes.push(`${diverged} of ${members.length} runs diverged (non-finite loss)`);
     const bases = new Set(members.map((r) => r.timeBasis));
+    const status = groupStatus(members);
     const secondsBand = aggregate(members.map((r) => r.seconds));
     groups.push({
       source: first.source,
@@ -416,6 +533,7 @@ export function groupRuns(runs: readonly Run[], sourceOrder: readonly string[] =
         ) / members.length,
       },
       timeBasis: bases.size === 1 ? first.timeBasis : "mixed",
+      status,
       notes,
     });
   }

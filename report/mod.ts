@@ -30,13 +30,17 @@ export {
   finalFigure,
   type Group,
   groupRuns,
+  type GroupStatus,
+  groupStatus,
   parseResults,
   parseRunName,
   parseSourceArg,
   type Problem,
   type ReportSource,
   type Run,
+  RUN_STATUSES,
   type RunSeries,
+  type RunStatus,
   truncateRun,
 } from "./collect.ts";
 export { buildReportHtml, type HtmlOptions, pageData } from "./html.ts";

@@ -419,6 +419,100 @@ Deno.test("report: a metric choice appears only when test accuracy and test loss
   }
 });
 
+const RUN = { avg_loss: [1, 0.5], test_acc: [0.5, 0.6], tot_time: 2, epoch_time: [1, 2] };
+
+Deno.test("report: run status is read, validated, and summed up per group", async () => {
+  const ok = (extra: Record<string, unknown>) => JSON.stringify({ ...RUN, ...extra });
+  for (const status of ["running", "finished", "diverged", "interrupted"]) {
+    const r = parseResults(ok({ status, status_reason: "why" }), "r.json");
+    assert.equal(r.series?.status, status);
+    assert.equal(r.series?.statusReason, "why");
+    assert.deepEqual(r.problems, []);
+  }
+  assert.equal(parseResults(ok({}), "r.json").series?.status, "finished");
+  const unknown = parseResults(ok({ status: "crashed" }), "runs/x/results.json");
+  assert.equal(unknown.series, undefined);
+  assert.deepEqual(unknown.problems.map((p) => [p.file, p.skipped]), [[
+    "runs/x/results.json",
+    true,
+  ]]);
+  assert.match(unknown.problems[0].reason, /^status is "crashed", not one of "finished", /);
+  assert.match(parseResults(ok({ status: 3 }), "f").problems[0].reason, /^status is 3, not one/);
+  const badReason = parseResults(ok({ status: "diverged", status_reason: ["x"] }), "f");
+  assert.equal(badReason.series?.statusReason, undefined);
+  assert.deepEqual(badReason.problems.map((p) => [p.reason, p.skipped]), [[
+    "status_reason is a list, not a string: ignored",
+    false,
+  ]]);
+  const long = parseResults(ok({ status: "diverged", status_reason: "x".repeat(10_000) }), "f");
+  assert.ok(long.series!.statusReason!.length < 400);
+  assert.match(
+    parseResults('{"avg_loss": [], "tot_time": 0, "status": "running"}', "f").problems[0].reason,
+    /avg_loss is empty: the run is running with no epoch done yet/,
+  );
+
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    const statuses = [
+      { status: "diverged", status_reason: "loss is NaN at step 12" },
+      {},
+      { status: "running" },
+      { status: "diverged", status_reason: "loss is NaN at step 12" },
+      { status: "finished" },
+    ];
+    for (const [i, extra] of statuses.entries()) {
+      await writeRun(join(root, `mnist/res_SGN_3_${i + 1}`), ok(extra), SGN_CONFIG);
+    }
+    await writeRun(join(root, "mnist/res_SGD_1_1"), ok({}), SGD_CONFIG);
+    await writeRun(join(root, "mnist/res_SGD_1_2"), ok({ status: "interrupted" }), SGD_CONFIG);
+    await writeRun(join(root, "mnist/res_SGD_1_3"), ok({ status: "done" }), SGD_CONFIG);
+    const c = await collectRuns([{ label: "x", path: root }]);
+    const sgn = group(c.groups, "x mnist SGN_3 (n=5)");
+    assert.deepEqual(sgn.status.counts, { finished: 2, diverged: 2, interrupted: 0, running: 1 });
+    assert.deepEqual(sgn.status.reasons, { diverged: ["loss is NaN at step 12"] });
+    assert.equal(
+      sgn.status.summary,
+      "2 of 5 runs diverged: loss is NaN at step 12; 1 of 5 runs still running",
+    );
+    assert.equal(sgn.status.short, "2 diverged, 1 running");
+    const sgd = group(c.groups, "x mnist SGD_1 (n=2)");
+    assert.equal(sgd.status.summary, "1 of 2 runs interrupted");
+    assert.deepEqual(c.problems.map((p) => [p.file, p.skipped]), [[
+      join(root, "mnist/res_SGD_1_3/results.json"),
+      true,
+    ]]);
+    assert.match(c.problems[0].reason, /^status is "done", not one of/);
+
+    await writeRun(join(root, "fashion/res_SGN_3_1"), ok({}), SGN_CONFIG);
+    await writeRun(join(root, "fashion/res_SGN_3_2"), ok({}), SGN_CONFIG);
+    const all = await collectRuns([{ label: "x", path: root }]);
+    assert.equal(group(all.groups, "x fashion SGN_3 (n=2)").status.summary, undefined);
+    const html = buildReportHtml(all, { title: "t", script: "" });
+    const row = (label: string) => {
+      const m = new RegExp(`<tr data-group="${label.replace(/[()]/g, "\\$&")}"[^>]*>.*</tr>`)
+        .exec(html);
+      assert.ok(m, `no table row for ${label}`);
+      return m[0];
+    };
+    assert.match(
+      row("x mnist SGN_3 (n=5)"),
+      /class="unfinished".*<td class="status unfinished">2 of 5 runs diverged: loss is NaN at step 12; 1 of 5 runs still running<\/td><\/tr>$/,
+    );
+    assert.match(row("x fashion SGN_3 (n=2)"), /<td class="status">all 2 finished<\/td><\/tr>$/);
+    assert.doesNotMatch(row("x fashion SGN_3 (n=2)"), /unfinished/);
+    const data = JSON.parse(
+      /<script type="application\/json" id="sgn-data">(.*?)<\/script>/.exec(
+        html,
+      )![1],
+    );
+    const page = data.groups.find((g: { label: string }) => g.label === "x mnist SGN_3 (n=5)");
+    assert.equal(page.status, "2 diverged, 1 running");
+    assert.match(page.statusDetail, /^2 of 5 runs diverged/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("writeFileAtomic: whole or not at all, and no temporary file left", async () => {
   const root = await Deno.makeTempDir({ prefix: "sgn-atomic-test-" });
   const names = () => [...Deno.readDirSync(root)].map((e) => e.name).sort();
@@ -608,9 +702,21 @@ Deno.test({
     const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
     try {
       const { ours, seed } = await writeFixture(root);
+      // A fourth seed of ours that diverged: its group is marked in the legend and the table.
+      await writeRun(
+        join(ours, "res_SGN_3_4"),
+        {
+          avg_loss: [4, 2, 1],
+          test_acc: [0.4, 0.5, 0.6],
+          epoch_time: [1, 2, 3],
+          status: "diverged",
+          status_reason: "loss is NaN at step 31",
+        },
+        SGN_CONFIG,
+      );
       const out = join(root, "report.html");
       const summary = await writeReport([`ours=${ours}`, `seed=${seed}`], out);
-      assert.equal(summary.runs, 7);
+      assert.equal(summary.runs, 8);
       assert.equal(summary.problems.filter((p) => p.skipped).length, 4);
 
       await using browser = await launchChromium();
@@ -643,6 +749,27 @@ Deno.test({
         await page.evaluate<number>("document.querySelectorAll('#final tbody tr').length"),
         4,
       );
+      const legend = await page.evaluate<[string, string][]>(
+        "[...document.querySelectorAll('#legend .entry')].map((e) => [e.textContent, e.title])",
+      );
+      assert.deepEqual(legend.find(([t]) => t.startsWith("ours mnist SGN_3 (n=4)")), [
+        "ours mnist SGN_3 (n=4)(1 diverged)",
+        "1 of 4 runs diverged: loss is NaN at step 31",
+      ]);
+      assert.deepEqual(
+        legend.filter(([t]) => t.includes("diverged)")).length,
+        1,
+        "only that group is marked",
+      );
+      const statuses = await page.evaluate<string[]>(
+        "[...document.querySelectorAll('#final tbody tr')].map((r) => r.cells[r.cells.length - 1].textContent)",
+      );
+      assert.deepEqual(statuses, [
+        "finished",
+        "finished",
+        "1 of 4 runs diverged: loss is NaN at step 31",
+        "all 2 finished",
+      ]);
       assert.deepEqual(page.errors, []);
     } finally {
       await Deno.remove(root, { recursive: true });
