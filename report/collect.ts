@@ -4,6 +4,12 @@
  * per-epoch statistics over them. Nothing here prints: every problem comes back as a
  * {@link Problem} naming its file, so one bad run never hides the others.
  *
+ * Input is not trusted. Symlinked folders are followed, but each real folder is entered at most
+ * once per walk (tracked by `Deno.realPath`), so a symlink loop such as `a/loop -> ..` ends. Only
+ * regular files are read (a FIFO, a device such as /dev/zero, a folder named results.json is a
+ * problem, never opened), and no larger than {@link INPUT_LIMITS}, checked before reading and
+ * again while reading, so a file that grows meanwhile is still cut off.
+ *
  * @module
  */
 
@@ -19,6 +25,29 @@ export const RUN_STATUSES: readonly RunStatus[] = [
   "interrupted",
   "running",
 ];
+
+/** The largest input files the report reads, in bytes. */
+export interface InputLimits {
+  /** results.json */
+  resultsJson: number;
+  /** config.json */
+  configJson: number;
+}
+
+/**
+ * The size limits of the input files: a results.json of 600 epochs is some tens of KiB and a
+ * config.json under one, so a larger file is not a run's (and is not read into memory).
+ *
+ * @example
+ * ```ts
+ * import { INPUT_LIMITS } from "./collect.ts";
+ * console.log(INPUT_LIMITS.resultsJson / 2 ** 20); // 64
+ * ```
+ */
+export const INPUT_LIMITS: Readonly<InputLimits> = Object.freeze({
+  resultsJson: 64 * 2 ** 20,
+  configJson: 2 ** 20,
+});
 
 /** Where runs come from: a folder, a run folder, a results.json, or a glob, under a label. */
 export interface ReportSource {
@@ -117,6 +146,12 @@ export interface Collection {
   runs: Run[];
   groups: Group[];
   problems: Problem[];
+  /**
+   * Absolute real paths of the input files: the results.json and config.json of every run
+   * folder looked at (whether or not it exists or could be read) and, for symlinks, their
+   * targets. The report refuses to write over any of them.
+   */
+  inputs: string[];
 }
 
 const NAN_MARK = "__sgn_NaN__";
@@ -620,6 +655,14 @@ async function isDir(path: string): Promise<boolean> {
   }
 }
 
+async function realPathOrUndefined(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.realPath(path);
+  } catch {
+    return undefined;
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -662,10 +705,15 @@ export async function expandGlob(pattern: string): Promise<string[]> {
     for (const base of bases) {
       const dir = base || ".";
       if (seg === "**") {
-        // Zero or more folders: the base itself and every folder below it.
+        // Zero or more folders: the base itself and every folder below it, each real folder
+        // once, so that a symlink loop (a/loop -> ..) ends.
+        const visited = new Set<string>();
         const stack = [base];
         while (stack.length) {
           const d = stack.pop()!;
+          const real = await realPathOrUndefined(d || ".");
+          if (real === undefined || visited.has(real)) continue;
+          visited.add(real);
           next.push(d);
           for (const s of await subdirs(d || ".")) stack.push(d ? join(d, s) : s);
         }
@@ -693,15 +741,13 @@ export async function expandGlob(pattern: string): Promise<string[]> {
   return found;
 }
 
-/** Run folders at or below `dir`: folders holding results.json or config.json, or named res_*. */
+/**
+ * Run folders at or below `dir`: folders holding results.json or config.json, or named res_*.
+ * Symlinked folders are followed, each real folder once (`seen`), so a symlink loop ends.
+ */
 async function findRunDirs(dir: string, seen = new Set<string>()): Promise<string[]> {
-  let real: string;
-  try {
-    real = await Deno.realPath(dir);
-  } catch {
-    return [];
-  }
-  if (seen.has(real)) return [];
+  const real = await realPathOrUndefined(dir);
+  if (real === undefined || seen.has(real)) return [];
   seen.add(real);
   if (
     /^res_/.test(basename(real)) || await exists(join(dir, "results.json")) ||
@@ -712,12 +758,82 @@ async function findRunDirs(dir: string, seen = new Set<string>()): Promise<strin
   return out;
 }
 
-async function readText(path: string): Promise<string | undefined> {
+function sizeText(bytes: number): string {
+  const MiB = 2 ** 20;
+  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}
+
+function kindText(info: Deno.FileInfo): string {
+  if (info.isDirectory) return "a folder";
+  if (info.isFifo) return "a named pipe (FIFO)";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  if (info.isSocket) return "a socket";
+  return "not a regular file";
+}
+
+/** What {@link readInput} found: the text, no file at all, or why it was not read. */
+type InputRead = { text: string } | { missing: true } | { reason: string };
+
+/**
+ * Reads a regular file of at most `limit` bytes as UTF-8. Anything else is a reason, found
+ * without opening the file: a FIFO would block the read forever and a device such as /dev/zero
+ * would never end. The size is checked with stat first and then counted while reading, so a
+ * file that grows (or whose stat size is 0, as in /proc) is still cut off at `limit` + 1 bytes.
+ * (Between the stat and the open, the name could be swapped for a FIFO by someone racing us;
+ * Deno cannot open without blocking, so that race is left open.)
+ */
+async function readInput(path: string, limit: number, what: string): Promise<InputRead> {
+  let info: Deno.FileInfo;
   try {
-    return await Deno.readTextFile(path);
+    info = await Deno.stat(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
+    if (!(e instanceof Deno.errors.NotFound)) {
+      return { reason: `cannot be read (${(e as Error).message})` };
+    }
+    const link = await Deno.readLink(path).catch(() => undefined);
+    return link === undefined
+      ? { missing: true }
+      : { reason: `is a symlink to ${link}, which does not exist` };
+  }
+  if (!info.isFile) {
+    const target = await Deno.lstat(path).then(
+      async (l) => l.isSymlink ? await realPathOrUndefined(path) : undefined,
+      () => undefined,
+    );
+    return {
+      reason: `is ${target ? `a symlink to ${target}, ` : ""}${kindText(info)}, not a regular ` +
+        "file: not read",
+    };
+  }
+  const tooBig = `over the ${sizeText(limit)} limit for a ${what}: not read`;
+  if (info.size > limit) return { reason: `is ${info.size} bytes, ${tooBig}` };
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    return { reason: `cannot be read (${(e as Error).message})` };
+  }
+  try {
+    const decoder = new TextDecoder();
+    const buffer = new Uint8Array(Math.min(limit + 1, 2 ** 20));
+    let text = "";
+    let total = 0;
+    while (true) {
+      // Never ask for more than one byte past the limit: enough to tell that it is over.
+      const n = await file.read(buffer.subarray(0, Math.min(buffer.length, limit + 1 - total)));
+      if (n === null) break;
+      total += n;
+      if (total > limit) return { reason: `grew past ${limit} bytes while read, ${tooBig}` };
+      text += decoder.decode(buffer.subarray(0, n), { stream: true });
+    }
+    return { text: text + decoder.decode() };
+  } catch (e) {
+    return { reason: `cannot be read (${(e as Error).message})` };
+  } finally {
+    file.close();
   }
 }
 
@@ -726,19 +842,12 @@ async function readRun(
   dir: string,
   source: string,
   problems: Problem[],
+  limits: InputLimits,
 ): Promise<Run | undefined> {
   const resultsFile = join(dir, "results.json");
   const configFile = join(dir, "config.json");
-  let resultsText: string | undefined;
-  let configText: string | undefined;
-  try {
-    resultsText = await readText(resultsFile);
-    configText = await readText(configFile);
-  } catch (e) {
-    problems.push({ file: dir, reason: `cannot be read (${(e as Error).message})`, skipped: true });
-    return undefined;
-  }
-  if (resultsText === undefined) {
+  const results = await readInput(resultsFile, limits.resultsJson, "results.json");
+  if ("missing" in results) {
     problems.push({
       file: resultsFile,
       reason: "missing (the run has not finished, or failed)",
@@ -746,12 +855,20 @@ async function readRun(
     });
     return undefined;
   }
+  if ("reason" in results) {
+    problems.push({ file: resultsFile, reason: results.reason, skipped: true });
+    return undefined;
+  }
+  // config.json only names the run: when it cannot be read, the run is still drawn.
+  const configRead = await readInput(configFile, limits.configJson, "config.json");
   let config: unknown;
-  if (configText === undefined) {
+  if ("missing" in configRead) {
     problems.push({ file: configFile, reason: "missing", skipped: false });
+  } else if ("reason" in configRead) {
+    problems.push({ file: configFile, reason: configRead.reason, skipped: false });
   } else {
     try {
-      config = parseLenientJson(configText);
+      config = parseLenientJson(configRead.text);
     } catch (e) {
       problems.push({
         file: configFile,
@@ -760,7 +877,7 @@ async function readRun(
       });
     }
   }
-  const parsed = parseResults(resultsText, resultsFile);
+  const parsed = parseResults(results.text, resultsFile);
   problems.push(...parsed.problems);
   if (!parsed.series) return undefined;
 
@@ -820,13 +937,16 @@ export function truncateRun<R extends RunSeries>(run: R, epochs: number): R {
 export interface CollectOptions {
   /** Keep only the first this many epochs of every run (default: all). */
   maxEpochs?: number;
+  /** Size limits of the input files, in bytes (default {@link INPUT_LIMITS}). */
+  limits?: Partial<InputLimits>;
 }
 
 /**
  * Finds, reads, validates and groups the runs of the sources. A source path may be a run
  * folder, any folder above run folders (searched recursively), a results.json, or a glob. A
- * missing or malformed file is a {@link Problem} and the other runs are still collected; a run
- * reached twice under one label counts once.
+ * missing, malformed, oversized (see {@link INPUT_LIMITS}) or irregular file (a FIFO, a device, a
+ * folder) is a {@link Problem} and the other runs are still collected; a run reached twice
+ * under one label counts once. Symlinked folders are followed, each real folder once.
  *
  * @example
  * ```ts ignore
@@ -846,8 +966,15 @@ export async function collectRuns(
   if (max !== undefined && !(Number.isInteger(max) && max >= 1)) {
     throw new RangeError(`maxEpochs must be a positive integer, got ${max}`);
   }
+  const limits = { ...INPUT_LIMITS, ...options.limits };
+  for (const [key, v] of Object.entries(limits)) {
+    if (!(Number.isSafeInteger(v) && v >= 1)) {
+      throw new RangeError(`limits.${key} must be a positive number of bytes, got ${v}`);
+    }
+  }
   const problems: Problem[] = [];
   const runs: Run[] = [];
+  const inputs = new Set<string>();
   const seen = new Set<string>();
   const summary: Collection["sources"] = [];
   for (const source of sources) {
@@ -869,10 +996,20 @@ export async function collectRuns(
         problems.push({ file: path, reason: "holds no results.json at any depth", skipped: true });
       }
       for (const dir of dirs) {
-        const key = `${source.label}\u0000${await Deno.realPath(dir)}`;
+        const real = await realPathOrUndefined(dir);
+        if (real === undefined) {
+          problems.push({ file: dir, reason: "is gone, or not a folder", skipped: true });
+          continue;
+        }
+        for (const name of ["results.json", "config.json"]) {
+          inputs.add(join(real, name));
+          const target = await realPathOrUndefined(join(real, name));
+          if (target !== undefined) inputs.add(target);
+        }
+        const key = `${source.label}\u0000${real}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        const run = await readRun(dir, source.label, problems);
+        const run = await readRun(dir, source.label, problems, limits);
         if (run) {
           runs.push(max === undefined ? run : truncateRun(run, max));
           count++;
@@ -882,5 +1019,5 @@ export async function collectRuns(
     summary.push({ label: source.label, path: source.path, runs: count });
   }
   const order = [...new Set(sources.map((s) => s.label))];
-  return { sources: summary, runs, groups: groupRuns(runs, order), problems };
+  return { sources: summary, runs, groups: groupRuns(runs, order), problems, inputs: [...inputs] };
 }

@@ -32,6 +32,8 @@ export {
   groupRuns,
   type GroupStatus,
   groupStatus,
+  INPUT_LIMITS,
+  type InputLimits,
   parseResults,
   parseRunName,
   parseSourceArg,

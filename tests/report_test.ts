@@ -16,6 +16,7 @@ import {
   expandGlob,
   finalFigure,
   type Group,
+  INPUT_LIMITS,
   NoRunsError,
   parseResults,
   parseRunName,
@@ -419,7 +420,193 @@ Deno.test("report: a metric choice appears only when test accuracy and test loss
   }
 });
 
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const RUN = { avg_loss: [1, 0.5], test_acc: [0.5, 0.6], tot_time: 2, epoch_time: [1, 2] };
+
+/** Rejects when `promise` has not settled after `ms`, so a hang fails the test instead of stalling it. */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not end within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `cli.ts report ...args` in a subprocess, killed after `ms`. */
+async function runReportCli(args: string[], ms = 120_000) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), ms);
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", CLI, "report", ...args],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+      signal: abort.signal,
+    }).output();
+    return {
+      code: out.code,
+      signal: out.signal,
+      stdout: new TextDecoder().decode(out.stdout),
+      stderr: new TextDecoder().decode(out.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function mkfifo(path: string) {
+  const { code, stderr } = await new Deno.Command("mkfifo", { args: [path], stderr: "piped" })
+    .output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+}
+
+Deno.test("report: symlink loops end, and the real runs are found once", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    await writeRun(join(root, "a/res_SGN_3_1"), RUN, SGN_CONFIG);
+    await writeRun(join(root, "b/res_SGN_3_2"), RUN, SGN_CONFIG);
+    // Two loops back to the root: a walk that follows links without remembering where it has
+    // been branches twice per level (2^40 paths before the kernel's symlink limit stops it).
+    await Deno.symlink("..", join(root, "a/loop"));
+    await Deno.symlink("..", join(root, "b/loop"));
+    const runs = [join(root, "a/res_SGN_3_1"), join(root, "b/res_SGN_3_2")];
+
+    const globbed = await within(20_000, "expandGlob", expandGlob(join(root, "**/res_SGN_*")));
+    assert.deepEqual(globbed.sort(), runs);
+    assert.deepEqual(
+      (await within(20_000, "expandGlob", expandGlob(join(root, "a/loop/**/res_SGN_3_1")))).length,
+      1,
+    );
+    for (const path of [root, join(root, "**/res_SGN_*"), join(root, "a/loop")]) {
+      const c = await within(20_000, `collectRuns(${path})`, collectRuns([{ label: "x", path }]));
+      assert.deepEqual(c.runs.map((r) => r.seed).sort(), ["1", "2"], path);
+      assert.deepEqual(c.groups.map((g) => g.label), ["x a SGN_3 (n=1)", "x b SGN_3 (n=1)"]);
+      assert.deepEqual(c.problems, [], path);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("report: only regular files are read: a FIFO, /dev/zero, a folder are problems", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    await writeRun(join(root, "res_SGN_3_1"), RUN, SGN_CONFIG);
+    await writeRun(join(root, "res_SGN_3_2"), undefined, SGN_CONFIG);
+    await mkfifo(join(root, "res_SGN_3_2/results.json"));
+    await writeRun(join(root, "res_SGN_3_3"), undefined, SGN_CONFIG);
+    await Deno.symlink("/dev/zero", join(root, "res_SGN_3_3/results.json"));
+    await writeRun(join(root, "res_SGN_3_4"), undefined, SGN_CONFIG);
+    await Deno.mkdir(join(root, "res_SGN_3_4/results.json"));
+    await writeRun(join(root, "res_SGN_3_5"), undefined, SGN_CONFIG);
+    await Deno.symlink(join(root, "gone.json"), join(root, "res_SGN_3_5/results.json"));
+    // A config.json that is not a regular file only loses the run its name: still drawn.
+    await writeRun(join(root, "res_SGN_3_6"), RUN);
+    await mkfifo(join(root, "res_SGN_3_6/config.json"));
+
+    const c = await within(20_000, "collectRuns", collectRuns([{ label: "x", path: root }]));
+    assert.deepEqual(c.runs.map((r) => r.seed), ["1", "6"]);
+    const expect: [string, RegExp, boolean][] = [
+      ["res_SGN_3_2/results.json", /^is a named pipe \(FIFO\), not a regular file/, true],
+      [
+        "res_SGN_3_3/results.json",
+        /^is a symlink to \/dev\/zero, a character device, not a regular file/,
+        true,
+      ],
+      ["res_SGN_3_4/results.json", /^is a folder, not a regular file/, true],
+      ["res_SGN_3_5/results.json", /^is a symlink to .*gone\.json, which does not exist/, true],
+      ["res_SGN_3_6/config.json", /^is a named pipe \(FIFO\), not a regular file/, false],
+    ];
+    for (const [file, why, skipped] of expect) {
+      const p = c.problems.find((p) => p.file === join(root, file));
+      assert.ok(p, `no problem for ${file}: ${JSON.stringify(c.problems)}`);
+      assert.match(p.reason, why);
+      assert.equal(p.skipped, skipped, file);
+    }
+    assert.equal(c.problems.length, expect.length, JSON.stringify(c.problems));
+
+    // The command ends too, lists the problems and draws the two good runs.
+    const out = join(root, "r.html");
+    const run = await runReportCli([root, "--out", out]);
+    assert.equal(run.signal, null, `killed: the command hung\n${run.stderr}`);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /2 runs in 1 groups, 5 problems/);
+    assert.match(run.stderr, /res_SGN_3_2\/results\.json: is a named pipe/);
+    assert.match(run.stderr, /res_SGN_3_3\/results\.json: is a symlink to \/dev\/zero/);
+    assert.ok((await Deno.stat(out)).size > 1000);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("report: files over the size limits are problems and are not read", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    assert.equal(INPUT_LIMITS.resultsJson, 64 * 2 ** 20);
+    assert.equal(INPUT_LIMITS.configJson, 2 ** 20);
+    // One byte over the real limit, as a sparse file: no 64 MiB written or read.
+    await writeRun(join(root, "big/res_SGN_3_1"), undefined, SGN_CONFIG);
+    const big = await Deno.open(join(root, "big/res_SGN_3_1/results.json"), {
+      write: true,
+      create: true,
+    });
+    await big.truncate(64 * 2 ** 20 + 1);
+    big.close();
+    await writeRun(join(root, "big/res_SGN_3_2"), RUN, SGN_CONFIG);
+    const c = await collectRuns([{ label: "x", path: join(root, "big") }]);
+    assert.deepEqual(c.runs.map((r) => r.seed), ["2"]);
+    assert.deepEqual(c.problems, [{
+      file: join(root, "big/res_SGN_3_1/results.json"),
+      reason: "is 67108865 bytes, over the 64 MiB limit for a results.json: not read",
+      skipped: true,
+    }]);
+
+    // Smaller limits from code: results.json and config.json each over theirs.
+    const results = JSON.stringify(RUN);
+    const config = JSON.stringify(SGN_CONFIG);
+    await writeRun(join(root, "small/res_SGN_3_1"), results, config);
+    await writeRun(join(root, "small/res_SGN_3_2"), `${results}${" ".repeat(100)}`, config);
+    const limits = { resultsJson: results.length, configJson: config.length - 1 };
+    const s = await collectRuns([{ label: "x", path: join(root, "small") }], { limits });
+    assert.deepEqual(s.runs.map((r) => r.seed), ["1"]);
+    assert.deepEqual(s.problems.map((p) => [p.file, p.reason, p.skipped]), [
+      [
+        join(root, "small/res_SGN_3_1/config.json"),
+        `is ${config.length} bytes, over the ${config.length - 1} bytes limit for a ` +
+        "config.json: not read",
+        false,
+      ],
+      [
+        join(root, "small/res_SGN_3_2/results.json"),
+        `is ${results.length + 100} bytes, over the ${results.length} bytes limit for a ` +
+        "results.json: not read",
+        true,
+      ],
+    ]);
+    await assert.rejects(
+      collectRuns([{ label: "x", path: root }], { limits: { configJson: 0 } }),
+      /limits.configJson must be a positive number of bytes, got 0/,
+    );
+
+    // A file whose size stat does not know (0 in /proc) is still cut off while read.
+    if (Deno.build.os === "linux") {
+      await writeRun(join(root, "proc/res_SGN_3_1"), undefined, SGN_CONFIG);
+      await Deno.symlink("/proc/self/status", join(root, "proc/res_SGN_3_1/results.json"));
+      const p = await collectRuns([{ label: "x", path: join(root, "proc") }], {
+        limits: { resultsJson: 100 },
+      });
+      assert.equal(p.runs.length, 0);
+      assert.match(p.problems[0].reason, /^grew past 100 bytes while read, over the 100 bytes/);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
 
 Deno.test("report: run status is read, validated, and summed up per group", async () => {
   const ok = (extra: Record<string, unknown>) => JSON.stringify({ ...RUN, ...extra });
