@@ -1,12 +1,15 @@
 /**
  * `cli.ts report`: reading and validating results files, grouping seeds and their statistics
- * (checked against hand computations), globs and labels, the command's exit codes, and the page
- * itself in headless Chromium (charts drawn, series named, table rows, problems shown, offline).
+ * (checked against hand computations), globs and labels, the command's exit codes, hostile
+ * input (symlink loops, FIFOs, devices, oversized files, --out onto an input), run statuses,
+ * atomic writes, and the page itself in headless Chromium (charts drawn, series named, table
+ * rows, problems shown, offline).
  */
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { writeFileAtomic } from "../atomic.ts";
+import { SgnError } from "../backend.ts";
 import {
   aggregate,
   buildReportHtml,
@@ -459,6 +462,15 @@ async function runReportCli(args: string[], ms = 120_000) {
   }
 }
 
+/** The error output of a command that failed cleanly: "error: ..." on one line, no stack. */
+function assertOneLineError(stderr: string, why: RegExp) {
+  const lines = stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `more than one line on stderr:\n${stderr}`);
+  assert.match(lines[0], /^error: /);
+  assert.match(lines[0], why);
+  assert.doesNotMatch(stderr, /^\s+at /m, "a stack trace");
+}
+
 async function mkfifo(path: string) {
   const { code, stderr } = await new Deno.Command("mkfifo", { args: [path], stderr: "piped" })
     .output();
@@ -695,6 +707,77 @@ Deno.test("report: run status is read, validated, and summed up per group", asyn
     const page = data.groups.find((g: { label: string }) => g.label === "x mnist SGN_3 (n=5)");
     assert.equal(page.status, "2 diverged, 1 running");
     assert.match(page.statusDetail, /^2 of 5 runs diverged/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("report: --out must be a file in an existing folder and never an input", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sgn-report-test-" });
+  try {
+    const run = join(root, "res_SGN_3_1");
+    const results = JSON.stringify(RUN);
+    await writeRun(run, results, SGN_CONFIG);
+    await Deno.symlink(join(run, "results.json"), join(root, "alias.html"));
+    await Deno.mkdir(join(root, "other"));
+    await Deno.writeTextFile(join(root, "other/config.json"), "{}");
+    await Deno.symlink(join(root, "other/config.json"), join(root, "alias2.html"));
+    // A run whose results.json links to a file with another name: that file is an input too.
+    await Deno.mkdir(join(root, "store"));
+    await Deno.writeTextFile(join(root, "store/r1.json"), results);
+    await writeRun(join(root, "res_SGN_3_2"), undefined, SGN_CONFIG);
+    await Deno.symlink(join(root, "store/r1.json"), join(root, "res_SGN_3_2/results.json"));
+    const sources = [run, join(root, "res_SGN_3_2")];
+    const refused: [string, RegExp][] = [
+      [join(root, "missing/r.html"), /the folder .*missing does not exist; create it first/],
+      [root, /that is a folder; give the report a file name, e.g. .*\/report\.html/],
+      [`${root}/`, /that names a folder; give a file name/],
+      [join(run, "results.json"), /a file named results\.json would be taken for a run's/],
+      [join(root, "elsewhere/config.json"), /a file named config\.json/],
+      [join(root, "alias.html"), /a file named results\.json would be taken for a run's/],
+      [join(root, "store/r1.json"), /that is .*store\/r1\.json, one of the report's inputs/],
+      [join(root, "alias2.html"), /a file named config\.json would be taken for a run's/],
+      ["/dev/null", /that is not a regular file \(a device or a FIFO\)/],
+      [join(root, "alias.html/r.html"), /is not a folder/],
+    ];
+    for (const [out, why] of refused) {
+      await assert.rejects(
+        writeReport(sources, out),
+        (e: unknown) => {
+          assert.ok(e instanceof SgnError, `${out}: ${e}`);
+          assert.match(e.message, new RegExp(`^cannot write the report to "${out}": `));
+          assert.match(e.message, why);
+          return true;
+        },
+      );
+    }
+    assert.equal(await Deno.readTextFile(join(run, "results.json")), results);
+    assert.deepEqual(
+      [...Deno.readDirSync(root)].map((e) => e.name).sort(),
+      ["alias.html", "alias2.html", "other", "res_SGN_3_1", "res_SGN_3_2", "store"],
+    );
+    assert.deepEqual([...Deno.readDirSync(join(root, "store"))].map((e) => e.name), ["r1.json"]);
+    assert.equal(await Deno.readTextFile(join(root, "store/r1.json")), results);
+    assert.equal(await Deno.readTextFile(join(root, "other/config.json")), "{}");
+
+    // The command: one line, exit code 2, no stack trace; and a write that fails is the same.
+    const cases: [string, RegExp][] = [
+      [join(root, "missing/r.html"), /does not exist; create it first \(mkdir -p /],
+      [root, /that is a folder/],
+      [join(run, "results.json"), /would be taken for a run's results/],
+      [join(root, "store/r1.json"), /one of the report's inputs/],
+    ];
+    if (Deno.build.os === "linux") {
+      // Nobody, not even root, creates files in /proc: the write itself fails.
+      cases.push(["/proc/sgn-report.html", /^error: cannot write the report to "\/proc\/.*"/]);
+    }
+    const runs = await Promise.all(cases.map(([out]) => runReportCli([...sources, "--out", out])));
+    runs.forEach((r, i) => {
+      assert.equal(r.code, 2, `--out ${cases[i][0]}: exit ${r.code}\n${r.stderr}`);
+      assertOneLineError(r.stderr, cases[i][1]);
+      assert.equal(r.stdout, "");
+    });
+    assert.equal(await Deno.readTextFile(join(run, "results.json")), results);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
