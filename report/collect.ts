@@ -4,11 +4,50 @@
  * per-epoch statistics over them. Nothing here prints: every problem comes back as a
  * {@link Problem} naming its file, so one bad run never hides the others.
  *
+ * Input is not trusted. Symlinked folders are followed, but each real folder is entered at most
+ * once per walk (tracked by `Deno.realPath`), so a symlink loop such as `a/loop -> ..` ends. Only
+ * regular files are read (a FIFO, a device such as /dev/zero, a folder named results.json is a
+ * problem, never opened), and no larger than {@link INPUT_LIMITS}, checked before reading and
+ * again while reading, so a file that grows meanwhile is still cut off.
+ *
  * @module
  */
 
 import { basename, dirname, join, resolve } from "node:path";
-import type { Band, Metric } from "./types.ts";
+import type { Band, Metric, RunStatus } from "./types.ts";
+
+export type { RunStatus } from "./types.ts";
+
+/** The statuses a results.json may give, in the order the report lists them. */
+export const RUN_STATUSES: readonly RunStatus[] = [
+  "finished",
+  "diverged",
+  "interrupted",
+  "running",
+];
+
+/** The largest input files the report reads, in bytes. */
+export interface InputLimits {
+  /** results.json */
+  resultsJson: number;
+  /** config.json */
+  configJson: number;
+}
+
+/**
+ * The size limits of the input files: a results.json of 600 epochs is some tens of KiB and a
+ * config.json under one, so a larger file is not a run's (and is not read into memory).
+ *
+ * @example
+ * ```ts
+ * import { INPUT_LIMITS } from "./collect.ts";
+ * console.log(INPUT_LIMITS.resultsJson / 2 ** 20); // 64
+ * ```
+ */
+export const INPUT_LIMITS: Readonly<InputLimits> = Object.freeze({
+  resultsJson: 64 * 2 ** 20,
+  configJson: 2 ** 20,
+});
 
 /** Where runs come from: a folder, a run folder, a results.json, or a glob, under a label. */
 export interface ReportSource {
@@ -35,6 +74,10 @@ export interface RunSeries {
   seconds: number[];
   /** Where the seconds come from: measured per epoch, or tot_time spread uniformly. */
   timeBasis: "epoch_time" | "tot_time";
+  /** How the run stands (results.json's `status`); absent in older files, which are finished. */
+  status?: RunStatus;
+  /** Why it stands so (results.json's `status_reason`), e.g. why it diverged. */
+  statusReason?: string;
 }
 
 /** One run of a source, named and validated. */
@@ -79,8 +122,22 @@ export interface Group {
   metricBand?: Band;
   final: { loss: Final; metric?: Final; secondsPerEpoch: number };
   timeBasis: "epoch_time" | "tot_time" | "mixed";
+  /** How the runs stand: see {@link GroupStatus}. */
+  status: GroupStatus;
   /** What a reader should know about this group (unequal lengths, divergence). */
   notes: string[];
+}
+
+/** How the runs of a group stand, from their results.json `status` (absent: finished). */
+export interface GroupStatus {
+  /** How many runs have each status. */
+  counts: Record<RunStatus, number>;
+  /** The distinct reasons the runs of each status give (results.json's `status_reason`). */
+  reasons: Partial<Record<RunStatus, string[]>>;
+  /** Absent when every run finished, e.g. "2 of 5 runs diverged: loss is NaN; 1 of 5 still running". */
+  summary?: string;
+  /** The summary without reasons, for the legend, e.g. "2 diverged, 1 running". */
+  short?: string;
 }
 
 /** What {@link collectRuns} found. */
@@ -89,9 +146,17 @@ export interface Collection {
   runs: Run[];
   groups: Group[];
   problems: Problem[];
+  /**
+   * Absolute real paths of the input files: the results.json and config.json of every run
+   * folder looked at (whether or not it exists or could be read) and, for symlinks, their
+   * targets. The report refuses to write over any of them.
+   */
+  inputs: string[];
 }
 
 const NAN_MARK = "__sgn_NaN__";
+/** The longest status_reason kept, in characters. */
+const REASON_MAX = 300;
 
 /**
  * JSON.parse that also takes the bare NaN, Infinity and -Infinity Python's json module writes
@@ -138,7 +203,9 @@ function numberList(obj: Record<string, unknown>, key: string): number[] | strin
 /**
  * Validates the text of a results.json in the seed's format. Required: avg_loss, and epoch_time
  * (cumulative seconds per epoch, ours) or tot_time (the seed's only timing: epochs are then
- * taken as equally long). test_acc or test_loss is drawn when present. Problems name `file`.
+ * taken as equally long). test_acc or test_loss is drawn when present. Optional: `status`, one
+ * of {@link RUN_STATUSES} (absent means finished, as in the seed's files; any other value skips
+ * the run), and `status_reason`, a string. Problems name `file`.
  *
  * @example
  * ```ts
@@ -163,11 +230,43 @@ export function parseResults(
     return fail(`holds ${describe(json)}, not an object of results`);
   }
   const r = json as Record<string, unknown>;
+  let status: RunStatus = "finished";
+  if ("status" in r) {
+    if (!RUN_STATUSES.includes(r.status as RunStatus)) {
+      return fail(
+        `status is ${describe(r.status)}, not one of ${
+          RUN_STATUSES.map((x) => `"${x}"`).join(", ")
+        } (a results.json written by a newer sgn?)`,
+      );
+    }
+    status = r.status as RunStatus;
+  }
+  let statusReason: string | undefined;
+  if ("status_reason" in r) {
+    if (typeof r.status_reason === "string") {
+      // The reason is shown in the table: a few lines at most, whatever the file holds.
+      statusReason = r.status_reason.length > REASON_MAX
+        ? r.status_reason.slice(0, REASON_MAX) + "..."
+        : r.status_reason;
+    } else {
+      problems.push({
+        file,
+        reason: `status_reason is ${describe(r.status_reason)}, not a string: ignored`,
+        skipped: false,
+      });
+    }
+  }
   if (!("avg_loss" in r)) return fail("no avg_loss (the per-epoch train loss)");
   const avgLoss = numberList(r, "avg_loss");
   if (typeof avgLoss === "string") return fail(avgLoss);
   const n = avgLoss.length;
-  if (n === 0) return fail("avg_loss is empty");
+  if (n === 0) {
+    return fail(
+      status === "finished"
+        ? "avg_loss is empty"
+        : `avg_loss is empty: the run is ${status} with no epoch done yet`,
+    );
+  }
 
   let metric: Metric | undefined;
   let metricValues: number[] | undefined;
@@ -229,7 +328,18 @@ export function parseResults(
       skipped: false,
     });
   }
-  return { series: { avgLoss, metric, metricValues, seconds, timeBasis }, problems };
+  return {
+    series: {
+      avgLoss,
+      metric,
+      metricValues,
+      seconds,
+      timeBasis,
+      status,
+      ...(statusReason === undefined ? {} : { statusReason }),
+    },
+    problems,
+  };
 }
 
 /**
@@ -340,6 +450,47 @@ export function finalFigure(values: number[]): Final {
   };
 }
 
+const STATUS_VERB: Record<RunStatus, string> = {
+  finished: "finished",
+  diverged: "diverged",
+  interrupted: "interrupted",
+  running: "still running",
+};
+
+/**
+ * How the runs of a group stand: counts and reasons per status, and, unless all finished, a
+ * sentence such as "2 of 5 runs diverged: loss is NaN; 1 of 5 still running".
+ *
+ * @example
+ * ```ts
+ * import { groupStatus } from "./collect.ts";
+ * const s = groupStatus([{ status: "diverged", statusReason: "loss is NaN" }, {}]);
+ * console.log(s.summary, "/", s.short); // 1 of 2 runs diverged: loss is NaN / 1 diverged
+ * ```
+ */
+export function groupStatus(
+  runs: readonly Pick<RunSeries, "status" | "statusReason">[],
+): GroupStatus {
+  const counts = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])) as Record<RunStatus, number>;
+  const reasons: GroupStatus["reasons"] = {};
+  for (const r of runs) {
+    const s = r.status ?? "finished";
+    counts[s]++;
+    if (r.statusReason !== undefined && !reasons[s]?.includes(r.statusReason)) {
+      (reasons[s] ??= []).push(r.statusReason);
+    }
+  }
+  const n = runs.length;
+  const open = RUN_STATUSES.filter((s) => s !== "finished" && counts[s] > 0);
+  if (!open.length) return { counts, reasons };
+  const summary = open.map((s) => {
+    const why = reasons[s]?.length ? `: ${reasons[s]!.join("; ")}` : "";
+    return `${counts[s]} of ${n} run${n === 1 ? "" : "s"} ${STATUS_VERB[s]}${why}`;
+  }).join("; ");
+  const short = open.map((s) => `${counts[s]} ${s}`).join(", ");
+  return { counts, reasons, summary, short };
+}
+
 function settingOrder(a: string, b: string): number {
   const x = Number(a);
   const y = Number(b);
@@ -391,6 +542,7 @@ export function groupRuns(runs: readonly Run[], sourceOrder: readonly string[] =
     const diverged = lastLoss.filter((x) => !Number.isFinite(x)).length;
     if (diverged) notes.push(`${diverged} of ${members.length} runs diverged (non-finite loss)`);
     const bases = new Set(members.map((r) => r.timeBasis));
+    const status = groupStatus(members);
     const secondsBand = aggregate(members.map((r) => r.seconds));
     groups.push({
       source: first.source,
@@ -416,6 +568,7 @@ export function groupRuns(runs: readonly Run[], sourceOrder: readonly string[] =
         ) / members.length,
       },
       timeBasis: bases.size === 1 ? first.timeBasis : "mixed",
+      status,
       notes,
     });
   }
@@ -502,6 +655,14 @@ async function isDir(path: string): Promise<boolean> {
   }
 }
 
+async function realPathOrUndefined(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.realPath(path);
+  } catch {
+    return undefined;
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -544,10 +705,15 @@ export async function expandGlob(pattern: string): Promise<string[]> {
     for (const base of bases) {
       const dir = base || ".";
       if (seg === "**") {
-        // Zero or more folders: the base itself and every folder below it.
+        // Zero or more folders: the base itself and every folder below it, each real folder
+        // once, so that a symlink loop (a/loop -> ..) ends.
+        const visited = new Set<string>();
         const stack = [base];
         while (stack.length) {
           const d = stack.pop()!;
+          const real = await realPathOrUndefined(d || ".");
+          if (real === undefined || visited.has(real)) continue;
+          visited.add(real);
           next.push(d);
           for (const s of await subdirs(d || ".")) stack.push(d ? join(d, s) : s);
         }
@@ -575,15 +741,13 @@ export async function expandGlob(pattern: string): Promise<string[]> {
   return found;
 }
 
-/** Run folders at or below `dir`: folders holding results.json or config.json, or named res_*. */
+/**
+ * Run folders at or below `dir`: folders holding results.json or config.json, or named res_*.
+ * Symlinked folders are followed, each real folder once (`seen`), so a symlink loop ends.
+ */
 async function findRunDirs(dir: string, seen = new Set<string>()): Promise<string[]> {
-  let real: string;
-  try {
-    real = await Deno.realPath(dir);
-  } catch {
-    return [];
-  }
-  if (seen.has(real)) return [];
+  const real = await realPathOrUndefined(dir);
+  if (real === undefined || seen.has(real)) return [];
   seen.add(real);
   if (
     /^res_/.test(basename(real)) || await exists(join(dir, "results.json")) ||
@@ -594,12 +758,82 @@ async function findRunDirs(dir: string, seen = new Set<string>()): Promise<strin
   return out;
 }
 
-async function readText(path: string): Promise<string | undefined> {
+function sizeText(bytes: number): string {
+  const MiB = 2 ** 20;
+  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}
+
+function kindText(info: Deno.FileInfo): string {
+  if (info.isDirectory) return "a folder";
+  if (info.isFifo) return "a named pipe (FIFO)";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  if (info.isSocket) return "a socket";
+  return "not a regular file";
+}
+
+/** What {@link readInput} found: the text, no file at all, or why it was not read. */
+type InputRead = { text: string } | { missing: true } | { reason: string };
+
+/**
+ * Reads a regular file of at most `limit` bytes as UTF-8. Anything else is a reason, found
+ * without opening the file: a FIFO would block the read forever and a device such as /dev/zero
+ * would never end. The size is checked with stat first and then counted while reading, so a
+ * file that grows (or whose stat size is 0, as in /proc) is still cut off at `limit` + 1 bytes.
+ * (Between the stat and the open, the name could be swapped for a FIFO by someone racing us;
+ * Deno cannot open without blocking, so that race is left open.)
+ */
+async function readInput(path: string, limit: number, what: string): Promise<InputRead> {
+  let info: Deno.FileInfo;
   try {
-    return await Deno.readTextFile(path);
+    info = await Deno.stat(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
+    if (!(e instanceof Deno.errors.NotFound)) {
+      return { reason: `cannot be read (${(e as Error).message})` };
+    }
+    const link = await Deno.readLink(path).catch(() => undefined);
+    return link === undefined
+      ? { missing: true }
+      : { reason: `is a symlink to ${link}, which does not exist` };
+  }
+  if (!info.isFile) {
+    const target = await Deno.lstat(path).then(
+      async (l) => l.isSymlink ? await realPathOrUndefined(path) : undefined,
+      () => undefined,
+    );
+    return {
+      reason: `is ${target ? `a symlink to ${target}, ` : ""}${kindText(info)}, not a regular ` +
+        "file: not read",
+    };
+  }
+  const tooBig = `over the ${sizeText(limit)} limit for a ${what}: not read`;
+  if (info.size > limit) return { reason: `is ${info.size} bytes, ${tooBig}` };
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    return { reason: `cannot be read (${(e as Error).message})` };
+  }
+  try {
+    const decoder = new TextDecoder();
+    const buffer = new Uint8Array(Math.min(limit + 1, 2 ** 20));
+    let text = "";
+    let total = 0;
+    while (true) {
+      // Never ask for more than one byte past the limit: enough to tell that it is over.
+      const n = await file.read(buffer.subarray(0, Math.min(buffer.length, limit + 1 - total)));
+      if (n === null) break;
+      total += n;
+      if (total > limit) return { reason: `grew past ${limit} bytes while read, ${tooBig}` };
+      text += decoder.decode(buffer.subarray(0, n), { stream: true });
+    }
+    return { text: text + decoder.decode() };
+  } catch (e) {
+    return { reason: `cannot be read (${(e as Error).message})` };
+  } finally {
+    file.close();
   }
 }
 
@@ -608,19 +842,12 @@ async function readRun(
   dir: string,
   source: string,
   problems: Problem[],
+  limits: InputLimits,
 ): Promise<Run | undefined> {
   const resultsFile = join(dir, "results.json");
   const configFile = join(dir, "config.json");
-  let resultsText: string | undefined;
-  let configText: string | undefined;
-  try {
-    resultsText = await readText(resultsFile);
-    configText = await readText(configFile);
-  } catch (e) {
-    problems.push({ file: dir, reason: `cannot be read (${(e as Error).message})`, skipped: true });
-    return undefined;
-  }
-  if (resultsText === undefined) {
+  const results = await readInput(resultsFile, limits.resultsJson, "results.json");
+  if ("missing" in results) {
     problems.push({
       file: resultsFile,
       reason: "missing (the run has not finished, or failed)",
@@ -628,12 +855,20 @@ async function readRun(
     });
     return undefined;
   }
+  if ("reason" in results) {
+    problems.push({ file: resultsFile, reason: results.reason, skipped: true });
+    return undefined;
+  }
+  // config.json only names the run: when it cannot be read, the run is still drawn.
+  const configRead = await readInput(configFile, limits.configJson, "config.json");
   let config: unknown;
-  if (configText === undefined) {
+  if ("missing" in configRead) {
     problems.push({ file: configFile, reason: "missing", skipped: false });
+  } else if ("reason" in configRead) {
+    problems.push({ file: configFile, reason: configRead.reason, skipped: false });
   } else {
     try {
-      config = parseLenientJson(configText);
+      config = parseLenientJson(configRead.text);
     } catch (e) {
       problems.push({
         file: configFile,
@@ -642,7 +877,7 @@ async function readRun(
       });
     }
   }
-  const parsed = parseResults(resultsText, resultsFile);
+  const parsed = parseResults(results.text, resultsFile);
   problems.push(...parsed.problems);
   if (!parsed.series) return undefined;
 
@@ -702,13 +937,16 @@ export function truncateRun<R extends RunSeries>(run: R, epochs: number): R {
 export interface CollectOptions {
   /** Keep only the first this many epochs of every run (default: all). */
   maxEpochs?: number;
+  /** Size limits of the input files, in bytes (default {@link INPUT_LIMITS}). */
+  limits?: Partial<InputLimits>;
 }
 
 /**
  * Finds, reads, validates and groups the runs of the sources. A source path may be a run
  * folder, any folder above run folders (searched recursively), a results.json, or a glob. A
- * missing or malformed file is a {@link Problem} and the other runs are still collected; a run
- * reached twice under one label counts once.
+ * missing, malformed, oversized (see {@link INPUT_LIMITS}) or irregular file (a FIFO, a device, a
+ * folder) is a {@link Problem} and the other runs are still collected; a run reached twice
+ * under one label counts once. Symlinked folders are followed, each real folder once.
  *
  * @example
  * ```ts ignore
@@ -728,8 +966,15 @@ export async function collectRuns(
   if (max !== undefined && !(Number.isInteger(max) && max >= 1)) {
     throw new RangeError(`maxEpochs must be a positive integer, got ${max}`);
   }
+  const limits = { ...INPUT_LIMITS, ...options.limits };
+  for (const [key, v] of Object.entries(limits)) {
+    if (!(Number.isSafeInteger(v) && v >= 1)) {
+      throw new RangeError(`limits.${key} must be a positive number of bytes, got ${v}`);
+    }
+  }
   const problems: Problem[] = [];
   const runs: Run[] = [];
+  const inputs = new Set<string>();
   const seen = new Set<string>();
   const summary: Collection["sources"] = [];
   for (const source of sources) {
@@ -751,10 +996,20 @@ export async function collectRuns(
         problems.push({ file: path, reason: "holds no results.json at any depth", skipped: true });
       }
       for (const dir of dirs) {
-        const key = `${source.label}\u0000${await Deno.realPath(dir)}`;
+        const real = await realPathOrUndefined(dir);
+        if (real === undefined) {
+          problems.push({ file: dir, reason: "is gone, or not a folder", skipped: true });
+          continue;
+        }
+        for (const name of ["results.json", "config.json"]) {
+          inputs.add(join(real, name));
+          const target = await realPathOrUndefined(join(real, name));
+          if (target !== undefined) inputs.add(target);
+        }
+        const key = `${source.label}\u0000${real}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        const run = await readRun(dir, source.label, problems);
+        const run = await readRun(dir, source.label, problems, limits);
         if (run) {
           runs.push(max === undefined ? run : truncateRun(run, max));
           count++;
@@ -764,5 +1019,5 @@ export async function collectRuns(
     summary.push({ label: source.label, path: source.path, runs: count });
   }
   const order = [...new Set(sources.map((s) => s.label))];
-  return { sources: summary, runs, groups: groupRuns(runs, order), problems };
+  return { sources: summary, runs, groups: groupRuns(runs, order), problems, inputs: [...inputs] };
 }

@@ -6,6 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { SgnError } from "../backend.ts";
 import { NoRunsError, writeReport } from "./mod.ts";
 
 /**
@@ -40,8 +41,13 @@ Options:
 Example:
   deno run -A cli.ts report ours=results/mnist seed=../shared/seed/results/mnist --out /tmp/r.html
 
+Inputs are checked: symlink loops are walked once, only regular files are read (a FIFO or a
+device is listed as a problem), results.json up to 64 MiB and config.json up to 1 MiB. The
+report is written whole or not at all (a temporary file, then renamed), and never over one of
+its inputs.
+
 Exit status: 0 when written (problems in some files are listed but do not stop it), 2 on bad
-arguments or when no run could be read.`;
+arguments, an unusable --out, or when no run could be read; 1 on an unexpected failure.`;
 
 /**
  * Runs `report` with its arguments (those after the word "report") and returns the exit code.
@@ -101,9 +107,22 @@ export async function reportCommand(args: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof NoRunsError) {
       for (const p of e.problems) console.error(`${p.file}: ${p.reason}`);
-      console.error(`error: ${e.message}`);
+    }
+    // One line, never a stack trace: the command's user needs what went wrong, not where.
+    const message = oneLine(e instanceof Error ? e.message : String(e));
+    if (e instanceof SgnError || isFileSystemError(e)) {
+      console.error(`error: ${message}`);
       return 2;
     }
-    throw e;
+    console.error(`error: report failed unexpectedly: ${message}`);
+    return 1;
   }
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, " ").trim();
+}
+
+function isFileSystemError(e: unknown): boolean {
+  return Object.values(Deno.errors).some((kind) => e instanceof kind);
 }

@@ -85,6 +85,8 @@ export function pageData(collection: Collection, title: string): PageData {
       loss: roundBand(g.loss),
       metric: g.metric,
       metricBand: g.metricBand ? roundBand(g.metricBand) : undefined,
+      status: g.status.short,
+      statusDetail: g.status.summary,
     };
   });
   return { title, groups };
@@ -93,7 +95,8 @@ export function pageData(collection: Collection, title: string): PageData {
 /**
  * The report as one HTML document: four chart canvases (train loss and test metric against
  * seconds and epochs), controls (log scale, band), sources, notes, problems and the table of
- * final figures per group.
+ * final figures per group, whose last column says how the runs stand (groups with runs that
+ * are running, diverged or interrupted are marked there and in the legend).
  *
  * @example
  * ```ts ignore
@@ -152,13 +155,18 @@ export function buildReportHtml(collection: Collection, options: HtmlOptions): s
     const metric = g.metric && g.final.metric
       ? `${g.metric}: ${finalText(g.final.metric, n, (x) => metricText(g.metric!, x))}`
       : "—";
-    return `<tr data-group="${esc(g.label)}"><td>${esc(g.source)}</td><td>${
-      esc(g.experiment)
-    }</td><td>${esc(g.config)}</td><td class="num">${n}</td><td class="num">${epochs}</td><td>${
+    const status = g.status.summary === undefined
+      ? `<td class="status">${n === 1 ? "finished" : `all ${n} finished`}</td>`
+      : `<td class="status unfinished">${esc(g.status.summary)}</td>`;
+    return `<tr data-group="${esc(g.label)}"${
+      g.status.summary === undefined ? "" : ' class="unfinished"'
+    }><td>${esc(g.source)}</td><td>${esc(g.experiment)}</td><td>${
+      esc(g.config)
+    }</td><td class="num">${n}</td><td class="num">${epochs}</td><td>${
       esc(finalText(g.final.loss, n, (x) => x.toPrecision(4)))
     }</td><td>${esc(metric)}</td><td class="num">${
       g.final.secondsPerEpoch.toPrecision(3)
-    }</td><td>${BASIS[g.timeBasis]}</td></tr>`;
+    }</td><td>${BASIS[g.timeBasis]}</td>${status}</tr>`;
   });
 
   const sources = collection.sources.map((s) =>
@@ -200,6 +208,7 @@ table { border-collapse: collapse; margin-top: 0.5em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 th { background: #f3f3f3; }
 td.num { text-align: right; }
+td.unfinished, #legend .status { color: #b00020; }
 code { font-size: 0.92em; }
 #legend { display: flex; flex-wrap: wrap; gap: 0.2em 1em; margin: 0 0 0.8em; }
 #legend .entry { display: flex; align-items: center; gap: 0.4em; border: 0; background: none; font: inherit; cursor: pointer; padding: 1px 2px; }
@@ -234,7 +243,7 @@ ${metricSelect}
 <ul class="notes" id="notes">${notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>
 <h2>Final figures per group</h2>
 <table id="final">
-<thead><tr><th>source</th><th>experiment</th><th>configuration</th><th>runs</th><th>epochs</th><th>final train loss: mean [min – max]</th><th>final test metric: mean [min – max]</th><th>seconds / epoch</th><th>seconds from</th></tr></thead>
+<thead><tr><th>source</th><th>experiment</th><th>configuration</th><th>runs</th><th>epochs</th><th>final train loss: mean [min – max]</th><th>final test metric: mean [min – max]</th><th>seconds / epoch</th><th>seconds from</th><th>status</th></tr></thead>
 <tbody>
 ${rows.join("\n")}
 </tbody>

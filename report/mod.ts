@@ -13,9 +13,17 @@
  * @module
  */
 
+import { basename, dirname, join, resolve } from "node:path";
+import { writeFileAtomic } from "../atomic.ts";
 import { SgnError } from "../backend.ts";
 import { bundlePageScript } from "./bundle.ts";
-import { collectRuns, parseSourceArg, type Problem, type ReportSource } from "./collect.ts";
+import {
+  collectRuns,
+  type InputLimits,
+  parseSourceArg,
+  type Problem,
+  type ReportSource,
+} from "./collect.ts";
 import { buildReportHtml } from "./html.ts";
 
 export {
@@ -30,13 +38,19 @@ export {
   finalFigure,
   type Group,
   groupRuns,
+  type GroupStatus,
+  groupStatus,
+  INPUT_LIMITS,
+  type InputLimits,
   parseResults,
   parseRunName,
   parseSourceArg,
   type Problem,
   type ReportSource,
   type Run,
+  RUN_STATUSES,
   type RunSeries,
+  type RunStatus,
   truncateRun,
 } from "./collect.ts";
 export { buildReportHtml, type HtmlOptions, pageData } from "./html.ts";
@@ -51,6 +65,8 @@ export interface ReportOptions {
   generatedAt?: Date;
   /** Draw only the first this many epochs of every run (default: all). */
   maxEpochs?: number;
+  /** Size limits of the input files, in bytes (default `INPUT_LIMITS`). */
+  limits?: Partial<InputLimits>;
 }
 
 /** What {@link writeReport} wrote. */
@@ -86,6 +102,80 @@ export class NoRunsError extends SgnError {
   }
 }
 
+const RUN_FILES = ["results.json", "config.json"];
+
+function fail(outPath: string, why: string): SgnError {
+  return new SgnError(`cannot write the report to "${outPath}": ${why}`);
+}
+
+/**
+ * Where the report goes: `outPath` with its folder's real path (and the target of a symlink at
+ * `outPath`), checked before any work is done: the folder exists, and the path is not a folder,
+ * a device or a FIFO, nor named like a run's file.
+ */
+async function checkOutPath(outPath: string): Promise<string> {
+  if (outPath === "" || /[/\\]$/.test(outPath)) {
+    throw fail(outPath, "that names a folder; give a file name, e.g. report.html");
+  }
+  const refuseRunFile = (name: string) => {
+    if (!RUN_FILES.includes(name)) return;
+    throw fail(
+      outPath,
+      `the report is HTML, and a file named ${name} would be taken for a run's results by ` +
+        `later reports; choose another name, e.g. ${join(dirname(outPath), "report.html")}`,
+    );
+  };
+  refuseRunFile(basename(outPath));
+  let dest = resolve(outPath);
+  try {
+    if ((await Deno.lstat(dest)).isSymlink) {
+      // Write to the link's target, as a plain write would, instead of replacing the link.
+      const target = resolve(dirname(dest), await Deno.readLink(dest));
+      try {
+        dest = await Deno.realPath(dest);
+      } catch {
+        throw fail(outPath, `it is a symlink to ${target}, which does not exist; remove the link`);
+      }
+      refuseRunFile(basename(dest));
+    }
+    const info = await Deno.stat(dest);
+    if (info.isDirectory) {
+      throw fail(
+        outPath,
+        `that is a folder; give the report a file name, e.g. ${join(outPath, "report.html")}`,
+      );
+    }
+    if (!info.isFile) {
+      throw fail(outPath, "that is not a regular file (a device or a FIFO); choose a file path");
+    }
+  } catch (e) {
+    if (e instanceof SgnError) throw e;
+    // Not there yet (or a part of the path is not a folder, said below): fine so far.
+    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) {
+      throw fail(outPath, `it cannot be checked (${(e as Error).message})`);
+    }
+  }
+  const folder = dirname(dest);
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(folder);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw fail(
+        outPath,
+        `the folder ${folder} does not exist; create it first (mkdir -p ${folder}) or choose ` +
+          "another path",
+      );
+    }
+    if (e instanceof Deno.errors.NotADirectory) {
+      throw fail(outPath, `${folder} is not a folder (a part of it is a file)`);
+    }
+    throw fail(outPath, `its folder ${folder} cannot be used (${(e as Error).message})`);
+  }
+  if (!info.isDirectory) throw fail(outPath, `${folder} is not a folder`);
+  return join(await Deno.realPath(folder), basename(dest));
+}
+
 /**
  * Reads the runs of the sources, groups and summarises them, and writes the report to
  * `outPath`: one HTML file with chart.js and the data inline, which opens offline. A source is
@@ -93,6 +183,12 @@ export class NoRunsError extends SgnError {
  * {@link ReportSource}; paths may be globs, run folders or folders above them. Problems in the
  * input do not stop it (they are on the page and in the summary); no run at all throws
  * {@link NoRunsError}.
+ *
+ * The file is written whole or not at all (see `writeFileAtomic` in atomic.ts). `outPath` must
+ * be a file in an existing folder, and never one of the report's inputs (a results.json or
+ * config.json it looked at, or any file named so); a symlink there is written through. Each of
+ * these is an {@link SgnError} saying what to do, thrown before the runs are read where it can
+ * be; so is a failed write.
  *
  * @example
  * ```ts ignore
@@ -109,15 +205,31 @@ export async function writeReport(
   outPath: string,
   options: ReportOptions = {},
 ): Promise<ReportSummary> {
+  const dest = await checkOutPath(outPath);
   const list = sources.map((s) => typeof s === "string" ? parseSourceArg(s) : s);
-  const collection = await collectRuns(list, { maxEpochs: options.maxEpochs });
+  const collection = await collectRuns(list, {
+    maxEpochs: options.maxEpochs,
+    limits: options.limits,
+  });
   if (!collection.runs.length) throw new NoRunsError(list, collection.problems);
+  if (collection.inputs.includes(dest)) {
+    throw fail(
+      outPath,
+      `that is ${dest}, one of the report's inputs; choose another path, e.g. ${
+        join(dirname(outPath), "report.html")
+      }`,
+    );
+  }
   const html = buildReportHtml(collection, {
     title: options.title ?? "sgn training report",
     script: await bundlePageScript(),
     generatedAt: options.generatedAt,
   });
-  await Deno.writeTextFile(outPath, html);
+  try {
+    await writeFileAtomic(dest, html);
+  } catch (e) {
+    throw fail(outPath, `${(e as Error).message}; check that the folder is writable and not full`);
+  }
   return {
     outPath,
     runs: collection.runs.length,

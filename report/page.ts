@@ -249,6 +249,14 @@ function buildLegend() {
     line.setAttribute("stroke-dasharray", DASHES[g.sourceIndex % DASHES.length].join(" "));
     svg.append(line);
     entry.append(svg, document.createTextNode(g.label));
+    if (g.status) {
+      // Not all runs finished: say so beside the name, the details on hover.
+      const mark = document.createElement("span");
+      mark.className = "status";
+      mark.textContent = `(${g.status})`;
+      entry.title = g.statusDetail ?? g.status;
+      entry.append(mark);
+    }
     entry.addEventListener("click", () => {
       if (hidden.has(gi)) hidden.delete(gi);
       else hidden.add(gi);

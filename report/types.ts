@@ -8,6 +8,12 @@
 /** The test metric of a run: accuracy (classification) or loss (regression), as the seed names them. */
 export type Metric = "test_acc" | "test_loss";
 
+/**
+ * How a run stands, as results.json's `status` says: still training, done, stopped because the
+ * loss went non-finite, or stopped early (killed, out of time). Files without it are finished.
+ */
+export type RunStatus = "running" | "finished" | "diverged" | "interrupted";
+
 /** Per-epoch statistics over the runs of a group; null where some run is not finite. */
 export interface Band {
   mean: (number | null)[];
@@ -36,6 +42,10 @@ export interface PageGroup {
   loss: Band;
   metric?: Metric;
   metricBand?: Band;
+  /** Absent when every run finished, else e.g. "2 diverged, 1 running" (marked in the legend). */
+  status?: string;
+  /** The same with counts out of n and the runs' reasons, e.g. "2 of 5 runs diverged: ...". */
+  statusDetail?: string;
 }
 
 /** Everything the page script needs, embedded in the HTML as JSON. */
