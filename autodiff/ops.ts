@@ -32,7 +32,7 @@ const constants = new WeakMap<object, Map<string, Tensor>>();
  */
 export function scalarLike(value: number, like: Tensor): Tensor {
   let table = constants.get(like.backend);
-  if (!table) constants.set(like.backend, (table = new Map()));
+  if (!table) constants.set(like.backend, table = new Map());
   const key = `${like.dtype}:${Object.is(value, -0) ? "-0" : value}`;
   const cached = table.get(key);
   if (cached && !cached.disposed) return cached;
