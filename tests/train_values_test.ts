@@ -167,14 +167,6 @@ for (const be of backendsF64) {
         }
       }
       // dL/dtheta = J^T dz, with the linear model's Jacobian.
-      const p: Problem = {
-        n: m,
-        i,
-        d: classes,
-        x,
-        y: new Float64Array(m * classes),
-        act: "linear",
-      };
       const g = new Float64Array(theta.length);
       for (let r = 0; r < m; r++) {
         for (let c = 0; c < classes; c++) {
