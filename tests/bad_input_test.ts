@@ -14,6 +14,7 @@ import { mlp } from "../models/networks.ts";
 import { SGN } from "../sgn/sgn.ts";
 import { train } from "../sgn/train.ts";
 import { cli, idx, writeIdxDir } from "./data_files.ts";
+import { skipped } from "./harness.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "sgn-bad-input-" });
 const aFile = `${tmp}/a-file`;
@@ -174,9 +175,9 @@ Deno.test("disk full: the run stops with one line and results.json keeps the las
     stderr: "piped",
   }).output().catch((e) => ({ success: false, stderr: new TextEncoder().encode(String(e)) }));
   if (!mount.success) {
-    console.log(
-      `[sgn tests] disk-full test not run: cannot mount a tmpfs here ` +
-        `(${new TextDecoder().decode(mount.stderr).trim()})`,
+    skipped(
+      "disk full",
+      `cannot mount a tmpfs here (${new TextDecoder().decode(mount.stderr).trim()})`,
     );
     return;
   }

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { bundle } from "../tools/bundle.ts";
 import { serveStatic } from "../examples/browser/serve.ts";
 import { chromiumIgnore, launchChromium, type Page } from "./chromium.ts";
+import { skipped } from "./harness.ts";
 
 // examples/browser/demo.ts's DemoState, restated: importing that file here would bring its DOM
 // types into the type check of the Deno tests.
@@ -160,8 +161,9 @@ Deno.test({
       // test this path, which is not the demo's fault: skip (reported as ignored), and say why.
       if (!adapter) {
         const api = await page.evaluate<boolean>("!!navigator.gpu") ? "exists" : "is missing";
-        console.log(
-          `SKIPPED: Chromium with --enable-unsafe-webgpu offered no WebGPU adapter here ` +
+        skipped(
+          "browser demo on WebGPU",
+          `Chromium with --enable-unsafe-webgpu offered no WebGPU adapter here ` +
             `(navigator.gpu ${api}), so the demo's WebGPU path is not tested on this machine`,
         );
       } else {

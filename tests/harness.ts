@@ -10,6 +10,15 @@ import { Random } from "../random.ts";
 
 export { Random };
 
+/**
+ * Says on one line that a test (or a part of one) could not run here, and why. Every such line,
+ * and every test Deno reports as ignored, must match tests/expected_skips.txt in CI
+ * (tools/check_skips.ts), so that a skip nobody expected fails the build.
+ */
+export function skipped(test: string, why: string): void {
+  console.log(`[sgn tests] SKIP ${test}: ${why}`);
+}
+
 /** The CPU backend (float32 and float64). */
 export const cpu: CpuBackend = new CpuBackend();
 
@@ -27,7 +36,7 @@ export function webgpu(): Promise<WebGpuBackend | undefined> {
     } else if (Deno.env.get("SGN_REQUIRE_WEBGPU") === "1") {
       throw new Error("SGN_REQUIRE_WEBGPU=1 but no WebGPU adapter was found");
     } else {
-      console.log("[sgn tests] no WebGPU adapter: WebGPU tests are skipped");
+      skipped("WebGPU tests", "no WebGPU adapter (SGN_REQUIRE_WEBGPU=1 makes this an error)");
     }
     return be;
   })();
@@ -49,7 +58,7 @@ export function native(): Promise<NativeBackend | undefined> {
     } else if (Deno.env.get("SGN_REQUIRE_NATIVE") === "1") {
       throw new Error(`SGN_REQUIRE_NATIVE=1 but the native backend is unavailable: ${r.reason}`);
     } else {
-      console.log(`[sgn tests] native backend unavailable (${r.reason}): its tests are skipped`);
+      skipped("native-backend tests", `unavailable: ${r.reason}`);
     }
     return Promise.resolve(r.backend);
   })();
