@@ -59,14 +59,16 @@ Deno.test({
         if (!/^res_SG[DN]_[0-9.]+_[1-5]$/.test(entry.name)) continue;
         const run = planned.get(entry.name);
         assert.ok(run, `${experiment}/${entry.name} is missing from our grid`);
-        let seed;
+        const file = `${SEED_RESULTS}/${experiment}/${entry.name}/config.json`;
+        let text: string;
         try {
-          seed = JSON.parse(
-            await Deno.readTextFile(`${SEED_RESULTS}/${experiment}/${entry.name}/config.json`),
-          );
-        } catch {
-          continue; // some of the seed's runs have no config.json
+          text = await Deno.readTextFile(file);
+        } catch (e) {
+          if (e instanceof Deno.errors.NotFound) continue; // a run without config.json
+          throw new Error(`${file}: unreadable (${(e as Error).message})`);
         }
+        // A config.json that does not parse is a failure, not a run to skip.
+        const seed = JSON.parse(text);
         const a = parseTrainArgs(run.args);
         const ours = seedConfig(a);
         for (const [key, value] of Object.entries(seed.config)) {
