@@ -316,6 +316,29 @@ export function broadcastStrides(shape: readonly number[], outShape: readonly nu
   return out;
 }
 
+/**
+ * A value as an error message shows it: numbers as JavaScript writes them (NaN, Infinity, -0,
+ * where JSON would write null or 0), strings quoted, anything else as JSON, cut to 80 characters.
+ *
+ * @example
+ * ```ts
+ * import { showValue } from "./backend.ts";
+ * console.log(showValue(NaN), showValue("relu"), showValue([1, 2])); // NaN "relu" [1,2]
+ * ```
+ */
+export function showValue(v: unknown): string {
+  if (typeof v === "number") return Object.is(v, -0) ? "-0" : String(v);
+  if (typeof v === "bigint") return `${v}n`;
+  if (v === undefined) return "undefined";
+  let text: string;
+  try {
+    text = JSON.stringify(v) ?? String(v);
+  } catch {
+    text = String(v);
+  }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
 /** The error raised for misuse of a backend or tensor, with a message that says what to do. */
 export class SgnError extends Error {
   override name = "SgnError";

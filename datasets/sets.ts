@@ -10,7 +10,7 @@
 
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { SgnError } from "../backend.ts";
+import { SgnError, showValue } from "../backend.ts";
 import { NumpyRandomState, Random } from "../random.ts";
 import type { Dataset } from "../sgn/train.ts";
 import { imagesAndLabels, maybeGunzip, parseCifarBatch, parseIdx } from "./idx.ts";
@@ -443,7 +443,7 @@ export async function loadSeedSine(path: string, f: number): Promise<LoadedDatas
       if (typeof x !== "number" || !Number.isFinite(Math.fround(x))) {
         const want = nested ? "a one-element list [x] of a finite float32" : "a finite float32";
         throw new SgnError(
-          `sine_${f}: ${path}: ${key}[${i}] must be ${want}, got ${JSON.stringify(item)}`,
+          `sine_${f}: ${path}: ${key}[${i}] must be ${want}, got ${showValue(item)}`,
         );
       }
       out[i] = x;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type DType, SgnError } from "../backend.ts";
+import { type DType, SgnError, showValue } from "../backend.ts";
 import type { Backend } from "../backend.ts";
 import { NumpyRandomState, Random } from "../random.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
@@ -64,7 +64,7 @@ function activation(name: string, where: string): (x: Tensor) => Tensor {
 
 function positiveInt(v: unknown, what: string): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-    throw new SgnError(`${what} must be a positive integer, got ${JSON.stringify(v)}`);
+    throw new SgnError(`${what} must be a positive integer, got ${showValue(v)}`);
   }
   return v;
 }
