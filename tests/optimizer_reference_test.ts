@@ -105,17 +105,26 @@ const TRAJECTORIES: [string, Problem["act"], number, SgnOptions][] = [
     cgMaxIters: 3,
     cgMinIters: 3,
   }],
-  ["cos schedule, the seed's Armijo rule, an exhausted line search", "sigmoid", 7, {
+  ["cos schedule, the seed's Armijo rule, an exhausted line search", "sigmoid", 8, {
     dampRho: 0.2,
     dampRhoMin: 0.05,
     rhoDecay: "cos",
-    k: 4,
+    k: 2,
     alpha: 64,
     maxLsIters: 3,
     armijo: "seed",
     cgMaxIters: 5,
     cgMinIters: 5,
   }],
+  // A large Armijo constant widens the band where the two rules decide differently.
+  ...(["shrinking", "seed"] as const).map((
+    armijo,
+  ): [string, Problem["act"], number, SgnOptions] => [
+    `Armijo rule "${armijo}" with c = 0.45`,
+    "sigmoid",
+    6,
+    { dampRho: 0.05, alpha: 4, cLs: 0.45, armijo, cgMaxIters: 4, cgMinIters: 4 },
+  ]),
 ];
 
 for (const be of float64) {
@@ -174,6 +183,8 @@ for (const be of float64) {
         "rho-cos",
         "rho-floor",
         "armijo-seed",
+        "armijo-rules-differ",
+        "rho-cos-after-k",
       ];
       assert.deepEqual(all.filter((b) => !taken.has(b)), [], "branches no trajectory took");
     });
@@ -286,5 +297,41 @@ for (const be of float64) {
     }
     adam.dispose();
     lib.dispose();
+  });
+}
+
+for (const be of float64) {
+  Deno.test(`SGN (${be.name}): trust-region decisions on both sides of 1/4 and 3/4`, async () => {
+    // A quadratic (linear model, MSE) and an exact CG solve d = -(G + rho I)^-1 g: then
+    // L(theta + a d) - L0 = a g.d + a^2 d.G.d / 2 and the predicted change is g.d / 2, so the
+    // step size a that gives any ratio tau is a root of a quadratic.
+    const p = problem(13, 12, 2, 2, "linear");
+    const theta0 = initialTheta(p, 14, 1);
+    const rho = 0.5;
+    const { g, G } = gradAndG(p, theta0);
+    const A = G.map((row, u) => row.map((v, w) => v + (u === w ? rho : 0)));
+    const d = solve(A, g.map((v) => -v));
+    const gd = g.reduce((s, v, k) => s + v * d[k], 0);
+    const dGd = d.reduce((s, v, u) => s + v * G[u].reduce((t, x, w) => t + x * d[w], 0), 0);
+    for (
+      const [tau, next] of [[0.24, 1.5 * rho], [0.26, rho], [0.74, rho], [0.76, (2 / 3) * rho]]
+    ) {
+      const a = (-gd + Math.sqrt(gd * gd + dGd * tau * gd)) / dGd;
+      const lib = libraryModel(be, p);
+      const opt = new SGN(libraryParams(be, p, theta0), {
+        dampRho: rho,
+        trustRegion: true,
+        lineSearch: false,
+        alpha: a,
+        cgTol: 0,
+        cgMaxIters: 3 * params(p),
+        cgMinIters: 3 * params(p),
+      });
+      const rec = await opt.step(lib.model, lib.lossFn);
+      close(rec.ratio, tau, `ratio at a = ${a}`, 1e-6);
+      close(opt.rho, next, `rho after a ratio of ${tau}`, 1e-12);
+      opt.dispose();
+      lib.dispose();
+    }
   });
 }

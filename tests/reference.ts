@@ -183,7 +183,9 @@ export type Branch =
   | "rho-linear"
   | "rho-cos"
   | "rho-floor"
-  | "armijo-seed";
+  | "armijo-seed"
+  | "armijo-rules-differ"
+  | "rho-cos-after-k";
 
 export class ReferenceSgn {
   readonly o: Resolved;
@@ -219,6 +221,8 @@ export class ReferenceSgn {
       const c = o.dampRho * Math.cos((Math.PI / 2) * t / o.k);
       rho = t > o.k || c < o.dampRhoMin ? o.dampRhoMin : c;
       hit(rho === o.dampRhoMin ? "rho-floor" : "rho-cos");
+      // Past K the cosine comes back above the floor (3K < t < 5K): the schedule must not.
+      if (t > o.k && c > o.dampRhoMin) hit("rho-cos-after-k");
     } else rho = o.dampRho;
     // 2. Preconditioner from the base damping (the trust region's current value with TR on).
     const base = o.trustRegion ? this.rho : o.dampRho;
@@ -272,12 +276,16 @@ export class ReferenceSgn {
         if (o.armijo === "seed") hit("armijo-seed");
         const rhs = () => L0 + (o.armijo === "seed" ? o.alpha : a) * slope;
         let backtracks = 0;
+        // Where the other rule would decide otherwise, the choice of rule matters.
+        const differ = () => (L1 <= L0 + o.alpha * slope) !== (L1 <= L0 + a * slope);
+        if (differ()) hit("armijo-rules-differ");
         while (!(L1 <= rhs()) && backtracks < o.maxLsIters) {
           a *= o.rhoLs;
           L1 = loss(p, at(a));
           tries++;
           backtracks++;
           hit("ls-backtrack");
+          if (differ()) hit("armijo-rules-differ");
         }
         if (!(L1 <= rhs())) hit("ls-exhausted");
       }

@@ -307,7 +307,21 @@ if (import.meta.main) {
   const dir = await copyRepo(root);
   let killed = 0;
   const bad: string[] = [];
+  const runTests = (tests: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["test", "-A", "--fail-fast", "--no-check", ...tests],
+      cwd: dir,
+      stdout: "null",
+      stderr: "null",
+      env: { NO_COLOR: "1" },
+    }).output();
   try {
+    // The unmutated copy must pass, or a "kill" would mean nothing.
+    const all = [...new Set(chosen.flatMap((m) => m.tests))];
+    if ((await runTests(all)).code !== 0) {
+      console.error(`the tests fail without any mutant: fix them first (${all.join(" ")})`);
+      Deno.exit(2);
+    }
     for (const [i, m] of chosen.entries()) {
       const path = `${dir}/${m.file}`;
       const original = await Deno.readTextFile(path);
@@ -320,13 +334,7 @@ if (import.meta.main) {
       }
       await Deno.writeTextFile(path, original.replace(m.find, m.replace));
       const t0 = performance.now();
-      const run = await new Deno.Command(Deno.execPath(), {
-        args: ["test", "-A", "--fail-fast", "--no-check", ...m.tests],
-        cwd: dir,
-        stdout: "null",
-        stderr: "null",
-        env: { NO_COLOR: "1" },
-      }).output();
+      const run = await runTests(m.tests);
       await Deno.writeTextFile(path, original);
       const secs = ((performance.now() - t0) / 1000).toFixed(0);
       if (run.code !== 0) {
