@@ -15,7 +15,7 @@ import type { Optimizer } from "./sgn/sgn.ts";
 import { Adam, type LrSchedule, SGD } from "./sgn/baselines.ts";
 import { InterruptedError, type ProgressEvent, type ResultsRecord, train } from "./sgn/train.ts";
 import { fsError, RunFolder, runState, RunTakenError } from "./run_folder.ts";
-import type { RhoDecay } from "./sgn/options.ts";
+import { type RhoDecay, SGN_DEFAULTS } from "./sgn/options.ts";
 import {
   loadBoston,
   loadCifar10,
@@ -399,18 +399,20 @@ export function seedConfig(a: TrainArgs): Record<string, unknown> {
       K_CG: a.K_cg,
       TR: a.TR,
       LS: a.LS,
-      CG_TOL: 1e-6,
+      CG_TOL: SGN_DEFAULTS.cgTol,
       PRINT_LEVEL: a.verbose,
-      MAX_LS_ITERS: 10,
+      MAX_LS_ITERS: SGN_DEFAULTS.maxLsIters,
       CG_PREC: a.cg_prec,
       DAMP_RHO: a.rho,
-      RHO_LS: 0.5,
-      C_LS: 1e-4,
-      ALPHA: 1,
+      RHO_LS: SGN_DEFAULTS.rhoLs,
+      C_LS: SGN_DEFAULTS.cLs,
+      ALPHA: SGN_DEFAULTS.alpha,
       BETA: a.beta,
       DAMP_RHO_MIN: a.rho_min,
       BATCH_SIZE: a.batch_size,
       ALPHA_EXP: a.alpha_exp,
+      // Ours, not the seed's: which Armijo right-hand side the line search used.
+      ARMIJO: a.armijo,
       ...(a.TR ? {} : { RHO_DECAY: a.rho_schedule, K: a.K }),
     };
   }

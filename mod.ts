@@ -54,7 +54,7 @@ export {
   type TensorOptions,
   zeros,
 } from "./autodiff/tensor.ts";
-export { Random } from "./random.ts";
+export { NumpyRandomState, PythonRandom, Random } from "./random.ts";
 export * as ops from "./autodiff/ops.ts";
 export type { TensorLike } from "./autodiff/ops.ts";
 export {

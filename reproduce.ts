@@ -95,6 +95,9 @@ const SGN_FLAGS = [
   "10",
   "--K_cg",
   "10",
+  // The seed's Armijo test (its right-hand side computed once, with the initial step size).
+  "--armijo",
+  "seed",
 ];
 /** The seed's SGD settings: constant learning rate, no momentum. */
 const SGD_FLAGS = ["--solver", "SGD", "--mom", "0", "--scheduler", "const"];

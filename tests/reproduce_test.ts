@@ -38,6 +38,11 @@ Deno.test("reproduce: every run of every grid is valid train flags, named as the
   assert.deepEqual(parseTrainArgs(mnist[0].args).layers, [10, 10]);
   assert.deepEqual(parseTrainArgs(mnist[1].args).layers, [20, 20, 20]);
   assert.equal(parseTrainArgs(mnist[1].args).epochs, 7);
+  // Reproductions use the seed's Armijo test (SGN-ALGORITHM.md step 5's quirk), and say so.
+  const sgn = parseTrainArgs(planRuns("mnist", { runs: ["SGN_3"], seeds: [1] })[0].args);
+  assert.equal(sgn.armijo, "seed");
+  assert.equal(seedConfig(sgn).ARMIJO, "seed");
+  assert.equal(parseTrainArgs([]).armijo, "shrinking", "train's default stays Algorithm 3.1");
   assert.throws(() => planRuns("imagenet"), /unknown experiment "imagenet" \(available: mnist/);
   assert.throws(() => planRuns("mnist", { runs: ["SGN_4"] }), /no configuration "SGN_4".*SGN_3/);
   assert.throws(() => planRuns("mnist", { seeds: [] }), /seeds must be/);
