@@ -10,7 +10,7 @@ import { SgnError } from "../backend.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
-import { flatten, unflatten } from "./vectors.ts";
+import { flatten, stepScalar, unflatten } from "./vectors.ts";
 import type { ModelFn, Optimizer } from "./sgn.ts";
 
 /** Learning-rate schedules of the seed's SGD. */
@@ -147,9 +147,10 @@ export class SGD implements Optimizer {
     try {
       const read = await readLoss(scalars, `SGD step ${t}`);
       const next = scope(() => {
+        const lrT = stepScalar(lr, g);
         const v = this.#velocity
-          ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lr))
-          : o.mul(g, lr);
+          ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lrT))
+          : o.mul(g, lrT);
         return { v, params: unflatten(o.sub(theta, v), this.#shapes) };
       });
       for (const p of this.#params) p.dispose();
@@ -222,8 +223,8 @@ export class Adam implements Optimizer {
         const v = this.#v
           ? o.add(o.mul(this.#v, beta2), o.mul(g2, 1 - beta2))
           : o.mul(g2, 1 - beta2);
-        const mHat = o.div(m, 1 - beta1 ** t);
-        const vHat = o.div(v, 1 - beta2 ** t);
+        const mHat = o.div(m, stepScalar(1 - beta1 ** t, m));
+        const vHat = o.div(v, stepScalar(1 - beta2 ** t, v));
         const update = o.div(o.mul(mHat, lr), o.add(o.sqrt(vHat), eps));
         return { m, v, params: unflatten(o.sub(theta, update), this.#shapes) };
       });

@@ -19,7 +19,7 @@ import { SgnError } from "../backend.ts";
 import { full, scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
-import { flatten, unflatten } from "./vectors.ts";
+import { flatten, stepScalar, unflatten } from "./vectors.ts";
 import {
   cgBudget,
   type ResolvedSgnOptions,
@@ -157,7 +157,7 @@ export class SGN implements Optimizer {
         momentum = this.#momentum
           ? o.add(o.mul(this.#momentum, opt.beta), o.mul(g, 1 - opt.beta))
           : o.mul(g, 1 - opt.beta);
-        mHat = o.div(momentum, 1 - opt.beta ** t);
+        mHat = o.div(momentum, stepScalar(1 - opt.beta ** t, momentum));
       }
       const theta = flatten(this.#params);
       return { l0, g, mHat, momentum, theta };
