@@ -148,23 +148,26 @@ export class SGN implements Optimizer {
 
     // One recorded forward pass serves the gradient (J^T dL/dz) and every G p of CG.
     const G = ggnLinearize(model, loss, [...this.#params]);
-    const solved = scope(() => {
-      const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
-      const g = flatten(G.vjp(gz));
-      let mHat = g;
-      let momentum: Tensor | undefined;
-      if (opt.beta > 0) {
-        momentum = this.#momentum
-          ? o.add(o.mul(this.#momentum, opt.beta), o.mul(g, 1 - opt.beta))
-          : o.mul(g, 1 - opt.beta);
-        mHat = o.div(momentum, stepScalar(1 - opt.beta ** t, momentum));
-      }
-      const theta = flatten(this.#params);
-      return { l0, g, mHat, momentum, theta };
-    });
-    const keepAlive: Tensor[] = [solved.l0, solved.g, solved.mHat, solved.theta];
-    if (solved.momentum) keepAlive.push(solved.momentum);
+    // Every tensor of this step that outlives a scope, freed however the step ends (the new
+    // momentum is taken out when the step commits).
+    const temps: Tensor[] = [];
     try {
+      const solved = scope(() => {
+        const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
+        const g = flatten(G.vjp(gz));
+        let mHat = g;
+        let momentum: Tensor | undefined;
+        if (opt.beta > 0) {
+          momentum = this.#momentum
+            ? o.add(o.mul(this.#momentum, opt.beta), o.mul(g, 1 - opt.beta))
+            : o.mul(g, 1 - opt.beta);
+          mHat = o.div(momentum, stepScalar(1 - opt.beta ** t, momentum));
+        }
+        const theta = flatten(this.#params);
+        return { l0, g, mHat, momentum, theta };
+      });
+      temps.push(solved.l0, solved.g, solved.mHat, solved.theta);
+      if (solved.momentum) temps.push(solved.momentum);
       const apply = (p: Tensor) =>
         scope(() => {
           const gp = flatten(G.apply(...unflatten(p, this.#shapes)));
@@ -188,13 +191,13 @@ export class SGN implements Optimizer {
       const cg = host
         ? await cgHost(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++)
         : cgDevice(apply, solved.mHat, precond, budget, opt.cgTol);
-      keepAlive.push(cg.d, cg.r);
+      temps.push(cg.d, cg.r, cg.iters, cg.rMax);
 
       // Candidates a_i = alpha * rhoLs^i, evaluated speculatively (device mode) or one by one.
       const stepAt = (a: number) => unflatten(axpyT(a, cg.d, solved.theta), this.#shapes);
       const lossAt = (a: number) => scope(() => objective(...stepAt(a)));
       // Without LS and TR the seed scores the batch before the step, on the recorded outputs.
-      const metricBefore = !evaluates && loss.metric ? [loss.metric(G.outputs)] : [];
+      const metricBefore = !evaluates && loss.metric ? 1 : 0;
       const firstBatch = !evaluates
         ? 0
         : host || !opt.lineSearch
@@ -206,18 +209,20 @@ export class SGN implements Optimizer {
         const pred = o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 0.5);
         const md = o.dot(solved.mHat, cg.d);
         const dMax = maxAbsT(cg.d);
+        const before = metricBefore ? [loss.metric!(G.outputs)] : [];
         const evaluated = Array.from(
           { length: firstBatch },
           (_, i) => lossAt(opt.alpha * opt.rhoLs ** i),
         ).flat();
-        return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...metricBefore, ...evaluated];
+        return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...before, ...evaluated];
       });
+      temps.push(...head);
       const values = await readScalars(head);
       readbacks++;
       head.forEach((h) => h !== solved.l0 && h.dispose());
       const [l0, cgIters, cgResidual, predicted, md, dMax] = values;
       const perTry = loss.metric ? 2 : 1;
-      const rest = values.slice(6 + metricBefore.length);
+      const rest = values.slice(6 + metricBefore);
       // Loss (and metric) of each candidate evaluated so far.
       const tried = Array.from({ length: rest.length / perTry }, (_, i) => ({
         loss: rest[i * perTry],
@@ -241,16 +246,19 @@ export class SGN implements Optimizer {
       let a = opt.alpha;
       let tries = 0;
       let l1 = l0;
-      let metric = metricBefore.length ? values[6] : undefined;
+      let metric = metricBefore ? values[6] : undefined;
       if (evaluates) {
         const rhs = (ai: number) => l0 + (opt.armijo === "seed" ? opt.alpha : ai) * opt.cLs * md;
         const evaluate = async (i: number) => {
           if (i < tried.length) return tried[i];
           const more = lossAt(opt.alpha * opt.rhoLs ** i);
-          const [v, m] = await readScalars(more);
-          more.forEach((t) => t.dispose());
-          readbacks++;
-          return { loss: v, metric: m };
+          try {
+            const [v, m] = await readScalars(more);
+            readbacks++;
+            return { loss: v, metric: m };
+          } finally {
+            more.forEach((t) => t.dispose());
+          }
         };
         for (let i = 0; i < (opt.lineSearch ? opt.maxLsIters : 1); i++) {
           a = opt.alpha * opt.rhoLs ** i;
@@ -284,7 +292,7 @@ export class SGN implements Optimizer {
       if (solved.momentum) {
         this.#momentum?.dispose();
         this.#momentum = solved.momentum;
-        keepAlive.splice(keepAlive.indexOf(solved.momentum), 1);
+        temps.splice(temps.indexOf(solved.momentum), 1);
       }
       if (opt.trustRegion) {
         if (ratio < 0.25) this.rho = 1.5 * rho;
@@ -306,7 +314,7 @@ export class SGN implements Optimizer {
       };
     } finally {
       G.dispose();
-      for (const k of keepAlive) k.dispose();
+      for (const k of temps) k.dispose();
     }
   }
 }
