@@ -339,10 +339,28 @@ interface CgResult {
   rMax: Tensor;
 }
 
+/** The iterate of device-mode CG; every field is a tensor (r and y are one when unpreconditioned). */
+interface CgState {
+  r: Tensor;
+  y: Tensor;
+  p: Tensor;
+  d: Tensor;
+  ry: Tensor;
+  active: Tensor;
+  iters: Tensor;
+}
+
+/** Disposes the tensors of `state` that are neither in `next` nor `b` (the caller's). */
+function retire(state: CgState, next: Partial<CgState>, b: Tensor): void {
+  const live = new Set<Tensor>([b, ...Object.values(next)]);
+  for (const t of Object.values(state)) if (!live.has(t)) t.dispose();
+}
+
 /**
  * Preconditioned CG on A d = -b from d = 0 (SGN-ALGORITHM.md step 4), entirely on the device:
  * `budget` iterations are recorded, and a device mask freezes the iterate from the first one
- * that starts with max|r| <= tol, so the result equals the seed's early exit.
+ * that starts with max|r| <= tol, so the result equals the seed's early exit. Each iteration
+ * frees the previous iterate, so the buffers alive do not depend on the budget.
  */
 function cgDevice(
   apply: (p: Tensor) => Tensor,
@@ -351,34 +369,58 @@ function cgDevice(
   budget: number,
   tol: number,
 ): CgResult {
-  return scope(() => {
-    let r = b;
-    let y = precond ? precond(r) : r;
-    let p = o.neg(y);
-    let d = o.zerosLike(b);
-    let ry = o.dot(r, y);
-    let active = o.onesLike(ry);
-    let iters = o.zerosLike(ry);
-    const zero = o.zerosLike(ry);
+  const zero = full([], 0, { backend: b.backend, dtype: b.dtype });
+  let s: CgState | undefined;
+  try {
+    s = scope(() => {
+      const y = precond ? precond(b) : b;
+      const ry = o.dot(b, y);
+      return {
+        r: b,
+        y,
+        p: o.neg(y),
+        d: o.zerosLike(b),
+        ry,
+        active: o.onesLike(ry),
+        iters: o.zerosLike(ry),
+      };
+    });
     for (let k = 0; k < budget; k++) {
-      active = o.mul(active, o.greater(maxAbsT(r), tol));
-      iters = o.add(iters, active);
-      const q = apply(p);
-      // Frozen iterations take a = b = 0 through a select, so 0/0 there cannot poison d.
-      const a = o.where(active, o.div(ry, o.dot(p, q)), zero);
-      d = axpyT(a, p, d);
-      r = axpyT(a, q, r);
-      y = precond ? precond(r) : r;
-      const ryNew = o.dot(r, y);
-      const beta = o.where(active, o.div(ryNew, ry), zero);
-      p = axpyT(beta, p, o.neg(y));
-      ry = ryNew;
+      const cur: CgState = s;
+      const next = scope(() => {
+        const active = o.mul(cur.active, o.greater(maxAbsT(cur.r), tol));
+        const iters = o.add(cur.iters, active);
+        const q = apply(cur.p);
+        // Frozen iterations take a = b = 0 through a select, so 0/0 there cannot poison d.
+        const a = o.where(active, o.div(cur.ry, o.dot(cur.p, q)), zero);
+        const d = axpyT(a, cur.p, cur.d);
+        const r = axpyT(a, q, cur.r);
+        const y = precond ? precond(r) : r;
+        const ry = o.dot(r, y);
+        const beta = o.where(active, o.div(ry, cur.ry), zero);
+        const p = axpyT(beta, cur.p, o.neg(y));
+        return { r, y, p, d, ry, active, iters };
+      });
+      retire(cur, next, b);
+      s = next;
     }
-    return { d, r, iters, rMax: maxAbsT(r) };
-  });
+    const { d, r, iters } = s;
+    const result = { d, r: r === b ? o.mul(b, 1) : r, iters, rMax: maxAbsT(r) };
+    retire(s, result, b);
+    s = undefined;
+    return result;
+  } catch (e) {
+    if (s) retire(s, {}, b);
+    throw e;
+  } finally {
+    zero.dispose();
+  }
 }
 
-/** The same CG with the seed's host-side control flow: reads max|r| and the scalars each time. */
+/**
+ * The same CG with the seed's host-side control flow: reads max|r| and the scalars each time.
+ * Each iteration frees the previous iterate, so the buffers alive do not depend on the budget.
+ */
 async function cgHost(
   apply: (p: Tensor) => Tensor,
   b: Tensor,
@@ -387,32 +429,60 @@ async function cgHost(
   tol: number,
   countReadback: () => void,
 ): Promise<CgResult> {
+  /** Reads a one-element tensor and frees it. */
   const read = async (t: Tensor) => {
-    countReadback();
-    return (await t.data())[0];
+    try {
+      countReadback();
+      return (await t.data())[0];
+    } finally {
+      t.dispose();
+    }
   };
-  const owned: Tensor[] = [];
-  const own = <T extends Tensor>(t: T) => (owned.push(t), t);
-  let r = own(o.mul(b, 1)); // a copy: the caller keeps b
-  let y = precond ? own(precond(r)) : r;
-  let p = own(o.neg(y));
-  let d = own(o.zerosLike(b));
-  let ry = await read(own(o.dot(r, y)));
-  let k = 0;
-  let rMax = await read(own(maxAbsT(r)));
-  while (k < budget && rMax > tol) {
-    const q = own(apply(p));
-    const a = ry / (await read(own(o.dot(p, q))));
-    d = own(axpyT(a, p, d));
-    r = own(axpyT(a, q, r));
-    y = precond ? own(precond(r)) : r;
-    const ryNew = await read(own(o.dot(r, y)));
-    p = own(axpyT(ryNew / ry, p, own(o.neg(y))));
-    ry = ryNew;
-    k++;
-    rMax = await read(own(maxAbsT(r)));
+  // The tensors this solve currently owns, freed if it fails.
+  const held = new Set<Tensor>();
+  const hold = <T extends Tensor>(t: T) => (held.add(t), t);
+  const drop = (...ts: Tensor[]) => {
+    for (const t of ts) {
+      held.delete(t);
+      t.dispose();
+    }
+  };
+  try {
+    let r = hold(o.mul(b, 1)); // a copy: the caller keeps b
+    let y = precond ? hold(precond(r)) : r;
+    let p = hold(o.neg(y));
+    let d = hold(o.zerosLike(b));
+    let ry = await read(o.dot(r, y));
+    if (y !== r) drop(y);
+    let k = 0;
+    let rMax = await read(maxAbsT(r));
+    while (k < budget && rMax > tol) {
+      const q = hold(apply(p));
+      const a = ry / (await read(o.dot(p, q)));
+      const dNext = hold(axpyT(a, p, d));
+      drop(d);
+      d = dNext;
+      const rNext = hold(axpyT(a, q, r));
+      drop(q, r);
+      r = rNext;
+      y = precond ? hold(precond(r)) : r;
+      const ryNew = await read(o.dot(r, y));
+      const minusY = hold(o.neg(y));
+      if (y !== r) drop(y);
+      const pNext = hold(axpyT(ryNew / ry, p, minusY));
+      drop(minusY, p);
+      p = pNext;
+      ry = ryNew;
+      k++;
+      rMax = await read(maxAbsT(r));
+    }
+    drop(p);
+    const scalar = (v: number) => full([], v, { backend: d.backend, dtype: d.dtype });
+    const result = { d, r, iters: scalar(k), rMax: scalar(rMax) };
+    held.clear();
+    return result;
+  } catch (e) {
+    for (const t of held) t.dispose();
+    throw e;
   }
-  for (const t of owned) if (t !== d && t !== r) t.dispose();
-  const scalar = (v: number) => full([], v, { backend: d.backend, dtype: d.dtype });
-  return { d, r, iters: scalar(k), rMax: scalar(rMax) };
 }
