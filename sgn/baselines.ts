@@ -12,6 +12,7 @@ import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
 import { flatten, stepScalar, unflatten } from "./vectors.ts";
 import type { ModelFn, Optimizer } from "./sgn.ts";
+import { formatValue } from "./options.ts";
 
 /** Learning-rate schedules of the seed's SGD. */
 export type LrSchedule = "const" | "linear" | "cos" | "step";
@@ -34,8 +35,10 @@ export interface SgdOptions {
 }
 
 function need(ok: boolean, what: string, range: string, v: unknown): void {
-  if (!ok) throw new SgnError(`${what} must be ${range}, got ${JSON.stringify(v)}`);
+  if (!ok) throw new SgnError(`${what} must be ${range}, got ${formatValue(v)}`);
 }
+
+const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 
 /** The learning rate at step t (from 1). */
 export function scheduledLr(o: Required<SgdOptions>, t: number): number {
@@ -111,17 +114,22 @@ export class SGD implements Optimizer {
       step: 10,
       ...options,
     };
-    need(Number.isFinite(opt.lr) && opt.lr > 0, "SGD lr", "a number > 0", opt.lr);
-    need(opt.momentum >= 0 && opt.momentum < 1, "SGD momentum", "in [0, 1)", opt.momentum);
+    need(isNum(opt.lr) && opt.lr > 0, "SGD lr", "a number > 0", opt.lr);
+    need(
+      isNum(opt.momentum) && opt.momentum >= 0 && opt.momentum < 1,
+      "SGD momentum",
+      "in [0, 1)",
+      opt.momentum,
+    );
     need(
       ["const", "linear", "cos", "step"].includes(opt.schedule),
       "SGD schedule",
       '"const", "linear", "cos" or "step"',
       opt.schedule,
     );
-    need(opt.lrFinal >= 0, "SGD lrFinal", "a number >= 0", opt.lrFinal);
+    need(isNum(opt.lrFinal) && opt.lrFinal >= 0, "SGD lrFinal", "a number >= 0", opt.lrFinal);
     need(Number.isInteger(opt.k) && opt.k >= 1, "SGD k", "an integer >= 1", opt.k);
-    need(opt.decay > 0 && opt.decay <= 1, "SGD decay", "in (0, 1]", opt.decay);
+    need(isNum(opt.decay) && opt.decay > 0 && opt.decay <= 1, "SGD decay", "in (0, 1]", opt.decay);
     need(Number.isInteger(opt.step) && opt.step >= 1, "SGD step", "an integer >= 1", opt.step);
     this.options = opt;
     this.#params = params;
@@ -198,10 +206,10 @@ export class Adam implements Optimizer {
 
   constructor(params: Tensor[], options: AdamOptions = {}) {
     const opt = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, ...options };
-    need(Number.isFinite(opt.lr) && opt.lr > 0, "Adam lr", "a number > 0", opt.lr);
-    need(opt.beta1 >= 0 && opt.beta1 < 1, "Adam beta1", "in [0, 1)", opt.beta1);
-    need(opt.beta2 >= 0 && opt.beta2 < 1, "Adam beta2", "in [0, 1)", opt.beta2);
-    need(opt.eps > 0, "Adam eps", "a number > 0", opt.eps);
+    need(isNum(opt.lr) && opt.lr > 0, "Adam lr", "a number > 0", opt.lr);
+    need(isNum(opt.beta1) && opt.beta1 >= 0 && opt.beta1 < 1, "Adam beta1", "in [0, 1)", opt.beta1);
+    need(isNum(opt.beta2) && opt.beta2 >= 0 && opt.beta2 < 1, "Adam beta2", "in [0, 1)", opt.beta2);
+    need(isNum(opt.eps) && opt.eps > 0, "Adam eps", "a number > 0", opt.eps);
     this.options = opt;
     this.#params = params;
     this.#shapes = params.map((p) => [...p.shape]);
