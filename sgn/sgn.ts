@@ -8,7 +8,8 @@
  * cotangent sweeps; CG's scalars live on the device, the tolerance test is a device mask that
  * freezes the iterate once max|r| <= tol, and the line search evaluates its first candidate step
  * sizes speculatively. The step then reads back one small record (losses, CG statistics) and
- * decides on the host. "host" mode follows the seed's control flow on the host (a readback per CG
+ * decides on the host (budgets over 64 CG iterations add a readback of CG's mask every 64, so
+ * that CG stops once it has converged). "host" mode follows the seed's control flow on the host (a readback per CG
  * iteration and per line-search try, free on a CPU backend, and no speculative work); it is
  * what CPU backends run, and the tests hold the device path to it.
  *
@@ -190,7 +191,7 @@ export class SGN implements Optimizer {
       const budget = cgBudget(opt, t);
       const cg = host
         ? await cgHost(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++)
-        : cgDevice(apply, solved.mHat, precond, budget, opt.cgTol);
+        : await cgDevice(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++);
       temps.push(cg.d, cg.r, cg.iters, cg.rMax);
 
       // Candidates a_i = alpha * rhoLs^i, evaluated speculatively (device mode) or one by one.
@@ -357,18 +358,28 @@ function retire(state: CgState, next: Partial<CgState>, b: Tensor): void {
 }
 
 /**
- * Preconditioned CG on A d = -b from d = 0 (SGN-ALGORITHM.md step 4), entirely on the device:
- * `budget` iterations are recorded, and a device mask freezes the iterate from the first one
- * that starts with max|r| <= tol, so the result equals the seed's early exit. Each iteration
- * frees the previous iterate, so the buffers alive do not depend on the budget.
+ * Device-mode CG reads its mask back once every this many iterations (when more remain) and
+ * stops once every iteration would be frozen: large budgets do not run thousands of no-op
+ * iterations, and the usual budgets (10) need no readback at all.
  */
-function cgDevice(
+export const CG_DEVICE_CHECK_EVERY = 64;
+
+/**
+ * Preconditioned CG on A d = -b from d = 0 (SGN-ALGORITHM.md step 4) on the device: iterations
+ * are recorded without readbacks, and a device mask freezes the iterate from the first one that
+ * starts with max|r| <= tol, so the result equals the seed's early exit. Every
+ * {@link CG_DEVICE_CHECK_EVERY} iterations the mask is read back and CG stops if it is off (the
+ * remaining iterations would change nothing). Each iteration frees the previous iterate, so the
+ * buffers alive do not depend on the budget.
+ */
+async function cgDevice(
   apply: (p: Tensor) => Tensor,
   b: Tensor,
   precond: ((r: Tensor) => Tensor) | undefined,
   budget: number,
   tol: number,
-): CgResult {
+  countReadback: () => void,
+): Promise<CgResult> {
   const zero = full([], 0, { backend: b.backend, dtype: b.dtype });
   let s: CgState | undefined;
   try {
@@ -386,6 +397,10 @@ function cgDevice(
       };
     });
     for (let k = 0; k < budget; k++) {
+      if (k > 0 && k % CG_DEVICE_CHECK_EVERY === 0) {
+        countReadback();
+        if ((await s.active.data())[0] === 0) break;
+      }
       const cur: CgState = s;
       const next = scope(() => {
         const active = o.mul(cur.active, o.greater(maxAbsT(cur.r), tol));

@@ -188,6 +188,35 @@ Deno.test("CG: stops on the tolerance and on the budget, with the MIN_CG_ITERS /
   }
 });
 
+for (const be of all) {
+  Deno.test(`CG (${be.name}): with a budget of 2,000 device mode stops at the tolerance as host mode does`, async () => {
+    const p = leastSquares(be, 50, 6, 8);
+    const runs: SgnStepRecord[] = [];
+    const params: number[][] = [];
+    for (const mode of ["host", "device"] as const) {
+      const opt = new SGN(p.params(), {
+        cgTol: 1e-4,
+        cgMaxIters: 2000,
+        cgMinIters: 2000,
+        lineSearch: false,
+        mode,
+      });
+      runs.push(await opt.step((w, b) => p.model(w, b), meanSquaredError(p.y)));
+      params.push(await flatHost(opt.params));
+      opt.dispose();
+    }
+    const [host, device] = runs;
+    assert.ok(host.cgIters > 1 && host.cgIters < 64, `host CG iterations: ${host.cgIters}`);
+    assert.equal(device.cgIters, host.cgIters);
+    // The mask is read once, after 64 iterations, and CG stops there: 2 readbacks in all (the
+    // 2,000 iterations would have taken 32).
+    assert.equal(device.readbacks, 2);
+    const tol = p.dtype === "float64" ? 1e-9 : 1e-4;
+    params[1].forEach((v, i) => assert.ok(Math.abs(v - params[0][i]) <= tol, `theta[${i}]`));
+    for (const t of [p.x, p.y]) t.dispose();
+  });
+}
+
 Deno.test("trust region: rho rises after a bad step and falls after a good one", async () => {
   const p = leastSquares(cpu, 50, 6, 4);
   // A good step: the Gauss-Newton model is exact, ratio ~ 1 > 3/4, rho -> max(2/3 rho, min).
