@@ -327,6 +327,14 @@ function axpyT(alpha: number | Tensor, x: Tensor, y: Tensor): Tensor {
   return new Tensor(be, be.axpy(a, x.buffer, y.buffer), x.shape, x.dtype);
 }
 
+/**
+ * A copy of x. Made in a scope: the constant 1 is a temporary when the constant cache is full,
+ * and outside every scope it would never be freed.
+ */
+function copyT(x: Tensor): Tensor {
+  return scope(() => o.mul(x, 1));
+}
+
 /** max_i |x_i| as a scalar tensor (NaN if any element is NaN). */
 function maxAbsT(x: Tensor): Tensor {
   return new Tensor(x.backend, x.backend.maxAbs(x.buffer), [], x.dtype);
@@ -420,7 +428,7 @@ async function cgDevice(
       s = next;
     }
     const { d, r, iters } = s;
-    const result = { d, r: r === b ? o.mul(b, 1) : r, iters, rMax: maxAbsT(r) };
+    const result = { d, r: r === b ? copyT(b) : r, iters, rMax: maxAbsT(r) };
     retire(s, result, b);
     s = undefined;
     return result;
@@ -463,7 +471,7 @@ async function cgHost(
     }
   };
   try {
-    let r = hold(o.mul(b, 1)); // a copy: the caller keeps b
+    let r = hold(copyT(b)); // the caller keeps b
     let y = precond ? hold(precond(r)) : r;
     let p = hold(o.neg(y));
     let d = hold(o.zerosLike(b));
