@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { Backend } from "../backend.ts";
-import { type Tensor, tensor } from "../autodiff/tensor.ts";
+import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { meanSquaredError } from "../models/losses.ts";
 import { mlp } from "../models/networks.ts";
@@ -111,64 +111,77 @@ async function paramBytes(opt: Optimizer): Promise<Uint8Array[]> {
   return out;
 }
 
+/**
+ * Runs `steps` steps and asserts that the live-buffer count after the last equals the count after
+ * the first, that `dispose()` frees everything the optimizer allocated, and that disposing the
+ * data brings the count back to where it started.
+ */
+async function checkFlat(be: Backend, make: Make, steps: number): Promise<void> {
+  const empty = be.liveBuffers();
+  const data = batch(be);
+  const before = be.liveBuffers();
+  const opt = make(be);
+  const first = await opt.step(data.model, data.loss);
+  const flat = be.liveBuffers();
+  let last = first;
+  for (let i = 2; i <= steps; i++) {
+    last = await opt.step(data.model, data.loss);
+    if (i % 100 === 0) {
+      assert.equal(be.liveBuffers(), flat, `live buffers after step ${i} (after step 1: ${flat})`);
+    }
+  }
+  assert.equal(be.liveBuffers(), flat, `live buffers after step ${steps}`);
+  assert.ok(
+    Number.isFinite(last.loss) && last.loss < first.loss,
+    `the run trained: loss ${first.loss} -> ${last.loss}`,
+  );
+  opt.dispose();
+  assert.equal(be.liveBuffers(), before, "live buffers after dispose()");
+  data.dispose();
+  assert.equal(be.liveBuffers(), empty, "live buffers after disposing the data too");
+}
+
+/**
+ * After one good step, `repeats` steps with mismatched targets and as many with a NaN loss:
+ * each must throw, leave the live-buffer count where it was and the parameters bit-identical;
+ * a good step afterwards still works.
+ */
+async function checkFailures(be: Backend, make: Make, repeats: number): Promise<void> {
+  const data = batch(be);
+  const opt = make(be);
+  // A first good step, so that state (momentum, moments, velocity) exists when steps fail.
+  await opt.step(data.model, data.loss);
+  const live = be.liveBuffers();
+  const params = await paramBytes(opt);
+  const failures: [string, typeof data.loss, RegExp][] = [
+    ["mismatched targets", data.mismatched, /targets \[8, 3\]/],
+    ["NaN loss", data.nan, /NaN/],
+  ];
+  for (const [what, loss, message] of failures) {
+    for (let i = 1; i <= repeats; i++) {
+      await assert.rejects(() => opt.step(data.model, loss), message, what);
+      assert.equal(be.liveBuffers(), live, `${what}: live buffers after failure ${i}`);
+    }
+    assert.deepEqual(await paramBytes(opt), params, `${what}: parameters bit-identical`);
+  }
+  const after = await opt.step(data.model, data.loss);
+  assert.ok(Number.isFinite(after.loss));
+  assert.equal(be.liveBuffers(), live, "live buffers after a good step following failures");
+  opt.dispose();
+  data.dispose();
+}
+
 for (const be of all) {
   for (const [name, make] of CONFIGS) {
     const steps = stepsOf(be, name);
     Deno.test(`memory (${be.name}): ${name}: ${steps} steps keep the buffer count flat; dispose frees all`, async () => {
       await warmUp(be, make);
-      const empty = be.liveBuffers();
-      const data = batch(be);
-      const before = be.liveBuffers();
-      const opt = make(be);
-      const first = await opt.step(data.model, data.loss);
-      const flat = be.liveBuffers();
-      let last = first;
-      for (let i = 2; i <= steps; i++) {
-        last = await opt.step(data.model, data.loss);
-        if (i % 100 === 0) {
-          assert.equal(
-            be.liveBuffers(),
-            flat,
-            `live buffers after step ${i} (after step 1: ${flat})`,
-          );
-        }
-      }
-      assert.equal(be.liveBuffers(), flat, `live buffers after step ${steps}`);
-      assert.ok(
-        Number.isFinite(last.loss) && last.loss < first.loss,
-        `the run trained: loss ${first.loss} -> ${last.loss}`,
-      );
-      opt.dispose();
-      assert.equal(be.liveBuffers(), before, "live buffers after dispose()");
-      data.dispose();
-      assert.equal(be.liveBuffers(), empty, "live buffers after disposing the data too");
+      await checkFlat(be, make, steps);
     });
 
     Deno.test(`memory (${be.name}): ${name}: failed steps free their temporaries and keep the parameters`, async () => {
       await warmUp(be, make);
-      const data = batch(be);
-      const opt = make(be);
-      // A first good step, so that state (momentum, moments, velocity) exists when steps fail.
-      await opt.step(data.model, data.loss);
-      const live = be.liveBuffers();
-      const params = await paramBytes(opt);
-      const failures: [string, typeof data.loss, RegExp][] = [
-        ["mismatched targets", data.mismatched, /targets \[8, 3\]/],
-        ["NaN loss", data.nan, /NaN/],
-      ];
-      for (const [what, loss, message] of failures) {
-        for (let i = 1; i <= 50; i++) {
-          await assert.rejects(() => opt.step(data.model, loss), message, what);
-          assert.equal(be.liveBuffers(), live, `${what}: live buffers after failure ${i}`);
-        }
-        assert.deepEqual(await paramBytes(opt), params, `${what}: parameters bit-identical`);
-      }
-      // The optimizer still works, and still frees everything.
-      const after = await opt.step(data.model, data.loss);
-      assert.ok(Number.isFinite(after.loss));
-      assert.equal(be.liveBuffers(), live, "live buffers after a good step following failures");
-      opt.dispose();
-      data.dispose();
+      await checkFailures(be, make, 50);
     });
   }
 
@@ -307,4 +320,27 @@ for (const be of all) {
       problem.dispose();
     });
   }
+}
+
+// Last, because it cannot be undone: with the cache of scalar constants full, constants are
+// ordinary temporaries, and one created outside every scope is never freed.
+for (const be of all) {
+  Deno.test(`memory (${be.name}): with the scalar-constant cache full, steps still leak nothing`, async () => {
+    const like = tensor([0], undefined, { backend: be });
+    scope(() => {
+      for (let i = 0; i < 300; i++) o.scalarLike(1234.5 + i, like);
+    });
+    let probe: Tensor | undefined;
+    scope(() => void (probe = o.scalarLike(-98765.4321, like)));
+    assert.ok(probe!.disposed, "the cache is full: a new constant was a scope temporary");
+    like.dispose();
+    for (const [name, make] of CONFIGS) {
+      try {
+        await checkFlat(be, make, be.name === "webgpu" && name.startsWith("SGN") ? 20 : 100);
+        await checkFailures(be, make, 3);
+      } catch (e) {
+        throw new Error(`${name}: ${(e as Error).message}`, { cause: e });
+      }
+    }
+  });
 }
