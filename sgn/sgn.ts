@@ -9,9 +9,13 @@
  * freezes the iterate once max|r| <= tol, and the line search evaluates its first candidate step
  * sizes speculatively. The step then reads back one small record (losses, CG statistics) and
  * decides on the host (budgets over 64 CG iterations add a readback of CG's mask every 64, so
- * that CG stops once it has converged). "host" mode follows the seed's control flow on the host (a readback per CG
- * iteration and per line-search try, free on a CPU backend, and no speculative work); it is
- * what CPU backends run, and the tests hold the device path to it.
+ * that CG stops once it has converged). "host" mode follows the seed's control flow on the host
+ * (a readback per CG iteration and per line-search try, free on a CPU backend, and no
+ * speculative work); it is what CPU backends run, and the tests hold the device path to it.
+ *
+ * Memory: a step frees every temporary however it ends (a failed step leaves the parameters and
+ * the optimizer's state as they were), and CG frees each iterate as it makes the next, so the
+ * live-buffer count does not grow with the number of steps nor with CG's budget.
  *
  * @module
  */
