@@ -142,8 +142,8 @@ async function checkFlat(be: Backend, make: Make, steps: number): Promise<void> 
 }
 
 /**
- * After one good step, `repeats` steps with mismatched targets and as many with a NaN loss:
- * each must throw, leave the live-buffer count where it was and the parameters bit-identical;
+ * After one good step, `repeats` steps with mismatched targets, as many with a NaN loss and as
+ * many whose model throws: each must throw, leave the live-buffer count where it was and the parameters bit-identical;
  * a good step afterwards still works.
  */
 async function checkFailures(be: Backend, make: Make, repeats: number): Promise<void> {
@@ -153,13 +153,19 @@ async function checkFailures(be: Backend, make: Make, repeats: number): Promise<
   await opt.step(data.model, data.loss);
   const live = be.liveBuffers();
   const params = await paramBytes(opt);
-  const failures: [string, typeof data.loss, RegExp][] = [
-    ["mismatched targets", data.mismatched, /targets \[8, 3\]/],
-    ["NaN loss", data.nan, /NaN/],
+  // A model that fails halfway through its forward pass.
+  const broken = (...p: Tensor[]) => {
+    o.sigmoid(data.model(...p));
+    throw new Error("the model failed");
+  };
+  const failures: [string, typeof data.model, typeof data.loss, RegExp][] = [
+    ["mismatched targets", data.model, data.mismatched, /targets \[8, 3\]/],
+    ["NaN loss", data.model, data.nan, /NaN/],
+    ["a failing model", broken, data.loss, /the model failed/],
   ];
-  for (const [what, loss, message] of failures) {
+  for (const [what, model, loss, message] of failures) {
     for (let i = 1; i <= repeats; i++) {
-      await assert.rejects(() => opt.step(data.model, loss), message, what);
+      await assert.rejects(() => opt.step(model, loss), message, what);
       assert.equal(be.liveBuffers(), live, `${what}: live buffers after failure ${i}`);
     }
     assert.deepEqual(await paramBytes(opt), params, `${what}: parameters bit-identical`);
