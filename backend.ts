@@ -329,7 +329,8 @@ export function broadcastStrides(shape: readonly number[], outShape: readonly nu
 export function showValue(v: unknown): string {
   if (typeof v === "number") return Object.is(v, -0) ? "-0" : String(v);
   if (typeof v === "bigint") return `${v}n`;
-  if (v === undefined) return "undefined";
+  if (v === undefined || typeof v === "symbol") return String(v);
+  if (typeof v === "function") return "a function";
   let text: string;
   try {
     text = JSON.stringify(v) ?? String(v);

@@ -322,6 +322,14 @@ export function claim(t: Tensor, depth: number): void {
   if (found) scopes[depth].add(t);
 }
 
+/**
+ * Hands `t` to the innermost open scope (if any), as if it had been created there: for values a
+ * transformation collected (see {@link collect}) and then gives to its caller.
+ */
+export function adopt(t: Tensor): void {
+  if (!t.disposed) scopes.at(-1)?.add(t);
+}
+
 /** Removes a tensor from the enclosing scopes so it outlives them. Returns it. */
 export function keep<T extends Tensor>(t: T): T {
   for (const s of scopes) s.delete(t);

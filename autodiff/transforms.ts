@@ -5,14 +5,15 @@
  * ops that users call.
  *
  * Memory: temporaries created inside a transformation are disposed when it returns; only its
- * results survive. A {@link linearize}d function keeps its forward pass until `dispose()`.
+ * results survive, and they belong to the enclosing {@link scope} like any op's result. A
+ * {@link linearize}d function keeps its forward pass until `dispose()`.
  *
  * @module
  */
 
 import { SgnError } from "../backend.ts";
 import { JvpTrace, JvpTracer, nextLevel, TapeTrace, withTrace } from "./core.ts";
-import { collect, keep, scope, scopeDepth, Tensor } from "./tensor.ts";
+import { adopt, collect, scope, scopeDepth, Tensor } from "./tensor.ts";
 import * as o from "./ops.ts";
 
 /** A function of tensors returning a tensor or a list of tensors. */
@@ -90,7 +91,11 @@ export interface LinearFn {
 
 /** The result of {@link linearize}. */
 export interface Linearized {
-  /** The outputs of the function at the linearization point. */
+  /**
+   * The outputs of the function at the linearization point. They belong to the caller (to the
+   * enclosing scope, if any), not to the record: keep them alive as long as `jvp` and `vjp` are
+   * used (some derivative rules read them).
+   */
   outputs: Tensor[];
   /** J v: tangents of the inputs to tangents of the outputs (no forward pass rerun). */
   jvp: (...tangents: Tensor[]) => Tensor[];
@@ -117,6 +122,16 @@ export interface Linearized {
  * ```
  */
 export function linearize(f: TensorFn, primals: Tensor[]): Linearized {
+  return record(f, primals).lin;
+}
+
+/**
+ * {@link linearize}, also returning the concrete tensors it handed to the caller: the outputs it
+ * created (with what lies beneath traced ones). Like any op's result they belong to the enclosing
+ * scope, so a scope around the call frees them; outputs that `f` did not create (an input it
+ * returns as it is, a constant it closes over) are left alone.
+ */
+function record(f: TensorFn, primals: Tensor[]): { lin: Linearized; owned: Set<Tensor> } {
   const trace = new TapeTrace(nextLevel(), scopeDepth());
   const { result: outs, created } = collect(() => {
     const ins = primals.map((p) => trace.input(p));
@@ -128,13 +143,20 @@ export function linearize(f: TensorFn, primals: Tensor[]): Linearized {
   });
   const nodes = outs.map((out) => (trace.owns(out) ? out.node : -1));
   const outputs = outs.map((out) => (trace.owns(out) ? out.primal : out));
-  for (const y of outputs) created.delete(y);
-  for (const y of outputs) keep(y);
+  const owned = new Set<Tensor>();
+  const handOver = (t: Tensor) => {
+    if (created.delete(t)) {
+      owned.add(t);
+      adopt(t);
+    }
+    for (const c of t.children()) handOver(c);
+  };
+  outputs.forEach(handOver);
   let disposed = false;
   const alive = (what: string) => {
     if (disposed) throw new SgnError(`${what}: this linearization was already disposed`);
   };
-  return {
+  const lin: Linearized = {
     outputs,
     jvp: (...tangents) => {
       alive("linearize.jvp");
@@ -155,6 +177,7 @@ export function linearize(f: TensorFn, primals: Tensor[]): Linearized {
       for (const t of trace.memos.splice(0)) t.dispose();
     },
   };
+  return { lin, owned };
 }
 
 /**
@@ -192,17 +215,19 @@ export function valueAndGrad(
   f: (...args: Tensor[]) => Tensor,
 ): (...args: Tensor[]) => [Tensor, Tensor[]] {
   return (...args) => {
-    const lin = linearize(f, args);
+    const { lin, owned } = record(f, args);
     try {
       const [y] = lin.outputs;
       if (y.size !== 1) {
-        lin.dispose();
         throw new SgnError(
           `grad: the function must return a scalar, got shape [${y.shape.join(", ")}]`,
         );
       }
       const grads = scope(() => lin.vjp(o.onesLike(y)));
       return [y, grads];
+    } catch (e) {
+      for (const t of owned) t.dispose();
+      throw e;
     } finally {
       lin.dispose();
     }
@@ -261,7 +286,7 @@ export interface OutputLoss {
 
 /** A Gauss-Newton operator G v = J^T H_L J v at fixed parameters (see {@link ggnLinearize}). */
 export interface GgnOperator {
-  /** The model outputs at the linearization point. */
+  /** The model outputs at the linearization point (freed by `dispose`). */
   outputs: Tensor;
   /** G v for v shaped like the parameters. */
   apply(...v: Tensor[]): Tensor[];
@@ -269,7 +294,7 @@ export interface GgnOperator {
   jvp(...v: Tensor[]): Tensor;
   /** J^T u: parameter cotangents of an output cotangent u (e.g. the gradient from dL/dz). */
   vjp(u: Tensor): Tensor[];
-  /** Frees the recorded forward pass. */
+  /** Frees the recorded forward pass and the outputs. */
   dispose(): void;
 }
 
@@ -298,7 +323,7 @@ export function ggnLinearize(
   loss: OutputLoss,
   params: Tensor[],
 ): GgnOperator {
-  const lin = linearize(model, params);
+  const { lin, owned } = record(model, params);
   const [z] = lin.outputs;
   return {
     outputs: z,
@@ -311,7 +336,7 @@ export function ggnLinearize(
     vjp: (u) => lin.vjp(u),
     dispose: () => {
       lin.dispose();
-      z.dispose();
+      for (const t of owned) t.dispose();
     },
   };
 }

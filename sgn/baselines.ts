@@ -6,11 +6,11 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError, showValue } from "../backend.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
-import { flatten, unflatten } from "./vectors.ts";
+import { flatten, stepScalar, unflatten } from "./vectors.ts";
 import type { ModelFn, Optimizer } from "./sgn.ts";
 
 /** Learning-rate schedules of the seed's SGD. */
@@ -34,8 +34,10 @@ export interface SgdOptions {
 }
 
 function need(ok: boolean, what: string, range: string, v: unknown): void {
-  if (!ok) throw new SgnError(`${what} must be ${range}, got ${JSON.stringify(v)}`);
+  if (!ok) throw new SgnError(`${what} must be ${range}, got ${showValue(v)}`);
 }
+
+const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 
 /** The learning rate at step t (from 1). */
 export function scheduledLr(o: Required<SgdOptions>, t: number): number {
@@ -111,17 +113,22 @@ export class SGD implements Optimizer {
       step: 10,
       ...options,
     };
-    need(Number.isFinite(opt.lr) && opt.lr > 0, "SGD lr", "a number > 0", opt.lr);
-    need(opt.momentum >= 0 && opt.momentum < 1, "SGD momentum", "in [0, 1)", opt.momentum);
+    need(isNum(opt.lr) && opt.lr > 0, "SGD lr", "a number > 0", opt.lr);
+    need(
+      isNum(opt.momentum) && opt.momentum >= 0 && opt.momentum < 1,
+      "SGD momentum",
+      "in [0, 1)",
+      opt.momentum,
+    );
     need(
       ["const", "linear", "cos", "step"].includes(opt.schedule),
       "SGD schedule",
       '"const", "linear", "cos" or "step"',
       opt.schedule,
     );
-    need(opt.lrFinal >= 0, "SGD lrFinal", "a number >= 0", opt.lrFinal);
+    need(isNum(opt.lrFinal) && opt.lrFinal >= 0, "SGD lrFinal", "a number >= 0", opt.lrFinal);
     need(Number.isInteger(opt.k) && opt.k >= 1, "SGD k", "an integer >= 1", opt.k);
-    need(opt.decay > 0 && opt.decay <= 1, "SGD decay", "in (0, 1]", opt.decay);
+    need(isNum(opt.decay) && opt.decay > 0 && opt.decay <= 1, "SGD decay", "in (0, 1]", opt.decay);
     need(Number.isInteger(opt.step) && opt.step >= 1, "SGD step", "an integer >= 1", opt.step);
     this.options = opt;
     this.#params = params;
@@ -147,9 +154,10 @@ export class SGD implements Optimizer {
     try {
       const read = await readLoss(scalars, `SGD step ${t}`);
       const next = scope(() => {
+        const lrT = stepScalar(lr, g);
         const v = this.#velocity
-          ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lr))
-          : o.mul(g, lr);
+          ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lrT))
+          : o.mul(g, lrT);
         return { v, params: unflatten(o.sub(theta, v), this.#shapes) };
       });
       for (const p of this.#params) p.dispose();
@@ -197,10 +205,10 @@ export class Adam implements Optimizer {
 
   constructor(params: Tensor[], options: AdamOptions = {}) {
     const opt = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, ...options };
-    need(Number.isFinite(opt.lr) && opt.lr > 0, "Adam lr", "a number > 0", opt.lr);
-    need(opt.beta1 >= 0 && opt.beta1 < 1, "Adam beta1", "in [0, 1)", opt.beta1);
-    need(opt.beta2 >= 0 && opt.beta2 < 1, "Adam beta2", "in [0, 1)", opt.beta2);
-    need(opt.eps > 0, "Adam eps", "a number > 0", opt.eps);
+    need(isNum(opt.lr) && opt.lr > 0, "Adam lr", "a number > 0", opt.lr);
+    need(isNum(opt.beta1) && opt.beta1 >= 0 && opt.beta1 < 1, "Adam beta1", "in [0, 1)", opt.beta1);
+    need(isNum(opt.beta2) && opt.beta2 >= 0 && opt.beta2 < 1, "Adam beta2", "in [0, 1)", opt.beta2);
+    need(isNum(opt.eps) && opt.eps > 0, "Adam eps", "a number > 0", opt.eps);
     this.options = opt;
     this.#params = params;
     this.#shapes = params.map((p) => [...p.shape]);
@@ -222,8 +230,8 @@ export class Adam implements Optimizer {
         const v = this.#v
           ? o.add(o.mul(this.#v, beta2), o.mul(g2, 1 - beta2))
           : o.mul(g2, 1 - beta2);
-        const mHat = o.div(m, 1 - beta1 ** t);
-        const vHat = o.div(v, 1 - beta2 ** t);
+        const mHat = o.div(m, stepScalar(1 - beta1 ** t, m));
+        const vHat = o.div(v, stepScalar(1 - beta2 ** t, v));
         const update = o.div(o.mul(mHat, lr), o.add(o.sqrt(vHat), eps));
         return { m, v, params: unflatten(o.sub(theta, update), this.#shapes) };
       });

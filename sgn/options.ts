@@ -5,7 +5,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError, showValue } from "../backend.ts";
 
 /** Damping schedules used when the trust region is off. */
 export type RhoDecay = "const" | "linear" | "cos";
@@ -32,9 +32,9 @@ export interface SgnOptions {
   alpha?: number;
   /** CG_TOL: CG stops when max|r| <= cgTol. 1e-6. */
   cgTol?: number;
-  /** MAX_CG_ITERS: CG iterations from step kCg on. 10. */
+  /** MAX_CG_ITERS: CG iterations from step kCg on, at most 10,000. 10. */
   cgMaxIters?: number;
-  /** MIN_CG_ITERS: CG iterations before step kCg. 10 (the seed's scripts). */
+  /** MIN_CG_ITERS: CG iterations before step kCg, at most 10,000. 10 (the seed's scripts). */
   cgMinIters?: number;
   /** K_CG: first step that uses cgMaxIters. 10 (the seed's scripts). */
   kCg?: number;
@@ -46,7 +46,7 @@ export interface SgnOptions {
   rhoLs?: number;
   /**
    * MAX_LS_ITERS: most backtracking steps of one line search (so at most MAX_LS_ITERS + 1 loss
-   * evaluations, the smallest step ALPHA RHO_LS^MAX_LS_ITERS). 10.
+   * evaluations, the smallest step ALPHA RHO_LS^MAX_LS_ITERS); at most 100. 10.
    */
   maxLsIters?: number;
   /**
@@ -99,16 +99,22 @@ export const SGN_DEFAULTS: ResolvedSgnOptions = {
   lsSpeculation: "adaptive",
 };
 
+/** The most CG iterations one step may run (cgMaxIters, cgMinIters). */
+export const MAX_CG_ITERS_LIMIT = 10_000;
+/** The most loss evaluations one line search may make (maxLsIters). */
+export const MAX_LS_ITERS_LIMIT = 100;
+
 function check(ok: boolean, name: string, seedName: string, range: string, value: unknown): void {
   if (!ok) {
     throw new SgnError(
-      `SGN option ${name} (${seedName}) must be ${range}, got ${JSON.stringify(value)}`,
+      `SGN option ${name} (${seedName}) must be ${range}, got ${showValue(value)}`,
     );
   }
 }
 
 const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
-const isInt = (v: unknown, min: number) => Number.isInteger(v) && (v as number) >= min;
+const isInt = (v: unknown, min: number, max = Infinity) =>
+  Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
 
 /** Fills in defaults and validates; throws an SgnError naming the first bad option. */
 export function resolveSgnOptions(options: SgnOptions = {}): ResolvedSgnOptions {
@@ -154,13 +160,32 @@ export function resolveSgnOptions(options: SgnOptions = {}): ResolvedSgnOptions 
   );
   check(isNum(o.alpha) && o.alpha > 0, "alpha", "ALPHA", "a number > 0", o.alpha);
   check(isNum(o.cgTol) && o.cgTol >= 0, "cgTol", "CG_TOL", "a number >= 0", o.cgTol);
-  check(isInt(o.cgMaxIters, 1), "cgMaxIters", "MAX_CG_ITERS", "an integer >= 1", o.cgMaxIters);
-  check(isInt(o.cgMinIters, 1), "cgMinIters", "MIN_CG_ITERS", "an integer >= 1", o.cgMinIters);
+  const cgRange = `an integer in [1, ${MAX_CG_ITERS_LIMIT}]`;
+  check(
+    isInt(o.cgMaxIters, 1, MAX_CG_ITERS_LIMIT),
+    "cgMaxIters",
+    "MAX_CG_ITERS",
+    cgRange,
+    o.cgMaxIters,
+  );
+  check(
+    isInt(o.cgMinIters, 1, MAX_CG_ITERS_LIMIT),
+    "cgMinIters",
+    "MIN_CG_ITERS",
+    cgRange,
+    o.cgMinIters,
+  );
   check(isInt(o.kCg, 0), "kCg", "K_CG", "an integer >= 0", o.kCg);
   check(typeof o.lineSearch === "boolean", "lineSearch", "LS", "true or false", o.lineSearch);
   check(isNum(o.cLs) && o.cLs > 0 && o.cLs < 1, "cLs", "C_LS", "in (0, 1)", o.cLs);
   check(isNum(o.rhoLs) && o.rhoLs > 0 && o.rhoLs < 1, "rhoLs", "RHO_LS", "in (0, 1)", o.rhoLs);
-  check(isInt(o.maxLsIters, 1), "maxLsIters", "MAX_LS_ITERS", "an integer >= 1", o.maxLsIters);
+  check(
+    isInt(o.maxLsIters, 1, MAX_LS_ITERS_LIMIT),
+    "maxLsIters",
+    "MAX_LS_ITERS",
+    `an integer in [1, ${MAX_LS_ITERS_LIMIT}]`,
+    o.maxLsIters,
+  );
   check(["shrinking", "seed"].includes(o.armijo), "armijo", "-", '"shrinking" or "seed"', o.armijo);
   check(
     ["auto", "device", "host"].includes(o.mode),

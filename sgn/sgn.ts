@@ -8,9 +8,14 @@
  * cotangent sweeps; CG's scalars live on the device, the tolerance test is a device mask that
  * freezes the iterate once max|r| <= tol, and the line search evaluates its first candidate step
  * sizes speculatively. The step then reads back one small record (losses, CG statistics) and
- * decides on the host. "host" mode follows the seed's control flow on the host (a readback per CG
- * iteration and per line-search try, free on a CPU backend, and no speculative work); it is
- * what CPU backends run, and the tests hold the device path to it.
+ * decides on the host (budgets over 64 CG iterations add a readback of CG's mask every 64, so
+ * that CG stops once it has converged). "host" mode follows the seed's control flow on the host
+ * (a readback per CG iteration and per line-search try, free on a CPU backend, and no
+ * speculative work); it is what CPU backends run, and the tests hold the device path to it.
+ *
+ * Memory: a step frees every temporary however it ends (a failed step leaves the parameters and
+ * the optimizer's state as they were), and CG frees each iterate as it makes the next, so the
+ * live-buffer count does not grow with the number of steps nor with CG's budget.
  *
  * @module
  */
@@ -19,7 +24,7 @@ import { SgnError } from "../backend.ts";
 import { full, scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
-import { flatten, unflatten } from "./vectors.ts";
+import { flatten, stepScalar, unflatten } from "./vectors.ts";
 import {
   cgBudget,
   type ResolvedSgnOptions,
@@ -148,23 +153,26 @@ export class SGN implements Optimizer {
 
     // One recorded forward pass serves the gradient (J^T dL/dz) and every G p of CG.
     const G = ggnLinearize(model, loss, [...this.#params]);
-    const solved = scope(() => {
-      const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
-      const g = flatten(G.vjp(gz));
-      let mHat = g;
-      let momentum: Tensor | undefined;
-      if (opt.beta > 0) {
-        momentum = this.#momentum
-          ? o.add(o.mul(this.#momentum, opt.beta), o.mul(g, 1 - opt.beta))
-          : o.mul(g, 1 - opt.beta);
-        mHat = o.div(momentum, 1 - opt.beta ** t);
-      }
-      const theta = flatten(this.#params);
-      return { l0, g, mHat, momentum, theta };
-    });
-    const keepAlive: Tensor[] = [solved.l0, solved.g, solved.mHat, solved.theta];
-    if (solved.momentum) keepAlive.push(solved.momentum);
+    // Every tensor of this step that outlives a scope, freed however the step ends (the new
+    // momentum is taken out when the step commits).
+    const temps: Tensor[] = [];
     try {
+      const solved = scope(() => {
+        const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
+        const g = flatten(G.vjp(gz));
+        let mHat = g;
+        let momentum: Tensor | undefined;
+        if (opt.beta > 0) {
+          momentum = this.#momentum
+            ? o.add(o.mul(this.#momentum, opt.beta), o.mul(g, 1 - opt.beta))
+            : o.mul(g, 1 - opt.beta);
+          mHat = o.div(momentum, stepScalar(1 - opt.beta ** t, momentum));
+        }
+        const theta = flatten(this.#params);
+        return { l0, g, mHat, momentum, theta };
+      });
+      temps.push(solved.l0, solved.g, solved.mHat, solved.theta);
+      if (solved.momentum) temps.push(solved.momentum);
       const apply = (p: Tensor) =>
         scope(() => {
           const gp = flatten(G.apply(...unflatten(p, this.#shapes)));
@@ -193,14 +201,14 @@ export class SGN implements Optimizer {
       const budget = cgBudget(opt, t);
       const cg = host
         ? await cgHost(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++)
-        : cgDevice(apply, solved.mHat, precond, budget, opt.cgTol);
-      keepAlive.push(cg.d, cg.r);
+        : await cgDevice(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++);
+      temps.push(cg.d, cg.r, cg.iters, cg.rMax);
 
       // Candidates a_i = alpha * rhoLs^i, evaluated speculatively (device mode) or one by one.
       const stepAt = (a: number) => unflatten(axpyT(a, cg.d, solved.theta), this.#shapes);
       const lossAt = (a: number) => scope(() => objective(...stepAt(a)));
       // Without LS and TR the seed scores the batch before the step, on the recorded outputs.
-      const metricBefore = !evaluates && loss.metric ? [loss.metric(G.outputs)] : [];
+      const metricBefore = !evaluates && loss.metric ? 1 : 0;
       const firstBatch = !evaluates
         ? 0
         : host || !opt.lineSearch
@@ -212,18 +220,20 @@ export class SGN implements Optimizer {
         const pred = o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 0.5);
         const md = o.dot(solved.mHat, cg.d);
         const dMax = maxAbsT(cg.d);
+        const before = metricBefore ? [loss.metric!(G.outputs)] : [];
         const evaluated = Array.from(
           { length: firstBatch },
           (_, i) => lossAt(opt.alpha * opt.rhoLs ** i),
         ).flat();
-        return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...metricBefore, ...evaluated];
+        return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...before, ...evaluated];
       });
+      temps.push(...head);
       const values = await readScalars(head);
       readbacks++;
       head.forEach((h) => h !== solved.l0 && h.dispose());
       const [l0, cgIters, cgResidual, predicted, md, dMax] = values;
       const perTry = loss.metric ? 2 : 1;
-      const rest = values.slice(6 + metricBefore.length);
+      const rest = values.slice(6 + metricBefore);
       // Loss (and metric) of each candidate evaluated so far.
       const tried = Array.from({ length: rest.length / perTry }, (_, i) => ({
         loss: rest[i * perTry],
@@ -247,16 +257,19 @@ export class SGN implements Optimizer {
       let a = opt.alpha;
       let tries = 0;
       let l1 = l0;
-      let metric = metricBefore.length ? values[6] : undefined;
+      let metric = metricBefore ? values[6] : undefined;
       if (evaluates) {
         const rhs = (ai: number) => l0 + (opt.armijo === "seed" ? opt.alpha : ai) * opt.cLs * md;
         const evaluate = async (i: number) => {
           if (i < tried.length) return tried[i];
           const more = lossAt(opt.alpha * opt.rhoLs ** i);
-          const [v, m] = await readScalars(more);
-          more.forEach((t) => t.dispose());
-          readbacks++;
-          return { loss: v, metric: m };
+          try {
+            const [v, m] = await readScalars(more);
+            readbacks++;
+            return { loss: v, metric: m };
+          } finally {
+            more.forEach((t) => t.dispose());
+          }
         };
         // The first try at alpha, then up to maxLsIters backtracks (SGN-ALGORITHM.md step 5).
         for (let i = 0; i < (opt.lineSearch ? opt.maxLsIters + 1 : 1); i++) {
@@ -291,7 +304,7 @@ export class SGN implements Optimizer {
       if (solved.momentum) {
         this.#momentum?.dispose();
         this.#momentum = solved.momentum;
-        keepAlive.splice(keepAlive.indexOf(solved.momentum), 1);
+        temps.splice(temps.indexOf(solved.momentum), 1);
       }
       if (opt.trustRegion) {
         if (ratio < 0.25) this.rho = 1.5 * rho;
@@ -313,7 +326,7 @@ export class SGN implements Optimizer {
       };
     } finally {
       G.dispose();
-      for (const k of keepAlive) k.dispose();
+      for (const k of temps) k.dispose();
     }
   }
 }
@@ -323,6 +336,14 @@ function axpyT(alpha: number | Tensor, x: Tensor, y: Tensor): Tensor {
   const be = x.backend;
   const a = typeof alpha === "number" ? alpha : alpha.buffer;
   return new Tensor(be, be.axpy(a, x.buffer, y.buffer), x.shape, x.dtype);
+}
+
+/**
+ * A copy of x. Made in a scope: the constant 1 is a temporary when the constant cache is full,
+ * and outside every scope it would never be freed.
+ */
+function copyT(x: Tensor): Tensor {
+  return scope(() => o.mul(x, 1));
 }
 
 /** max_i |x_i| as a scalar tensor (NaN if any element is NaN). */
@@ -338,46 +359,102 @@ interface CgResult {
   rMax: Tensor;
 }
 
+/** The iterate of device-mode CG; every field is a tensor (r and y are one when unpreconditioned). */
+interface CgState {
+  r: Tensor;
+  y: Tensor;
+  p: Tensor;
+  d: Tensor;
+  ry: Tensor;
+  active: Tensor;
+  iters: Tensor;
+}
+
+/** Disposes the tensors of `state` that are neither in `next` nor `b` (the caller's). */
+function retire(state: CgState, next: Partial<CgState>, b: Tensor): void {
+  const live = new Set<Tensor>([b, ...Object.values(next)]);
+  for (const t of Object.values(state)) if (!live.has(t)) t.dispose();
+}
+
 /**
- * Preconditioned CG on A d = -b from d = 0 (SGN-ALGORITHM.md step 4), entirely on the device:
- * `budget` iterations are recorded, and a device mask freezes the iterate from the first one
- * that starts with max|r| <= tol, so the result equals the seed's early exit.
+ * Device-mode CG reads its mask back once every this many iterations (when more remain) and
+ * stops once every iteration would be frozen: large budgets do not run thousands of no-op
+ * iterations, and the usual budgets (10) need no readback at all.
  */
-function cgDevice(
+export const CG_DEVICE_CHECK_EVERY = 64;
+
+/**
+ * Preconditioned CG on A d = -b from d = 0 (SGN-ALGORITHM.md step 4) on the device: iterations
+ * are recorded without readbacks, and a device mask freezes the iterate from the first one that
+ * starts with max|r| <= tol, so the result equals the seed's early exit. Every
+ * {@link CG_DEVICE_CHECK_EVERY} iterations the mask is read back and CG stops if it is off (the
+ * remaining iterations would change nothing). Each iteration frees the previous iterate, so the
+ * buffers alive do not depend on the budget.
+ */
+async function cgDevice(
   apply: (p: Tensor) => Tensor,
   b: Tensor,
   precond: ((r: Tensor) => Tensor) | undefined,
   budget: number,
   tol: number,
-): CgResult {
-  return scope(() => {
-    let r = b;
-    let y = precond ? precond(r) : r;
-    let p = o.neg(y);
-    let d = o.zerosLike(b);
-    let ry = o.dot(r, y);
-    let active = o.onesLike(ry);
-    let iters = o.zerosLike(ry);
-    const zero = o.zerosLike(ry);
+  countReadback: () => void,
+): Promise<CgResult> {
+  const zero = full([], 0, { backend: b.backend, dtype: b.dtype });
+  let s: CgState | undefined;
+  try {
+    s = scope(() => {
+      const y = precond ? precond(b) : b;
+      const ry = o.dot(b, y);
+      return {
+        r: b,
+        y,
+        p: o.neg(y),
+        d: o.zerosLike(b),
+        ry,
+        active: o.onesLike(ry),
+        iters: o.zerosLike(ry),
+      };
+    });
     for (let k = 0; k < budget; k++) {
-      active = o.mul(active, o.greater(maxAbsT(r), tol));
-      iters = o.add(iters, active);
-      const q = apply(p);
-      // Frozen iterations take a = b = 0 through a select, so 0/0 there cannot poison d.
-      const a = o.where(active, o.div(ry, o.dot(p, q)), zero);
-      d = axpyT(a, p, d);
-      r = axpyT(a, q, r);
-      y = precond ? precond(r) : r;
-      const ryNew = o.dot(r, y);
-      const beta = o.where(active, o.div(ryNew, ry), zero);
-      p = axpyT(beta, p, o.neg(y));
-      ry = ryNew;
+      if (k > 0 && k % CG_DEVICE_CHECK_EVERY === 0) {
+        countReadback();
+        if ((await s.active.data())[0] === 0) break;
+      }
+      const cur: CgState = s;
+      const next = scope(() => {
+        const active = o.mul(cur.active, o.greater(maxAbsT(cur.r), tol));
+        const iters = o.add(cur.iters, active);
+        const q = apply(cur.p);
+        // Frozen iterations take a = b = 0 through a select, so 0/0 there cannot poison d.
+        const a = o.where(active, o.div(cur.ry, o.dot(cur.p, q)), zero);
+        const d = axpyT(a, cur.p, cur.d);
+        const r = axpyT(a, q, cur.r);
+        const y = precond ? precond(r) : r;
+        const ry = o.dot(r, y);
+        const beta = o.where(active, o.div(ry, cur.ry), zero);
+        const p = axpyT(beta, cur.p, o.neg(y));
+        return { r, y, p, d, ry, active, iters };
+      });
+      retire(cur, next, b);
+      s = next;
     }
-    return { d, r, iters, rMax: maxAbsT(r) };
-  });
+    const { d, r, iters } = s;
+    const result = { d, r: r === b ? copyT(b) : r, iters, rMax: maxAbsT(r) };
+    retire(s, result, b);
+    s = undefined;
+    return result;
+  } catch (e) {
+    if (s) retire(s, {}, b);
+    throw e;
+  } finally {
+    zero.dispose();
+  }
 }
 
-/** The same CG with the seed's host-side control flow: reads max|r| and the scalars each time. */
+/**
+ * The same CG with the seed's host-side control flow: reads max|r| and the scalars each time.
+ * Each iteration frees the previous iterate, so the buffers alive do not depend on the budget.
+ */
 async function cgHost(
   apply: (p: Tensor) => Tensor,
   b: Tensor,
@@ -386,32 +463,60 @@ async function cgHost(
   tol: number,
   countReadback: () => void,
 ): Promise<CgResult> {
+  /** Reads a one-element tensor and frees it. */
   const read = async (t: Tensor) => {
-    countReadback();
-    return (await t.data())[0];
+    try {
+      countReadback();
+      return (await t.data())[0];
+    } finally {
+      t.dispose();
+    }
   };
-  const owned: Tensor[] = [];
-  const own = <T extends Tensor>(t: T) => (owned.push(t), t);
-  let r = own(o.mul(b, 1)); // a copy: the caller keeps b
-  let y = precond ? own(precond(r)) : r;
-  let p = own(o.neg(y));
-  let d = own(o.zerosLike(b));
-  let ry = await read(own(o.dot(r, y)));
-  let k = 0;
-  let rMax = await read(own(maxAbsT(r)));
-  while (k < budget && rMax > tol) {
-    const q = own(apply(p));
-    const a = ry / (await read(own(o.dot(p, q))));
-    d = own(axpyT(a, p, d));
-    r = own(axpyT(a, q, r));
-    y = precond ? own(precond(r)) : r;
-    const ryNew = await read(own(o.dot(r, y)));
-    p = own(axpyT(ryNew / ry, p, own(o.neg(y))));
-    ry = ryNew;
-    k++;
-    rMax = await read(own(maxAbsT(r)));
+  // The tensors this solve currently owns, freed if it fails.
+  const held = new Set<Tensor>();
+  const hold = <T extends Tensor>(t: T) => (held.add(t), t);
+  const drop = (...ts: Tensor[]) => {
+    for (const t of ts) {
+      held.delete(t);
+      t.dispose();
+    }
+  };
+  try {
+    let r = hold(copyT(b)); // the caller keeps b
+    let y = precond ? hold(precond(r)) : r;
+    let p = hold(o.neg(y));
+    let d = hold(o.zerosLike(b));
+    let ry = await read(o.dot(r, y));
+    if (y !== r) drop(y);
+    let k = 0;
+    let rMax = await read(maxAbsT(r));
+    while (k < budget && rMax > tol) {
+      const q = hold(apply(p));
+      const a = ry / (await read(o.dot(p, q)));
+      const dNext = hold(axpyT(a, p, d));
+      drop(d);
+      d = dNext;
+      const rNext = hold(axpyT(a, q, r));
+      drop(q, r);
+      r = rNext;
+      y = precond ? hold(precond(r)) : r;
+      const ryNew = await read(o.dot(r, y));
+      const minusY = hold(o.neg(y));
+      if (y !== r) drop(y);
+      const pNext = hold(axpyT(ryNew / ry, p, minusY));
+      drop(minusY, p);
+      p = pNext;
+      ry = ryNew;
+      k++;
+      rMax = await read(maxAbsT(r));
+    }
+    drop(p);
+    const scalar = (v: number) => full([], v, { backend: d.backend, dtype: d.dtype });
+    const result = { d, r, iters: scalar(k), rMax: scalar(rMax) };
+    held.clear();
+    return result;
+  } catch (e) {
+    for (const t of held) t.dispose();
+    throw e;
   }
-  for (const t of owned) if (t !== d && t !== r) t.dispose();
-  const scalar = (v: number) => full([], v, { backend: d.backend, dtype: d.dtype });
-  return { d, r, iters: scalar(k), rMax: scalar(rMax) };
 }

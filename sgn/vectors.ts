@@ -7,7 +7,7 @@
  */
 
 import { SgnError, sizeOf } from "../backend.ts";
-import { Tensor } from "../autodiff/tensor.ts";
+import { full, Tensor } from "../autodiff/tensor.ts";
 
 /** Concatenates tensors into one flat vector [sum of sizes]. */
 export function flatten(parts: readonly Tensor[]): Tensor {
@@ -28,4 +28,14 @@ export function unflatten(flat: Tensor, shapes: readonly (readonly number[])[]):
   }
   const bufs = flat.backend.split(flat.buffer, shapes.map(sizeOf));
   return bufs.map((buf, i) => new Tensor(flat.backend, buf, shapes[i], flat.dtype));
+}
+
+/**
+ * A scalar tensor on `like`'s backend and dtype, owned by the current scope. For values that
+ * change from step to step (a scheduled learning rate, a bias correction 1 - beta^t): passing
+ * such a number to an op directly would make it a cached constant (see `scalarLike` in ops.ts),
+ * and a long run would fill that cache with buffers that are never freed.
+ */
+export function stepScalar(value: number, like: Tensor): Tensor {
+  return full([], value, { backend: like.backend, dtype: like.dtype });
 }

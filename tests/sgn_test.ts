@@ -12,7 +12,7 @@ import { PythonRandom } from "../random.ts";
 import { mlp } from "../models/networks.ts";
 import { SGN, type SgnStepRecord } from "../sgn/sgn.ts";
 import { cgBudget, resolveSgnOptions, scheduledRho, type SgnOptions } from "../sgn/options.ts";
-import { scheduledLr, SGD } from "../sgn/baselines.ts";
+import { Adam, scheduledLr, SGD } from "../sgn/baselines.ts";
 import { train } from "../sgn/train.ts";
 import { backends, cpu, Random, webgpu } from "./harness.ts";
 
@@ -195,6 +195,35 @@ Deno.test("CG: stops on the tolerance and on the budget, with the MIN_CG_ITERS /
   }
 });
 
+for (const be of all) {
+  Deno.test(`CG (${be.name}): with a budget of 2,000 device mode stops at the tolerance as host mode does`, async () => {
+    const p = leastSquares(be, 50, 6, 8);
+    const runs: SgnStepRecord[] = [];
+    const params: number[][] = [];
+    for (const mode of ["host", "device"] as const) {
+      const opt = new SGN(p.params(), {
+        cgTol: 1e-4,
+        cgMaxIters: 2000,
+        cgMinIters: 2000,
+        lineSearch: false,
+        mode,
+      });
+      runs.push(await opt.step((w, b) => p.model(w, b), meanSquaredError(p.y)));
+      params.push(await flatHost(opt.params));
+      opt.dispose();
+    }
+    const [host, device] = runs;
+    assert.ok(host.cgIters > 1 && host.cgIters < 64, `host CG iterations: ${host.cgIters}`);
+    assert.equal(device.cgIters, host.cgIters);
+    // The mask is read once, after 64 iterations, and CG stops there: 2 readbacks in all (the
+    // 2,000 iterations would have taken 32).
+    assert.equal(device.readbacks, 2);
+    const tol = p.dtype === "float64" ? 1e-9 : 1e-4;
+    params[1].forEach((v, i) => assert.ok(Math.abs(v - params[0][i]) <= tol, `theta[${i}]`));
+    for (const t of [p.x, p.y]) t.dispose();
+  });
+}
+
 Deno.test("trust region: rho rises after a bad step and falls after a good one", async () => {
   const p = leastSquares(cpu, 50, 6, 4);
   // A good step: the Gauss-Newton model is exact, ratio ~ 1 > 3/4, rho -> max(2/3 rho, min).
@@ -354,8 +383,22 @@ Deno.test("bad hyperparameters are rejected naming the parameter and the allowed
     [{ dampRho: -1 }, /dampRho \(DAMP_RHO\) must be a number >= 0, got -1/],
     [{ beta: 1 }, /beta \(BETA\) must be in \[0, 1\)/],
     [{ alphaExp: 2 }, /alphaExp \(ALPHA_EXP\) must be in \[0, 1\]/],
-    [{ cgMaxIters: 2.5 }, /cgMaxIters \(MAX_CG_ITERS\) must be an integer >= 1, got 2.5/],
+    [
+      { cgMaxIters: 2.5 },
+      /cgMaxIters \(MAX_CG_ITERS\) must be an integer in \[1, 10000\], got 2.5/,
+    ],
+    [
+      { cgMaxIters: 1_000_000_000 },
+      /cgMaxIters \(MAX_CG_ITERS\) must be an integer in \[1, 10000\], got 1000000000$/,
+    ],
+    [{ cgMaxIters: Infinity }, /cgMaxIters \(MAX_CG_ITERS\) .*, got Infinity$/],
     [{ cgMinIters: 0 }, /cgMinIters \(MIN_CG_ITERS\)/],
+    [{ cgMinIters: 10_001 }, /cgMinIters \(MIN_CG_ITERS\) must be an integer in \[1, 10000\]/],
+    [{ maxLsIters: 101 }, /maxLsIters \(MAX_LS_ITERS\) must be an integer in \[1, 100\], got 101/],
+    [{ dampRho: NaN }, /dampRho \(DAMP_RHO\) must be a number >= 0, got NaN$/],
+    [{ dampRhoMin: Infinity }, /dampRhoMin \(DAMP_RHO_MIN\) must be a number >= 0, got Infinity$/],
+    [{ alpha: -Infinity }, /alpha \(ALPHA\) must be a number > 0, got -Infinity$/],
+    [{ beta: "0.5" as never }, /beta \(BETA\) must be in \[0, 1\), got "0.5"$/],
     [{ rhoDecay: "exp" as never }, /rhoDecay \(RHO_DECAY\) must be "const", "linear" or "cos"/],
     [{ cLs: 1 }, /cLs \(C_LS\) must be in \(0, 1\)/],
     [{ rhoLs: 0 }, /rhoLs \(RHO_LS\)/],
@@ -366,6 +409,19 @@ Deno.test("bad hyperparameters are rejected naming the parameter and the allowed
   ];
   for (const [options, msg] of bad) assert.throws(() => resolveSgnOptions(options), msg);
   assert.throws(() => new SGD([], { lr: -1 }), /SGD lr must be a number > 0/);
+  assert.throws(() => new SGD([], { lr: NaN }), /SGD lr must be a number > 0, got NaN$/);
+  assert.throws(
+    () => new SGD([], { lrFinal: Infinity }),
+    /SGD lrFinal must be a number >= 0, got Infinity$/,
+  );
+  assert.throws(() => new SGD([], { momentum: NaN }), /SGD momentum must be in \[0, 1\), got NaN$/);
+  assert.throws(
+    () => new Adam([], { eps: Infinity }),
+    /Adam eps must be a number > 0, got Infinity$/,
+  );
+  assert.throws(() => new Adam([], { beta2: NaN }), /Adam beta2 must be in \[0, 1\), got NaN$/);
+  // The largest allowed budgets are accepted.
+  resolveSgnOptions({ cgMaxIters: 10_000, cgMinIters: 10_000, maxLsIters: 100 });
 });
 
 /** The seed's sine data: x ~ U(-1, 1), y = sin(f x) + N(0, 0.01^2), the first 30% as test set. */
