@@ -10,7 +10,7 @@ import { SgnError, showValue } from "../backend.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
-import { flatten, stepScalar, unflatten } from "./vectors.ts";
+import { checkParams, flatten, stepScalar, unflatten } from "./vectors.ts";
 import type { ModelFn, Optimizer } from "./sgn.ts";
 
 /** Learning-rate schedules of the seed's SGD. */
@@ -131,7 +131,7 @@ export class SGD implements Optimizer {
     need(isNum(opt.decay) && opt.decay > 0 && opt.decay <= 1, "SGD decay", "in (0, 1]", opt.decay);
     need(Number.isInteger(opt.step) && opt.step >= 1, "SGD step", "an integer >= 1", opt.step);
     this.options = opt;
-    this.#params = params;
+    this.#params = checkParams(params, "SGD");
     this.#shapes = params.map((p) => [...p.shape]);
   }
 
@@ -210,7 +210,7 @@ export class Adam implements Optimizer {
     need(isNum(opt.beta2) && opt.beta2 >= 0 && opt.beta2 < 1, "Adam beta2", "in [0, 1)", opt.beta2);
     need(isNum(opt.eps) && opt.eps > 0, "Adam eps", "a number > 0", opt.eps);
     this.options = opt;
-    this.#params = params;
+    this.#params = checkParams(params, "Adam");
     this.#shapes = params.map((p) => [...p.shape]);
   }
 

@@ -24,7 +24,7 @@ import { SgnError } from "../backend.ts";
 import { full, scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
-import { flatten, stepScalar, unflatten } from "./vectors.ts";
+import { checkParams, flatten, stepScalar, unflatten } from "./vectors.ts";
 import {
   cgBudget,
   type ResolvedSgnOptions,
@@ -121,8 +121,7 @@ export class SGN implements Optimizer {
   /** Takes ownership of `params` (a list of tensors on one backend). */
   constructor(params: Tensor[], options: SgnOptions = {}) {
     this.options = resolveSgnOptions(options);
-    if (params.length === 0) throw new SgnError("SGN: no parameters given");
-    this.#params = params;
+    this.#params = checkParams(params, "SGN");
     this.#shapes = params.map((p) => [...p.shape]);
     this.rho = this.options.dampRho;
   }

@@ -6,8 +6,33 @@
  * @module
  */
 
-import { SgnError, sizeOf } from "../backend.ts";
+import { SgnError, showValue, sizeOf } from "../backend.ts";
 import { full, Tensor } from "../autodiff/tensor.ts";
+
+/**
+ * Checks what an optimizer is given as its parameters: a non-empty list of live tensors on one
+ * backend with one dtype (what `net.init()` returns). `who` names the optimizer in the error.
+ */
+export function checkParams(params: unknown, who: string): Tensor[] {
+  const hint = "pass the list of tensors that net.init() returns";
+  if (!Array.isArray(params) || params.length === 0) {
+    throw new SgnError(`${who}: the parameters must be a non-empty list of tensors; ${hint}`);
+  }
+  params.forEach((p, i) => {
+    if (!(p instanceof Tensor)) {
+      throw new SgnError(`${who}: parameter ${i} is ${showValue(p)}, not a tensor; ${hint}`);
+    }
+    if (p.disposed) throw new SgnError(`${who}: parameter ${i} was already disposed`);
+    if (p.backend !== params[0].backend || p.dtype !== params[0].dtype) {
+      throw new SgnError(
+        `${who}: the parameters must live on one backend with one dtype (parameter ${i} is ` +
+          `${p.dtype} on ${p.backend.name}, parameter 0 ${params[0].dtype} on ` +
+          `${params[0].backend.name})`,
+      );
+    }
+  });
+  return params as Tensor[];
+}
 
 /** Concatenates tensors into one flat vector [sum of sizes]. */
 export function flatten(parts: readonly Tensor[]): Tensor {

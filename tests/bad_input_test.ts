@@ -12,6 +12,7 @@ import { tensor } from "../autodiff/tensor.ts";
 import * as ops from "../autodiff/ops.ts";
 import { mlp } from "../models/networks.ts";
 import { SGN } from "../sgn/sgn.ts";
+import { Adam, SGD } from "../sgn/baselines.ts";
 import { train } from "../sgn/train.ts";
 import { cli, idx, writeIdxDir } from "./data_files.ts";
 import { skipped } from "./harness.ts";
@@ -125,6 +126,13 @@ const API_ROWS: [string, () => unknown, RegExp][] = [
   ["NaN in the test data", () => trainSine({ testNaN: true }), /test set: input value 1 is NaN/],
   ["a string operand", () => ops.add(tensor([1, 2]), "x" as never), /add: operands must be/],
   ["an array operand", () => ops.mul([1, 2] as never, tensor([1])), /make it a tensor with/],
+  ["numbers as SGN's parameters", () => new SGN([1, 2] as never), /SGN: parameter 0 is 1, not a/],
+  ["no parameters for SGD", () => new SGD([]), /SGD: the parameters must be a non-empty list/],
+  [
+    "a NaN learning rate",
+    () => new Adam(mlp({ inputs: 1, hidden: [], outputs: 1 }).init(), { lr: NaN }),
+    /Adam lr must be a number > 0, got NaN/,
+  ],
 ];
 
 await init({ backend: "cpu" });
