@@ -7,6 +7,7 @@
  */
 
 import { SgnError, showValue } from "../backend.ts";
+import { checkKnownOptions } from "./options.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
@@ -103,6 +104,11 @@ export class SGD implements Optimizer {
   t = 0;
 
   constructor(params: Tensor[], options: SgdOptions = {}) {
+    checkKnownOptions(
+      options,
+      ["lr", "momentum", "schedule", "lrFinal", "k", "decay", "step"],
+      "SGD",
+    );
     const opt = {
       lr: 0.01,
       momentum: 0,
@@ -204,6 +210,7 @@ export class Adam implements Optimizer {
   t = 0;
 
   constructor(params: Tensor[], options: AdamOptions = {}) {
+    checkKnownOptions(options, ["lr", "beta1", "beta2", "eps"], "Adam");
     const opt = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, ...options };
     need(isNum(opt.lr) && opt.lr > 0, "Adam lr", "a number > 0", opt.lr);
     need(isNum(opt.beta1) && opt.beta1 >= 0 && opt.beta1 < 1, "Adam beta1", "in [0, 1)", opt.beta1);

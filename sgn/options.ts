@@ -72,6 +72,21 @@ export interface SgnOptions {
   lsSpeculation?: "adaptive" | "all";
 }
 
+/**
+ * Rejects option names that `who` does not take (a typo would otherwise be ignored silently),
+ * naming the first and listing the known ones.
+ */
+export function checkKnownOptions(options: object, known: readonly string[], who: string): void {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new SgnError(`${who}: the options must be an object, got ${showValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new SgnError(`unknown ${who} option "${key}" (known: ${known.join(", ")})`);
+    }
+  }
+}
+
 /** Every option resolved to its value. */
 export type ResolvedSgnOptions = Required<SgnOptions>;
 
@@ -118,12 +133,7 @@ const isInt = (v: unknown, min: number, max = Infinity) =>
 
 /** Fills in defaults and validates; throws an SgnError naming the first bad option. */
 export function resolveSgnOptions(options: SgnOptions = {}): ResolvedSgnOptions {
-  const known = new Set(Object.keys(SGN_DEFAULTS));
-  for (const key of Object.keys(options)) {
-    if (!known.has(key)) {
-      throw new SgnError(`unknown SGN option "${key}" (known: ${[...known].join(", ")})`);
-    }
-  }
+  checkKnownOptions(options, Object.keys(SGN_DEFAULTS), "SGN");
   const o = { ...SGN_DEFAULTS, ...options } as ResolvedSgnOptions;
   check(isNum(o.dampRho) && o.dampRho >= 0, "dampRho", "DAMP_RHO", "a number >= 0", o.dampRho);
   check(

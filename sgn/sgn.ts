@@ -248,7 +248,11 @@ export class SGN implements Optimizer {
       if (!Number.isFinite(dMax) || !Number.isFinite(cgResidual)) {
         throw new SgnError(
           `SGN step ${t}: conjugate gradient went non-finite (max|d| = ${dMax}, ` +
-            `max|r| = ${cgResidual}); the parameters were left unchanged. Try a larger dampRho.`,
+            `max|r| = ${cgResidual}); the parameters were left unchanged. ` +
+            (rho < 1e6
+              ? "Try a larger dampRho."
+              : `The damping (${rho}) is already huge: look for overflow in the data, the ` +
+                "network's outputs or the loss instead."),
         );
       }
 

@@ -13,6 +13,7 @@ import { PythonRandom, Random } from "../random.ts";
 import type { Network } from "../models/networks.ts";
 import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import { type Optimizer, SGN } from "./sgn.ts";
+import { checkKnownOptions } from "./options.ts";
 
 /** A data set in memory: inputs [n, ...sampleShape] flattened, and labels or targets. */
 export interface Dataset {
@@ -54,6 +55,24 @@ export interface TrainOptions {
   /** Stops the run between two steps, with an {@link InterruptedError}. */
   signal?: AbortSignal;
 }
+
+/** The fields of {@link TrainOptions}, for the unknown-field check. */
+const TRAIN_OPTIONS: readonly (keyof TrainOptions)[] = [
+  "network",
+  "optimizer",
+  "task",
+  "train",
+  "test",
+  "epochs",
+  "batchSize",
+  "seed",
+  "order",
+  "backend",
+  "dtype",
+  "onProgress",
+  "onEpoch",
+  "signal",
+];
 
 /** Thrown by {@link train} when its signal aborts the run. */
 export class InterruptedError extends SgnError {
@@ -195,6 +214,7 @@ async function evaluate(
  * ```
  */
 export async function train(o: TrainOptions): Promise<ResultsRecord> {
+  checkKnownOptions(o, TRAIN_OPTIONS, "train");
   if (o.task !== "classification" && o.task !== "regression") {
     throw new SgnError(`train: task must be "classification" or "regression", got "${o.task}"`);
   }

@@ -129,6 +129,21 @@ const API_ROWS: [string, () => unknown, RegExp][] = [
   ["numbers as SGN's parameters", () => new SGN([1, 2] as never), /SGN: parameter 0 is 1, not a/],
   ["no parameters for SGD", () => new SGD([]), /SGD: the parameters must be a non-empty list/],
   [
+    "a misspelled SGN option",
+    () => new SGN([], { dampRhoo: 1 } as never),
+    /unknown SGN option "dampRhoo"/,
+  ],
+  [
+    "a misspelled SGD option",
+    () => new SGD([], { momentun: 0.9 } as never),
+    /unknown SGD option "momentun"/,
+  ],
+  [
+    "a misspelled train option",
+    () => train({ batchsize: 3 } as never),
+    /unknown train option "batchsize"/,
+  ],
+  [
     "a NaN learning rate",
     () => new Adam(mlp({ inputs: 1, hidden: [], outputs: 1 }).init(), { lr: NaN }),
     /Adam lr must be a number > 0, got NaN/,
