@@ -664,7 +664,9 @@ export class NativeBackend extends CpuBackend {
     const out = this.zeros(xb.size, dtype);
     const od = out.data, dd = db.data;
     if (s.strideH >= s.kh && s.strideW >= s.kw) {
-      for (let i = 0; i < arg.length; i++) od[arg[i]] = dd[i]; // windows do not overlap
+      // Windows do not overlap: one store each. 0 + dy, as the reference's sum into zeros: a
+      // dy of -0 gives +0 there.
+      for (let i = 0; i < arg.length; i++) od[arg[i]] = 0 + dd[i];
     } else {
       for (let i = 0; i < arg.length; i++) od[arg[i]] += dd[i];
     }

@@ -33,31 +33,93 @@ export async function maybeGunzip(bytes: Uint8Array, name = "data"): Promise<Uin
   }
 }
 
+/** The IDX data type codes (the magic number's third byte). */
+const IDX_TYPES: Record<number, string> = {
+  0x08: "unsigned byte",
+  0x09: "signed byte",
+  0x0b: "16-bit integer",
+  0x0c: "32-bit integer",
+  0x0d: "float32",
+  0x0e: "float64",
+};
+
+/** What the dimensions of an IDX file of `rank` dimensions hold, for errors. */
+function dimensionNames(rank: number): string[] {
+  if (rank === 1) return ["count"];
+  if (rank === 3) return ["count", "height", "width"];
+  return Array.from({ length: rank }, (_, i) => `dimension ${i}`);
+}
+
+function hex(x: number, digits: number): string {
+  return `0x${x.toString(16).padStart(digits, "0")}`;
+}
+
 /**
- * Parses an IDX file of unsigned bytes with `rank` dimensions (3 for images, 1 for labels).
- * `name` appears in errors.
+ * Parses an IDX file of unsigned bytes with `rank` dimensions (3 for images: count, height,
+ * width; 1 for labels: count). Every header field is checked and a wrong one named: the magic
+ * number's two zero bytes, its data type byte (0x08, unsigned byte) and its rank byte, each
+ * dimension (none may be 0), and the data size the dimensions announce (a file shorter or longer
+ * than that is an error). `name` (the file) starts every error.
+ *
+ * @example
+ * ```ts
+ * import { parseIdx } from "./idx.ts";
+ * const bytes = new Uint8Array([0, 0, 8, 1, 0, 0, 0, 2, 7, 9]);
+ * console.log(parseIdx(bytes, 1, "labels").dims); // [2]
+ * ```
  */
 export function parseIdx(bytes: Uint8Array, rank: number, name: string): Idx {
-  if (bytes.length < 4 + 4 * rank) {
-    throw new SgnError(`${name}: ${bytes.length} bytes is too short for an IDX header`);
+  const header = 4 + 4 * rank;
+  const fields = dimensionNames(rank);
+  const shape = `${rank} dimension${rank === 1 ? "" : "s"} (${fields.join(", ")})`;
+  if (bytes.length < 4) {
+    throw new SgnError(
+      `${name}: ${bytes.length} bytes is too short for an IDX header (${header} bytes: the ` +
+        `magic number and ${shape})`,
+    );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = view.getUint32(0, false);
   const expected = 0x0800 + rank; // type 0x08 = unsigned byte, then the number of dimensions
   if (magic !== expected) {
+    const type = bytes[2];
+    const why = bytes[0] !== 0 || bytes[1] !== 0
+      ? `its first two bytes are ${hex(view.getUint16(0, false), 4)}, not 0: not an IDX file`
+      : type !== 0x08
+      ? `the data type byte is ${hex(type, 2)} (${IDX_TYPES[type] ?? "no IDX type"}), ` +
+        "expected 0x08 (unsigned byte)"
+      : `the rank byte says ${bytes[3]} dimension${bytes[3] === 1 ? "" : "s"}, expected ${shape}`;
     throw new SgnError(
-      `${name}: wrong magic number 0x${magic.toString(16).padStart(8, "0")}, expected ` +
-        `0x${expected.toString(16).padStart(8, "0")} (an IDX file of unsigned bytes with ${rank} ` +
-        "dimensions); is this the right file?",
+      `${name}: wrong magic number ${hex(magic, 8)}, expected ${hex(expected, 8)} (an IDX file ` +
+        `of unsigned bytes with ${rank} dimensions): ${why}; is this the right file?`,
+    );
+  }
+  if (bytes.length < header) {
+    throw new SgnError(
+      `${name}: ${bytes.length} bytes is too short for an IDX header (${header} bytes: the ` +
+        `magic number and ${shape})`,
     );
   }
   const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + 4 * i, false));
+  const zero = dims.indexOf(0);
+  if (zero >= 0) {
+    throw new SgnError(
+      `${name}: dimension ${zero} (${fields[zero]}) is 0 in the header: the file holds no data`,
+    );
+  }
   const size = dims.reduce((a, b) => a * b, 1);
-  const header = 4 + 4 * rank;
+  const announced = `the header announces ${dims.join(" x ")} = ${size} bytes of data ` +
+    `(${fields.join(" x ")})`;
   if (bytes.length < header + size) {
     throw new SgnError(
-      `${name}: truncated: the header announces ${dims.join(" x ")} = ${size} bytes of data, ` +
-        `the file has ${bytes.length - header}`,
+      `${name}: truncated: ${announced}, the file has ${bytes.length - header}`,
+    );
+  }
+  if (bytes.length > header + size) {
+    throw new SgnError(
+      `${name}: ${bytes.length - header - size} bytes after the data: ${announced}, the file ` +
+        `has ${bytes.length - header}; a dimension in the header is wrong, or the file is not ` +
+        "one IDX file",
     );
   }
   return { dims, data: bytes.subarray(header, header + size) };

@@ -438,7 +438,8 @@ export async function loadSeedSine(path: string, f: number): Promise<LoadedDatas
     }
     const out = new Float32Array(v.length);
     v.forEach((item, i) => {
-      const x = nested && Array.isArray(item) && item.length === 1 ? item[0] : item;
+      // The seed writes X as [[x], ...] and y as [y, ...]: anything else is another file.
+      const x = nested ? (Array.isArray(item) && item.length === 1 ? item[0] : undefined) : item;
       // Finite in float32 too: 1e39 would become Infinity.
       if (typeof x !== "number" || !Number.isFinite(Math.fround(x))) {
         const want = nested ? "a one-element list [x] of a finite float32" : "a finite float32";
@@ -453,11 +454,12 @@ export async function loadSeedSine(path: string, f: number): Promise<LoadedDatas
   const part = (x: string, y: string) => {
     const inputs = column(x, true);
     const targets = column(y, false);
-    if (inputs.length !== targets.length || inputs.length === 0) {
+    if (inputs.length !== targets.length) {
       throw new SgnError(
         `sine_${f}: ${path}: ${x} has ${inputs.length} points but ${y} has ${targets.length}`,
       );
     }
+    if (inputs.length === 0) throw new SgnError(`sine_${f}: ${path}: ${x} and ${y} are empty`);
     return { inputs, targets };
   };
   return {

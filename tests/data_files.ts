@@ -13,6 +13,19 @@ export function idx(rank: number, dims: number[], data: number[]): Uint8Array {
   return out;
 }
 
+/**
+ * An IDX file with every header field given: the four magic number bytes (two zeros, the data
+ * type, the rank), the dimension sizes written (any number of them) and the data bytes.
+ */
+export function idxRaw(magic: number[], dims: number[], data: number[]): Uint8Array {
+  const out = new Uint8Array(4 + 4 * dims.length + data.length);
+  const view = new DataView(out.buffer);
+  out.set(magic, 0);
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  out.set(data, 4 + 4 * dims.length);
+  return out;
+}
+
 export async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
   const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(new CompressionStream("gzip"));
   return new Uint8Array(await new Response(stream).arrayBuffer());

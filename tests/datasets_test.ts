@@ -11,11 +11,13 @@ import {
   loadFashionMnist,
   loadMnist,
   loadSeedSine,
+  parseIdx,
   seedSineFileName,
   sineWaves,
   standardizePerImage,
 } from "../datasets/mod.ts";
-import { idx, writeIdxDir } from "./data_files.ts";
+import { SgnError } from "../backend.ts";
+import { gzip, idx, idxRaw, writeIdxDir } from "./data_files.ts";
 
 Deno.test("IDX directory: plain and gzip files load, scaled to [0, 1] or standardized", async () => {
   for (const compress of [false, true]) {
@@ -45,30 +47,222 @@ Deno.test("IDX directory: plain and gzip files load, scaled to [0, 1] or standar
   }
 });
 
-Deno.test("IDX directory: bad files get errors that name the file and the problem", async () => {
+/** The escaped text of `s` for a RegExp. */
+function literal(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** Asserts that `run` rejects with an SgnError that starts with `file` and matches `why`. */
+async function rejectsNaming(run: () => Promise<unknown>, file: string, why: RegExp, what: string) {
+  let error: unknown;
+  try {
+    await run();
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof SgnError, `${what}: expected an SgnError, got ${error}`);
+  assert.ok(
+    error.message.startsWith(`${file}: `),
+    `${what}: the error does not start with the file ${file}: ${error.message}`,
+  );
+  assert.match(error.message, why, `${what}: the error does not name the field`);
+}
+
+const TWELVE = [0, 255, 0, 255, 10, 20, 30, 40, 1, 2, 3, 4];
+
+Deno.test("IDX: every header field, when wrong, is an error naming the file and the field", async () => {
+  const images = "train-images-idx3-ubyte";
+  const labels = "train-labels-idx1-ubyte";
+  // [what is wrong, the file, its bytes, the field named]. The good files are 3 images of 2 x 2
+  // (12 bytes of data) and 3 labels.
+  const cases: [string, string, Uint8Array, RegExp][] = [
+    [
+      "magic number: not starting with two zero bytes (a zip file)",
+      images,
+      idxRaw([0x50, 0x4b, 0x08, 0x03], [3, 2, 2], TWELVE),
+      /wrong magic number 0x504b0803, expected 0x00000803 .*first two bytes are 0x504b, not 0: not an IDX file/,
+    ],
+    [
+      "data type byte: float32 pixels",
+      images,
+      idxRaw([0, 0, 0x0d, 3], [3, 2, 2], TWELVE),
+      /wrong magic number 0x00000d03.*the data type byte is 0x0d \(float32\), expected 0x08 \(unsigned byte\)/,
+    ],
+    [
+      "data type byte: signed bytes",
+      labels,
+      idxRaw([0, 0, 0x09, 1], [3], [7, 0, 9]),
+      /the data type byte is 0x09 \(signed byte\), expected 0x08/,
+    ],
+    [
+      "data type byte: no IDX type at all",
+      images,
+      idxRaw([0, 0, 0x42, 3], [3, 2, 2], TWELVE),
+      /the data type byte is 0x42 \(no IDX type\), expected 0x08/,
+    ],
+    [
+      "rank byte: images with 1 dimension (a labels file in its place)",
+      images,
+      idx(1, [12], TWELVE),
+      /wrong magic number 0x00000801, expected 0x00000803 .*the rank byte says 1 dimension, expected 3 dimensions \(count, height, width\)/,
+    ],
+    [
+      "rank byte: images with 2 dimensions",
+      images,
+      idx(2, [3, 4], TWELVE),
+      /the rank byte says 2 dimensions, expected 3 dimensions/,
+    ],
+    [
+      "rank byte: labels with 3 dimensions",
+      labels,
+      idx(3, [3, 1, 1], [7, 0, 9]),
+      /the rank byte says 3 dimensions, expected 1 dimension \(count\)/,
+    ],
+    [
+      "count dimension 0",
+      images,
+      idx(3, [0, 2, 2], []),
+      /dimension 0 \(count\) is 0 in the header/,
+    ],
+    [
+      "height dimension 0",
+      images,
+      idx(3, [3, 0, 2], []),
+      /dimension 1 \(height\) is 0 in the header/,
+    ],
+    ["width dimension 0", images, idx(3, [3, 2, 0], []), /dimension 2 \(width\) is 0/],
+    ["label count 0", labels, idx(1, [0], []), /dimension 0 \(count\) is 0/],
+    [
+      "count too large",
+      images,
+      idx(3, [4, 2, 2], TWELVE),
+      /truncated: the header announces 4 x 2 x 2 = 16 bytes of data \(count x height x width\), the file has 12/,
+    ],
+    [
+      "height too large",
+      images,
+      idx(3, [3, 3, 2], TWELVE),
+      /truncated: the header announces 3 x 3 x 2 = 18 bytes/,
+    ],
+    [
+      "width too large",
+      images,
+      idx(3, [3, 2, 5], TWELVE),
+      /truncated: the header announces 3 x 2 x 5 = 30 bytes/,
+    ],
+    [
+      "count too small",
+      images,
+      idx(3, [2, 2, 2], TWELVE),
+      /4 bytes after the data: the header announces 2 x 2 x 2 = 8 bytes of data \(count x height x width\), the file has 12/,
+    ],
+    [
+      "width too small",
+      images,
+      idx(3, [3, 2, 1], TWELVE),
+      /6 bytes after the data: the header announces 3 x 2 x 1 = 6 bytes/,
+    ],
+    [
+      "a dimension beyond any file (2^32 - 1)",
+      images,
+      idx(3, [3, 0xffffffff, 2], TWELVE),
+      /truncated: the header announces 3 x 4294967295 x 2 = 25769803770 bytes/,
+    ],
+    [
+      "trailing bytes after the images",
+      images,
+      idx(3, [3, 2, 2], [...TWELVE, 0, 0]),
+      /2 bytes after the data: the header announces 3 x 2 x 2 = 12 bytes of data/,
+    ],
+    [
+      "label count too large",
+      labels,
+      idx(1, [4], [7, 0, 9]),
+      /truncated: the header announces 4 = 4 bytes of data \(count\), the file has 3/,
+    ],
+    [
+      "trailing bytes after the labels",
+      labels,
+      idx(1, [3], [7, 0, 9, 1]),
+      /1 bytes after the data: the header announces 3 = 3 bytes of data \(count\)/,
+    ],
+    [
+      "a header cut short",
+      images,
+      new Uint8Array([0, 0, 8, 3, 0, 0, 0, 3, 0, 0]),
+      /10 bytes is too short for an IDX header \(16 bytes: the magic number and 3 dimensions \(count, height, width\)\)/,
+    ],
+    ["an empty file", labels, new Uint8Array(0), /0 bytes is too short for an IDX header/],
+  ];
+  const dir = await Deno.makeTempDir({ prefix: "sgn-idx-test-" });
+  try {
+    for (const [what, file, bytes, why] of cases) {
+      await writeIdxDir(dir, { [file]: bytes });
+      await rejectsNaming(() => loadMnist("mlp", dir), `${dir}/${file}`, why, what);
+      // The same from bytes, gzip-compressed: the .gz file is named.
+      await Deno.remove(`${dir}/${file}`);
+      await Deno.writeFile(`${dir}/${file}.gz`, await gzip(bytes));
+      await rejectsNaming(() => loadMnist("mlp", dir), `${dir}/${file}.gz`, why, `${what} (gzip)`);
+      await Deno.remove(`${dir}/${file}.gz`);
+    }
+    // Parsed directly: the name given is the one in the error.
+    assert.throws(
+      () => parseIdx(idx(3, [3, 2, 2], [...TWELVE, 1]), 3, "x.idx"),
+      /^SgnError: x\.idx: 1 bytes after the data/,
+    );
+    assert.deepEqual(parseIdx(idx(3, [3, 2, 2], TWELVE), 3, "x.idx").dims, [3, 2, 2]);
+
+    // A corrupt gzip stream is named as such.
+    await writeIdxDir(dir);
+    const gz = await gzip(idx(3, [3, 2, 2], TWELVE));
+    await Deno.remove(`${dir}/${images}`);
+    await Deno.writeFile(`${dir}/${images}.gz`, gz.subarray(0, gz.length - 9));
+    await rejectsNaming(
+      () => loadMnist("mlp", dir),
+      `${dir}/${images}.gz`,
+      /not a valid gzip file/,
+      "a truncated gzip file",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("IDX directory: images and labels that disagree get errors naming both files", async () => {
   const cases: [Record<string, Uint8Array>, RegExp][] = [
     [
-      { "train-images-idx3-ubyte": idx(1, [12], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]) },
-      /train-images-idx3-ubyte: wrong magic number 0x00000801, expected 0x00000803/,
-    ],
-    [
-      { "train-images-idx3-ubyte": idx(3, [3, 2, 2], [1, 2, 3]) },
-      /train-images-idx3-ubyte: truncated: the header announces 3 x 2 x 2 = 12 bytes of data, the file has 3/,
-    ],
-    [
       { "train-labels-idx1-ubyte": idx(1, [2], [1, 2]) },
-      /train-images-idx3-ubyte holds 3 images but train-labels-idx1-ubyte holds 2 labels/,
+      /^train-images-idx3-ubyte holds 3 images but train-labels-idx1-ubyte holds 2 labels$/,
+    ],
+    [
+      { "t10k-labels-idx1-ubyte": idx(1, [3], [1, 2, 3]) },
+      /^t10k-images-idx3-ubyte holds 2 images but t10k-labels-idx1-ubyte holds 3 labels$/,
     ],
     [
       { "t10k-labels-idx1-ubyte": idx(1, [2], [1, 12]) },
-      /t10k-labels-idx1-ubyte: label 12 at index 1 is outside 0..9/,
+      /^t10k-labels-idx1-ubyte: label 12 at index 1 is outside 0\.\.9$/,
+    ],
+    [
+      { "train-labels-idx1-ubyte": idx(1, [3], [7, 0, 255]) },
+      /^train-labels-idx1-ubyte: label 255 at index 2 is outside 0\.\.9$/,
+    ],
+    [
+      { "t10k-images-idx3-ubyte": idx(3, [2, 1, 4], [1, 2, 3, 4, 5, 6, 7, 8]) },
+      /^mnist: the test images are 1x4 but the training images are 2x2; both IDX image files/,
     ],
   ];
   for (const [patch, msg] of cases) {
     const dir = await Deno.makeTempDir();
-    await writeIdxDir(dir, patch);
-    await assert.rejects(() => loadMnist("mlp", dir), msg);
-    await Deno.remove(dir, { recursive: true });
+    try {
+      await writeIdxDir(dir, patch);
+      await assert.rejects(() => loadMnist("mlp", dir), (e: unknown) => {
+        assert.ok(e instanceof SgnError, `expected an SgnError, got ${e}`);
+        assert.match(e.message, msg);
+        return true;
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   }
   const empty = await Deno.makeTempDir();
   await assert.rejects(
@@ -76,6 +270,54 @@ Deno.test("IDX directory: bad files get errors that name the file and the proble
     /train-images-idx3-ubyte \(or train-images-idx3-ubyte\.gz\) not found/,
   );
   await Deno.remove(empty);
+});
+
+Deno.test("IDX: non-square images (3 x 5) load row-major, height then width", async () => {
+  // Pixel (image i, row r, column c) = 100 i + 10 r + c: no two pixels equal, so a transposed
+  // or column-major read puts some pixel in the wrong place.
+  const pixel = (i: number, r: number, c: number) => 100 * i + 10 * r + c;
+  const bytes = (count: number) => {
+    const out: number[] = [];
+    for (let i = 0; i < count; i++) {
+      for (let r = 0; r < 3; r++) for (let c = 0; c < 5; c++) out.push(pixel(i, r, c));
+    }
+    return out;
+  };
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeIdxDir(dir, {
+      "train-images-idx3-ubyte": idx(3, [3, 3, 5], bytes(3)),
+      "t10k-images-idx3-ubyte": idx(3, [2, 3, 5], bytes(2)),
+    });
+    for (const format of ["mlp", "conv"] as const) {
+      const d = await loadMnist(format, dir);
+      assert.deepEqual(d.inputShape, format === "mlp" ? [15] : [1, 3, 5], `${format} shape`);
+      assert.equal(d.train.inputs.length, 3 * 15);
+      assert.equal(d.test.inputs.length, 2 * 15);
+      for (const [part, count] of [[d.train, 3], [d.test, 2]] as const) {
+        for (let i = 0; i < count; i++) {
+          // What the loader should give for image i: pixels / 255, or standardized by hand.
+          const raw = Array.from({ length: 15 }, (_, k) => pixel(i, Math.floor(k / 5), k % 5));
+          const mean = raw.reduce((a, b) => a + b, 0) / 15;
+          const sd = Math.sqrt(raw.reduce((a, b) => a + (b - mean) ** 2, 0) / 15);
+          for (let r = 0; r < 3; r++) {
+            for (let c = 0; c < 5; c++) {
+              const got = part.inputs[i * 15 + r * 5 + c];
+              const v = pixel(i, r, c);
+              const want = format === "mlp" ? v / 255 : (v - mean) / sd;
+              assert.ok(
+                Math.abs(got - want) < 1e-6,
+                `${format}: image ${i} of ${count}, row ${r} column ${c} is ${got}, expected ` +
+                  `${want} (pixel ${v})`,
+              );
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 /** A CIFAR-10 record: label, then 3 channel planes of 32 x 32 filled with base + channel. */
@@ -132,6 +374,78 @@ Deno.test("CIFAR-10: binary batches load in NCHW order, standardized; errors say
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("CIFAR-10: a wrong record size or label names the file and the field", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sgn-cifar-test-" });
+  try {
+    const good = () =>
+      Promise.all(
+        CIFAR_FILES.map((name, i) => Deno.writeFile(`${dir}/${name}`, cifarRecords([i, 1], 3))),
+      );
+    const two = cifarRecords([4, 5], 0);
+    const cases: [string, string, Uint8Array, RegExp][] = [
+      [
+        "an empty batch",
+        "data_batch_1.bin",
+        new Uint8Array(0),
+        /0 bytes is not a whole number of 3073-byte CIFAR-10 records \(1 label byte \+ 3072 pixel bytes\)/,
+      ],
+      [
+        "a record one byte short",
+        "data_batch_2.bin",
+        two.subarray(0, 2 * 3073 - 1),
+        /6145 bytes is not a whole number of 3073-byte CIFAR-10 records/,
+      ],
+      [
+        "one byte too many",
+        "data_batch_5.bin",
+        new Uint8Array([...two, 0]),
+        /6147 bytes is not a whole number of 3073-byte CIFAR-10 records/,
+      ],
+      [
+        "CIFAR-100 records (two label bytes, 3074 bytes each)",
+        "test_batch.bin",
+        new Uint8Array(3 * 3074),
+        /9222 bytes is not a whole number of 3073-byte CIFAR-10 records/,
+      ],
+      [
+        "a label of 10 in the second record",
+        "data_batch_3.bin",
+        cifarRecords([9, 10], 0),
+        /label 10 at index 1 is outside 0\.\.9/,
+      ],
+      [
+        "a label of 255 in the first record",
+        "test_batch.bin",
+        cifarRecords([255, 0], 0),
+        /label 255 at index 0 is outside 0\.\.9/,
+      ],
+    ];
+    for (const [what, file, bytes, why] of cases) {
+      await good();
+      await Deno.writeFile(`${dir}/${file}`, bytes);
+      await rejectsNaming(() => loadCifar10(dir), `${dir}/${file}`, why, what);
+    }
+    await good();
+    const d = await loadCifar10(dir, "mlp");
+    assert.deepEqual(Array.from(d.test.targets), [5, 1], "the good files load");
+    // Pixel (channel c, row r, column x) of record 0 is byte 1 + 1024 c + 32 r + x of the file.
+    const bytes = cifarRecords([3], 0);
+    for (let k = 0; k < 3072; k++) bytes[1 + k] = (k * 7 + (k >> 5)) % 256;
+    await Deno.writeFile(`${dir}/test_batch.bin`, bytes);
+    const t = await loadCifar10(dir, "mlp");
+    for (const [c, r, x] of [[0, 0, 1], [0, 1, 0], [1, 2, 31], [2, 31, 30]]) {
+      const k = 1024 * c + 32 * r + x;
+      assert.equal(
+        Math.round(t.test.inputs[k] * 255),
+        (k * 7 + (k >> 5)) % 256,
+        `test image 0, channel ${c}, row ${r}, column ${x}`,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("standardizePerImage: zero mean and unit deviation per image and channel, by hand", () => {
   const out = standardizePerImage(Float32Array.from([1, 3, 5, 5, 0, 0]), 1, 3);
   assert.deepEqual(Array.from(out), [-1, 1, 0, 0, 0, 0]);
@@ -180,6 +494,96 @@ Deno.test("sine waves: the seed's own JSON data files are read, and bad ones nam
       /X_train has 2 points but y_train has 1/,
     );
     await bad(JSON.stringify({ ...data, X_train: [[0.5], ["a"]] }), /X_train\[1\] must be/);
+    await assert.rejects(() => loadSeedSine(`${dir}/missing.json`, 10), /file not found/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sine JSON: each key missing or of the wrong shape is an error naming the file and the key", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sgn-sine-test-" });
+  const file = `${dir}/${seedSineFileName(10)}`;
+  const data = { X_train: [[0.5], [-0.25]], y_train: [0.1, -0.2], X_test: [[0.75]], y_test: [0.3] };
+  try {
+    const cases: [string, unknown, RegExp][] = [
+      ["a list, not an object", [[0.5], [0.1]], /has no array "X_train"/],
+      ["null", null, /has no array "X_train"/],
+    ];
+    for (const key of ["X_train", "y_train", "X_test", "y_test"] as const) {
+      const x = key.startsWith("X");
+      const k = literal(key);
+      const without = { ...data } as Record<string, unknown>;
+      delete without[key];
+      cases.push(
+        [`${key} missing`, without, new RegExp(`has no array "${k}" \\(the seed's sine data`)],
+        [`${key} a number`, { ...data, [key]: 0.5 }, new RegExp(`has no array "${k}"`)],
+        [`${key} an object`, { ...data, [key]: { 0: [0.5] } }, new RegExp(`has no array "${k}"`)],
+        [
+          `${key} holding a string`,
+          { ...data, [key]: [x ? ["a"] : "a"] },
+          new RegExp(`${k}\\[0\\] must be .*got ${literal(JSON.stringify(x ? ["a"] : "a"))}`),
+        ],
+        [
+          `${key} holding null`,
+          { ...data, [key]: [x ? [null] : null] },
+          new RegExp(`${k}\\[0\\] must be`),
+        ],
+        [
+          `${key} holding a value beyond float32`,
+          { ...data, [key]: [x ? [1e39] : 1e39] },
+          new RegExp(
+            `${k}\\[0\\] must be .*finite float32, got ${literal(x ? "[1e+39]" : "1e+39")}`,
+          ),
+        ],
+      );
+      if (x) {
+        // X is [[x], ...]: a bare number, a two-element row or an empty row is another shape.
+        for (const item of [0.5, [0.5, 1], [], [[0.5]]]) {
+          cases.push([
+            `${key} holding ${JSON.stringify(item)}`,
+            { ...data, [key]: [item] },
+            new RegExp(
+              `${k}\\[0\\] must be a one-element list \\[x\\] of a finite float32, got ${
+                literal(JSON.stringify(item))
+              }`,
+            ),
+          ]);
+        }
+      } else {
+        // y is [y, ...]: a nested [y] is X's shape, not y's.
+        cases.push([
+          `${key} holding [0.1]`,
+          { ...data, [key]: [[0.1]] },
+          new RegExp(`${k}\\[0\\] must be a finite float32, got \\[0\\.1\\]`),
+        ]);
+      }
+    }
+    cases.push(
+      ["train sizes differ", { ...data, y_train: [0.1] }, /X_train has 2 points but y_train has 1/],
+      [
+        "test sizes differ",
+        { ...data, X_test: [[1], [2]] },
+        /X_test has 2 points but y_test has 1/,
+      ],
+      ["an empty test set", { ...data, X_test: [], y_test: [] }, /X_test and y_test are empty/],
+    );
+    for (const [what, content, why] of cases) {
+      await Deno.writeTextFile(file, JSON.stringify(content));
+      let error: unknown;
+      try {
+        await loadSeedSine(file, 10);
+      } catch (e) {
+        error = e;
+      }
+      assert.ok(error instanceof SgnError, `${what}: expected an SgnError, got ${error}`);
+      assert.ok(
+        error.message.startsWith(`sine_10: ${file}`),
+        `${what}: the error does not name the file: ${error.message}`,
+      );
+      assert.match(error.message, why, what);
+    }
+    await Deno.writeTextFile(file, JSON.stringify(data));
+    assert.deepEqual(Array.from((await loadSeedSine(file, 10)).test.targets), [Math.fround(0.3)]);
     await assert.rejects(() => loadSeedSine(`${dir}/missing.json`, 10), /file not found/);
   } finally {
     await Deno.remove(dir, { recursive: true });

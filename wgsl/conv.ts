@@ -933,6 +933,9 @@ ${POOL_BACKWARD_MAIN}  let cx = i % p.cx;
     best = argmaxWindow(base, cy, cx);
     g = dy[(plane * p.ho + cy) * p.wo + cx];
   }
+  // A dy of -0 gives +0, as a sum into zeros (the CPU's) does. (0.0 + g is folded to g, and
+  // g != 0.0 is false for NaN on llvmpipe: the bits tell ±0.)
+  if ((bitcast<u32>(g) & 0x7fffffffu) == 0u) { best = 0xffffffffu; }
   for (var r = 0u; r < p.sh; r++) {
     let iy = cy * p.sh + r;
     for (var c = 0u; c < p.sw; c++) {

@@ -53,6 +53,14 @@ fn tanh4(x: vec4f) -> vec4f {
 }
 fn max4(a: vec4f, b: vec4f) -> vec4f { return select(select(b, a, a > b), a + b, isNan4(a) | isNan4(b)); }
 fn min4(a: vec4f, b: vec4f) -> vec4f { return select(select(b, a, a < b), a + b, isNan4(a) | isNan4(b)); }
+// log(1 + u) for u >= 0 (and NaN), to float32's relative accuracy also for small u: a series
+// below 1/32 (its first omitted term is under 2e-10 relative), log(1 + u) above, where the
+// rounding of 1 + u costs at most 2e-6 relative. (Goldberg's log(v) u / (v - 1) would need
+// v - 1 computed as written, which a compiler may fold into u.)
+fn log1pF32(u: f32) -> f32 {
+  let series = u * (1.0 + u * (-0.5 + u * (1.0 / 3.0 + u * (-0.25 + u * (0.2 - u / 6.0)))));
+  return select(series, log(1.0 + u), u >= 0.03125);
+}
 fn b2f(c: vec4<bool>) -> vec4f { return select(vec4f(0.0), vec4f(1.0), c); }
 `;
 
@@ -67,7 +75,9 @@ const UNARY: Record<UnaryOp, string> = {
   sqrt: "sqrt(x)",
   reciprocal: "1.0 / x",
   abs: "abs(x)",
-  sign: "select(sign(x), x, isNan4(x))",
+  // x itself at NaN and at ±0: sign(-0) is -0 (IEEE, and the CPU's Math.sign), where the
+  // builtin gives +0.
+  sign: "select(sign(x), x, isNan4(x) | x == vec4f(0.0))",
   step: "b2f(x > vec4f(0.0))",
 };
 
@@ -87,14 +97,25 @@ const BINARY: Record<BinaryOp, string> = {
   ge: "b2f(a >= b)",
 };
 
-// WGSL's pow is undefined for negative bases; this follows C's pow for integer exponents.
+// WGSL's pow is exp2(b log2(a)): undefined for negative bases, and on llvmpipe pow(0, -1) is 0.
+// This follows C's (and JavaScript's) pow: integer exponents of negative bases, zero and
+// infinite bases by their rules, the sign of -0 and -inf kept for odd exponents (the sign bit,
+// not a < 0, tells -0 from +0): pow(-0, 3) = -0, pow(-0, -1) = -inf, pow(0, -2) = inf.
 const POW = /* wgsl */ `
 fn pow1(a: f32, b: f32) -> f32 {
   if (b == 0.0) { return 1.0; }
-  if (a >= 0.0 || isNan(a)) { return pow(a, b); }
+  if (isNan(a) || isNan(b)) { return nanF32(); }
+  let negative = (bitcast<u32>(a) & 0x80000000u) != 0u;
+  let odd = (abs(b) % 2.0) == 1.0;
+  let big = abs(a) == infF32();
+  if (a == 0.0 || big) {
+    let m = select(0.0, infF32(), (b < 0.0) != big);
+    return select(m, -m, negative && odd);
+  }
+  if (!negative) { return pow(a, b); }
   if (b != floor(b)) { return nanF32(); }
   let m = pow(-a, b);
-  return select(m, -m, (abs(b) % 2.0) == 1.0);
+  return select(m, -m, odd);
 }
 fn pow4(a: vec4f, b: vec4f) -> vec4f {
   return vec4f(pow1(a.x, b.x), pow1(a.y, b.y), pow1(a.z, b.z), pow1(a.w, b.w));

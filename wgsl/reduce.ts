@@ -197,7 +197,18 @@ export function softmax(
       `softmax: a buffer of ${x.size} elements cannot be viewed as [${rows}, ${cols}]`,
     );
   }
-  const write = log ? "x[b + k] - m - log(s)" : "exp(x[b + k] - m) / s";
+  // log-softmax: log(s) = log1p(s - 1) where s - 1 is the sum without the (first) maximum's
+  // exp(0) = 1, so that an output near 0 (a confident class: the others' exp sum to 1e-6, say)
+  // keeps its relative accuracy; log(s) of the rounded float32 s would lose most of it. The
+  // maximum's own term adds exp(x - m) - 1: 0 when finite, NaN when m is ±Infinity or NaN.
+  const sum = log
+    ? `var arg = 0u;
+  for (var k = 1u; k < p.cols; k++) { if (x[b + k] > x[b + arg]) { arg = k; } }
+  var s = exp(x[b + arg] - m) - 1.0;
+  for (var k = 0u; k < p.cols; k++) { if (k != arg) { s += exp(x[b + k] - m); } }`
+    : `var s = 0.0;
+  for (var k = 0u; k < p.cols; k++) { s += exp(x[b + k] - m); }`;
+  const write = log ? "x[b + k] - m - log1pF32(s)" : "exp(x[b + k] - m) / s";
   const code = /* wgsl */ `
 ${WGSL_MATH}
 struct P { rows: u32, cols: u32, stride: u32 }
@@ -211,8 +222,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let b = r * p.cols;
   var m = -infF32();
   for (var k = 0u; k < p.cols; k++) { m = ${NAN_MAX("m", "x[b + k]")}; }
-  var s = 0.0;
-  for (var k = 0u; k < p.cols; k++) { s += exp(x[b + k] - m); }
+  ${sum}
   for (var k = 0u; k < p.cols; k++) { out[b + k] = ${write}; }
 }`;
   const out = rt.alloc(rows * cols);
