@@ -19,7 +19,8 @@ import {
   SgnError,
   train,
 } from "./mod.ts";
-import { parseTrainArgs, runExperiment, trainHelp } from "./experiment.ts";
+import { runExperiment } from "./experiment.ts";
+import { parseTrainArgs, trainHelp } from "./train/settings.ts";
 import { reportCommand } from "./report/command.ts";
 import { writeReport } from "./report/mod.ts";
 import { gridGroups, GRIDS, planRuns, reproduce } from "./reproduce.ts";
@@ -70,7 +71,7 @@ async function trainCommand(args: string[]): Promise<number> {
   const parsed = parseTrainArgs(args);
   const outcome = await runExperiment(
     parsed,
-    progressPrinter(parsed.epochs as number, parsed.verbose as number),
+    progressPrinter(parsed.epochs, parsed.verbose),
     (info) => {
       console.log(`backend: ${info.backend}`);
       console.log(
@@ -229,11 +230,17 @@ async function reproduceCommand(args: string[]): Promise<number> {
   if (epochs !== undefined && !(Number.isInteger(epochs) && epochs >= 1)) {
     throw new SgnError(`--epochs must be a positive integer, got "${v.epochs}"`);
   }
-  const extra = [
+  // The same settings as train's flags, checked by the same table.
+  const extra = parseTrainArgs([
     ...(v.backend ? ["--backend", v.backend] : []),
     ...(v["data-dir"] ? ["--data-dir", v["data-dir"]] : []),
     ...(v.float64 ? ["--float64"] : []),
-  ];
+  ]);
+  const extraSettings = {
+    ...(v.backend ? { backend: extra.backend } : {}),
+    ...(v["data-dir"] ? { "data-dir": extra["data-dir"] } : {}),
+    ...(v.float64 ? { float64: true } : {}),
+  };
   let shard: { index: number; count: number } | undefined;
   if (v.shard !== undefined) {
     const m = /^(\d{1,6})\/(\d{1,6})$/.exec(v.shard);
@@ -249,7 +256,7 @@ async function reproduceCommand(args: string[]): Promise<number> {
     seeds: parseSeeds(v.seeds),
     epochs,
     path: v.path,
-    extra,
+    extra: extraSettings,
     shard,
     staleMs: staleMinutes * 60000,
     signal: interrupt.signal,

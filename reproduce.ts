@@ -9,7 +9,8 @@
  */
 
 import { SgnError } from "./backend.ts";
-import { parseTrainArgs, runExperiment } from "./experiment.ts";
+import { runExperiment } from "./experiment.ts";
+import { resolveSettings, settingsToArgs, type TrainSettings } from "./train/settings.ts";
 import { InterruptedError, type ProgressEvent } from "./sgn/train.ts";
 import { moveAside, runState, RunTakenError } from "./run_folder.ts";
 
@@ -17,62 +18,62 @@ import { moveAside, runState, RunTakenError } from "./run_folder.ts";
 export interface ExperimentGrid {
   /** What the seed's README says the experiment is. */
   description: string;
-  /** `train` flags shared by every run: data set, network, batch size. */
-  base: string[];
+  /** Settings shared by every run: data set, network, batch size. */
+  base: Partial<TrainSettings>;
   /** SGD learning rates of the seed's runs. */
   sgd: number[];
   /** SGN CG iteration counts (MAX_CG_ITERS) of the seed's runs. */
   sgn: number[];
   /** Our default number of epochs (the seed ran 10 to 600; its per-epoch curves are what count). */
   epochs: number;
-  /** Extra flags of single configurations, where the seed's config.json differs from `base`. */
-  overrides?: Record<string, string[]>;
+  /** Settings of single configurations, where the seed's config.json differs from `base`. */
+  overrides?: Record<string, Partial<TrainSettings>>;
 }
 
-const MLP_20 = ["--layers", "20", "20", "20"];
+const MLP_20: Partial<TrainSettings> = { layers: [20, 20, 20] };
 
 /** The seed's grids, read off its results/ folders and their config.json files. */
 export const GRIDS: Record<string, ExperimentGrid> = {
   mnist: {
     description: "MNIST, MLP 784-20-20-20-10 (sigmoid), batch 1000",
-    base: ["--dataset", "mnist", ...MLP_20, "--batch_size", "1000"],
+    base: { dataset: "mnist", ...MLP_20, batch_size: 1000 },
     sgd: [0.001, 0.01, 0.1, 1, 10],
     sgn: [1, 2, 3, 5, 10],
     epochs: 5,
     // The seed's SGN_1 and SGN_2 MNIST runs used a 784-10-10-10 network (their config.json).
-    overrides: { SGN_1: ["--layers", "10", "10"], SGN_2: ["--layers", "10", "10"] },
+    overrides: { SGN_1: { layers: [10, 10] }, SGN_2: { layers: [10, 10] } },
   },
   fashion: {
     description: "Fashion-MNIST, conv net architecture_1, batch 1000",
-    base: ["--dataset", "fashion", "--architecture", "architecture_1", "--batch_size", "1000"],
+    base: { dataset: "fashion", architecture: "architecture_1", batch_size: 1000 },
     sgd: [0.001, 0.01, 0.1, 1],
     sgn: [1, 2, 3, 5, 10],
     epochs: 2,
   },
   cifar10: {
     description: "CIFAR-10, conv net architecture_4, batch 1000 (files from --data-dir)",
-    base: ["--dataset", "cifar10", "--architecture", "architecture_4", "--batch_size", "1000"],
+    base: { dataset: "cifar10", architecture: "architecture_4", batch_size: 1000 },
     sgd: [0.001, 0.01, 0.1, 1],
     sgn: [1, 2, 3, 5, 10],
     epochs: 1,
   },
   boston: {
     description: "Boston housing, MLP 13-100-100-1 (sigmoid), MSE, batch 101",
-    base: ["--dataset", "boston", "--layers", "100", "100", "--batch_size", "101"],
+    base: { dataset: "boston", layers: [100, 100], batch_size: 101 },
     sgd: [0.001, 0.01, 0.1, 1],
     sgn: [1, 2, 3, 5, 10, 20],
     epochs: 10,
   },
   sine_10: {
     description: "sine wave f = 10, MLP 1-20-20-20-1 (sigmoid), MSE, batch 1000",
-    base: ["--dataset", "sine_10", ...MLP_20, "--batch_size", "1000"],
+    base: { dataset: "sine_10", ...MLP_20, batch_size: 1000 },
     sgd: [0.001, 0.01, 0.1, 1],
     sgn: [2, 3, 5, 10, 20, 30, 40],
     epochs: 10,
   },
   sine_100: {
     description: "sine wave f = 100, MLP 1-20-20-20-1 (sigmoid), MSE, batch 1000",
-    base: ["--dataset", "sine_100", ...MLP_20, "--batch_size", "1000"],
+    base: { dataset: "sine_100", ...MLP_20, batch_size: 1000 },
     sgd: [0.001, 0.01, 0.1, 1],
     sgn: [2, 3, 5, 10, 20, 30, 40],
     epochs: 10,
@@ -80,27 +81,19 @@ export const GRIDS: Record<string, ExperimentGrid> = {
 };
 
 /** The seed's SGN settings in every experiment (its scripts' configuration). */
-const SGN_FLAGS = [
-  "--solver",
-  "SGN",
-  "--rho",
-  "0.0001",
-  "--rho_min",
-  "0.000001",
-  "--TR",
-  "true",
-  "--LS",
-  "true",
-  "--cg_min_iter",
-  "10",
-  "--K_cg",
-  "10",
+const SGN_SETTINGS: Partial<TrainSettings> = {
+  solver: "SGN",
+  rho: 0.0001,
+  rho_min: 0.000001,
+  TR: true,
+  LS: true,
+  cg_min_iter: 10,
+  K_cg: 10,
   // The seed's Armijo test (its right-hand side computed once, with the initial step size).
-  "--armijo",
-  "seed",
-];
+  armijo: "seed",
+};
 /** The seed's SGD settings: constant learning rate, no momentum. */
-const SGD_FLAGS = ["--solver", "SGD", "--mom", "0", "--scheduler", "const"];
+const SGD_SETTINGS: Partial<TrainSettings> = { solver: "SGD", mom: 0, scheduler: "const" };
 
 /** One planned run: its folder name (the seed's `res_<group>_<seed>`) and its `train` flags. */
 export interface PlannedRun {
@@ -109,7 +102,9 @@ export interface PlannedRun {
   seed: number;
   /** Folder name, e.g. "res_SGN_3_1". */
   name: string;
-  /** Flags for `train` (and {@link parseTrainArgs}). */
+  /** The run's settings, checked. */
+  settings: TrainSettings;
+  /** The same as `train` flags (what --dry-run prints; they parse back to `settings`). */
   args: string[];
 }
 
@@ -123,8 +118,8 @@ export interface ReproduceOptions {
   epochs?: number;
   /** Folder that receives `<experiment>/res_*` (default "results"). */
   path?: string;
-  /** Extra `train` flags for every run (e.g. --backend cpu, --data-dir DIR). */
-  extra?: string[];
+  /** Extra settings for every run (e.g. `{ backend: "cpu" }`, `{ "data-dir": DIR }`). */
+  extra?: Partial<TrainSettings>;
   /**
    * This process's share of the grid: runs whose position in the full plan is `index - 1`
    * modulo `count` (index from 1), so N processes with shards 1/N .. N/N cover the grid once.
@@ -201,29 +196,27 @@ export function planRuns(experiment: string, options: ReproduceOptions = {}): Pl
   const out: PlannedRun[] = [];
   for (const group of groups) {
     const [solver, setting] = group.split("_");
-    const solverFlags = solver === "SGN"
-      ? [...SGN_FLAGS, "--cg_max_iter", setting]
-      : [...SGD_FLAGS, "--lr", setting];
+    const solverSettings: Partial<TrainSettings> = solver === "SGN"
+      ? { ...SGN_SETTINGS, cg_max_iter: Number(setting) }
+      : { ...SGD_SETTINGS, lr: Number(setting) };
     for (const seed of seeds) {
       const name = `res_${group}_${seed}`;
+      const given: Partial<TrainSettings> = {
+        ...grid.base,
+        ...solverSettings,
+        ...(grid.overrides?.[group] ?? {}),
+        epochs,
+        seed,
+        path: folder,
+        f: name,
+        ...(options.extra ?? {}),
+      };
       out.push({
         group,
         seed,
         name,
-        args: [
-          ...grid.base,
-          ...solverFlags,
-          ...(grid.overrides?.[group] ?? []),
-          "--epochs",
-          String(epochs),
-          "--seed",
-          String(seed),
-          "--path",
-          folder,
-          "--f",
-          name,
-          ...(options.extra ?? []),
-        ],
+        settings: resolveSettings(given),
+        args: settingsToArgs(given),
       });
     }
   }
@@ -278,15 +271,14 @@ export async function reproduce(
   options: ReproduceOptions = {},
   onEvent?: (e: ReproduceEvent) => void,
 ): Promise<ReproduceSummary> {
+  // Every run's settings are checked here, up front: a typo must not surface after hours.
   const runs = planRuns(experiment, options);
-  // Validate every run's flags up front: a typo must not surface after hours of training.
-  const parsed = runs.map((r) => parseTrainArgs(r.args));
-  const folder = parsed[0]?.path as string ?? options.path ?? "results";
+  const folder = runs[0]?.settings.path ?? `${options.path ?? "results"}/${experiment}`;
   const summary: ReproduceSummary = { folder, ran: [], skipped: [], busy: [], failed: [] };
   for (const [index, run] of runs.entries()) {
     const total = runs.length;
     const runDir = `${folder}/${run.name}`;
-    const state = await runState(runDir, parsed[index].epochs as number, options.staleMs);
+    const state = await runState(runDir, run.settings.epochs, options.staleMs);
     if (state.kind === "finished") {
       summary.skipped.push(run.name);
       onEvent?.({ kind: "skip", run, index, total });
@@ -310,7 +302,7 @@ export async function reproduce(
     const t0 = performance.now();
     try {
       await runExperiment(
-        parsed[index],
+        run.settings,
         (event) => onEvent?.({ kind: "progress", run, event }),
         undefined,
         options.signal,

@@ -3,13 +3,8 @@
  * seed's results files and refuses to overwrite them.
  */
 import assert from "node:assert/strict";
-import {
-  numpyInitSeed,
-  parseTrainArgs,
-  runExperiment,
-  TRAIN_FLAGS,
-  trainHelp,
-} from "../experiment.ts";
+import { numpyInitSeed, runExperiment } from "../experiment.ts";
+import { parseTrainArgs, SETTINGS, trainHelp } from "../train/settings.ts";
 import { cli } from "./data_files.ts";
 
 Deno.test("train flags: the seed's defaults, --layers takes several values, bools as the seed's str2bool", () => {
@@ -67,7 +62,7 @@ Deno.test("train flags: unknown flags and bad values are errors that name them",
 
 Deno.test("train --help lists every flag with its default", () => {
   const help = trainHelp();
-  for (const f of TRAIN_FLAGS) assert.ok(help.includes(`--${f.name}`), f.name);
+  for (const name of Object.keys(SETTINGS)) assert.ok(help.includes(`--${name}`), name);
   assert.ok(help.includes("(default: 12)"));
 });
 
@@ -146,10 +141,12 @@ Deno.test("cli: reproduce --dry-run lists the seed's runs; unknown commands and 
     "res_SGD_0.1_1",
     "res_SGD_0.1_2",
   ]);
-  assert.match(
-    lines[0],
-    /train --dataset sine_10 .*--cg_max_iter 10 .*--seed 1 --path results\/sine_10/,
-  );
+  assert.match(lines[0], /^res_SGN_10_1: deno run -A cli\.ts train --dataset sine_10 /);
+  for (
+    const flag of ["--cg_max_iter 10 ", "--seed 1 ", "--armijo seed ", "--path results/sine_10 "]
+  ) {
+    assert.ok(lines[0].includes(flag), `${flag}in ${lines[0]}`);
+  }
   const unknown = await cli("frob");
   assert.equal(unknown.code, 2);
   assert.match(

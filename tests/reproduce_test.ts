@@ -4,7 +4,7 @@
  * seed's config.json; and a short reproduction runs, then skips what is done.
  */
 import assert from "node:assert/strict";
-import { parseTrainArgs, seedConfig } from "../experiment.ts";
+import { parseTrainArgs, seedConfig } from "../train/settings.ts";
 import { gridGroups, GRIDS, planRuns, reproduce, type ReproduceEvent } from "../reproduce.ts";
 
 const SEED_RESULTS = new URL("../../shared/seed/results/", import.meta.url).pathname;
@@ -38,6 +38,12 @@ Deno.test("reproduce: every run of every grid is valid train flags, named as the
   assert.deepEqual(parseTrainArgs(mnist[0].args).layers, [10, 10]);
   assert.deepEqual(parseTrainArgs(mnist[1].args).layers, [20, 20, 20]);
   assert.equal(parseTrainArgs(mnist[1].args).epochs, 7);
+  // Every planned run's flags (what --dry-run prints) parse back to its settings.
+  for (const experiment of Object.keys(GRIDS)) {
+    for (const run of planRuns(experiment)) {
+      assert.deepEqual(parseTrainArgs(run.args), run.settings, `${experiment} ${run.name}`);
+    }
+  }
   // Reproductions use the seed's Armijo test (SGN-ALGORITHM.md step 5's quirk), and say so.
   const sgn = parseTrainArgs(planRuns("mnist", { runs: ["SGN_3"], seeds: [1] })[0].args);
   assert.equal(sgn.armijo, "seed");
@@ -96,7 +102,7 @@ Deno.test("reproduce: a short grid runs, records its runs, and a second call ski
       seeds: [1, 2],
       epochs: 1,
       path: dir,
-      extra: ["--backend", "cpu"],
+      extra: { backend: "cpu" as const },
     };
     const events: ReproduceEvent["kind"][] = [];
     const first = await reproduce("sine_10", options, (e) => events.push(e.kind));
@@ -116,7 +122,7 @@ Deno.test("reproduce: a short grid runs, records its runs, and a second call ski
     const bad = await reproduce("sine_10", {
       ...options,
       runs: ["SGN_2"],
-      extra: [...options.extra, "--data-dir", `${dir}/nowhere`],
+      extra: { ...options.extra, "data-dir": `${dir}/nowhere` },
     });
     assert.equal(bad.failed.length, 2);
     assert.match(bad.failed[0].error, /sinusoidal_data_10\.0_0\.01\.json/);

@@ -6,7 +6,8 @@
  * repository).
  */
 import assert from "node:assert/strict";
-import { parseTrainArgs, runExperiment } from "../experiment.ts";
+import { runExperiment } from "../experiment.ts";
+import { parseTrainArgs } from "../train/settings.ts";
 import { native } from "./harness.ts";
 
 const backendNames = (await native()) ? ["cpu", "native"] : ["cpu"];

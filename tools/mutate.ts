@@ -272,9 +272,9 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/bad_input_test.ts"],
   },
   {
-    file: "experiment.ts",
-    find: "  cg_max_iter: 10000,",
-    replace: "  cg_max_iter: 1e12,",
+    file: "train/settings.ts",
+    find: '    max: 10000,\n    help: "SGN: CG iterations from step K_cg on (MAX_CG_ITERS)",',
+    replace: '    max: 1e12,\n    help: "SGN: CG iterations from step K_cg on (MAX_CG_ITERS)",',
     what: "no bound on CG iterations",
     tests: ["tests/bad_input_test.ts"],
   },

@@ -1,0 +1,568 @@
+/**
+ * The training settings: one table row per setting of a run (the seed's mlp.py / conv_net.py
+ * flags and ours), with its flag, the option it sets, its config.json key, its default, its
+ * check and its help text. The command-line parser, `--help`, config.json, the optimizers'
+ * options and `reproduce`'s typed grids all come from this table, so a new training setting is
+ * one new row.
+ *
+ * Defaults are the seed's scripts' (mlp.py: TR on, DAMP_RHO_MIN 1e-6, K 1000), which differ on
+ * purpose from the optimizer classes' own defaults (`SGN_DEFAULTS`, the seed's SGN class).
+ *
+ * @module
+ */
+
+import { SgnError, showValue } from "../backend.ts";
+import { BACKEND_CHOICES } from "../autodiff/device.ts";
+import { SGN_DEFAULTS, type SgnOptions } from "../sgn/options.ts";
+import type { AdamOptions, SgdOptions } from "../sgn/baselines.ts";
+
+/** The optimizers a run can use. */
+export type Solver = "SGN" | "SGD" | "Adam";
+
+/** One setting. */
+export interface SettingSpec {
+  /** Its value type: text, one of `choices`, an integer, a number, a boolean, integers. */
+  kind: "string" | "choice" | "int" | "number" | "bool" | "ints";
+  /** The default, typed as the setting. */
+  default: string | number | boolean | readonly number[];
+  /** What it does, for --help. */
+  help: string;
+  /** The allowed values of a choice. */
+  choices?: readonly string[];
+  /** Inclusive bounds of a number (or of each integer of `ints`). */
+  min?: number;
+  max?: number;
+  /** The option of SGN, SGD or Adam that it sets. */
+  option?: { SGN?: keyof SgnOptions; SGD?: keyof SgdOptions; Adam?: keyof AdamOptions };
+  /** Its key in config.json's seed block (`config`), for the solvers it applies to. */
+  seedKey?: { SGN?: string; SGD?: string; Adam?: string };
+  /** Its key at config.json's top level (written for every run). */
+  recordKey?: string;
+}
+
+const ARMIJO = ["shrinking", "seed"] as const;
+
+/** Every training setting, by flag name (`--<name>`), with the seed's scripts' defaults. */
+export const SETTINGS = {
+  dataset: {
+    kind: "choice",
+    choices: ["mnist", "fashion", "cifar10", "boston", "sine_10", "sine_100"],
+    default: "boston",
+    help: "mnist | fashion | cifar10 | boston | sine_10 | sine_100",
+    recordKey: "dataset",
+  },
+  layers: {
+    kind: "ints",
+    default: [16, 16],
+    min: 1,
+    max: 100000,
+    help: "hidden layer sizes of the MLP, e.g. --layers 20 20 20 (at most 100 layers)",
+  },
+  architecture: {
+    kind: "string",
+    default: "",
+    help: "conv net: architecture_1..4 or a path to a JSON spec (default: MLP)",
+  },
+  solver: {
+    kind: "choice",
+    choices: ["SGN", "SGD", "Adam"],
+    default: "SGN",
+    help: "SGN | SGD | Adam",
+    seedKey: { SGN: "SOLVER", SGD: "SOLVER", Adam: "SOLVER" },
+  },
+  epochs: {
+    kind: "int",
+    default: 1,
+    min: 1,
+    max: 100000,
+    help: "number of epochs",
+    seedKey: { SGD: "EPOCHS" },
+    recordKey: "epochs",
+  },
+  batch_size: {
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 10000000,
+    help: "mini-batch size",
+    seedKey: { SGN: "BATCH_SIZE", SGD: "BATCH_SIZE", Adam: "BATCH_SIZE" },
+  },
+  seed: {
+    kind: "int",
+    default: 12,
+    min: 0,
+    max: 2 ** 32 - 1,
+    help: "random seed (shuffling, splits; initialization with --init seeded)",
+    recordKey: "seed",
+  },
+  init: {
+    kind: "choice",
+    choices: ["auto", "numpy10", "seeded"],
+    default: "auto",
+    help:
+      "auto (as the seed: numpy seed 10 for MLPs, RandomState(1) for conv nets) | numpy10 | seeded",
+  },
+  order: {
+    kind: "choice",
+    choices: ["python", "permutation"],
+    default: "python",
+    help:
+      "mini-batch order: python (the seed's: random.seed(--seed), random.shuffle per epoch) | permutation",
+    recordKey: "order",
+  },
+  rho: {
+    kind: "number",
+    default: 0.001,
+    min: 0,
+    max: 1e12,
+    help: "SGN: damping rho of the Gauss-Newton matrix (DAMP_RHO)",
+    option: { SGN: "dampRho" },
+    seedKey: { SGN: "DAMP_RHO" },
+  },
+  beta: {
+    kind: "number",
+    default: 0,
+    min: 0,
+    max: 0.999999,
+    help: "SGN: gradient momentum (BETA)",
+    option: { SGN: "beta" },
+    seedKey: { SGN: "BETA" },
+  },
+  cg_prec: {
+    kind: "bool",
+    default: false,
+    help: "SGN: diagonal preconditioner for CG (CG_PREC)",
+    option: { SGN: "cgPrec" },
+    seedKey: { SGN: "CG_PREC" },
+  },
+  LS: {
+    kind: "bool",
+    default: true,
+    help: "SGN: backtracking line search (LS; the seed's script always searched)",
+    option: { SGN: "lineSearch" },
+    seedKey: { SGN: "LS" },
+  },
+  TR: {
+    kind: "bool",
+    default: true,
+    help: "SGN: trust-region damping (TR)",
+    option: { SGN: "trustRegion" },
+    seedKey: { SGN: "TR" },
+  },
+  rho_schedule: {
+    kind: "choice",
+    choices: ["const", "linear", "cos"],
+    default: "const",
+    help: "SGN without TR: const | linear | cos (RHO_DECAY)",
+    option: { SGN: "rhoDecay" },
+  },
+  rho_min: {
+    kind: "number",
+    default: 1e-6,
+    min: 0,
+    max: 1e12,
+    help: "SGN: lower bound of rho (DAMP_RHO_MIN)",
+    option: { SGN: "dampRhoMin" },
+    seedKey: { SGN: "DAMP_RHO_MIN" },
+  },
+  cg_max_iter: {
+    kind: "int",
+    default: 10,
+    min: 1,
+    max: 10000,
+    help: "SGN: CG iterations from step K_cg on (MAX_CG_ITERS)",
+    option: { SGN: "cgMaxIters" },
+    seedKey: { SGN: "MAX_CG_ITERS" },
+  },
+  cg_min_iter: {
+    kind: "int",
+    default: 10,
+    min: 1,
+    max: 10000,
+    help: "SGN: CG iterations before step K_cg (MIN_CG_ITERS)",
+    option: { SGN: "cgMinIters" },
+    seedKey: { SGN: "MIN_CG_ITERS" },
+  },
+  K_cg: {
+    kind: "int",
+    default: 10,
+    min: 1,
+    max: 1e9,
+    help: "SGN: step at which CG switches to cg_max_iter (K_CG)",
+    option: { SGN: "kCg" },
+    seedKey: { SGN: "K_CG" },
+  },
+  alpha_exp: {
+    kind: "number",
+    default: 1,
+    min: 0,
+    max: 1,
+    help: "SGN: exponent of the preconditioner (ALPHA_EXP)",
+    option: { SGN: "alphaExp" },
+    seedKey: { SGN: "ALPHA_EXP" },
+  },
+  armijo: {
+    kind: "choice",
+    choices: ARMIJO,
+    default: "shrinking",
+    help:
+      "SGN: Armijo right-hand side: shrinking (Algorithm 3.1) | seed (fixed at the initial step, as the seed)",
+    option: { SGN: "armijo" },
+    seedKey: { SGN: "ARMIJO" },
+  },
+  lr: {
+    kind: "number",
+    default: 0.001,
+    min: 0,
+    max: 1e6,
+    help: "SGD/Adam: learning rate",
+    option: { SGD: "lr", Adam: "lr" },
+    seedKey: { SGD: "LR0", Adam: "LR0" },
+  },
+  mom: {
+    kind: "number",
+    default: 0,
+    min: 0,
+    max: 0.999999,
+    help: "SGD: heavy-ball momentum",
+    option: { SGD: "momentum" },
+    seedKey: { SGD: "MOMENTUM" },
+  },
+  scheduler: {
+    kind: "choice",
+    choices: ["const", "linear", "cos", "step"],
+    default: "const",
+    help: "SGD: const | linear | cos | step",
+    option: { SGD: "schedule" },
+    seedKey: { SGD: "SCHEDULER" },
+  },
+  lr_final: {
+    kind: "number",
+    default: 0.001,
+    min: 0,
+    max: 1e6,
+    help: "SGD: final learning rate",
+    option: { SGD: "lrFinal" },
+    seedKey: { SGD: "LR_K" },
+  },
+  K: {
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 1e9,
+    help: "last step of the rho (SGN) or learning-rate (SGD) decay",
+    option: { SGN: "k", SGD: "k" },
+    seedKey: { SGD: "K" },
+  },
+  r: {
+    kind: "number",
+    default: 0.1,
+    min: 0,
+    max: 1,
+    help: "SGD step decay: factor",
+    option: { SGD: "decay" },
+  },
+  step: {
+    kind: "int",
+    default: 10,
+    min: 1,
+    max: 1e9,
+    help: "SGD step decay: steps between decays",
+    option: { SGD: "step" },
+  },
+  verbose: {
+    kind: "int",
+    default: 0,
+    min: 0,
+    max: 1,
+    help: "0: no progress; 1: progress (epoch, step, loss, accuracy, ETA)",
+    seedKey: { SGN: "PRINT_LEVEL" },
+  },
+  path: { kind: "string", default: "./", help: "directory in which the results folder is made" },
+  f: {
+    kind: "string",
+    default: "results",
+    help: "name of the results folder (a plain name inside --path)",
+  },
+  backend: {
+    kind: "choice",
+    choices: ["", ...BACKEND_CHOICES],
+    default: "",
+    help: "auto | webgpu | native | cpu (default: SGN_BACKEND, else auto: a hardware GPU, " +
+      "else native BLAS, else what exists)",
+  },
+  "data-dir": {
+    kind: "string",
+    default: "",
+    help:
+      "directory with IDX (mnist, fashion), CIFAR-10 binary files, or the seed's sine JSON files",
+  },
+  float64: {
+    kind: "bool",
+    default: false,
+    help: "compute in float64 (a CPU backend: native or cpu), as the seed's runs did",
+  },
+} as const satisfies Record<string, SettingSpec>;
+
+/** A setting's flag name. */
+export type SettingName = keyof typeof SETTINGS;
+
+type ValueOf<S> = S extends { kind: "int" | "number" } ? number
+  : S extends { kind: "bool" } ? boolean
+  : S extends { kind: "ints" } ? number[]
+  : S extends { kind: "choice"; choices: readonly (infer C)[] } ? C
+  : string;
+
+/** Every setting of a run, typed, by flag name. */
+export type TrainSettings = { -readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> };
+
+const NAMES = Object.keys(SETTINGS) as SettingName[];
+const spec = (name: SettingName): SettingSpec => SETTINGS[name];
+
+/** The seed's str2bool. */
+const TRUE = ["yes", "true", "t", "y", "1"];
+const FALSE = ["no", "false", "f", "n", "0"];
+
+/** The MLP's hidden layers may number at most this many. */
+const MAX_LAYERS = 100;
+
+/** Checks one value against its row; returns it (typed) or throws naming the flag. */
+function checkValue(name: SettingName, value: unknown, text = showValue(value)): unknown {
+  const s = spec(name);
+  const bad = (what: string) => new SgnError(`--${name} must be ${what}, got ${text}`);
+  const range = s.max === undefined ? "" : ` up to ${s.max}`;
+  switch (s.kind) {
+    case "string":
+      if (typeof value !== "string") throw bad("text");
+      break;
+    case "choice":
+      if (typeof value !== "string" || !s.choices!.includes(value)) {
+        throw new SgnError(
+          `--${name} must be one of ${s.choices!.filter((c) => c !== "").join(", ")}, got ${text}`,
+        );
+      }
+      break;
+    case "bool":
+      if (typeof value !== "boolean") {
+        throw bad(`a boolean (${TRUE.join("/")} or ${FALSE.join("/")})`);
+      }
+      break;
+    case "int":
+      if (
+        typeof value !== "number" || !Number.isInteger(value) || value < (s.min ?? -Infinity) ||
+        value > (s.max ?? Infinity)
+      ) {
+        throw bad(`${s.min === 0 ? "an integer from 0" : "a positive integer"}${range}`);
+      }
+      break;
+    case "number":
+      if (
+        typeof value !== "number" || !Number.isFinite(value) || value < (s.min ?? -Infinity) ||
+        value > (s.max ?? Infinity)
+      ) {
+        throw bad(`a number from ${s.min ?? "-Infinity"}${range}`);
+      }
+      break;
+    case "ints":
+      if (
+        !Array.isArray(value) || value.length === 0 || value.length > MAX_LAYERS ||
+        value.some((v) =>
+          typeof v !== "number" || !Number.isInteger(v) || v < (s.min ?? 1) ||
+          v > (s.max ?? Infinity)
+        )
+      ) {
+        throw bad(`one to ${MAX_LAYERS} positive integers${range}`);
+      }
+      break;
+  }
+  return value;
+}
+
+/** Checks what no single row can: the run folder's name, float64 on WebGPU. */
+function checkTogether(s: TrainSettings): TrainSettings {
+  if (s.float64 && s.backend === "webgpu") {
+    throw new SgnError("--float64 needs a CPU backend (WebGPU computes in float32)");
+  }
+  if (s.f === "" || s.f === "." || s.f === ".." || /[\/\\\0]/.test(s.f) || s.f.length > 200) {
+    throw new SgnError(
+      `--f must be a plain folder name (no slashes, not "." or "..", at most 200 characters), ` +
+        `got "${s.f}": the run folder is made inside --path`,
+    );
+  }
+  if (s.path === "") throw new SgnError(`--path must not be empty (default "./")`);
+  return s;
+}
+
+/**
+ * Settings from values given in code (e.g. `reproduce`'s grids): the defaults, overridden by
+ * `given`, every value checked as the command line checks it.
+ *
+ * @example
+ * ```ts
+ * import { resolveSettings } from "./settings.ts";
+ * const s = resolveSettings({ dataset: "sine_10", layers: [8], epochs: 2 });
+ * console.log(s.solver, s.rho, s.epochs); // SGN 0.001 2
+ * ```
+ */
+export function resolveSettings(given: Partial<TrainSettings> = {}): TrainSettings {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(given)) {
+    if (!Object.hasOwn(SETTINGS, key)) throw new SgnError(`unknown setting "${key}"`);
+  }
+  for (const name of NAMES) {
+    const v = Object.hasOwn(given, name) ? given[name] : spec(name).default;
+    out[name] = checkValue(name, Array.isArray(v) ? [...v] : v);
+  }
+  return checkTogether(out as TrainSettings);
+}
+
+const INT_SYNTAX = /^\+?\d{1,16}$/;
+const NUMBER_SYNTAX = /^[+]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A flag's text as its typed value (NaN or a marker where the text is not of its kind). */
+function fromText(name: SettingName, text: string): unknown {
+  switch (spec(name).kind) {
+    case "int":
+      return INT_SYNTAX.test(text.trim()) ? Number(text) : NaN;
+    case "number":
+      return NUMBER_SYNTAX.test(text.trim()) ? Number(text) : NaN;
+    case "bool":
+      return TRUE.includes(text.toLowerCase())
+        ? true
+        : FALSE.includes(text.toLowerCase())
+        ? false
+        : text;
+    case "ints": {
+      const words = text.split(/[\s,]+/).filter(Boolean);
+      return words.map((w) => (INT_SYNTAX.test(w) ? Number(w) : NaN));
+    }
+    default:
+      return text;
+  }
+}
+
+/**
+ * Parses `train`'s arguments: `--name value` or `--name=value`, `--layers` taking several
+ * numbers, booleans as the seed's str2bool. Unknown flags and bad values are errors that name
+ * them.
+ *
+ * @example
+ * ```ts
+ * import { parseTrainArgs } from "./settings.ts";
+ * const s = parseTrainArgs(["--dataset", "mnist", "--layers", "20", "20", "--TR", "no"]);
+ * console.log(s.layers, s.TR); // [20, 20] false
+ * ```
+ */
+export function parseTrainArgs(args: readonly string[]): TrainSettings {
+  const given: Record<string, unknown> = {};
+  for (let i = 0; i < args.length; i++) {
+    const token = args[i];
+    if (!token.startsWith("--")) {
+      throw new SgnError(`unexpected argument "${token}" (flags start with --)`);
+    }
+    let [name, value] = token.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    if (!Object.hasOwn(SETTINGS, name)) throw new SgnError(`unknown flag --${name} (see --help)`);
+    const kind = spec(name as SettingName).kind;
+    if (value === undefined) {
+      if (kind === "ints") {
+        const values: string[] = [];
+        while (i + 1 < args.length && !args[i + 1].startsWith("--")) values.push(args[++i]);
+        value = values.join(" ");
+      } else if (kind === "bool" && (i + 1 >= args.length || args[i + 1].startsWith("--"))) {
+        value = "true";
+      } else {
+        if (i + 1 >= args.length) throw new SgnError(`flag --${name} needs a value`);
+        value = args[++i];
+      }
+    }
+    const typed = fromText(name as SettingName, value);
+    given[name] = checkValue(name as SettingName, typed, `"${value}"`);
+  }
+  return resolveSettings(given as Partial<TrainSettings>);
+}
+
+/**
+ * The flags that give `settings` (only those that differ from the defaults, in table order):
+ * what `reproduce --dry-run` prints, and what parses back to the same settings.
+ */
+export function settingsToArgs(settings: Partial<TrainSettings>): string[] {
+  const out: string[] = [];
+  for (const name of NAMES) {
+    if (!Object.hasOwn(settings, name)) continue;
+    const v = settings[name]!;
+    out.push(`--${name}`, ...(Array.isArray(v) ? v.map(String) : [String(v)]));
+  }
+  return out;
+}
+
+/** The help text of `train`: every flag with its meaning and default. */
+export function trainHelp(): string {
+  const rows = NAMES.map((name) => {
+    const d = spec(name).default;
+    const shown = Array.isArray(d) ? d.join(" ") : String(d);
+    return `  --${name.padEnd(13)} ${spec(name).help}${shown !== "" ? ` (default: ${shown})` : ""}`;
+  });
+  return [
+    "Usage: deno run -A cli.ts train [flags]",
+    "",
+    "Trains a network as the seed's mlp.py / conv_net.py do and writes config.json and",
+    "results.json (the seed's keys) into <path>/<f>; a finished or live run is never overwritten.",
+    "",
+    ...rows,
+  ].join("\n");
+}
+
+/** Each solver's options type. */
+export interface OptionsOf {
+  SGN: SgnOptions;
+  SGD: SgdOptions;
+  Adam: AdamOptions;
+}
+
+/** The options of `solver`, from the rows that set one of them. */
+export function optionsFor<S extends Solver>(s: TrainSettings, solver: S): OptionsOf[S] {
+  const out: Record<string, unknown> = {};
+  for (const name of NAMES) {
+    const option = (spec(name).option as Record<string, string> | undefined)?.[solver];
+    if (option) out[option] = s[name];
+  }
+  return out as OptionsOf[S];
+}
+
+/**
+ * The seed's config.json `config` block for the run's solver: every row with a key for it, and
+ * the seed's constants of SGN (CG_TOL, MAX_LS_ITERS, RHO_LS, C_LS, ALPHA) from `SGN_DEFAULTS`.
+ * As the seed writes them: RHO_DECAY and K only without the trust region, STEP and REDUCTION only
+ * with the step schedule.
+ */
+export function seedConfig(s: TrainSettings): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const name of NAMES) {
+    const key = (spec(name).seedKey as Record<string, string> | undefined)?.[s.solver];
+    if (key) out[key] = s[name];
+  }
+  if (s.solver === "SGN") {
+    Object.assign(out, {
+      CG_TOL: SGN_DEFAULTS.cgTol,
+      MAX_LS_ITERS: SGN_DEFAULTS.maxLsIters,
+      RHO_LS: SGN_DEFAULTS.rhoLs,
+      C_LS: SGN_DEFAULTS.cLs,
+      ALPHA: SGN_DEFAULTS.alpha,
+      ...(s.TR ? {} : { RHO_DECAY: s.rho_schedule, K: s.K }),
+    });
+  }
+  if (s.solver === "SGD" && s.scheduler === "step") {
+    Object.assign(out, { STEP: s.step, REDUCTION: s.r });
+  }
+  return out;
+}
+
+/** config.json's top-level record of the settings (the rows with a `recordKey`). */
+export function settingsRecord(s: TrainSettings): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const name of NAMES) {
+    const key = (spec(name) as SettingSpec).recordKey;
+    if (key) out[key] = s[name];
+  }
+  return out;
+}
