@@ -9,22 +9,14 @@
  */
 
 import { parseArgs } from "node:util";
-import {
-  type Backend,
-  checkBackendChoice,
-  init,
-  mlp,
-  Random,
-  SGN,
-  SgnError,
-  train,
-} from "./mod.ts";
-import { runExperiment } from "./experiment.ts";
+import { type Backend, checkBackendChoice, init, mlp, SGN, SgnError, train } from "./mod.ts";
+import { runExperiment } from "./train/experiment.ts";
+import { sineWaves } from "./datasets/synthetic.ts";
 import { parseTrainArgs, trainHelp } from "./train/settings.ts";
 import { reportCommand } from "./report/command.ts";
 import { writeReport } from "./report/mod.ts";
-import { gridGroups, GRIDS, planRuns, reproduce } from "./reproduce.ts";
-import type { ProgressEvent } from "./sgn/train.ts";
+import { gridGroups, GRIDS, planRuns, reproduce } from "./train/reproduce.ts";
+import type { ProgressEvent } from "./train/loop.ts";
 
 /** One line per epoch: train loss, the test metric, elapsed seconds. */
 function epochLine(e: ProgressEvent): string {
@@ -333,15 +325,7 @@ Flags:
   -h, --help                  this text`;
 
 async function demo(be: Backend, o: Record<string, number>, float64: boolean) {
-  const rng = new Random(o.seed);
-  const n = 10000;
-  const xs = new Float32Array(n);
-  const ys = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    xs[i] = rng.range(-1, 1);
-    ys[i] = Math.sin(o.f * xs[i]) + 0.01 * rng.normal();
-  }
-  const cut = 0.3 * n;
+  const data = sineWaves(o.f, { seed: o.seed });
   const dtype = float64 ? "float64" : "float32";
   const net = mlp({ inputs: 1, hidden: [20, 20, 20], outputs: 1 });
   const optimizer = new SGN(net.init({ seed: o.seed, backend: be, dtype }), {
@@ -363,8 +347,8 @@ async function demo(be: Backend, o: Record<string, number>, float64: boolean) {
     task: "regression",
     backend: be,
     dtype,
-    train: { inputs: xs.slice(cut), targets: ys.slice(cut) },
-    test: { inputs: xs.slice(0, cut), targets: ys.slice(0, cut) },
+    train: data.train,
+    test: data.test,
     epochs: o.epochs,
     batchSize: 1000,
     seed: o.seed,

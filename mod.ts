@@ -110,5 +110,5 @@ export {
   type ResultsRecord,
   train,
   type TrainOptions,
-} from "./sgn/train.ts";
+} from "./train/loop.ts";
 export { flatten, unflatten } from "./sgn/vectors.ts";

@@ -18,15 +18,14 @@ export {
   type ImageFormat,
   loadBoston,
   loadCifar10,
-  type LoadedDataset,
   loadFashionMnist,
   loadMnist,
   loadSeedSine,
   scaleUnit,
   seedSineFileName,
-  sineWaves,
   standardizePerImage,
 } from "./sets.ts";
+export { type Dataset, type LoadedDataset, sineWaves } from "./synthetic.ts";
 export {
   checkLabels,
   CIFAR_RECORD,

@@ -12,20 +12,8 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { SgnError, showValue } from "../backend.ts";
 import { NumpyRandomState, Random } from "../random.ts";
-import type { Dataset } from "../sgn/train.ts";
+import type { LoadedDataset } from "./synthetic.ts";
 import { imagesAndLabels, maybeGunzip, parseCifarBatch, parseIdx } from "./idx.ts";
-
-/** A data set split into train and test parts, with what a network needs to know of it. */
-export interface LoadedDataset {
-  name: string;
-  task: "classification" | "regression";
-  /** Shape of one sample: [784] for MLP inputs, [c, h, w] for conv nets. */
-  inputShape: number[];
-  /** Classes (classification) or targets per sample (regression). */
-  outputs: number;
-  train: Dataset;
-  test: Dataset;
-}
 
 /** How images are prepared: MLP inputs scaled to [0, 1], or conv inputs standardized. */
 export type ImageFormat = "mlp" | "conv";
@@ -380,30 +368,6 @@ export async function loadBoston(
     outputs: 1,
     train: take(order.subarray(0, 404)),
     test: take(order.subarray(404)),
-  };
-}
-
-/**
- * The seed's sine waves: `n` points x ~ U(-1, 1), y = sin(f x) + N(0, noise^2) from a seeded
- * generator; the first 30% are the test set.
- */
-export function sineWaves(f: number, { n = 10000, noise = 0.01, seed = 1 } = {}): LoadedDataset {
-  if (!(f > 0)) throw new SgnError(`sine: the frequency must be > 0, got ${f}`);
-  const rng = new Random(seed);
-  const x = new Float32Array(n);
-  const y = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    x[i] = rng.range(-1, 1);
-    y[i] = Math.sin(f * x[i]) + noise * rng.normal();
-  }
-  const cut = Math.floor(0.3 * n);
-  return {
-    name: `sine_${f}`,
-    task: "regression",
-    inputShape: [1],
-    outputs: 1,
-    train: { inputs: x.slice(cut), targets: y.slice(cut) },
-    test: { inputs: x.slice(0, cut), targets: y.slice(0, cut) },
   };
 }
 

@@ -17,14 +17,8 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { Band, Metric, RunStatus } from "./types.ts";
 
 export type { RunStatus } from "./types.ts";
-
-/** The statuses a results.json may give, in the order the report lists them. */
-export const RUN_STATUSES: readonly RunStatus[] = [
-  "finished",
-  "diverged",
-  "interrupted",
-  "running",
-];
+import { RUN_STATUSES } from "../train/results.ts";
+export { RUN_STATUSES };
 
 /** The largest input files the report reads, in bytes. */
 export interface InputLimits {

@@ -14,7 +14,7 @@
  */
 
 import { basename, dirname, join, resolve } from "node:path";
-import { writeFileAtomic } from "../atomic.ts";
+import { writeFileAtomic } from "../train/atomic.ts";
 import { SgnError } from "../backend.ts";
 import { bundlePageScript } from "./bundle.ts";
 import {

@@ -12,7 +12,7 @@ export type Metric = "test_acc" | "test_loss";
  * How a run stands, as results.json's `status` says: still training, done, stopped because the
  * loss went non-finite, or stopped early (killed, out of time). Files without it are finished.
  */
-export type RunStatus = "running" | "finished" | "diverged" | "interrupted";
+export type { RunStatus } from "../train/results.ts";
 
 /** Per-epoch statistics over the runs of a group; null where some run is not finite. */
 export interface Band {

@@ -13,7 +13,7 @@ import * as ops from "../autodiff/ops.ts";
 import { mlp } from "../models/networks.ts";
 import { SGN } from "../sgn/sgn.ts";
 import { Adam, SGD } from "../sgn/baselines.ts";
-import { train } from "../sgn/train.ts";
+import { train } from "../train/loop.ts";
 import { cli, idx, writeIdxDir } from "./data_files.ts";
 import { skipped } from "./harness.ts";
 

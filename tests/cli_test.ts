@@ -3,7 +3,7 @@
  * seed's results files and refuses to overwrite them.
  */
 import assert from "node:assert/strict";
-import { numpyInitSeed, runExperiment } from "../experiment.ts";
+import { numpyInitSeed, runExperiment } from "../train/experiment.ts";
 import { parseTrainArgs, SETTINGS, trainHelp } from "../train/settings.ts";
 import { cli } from "./data_files.ts";
 

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { writeFileAtomic } from "../atomic.ts";
+import { writeFileAtomic } from "../train/atomic.ts";
 import { SgnError } from "../backend.ts";
 import {
   aggregate,
@@ -817,7 +817,7 @@ Deno.test("writeFileAtomic: whole or not at all, and no temporary file left", as
       await Deno.writeTextFile(
         script,
         `import { writeFileAtomic } from ${
-          JSON.stringify(new URL("../atomic.ts", import.meta.url).href)
+          JSON.stringify(new URL("../train/atomic.ts", import.meta.url).href)
         };
 try {
   await writeFileAtomic(${JSON.stringify(dest)}, "y".repeat(1 << 20));

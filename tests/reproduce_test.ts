@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { parseTrainArgs, seedConfig } from "../train/settings.ts";
-import { gridGroups, GRIDS, planRuns, reproduce, type ReproduceEvent } from "../reproduce.ts";
+import { gridGroups, GRIDS, planRuns, reproduce, type ReproduceEvent } from "../train/reproduce.ts";
 
 const SEED_RESULTS = new URL("../../shared/seed/results/", import.meta.url).pathname;
 const haveSeedResults = (() => {

@@ -6,7 +6,7 @@
  * repository).
  */
 import assert from "node:assert/strict";
-import { runExperiment } from "../experiment.ts";
+import { runExperiment } from "../train/experiment.ts";
 import { parseTrainArgs } from "../train/settings.ts";
 import { native } from "./harness.ts";
 

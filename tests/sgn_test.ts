@@ -13,7 +13,7 @@ import { mlp } from "../models/networks.ts";
 import { SGN, type SgnStepRecord } from "../sgn/sgn.ts";
 import { cgBudget, resolveSgnOptions, scheduledRho, type SgnOptions } from "../sgn/options.ts";
 import { Adam, scheduledLr, SGD } from "../sgn/baselines.ts";
-import { train } from "../sgn/train.ts";
+import { train } from "../train/loop.ts";
 import { backends, cpu, Random, webgpu } from "./harness.ts";
 
 const all = await backends();

@@ -12,7 +12,7 @@ import * as o from "../autodiff/ops.ts";
 import type { Network } from "../models/networks.ts";
 import { SGN } from "../sgn/sgn.ts";
 import { SGD } from "../sgn/baselines.ts";
-import { train } from "../sgn/train.ts";
+import { train } from "../train/loop.ts";
 import { PythonRandom } from "../random.ts";
 import { cpu, native, Random } from "./harness.ts";
 import { forward, loss, type Problem, ReferenceSgn } from "./reference.ts";

@@ -216,21 +216,21 @@ export const MUTANTS: Mutant[] = [
   },
   // --- training loop, data, report, runs ---------------------------------------------------
   {
-    file: "sgn/train.ts",
+    file: "train/loop.ts",
     find: "const avgLoss = lossSum / stepsPerEpoch;",
     replace: "const avgLoss = lossSum / n;",
     what: "the mean loss divided by the sample count",
     tests: ["tests/train_values_test.ts"],
   },
   {
-    file: "sgn/train.ts",
+    file: "train/loop.ts",
     find: "if (classification) record.test_acc!.push(test.acc);",
     replace: "if (classification) record.test_acc!.push(accSum / stepsPerEpoch);",
     what: "test accuracy replaced by training accuracy",
     tests: ["tests/train_values_test.ts"],
   },
   {
-    file: "sgn/train.ts",
+    file: "train/loop.ts",
     find: "record.rho!.push(r.rho);",
     replace: "record.rho!.push(r.alpha);",
     what: "results.json's rho list filled with the step sizes",
@@ -265,7 +265,7 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/report_test.ts"],
   },
   {
-    file: "run_folder.ts",
+    file: "train/run_folder.ts",
     find: "if (alive === false) {",
     replace: "if (alive === true) {",
     what: "a live run taken for a dead one",

@@ -36,11 +36,11 @@ import {
   mlp,
   type ModelFn,
   type OutputLoss,
-  Random,
   SGN,
   type SgnStepRecord,
   train,
 } from "../../mod.ts";
+import { sineWaves } from "../../datasets/synthetic.ts";
 
 /**
  * One point of the loss curves.
@@ -176,14 +176,8 @@ async function run(state: DemoState): Promise<void> {
   backendLine.dataset.backend = be.name;
 
   // The same data as `deno task demo` for the same seed.
-  const rng = new Random(seed);
-  const xs = new Float32Array(n);
-  const ys = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    xs[i] = rng.range(-1, 1);
-    ys[i] = Math.sin(f * xs[i]) + 0.01 * rng.normal();
-  }
-  const cut = Math.floor(0.3 * n);
+  const data = sineWaves(f, { n, seed });
+  const cut = data.test.inputs.length;
   const net = mlp({ inputs: 1, hidden: [20, 20, 20], outputs: 1 });
   const optimizer = new YieldingSgn(net.init({ seed, backend: be }), {
     dampRho: 1e-4,
@@ -202,8 +196,8 @@ async function run(state: DemoState): Promise<void> {
       optimizer,
       task: "regression",
       backend: be,
-      train: { inputs: xs.slice(cut), targets: ys.slice(cut) },
-      test: { inputs: xs.slice(0, cut), targets: ys.slice(0, cut) },
+      train: data.train,
+      test: data.test,
       epochs: state.epochs,
       batchSize: 1000,
       seed,

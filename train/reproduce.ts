@@ -8,10 +8,10 @@
  * @module
  */
 
-import { SgnError } from "./backend.ts";
+import { SgnError } from "../backend.ts";
 import { runExperiment } from "./experiment.ts";
-import { resolveSettings, settingsToArgs, type TrainSettings } from "./train/settings.ts";
-import { InterruptedError, type ProgressEvent } from "./sgn/train.ts";
+import { resolveSettings, settingsToArgs, type TrainSettings } from "./settings.ts";
+import { InterruptedError, type ProgressEvent } from "./loop.ts";
 import { moveAside, runState, RunTakenError } from "./run_folder.ts";
 
 /** One experiment of the seed: its data and network flags and the settings it swept. */

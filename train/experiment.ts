@@ -7,15 +7,15 @@
  * @module
  */
 
-import { SgnError } from "./backend.ts";
-import { init } from "./autodiff/device.ts";
-import { ARCHITECTURES, convNet, type ConvNetSpec, mlp, type Network } from "./models/networks.ts";
-import { SGN } from "./sgn/sgn.ts";
-import type { Optimizer } from "./sgn/sgn.ts";
-import { Adam, SGD } from "./sgn/baselines.ts";
-import { InterruptedError, type ProgressEvent, type ResultsRecord, train } from "./sgn/train.ts";
+import { SgnError } from "../backend.ts";
+import { init } from "../autodiff/device.ts";
+import { ARCHITECTURES, convNet, type ConvNetSpec, mlp, type Network } from "../models/networks.ts";
+import { SGN } from "../sgn/sgn.ts";
+import type { Optimizer } from "../sgn/sgn.ts";
+import { Adam, SGD } from "../sgn/baselines.ts";
+import { InterruptedError, type ProgressEvent, type ResultsRecord, train } from "./loop.ts";
 import { fsError, RunFolder, runState, RunTakenError } from "./run_folder.ts";
-import { optionsFor, seedConfig, settingsRecord, type TrainSettings } from "./train/settings.ts";
+import { optionsFor, seedConfig, settingsRecord, type TrainSettings } from "./settings.ts";
 import {
   loadBoston,
   loadCifar10,
@@ -25,7 +25,7 @@ import {
   loadSeedSine,
   seedSineFileName,
   sineWaves,
-} from "./datasets/mod.ts";
+} from "../datasets/mod.ts";
 
 async function loadData(a: TrainSettings, conv: boolean): Promise<LoadedDataset> {
   const format = conv ? "conv" : "mlp";

@@ -12,16 +12,11 @@ import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import { PythonRandom, Random } from "../random.ts";
 import type { Network } from "../models/networks.ts";
 import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
-import { type Optimizer, SGN } from "./sgn.ts";
-import { checkKnownOptions } from "./options.ts";
+import { type Optimizer, SGN } from "../sgn/sgn.ts";
+import { checkKnownOptions } from "../sgn/options.ts";
 
-/** A data set in memory: inputs [n, ...sampleShape] flattened, and labels or targets. */
-export interface Dataset {
-  /** Inputs, sample after sample. */
-  inputs: Float32Array;
-  /** Class labels (classification) or targets [n, outputs] flattened (regression). */
-  targets: Float32Array | Int32Array | Uint8Array;
-}
+export type { Dataset } from "../datasets/synthetic.ts";
+import type { Dataset } from "../datasets/synthetic.ts";
 
 /** Options of {@link train}. */
 export interface TrainOptions {
@@ -91,24 +86,8 @@ export interface ProgressEvent {
   record?: ResultsRecord;
 }
 
-/**
- * The seed's results.json: per-epoch lists (avg_loss, acc and test_acc, or test_loss), totals
- * (tot_time in seconds, tot_iterations, and tot_epochs for classification, as the seed writes
- * them), rho and alpha per step for SGN; plus `epoch_time`, the cumulative seconds at the end of
- * each epoch (ours: for plotting against time).
- */
-export interface ResultsRecord {
-  avg_loss: number[];
-  acc?: number[];
-  test_acc?: number[];
-  test_loss?: number[];
-  tot_time: number;
-  tot_iterations: number;
-  tot_epochs?: number;
-  rho?: number[];
-  alpha?: number[];
-  epoch_time: number[];
-}
+export type { ResultsRecord } from "./results.ts";
+import type { ResultsRecord } from "./results.ts";
 
 function sampleSize(net: Network): number {
   return net.inputShape.reduce((a, b) => a * b, 1);
@@ -202,7 +181,7 @@ async function evaluate(
  *
  * @example
  * ```ts
- * import { init, mlp, SGN, train } from "./mod.ts";
+ * import { init, mlp, SGN, train } from "../sgn/mod.ts";
  * const backend = await init({ backend: "cpu" });
  * const net = mlp({ inputs: 1, hidden: [8], outputs: 1 });
  * const xs = Float32Array.from({ length: 64 }, (_, i) => i / 64);

@@ -11,19 +11,10 @@
  * @module
  */
 
-import { SgnError } from "./backend.ts";
+import { SgnError } from "../backend.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
-/** Where a run stands, as results.json's `status` says. */
-export type RunStatus = "running" | "finished" | "diverged" | "interrupted";
-
-/** Every run status, for validation. */
-export const RUN_STATUSES: readonly RunStatus[] = [
-  "running",
-  "finished",
-  "diverged",
-  "interrupted",
-];
+import { RUN_STATUSES, type RunStatus } from "./results.ts";
 
 /** The claim file's name inside a run folder. */
 export const CLAIM_FILE = ".claim";

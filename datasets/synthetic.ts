@@ -1,0 +1,61 @@
+/**
+ * What every data set is (the {@link Dataset} and {@link LoadedDataset} types) and the data the
+ * module makes itself, the seed's sine waves. Browser-safe: no files, no npm packages, so the
+ * browser bundle and demo use it too.
+ *
+ * @module
+ */
+
+import { SgnError } from "../backend.ts";
+import { Random } from "../random.ts";
+
+/** A data set in memory: inputs [n, ...sampleShape] flattened, and labels or targets. */
+export interface Dataset {
+  /** Inputs, sample after sample. */
+  inputs: Float32Array;
+  /** Class labels (classification) or targets [n, outputs] flattened (regression). */
+  targets: Float32Array | Int32Array | Uint8Array;
+}
+
+/** A data set split into train and test parts, with what a network needs to know of it. */
+export interface LoadedDataset {
+  name: string;
+  task: "classification" | "regression";
+  /** Shape of one sample: [784] for MLP inputs, [c, h, w] for conv nets. */
+  inputShape: number[];
+  /** Classes (classification) or targets per sample (regression). */
+  outputs: number;
+  train: Dataset;
+  test: Dataset;
+}
+
+/**
+ * The seed's sine waves: `n` points x ~ U(-1, 1), y = sin(f x) + N(0, noise^2) from a seeded
+ * generator; the first 30% are the test set.
+ *
+ * @example
+ * ```ts
+ * import { sineWaves } from "./synthetic.ts";
+ * const data = sineWaves(10, { seed: 1 });
+ * console.log(data.train.inputs.length, data.test.inputs.length); // 7000 3000
+ * ```
+ */
+export function sineWaves(f: number, { n = 10000, noise = 0.01, seed = 1 } = {}): LoadedDataset {
+  if (!(f > 0)) throw new SgnError(`sine: the frequency must be > 0, got ${f}`);
+  const rng = new Random(seed);
+  const x = new Float32Array(n);
+  const y = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    x[i] = rng.range(-1, 1);
+    y[i] = Math.sin(f * x[i]) + noise * rng.normal();
+  }
+  const cut = Math.floor(0.3 * n);
+  return {
+    name: `sine_${f}`,
+    task: "regression",
+    inputShape: [1],
+    outputs: 1,
+    train: { inputs: x.slice(cut), targets: y.slice(cut) },
+    test: { inputs: x.slice(0, cut), targets: y.slice(0, cut) },
+  };
+}
