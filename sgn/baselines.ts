@@ -12,7 +12,7 @@ import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
 import { checkParams, flatten, stepScalar, unflatten } from "./vectors.ts";
-import type { ModelFn, Optimizer } from "./sgn.ts";
+import type { ModelFn, Optimizer } from "./optimizer.ts";
 
 /** Learning-rate schedules of the seed's SGD. */
 export type LrSchedule = "const" | "linear" | "cos" | "step";

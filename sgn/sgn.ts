@@ -21,10 +21,15 @@
  */
 
 import { SgnError } from "../backend.ts";
-import { full, scope, Tensor } from "../autodiff/tensor.ts";
+import { scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
 import { checkParams, flatten, stepScalar, unflatten } from "./vectors.ts";
+import { axpyT, cgDevice, cgHost, maxAbsT } from "./cg.ts";
+import { lineSearch, nextTrustRegionRho, type Try } from "./rules.ts";
+import type { ModelFn, Optimizer } from "./optimizer.ts";
+
+export type { ModelFn, Optimizer } from "./optimizer.ts";
 import {
   cgBudget,
   type ResolvedSgnOptions,
@@ -32,9 +37,6 @@ import {
   scheduledRho,
   type SgnOptions,
 } from "./options.ts";
-
-/** A model as a function of its parameters on one mini-batch (its outputs z). */
-export type ModelFn = (...params: Tensor[]) => Tensor;
 
 /** What one SGN step did (SGN-ALGORITHM.md step 6). */
 export interface SgnStepRecord {
@@ -56,25 +58,20 @@ export interface SgnStepRecord {
   ratio: number;
   /** Device readbacks this step needed. */
   readbacks: number;
+  /** The quadratic model's predicted change of the loss, 0.5 (r + g).d (SGN-ALGORITHM.md 5). */
+  predicted: number;
+  /** The Armijo threshold the accepted (or last) try was held to; NaN without line search. */
+  armijoThreshold: number;
+  /** The loss at each line-search try, in order (the first at ALPHA); empty without LS and TR. */
+  lsLosses: number[];
+  /** The damping the next step will use with the trust region (this step's rho without it). */
+  nextRho: number;
   /**
    * The loss's metric (e.g. accuracy) where the seed's step scores its batch: at the parameters
    * of the last loss evaluation (the accepted step) with LS or TR, else before the step.
    * Undefined when the loss has no metric.
    */
   metric?: number;
-}
-
-/** The interface SGN, SGD and Adam share, so that a training loop can swap them. */
-export interface Optimizer {
-  /** The current parameters (owned by the optimizer; replaced by each step). */
-  readonly params: readonly Tensor[];
-  /**
-   * One step on the mini-batch whose model and loss are given: the loss before the step and,
-   * when the loss has a metric, that metric on outputs the step evaluated anyway.
-   */
-  step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }>;
-  /** Frees the parameters and the optimizer's state. */
-  dispose(): void;
 }
 
 /** Reads one-element tensors and a few more scalars in a single readback. */
@@ -256,14 +253,9 @@ export class SGN implements Optimizer {
         );
       }
 
-      // Line search (Armijo) and trust-region ratio, decided on the host.
-      let a = opt.alpha;
-      let tries = 0;
-      let l1 = l0;
-      let metric = metricBefore ? values[6] : undefined;
-      if (evaluates) {
-        const rhs = (ai: number) => l0 + (opt.armijo === "seed" ? opt.alpha : ai) * opt.cLs * md;
-        const evaluate = async (i: number) => {
+      // Line search (Armijo) and trust-region ratio, decided on the host (sgn/rules.ts).
+      const searched = evaluates
+        ? await lineSearch(opt, l0, md, async (i): Promise<Try> => {
           if (i < tried.length) return tried[i];
           const more = lossAt(opt.alpha * opt.rhoLs ** i);
           try {
@@ -273,22 +265,17 @@ export class SGN implements Optimizer {
           } finally {
             more.forEach((t) => t.dispose());
           }
-        };
-        // The first try at alpha, then up to maxLsIters backtracks (SGN-ALGORITHM.md step 5).
-        for (let i = 0; i < (opt.lineSearch ? opt.maxLsIters + 1 : 1); i++) {
-          a = opt.alpha * opt.rhoLs ** i;
-          const at = await evaluate(i);
-          l1 = at.loss;
-          metric = at.metric;
-          tries = i + 1;
-          if (!opt.lineSearch || l1 <= rhs(a)) break;
-        }
-        if (!Number.isFinite(l1)) {
-          throw new SgnError(
-            `SGN step ${t}: the loss after the step is ${l1} at step size ${a} ` +
-              `(after ${tries} line-search tries); the parameters were left unchanged`,
-          );
-        }
+        })
+        : undefined;
+      const a = searched?.alpha ?? opt.alpha;
+      const l1 = searched?.loss ?? l0;
+      const tries = searched?.losses.length ?? 0;
+      const metric = searched ? searched.metric : metricBefore ? values[6] : undefined;
+      if (!Number.isFinite(l1)) {
+        throw new SgnError(
+          `SGN step ${t}: the loss after the step is ${l1} at step size ${a} ` +
+            `(after ${tries} line-search tries); the parameters were left unchanged`,
+        );
       }
       const largest = solved.theta.dtype === "float32" ? 3.4e38 : Number.MAX_VALUE;
       if (!(a * dMax < largest)) {
@@ -297,7 +284,7 @@ export class SGN implements Optimizer {
             "the parameters were left unchanged (use a smaller alpha, or the line search)",
         );
       }
-      const l1First = evaluates ? tried[0]?.loss ?? l1 : NaN;
+      const l1First = searched ? searched.losses[0] : NaN;
       const ratio = opt.trustRegion ? (l1First - l0) / predicted : NaN;
 
       // Commit: new parameters, momentum, rho for the next step.
@@ -309,10 +296,7 @@ export class SGN implements Optimizer {
         this.#momentum = solved.momentum;
         temps.splice(temps.indexOf(solved.momentum), 1);
       }
-      if (opt.trustRegion) {
-        if (ratio < 0.25) this.rho = 1.5 * rho;
-        else if (ratio > 0.75) this.rho = Math.max((2 / 3) * rho, opt.dampRhoMin);
-      }
+      if (opt.trustRegion) this.rho = nextTrustRegionRho(ratio, rho, opt.dampRhoMin);
       this.t = t;
       this.#lastTries = Math.max(1, tries);
       return {
@@ -325,201 +309,15 @@ export class SGN implements Optimizer {
         lsTries: tries,
         ratio,
         readbacks,
+        predicted,
+        armijoThreshold: searched?.threshold ?? NaN,
+        lsLosses: searched?.losses ?? [],
+        nextRho: opt.trustRegion ? this.rho : scheduledRho(opt, t + 1),
         ...(metric === undefined ? {} : { metric }),
       };
     } finally {
       G.dispose();
       for (const k of temps) k.dispose();
     }
-  }
-}
-
-/** alpha * x + y on flat vectors, as a Tensor. */
-function axpyT(alpha: number | Tensor, x: Tensor, y: Tensor): Tensor {
-  const be = x.backend;
-  const a = typeof alpha === "number" ? alpha : alpha.buffer;
-  return new Tensor(be, be.axpy(a, x.buffer, y.buffer), x.shape, x.dtype);
-}
-
-/**
- * A copy of x. Made in a scope: the constant 1 is a temporary when the constant cache is full,
- * and outside every scope it would never be freed.
- */
-function copyT(x: Tensor): Tensor {
-  return scope(() => o.mul(x, 1));
-}
-
-/** max_i |x_i| as a scalar tensor (NaN if any element is NaN). */
-function maxAbsT(x: Tensor): Tensor {
-  return new Tensor(x.backend, x.backend.maxAbs(x.buffer), [], x.dtype);
-}
-
-/** The state CG hands back: direction, residual, iterations run and final max|r| (tensors). */
-interface CgResult {
-  d: Tensor;
-  r: Tensor;
-  iters: Tensor;
-  rMax: Tensor;
-}
-
-/** The iterate of device-mode CG; every field is a tensor (r and y are one when unpreconditioned). */
-interface CgState {
-  r: Tensor;
-  y: Tensor;
-  p: Tensor;
-  d: Tensor;
-  ry: Tensor;
-  active: Tensor;
-  iters: Tensor;
-}
-
-/** Disposes the tensors of `state` that are neither in `next` nor `b` (the caller's). */
-function retire(state: CgState, next: Partial<CgState>, b: Tensor): void {
-  const live = new Set<Tensor>([b, ...Object.values(next)]);
-  for (const t of Object.values(state)) if (!live.has(t)) t.dispose();
-}
-
-/**
- * Device-mode CG reads its mask back once every this many iterations (when more remain) and
- * stops once every iteration would be frozen: large budgets do not run thousands of no-op
- * iterations, and the usual budgets (10) need no readback at all.
- */
-export const CG_DEVICE_CHECK_EVERY = 64;
-
-/**
- * Preconditioned CG on A d = -b from d = 0 (SGN-ALGORITHM.md step 4) on the device: iterations
- * are recorded without readbacks, and a device mask freezes the iterate from the first one that
- * starts with max|r| <= tol, so the result equals the seed's early exit. Every
- * {@link CG_DEVICE_CHECK_EVERY} iterations the mask is read back and CG stops if it is off (the
- * remaining iterations would change nothing). Each iteration frees the previous iterate, so the
- * buffers alive do not depend on the budget.
- */
-async function cgDevice(
-  apply: (p: Tensor) => Tensor,
-  b: Tensor,
-  precond: ((r: Tensor) => Tensor) | undefined,
-  budget: number,
-  tol: number,
-  countReadback: () => void,
-): Promise<CgResult> {
-  const zero = full([], 0, { backend: b.backend, dtype: b.dtype });
-  let s: CgState | undefined;
-  try {
-    s = scope(() => {
-      const y = precond ? precond(b) : b;
-      const ry = o.dot(b, y);
-      return {
-        r: b,
-        y,
-        p: o.neg(y),
-        d: o.zerosLike(b),
-        ry,
-        active: o.onesLike(ry),
-        iters: o.zerosLike(ry),
-      };
-    });
-    for (let k = 0; k < budget; k++) {
-      if (k > 0 && k % CG_DEVICE_CHECK_EVERY === 0) {
-        countReadback();
-        if ((await s.active.data())[0] === 0) break;
-      }
-      const cur: CgState = s;
-      const next = scope(() => {
-        const active = o.mul(cur.active, o.greater(maxAbsT(cur.r), tol));
-        const iters = o.add(cur.iters, active);
-        const q = apply(cur.p);
-        // Frozen iterations take a = b = 0 through a select, so 0/0 there cannot poison d.
-        const a = o.where(active, o.div(cur.ry, o.dot(cur.p, q)), zero);
-        const d = axpyT(a, cur.p, cur.d);
-        const r = axpyT(a, q, cur.r);
-        const y = precond ? precond(r) : r;
-        const ry = o.dot(r, y);
-        const beta = o.where(active, o.div(ry, cur.ry), zero);
-        const p = axpyT(beta, cur.p, o.neg(y));
-        return { r, y, p, d, ry, active, iters };
-      });
-      retire(cur, next, b);
-      s = next;
-    }
-    const { d, r, iters } = s;
-    const result = { d, r: r === b ? copyT(b) : r, iters, rMax: maxAbsT(r) };
-    retire(s, result, b);
-    s = undefined;
-    return result;
-  } catch (e) {
-    if (s) retire(s, {}, b);
-    throw e;
-  } finally {
-    zero.dispose();
-  }
-}
-
-/**
- * The same CG with the seed's host-side control flow: reads max|r| and the scalars each time.
- * Each iteration frees the previous iterate, so the buffers alive do not depend on the budget.
- */
-async function cgHost(
-  apply: (p: Tensor) => Tensor,
-  b: Tensor,
-  precond: ((r: Tensor) => Tensor) | undefined,
-  budget: number,
-  tol: number,
-  countReadback: () => void,
-): Promise<CgResult> {
-  /** Reads a one-element tensor and frees it. */
-  const read = async (t: Tensor) => {
-    try {
-      countReadback();
-      return (await t.data())[0];
-    } finally {
-      t.dispose();
-    }
-  };
-  // The tensors this solve currently owns, freed if it fails.
-  const held = new Set<Tensor>();
-  const hold = <T extends Tensor>(t: T) => (held.add(t), t);
-  const drop = (...ts: Tensor[]) => {
-    for (const t of ts) {
-      held.delete(t);
-      t.dispose();
-    }
-  };
-  try {
-    let r = hold(copyT(b)); // the caller keeps b
-    let y = precond ? hold(precond(r)) : r;
-    let p = hold(o.neg(y));
-    let d = hold(o.zerosLike(b));
-    let ry = await read(o.dot(r, y));
-    if (y !== r) drop(y);
-    let k = 0;
-    let rMax = await read(maxAbsT(r));
-    while (k < budget && rMax > tol) {
-      const q = hold(apply(p));
-      const a = ry / (await read(o.dot(p, q)));
-      const dNext = hold(axpyT(a, p, d));
-      drop(d);
-      d = dNext;
-      const rNext = hold(axpyT(a, q, r));
-      drop(q, r);
-      r = rNext;
-      y = precond ? hold(precond(r)) : r;
-      const ryNew = await read(o.dot(r, y));
-      const minusY = hold(o.neg(y));
-      if (y !== r) drop(y);
-      const pNext = hold(axpyT(ryNew / ry, p, minusY));
-      drop(minusY, p);
-      p = pNext;
-      ry = ryNew;
-      k++;
-      rMax = await read(maxAbsT(r));
-    }
-    drop(p);
-    const scalar = (v: number) => full([], v, { backend: d.backend, dtype: d.dtype });
-    const result = { d, r, iters: scalar(k), rMax: scalar(rMax) };
-    held.clear();
-    return result;
-  } catch (e) {
-    for (const t of held) t.dispose();
-    throw e;
   }
 }

@@ -158,6 +158,17 @@ for (const be of float64) {
                 `${at}: ratio ${got.ratio}, the reference says ${want.ratio} (tolerance ${tol})`,
               );
             } else assert.ok(Number.isNaN(got.ratio), `${at}: ratio ${got.ratio} without TR`);
+            // The richer record: predicted change, each try's loss, the threshold, next rho.
+            close(got.predicted, want.pred, `${at}: predicted change`, 1e-8);
+            assert.equal(got.lsLosses.length, want.losses.length, `${at}: tries recorded`);
+            got.lsLosses.forEach((v, k) => close(v, want.losses[k], `${at}: try ${k} loss`, 1e-8));
+            if (Number.isNaN(want.threshold)) assert.ok(Number.isNaN(got.armijoThreshold));
+            else close(got.armijoThreshold, want.threshold, `${at}: Armijo threshold`, 1e-8);
+            close(
+              got.nextRho,
+              options.trustRegion ? ref.rho : ref.scheduledAt(s + 1),
+              `${at}: next rho`,
+            );
             const theta = await flat(opt.params);
             theta.forEach((v, u) => close(v, ref.theta[u], `${at}: theta[${u}]`, 1e-8));
           }

@@ -200,6 +200,19 @@ export class ReferenceSgn {
     this.m = new Float64Array(theta.length);
   }
 
+  /** rho at step t by the schedule (SGN-ALGORITHM.md step 3, the trust region off). */
+  scheduledAt(t: number): number {
+    const o = this.o;
+    if (o.rhoDecay === "linear") {
+      return Math.max(o.dampRho + (o.dampRhoMin - o.dampRho) * (t - 1) / (o.k - 1), o.dampRhoMin);
+    }
+    if (o.rhoDecay === "cos") {
+      const c = o.dampRho * Math.cos((Math.PI / 2) * t / o.k);
+      return t > o.k || c < o.dampRhoMin ? o.dampRhoMin : c;
+    }
+    return o.dampRho;
+  }
+
   /** One step on the mini-batch `p` (default: the problem given at construction). */
   step(p: Problem = this.p) {
     const { o } = this;
@@ -212,18 +225,13 @@ export class ReferenceSgn {
     const mHat = this.m.map((mk) => mk / (1 - o.beta ** t));
     if (o.beta > 0) hit("momentum");
     // 3. Damping.
-    let rho: number;
-    if (o.trustRegion) rho = this.rho;
-    else if (o.rhoDecay === "linear") {
-      rho = Math.max(o.dampRho + (o.dampRhoMin - o.dampRho) * (t - 1) / (o.k - 1), o.dampRhoMin);
-      hit(rho === o.dampRhoMin ? "rho-floor" : "rho-linear");
-    } else if (o.rhoDecay === "cos") {
-      const c = o.dampRho * Math.cos((Math.PI / 2) * t / o.k);
-      rho = t > o.k || c < o.dampRhoMin ? o.dampRhoMin : c;
-      hit(rho === o.dampRhoMin ? "rho-floor" : "rho-cos");
+    const rho = o.trustRegion ? this.rho : this.scheduledAt(t);
+    if (!o.trustRegion && o.rhoDecay !== "const") {
+      hit(rho === o.dampRhoMin ? "rho-floor" : o.rhoDecay === "linear" ? "rho-linear" : "rho-cos");
       // Past K the cosine comes back above the floor (3K < t < 5K): the schedule must not.
-      if (t > o.k && c > o.dampRhoMin) hit("rho-cos-after-k");
-    } else rho = o.dampRho;
+      const c = o.dampRho * Math.cos((Math.PI / 2) * t / o.k);
+      if (o.rhoDecay === "cos" && t > o.k && c > o.dampRhoMin) hit("rho-cos-after-k");
+    }
     // 2. Preconditioner from the base damping (the trust region's current value with TR on).
     const base = o.trustRegion ? this.rho : o.dampRho;
     const M = mHat.map((v) => (o.cgPrec ? 1 / (v * v + base) ** o.alphaExp : 1));
@@ -256,12 +264,14 @@ export class ReferenceSgn {
     let L1 = L0;
     let tries = 0;
     let ratio = NaN;
-    let pred = NaN;
+    let pred = 0.5 * dot(r.map((v, u) => v + g[u]), d);
+    const losses: number[] = [];
+    let threshold = NaN;
     if (o.lineSearch || o.trustRegion) {
       L1 = loss(p, at(a));
+      losses.push(L1);
       tries = 1;
       if (o.trustRegion) {
-        pred = 0.5 * dot(r.map((v, u) => v + g[u]), d);
         ratio = (L1 - L0) / pred;
         if (ratio < 0.25) {
           this.rho = 1.5 * rho;
@@ -282,12 +292,14 @@ export class ReferenceSgn {
         while (!(L1 <= rhs()) && backtracks < o.maxLsIters) {
           a *= o.rhoLs;
           L1 = loss(p, at(a));
+          losses.push(L1);
           tries++;
           backtracks++;
           hit("ls-backtrack");
           if (differ()) hit("armijo-rules-differ");
         }
         if (!(L1 <= rhs())) hit("ls-exhausted");
+        threshold = rhs();
       }
     }
     this.theta = at(a);
@@ -301,6 +313,8 @@ export class ReferenceSgn {
       lsTries: tries,
       ratio,
       pred,
+      losses,
+      threshold,
       d,
     };
   }
