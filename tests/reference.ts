@@ -264,7 +264,7 @@ export class ReferenceSgn {
     let L1 = L0;
     let tries = 0;
     let ratio = NaN;
-    let pred = 0.5 * dot(r.map((v, u) => v + g[u]), d);
+    const pred = 0.5 * dot(r.map((v, u) => v + g[u]), d);
     const losses: number[] = [];
     let threshold = NaN;
     if (o.lineSearch || o.trustRegion) {
