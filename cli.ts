@@ -9,11 +9,12 @@
  */
 
 import { parseArgs } from "node:util";
-import { type Backend, checkBackendChoice, init, mlp, SGN, SgnError, train } from "./mod.ts";
+import { type Backend, backendNotice, init, mlp, SGN, SgnError, train } from "./mod.ts";
+import { checkBackendChoice } from "./backends.ts";
 import { runExperiment } from "./train/experiment.ts";
 import { sineWaves } from "./datasets/synthetic.ts";
 import { parseTrainArgs, trainHelp } from "./train/settings.ts";
-import { reportCommand } from "./report/command.ts";
+import { reportCommand } from "./cli/report.ts";
 import { writeReport } from "./report/mod.ts";
 import { gridGroups, GRIDS, planRuns, reproduce } from "./train/reproduce.ts";
 import type { ProgressEvent } from "./train/loop.ts";
@@ -65,6 +66,8 @@ async function trainCommand(args: string[]): Promise<number> {
     parsed,
     progressPrinter(parsed.epochs, parsed.verbose),
     (info) => {
+      const notice = backendNotice();
+      if (notice) console.error(notice);
       console.log(`backend: ${info.backend}`);
       console.log(
         `data: ${info.data.name}, ${info.data.train.targets.length} training and ` +
@@ -260,7 +263,13 @@ async function reproduceCommand(args: string[]): Promise<number> {
     return 0;
   }
   const t0 = performance.now();
+  let said = false;
   const summary = await reproduce(experiment, options, (e) => {
+    const notice = backendNotice();
+    if (!said && notice && e.kind === "progress") {
+      console.error(notice);
+      said = true;
+    }
     const tag = e.kind === "progress" ? "" : `[${e.index + 1}/${e.total}] ${e.run.name}`;
     if (e.kind === "skip") console.log(`${tag}: finished before, skipped`);
     else if (e.kind === "busy") console.log(`${tag}: left to another process (${e.claim})`);
@@ -405,7 +414,11 @@ async function demoCommand(args: string[]): Promise<number> {
   if (values.float64 && choice === "webgpu") {
     throw new SgnError("--float64 needs a CPU backend (WebGPU computes in float32)");
   }
-  const be = await init({ backend: choice, dtype: values.float64 ? "float64" : "float32" });
+  const be = await init({
+    backend: choice,
+    dtype: values.float64 ? "float64" : "float32",
+    onNotice: (m) => console.error(m),
+  });
   await demo(be, ints, values.float64);
   return 0;
 }

@@ -1,6 +1,9 @@
 /**
- * sgn: training neural networks with the Stochastic Generalized Gauss-Newton method, on WebGPU,
- * with a CPU reference backend.
+ * sgn: training neural networks with the Stochastic Generalized Gauss-Newton method, on WebGPU
+ * or natively on the CPU. This main entry point holds tensors, ops, transformations, models,
+ * losses, optimizers and `train`; the other entry points (deno.json's exports) are
+ * `sgn/datasets` (the seed's data sets), `sgn/report` (the HTML report) and `sgn/backend` (the
+ * backend classes and kernel types).
  *
  * @example
  * ```ts
@@ -14,39 +17,17 @@
  * @module
  */
 
+export { type Backend, type DType, SgnError, type TypedArray } from "./backend.ts";
 export {
-  type Backend,
-  type BinaryOp,
-  type Conv2dSpec,
-  type DeviceBuffer,
-  type DType,
-  type MatmulSpec,
-  type Pool2dSpec,
-  type ReduceOp,
-  type Scalar,
-  SgnError,
-  type TypedArray,
-  type UnaryOp,
-} from "./backend.ts";
-export { CpuBackend } from "./cpu/backend.ts";
-export { NativeBackend } from "./cpu/native.ts";
-export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
-export { WebGpuBackend } from "./wgsl/backend.ts";
-export {
-  BACKEND_CHOICES,
   type BackendChoice,
-  checkBackendChoice,
-  cpuBackend,
+  backendNotice,
   getBackend,
   init,
   type InitOptions,
-  nativeBackend,
   setBackend,
-  webgpuBackend,
 } from "./autodiff/device.ts";
 export {
   full,
-  keep,
   type NestedArray,
   scope,
   Tensor,
@@ -75,10 +56,6 @@ export {
 export { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "./models/losses.ts";
 export {
   type Activation,
-  ARCHITECTURE_1,
-  ARCHITECTURE_2,
-  ARCHITECTURE_3,
-  ARCHITECTURE_4,
   ARCHITECTURES,
   convNet,
   type ConvNetSpec,
@@ -88,27 +65,15 @@ export {
   type MlpOptions,
   type Network,
 } from "./models/networks.ts";
-export { type ModelFn, type Optimizer, SGN, type SgnStepRecord } from "./sgn/sgn.ts";
-export {
-  cgBudget,
-  type RhoDecay,
-  scheduledRho,
-  SGN_DEFAULTS,
-  type SgnOptions,
-} from "./sgn/options.ts";
-export {
-  Adam,
-  type AdamOptions,
-  type LrSchedule,
-  scheduledLr,
-  SGD,
-  type SgdOptions,
-} from "./sgn/baselines.ts";
+export type { ModelFn, Optimizer } from "./sgn/optimizer.ts";
+export { SGN, type SgnStepRecord } from "./sgn/sgn.ts";
+export type { RhoDecay, SgnOptions } from "./sgn/options.ts";
+export { Adam, type AdamOptions, type LrSchedule, SGD, type SgdOptions } from "./sgn/baselines.ts";
 export {
   type Dataset,
+  InterruptedError,
   type ProgressEvent,
   type ResultsRecord,
   train,
   type TrainOptions,
 } from "./train/loop.ts";
-export { flatten, unflatten } from "./sgn/vectors.ts";

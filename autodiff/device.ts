@@ -25,8 +25,8 @@ export interface InitOptions {
   /** Overrides `SGN_BACKEND`; default "auto". */
   backend?: BackendChoice;
   /**
-   * Receives the one line that says which backend "auto" chose and why; default
-   * `console.warn`.
+   * Receives the one line that says which backend "auto" chose and why (the library itself
+   * never prints; the command line prints it). {@link backendNotice} keeps the last one.
    */
   onNotice?: (message: string) => void;
   /**
@@ -37,6 +37,22 @@ export interface InitOptions {
 }
 
 let current: Backend | undefined;
+let notice: string | undefined;
+
+/**
+ * The line that says which backend the last "auto" choice of {@link init} took and why, or
+ * undefined when no auto choice was made (a backend named explicitly needs no reason).
+ *
+ * @example
+ * ```ts
+ * import { backendNotice, init } from "./device.ts";
+ * await init({ backend: "cpu" });
+ * console.log(backendNotice() ?? "chosen explicitly");
+ * ```
+ */
+export function backendNotice(): string | undefined {
+  return notice;
+}
 let cpu: CpuBackend | undefined;
 let native: ReturnType<typeof NativeBackend.create> | undefined;
 let gpu: Promise<WebGpuBackend | undefined> | undefined;
@@ -87,7 +103,7 @@ export function checkBackendChoice(v: string, what: string): BackendChoice {
  *
  * @example
  * ```ts
- * import { init, tensor } from "./mod.ts";
+ * import { init, tensor } from "../mod.ts";
  * const backend = await init({ backend: "cpu" });
  * const t = tensor([1, 2, 3]);
  * console.log(backend.name, await t.data());
@@ -102,6 +118,7 @@ export async function init(options: InitOptions = {}): Promise<Backend> {
       "float64 needs a CPU backend (WebGPU computes in float32): use SGN_BACKEND=native or cpu",
     );
   }
+  notice = undefined;
   if (choice === "cpu") return (current = cpuBackend());
   if (choice === "native") {
     const r = nativeBackend();
@@ -122,7 +139,8 @@ export async function init(options: InitOptions = {}): Promise<Backend> {
     );
   }
   const [chosen, why] = autoChoice(be, float64);
-  (options.onNotice ?? console.warn)(`sgn: using the ${chosen.name} backend: ${why}`);
+  notice = `sgn: using the ${chosen.name} backend: ${why}`;
+  options.onNotice?.(notice);
   return (current = chosen);
 }
 

@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * import { init, tensor, ops } from "./mod.ts";
+ * import { init, tensor, ops } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const x = tensor([[1, 2], [3, 4]]);
  * const y = ops.sum(ops.sigmoid(ops.matmul(x, x)), [1]); // shape [2]

@@ -36,7 +36,7 @@ const scopes: Set<Tensor>[] = [];
  *
  * @example
  * ```ts
- * import { init, tensor } from "./mod.ts";
+ * import { init, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const t = tensor([[1, 2], [3, 4]]);
  * console.log(t.shape, await t.data()); // [2, 2] Float32Array [1, 2, 3, 4]
@@ -173,7 +173,7 @@ function checkShape(shape: readonly number[]): void {
  *
  * @example
  * ```ts
- * import { init, tensor } from "./mod.ts";
+ * import { init, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const a = tensor([[1, 2, 3], [4, 5, 6]]); // shape [2, 3]
  * const b = tensor(new Float32Array(6), [3, 2]);
@@ -251,7 +251,7 @@ function reachable(value: unknown, out: Set<Tensor>): void {
  *
  * @example
  * ```ts
- * import { init, scope, tensor } from "./mod.ts";
+ * import { init, scope, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const kept = scope(() => {
  *   const tmp = tensor([1, 2]);

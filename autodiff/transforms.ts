@@ -50,7 +50,7 @@ function checkMatch(primals: Tensor[], tangents: Tensor[], what: string): void {
  *
  * @example
  * ```ts
- * import { init, jvp, ops, tensor } from "./mod.ts";
+ * import { init, jvp, ops, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const [[y], [dy]] = jvp((x) => ops.square(x), [tensor([3])], [tensor([1])]);
  * console.log(await dy.data()); // [6]
@@ -113,7 +113,7 @@ export interface Linearized {
  *
  * @example
  * ```ts
- * import { init, linearize, ops, tensor } from "./mod.ts";
+ * import { init, linearize, ops, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const lin = linearize((x) => ops.sigmoid(x), [tensor([0, 1])]);
  * const [jv] = lin.jvp(tensor([1, 1]));
@@ -186,7 +186,7 @@ function record(f: TensorFn, primals: Tensor[]): { lin: Linearized; owned: Set<T
  *
  * @example
  * ```ts
- * import { init, ops, tensor, vjp } from "./mod.ts";
+ * import { init, ops, tensor, vjp } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const [[y], pullback] = vjp((x) => ops.exp(x), [tensor([0, 1])]);
  * const [g] = pullback(tensor([1, 1])); // e^x
@@ -205,7 +205,7 @@ export function vjp(f: TensorFn, primals: Tensor[]): [Tensor[], LinearFn] {
  *
  * @example
  * ```ts
- * import { init, ops, tensor, valueAndGrad } from "./mod.ts";
+ * import { init, ops, tensor, valueAndGrad } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const [value, [g]] = valueAndGrad((x) => ops.sum(ops.square(x)))(tensor([1, 2]));
  * console.log(await g.data()); // [2, 4]
@@ -239,7 +239,7 @@ export function valueAndGrad(
  *
  * @example
  * ```ts
- * import { grad, init, ops, tensor } from "./mod.ts";
+ * import { grad, init, ops, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const [g] = grad((x) => ops.sum(ops.exp(x)))(tensor([0, 1]));
  * ```
@@ -259,7 +259,7 @@ export function grad(f: (...args: Tensor[]) => Tensor): (...args: Tensor[]) => T
  *
  * @example
  * ```ts
- * import { hvp, init, ops, tensor } from "./mod.ts";
+ * import { hvp, init, ops, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const [hv] = hvp((x) => ops.sum(ops.mul(ops.square(x), x)), [tensor([1, 2])], [tensor([1, 0])]);
  * console.log(await hv.data()); // 6 x v = [6, 0]
@@ -305,7 +305,7 @@ export interface GgnOperator {
  *
  * @example
  * ```ts
- * import { ggnLinearize, init, ops, type Tensor, tensor } from "./mod.ts";
+ * import { ggnLinearize, init, ops, type Tensor, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const x = tensor([[1, 2]]);
  * // Squared error sum(z^2): its output Hessian is 2 I.

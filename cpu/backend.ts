@@ -87,7 +87,7 @@ const nanMax = (a: number, b: number) => (Number.isNaN(a) ? a : Number.isNaN(b) 
  *
  * @example
  * ```ts
- * import { CpuBackend } from "./mod.ts";
+ * import { CpuBackend } from "../backends.ts";
  * const cpu = new CpuBackend();
  * const a = cpu.upload(new Float64Array([1, 2, 3, 4]));
  * const c = cpu.matmul(a, a, { m: 2, k: 2, n: 2 });

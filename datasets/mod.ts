@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * import { sineWaves } from "./datasets/mod.ts";
+ * import { sineWaves } from "./mod.ts";
  * const data = sineWaves(10, { seed: 1 }); // 7,000 training and 3,000 test points
  * console.log(data.train.inputs.length, data.test.inputs.length);
  * ```

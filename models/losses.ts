@@ -30,7 +30,7 @@ function checkTargets(z: Tensor, targets: Tensor, what: string): void {
  *
  * @example
  * ```ts
- * import { init, oneHot, softmaxCrossEntropy, tensor } from "./mod.ts";
+ * import { init, oneHot, softmaxCrossEntropy, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const loss = softmaxCrossEntropy(oneHot([0, 2], 3));
  * const value = loss.value(tensor([[2, 0, 0], [0, 0, 1]]));
@@ -56,7 +56,7 @@ export function softmaxCrossEntropy(targets: Tensor): OutputLoss {
  *
  * @example
  * ```ts
- * import { init, meanSquaredError, tensor } from "./mod.ts";
+ * import { init, meanSquaredError, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const loss = meanSquaredError(tensor([[1], [2]]));
  * const value = loss.value(tensor([[1.5], [2]])); // 0.125

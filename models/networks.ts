@@ -90,7 +90,7 @@ export interface MlpOptions {
  *
  * @example
  * ```ts
- * import { init, mlp } from "./mod.ts";
+ * import { init, mlp } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const net = mlp({ inputs: 784, hidden: [20, 20, 20], outputs: 10 });
  * console.log(net.paramCount); // 16750
@@ -199,7 +199,7 @@ function ordered(
  *
  * @example
  * ```ts
- * import { convNet, init } from "./mod.ts";
+ * import { convNet, init } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const net = convNet({
  *   conv_layers: {

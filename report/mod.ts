@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts ignore
- * import { writeReport } from "./report/mod.ts";
+ * import { writeReport } from "./mod.ts";
  *
  * const s = await writeReport(["ours=results/mnist", "seed=../shared/seed/results/mnist"], "r.html");
  * console.log(`${s.runs} runs in ${s.groups} groups`, s.problems);

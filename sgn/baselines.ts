@@ -88,7 +88,7 @@ async function readLoss(scalars: Tensor, what: string): Promise<{ loss: number; 
  *
  * @example
  * ```ts
- * import { init, meanSquaredError, mlp, SGD, tensor } from "./mod.ts";
+ * import { init, meanSquaredError, mlp, SGD, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const net = mlp({ inputs: 1, hidden: [4], outputs: 1 });
  * const opt = new SGD(net.init(), { lr: 0.1, momentum: 0.9 });
@@ -196,7 +196,7 @@ export interface AdamOptions {
  *
  * @example
  * ```ts
- * import { Adam, init, mlp } from "./mod.ts";
+ * import { Adam, init, mlp } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const opt = new Adam(mlp({ inputs: 2, hidden: [4], outputs: 1 }).init(), { lr: 1e-3 });
  * ```

@@ -89,7 +89,7 @@ async function readScalars(scalars: Tensor[]): Promise<number[]> {
  *
  * @example
  * ```ts
- * import { init, meanSquaredError, mlp, SGN, tensor } from "./mod.ts";
+ * import { init, meanSquaredError, mlp, SGN, tensor } from "../mod.ts";
  * await init({ backend: "cpu" });
  * const net = mlp({ inputs: 1, hidden: [8], outputs: 1 });
  * const x = tensor([[0], [0.5], [1]]);

@@ -28,7 +28,7 @@ import {
   parseSourceArg,
   writeReport,
 } from "../report/mod.ts";
-import { reportCommand } from "../report/command.ts";
+import { reportCommand } from "../cli/report.ts";
 import { chromiumIgnore, launchChromium } from "./chromium.ts";
 
 function close(actual: number | null | undefined, expected: number, what: string) {

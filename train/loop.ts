@@ -181,7 +181,7 @@ async function evaluate(
  *
  * @example
  * ```ts
- * import { init, mlp, SGN, train } from "../sgn/mod.ts";
+ * import { init, mlp, SGN, train } from "../mod.ts";
  * const backend = await init({ backend: "cpu" });
  * const net = mlp({ inputs: 1, hidden: [8], outputs: 1 });
  * const xs = Float32Array.from({ length: 64 }, (_, i) => i / 64);

@@ -7,7 +7,7 @@
 
 import { parseArgs } from "node:util";
 import { SgnError } from "../backend.ts";
-import { NoRunsError, writeReport } from "./mod.ts";
+import { NoRunsError, writeReport } from "../report/mod.ts";
 
 /**
  * The help text of `cli.ts report`.

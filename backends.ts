@@ -1,0 +1,42 @@
+/**
+ * The backend entry point (`sgn/backend` in deno.json's exports): the backend classes and their
+ * kernel-level types, for work below the tensor API: conformance tests, benchmarks, a backend
+ * of one's own. Most programs need only `init()` from the main module.
+ *
+ * @example
+ * ```ts
+ * import { CpuBackend } from "./backends.ts";
+ * const cpu = new CpuBackend();
+ * const a = cpu.upload(new Float64Array([1, 2, 3, 4]));
+ * console.log(await cpu.read(cpu.matmul(a, a, { m: 2, k: 2, n: 2 }))); // [7, 10, 15, 22]
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type Backend,
+  BINARY_OPS,
+  type BinaryOp,
+  type Conv2dSpec,
+  type DeviceBuffer,
+  type DType,
+  type MatmulSpec,
+  type Pool2dSpec,
+  type ReduceOp,
+  type Scalar,
+  type TypedArray,
+  UNARY_OPS,
+  type UnaryOp,
+} from "./backend.ts";
+export { CpuBackend } from "./cpu/backend.ts";
+export { NativeBackend } from "./cpu/native.ts";
+export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
+export { WebGpuBackend } from "./wgsl/backend.ts";
+export {
+  BACKEND_CHOICES,
+  checkBackendChoice,
+  cpuBackend,
+  nativeBackend,
+  webgpuBackend,
+} from "./autodiff/device.ts";
