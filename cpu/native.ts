@@ -540,27 +540,45 @@ export class NativeBackend extends CpuBackend {
     this.release(hit.col);
   }
 
+  /**
+   * Calls body(i, columns of image i) for every image of x: from the cached columns when x has
+   * them, else gathered one image at a time into a scratch buffer.
+   */
+  #eachImageColumns(
+    xb: CpuBuffer,
+    s: Conv2dSpec,
+    ho: number,
+    wo: number,
+    body: (i: number, col: TypedArray) => void,
+  ): void {
+    const map = im2colMap(s, ho, wo);
+    const per = map.length, img = s.c * s.h * s.w;
+    const cached = this.#columns(xb, s, map);
+    const col = cached ? undefined : this.alloc(per, xb.dtype);
+    try {
+      for (let i = 0; i < s.n; i++) {
+        if (cached) body(i, cached.subarray(i * per, (i + 1) * per));
+        else {
+          gather(xb.data, i * img, map, col!.data);
+          body(i, col!.data);
+        }
+      }
+    } finally {
+      if (col) this.release(col);
+    }
+  }
+
   override conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const [ho, wo] = checkConv2dSpec("conv2d", s);
     const [[xb, wb], dtype] = this.args("conv2d", x, w);
     this.expectSize("conv2d", "x", xb, s.n * s.c * s.h * s.w);
     this.expectSize("conv2d", "w", wb, s.f * s.c * s.kh * s.kw);
-    const ck = s.c * s.kh * s.kw, p = ho * wo, img = s.c * s.h * s.w;
-    const map = im2colMap(s, ho, wo);
+    const ck = s.c * s.kh * s.kw, p = ho * wo;
     const out = this.alloc(s.n * s.f * p, dtype);
-    const cached = this.#columns(xb, s, map);
-    const col = cached ? undefined : this.alloc(ck * p, dtype);
-    try {
-      for (let i = 0; i < s.n; i++) {
-        let c: TypedArray;
-        if (cached) c = cached.subarray(i * ck * p, (i + 1) * ck * p);
-        else gather(xb.data, i * img, map, c = col!.data);
-        const y = out.data.subarray(i * s.f * p, (i + 1) * s.f * p);
-        this.blas.gemm(false, false, s.f, p, ck, 1, wb.data, ck, c, p, 0, y, p);
-      }
-    } finally {
-      if (col) this.release(col);
-    }
+    this.#eachImageColumns(xb, s, ho, wo, (i, c) => {
+      const y = out.data.subarray(i * s.f * p, (i + 1) * s.f * p);
+      this.blas.gemm(false, false, s.f, p, ck, 1, wb.data, ck, c, p, 0, y, p);
+    });
     return out;
   }
 
@@ -590,22 +608,12 @@ export class NativeBackend extends CpuBackend {
     const [[xb, db], dtype] = this.args("conv2dWeightGrad", x, dy);
     this.expectSize("conv2dWeightGrad", "x", xb, s.n * s.c * s.h * s.w);
     this.expectSize("conv2dWeightGrad", "dy", db, s.n * s.f * ho * wo);
-    const ck = s.c * s.kh * s.kw, p = ho * wo, img = s.c * s.h * s.w;
-    const map = im2colMap(s, ho, wo);
+    const ck = s.c * s.kh * s.kw, p = ho * wo;
     const out = this.zeros(s.f * ck, dtype);
-    const cached = this.#columns(xb, s, map);
-    const col = cached ? undefined : this.alloc(ck * p, dtype);
-    try {
-      for (let i = 0; i < s.n; i++) {
-        let c: TypedArray;
-        if (cached) c = cached.subarray(i * ck * p, (i + 1) * ck * p);
-        else gather(xb.data, i * img, map, c = col!.data);
-        const g = db.data.subarray(i * s.f * p, (i + 1) * s.f * p);
-        this.blas.gemm(false, true, s.f, ck, p, 1, g, p, c, p, 1, out.data, ck);
-      }
-    } finally {
-      if (col) this.release(col);
-    }
+    this.#eachImageColumns(xb, s, ho, wo, (i, c) => {
+      const g = db.data.subarray(i * s.f * p, (i + 1) * s.f * p);
+      this.blas.gemm(false, true, s.f, ck, p, 1, g, p, c, p, 1, out.data, ck);
+    });
     return out;
   }
 
