@@ -8,12 +8,11 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { type Backend, backendNotice, init, mlp, SGN, SgnError, train } from "./mod.ts";
-import { checkBackendChoice } from "./backends.ts";
 import { runExperiment } from "./train/experiment.ts";
 import { sineWaves } from "./datasets/synthetic.ts";
-import { parseTrainArgs, trainHelp } from "./train/settings.ts";
+import { parseTrainArgs, SETTINGS, trainHelp, type TrainSettings } from "./train/settings.ts";
+import { flagHelp, type FlagSpec, parseFlags, withDefaults } from "./train/flags.ts";
 import { reportCommand } from "./cli/report.ts";
 import { writeReport } from "./report/mod.ts";
 import { gridGroups, GRIDS, planRuns, reproduce } from "./train/reproduce.ts";
@@ -123,6 +122,41 @@ async function mainJob(args: string[]): Promise<number> {
   ]);
 }
 
+/** The flags of `reproduce`: backend, data and precision flags are train's own rows. */
+const REPRODUCE_FLAGS: Record<string, FlagSpec> = {
+  runs: {
+    kind: "string",
+    help: "configurations to run, e.g. SGN_3,SGD_1 (default: the whole grid)",
+  },
+  seeds: { kind: "string", default: "1-5", help: "seeds, e.g. 1,2,3 or 1-5 (as the seed)" },
+  epochs: {
+    kind: "int",
+    min: 1,
+    max: SETTINGS.epochs.max,
+    help: "epochs per run (default: the experiment's)",
+  },
+  path: { kind: "string", default: "results", help: "folder for the results" },
+  backend: SETTINGS.backend,
+  "data-dir": SETTINGS["data-dir"],
+  float64: SETTINGS.float64,
+  compare: { kind: "string", help: "the seed's published runs of this experiment, for the report" },
+  report: {
+    kind: "string",
+    help: "where the report goes (default: <path>/<experiment>/report.html)",
+  },
+  "no-report": { kind: "switch", default: false, help: "run only, write no report" },
+  "dry-run": { kind: "switch", default: false, help: "list the runs and their train flags" },
+  shard: { kind: "string", help: "run only this process's share I/N of the grid" },
+  "stale-minutes": {
+    kind: "number",
+    min: 0.001,
+    max: 1e6,
+    default: 30,
+    help: "a claim on another host silent this long is stale",
+  },
+  help: { kind: "switch", short: "h", default: false, help: "this text" },
+};
+
 const REPRODUCE_HELP = `Usage: deno run -A cli.ts reproduce <experiment> [flags]
 
 Runs an experiment's grid as the seed ran it (its README and results folders): every solver
@@ -143,23 +177,7 @@ ${
 }
 
 Flags:
-  --runs A,B        configurations to run, e.g. SGN_3,SGD_1 (default: the whole grid)
-  --seeds LIST      seeds, e.g. 1,2,3 or 1-5 (default: 1-5, as the seed)
-  --epochs N        epochs per run (default: the experiment's, above)
-  --path DIR        folder for the results (default: results)
-  --backend B       auto | webgpu | native | cpu (default: SGN_BACKEND, else auto)
-  --data-dir DIR    data files (CIFAR-10 batches, IDX files, the seed's sine JSON)
-  --float64         compute in float64 (a CPU backend), as the seed's runs did
-  --compare DIR     the seed's published runs of this experiment (e.g.
-                    ../shared/seed/results/mnist), drawn beside ours in the report
-  --report FILE     where the report goes (default: <path>/<experiment>/report.html)
-  --no-report       run only, write no report
-  --dry-run         list the runs and their train flags, run nothing
-  --shard I/N       run only this process's share of the grid (runs I, I+N, I+2N, ...)
-  --stale-minutes M a claim on another host with no sign of life for M minutes is stale
-                    and its run is redone (default 30; on this host a dead process is seen
-                    at once)
-  -h, --help        this text`;
+${flagHelp(REPRODUCE_FLAGS, 14).join("\n")}`;
 
 /** The most seeds one grid may name. */
 const MAX_SEEDS = 10000;
@@ -183,32 +201,23 @@ function parseSeeds(text: string): number[] {
 
 /** `reproduce`: an experiment's grid of the seed, resumable. */
 async function reproduceCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        runs: { type: "string" },
-        seeds: { type: "string", default: "1-5" },
-        epochs: { type: "string" },
-        path: { type: "string", default: "results" },
-        backend: { type: "string" },
-        "data-dir": { type: "string" },
-        float64: { type: "boolean", default: false },
-        "dry-run": { type: "boolean", default: false },
-        compare: { type: "string" },
-        report: { type: "string" },
-        "no-report": { type: "boolean", default: false },
-        shard: { type: "string" },
-        "stale-minutes": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    throw new SgnError(`${(e as Error).message} (see cli.ts reproduce --help)`);
-  }
-  const { values: v, positionals } = parsed;
+  const { values: given, positionals } = parseFlags(args, REPRODUCE_FLAGS, "reproduce", true);
+  const v = withDefaults(REPRODUCE_FLAGS, given) as {
+    runs?: string;
+    seeds: string;
+    epochs?: number;
+    path: string;
+    backend?: TrainSettings["backend"];
+    "data-dir"?: string;
+    float64: boolean;
+    "dry-run": boolean;
+    compare?: string;
+    report?: string;
+    "no-report": boolean;
+    shard?: string;
+    "stale-minutes": number;
+    help: boolean;
+  };
   if (v.help) {
     console.log(REPRODUCE_HELP);
     return 0;
@@ -221,19 +230,10 @@ async function reproduceCommand(args: string[]): Promise<number> {
     );
   }
   const experiment = positionals[0];
-  const epochs = v.epochs === undefined ? undefined : Number(v.epochs);
-  if (epochs !== undefined && !(Number.isInteger(epochs) && epochs >= 1)) {
-    throw new SgnError(`--epochs must be a positive integer, got "${v.epochs}"`);
-  }
-  // The same settings as train's flags, checked by the same table.
-  const extra = parseTrainArgs([
-    ...(v.backend ? ["--backend", v.backend] : []),
-    ...(v["data-dir"] ? ["--data-dir", v["data-dir"]] : []),
-    ...(v.float64 ? ["--float64"] : []),
-  ]);
-  const extraSettings = {
-    ...(v.backend ? { backend: extra.backend } : {}),
-    ...(v["data-dir"] ? { "data-dir": extra["data-dir"] } : {}),
+  const epochs = v.epochs;
+  const extraSettings: Partial<TrainSettings> = {
+    ...(v.backend ? { backend: v.backend } : {}),
+    ...(v["data-dir"] ? { "data-dir": v["data-dir"] } : {}),
     ...(v.float64 ? { float64: true } : {}),
   };
   let shard: { index: number; count: number } | undefined;
@@ -242,10 +242,7 @@ async function reproduceCommand(args: string[]): Promise<number> {
     if (!m) throw new SgnError(`--shard must be I/N, e.g. 2/8, got "${v.shard}"`);
     shard = { index: Number(m[1]), count: Number(m[2]) };
   }
-  const staleMinutes = v["stale-minutes"] === undefined ? 30 : Number(v["stale-minutes"]);
-  if (!(Number.isFinite(staleMinutes) && staleMinutes > 0)) {
-    throw new SgnError(`--stale-minutes must be a positive number, got "${v["stale-minutes"]}"`);
-  }
+  const staleMinutes = v["stale-minutes"];
   const options = {
     runs: v.runs?.split(",").map((r) => r.trim()).filter(Boolean),
     seeds: parseSeeds(v.seeds),
@@ -317,6 +314,17 @@ Commands:
   report      results folders (ours, the seed's) drawn into one HTML file (report --help)
   help        this text`;
 
+/** The flags of `demo`. */
+const DEMO_FLAGS: Record<string, FlagSpec> = {
+  backend: SETTINGS.backend,
+  epochs: { kind: "int", min: 1, max: 100000, default: 5, help: "epochs" },
+  f: { kind: "number", min: 1e-6, max: 1e6, default: 10, help: "frequency of the sine" },
+  "cg-iters": { kind: "int", min: 1, max: 10000, default: 10, help: "CG iterations" },
+  seed: { kind: "int", min: 0, max: 2 ** 32 - 1, default: 1, help: "seed" },
+  float64: SETTINGS.float64,
+  help: { kind: "switch", short: "h", default: false, help: "this text" },
+};
+
 const DEMO_HELP = `Usage: deno run -A cli.ts demo [flags]
 
 Trains the seed's sine-regression MLP (1-20-20-20-1, sigmoid; 10,000 points x ~ U(-1, 1),
@@ -325,15 +333,13 @@ y = sin(f x) + N(0, 0.01^2), the first 30% held out) with SGN as the seed config
 test loss after every epoch.
 
 Flags:
-  --backend B                 auto | webgpu | native | cpu (default: SGN_BACKEND, else auto)
-  --epochs N                  epochs (default 5)
-  --f F                       frequency of the sine (default 10)
-  --cg-iters N                CG iterations (default 10)
-  --seed N                    seed of data, initialization and shuffling (default 1)
-  --float64                   compute in float64 (a CPU backend), as the seed did
-  -h, --help                  this text`;
+${flagHelp(DEMO_FLAGS, 14).join("\n")}`;
 
-async function demo(be: Backend, o: Record<string, number>, float64: boolean) {
+async function demo(
+  be: Backend,
+  o: { epochs: number; f: number; "cg-iters": number; seed: number },
+  float64: boolean,
+) {
   const data = sineWaves(o.f, { seed: o.seed });
   const dtype = float64 ? "float64" : "float32";
   const net = mlp({ inputs: 1, hidden: [20, 20, 20], outputs: 1 });
@@ -376,41 +382,20 @@ async function demo(be: Backend, o: Record<string, number>, float64: boolean) {
 
 /** `demo`: the sine regression, flags validated here. */
 async function demoCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        backend: { type: "string", default: "" },
-        epochs: { type: "string", default: "5" },
-        f: { type: "string", default: "10" },
-        "cg-iters": { type: "string", default: "10" },
-        seed: { type: "string", default: "1" },
-        float64: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    throw new SgnError(`${(e as Error).message} (see cli.ts demo --help)`);
-  }
-  const { values } = parsed;
+  const values = withDefaults(DEMO_FLAGS, parseFlags(args, DEMO_FLAGS, "demo").values) as {
+    backend: TrainSettings["backend"];
+    epochs: number;
+    f: number;
+    "cg-iters": number;
+    seed: number;
+    float64: boolean;
+    help: boolean;
+  };
   if (values.help) {
     console.log(DEMO_HELP);
     return 0;
   }
-  const ints: Record<string, number> = {};
-  for (const key of ["epochs", "f", "cg-iters", "seed"] as const) {
-    const v = Number(values[key]);
-    const ok = key === "f"
-      ? Number.isFinite(v) && v > 0
-      : Number.isInteger(v) && v >= (key === "seed" ? 0 : 1);
-    if (!ok) {
-      const kind = key === "f" ? "number" : "integer";
-      throw new SgnError(`--${key} must be a positive ${kind}, got "${values[key]}"`);
-    }
-    ints[key] = v;
-  }
-  const choice = values.backend ? checkBackendChoice(values.backend, "--backend") : undefined;
+  const choice = values.backend || undefined;
   if (values.float64 && choice === "webgpu") {
     throw new SgnError("--float64 needs a CPU backend (WebGPU computes in float32)");
   }
@@ -419,7 +404,7 @@ async function demoCommand(args: string[]): Promise<number> {
     dtype: values.float64 ? "float64" : "float32",
     onNotice: (m) => console.error(m),
   });
-  await demo(be, ints, values.float64);
+  await demo(be, values, values.float64);
   return 0;
 }
 

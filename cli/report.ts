@@ -5,9 +5,23 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { SgnError } from "../backend.ts";
 import { NoRunsError, writeReport } from "../report/mod.ts";
+import { flagHelp, type FlagSpec, parseFlags } from "../train/flags.ts";
+
+/** The flags of `report`. */
+const REPORT_FLAGS: Record<string, FlagSpec> = {
+  out: { kind: "string", short: "o", help: "the HTML file to write (required)" },
+  title: { kind: "string", help: 'the page title (default "sgn training report")' },
+  epochs: {
+    kind: "int",
+    min: 1,
+    max: 1000000,
+    help: "draw only the first N epochs of every run (e.g. the seed's 100-epoch runs on the " +
+      "scale of a 5-epoch reproduction)",
+  },
+  help: { kind: "switch", short: "h", help: "this text" },
+};
 
 /**
  * The help text of `cli.ts report`.
@@ -32,11 +46,7 @@ labelled: label=path. Without a label, the folder above "results" names the sour
 (.../main/results/mnist is "main", .../seed/results/mnist is "seed").
 
 Options:
-  -o, --out FILE    the HTML file to write (required)
-  --title T         the page title (default "sgn training report")
-  --epochs N        draw only the first N epochs of every run (e.g. the seed's 100-epoch runs
-                    on the scale of a 5-epoch reproduction)
-  -h, --help        this text
+${flagHelp(REPORT_FLAGS, 14).join("\n")}
 
 Example:
   deno run -A cli.ts report ours=results/mnist seed=../shared/seed/results/mnist --out /tmp/r.html
@@ -60,21 +70,13 @@ arguments, an unusable --out, or when no run could be read; 1 on an unexpected f
 export async function reportCommand(args: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        out: { type: "string", short: "o" },
-        title: { type: "string" },
-        epochs: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
+    parsed = parseFlags(args, REPORT_FLAGS, "report", true);
   } catch (e) {
-    console.error(`error: ${(e as Error).message} (see cli.ts report --help)`);
+    console.error(`error: ${(e as Error).message}`);
     return 2;
   }
-  const { values, positionals } = parsed;
+  const values = parsed.values as { out?: string; title?: string; epochs?: number; help?: boolean };
+  const positionals = parsed.positionals;
   if (values.help) {
     console.log(REPORT_HELP);
     return 0;
@@ -87,11 +89,7 @@ export async function reportCommand(args: string[]): Promise<number> {
     console.error("error: report needs --out FILE, the HTML file to write (see --help)");
     return 2;
   }
-  const maxEpochs = values.epochs === undefined ? undefined : Number(values.epochs);
-  if (maxEpochs !== undefined && !(Number.isInteger(maxEpochs) && maxEpochs >= 1)) {
-    console.error(`error: --epochs must be a positive integer, got "${values.epochs}"`);
-    return 2;
-  }
+  const maxEpochs = values.epochs;
   try {
     const s = await writeReport(positionals, values.out, { title: values.title, maxEpochs });
     for (const p of s.problems) {

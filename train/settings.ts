@@ -11,7 +11,8 @@
  * @module
  */
 
-import { SgnError, showValue } from "../backend.ts";
+import { SgnError } from "../backend.ts";
+import { checkFlag, flagHelp, type FlagSpec, parseFlags } from "./flags.ts";
 import { BACKEND_CHOICES } from "../autodiff/device.ts";
 import { SGN_DEFAULTS, type SgnOptions } from "../sgn/options.ts";
 import type { AdamOptions, SgdOptions } from "../sgn/baselines.ts";
@@ -19,19 +20,11 @@ import type { AdamOptions, SgdOptions } from "../sgn/baselines.ts";
 /** The optimizers a run can use. */
 export type Solver = "SGN" | "SGD" | "Adam";
 
-/** One setting. */
-export interface SettingSpec {
-  /** Its value type: text, one of `choices`, an integer, a number, a boolean, integers. */
+/** One setting: a flag of the one parser (flags.ts) and where its value goes. */
+export interface SettingSpec extends FlagSpec {
   kind: "string" | "choice" | "int" | "number" | "bool" | "ints";
-  /** The default, typed as the setting. */
+  /** The default, typed as the setting (every setting has one). */
   default: string | number | boolean | readonly number[];
-  /** What it does, for --help. */
-  help: string;
-  /** The allowed values of a choice. */
-  choices?: readonly string[];
-  /** Inclusive bounds of a number (or of each integer of `ints`). */
-  min?: number;
-  max?: number;
   /** The option of SGN, SGD or Adam that it sets. */
   option?: { SGN?: keyof SgnOptions; SGD?: keyof SgdOptions; Adam?: keyof AdamOptions };
   /** Its key in config.json's seed block (`config`), for the solvers it applies to. */
@@ -319,65 +312,6 @@ export type TrainSettings = { -readonly [K in SettingName]: ValueOf<(typeof SETT
 const NAMES = Object.keys(SETTINGS) as SettingName[];
 const spec = (name: SettingName): SettingSpec => SETTINGS[name];
 
-/** The seed's str2bool. */
-const TRUE = ["yes", "true", "t", "y", "1"];
-const FALSE = ["no", "false", "f", "n", "0"];
-
-/** The MLP's hidden layers may number at most this many. */
-const MAX_LAYERS = 100;
-
-/** Checks one value against its row; returns it (typed) or throws naming the flag. */
-function checkValue(name: SettingName, value: unknown, text = showValue(value)): unknown {
-  const s = spec(name);
-  const bad = (what: string) => new SgnError(`--${name} must be ${what}, got ${text}`);
-  const range = s.max === undefined ? "" : ` up to ${s.max}`;
-  switch (s.kind) {
-    case "string":
-      if (typeof value !== "string") throw bad("text");
-      break;
-    case "choice":
-      if (typeof value !== "string" || !s.choices!.includes(value)) {
-        throw new SgnError(
-          `--${name} must be one of ${s.choices!.filter((c) => c !== "").join(", ")}, got ${text}`,
-        );
-      }
-      break;
-    case "bool":
-      if (typeof value !== "boolean") {
-        throw bad(`a boolean (${TRUE.join("/")} or ${FALSE.join("/")})`);
-      }
-      break;
-    case "int":
-      if (
-        typeof value !== "number" || !Number.isInteger(value) || value < (s.min ?? -Infinity) ||
-        value > (s.max ?? Infinity)
-      ) {
-        throw bad(`${s.min === 0 ? "an integer from 0" : "a positive integer"}${range}`);
-      }
-      break;
-    case "number":
-      if (
-        typeof value !== "number" || !Number.isFinite(value) || value < (s.min ?? -Infinity) ||
-        value > (s.max ?? Infinity)
-      ) {
-        throw bad(`a number from ${s.min ?? "-Infinity"}${range}`);
-      }
-      break;
-    case "ints":
-      if (
-        !Array.isArray(value) || value.length === 0 || value.length > MAX_LAYERS ||
-        value.some((v) =>
-          typeof v !== "number" || !Number.isInteger(v) || v < (s.min ?? 1) ||
-          v > (s.max ?? Infinity)
-        )
-      ) {
-        throw bad(`one to ${MAX_LAYERS} positive integers${range}`);
-      }
-      break;
-  }
-  return value;
-}
-
 /** Checks what no single row can: the run folder's name, float64 on WebGPU. */
 function checkTogether(s: TrainSettings): TrainSettings {
   if (s.float64 && s.backend === "webgpu") {
@@ -411,34 +345,9 @@ export function resolveSettings(given: Partial<TrainSettings> = {}): TrainSettin
   }
   for (const name of NAMES) {
     const v = Object.hasOwn(given, name) ? given[name] : spec(name).default;
-    out[name] = checkValue(name, Array.isArray(v) ? [...v] : v);
+    out[name] = checkFlag(name, spec(name), Array.isArray(v) ? [...v] : v);
   }
   return checkTogether(out as TrainSettings);
-}
-
-const INT_SYNTAX = /^\+?\d{1,16}$/;
-const NUMBER_SYNTAX = /^[+]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
-
-/** A flag's text as its typed value (NaN or a marker where the text is not of its kind). */
-function fromText(name: SettingName, text: string): unknown {
-  switch (spec(name).kind) {
-    case "int":
-      return INT_SYNTAX.test(text.trim()) ? Number(text) : NaN;
-    case "number":
-      return NUMBER_SYNTAX.test(text.trim()) ? Number(text) : NaN;
-    case "bool":
-      return TRUE.includes(text.toLowerCase())
-        ? true
-        : FALSE.includes(text.toLowerCase())
-        ? false
-        : text;
-    case "ints": {
-      const words = text.split(/[\s,]+/).filter(Boolean);
-      return words.map((w) => (INT_SYNTAX.test(w) ? Number(w) : NaN));
-    }
-    default:
-      return text;
-  }
 }
 
 /**
@@ -454,31 +363,8 @@ function fromText(name: SettingName, text: string): unknown {
  * ```
  */
 export function parseTrainArgs(args: readonly string[]): TrainSettings {
-  const given: Record<string, unknown> = {};
-  for (let i = 0; i < args.length; i++) {
-    const token = args[i];
-    if (!token.startsWith("--")) {
-      throw new SgnError(`unexpected argument "${token}" (flags start with --)`);
-    }
-    let [name, value] = token.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
-    if (!Object.hasOwn(SETTINGS, name)) throw new SgnError(`unknown flag --${name} (see --help)`);
-    const kind = spec(name as SettingName).kind;
-    if (value === undefined) {
-      if (kind === "ints") {
-        const values: string[] = [];
-        while (i + 1 < args.length && !args[i + 1].startsWith("--")) values.push(args[++i]);
-        value = values.join(" ");
-      } else if (kind === "bool" && (i + 1 >= args.length || args[i + 1].startsWith("--"))) {
-        value = "true";
-      } else {
-        if (i + 1 >= args.length) throw new SgnError(`flag --${name} needs a value`);
-        value = args[++i];
-      }
-    }
-    const typed = fromText(name as SettingName, value);
-    given[name] = checkValue(name as SettingName, typed, `"${value}"`);
-  }
-  return resolveSettings(given as Partial<TrainSettings>);
+  const { values } = parseFlags(args, SETTINGS, "train");
+  return resolveSettings(values as Partial<TrainSettings>);
 }
 
 /**
@@ -497,18 +383,13 @@ export function settingsToArgs(settings: Partial<TrainSettings>): string[] {
 
 /** The help text of `train`: every flag with its meaning and default. */
 export function trainHelp(): string {
-  const rows = NAMES.map((name) => {
-    const d = spec(name).default;
-    const shown = Array.isArray(d) ? d.join(" ") : String(d);
-    return `  --${name.padEnd(13)} ${spec(name).help}${shown !== "" ? ` (default: ${shown})` : ""}`;
-  });
   return [
     "Usage: deno run -A cli.ts train [flags]",
     "",
     "Trains a network as the seed's mlp.py / conv_net.py do and writes config.json and",
     "results.json (the seed's keys) into <path>/<f>; a finished or live run is never overwritten.",
     "",
-    ...rows,
+    ...flagHelp(SETTINGS),
   ].join("\n");
 }
 
