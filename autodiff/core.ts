@@ -18,7 +18,37 @@
 
 import { SgnError } from "../backend.ts";
 import { claim, keep, Tensor } from "./tensor.ts";
-import { evaluate, type Memo, noMemo, type ParamsOf, type PrimName, RULES } from "./primitives.ts";
+import type { Memo, ParamsOf, PrimName, Rule } from "./primitives.ts";
+
+/** Every primitive's rules, typed over the primitive names. */
+export type RuleTable = { [K in PrimName]: Rule<ParamsOf[K]> };
+
+/** Evaluates a primitive on concrete tensors (level 0). */
+export type Evaluate = <K extends PrimName>(prim: K, args: Tensor[], params: ParamsOf[K]) => Tensor;
+
+/** A Memo that caches nothing. */
+export const noMemo: Memo = (_key, make) => make();
+
+/**
+ * The primitives' rules and evaluator, registered by primitives.ts (which ops.ts imports) so that
+ * this module does not import primitives.ts, which imports it: the autodiff modules form no
+ * import cycle.
+ */
+let table: { rules: RuleTable; evaluate: Evaluate } | undefined;
+
+/** Registers the rule table and evaluator (primitives.ts does, once, when it loads). */
+export function registerRules(rules: RuleTable, evaluate: Evaluate): void {
+  table = { rules, evaluate };
+}
+
+function registered(): { rules: RuleTable; evaluate: Evaluate } {
+  if (!table) {
+    throw new SgnError(
+      "the primitives' rules are not loaded: import autodiff/ops.ts (or mod.ts) before tracing",
+    );
+  }
+  return table;
+}
 
 /** A transformation in progress. */
 export abstract class Trace {
@@ -78,7 +108,7 @@ export function bind<K extends PrimName>(prim: K, args: Tensor[], params: Params
       if (!top || a.trace.level > top.level) top = a.trace;
     }
   }
-  return top ? top.process(prim, args, params) : evaluate(prim, args, params);
+  return top ? top.process(prim, args, params) : registered().evaluate(prim, args, params);
 }
 
 // --- forward mode ---------------------------------------------------------------------------
@@ -102,7 +132,7 @@ export class JvpTrace extends Trace {
     const primals = args.map((a) => (this.owns(a) ? a.primal : a));
     const tangents = args.map((a) => (this.owns(a) ? a.tangent : null));
     const out = bind(prim, primals, params);
-    const t = RULES[prim].jvp(primals, tangents, params, out, noMemo);
+    const t = registered().rules[prim].jvp(primals, tangents, params, out, noMemo);
     return t ? new JvpTracer(this, out, t) : out;
   }
   owns(a: Tensor): a is JvpTracer {
@@ -205,7 +235,13 @@ export class TapeTrace extends Trace {
       const n = this.nodes[i];
       const tin = n.inputs.map((j) => (j >= 0 ? tan[j] : null));
       if (tin.every((t) => t === null)) continue;
-      tan[i] = RULES[n.prim].jvp(n.primals, tin, n.params as never, n.out, this.memoFor(n));
+      tan[i] = registered().rules[n.prim].jvp(
+        n.primals,
+        tin,
+        n.params as never,
+        n.out,
+        this.memoFor(n),
+      );
     }
     return outputs.map((o) => tan[o]);
   }
@@ -227,7 +263,7 @@ export class TapeTrace extends Trace {
       if (!c) continue;
       const n = this.nodes[i];
       const needs = n.inputs.map((j) => j >= 0);
-      const grads = RULES[n.prim].vjp(
+      const grads = registered().rules[n.prim].vjp(
         c,
         n.primals,
         n.params as never,

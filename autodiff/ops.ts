@@ -17,6 +17,7 @@
 
 import { SgnError, sizeOf } from "../backend.ts";
 import { bind } from "./core.ts";
+import { useOps } from "./primitives.ts";
 import { keep, scope, Tensor } from "./tensor.ts";
 
 /** A tensor or a number (broadcast as a scalar of the other operand's dtype and backend). */
@@ -319,3 +320,28 @@ export function maxPool2d(
 export function dot(a: Tensor, b: Tensor): Tensor {
   return scope(() => sum(mul(a, b)));
 }
+
+// The rules of the primitives are written with these ops (see primitives.ts).
+useOps({
+  add,
+  broadcastTo,
+  concat,
+  div,
+  equal,
+  exp,
+  greaterEqual,
+  matmul,
+  mul,
+  neg,
+  pad,
+  reciprocal,
+  reshape,
+  slice,
+  square,
+  step,
+  sub,
+  sum,
+  transpose,
+  where,
+  zerosLike,
+});

@@ -26,8 +26,46 @@ import {
   type UnaryOp,
 } from "../backend.ts";
 import { Tensor } from "./tensor.ts";
-import { bind } from "./core.ts";
-import * as o from "./ops.ts";
+import { bind, noMemo, registerRules } from "./core.ts";
+import type * as Ops from "./ops.ts";
+
+/** The differentiable ops the rules are written with. */
+type RuleOps = Pick<
+  typeof Ops,
+  | "add"
+  | "broadcastTo"
+  | "concat"
+  | "div"
+  | "equal"
+  | "exp"
+  | "greaterEqual"
+  | "matmul"
+  | "mul"
+  | "neg"
+  | "pad"
+  | "reciprocal"
+  | "reshape"
+  | "slice"
+  | "square"
+  | "step"
+  | "sub"
+  | "sum"
+  | "transpose"
+  | "where"
+  | "zerosLike"
+>;
+
+/**
+ * The rules are written with ops.ts's differentiable ops, which dispatch through these rules:
+ * ops.ts hands itself over with {@link useOps} when it loads, so that neither module imports the
+ * other both ways.
+ */
+let o: RuleOps;
+
+/** Gives the rules the ops they are written with (ops.ts calls it once, when it loads). */
+export function useOps(ops: RuleOps): void {
+  o = ops;
+}
 
 type Shape = readonly number[];
 type Tangents = (Tensor | null)[];
@@ -94,8 +132,7 @@ export type PrimName = keyof ParamsOf;
  */
 export type Memo = (key: string, make: () => Tensor) => Tensor;
 
-/** A Memo that caches nothing. */
-export const noMemo: Memo = (_key, make) => make();
+export { noMemo };
 
 /** One primitive's rules. */
 export interface Rule<P> {
@@ -659,3 +696,5 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     vjp: (ct, [x], p, _, needs) => [null, needs[1] ? bind("maxPool2d", [x, ct], poolOf(p)) : null],
   },
 };
+
+registerRules(RULES, evaluate);
