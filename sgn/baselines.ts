@@ -41,18 +41,20 @@ function need(ok: boolean, what: string, range: string, v: unknown): void {
 const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 
 /** The learning rate at step t (from 1). */
-export function scheduledLr(o: Required<SgdOptions>, t: number): number {
-  switch (o.schedule) {
+export function scheduledLr(opts: Required<SgdOptions>, t: number): number {
+  switch (opts.schedule) {
     case "const":
-      return o.lr;
+      return opts.lr;
     case "linear":
-      return t >= o.k ? o.lrFinal : o.lr + (o.lrFinal - o.lr) * (t - 1) / Math.max(1, o.k - 1);
+      return t >= opts.k
+        ? opts.lrFinal
+        : opts.lr + (opts.lrFinal - opts.lr) * (t - 1) / Math.max(1, opts.k - 1);
     case "cos": {
-      const lr = o.lr * Math.cos((Math.PI / 2) * t / o.k);
-      return t > o.k || lr < o.lrFinal ? o.lrFinal : lr;
+      const lr = opts.lr * Math.cos((Math.PI / 2) * t / opts.k);
+      return t > opts.k || lr < opts.lrFinal ? opts.lrFinal : lr;
     }
     case "step":
-      return Math.max(o.lr * o.decay ** Math.floor(t / o.step), o.lrFinal);
+      return Math.max(opts.lr * opts.decay ** Math.floor(t / opts.step), opts.lrFinal);
   }
 }
 

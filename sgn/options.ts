@@ -134,103 +134,133 @@ const isInt = (v: unknown, min: number, max = Infinity) =>
 /** Fills in defaults and validates; throws an SgnError naming the first bad option. */
 export function resolveSgnOptions(options: SgnOptions = {}): ResolvedSgnOptions {
   checkKnownOptions(options, Object.keys(SGN_DEFAULTS), "SGN");
-  const o = { ...SGN_DEFAULTS, ...options } as ResolvedSgnOptions;
-  check(isNum(o.dampRho) && o.dampRho >= 0, "dampRho", "DAMP_RHO", "a number >= 0", o.dampRho);
+  const opts = { ...SGN_DEFAULTS, ...options } as ResolvedSgnOptions;
   check(
-    isNum(o.dampRhoMin) && o.dampRhoMin >= 0,
+    isNum(opts.dampRho) && opts.dampRho >= 0,
+    "dampRho",
+    "DAMP_RHO",
+    "a number >= 0",
+    opts.dampRho,
+  );
+  check(
+    isNum(opts.dampRhoMin) && opts.dampRhoMin >= 0,
     "dampRhoMin",
     "DAMP_RHO_MIN",
     "a number >= 0",
-    o.dampRhoMin,
+    opts.dampRhoMin,
   );
-  check(isNum(o.beta) && o.beta >= 0 && o.beta < 1, "beta", "BETA", "in [0, 1)", o.beta);
-  check(typeof o.cgPrec === "boolean", "cgPrec", "CG_PREC", "true or false", o.cgPrec);
   check(
-    isNum(o.alphaExp) && o.alphaExp >= 0 && o.alphaExp <= 1,
+    isNum(opts.beta) && opts.beta >= 0 && opts.beta < 1,
+    "beta",
+    "BETA",
+    "in [0, 1)",
+    opts.beta,
+  );
+  check(typeof opts.cgPrec === "boolean", "cgPrec", "CG_PREC", "true or false", opts.cgPrec);
+  check(
+    isNum(opts.alphaExp) && opts.alphaExp >= 0 && opts.alphaExp <= 1,
     "alphaExp",
     "ALPHA_EXP",
     "in [0, 1]",
-    o.alphaExp,
+    opts.alphaExp,
   );
-  check(typeof o.trustRegion === "boolean", "trustRegion", "TR", "true or false", o.trustRegion);
   check(
-    ["const", "linear", "cos"].includes(o.rhoDecay),
+    typeof opts.trustRegion === "boolean",
+    "trustRegion",
+    "TR",
+    "true or false",
+    opts.trustRegion,
+  );
+  check(
+    ["const", "linear", "cos"].includes(opts.rhoDecay),
     "rhoDecay",
     "RHO_DECAY",
     '"const", "linear" or "cos"',
-    o.rhoDecay,
+    opts.rhoDecay,
   );
-  check(isInt(o.k, 1), "k", "K", "an integer >= 1", o.k);
+  check(isInt(opts.k, 1), "k", "K", "an integer >= 1", opts.k);
   check(
-    o.rhoDecay !== "linear" || o.k >= 2,
+    opts.rhoDecay !== "linear" || opts.k >= 2,
     "k",
     "K",
     "an integer >= 2 with the linear schedule",
-    o.k,
+    opts.k,
   );
-  check(isNum(o.alpha) && o.alpha > 0, "alpha", "ALPHA", "a number > 0", o.alpha);
-  check(isNum(o.cgTol) && o.cgTol >= 0, "cgTol", "CG_TOL", "a number >= 0", o.cgTol);
+  check(isNum(opts.alpha) && opts.alpha > 0, "alpha", "ALPHA", "a number > 0", opts.alpha);
+  check(isNum(opts.cgTol) && opts.cgTol >= 0, "cgTol", "CG_TOL", "a number >= 0", opts.cgTol);
   const cgRange = `an integer in [1, ${MAX_CG_ITERS_LIMIT}]`;
   check(
-    isInt(o.cgMaxIters, 1, MAX_CG_ITERS_LIMIT),
+    isInt(opts.cgMaxIters, 1, MAX_CG_ITERS_LIMIT),
     "cgMaxIters",
     "MAX_CG_ITERS",
     cgRange,
-    o.cgMaxIters,
+    opts.cgMaxIters,
   );
   check(
-    isInt(o.cgMinIters, 1, MAX_CG_ITERS_LIMIT),
+    isInt(opts.cgMinIters, 1, MAX_CG_ITERS_LIMIT),
     "cgMinIters",
     "MIN_CG_ITERS",
     cgRange,
-    o.cgMinIters,
+    opts.cgMinIters,
   );
-  check(isInt(o.kCg, 0), "kCg", "K_CG", "an integer >= 0", o.kCg);
-  check(typeof o.lineSearch === "boolean", "lineSearch", "LS", "true or false", o.lineSearch);
-  check(isNum(o.cLs) && o.cLs > 0 && o.cLs < 1, "cLs", "C_LS", "in (0, 1)", o.cLs);
-  check(isNum(o.rhoLs) && o.rhoLs > 0 && o.rhoLs < 1, "rhoLs", "RHO_LS", "in (0, 1)", o.rhoLs);
+  check(isInt(opts.kCg, 0), "kCg", "K_CG", "an integer >= 0", opts.kCg);
+  check(typeof opts.lineSearch === "boolean", "lineSearch", "LS", "true or false", opts.lineSearch);
+  check(isNum(opts.cLs) && opts.cLs > 0 && opts.cLs < 1, "cLs", "C_LS", "in (0, 1)", opts.cLs);
   check(
-    isInt(o.maxLsIters, 1, MAX_LS_ITERS_LIMIT),
+    isNum(opts.rhoLs) && opts.rhoLs > 0 && opts.rhoLs < 1,
+    "rhoLs",
+    "RHO_LS",
+    "in (0, 1)",
+    opts.rhoLs,
+  );
+  check(
+    isInt(opts.maxLsIters, 1, MAX_LS_ITERS_LIMIT),
     "maxLsIters",
     "MAX_LS_ITERS",
     `an integer in [1, ${MAX_LS_ITERS_LIMIT}]`,
-    o.maxLsIters,
+    opts.maxLsIters,
   );
-  check(["shrinking", "seed"].includes(o.armijo), "armijo", "-", '"shrinking" or "seed"', o.armijo);
   check(
-    ["auto", "device", "host"].includes(o.mode),
+    ["shrinking", "seed"].includes(opts.armijo),
+    "armijo",
+    "-",
+    '"shrinking" or "seed"',
+    opts.armijo,
+  );
+  check(
+    ["auto", "device", "host"].includes(opts.mode),
     "mode",
     "-",
     '"auto", "device" or "host"',
-    o.mode,
+    opts.mode,
   );
   check(
-    ["adaptive", "all"].includes(o.lsSpeculation),
+    ["adaptive", "all"].includes(opts.lsSpeculation),
     "lsSpeculation",
     "-",
     '"adaptive" or "all"',
-    o.lsSpeculation,
+    opts.lsSpeculation,
   );
-  return o;
+  return opts;
 }
 
 /** rho at step t (from 1) by the schedule (SGN-ALGORITHM.md step 3), used when TR is off. */
-export function scheduledRho(o: ResolvedSgnOptions, t: number): number {
-  switch (o.rhoDecay) {
+export function scheduledRho(opts: ResolvedSgnOptions, t: number): number {
+  switch (opts.rhoDecay) {
     case "const":
-      return o.dampRho;
+      return opts.dampRho;
     case "linear": {
-      const rho = o.dampRho + (o.dampRhoMin - o.dampRho) * (t - 1) / (o.k - 1);
-      return Math.max(rho, o.dampRhoMin);
+      const rho = opts.dampRho + (opts.dampRhoMin - opts.dampRho) * (t - 1) / (opts.k - 1);
+      return Math.max(rho, opts.dampRhoMin);
     }
     case "cos": {
-      const rho = o.dampRho * Math.cos((Math.PI / 2) * t / o.k);
-      return t > o.k || rho < o.dampRhoMin ? o.dampRhoMin : rho;
+      const rho = opts.dampRho * Math.cos((Math.PI / 2) * t / opts.k);
+      return t > opts.k || rho < opts.dampRhoMin ? opts.dampRhoMin : rho;
     }
   }
 }
 
 /** The CG iteration budget at step t (SGN-ALGORITHM.md step 4). */
-export function cgBudget(o: ResolvedSgnOptions, t: number): number {
-  return t >= o.kCg ? o.cgMaxIters : o.cgMinIters;
+export function cgBudget(opts: ResolvedSgnOptions, t: number): number {
+  return t >= opts.kCg ? opts.cgMaxIters : opts.cgMinIters;
 }

@@ -33,12 +33,12 @@ export interface LineSearchResult {
  * initial ALPHA in place of `a` (the seed's variant, `armijo: "seed"`).
  */
 export function armijoThreshold(
-  o: Pick<ResolvedSgnOptions, "armijo" | "alpha" | "cLs">,
+  opts: Pick<ResolvedSgnOptions, "armijo" | "alpha" | "cLs">,
   l0: number,
   a: number,
   md: number,
 ): number {
-  return l0 + (o.armijo === "seed" ? o.alpha : a) * o.cLs * md;
+  return l0 + (opts.armijo === "seed" ? opts.alpha : a) * opts.cLs * md;
 }
 
 /**
@@ -48,21 +48,24 @@ export function armijoThreshold(
  * ALPHA RHO_LS^i.
  */
 export async function lineSearch(
-  o: Pick<ResolvedSgnOptions, "lineSearch" | "maxLsIters" | "alpha" | "rhoLs" | "armijo" | "cLs">,
+  opts: Pick<
+    ResolvedSgnOptions,
+    "lineSearch" | "maxLsIters" | "alpha" | "rhoLs" | "armijo" | "cLs"
+  >,
   l0: number,
   md: number,
   evaluate: (i: number) => Promise<Try>,
 ): Promise<LineSearchResult> {
   const losses: number[] = [];
   let last: Try = { loss: l0 };
-  let a = o.alpha;
+  let a = opts.alpha;
   let threshold = NaN;
-  for (let i = 0; i < (o.lineSearch ? o.maxLsIters + 1 : 1); i++) {
-    a = o.alpha * o.rhoLs ** i;
+  for (let i = 0; i < (opts.lineSearch ? opts.maxLsIters + 1 : 1); i++) {
+    a = opts.alpha * opts.rhoLs ** i;
     last = await evaluate(i);
     losses.push(last.loss);
-    if (!o.lineSearch) break;
-    threshold = armijoThreshold(o, l0, a, md);
+    if (!opts.lineSearch) break;
+    threshold = armijoThreshold(opts, l0, a, md);
     if (last.loss <= threshold) break;
   }
   return { alpha: a, loss: last.loss, metric: last.metric, losses, threshold };

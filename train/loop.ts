@@ -153,20 +153,21 @@ function checkFinite(data: Dataset, what: string): void {
 /** Mean loss and accuracy (classification) over a data set, in batches. */
 async function evaluate(
   data: Dataset,
-  o: TrainOptions,
+  opts: TrainOptions,
 ): Promise<{ loss: number; acc: number }> {
-  const n = checkData(data, o.network, o.task, "test set");
+  const n = checkData(data, opts.network, opts.task, "test set");
   let loss = 0;
   let acc = 0;
-  for (let start = 0; start < n; start += o.batchSize) {
-    const rows = Array.from({ length: Math.min(o.batchSize, n - start) }, (_, i) => start + i);
-    const { x, y } = batchOf(data, rows, o.network, o.task, o.backend, o.dtype);
+  for (let start = 0; start < n; start += opts.batchSize) {
+    const rows = Array.from({ length: Math.min(opts.batchSize, n - start) }, (_, i) => start + i);
+    const { x, y } = batchOf(data, rows, opts.network, opts.task, opts.backend, opts.dtype);
     const stats = scope(() => {
-      const z = o.network.forward(o.optimizer.params, x);
-      const l = (o.task === "classification" ? softmaxCrossEntropy(y) : meanSquaredError(y)).value(
-        z,
-      );
-      return o.task === "classification" ? [l, accuracy(z, y)] : [l];
+      const z = opts.network.forward(opts.optimizer.params, x);
+      const l = (opts.task === "classification" ? softmaxCrossEntropy(y) : meanSquaredError(y))
+        .value(
+          z,
+        );
+      return opts.task === "classification" ? [l, accuracy(z, y)] : [l];
     });
     const values = await Promise.all(stats.map((s) => s.data()));
     loss += values[0][0] * rows.length;
@@ -192,44 +193,44 @@ async function evaluate(
  * console.log(results.avg_loss);
  * ```
  */
-export async function train(o: TrainOptions): Promise<ResultsRecord> {
-  checkKnownOptions(o, TRAIN_OPTIONS, "train");
-  if (o.task !== "classification" && o.task !== "regression") {
-    throw new SgnError(`train: task must be "classification" or "regression", got "${o.task}"`);
+export async function train(opts: TrainOptions): Promise<ResultsRecord> {
+  checkKnownOptions(opts, TRAIN_OPTIONS, "train");
+  if (opts.task !== "classification" && opts.task !== "regression") {
+    throw new SgnError(`train: task must be "classification" or "regression", got "${opts.task}"`);
   }
-  const n = checkData(o.train, o.network, o.task, "training set");
-  checkFinite(o.train, "training set");
-  if (o.test) {
-    checkData(o.test, o.network, o.task, "test set");
-    checkFinite(o.test, "test set");
+  const n = checkData(opts.train, opts.network, opts.task, "training set");
+  checkFinite(opts.train, "training set");
+  if (opts.test) {
+    checkData(opts.test, opts.network, opts.task, "test set");
+    checkFinite(opts.test, "test set");
   }
-  if (!Number.isInteger(o.epochs) || o.epochs < 1) {
-    throw new SgnError(`train: epochs must be a positive integer, got ${o.epochs}`);
+  if (!Number.isInteger(opts.epochs) || opts.epochs < 1) {
+    throw new SgnError(`train: epochs must be a positive integer, got ${opts.epochs}`);
   }
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) {
-    throw new SgnError(`train: batchSize must be a positive integer, got ${o.batchSize}`);
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
+    throw new SgnError(`train: batchSize must be a positive integer, got ${opts.batchSize}`);
   }
-  const order = o.order ?? "python";
+  const order = opts.order ?? "python";
   if (order !== "python" && order !== "permutation") {
     throw new SgnError(`train: order must be "python" or "permutation", got "${order}"`);
   }
-  const seed = o.seed ?? 1;
+  const seed = opts.seed ?? 1;
   const python = order === "python" ? new PythonRandom(seed) : undefined;
   const rng = python ? undefined : new Random(seed);
   const indices = Uint32Array.from({ length: n }, (_, i) => i);
-  const classification = o.task === "classification";
+  const classification = opts.task === "classification";
   const record: ResultsRecord = {
     avg_loss: [],
     ...(classification ? { acc: [], test_acc: [], tot_epochs: 0 } : { test_loss: [] }),
     tot_time: 0,
     tot_iterations: 0,
-    ...(o.optimizer instanceof SGN ? { rho: [], alpha: [] } : {}),
+    ...(opts.optimizer instanceof SGN ? { rho: [], alpha: [] } : {}),
     epoch_time: [],
   };
-  const stepsPerEpoch = Math.ceil(n / o.batchSize);
+  const stepsPerEpoch = Math.ceil(n / opts.batchSize);
   const t0 = performance.now();
   let iterations = 0;
-  for (let epoch = 1; epoch <= o.epochs; epoch++) {
+  for (let epoch = 1; epoch <= opts.epochs; epoch++) {
     let rows: Uint32Array;
     if (python) {
       python.shuffle(indices);
@@ -240,39 +241,46 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
     let lossSum = 0;
     let accSum = 0;
     for (let s = 0; s < stepsPerEpoch; s++) {
-      if (o.signal?.aborted) {
+      if (opts.signal?.aborted) {
         throw new InterruptedError(
           `interrupted in epoch ${epoch} at step ${s + 1} of ${stepsPerEpoch}` +
-            (o.signal.reason instanceof Error
+            (opts.signal.reason instanceof Error
               ? ""
-              : o.signal.reason
-              ? ` (${o.signal.reason})`
+              : opts.signal.reason
+              ? ` (${opts.signal.reason})`
               : ""),
         );
       }
-      const batch = rows.subarray(s * o.batchSize, Math.min(n, (s + 1) * o.batchSize));
-      const { x, y } = batchOf(o.train, batch, o.network, o.task, o.backend, o.dtype);
+      const batch = rows.subarray(s * opts.batchSize, Math.min(n, (s + 1) * opts.batchSize));
+      const { x, y } = batchOf(
+        opts.train,
+        batch,
+        opts.network,
+        opts.task,
+        opts.backend,
+        opts.dtype,
+      );
       try {
         const lossFn = classification ? softmaxCrossEntropy(y) : meanSquaredError(y);
-        const rec = await o.optimizer.step((...p) => o.network.forward(p, x), lossFn);
+        const rec = await opts.optimizer.step((...p) => opts.network.forward(p, x), lossFn);
         lossSum += rec.loss;
         if (classification) {
           // The batch accuracy where the seed scores it (the optimizer reports it from outputs
           // it evaluated); an optimizer that does not report it is scored after its step.
           if (rec.metric !== undefined) accSum += rec.metric;
           else {
-            const acc = scope(() => accuracy(o.network.forward(o.optimizer.params, x), y));
+            const acc = scope(() => accuracy(opts.network.forward(opts.optimizer.params, x), y));
             accSum += (await acc.data())[0];
             acc.dispose();
           }
         }
-        if (o.optimizer instanceof SGN) {
+        if (opts.optimizer instanceof SGN) {
           const r = rec as unknown as { rho: number; alpha: number };
           record.rho!.push(r.rho);
           record.alpha!.push(r.alpha);
         }
         iterations++;
-        o.onProgress?.({
+        opts.onProgress?.({
           kind: "step",
           epoch,
           step: s + 1,
@@ -286,7 +294,7 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
       }
     }
     const avgLoss = lossSum / stepsPerEpoch;
-    const test = o.test ? await evaluate(o.test, o) : undefined;
+    const test = opts.test ? await evaluate(opts.test, opts) : undefined;
     // A non-finite figure cannot be recorded (JSON has no NaN): the run has diverged, and the
     // record keeps the epochs before this one.
     const bad = !Number.isFinite(avgLoss)
@@ -310,8 +318,8 @@ export async function train(o: TrainOptions): Promise<ResultsRecord> {
     record.tot_iterations = iterations;
     if (classification) record.tot_epochs = epoch;
     record.epoch_time.push(record.tot_time);
-    await o.onEpoch?.(structuredClone(record));
-    o.onProgress?.({
+    await opts.onEpoch?.(structuredClone(record));
+    opts.onProgress?.({
       kind: "epoch",
       epoch,
       step: stepsPerEpoch,
