@@ -4,8 +4,9 @@
  * (no per-element function calls), and a size-bucketed pool that recycles host memory.
  *
  * It inherits the plain TypeScript backend (the oracle it is tested against) and replaces the
- * kernels that matter for speed; the rest (argmax reductions, softmax, pooling, concat/split)
- * are already tight loops there.
+ * kernels that matter for speed; the rest (argmax and max reductions, concat/split, where and the
+ * optimizers' vector kernels) are already tight loops there, and allocate through this backend's
+ * pool.
  *
  * @module
  */
@@ -24,7 +25,6 @@ import {
   type MatmulSpec,
   type Pool2dSpec,
   type ReduceOp,
-  type Scalar,
   SgnError,
   sizeOf,
   type TypedArray,
@@ -260,21 +260,6 @@ export class NativeBackend extends CpuBackend {
     this.#pooled = 0;
   }
 
-  override fill(size: number, value: number, dtype: DType): DeviceBuffer {
-    if (dtype !== "float32" && dtype !== "float64") {
-      throw new SgnError(`fill: unknown dtype ${dtype}`);
-    }
-    const b = this.alloc(size, dtype);
-    b.data.fill(value);
-    return b;
-  }
-
-  override upload(data: TypedArray): DeviceBuffer {
-    const b = this.alloc(data.length, data instanceof Float64Array ? "float64" : "float32");
-    b.data.set(data);
-    return b;
-  }
-
   // --- element-wise ---------------------------------------------------------------------------
 
   override unary(op: UnaryOp, x: DeviceBuffer): DeviceBuffer {
@@ -326,17 +311,6 @@ export class NativeBackend extends CpuBackend {
       [0, 0, 0],
       (off, len) => loop(xd, off[0], ra, yd, off[1], rb, od, off[2], rows, len),
     );
-    return out;
-  }
-
-  override where(cond: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer): DeviceBuffer {
-    const [[c, x, y], dtype] = this.args("where", cond, a, b);
-    if (c.size !== x.size || x.size !== y.size) {
-      throw new SgnError(`where: sizes ${c.size}, ${x.size} and ${y.size} must be equal`);
-    }
-    const out = this.alloc(x.size, dtype);
-    const cd = c.data, xd = x.data, yd = y.data, od = out.data;
-    for (let i = 0; i < od.length; i++) od[i] = cd[i] !== 0 ? xd[i] : yd[i];
     return out;
   }
 
@@ -678,37 +652,6 @@ export class NativeBackend extends CpuBackend {
     } else {
       for (let i = 0; i < arg.length; i++) od[arg[i]] += dd[i];
     }
-    return out;
-  }
-
-  // --- optimizer vectors ----------------------------------------------------------------------
-
-  override axpy(alpha: Scalar, x: DeviceBuffer, y: DeviceBuffer): DeviceBuffer {
-    const al = this.scalar(alpha, "axpy");
-    const [[a, b], dtype] = this.args("axpy", x, y);
-    if (a.size !== b.size) throw new SgnError(`axpy: sizes ${a.size} and ${b.size} differ`);
-    const out = this.alloc(a.size, dtype);
-    const ad = a.data, bd = b.data, od = out.data;
-    for (let i = 0; i < od.length; i++) od[i] = al * ad[i] + bd[i];
-    return out;
-  }
-
-  override scale(alpha: Scalar, x: DeviceBuffer): DeviceBuffer {
-    const al = this.scalar(alpha, "scale");
-    const [[a], dtype] = this.args("scale", x);
-    const out = this.alloc(a.size, dtype);
-    const ad = a.data, od = out.data;
-    for (let i = 0; i < od.length; i++) od[i] = al * ad[i];
-    return out;
-  }
-
-  override precond(a: DeviceBuffer, b: DeviceBuffer, c: Scalar, p: number): DeviceBuffer {
-    const cv = this.scalar(c, "precond");
-    const [[x, y], dtype] = this.args("precond", a, b);
-    if (x.size !== y.size) throw new SgnError(`precond: sizes ${x.size} and ${y.size} differ`);
-    const out = this.alloc(x.size, dtype);
-    const xd = x.data, yd = y.data, od = out.data;
-    for (let i = 0; i < od.length; i++) od[i] = xd[i] / Math.pow(yd[i] * yd[i] + cv, p);
     return out;
   }
 }
