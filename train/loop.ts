@@ -161,18 +161,22 @@ async function evaluate(
   for (let start = 0; start < n; start += opts.batchSize) {
     const rows = Array.from({ length: Math.min(opts.batchSize, n - start) }, (_, i) => start + i);
     const { x, y } = batchOf(data, rows, opts.network, opts.task, opts.backend, opts.dtype);
-    const stats = scope(() => {
-      const z = opts.network.forward(opts.optimizer.params, x);
-      const l = (opts.task === "classification" ? softmaxCrossEntropy(y) : meanSquaredError(y))
-        .value(
-          z,
-        );
-      return opts.task === "classification" ? [l, accuracy(z, y)] : [l];
-    });
-    const values = await Promise.all(stats.map((s) => s.data()));
-    loss += values[0][0] * rows.length;
-    if (values[1]) acc += values[1][0] * rows.length;
-    for (const t of [x, y, ...stats]) t.dispose();
+    const held = [x, y];
+    try {
+      const lossFn = opts.task === "classification" ? softmaxCrossEntropy(y) : meanSquaredError(y);
+      const stats = scope(() => {
+        const z = opts.network.forward(opts.optimizer.params, x);
+        return opts.task === "classification"
+          ? [lossFn.value(z), accuracy(z, y)]
+          : [lossFn.value(z)];
+      });
+      held.push(...stats);
+      const values = await Promise.all(stats.map((s) => s.data()));
+      loss += values[0][0] * rows.length;
+      if (values[1]) acc += values[1][0] * rows.length;
+    } finally {
+      for (const t of held) t.dispose();
+    }
   }
   return { loss: loss / n, acc: acc / n };
 }
