@@ -46,6 +46,7 @@ import {
   SgnError,
 } from "../backend.ts";
 import { dispatchFlat, type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
+import { memoKernel } from "./source.ts";
 
 /** Invocations per workgroup of the blocked kernels: one AVX2 register of f32 lanes. */
 const LANES = 8;
@@ -257,7 +258,9 @@ export function planConv2d(d: DirectShape): ConvTile {
 }
 
 /** WGSL of the direct convolution with kernel kh x kw, strides sh, sw and tile `t`. */
-function directKernel(kh: number, kw: number, sh: number, sw: number, t: ConvTile): string {
+const directKernel = memoKernel("direct", directSource);
+
+function directSource(kh: number, kw: number, sh: number, sw: number, t: ConvTile): string {
   const { th: TH, tw: TW, cf: CF, v: V, unrollKy } = t;
   const T = V === 4 ? "vec4f" : "f32";
   const bc = (x: string) => (V === 4 ? `vec4f(${x})` : x);
@@ -434,7 +437,9 @@ function planGather(s: Conv2dSpec): GatherTile {
  * dx[n, c, iy, ix] = sum over f, ky, kx of dy[n, f, oy, ox] w[f, c, ky, kx] where
  * oy * sh = iy + ph - ky and ox * sw = ix + pw - kx, for any strides. Weights are [f, kh, kw, cPad].
  */
-function gatherKernel(kh: number, kw: number, t: GatherTile): string {
+const gatherKernel = memoKernel("gather", gatherSource);
+
+function gatherSource(kh: number, kw: number, t: GatherTile): string {
   const { tw: TW, cf: CF } = t;
   const setup: string[] = [];
   const body: string[] = [];
@@ -672,7 +677,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }`;
 
 /** WGSL of the partial weight gradients of one reduction chunk per invocation. */
-function weightGradKernel(kh: number, kw: number, sh: number, sw: number, t: WeightGradPlan) {
+const weightGradKernel = memoKernel("weightGrad", weightGradSource);
+
+function weightGradSource(kh: number, kw: number, sh: number, sw: number, t: WeightGradPlan) {
   const { rh: RH, rw: RW, cc: CC, fq: FQ, dyVec } = t;
   const PH = (RH - 1) * sh + kh;
   const PW = (RW - 1) * sw + kw;

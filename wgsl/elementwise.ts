@@ -20,6 +20,7 @@ import {
   type UnaryOp,
 } from "../backend.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
+import { memoKernel } from "./source.ts";
 
 /** A scalar operand on the device: `coef * buf[0]` (buf is the constant one for host numbers). */
 export interface ScalarArg {
@@ -123,7 +124,9 @@ fn pow4(a: vec4f, b: vec4f) -> vec4f {
 `;
 
 /** A contiguous vec4 map over n elements: `out = expr(inputs...)`, inputs named in `decls`. */
-function mapKernel(names: string[], expr: string, extraParams = "", extraDecls = ""): string {
+const mapKernel = memoKernel("map", mapSource);
+
+function mapSource(names: string[], expr: string, extraParams = "", extraDecls = ""): string {
   const decls = names.map((n, i) =>
     `@group(0) @binding(${i + 1}) var<storage, read> in_${n}: array<vec4f>;`
   ).join("\n");
@@ -144,6 +147,43 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   out[i] = ${expr};
 }`;
 }
+
+/**
+ * The broadcasting binary kernel of a coalesced rank: four outputs per invocation with `quad`,
+ * each operand read as vec4s along the inner dimension where `aVec` / `bVec` (else one float
+ * broadcast to the four).
+ */
+const broadcastKernel = memoKernel(
+  "broadcast",
+  (rank: number, quad: boolean, aVec: boolean, bVec: boolean, expr: string) => {
+    const load = (name: string, vec: boolean, off: string) =>
+      vec ? `${name}4[${off} / 4u]` : `vec4f(${name}[${off}])`;
+    const decl = (name: string, vec: boolean, binding: number) =>
+      vec
+        ? `@group(0) @binding(${binding}) var<storage, read> ${name}4: array<vec4f>;`
+        : `@group(0) @binding(${binding}) var<storage, read> ${name}: array<f32>;`;
+    return /* wgsl */ `
+${WGSL_MATH}
+${POW}
+struct P { n: u32, stride: u32, pad0: u32, pad1: u32,
+  shape: array<vec4u, 2>, ia: array<vec4u, 2>, ib: array<vec4u, 2> }
+@group(0) @binding(0) var<uniform> p: P;
+${decl("A", aVec, 1)}
+${decl("B", bVec, 2)}
+@group(0) @binding(3) var<storage, read_write> out${quad ? "4: array<vec4f>" : ": array<f32>"};
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let q = gid.x + gid.y * p.stride;
+  let i = q * ${quad ? 4 : 1}u;
+  if (i >= p.n) { return; }
+  ${decodeIndex(rank, ["ia", "ib"])}
+  let a = ${load("A", aVec, "ia")};
+  let b = ${load("B", bVec, "ib")};
+  let r = ${expr};
+  ${quad ? "out4[q] = r;" : "out[i] = r.x;"}
+}`;
+  },
+);
 
 function runMap(
   rt: GpuRuntime,
@@ -321,37 +361,13 @@ export function binary(
   const vecOk = (st: number[]) => st[last] === 0 || st.every((v, d) => d === last || v % 4 === 0);
   const quad = last >= 0 && shape[last] % 4 === 0 &&
     strides.every((st) => st[last] <= 1 && vecOk(st));
-  const load = (name: string, st: number[], off: string) =>
-    quad
-      ? (st[last] === 1 ? `${name}4[${off} / 4u]` : `vec4f(${name}[${off}])`)
-      : `vec4f(${name}[${off}])`;
-  const decls = quad
-    ? ["A", "B"].map((nm, k) =>
-      strides[k][last] === 1
-        ? `@group(0) @binding(${k + 1}) var<storage, read> ${nm}4: array<vec4f>;`
-        : `@group(0) @binding(${k + 1}) var<storage, read> ${nm}: array<f32>;`
-    ).join("\n")
-    : `@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;`;
-  const code = /* wgsl */ `
-${WGSL_MATH}
-${POW}
-struct P { n: u32, stride: u32, pad0: u32, pad1: u32,
-  shape: array<vec4u, 2>, ia: array<vec4u, 2>, ib: array<vec4u, 2> }
-@group(0) @binding(0) var<uniform> p: P;
-${decls}
-@group(0) @binding(3) var<storage, read_write> out${quad ? "4: array<vec4f>" : ": array<f32>"};
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let q = gid.x + gid.y * p.stride;
-  let i = q * ${quad ? 4 : 1}u;
-  if (i >= p.n) { return; }
-  ${decodeIndex(shape.length, ["ia", "ib"])}
-  let a = ${load("A", sa, "ia")};
-  let b = ${load("B", sb, "ib")};
-  let r = ${expr};
-  ${quad ? "out4[q] = r;" : "out[i] = r.x;"}
-}`;
+  const code = broadcastKernel(
+    shape.length,
+    quad,
+    quad && sa[last] === 1,
+    quad && sb[last] === 1,
+    expr,
+  );
   const out = rt.alloc(n);
   const [gx, gy] = grid(Math.ceil(n / (quad ? 4 : 1) / WG));
   const params = new Params().u32(n, gx * WG, 0, 0);

@@ -7,10 +7,11 @@
 import { checkStridedView, SgnError, sizeOf } from "../backend.ts";
 import { coalesce, decodeIndex, MAX_RANK } from "./elementwise.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
+import { memoKernel } from "./source.ts";
 
 const WG = 64;
 
-const stridedKernel = (rank: number) => /* wgsl */ `
+const stridedKernel = memoKernel("strided", (rank: number) => /* wgsl */ `
 struct P { n: u32, stride: u32, offset: u32, pad: u32, shape: array<vec4u, 2>, ix: array<vec4u, 2> }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -21,7 +22,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= p.n) { return; }
   ${decodeIndex(rank, ["ix"])}
   out[i] = x[p.offset + ix];
-}`;
+}`);
 
 /** `out[idx] = x[offset + sum_i idx_i * strides[i]]` over every index of outShape. */
 export function strided(
@@ -67,7 +68,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
  * buffer from the parts (concat), "scatter" fills the parts from it (split). Part k covers flat
  * indices [start[k], start[k + 1]).
  */
-function piecesKernel(n: number, dir: "gather" | "scatter"): string {
+const piecesKernel = memoKernel("pieces", piecesSource);
+
+function piecesSource(n: number, dir: "gather" | "scatter"): string {
   const parts = Array.from(
     { length: n },
     (_, k) =>

@@ -30,6 +30,7 @@
 
 import { checkMatmulSpec, type MatmulSpec, SgnError } from "../backend.ts";
 import { dispatchFlat, type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";
+import { memoKernel } from "./source.ts";
 
 /**
  * The work split of one product: each invocation computes an `r` x `c` block of the output, and a
@@ -57,7 +58,9 @@ const XYZW = ["x", "y", "z", "w"];
  * strideA / strideB apart (0 for a shared operand); z = workgroup z + batch0. The output is
  * [batch, m, n] floats, written as vec4s when n is a multiple of 4.
  */
-function productKernel(transA: boolean, transB: boolean, vecOut: boolean, t: MatmulTile): string {
+const productKernel = memoKernel("product", productSource);
+
+function productSource(transA: boolean, transB: boolean, vecOut: boolean, t: MatmulTile): string {
   const { r: R, c: C } = t;
   const setup: string[] = [];
   const body: string[] = [];

@@ -13,6 +13,7 @@
 import { type ReduceOp, SgnError } from "../backend.ts";
 import { WGSL_MATH } from "./elementwise.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
+import { memoKernel } from "./source.ts";
 
 const WG = 64;
 /** Rows longer than this are reduced in two passes. */
@@ -33,7 +34,9 @@ const COMBINE: Record<"sum" | "max", Combine> = {
 };
 
 /** Per-output loop: inner > 1 (or tiny axes). Handles argmax too. */
-function columnKernel(op: ReduceOp): string {
+const columnKernel = memoKernel("column", columnSource);
+
+function columnSource(op: ReduceOp): string {
   const body = op === "argmax"
     ? `var best = x[base]; var arg = 0u;
        for (var k = 1u; k < p.axis; k++) {
@@ -67,7 +70,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
  * Workgroup per (row, chunk): reduces `load(j)` over j in the chunk of a row of length p.len,
  * writing one value per (row, chunk). `inputs` are the WGSL declarations of the loaded buffers.
  */
-function rowKernel(c: Combine, inputs: string[], load: string): string {
+const rowKernel = memoKernel("row", rowSource);
+
+function rowSource(c: Combine, inputs: string[], load: string): string {
   const decls = inputs.map((n, i) =>
     `@group(0) @binding(${i + 1}) var<storage, read> ${n}: array<f32>;`
   ).join("\n");
@@ -159,15 +164,16 @@ export function reduce(
   return reduceRows(rt, COMBINE[op], [x], ["x"], "x[base + j]", outer, axis);
 }
 
-function fillValue(rt: GpuRuntime, n: number, value: number): GpuBuffer {
-  const out = rt.alloc(n);
-  const code = /* wgsl */ `
+const FILL_VALUE = /* wgsl */ `
 struct P { n: u32, value: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) { if (gid.x < p.n) { out[gid.x] = p.value; } }`;
-  rt.dispatch(code, new Params().u32(n).f32(value), [out], [Math.ceil(n / WG)]);
+
+function fillValue(rt: GpuRuntime, n: number, value: number): GpuBuffer {
+  const out = rt.alloc(n);
+  rt.dispatch(FILL_VALUE, new Params().u32(n).f32(value), [out], [Math.ceil(n / WG)]);
   return out;
 }
 
@@ -184,19 +190,8 @@ export function maxAbs(rt: GpuRuntime, x: GpuBuffer): GpuBuffer {
   return reduceRows(rt, COMBINE.max, [x], ["x"], "abs(x[j])", 1, x.size);
 }
 
-/** Softmax or log-softmax of x viewed as [rows, cols], stable (the row maximum subtracted). */
-export function softmax(
-  rt: GpuRuntime,
-  x: GpuBuffer,
-  rows: number,
-  cols: number,
-  log: boolean,
-): GpuBuffer {
-  if (x.size !== rows * cols) {
-    throw new SgnError(
-      `softmax: a buffer of ${x.size} elements cannot be viewed as [${rows}, ${cols}]`,
-    );
-  }
+/** The softmax (or log-softmax) kernel, one row per invocation. */
+const softmaxKernel = memoKernel("softmax", (log: boolean) => {
   // log-softmax: log(s) = log1p(s - 1) where s - 1 is the sum without the (first) maximum's
   // exp(0) = 1, so that an output near 0 (a confident class: the others' exp sum to 1e-6, say)
   // keeps its relative accuracy; log(s) of the rounded float32 s would lose most of it. The
@@ -209,7 +204,7 @@ export function softmax(
     : `var s = 0.0;
   for (var k = 0u; k < p.cols; k++) { s += exp(x[b + k] - m); }`;
   const write = log ? "x[b + k] - m - log1pF32(s)" : "exp(x[b + k] - m) / s";
-  const code = /* wgsl */ `
+  return /* wgsl */ `
 ${WGSL_MATH}
 struct P { rows: u32, cols: u32, stride: u32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -225,6 +220,22 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   ${sum}
   for (var k = 0u; k < p.cols; k++) { out[b + k] = ${write}; }
 }`;
+});
+
+/** Softmax or log-softmax of x viewed as [rows, cols], stable (the row maximum subtracted). */
+export function softmax(
+  rt: GpuRuntime,
+  x: GpuBuffer,
+  rows: number,
+  cols: number,
+  log: boolean,
+): GpuBuffer {
+  if (x.size !== rows * cols) {
+    throw new SgnError(
+      `softmax: a buffer of ${x.size} elements cannot be viewed as [${rows}, ${cols}]`,
+    );
+  }
+  const code = softmaxKernel(log);
   const out = rt.alloc(rows * cols);
   const [gx, gy] = grid(Math.ceil(rows / WG));
   rt.dispatch(code, new Params().u32(rows, cols, gx * WG), [x, out], [gx, gy]);
