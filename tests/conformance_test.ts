@@ -121,6 +121,37 @@ function assertSumClose(
   }
 }
 
+/** A convolution and its two gradient products on a target against the oracle. */
+async function checkConvs(
+  both: ReturnType<typeof runner>,
+  eps: number,
+  specs: Conv2dSpec[],
+  rng: Random,
+): Promise<void> {
+  for (const s of specs) {
+    const [ho, wo] = conv2dOutSize(s);
+    const x = rng.array(s.n * s.c * s.h * s.w);
+    const w = rng.array(s.f * s.c * s.kh * s.kw);
+    const dy = rng.array(s.n * s.f * ho * wo);
+    const what = JSON.stringify(s);
+    const [g, c] = await both([x, w], (be, [a, b]) => be.conv2d(a, b, s));
+    const [sc] = await both([absScale(x), absScale(w)], (be, [a, b]) => be.conv2d(a, b, s));
+    assertSumClose(g, c, sc, `conv2d ${what}`, eps);
+    const [gi, ci] = await both([dy, w], (be, [a, b]) => be.conv2dInputGrad(a, b, s));
+    const [si] = await both(
+      [absScale(dy), absScale(w)],
+      (be, [a, b]) => be.conv2dInputGrad(a, b, s),
+    );
+    assertSumClose(gi, ci, si, `conv2dInputGrad ${what}`, eps);
+    const [gw, cw] = await both([x, dy], (be, [a, b]) => be.conv2dWeightGrad(a, b, s));
+    const [sw] = await both(
+      [absScale(x), absScale(dy)],
+      (be, [a, b]) => be.conv2dWeightGrad(a, b, s),
+    );
+    assertSumClose(gw, cw, sw, `conv2dWeightGrad ${what}`, eps);
+  }
+}
+
 for (const t of targets) {
   const both = runner(t);
   /** Relative tolerance of a sum or a map: float32's, or float64's when the target runs it. */
@@ -393,28 +424,7 @@ for (const t of targets) {
         { n: 2, c: 5, h: 17, w: 16, f: 7, kh: 5, kw: 5, strideH: 2, strideW: 2, padH: 2, padW: 1 },
         { n: 1, c: 2, h: 20, w: 20, f: 40, kh: 7, kw: 7, strideH: 1, strideW: 1, padH: 3, padW: 3 },
       ];
-      for (const s of specs) {
-        const [ho, wo] = conv2dOutSize(s);
-        const x = rng.array(s.n * s.c * s.h * s.w);
-        const w = rng.array(s.f * s.c * s.kh * s.kw);
-        const dy = rng.array(s.n * s.f * ho * wo);
-        const what = JSON.stringify(s);
-        const [g, c] = await both([x, w], (be, [a, b]) => be.conv2d(a, b, s));
-        const [sc] = await both([absScale(x), absScale(w)], (be, [a, b]) => be.conv2d(a, b, s));
-        assertSumClose(g, c, sc, `conv2d ${what}`, eps);
-        const [gi, ci] = await both([dy, w], (be, [a, b]) => be.conv2dInputGrad(a, b, s));
-        const [si] = await both(
-          [absScale(dy), absScale(w)],
-          (be, [a, b]) => be.conv2dInputGrad(a, b, s),
-        );
-        assertSumClose(gi, ci, si, `conv2dInputGrad ${what}`, eps);
-        const [gw, cw] = await both([x, dy], (be, [a, b]) => be.conv2dWeightGrad(a, b, s));
-        const [sw] = await both(
-          [absScale(x), absScale(dy)],
-          (be, [a, b]) => be.conv2dWeightGrad(a, b, s),
-        );
-        assertSumClose(gw, cw, sw, `conv2dWeightGrad ${what}`, eps);
-      }
+      await checkConvs(both, eps, specs, rng);
       const pools: Pool2dSpec[] = [
         { n: 2, c: 3, h: 8, w: 8, kh: 2, kw: 2, strideH: 2, strideW: 2 },
         { n: 1, c: 5, h: 7, w: 9, kh: 2, kw: 2, strideH: 2, strideW: 2 },
@@ -718,28 +728,7 @@ for (const t of targets) {
         { n: 1, c: 2, h: 5, w: 11, f: 3, kh: 1, kw: 3, strideH: 1, strideW: 1, padH: 1, padW: 3 },
         { n: 2, c: 1, h: 12, w: 7, f: 2, kh: 2, kw: 1, strideH: 2, strideW: 3, padH: 2, padW: 1 },
       ];
-      for (const s of specs) {
-        const [ho, wo] = conv2dOutSize(s);
-        const x = rng.array(s.n * s.c * s.h * s.w);
-        const w = rng.array(s.f * s.c * s.kh * s.kw);
-        const dy = rng.array(s.n * s.f * ho * wo);
-        const what = JSON.stringify(s);
-        const [g, c] = await both([x, w], (be, [a, b]) => be.conv2d(a, b, s));
-        const [sc] = await both([absScale(x), absScale(w)], (be, [a, b]) => be.conv2d(a, b, s));
-        assertSumClose(g, c, sc, `conv2d ${what}`, eps);
-        const [gi, ci] = await both([dy, w], (be, [a, b]) => be.conv2dInputGrad(a, b, s));
-        const [si] = await both(
-          [absScale(dy), absScale(w)],
-          (be, [a, b]) => be.conv2dInputGrad(a, b, s),
-        );
-        assertSumClose(gi, ci, si, `conv2dInputGrad ${what}`, eps);
-        const [gw, cw] = await both([x, dy], (be, [a, b]) => be.conv2dWeightGrad(a, b, s));
-        const [sw] = await both(
-          [absScale(x), absScale(dy)],
-          (be, [a, b]) => be.conv2dWeightGrad(a, b, s),
-        );
-        assertSumClose(gw, cw, sw, `conv2dWeightGrad ${what}`, eps);
-      }
+      await checkConvs(both, eps, specs, rng);
     },
   });
 
