@@ -379,6 +379,48 @@ export class CpuBackend implements Backend {
     return out;
   }
 
+  /**
+   * Checks the two operands of a convolution kernel against its spec: conv2d takes (x, w),
+   * conv2dInputGrad (dy, w), conv2dWeightGrad (x, dy). Returns the output size and the buffers.
+   */
+  protected convOperands(
+    op: "conv2d" | "conv2dInputGrad" | "conv2dWeightGrad",
+    first: DeviceBuffer,
+    second: DeviceBuffer,
+    s: Conv2dSpec,
+  ): { ho: number; wo: number; a: CpuBuffer; b: CpuBuffer; dtype: DType } {
+    const [ho, wo] = checkConv2dSpec(op, s);
+    const [[a, b], dtype] = this.args(op, first, second);
+    const size = {
+      x: s.n * s.c * s.h * s.w,
+      w: s.f * s.c * s.kh * s.kw,
+      dy: s.n * s.f * ho * wo,
+    };
+    const [na, nb] = op === "conv2d"
+      ? (["x", "w"] as const)
+      : op === "conv2dInputGrad"
+      ? (["dy", "w"] as const)
+      : (["x", "dy"] as const);
+    this.expectSize(op, na, a, size[na]);
+    this.expectSize(op, nb, b, size[nb]);
+    return { ho, wo, a, b, dtype };
+  }
+
+  /** Checks a pooling kernel's input x and its second operand (values or dy). */
+  protected poolOperands(
+    op: "maxPool2d" | "maxPool2dBackward",
+    x: DeviceBuffer,
+    second: DeviceBuffer,
+    s: Pool2dSpec,
+  ): { ho: number; wo: number; xb: CpuBuffer; b: CpuBuffer; dtype: DType } {
+    const [ho, wo] = checkPool2dSpec(op, s);
+    const [[xb, b], dtype] = this.args(op, x, second);
+    this.expectSize(op, "x", xb, s.n * s.c * s.h * s.w);
+    if (op === "maxPool2d") this.expectSize(op, "values", b, xb.size);
+    else this.expectSize(op, "dy", b, s.n * s.c * ho * wo);
+    return { ho, wo, xb, b, dtype };
+  }
+
   /** Calls visit(xIndex, wIndex, yIndex) for every term of the convolution sum. */
   private convTerms(
     s: Conv2dSpec,
@@ -413,10 +455,7 @@ export class CpuBackend implements Backend {
   }
 
   conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const [ho, wo] = checkConv2dSpec("conv2d", s);
-    const [[xb, wb], dtype] = this.args("conv2d", x, w);
-    this.expectSize("conv2d", "x", xb, s.n * s.c * s.h * s.w);
-    this.expectSize("conv2d", "w", wb, s.f * s.c * s.kh * s.kw);
+    const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
     const acc = new Float64Array(s.n * s.f * ho * wo);
     this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[yi] += xb.data[xi] * wb.data[wi]));
     const out = this.alloc(acc.length, dtype);
@@ -425,10 +464,7 @@ export class CpuBackend implements Backend {
   }
 
   conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const [ho, wo] = checkConv2dSpec("conv2dInputGrad", s);
-    const [[db, wb], dtype] = this.args("conv2dInputGrad", dy, w);
-    this.expectSize("conv2dInputGrad", "dy", db, s.n * s.f * ho * wo);
-    this.expectSize("conv2dInputGrad", "w", wb, s.f * s.c * s.kh * s.kw);
+    const { ho, wo, a: db, b: wb, dtype } = this.convOperands("conv2dInputGrad", dy, w, s);
     const acc = new Float64Array(s.n * s.c * s.h * s.w);
     this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[xi] += db.data[yi] * wb.data[wi]));
     const out = this.alloc(acc.length, dtype);
@@ -437,10 +473,7 @@ export class CpuBackend implements Backend {
   }
 
   conv2dWeightGrad(x: DeviceBuffer, dy: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const [ho, wo] = checkConv2dSpec("conv2dWeightGrad", s);
-    const [[xb, db], dtype] = this.args("conv2dWeightGrad", x, dy);
-    this.expectSize("conv2dWeightGrad", "x", xb, s.n * s.c * s.h * s.w);
-    this.expectSize("conv2dWeightGrad", "dy", db, s.n * s.f * ho * wo);
+    const { ho, wo, a: xb, b: db, dtype } = this.convOperands("conv2dWeightGrad", x, dy, s);
     const acc = new Float64Array(s.f * s.c * s.kh * s.kw);
     this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[wi] += xb.data[xi] * db.data[yi]));
     const out = this.alloc(acc.length, dtype);
@@ -474,10 +507,7 @@ export class CpuBackend implements Backend {
   }
 
   maxPool2d(x: DeviceBuffer, s: Pool2dSpec, values?: DeviceBuffer): DeviceBuffer {
-    const [ho, wo] = checkPool2dSpec("maxPool2d", s);
-    const [[xb, vb], dtype] = this.args("maxPool2d", x, values ?? x);
-    this.expectSize("maxPool2d", "x", xb, s.n * s.c * s.h * s.w);
-    this.expectSize("maxPool2d", "values", vb, xb.size);
+    const { ho, wo, xb, b: vb, dtype } = this.poolOperands("maxPool2d", x, values ?? x, s);
     const arg = this.argmaxWindows(xb, s, ho, wo);
     const out = this.alloc(arg.length, dtype);
     for (let i = 0; i < arg.length; i++) out.data[i] = vb.data[arg[i]];
@@ -485,10 +515,7 @@ export class CpuBackend implements Backend {
   }
 
   maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, s: Pool2dSpec): DeviceBuffer {
-    const [ho, wo] = checkPool2dSpec("maxPool2dBackward", s);
-    const [[xb, db], dtype] = this.args("maxPool2dBackward", x, dy);
-    this.expectSize("maxPool2dBackward", "x", xb, s.n * s.c * s.h * s.w);
-    this.expectSize("maxPool2dBackward", "dy", db, s.n * s.c * ho * wo);
+    const { ho, wo, xb, b: db, dtype } = this.poolOperands("maxPool2dBackward", x, dy, s);
     const arg = this.argmaxWindows(xb, s, ho, wo);
     const acc = new Float64Array(xb.size);
     for (let i = 0; i < arg.length; i++) acc[arg[i]] += db.data[i];

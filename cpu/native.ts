@@ -15,9 +15,7 @@ import {
   type BinaryOp,
   broadcastShapes,
   broadcastStrides,
-  checkConv2dSpec,
   checkMatmulSpec,
-  checkPool2dSpec,
   checkStridedView,
   type Conv2dSpec,
   type DeviceBuffer,
@@ -543,10 +541,7 @@ export class NativeBackend extends CpuBackend {
   }
 
   override conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const [ho, wo] = checkConv2dSpec("conv2d", s);
-    const [[xb, wb], dtype] = this.args("conv2d", x, w);
-    this.expectSize("conv2d", "x", xb, s.n * s.c * s.h * s.w);
-    this.expectSize("conv2d", "w", wb, s.f * s.c * s.kh * s.kw);
+    const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo;
     const out = this.alloc(s.n * s.f * p, dtype);
     this.#eachImageColumns(xb, s, ho, wo, (i, c) => {
@@ -557,10 +552,7 @@ export class NativeBackend extends CpuBackend {
   }
 
   override conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const [ho, wo] = checkConv2dSpec("conv2dInputGrad", s);
-    const [[db, wb], dtype] = this.args("conv2dInputGrad", dy, w);
-    this.expectSize("conv2dInputGrad", "dy", db, s.n * s.f * ho * wo);
-    this.expectSize("conv2dInputGrad", "w", wb, s.f * s.c * s.kh * s.kw);
+    const { ho, wo, a: db, b: wb, dtype } = this.convOperands("conv2dInputGrad", dy, w, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo, img = s.c * s.h * s.w;
     const map = im2colMap(s, ho, wo);
     const out = this.zeros(s.n * img, dtype);
@@ -578,10 +570,7 @@ export class NativeBackend extends CpuBackend {
   }
 
   override conv2dWeightGrad(x: DeviceBuffer, dy: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const [ho, wo] = checkConv2dSpec("conv2dWeightGrad", s);
-    const [[xb, db], dtype] = this.args("conv2dWeightGrad", x, dy);
-    this.expectSize("conv2dWeightGrad", "x", xb, s.n * s.c * s.h * s.w);
-    this.expectSize("conv2dWeightGrad", "dy", db, s.n * s.f * ho * wo);
+    const { ho, wo, a: xb, b: db, dtype } = this.convOperands("conv2dWeightGrad", x, dy, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo;
     const out = this.zeros(s.f * ck, dtype);
     this.#eachImageColumns(xb, s, ho, wo, (i, c) => {
@@ -638,10 +627,7 @@ export class NativeBackend extends CpuBackend {
   }
 
   override maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, s: Pool2dSpec): DeviceBuffer {
-    const [ho, wo] = checkPool2dSpec("maxPool2dBackward", s);
-    const [[xb, db], dtype] = this.args("maxPool2dBackward", x, dy);
-    this.expectSize("maxPool2dBackward", "x", xb, s.n * s.c * s.h * s.w);
-    this.expectSize("maxPool2dBackward", "dy", db, s.n * s.c * ho * wo);
+    const { ho, wo, xb, b: db, dtype } = this.poolOperands("maxPool2dBackward", x, dy, s);
     const arg = this.argmaxWindows(xb, s, ho, wo);
     const out = this.zeros(xb.size, dtype);
     const od = out.data, dd = db.data;
