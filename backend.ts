@@ -25,12 +25,6 @@ export interface DeviceBuffer {
   readonly dtype: DType;
 }
 
-/**
- * A scalar operand of the fused vector kernels: a host number, or a one-element device buffer
- * (so that optimizer scalars such as CG's step length never leave the device).
- */
-export type Scalar = number | DeviceBuffer;
-
 /** Element-wise unary operations. `step` is the derivative of relu: 1 where x > 0, else 0. */
 export type UnaryOp =
   | "neg"
@@ -95,8 +89,18 @@ export const BINARY_OPS: readonly BinaryOp[] = [
   "ge",
 ];
 
-/** Reductions along one axis. `argmax` returns the first index of the maximum, as a float. */
-export type ReduceOp = "sum" | "max" | "argmax";
+export type { Expr, Kernel, ReduceOp } from "./kernel/ir.ts";
+import type { Expr, Kernel } from "./kernel/ir.ts";
+
+/**
+ * An element-wise map a routine applies to its result before storing it: `body` is an IR
+ * expression over the output index in which `acc` is the routine's value there, reading
+ * `inputs` (loads numbered 0..n-1) through views of the output shape.
+ */
+export interface Epilogue {
+  body: Expr;
+  inputs: DeviceBuffer[];
+}
 
 /**
  * Matrix product options. Logical operands are A: [batch?, m, k] and B: [batch?, k, n]; with
@@ -181,8 +185,6 @@ export interface Backend {
   // --- memory -------------------------------------------------------------------------------
   /** Copies host data into a new buffer. */
   upload(data: TypedArray): DeviceBuffer;
-  /** A new buffer of `size` elements, all equal to `value`. */
-  fill(size: number, value: number, dtype: DType): DeviceBuffer;
   /** Reads a buffer back to the host; on WebGPU this is the only point that waits for the device. */
   read(buffer: DeviceBuffer): Promise<TypedArray>;
   /** Returns a buffer's memory to the backend. Using a released buffer afterwards is an error. */
@@ -192,31 +194,14 @@ export interface Backend {
   /** Submits queued work (WebGPU) without waiting; a no-op on the CPU. */
   flush(): void;
 
-  // --- element-wise -------------------------------------------------------------------------
-  unary(op: UnaryOp, x: DeviceBuffer): DeviceBuffer;
-  /** NumPy-style broadcasting of `aShape` against `bShape`; the output has the broadcast shape. */
-  binary(
-    op: BinaryOp,
-    a: DeviceBuffer,
-    aShape: readonly number[],
-    b: DeviceBuffer,
-    bShape: readonly number[],
-  ): DeviceBuffer;
-  /** `out[i] = cond[i] != 0 ? a[i] : b[i]`, all three of the same size. */
-  where(cond: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer): DeviceBuffer;
+  // --- kernels of the IR ----------------------------------------------------------------------
+  /**
+   * Runs one kernel of the IR (element-wise maps, views, reductions; see `kernel/ir.ts`) on its
+   * input buffers, giving a new buffer of the kernel's output size.
+   */
+  run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer;
 
   // --- layout -------------------------------------------------------------------------------
-  /**
-   * A strided view materialized: `out[idx] = x[offset + sum_i idx_i * strides[i]]` for every
-   * index `idx` of `outShape`. Covers transpose (permuted strides), slicing (offset, strides) and
-   * broadcasting (zero strides).
-   */
-  strided(
-    x: DeviceBuffer,
-    outShape: readonly number[],
-    strides: readonly number[],
-    offset: number,
-  ): DeviceBuffer;
   /**
    * Concatenation: each part i is viewed as [outer, widths[i]] and the parts are placed side by
    * side, giving [outer, sum(widths)].
@@ -225,21 +210,15 @@ export interface Backend {
   /** The inverse of concat with outer = 1: consecutive pieces of `sizes` elements of x. */
   split(x: DeviceBuffer, sizes: readonly number[]): DeviceBuffer[];
 
-  // --- reductions and normalizations ----------------------------------------------------------
-  /** Reduces x viewed as [outer, axisSize, inner] along the middle axis, giving [outer, inner]. */
-  reduce(
-    op: ReduceOp,
-    x: DeviceBuffer,
-    outer: number,
-    axisSize: number,
-    inner: number,
-  ): DeviceBuffer;
+  // --- routines: what is not one expression ---------------------------------------------------
   /** Softmax (or log-softmax) of x viewed as [rows, cols], along the last axis. */
   softmax(x: DeviceBuffer, rows: number, cols: number, log: boolean): DeviceBuffer;
 
-  // --- linear algebra and convolutions --------------------------------------------------------
-  /** Matrix product: [batch, m, n] (batch dimension omitted when it is 1). */
-  matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer;
+  /**
+   * Matrix product: [batch, m, n] (batch dimension omitted when it is 1), with an optional
+   * epilogue applied to each element before it is stored.
+   */
+  matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec, epilogue?: Epilogue): DeviceBuffer;
   /** Convolution forward: x [n, c, h, w], w [f, c, kh, kw] -> [n, f, ho, wo]. */
   conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer;
   /** The input-gradient product (transpose of conv2d in x): dy [n, f, ho, wo] -> [n, c, h, w]. */
@@ -253,18 +232,6 @@ export interface Backend {
   maxPool2d(x: DeviceBuffer, spec: Pool2dSpec, values?: DeviceBuffer): DeviceBuffer;
   /** The transpose of maxPool2d in `values`: scatters dy [n, c, ho, wo] to the argmax positions. */
   maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, spec: Pool2dSpec): DeviceBuffer;
-
-  // --- fused vector kernels for optimizers --------------------------------------------------
-  /** Inner product of two equal-size vectors, as a one-element buffer. */
-  dot(x: DeviceBuffer, y: DeviceBuffer): DeviceBuffer;
-  /** `alpha * x + y`. */
-  axpy(alpha: Scalar, x: DeviceBuffer, y: DeviceBuffer): DeviceBuffer;
-  /** `alpha * x`. */
-  scale(alpha: Scalar, x: DeviceBuffer): DeviceBuffer;
-  /** `max_i |x_i|` as a one-element buffer (NaN if any element is NaN). */
-  maxAbs(x: DeviceBuffer): DeviceBuffer;
-  /** Element-wise `a / (b * b + c) ^ p`: the diagonal preconditioner of SGN applied to a. */
-  precond(a: DeviceBuffer, b: DeviceBuffer, c: Scalar, p: number): DeviceBuffer;
 }
 
 /** The broadcast shape of two shapes, NumPy rules, or undefined if they are incompatible. */
@@ -378,6 +345,12 @@ export function checkPool2dSpec(op: string, s: Pool2dSpec): [number, number] {
   return [ho, wo];
 }
 
+/** The output shape of a matrix product: [batch, m, n], or [m, n] when batch is 1. */
+export function matmulShape(spec: MatmulSpec): number[] {
+  const batch = spec.batch ?? 1;
+  return batch > 1 ? [batch, spec.m, spec.n] : [spec.m, spec.n];
+}
+
 /** A matmul spec with defaults filled in, after checking it against the operand sizes. */
 export function checkMatmulSpec(
   spec: MatmulSpec,
@@ -402,24 +375,4 @@ export function checkMatmulSpec(
     );
   }
   return { m, k, n, transA, transB, batch, batchA, batchB };
-}
-
-/** Checks that a strided view stays inside a buffer of `size` elements. */
-export function checkStridedView(
-  size: number,
-  outShape: readonly number[],
-  strides: readonly number[],
-  offset: number,
-): void {
-  if (strides.length !== outShape.length) {
-    throw new SgnError(`strided: ${strides.length} strides for a shape of rank ${outShape.length}`);
-  }
-  let last = offset;
-  outShape.forEach((d, i) => (last += d > 0 ? (d - 1) * strides[i] : 0));
-  if (sizeOf(outShape) > 0 && (offset < 0 || last >= size || strides.some((s) => s < 0))) {
-    throw new SgnError(
-      `strided: the view [${outShape}] with strides [${strides}] at offset ${offset} ` +
-        `reads outside a buffer of ${size} elements`,
-    );
-  }
 }

@@ -18,32 +18,19 @@
 import { SgnError, sizeOf } from "../backend.ts";
 import { bind } from "./core.ts";
 import { useOps } from "./primitives.ts";
-import { keep, scope, Tensor } from "./tensor.ts";
+import { scope, Tensor } from "./tensor.ts";
+import { full as lazyFull } from "../kernel/lazy.ts";
 
 /** A tensor or a number (broadcast as a scalar of the other operand's dtype and backend). */
 export type TensorLike = Tensor | number;
 
-/** Cached scalar constants per backend instance (two backends never share a buffer). */
-const constants = new WeakMap<object, Map<string, Tensor>>();
-
 /**
- * A scalar constant on `like`'s backend and dtype. The first 256 distinct values are cached and
- * never disposed (they recur: 1, 0.5, 2, ...); later ones are ordinary temporaries of the
- * current scope, so that per-step values (1 - beta^t, ...) cannot pile up.
+ * A scalar constant on `like`'s backend and dtype: a constant of the kernel IR, so it costs no
+ * buffer and travels in the uniforms of the kernel it fuses into (a per-step value such as
+ * 1 - beta^t does not compile a new kernel).
  */
 export function scalarLike(value: number, like: Tensor): Tensor {
-  let table = constants.get(like.backend);
-  if (!table) constants.set(like.backend, table = new Map());
-  const key = `${like.dtype}:${Object.is(value, -0) ? "-0" : value}`;
-  const cached = table.get(key);
-  if (cached && !cached.disposed) return cached;
-  const arr = like.dtype === "float64" ? new Float64Array([value]) : new Float32Array([value]);
-  const c = new Tensor(like.backend, like.backend.upload(arr), [], like.dtype);
-  if (table.size < 256) {
-    keep(c);
-    table.set(key, c);
-  }
-  return c;
+  return new Tensor(like.backend, lazyFull(like.backend, [], value, like.dtype), [], like.dtype);
 }
 
 function pair(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor] {
@@ -66,7 +53,7 @@ function pair(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor] {
 export function zerosLike(like: Tensor, shape: readonly number[] = like.shape): Tensor {
   return new Tensor(
     like.backend,
-    like.backend.fill(sizeOf(shape), 0, like.dtype),
+    lazyFull(like.backend, shape, 0, like.dtype),
     shape,
     like.dtype,
   );
@@ -76,7 +63,7 @@ export function zerosLike(like: Tensor, shape: readonly number[] = like.shape): 
 export function onesLike(like: Tensor, shape: readonly number[] = like.shape): Tensor {
   return new Tensor(
     like.backend,
-    like.backend.fill(sizeOf(shape), 1, like.dtype),
+    lazyFull(like.backend, shape, 1, like.dtype),
     shape,
     like.dtype,
   );

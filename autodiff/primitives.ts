@@ -12,19 +12,17 @@
  */
 
 import {
-  type Backend,
   broadcastShapes,
-  broadcastStrides,
   conv2dOutSize,
   type Conv2dSpec,
-  type DeviceBuffer,
   pool2dOutSize,
   type Pool2dSpec,
   SgnError,
   sizeOf,
-  stridesOf,
   type UnaryOp,
 } from "../backend.ts";
+import * as k from "../kernel/lazy.ts";
+import type { Lazy } from "../kernel/lazy.ts";
 import { Tensor } from "./tensor.ts";
 import { bind, noMemo, registerRules } from "./core.ts";
 import type * as Ops from "./ops.ts";
@@ -138,8 +136,11 @@ export { noMemo };
 export interface Rule<P> {
   /** The output shape; throws an SgnError naming the op when the arguments do not fit. */
   shape(shapes: Shape[], params: P): number[];
-  /** Runs the kernel(s) on concrete buffers. */
-  impl(be: Backend, xs: DeviceBuffer[], shapes: Shape[], params: P, out: Shape): DeviceBuffer;
+  /**
+   * The lowering: the output as a lazy array of the kernel layer (an IR expression, a view, a
+   * reduction or a routine) over the operands' arrays.
+   */
+  lower(xs: Lazy[], shapes: Shape[], params: P, out: Shape): Lazy;
   /** Output tangent from input tangents (null = zero). */
   jvp(primals: Tensor[], tangents: Tangents, params: P, out: Tensor, memo: Memo): Tensor | null;
   /** Input cotangents from the output cotangent (null where not needed). */
@@ -173,8 +174,7 @@ export function evaluate<K extends PrimName>(prim: K, args: Tensor[], params: Pa
   const rule = RULES[prim] as Rule<ParamsOf[K]>;
   const shapes = args.map((a) => a.shape);
   const out = rule.shape(shapes, params);
-  const buf = rule.impl(be, args.map((a) => a.buffer), shapes, params, out);
-  return new Tensor(be, buf, out, dtype);
+  return new Tensor(be, rule.lower(args.map((a) => a.lazy), shapes, params, out), out, dtype);
 }
 
 // --- helpers --------------------------------------------------------------------------------
@@ -211,41 +211,20 @@ function reducedShape(shape: Shape, axes: number[], keepdims: boolean): number[]
     : shape.filter((_, i) => !axes.includes(i));
 }
 
-/** Reduces `axes` (sorted) one contiguous run at a time, last run first. */
-function reduceAxes(
-  be: Backend,
-  op: "sum" | "max",
-  x: DeviceBuffer,
-  shape: Shape,
-  axes: number[],
-): DeviceBuffer {
-  let cur = x;
-  let curShape = [...shape];
-  let i = axes.length - 1;
-  while (i >= 0) {
-    let j = i;
-    while (j > 0 && axes[j - 1] === axes[j] - 1) j--;
-    const lo = axes[j];
-    const hi = axes[i];
-    const next = be.reduce(
-      op,
-      cur,
-      sizeOf(curShape.slice(0, lo)),
-      sizeOf(curShape.slice(lo, hi + 1)),
-      sizeOf(curShape.slice(hi + 1)),
-    );
-    if (cur !== x) be.release(cur);
-    cur = next;
-    curShape = [...curShape.slice(0, lo), ...curShape.slice(hi + 1)];
-    i = j - 1;
-  }
-  return cur === x ? be.strided(x, [x.size], [1], 0) : cur;
+/** A reduction over `axes` (sorted), keeping them as size 1 when the output shape asks. */
+function reduceTo(op: "sum" | "max", x: Lazy, axes: number[], out: Shape): Lazy {
+  if (axes.length === 0) return k.reshape(x, out);
+  const r = k.reduce(op, x, axes);
+  if (r.shape.length === out.length) return r;
+  const v = k.reshape(r, out);
+  r.release();
+  return v;
 }
 
 function unary(op: UnaryOp, factor: ((x: Tensor, out: Tensor) => Tensor) | null): Rule<undefined> {
   return {
     shape: ([s]) => [...s],
-    impl: (be, [x]) => be.unary(op, x),
+    lower: ([x]) => k.unary(op, x),
     jvp: ([x], [t], _, out, memo) =>
       factor && t ? o.mul(t, memo("factor", () => factor(x, out))) : null,
     vjp: (ct, [x], _, out, __, memo) => [
@@ -326,6 +305,18 @@ const poolOf = (p: PoolParams): PoolParams => ({
   strideW: p.strideW,
 });
 
+/** Softmax or log-softmax along the last axis, one routine over rows. */
+function softmaxRoutine(x: Lazy, s: Shape, out: Shape, log: boolean): Lazy {
+  const rows = sizeOf(s.slice(0, -1));
+  const cols = s[s.length - 1];
+  return k.routine(
+    log ? "logSoftmax" : "softmax",
+    [x],
+    out,
+    ([a]) => x.backend.softmax(a, rows, cols, log),
+  );
+}
+
 /** Sums a cotangent over the batch axis when the operand was shared by the batch. */
 const unbatch = (g: Tensor, rank: number) => (rank === 2 && g.rank === 3 ? o.sum(g, [0]) : g);
 
@@ -335,7 +326,7 @@ const unbatch = (g: Tensor, rank: number) => (rank === 2 && g.rank === 3 ? o.sum
 export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   add: {
     shape: binaryShape("add"),
-    impl: (be, [a, b], [as, bs]) => be.binary("add", a, as, b, bs),
+    lower: ([a, b]) => k.binary("add", a, b),
     jvp: (
       _,
       [ta, tb],
@@ -346,7 +337,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   },
   sub: {
     shape: binaryShape("sub"),
-    impl: (be, [a, b], [as, bs]) => be.binary("sub", a, as, b, bs),
+    lower: ([a, b]) => k.binary("sub", a, b),
     jvp: (_, [ta, tb], __, out) =>
       ta && tb ? o.sub(ta, tb) : ta ? toOut(ta, out) : tb ? toOut(o.neg(tb), out) : null,
     vjp: (ct, [a, b], _, __, needs) => [
@@ -356,7 +347,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   },
   mul: {
     shape: binaryShape("mul"),
-    impl: (be, [a, b], [as, bs]) => be.binary("mul", a, as, b, bs),
+    lower: ([a, b]) => k.binary("mul", a, b),
     jvp: ([a, b], [ta, tb], _, out) => {
       const t = addT(ta && o.mul(ta, b), tb && o.mul(a, tb));
       return t && toOut(t, out);
@@ -368,7 +359,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   },
   div: {
     shape: binaryShape("div"),
-    impl: (be, [a, b], [as, bs]) => be.binary("div", a, as, b, bs),
+    lower: ([a, b]) => k.binary("div", a, b),
     jvp: ([_, b], [ta, tb], __, out) => {
       const t = addT(ta, tb && o.neg(o.mul(tb, out)));
       return t && toOut(o.div(t, b), out);
@@ -383,7 +374,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   },
   maximum: {
     shape: binaryShape("maximum"),
-    impl: (be, [a, b], [as, bs]) => be.binary("max", a, as, b, bs),
+    lower: ([a, b]) => k.binary("max", a, b),
     jvp: ([a, b], [ta, tb], _, out) => {
       const m = o.greaterEqual(a, b);
       const t = addT(ta && o.mul(ta, m), tb && o.mul(tb, o.sub(1, m)));
@@ -399,7 +390,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   },
   neg: {
     shape: ([s]) => [...s],
-    impl: (be, [x]) => be.unary("neg", x),
+    lower: ([x]) => k.unary("neg", x),
     jvp: (_, [t]) => t && o.neg(t),
     vjp: (ct) => [o.neg(ct)],
   },
@@ -407,20 +398,22 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   log: unary("log", (x) => o.reciprocal(x)),
   sigmoid: unary("sigmoid", (_, s) => o.mul(s, o.sub(1, s))),
   tanh: unary("tanh", (_, t) => o.sub(1, o.square(t))),
-  relu: unary("relu", (x) => o.step(x)),
+  // step(relu(x)) = step(x): the mask reads the output, so the input (often a matmul fused into
+  // this relu) is not needed again.
+  relu: unary("relu", (_, out) => o.step(out)),
   square: unary("square", (x) => o.mul(x, 2)),
   sqrt: unary("sqrt", (_, out) => o.div(0.5, out)),
   reciprocal: unary("reciprocal", (_, out) => o.neg(o.square(out))),
   step: unary("step", null),
   compare: {
     shape: binaryShape("compare"),
-    impl: (be, [a, b], [as, bs], p) => be.binary(p.op, a, as, b, bs),
+    lower: ([a, b], _, p) => k.binary(p.op, a, b),
     jvp: () => null,
     vjp: () => [null, null],
   },
   where: {
     shape: (s) => sameShape("where", s),
-    impl: (be, [c, a, b]) => be.where(c, a, b),
+    lower: ([c, a, b]) => k.where(c, a, b),
     jvp: ([c, a], [_, ta, tb]) =>
       ta || tb ? o.where(c, ta ?? o.zerosLike(a), tb ?? o.zerosLike(a)) : null,
     vjp: (ct, [c], _, __, needs) => {
@@ -435,16 +428,13 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       }
       return [...p.shape];
     },
-    impl: (be, [x]) => be.strided(x, [x.size], [1], 0),
+    lower: ([x], _, p) => k.reshape(x, p.shape),
     jvp: (_, [t], p) => t && o.reshape(t, p.shape),
     vjp: (ct, [x]) => [o.reshape(ct, x.shape)],
   },
   transpose: {
     shape: ([s], p) => p.perm.map((i) => s[i]),
-    impl: (be, [x], [s], p, out) => {
-      const st = stridesOf(s);
-      return be.strided(x, out, p.perm.map((i) => st[i]), 0);
-    },
+    lower: ([x], _, p) => k.permute(x, p.perm),
     jvp: (_, [t], p) => t && o.transpose(t, p.perm),
     vjp: (ct, _, p) => {
       const inv = new Array<number>(p.perm.length);
@@ -460,13 +450,13 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       }
       return [...p.shape];
     },
-    impl: (be, [x], [s], p) => be.strided(x, p.shape, broadcastStrides(s, p.shape), 0),
+    lower: ([x], _, p) => k.expand(x, p.shape),
     jvp: (_, [t], p) => t && o.broadcastTo(t, p.shape),
     vjp: (ct, [x]) => [unbroadcast(ct, x.shape)],
   },
   sum: {
     shape: ([s], p) => reducedShape(s, p.axes, p.keepdims),
-    impl: (be, [x], [s], p) => reduceAxes(be, "sum", x, s, p.axes),
+    lower: ([x], _, p, out) => reduceTo("sum", x, p.axes, out),
     jvp: (_, [t], p) => t && o.sum(t, p.axes, p.keepdims),
     vjp: (
       ct,
@@ -476,7 +466,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   },
   max: {
     shape: ([s], p) => reducedShape(s, p.axes, p.keepdims),
-    impl: (be, [x], [s], p) => reduceAxes(be, "max", x, s, p.axes),
+    lower: ([x], _, p, out) => reduceTo("max", x, p.axes, out),
     jvp: ([x], [t], p, out) => {
       if (!t) return null;
       const keep = reducedShape(x.shape, p.axes, true);
@@ -493,8 +483,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   },
   argmax: {
     shape: ([s], p) => reducedShape(s, [p.axis], false),
-    impl: (be, [x], [s], p) =>
-      be.reduce("argmax", x, sizeOf(s.slice(0, p.axis)), s[p.axis], sizeOf(s.slice(p.axis + 1))),
+    lower: ([x], _, p) => k.reduce("argmax", x, [p.axis]),
     jvp: () => null,
     vjp: () => [null],
   },
@@ -503,7 +492,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       if (s.length === 0) throw new SgnError("softmax: needs at least one axis");
       return [...s];
     },
-    impl: (be, [x], [s]) => be.softmax(x, sizeOf(s.slice(0, -1)), s[s.length - 1], false),
+    lower: ([x], [s], _, out) => softmaxRoutine(x, s, out, false),
     jvp: (_, [t], __, s) => t && o.mul(s, o.sub(t, o.sum(o.mul(s, t), -1, true))),
     vjp: (ct, _, __, s) => [o.mul(s, o.sub(ct, o.sum(o.mul(s, ct), -1, true)))],
   },
@@ -512,17 +501,13 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       if (s.length === 0) throw new SgnError("logSoftmax: needs at least one axis");
       return [...s];
     },
-    impl: (be, [x], [s]) => be.softmax(x, sizeOf(s.slice(0, -1)), s[s.length - 1], true),
+    lower: ([x], [s], _, out) => softmaxRoutine(x, s, out, true),
     jvp: (_, [t], __, out) => t && o.sub(t, o.sum(o.mul(o.exp(out), t), -1, true)),
     vjp: (ct, _, __, out) => [o.sub(ct, o.mul(o.exp(out), o.sum(ct, -1, true)))],
   },
   slice: {
     shape: (_, p) => [...p.sizes],
-    impl: (be, [x], [s], p) => {
-      const st = stridesOf(s);
-      const offset = p.starts.reduce((acc, v, i) => acc + v * st[i], 0);
-      return be.strided(x, p.sizes, st, offset);
-    },
+    lower: ([x], _, p) => k.slice(x, p.starts, p.sizes),
     jvp: (_, [t], p) => t && o.slice(t, p.starts, p.sizes),
     vjp: (ct, [x], p) => [
       o.pad(ct, p.starts, x.shape.map((d, i) => d - p.starts[i] - p.sizes[i])),
@@ -542,13 +527,12 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       }
       return out;
     },
-    impl: (be, xs, shapes, p) => {
+    lower: (xs, shapes, p, out) => {
       const inner = sizeOf(shapes[0].slice(p.axis + 1));
-      return be.concat(
-        xs,
-        sizeOf(shapes[0].slice(0, p.axis)),
-        shapes.map((s) => s[p.axis] * inner),
-      );
+      const outer = sizeOf(shapes[0].slice(0, p.axis));
+      const widths = shapes.map((s) => s[p.axis] * inner);
+      const be = xs[0].backend;
+      return k.routine("concat", xs, out, (bufs) => be.concat(bufs, outer, widths));
     },
     jvp: (primals, tangents, p) =>
       tangents.some((t) => t)
@@ -579,8 +563,8 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       const batch = a.length === 3 ? a[0] : b.length === 3 ? b[0] : 0;
       return batch ? [batch, m, n] : [m, n];
     },
-    impl: (be, [a, b], [as, bs], p, out) =>
-      be.matmul(a, b, {
+    lower: ([a, b], [as, bs], p, out) => {
+      const spec = {
         m: out.at(-2)!,
         n: out.at(-1)!,
         k: p.transA ? as.at(-2)! : as.at(-1)!,
@@ -589,7 +573,10 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
         batch: out.length === 3 ? out[0] : 1,
         batchA: as.length === 3,
         batchB: bs.length === 3,
-      }),
+      };
+      const be = a.backend;
+      return k.routine("matmul", [a, b], out, ([x, y], epi) => be.matmul(x, y, spec, epi), true);
+    },
     jvp: ([a, b], [ta, tb], p) => addT(ta && o.matmul(ta, b, p), tb && o.matmul(a, tb, p)),
     vjp: (ct, [a, b], { transA, transB }, _, needs) => [
       needs[0]
@@ -615,7 +602,10 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       const s = convSpec(x, w, p, "conv2d");
       return [s.n, s.f, ...conv2dOutSize(s)];
     },
-    impl: (be, [x, w], [xs, ws], p) => be.conv2d(x, w, convSpec(xs, ws, p, "conv2d")),
+    lower: ([x, w], [xs, ws], p, out) => {
+      const spec = convSpec(xs, ws, p, "conv2d");
+      return k.routine("conv2d", [x, w], out, ([a, b]) => x.backend.conv2d(a, b, spec));
+    },
     jvp: ([x, w], [tx, tw], p) =>
       addT(tx && bind("conv2d", [tx, w], p), tw && bind("conv2d", [x, tw], p)),
     vjp: (ct, [x, w], p, _, needs) => [
@@ -634,8 +624,15 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       }
       return [s.n, s.c, s.h, s.w];
     },
-    impl: (be, [dy, w], [ds, ws], p) =>
-      be.conv2dInputGrad(dy, w, convSpec([ds[0], ws[1], p.h, p.w], ws, p, "conv2dInputGrad")),
+    lower: ([dy, w], [ds, ws], p, out) => {
+      const spec = convSpec([ds[0], ws[1], p.h, p.w], ws, p, "conv2dInputGrad");
+      return k.routine(
+        "conv2dInputGrad",
+        [dy, w],
+        out,
+        ([a, b]) => dy.backend.conv2dInputGrad(a, b, spec),
+      );
+    },
     jvp: ([dy, w], [tdy, tw], p) => addT(tdy && cig(tdy, w, p), tw && cig(dy, tw, p)),
     vjp: (ct, [dy, w], p, _, needs) => [
       needs[0] ? bind("conv2d", [ct, w], convOf(p)) : null,
@@ -653,8 +650,15 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       }
       return [s.f, s.c, s.kh, s.kw];
     },
-    impl: (be, [x, dy], [xs, ds], p) =>
-      be.conv2dWeightGrad(x, dy, convSpec(xs, [ds[1], xs[1], p.kh, p.kw], p, "conv2dWeightGrad")),
+    lower: ([x, dy], [xs, ds], p, out) => {
+      const spec = convSpec(xs, [ds[1], xs[1], p.kh, p.kw], p, "conv2dWeightGrad");
+      return k.routine(
+        "conv2dWeightGrad",
+        [x, dy],
+        out,
+        ([a, b]) => x.backend.conv2dWeightGrad(a, b, spec),
+      );
+    },
     jvp: ([x, dy], [tx, tdy], p) => addT(tx && cwg(tx, dy, p), tdy && cwg(x, tdy, p)),
     vjp: (ct, [x, dy], p, _, needs) => [
       needs[0] ? cig(dy, ct, { ...convOf(p), h: x.shape[2], w: x.shape[3] }) : null,
@@ -667,8 +671,15 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       sameShape("maxPool2d", [x, v]);
       return [s.n, s.c, ...pool2dOutSize(s)];
     },
-    impl: (be, [x, v], [xs], p) =>
-      be.maxPool2d(x, poolSpec(xs, p, "maxPool2d"), v === x ? undefined : v),
+    lower: ([x, v], [xs], p, out) => {
+      const spec = poolSpec(xs, p, "maxPool2d");
+      return k.routine(
+        "maxPool2d",
+        v === x ? [x] : [x, v],
+        out,
+        ([a, b]) => x.backend.maxPool2d(a, spec, b),
+      );
+    },
     // The window's argmax is piecewise constant in x: only the values operand has a derivative.
     jvp: ([x], [_, tv], p) => tv && bind("maxPool2d", [x, tv], poolOf(p)),
     vjp: (
@@ -690,8 +701,15 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       }
       return [...x];
     },
-    impl: (be, [x, dy], [xs], p) =>
-      be.maxPool2dBackward(x, dy, poolSpec(xs, p, "maxPool2dBackward")),
+    lower: ([x, dy], [xs], p, out) => {
+      const spec = poolSpec(xs, p, "maxPool2dBackward");
+      return k.routine(
+        "maxPool2dBackward",
+        [x, dy],
+        out,
+        ([a, b]) => x.backend.maxPool2dBackward(a, b, spec),
+      );
+    },
     jvp: ([x], [_, tdy], p) => tdy && bind("maxPool2dBackward", [x, tdy], poolOf(p)),
     vjp: (ct, [x], p, _, needs) => [null, needs[1] ? bind("maxPool2d", [x, ct], poolOf(p)) : null],
   },

@@ -17,6 +17,7 @@ import {
   type TypedArray,
 } from "../backend.ts";
 import { getBackend } from "./device.ts";
+import { full as lazyFull, Lazy } from "../kernel/lazy.ts";
 
 /** Nested arrays of numbers, as accepted by {@link tensor}. */
 export type NestedArray = number | readonly NestedArray[];
@@ -44,25 +45,28 @@ const scopes: Set<Tensor>[] = [];
  * ```
  */
 export class Tensor {
-  #buffer: DeviceBuffer | undefined;
+  #lazy: Lazy | undefined;
   #disposed = false;
 
   /**
-   * Wraps a backend buffer; the tensor takes ownership of it. Most code uses {@link tensor}.
+   * Wraps a backend buffer or a lazy array of the kernel layer; the tensor takes ownership of
+   * it. Most code uses {@link tensor}.
    */
   constructor(
     readonly backend: Backend,
-    buffer: DeviceBuffer | undefined,
+    data: DeviceBuffer | Lazy | undefined,
     readonly shape: readonly number[],
     readonly dtype: DType,
   ) {
-    this.#buffer = buffer;
-    if (buffer && buffer.size !== sizeOf(shape)) {
+    const lazy = data && !(data instanceof Lazy) ? Lazy.of(backend, data, shape) : data;
+    if (lazy && (lazy.size !== sizeOf(shape) || lazy.shape.length !== shape.length)) {
+      lazy.release();
       throw new SgnError(
-        `a buffer of ${buffer.size} elements cannot have shape [${shape.join(", ")}]`,
+        `an array of shape [${lazy.shape.join(", ")}] cannot have shape [${shape.join(", ")}]`,
       );
     }
-    if (buffer) scopes.at(-1)?.add(this);
+    this.#lazy = lazy;
+    if (lazy) scopes.at(-1)?.add(this);
   }
 
   /** Number of elements. */
@@ -80,16 +84,33 @@ export class Tensor {
     return this.#disposed;
   }
 
-  /** The device buffer; throws a clear error once the tensor is disposed. */
-  get buffer(): DeviceBuffer {
+  /**
+   * The lazy array of the kernel layer behind this tensor (pending or computed); throws a clear
+   * error once the tensor is disposed.
+   */
+  get lazy(): Lazy {
     if (this.#disposed) {
       throw new SgnError(
         `a disposed tensor of shape [${this.shape.join(", ")}] was used: ` +
           "keep it alive (return it from the scope, or dispose it later)",
       );
     }
-    if (!this.#buffer) throw new SgnError("this tensor has no buffer of its own");
-    return this.#buffer;
+    if (!this.#lazy) throw new SgnError("this tensor has no buffer of its own");
+    return this.#lazy;
+  }
+
+  /** The device buffer, computing the tensor first if it is still pending. */
+  get buffer(): DeviceBuffer {
+    return this.lazy.realize();
+  }
+
+  /**
+   * Computes the tensor now if it is pending (an explicit flush of the lazy graph beneath it),
+   * so that state kept across steps does not carry a growing expression. Returns the tensor.
+   */
+  realize(): this {
+    this.lazy.realize();
+    return this;
   }
 
   /** Copies the values to the host. On WebGPU this waits for all queued work. */
@@ -112,8 +133,8 @@ export class Tensor {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    if (this.#buffer) this.backend.release(this.#buffer);
-    this.#buffer = undefined;
+    this.#lazy?.release();
+    this.#lazy = undefined;
     for (const s of scopes) s.delete(this);
   }
 
@@ -222,7 +243,12 @@ export function full(shape: readonly number[], value: number, options: TensorOpt
   checkShape(shape);
   const backend = options.backend ?? getBackend();
   const dtype = options.dtype ?? "float32";
-  return new Tensor(backend, backend.fill(sizeOf(shape), value, dtype), shape, dtype);
+  if (!backend.dtypes.includes(dtype)) {
+    throw new SgnError(
+      `the ${backend.name} backend does not support ${dtype} (it has ${backend.dtypes.join(", ")})`,
+    );
+  }
+  return new Tensor(backend, lazyFull(backend, shape, value, dtype), shape, dtype);
 }
 
 /** A tensor of zeros. */

@@ -2,6 +2,7 @@
  * The kernel benchmark cases shared by kernels_bench.ts (deno bench) and kernels_report.ts
  * (a table with GFLOP/s). Each case runs `reps` kernels and one readback.
  */
+import * as K from "../kernel/kernels.ts";
 import type { Backend, Conv2dSpec, DeviceBuffer, DType } from "../backend.ts";
 import { conv2dOutSize } from "../backend.ts";
 import { benchBackends } from "./backends.ts";
@@ -125,14 +126,14 @@ export async function kernelCases(): Promise<KernelCase[]> {
     const y = rand(be, n, 7);
     const row = rand(be, 1000, 8);
     const mem: [string, number, () => DeviceBuffer][] = [
-      ["exp", 8 * n, () => be.unary("exp", x)],
-      ["mul", 12 * n, () => be.binary("mul", x, [n], y, [n])],
-      ["add row-broadcast", 8 * n, () => be.binary("add", x, [1000, 1000], row, [1000])],
-      ["sum all", 4 * n, () => be.reduce("sum", x, 1, n, 1)],
-      ["sum rows 1000x1000", 4 * n, () => be.reduce("sum", x, 1000, 1000, 1)],
-      ["sum columns 1000x1000", 4 * n, () => be.reduce("sum", x, 1, 1000, 1000)],
-      ["dot", 8 * n, () => be.dot(x, y)],
-      ["axpy", 12 * n, () => be.axpy(0.5, x, y)],
+      ["exp", 8 * n, () => K.unary(be, "exp", x)],
+      ["mul", 12 * n, () => K.binary(be, "mul", x, [n], y, [n])],
+      ["add row-broadcast", 8 * n, () => K.binary(be, "add", x, [1000, 1000], row, [1000])],
+      ["sum all", 4 * n, () => K.reduce(be, "sum", x, 1, n, 1)],
+      ["sum rows 1000x1000", 4 * n, () => K.reduce(be, "sum", x, 1000, 1000, 1)],
+      ["sum columns 1000x1000", 4 * n, () => K.reduce(be, "sum", x, 1, 1000, 1000)],
+      ["dot", 8 * n, () => K.dot(be, x, y)],
+      ["axpy", 12 * n, () => K.axpy(be, 0.5, x, y)],
     ];
     for (const [label, bytes, k] of mem) {
       out.push({

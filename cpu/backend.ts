@@ -1,5 +1,6 @@
 /**
- * The CPU reference backend: every kernel of {@link Backend} as plain loops over Float32Array or
+ * The CPU reference backend: the IR kernels through the reference interpreter
+ * (`kernel/interpret.ts`) and every routine of {@link Backend} as plain loops over Float32Array or
  * Float64Array. It is the oracle the WebGPU backend is tested against and the fallback where
  * WebGPU is missing, so clarity comes first; loop orders are chosen only to avoid needless
  * slowness (i-k-j matrix products). Arithmetic runs in JavaScript doubles and each result is
@@ -10,25 +11,24 @@
 
 import {
   type Backend,
-  type BinaryOp,
-  broadcastShapes,
-  broadcastStrides,
   checkConv2dSpec,
   checkMatmulSpec,
   checkPool2dSpec,
-  checkStridedView,
   type Conv2dSpec,
   type DeviceBuffer,
   type DType,
+  type Epilogue,
+  type Kernel,
+  matmulShape,
   type MatmulSpec,
   type Pool2dSpec,
-  type ReduceOp,
-  type Scalar,
   SgnError,
+  showValue,
   sizeOf,
   type TypedArray,
-  type UnaryOp,
 } from "../backend.ts";
+import { epilogueKernel } from "../kernel/ir.ts";
+import { interpret } from "../kernel/interpret.ts";
 
 /** A host buffer of the CPU backend. */
 export class CpuBuffer implements DeviceBuffer {
@@ -41,43 +41,6 @@ export class CpuBuffer implements DeviceBuffer {
     return this.data instanceof Float64Array ? "float64" : "float32";
   }
 }
-
-function sigmoid(x: number): number {
-  if (x >= 0) return 1 / (1 + Math.exp(-x));
-  const e = Math.exp(x);
-  return e / (1 + e);
-}
-
-const UNARY: Record<UnaryOp, (x: number) => number> = {
-  neg: (x) => -x,
-  exp: Math.exp,
-  log: Math.log,
-  sigmoid,
-  tanh: Math.tanh,
-  relu: (x) => (x <= 0 ? 0 : x), // NaN stays NaN
-  square: (x) => x * x,
-  sqrt: Math.sqrt,
-  reciprocal: (x) => 1 / x,
-  abs: Math.abs,
-  sign: (x) => (Number.isNaN(x) ? x : Math.sign(x)),
-  step: (x) => (x > 0 ? 1 : 0),
-};
-
-const BINARY: Record<BinaryOp, (a: number, b: number) => number> = {
-  add: (a, b) => a + b,
-  sub: (a, b) => a - b,
-  mul: (a, b) => a * b,
-  div: (a, b) => a / b,
-  max: (a, b) => (Number.isNaN(a) || Number.isNaN(b) ? NaN : a > b ? a : b),
-  min: (a, b) => (Number.isNaN(a) || Number.isNaN(b) ? NaN : a < b ? a : b),
-  pow: Math.pow,
-  eq: (a, b) => (a === b ? 1 : 0),
-  ne: (a, b) => (a !== b ? 1 : 0),
-  lt: (a, b) => (a < b ? 1 : 0),
-  le: (a, b) => (a <= b ? 1 : 0),
-  gt: (a, b) => (a > b ? 1 : 0),
-  ge: (a, b) => (a >= b ? 1 : 0),
-};
 
 /** max that lets NaN win, so that NaN propagates through reductions and pooling. */
 const nanMax = (a: number, b: number) => (Number.isNaN(a) ? a : Number.isNaN(b) || b > a ? b : a);
@@ -140,26 +103,9 @@ export class CpuBackend implements Backend {
     }
   }
 
-  protected scalar(s: Scalar, op: string): number {
-    if (typeof s === "number") return s;
-    const b = this.buf(s, op);
-    if (b.size !== 1) {
-      throw new SgnError(`${op}: a scalar buffer must have 1 element, not ${b.size}`);
-    }
-    return b.data[0];
-  }
-
   upload(data: TypedArray): DeviceBuffer {
     const b = this.alloc(data.length, data instanceof Float64Array ? "float64" : "float32");
     b.data.set(data);
-    return b;
-  }
-  fill(size: number, value: number, dtype: DType): DeviceBuffer {
-    if (dtype !== "float32" && dtype !== "float64") {
-      throw new SgnError(`fill: unknown dtype ${dtype}`);
-    }
-    const b = this.alloc(size, dtype);
-    b.data.fill(value);
     return b;
   }
   read(buffer: DeviceBuffer): Promise<TypedArray> {
@@ -174,88 +120,43 @@ export class CpuBackend implements Backend {
   }
   flush(): void {}
 
-  unary(op: UnaryOp, x: DeviceBuffer): DeviceBuffer {
-    const f = UNARY[op];
-    if (!f) throw new SgnError(`unknown unary op '${op}'`);
-    const [[a], dtype] = this.args(op, x);
-    const out = this.alloc(a.size, dtype);
-    for (let i = 0; i < a.size; i++) out.data[i] = f(a.data[i]);
+  /** Runs an IR kernel through the reference interpreter. */
+  run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
+    const bufs = this.kernelInputs(kernel, inputs, dtype);
+    const out = this.alloc(sizeOf(kernel.shape), dtype);
+    interpret(kernel, bufs.map((b) => b.data), out.data);
     return out;
   }
 
-  binary(
-    op: BinaryOp,
-    a: DeviceBuffer,
-    aShape: readonly number[],
-    b: DeviceBuffer,
-    bShape: readonly number[],
-  ): DeviceBuffer {
-    const f = BINARY[op];
-    if (!f) throw new SgnError(`unknown binary op '${op}'`);
-    const shape = broadcastShapes(aShape, bShape);
-    if (!shape) {
-      throw new SgnError(
-        `${op}: shapes [${aShape.join(",")}] and [${bShape.join(",")}] do not broadcast`,
-      );
+  /** Checks a kernel's input buffers (count, ownership, dtype). */
+  protected kernelInputs(
+    kernel: Kernel,
+    inputs: readonly DeviceBuffer[],
+    dtype: DType,
+  ): CpuBuffer[] {
+    if (inputs.length !== kernel.inputs) {
+      throw new SgnError(`run: the kernel reads ${kernel.inputs} buffers, ${inputs.length} given`);
     }
-    const [[x, y], dtype] = this.args(op, a, b);
-    this.expectSize(op, "the first operand", x, sizeOf(aShape));
-    this.expectSize(op, "the second operand", y, sizeOf(bShape));
-    const n = sizeOf(shape);
-    const out = this.alloc(n, dtype);
-    const sa = broadcastStrides(aShape, shape);
-    const sb = broadcastStrides(bShape, shape);
-    const idx = new Array<number>(shape.length).fill(0);
-    let ia = 0;
-    let ib = 0;
-    for (let i = 0; i < n; i++) {
-      out.data[i] = f(x.data[ia], y.data[ib]);
-      // Odometer increment of the multi-index, updating both offsets incrementally.
-      for (let d = shape.length - 1; d >= 0; d--) {
-        idx[d]++;
-        ia += sa[d];
-        ib += sb[d];
-        if (idx[d] < shape[d]) break;
-        ia -= sa[d] * shape[d];
-        ib -= sb[d] * shape[d];
-        idx[d] = 0;
+    if (dtype !== "float32" && dtype !== "float64") {
+      throw new SgnError(`run: unknown dtype ${showValue(dtype)}`);
+    }
+    const bufs = inputs.map((b) => this.buf(b, "run"));
+    for (const b of bufs) {
+      if (b.dtype !== dtype) {
+        throw new SgnError(`run: a ${b.dtype} input to a ${dtype} kernel`);
       }
     }
-    return out;
+    return bufs;
   }
 
-  where(cond: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer): DeviceBuffer {
-    const [[c, x, y], dtype] = this.args("where", cond, a, b);
-    if (c.size !== x.size || x.size !== y.size) {
-      throw new SgnError(`where: sizes ${c.size}, ${x.size} and ${y.size} must be equal`);
-    }
-    const out = this.alloc(x.size, dtype);
-    for (let i = 0; i < x.size; i++) out.data[i] = c.data[i] !== 0 ? x.data[i] : y.data[i];
-    return out;
-  }
-
-  strided(
-    x: DeviceBuffer,
-    outShape: readonly number[],
-    strides: readonly number[],
-    offset: number,
-  ): DeviceBuffer {
-    const [[a], dtype] = this.args("strided", x);
-    checkStridedView(a.size, outShape, strides, offset);
-    const n = sizeOf(outShape);
-    const out = this.alloc(n, dtype);
-    const idx = new Array<number>(outShape.length).fill(0);
-    let ix = offset;
-    for (let i = 0; i < n; i++) {
-      out.data[i] = a.data[ix];
-      for (let d = outShape.length - 1; d >= 0; d--) {
-        idx[d]++;
-        ix += strides[d];
-        if (idx[d] < outShape[d]) break;
-        ix -= strides[d] * outShape[d];
-        idx[d] = 0;
-      }
-    }
+  /** Applies a routine's epilogue to its raw result (which it releases). */
+  protected epilogue(raw: DeviceBuffer, shape: readonly number[], epi?: Epilogue): DeviceBuffer {
+    if (!epi) return raw;
+    const out = this.run(epilogueKernel(shape, epi.body, epi.inputs.length), [
+      ...epi.inputs,
+      raw,
+    ], raw.dtype);
+    this.release(raw);
     return out;
   }
 
@@ -293,42 +194,6 @@ export class CpuBackend implements Backend {
     });
   }
 
-  reduce(
-    op: ReduceOp,
-    x: DeviceBuffer,
-    outer: number,
-    axisSize: number,
-    inner: number,
-  ): DeviceBuffer {
-    const [[a], dtype] = this.args(op, x);
-    if (a.size !== outer * axisSize * inner) {
-      throw new SgnError(
-        `${op}: a buffer of ${a.size} elements cannot be viewed as [${outer}, ${axisSize}, ${inner}]`,
-      );
-    }
-    if (op !== "sum" && op !== "max" && op !== "argmax") {
-      throw new SgnError(`unknown reduction '${op}'`);
-    }
-    const out = this.alloc(outer * inner, dtype);
-    for (let o = 0; o < outer; o++) {
-      for (let i = 0; i < inner; i++) {
-        const base = o * axisSize * inner + i;
-        let acc = op === "sum" ? 0 : -Infinity;
-        let arg = 0;
-        for (let k = 0; k < axisSize; k++) {
-          const v = a.data[base + k * inner];
-          if (op === "sum") acc += v;
-          else if (k === 0 || (!Number.isNaN(acc) && (v > acc || Number.isNaN(v)))) {
-            acc = v;
-            arg = k;
-          }
-        }
-        out.data[o * inner + i] = op === "argmax" ? arg : acc;
-      }
-    }
-    return out;
-  }
-
   softmax(x: DeviceBuffer, rows: number, cols: number, log: boolean): DeviceBuffer {
     const [[a], dtype] = this.args("softmax", x);
     if (a.size !== rows * cols) {
@@ -350,7 +215,12 @@ export class CpuBackend implements Backend {
     return out;
   }
 
-  matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
+  matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec, epi?: Epilogue): DeviceBuffer {
+    return this.epilogue(this.product(a, b, spec), matmulShape(spec), epi);
+  }
+
+  /** The plain matrix product (nested loops, float64 accumulation). */
+  protected product(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
     const [[x, y], dtype] = this.args("matmul", a, b);
     const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(
       spec,
@@ -521,49 +391,6 @@ export class CpuBackend implements Backend {
     for (let i = 0; i < arg.length; i++) acc[arg[i]] += db.data[i];
     const out = this.alloc(acc.length, dtype);
     out.data.set(acc);
-    return out;
-  }
-
-  dot(x: DeviceBuffer, y: DeviceBuffer): DeviceBuffer {
-    const [[a, b], dtype] = this.args("dot", x, y);
-    if (a.size !== b.size) throw new SgnError(`dot: sizes ${a.size} and ${b.size} differ`);
-    let s = 0;
-    for (let i = 0; i < a.size; i++) s += a.data[i] * b.data[i];
-    return this.upload(dtype === "float64" ? new Float64Array([s]) : new Float32Array([s]));
-  }
-
-  axpy(alpha: Scalar, x: DeviceBuffer, y: DeviceBuffer): DeviceBuffer {
-    const al = this.scalar(alpha, "axpy");
-    const [[a, b], dtype] = this.args("axpy", x, y);
-    if (a.size !== b.size) throw new SgnError(`axpy: sizes ${a.size} and ${b.size} differ`);
-    const out = this.alloc(a.size, dtype);
-    for (let i = 0; i < a.size; i++) out.data[i] = al * a.data[i] + b.data[i];
-    return out;
-  }
-
-  scale(alpha: Scalar, x: DeviceBuffer): DeviceBuffer {
-    const al = this.scalar(alpha, "scale");
-    const [[a], dtype] = this.args("scale", x);
-    const out = this.alloc(a.size, dtype);
-    for (let i = 0; i < a.size; i++) out.data[i] = al * a.data[i];
-    return out;
-  }
-
-  maxAbs(x: DeviceBuffer): DeviceBuffer {
-    const [[a], dtype] = this.args("maxAbs", x);
-    let m = 0;
-    for (let i = 0; i < a.size; i++) m = nanMax(m, Math.abs(a.data[i]));
-    return this.upload(dtype === "float64" ? new Float64Array([m]) : new Float32Array([m]));
-  }
-
-  precond(a: DeviceBuffer, b: DeviceBuffer, c: Scalar, p: number): DeviceBuffer {
-    const cv = this.scalar(c, "precond");
-    const [[x, y], dtype] = this.args("precond", a, b);
-    if (x.size !== y.size) throw new SgnError(`precond: sizes ${x.size} and ${y.size} differ`);
-    const out = this.alloc(x.size, dtype);
-    for (let i = 0; i < x.size; i++) {
-      out.data[i] = x.data[i] / Math.pow(y.data[i] * y.data[i] + cv, p);
-    }
     return out;
   }
 }

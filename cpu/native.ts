@@ -12,166 +12,21 @@
  */
 
 import {
-  type BinaryOp,
-  broadcastShapes,
-  broadcastStrides,
   checkMatmulSpec,
-  checkStridedView,
   type Conv2dSpec,
   type DeviceBuffer,
   type DType,
+  type Kernel,
   type MatmulSpec,
   type Pool2dSpec,
-  type ReduceOp,
   SgnError,
   sizeOf,
   type TypedArray,
-  type UnaryOp,
 } from "../backend.ts";
+import { kernelKey } from "../kernel/ir.ts";
+import { compileKernel } from "./compile.ts";
 import { CpuBackend, CpuBuffer } from "./backend.ts";
 import { type Blas, loadBlas } from "./blas.ts";
-
-/** Each unary op as a statement that sets `y` from `x` (JavaScript doubles, stored once). */
-const UNARY_CODE: Record<UnaryOp, string> = {
-  neg: "y = -x;",
-  exp: "y = Math.exp(x);",
-  log: "y = Math.log(x);",
-  // exp(-|x|) is exp(-x) for x >= 0 and exp(x) below: the reference's two stable branches.
-  sigmoid: "const e = Math.exp(-Math.abs(x)); y = x >= 0 ? 1 / (1 + e) : e / (1 + e);",
-  tanh: "y = Math.tanh(x);",
-  relu: "y = x <= 0 ? 0 : x;",
-  square: "y = x * x;",
-  sqrt: "y = Math.sqrt(x);",
-  reciprocal: "y = 1 / x;",
-  abs: "y = Math.abs(x);",
-  sign: "y = x !== x ? x : Math.sign(x);",
-  step: "y = x > 0 ? 1 : 0;",
-};
-
-/** Each binary op as an expression of `x` and `y` (NaN propagates through max and min). */
-const BINARY_CODE: Record<BinaryOp, string> = {
-  add: "x + y",
-  sub: "x - y",
-  mul: "x * y",
-  div: "x / y",
-  max: "(x !== x || y !== y) ? NaN : x > y ? x : y",
-  min: "(x !== x || y !== y) ? NaN : x < y ? x : y",
-  pow: "Math.pow(x, y)",
-  eq: "x === y ? 1 : 0",
-  ne: "x !== y ? 1 : 0",
-  lt: "x < y ? 1 : 0",
-  le: "x <= y ? 1 : 0",
-  gt: "x > y ? 1 : 0",
-  ge: "x >= y ? 1 : 0",
-};
-
-type UnaryLoop = (a: TypedArray, out: TypedArray, n: number) => void;
-/**
- * A block of `rows` x `len` outputs, out[io + r len + i] = f(a[ia + r ra + i sa],
- * b[ib + r rb + i sb]), with the inner strides sa, sb in {0, 1} compiled in and the row strides
- * ra, rb given.
- */
-type BinaryLoop = (
-  a: TypedArray,
-  ia: number,
-  ra: number,
-  b: TypedArray,
-  ib: number,
-  rb: number,
-  out: TypedArray,
-  io: number,
-  rows: number,
-  len: number,
-) => void;
-
-const loops = new Map<string, UnaryLoop | BinaryLoop>();
-
-/**
- * A loop compiled from source once per (op, variant, dtype): separate functions per dtype keep
- * V8's type feedback monomorphic, so the element accesses compile to plain loads and stores.
- */
-function compiled<F>(key: string, params: string[], body: string): F {
-  let f = loops.get(key);
-  if (!f) {
-    // deno-lint-ignore no-explicit-any
-    f = new (Function as any)(...params, body) as UnaryLoop;
-    loops.set(key, f);
-  }
-  return f as F;
-}
-
-function unaryLoop(op: UnaryOp, dtype: DType): UnaryLoop {
-  return compiled(
-    `u:${op}:${dtype}`,
-    ["a", "out", "n"],
-    `for (let i = 0; i < n; i++) { const x = a[i]; let y; ${UNARY_CODE[op]} out[i] = y; }`,
-  );
-}
-
-/** sa, sb: whether each operand advances along the inner loop (1) or is broadcast (0). */
-function binaryLoop(op: BinaryOp, sa: 0 | 1, sb: 0 | 1, dtype: DType): BinaryLoop {
-  const x = sa ? "a[pa + i]" : "xa";
-  const y = sb ? "b[pb + i]" : "yb";
-  return compiled(
-    `b:${op}:${sa}${sb}:${dtype}`,
-    ["a", "ia", "ra", "b", "ib", "rb", "out", "io", "rows", "len"],
-    `for (let r = 0, o = io; r < rows; r++) {
-       const pa = ia + r * ra, pb = ib + r * rb, xa = a[pa], yb = b[pb];
-       for (let i = 0; i < len; i++, o++) { const x = ${x}, y = ${y}; out[o] = ${BINARY_CODE[op]}; }
-     }`,
-  );
-}
-
-/**
- * Merges adjacent dimensions that are contiguous in every operand, so that loops run over as
- * few and as long rows as possible. Strides are per operand, aligned with `shape`.
- */
-function collapse(shape: readonly number[], strides: number[][]): [number[], number[][]] {
-  const keep = shape.map((_, i) => i).filter((i) => shape[i] !== 1);
-  if (keep.length === 0) return [[1], strides.map(() => [0])];
-  const outShape = [shape[keep[0]]];
-  const outStrides = strides.map((s) => [s[keep[0]]]);
-  for (let j = 1; j < keep.length; j++) {
-    const d = keep[j];
-    const last = outShape.length - 1;
-    if (strides.every((s, k) => outStrides[k][last] === s[d] * shape[d])) {
-      outShape[last] *= shape[d];
-      strides.forEach((s, k) => (outStrides[k][last] = s[d]));
-    } else {
-      outShape.push(shape[d]);
-      strides.forEach((s, k) => outStrides[k].push(s[d]));
-    }
-  }
-  return [outShape, outStrides];
-}
-
-/**
- * Calls row(offsets, len) for every row of the last (innermost) dimension of `shape`, with the
- * starting offset of each operand; `offsets` is reused between calls.
- */
-function forEachRow(
-  shape: readonly number[],
-  strides: readonly number[][],
-  starts: readonly number[],
-  row: (offsets: number[], len: number) => void,
-): void {
-  const rank = shape.length;
-  const len = shape[rank - 1];
-  const rows = sizeOf(shape) / Math.max(len, 1);
-  if (len === 0 || rows === 0) return;
-  const offsets = [...starts];
-  const idx = new Array<number>(rank).fill(0);
-  for (let r = 0; r < rows; r++) {
-    row(offsets, len);
-    for (let d = rank - 2; d >= 0; d--) {
-      idx[d]++;
-      for (let k = 0; k < offsets.length; k++) offsets[k] += strides[k][d];
-      if (idx[d] < shape[d]) break;
-      for (let k = 0; k < offsets.length; k++) offsets[k] -= strides[k][d] * shape[d];
-      idx[d] = 0;
-    }
-  }
-}
 
 /** Cached im2col columns of convolution inputs: at most this many bytes in all. */
 const COLUMN_BYTES = 512 * 2 ** 20;
@@ -258,123 +113,16 @@ export class NativeBackend extends CpuBackend {
     this.#pooled = 0;
   }
 
-  // --- element-wise ---------------------------------------------------------------------------
+  // --- IR kernels: compiled loops (cpu/compile.ts) ----------------------------------------------
 
-  override unary(op: UnaryOp, x: DeviceBuffer): DeviceBuffer {
-    if (!(op in UNARY_CODE)) throw new SgnError(`unknown unary op '${op}'`);
-    const [[a], dtype] = this.args(op, x);
-    const out = this.alloc(a.size, dtype);
-    unaryLoop(op, dtype)(a.data, out.data, a.size);
-    return out;
-  }
-
-  override binary(
-    op: BinaryOp,
-    a: DeviceBuffer,
-    aShape: readonly number[],
-    b: DeviceBuffer,
-    bShape: readonly number[],
-  ): DeviceBuffer {
-    if (!(op in BINARY_CODE)) throw new SgnError(`unknown binary op '${op}'`);
-    const shape = broadcastShapes(aShape, bShape);
-    if (!shape) {
-      throw new SgnError(
-        `${op}: shapes [${aShape.join(",")}] and [${bShape.join(",")}] do not broadcast`,
-      );
-    }
-    const [[x, y], dtype] = this.args(op, a, b);
-    this.expectSize(op, "the first operand", x, sizeOf(aShape));
-    this.expectSize(op, "the second operand", y, sizeOf(bShape));
-    const out = this.alloc(sizeOf(shape), dtype);
-    const [cs, [sa, sb, so]] = collapse(shape, [
-      broadcastStrides(aShape, shape),
-      broadcastStrides(bShape, shape),
-      broadcastStrides(shape, shape),
-    ]);
-    const last = cs.length - 1;
-    const loop = binaryLoop(op, sa[last] ? 1 : 0, sb[last] ? 1 : 0, dtype);
-    const xd = x.data, yd = y.data, od = out.data;
-    if (cs.length === 1) {
-      loop(xd, 0, 0, yd, 0, 0, od, 0, 1, cs[0]);
-      return out;
-    }
-    // Blocks of the last two dimensions, one compiled call each.
-    const rows = cs[last - 1];
-    const [ra, rb] = [sa[last - 1], sb[last - 1]];
-    const outer = cs.slice(0, last);
-    outer[last - 1] = 1;
-    forEachRow(
-      [...outer, cs[last]],
-      [[...sa.slice(0, last), 0], [...sb.slice(0, last), 0], [...so.slice(0, last), 0]],
-      [0, 0, 0],
-      (off, len) => loop(xd, off[0], ra, yd, off[1], rb, od, off[2], rows, len),
+  override run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
+    const bufs = this.kernelInputs(kernel, inputs, dtype);
+    const out = this.alloc(sizeOf(kernel.shape), dtype);
+    compileKernel(kernel, dtype)(
+      bufs.map((b) => b.data),
+      out.data,
+      kernelKey(kernel, dtype).consts,
     );
-    return out;
-  }
-
-  // --- layout ---------------------------------------------------------------------------------
-
-  override strided(
-    x: DeviceBuffer,
-    outShape: readonly number[],
-    strides: readonly number[],
-    offset: number,
-  ): DeviceBuffer {
-    const [[a], dtype] = this.args("strided", x);
-    checkStridedView(a.size, outShape, strides, offset);
-    const n = sizeOf(outShape);
-    const out = this.alloc(n, dtype);
-    if (n === 0) return out;
-    const [cs, [si, so]] = collapse(outShape, [[...strides], broadcastStrides(outShape, outShape)]);
-    const ad = a.data, od = out.data;
-    const s = si[cs.length - 1];
-    forEachRow(cs, [si, so], [offset, 0], (off, len) => {
-      const i0 = off[0], o0 = off[1];
-      if (s === 1) od.set(ad.subarray(i0, i0 + len), o0);
-      else if (s === 0) od.fill(ad[i0], o0, o0 + len);
-      else for (let i = 0; i < len; i++) od[o0 + i] = ad[i0 + i * s];
-    });
-    return out;
-  }
-
-  // --- reductions -----------------------------------------------------------------------------
-
-  override reduce(
-    op: ReduceOp,
-    x: DeviceBuffer,
-    outer: number,
-    axisSize: number,
-    inner: number,
-  ): DeviceBuffer {
-    if (op !== "sum") return super.reduce(op, x, outer, axisSize, inner);
-    const [[a], dtype] = this.args(op, x);
-    if (a.size !== outer * axisSize * inner) {
-      throw new SgnError(
-        `${op}: a buffer of ${a.size} elements cannot be viewed as [${outer}, ${axisSize}, ${inner}]`,
-      );
-    }
-    const out = this.alloc(outer * inner, dtype);
-    const ad = a.data, od = out.data;
-    if (inner === 1) {
-      for (let o = 0; o < outer; o++) {
-        let s = 0;
-        const base = o * axisSize;
-        for (let k = 0; k < axisSize; k++) s += ad[base + k];
-        od[o] = s;
-      }
-      return out;
-    }
-    // Rows of the reduced axis are added in order into a float64 accumulator, reading memory
-    // contiguously (the reference reads it with stride `inner`; the sums are the same).
-    const acc = new Float64Array(inner);
-    for (let o = 0; o < outer; o++) {
-      acc.fill(0);
-      for (let k = 0; k < axisSize; k++) {
-        const base = (o * axisSize + k) * inner;
-        for (let i = 0; i < inner; i++) acc[i] += ad[base + i];
-      }
-      od.set(acc, o * inner);
-    }
     return out;
   }
 
@@ -418,7 +166,7 @@ export class NativeBackend extends CpuBackend {
 
   // --- linear algebra -------------------------------------------------------------------------
 
-  override matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
+  protected override product(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
     const [[x, y], dtype] = this.args("matmul", a, b);
     const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(
       spec,

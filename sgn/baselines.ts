@@ -171,7 +171,7 @@ export class SGD implements Optimizer {
       for (const p of this.#params) p.dispose();
       this.#params = next.params;
       this.#velocity?.dispose();
-      this.#velocity = next.v;
+      this.#velocity = next.v.realize();
       this.t = t;
       return { ...read, lr };
     } finally {
@@ -248,8 +248,8 @@ export class Adam implements Optimizer {
       this.#params = next.params;
       this.#m?.dispose();
       this.#v?.dispose();
-      this.#m = next.m;
-      this.#v = next.v;
+      this.#m = next.m.realize();
+      this.#v = next.v.realize();
       this.t = t;
       return read;
     } finally {

@@ -9,12 +9,11 @@
 
 import { full, scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
+import * as k from "../kernel/lazy.ts";
 
-/** alpha * x + y on flat vectors, as a Tensor. */
+/** alpha * x + y on flat vectors (one fused kernel, or part of one). */
 export function axpyT(alpha: number | Tensor, x: Tensor, y: Tensor): Tensor {
-  const be = x.backend;
-  const a = typeof alpha === "number" ? alpha : alpha.buffer;
-  return new Tensor(be, be.axpy(a, x.buffer, y.buffer), x.shape, x.dtype);
+  return scope(() => o.add(o.mul(alpha, x), y));
 }
 
 /**
@@ -25,9 +24,12 @@ function copyT(x: Tensor): Tensor {
   return scope(() => o.mul(x, 1));
 }
 
-/** max_i |x_i| as a scalar tensor (NaN if any element is NaN). */
+/** max_i |x_i| as a scalar tensor (NaN if any element is NaN): one reduction kernel. */
 export function maxAbsT(x: Tensor): Tensor {
-  return new Tensor(x.backend, x.backend.maxAbs(x.buffer), [], x.dtype);
+  const a = k.unary("abs", x.lazy);
+  const m = k.reduce("max", a, x.shape.map((_, i) => i));
+  a.release();
+  return new Tensor(x.backend, m, [], x.dtype);
 }
 
 /** The state CG hands back: direction, residual, iterations run and final max|r| (tensors). */
@@ -112,6 +114,9 @@ export async function cgDevice(
         const ry = o.dot(r, y);
         const beta = o.where(active, o.div(ry, cur.ry), zero);
         const p = axpyT(beta, cur.p, o.neg(y));
+        // The iterate is carried to the next iteration: computed now, so that its expressions
+        // (and the buffers they read) do not grow with the iteration count.
+        for (const t of [r, y, p, d, ry, active, iters]) t.realize();
         return { r, y, p, d, ry, active, iters };
       });
       retire(cur, next, b);
@@ -172,17 +177,17 @@ export async function cgHost(
     while (k < budget && rMax > tol) {
       const q = hold(apply(p));
       const a = ry / (await read(o.dot(p, q)));
-      const dNext = hold(axpyT(a, p, d));
+      const dNext = hold(axpyT(a, p, d).realize());
       drop(d);
       d = dNext;
-      const rNext = hold(axpyT(a, q, r));
+      const rNext = hold(axpyT(a, q, r).realize());
       drop(q, r);
       r = rNext;
       y = precond ? hold(precond(r)) : r;
       const ryNew = await read(o.dot(r, y));
       const minusY = hold(o.neg(y));
       if (y !== r) drop(y);
-      const pNext = hold(axpyT(ryNew / ry, p, minusY));
+      const pNext = hold(axpyT(ryNew / ry, p, minusY).realize());
       drop(minusY, p);
       p = pNext;
       ry = ryNew;

@@ -21,10 +21,10 @@
  */
 
 import { SgnError } from "../backend.ts";
-import { scope, Tensor } from "../autodiff/tensor.ts";
+import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
-import { checkParams, flatten, stepScalar, unflatten } from "./vectors.ts";
+import { checkParams, flatten, precondT, stepScalar, unflatten } from "./vectors.ts";
 import { axpyT, cgDevice, cgHost, maxAbsT } from "./cg.ts";
 import { lineSearch, nextTrustRegionRho, type Try } from "./rules.ts";
 import type { ModelFn, Optimizer } from "./optimizer.ts";
@@ -172,27 +172,11 @@ export class SGN implements Optimizer {
       const apply = (p: Tensor) =>
         scope(() => {
           const gp = flatten(G.apply(...unflatten(p, this.#shapes)));
-          return new Tensor(
-            be,
-            be.axpy(rho, p.buffer, gp.buffer),
-            p.shape,
-            p.dtype,
-          );
+          return o.add(o.mul(p, rho), gp);
         });
       const precond = opt.cgPrec
-        ? (r: Tensor) =>
-          new Tensor(
-            be,
-            // From the base damping, never the scheduled rho (SGN-ALGORITHM.md step 2).
-            be.precond(
-              r.buffer,
-              solved.mHat.buffer,
-              opt.trustRegion ? rho : opt.dampRho,
-              opt.alphaExp,
-            ),
-            r.shape,
-            r.dtype,
-          )
+        // From the base damping, never the scheduled rho (SGN-ALGORITHM.md step 2).
+        ? (r: Tensor) => precondT(r, solved.mHat, opt.trustRegion ? rho : opt.dampRho, opt.alphaExp)
         : undefined;
       const budget = cgBudget(opt, t);
       const cg = host
@@ -293,7 +277,7 @@ export class SGN implements Optimizer {
       this.#params = next;
       if (solved.momentum) {
         this.#momentum?.dispose();
-        this.#momentum = solved.momentum;
+        this.#momentum = solved.momentum.realize();
         temps.splice(temps.indexOf(solved.momentum), 1);
       }
       if (opt.trustRegion) this.rho = nextTrustRegionRho(ratio, rho, opt.dampRhoMin);

@@ -8,6 +8,8 @@
 
 import { SgnError, showValue, sizeOf } from "../backend.ts";
 import { full, Tensor } from "../autodiff/tensor.ts";
+import * as k from "../kernel/lazy.ts";
+import type { Lazy } from "../kernel/lazy.ts";
 
 /**
  * Checks what an optimizer is given as its parameters: a non-empty list of live tensors on one
@@ -34,13 +36,19 @@ export function checkParams(params: unknown, who: string): Tensor[] {
   return params as Tensor[];
 }
 
-/** Concatenates tensors into one flat vector [sum of sizes]. */
+/** Concatenates tensors into one flat vector [sum of sizes] (one routine, run when needed). */
 export function flatten(parts: readonly Tensor[]): Tensor {
   if (parts.length === 0) throw new SgnError("flatten: no tensors given");
   const be = parts[0].backend;
   const sizes = parts.map((p) => p.size);
-  const buf = be.concat(parts.map((p) => p.buffer), 1, sizes);
-  return new Tensor(be, buf, [sizes.reduce((a, b) => a + b, 0)], parts[0].dtype);
+  const shape = [sizes.reduce((a, b) => a + b, 0)];
+  const lazy = k.routine(
+    "concat",
+    parts.map((p) => p.lazy),
+    shape,
+    (bufs) => be.concat(bufs, 1, sizes),
+  );
+  return new Tensor(be, lazy, shape, parts[0].dtype);
 }
 
 /** Splits a flat vector into tensors of the given shapes. */
@@ -53,6 +61,22 @@ export function unflatten(flat: Tensor, shapes: readonly (readonly number[])[]):
   }
   const bufs = flat.backend.split(flat.buffer, shapes.map(sizeOf));
   return bufs.map((buf, i) => new Tensor(flat.backend, buf, shapes[i], flat.dtype));
+}
+
+/**
+ * The diagonal preconditioner of SGN applied to a: `a / (b * b + c) ^ p`, element-wise (one
+ * fused kernel, or part of one).
+ */
+export function precondT(a: Tensor, b: Tensor, c: number, p: number): Tensor {
+  const be = a.backend;
+  const temps: Lazy[] = [];
+  const t = (x: Lazy) => (temps.push(x), x);
+  const damped = t(
+    k.binary("add", t(k.binary("mul", b.lazy, b.lazy)), t(k.full(be, [], c, a.dtype))),
+  );
+  const out = k.binary("div", a.lazy, t(k.binary("pow", damped, t(k.full(be, [], p, a.dtype)))));
+  for (const x of temps) x.release();
+  return new Tensor(be, out, a.shape, a.dtype);
 }
 
 /**

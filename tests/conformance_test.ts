@@ -21,6 +21,7 @@
  * a partial sum exceeds 3.4e38 though the total does not (sum of [3e38, 3e38, -3e38, -3e38] is
  * Inf or NaN on WebGPU and in native float32 matmul; the oracle sums in float64 and gives 0).
  */
+import * as K from "../kernel/kernels.ts";
 import assert from "node:assert/strict";
 import {
   type Backend,
@@ -164,7 +165,7 @@ for (const t of targets) {
       for (const op of UNARY_OPS) {
         for (const n of SIZES) {
           const x = rng.array(n, (r) => domain(op, r));
-          const [g, c] = await both([x], (be, [b]) => be.unary(op, b));
+          const [g, c] = await both([x], (be, [b]) => K.unary(be, op, b));
           assertClose(g, c, { rtol: eps, atol: eps / 10, what: `${op} n=${n}` });
         }
       }
@@ -178,7 +179,7 @@ for (const t of targets) {
       // Down to -80: sigmoid(-88) ~ 6e-39 is subnormal in float32, which GPUs may flush to 0.
       const x = [1e-6, -1e-4, 0.01, 0.124, 0.126, 0.5, -3, 9, 15, 30, -30, 80, -80];
       for (const op of ["tanh", "sigmoid"] as const) {
-        const [g, c] = await both([x], (be, [b]) => be.unary(op, b));
+        const [g, c] = await both([x], (be, [b]) => K.unary(be, op, b));
         assertClose(g, c, { rtol: 2e-6, what: op });
       }
     },
@@ -194,7 +195,7 @@ for (const t of targets) {
           // Comparisons need ties: draw b partly from a.
           const b = rng.array(n, (r) => domain(op, r)).map((v, i) => (i % 5 === 0 ? a[i] : v));
           const shape = [n];
-          const [g, c] = await both([a, b], (be, [x, y]) => be.binary(op, x, shape, y, shape));
+          const [g, c] = await both([a, b], (be, [x, y]) => K.binary(be, op, x, shape, y, shape));
           assertClose(g, c, { rtol: eps, atol: eps / 10, what: `${op} n=${n}` });
         }
       }
@@ -206,7 +207,7 @@ for (const t of targets) {
     fn: async () => {
       const a = [-2, -2, -3, -0.5, 2, 0, 0, -2];
       const b = [2, 3, -1, 2, 0.5, 0, 2, 0.5];
-      const [g, c] = await both([a, b], (be, [x, y]) => be.binary("pow", x, [8], y, [8]));
+      const [g, c] = await both([a, b], (be, [x, y]) => K.binary(be, "pow", x, [8], y, [8]));
       assertClose(g, c, { rtol: 1e-6, what: "pow" });
       assert.ok(Number.isNaN(g[7]), "(-2)^0.5 is NaN");
     },
@@ -239,7 +240,7 @@ for (const t of targets) {
         for (const op of ["add", "sub", "mul", "div", "max", "lt"] as const) {
           const a = rng.array(sizeOf(as), (r) => domain(op, r));
           const b = rng.array(sizeOf(bs), (r) => domain(op, r));
-          const [g, c] = await both([a, b], (be, [x, y]) => be.binary(op, x, as, y, bs));
+          const [g, c] = await both([a, b], (be, [x, y]) => K.binary(be, op, x, as, y, bs));
           assertClose(g, c, { rtol: eps, atol: eps / 10, what: `${op} [${as}] vs [${bs}]` });
         }
       }
@@ -254,7 +255,7 @@ for (const t of targets) {
         const cond = rng.array(n, (r) => (r.uniform() < 0.5 ? 0 : 1));
         const a = rng.array(n);
         const b = rng.array(n);
-        const [g, c] = await both([cond, a, b], (be, [x, y, z]) => be.where(x, y, z));
+        const [g, c] = await both([cond, a, b], (be, [x, y, z]) => K.where(be, x, y, z));
         assertClose(g, c, { rtol: 0, what: `where n=${n}` });
       }
       // Transposes of a [3, 7, 33] tensor, a slice with steps, and a broadcast view.
@@ -267,7 +268,7 @@ for (const t of targets) {
         [[1], [1], 692],
       ];
       for (const [shape, strides, offset] of views) {
-        const [g, c] = await both([x], (be, [b]) => be.strided(b, shape, strides, offset));
+        const [g, c] = await both([x], (be, [b]) => K.strided(be, b, shape, strides, offset));
         assertClose(g, c, { rtol: 0, what: `strided [${shape}]` });
       }
       const parts = [rng.array(7 * 3), rng.array(7 * 1), rng.array(7 * 33)];
@@ -289,12 +290,12 @@ for (const t of targets) {
           for (const op of ["sum", "max", "argmax"] as const) {
             const [g, c] = await both(
               [x],
-              (be, [b]) => be.reduce(op, b, outer, shape[axis], inner),
+              (be, [b]) => K.reduce(be, op, b, outer, shape[axis], inner),
             );
             if (op === "sum") {
               const [sg, sc] = await both(
                 [absScale(x)],
-                (be, [b]) => be.reduce("sum", b, outer, shape[axis], inner),
+                (be, [b]) => K.reduce(be, "sum", b, outer, shape[axis], inner),
               );
               assertClose(sg, sc, { rtol: eps, what: "abs sum" });
               assertSumClose(g, c, sc, `sum [${shape}] axis ${axis}`, eps);
@@ -332,25 +333,25 @@ for (const t of targets) {
       for (const n of [...SIZES, 16750, 300000]) {
         const x = rng.array(n);
         const y = rng.array(n);
-        const [g, c] = await both([x, y], (be, [a, b]) => be.dot(a, b));
+        const [g, c] = await both([x, y], (be, [a, b]) => K.dot(be, a, b));
         const scale = x.reduce((s, v, i) => s + Math.abs(v * y[i]), 0);
         assertSumClose(g, c, [scale], `dot n=${n}`, eps);
-        const [ma, mc] = await both([x], (be, [a]) => be.maxAbs(a));
+        const [ma, mc] = await both([x], (be, [a]) => K.maxAbs(be, a));
         assertClose(ma, mc, { rtol: 0, what: `maxAbs n=${n}` });
         for (const alpha of [0.37, "device"] as const) {
           const [ag, ac] = await both(
             [x, y, [-1.25]],
-            (be, [a, b, s]) => be.axpy(alpha === "device" ? s : alpha, a, b),
+            (be, [a, b, s]) => K.axpy(be, alpha === "device" ? s : alpha, a, b),
           );
           assertClose(ag, ac, { rtol: eps, atol: eps / 10, what: `axpy(${alpha}) n=${n}` });
           const [sg, sc] = await both(
             [x, [-1.25]],
-            (be, [a, s]) => be.scale(alpha === "device" ? s : alpha, a),
+            (be, [a, s]) => K.scale(be, alpha === "device" ? s : alpha, a),
           );
           assertClose(sg, sc, { rtol: 1e-6, what: `scale(${alpha}) n=${n}` });
         }
         for (const p of [1, 0.5, 0.75]) {
-          const [pg, pc] = await both([x, y, [1e-3]], (be, [a, b, s]) => be.precond(a, b, s, p));
+          const [pg, pc] = await both([x, y, [1e-3]], (be, [a, b, s]) => K.precond(be, a, b, s, p));
           assertClose(pg, pc, { rtol: eps, atol: eps / 10, what: `precond p=${p} n=${n}` });
         }
       }
@@ -474,21 +475,21 @@ for (const t of targets) {
       };
       for (const be of [cpu, t.be]) {
         for (const [op, want] of Object.entries(expect)) {
-          const out = await take(be, be.unary(op as UnaryOp, put(be, x, t.dtype)));
+          const out = await take(be, K.unary(be, op as UnaryOp, put(be, x, t.dtype)));
           assertClose(out, want, { rtol: 1e-6, what: `${be.name} ${op}` });
         }
         const mx = await take(
           be,
-          be.binary("max", put(be, x), [6], put(be, [1, 1, 1, 1, 1, 1]), [6]),
+          K.binary(be, "max", put(be, x), [6], put(be, [1, 1, 1, 1, 1, 1]), [6]),
         );
         assertClose(mx, [NaN, Infinity, 1, 1, 1, 2], { rtol: 0, what: `${be.name} max` });
-        const s = await take(be, be.reduce("sum", put(be, x), 1, 6, 1));
+        const s = await take(be, K.reduce(be, "sum", put(be, x), 1, 6, 1));
         assert.ok(Number.isNaN(s[0]), `${be.name}: a sum with NaN is NaN`);
-        const m = await take(be, be.maxAbs(put(be, [1, NaN, 3])));
+        const m = await take(be, K.maxAbs(be, put(be, [1, NaN, 3])));
         assert.ok(Number.isNaN(m[0]), `${be.name}: maxAbs with NaN is NaN`);
         const d = await take(
           be,
-          be.binary("div", put(be, [1, -1, 0]), [3], put(be, [0, 0, 0]), [3]),
+          K.binary(be, "div", put(be, [1, -1, 0]), [3], put(be, [0, 0, 0]), [3]),
         );
         assertClose(d, [Infinity, -Infinity, NaN], { rtol: 0, what: `${be.name} div by 0` });
       }
@@ -501,10 +502,13 @@ for (const t of targets) {
       for (const be of [cpu, t.be]) {
         const a = put(be, [1, 2, 3, 4, 5, 6]);
         const b = put(be, [1, 2, 3, 4]);
-        assert.throws(() => be.binary("add", a, [2, 3], b, [4]), /add: shapes \[2,3\] and \[4\]/);
-        assert.throws(() => be.reduce("sum", a, 2, 2, 2), /sum.*6 elements/);
+        assert.throws(
+          () => K.binary(be, "add", a, [2, 3], b, [4]),
+          /add: shapes \[2,3\] and \[4\]/,
+        );
+        assert.throws(() => K.reduce(be, "sum", a, 2, 2, 2), /sum.*6 elements/);
         be.release(b);
-        assert.throws(() => be.unary("exp", b), /already released/);
+        assert.throws(() => K.unary(be, "exp", b), /already released/);
         be.release(a);
       }
       if (t.be === gpu) assert.throws(() => gpu.upload(new Float64Array(2)), /float32 only/);
@@ -591,11 +595,17 @@ for (const t of targets) {
       ];
       for (const [row, want] of rows) {
         for (const be of [cpu, t.be]) {
-          const got = await take(be, be.reduce("argmax", put(be, row, t.dtype), 1, row.length, 1));
+          const got = await take(
+            be,
+            K.reduce(be, "argmax", put(be, row, t.dtype), 1, row.length, 1),
+          );
           assert.equal(got[0], want, `${be.name}: argmax of [${row.map(show)}]`);
           // The same row as a column (inner > 1): [row.length, 2] with the row twice.
           const col = row.flatMap((v) => [v, v]);
-          const g2 = await take(be, be.reduce("argmax", put(be, col, t.dtype), 1, row.length, 2));
+          const g2 = await take(
+            be,
+            K.reduce(be, "argmax", put(be, col, t.dtype), 1, row.length, 2),
+          );
           assertSame(g2, [want, want], `${be.name}: argmax of [${row.map(show)}] along axis 0`);
         }
       }
@@ -614,7 +624,7 @@ for (const t of targets) {
             for (const op of ["argmax", "max"] as const) {
               const [g, c] = await both(
                 [x],
-                (be, [b]) => be.reduce(op, b, outer, shape[axis], inner),
+                (be, [b]) => K.reduce(be, op, b, outer, shape[axis], inner),
               );
               assertSame(g, c, `${op} [${shape}] axis ${axis} (${kind})`);
             }
@@ -789,13 +799,13 @@ for (const t of targets) {
       }
       // exp up to overflow (float32: ln(3.4028e38) = 88.7228), and down to 0.
       const xs = [88, 88.5, 88.7, 88.72, 88.7228, 89, 100, 1e4, -80, -87, -1e4, 709, 709.7, 710];
-      const [eg, ec] = await both([xs], (be, [b]) => be.unary("exp", b));
+      const [eg, ec] = await both([xs], (be, [b]) => K.unary(be, "exp", b));
       assertClose(eg, ec, { rtol: eps, what: `exp of [${xs}]` });
       // sigmoid and tanh saturate to exactly 1, 0 and ±1. (Not -100: sigmoid(-100) = 3.8e-44 is
       // subnormal in float32, and exp flushes subnormal results to 0 on llvmpipe, as WGSL allows.)
       const big = [1e4, -1e4, 1e38, -1e38, 80, -80, 50, -50];
-      const sig = await both([big], (be, [b]) => be.unary("sigmoid", b));
-      const tnh = await both([big], (be, [b]) => be.unary("tanh", b));
+      const sig = await both([big], (be, [b]) => K.unary(be, "sigmoid", b));
+      const tnh = await both([big], (be, [b]) => K.unary(be, "tanh", b));
       for (const [i, [g, c]] of [sig, tnh].entries()) {
         const op = i === 0 ? "sigmoid" : "tanh";
         assertClose(g, c, { rtol: 2e-6, what: `${op} of [${big}]` });
@@ -817,7 +827,7 @@ for (const t of targets) {
             const inner = sizeOf(shape.slice(axis + 1));
             const [g, c] = await both(
               [x],
-              (be, [b]) => be.reduce("sum", b, outer, shape[axis], inner),
+              (be, [b]) => K.reduce(be, "sum", b, outer, shape[axis], inner),
             );
             const scale = new Float64Array(outer * inner);
             for (let o = 0; o < outer; o++) {
@@ -830,10 +840,10 @@ for (const t of targets) {
             assertSumClose(g, c, scale, `sum [${shape}] axis ${axis} of ±1e30 (${signs})`, eps);
           }
           const y = rng.array(x.length, (r) => r.range(-2, 2));
-          const [dg, dc] = await both([x, y], (be, [a, b]) => be.dot(a, b));
+          const [dg, dc] = await both([x, y], (be, [a, b]) => K.dot(be, a, b));
           const ds = x.reduce((s, v, i) => s + Math.abs(v * y[i]), 0);
           assertSumClose(dg, dc, [ds], `dot n=${x.length} of ±1e30 (${signs})`, eps);
-          const [mg, mc] = await both([x], (be, [a]) => be.maxAbs(a));
+          const [mg, mc] = await both([x], (be, [a]) => K.maxAbs(be, a));
           assertSame(mg, mc, `maxAbs of ±1e30 (${signs})`);
         }
       }
@@ -860,7 +870,7 @@ for (const t of targets) {
       ];
       for (const [op, x, want] of unary) {
         for (const be of [cpu, t.be]) {
-          const got = await take(be, be.unary(op, put(be, x, t.dtype)));
+          const got = await take(be, K.unary(be, op, put(be, x, t.dtype)));
           assertSame(got, want, `${be.name} ${op} of [${x.map(show)}]`);
         }
       }
@@ -903,7 +913,7 @@ for (const t of targets) {
           const n = a.length;
           const got = await take(
             be,
-            be.binary(op, put(be, a, t.dtype), [n], put(be, b, t.dtype), [n]),
+            K.binary(be, op, put(be, a, t.dtype), [n], put(be, b, t.dtype), [n]),
           );
           assertSame(got, want, `${be.name} ${op} of [${a.map(show)}] and [${b.map(show)}]`);
         }
@@ -916,9 +926,9 @@ for (const t of targets) {
       assert.ok(hx[1] > 0 && hx[3] > 0, "the values are subnormal, not flushed, on the host");
       for (const be of [cpu, t.be]) {
         const b = put(be, x, t.dtype);
-        assertSame(await take(be, be.strided(b, [8], [1], 0)), hx, `${be.name} strided copy`);
+        assertSame(await take(be, K.strided(be, b, [8], [1], 0)), hx, `${be.name} strided copy`);
         assertSame(
-          await take(be, be.strided(b, [2, 4], [1, 2], 0)),
+          await take(be, K.strided(be, b, [2, 4], [1, 2], 0)),
           [hx[0], hx[2], hx[4], hx[6], hx[1], hx[3], hx[5], hx[7]],
           `${be.name} strided transpose`,
         );
@@ -931,42 +941,42 @@ for (const t of targets) {
         const cond = put(be, [1, 1, 1, 1, 0, 0, 0, 0], t.dtype);
         const other = put(be, [...x].reverse(), t.dtype);
         assertSame(
-          await take(be, be.where(cond, b, other)),
+          await take(be, K.where(be, cond, b, other)),
           [...hx.slice(0, 4), ...[...hx].reverse().slice(4)],
           `${be.name} where`,
         );
         be.release(cond);
         be.release(other);
-        assertSame(await take(be, be.unary("neg", b)), hx.map((v) => -v), `${be.name} neg`);
+        assertSame(await take(be, K.unary(be, "neg", b)), hx.map((v) => -v), `${be.name} neg`);
         assertSame(
-          await take(be, be.unary("abs", b)),
+          await take(be, K.unary(be, "abs", b)),
           hx.map((v) => Math.abs(v)),
           `${be.name} abs`,
         );
         assertSame(
-          await take(be, be.unary("relu", b)),
+          await take(be, K.unary(be, "relu", b)),
           hx.map((v) => (v > 0 ? v : 0)),
           `${be.name} relu`,
         );
         assertSame(
-          await take(be, be.unary("step", b)),
+          await take(be, K.unary(be, "step", b)),
           hx.map((v) => (v > 0 ? 1 : 0)),
           `${be.name} step`,
         );
         assertSame(
-          await take(be, be.unary("sign", b)),
+          await take(be, K.unary(be, "sign", b)),
           hx.map((v) => Math.sign(v)),
           `${be.name} sign`,
         );
         const ones = put(be, new Array(8).fill(1), t.dtype);
         assertSame(
-          await take(be, be.binary("mul", b, [8], ones, [8])),
+          await take(be, K.binary(be, "mul", b, [8], ones, [8])),
           hx.map((v) => v * 1),
           `${be.name} mul by 1`,
         );
         const zero = put(be, [0], t.dtype);
         assertSame(
-          await take(be, be.binary("gt", b, [8], zero, [1])),
+          await take(be, K.binary(be, "gt", b, [8], zero, [1])),
           hx.map((v) => (v > 0 ? 1 : 0)),
           `${be.name} gt 0`,
         );
@@ -992,7 +1002,7 @@ for (const t of targets) {
         be.release(x8);
         // Sums of subnormals: 1000 of them make a normal number.
         const many = put(be, new Array(1000).fill(sub), t.dtype);
-        const s = await take(be, be.reduce("sum", many, 1, 1000, 1));
+        const s = await take(be, K.reduce(be, "sum", many, 1, 1000, 1));
         assertClose(s, [held(1000 * held(sub))], {
           rtol: 1e-5,
           what: `${be.name} sum of subnormals`,

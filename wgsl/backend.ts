@@ -1,28 +1,27 @@
 /**
  * The WebGPU backend: the {@link Backend} interface over a {@link GpuRuntime}, float32 only.
- * Kernels live in one file per family (element-wise, layout, reductions, matmul, convolution).
+ * IR kernels (element-wise maps, views, reductions) come from one code generator
+ * (`codegen.ts`); the routines live in one file per family (matmul, convolution, softmax, layout).
  *
  * @module
  */
 
 import {
   type Backend,
-  type BinaryOp,
   type Conv2dSpec,
   type DeviceBuffer,
   type DType,
+  type Epilogue,
+  type Kernel,
   type MatmulSpec,
   type Pool2dSpec,
-  type ReduceOp,
-  type Scalar,
   SgnError,
   type TypedArray,
-  type UnaryOp,
 } from "../backend.ts";
-import { GpuRuntime } from "./runtime.ts";
-import * as ew from "./elementwise.ts";
+import { GpuRuntime, grid, Params } from "./runtime.ts";
+import { MAP_WG, wgslKernel } from "./codegen.ts";
 import * as layout from "./layout.ts";
-import * as red from "./reduce.ts";
+import { softmax } from "./softmax.ts";
 import * as mm from "./matmul.ts";
 import * as conv from "./conv.ts";
 
@@ -53,13 +52,6 @@ export class WebGpuBackend implements Backend {
     return this.rt.check(b, op);
   }
 
-  private scalar(s: Scalar, op: string): ew.ScalarArg {
-    return typeof s === "number" ? { coef: s, buf: this.rt.one } : {
-      coef: 1,
-      buf: this.rt.check(s, op),
-    };
-  }
-
   upload(data: TypedArray): DeviceBuffer {
     if (!(data instanceof Float32Array)) {
       throw new SgnError(
@@ -67,12 +59,6 @@ export class WebGpuBackend implements Backend {
       );
     }
     return this.rt.upload(data);
-  }
-  fill(size: number, value: number, dtype: DType): DeviceBuffer {
-    if (dtype !== "float32") {
-      throw new SgnError(`the WebGPU backend stores float32 only, not ${dtype}`);
-    }
-    return ew.fill(this.rt, size, value);
   }
   read(buffer: DeviceBuffer): Promise<TypedArray> {
     return this.rt.read(buffer);
@@ -87,30 +73,24 @@ export class WebGpuBackend implements Backend {
     this.rt.flush();
   }
 
-  unary(op: UnaryOp, x: DeviceBuffer): DeviceBuffer {
-    return ew.unary(this.rt, op, this.buf(x, op));
-  }
-  binary(
-    op: BinaryOp,
-    a: DeviceBuffer,
-    aShape: readonly number[],
-    b: DeviceBuffer,
-    bShape: readonly number[],
-  ): DeviceBuffer {
-    return ew.binary(this.rt, op, this.buf(a, op), aShape, this.buf(b, op), bShape);
-  }
-  where(cond: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer): DeviceBuffer {
-    return ew.where(this.rt, this.buf(cond, "where"), this.buf(a, "where"), this.buf(b, "where"));
+  run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
+    if (dtype !== "float32") {
+      throw new SgnError(`the WebGPU backend stores float32 only, not ${dtype}`);
+    }
+    if (inputs.length !== kernel.inputs) {
+      throw new SgnError(`run: the kernel reads ${kernel.inputs} buffers, ${inputs.length} given`);
+    }
+    const bufs = inputs.map((b) => this.buf(b, "run"));
+    const { plan, consts } = wgslKernel(kernel);
+    const out = this.rt.alloc(plan.count);
+    const [gx, gy] = grid(plan.layout === "map" ? Math.ceil(plan.count / MAP_WG) : plan.count);
+    const params = new Params().u32(plan.layout === "map" ? gx * MAP_WG : gx, 0, 0, 0).f32(
+      ...consts,
+    );
+    this.rt.dispatch(plan.code, params, [out, ...bufs], [gx, gy]);
+    return out;
   }
 
-  strided(
-    x: DeviceBuffer,
-    outShape: readonly number[],
-    strides: readonly number[],
-    offset: number,
-  ): DeviceBuffer {
-    return layout.strided(this.rt, this.buf(x, "strided"), outShape, strides, offset);
-  }
   concat(parts: readonly DeviceBuffer[], outer: number, widths: readonly number[]): DeviceBuffer {
     return layout.concat(this.rt, parts.map((p) => this.buf(p, "concat")), outer, widths);
   }
@@ -118,21 +98,16 @@ export class WebGpuBackend implements Backend {
   split(x: DeviceBuffer, sizes: readonly number[]): DeviceBuffer[] {
     return layout.split(this.rt, this.buf(x, "split"), sizes);
   }
-  reduce(
-    op: ReduceOp,
-    x: DeviceBuffer,
-    outer: number,
-    axisSize: number,
-    inner: number,
-  ): DeviceBuffer {
-    return red.reduce(this.rt, op, this.buf(x, op), outer, axisSize, inner);
-  }
   softmax(x: DeviceBuffer, rows: number, cols: number, log: boolean): DeviceBuffer {
-    return red.softmax(this.rt, this.buf(x, "softmax"), rows, cols, log);
+    return softmax(this.rt, this.buf(x, "softmax"), rows, cols, log);
   }
 
-  matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
-    return mm.matmul(this.rt, this.buf(a, "matmul"), this.buf(b, "matmul"), spec);
+  matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec, epilogue?: Epilogue): DeviceBuffer {
+    const epi = epilogue && {
+      body: epilogue.body,
+      inputs: epilogue.inputs.map((x) => this.buf(x, "matmul")),
+    };
+    return mm.matmul(this.rt, this.buf(a, "matmul"), this.buf(b, "matmul"), spec, undefined, epi);
   }
   conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer {
     return conv.conv2d(this.rt, this.buf(x, "conv2d"), this.buf(w, "conv2d"), spec);
@@ -152,22 +127,5 @@ export class WebGpuBackend implements Backend {
   maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, spec: Pool2dSpec): DeviceBuffer {
     const op = "maxPool2dBackward";
     return conv.maxPool2dBackward(this.rt, this.buf(x, op), this.buf(dy, op), spec);
-  }
-
-  dot(x: DeviceBuffer, y: DeviceBuffer): DeviceBuffer {
-    return red.dot(this.rt, this.buf(x, "dot"), this.buf(y, "dot"));
-  }
-  axpy(alpha: Scalar, x: DeviceBuffer, y: DeviceBuffer): DeviceBuffer {
-    return ew.axpy(this.rt, this.scalar(alpha, "axpy"), this.buf(x, "axpy"), this.buf(y, "axpy"));
-  }
-  scale(alpha: Scalar, x: DeviceBuffer): DeviceBuffer {
-    return ew.scale(this.rt, this.scalar(alpha, "scale"), this.buf(x, "scale"));
-  }
-  maxAbs(x: DeviceBuffer): DeviceBuffer {
-    return red.maxAbs(this.rt, this.buf(x, "maxAbs"));
-  }
-  precond(a: DeviceBuffer, b: DeviceBuffer, c: Scalar, p: number): DeviceBuffer {
-    const op = "precond";
-    return ew.precond(this.rt, this.buf(a, op), this.buf(b, op), this.scalar(c, op), p);
   }
 }

@@ -1,54 +1,15 @@
 /**
- * Layout kernels: a strided gather (transpose, slice, broadcast) and concatenation.
+ * Concatenation and splitting: routines that move many buffers in one dispatch (views, transposes
+ * and broadcasts are IR kernels, `wgsl/codegen.ts`).
  *
  * @module
  */
 
-import { checkStridedView, SgnError, sizeOf } from "../backend.ts";
-import { coalesce, decodeIndex, MAX_RANK } from "./elementwise.ts";
+import { SgnError } from "../backend.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 const WG = 64;
-
-const stridedKernel = memoKernel("strided", (rank: number) => /* wgsl */ `
-struct P { n: u32, stride: u32, offset: u32, pad: u32, shape: array<vec4u, 2>, ix: array<vec4u, 2> }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * p.stride;
-  if (i >= p.n) { return; }
-  ${decodeIndex(rank, ["ix"])}
-  out[i] = x[p.offset + ix];
-}`);
-
-/** `out[idx] = x[offset + sum_i idx_i * strides[i]]` over every index of outShape. */
-export function strided(
-  rt: GpuRuntime,
-  x: GpuBuffer,
-  outShape: readonly number[],
-  strides: readonly number[],
-  offset: number,
-): GpuBuffer {
-  checkStridedView(x.size, outShape, strides, offset);
-  const n = sizeOf(outShape);
-  const { shape, strides: [sx] } = coalesce(outShape, [strides]);
-  if (shape.length > MAX_RANK) {
-    throw new SgnError(`strided: views need at most ${MAX_RANK} distinct dimensions`);
-  }
-  const dims = [...shape, 1, 1, 1, 1, 1, 1, 1, 1].slice(0, 8);
-  const sxs = [...sx, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8);
-  const out = rt.alloc(n);
-  const [gx, gy] = grid(Math.ceil(n / WG));
-  const code = stridedKernel(shape.length);
-  rt.dispatch(code, new Params().u32(n, gx * WG, offset, 0, ...dims, ...sxs), [x, out], [
-    gx,
-    gy,
-  ]);
-  return out;
-}
 
 const COPY_REGION = /* wgsl */ `
 struct P { n: u32, stride: u32, width: u32, outWidth: u32, col: u32 }

@@ -28,8 +28,17 @@
  * @module
  */
 
-import { checkMatmulSpec, type MatmulSpec, SgnError } from "../backend.ts";
-import { dispatchFlat, type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";
+import { checkMatmulSpec, matmulShape, type MatmulSpec, SgnError } from "../backend.ts";
+import { epilogueKernel, type Expr } from "../kernel/ir.ts";
+import { epilogueSource, MAP_WG, WGSL_PRELUDE, wgslKernel } from "./codegen.ts";
+import {
+  dispatchFlat,
+  type GpuBuffer,
+  type GpuRuntime,
+  grid,
+  MAX_GROUPS,
+  Params,
+} from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 /**
@@ -60,7 +69,13 @@ const XYZW = ["x", "y", "z", "w"];
  */
 const productKernel = memoKernel("product", productSource);
 
-function productSource(transA: boolean, transB: boolean, vecOut: boolean, t: MatmulTile): string {
+function productSource(
+  transA: boolean,
+  transB: boolean,
+  vecOut: boolean,
+  t: MatmulTile,
+  epilogue = "",
+): string {
   const { r: R, c: C } = t;
   const setup: string[] = [];
   const body: string[] = [];
@@ -112,10 +127,15 @@ function productSource(transA: boolean, transB: boolean, vecOut: boolean, t: Mat
   for (const i of range(R)) {
     const row: string[] = [];
     for (const q of range(C / 4)) {
+      const v = `acc${i}_${q}`;
+      const at = `o + ${4 * q}u`;
+      const value = epilogue
+        ? `vec4f(${range(4).map((j) => `epi(${at} + ${j}u, ${v}.${XYZW[j]})`).join(", ")})`
+        : v;
       row.push(
         vecOut
-          ? `if (c0 + ${4 * q}u < p.n) { O[o / 4u + ${q}u] = acc${i}_${q}; }`
-          : `put(o + ${4 * q}u, c0 + ${4 * q}u, acc${i}_${q});`,
+          ? `if (c0 + ${4 * q}u < p.n) { O[o / 4u + ${q}u] = ${value}; }`
+          : `put(${at}, c0 + ${4 * q}u, ${v});`,
       );
     }
     stores.push(
@@ -127,17 +147,19 @@ function productSource(transA: boolean, transB: boolean, vecOut: boolean, t: Mat
   return /* wgsl */ `
 struct P {
   m: u32, n: u32, steps: u32, lda: u32, ldb: u32,
-  strideA: u32, strideB: u32, batch0: u32, wx: u32, wy: u32,
+  strideA: u32, strideB: u32, batch0: u32, wx: u32, wy: u32, pad0: u32, pad1: u32,
+  c: array<vec4f, 13>,
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> A: array<vec4f>;
 @group(0) @binding(2) var<storage, read> B: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> O: array<${vecOut ? "vec4f" : "f32"}>;
+${epilogue}
 ${
     vecOut ? "" : `
 fn put(o: u32, c: u32, v: vec4f) {
   for (var j = 0u; j < 4u; j++) {
-    if (c + j < p.n) { O[o + j] = v[j]; }
+    if (c + j < p.n) { O[o + j] = ${epilogue ? "epi(o + j, v[j])" : "v[j]"}; }
   }
 }`
   }
@@ -277,6 +299,7 @@ export function matmul(
   b: GpuBuffer,
   spec: MatmulSpec,
   tile?: MatmulTile,
+  epilogue?: { body: Expr; inputs: GpuBuffer[] },
 ): GpuBuffer {
   const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(
     spec,
@@ -289,7 +312,16 @@ export function matmul(
   if (k === 0) {
     const zero = rt.alloc(size);
     dispatchFlat(rt, ZERO, new Params().u32(size), [zero], size);
-    return zero;
+    if (!epilogue) return zero;
+    // acc = 0 everywhere: the epilogue as a kernel of its own.
+    const n = epilogue.inputs.length;
+    const { plan, consts } = wgslKernel(epilogueKernel(matmulShape(spec), epilogue.body, n));
+    const out = rt.alloc(size);
+    const [gx, gy] = grid(Math.ceil(size / MAP_WG));
+    const params = new Params().u32(gx * MAP_WG, 0, 0, 0).f32(...consts);
+    rt.dispatch(plan.code, params, [out, ...epilogue.inputs, zero], [gx, gy]);
+    rt.release(zero);
+    return out;
   }
   const k4 = Math.ceil(k / 4) * 4;
   const vecOut = n % 4 === 0;
@@ -309,10 +341,24 @@ export function matmul(
     : padded(rt, b, batchB ? batch : 1, k, n, k4);
   const strideA = batchA ? (transA ? k4 : m) * pa.ld : 0;
   const strideB = batchB ? (transB ? n : k4) * pb.ld : 0;
-  const code = productKernel(transA, transB, vecOut, t);
+  const epi = epilogue &&
+    epilogueSource(matmulShape(spec), epilogue.body, epilogue.inputs.length, 4);
+  const code = productKernel(
+    transA,
+    transB,
+    vecOut,
+    t,
+    epi ? `${WGSL_PRELUDE}\n${epi.decls}\n${epi.fn}` : "",
+  );
   for (let b0 = 0; b0 < batch; b0 += MAX_GROUPS) {
-    const params = new Params().u32(m, n, k4 / 4, pa.ld, pb.ld, strideA, strideB, b0, t.wx, t.wy);
-    rt.dispatch(code, params, [pa.buf, pb.buf, out], [gx, gy, Math.min(MAX_GROUPS, batch - b0)]);
+    const params = new Params()
+      .u32(m, n, k4 / 4, pa.ld, pb.ld, strideA, strideB, b0, t.wx, t.wy, 0, 0)
+      .f32(...(epi?.consts ?? []));
+    rt.dispatch(code, params, [pa.buf, pb.buf, out, ...(epilogue?.inputs ?? [])], [
+      gx,
+      gy,
+      Math.min(MAX_GROUPS, batch - b0),
+    ]);
   }
   if (pa.temp) rt.release(pa.buf);
   if (pb.temp) rt.release(pb.buf);

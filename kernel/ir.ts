@@ -1,0 +1,331 @@
+/**
+ * The kernel IR: every element-wise map, reduction and layout copy is one {@link Kernel}, data
+ * that each backend lowers (WGSL in `wgsl/codegen.ts`, the CPU interpreter in
+ * `kernel/interpret.ts`, compiled JavaScript loops in `cpu/native.ts`).
+ *
+ * A kernel computes an output of `shape` (row-major, contiguous). Its `body` is an expression
+ * over the loop index: the output index, followed by the reduced index when the kernel reduces.
+ * Inputs are read by `load`s, each through a view of its buffer: an offset plus one stride per
+ * loop dimension (a broadcast dimension has stride 0, a transpose permutes strides, a slice moves
+ * the offset). A reduction combines the body over its reduced dimensions; its `epilogue`, an
+ * expression over the output index in which `acc` is the reduced value, then maps the result.
+ *
+ * Constants are not part of a kernel's structure: {@link kernelKey} replaces them by slots, so
+ * one compiled kernel serves every value (a scheduled learning rate does not compile anew).
+ *
+ * One table ({@link UNARY}, {@link BINARY}) defines each element-wise op for every backend: its
+ * JavaScript expression and its WGSL expression, side by side.
+ *
+ * @module
+ */
+
+import { type BinaryOp, type DType, stridesOf, type UnaryOp } from "../backend.ts";
+
+/** A reduction: `sum`, `max` (NaN wins) or `argmax` (first index of the maximum, as a float). */
+export type ReduceOp = "sum" | "max" | "argmax";
+
+/** An expression of the IR. */
+export type Expr =
+  | {
+    readonly k: "load";
+    readonly input: number;
+    readonly strides: readonly number[];
+    readonly offset: number;
+  }
+  | { readonly k: "const"; readonly value: number }
+  | { readonly k: "unary"; readonly op: UnaryOp; readonly x: Expr }
+  | { readonly k: "binary"; readonly op: BinaryOp; readonly a: Expr; readonly b: Expr }
+  | { readonly k: "where"; readonly c: Expr; readonly a: Expr; readonly b: Expr }
+  | { readonly k: "cast"; readonly to: DType; readonly x: Expr }
+  | { readonly k: "acc" };
+
+/** A kernel of the IR; see the module documentation. */
+export interface Kernel {
+  /** The output shape. */
+  readonly shape: readonly number[];
+  /** Number of input buffers (loads name them 0..inputs-1). */
+  readonly inputs: number;
+  /** The value at each loop index (output index, then the reduced index). */
+  readonly body: Expr;
+  /** The reduction, if any: its op and the shape of the reduced dimensions. */
+  readonly reduce?: { readonly op: ReduceOp; readonly shape: readonly number[] };
+  /** With a reduction: the output value from `acc` (the reduced value) and loads by output index. */
+  readonly epilogue?: Expr;
+}
+
+/**
+ * Each unary op in JavaScript (of `x`, on doubles) and in WGSL (of `x: f32`). Helper functions
+ * named here live in the lowering's prelude. NaN passes through as IEEE says.
+ */
+export const UNARY: Readonly<Record<UnaryOp, { js: string; wgsl: string }>> = {
+  neg: { js: "-x", wgsl: "-x" },
+  exp: { js: "Math.exp(x)", wgsl: "exp(x)" },
+  log: { js: "Math.log(x)", wgsl: "log(x)" },
+  sigmoid: {
+    js: "(x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))",
+    wgsl: "sigmoidF(x)",
+  },
+  tanh: { js: "Math.tanh(x)", wgsl: "tanhF(x)" },
+  relu: { js: "(x <= 0 ? 0 : x)", wgsl: "select(x, 0.0, x <= 0.0)" },
+  square: { js: "x * x", wgsl: "x * x" },
+  sqrt: { js: "Math.sqrt(x)", wgsl: "sqrt(x)" },
+  reciprocal: { js: "1 / x", wgsl: "1.0 / x" },
+  abs: { js: "Math.abs(x)", wgsl: "abs(x)" },
+  // sign(-0) is -0 and sign(NaN) NaN (the builtin gives +0 at -0).
+  sign: { js: "(x !== x ? x : Math.sign(x))", wgsl: "select(sign(x), x, isNan(x) || x == 0.0)" },
+  step: { js: "(x > 0 ? 1 : 0)", wgsl: "select(0.0, 1.0, x > 0.0)" },
+};
+
+/** Each binary op in JavaScript (of `a`, `b`) and WGSL; comparisons give 1 or 0. */
+export const BINARY: Readonly<Record<BinaryOp, { js: string; wgsl: string }>> = {
+  add: { js: "a + b", wgsl: "a + b" },
+  sub: { js: "a - b", wgsl: "a - b" },
+  mul: { js: "a * b", wgsl: "a * b" },
+  div: { js: "a / b", wgsl: "a / b" },
+  max: { js: "(a !== a || b !== b ? NaN : a > b ? a : b)", wgsl: "maxF(a, b)" },
+  min: { js: "(a !== a || b !== b ? NaN : a < b ? a : b)", wgsl: "minF(a, b)" },
+  pow: { js: "Math.pow(a, b)", wgsl: "powF(a, b)" },
+  eq: { js: "(a === b ? 1 : 0)", wgsl: "select(0.0, 1.0, a == b)" },
+  ne: { js: "(a !== b ? 1 : 0)", wgsl: "select(0.0, 1.0, a != b || isNan(a) || isNan(b))" },
+  lt: { js: "(a < b ? 1 : 0)", wgsl: "select(0.0, 1.0, a < b)" },
+  le: { js: "(a <= b ? 1 : 0)", wgsl: "select(0.0, 1.0, a <= b)" },
+  gt: { js: "(a > b ? 1 : 0)", wgsl: "select(0.0, 1.0, a > b)" },
+  ge: { js: "(a >= b ? 1 : 0)", wgsl: "select(0.0, 1.0, a >= b)" },
+};
+
+/** The scalar functions of {@link UNARY} and {@link BINARY}, for interpreters. */
+export const UNARY_FN: Readonly<Record<UnaryOp, (x: number) => number>> = Object.fromEntries(
+  Object.entries(UNARY).map(([op, d]) => [op, new Function("x", `return ${d.js};`)]),
+) as Record<UnaryOp, (x: number) => number>;
+/** See {@link UNARY_FN}. */
+export const BINARY_FN: Readonly<Record<BinaryOp, (a: number, b: number) => number>> = Object
+  .fromEntries(
+    Object.entries(BINARY).map(([op, d]) => [op, new Function("a", "b", `return ${d.js};`)]),
+  ) as Record<BinaryOp, (a: number, b: number) => number>;
+
+// --- building expressions ---------------------------------------------------------------------
+
+/** A load of input `input` through (strides, offset). */
+export const load = (input: number, strides: readonly number[], offset = 0): Expr => ({
+  k: "load",
+  input,
+  strides,
+  offset,
+});
+/** A constant. */
+export const constant = (value: number): Expr => ({ k: "const", value });
+/** A unary op. */
+export const unary = (op: UnaryOp, x: Expr): Expr => ({ k: "unary", op, x });
+/** A binary op. */
+export const binary = (op: BinaryOp, a: Expr, b: Expr): Expr => ({ k: "binary", op, a, b });
+/** `c != 0 ? a : b`. */
+export const where = (c: Expr, a: Expr, b: Expr): Expr => ({ k: "where", c, a, b });
+/** The reduced value, inside an epilogue. */
+export const ACC: Expr = { k: "acc" };
+
+/** Rebuilds an expression bottom-up, with `fn` applied to every load (and `acc`). */
+export function mapLoads(e: Expr, fn: (leaf: Expr & { k: "load" | "acc" }) => Expr): Expr {
+  switch (e.k) {
+    case "load":
+    case "acc":
+      return fn(e);
+    case "const":
+      return e;
+    case "unary":
+      return { k: "unary", op: e.op, x: mapLoads(e.x, fn) };
+    case "cast":
+      return { k: "cast", to: e.to, x: mapLoads(e.x, fn) };
+    case "binary":
+      return { k: "binary", op: e.op, a: mapLoads(e.a, fn), b: mapLoads(e.b, fn) };
+    case "where":
+      return { k: "where", c: mapLoads(e.c, fn), a: mapLoads(e.a, fn), b: mapLoads(e.b, fn) };
+  }
+}
+
+/** Calls `fn` on every node of an expression. */
+export function walk(e: Expr, fn: (e: Expr) => void): void {
+  fn(e);
+  switch (e.k) {
+    case "unary":
+    case "cast":
+      walk(e.x, fn);
+      break;
+    case "binary":
+      walk(e.a, fn);
+      walk(e.b, fn);
+      break;
+    case "where":
+      walk(e.c, fn);
+      walk(e.a, fn);
+      walk(e.b, fn);
+  }
+}
+
+/** Number of nodes in an expression (loads and constants count). */
+export function exprSize(e: Expr): number {
+  let n = 0;
+  walk(e, () => n++);
+  return n;
+}
+
+// --- structure and constants ------------------------------------------------------------------
+
+/**
+ * The structural key of a kernel (constants replaced by slots) and its constants in slot order:
+ * kernels with equal keys compile to the same code.
+ */
+export function kernelKey(kernel: Kernel, dtype: DType): { key: string; consts: number[] } {
+  const consts: number[] = [];
+  const text = (e: Expr): string => {
+    switch (e.k) {
+      case "load":
+        return `L${e.input}[${e.strides}]+${e.offset}`;
+      case "const":
+        consts.push(e.value);
+        return "C";
+      case "acc":
+        return "A";
+      case "unary":
+        return `${e.op}(${text(e.x)})`;
+      case "cast":
+        return `${e.to}(${text(e.x)})`;
+      case "binary":
+        return `${e.op}(${text(e.a)},${text(e.b)})`;
+      case "where":
+        return `?(${text(e.c)},${text(e.a)},${text(e.b)})`;
+    }
+  };
+  let key = `${dtype}|${kernel.shape}|${kernel.inputs}|${text(kernel.body)}`;
+  if (kernel.reduce) key += `|${kernel.reduce.op}[${kernel.reduce.shape}]`;
+  if (kernel.epilogue) key += `|${text(kernel.epilogue)}`;
+  return { key, consts };
+}
+
+// --- views ------------------------------------------------------------------------------------
+
+/** Row-major strides (one definition: backend.ts's `stridesOf`). */
+export const contiguous: (shape: readonly number[]) => number[] = stridesOf;
+
+/**
+ * The strides that read a view of `shape` with `strides` as `newShape` (same element count), or
+ * undefined when no strides can (merging dimensions that are not contiguous in memory).
+ */
+export function reshapeStrides(
+  shape: readonly number[],
+  strides: readonly number[],
+  newShape: readonly number[],
+): number[] | undefined {
+  if (shape.some((d) => d === 0)) return contiguous(newShape);
+  // Drop size-1 dimensions, then walk both shapes, matching groups of equal element counts.
+  const dims: [number, number][] = [];
+  shape.forEach((d, i) => d !== 1 && dims.push([d, strides[i]]));
+  const out = new Array<number>(newShape.length).fill(0);
+  let i = 0;
+  let j = 0;
+  while (j < newShape.length || i < dims.length) {
+    if (j < newShape.length && newShape[j] === 1) {
+      j++;
+      continue;
+    }
+    if (i >= dims.length || j >= newShape.length) return undefined;
+    // Take old dims [i, i2) and new dims [j, j2) of equal product.
+    let pOld = dims[i][0];
+    let pNew = newShape[j];
+    let i2 = i + 1;
+    let j2 = j + 1;
+    while (pOld !== pNew) {
+      if (pOld < pNew) {
+        if (i2 >= dims.length) return undefined;
+        pOld *= dims[i2++][0];
+      } else {
+        if (j2 >= newShape.length) return undefined;
+        pNew *= newShape[j2++];
+      }
+    }
+    // The old group must be contiguous among itself to be re-split.
+    for (let a = i; a < i2 - 1; a++) {
+      if (dims[a][1] !== dims[a + 1][1] * dims[a + 1][0]) return undefined;
+    }
+    let s = dims[i2 - 1][1];
+    for (let b = j2 - 1; b >= j; b--) {
+      out[b] = newShape[b] === 1 ? 0 : s;
+      s *= newShape[b];
+    }
+    i = i2;
+    j = j2;
+  }
+  return out;
+}
+
+/**
+ * The same kernel over as few loop dimensions as possible: size-1 dimensions dropped, and
+ * neighbours merged where every load (and the contiguous output) steps through them as one.
+ * Lowerings work on the result, so a contiguous map runs as one flat loop.
+ */
+export function collapse(kernel: Kernel): Kernel {
+  const rankOut = kernel.shape.length;
+  const body: (Expr & { k: "load" })[] = [];
+  const epi: (Expr & { k: "load" })[] = [];
+  walk(kernel.body, (e) => e.k === "load" && body.push(e));
+  if (kernel.epilogue) walk(kernel.epilogue, (e) => e.k === "load" && epi.push(e));
+  const plan = (
+    shape: readonly number[],
+    loads: readonly (readonly number[])[],
+  ): { shape: number[]; groups: number[][] } => {
+    const out: number[] = [];
+    const groups: number[][] = [];
+    for (let d = 0; d < shape.length; d++) {
+      if (shape[d] === 1) continue;
+      const last = groups.at(-1);
+      const prev = last?.at(-1);
+      if (
+        last && prev !== undefined &&
+        loads.every((s) => s[prev] === s[d] * shape[d])
+      ) {
+        last.push(d);
+        out[out.length - 1] *= shape[d];
+      } else {
+        groups.push([d]);
+        out.push(shape[d]);
+      }
+    }
+    return { shape: out, groups };
+  };
+  const outStrides = contiguous(kernel.shape);
+  const o = plan(kernel.shape, [
+    outStrides,
+    ...body.map((l) => l.strides.slice(0, rankOut)),
+    ...epi.map((l) => l.strides),
+  ]);
+  const red = kernel.reduce
+    ? plan(kernel.reduce.shape, body.map((l) => l.strides.slice(rankOut)))
+    : undefined;
+  const pick = (strides: readonly number[], groups: number[][], base: number) =>
+    groups.map((g) => strides[base + g[g.length - 1]]);
+  const remap = (withRed: boolean) => (leaf: Expr & { k: "load" | "acc" }): Expr =>
+    leaf.k === "acc" ? leaf : {
+      k: "load",
+      input: leaf.input,
+      offset: leaf.offset,
+      strides: [
+        ...pick(leaf.strides, o.groups, 0),
+        ...(withRed && red ? pick(leaf.strides, red.groups, rankOut) : []),
+      ],
+    };
+  return {
+    shape: o.shape,
+    inputs: kernel.inputs,
+    body: mapLoads(kernel.body, remap(true)),
+    ...(kernel.reduce && red ? { reduce: { op: kernel.reduce.op, shape: red.shape } } : {}),
+    ...(kernel.epilogue ? { epilogue: mapLoads(kernel.epilogue, remap(false)) } : {}),
+  };
+}
+
+/**
+ * A routine's epilogue as a kernel of its own: `acc` becomes a contiguous load of one more input
+ * (the routine's raw result, passed last). For backends whose routine cannot apply it in place.
+ */
+export function epilogueKernel(shape: readonly number[], body: Expr, inputs: number): Kernel {
+  const raw = load(inputs, contiguous(shape));
+  return { shape, inputs: inputs + 1, body: mapLoads(body, (l) => (l.k === "acc" ? raw : l)) };
+}

@@ -1,0 +1,66 @@
+/**
+ * Softmax and log-softmax along rows, one row per invocation: a routine, since a row's maximum,
+ * its sum of exponentials and the normalized outputs are three passes over the row that one
+ * invocation makes in registers.
+ *
+ * @module
+ */
+
+import { SgnError } from "../backend.ts";
+import { WGSL_PRELUDE } from "./codegen.ts";
+import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
+import { memoKernel } from "./source.ts";
+
+const WG = 64;
+
+/** The softmax (or log-softmax) kernel, one row per invocation. */
+const softmaxKernel = memoKernel("softmax", (log: boolean) => {
+  // log-softmax: log(s) = log1p(s - 1) where s - 1 is the sum without the (first) maximum's
+  // exp(0) = 1, so that an output near 0 (a confident class: the others' exp sum to 1e-6, say)
+  // keeps its relative accuracy; log(s) of the rounded float32 s would lose most of it. The
+  // maximum's own term adds exp(x - m) - 1: 0 when finite, NaN when m is ±Infinity or NaN.
+  const sum = log
+    ? `var arg = 0u;
+  for (var k = 1u; k < p.cols; k++) { if (x[b + k] > x[b + arg]) { arg = k; } }
+  var s = exp(x[b + arg] - m) - 1.0;
+  for (var k = 0u; k < p.cols; k++) { if (k != arg) { s += exp(x[b + k] - m); } }`
+    : `var s = 0.0;
+  for (var k = 0u; k < p.cols; k++) { s += exp(x[b + k] - m); }`;
+  const write = log ? "x[b + k] - m - log1pF32(s)" : "exp(x[b + k] - m) / s";
+  return /* wgsl */ `
+${WGSL_PRELUDE}
+struct P { rows: u32, cols: u32, stride: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let r = gid.x + gid.y * p.stride;
+  if (r >= p.rows) { return; }
+  let b = r * p.cols;
+  var m = -infF32();
+  for (var k = 0u; k < p.cols; k++) { m = maxF(m, x[b + k]); }
+  ${sum}
+  for (var k = 0u; k < p.cols; k++) { out[b + k] = ${write}; }
+}`;
+});
+
+/** Softmax or log-softmax of x viewed as [rows, cols], stable (the row maximum subtracted). */
+export function softmax(
+  rt: GpuRuntime,
+  x: GpuBuffer,
+  rows: number,
+  cols: number,
+  log: boolean,
+): GpuBuffer {
+  if (x.size !== rows * cols) {
+    throw new SgnError(
+      `softmax: a buffer of ${x.size} elements cannot be viewed as [${rows}, ${cols}]`,
+    );
+  }
+  const code = softmaxKernel(log);
+  const out = rt.alloc(rows * cols);
+  const [gx, gy] = grid(Math.ceil(rows / WG));
+  rt.dispatch(code, new Params().u32(rows, cols, gx * WG), [x, out], [gx, gy]);
+  return out;
+}
