@@ -143,6 +143,7 @@ export class NumpyRandomState {
   private index = 624;
   private gauss: number | undefined;
 
+  /** Seeds the generator as `np.random.RandomState(seed)` does; `seed` is in [0, 2^32). */
   constructor(seed: number) {
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
       throw new RangeError(
@@ -228,6 +229,7 @@ export class PythonRandom {
   private mt = new Uint32Array(624);
   private index = 624;
 
+  /** Seeds the generator as Python's `random.seed(seed)` does for a non-negative integer. */
   constructor(seed: number) {
     if (!Number.isSafeInteger(seed) || seed < 0) {
       throw new RangeError(`PythonRandom: the seed must be a non-negative integer, got ${seed}`);

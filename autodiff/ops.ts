@@ -271,7 +271,9 @@ export function matmul(
 
 /** Options of {@link conv2d}. */
 export interface Conv2dOptions {
+  /** Step of the kernel window: one number for both axes, or [height, width] (default 1). */
   stride?: number | [number, number];
+  /** Zeros added on each side: one number for both axes, or [height, width] (default 0). */
   padding?: number | [number, number];
 }
 

@@ -1,6 +1,7 @@
 /**
  * The kernel benchmark cases shared by kernels_bench.ts (deno bench) and kernels_report.ts
- * (a table with GFLOP/s). Each case runs `reps` kernels and one readback.
+ * (a table with GFLOP/s). A case runs its kernel n times and reads the last result back once;
+ * the bench runs every case, on every backend, with the same n ({@link KERNELS_PER_ITERATION}).
  */
 import * as K from "../kernel/kernels.ts";
 import type { Backend, Conv2dSpec, DeviceBuffer, DType } from "../backend.ts";
@@ -8,18 +9,30 @@ import { conv2dOutSize } from "../backend.ts";
 import { benchBackends } from "./backends.ts";
 import { Random } from "../random.ts";
 
+/**
+ * Kernels per `deno bench` iteration, the same on every backend, followed by one readback: so a
+ * group's rows (one per backend) do the same work, and WebGPU's readback round trip (~11 ms on
+ * lavapipe) is shared by this many kernels, as it is in training.
+ */
+export const KERNELS_PER_ITERATION = 10;
+
 /** One measurable workload. */
 export interface KernelCase {
+  /** The kernel and its backend, e.g. "matmul 1000x784x256 A B [webgpu]". */
   name: string;
+  /** The kernel without the backend: the cases of one group do the same work. */
   group: string;
-  backend: Backend["name"];
+  backend: Backend;
   /** Floating-point operations (or bytes, for memory-bound kernels) of one kernel. */
   work: number;
   unit: "GFLOP/s" | "GB/s";
-  reps: number;
-  run: () => Promise<void>;
   /** Runs the kernel n times and reads the last result back once. */
   runN: (n: number) => Promise<void>;
+}
+
+/** Throughput of one kernel of `c` that took `ms`, e.g. "12.34 GFLOP/s". */
+export function throughput(c: KernelCase, ms: number): string {
+  return `${(c.work / (ms / 1000) / 1e9).toFixed(2)} ${c.unit}`;
 }
 
 function rand(be: Backend, n: number, seed: number, dtype: DType = "float32"): DeviceBuffer {
@@ -40,11 +53,6 @@ function timedN(be: Backend, kernel: () => DeviceBuffer): (n: number) => Promise
     await be.read(last!);
     be.release(last!);
   };
-}
-
-function timed(be: Backend, reps: number, kernel: () => DeviceBuffer) {
-  const runN = timedN(be, kernel);
-  return { run: () => runN(reps), runN };
 }
 
 /** A stride-1 valid convolution of batch n: c -> f channels, h x h images, k x k kernels. */
@@ -70,14 +78,14 @@ export const MATMULS: [number, number, number][] = [
 ];
 
 /**
- * All cases, for WebGPU (when an adapter exists), the native CPU backend (when BLAS loads) and
- * the plain TypeScript one; matrix products also in float64 on the backends that have it.
+ * All cases, for WebGPU (when an adapter exists), the native CPU backend (when BLAS loads) and,
+ * unless `cpu` is false, the plain TypeScript one; matrix products also in float64 on the
+ * backends that have it.
  */
-export async function kernelCases(): Promise<KernelCase[]> {
+export async function kernelCases({ cpu = true } = {}): Promise<KernelCase[]> {
   const out: KernelCase[] = [];
-  for (const be of await benchBackends()) {
+  for (const be of await benchBackends({ cpu })) {
     const name = be.name;
-    const reps = name === "webgpu" ? 10 : 1;
     const dtypes: DType[] = be.dtypes.includes("float64") ? ["float32", "float64"] : ["float32"];
     for (const dtype of dtypes) {
       for (const [m, k, n] of MATMULS) {
@@ -89,11 +97,10 @@ export async function kernelCases(): Promise<KernelCase[]> {
           out.push({
             name: `matmul ${m}x${k}x${n} ${tag} [${name}]`,
             group: `matmul ${m}x${k}x${n} ${tag}`,
-            backend: name,
+            backend: be,
             work: 2 * m * n * k,
             unit: "GFLOP/s",
-            reps,
-            ...timed(be, reps, () => be.matmul(a, b, spec)),
+            runN: timedN(be, () => be.matmul(a, b, spec)),
           });
         }
       }
@@ -113,11 +120,10 @@ export async function kernelCases(): Promise<KernelCase[]> {
         out.push({
           name: `conv2d ${label} ${kind} [${name}]`,
           group: `conv2d ${label} ${kind}`,
-          backend: name,
+          backend: be,
           work: flops,
           unit: "GFLOP/s",
-          reps,
-          ...timed(be, reps, k),
+          runN: timedN(be, k),
         });
       }
     }
@@ -139,11 +145,10 @@ export async function kernelCases(): Promise<KernelCase[]> {
       out.push({
         name: `${label} 1e6 [${name}]`,
         group: `${label} 1e6`,
-        backend: name,
+        backend: be,
         work: bytes,
         unit: "GB/s",
-        reps,
-        ...timed(be, reps, k),
+        runN: timedN(be, k),
       });
     }
   }

@@ -2,12 +2,14 @@
  * Prints the kernel benchmark as a markdown table with GFLOP/s or GB/s. On WebGPU each figure is
  * (time of 12 kernels + one readback - time of 2 kernels + one readback) / 10, best of `TRIALS`,
  * so the readback round trip cancels out; the CPU backends time single kernels (best of 10 on
- * the native one, of 2 on the plain TypeScript one).
+ * the native one, of 2 on the plain TypeScript one). (`deno task bench` runs the same cases, 10
+ * kernels + one readback per iteration on every backend, and prints per-kernel figures that
+ * include the readback's share.)
  * Run: `deno run -A bench/kernels_report.ts [--no-cpu] [--only TEXT]` (--only keeps the kernels
  * whose name contains TEXT, e.g. --only conv2d).
  */
 import { parseArgs } from "node:util";
-import { kernelCases } from "./kernel_cases.ts";
+import { kernelCases, throughput } from "./kernel_cases.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -17,22 +19,21 @@ const { values: flags } = parseArgs({
 const TRIALS = 5;
 console.log("| kernel | backend | ms / kernel | throughput |");
 console.log("|---|---|---:|---:|");
-for (const c of await kernelCases()) {
-  if (flags["no-cpu"] && c.backend === "cpu") continue;
+for (const c of await kernelCases({ cpu: !flags["no-cpu"] })) {
   if (!c.name.includes(flags.only)) continue;
-  await c.run(); // warm-up: pipelines compile, pools fill
+  const backend = c.backend.name;
+  await c.runN(1); // warm-up: pipelines compile, pools fill
   const time = async (n: number) => {
     const t0 = performance.now();
     await c.runN(n);
     return performance.now() - t0;
   };
   let best = Infinity;
-  for (let t = 0; t < (c.backend === "webgpu" ? TRIALS : c.backend === "cpu" ? 2 : 10); t++) {
+  for (let t = 0; t < (backend === "webgpu" ? TRIALS : backend === "cpu" ? 2 : 10); t++) {
     best = Math.min(
       best,
-      c.backend !== "webgpu" ? await time(1) : ((await time(12)) - (await time(2))) / 10,
+      backend !== "webgpu" ? await time(1) : ((await time(12)) - (await time(2))) / 10,
     );
   }
-  const rate = c.work / (best / 1000) / 1e9;
-  console.log(`| ${c.group} | ${c.backend} | ${best.toFixed(3)} | ${rate.toFixed(2)} ${c.unit} |`);
+  console.log(`| ${c.group} | ${backend} | ${best.toFixed(3)} | ${throughput(c, best)} |`);
 }

@@ -4,7 +4,9 @@
  * W1 = MLP 784-20-20-20-10 sigmoid (batch 1000), W2 = MLP 784-512-512-10 sigmoid (batch 1000),
  * W3 = the seed's CIFAR-10 architecture_4 on 3x32x32 (batch 128), W4 = the seed's Fashion-MNIST
  * architecture_1 on 1x28x28 (batch 1000, as the seed trains it), softmax cross-entropy.
- * Each case runs `reps` products and reads the last result back once.
+ * A case runs a product n times and reads the last result back once; the bench runs `reps`
+ * products per iteration, a number that depends on the workload only, so the same on every
+ * backend.
  */
 import type { Backend } from "../backend.ts";
 import { benchBackends } from "./backends.ts";
@@ -25,12 +27,17 @@ export const PRODUCTS = [
   "H v",
 ] as const;
 
+/** One of {@link PRODUCTS}. */
+export type Product = (typeof PRODUCTS)[number];
+
 /** One workload on one backend, with a runner per product. */
 export interface ProductCase {
   workload: string;
-  backend: Backend["name"];
+  backend: Backend;
+  /** Products per `deno bench` iteration: 10 on W1 and W2, 3 on W3 and W4, on every backend. */
   reps: number;
-  run: Record<(typeof PRODUCTS)[number], () => Promise<void>>;
+  /** Runs the product n times and reads the last result back once. */
+  runN: Record<Product, (n: number) => Promise<void>>;
   dispose(): void;
 }
 
@@ -58,11 +65,10 @@ function workloads(): [string, Network, number][] {
 export async function productCases(withCpu = true, only = ""): Promise<ProductCase[]> {
   const out: ProductCase[] = [];
   for (const be of await benchBackends({ cpu: withCpu })) {
-    const name = be.name;
     for (const [label, net, batch] of workloads().filter(([l]) => l.includes(only))) {
       // W4 on the CPU backend takes minutes per product: the CPU backend is the oracle, not a
       // speed target.
-      if (name === "cpu" && label.startsWith("W4")) continue;
+      if (be.name === "cpu" && label.startsWith("W4")) continue;
       const rng = new Random(1);
       const size = batch * net.inputShape.reduce((a, b) => a * b, 1);
       const x = tensor(rng.array(size, (r) => r.range(0, 1)), [batch, ...net.inputShape], {
@@ -77,12 +83,12 @@ export async function productCases(withCpu = true, only = ""): Promise<ProductCa
       const loss = softmaxCrossEntropy(y);
       const model = (...p: Tensor[]) => net.forward(p, x);
       const objective = (...p: Tensor[]) => loss.value(model(...p));
-      const reps = name === "cpu" ? 1 : /^W[34]/.test(label) ? 3 : 10;
+      const reps = /^W[34]/.test(label) ? 3 : 10;
       let cached: ReturnType<typeof ggnLinearize> | undefined;
-      /** Runs `product` reps times, reading the last result back (the only sync). */
-      const timed = (product: () => Tensor) => async () => {
+      /** Runs `product` n times, reading the last result back (the only sync). */
+      const timed = (product: () => Tensor) => async (n: number) => {
         let last: Tensor | undefined;
-        for (let i = 0; i < reps; i++) {
+        for (let i = 0; i < n; i++) {
           last?.dispose();
           last = product();
         }
@@ -92,9 +98,9 @@ export async function productCases(withCpu = true, only = ""): Promise<ProductCa
       const first = (ts: Tensor[]) => ts[0];
       out.push({
         workload: label,
-        backend: name,
+        backend: be,
         reps,
-        run: {
+        runN: {
           "forward": timed(() => scope(() => model(...params))),
           "loss+grad": timed(() => scope(() => first(valueAndGrad(objective)(...params)[1]))),
           "J v": timed(() => scope(() => jvp(model, params, v)[1][0])),
@@ -107,9 +113,9 @@ export async function productCases(withCpu = true, only = ""): Promise<ProductCa
             })
           ),
           "G v": timed(() => scope(() => first(ggnvp(model, loss, params, v)))),
-          "G v (cached)": async () => {
+          "G v (cached)": async (n) => {
             cached ??= ggnLinearize(model, loss, params);
-            await timed(() => scope(() => first(cached!.apply(...v))))();
+            await timed(() => scope(() => first(cached!.apply(...v))))(n);
           },
           "H v": timed(() => scope(() => first(hvp(objective, params, v)))),
         },

@@ -2,10 +2,11 @@
  * The SGN step benchmark (issue: SGN optimizer): one step on W1 = MLP 784-20-20-20-10 sigmoid,
  * softmax cross-entropy, batch 1000, with 3 and 10 CG iterations, trust region and line search
  * on, and the parts of a step measured on their own: loss + gradient, one cached G v product,
- * one forward pass (a line-search try), and one readback round trip.
+ * one forward pass (a line-search try), and one readback round trip. sgn_step_bench.ts and
+ * sgn_step_report.ts build their optimizers with {@link w1Sgn}, so both time the same step.
  */
 import type { Backend } from "../backend.ts";
-import { benchBackends } from "./backends.ts";
+import { benchBackends, gpuCounts, gpuCountsSince } from "./backends.ts";
 import { Random } from "../random.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import { ggnLinearize, valueAndGrad } from "../autodiff/transforms.ts";
@@ -37,15 +38,17 @@ export async function time(n: number, fn: () => Promise<unknown>): Promise<numbe
   return (performance.now() - t0) / n;
 }
 
-/** Step time and readbacks per step of SGN with `iters` CG iterations. */
-export async function stepTime(
+/**
+ * SGN on W1 as the seed's MNIST runs set it (rho 1e-4, rho_min 1e-6, trust region and line
+ * search), with exactly `iters` CG iterations a step.
+ */
+export function w1Sgn(
   be: Backend,
   iters: number,
-  steps: number,
   lsSpeculation: "adaptive" | "all" = "adaptive",
-) {
-  const p = w1(be);
-  const opt = new SGN(p.net.init({ seed: 1, backend: be }), {
+): { problem: ReturnType<typeof w1>; opt: SGN } {
+  const problem = w1(be);
+  const opt = new SGN(problem.net.init({ seed: 1, backend: be }), {
     dampRho: 1e-4,
     dampRhoMin: 1e-6,
     trustRegion: true,
@@ -54,15 +57,45 @@ export async function stepTime(
     cgMinIters: iters,
     lsSpeculation,
   });
+  return { problem, opt };
+}
+
+/**
+ * Step time, readbacks and line-search tries per step (from the step records) of SGN with
+ * `iters` CG iterations, and on WebGPU the runtime's dispatches and submits per step.
+ */
+export async function stepTime(
+  be: Backend,
+  iters: number,
+  steps: number,
+  lsSpeculation: "adaptive" | "all" = "adaptive",
+): Promise<{
+  ms: number;
+  readbacks: number;
+  tries: number;
+  dispatches: number | undefined;
+  submits: number | undefined;
+}> {
+  const { problem: p, opt } = w1Sgn(be, iters, lsSpeculation);
   let readbacks = 0;
   let tries = 0;
+  const before = gpuCounts(be);
   const ms = await time(steps, async () => {
     const r = await opt.step(p.model, p.loss);
     readbacks += r.readbacks;
     tries += r.lsTries;
   });
+  const counts = gpuCountsSince(be, before);
   opt.dispose();
-  return { ms, readbacks: readbacks / (steps + 1), tries: tries / (steps + 1) };
+  // time() made steps + 1 calls (one warm-up).
+  const per = (x: number | undefined) => x === undefined ? undefined : x / (steps + 1);
+  return {
+    ms,
+    readbacks: per(readbacks)!,
+    tries: per(tries)!,
+    dispatches: per(counts?.dispatches),
+    submits: per(counts?.submits),
+  };
 }
 
 /** The parts of a step, each measured alone (amortizing one readback over `reps` runs). */

@@ -10,7 +10,9 @@ import { SgnError } from "../backend.ts";
 
 /** A parsed IDX file: its dimensions and its unsigned-byte payload. */
 export interface Idx {
+  /** Size of each dimension, outermost first (e.g. [60000, 28, 28] for MNIST's images). */
   dims: number[];
+  /** The payload, row-major, one byte per element. */
   data: Uint8Array;
 }
 
@@ -152,7 +154,7 @@ export function imagesAndLabels(
 }
 
 /** Bytes per CIFAR-10 record: one label byte, then 3 x 32 x 32 pixel bytes (channel-major). */
-export const CIFAR_RECORD = 1 + 3 * 32 * 32;
+export const CIFAR_RECORD: number = 1 + 3 * 32 * 32;
 
 /** Parses one CIFAR-10 binary batch into labels and NCHW pixel bytes. */
 export function parseCifarBatch(

@@ -19,13 +19,17 @@ export interface Dataset {
 
 /** A data set split into train and test parts, with what a network needs to know of it. */
 export interface LoadedDataset {
+  /** The data set's name as the command line spells it, e.g. "mnist" or "sine_10". */
   name: string;
+  /** Classification (integer labels, accuracy) or regression (real targets, loss). */
   task: "classification" | "regression";
   /** Shape of one sample: [784] for MLP inputs, [c, h, w] for conv nets. */
   inputShape: number[];
   /** Classes (classification) or targets per sample (regression). */
   outputs: number;
+  /** The training part. */
   train: Dataset;
+  /** The test part, held out from training. */
   test: Dataset;
 }
 

@@ -53,7 +53,9 @@ export interface ReportSource {
 
 /** Something wrong with one file. */
 export interface Problem {
+  /** The file (or run folder) concerned, as reached from the source's path. */
   file: string;
+  /** What is wrong with it, e.g. "missing" or "not valid JSON (...)". */
   reason: string;
   /** True when the run was left out of the report; false when it is drawn anyway. */
   skipped: boolean;
@@ -61,8 +63,11 @@ export interface Problem {
 
 /** The per-epoch series of one run, validated. */
 export interface RunSeries {
+  /** Mean training loss of each epoch (results.json's `avg_loss`). */
   avgLoss: number[];
+  /** Which test metric the run recorded, if any. */
   metric?: Metric;
+  /** The test metric after each epoch; present exactly when `metric` is. */
   metricValues?: number[];
   /** Cumulative seconds at the end of each epoch. */
   seconds: number[];
@@ -76,21 +81,29 @@ export interface RunSeries {
 
 /** One run of a source, named and validated. */
 export interface Run extends RunSeries {
+  /** Label of the source the run was found in, e.g. "ours" or "seed". */
   source: string;
   /** The run folder, as reached from the argument. */
   dir: string;
+  /** The experiment, e.g. "mnist": the run folder's parent, or config.json's data set. */
   experiment: string;
   /** `<solver>_<setting>`, e.g. "SGN_3" or "SGD_0.1". */
   config: string;
+  /** The solver, e.g. "SGN" or "SGD". */
   solver: string;
+  /** CG iterations (SGN) or learning rate (others), as in the folder name; "" when unknown. */
   setting: string;
+  /** The seed, from the folder name or config.json, when known. */
   seed?: string;
 }
 
 /** Mean, min and max over the runs of a group of one final figure; non-finite values left out. */
 export interface Final {
+  /** Mean over the finite values; null when there is none. */
   mean: number | null;
+  /** Smallest finite value; null when there is none. */
   min: number | null;
+  /** Largest finite value; null when there is none. */
   max: number | null;
   /** How many runs ended non-finite (diverged). */
   nonFinite: number;
@@ -98,23 +111,33 @@ export interface Final {
 
 /** The runs of one configuration (experiment, solver and setting) from one source. */
 export interface Group {
+  /** Label of the source, as in {@link Run.source}. */
   source: string;
+  /** The experiment, as in {@link Run.experiment}. */
   experiment: string;
+  /** `<solver>_<setting>`, as in {@link Run.config}. */
   config: string;
+  /** The solver, as in {@link Run.solver}. */
   solver: string;
+  /** The setting, as in {@link Run.setting}. */
   setting: string;
   /** e.g. "ours mnist SGN_3 (n=3)". */
   label: string;
+  /** The runs of the group, one per seed. */
   runs: Run[];
   /** Fewest and most epochs among the runs. */
   epochs: { min: number; max: number };
   /** Mean cumulative seconds over the runs at epochs 1..epochs.min. */
   seconds: number[];
+  /** Training loss per epoch over the runs, at epochs 1..epochs.min. */
   loss: Band;
   /** The test metric, when every run has the same one. */
   metric?: Metric;
+  /** The test metric per epoch over the runs, when `metric` is set. */
   metricBand?: Band;
+  /** Last-epoch loss and metric over the runs, and the mean seconds per epoch. */
   final: { loss: Final; metric?: Final; secondsPerEpoch: number };
+  /** Where the runs' seconds come from ({@link RunSeries.timeBasis}); "mixed" when they differ. */
   timeBasis: "epoch_time" | "tot_time" | "mixed";
   /** How the runs stand: see {@link GroupStatus}. */
   status: GroupStatus;
@@ -136,9 +159,13 @@ export interface GroupStatus {
 
 /** What {@link collectRuns} found. */
 export interface Collection {
+  /** Each source with its label, its path and how many runs were read from it. */
   sources: { label: string; path: string; runs: number }[];
+  /** Every run read, from all sources. */
   runs: Run[];
+  /** The runs grouped by source, experiment and configuration (see {@link groupRuns}). */
   groups: Group[];
+  /** Missing or malformed files met on the way. */
   problems: Problem[];
   /**
    * Absolute real paths of the input files: the results.json and config.json of every run

@@ -12,6 +12,7 @@ import type { Band, Metric, PageData, PageGroup } from "./types.ts";
 
 /** Options of {@link buildReportHtml}. */
 export interface HtmlOptions {
+  /** Page title, shown as the heading and in the browser's tab. */
   title: string;
   /** The bundled page script (see report/bundle.ts). */
   script: string;

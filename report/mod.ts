@@ -71,13 +71,17 @@ export interface ReportOptions {
 
 /** What {@link writeReport} wrote. */
 export interface ReportSummary {
+  /** The path the report was written to, as given. */
   outPath: string;
+  /** How many runs were read. */
   runs: number;
+  /** How many groups (source, experiment, configuration) are drawn. */
   groups: number;
   /** Group legend names, e.g. "ours mnist SGN_3 (n=3)", in table order. */
   labels: string[];
   /** Missing or malformed files (also shown on the page); `skipped` runs are left out. */
   problems: Problem[];
+  /** Size of the HTML file written, in bytes. */
   bytes: number;
 }
 
@@ -94,8 +98,11 @@ export interface ReportSummary {
  * ```
  */
 export class NoRunsError extends SgnError {
+  /** Always "NoRunsError". */
   override name = "NoRunsError";
+  /** What was found in the sources instead of runs. */
   readonly problems: Problem[];
+  /** An error naming the sources searched, with what was found in them. */
   constructor(sources: readonly ReportSource[], problems: Problem[]) {
     super(`no runs found in ${sources.map((s) => s.path).join(", ") || "(no sources)"}`);
     this.problems = problems;

@@ -16,8 +16,11 @@ export type { RunStatus } from "../train/results.ts";
 
 /** Per-epoch statistics over the runs of a group; null where some run is not finite. */
 export interface Band {
+  /** Mean over the runs at each epoch. */
   mean: (number | null)[];
+  /** Smallest value over the runs at each epoch. */
   min: (number | null)[];
+  /** Largest value over the runs at each epoch. */
   max: (number | null)[];
   /** Sample standard deviation (n - 1 in the denominator; 0 for one run). */
   std: (number | null)[];
@@ -27,20 +30,27 @@ export interface Band {
 export interface PageGroup {
   /** Legend name, e.g. "ours mnist SGN_3 (n=3)". */
   label: string;
+  /** Label of the source the runs come from, e.g. "ours" or "seed". */
   source: string;
   /** Position of the source among the report's sources: chooses the line's dash. */
   sourceIndex: number;
   /** Index of the experiment/configuration pair: chooses the colour, the same for every source. */
   colorIndex: number;
+  /** The experiment, e.g. "mnist". */
   experiment: string;
+  /** `<solver>_<setting>`, e.g. "SGN_3". */
   config: string;
+  /** Number of runs in the group. */
   n: number;
   /** Epoch numbers 1..k of the points. */
   epochs: number[];
   /** Mean cumulative seconds over the runs at each epoch. */
   seconds: number[];
+  /** Training loss per epoch over the runs. */
   loss: Band;
+  /** The test metric, when every run has the same one. */
   metric?: Metric;
+  /** The test metric per epoch over the runs, when `metric` is set. */
   metricBand?: Band;
   /** Absent when every run finished, else e.g. "2 diverged, 1 running" (marked in the legend). */
   status?: string;
@@ -50,6 +60,8 @@ export interface PageGroup {
 
 /** Everything the page script needs, embedded in the HTML as JSON. */
 export interface PageData {
+  /** Page title. */
   title: string;
+  /** The groups to draw, in table order. */
   groups: PageGroup[];
 }

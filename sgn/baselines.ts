@@ -31,6 +31,7 @@ export interface SgdOptions {
   k?: number;
   /** Step decay: factor (--r) applied every `step` steps (--step). 0.5 and 10. */
   decay?: number;
+  /** Steps between two decays of the "step" schedule (--step). 10. */
   step?: number;
 }
 
@@ -99,12 +100,15 @@ async function readLoss(scalars: Tensor, what: string): Promise<{ loss: number; 
  * ```
  */
 export class SGD implements Optimizer {
+  /** The options in force: those given, checked, with the defaults for the rest. */
   readonly options: Required<SgdOptions>;
   #params: Tensor[];
   #shapes: number[][];
   #velocity: Tensor | undefined;
+  /** Steps taken (the schedules count t from 1). */
   t = 0;
 
+  /** Takes ownership of `params` (a list of tensors on one backend); checks the options. */
   constructor(params: Tensor[], options: SgdOptions = {}) {
     checkKnownOptions(
       options,
@@ -187,9 +191,13 @@ export class SGD implements Optimizer {
 
 /** Options of {@link Adam}. */
 export interface AdamOptions {
+  /** Learning rate (--lr). 0.001. */
   lr?: number;
+  /** Decay of the first-moment (mean) estimate, in [0, 1). 0.9. */
   beta1?: number;
+  /** Decay of the second-moment (uncentred variance) estimate, in [0, 1). 0.999. */
   beta2?: number;
+  /** Added to the square root of the second moment to keep the division finite. 1e-8. */
   eps?: number;
 }
 
@@ -204,13 +212,16 @@ export interface AdamOptions {
  * ```
  */
 export class Adam implements Optimizer {
+  /** The options in force: those given, checked, with the defaults for the rest. */
   readonly options: Required<AdamOptions>;
   #params: Tensor[];
   #shapes: number[][];
   #m: Tensor | undefined;
   #v: Tensor | undefined;
+  /** Steps taken (bias correction counts t from 1). */
   t = 0;
 
+  /** Takes ownership of `params` (a list of tensors on one backend); checks the options. */
   constructor(params: Tensor[], options: AdamOptions = {}) {
     checkKnownOptions(options, ["lr", "beta1", "beta2", "eps"], "Adam");
     const opt = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, ...options };

@@ -101,6 +101,7 @@ async function readScalars(scalars: Tensor[]): Promise<number[]> {
  * ```
  */
 export class SGN implements Optimizer {
+  /** The options in force: those given, checked, with the seed's defaults for the rest. */
   readonly options: ResolvedSgnOptions;
   #params: Tensor[];
   #shapes: number[][];

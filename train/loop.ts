@@ -20,13 +20,19 @@ import type { Dataset } from "../datasets/synthetic.ts";
 
 /** Options of {@link train}. */
 export interface TrainOptions {
+  /** The network; its parameters are the optimizer's. */
   network: Network;
+  /** The optimizer, holding the parameters (SGN, SGD, Adam or one of your own). */
   optimizer: Optimizer;
   /** "classification" (softmax cross-entropy over labels) or "regression" (mean squared error). */
   task: "classification" | "regression";
+  /** The training data, shuffled into mini-batches every epoch. */
   train: Dataset;
+  /** Test data, evaluated after every epoch (test_acc or test_loss); none when absent. */
   test?: Dataset;
+  /** Passes over the training data. */
   epochs: number;
+  /** Samples per mini-batch (the last batch of an epoch may be smaller). */
   batchSize: number;
   /** Seed of the shuffling. */
   seed?: number;
@@ -37,6 +43,7 @@ export interface TrainOptions {
    * our generator.
    */
   order?: "python" | "permutation";
+  /** Backend the batches are uploaded to: the one holding the optimizer's parameters. */
   backend: Backend;
   /** Element type of the batches (float64 only on the CPU backend). Default float32. */
   dtype?: DType;
@@ -71,16 +78,23 @@ const TRAIN_OPTIONS: readonly (keyof TrainOptions)[] = [
 
 /** Thrown by {@link train} when its signal aborts the run. */
 export class InterruptedError extends SgnError {
+  /** Always "InterruptedError". */
   override name = "InterruptedError";
 }
 
 /** Progress of a run. */
 export interface ProgressEvent {
+  /** After a step, or after an epoch (its test set evaluated and its record updated). */
   kind: "step" | "epoch";
+  /** The epoch, counted from 1. */
   epoch: number;
+  /** The step within the epoch, counted from 1 (stepsPerEpoch on epoch events). */
   step: number;
+  /** Mini-batches per epoch. */
   stepsPerEpoch: number;
+  /** The step's mini-batch loss, or the epoch's mean training loss on epoch events. */
   loss: number;
+  /** Seconds since the run started. */
   elapsed: number;
   /** Set on epoch events. */
   record?: ResultsRecord;

@@ -24,15 +24,25 @@ export const RUN_STATUSES: readonly RunStatus[] = [
  * stopped early, `status_reason` ({@link RunStatus}).
  */
 export interface ResultsRecord {
+  /** Mean training loss of each epoch (over its mini-batches). */
   avg_loss: number[];
+  /** Mean training accuracy of each epoch (classification only). */
   acc?: number[];
+  /** Test accuracy after each epoch (classification with a test set). */
   test_acc?: number[];
+  /** Test loss after each epoch (regression with a test set). */
   test_loss?: number[];
+  /** Seconds from the start of training to the end of the last epoch recorded. */
   tot_time: number;
+  /** Optimizer steps taken. */
   tot_iterations: number;
+  /** Epochs completed (classification only, as the seed writes it). */
   tot_epochs?: number;
+  /** The damping rho each SGN step used (SGN only). */
   rho?: number[];
+  /** The step size each SGN step took after its line search (SGN only). */
   alpha?: number[];
+  /** Cumulative seconds at the end of each epoch. */
   epoch_time: number[];
 }
 
