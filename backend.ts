@@ -116,6 +116,10 @@ export interface MatmulSpec {
   batch?: number;
   batchA?: boolean;
   batchB?: boolean;
+  /** Where A starts in its buffer, in elements (default 0): a view into a larger buffer. */
+  offsetA?: number;
+  /** Where B starts in its buffer, in elements (default 0). */
+  offsetB?: number;
 }
 
 /**
@@ -357,22 +361,35 @@ export function checkMatmulSpec(
   sizeA: number,
   sizeB: number,
 ): Required<MatmulSpec> {
-  const { m, k, n, transA = false, transB = false } = spec;
+  const { m, k, n, transA = false, transB = false, offsetA = 0, offsetB = 0 } = spec;
   const batch = spec.batch ?? 1;
   const batchA = batch > 1 ? spec.batchA ?? true : false;
   const batchB = batch > 1 ? spec.batchB ?? true : false;
-  for (const [name, v] of [["m", m], ["k", k], ["n", n], ["batch", batch]] as const) {
+  for (
+    const [name, v] of [
+      ["m", m],
+      ["k", k],
+      ["n", n],
+      ["batch", batch],
+      ["offsetA", offsetA],
+      ["offsetB", offsetB],
+    ] as const
+  ) {
     if (!Number.isInteger(v) || v < 0) {
       throw new SgnError(`matmul: ${name} must be a non-negative integer, got ${v}`);
     }
   }
   const wantA = (batchA ? batch : 1) * m * k;
   const wantB = (batchB ? batch : 1) * k * n;
-  if (sizeA !== wantA || sizeB !== wantB) {
+  // With offsets the operands are windows of larger buffers; without, they must fit exactly.
+  const fits = spec.offsetA !== undefined || spec.offsetB !== undefined
+    ? sizeA >= offsetA + wantA && sizeB >= offsetB + wantB
+    : sizeA === wantA && sizeB === wantB;
+  if (!fits) {
     throw new SgnError(
       `matmul: operands have ${sizeA} and ${sizeB} elements, expected ${wantA} and ${wantB} ` +
-        `for ${JSON.stringify({ m, k, n, transA, transB, batch })}`,
+        `for ${JSON.stringify({ m, k, n, transA, transB, batch, offsetA, offsetB })}`,
     );
   }
-  return { m, k, n, transA, transB, batch, batchA, batchB };
+  return { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB };
 }

@@ -575,7 +575,14 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
         batchB: bs.length === 3,
       };
       const be = a.backend;
-      return k.routine("matmul", [a, b], out, ([x, y], epi) => be.matmul(x, y, spec, epi), true);
+      return k.routine(
+        "matmul",
+        [a, b],
+        out,
+        ([x, y], epi, [offsetA, offsetB] = [0, 0]) =>
+          be.matmul(x, y, { ...spec, offsetA, offsetB }, epi),
+        { fusable: true, windows: true },
+      );
     },
     jvp: ([a, b], [ta, tb], p) => addT(ta && o.matmul(ta, b, p), tb && o.matmul(a, tb, p)),
     vjp: (ct, [a, b], { transA, transB }, _, needs) => [

@@ -115,7 +115,15 @@ export class Tensor {
 
   /** Copies the values to the host. On WebGPU this waits for all queued work. */
   async data(): Promise<TypedArray> {
-    return await this.backend.read(this.buffer);
+    // A window of another tensor's memory (a parameter of a flat vector, say) is read from
+    // there, rather than copied into a buffer of its own first.
+    const lazy = this.lazy;
+    const w = lazy.computed ? undefined : lazy.window();
+    if (w) {
+      const all = await this.backend.read(w.src.realize());
+      return all.slice(w.offset, w.offset + this.size);
+    }
+    return await this.backend.read(lazy.realize());
   }
 
   /** The values as nested JavaScript arrays (a number for a scalar). */

@@ -222,7 +222,7 @@ export class CpuBackend implements Backend {
   /** The plain matrix product (nested loops, float64 accumulation). */
   protected product(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
     const [[x, y], dtype] = this.args("matmul", a, b);
-    const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(
+    const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = checkMatmulSpec(
       spec,
       x.size,
       y.size,
@@ -230,8 +230,8 @@ export class CpuBackend implements Backend {
     const out = this.alloc(batch * m * n, dtype);
     const acc = new Float64Array(n);
     for (let t = 0; t < batch; t++) {
-      const oa = batchA ? t * m * k : 0;
-      const ob = batchB ? t * k * n : 0;
+      const oa = offsetA + (batchA ? t * m * k : 0);
+      const ob = offsetB + (batchB ? t * k * n : 0);
       for (let i = 0; i < m; i++) {
         acc.fill(0);
         for (let p = 0; p < k; p++) {

@@ -168,7 +168,7 @@ export class NativeBackend extends CpuBackend {
 
   protected override product(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
     const [[x, y], dtype] = this.args("matmul", a, b);
-    const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(
+    const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = checkMatmulSpec(
       spec,
       x.size,
       y.size,
@@ -181,8 +181,8 @@ export class NativeBackend extends CpuBackend {
     const lda = transA ? m : k;
     const ldb = transB ? k : n;
     for (let t = 0; t < batch; t++) {
-      const oa = batchA ? t * m * k : 0;
-      const ob = batchB ? t * k * n : 0;
+      const oa = offsetA + (batchA ? t * m * k : 0);
+      const ob = offsetB + (batchB ? t * k * n : 0);
       this.blas.gemm(
         transA,
         transB,

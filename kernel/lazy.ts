@@ -82,9 +82,11 @@ type Recipe =
     kind: "routine";
     name: string;
     args: Lazy[];
-    run: (bufs: DeviceBuffer[], epilogue?: Epilogue) => DeviceBuffer;
+    run: (bufs: DeviceBuffer[], epilogue?: Epilogue, offsets?: number[]) => DeviceBuffer;
     /** Whether the routine applies an epilogue itself. */
     fusable: boolean;
+    /** Whether the routine reads its arguments at offsets (windows of larger buffers). */
+    windows: boolean;
     epilogue?: Expr;
     srcs: Lazy[];
   };
@@ -192,15 +194,17 @@ export class Lazy {
       this.#recipe = undefined;
       return base.realize();
     }
+    inlinePendingMaps(r, this.shape);
     const be = this.backend;
     let out: DeviceBuffer;
     if (r.kind === "routine") {
-      const bufs = r.args.map((a) => a.realize());
+      const views = r.windows ? r.args.map((a) => a.realizeWindow()) : undefined;
+      const bufs = views ? views.map((v) => v.buffer) : r.args.map((a) => a.realize());
       const epi = r.epilogue
         ? { body: r.epilogue, inputs: r.srcs.map((s) => s.realize()) }
         : undefined;
       lazyStats.routines++;
-      out = r.run(bufs, epi);
+      out = r.run(bufs, epi, views?.map((v) => v.offset));
     } else {
       const inputs = r.srcs.map((s) => s.realize());
       const kernel: Kernel = r.kind === "map"
@@ -222,6 +226,28 @@ export class Lazy {
     // Consumers that fused this work and are still pending now read the buffer instead.
     for (const c of this.#absorbers.splice(0)) c.#unfuse();
     return out;
+  }
+
+  /**
+   * When this array is a contiguous window of another one's memory (a slice or reshape of it, no
+   * copy made yet): that array and where the window starts. Routines that take an offset read
+   * it in place.
+   */
+  window(): { src: Lazy; offset: number } | undefined {
+    const r = this.#recipe;
+    if (r?.kind !== "map" || r.expr.k !== "load" || r.srcs.length !== 1) return undefined;
+    const want = contiguous(this.shape);
+    const e = r.expr;
+    if (!this.shape.every((d, i) => d === 1 || e.strides[i] === want[i])) return undefined;
+    const src = r.srcs[0];
+    return e.offset + this.size <= src.size ? { src, offset: e.offset } : undefined;
+  }
+
+  /** The buffer and offset a routine reads this array from: its window, or its own buffer. */
+  realizeWindow(): { buffer: DeviceBuffer; offset: number } {
+    const w = this.#buffer || this.#base ? undefined : this.window();
+    if (w) return { buffer: w.src.realize(), offset: w.offset };
+    return { buffer: this.realize(), offset: 0 };
   }
 
   /**
@@ -248,10 +274,77 @@ export class Lazy {
     this.#dropUnfused();
   }
 
+  /**
+   * For a fused consumer about to be read element for element by another kernel: if its host is
+   * held by anyone else (so will be computed anyway), compute the host now; this array then
+   * becomes a map over the host's buffer, which its reader inlines.
+   */
+  settle(): void {
+    const host = this.#unfused?.host;
+    if (host && host.#refs > host.#absorbers.length && !host.computed) host.realize();
+  }
+
   #dropUnfused(): void {
     const u = this.#unfused;
     this.#unfused = undefined;
     if (u) { for (const x of u.operands) x.release(); }
+  }
+}
+
+/**
+ * Fusion at run time: a source that is still a pending map, read element for element over the
+ * output index (by a map or an epilogue), is inlined instead of being computed on its own. (A
+ * source read that way may have been a fused kernel when its reader was built, and become a map
+ * since, when its own operand was computed.)
+ */
+function inlinePendingMaps(r: Recipe, shape: readonly number[]): void {
+  const exprOf = (x: Recipe) => (x.kind === "map" ? x.expr : x.epilogue);
+  let e = exprOf(r);
+  if (!e) return;
+  const want = contiguous(shape);
+  for (let j = 0; j < r.srcs.length; j++) {
+    const src = r.srcs[j];
+    // A fused kernel whose host someone else holds: compute the host (it is needed anyway),
+    // which turns the source back into a map over the host's buffer, inlined below.
+    if (!src.computed && src.recipe?.kind !== "map") src.settle();
+    const sr = src.recipe;
+    if (src.computed || sr?.kind !== "map" || !sameShape(src.shape, shape)) continue;
+    if (r.kind === "reduce" && loadsOf(r.body).some((l) => l.input === j)) continue;
+    const loads = loadsOf(e).filter((l) => l.input === j);
+    const plain = loads.every((l) =>
+      l.offset === 0 && l.strides.every((v, i) => shape[i] === 1 || v === want[i])
+    );
+    if (!loads.length || !plain || r.srcs.length + sr.srcs.length > MAX_INPUTS + 1) continue;
+    // Substitute src's expression, its sources appended to ours.
+    const index = sr.srcs.map((s2) => {
+      let i = r.srcs.indexOf(s2);
+      if (i < 0) {
+        i = r.srcs.length;
+        r.srcs.push(s2.retain());
+      }
+      return i;
+    });
+    const inner = mapLoads(sr.expr, (l) => (l.k === "load" ? { ...l, input: index[l.input] } : l));
+    e = mapLoads(e, (l) => (l.k === "load" && l.input === j ? inner : l));
+  }
+  if (r.kind === "map") r.expr = e;
+  else r.epilogue = e;
+  // Sources no expression reads any more are dropped (renumbering the loads).
+  const used = new Set<number>();
+  for (const x of [r.kind === "reduce" ? r.body : undefined, e]) {
+    if (x) { for (const l of loadsOf(x)) used.add(l.input); }
+  }
+  if (used.size === r.srcs.length) return;
+  const keep = r.srcs.map((_, i) => i).filter((i) => used.has(i));
+  const renumber = new Map(keep.map((old, i) => [old, i]));
+  const fix = (x: Expr) =>
+    mapLoads(x, (l) => (l.k === "load" ? { ...l, input: renumber.get(l.input)! } : l));
+  for (let i = 0; i < r.srcs.length; i++) if (!used.has(i)) r.srcs[i].release();
+  r.srcs = keep.map((i) => r.srcs[i]);
+  if (r.kind === "map") r.expr = fix(r.expr);
+  else {
+    r.epilogue = fix(r.epilogue!);
+    if (r.kind === "reduce") r.body = fix(r.body);
   }
 }
 
@@ -523,21 +616,23 @@ export function reduce(op: ReduceOp, x: Lazy, axes: readonly number[]): Lazy {
 
 /**
  * A routine (matmul, convolution, ...) over computed arguments. `fusable`: the routine applies an
- * epilogue itself, so element-wise consumers fuse into it.
+ * epilogue itself, so element-wise consumers fuse into it; `windows`: it reads arguments at
+ * offsets, so slices of a larger buffer are passed in place (`run` gets the offsets).
  */
 export function routine(
   name: string,
   args: Lazy[],
   shape: readonly number[],
-  run: (bufs: DeviceBuffer[], epilogue?: Epilogue) => DeviceBuffer,
-  fusable = false,
+  run: (bufs: DeviceBuffer[], epilogue?: Epilogue, offsets?: number[]) => DeviceBuffer,
+  options: { fusable?: boolean; windows?: boolean } = {},
 ): Lazy {
   return Lazy.pending(args[0].backend, shape, args[0].dtype, {
     kind: "routine",
     name,
     args: args.map((a) => a.retain()),
     run,
-    fusable,
+    fusable: options.fusable ?? false,
+    windows: options.windows ?? false,
     srcs: [],
   });
 }

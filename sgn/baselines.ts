@@ -11,7 +11,7 @@ import { checkKnownOptions } from "./options.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
-import { checkParams, flatten, stepScalar, unflatten } from "./vectors.ts";
+import { checkParams, flatten, unflatten } from "./vectors.ts";
 import type { ModelFn, Optimizer } from "./optimizer.ts";
 
 /** Learning-rate schedules of the seed's SGD. */
@@ -166,10 +166,9 @@ export class SGD implements Optimizer {
     try {
       const read = await readLoss(scalars, `SGD step ${t}`);
       const next = scope(() => {
-        const lrT = stepScalar(lr, g);
         const v = this.#velocity
-          ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lrT))
-          : o.mul(g, lrT);
+          ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lr))
+          : o.mul(g, lr);
         return { v, params: unflatten(o.sub(theta, v), this.#shapes) };
       });
       for (const p of this.#params) p.dispose();
@@ -250,8 +249,8 @@ export class Adam implements Optimizer {
         const v = this.#v
           ? o.add(o.mul(this.#v, beta2), o.mul(g2, 1 - beta2))
           : o.mul(g2, 1 - beta2);
-        const mHat = o.div(m, stepScalar(1 - beta1 ** t, m));
-        const vHat = o.div(v, stepScalar(1 - beta2 ** t, v));
+        const mHat = o.div(m, 1 - beta1 ** t);
+        const vHat = o.div(v, 1 - beta2 ** t);
         const update = o.div(o.mul(mHat, lr), o.add(o.sqrt(vHat), eps));
         return { m, v, params: unflatten(o.sub(theta, update), this.#shapes) };
       });

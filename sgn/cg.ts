@@ -17,8 +17,7 @@ export function axpyT(alpha: number | Tensor, x: Tensor, y: Tensor): Tensor {
 }
 
 /**
- * A copy of x. Made in a scope: the constant 1 is a temporary when the constant cache is full,
- * and outside every scope it would never be freed.
+ * A copy of x (x * 1 as a kernel of its own), made in a scope so that the constant is freed.
  */
 function copyT(x: Tensor): Tensor {
   return scope(() => o.mul(x, 1));

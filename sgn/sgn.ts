@@ -24,7 +24,7 @@ import { SgnError } from "../backend.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
-import { checkParams, flatten, precondT, stepScalar, unflatten } from "./vectors.ts";
+import { checkParams, flatten, precondT, unflatten } from "./vectors.ts";
 import { axpyT, cgDevice, cgHost, maxAbsT } from "./cg.ts";
 import { lineSearch, nextTrustRegionRho, type Try } from "./rules.ts";
 import type { ModelFn, Optimizer } from "./optimizer.ts";
@@ -163,7 +163,7 @@ export class SGN implements Optimizer {
           momentum = this.#momentum
             ? o.add(o.mul(this.#momentum, opt.beta), o.mul(g, 1 - opt.beta))
             : o.mul(g, 1 - opt.beta);
-          mHat = o.div(momentum, stepScalar(1 - opt.beta ** t, momentum));
+          mHat = o.div(momentum, 1 - opt.beta ** t);
         }
         const theta = flatten(this.#params);
         return { l0, g, mHat, momentum, theta };

@@ -7,7 +7,7 @@
  */
 
 import { SgnError, showValue, sizeOf } from "../backend.ts";
-import { full, Tensor } from "../autodiff/tensor.ts";
+import { Tensor } from "../autodiff/tensor.ts";
 import * as k from "../kernel/lazy.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 
@@ -36,12 +36,25 @@ export function checkParams(params: unknown, who: string): Tensor[] {
   return params as Tensor[];
 }
 
-/** Concatenates tensors into one flat vector [sum of sizes] (one routine, run when needed). */
+/**
+ * Concatenates tensors into one flat vector [sum of sizes] (one routine, run when needed). Parts
+ * that are consecutive windows of one vector (what {@link unflatten} returns) give that vector
+ * back without a copy.
+ */
 export function flatten(parts: readonly Tensor[]): Tensor {
   if (parts.length === 0) throw new SgnError("flatten: no tensors given");
   const be = parts[0].backend;
   const sizes = parts.map((p) => p.size);
   const shape = [sizes.reduce((a, b) => a + b, 0)];
+  const windows = parts.map((p) => p.lazy.window());
+  const src = windows[0]?.src;
+  let at = 0;
+  const whole = src && src.size === shape[0] && windows.every((w, i) => {
+    const ok = w !== undefined && w.src === src && w.offset === at;
+    at += sizes[i];
+    return ok;
+  });
+  if (whole) return new Tensor(be, k.reshape(src, shape), shape, parts[0].dtype);
   const lazy = k.routine(
     "concat",
     parts.map((p) => p.lazy),
@@ -51,7 +64,10 @@ export function flatten(parts: readonly Tensor[]): Tensor {
   return new Tensor(be, lazy, shape, parts[0].dtype);
 }
 
-/** Splits a flat vector into tensors of the given shapes. */
+/**
+ * Splits a flat vector into tensors of the given shapes: windows of the (computed) vector, no
+ * copy; matrix products read them in place.
+ */
 export function unflatten(flat: Tensor, shapes: readonly (readonly number[])[]): Tensor[] {
   const total = shapes.reduce((s, sh) => s + sizeOf(sh), 0);
   if (flat.size !== total) {
@@ -59,8 +75,15 @@ export function unflatten(flat: Tensor, shapes: readonly (readonly number[])[]):
       `unflatten: a vector of ${flat.size} elements cannot hold ${total} parameters`,
     );
   }
-  const bufs = flat.backend.split(flat.buffer, shapes.map(sizeOf));
-  return bufs.map((buf, i) => new Tensor(flat.backend, buf, shapes[i], flat.dtype));
+  flat.realize();
+  let at = 0;
+  return shapes.map((shape) => {
+    const piece = k.slice(flat.lazy, [at], [sizeOf(shape)]);
+    at += sizeOf(shape);
+    const view = k.reshape(piece, shape);
+    piece.release();
+    return new Tensor(flat.backend, view, shape, flat.dtype);
+  });
 }
 
 /**
@@ -77,14 +100,4 @@ export function precondT(a: Tensor, b: Tensor, c: number, p: number): Tensor {
   const out = k.binary("div", a.lazy, t(k.binary("pow", damped, t(k.full(be, [], p, a.dtype)))));
   for (const x of temps) x.release();
   return new Tensor(be, out, a.shape, a.dtype);
-}
-
-/**
- * A scalar tensor on `like`'s backend and dtype, owned by the current scope. For values that
- * change from step to step (a scheduled learning rate, a bias correction 1 - beta^t): passing
- * such a number to an op directly would make it a cached constant (see `scalarLike` in ops.ts),
- * and a long run would fill that cache with buffers that are never freed.
- */
-export function stepScalar(value: number, like: Tensor): Tensor {
-  return full([], value, { backend: like.backend, dtype: like.dtype });
 }

@@ -75,12 +75,40 @@ function productSource(
   vecOut: boolean,
   t: MatmulTile,
   epilogue = "",
+  unaligned = false,
 ): string {
   const { r: R, c: C } = t;
   const setup: string[] = [];
   const body: string[] = [];
-  // Loads (indices in vec4 units; kq counts steps of 4 along K).
-  if (transA) {
+  if (unaligned) {
+    // Operands as floats at any offset and leading dimension: each vec4 is gathered from four
+    // floats, zero past K and clamped into the matrix along M and N.
+    body.push("let k0 = kq * 4u;");
+    if (transA) {
+      for (const q of range(R / 4)) {
+        for (const d of range(4)) {
+          body.push(`let a${d}_${q} = rowA(k0 + ${d}u, r0 + ${4 * q}u, aOff);`);
+        }
+      }
+    } else {
+      for (const i of range(R)) {
+        setup.push(`let ra${i} = aOff + min(r0 + ${i}u, p.m - 1u) * p.lda;`);
+      }
+      for (const i of range(R)) body.push(`let a${i} = alongA(ra${i}, k0);`);
+    }
+    if (transB) {
+      for (const j of range(C)) {
+        setup.push(`let cb${j} = bOff + min(c0 + ${j}u, p.n - 1u) * p.ldb;`);
+      }
+      for (const j of range(C)) body.push(`let b${j} = alongB(cb${j}, k0);`);
+    } else {
+      for (const q of range(C / 4)) {
+        for (const d of range(4)) {
+          body.push(`let b${d}_${q} = rowB(k0 + ${d}u, c0 + ${4 * q}u, bOff);`);
+        }
+      }
+    }
+  } else if (transA) {
     // A^T stored [k4, m]: per K row, R/4 vec4s along M.
     for (const q of range(R / 4)) {
       setup.push(`let ra${q} = aOff + min(r0 / 4u + ${q}u, p.lda - 1u);`);
@@ -94,7 +122,9 @@ function productSource(
     for (const i of range(R)) setup.push(`let ra${i} = aOff + min(r0 + ${i}u, p.m - 1u) * p.lda;`);
     for (const i of range(R)) body.push(`let a${i} = A[ra${i} + kq];`);
   }
-  if (transB) {
+  if (unaligned) {
+    // loaded above
+  } else if (transB) {
     // B^T stored [n, k4]: per column, one vec4 along K.
     for (const j of range(C)) setup.push(`let cb${j} = bOff + min(c0 + ${j}u, p.n - 1u) * p.ldb;`);
     for (const j of range(C)) body.push(`let b${j} = B[cb${j} + kq];`);
@@ -147,12 +177,13 @@ function productSource(
   return /* wgsl */ `
 struct P {
   m: u32, n: u32, steps: u32, lda: u32, ldb: u32,
-  strideA: u32, strideB: u32, batch0: u32, wx: u32, wy: u32, pad0: u32, pad1: u32,
-  c: array<vec4f, 13>,
+  strideA: u32, strideB: u32, batch0: u32, wx: u32, wy: u32, k: u32, offA: u32, offB: u32,
+  pad1: u32, pad2: u32, pad3: u32, c: array<vec4f, 12>,
 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> A: array<vec4f>;
-@group(0) @binding(2) var<storage, read> B: array<vec4f>;
+@group(0) @binding(1) var<storage, read> A: array<${unaligned ? "f32" : "vec4f"}>;
+@group(0) @binding(2) var<storage, read> B: array<${unaligned ? "f32" : "vec4f"}>;
+${unaligned ? UNALIGNED_LOADS : ""}
 @group(0) @binding(3) var<storage, read_write> O: array<${vecOut ? "vec4f" : "f32"}>;
 ${epilogue}
 ${
@@ -168,8 +199,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let r0 = (wid.y * p.wy + lid / p.wx) * ${R}u;
   let c0 = (wid.x * p.wx + lid % p.wx) * ${C}u;
   let z = wid.z + p.batch0;
-  let aOff = z * p.strideA;
-  let bOff = z * p.strideB;
+  let aOff = z * p.strideA + p.offA;
+  let bOff = z * p.strideB + p.offB;
   ${setup.join("\n  ")}
   for (var kq = 0u; kq < p.steps; kq++) {
     ${body.join("\n    ")}
@@ -179,31 +210,38 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }`;
 }
 
-/**
- * Copies `batches` row-major [rows, cols] matrices into zero-padded [rowsP, cols4 * 4] ones, one
- * vec4 of the output per invocation.
- */
-const PAD = /* wgsl */ `
-struct P { rows: u32, cols: u32, rowsP: u32, cols4: u32, count: u32, stride: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<vec4f>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * p.stride;
-  if (i >= p.count) { return; }
-  let c = (i % p.cols4) * 4u;
-  let t = i / p.cols4;
-  let r = t % p.rowsP;
-  var v = vec4f();
-  if (r < p.rows) {
-    let s = ((t / p.rowsP) * p.rows + r) * p.cols + c;
-    for (var j = 0u; j < 4u; j++) {
-      if (c + j < p.cols) { v[j] = src[s + j]; }
-    }
-  }
-  dst[i] = v;
-}`;
+/** The loads of the unaligned variant (see productSource). */
+const UNALIGNED_LOADS = /* wgsl */ `
+// Four floats along K from \`at\` (a row of A, or a column of B^T), zero at K and past it.
+fn alongA(at: u32, k0: u32) -> vec4f {
+  return vec4f(
+    select(0.0, A[at + k0], k0 < p.k),
+    select(0.0, A[at + k0 + 1u], k0 + 1u < p.k),
+    select(0.0, A[at + k0 + 2u], k0 + 2u < p.k),
+    select(0.0, A[at + k0 + 3u], k0 + 3u < p.k));
+}
+fn alongB(at: u32, k0: u32) -> vec4f {
+  return vec4f(
+    select(0.0, B[at + k0], k0 < p.k),
+    select(0.0, B[at + k0 + 1u], k0 + 1u < p.k),
+    select(0.0, B[at + k0 + 2u], k0 + 2u < p.k),
+    select(0.0, B[at + k0 + 3u], k0 + 3u < p.k));
+}
+// A^T stored [k, m]: four neighbours along M of row kk (zero past K, clamped to M).
+fn rowA(kk: u32, c: u32, off: u32) -> vec4f {
+  if (kk >= p.k) { return vec4f(); }
+  let row = off + kk * p.lda;
+  let last = p.m - 1u;
+  return vec4f(A[row + min(c, last)], A[row + min(c + 1u, last)], A[row + min(c + 2u, last)], A[row + min(c + 3u, last)]);
+}
+// B stored [k, n]: four neighbours along N of row kk (zero past K, clamped to N).
+fn rowB(kk: u32, c: u32, off: u32) -> vec4f {
+  if (kk >= p.k) { return vec4f(); }
+  let row = off + kk * p.ldb;
+  let last = p.n - 1u;
+  return vec4f(B[row + min(c, last)], B[row + min(c + 1u, last)], B[row + min(c + 2u, last)], B[row + min(c + 3u, last)]);
+}
+`;
 
 const ZERO = /* wgsl */ `
 struct P { count: u32, stride: u32 }
@@ -270,26 +308,6 @@ function checkTile(t: MatmulTile): void {
 }
 
 /**
- * An operand in the kernel's layout: `rows` x `cols` stored matrices ([batch?] of them), made
- * contiguous-aligned and K-padded by copying when needed.
- */
-function padded(
-  rt: GpuRuntime,
-  x: GpuBuffer,
-  batches: number,
-  rows: number,
-  cols: number,
-  rowsP: number,
-): { buf: GpuBuffer; ld: number; temp: boolean } {
-  const cols4 = Math.ceil(cols / 4);
-  if (rowsP === rows && cols4 * 4 === cols) return { buf: x, ld: cols4, temp: false };
-  const count = batches * rowsP * cols4;
-  const out = rt.alloc(count * 4);
-  dispatchFlat(rt, PAD, new Params().u32(rows, cols, rowsP, cols4, count), [x, out], count);
-  return { buf: out, ld: cols4, temp: true };
-}
-
-/**
  * Matrix product on the GPU; see {@link MatmulSpec}. `tile` overrides the planned work split
  * (for tests and tuning).
  */
@@ -301,7 +319,7 @@ export function matmul(
   tile?: MatmulTile,
   epilogue?: { body: Expr; inputs: GpuBuffer[] },
 ): GpuBuffer {
-  const { m, k, n, transA, transB, batch, batchA, batchB } = checkMatmulSpec(
+  const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = checkMatmulSpec(
     spec,
     a.size,
     b.size,
@@ -333,14 +351,15 @@ export function matmul(
   }
   const out = rt.alloc(size);
   // Stored shapes: A is [m, k] or (transA) [k, m]; B is [k, n] or (transB) [n, k]; K rows padded.
-  const pa = transA
-    ? padded(rt, a, batchA ? batch : 1, k, m, k4)
-    : padded(rt, a, batchA ? batch : 1, m, k, m);
-  const pb = transB
-    ? padded(rt, b, batchB ? batch : 1, n, k, n)
-    : padded(rt, b, batchB ? batch : 1, k, n, k4);
-  const strideA = batchA ? (transA ? k4 : m) * pa.ld : 0;
-  const strideB = batchB ? (transB ? n : k4) * pb.ld : 0;
+  // The vec4 kernel needs K, every operand row and both offsets on multiples of 4; otherwise
+  // the unaligned variant gathers its vec4s from floats (no padded copies, no extra dispatch).
+  const aligned = k % 4 === 0 && (transA ? m : k) % 4 === 0 && (transB ? k : n) % 4 === 0 &&
+    offsetA % 4 === 0 && offsetB % 4 === 0;
+  const unit = aligned ? 4 : 1;
+  const lda = (transA ? m : k) / unit;
+  const ldb = (transB ? k : n) / unit;
+  const strideA = batchA ? (m * k) / unit : 0;
+  const strideB = batchB ? (k * n) / unit : 0;
   const epi = epilogue &&
     epilogueSource(matmulShape(spec), epilogue.body, epilogue.inputs.length, 4);
   const code = productKernel(
@@ -349,10 +368,14 @@ export function matmul(
     vecOut,
     t,
     epi ? `${WGSL_PRELUDE}\n${epi.decls}\n${epi.fn}` : "",
+    !aligned,
   );
+  const pa = { buf: a };
+  const pb = { buf: b };
   for (let b0 = 0; b0 < batch; b0 += MAX_GROUPS) {
     const params = new Params()
-      .u32(m, n, k4 / 4, pa.ld, pb.ld, strideA, strideB, b0, t.wx, t.wy, 0, 0)
+      .u32(m, n, k4 / 4, lda, ldb, strideA, strideB, b0, t.wx, t.wy, k)
+      .u32(offsetA / unit, offsetB / unit, 0, 0, 0) // the constants start at byte 64
       .f32(...(epi?.consts ?? []));
     rt.dispatch(code, params, [pa.buf, pb.buf, out, ...(epilogue?.inputs ?? [])], [
       gx,
@@ -360,7 +383,5 @@ export function matmul(
       Math.min(MAX_GROUPS, batch - b0),
     ]);
   }
-  if (pa.temp) rt.release(pa.buf);
-  if (pb.temp) rt.release(pb.buf);
   return out;
 }
