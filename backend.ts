@@ -224,7 +224,7 @@ export interface Backend {
    */
   matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec, epilogue?: Epilogue): DeviceBuffer;
   /** Convolution forward: x [n, c, h, w], w [f, c, kh, kw] -> [n, f, ho, wo]. */
-  conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer;
+  conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec, epilogue?: Epilogue): DeviceBuffer;
   /** The input-gradient product (transpose of conv2d in x): dy [n, f, ho, wo] -> [n, c, h, w]. */
   conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer;
   /** The weight-gradient product (transpose of conv2d in w): x, dy -> [f, c, kh, kw]. */

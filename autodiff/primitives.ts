@@ -611,7 +611,13 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([x, w], [xs, ws], p, out) => {
       const spec = convSpec(xs, ws, p, "conv2d");
-      return k.routine("conv2d", [x, w], out, ([a, b]) => x.backend.conv2d(a, b, spec));
+      return k.routine(
+        "conv2d",
+        [x, w],
+        out,
+        ([a, b], epi) => x.backend.conv2d(a, b, spec, epi),
+        { fusable: true },
+      );
     },
     jvp: ([x, w], [tx, tw], p) =>
       addT(tx && bind("conv2d", [tx, w], p), tw && bind("conv2d", [x, tw], p)),

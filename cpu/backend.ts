@@ -14,6 +14,7 @@ import {
   checkConv2dSpec,
   checkMatmulSpec,
   checkPool2dSpec,
+  conv2dOutSize,
   type Conv2dSpec,
   type DeviceBuffer,
   type DType,
@@ -324,7 +325,13 @@ export class CpuBackend implements Backend {
     }
   }
 
-  conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
+  conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec, epi?: Epilogue): DeviceBuffer {
+    const raw = this.convForward(x, w, s);
+    return this.epilogue(raw, [s.n, s.f, ...conv2dOutSize(s)], epi);
+  }
+
+  /** The plain convolution (direct loops, float64 accumulation). */
+  protected convForward(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
     const acc = new Float64Array(s.n * s.f * ho * wo);
     this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[yi] += xb.data[xi] * wb.data[wi]));

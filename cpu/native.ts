@@ -288,7 +288,7 @@ export class NativeBackend extends CpuBackend {
     }
   }
 
-  override conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
+  protected override convForward(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo;
     const out = this.alloc(s.n * s.f * p, dtype);

@@ -248,17 +248,8 @@ export function convNet(
   const paramShapes: number[][] = [];
   const bounds: number[] = [];
   const names: string[] = [];
-  // A relu followed by a max pool runs after the pool: max and relu commute exactly
-  // (max(relu(a), relu(b)) = relu(max(a, b))), so outputs and derivatives are the seed's, while
-  // the relu and its derivative masks touch a quarter of the values (a 2 x 2 pool).
-  let pendingRelu = false;
-  const flushRelu = () => {
-    if (pendingRelu) steps.push((_, x) => o.relu(x));
-    pendingRelu = false;
-  };
   for (const [key, layer] of ordered(spec.conv_layers, "conv_layers")) {
     const where = `conv net spec: conv_layers.${key}`;
-    if (layer?.type !== "POOL") flushRelu();
     switch (layer?.type) {
       case "CONV": {
         const f = positiveInt(layer.num_filters, `${where}: num_filters`);
@@ -285,8 +276,8 @@ export function convNet(
       }
       case "ACT": {
         const act = activation(layer.activation, where);
-        if (layer.activation === "relu") pendingRelu = true;
-        else steps.push((_, x) => act(x));
+        // The bias add and the activation fuse into the convolution's epilogue.
+        steps.push((_, x) => act(x));
         names.push(layer.activation);
         break;
       }
@@ -302,7 +293,6 @@ export function convNet(
           );
         }
         steps.push((_, x) => o.maxPool2d(x, size, stride));
-        flushRelu();
         names.push(`pool${size}`);
         [h, w] = [ho, wo];
         break;
@@ -314,7 +304,6 @@ export function convNet(
         );
     }
   }
-  flushRelu();
   let features = c * h * w;
   steps.push((_, x) => o.flatten(x));
   const dense = (outSize: number, act?: (x: Tensor) => Tensor) => {

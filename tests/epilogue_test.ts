@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import type { Backend, DType, MatmulSpec } from "../backend.ts";
 import * as ir from "../kernel/ir.ts";
-import { cpu, native, Random, webgpu } from "./harness.ts";
+import { cpu, native, Random, skipped, webgpu } from "./harness.ts";
+import { splitK } from "../wgsl/matmul.ts";
 
 const gpu = await webgpu();
 const nat = await native();
@@ -82,4 +83,88 @@ Deno.test("matmul epilogues and windows: random cases agree with the oracle on e
     }
   }
   assert.equal(checked, 40 * targets.length);
+});
+
+Deno.test("conv2d epilogues (bias per channel, activations, constants) agree with the oracle", async () => {
+  const rng = new Random(12);
+  let checked = 0;
+  for (let trial = 0; trial < 12; trial++) {
+    const s = {
+      n: 1 + rng.int(3),
+      c: 1 + rng.int(4),
+      h: 5 + rng.int(8),
+      w: 5 + rng.int(8),
+      f: 1 + rng.int(9),
+      kh: 1 + rng.int(3),
+      kw: 1 + rng.int(3),
+      strideH: 1 + rng.int(2),
+      strideW: 1 + rng.int(2),
+      padH: rng.int(2),
+      padW: rng.int(2),
+    };
+    const ho = Math.floor((s.h + 2 * s.padH - s.kh) / s.strideH) + 1;
+    const wo = Math.floor((s.w + 2 * s.padW - s.kw) / s.strideW) + 1;
+    const x = rng.array(s.n * s.c * s.h * s.w);
+    const w = rng.array(s.f * s.c * s.kh * s.kw);
+    const bias = rng.array(s.f);
+    const other = rng.array(s.n * s.f * ho * wo);
+    const act = (["relu", "sigmoid", "tanh"] as const)[rng.int(3)];
+    const body = ir.binary(
+      "mul",
+      ir.unary(act, ir.binary("add", ir.ACC, ir.load(0, [0, 1, 0, 0]))),
+      ir.binary("add", ir.constant(rng.range(0.5, 2)), ir.load(1, [s.f * ho * wo, ho * wo, wo, 1])),
+    );
+    const run = async (be: Backend) => {
+      const bufs = [x, w, bias, other].map((d) => be.upload(Float32Array.from(d)));
+      const out = be.conv2d(bufs[0], bufs[1], s, { body, inputs: bufs.slice(2) });
+      const got = await be.read(out);
+      be.release(out);
+      bufs.forEach((b) => be.release(b));
+      return got;
+    };
+    const want = await run(cpu);
+    for (const [label, be] of targets) {
+      const got = await run(be);
+      for (let i = 0; i < want.length; i++) {
+        const tol = 1e-4 * (Math.abs(want[i]) + s.c * s.kh * s.kw);
+        if (!(Math.abs(got[i] - want[i]) <= tol)) {
+          throw new Error(
+            `${label} ${JSON.stringify(s)}: element ${i} is ${got[i]}, the oracle gives ${want[i]}`,
+          );
+        }
+      }
+      checked++;
+    }
+  }
+  assert.equal(checked, 12 * targets.length);
+});
+
+Deno.test("thin products split along K (W1's shapes) agree with the oracle, with an epilogue", async () => {
+  if (!gpu) return skipped("thin products on WebGPU", "no WebGPU adapter");
+  const rng = new Random(13);
+  const cases: MatmulSpec[] = [
+    { m: 1000, k: 784, n: 20 },
+    { m: 784, k: 1000, n: 20, transA: true },
+    { m: 20, k: 1000, n: 20, transA: true, offsetA: 8, offsetB: 4 },
+  ];
+  for (const spec of cases) {
+    assert.ok(splitK(spec.m, spec.k, spec.n) > 1, `${JSON.stringify(spec)} is split`);
+    const a = rng.array((spec.offsetA ?? 0) + spec.m * spec.k);
+    const b = rng.array((spec.offsetB ?? 0) + spec.k * spec.n);
+    const bias = rng.array(spec.n);
+    const body = ir.unary("sigmoid", ir.binary("add", ir.ACC, ir.load(0, [0, 1])));
+    const run = async (be: Backend) => {
+      const bufs = [a, b, bias].map((d) => be.upload(Float32Array.from(d)));
+      const out = be.matmul(bufs[0], bufs[1], spec, { body, inputs: [bufs[2]] });
+      const got = await be.read(out);
+      be.release(out);
+      bufs.forEach((x) => be.release(x));
+      return got;
+    };
+    const want = await run(cpu);
+    const got = await run(gpu);
+    for (let i = 0; i < want.length; i++) {
+      assert.ok(Math.abs(got[i] - want[i]) <= 1e-4, `${JSON.stringify(spec)}: element ${i}`);
+    }
+  }
 });

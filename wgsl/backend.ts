@@ -109,8 +109,15 @@ export class WebGpuBackend implements Backend {
     };
     return mm.matmul(this.rt, this.buf(a, "matmul"), this.buf(b, "matmul"), spec, undefined, epi);
   }
-  conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer {
-    return conv.conv2d(this.rt, this.buf(x, "conv2d"), this.buf(w, "conv2d"), spec);
+  conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec, epilogue?: Epilogue): DeviceBuffer {
+    return conv.conv2d(
+      this.rt,
+      this.buf(x, "conv2d"),
+      this.buf(w, "conv2d"),
+      spec,
+      epilogue &&
+        { body: epilogue.body, inputs: epilogue.inputs.map((b) => this.buf(b, "conv2d")) },
+    );
   }
   conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer {
     const op = "conv2dInputGrad";

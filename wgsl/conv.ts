@@ -45,6 +45,8 @@ import {
   type Pool2dSpec,
   SgnError,
 } from "../backend.ts";
+import type { Expr } from "../kernel/ir.ts";
+import { epilogueSource, WGSL_PRELUDE } from "./codegen.ts";
 import { dispatchFlat, type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
@@ -97,9 +99,13 @@ function dispatchBlocked(
   params: Params,
   buffers: GpuBuffer[],
   count: number,
+  consts: readonly number[] = [],
 ): void {
   const [gx, gy] = grid(Math.ceil(count / LANES));
-  rt.dispatch(code, params.u32(gx), buffers, [gx, gy]);
+  // Epilogue constants (conv2d) follow the 14 fields and two pads, at byte 64.
+  if (consts.length) params.u32(gx, 0, 0).f32(...consts);
+  else params.u32(gx);
+  rt.dispatch(code, params, buffers, [gx, gy]);
 }
 
 const ZERO = /* wgsl */ `
@@ -260,7 +266,14 @@ export function planConv2d(d: DirectShape): ConvTile {
 /** WGSL of the direct convolution with kernel kh x kw, strides sh, sw and tile `t`. */
 const directKernel = memoKernel("direct", directSource);
 
-function directSource(kh: number, kw: number, sh: number, sw: number, t: ConvTile): string {
+function directSource(
+  kh: number,
+  kw: number,
+  sh: number,
+  sw: number,
+  t: ConvTile,
+  epilogue = "",
+): string {
   const { th: TH, tw: TW, cf: CF, v: V, unrollKy } = t;
   const T = V === 4 ? "vec4f" : "f32";
   const bc = (x: string) => (V === 4 ? `vec4f(${x})` : x);
@@ -315,7 +328,8 @@ function directSource(kh: number, kw: number, sh: number, sw: number, t: ConvTil
         for (const j of range(V)) {
           const k = q * V + j;
           const val = V === 4 ? `a${py}_${px}_${q}[${j}]` : `a${py}_${px}_${q}`;
-          st.push(`if (f0 + ${k}u < p.cout) { Y[o + ${k}u * pl] = ${val}; }`);
+          const y = epilogue ? `epi(o + ${k}u * pl, ${val})` : val;
+          st.push(`if (f0 + ${k}u < p.cout) { Y[o + ${k}u * pl] = ${y}; }`);
         }
       }
       stores.push(
@@ -339,11 +353,14 @@ function directSource(kh: number, kw: number, sh: number, sw: number, t: ConvTil
   }`;
   return /* wgsl */ `
 struct P { cin: u32, h: u32, w: u32, cout: u32, ho: u32, wo: u32, padY: i32, padX: i32,
-  tilesX: u32, tilesY: u32, fBlocks: u32, ld: u32, count: u32, nx: u32 }
+  tilesX: u32, tilesY: u32, fBlocks: u32, ld: u32, count: u32, nx: u32${
+    epilogue ? ", pad0: u32, pad1: u32, c: array<vec4f, 12>" : ""
+  } }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<${T}>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+${epilogue}
 ${BLOCKED_MAIN}  let fb = g % p.fBlocks;
   let t = g / p.fBlocks;
   let tx = t % p.tilesX;
@@ -375,6 +392,7 @@ function runDirect(
   d: DirectShape,
   grad: boolean,
   s: Conv2dSpec,
+  epilogue?: { body: Expr; inputs: GpuBuffer[] },
 ): GpuBuffer {
   const t = planConv2d(d);
   const fBlocks = Math.ceil(d.cout / (t.cf * t.v));
@@ -388,13 +406,30 @@ function runDirect(
     .u32(d.cin, d.h, d.w, d.cout, d.ho, d.wo)
     .i32(d.padY, d.padX)
     .u32(tilesX, tilesY, fBlocks, ld, count);
-  dispatchBlocked(rt, directKernel(d.kh, d.kw, d.sh, d.sw, t), params, [x, wt, out], count);
+  const epi = epilogue &&
+    epilogueSource([d.n, d.cout, d.ho, d.wo], epilogue.body, epilogue.inputs.length, 4);
+  const code = directKernel(
+    d.kh,
+    d.kw,
+    d.sh,
+    d.sw,
+    t,
+    epi ? `${WGSL_PRELUDE}\n${epi.decls}\n${epi.fn}` : "",
+  );
+  const buffers = [x, wt, out, ...(epilogue?.inputs ?? [])];
+  dispatchBlocked(rt, code, params, buffers, count, epi?.consts);
   rt.release(wt);
   return out;
 }
 
 /** Convolution forward: x [n, c, h, w], w [f, c, kh, kw] -> [n, f, ho, wo]. */
-export function conv2d(rt: GpuRuntime, x: GpuBuffer, w: GpuBuffer, s: Conv2dSpec): GpuBuffer {
+export function conv2d(
+  rt: GpuRuntime,
+  x: GpuBuffer,
+  w: GpuBuffer,
+  s: Conv2dSpec,
+  epilogue?: { body: Expr; inputs: GpuBuffer[] },
+): GpuBuffer {
   const [ho, wo] = checkConv2dSpec("conv2d", s);
   expectSize("conv2d", "x", x, s.n * s.c * s.h * s.w, `[${s.n}, ${s.c}, ${s.h}, ${s.w}]`);
   expectSize("conv2d", "w", w, s.f * s.c * s.kh * s.kw, `[${s.f}, ${s.c}, ${s.kh}, ${s.kw}]`);
@@ -414,7 +449,7 @@ export function conv2d(rt: GpuRuntime, x: GpuBuffer, w: GpuBuffer, s: Conv2dSpec
     padY: s.padH,
     padX: s.padW,
   };
-  return runDirect(rt, x, w, d, false, s);
+  return runDirect(rt, x, w, d, false, s, epilogue);
 }
 
 // --- input gradient -----------------------------------------------------------------------------

@@ -29,7 +29,7 @@
  */
 
 import { checkMatmulSpec, matmulShape, type MatmulSpec, SgnError } from "../backend.ts";
-import { epilogueKernel, type Expr } from "../kernel/ir.ts";
+import { epilogueKernel, type Expr, type Kernel, load, mapLoads } from "../kernel/ir.ts";
 import { epilogueSource, MAP_WG, WGSL_PRELUDE, wgslKernel } from "./codegen.ts";
 import {
   dispatchFlat,
@@ -341,47 +341,172 @@ export function matmul(
     rt.release(zero);
     return out;
   }
-  const k4 = Math.ceil(k / 4) * 4;
   const vecOut = n % 4 === 0;
-  const t = tile ?? planMatmul(m, k, n, batch, vecOut);
-  const gx = Math.ceil(Math.ceil(n / t.c) / t.wx);
-  const gy = Math.ceil(Math.ceil(m / t.r) / t.wy);
-  if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
-    throw new SgnError(`matmul: an output of ${m} x ${n} is too large for one dispatch`);
-  }
-  const out = rt.alloc(size);
-  // Stored shapes: A is [m, k] or (transA) [k, m]; B is [k, n] or (transB) [n, k]; K rows padded.
-  // The vec4 kernel needs K, every operand row and both offsets on multiples of 4; otherwise
-  // the unaligned variant gathers its vec4s from floats (no padded copies, no extra dispatch).
   const aligned = k % 4 === 0 && (transA ? m : k) % 4 === 0 && (transB ? k : n) % 4 === 0 &&
     offsetA % 4 === 0 && offsetB % 4 === 0;
+  const split = tile || batch > 1 || !aligned ? 1 : splitK(m, k, n);
+  if (split > 1) return splitProduct(rt, a, b, spec, split, epilogue);
+  const t = tile ?? planMatmul(m, k, n, batch, vecOut);
+  const out = rt.alloc(size);
+  // Stored shapes: A is [m, k] or (transA) [k, m]; B is [k, n] or (transB) [n, k]. The vec4
+  // kernel needs K, every operand row and both offsets on multiples of 4; otherwise the
+  // unaligned variant gathers its vec4s from floats (no padded copies, no extra dispatch).
   const unit = aligned ? 4 : 1;
-  const lda = (transA ? m : k) / unit;
-  const ldb = (transB ? k : n) / unit;
-  const strideA = batchA ? (m * k) / unit : 0;
-  const strideB = batchB ? (k * n) / unit : 0;
-  const epi = epilogue &&
-    epilogueSource(matmulShape(spec), epilogue.body, epilogue.inputs.length, 4);
-  const code = productKernel(
+  runProduct(rt, a, b, out, {
+    m,
+    n,
+    k,
+    steps: Math.ceil(k / 4),
+    lda: (transA ? m : k) / unit,
+    ldb: (transB ? k : n) / unit,
+    strideA: batchA ? (m * k) / unit : 0,
+    strideB: batchB ? (k * n) / unit : 0,
+    offA: offsetA / unit,
+    offB: offsetB / unit,
+    batch,
     transA,
     transB,
     vecOut,
+    aligned,
+    t,
+  }, epilogue);
+  return out;
+}
+
+/** The uniform fields and variant of one product dispatch (strides and offsets in load units). */
+interface ProductRun {
+  m: number;
+  n: number;
+  k: number;
+  steps: number;
+  lda: number;
+  ldb: number;
+  strideA: number;
+  strideB: number;
+  offA: number;
+  offB: number;
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+  vecOut: boolean;
+  aligned: boolean;
+  t: MatmulTile;
+}
+
+/** Records the product kernel over `r.batch` entries (in runs of MAX_GROUPS). */
+function runProduct(
+  rt: GpuRuntime,
+  a: GpuBuffer,
+  b: GpuBuffer,
+  out: GpuBuffer,
+  r: ProductRun,
+  epilogue?: { body: Expr; inputs: GpuBuffer[] },
+): void {
+  const { t } = r;
+  const gx = Math.ceil(Math.ceil(r.n / t.c) / t.wx);
+  const gy = Math.ceil(Math.ceil(r.m / t.r) / t.wy);
+  if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
+    throw new SgnError(`matmul: an output of ${r.m} x ${r.n} is too large for one dispatch`);
+  }
+  const epi = epilogue &&
+    epilogueSource(
+      matmulShape({ m: r.m, k: r.k, n: r.n, batch: r.batch }),
+      epilogue.body,
+      epilogue.inputs.length,
+      4,
+    );
+  const code = productKernel(
+    r.transA,
+    r.transB,
+    r.vecOut,
     t,
     epi ? `${WGSL_PRELUDE}\n${epi.decls}\n${epi.fn}` : "",
-    !aligned,
+    !r.aligned,
   );
-  const pa = { buf: a };
-  const pb = { buf: b };
-  for (let b0 = 0; b0 < batch; b0 += MAX_GROUPS) {
+  for (let b0 = 0; b0 < r.batch; b0 += MAX_GROUPS) {
     const params = new Params()
-      .u32(m, n, k4 / 4, lda, ldb, strideA, strideB, b0, t.wx, t.wy, k)
-      .u32(offsetA / unit, offsetB / unit, 0, 0, 0) // the constants start at byte 64
+      .u32(r.m, r.n, r.steps, r.lda, r.ldb, r.strideA, r.strideB, b0, t.wx, t.wy, r.k)
+      .u32(r.offA, r.offB, 0, 0, 0) // the constants start at byte 64
       .f32(...(epi?.consts ?? []));
-    rt.dispatch(code, params, [pa.buf, pb.buf, out, ...(epilogue?.inputs ?? [])], [
+    rt.dispatch(code, params, [a, b, out, ...(epilogue?.inputs ?? [])], [
       gx,
       gy,
-      Math.min(MAX_GROUPS, batch - b0),
+      Math.min(MAX_GROUPS, r.batch - b0),
     ]);
   }
+}
+
+/** Invocations below which a product has too little parallel work for the threads. */
+const SPLIT_BELOW = 64 * THREADS;
+
+/**
+ * How many chunks to cut K into for a thin product (few output blocks, long K): each chunk is
+ * a batch entry of the product kernel, and one reduction sums them. 1 = no split. Chunks are
+ * whole vec4 steps, so the aligned kernel runs unchanged on each.
+ */
+export function splitK(m: number, k: number, n: number): number {
+  const t = planMatmul(m, k, n);
+  const blocks = Math.ceil(m / t.r) * Math.ceil(n / t.c);
+  if (blocks >= SPLIT_BELOW || k < 256) return 1;
+  const steps = k / 4;
+  let best = 1;
+  for (let s = 2; s <= 16; s++) {
+    if (steps % s !== 0 || steps / s < 8) continue;
+    best = s;
+    if (blocks * s >= SPLIT_BELOW) break;
+  }
+  return best;
+}
+
+/**
+ * A product with K cut into `split` chunks: the chunks' partial products [split, m, n] from one
+ * batched dispatch, summed by one reduction kernel of the IR that applies the epilogue too.
+ */
+function splitProduct(
+  rt: GpuRuntime,
+  a: GpuBuffer,
+  b: GpuBuffer,
+  spec: MatmulSpec,
+  split: number,
+  epilogue?: { body: Expr; inputs: GpuBuffer[] },
+): GpuBuffer {
+  const { m, k, n, transA, transB, offsetA = 0, offsetB = 0 } = spec;
+  const kc = k / split;
+  const partial = rt.alloc(split * m * n);
+  runProduct(rt, a, b, partial, {
+    m,
+    n,
+    k: kc,
+    steps: kc / 4,
+    lda: (transA ? m : k) / 4,
+    ldb: (transB ? k : n) / 4,
+    // Chunk z starts kc columns (or rows, when transposed) after chunk z - 1.
+    strideA: (transA ? kc * m : kc) / 4,
+    strideB: (transB ? kc : kc * n) / 4,
+    offA: offsetA / 4,
+    offB: offsetB / 4,
+    batch: split,
+    transA: transA ?? false,
+    transB: transB ?? false,
+    vecOut: n % 4 === 0,
+    aligned: true,
+    t: planMatmul(m, kc, n, split),
+  });
+  const inputs = epilogue?.inputs ?? [];
+  const shift = (e: Expr) =>
+    mapLoads(e, (l) => (l.k === "load" ? { ...l, input: l.input + 1 } : l));
+  const kernel: Kernel = {
+    shape: [m, n],
+    inputs: inputs.length + 1,
+    body: load(0, [n, 1, m * n]),
+    reduce: { op: "sum", shape: [split] },
+    ...(epilogue ? { epilogue: shift(epilogue.body) } : {}),
+  };
+  const { plan, consts } = wgslKernel(kernel);
+  const out = rt.alloc(m * n);
+  const [gx, gy] = grid(plan.layout === "map" ? Math.ceil(plan.count / MAP_WG) : plan.count);
+  const params = new Params().u32(plan.layout === "map" ? gx * MAP_WG : gx, 0, 0, 0).f32(...consts);
+  rt.dispatch(plan.code, params, [out, partial, ...inputs], [gx, gy]);
+  rt.release(partial);
   return out;
 }
