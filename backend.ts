@@ -98,7 +98,9 @@ import type { Expr, Kernel } from "./kernel/ir.ts";
  * `inputs` (loads numbered 0..n-1) through views of the output shape.
  */
 export interface Epilogue {
+  /** The expression; `acc` is the routine's value at the output index. */
   body: Expr;
+  /** The buffers the expression loads, numbered by position. */
   inputs: DeviceBuffer[];
 }
 
@@ -108,13 +110,21 @@ export interface Epilogue {
  * `batch` > 1, an operand whose `batchA` / `batchB` flag is false is shared by every batch entry.
  */
 export interface MatmulSpec {
+  /** Rows of A and of the output. */
   m: number;
+  /** Columns of A, rows of B: the summed dimension. */
   k: number;
+  /** Columns of B and of the output. */
   n: number;
+  /** A's buffer holds A transposed, [batch?, k, m]. */
   transA?: boolean;
+  /** B's buffer holds B transposed, [batch?, n, k]. */
   transB?: boolean;
+  /** Number of products (default 1). */
   batch?: number;
+  /** With batch > 1: A has one matrix per entry (default true), else one shared. */
   batchA?: boolean;
+  /** With batch > 1: B has one matrix per entry (default true), else one shared. */
   batchB?: boolean;
   /** Where A starts in its buffer, in elements (default 0): a view into a larger buffer. */
   offsetA?: number;
@@ -127,16 +137,27 @@ export interface MatmulSpec {
  * with weights [f, c, kh, kw], giving [n, f, ho, wo], ho = floor((h + 2 ph - kh) / sh) + 1.
  */
 export interface Conv2dSpec {
+  /** Images in the batch. */
   n: number;
+  /** Input channels. */
   c: number;
+  /** Input height. */
   h: number;
+  /** Input width. */
   w: number;
+  /** Filters (output channels). */
   f: number;
+  /** Kernel height. */
   kh: number;
+  /** Kernel width. */
   kw: number;
+  /** Vertical stride. */
   strideH: number;
+  /** Horizontal stride. */
   strideW: number;
+  /** Zero padding above and below. */
   padH: number;
+  /** Zero padding left and right. */
   padW: number;
 }
 
@@ -145,13 +166,21 @@ export interface Conv2dSpec {
  * padding; windows that would cross the border are dropped: ho = floor((h - kh) / sh) + 1.
  */
 export interface Pool2dSpec {
+  /** Images in the batch. */
   n: number;
+  /** Channels. */
   c: number;
+  /** Input height. */
   h: number;
+  /** Input width. */
   w: number;
+  /** Window height. */
   kh: number;
+  /** Window width. */
   kw: number;
+  /** Vertical stride. */
   strideH: number;
+  /** Horizontal stride. */
   strideW: number;
 }
 
@@ -313,6 +342,7 @@ export function showValue(v: unknown): string {
 
 /** The error raised for misuse of a backend or tensor, with a message that says what to do. */
 export class SgnError extends Error {
+  /** Always "SgnError", so that messages and logs name the kind of error. */
   override name = "SgnError";
 }
 

@@ -31,10 +31,13 @@ export {
   UNARY_OPS,
   type UnaryOp,
 } from "./backend.ts";
-export { CpuBackend } from "./cpu/backend.ts";
+export { CpuBackend, type CpuBuffer } from "./cpu/backend.ts";
 export { NativeBackend } from "./cpu/native.ts";
 export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
 export { WebGpuBackend } from "./wgsl/backend.ts";
+export { GpuBuffer, GpuRuntime, Params, type RuntimeStats } from "./wgsl/runtime.ts";
+export { type Lazy, lazyStats, type Recipe } from "./kernel/lazy.ts";
+export * as kernels from "./kernel/kernels.ts";
 export {
   BACKEND_CHOICES,
   checkBackendChoice,

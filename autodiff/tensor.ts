@@ -156,6 +156,7 @@ export class Tensor {
     this.dispose();
   }
 
+  /** A short description: shape, dtype and backend (not the values: see {@link Tensor.data}). */
   toString(): string {
     return `Tensor(shape=[${this.shape.join(", ")}], dtype=${this.dtype}, ${this.backend.name})`;
   }

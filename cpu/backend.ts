@@ -31,13 +31,17 @@ import {
 import { epilogueKernel } from "../kernel/ir.ts";
 import { interpret } from "../kernel/interpret.ts";
 
-/** A host buffer of the CPU backend. */
+/** A host buffer of the CPU backends. */
 export class CpuBuffer implements DeviceBuffer {
+  /** Whether the buffer went back to its backend (using it then is an error). */
   released = false;
+  /** Wraps host memory. */
   constructor(readonly data: TypedArray) {}
+  /** Number of elements. */
   get size(): number {
     return this.data.length;
   }
+  /** Element type, from the array type. */
   get dtype(): DType {
     return this.data instanceof Float64Array ? "float64" : "float32";
   }
@@ -71,11 +75,13 @@ export class CpuBackend implements Backend {
     this.live += delta;
   }
 
+  /** A new buffer of `size` elements (zeros here; a subclass may hand out recycled memory). */
   protected alloc(size: number, dtype: DType): CpuBuffer {
     this.live++;
     return new CpuBuffer(dtype === "float64" ? new Float64Array(size) : new Float32Array(size));
   }
 
+  /** `b` as this backend's buffer; a clear error for a foreign or released one. */
   protected buf(b: DeviceBuffer, op: string): CpuBuffer {
     if (!(b instanceof CpuBuffer)) {
       throw new SgnError(`${op}: the buffer does not belong to the CPU backend`);
@@ -98,6 +104,7 @@ export class CpuBackend implements Backend {
     return [out, dtype];
   }
 
+  /** A clear error unless `b` has `size` elements. */
   protected expectSize(op: string, what: string, b: CpuBuffer, size: number): void {
     if (b.size !== size) {
       throw new SgnError(`${op}: ${what} has ${b.size} elements, expected ${size}`);

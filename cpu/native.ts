@@ -51,11 +51,14 @@ const POOL_BYTES = 512 * 2 ** 20;
  * ```
  */
 export class NativeBackend extends CpuBackend {
+  /** "native": BLAS through FFI and compiled loops. */
   override readonly name = "native" as const;
+  /** The BLAS library, its threads and kernels. */
   override readonly description: string;
   #pool = new Map<string, TypedArray[]>();
   #pooled = 0;
 
+  /** A native backend over a loaded BLAS (see {@link NativeBackend.create}). */
   constructor(readonly blas: Blas) {
     super();
     const threads = blas.threads === undefined ? "" : `, ${blas.threads} threads`;
@@ -93,6 +96,7 @@ export class NativeBackend extends CpuBackend {
     return b;
   }
 
+  /** Returns a buffer to the pool (and drops what was cached for it). */
   override release(buffer: DeviceBuffer): void {
     const b = this.buf(buffer, "release");
     super.release(b);
@@ -115,6 +119,7 @@ export class NativeBackend extends CpuBackend {
 
   // --- IR kernels: compiled loops (cpu/compile.ts) ----------------------------------------------
 
+  /** Runs an IR kernel as compiled JavaScript loops (`cpu/compile.ts`). */
   override run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
     const bufs = this.kernelInputs(kernel, inputs, dtype);
     const out = this.alloc(sizeOf(kernel.shape), dtype);
@@ -126,6 +131,7 @@ export class NativeBackend extends CpuBackend {
     return out;
   }
 
+  /** Softmax or log-softmax along rows, as tight loops. */
   override softmax(x: DeviceBuffer, rows: number, cols: number, log: boolean): DeviceBuffer {
     const [[a], dtype] = this.args("softmax", x);
     if (a.size !== rows * cols) {
@@ -166,6 +172,7 @@ export class NativeBackend extends CpuBackend {
 
   // --- linear algebra -------------------------------------------------------------------------
 
+  /** The matrix product through BLAS gemm, one call per batch entry. */
   protected override product(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
     const [[x, y], dtype] = this.args("matmul", a, b);
     const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = checkMatmulSpec(
@@ -288,6 +295,7 @@ export class NativeBackend extends CpuBackend {
     }
   }
 
+  /** Convolution: one GEMM per image over its cached im2col columns. */
   protected override convForward(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo;
@@ -299,6 +307,7 @@ export class NativeBackend extends CpuBackend {
     return out;
   }
 
+  /** The input gradient: GEMMs into columns, scattered back (col2im). */
   override conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: db, b: wb, dtype } = this.convOperands("conv2dInputGrad", dy, w, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo, img = s.c * s.h * s.w;
@@ -317,6 +326,7 @@ export class NativeBackend extends CpuBackend {
     return out;
   }
 
+  /** The weight gradient: one GEMM per image over the cached columns. */
   override conv2dWeightGrad(x: DeviceBuffer, dy: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: xb, b: db, dtype } = this.convOperands("conv2dWeightGrad", x, dy, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo;
@@ -333,6 +343,7 @@ export class NativeBackend extends CpuBackend {
   /** Argmax positions per pooled input buffer (inputs never change while they live). */
   #argmax = new WeakMap<CpuBuffer, { key: string; arg: Int32Array }>();
 
+  /** The argmax of each pooling window, cached per input buffer. */
   protected override argmaxWindows(
     x: CpuBuffer,
     s: Pool2dSpec,
@@ -374,6 +385,7 @@ export class NativeBackend extends CpuBackend {
     return arg;
   }
 
+  /** Scatters dy to the cached argmax positions. */
   override maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, s: Pool2dSpec): DeviceBuffer {
     const { ho, wo, xb, b: db, dtype } = this.poolOperands("maxPool2dBackward", x, dy, s);
     const arg = this.argmaxWindows(xb, s, ho, wo);

@@ -67,8 +67,8 @@ interface Fragment {
   srcs: Lazy[];
 }
 
-/** How a pending array is computed. */
-type Recipe =
+/** How a pending array is computed: a map, a reduction, or a routine (with its epilogue). */
+export type Recipe =
   | { kind: "map"; expr: Expr; srcs: Lazy[] }
   | {
     kind: "reduce";

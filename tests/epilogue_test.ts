@@ -7,7 +7,10 @@ import assert from "node:assert/strict";
 import type { Backend, DType, MatmulSpec } from "../backend.ts";
 import * as ir from "../kernel/ir.ts";
 import { cpu, native, Random, skipped, webgpu } from "./harness.ts";
+import * as mm from "../wgsl/matmul.ts";
 import { splitK } from "../wgsl/matmul.ts";
+import { WebGpuBackend } from "../wgsl/backend.ts";
+import type { GpuBuffer } from "../wgsl/runtime.ts";
 
 const gpu = await webgpu();
 const nat = await native();
@@ -148,14 +151,21 @@ Deno.test("thin products split along K (W1's shapes) agree with the oracle, with
     { m: 20, k: 1000, n: 20, transA: true, offsetA: 8, offsetB: 4 },
   ];
   for (const spec of cases) {
-    assert.ok(splitK(spec.m, spec.k, spec.n) > 1, `${JSON.stringify(spec)} is split`);
+    const split = splitK(spec.m, spec.k, spec.n);
+    assert.ok(split > 1, `${JSON.stringify(spec)} is split`);
     const a = rng.array((spec.offsetA ?? 0) + spec.m * spec.k);
     const b = rng.array((spec.offsetB ?? 0) + spec.k * spec.n);
     const bias = rng.array(spec.n);
     const body = ir.unary("sigmoid", ir.binary("add", ir.ACC, ir.load(0, [0, 1])));
     const run = async (be: Backend) => {
       const bufs = [a, b, bias].map((d) => be.upload(Float32Array.from(d)));
-      const out = be.matmul(bufs[0], bufs[1], spec, { body, inputs: [bufs[2]] });
+      const epi = { body, inputs: [bufs[2]] };
+      const out = be instanceof WebGpuBackend
+        ? mm.matmul(be.rt, bufs[0] as GpuBuffer, bufs[1] as GpuBuffer, spec, undefined, {
+          body,
+          inputs: [bufs[2] as GpuBuffer],
+        }, split)
+        : be.matmul(bufs[0], bufs[1], spec, epi);
       const got = await be.read(out);
       be.release(out);
       bufs.forEach((x) => be.release(x));

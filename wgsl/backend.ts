@@ -18,7 +18,7 @@ import {
   SgnError,
   type TypedArray,
 } from "../backend.ts";
-import { GpuRuntime, grid, Params } from "./runtime.ts";
+import { type GpuBuffer, GpuRuntime, grid, Params } from "./runtime.ts";
 import { MAP_WG, wgslKernel } from "./codegen.ts";
 import * as layout from "./layout.ts";
 import { softmax } from "./softmax.ts";
@@ -31,6 +31,7 @@ export class WebGpuBackend implements Backend {
   readonly dtypes: readonly DType[] = ["float32"];
   readonly hostReadback = false;
 
+  /** The backend over a runtime (most code calls {@link WebGpuBackend.create}). */
   constructor(readonly rt: GpuRuntime) {}
 
   /** Finds an adapter and creates the backend, or returns undefined when there is none. */
@@ -39,6 +40,7 @@ export class WebGpuBackend implements Backend {
     return rt && new WebGpuBackend(rt);
   }
 
+  /** The adapter's description. */
   get description(): string {
     return this.rt.description;
   }
@@ -48,7 +50,7 @@ export class WebGpuBackend implements Backend {
     return this.rt.software;
   }
 
-  private buf(b: DeviceBuffer, op: string) {
+  #buf(b: DeviceBuffer, op: string): GpuBuffer {
     return this.rt.check(b, op);
   }
 
@@ -80,7 +82,7 @@ export class WebGpuBackend implements Backend {
     if (inputs.length !== kernel.inputs) {
       throw new SgnError(`run: the kernel reads ${kernel.inputs} buffers, ${inputs.length} given`);
     }
-    const bufs = inputs.map((b) => this.buf(b, "run"));
+    const bufs = inputs.map((b) => this.#buf(b, "run"));
     const { plan, consts } = wgslKernel(kernel);
     const out = this.rt.alloc(plan.count);
     const [gx, gy] = grid(plan.layout === "map" ? Math.ceil(plan.count / MAP_WG) : plan.count);
@@ -92,47 +94,47 @@ export class WebGpuBackend implements Backend {
   }
 
   concat(parts: readonly DeviceBuffer[], outer: number, widths: readonly number[]): DeviceBuffer {
-    return layout.concat(this.rt, parts.map((p) => this.buf(p, "concat")), outer, widths);
+    return layout.concat(this.rt, parts.map((p) => this.#buf(p, "concat")), outer, widths);
   }
 
   split(x: DeviceBuffer, sizes: readonly number[]): DeviceBuffer[] {
-    return layout.split(this.rt, this.buf(x, "split"), sizes);
+    return layout.split(this.rt, this.#buf(x, "split"), sizes);
   }
   softmax(x: DeviceBuffer, rows: number, cols: number, log: boolean): DeviceBuffer {
-    return softmax(this.rt, this.buf(x, "softmax"), rows, cols, log);
+    return softmax(this.rt, this.#buf(x, "softmax"), rows, cols, log);
   }
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec, epilogue?: Epilogue): DeviceBuffer {
     const epi = epilogue && {
       body: epilogue.body,
-      inputs: epilogue.inputs.map((x) => this.buf(x, "matmul")),
+      inputs: epilogue.inputs.map((x) => this.#buf(x, "matmul")),
     };
-    return mm.matmul(this.rt, this.buf(a, "matmul"), this.buf(b, "matmul"), spec, undefined, epi);
+    return mm.matmul(this.rt, this.#buf(a, "matmul"), this.#buf(b, "matmul"), spec, undefined, epi);
   }
   conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec, epilogue?: Epilogue): DeviceBuffer {
     return conv.conv2d(
       this.rt,
-      this.buf(x, "conv2d"),
-      this.buf(w, "conv2d"),
+      this.#buf(x, "conv2d"),
+      this.#buf(w, "conv2d"),
       spec,
       epilogue &&
-        { body: epilogue.body, inputs: epilogue.inputs.map((b) => this.buf(b, "conv2d")) },
+        { body: epilogue.body, inputs: epilogue.inputs.map((b) => this.#buf(b, "conv2d")) },
     );
   }
   conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer {
     const op = "conv2dInputGrad";
-    return conv.conv2dInputGrad(this.rt, this.buf(dy, op), this.buf(w, op), spec);
+    return conv.conv2dInputGrad(this.rt, this.#buf(dy, op), this.#buf(w, op), spec);
   }
   conv2dWeightGrad(x: DeviceBuffer, dy: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer {
     const op = "conv2dWeightGrad";
-    return conv.conv2dWeightGrad(this.rt, this.buf(x, op), this.buf(dy, op), spec);
+    return conv.conv2dWeightGrad(this.rt, this.#buf(x, op), this.#buf(dy, op), spec);
   }
   maxPool2d(x: DeviceBuffer, spec: Pool2dSpec, values?: DeviceBuffer): DeviceBuffer {
-    const v = values && this.buf(values, "maxPool2d");
-    return conv.maxPool2d(this.rt, this.buf(x, "maxPool2d"), spec, v);
+    const v = values && this.#buf(values, "maxPool2d");
+    return conv.maxPool2d(this.rt, this.#buf(x, "maxPool2d"), spec, v);
   }
   maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, spec: Pool2dSpec): DeviceBuffer {
     const op = "maxPool2dBackward";
-    return conv.maxPool2dBackward(this.rt, this.buf(x, op), this.buf(dy, op), spec);
+    return conv.maxPool2dBackward(this.rt, this.#buf(x, op), this.#buf(dy, op), spec);
   }
 }

@@ -309,7 +309,7 @@ function checkTile(t: MatmulTile): void {
 
 /**
  * Matrix product on the GPU; see {@link MatmulSpec}. `tile` overrides the planned work split
- * (for tests and tuning).
+ * and `split` the number of K chunks (for tests and tuning).
  */
 export function matmul(
   rt: GpuRuntime,
@@ -318,6 +318,7 @@ export function matmul(
   spec: MatmulSpec,
   tile?: MatmulTile,
   epilogue?: { body: Expr; inputs: GpuBuffer[] },
+  forceSplit?: number,
 ): GpuBuffer {
   const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = checkMatmulSpec(
     spec,
@@ -344,7 +345,13 @@ export function matmul(
   const vecOut = n % 4 === 0;
   const aligned = k % 4 === 0 && (transA ? m : k) % 4 === 0 && (transB ? k : n) % 4 === 0 &&
     offsetA % 4 === 0 && offsetB % 4 === 0;
-  const split = tile || batch > 1 || !aligned ? 1 : splitK(m, k, n);
+  // Split K on hardware GPUs only: on llvmpipe it measured no faster (its threads are few) and
+  // costs a dispatch (bench/README.md).
+  const split = forceSplit ??
+    (tile || batch > 1 || !aligned || rt.software ? 1 : splitK(m, k, n));
+  if (split > 1 && (!aligned || batch > 1 || k % (4 * split) !== 0)) {
+    throw new SgnError(`matmul: cannot split K = ${k} into ${split} chunks of whole vec4 steps`);
+  }
   if (split > 1) return splitProduct(rt, a, b, spec, split, epilogue);
   const t = tile ?? planMatmul(m, k, n, batch, vecOut);
   const out = rt.alloc(size);

@@ -21,8 +21,11 @@ export const MAX_GROUPS = 65535;
 
 /** A pooled GPU buffer holding `size` float32 elements. */
 export class GpuBuffer implements DeviceBuffer {
+  /** Always float32 on WebGPU. */
   readonly dtype: DType = "float32";
+  /** Whether the buffer went back to the pool (using it then is an error). */
   released = false;
+  /** A handle on pooled GPU memory (the runtime makes these: {@link GpuRuntime.alloc}). */
   constructor(
     readonly size: number,
     readonly gpu: GPUBuffer,
@@ -75,9 +78,13 @@ function bucketBytes(bytes: number): number {
 
 /** Counters for tests and benchmarks. */
 export interface RuntimeStats {
+  /** Compute dispatches recorded. */
   dispatches: number;
+  /** Command buffers submitted to the queue. */
   submits: number;
+  /** Buffers read back to the host (each one waits for the device). */
   readbacks: number;
+  /** Compute pipelines compiled. */
   pipelines: number;
 }
 
@@ -95,8 +102,7 @@ export class GpuRuntime {
   private arenaData = new Uint8Array(PARAM_BYTES * MAX_BATCH);
   private staging: GPUBuffer[] = [];
   private errors: string[] = [];
-  /** A one-element buffer holding 1, bound where a kernel takes a scalar given as a number. */
-  readonly one: GpuBuffer;
+  /** What the runtime has done so far (tests and benchmarks read it). */
   readonly stats: RuntimeStats = {
     dispatches: 0,
     submits: 0,
@@ -104,6 +110,7 @@ export class GpuRuntime {
     pipelines: 0,
   };
 
+  /** A runtime over a device (most code calls {@link GpuRuntime.create}). */
   constructor(
     readonly device: GPUDevice,
     readonly description: string,
@@ -117,9 +124,6 @@ export class GpuRuntime {
     device.addEventListener("uncapturederror", (e) => {
       this.errors.push(String((e as GPUUncapturedErrorEvent).error?.message ?? e));
     });
-    this.one = this.alloc(1);
-    device.queue.writeBuffer(this.one.gpu, 0, new Float32Array([1]));
-    this.live--; // the constant is not a user allocation
   }
 
   /** Requests an adapter and device; undefined when WebGPU or an adapter is missing. */
