@@ -29,7 +29,7 @@ import {
   writeReport,
 } from "../report/mod.ts";
 import { reportCommand } from "../cli/report.ts";
-import { chromiumIgnore, launchChromium } from "./chromium.ts";
+import { chromiumIgnore, launchChromium } from "./headless.ts";
 
 function close(actual: number | null | undefined, expected: number, what: string) {
   assert.ok(
