@@ -9,6 +9,7 @@
 
 import type { Collection, Final, Group } from "./collect.ts";
 import type { Band, Metric, PageData, PageGroup } from "./types.ts";
+import { seriesStyle } from "./style.ts";
 
 /** Options of {@link buildReportHtml}. */
 export interface HtmlOptions {
@@ -56,27 +57,27 @@ const BASIS: Record<Group["timeBasis"], string> = {
 };
 
 /**
- * The page's data: groups with their colour (one per experiment/configuration, shared by the
- * sources) and dash (one per source), numbers rounded to six significant digits.
+ * The page's data: groups with their line style (see `seriesStyle`: the hue of the
+ * experiment/configuration, the shade and dash of the source, so that every pair has its own
+ * colour), numbers rounded to six significant digits.
  *
  * @example
  * ```ts ignore
  * const data = pageData(await collectRuns([{ label: "ours", path: "results/mnist" }]), "MNIST");
- * console.log(data.groups.map((g) => [g.label, g.colorIndex, g.sourceIndex]));
+ * console.log(data.groups.map((g) => [g.label, g.color, g.dash]));
  * ```
  */
 export function pageData(collection: Collection, title: string): PageData {
   const sources = [...new Set(collection.sources.map((s) => s.label))];
-  const colors = new Map<string, number>();
+  const configs = new Map<string, number>();
   const groups: PageGroup[] = collection.groups.map((g) => {
     const key = `${g.experiment}/${g.config}`;
-    if (!colors.has(key)) colors.set(key, colors.size);
+    if (!configs.has(key)) configs.set(key, configs.size);
     const k = g.epochs.min;
     return {
       label: g.label,
       source: g.source,
-      sourceIndex: Math.max(0, sources.indexOf(g.source)),
-      colorIndex: colors.get(key)!,
+      ...seriesStyle(configs.get(key)!, Math.max(0, sources.indexOf(g.source))),
       experiment: g.experiment,
       config: g.config,
       n: g.runs.length,

@@ -55,6 +55,7 @@ export {
 } from "./collect.ts";
 export { buildReportHtml, type HtmlOptions, pageData } from "./html.ts";
 export { bundlePageScript } from "./bundle.ts";
+export { type SeriesStyle, seriesStyle } from "./style.ts";
 export type { Band, Metric, PageData, PageGroup } from "./types.ts";
 
 /** Options of {@link writeReport}. */

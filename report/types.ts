@@ -28,10 +28,13 @@ export interface PageGroup {
   /** Legend name, e.g. "ours mnist SGN_3 (n=3)". */
   label: string;
   source: string;
-  /** Position of the source among the report's sources: chooses the line's dash. */
-  sourceIndex: number;
-  /** Index of the experiment/configuration pair: chooses the colour, the same for every source. */
-  colorIndex: number;
+  /**
+   * The line's colour, `#rrggbb`: its own for every (source, configuration) pair, in the hue of
+   * the configuration and the shade of the source (report/style.ts).
+   */
+  color: string;
+  /** The line's dash pattern ([] is solid): one per source. */
+  dash: number[];
   experiment: string;
   config: string;
   n: number;

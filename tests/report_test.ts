@@ -26,6 +26,7 @@ import {
   parseResults,
   parseRunName,
   parseSourceArg,
+  seriesStyle,
   writeReport,
 } from "../report/mod.ts";
 import { reportCommand } from "../cli/report.ts";
@@ -1394,6 +1395,119 @@ Deno.test({
         notes,
         /seed mnist SGN_3 \(n=2\): runs have 3-5 epochs: lines and bands stop at epoch 3/,
       );
+      assert.deepEqual(page.errors, []);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test("report: seriesStyle gives every (configuration, source) pair its own colour", () => {
+  const seen = new Map<string, string>();
+  for (let config = 0; config < 12; config++) {
+    for (let source = 0; source < 6; source++) {
+      const { color, dash } = seriesStyle(config, source);
+      assert.match(color, /^#[0-9a-f]{6}$/);
+      const before = seen.get(color);
+      assert.equal(before, undefined, `${config}/${source} has the colour of ${before}`);
+      seen.set(color, `${config}/${source}`);
+      assert.deepEqual(dash, seriesStyle(0, source).dash, "the dash is the source's");
+    }
+  }
+  // The first four sources have four different dashes; configurations share their source's.
+  const dashes = [0, 1, 2, 3].map((s) => JSON.stringify(seriesStyle(0, s).dash));
+  assert.equal(new Set(dashes).size, 4);
+  assert.throws(() => seriesStyle(-1, 0), RangeError);
+});
+
+/** Per chart, each mean line's label, colour and dash, as Chart.js holds them. */
+const LINE_STYLES = `Object.fromEntries(Object.entries(sgnReport.charts).map(([view, c]) => [
+  view,
+  c.data.datasets.filter((d) => !/ (low|high)$/.test(d.label))
+    .map((d) => ({ label: d.label, color: d.borderColor, dash: d.borderDash })),
+]))`;
+
+/** Each legend entry's text, and the colour and dash of its line sample. */
+const LEGEND_STYLES = `[...document.querySelectorAll("#legend .entry")].map((e) => {
+  const line = e.querySelector("line");
+  const dash = line.getAttribute("stroke-dasharray");
+  return {
+    label: e.textContent,
+    color: line.getAttribute("stroke"),
+    dash: dash ? dash.split(" ").map(Number) : [],
+  };
+})`;
+
+Deno.test({
+  name: "report page in Chromium: two sources of two configurations, four colours, dash by source",
+  ignore: chromiumIgnore,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "sgn-report-styles-" });
+    try {
+      // Two configurations (SGN_3, SGD_1) from two sources (ours, seed), two seeds each.
+      for (const source of ["ours", "seed"]) {
+        for (const [config, json] of [["SGN_3", SGN_CONFIG], ["SGD_1", SGD_CONFIG]] as const) {
+          const slow = config === "SGD_1" ? 2 : 1;
+          const off = source === "seed" ? 0.05 : 0;
+          for (const s of [1, 2]) {
+            await writeRun(join(root, source, "results/mnist", `res_${config}_${s}`), {
+              avg_loss: [2, 1, 0.6, 0.4, 0.3].map((x) => x * slow * (1 + 0.1 * s) + off),
+              test_acc: [0.8, 0.86, 0.89, 0.9, 0.91].map((x) => x / slow - off + 0.01 * s),
+              epoch_time: [1, 2, 3, 4, 5].map((t) => t * slow * (source === "seed" ? 1.5 : 1)),
+            }, json);
+          }
+        }
+      }
+      const out = join(root, "styles.html");
+      const summary = await writeReport(
+        [`ours=${join(root, "ours/results")}`, `seed=${join(root, "seed/results")}`],
+        out,
+        { title: "Two sources, two configurations" },
+      );
+      const pairs = [
+        ["ours", "SGD_1"],
+        ["seed", "SGD_1"],
+        ["ours", "SGN_3"],
+        ["seed", "SGN_3"],
+      ];
+      assert.deepEqual(summary.labels, pairs.map(([s, c]) => `${s} mnist ${c} (n=2)`));
+
+      await using browser = await launchChromium();
+      const page = await browser.open(`file://${out}`);
+      await page.waitFor("globalThis.sgnReport?.ready");
+      type Style = { label: string; color: string; dash: number[] };
+      const charts = await page.evaluate<Record<string, Style[]>>(LINE_STYLES);
+      const legend = await page.evaluate<Style[]>(LEGEND_STYLES);
+
+      // The legend names each pair by source and configuration.
+      assert.equal(legend.length, 4);
+      legend.forEach((e, i) => {
+        const [source, config] = pairs[i];
+        assert.ok(e.label.includes(source) && e.label.includes(config), e.label);
+      });
+      // Four colours, one per pair; the dash is the source's: the two sources of a configuration
+      // differ in colour and in dash, and one source's configurations differ in colour.
+      assert.equal(new Set(legend.map((e) => e.color)).size, 4, JSON.stringify(legend));
+      const dashOf = (source: string) =>
+        new Set(legend.filter((_, i) => pairs[i][0] === source).map((e) => JSON.stringify(e.dash)));
+      assert.equal(dashOf("ours").size, 1);
+      assert.equal(dashOf("seed").size, 1);
+      assert.notDeepEqual([...dashOf("ours")], [...dashOf("seed")]);
+      // Every chart draws each pair in its legend entry's colour and dash.
+      assert.deepEqual(Object.keys(charts), [
+        "lossSeconds",
+        "lossEpochs",
+        "metricSeconds",
+        "metricEpochs",
+      ]);
+      for (const [view, lines] of Object.entries(charts)) {
+        assert.deepEqual(lines, legend, view);
+      }
+
+      const shot = join(root, "styles.png");
+      await page.screenshot(shot);
+      const keep = Deno.env.get("SGN_REPORT_SCREENSHOT");
+      if (keep) await Deno.copyFile(shot, keep);
       assert.deepEqual(page.errors, []);
     } finally {
       await Deno.remove(root, { recursive: true });
