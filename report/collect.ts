@@ -763,10 +763,19 @@ export async function expandGlob(pattern: string): Promise<string[]> {
 }
 
 /**
- * Run folders at or below `dir`: folders holding results.json or config.json, or named res_*.
- * Symlinked folders are followed, each real folder once (`seen`), so a symlink loop ends.
+ * Run folders at or below `dir`: folders holding results.json or config.json, or named res_*
+ * (a run folder's subfolders are not searched). Symlinked folders are followed, each real folder
+ * once (`seen`), so a symlink loop ends. A missing or unreadable folder holds none.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(await findRunDirs("results")); // ["results/boston/res_SGN_10_1", ...]
+ * ```
  */
-async function findRunDirs(dir: string, seen = new Set<string>()): Promise<string[]> {
+export async function findRunDirs(
+  dir: string,
+  seen: Set<string> = new Set<string>(),
+): Promise<string[]> {
   const real = await realPathOrUndefined(dir);
   if (real === undefined || seen.has(real)) return [];
   seen.add(real);
@@ -858,6 +867,34 @@ async function readInput(path: string, limit: number, what: string): Promise<Inp
   }
 }
 
+/**
+ * Reads a run folder's config.json, as the report reads every input: a regular file of at most
+ * `limits.configJson` bytes, JSON with Python's NaN and Infinity allowed. What stops it is a
+ * {@link Problem} (not `skipped`: config.json only names a run), and `config` is then undefined.
+ *
+ * @example
+ * ```ts ignore
+ * const { config, problem } = await readRunConfig("results/mnist/res_SGN_3_1");
+ * console.log(configNaming(config), problem?.reason);
+ * ```
+ */
+export async function readRunConfig(
+  dir: string,
+  limits: InputLimits = INPUT_LIMITS,
+): Promise<{ config?: unknown; problem?: Problem }> {
+  const file = join(dir, "config.json");
+  const read = await readInput(file, limits.configJson, "config.json");
+  if ("missing" in read) return { problem: { file, reason: "missing", skipped: false } };
+  if ("reason" in read) return { problem: { file, reason: read.reason, skipped: false } };
+  try {
+    return { config: parseLenientJson(read.text) };
+  } catch (e) {
+    return {
+      problem: { file, reason: `not valid JSON (${(e as Error).message})`, skipped: false },
+    };
+  }
+}
+
 /** Reads one run folder: its results, and its name from the folder or config.json. */
 async function readRun(
   dir: string,
@@ -866,7 +903,6 @@ async function readRun(
   limits: InputLimits,
 ): Promise<Run | undefined> {
   const resultsFile = join(dir, "results.json");
-  const configFile = join(dir, "config.json");
   const results = await readInput(resultsFile, limits.resultsJson, "results.json");
   if ("missing" in results) {
     problems.push({
@@ -881,23 +917,8 @@ async function readRun(
     return undefined;
   }
   // config.json only names the run: when it cannot be read, the run is still drawn.
-  const configRead = await readInput(configFile, limits.configJson, "config.json");
-  let config: unknown;
-  if ("missing" in configRead) {
-    problems.push({ file: configFile, reason: "missing", skipped: false });
-  } else if ("reason" in configRead) {
-    problems.push({ file: configFile, reason: configRead.reason, skipped: false });
-  } else {
-    try {
-      config = parseLenientJson(configRead.text);
-    } catch (e) {
-      problems.push({
-        file: configFile,
-        reason: `not valid JSON (${(e as Error).message})`,
-        skipped: false,
-      });
-    }
-  }
+  const { config, problem } = await readRunConfig(dir, limits);
+  if (problem) problems.push(problem);
   const parsed = parseResults(results.text, resultsFile);
   problems.push(...parsed.problems);
   if (!parsed.series) return undefined;

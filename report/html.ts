@@ -9,6 +9,7 @@
 
 import type { Collection, Final, Group } from "./collect.ts";
 import type { Band, Metric, PageData, PageGroup } from "./types.ts";
+import { seriesStyle } from "./style.ts";
 
 /** Options of {@link buildReportHtml}. */
 export interface HtmlOptions {
@@ -18,6 +19,8 @@ export interface HtmlOptions {
   script: string;
   /** When the report was made (shown on the page). */
   generatedAt?: Date;
+  /** What a reader should know first (e.g. what the reference is): shown under the title. */
+  about?: string[];
 }
 
 function esc(s: string): string {
@@ -50,6 +53,17 @@ function finalText(f: Final, n: number, show: (x: number) => string): string {
   return s;
 }
 
+/** Paths as code, those in one folder as `folder/` followed by their names. */
+function pathList(paths: string[]): string {
+  const parent = (p: string) => p.replace(/\/+$/, "").replace(/\/[^/]*$/, "");
+  const first = parent(paths[0]);
+  if (paths.length < 2 || !first || paths.some((p) => parent(p) !== first)) {
+    return paths.map((p) => `<code>${esc(p)}</code>`).join(", ");
+  }
+  const names = paths.map((p) => p.replace(/\/+$/, "").slice(first.length + 1));
+  return `<code>${esc(first)}/</code> (${names.map((n) => `<code>${esc(n)}</code>`).join(", ")})`;
+}
+
 const BASIS: Record<Group["timeBasis"], string> = {
   epoch_time: "measured per epoch (epoch_time)",
   tot_time: "tot_time, epochs taken as equal",
@@ -57,27 +71,27 @@ const BASIS: Record<Group["timeBasis"], string> = {
 };
 
 /**
- * The page's data: groups with their colour (one per experiment/configuration, shared by the
- * sources) and dash (one per source), numbers rounded to six significant digits.
+ * The page's data: groups with their line style (see `seriesStyle`: the hue of the
+ * experiment/configuration, the shade and dash of the source, so that every pair has its own
+ * colour), numbers rounded to six significant digits.
  *
  * @example
  * ```ts ignore
  * const data = pageData(await collectRuns([{ label: "ours", path: "results/mnist" }]), "MNIST");
- * console.log(data.groups.map((g) => [g.label, g.colorIndex, g.sourceIndex]));
+ * console.log(data.groups.map((g) => [g.label, g.color, g.dash]));
  * ```
  */
 export function pageData(collection: Collection, title: string): PageData {
   const sources = [...new Set(collection.sources.map((s) => s.label))];
-  const colors = new Map<string, number>();
+  const configs = new Map<string, number>();
   const groups: PageGroup[] = collection.groups.map((g) => {
     const key = `${g.experiment}/${g.config}`;
-    if (!colors.has(key)) colors.set(key, colors.size);
+    if (!configs.has(key)) configs.set(key, configs.size);
     const k = g.epochs.min;
     return {
       label: g.label,
       source: g.source,
-      sourceIndex: Math.max(0, sources.indexOf(g.source)),
-      colorIndex: colors.get(key)!,
+      ...seriesStyle(configs.get(key)!, Math.max(0, sources.indexOf(g.source))),
       experiment: g.experiment,
       config: g.config,
       n: g.runs.length,
@@ -170,11 +184,18 @@ export function buildReportHtml(collection: Collection, options: HtmlOptions): s
     }</td><td>${BASIS[g.timeBasis]}</td>${status}</tr>`;
   });
 
-  const sources = collection.sources.map((s) =>
-    `<li><b>${esc(s.label)}</b> = <code>${esc(s.path)}</code> (${s.runs} run${
-      s.runs === 1 ? "" : "s"
-    })</li>`
+  // One line per label: a source given as several paths (run folders) lists them together.
+  const byLabel = new Map<string, { paths: string[]; runs: number }>();
+  for (const s of collection.sources) {
+    const entry = byLabel.get(s.label) ?? { paths: [], runs: 0 };
+    entry.paths.push(s.path);
+    entry.runs += s.runs;
+    byLabel.set(s.label, entry);
+  }
+  const sources = [...byLabel].map(([label, { paths, runs }]) =>
+    `<li><b>${esc(label)}</b> = ${pathList(paths)} (${runs} run${runs === 1 ? "" : "s"})</li>`
   );
+  const about = (options.about ?? []).map((a) => `<li>${esc(a)}</li>`);
 
   const metricSelect = kinds.length > 1
     ? `<label>test metric <select id="metric">${
@@ -199,6 +220,7 @@ h1 { font-size: 1.5em; margin: 0 0 0.2em; }
 h2 { font-size: 1.15em; margin: 1.2em 0 0.4em; }
 .meta, .notes { color: #555; }
 .notes li, #problems li { margin: 0.15em 0; }
+#about { border-left: 3px solid #1f77b4; padding: 0.3em 1em 0.3em 2em; background: #f4f8fc; }
 #problems { border: 1px solid #e0a800; background: #fff8e1; padding: 0.5em 1em; border-radius: 4px; }
 #problems .skipped { color: #b00020; }
 #problems .drawn { color: #666; }
@@ -220,6 +242,7 @@ code { font-size: 0.92em; }
 <h1>${esc(options.title)}</h1>
 <div class="meta">Generated ${when} UTC from ${collection.runs.length} runs in ${groups.length} groups.</div>
 <ul class="meta" id="sources">${sources.join("")}</ul>
+${about.length ? `<ul id="about">${about.join("")}</ul>` : ""}
 ${
     problems.length
       ? `<section id="problems"><b>${problems.length} problem${

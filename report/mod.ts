@@ -14,6 +14,7 @@
  */
 
 import { basename, dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { writeFileAtomic } from "../train/atomic.ts";
 import { SgnError } from "../backend.ts";
 import { bundlePageScript } from "./bundle.ts";
@@ -22,9 +23,11 @@ import {
   type InputLimits,
   parseSourceArg,
   type Problem,
+  readRunConfig,
   type ReportSource,
 } from "./collect.ts";
 import { buildReportHtml } from "./html.ts";
+import { describeConfiguration, findReference, type ReferenceSet } from "./reference.ts";
 
 export {
   aggregate,
@@ -36,6 +39,7 @@ export {
   expandGlob,
   type Final,
   finalFigure,
+  findRunDirs,
   type Group,
   groupRuns,
   type GroupStatus,
@@ -46,6 +50,7 @@ export {
   parseRunName,
   parseSourceArg,
   type Problem,
+  readRunConfig,
   type ReportSource,
   type Run,
   RUN_STATUSES,
@@ -55,6 +60,18 @@ export {
 } from "./collect.ts";
 export { buildReportHtml, type HtmlOptions, pageData } from "./html.ts";
 export { bundlePageScript } from "./bundle.ts";
+export { type SeriesStyle, seriesStyle } from "./style.ts";
+export {
+  checkReferenceRoot,
+  COMMITTED_RESULTS,
+  type Configuration,
+  configurationOf,
+  describeConfiguration,
+  findReference,
+  type ReferenceOptions,
+  type ReferenceSearch,
+  type ReferenceSet,
+} from "./reference.ts";
 export type { Band, Metric, PageData, PageGroup } from "./types.ts";
 
 /** Options of {@link writeReport}. */
@@ -67,6 +84,8 @@ export interface ReportOptions {
   maxEpochs?: number;
   /** Size limits of the input files, in bytes (default `INPUT_LIMITS`). */
   limits?: Partial<InputLimits>;
+  /** What a reader should know first (e.g. what the reference is): shown under the title. */
+  about?: string[];
 }
 
 /** What {@link writeReport} wrote. */
@@ -231,6 +250,7 @@ export async function writeReport(
     title: options.title ?? "sgn training report",
     script: await bundlePageScript(),
     generatedAt: options.generatedAt,
+    about: options.about,
   });
   try {
     await writeFileAtomic(dest, html);
@@ -244,5 +264,106 @@ export async function writeReport(
     labels: collection.groups.map((g) => g.label),
     problems: collection.problems,
     bytes: new TextEncoder().encode(html).length,
+  };
+}
+
+/** Options of {@link writeRunReport}. */
+export interface RunReportOptions {
+  /** The folder searched for reference runs (default: sgn's committed runs, `COMMITTED_RESULTS`). */
+  reference?: string;
+  /** Time shown as the report's date (default now). */
+  generatedAt?: Date;
+}
+
+/** What {@link writeRunReport} wrote. */
+export interface RunReportSummary extends ReportSummary {
+  /** The report's absolute path. */
+  path: string;
+  /** Its `file://` URL, to open in a browser. */
+  url: string;
+  /** The reference runs drawn, one set per folder; empty when there were none. */
+  reference: ReferenceSet[];
+  /** What the page says about the reference (also when there is none), one sentence each. */
+  about: string[];
+}
+
+/** The legend's name of the run a {@link writeRunReport} is about. */
+export const THIS_RUN = "this run";
+
+/**
+ * Writes `report.html` into a run folder (one with config.json and results.json, as `train`
+ * writes them): the run drawn against its reference, the runs of the same configuration (data
+ * set, network, solver and setting, batch size, precision; see `findReference`) in
+ * `options.reference`, by default sgn's committed reproduction runs. The reference is drawn up to
+ * the run's last epoch and labelled as such ("reference: sgn committed runs (results/mnist)");
+ * the page says which other settings differ. Without a reference run the report still draws the
+ * run, and says that no reference exists and why. Written whole or not at all, like
+ * {@link writeReport}; a folder without a readable run throws {@link NoRunsError}, an unusable
+ * `reference` folder an {@link SgnError}.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await writeRunReport("runs/mnist_sgn3_20260101T120000");
+ * console.log(r.reference.map((s) => s.label), r.about);
+ * console.log(`open ${r.url} in a browser`);
+ * ```
+ */
+export async function writeRunReport(
+  runFolder: string,
+  options: RunReportOptions = {},
+): Promise<RunReportSummary> {
+  const mine = await collectRuns([{ label: THIS_RUN, path: runFolder }]);
+  const run = mine.runs[0];
+  if (!run || mine.runs.length !== 1) {
+    throw new SgnError(
+      `cannot report on ${runFolder}: ${
+        run
+          ? "it holds several runs, give one run folder"
+          : mine.problems.map((p) => `${p.file}: ${p.reason}`).join("; ") || "no run there"
+      }`,
+    );
+  }
+  const { config } = await readRunConfig(runFolder);
+  const found = await findReference(config, { root: options.reference, exclude: runFolder });
+  const epochs = run.avgLoss.length;
+  const what = found.configuration ? describeConfiguration(found.configuration) : undefined;
+  const about: string[] = [];
+  for (const set of found.sets) {
+    about.push(
+      `${set.label}: ${set.runs.length} run${set.runs.length === 1 ? "" : "s"} of this run's ` +
+        `configuration (${what}), drawn up to this run's last epoch (${epochs}). ` +
+        (set.differences.length
+          ? `Other settings differ: ${set.differences.join("; ")}.`
+          : "No other setting differs."),
+    );
+  }
+  if (!found.sets.length) {
+    about.push(
+      "No reference: " + (found.unavailable ??
+        `no run under ${found.root} has this run's configuration (${what})`) +
+        ". Only this run is drawn.",
+    );
+  }
+  const sources: ReportSource[] = [
+    { label: THIS_RUN, path: runFolder },
+    ...found.sets.flatMap((s) => s.runs.map((path) => ({ label: s.label, path }))),
+  ];
+  const out = join(runFolder, "report.html");
+  const summary = await writeReport(sources, out, {
+    title: `${what ?? `${run.experiment} ${run.config}`}: this run ${
+      found.sets.length ? "against its reference" : "(no reference run)"
+    }`,
+    maxEpochs: epochs,
+    generatedAt: options.generatedAt,
+    about,
+  });
+  const path = resolve(out);
+  return {
+    ...summary,
+    problems: [...found.problems, ...summary.problems],
+    path,
+    url: pathToFileURL(path).href,
+    reference: found.sets,
+    about,
   };
 }

@@ -2,8 +2,9 @@
 /**
  * The report page's script (bundled with chart.js by report/bundle.ts, run in the browser): it
  * reads the embedded JSON and draws train loss and the test metric against seconds and epochs,
- * each group as its mean line with a band (min-max or ±1 sample std) over its seeds. Colour
- * names the configuration, dash the source, so ours and the seed's runs of one setting pair up.
+ * each group as its mean line with a band (min-max or ±1 sample std) over its seeds, in the
+ * colour and dash the data gives it (report/style.ts: the configuration's hue in the source's
+ * shade, the source's dash), so every pair has its own colour and the runs of one setting pair up.
  *
  * For tests, `globalThis.sgnReport` holds the four charts once they are drawn.
  *
@@ -40,20 +41,6 @@ Chart.register(
   Tooltip,
   Title,
 );
-
-const COLORS = [
-  "#1f77b4",
-  "#d62728",
-  "#2ca02c",
-  "#ff7f0e",
-  "#9467bd",
-  "#8c564b",
-  "#e377c2",
-  "#17becf",
-  "#bcbd22",
-  "#7f7f7f",
-];
-const DASHES = [[], [7, 4], [2, 3], [10, 3, 2, 3]];
 
 type View = "lossSeconds" | "lossEpochs" | "metricSeconds" | "metricEpochs";
 type Role = "low" | "high" | "mean";
@@ -130,8 +117,7 @@ function datasets(view: View): ChartDataset<"line", Point[]>[] {
     const s = seriesFor(g, view);
     if (!s) return;
     const xs = view.endsWith("Seconds") ? g.seconds : g.epochs;
-    const color = COLORS[g.colorIndex % COLORS.length];
-    const dash = DASHES[g.sourceIndex % DASHES.length];
+    const { color, dash } = g;
     const points = (role: Role) =>
       values(s.band, role, s.scale, s.log).map((y, k) => ({ x: xs[k], y }));
     const few = xs.length <= 30;
@@ -244,9 +230,9 @@ function buildLegend() {
     for (const [k, v] of [["x1", "1"], ["y1", "5"], ["x2", "33"], ["y2", "5"]]) {
       line.setAttribute(k, v);
     }
-    line.setAttribute("stroke", COLORS[g.colorIndex % COLORS.length]);
+    line.setAttribute("stroke", g.color);
     line.setAttribute("stroke-width", "2.5");
-    line.setAttribute("stroke-dasharray", DASHES[g.sourceIndex % DASHES.length].join(" "));
+    line.setAttribute("stroke-dasharray", g.dash.join(" "));
     svg.append(line);
     entry.append(svg, document.createTextNode(g.label));
     if (g.status) {

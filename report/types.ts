@@ -32,10 +32,13 @@ export interface PageGroup {
   label: string;
   /** Label of the source the runs come from, e.g. "ours" or "seed". */
   source: string;
-  /** Position of the source among the report's sources: chooses the line's dash. */
-  sourceIndex: number;
-  /** Index of the experiment/configuration pair: chooses the colour, the same for every source. */
-  colorIndex: number;
+  /**
+   * The line's colour, `#rrggbb`: its own for every (source, configuration) pair, in the hue of
+   * the configuration and the shade of the source (report/style.ts).
+   */
+  color: string;
+  /** The line's dash pattern ([] is solid): one per source. */
+  dash: number[];
   /** The experiment, e.g. "mnist". */
   experiment: string;
   /** `<solver>_<setting>`, e.g. "SGN_3". */

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { bundle } from "../tools/bundle.ts";
 import { serveStatic } from "../examples/browser/serve.ts";
-import { chromiumIgnore, launchChromium, type Page } from "./chromium.ts";
+import { chromiumIgnore, launchChromium, type Page } from "./headless.ts";
 import { skipped } from "./harness.ts";
 
 // examples/browser/demo.ts's DemoState, restated: importing that file here would bring its DOM

@@ -182,3 +182,92 @@ Deno.test("cli: reproduce runs a grid, then writes the report beside the runs", 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** The page data a report embeds (report/html.ts): each group's legend name, colour and epochs. */
+function reportData(html: string): { label: string; color: string; epochs: number[] }[] {
+  const m = /<script type="application\/json" id="sgn-data">(.*?)<\/script>/s.exec(html);
+  assert.ok(m, "the report embeds no data");
+  return JSON.parse(m[1]).groups;
+}
+
+Deno.test("train --report: report.html beside the results, against reference runs of the same configuration", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sgn-train-report-" });
+  try {
+    const sine = (epochs: number, seed: number) => [
+      "train",
+      ...["--dataset", "sine_10", "--layers", "8", "--batch_size", "500", "--cg_max_iter", "3"],
+      ...["--backend", "cpu", "--epochs", String(epochs), "--seed", String(seed)],
+    ];
+    // The reference: a finished run of the configuration, in a results folder of its own.
+    const results = `${dir}/results`;
+    const ref = await cli(...sine(2, 1), "--path", `${results}/sine_10`, "--f", "res_SGN_3_1");
+    assert.equal(ref.code, 0, ref.stderr);
+    assert.doesNotMatch(ref.stdout, /^report: /m, "no report without --report");
+
+    // One epoch of the same configuration (another seed), reported against it.
+    const mine = `${dir}/runs/mine`;
+    const run = await cli(
+      ...sine(1, 2),
+      ...["--path", `${dir}/runs`, "--f", "mine", "--report", "--reference", results],
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const label = `reference: runs in ${results}/sine_10`;
+    assert.ok(
+      run.stdout.includes(
+        `report: ${mine}/report.html (this run against 1 reference runs: ${label})\n` +
+          `open file://${mine}/report.html in a browser\n`,
+      ),
+      run.stdout,
+    );
+    const html = await Deno.readTextFile(`${mine}/report.html`);
+    const groups = reportData(html);
+    assert.deepEqual(groups.map((g) => g.label), [
+      "this run sine_10 SGN_3 (n=1)",
+      `${label} sine_10 SGN_3 (n=1)`,
+    ]);
+    // The reference is drawn over this run's one epoch, in a colour of its own.
+    assert.deepEqual(groups.map((g) => g.epochs), [[1], [1]]);
+    assert.notEqual(groups[0].color, groups[1].color);
+    assert.match(html, /drawn up to this run&#39;s last epoch \(1\)/);
+    // Seeds and epochs differ from run to run of a configuration: not worth a word.
+    assert.match(html, /No other setting differs\./);
+    // Written atomically: the folder holds the run's files and the report, no temporary file.
+    const names: string[] = [];
+    for await (const e of Deno.readDir(mine)) names.push(e.name);
+    assert.deepEqual(names.sort(), [".claim", "config.json", "report.html", "results.json"]);
+
+    // No run of the configuration in the reference folder: the report has this run alone.
+    await Deno.mkdir(`${dir}/empty`);
+    const alone = await cli(
+      ...sine(1, 3),
+      ...["--path", `${dir}/runs`, "--f", "alone", "--report", "--reference", `${dir}/empty`],
+    );
+    assert.equal(alone.code, 0, alone.stderr);
+    assert.match(
+      alone.stdout,
+      /report: .*\/runs\/alone\/report\.html \(this run alone: no reference run of its configuration\)/,
+    );
+    assert.match(alone.stdout, /open file:\/\/.*\/runs\/alone\/report\.html in a browser/);
+    const lonely = await Deno.readTextFile(`${dir}/runs/alone/report.html`);
+    assert.deepEqual(reportData(lonely).map((g) => g.label), ["this run sine_10 SGN_3 (n=1)"]);
+    assert.match(lonely, /No reference: no run under .*\/empty has this run&#39;s configuration/);
+
+    // A reference folder that is not there is said before any training; --reference needs
+    // --report.
+    const bad = await cli(
+      ...sine(1, 4),
+      ...["--path", `${dir}/runs`, "--f", "bad", "--report", "--reference", `${dir}/nowhere`],
+    );
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^error: --reference: .*\/nowhere does not exist/);
+    await assert.rejects(() => Deno.stat(`${dir}/runs/bad`), Deno.errors.NotFound);
+    const lone = await cli(...sine(1, 4), "--path", `${dir}/runs`, "--reference", results);
+    assert.equal(lone.code, 2);
+    assert.match(
+      lone.stderr,
+      /^error: --reference names the reference runs of the report: add --report/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -16,20 +16,28 @@ import {
   aggregate,
   buildReportHtml,
   collectRuns,
+  COMMITTED_RESULTS,
   configNaming,
+  configurationOf,
   defaultLabel,
   expandGlob,
   finalFigure,
+  findReference,
   type Group,
   INPUT_LIMITS,
   NoRunsError,
   parseResults,
   parseRunName,
   parseSourceArg,
+  seriesStyle,
   writeReport,
+  writeRunReport,
 } from "../report/mod.ts";
+import { CHECK_RUN } from "../cli.ts";
+import { runConfig } from "../train/experiment.ts";
+import { parseTrainArgs } from "../train/settings.ts";
 import { reportCommand } from "../cli/report.ts";
-import { chromiumIgnore, launchChromium } from "./chromium.ts";
+import { chromiumIgnore, launchChromium } from "./headless.ts";
 
 function close(actual: number | null | undefined, expected: number, what: string) {
   assert.ok(
@@ -1399,4 +1407,213 @@ Deno.test({
       await Deno.remove(root, { recursive: true });
     }
   },
+});
+
+Deno.test("report: seriesStyle gives every (configuration, source) pair its own colour", () => {
+  const seen = new Map<string, string>();
+  for (let config = 0; config < 12; config++) {
+    for (let source = 0; source < 6; source++) {
+      const { color, dash } = seriesStyle(config, source);
+      assert.match(color, /^#[0-9a-f]{6}$/);
+      const before = seen.get(color);
+      assert.equal(before, undefined, `${config}/${source} has the colour of ${before}`);
+      seen.set(color, `${config}/${source}`);
+      assert.deepEqual(dash, seriesStyle(0, source).dash, "the dash is the source's");
+    }
+  }
+  // The first four sources have four different dashes; configurations share their source's.
+  const dashes = [0, 1, 2, 3].map((s) => JSON.stringify(seriesStyle(0, s).dash));
+  assert.equal(new Set(dashes).size, 4);
+  assert.throws(() => seriesStyle(-1, 0), RangeError);
+});
+
+/** Per chart, each mean line's label, colour and dash, as Chart.js holds them. */
+const LINE_STYLES = `Object.fromEntries(Object.entries(sgnReport.charts).map(([view, c]) => [
+  view,
+  c.data.datasets.filter((d) => !/ (low|high)$/.test(d.label))
+    .map((d) => ({ label: d.label, color: d.borderColor, dash: d.borderDash })),
+]))`;
+
+/** Each legend entry's text, and the colour and dash of its line sample. */
+const LEGEND_STYLES = `[...document.querySelectorAll("#legend .entry")].map((e) => {
+  const line = e.querySelector("line");
+  const dash = line.getAttribute("stroke-dasharray");
+  return {
+    label: e.textContent,
+    color: line.getAttribute("stroke"),
+    dash: dash ? dash.split(" ").map(Number) : [],
+  };
+})`;
+
+Deno.test({
+  name: "report page in Chromium: two sources of two configurations, four colours, dash by source",
+  ignore: chromiumIgnore,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "sgn-report-styles-" });
+    try {
+      // Two configurations (SGN_3, SGD_1) from two sources (ours, seed), two seeds each.
+      for (const source of ["ours", "seed"]) {
+        for (const [config, json] of [["SGN_3", SGN_CONFIG], ["SGD_1", SGD_CONFIG]] as const) {
+          const slow = config === "SGD_1" ? 2 : 1;
+          const off = source === "seed" ? 0.05 : 0;
+          for (const s of [1, 2]) {
+            await writeRun(join(root, source, "results/mnist", `res_${config}_${s}`), {
+              avg_loss: [2, 1, 0.6, 0.4, 0.3].map((x) => x * slow * (1 + 0.1 * s) + off),
+              test_acc: [0.8, 0.86, 0.89, 0.9, 0.91].map((x) => x / slow - off + 0.01 * s),
+              epoch_time: [1, 2, 3, 4, 5].map((t) => t * slow * (source === "seed" ? 1.5 : 1)),
+            }, json);
+          }
+        }
+      }
+      const out = join(root, "styles.html");
+      const summary = await writeReport(
+        [`ours=${join(root, "ours/results")}`, `seed=${join(root, "seed/results")}`],
+        out,
+        { title: "Two sources, two configurations" },
+      );
+      const pairs = [
+        ["ours", "SGD_1"],
+        ["seed", "SGD_1"],
+        ["ours", "SGN_3"],
+        ["seed", "SGN_3"],
+      ];
+      assert.deepEqual(summary.labels, pairs.map(([s, c]) => `${s} mnist ${c} (n=2)`));
+
+      await using browser = await launchChromium();
+      const page = await browser.open(`file://${out}`);
+      await page.waitFor("globalThis.sgnReport?.ready");
+      type Style = { label: string; color: string; dash: number[] };
+      const charts = await page.evaluate<Record<string, Style[]>>(LINE_STYLES);
+      const legend = await page.evaluate<Style[]>(LEGEND_STYLES);
+
+      // The legend names each pair by source and configuration.
+      assert.equal(legend.length, 4);
+      legend.forEach((e, i) => {
+        const [source, config] = pairs[i];
+        assert.ok(e.label.includes(source) && e.label.includes(config), e.label);
+      });
+      // Four colours, one per pair; the dash is the source's: the two sources of a configuration
+      // differ in colour and in dash, and one source's configurations differ in colour.
+      assert.equal(new Set(legend.map((e) => e.color)).size, 4, JSON.stringify(legend));
+      const dashOf = (source: string) =>
+        new Set(legend.filter((_, i) => pairs[i][0] === source).map((e) => JSON.stringify(e.dash)));
+      assert.equal(dashOf("ours").size, 1);
+      assert.equal(dashOf("seed").size, 1);
+      assert.notDeepEqual([...dashOf("ours")], [...dashOf("seed")]);
+      // Every chart draws each pair in its legend entry's colour and dash.
+      assert.deepEqual(Object.keys(charts), [
+        "lossSeconds",
+        "lossEpochs",
+        "metricSeconds",
+        "metricEpochs",
+      ]);
+      for (const [view, lines] of Object.entries(charts)) {
+        assert.deepEqual(lines, legend, view);
+      }
+
+      const shot = join(root, "styles.png");
+      await page.screenshot(shot);
+      const keep = Deno.env.get("SGN_REPORT_SCREENSHOT");
+      if (keep) await Deno.copyFile(shot, keep);
+      assert.deepEqual(page.errors, []);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test("report reference: the main job is drawn against sgn's committed MNIST SGN(3) runs", async () => {
+  // The config.json the main job writes (on the native backend, as on this project's machines).
+  const config = runConfig(parseTrainArgs([...CHECK_RUN, "--report"]), "native");
+  const found = await findReference(config);
+  assert.ok(COMMITTED_RESULTS && found.root === COMMITTED_RESULTS && found.committed);
+  assert.deepEqual(found.sets.map((s) => [s.label, s.runs.map((r) => r.split("/").at(-1))]), [[
+    "reference: sgn committed runs (results/mnist)",
+    ["res_SGN_3_1", "res_SGN_3_2", "res_SGN_3_3", "res_SGN_3_4", "res_SGN_3_5"],
+  ]]);
+  // The seed's check command runs its first 10 steps with 3 CG iterations, the committed grid
+  // with 10; the committed runs ran on WebGPU. The page says so.
+  const differences = found.sets[0].differences.join("; ");
+  assert.match(differences, /MIN_CG_ITERS: this run 3, reference 10/);
+  assert.match(differences, /backend: this run "native", reference "webgpu"/);
+  // In float64 the reference is the float64 runs.
+  const f64 = await findReference(
+    runConfig(parseTrainArgs([...CHECK_RUN, "--float64", "--report"]), "native"),
+  );
+  assert.deepEqual(f64.sets.map((s) => s.label), [
+    "reference: sgn committed runs (results/float64/mnist)",
+  ]);
+});
+
+Deno.test("report reference: configurations, stale and own runs left out, unreadable configs listed", async () => {
+  const full = {
+    config: { SOLVER: "SGD", LR0: 0.1, BATCH_SIZE: 100 },
+    layers: [4],
+    dataset: "boston",
+    dtype: "float32",
+    seed: 1,
+  };
+  assert.deepEqual(configurationOf(full), {
+    dataset: "boston",
+    network: "MLP 4",
+    solver: "SGD",
+    setting: "0.1",
+    batchSize: 100,
+    dtype: "float32",
+  });
+  // The seed's config.json names no data set or precision: no configuration to compare.
+  assert.equal(configurationOf({ ...full, dataset: undefined }), undefined);
+  assert.equal(configurationOf({ ...full, dtype: undefined }), undefined);
+  assert.equal(configurationOf({ ...full, config: { SOLVER: "SGD", LR0: 0.1 } }), undefined);
+
+  const root = await Deno.makeTempDir({ prefix: "sgn-reference-" });
+  try {
+    const results = { avg_loss: [1, 0.5], test_loss: [1, 0.6], epoch_time: [1, 2] };
+    await writeRun(join(root, "boston/res_SGD_0.1_1"), results, { ...full, MOMENTUM: 0.9 });
+    await writeRun(join(root, "boston/res_SGD_0.1_2"), results, { ...full, seed: 2 });
+    await writeRun(join(root, "boston/res_SGD_0.1_3.stale-77"), results, full);
+    await writeRun(join(root, "boston/res_SGD_1_1"), results, {
+      ...full,
+      config: { ...full.config, LR0: 1 },
+    });
+    await writeRun(join(root, "boston/res_SGD_0.1_4"), results, "{ broken");
+    await writeRun(join(root, "mine"), { avg_loss: [2], test_loss: [1.2], epoch_time: [1] }, full);
+
+    const found = await findReference(full, { root, exclude: join(root, "mine") });
+    assert.equal(found.committed, false);
+    assert.deepEqual(found.sets.map((s) => [s.label, s.runs]), [[
+      `reference: runs in ${root}/boston`,
+      [join(root, "boston/res_SGD_0.1_1"), join(root, "boston/res_SGD_0.1_2")],
+    ]]);
+    assert.deepEqual(found.sets[0].differences, [
+      "MOMENTUM: this run not set, reference 0.9 or not set",
+    ]);
+    assert.deepEqual(found.problems.map((p) => [p.file, p.reason.split(" (")[0]]), [
+      [join(root, "boston/res_SGD_0.1_4/config.json"), "not valid JSON"],
+    ]);
+    await assert.rejects(
+      () => findReference(full, { root: join(root, "nowhere") }),
+      /--reference: .*nowhere does not exist/,
+    );
+
+    // The run's report: its one epoch against the two reference runs, cut to that epoch.
+    const r = await writeRunReport(join(root, "mine"), { reference: root });
+    assert.equal(r.path, join(root, "mine/report.html"));
+    assert.equal(r.url, `file://${r.path}`);
+    assert.deepEqual(r.labels, [
+      "this run boston SGD_0.1 (n=1)",
+      `reference: runs in ${root}/boston boston SGD_0.1 (n=2)`,
+    ]);
+    assert.match(
+      r.about[0],
+      /2 runs of this run's configuration \(boston, MLP 4, SGD_0\.1, batch 100, float32\), drawn up to this run's last epoch \(1\)/,
+    );
+    assert.deepEqual(r.problems.map((p) => p.file), [
+      join(root, "boston/res_SGD_0.1_4/config.json"),
+    ]);
+    await assert.rejects(() => writeRunReport(join(root, "boston")), /holds several runs/);
+    await assert.rejects(() => writeRunReport(join(root, "nothing")), /cannot report on/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -87,6 +87,38 @@ export function numpyInitSeed(init: string, conv: boolean): number | undefined {
   return conv ? 1 : 10;
 }
 
+/**
+ * A run's config.json: the seed's `config` block for its solver, its network (`layers`, or
+ * `architecture` for a conv net), the settings recorded at the top level, and where and how it
+ * ran (data folder, initialization, backend, precision).
+ *
+ * @example
+ * ```ts
+ * import { runConfig } from "./experiment.ts";
+ * import { resolveSettings } from "./settings.ts";
+ * const c = runConfig(resolveSettings({ dataset: "mnist", layers: [20, 20, 20] }), "native");
+ * console.log(c.config, c.layers, c.dtype); // { SOLVER: "SGN", MAX_CG_ITERS: 10, ... } [20, 20, 20] float32
+ * ```
+ */
+export function runConfig(a: TrainSettings, backend: string): Record<string, unknown> {
+  const conv = isConv(a);
+  const numpySeed = numpyInitSeed(a.init, conv);
+  return {
+    config: seedConfig(a),
+    ...(conv ? { architecture: a.architecture || "architecture_4" } : { layers: a.layers }),
+    ...settingsRecord(a),
+    ...(a["data-dir"] ? { data_dir: a["data-dir"] } : {}),
+    init: numpySeed === undefined ? "seeded" : `numpy${numpySeed}`,
+    backend,
+    dtype: a.float64 ? "float64" : "float32",
+  };
+}
+
+/** Whether the settings ask for a conv net (an architecture, or CIFAR-10, which needs one). */
+function isConv(a: TrainSettings): boolean {
+  return a.architecture !== "" || a.dataset === "cifar10";
+}
+
 /** What {@link runExperiment} reports back. */
 export interface ExperimentOutcome {
   folder: string;
@@ -125,7 +157,7 @@ export async function runExperiment(
           "run (choose another --f or --path, or remove it)",
     );
   }
-  const conv = a.architecture !== "" || a.dataset === "cifar10";
+  const conv = isConv(a);
   const dtype = a.float64 ? "float64" : "float32";
   // An unset --backend leaves the choice to SGN_BACKEND, then to the auto rule.
   const backend = await init({ backend: a.backend || undefined, dtype });
@@ -145,15 +177,7 @@ export async function runExperiment(
     ? new SGD(params, optionsFor(a, "SGD"))
     : new Adam(params, optionsFor(a, "Adam"));
   const run = await RunFolder.claim(folder);
-  const config = {
-    config: seedConfig(a),
-    ...(conv ? { architecture: a.architecture || "architecture_4" } : { layers: a.layers }),
-    ...settingsRecord(a),
-    ...(a["data-dir"] ? { data_dir: a["data-dir"] } : {}),
-    init: numpySeed === undefined ? "seeded" : `numpy${numpySeed}`,
-    backend: backend.name,
-    dtype,
-  };
+  const config = runConfig(a, backend.name);
   let last: ResultsRecord | undefined;
   try {
     await run.writeConfig(config);

@@ -277,6 +277,18 @@ export const SETTINGS = {
     default: "results",
     help: "name of the results folder (a plain name inside --path)",
   },
+  report: {
+    kind: "bool",
+    default: false,
+    help: "write report.html into the run folder: this run against the reference runs of its " +
+      "configuration (the main job turns it on)",
+  },
+  reference: {
+    kind: "string",
+    default: "",
+    help: "folder searched for --report's reference runs (default: sgn's committed runs, its " +
+      "results/ folder)",
+  },
   backend: {
     kind: "choice",
     choices: ["", ...BACKEND_CHOICES],
@@ -312,7 +324,7 @@ export type TrainSettings = { -readonly [K in SettingName]: ValueOf<(typeof SETT
 const NAMES = Object.keys(SETTINGS) as SettingName[];
 const spec = (name: SettingName): SettingSpec => SETTINGS[name];
 
-/** Checks what no single row can: the run folder's name, float64 on WebGPU. */
+/** Checks what no single row can: the run folder's name, float64 on WebGPU, --reference. */
 function checkTogether(s: TrainSettings): TrainSettings {
   if (s.float64 && s.backend === "webgpu") {
     throw new SgnError("--float64 needs a CPU backend (WebGPU computes in float32)");
@@ -324,6 +336,9 @@ function checkTogether(s: TrainSettings): TrainSettings {
     );
   }
   if (s.path === "") throw new SgnError(`--path must not be empty (default "./")`);
+  if (s.reference !== "" && !s.report) {
+    throw new SgnError("--reference names the reference runs of the report: add --report");
+  }
   return s;
 }
 
