@@ -85,39 +85,42 @@ export async function productCases(withCpu = true, only = ""): Promise<ProductCa
       const objective = (...p: Tensor[]) => loss.value(model(...p));
       const reps = /^W[34]/.test(label) ? 3 : 10;
       let cached: ReturnType<typeof ggnLinearize> | undefined;
-      /** Runs `product` n times, reading the last result back (the only sync). */
-      const timed = (product: () => Tensor) => async (n: number) => {
-        let last: Tensor | undefined;
+      /**
+       * Runs `product` n times, every output computed (tensors are lazy: an output no one reads
+       * would never run), and reads the last product's first output back (the only sync).
+       */
+      const timed = (product: () => Tensor | Tensor[]) => async (n: number) => {
+        let last: Tensor[] = [];
         for (let i = 0; i < n; i++) {
-          last?.dispose();
-          last = product();
+          for (const t of last) t.dispose();
+          last = [product()].flat();
+          for (const t of last) t.realize();
         }
-        await last!.data();
-        last!.dispose();
+        await last[0].data();
+        for (const t of last) t.dispose();
       };
-      const first = (ts: Tensor[]) => ts[0];
       out.push({
         workload: label,
         backend: be,
         reps,
         runN: {
           "forward": timed(() => scope(() => model(...params))),
-          "loss+grad": timed(() => scope(() => first(valueAndGrad(objective)(...params)[1]))),
+          "loss+grad": timed(() => scope(() => valueAndGrad(objective)(...params)[1])),
           "J v": timed(() => scope(() => jvp(model, params, v)[1][0])),
           "J^T u": timed(() =>
             scope(() => {
               const [, pullback] = vjp(model, params);
-              const g = pullback(u)[0];
+              const g = pullback(u);
               pullback.dispose();
               return g;
             })
           ),
-          "G v": timed(() => scope(() => first(ggnvp(model, loss, params, v)))),
+          "G v": timed(() => scope(() => ggnvp(model, loss, params, v))),
           "G v (cached)": async (n) => {
             cached ??= ggnLinearize(model, loss, params);
-            await timed(() => scope(() => first(cached!.apply(...v))))(n);
+            await timed(() => scope(() => cached!.apply(...v)))(n);
           },
-          "H v": timed(() => scope(() => first(hvp(objective, params, v)))),
+          "H v": timed(() => scope(() => hvp(objective, params, v))),
         },
         dispose() {
           cached?.dispose();

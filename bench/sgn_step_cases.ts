@@ -102,23 +102,25 @@ export async function stepTime(
 export async function parts(be: Backend, reps: number) {
   const p = w1(be);
   const params = p.net.init({ seed: 1, backend: be });
-  const run = (f: () => Tensor) => async () => {
-    let last: Tensor | undefined;
+  /** Runs `f` reps times, every output computed (tensors are lazy), the last one read. */
+  const run = (f: () => Tensor | Tensor[]) => async () => {
+    let last: Tensor[] = [];
     for (let i = 0; i < reps; i++) {
-      last?.dispose();
-      last = f();
+      for (const t of last) t.dispose();
+      last = [f()].flat();
+      for (const t of last) t.realize();
     }
-    await last!.data();
-    last!.dispose();
+    await last[0].data();
+    for (const t of last) t.dispose();
   };
   const lossGrad = await time(
     3,
     run(() =>
-      scope(() => valueAndGrad((...q: Tensor[]) => p.loss.value(p.model(...q)))(...params)[1][0])
+      scope(() => valueAndGrad((...q: Tensor[]) => p.loss.value(p.model(...q)))(...params)[1])
     ),
   ) / reps;
   const G = ggnLinearize(p.model, p.loss, params);
-  const gv = await time(3, run(() => scope(() => G.apply(...params)[0]))) / reps;
+  const gv = await time(3, run(() => scope(() => G.apply(...params)))) / reps;
   G.dispose();
   const forward = await time(3, run(() => scope(() => p.loss.value(p.model(...params))))) / reps;
   const t = tensor([1], [1], { backend: be });

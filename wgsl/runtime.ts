@@ -121,6 +121,16 @@ export class GpuRuntime {
       size: PARAM_BYTES * MAX_BATCH,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
+    // At exit, wait for queued work and let the device go before the process tears down its
+    // memory: lavapipe's worker threads may otherwise still run kernels on freed host memory.
+    globalThis.addEventListener?.("unload", () => {
+      try {
+        this.flush();
+        this.device.destroy();
+      } catch {
+        // exiting anyway
+      }
+    });
     device.addEventListener("uncapturederror", (e) => {
       this.errors.push(String((e as GPUUncapturedErrorEvent).error?.message ?? e));
     });
