@@ -329,3 +329,43 @@ export function epilogueKernel(shape: readonly number[], body: Expr, inputs: num
   const raw = load(inputs, contiguous(shape));
   return { shape, inputs: inputs + 1, body: mapLoads(body, (l) => (l.k === "acc" ? raw : l)) };
 }
+
+/**
+ * A reduction with few outputs and a long reduced extent, as two kernels with more parallel
+ * work: the first reduces `parts` chunks of the first reduced dimension to partial results
+ * [...shape, parts], the second combines the parts (and applies the epilogue). The second reads
+ * the partials as one more input, after the original ones. Undefined when the kernel does not
+ * split that way (argmax, or no divisor of the first reduced dimension fits).
+ */
+export function splitReduction(kernel: Kernel, parts: number): [Kernel, Kernel] | undefined {
+  const flat = collapse(kernel);
+  const red = flat.reduce;
+  if (!red || red.op === "argmax" || red.shape.length === 0) return undefined;
+  const r0 = red.shape[0];
+  let s = parts;
+  while (s > 1 && r0 % s !== 0) s--;
+  if (s < 2) return undefined;
+  const rank = flat.shape.length;
+  const body = mapLoads(flat.body, (l) => {
+    if (l.k !== "load") return l;
+    const st = l.strides;
+    return {
+      ...l,
+      strides: [...st.slice(0, rank), st[rank] * (r0 / s), st[rank], ...st.slice(rank + 1)],
+    };
+  });
+  const first: Kernel = {
+    shape: [...flat.shape, s],
+    inputs: flat.inputs,
+    body,
+    reduce: { op: red.op, shape: [r0 / s, ...red.shape.slice(1)] },
+  };
+  const second: Kernel = {
+    shape: flat.shape,
+    inputs: flat.inputs + 1,
+    body: load(flat.inputs, [...contiguous([...flat.shape, s])]),
+    reduce: { op: red.op, shape: [s] },
+    ...(flat.epilogue ? { epilogue: flat.epilogue } : {}),
+  };
+  return [first, second];
+}

@@ -207,3 +207,30 @@ Deno.test("kernel: W1 loss + gradient computes nothing twice, in at most 20 disp
     for (const t of [p.x, p.y, ...params]) t.dispose();
   }
 });
+
+Deno.test("kernel: long reductions with few outputs (split in two passes on WebGPU) agree with the interpreter", async () => {
+  const rng = new Random(17);
+  // A conv layer's bias gradient: [n, f, h, w] summed over n, h, w; and a max over the same.
+  const shape = [64, 3, 24, 24];
+  const x = Float32Array.from(rng.array(shape.reduce((a, b) => a * b, 1), (r) => r.range(-2, 2)));
+  for (const op of ["sum", "max"] as const) {
+    const kernel: ir.Kernel = {
+      shape: [3],
+      inputs: 1,
+      body: ir.load(0, [576, 1728, 24, 1]),
+      reduce: { op, shape: [64, 24, 24] },
+      epilogue: ir.binary("mul", ir.ACC, ir.constant(0.5)),
+    };
+    assert.ok(ir.splitReduction(kernel, 8), "the kernel splits");
+    const want = new Float32Array(3);
+    interpret(kernel, [x], want);
+    for (const [label, be] of targets.filter((t) => t[2] === "float32")) {
+      const buf = be.upload(x);
+      const out = be.run(kernel, [buf], "float32");
+      const got = await be.read(out);
+      be.release(out);
+      be.release(buf);
+      close(got, want, op === "sum" ? 100 : 1, `${label} ${op}`);
+    }
+  }
+});

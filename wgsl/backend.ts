@@ -20,6 +20,10 @@ import {
 } from "../backend.ts";
 import { type GpuBuffer, GpuRuntime, grid, Params } from "./runtime.ts";
 import { MAP_WG, wgslKernel } from "./codegen.ts";
+import { splitReduction } from "../kernel/ir.ts";
+
+/** Workgroups a reduction should have at least before it is split in two passes. */
+const SPLIT_GROUPS = 256;
 import * as layout from "./layout.ts";
 import { softmax } from "./softmax.ts";
 import * as mm from "./matmul.ts";
@@ -83,6 +87,25 @@ export class WebGpuBackend implements Backend {
       throw new SgnError(`run: the kernel reads ${kernel.inputs} buffers, ${inputs.length} given`);
     }
     const bufs = inputs.map((b) => this.#buf(b, "run"));
+    const { plan } = wgslKernel(kernel);
+    // Few outputs over a long reduction: a workgroup per output leaves the device idle, so the
+    // reduction runs in two passes (partials over chunks, then their combination).
+    const redSize = kernel.reduce?.shape.reduce((a, b) => a * b, 1) ?? 0;
+    const parts = Math.min(64, Math.floor(SPLIT_GROUPS / Math.max(1, plan.count)));
+    const split = plan.layout === "group" && redSize >= 16384 && parts >= 2
+      ? splitReduction(kernel, parts)
+      : undefined;
+    if (split) {
+      const partial = this.#dispatch(split[0], bufs);
+      const out = this.#dispatch(split[1], [...bufs, partial]);
+      this.rt.release(partial);
+      return out;
+    }
+    return this.#dispatch(kernel, bufs);
+  }
+
+  /** Records one IR kernel; returns its new output buffer. */
+  #dispatch(kernel: Kernel, bufs: GpuBuffer[]): GpuBuffer {
     const { plan, consts } = wgslKernel(kernel);
     const out = this.rt.alloc(plan.count);
     const [gx, gy] = grid(plan.layout === "map" ? Math.ceil(plan.count / MAP_WG) : plan.count);

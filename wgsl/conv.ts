@@ -328,8 +328,7 @@ function directSource(
         for (const j of range(V)) {
           const k = q * V + j;
           const val = V === 4 ? `a${py}_${px}_${q}[${j}]` : `a${py}_${px}_${q}`;
-          const y = epilogue ? `epi(o + ${k}u * pl, ${val})` : val;
-          st.push(`if (f0 + ${k}u < p.cout) { Y[o + ${k}u * pl] = ${y}; }`);
+          st.push(`if (f0 + ${k}u < p.cout) { Y[o + ${k}u * pl] = ${val}; }`);
         }
       }
       stores.push(
@@ -381,6 +380,22 @@ ${BLOCKED_MAIN}  let fb = g % p.fBlocks;
   let pl = p.ho * p.wo;
   let ob = (n * p.cout + f0) * pl;
   ${stores.join("\n  ")}
+  ${
+    // The epilogue in a loop over the tile, after the raw stores: one call site of epi, so that
+    // shader compilation does not grow with the tile (see matmul.ts).
+    epilogue
+      ? `for (var py = 0u; py < ${TH}u; py++) {
+    for (var px = 0u; px < ${TW}u; px++) {
+      if (!live || oy0 + py >= p.ho || ox0 + px >= p.wo) { continue; }
+      let o = ob + (oy0 + py) * p.wo + ox0 + px;
+      for (var k = 0u; k < ${CF * V}u; k++) {
+        if (f0 + k >= p.cout) { break; }
+        let at = o + k * pl;
+        Y[at] = epi(at, Y[at]);
+      }
+    }
+  }`
+      : ""}
 }`;
 }
 

@@ -159,12 +159,9 @@ function productSource(
     for (const q of range(C / 4)) {
       const v = `acc${i}_${q}`;
       const at = `o + ${4 * q}u`;
-      const value = epilogue
-        ? `vec4f(${range(4).map((j) => `epi(${at} + ${j}u, ${v}.${XYZW[j]})`).join(", ")})`
-        : v;
       row.push(
         vecOut
-          ? `if (c0 + ${4 * q}u < p.n) { O[o / 4u + ${q}u] = ${value}; }`
+          ? `if (c0 + ${4 * q}u < p.n) { O[o / 4u + ${q}u] = ${v}; }`
           : `put(${at}, c0 + ${4 * q}u, ${v});`,
       );
     }
@@ -190,7 +187,7 @@ ${
     vecOut ? "" : `
 fn put(o: u32, c: u32, v: vec4f) {
   for (var j = 0u; j < 4u; j++) {
-    if (c + j < p.n) { O[o + j] = ${epilogue ? "epi(o + j, v[j])" : "v[j]"}; }
+    if (c + j < p.n) { O[o + j] = v[j]; }
   }
 }`
   }
@@ -207,7 +204,33 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   let base = z * p.m * p.n;
   ${stores.join("\n  ")}
+  ${epilogue ? epilogueLoop(R, C, vecOut) : ""}
 }`;
+}
+
+/**
+ * The epilogue over an invocation's block, after its raw stores: the block is read back and
+ * rewritten in a loop, so that \`epi\` has one call site (four with vec4 output) instead of one
+ * per element of the unrolled stores, which made shader compilation explode for large blocks.
+ * Reading back what the same invocation stored is ordered (program order, same invocation).
+ */
+function epilogueLoop(R: number, C: number, vecOut: boolean): string {
+  const inner = vecOut
+    ? `for (var q = 0u; q < ${C / 4}u; q++) {
+      if (c0 + 4u * q >= p.n) { break; }
+      let at = o + 4u * q;
+      let v = O[at / 4u];
+      O[at / 4u] = vec4f(epi(at, v.x), epi(at + 1u, v.y), epi(at + 2u, v.z), epi(at + 3u, v.w));
+    }`
+    : `for (var j = 0u; j < ${C}u; j++) {
+      if (c0 + j >= p.n) { break; }
+      O[o + j] = epi(o + j, O[o + j]);
+    }`;
+  return `for (var i = 0u; i < ${R}u; i++) {
+    if (r0 + i >= p.m) { break; }
+    let o = base + (r0 + i) * p.n + c0;
+    ${inner}
+  }`;
 }
 
 /** The loads of the unaligned variant (see productSource). */
