@@ -92,7 +92,9 @@ export class WebGpuBackend implements Backend {
     // reduction runs in two passes (partials over chunks, then their combination).
     const redSize = kernel.reduce?.shape.reduce((a, b) => a * b, 1) ?? 0;
     const parts = Math.min(64, Math.floor(SPLIT_GROUPS / Math.max(1, plan.count)));
-    const split = plan.layout === "group" && redSize >= 16384 && parts >= 2
+    // On hardware GPUs only: llvmpipe's few threads are busy enough, and there it measured
+    // slower (an extra dispatch and a partial buffer; bench/README.md).
+    const split = !this.rt.software && plan.layout === "group" && redSize >= 16384 && parts >= 2
       ? splitReduction(kernel, parts)
       : undefined;
     if (split) {

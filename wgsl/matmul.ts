@@ -29,7 +29,7 @@
  */
 
 import { checkMatmulSpec, matmulShape, type MatmulSpec, SgnError } from "../backend.ts";
-import { epilogueKernel, type Expr, type Kernel, load, mapLoads } from "../kernel/ir.ts";
+import { epilogueKernel, type Expr, exprSize, type Kernel, load, mapLoads } from "../kernel/ir.ts";
 import { epilogueSource, MAP_WG, WGSL_PRELUDE, wgslKernel } from "./codegen.ts";
 import {
   dispatchFlat,
@@ -76,6 +76,7 @@ function productSource(
   t: MatmulTile,
   epilogue = "",
   unaligned = false,
+  epilogueLoop = false,
 ): string {
   const { r: R, c: C } = t;
   const setup: string[] = [];
@@ -159,9 +160,12 @@ function productSource(
     for (const q of range(C / 4)) {
       const v = `acc${i}_${q}`;
       const at = `o + ${4 * q}u`;
+      const value = epilogue && !epilogueLoop
+        ? `vec4f(${range(4).map((j) => `epi(${at} + ${j}u, ${v}.${XYZW[j]})`).join(", ")})`
+        : v;
       row.push(
         vecOut
-          ? `if (c0 + ${4 * q}u < p.n) { O[o / 4u + ${q}u] = ${v}; }`
+          ? `if (c0 + ${4 * q}u < p.n) { O[o / 4u + ${q}u] = ${value}; }`
           : `put(${at}, c0 + ${4 * q}u, ${v});`,
       );
     }
@@ -187,7 +191,7 @@ ${
     vecOut ? "" : `
 fn put(o: u32, c: u32, v: vec4f) {
   for (var j = 0u; j < 4u; j++) {
-    if (c + j < p.n) { O[o + j] = v[j]; }
+    if (c + j < p.n) { O[o + j] = ${epilogue && !epilogueLoop ? "epi(o + j, v[j])" : "v[j]"}; }
   }
 }`
   }
@@ -204,17 +208,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   let base = z * p.m * p.n;
   ${stores.join("\n  ")}
-  ${epilogue ? epilogueLoop(R, C, vecOut) : ""}
+  ${epilogue && epilogueLoop ? loopedEpilogue(R, C, vecOut) : ""}
 }`;
 }
 
 /**
  * The epilogue over an invocation's block, after its raw stores: the block is read back and
  * rewritten in a loop, so that \`epi\` has one call site (four with vec4 output) instead of one
- * per element of the unrolled stores, which made shader compilation explode for large blocks.
+ * per element of the unrolled stores, which made shader compilation explode for large blocks and
+ * large epilogues (W2's H v: minutes). Used when block size times epilogue size is large
+ * ({@link EPILOGUE_INLINE}); small ones stay in the stores (no read-back).
  * Reading back what the same invocation stored is ordered (program order, same invocation).
  */
-function epilogueLoop(R: number, C: number, vecOut: boolean): string {
+function loopedEpilogue(R: number, C: number, vecOut: boolean): string {
   const inner = vecOut
     ? `for (var q = 0u; q < ${C / 4}u; q++) {
       if (c0 + 4u * q >= p.n) { break; }
@@ -452,6 +458,7 @@ function runProduct(
     t,
     epi ? `${WGSL_PRELUDE}\n${epi.decls}\n${epi.fn}` : "",
     !r.aligned,
+    epilogue !== undefined && t.r * t.c * exprSize(epilogue.body) > EPILOGUE_INLINE,
   );
   for (let b0 = 0; b0 < r.batch; b0 += MAX_GROUPS) {
     const params = new Params()
@@ -465,6 +472,9 @@ function runProduct(
     ]);
   }
 }
+
+/** Block elements times epilogue nodes above which the epilogue runs in a loop (see below). */
+const EPILOGUE_INLINE = 2048;
 
 /** Invocations below which a product has too little parallel work for the threads. */
 const SPLIT_BELOW = 64 * THREADS;
