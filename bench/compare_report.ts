@@ -7,6 +7,7 @@
  * checkout of an older commit (`git worktree add /tmp/old <commit>`) runs unchanged.
  *
  *     deno run -A bench/compare_report.ts --root /tmp/old --root . [--only W1] [--rounds 3]
+ *       [--backend webgpu|native]
  *
  * Rounds alternate between the checkouts (old, new, old, new, ...), and each figure is the
  * median over the rounds, so a machine whose speed drifts during the run favours neither.
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     root: { type: "string", multiple: true },
     only: { type: "string", default: "" },
     rounds: { type: "string", default: "3" },
+    backend: { type: "string", default: "webgpu" },
   },
 });
 const roots = (values.root ?? ["."]).map((r) => resolve(r));
@@ -58,8 +60,10 @@ async function load(root: string) {
   const { Random } = await mod("random.ts");
   const step = await mod("bench/sgn_step_cases.ts");
   const sgn = await mod("sgn/sgn.ts");
-  const be = await device.webgpuBackend();
-  if (!be) throw new Error(`${root}: no WebGPU adapter`);
+  const be = values.backend === "native"
+    ? device.nativeBackend().backend
+    : await device.webgpuBackend();
+  if (!be) throw new Error(`${root}: no ${values.backend} backend`);
   type T = {
     dispose(): void;
     data(): Promise<unknown>;
@@ -173,6 +177,8 @@ for (const [key, xs] of results) {
   row[`${root.split("/").pop()} ${unit}`] = unit === "ms" ? v.toFixed(2) : v.toFixed(1);
   rows.set(what, row);
 }
-console.log(`WebGPU on ${checkouts[0].be.description}; medians over ${rounds} alternating rounds`);
+console.log(
+  `${values.backend} on ${checkouts[0].be.description}; medians over ${rounds} alternating rounds`,
+);
 console.table(Object.fromEntries(rows));
 for (const c of checkouts) c.cases.forEach((pc) => pc.dispose());

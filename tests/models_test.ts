@@ -345,7 +345,7 @@ Deno.test("Adam: bias-corrected first step moves each weight by lr against its g
 });
 
 for (const be of await backends()) {
-  Deno.test(`convNet (${be.name}): conv, bias, relu, pool fuse and keep the seed's outputs and gradients exactly`, async () => {
+  Deno.test(`convNet (${be.name}): relu before a pool runs after it, with the seed's outputs and gradients exactly`, async () => {
     const spec = {
       conv_layers: {
         layer0: { type: "CONV", num_filters: 3, filter_size: 3 },
