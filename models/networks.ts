@@ -50,7 +50,9 @@ export interface InitOptions {
    * nets `RandomState(1).uniform(-bound, bound)` per layer. Overrides `seed`.
    */
   numpySeed?: number;
+  /** Backend that holds the parameters; default the one selected by `init()`. */
   backend?: Backend;
+  /** Element type of the parameters; default "float32". */
   dtype?: DType;
 }
 
@@ -145,7 +147,9 @@ export type LayerSpec =
 
 /** The seed's conv-net specification (its architecture files' JSON). */
 export interface ConvNetSpec {
+  /** The convolutional part: CONV, ACT and POOL layers keyed layer0, layer1, ... in order. */
   conv_layers: Record<string, LayerSpec>;
+  /** FC layers after the flattened features, keyed layer0, layer1, ...; the output layer follows. */
   mlp_layers?: Record<string, LayerSpec>;
 }
 
