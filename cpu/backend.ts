@@ -224,17 +224,19 @@ export class CpuBackend implements Backend {
   }
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec, epi?: Epilogue): DeviceBuffer {
-    return this.epilogue(this.product(a, b, spec), matmulShape(spec), epi);
+    const [[x, y], dtype] = this.args("matmul", a, b);
+    const checked = checkMatmulSpec(spec, x.size, y.size);
+    return this.epilogue(this.product(x, y, checked, dtype), matmulShape(spec), epi);
   }
 
-  /** The plain matrix product (nested loops, float64 accumulation). */
-  protected product(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
-    const [[x, y], dtype] = this.args("matmul", a, b);
-    const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = checkMatmulSpec(
-      spec,
-      x.size,
-      y.size,
-    );
+  /** The plain matrix product of checked operands (nested loops, float64 accumulation). */
+  protected product(
+    x: CpuBuffer,
+    y: CpuBuffer,
+    spec: Required<MatmulSpec>,
+    dtype: DType,
+  ): CpuBuffer {
+    const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = spec;
     const out = this.alloc(batch * m * n, dtype);
     const acc = new Float64Array(n);
     for (let t = 0; t < batch; t++) {

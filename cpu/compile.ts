@@ -145,16 +145,22 @@ function source(kernel: Kernel): string {
   return lines.join("\n");
 }
 
-/** The compiled function of a kernel for a dtype (collapsed first), cached by structure. */
-export function compileKernel(kernel: Kernel, dtype: DType): CompiledKernel {
+/**
+ * The compiled function of a kernel for a dtype (collapsed first), cached by structure, and the
+ * kernel's constants in the order the function reads them.
+ */
+export function compileKernel(
+  kernel: Kernel,
+  dtype: DType,
+): { run: CompiledKernel; consts: number[] } {
   const flat = collapse(kernel);
-  const { key } = kernelKey(flat, dtype);
-  let f = cache.get(key);
-  if (!f) {
-    f = new Function("inputs", "out", "consts", source(flat)) as CompiledKernel;
-    cache.set(key, f);
+  const { key, consts } = kernelKey(flat, dtype);
+  let run = cache.get(key);
+  if (!run) {
+    run = new Function("inputs", "out", "consts", source(flat)) as CompiledKernel;
+    cache.set(key, run);
   }
-  return f;
+  return { run, consts };
 }
 
 /** The JavaScript source a kernel compiles to (for tests and debugging). */

@@ -1,18 +1,16 @@
 /**
  * The native CPU backend: matrix products and convolutions through BLAS (`cpu/blas.ts`, loaded
- * with `Deno.dlopen`), everything else as tight typed-array loops compiled once per operation
- * (no per-element function calls), and a size-bucketed pool that recycles host memory.
+ * with `Deno.dlopen`), the kernels of the IR compiled to JavaScript loops (`cpu/compile.ts`: no
+ * per-element function calls), and a size-bucketed pool that recycles host memory.
  *
- * It inherits the plain TypeScript backend (the oracle it is tested against) and replaces the
- * kernels that matter for speed; the rest (argmax and max reductions, concat/split, where and the
- * optimizers' vector kernels) are already tight loops there, and allocate through this backend's
- * pool.
+ * It inherits the plain TypeScript backend (the oracle it is tested against) and replaces what
+ * matters for speed; the rest (concat/split, pooling forward) are tight loops there, and allocate
+ * through this backend's pool.
  *
  * @module
  */
 
 import {
-  checkMatmulSpec,
   type Conv2dSpec,
   type DeviceBuffer,
   type DType,
@@ -23,7 +21,6 @@ import {
   sizeOf,
   type TypedArray,
 } from "../backend.ts";
-import { kernelKey } from "../kernel/ir.ts";
 import { compileKernel } from "./compile.ts";
 import { CpuBackend, CpuBuffer } from "./backend.ts";
 import { type Blas, loadBlas } from "./blas.ts";
@@ -123,11 +120,8 @@ export class NativeBackend extends CpuBackend {
   override run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
     const bufs = this.kernelInputs(kernel, inputs, dtype);
     const out = this.alloc(sizeOf(kernel.shape), dtype);
-    compileKernel(kernel, dtype)(
-      bufs.map((b) => b.data),
-      out.data,
-      kernelKey(kernel, dtype).consts,
-    );
+    const { run, consts } = compileKernel(kernel, dtype);
+    run(bufs.map((b) => b.data), out.data, consts);
     return out;
   }
 
@@ -173,13 +167,13 @@ export class NativeBackend extends CpuBackend {
   // --- linear algebra -------------------------------------------------------------------------
 
   /** The matrix product through BLAS gemm, one call per batch entry. */
-  protected override product(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec): DeviceBuffer {
-    const [[x, y], dtype] = this.args("matmul", a, b);
-    const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = checkMatmulSpec(
-      spec,
-      x.size,
-      y.size,
-    );
+  protected override product(
+    x: CpuBuffer,
+    y: CpuBuffer,
+    spec: Required<MatmulSpec>,
+    dtype: DType,
+  ): CpuBuffer {
+    const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = spec;
     const out = this.alloc(batch * m * n, dtype);
     if (k === 0) {
       out.data.fill(0);

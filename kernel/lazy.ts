@@ -171,11 +171,6 @@ export class Lazy {
     this.#recipe = undefined;
   }
 
-  /** Whether every holder has let go. */
-  get released(): boolean {
-    return this.#refs <= 0;
-  }
-
   /** Computes the array if it is pending, and returns its buffer. */
   realize(): DeviceBuffer {
     if (this.#refs <= 0) throw new SgnError("a released array was used (a disposed tensor?)");
@@ -557,11 +552,6 @@ export function binary(op: Parameters<typeof ir.binary>[0], a: Lazy, b: Lazy): L
 /** `c != 0 ? a : b`, broadcast. */
 export function where(c: Lazy, a: Lazy, b: Lazy): Lazy {
   return elementwise([c, a, b], ([x, y, z]) => ir.where(x, y, z));
-}
-
-/** Rounds to float32 (a no-op on float32 arrays). */
-export function cast(x: Lazy, to: DType): Lazy {
-  return elementwise([x], ([a]) => ({ k: "cast", to, x: a }));
 }
 
 /** An array of `shape` filled with `value` (computed only if a buffer is needed). */

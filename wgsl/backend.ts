@@ -18,8 +18,8 @@ import {
   SgnError,
   type TypedArray,
 } from "../backend.ts";
-import { type GpuBuffer, GpuRuntime, grid, Params } from "./runtime.ts";
-import { MAP_WG, wgslKernel } from "./codegen.ts";
+import { type GpuBuffer, GpuRuntime } from "./runtime.ts";
+import { dispatchKernel, wgslKernel } from "./codegen.ts";
 import { splitReduction } from "../kernel/ir.ts";
 
 /** Workgroups a reduction should have at least before it is split in two passes. */
@@ -87,34 +87,21 @@ export class WebGpuBackend implements Backend {
       throw new SgnError(`run: the kernel reads ${kernel.inputs} buffers, ${inputs.length} given`);
     }
     const bufs = inputs.map((b) => this.#buf(b, "run"));
-    const { plan } = wgslKernel(kernel);
+    const compiled = wgslKernel(kernel);
+    const { plan } = compiled;
     // Few outputs over a long reduction: a workgroup per output leaves the device idle, so the
-    // reduction runs in two passes (partials over chunks, then their combination).
+    // reduction runs in two passes (partials over chunks, then their combination). On hardware
+    // GPUs only: llvmpipe's few threads are busy enough, and there it measured slower (an extra
+    // dispatch and a partial buffer; bench/README.md).
     const redSize = kernel.reduce?.shape.reduce((a, b) => a * b, 1) ?? 0;
     const parts = Math.min(64, Math.floor(SPLIT_GROUPS / Math.max(1, plan.count)));
-    // On hardware GPUs only: llvmpipe's few threads are busy enough, and there it measured
-    // slower (an extra dispatch and a partial buffer; bench/README.md).
     const split = !this.rt.software && plan.layout === "group" && redSize >= 16384 && parts >= 2
       ? splitReduction(kernel, parts)
       : undefined;
-    if (split) {
-      const partial = this.#dispatch(split[0], bufs);
-      const out = this.#dispatch(split[1], [...bufs, partial]);
-      this.rt.release(partial);
-      return out;
-    }
-    return this.#dispatch(kernel, bufs);
-  }
-
-  /** Records one IR kernel; returns its new output buffer. */
-  #dispatch(kernel: Kernel, bufs: GpuBuffer[]): GpuBuffer {
-    const { plan, consts } = wgslKernel(kernel);
-    const out = this.rt.alloc(plan.count);
-    const [gx, gy] = grid(plan.layout === "map" ? Math.ceil(plan.count / MAP_WG) : plan.count);
-    const params = new Params().u32(plan.layout === "map" ? gx * MAP_WG : gx, 0, 0, 0).f32(
-      ...consts,
-    );
-    this.rt.dispatch(plan.code, params, [out, ...bufs], [gx, gy]);
+    if (!split) return dispatchKernel(this.rt, kernel, bufs, compiled);
+    const partial = dispatchKernel(this.rt, split[0], bufs);
+    const out = dispatchKernel(this.rt, split[1], [...bufs, partial]);
+    this.rt.release(partial);
     return out;
   }
 

@@ -23,6 +23,7 @@ import {
   UNARY,
 } from "../kernel/ir.ts";
 import { pruneFunctions } from "./source.ts";
+import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 
 /** Invocations per workgroup of element-wise kernels and of thread-per-output reductions. */
 export const MAP_WG = 64;
@@ -118,6 +119,25 @@ export function wgslKernel(kernel: Kernel): { plan: KernelPlan; consts: number[]
   return { plan, consts };
 }
 
+/**
+ * Records one kernel of the IR on `inputs` (bound after the output, in order) and returns its
+ * new output buffer; `compiled` is the kernel's {@link wgslKernel} when the caller has it.
+ */
+export function dispatchKernel(
+  rt: GpuRuntime,
+  kernel: Kernel,
+  inputs: readonly GpuBuffer[],
+  compiled: { plan: KernelPlan; consts: number[] } = wgslKernel(kernel),
+): GpuBuffer {
+  const { plan, consts } = compiled;
+  const out = rt.alloc(plan.count);
+  const map = plan.layout === "map";
+  const [gx, gy] = grid(map ? Math.ceil(plan.count / MAP_WG) : plan.count);
+  const params = new Params().u32(map ? gx * MAP_WG : gx, 0, 0, 0).f32(...consts);
+  rt.dispatch(plan.code, params, [out, ...inputs], [gx, gy]);
+  return out;
+}
+
 /** WGSL statements decomposing `flat` into `names` over `shape` (row-major). */
 function decompose(flat: string, names: string[], shape: readonly number[]): string {
   const strides = contiguous(shape);
@@ -201,16 +221,18 @@ function generate(kernel: Kernel): KernelPlan {
   // unused bindings, and the bind group would then not match).
   const keepBindings = Array.from({ length: kernel.inputs }, (_, i) => `_ = arrayLength(&in${i});`)
     .join(" ");
+  // One invocation per output: the head of map kernels and of serial reductions.
+  const mapHead = [
+    `@compute @workgroup_size(${MAP_WG})`,
+    "fn main(@builtin(global_invocation_id) gid: vec3u) {",
+    "let i = gid.x + gid.y * p.stride;",
+    `if (i >= ${count}u) { return; }`,
+    keepBindings,
+    decompose("i", outIdx, kernel.shape),
+  ];
   let layout: KernelPlan["layout"] = "map";
   if (!red) {
-    lines.push(
-      `@compute @workgroup_size(${MAP_WG})`,
-      "fn main(@builtin(global_invocation_id) gid: vec3u) {",
-      "let i = gid.x + gid.y * p.stride;",
-      `if (i >= ${count}u) { return; }`,
-      keepBindings,
-      decompose("i", outIdx, kernel.shape),
-    );
+    lines.push(...mapHead);
     const body: string[] = [];
     const v = emit(kernel.body, body, outIdx);
     lines.push(...body, `out[i] = ${v};`, "}");
@@ -257,12 +279,7 @@ function generate(kernel: Kernel): KernelPlan {
       );
     } else {
       lines.push(
-        `@compute @workgroup_size(${MAP_WG})`,
-        "fn main(@builtin(global_invocation_id) gid: vec3u) {",
-        "let i = gid.x + gid.y * p.stride;",
-        `if (i >= ${count}u) { return; }`,
-        keepBindings,
-        decompose("i", outIdx, kernel.shape),
+        ...mapHead,
         init,
         `for (var r = 0u; r < ${redSize}u; r++) {`,
         ...loop,

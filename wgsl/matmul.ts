@@ -21,24 +21,17 @@
  *   at 16 x 32, 4.5 s at 32 x 32; Mesa caches compiled shaders on disk), so the large blocks are
  *   reserved for large products. Each (transA, transB, R, C, vec4 output) is its own pipeline.
  *
- * vec4 loads need every operand row to start on a multiple of 4 floats: when K or an operand's
- * contiguous dimension is not a multiple of 4, the operand is first copied into a zero-padded
- * layout (K padded with zeros, so the K loop has no tail), which costs O(size of the operand).
+ * vec4 loads need K, every operand row and the operands' offsets on multiples of 4 floats; when
+ * one is not, a variant of the kernel gathers each vec4 from four floats (zero past K), so no
+ * operand is ever copied into a padded layout. An epilogue (kernel/ir.ts) is applied in the stores.
  *
  * @module
  */
 
 import { checkMatmulSpec, matmulShape, type MatmulSpec, SgnError } from "../backend.ts";
 import { epilogueKernel, type Expr, exprSize, type Kernel, load, mapLoads } from "../kernel/ir.ts";
-import { epilogueSource, MAP_WG, WGSL_PRELUDE, wgslKernel } from "./codegen.ts";
-import {
-  dispatchFlat,
-  type GpuBuffer,
-  type GpuRuntime,
-  grid,
-  MAX_GROUPS,
-  Params,
-} from "./runtime.ts";
+import { dispatchKernel, epilogueSource, WGSL_PRELUDE } from "./codegen.ts";
+import { dispatchFlat, type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 /**
@@ -239,37 +232,33 @@ function loopedEpilogue(R: number, C: number, vecOut: boolean): string {
   }`;
 }
 
+/** Four floats of operand \`x\` along K from \`at\` (a row of A, or a column of B^T), zero past K. */
+function alongK(x: string): string {
+  const terms = range(4).map((d) => {
+    const k = d ? `k0 + ${d}u` : "k0";
+    return `select(0.0, ${x}[at + ${k}], ${k} < p.k)`;
+  });
+  return `fn along${x}(at: u32, k0: u32) -> vec4f {\n  return vec4f(${terms.join(", ")});\n}`;
+}
+
+/**
+ * Four neighbours of row kk of operand \`x\` stored [k, dim] (A^T, or B), zero past K and
+ * clamped to the matrix along \`dim\`.
+ */
+function rowOf(x: string, dim: string): string {
+  const terms = range(4).map((j) => `${x}[row + min(c${j ? ` + ${j}u` : ""}, last)]`);
+  return `fn row${x}(kk: u32, c: u32, off: u32) -> vec4f {
+  if (kk >= p.k) { return vec4f(); }
+  let row = off + kk * p.ld${x.toLowerCase()};
+  let last = p.${dim} - 1u;
+  return vec4f(${terms.join(", ")});
+}`;
+}
+
 /** The loads of the unaligned variant (see productSource). */
 const UNALIGNED_LOADS = /* wgsl */ `
-// Four floats along K from \`at\` (a row of A, or a column of B^T), zero at K and past it.
-fn alongA(at: u32, k0: u32) -> vec4f {
-  return vec4f(
-    select(0.0, A[at + k0], k0 < p.k),
-    select(0.0, A[at + k0 + 1u], k0 + 1u < p.k),
-    select(0.0, A[at + k0 + 2u], k0 + 2u < p.k),
-    select(0.0, A[at + k0 + 3u], k0 + 3u < p.k));
-}
-fn alongB(at: u32, k0: u32) -> vec4f {
-  return vec4f(
-    select(0.0, B[at + k0], k0 < p.k),
-    select(0.0, B[at + k0 + 1u], k0 + 1u < p.k),
-    select(0.0, B[at + k0 + 2u], k0 + 2u < p.k),
-    select(0.0, B[at + k0 + 3u], k0 + 3u < p.k));
-}
-// A^T stored [k, m]: four neighbours along M of row kk (zero past K, clamped to M).
-fn rowA(kk: u32, c: u32, off: u32) -> vec4f {
-  if (kk >= p.k) { return vec4f(); }
-  let row = off + kk * p.lda;
-  let last = p.m - 1u;
-  return vec4f(A[row + min(c, last)], A[row + min(c + 1u, last)], A[row + min(c + 2u, last)], A[row + min(c + 3u, last)]);
-}
-// B stored [k, n]: four neighbours along N of row kk (zero past K, clamped to N).
-fn rowB(kk: u32, c: u32, off: u32) -> vec4f {
-  if (kk >= p.k) { return vec4f(); }
-  let row = off + kk * p.ldb;
-  let last = p.n - 1u;
-  return vec4f(B[row + min(c, last)], B[row + min(c + 1u, last)], B[row + min(c + 2u, last)], B[row + min(c + 3u, last)]);
-}
+${["A", "B"].map(alongK).join("\n")}
+${[["A", "m"], ["B", "n"]].map(([x, d]) => rowOf(x, d)).join("\n")}
 `;
 
 const ZERO = /* wgsl */ `
@@ -363,11 +352,8 @@ export function matmul(
     if (!epilogue) return zero;
     // acc = 0 everywhere: the epilogue as a kernel of its own.
     const n = epilogue.inputs.length;
-    const { plan, consts } = wgslKernel(epilogueKernel(matmulShape(spec), epilogue.body, n));
-    const out = rt.alloc(size);
-    const [gx, gy] = grid(Math.ceil(size / MAP_WG));
-    const params = new Params().u32(gx * MAP_WG, 0, 0, 0).f32(...consts);
-    rt.dispatch(plan.code, params, [out, ...epilogue.inputs, zero], [gx, gy]);
+    const kernel = epilogueKernel(matmulShape(spec), epilogue.body, n);
+    const out = dispatchKernel(rt, kernel, [...epilogue.inputs, zero]);
     rt.release(zero);
     return out;
   }
@@ -542,11 +528,7 @@ function splitProduct(
     reduce: { op: "sum", shape: [split] },
     ...(epilogue ? { epilogue: shift(epilogue.body) } : {}),
   };
-  const { plan, consts } = wgslKernel(kernel);
-  const out = rt.alloc(m * n);
-  const [gx, gy] = grid(plan.layout === "map" ? Math.ceil(plan.count / MAP_WG) : plan.count);
-  const params = new Params().u32(plan.layout === "map" ? gx * MAP_WG : gx, 0, 0, 0).f32(...consts);
-  rt.dispatch(plan.code, params, [out, partial, ...inputs], [gx, gy]);
+  const out = dispatchKernel(rt, kernel, [partial, ...inputs]);
   rt.release(partial);
   return out;
 }
