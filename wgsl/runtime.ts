@@ -140,7 +140,9 @@ export class GpuRuntime {
   static async create(): Promise<GpuRuntime | undefined> {
     const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
     if (!gpu) return undefined;
-    const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+    const adapter = await quietly(() =>
+      gpu.requestAdapter({ powerPreference: "high-performance" })
+    );
     if (!adapter) return undefined;
     const limits = adapter.limits;
     const device = await adapter.requestDevice({
@@ -369,4 +371,37 @@ export function isSoftwareAdapter(
 ): boolean {
   const text = [info.description, info.vendor, info.device].join(" ");
   return info.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software/i.test(text);
+}
+
+/**
+ * Requests the adapter so that nothing reaches the user's terminal. Without `XDG_RUNTIME_DIR`
+ * (containers, SSH sessions, CI runners), enumerating Vulkan adapters makes libwayland-client,
+ * loaded by Mesa's Vulkan driver to look for a Wayland display, print "error: XDG_RUNTIME_DIR is
+ * invalid or not set in the environment." twice. So when the variable is unset (and only then),
+ * it points at a new private (0700) empty directory for the duration of the request, is unset
+ * again afterwards and the directory removed: the device works without it, and a value the user
+ * set is never changed. Without the permissions this needs, the request runs as it is.
+ */
+async function quietly<T>(request: () => Promise<T>): Promise<T> {
+  let dir: string | undefined;
+  try {
+    if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
+      dir = Deno.makeTempDirSync({ prefix: "sgn-webgpu-probe-" });
+      Deno.env.set("XDG_RUNTIME_DIR", dir);
+    }
+  } catch {
+    dir = undefined; // no env or write permission, or not Deno: probe as it is
+  }
+  try {
+    return await request();
+  } finally {
+    if (dir !== undefined) {
+      try {
+        Deno.env.delete("XDG_RUNTIME_DIR");
+        Deno.removeSync(dir, { recursive: true });
+      } catch {
+        // the directory is empty and private; leaving it is harmless
+      }
+    }
+  }
 }
