@@ -14,6 +14,8 @@
  *
  * @module
  */
+// The project has no import map: full npm: specifiers everywhere (see README).
+// deno-lint-ignore no-import-prefix
 import fc from "npm:fast-check@4.11.0";
 
 export { fc };
