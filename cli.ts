@@ -391,28 +391,34 @@ async function demo(
       o["cg-iters"]
     } CG iterations`,
   );
-  await train({
-    network: net,
-    optimizer,
-    task: "regression",
-    backend: be,
-    dtype,
-    train: data.train,
-    test: data.test,
-    epochs: o.epochs,
-    batchSize: 1000,
-    seed: o.seed,
-    onProgress: (e) => {
-      if (e.kind !== "epoch" || !e.record) return;
-      const r = e.record;
-      console.log(
-        `epoch ${e.epoch}: train loss ${r.avg_loss.at(-1)!.toFixed(5)}, ` +
-          `test loss ${r.test_loss!.at(-1)!.toFixed(5)}, rho ${r.rho!.at(-1)!.toExponential(2)}, ` +
-          `${e.elapsed.toFixed(1)} s`,
-      );
-    },
-  });
-  optimizer.dispose();
+  try {
+    await train({
+      network: net,
+      optimizer,
+      task: "regression",
+      backend: be,
+      dtype,
+      train: data.train,
+      test: data.test,
+      epochs: o.epochs,
+      batchSize: 1000,
+      seed: o.seed,
+      signal: interrupt.signal,
+      onProgress: (e) => {
+        if (e.kind !== "epoch" || !e.record) return;
+        const r = e.record;
+        console.log(
+          `epoch ${e.epoch}: train loss ${r.avg_loss.at(-1)!.toFixed(5)}, ` +
+            `test loss ${r.test_loss!.at(-1)!.toFixed(5)}, rho ${
+              r.rho!.at(-1)!.toExponential(2)
+            }, ` +
+            `${e.elapsed.toFixed(1)} s`,
+        );
+      },
+    });
+  } finally {
+    optimizer.dispose();
+  }
 }
 
 /** `demo`: the sine regression, flags validated here. */
@@ -457,13 +463,18 @@ const interrupt = new AbortController();
 
 function listenForSignals(): void {
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const listeners: [Deno.Signal, () => void][] = [];
   for (const sig of signals) {
+    const onSignal = () => {
+      console.error(`\nsgn: ${sig}: stopping after this step (send it again to quit now)`);
+      interrupt.abort(sig);
+      // The next signal gets the default action (the process ends at once), even in the middle
+      // of a step that never yields to JavaScript's event loop.
+      for (const [s, l] of listeners) Deno.removeSignalListener(s, l);
+    };
     try {
-      Deno.addSignalListener(sig, () => {
-        if (interrupt.signal.aborted) Deno.exit(130);
-        console.error(`\nsgn: ${sig}: stopping after this step (send it again to quit now)`);
-        interrupt.abort(sig);
-      });
+      Deno.addSignalListener(sig, onSignal);
+      listeners.push([sig, onSignal]);
     } catch {
       // Signals cannot be listened to here: the default (exit at once) stays.
     }
