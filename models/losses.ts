@@ -6,7 +6,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError, showValue } from "../backend.ts";
 import type { OutputLoss } from "../autodiff/transforms.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
@@ -81,6 +81,9 @@ export function oneHot(
   classes: number,
   like?: { backend: Tensor["backend"]; dtype?: Tensor["dtype"] },
 ): Tensor {
+  if (!Number.isSafeInteger(classes) || classes < 1) {
+    throw new SgnError(`oneHot: classes must be a positive integer, got ${showValue(classes)}`);
+  }
   const n = labels.length;
   const dtype = like?.dtype ?? "float32";
   const data = dtype === "float64" ? new Float64Array(n * classes) : new Float32Array(n * classes);

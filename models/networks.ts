@@ -57,7 +57,10 @@ export interface InitOptions {
 }
 
 function activation(name: string, where: string): (x: Tensor) => Tensor {
-  const f = ACTIVATIONS[name as Activation];
+  // An own key only: "constructor" or "toString" must not find Object's methods.
+  const f = typeof name === "string" && Object.hasOwn(ACTIVATIONS, name)
+    ? ACTIVATIONS[name as Activation]
+    : undefined;
   if (!f) {
     throw new SgnError(`${where}: unknown activation "${name}" (use sigmoid, relu or tanh)`);
   }
@@ -100,8 +103,20 @@ export interface MlpOptions {
  * ```
  */
 export function mlp(options: MlpOptions): Network {
+  if (typeof options !== "object" || options === null) {
+    throw new SgnError(
+      `mlp: options must be an object such as { inputs: 784, hidden: [20], outputs: 10 }, got ${
+        showValue(options)
+      }`,
+    );
+  }
   const inputs = positiveInt(options.inputs, "mlp: inputs");
   const outputs = positiveInt(options.outputs, "mlp: outputs");
+  if (!Array.isArray(options.hidden)) {
+    throw new SgnError(
+      `mlp: hidden must be an array of layer sizes, e.g. [20, 20], got ${showValue(options.hidden)}`,
+    );
+  }
   const hidden = options.hidden.map((h, i) => positiveInt(h, `mlp: hidden layer ${i} size`));
   const actName = options.activation ?? "sigmoid";
   const act = activation(actName, "mlp");

@@ -12,7 +12,7 @@ import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
 import { checkParams, flatten, unflatten } from "./vectors.ts";
-import type { ModelFn, Optimizer } from "./optimizer.ts";
+import { type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
 
 /** Learning-rate schedules of the seed's SGD. */
 export type LrSchedule = "const" | "linear" | "cos" | "step";
@@ -100,6 +100,7 @@ async function readLoss(scalars: Tensor, what: string): Promise<{ loss: number; 
  * ```
  */
 export class SGD implements Optimizer {
+  readonly #guard = new StepGuard("SGD");
   /** The options in force: those given, checked, with the defaults for the rest. */
   readonly options: Required<SgdOptions>;
   #params: Tensor[];
@@ -156,7 +157,12 @@ export class SGD implements Optimizer {
     return scheduledLr(this.options, this.t + 1);
   }
 
-  async step(
+  /** One step on a mini-batch; a second call before this one's promise settles is refused. */
+  step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number; lr: number }> {
+    return this.#guard.run(() => this.#step(model, loss));
+  }
+
+  async #step(
     model: ModelFn,
     loss: OutputLoss,
   ): Promise<{ loss: number; metric?: number; lr: number }> {
@@ -211,6 +217,7 @@ export interface AdamOptions {
  * ```
  */
 export class Adam implements Optimizer {
+  readonly #guard = new StepGuard("Adam");
   /** The options in force: those given, checked, with the defaults for the rest. */
   readonly options: Required<AdamOptions>;
   #params: Tensor[];
@@ -237,7 +244,12 @@ export class Adam implements Optimizer {
     return this.#params;
   }
 
-  async step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }> {
+  /** One step on a mini-batch; a second call before this one's promise settles is refused. */
+  step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }> {
+    return this.#guard.run(() => this.#step(model, loss));
+  }
+
+  async #step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }> {
     const t = this.t + 1;
     const { lr, beta1, beta2, eps } = this.options;
     const { scalars, g, theta } = lossAndGrad(this.#params, model, loss);

@@ -7,6 +7,7 @@
 
 import type { Tensor } from "../autodiff/tensor.ts";
 import type { OutputLoss } from "../autodiff/transforms.ts";
+import { SgnError } from "../backend.ts";
 
 /** A model as a function of its parameters on one mini-batch (its outputs z). */
 export type ModelFn = (...params: Tensor[]) => Tensor;
@@ -22,4 +23,41 @@ export interface Optimizer {
   step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }>;
   /** Frees the parameters and the optimizer's state. */
   dispose(): void;
+}
+
+/**
+ * Lets one step of an optimizer run at a time. A step reads the parameters and replaces them
+ * when it ends; a second `step()` started before the first was awaited would read the old
+ * parameters and overwrite the first step's update without a word. So it is refused.
+ *
+ * @example
+ * ```ts
+ * import { StepGuard } from "./optimizer.ts";
+ * const guard = new StepGuard("SGD");
+ * const slow = guard.run(() => new Promise((r) => setTimeout(r, 10)));
+ * await guard.run(async () => {}).catch((e) => console.log(e.message)); // refused
+ * await slow;
+ * ```
+ */
+export class StepGuard {
+  #running = false;
+
+  /** A guard for the optimizer named `name` (in its error message). */
+  constructor(readonly name: string) {}
+
+  /** Runs `step` unless another step of this optimizer is still running. */
+  async run<T>(step: () => Promise<T>): Promise<T> {
+    if (this.#running) {
+      throw new SgnError(
+        `${this.name}.step: the previous step has not finished: await each step() before ` +
+          "starting the next (steps of one optimizer run one after another)",
+      );
+    }
+    this.#running = true;
+    try {
+      return await step();
+    } finally {
+      this.#running = false;
+    }
+  }
 }

@@ -27,7 +27,7 @@ import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transfo
 import { checkParams, flatten, precondT, unflatten } from "./vectors.ts";
 import { axpyT, cgDevice, cgHost, maxAbsT } from "./cg.ts";
 import { lineSearch, nextTrustRegionRho, type Try } from "./rules.ts";
-import type { ModelFn, Optimizer } from "./optimizer.ts";
+import { type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
 
 export type { ModelFn, Optimizer } from "./optimizer.ts";
 import {
@@ -101,6 +101,7 @@ async function readScalars(scalars: Tensor[]): Promise<number[]> {
  * ```
  */
 export class SGN implements Optimizer {
+  readonly #guard = new StepGuard("SGN");
   /** The options in force: those given, checked, with the seed's defaults for the rest. */
   readonly options: ResolvedSgnOptions;
   #params: Tensor[];
@@ -133,8 +134,15 @@ export class SGN implements Optimizer {
     this.#momentum?.dispose();
   }
 
-  /** One SGN step on a mini-batch: `model(...params)` gives its outputs, `loss` scores them. */
-  async step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
+  /**
+   * One SGN step on a mini-batch: `model(...params)` gives its outputs, `loss` scores them. A
+   * second call before this one's promise settles is refused.
+   */
+  step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
+    return this.#guard.run(() => this.#step(model, loss));
+  }
+
+  async #step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
     const opt = this.options;
     const t = this.t + 1;
     const be = this.#params[0].backend;

@@ -11,6 +11,7 @@ import { init } from "../autodiff/device.ts";
 import { tensor } from "../autodiff/tensor.ts";
 import * as ops from "../autodiff/ops.ts";
 import { mlp } from "../models/networks.ts";
+import { oneHot } from "../models/losses.ts";
 import { SGN } from "../sgn/sgn.ts";
 import { Adam, SGD } from "../sgn/baselines.ts";
 import { train } from "../train/loop.ts";
@@ -148,11 +149,27 @@ const API_ROWS: [string, () => unknown, RegExp][] = [
     () => new Adam(mlp({ inputs: 1, hidden: [], outputs: 1 }).init(), { lr: NaN }),
     /Adam lr must be a number > 0, got NaN/,
   ],
+  ["a fractional seed", () => trainSine({ seed: 1.5 }), /train: seed must be a non-negative/],
+  ["a NaN seed", () => trainSine({ seed: NaN }), /train: seed must be a non-negative integer/],
+  [
+    "hidden sizes as a string",
+    () => mlp({ inputs: 1, hidden: "20" as never, outputs: 1 }),
+    /mlp: hidden must be an array of layer sizes/,
+  ],
+  ["no mlp options", () => mlp(undefined as never), /mlp: options must be an object/],
+  ["one-hot with no classes", () => oneHot([0], 0), /oneHot: classes must be a positive/],
+  ...["constructor", "toString", "valueOf", "__proto__", "hasOwnProperty"].map((name) =>
+    [
+      `an activation named ${name}`,
+      () => mlp({ inputs: 1, hidden: [2], outputs: 1, activation: name as never }),
+      new RegExp(`mlp: unknown activation "${name}"`),
+    ] as [string, () => unknown, RegExp]
+  ),
 ];
 
 await init({ backend: "cpu" });
 
-async function trainSine(o: { task?: string; testNaN?: boolean }) {
+async function trainSine(o: { task?: string; testNaN?: boolean; seed?: number }) {
   const net = mlp({ inputs: 1, hidden: [3], outputs: 1 });
   const xs = Float32Array.from({ length: 16 }, (_, i) => i / 16);
   const test = Float32Array.from([0.5, NaN]);
@@ -167,6 +184,7 @@ async function trainSine(o: { task?: string; testNaN?: boolean }) {
       test: { inputs: o.testNaN ? test : xs, targets: o.testNaN ? test.map(() => 0) : xs },
       epochs: 1,
       batchSize: 8,
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
     });
   } finally {
     opt.dispose();
@@ -289,4 +307,30 @@ Deno.test("a run that diverges after some epochs keeps them, marked diverged", a
   assert.match(saved.status_reason, /the run diverged/);
   assert.ok(saved.avg_loss.length >= 1, "the finished epochs are kept");
   assert.ok(saved.avg_loss.every(Number.isFinite) && saved.test_loss.every(Number.isFinite));
+});
+
+Deno.test("bad input (api): a second step() before the first settles is refused, and no update is lost", async () => {
+  const net = mlp({ inputs: 1, hidden: [3], outputs: 1 });
+  const x = tensor([[0.1], [0.5], [0.9]]);
+  const y = tensor([[0.2], [0.4], [0.8]]);
+  const { meanSquaredError } = await import("../models/losses.ts");
+  for (
+    const make of [() => new SGN(net.init()), () => new SGD(net.init()), () => new Adam(net.init())]
+  ) {
+    const opt = make();
+    try {
+      const model = (...p: ReturnType<typeof net.init>) => net.forward(p, x);
+      const first = opt.step(model, meanSquaredError(y));
+      await assert.rejects(
+        () => opt.step(model, meanSquaredError(y)),
+        (e: Error) => e.name === "SgnError" && /previous step has not finished/.test(e.message),
+      );
+      await first;
+      // The refused call changed nothing: the next step runs as the second one.
+      await opt.step(model, meanSquaredError(y));
+      assert.equal(opt.t, 2);
+    } finally {
+      opt.dispose();
+    }
+  }
 });
