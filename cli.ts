@@ -12,9 +12,9 @@ import { type Backend, backendNotice, init, mlp, SGN, SgnError, train } from "./
 import { runExperiment } from "./train/experiment.ts";
 import { sineWaves } from "./datasets/synthetic.ts";
 import { parseTrainArgs, SETTINGS, trainHelp, type TrainSettings } from "./train/settings.ts";
-import { flagHelp, type FlagSpec, parseFlags, withDefaults } from "./train/flags.ts";
+import { flagHelp, type FlagSpec, overriding, parseFlags, withDefaults } from "./train/flags.ts";
 import { reportCommand } from "./cli/report.ts";
-import { checkReferenceRoot, writeReport, writeRunReport } from "./report/mod.ts";
+import { checkReferenceRoot, checkReportPath, writeReport, writeRunReport } from "./report/mod.ts";
 import { gridGroups, GRIDS, planRuns, reproduce } from "./train/reproduce.ts";
 import type { ProgressEvent } from "./train/loop.ts";
 
@@ -144,16 +144,10 @@ async function mainJob(args: string[]): Promise<number> {
       "SGN with rho 1e-4, trust region and line search, 3 CG iterations, 5 epochs; then\n" +
       "report.html beside the results, drawn against sgn's committed runs of this configuration.",
   );
-  return await trainCommand([
-    ...CHECK_RUN,
-    "--path",
-    "runs",
-    "--f",
-    `mnist_sgn3_${stamp}`,
-    // On by default; `--report no` after it turns it off.
-    "--report",
-    ...args,
-  ]);
+  // The user's flags (e.g. --epochs 1, --report no) replace the check run's own.
+  return await trainCommand(
+    overriding([...CHECK_RUN, "--path", "runs", "--f", `mnist_sgn3_${stamp}`, "--report"], args),
+  );
 }
 
 /** The flags of `reproduce`: backend, data and precision flags are train's own rows. */
@@ -287,6 +281,16 @@ async function reproduceCommand(args: string[]): Promise<number> {
     staleMs: staleMinutes * 60000,
     signal: interrupt.signal,
   };
+  // Every output path is checked before anything trains.
+  if (options.runs !== undefined && options.runs.length === 0) {
+    throw new SgnError(`--runs "${v.runs}" names no configuration (e.g. --runs SGN_3,SGD_1)`);
+  }
+  if (!v["no-report"] && v.report !== undefined) await checkReportPath(v.report);
+  if (!v["no-report"] && v.compare !== undefined && !/[*?[{]/.test(v.compare)) {
+    await Deno.stat(v.compare).catch(() => {
+      throw new SgnError(`--compare: ${v.compare} does not exist (the seed's published runs)`);
+    });
+  }
   if (v["dry-run"]) {
     for (const run of planRuns(experiment, options)) {
       console.log(`${run.name}: deno run -A cli.ts train ${run.args.join(" ")}`);

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { SgnError } from "../backend.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Band, Metric, RunStatus } from "./types.ts";
 
@@ -665,7 +666,16 @@ function globRegex(segment: string): RegExp {
       i = end;
     } else re += c.replace(/[.+^${}()|\\]/g, "\\$&");
   }
-  return new RegExp(`^${re}$`);
+  try {
+    return new RegExp(`^${re}$`);
+  } catch (e) {
+    // A class the regular expression engine refuses, e.g. a reversed range [9-1].
+    throw new SgnError(
+      `the pattern "${segment}" is not a valid glob (${
+        (e as Error).message.replace(/^.*: /, "")
+      }); write ranges low to high, e.g. [1-9]`,
+    );
+  }
 }
 
 async function isDir(path: string): Promise<boolean> {

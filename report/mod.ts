@@ -137,9 +137,16 @@ function fail(outPath: string, why: string): SgnError {
 /**
  * Where the report goes: `outPath` with its folder's real path (and the target of a symlink at
  * `outPath`), checked before any work is done: the folder exists, and the path is not a folder,
- * a device or a FIFO, nor named like a run's file.
+ * a device or a FIFO, nor named like a run's file. Commands that write a report after long work
+ * call it first, so that a bad path is said before the work, not after.
+ *
+ * @example
+ * ```ts
+ * import { checkReportPath } from "./mod.ts";
+ * await checkReportPath("/no/such/folder/report.html").catch((e) => console.log(e.message));
+ * ```
  */
-async function checkOutPath(outPath: string): Promise<string> {
+export async function checkReportPath(outPath: string): Promise<string> {
   if (outPath === "" || /[/\\]$/.test(outPath)) {
     throw fail(outPath, "that names a folder; give a file name, e.g. report.html");
   }
@@ -231,7 +238,7 @@ export async function writeReport(
   outPath: string,
   options: ReportOptions = {},
 ): Promise<ReportSummary> {
-  const dest = await checkOutPath(outPath);
+  const dest = await checkReportPath(outPath);
   const list = sources.map((s) => typeof s === "string" ? parseSourceArg(s) : s);
   const collection = await collectRuns(list, {
     maxEpochs: options.maxEpochs,

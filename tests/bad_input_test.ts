@@ -65,7 +65,7 @@ const CLI_ROWS: [string, string[], RegExp][] = [
   ["an unknown backend", ["train", "--backend", "tpu"], /--backend must be one of auto, webgpu/],
   ["an unknown flag", ["train", "--lerning_rate", "1"], /unknown flag --lerning_rate/],
   ["a run name that escapes --path", ["train", "--f", "../../x"], /--f must be a plain folder/],
-  ["an empty run name", ["train", "--f", ""], /--f must be a plain folder name/],
+  ["an empty run name", ["train", "--f", ""], /--f is empty: give it a value/],
   ["--path that is a file", ["train", ...SINE, "--path", aFile], /is a file, not a folder/],
   ["--path under /proc", ["train", ...SINE, "--path", "/proc/sgn"], /cannot create the results/],
   ["an experiment named like a prototype property", ["reproduce", "constructor"], /unknown exp/],
@@ -108,11 +108,28 @@ const CLI_ROWS: [string, string[], RegExp][] = [
     /conv_layers\.layer0: unknown field "dilation"/,
   ],
   ["an unknown command", ["frobnicate"], /unknown command "frobnicate"/],
+  ["an empty --runs", ["reproduce", "sine_10", "--runs", ""], /--runs is empty: give it a value/],
+  ["--runs naming nothing", ["reproduce", "sine_10", "--runs", ","], /--runs "," names no conf/],
+  ["an empty --data-dir", ["train", ...SINE, "--data-dir", ""], /--data-dir is empty/],
+  ["a repeated flag", ["train", "--epochs", "1", "--epochs", "2"], /--epochs is given twice/],
+  ["a flag as a value", ["train", "--f", "--float64"], /--f needs a value, got the flag --float64/],
+  [
+    "a report path in a missing folder, said before training",
+    ["reproduce", "sine_10", "--backend", "cpu", "--path", `${tmp}/grid`, "--report", "/no/r.html"],
+    /cannot write the report to "\/no\/r\.html": the folder \/no does not exist/,
+  ],
+  [
+    "a glob with a reversed range",
+    ["report", `${tmp}/res_[9-1]`, "-o", `${tmp}/r.html`],
+    /not a valid glob/,
+  ],
 ];
 
 for (const [what, args, expected] of CLI_ROWS) {
   Deno.test(`bad input (cli): ${what}`, async () => {
     const r = await cli(...args);
+    // Nothing trained before the error: no grid folder was made.
+    await assert.rejects(() => Deno.stat(`${tmp}/grid`), Deno.errors.NotFound);
     assert.equal(r.code, 2, `exit code; stderr: ${r.stderr}`);
     const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("sgn: using the"));
     assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);

@@ -64,6 +64,7 @@ Deno.test("train --help lists every flag with its default", () => {
   const help = trainHelp();
   for (const name of Object.keys(SETTINGS)) assert.ok(help.includes(`--${name}`), name);
   assert.ok(help.includes("(default: 12)"));
+  assert.match(help, /Each flag is given once/);
 });
 
 Deno.test("train end to end: a short sine run writes the seed's files and refuses to overwrite them", async () => {

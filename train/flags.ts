@@ -123,7 +123,8 @@ export interface ParsedFlags {
 /**
  * Parses `args` against `table`. Only the flags given are in `values` (apply defaults with
  * {@link withDefaults}); positionals are allowed only when `positionals` is true. `command`
- * names the subcommand in errors.
+ * names the subcommand in errors. Each flag may be given once; a value that looks like a flag
+ * (`--f --float64`) must be written `--f=--float64`; a text flag given as "" is an error.
  *
  * @example
  * ```ts
@@ -162,6 +163,11 @@ export function parseFlags(
     if (!Object.hasOwn(table, name)) {
       throw new SgnError(`${command}: unknown flag --${name} (see ${command} --help)`);
     }
+    if (Object.hasOwn(values, name)) {
+      throw new SgnError(
+        `${command}: --${name} is given twice: give each flag once (see ${command} --help)`,
+      );
+    }
     const spec = table[name];
     if (value === undefined) {
       if (spec.kind === "ints") {
@@ -176,11 +182,47 @@ export function parseFlags(
       } else {
         if (i + 1 >= args.length) throw new SgnError(`${command}: flag --${name} needs a value`);
         value = args[++i];
+        if (value.startsWith("--")) {
+          throw new SgnError(
+            `${command}: flag --${name} needs a value, got the flag ${value} (to give a value ` +
+              `that starts with --, write --${name}=${value})`,
+          );
+        }
       }
+    }
+    if (value === "" && spec.kind === "string") {
+      throw new SgnError(
+        `${command}: --${name} is empty: give it a value, or leave the flag out for its ` +
+          "default (an unset shell variable?)",
+      );
     }
     values[name] = checkFlag(name, spec, fromText(spec, value), `"${value}"`);
   }
   return { values, positionals: rest };
+}
+
+/**
+ * `defaults` (flags, each followed by its values) less the flags that `args` gives, then `args`:
+ * a command line whose own defaults the user's flags override, each flag given once.
+ *
+ * @example
+ * ```ts
+ * import { overriding } from "./flags.ts";
+ * console.log(overriding(["--epochs", "5", "--layers", "20", "20"], ["--epochs=1"]));
+ * // ["--layers", "20", "20", "--epochs=1"]
+ * ```
+ */
+export function overriding(defaults: readonly string[], args: readonly string[]): string[] {
+  const given = new Set(
+    args.filter((a) => a.startsWith("--")).map((a) => a.slice(2).split("=", 1)[0]),
+  );
+  const out: string[] = [];
+  let keep = true;
+  for (const token of defaults) {
+    if (token.startsWith("--")) keep = !given.has(token.slice(2).split("=", 1)[0]);
+    if (keep) out.push(token);
+  }
+  return [...out, ...args];
 }
 
 /** The values given, with every other flag's default. */
@@ -196,8 +238,19 @@ export function withDefaults(
   return out;
 }
 
-/** One line per flag, `--name  help (default: d)`, for --help texts. */
+/** How every command reads its flags (see {@link parseFlags}); the last line of each --help. */
+export const FLAG_RULES =
+  "Each flag is given once; a value that starts with -- is written --flag=value; an empty value " +
+  "is an error (leave the flag out for its default).";
+
+/**
+ * One line per flag, `--name  help (default: d)`, then {@link FLAG_RULES}, for --help texts.
+ */
 export function flagHelp(table: Record<string, FlagSpec>, width = 13): string[] {
+  return [...flagLines(table, width), "", FLAG_RULES];
+}
+
+function flagLines(table: Record<string, FlagSpec>, width: number): string[] {
   return Object.entries(table).map(([name, s]) => {
     const d = s.default;
     const shown = d === undefined ? "" : Array.isArray(d) ? d.join(" ") : String(d);
