@@ -327,7 +327,7 @@ Deno.test("pinned: Boston, Keras's split (RandomState(113) shuffle, first 404 tr
     "ptratio",
     "b",
     "lstat",
-  ]; // deno-fmt-ignore-line
+  ];
   assert.deepEqual(b.inputShape, [13]);
   assert.equal(b.outputs, 1);
   assert.equal(b.task, "regression");
