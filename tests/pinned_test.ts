@@ -72,6 +72,52 @@ function readmeDefaults(text: string): Map<string, unknown> {
   return out;
 }
 
+/**
+ * What the seed's runs recorded for the settings they did not sweep, copied from their
+ * config.json files (e.g. results/mnist/res_SGN_3_1 and res_SGD_0.1_1), and its README's table
+ * for the two its runs set on their command line (DAMP_RHO, MAX_CG_ITERS). The test below
+ * compares this copy with the files themselves wherever they are at hand, so it cannot drift;
+ * the copy keeps the defaults checked where they are not (a copy of the repository alone).
+ */
+const SEED_VALUES: Record<"SGN" | "SGD", Record<string, unknown>> = {
+  SGN: {
+    BETA: 0,
+    CG_PREC: false,
+    LS: true,
+    TR: true,
+    DAMP_RHO_MIN: 1e-6,
+    MIN_CG_ITERS: 10,
+    K_CG: 10,
+    ALPHA_EXP: 1,
+    PRINT_LEVEL: 0,
+    CG_TOL: 1e-6,
+    MAX_LS_ITERS: 10,
+    RHO_LS: 0.5,
+    C_LS: 1e-4,
+    ALPHA: 1,
+    DAMP_RHO: 1e-3,
+    MAX_CG_ITERS: 10,
+  },
+  SGD: { K: 1000, LR_K: 0.001, SCHEDULER: "const", MOMENTUM: 0 },
+};
+
+Deno.test("pinned: every training default is the seed's (its recorded values, copied)", () => {
+  for (const solver of ["SGN", "SGD"] as const) {
+    const ours = seedConfig(resolveSettings({ solver }));
+    for (const [key, want] of Object.entries(SEED_VALUES[solver])) {
+      assert.equal(ours[key], want, `${solver} ${key} in config.json`);
+    }
+    let rows = 0;
+    for (const [name, row] of Object.entries(SETTINGS) as [string, SettingSpec][]) {
+      const key = row.seedKey?.[solver];
+      if (!key || !Object.hasOwn(SEED_VALUES[solver], key)) continue;
+      assert.deepEqual(row.default, SEED_VALUES[solver][key], `--${name}'s default (${key})`);
+      rows++;
+    }
+    assert.ok(rows >= 4, `${solver}: ${rows} rows compared`);
+  }
+});
+
 Deno.test("pinned: training defaults against the seed's config.json files", async () => {
   if (!haveSeed) {
     skipped(
@@ -120,6 +166,8 @@ Deno.test("pinned: training defaults against the seed's config.json files", asyn
         want = readme.get(key);
       } else continue;
       assert.equal(ours[key], want, `${solver} ${key}: ours ${ours[key]}, the seed's ${want}`);
+      const copied = SEED_VALUES[solver as "SGN" | "SGD"]?.[key];
+      if (copied !== undefined) assert.equal(copied, want, `SEED_VALUES.${solver}.${key}`);
       checked.add(`${solver} ${key}`);
     }
     // And the table's rows themselves (not only what seedConfig writes of them).
