@@ -60,6 +60,13 @@ property("grid shards partition the plan: every run in exactly one shard", gridC
     }
   }
   assert.equal(owner.size, names.length, "runs lost");
+  for (const index of [0, c.count + 1]) {
+    assert.throws(
+      () => planRuns(experiment, { ...options, shard: { index, count: c.count } }),
+      /shard must be I\/N/,
+      `shard ${index}/${c.count}`,
+    );
+  }
   names.forEach((name, p) => assert.equal(owner.get(name), (p % c.count) + 1, name));
 });
 
@@ -660,6 +667,25 @@ property(
       near(g.final.secondsPerEpoch, spe / members.length, `${what}: seconds per epoch`);
       const open = members.filter((r) => (r.status ?? "finished") !== "finished").length;
       assert.equal(g.status.summary === undefined, open === 0, `${what}: status summary`);
+      for (const st of ["diverged", "interrupted", "running"] as const) {
+        const count: number = members.filter((r) => r.status === st).length;
+        assert.equal(g.status.counts[st], count, `${what}: ${st} runs`);
+        if (count) {
+          assert.ok(g.status.short?.includes(`${count} ${st}`), `${what}: ${g.status.short}`);
+        }
+      }
+      const len = Math.min(...lengths);
+      assert.equal(g.seconds.length, len, `${what}: seconds drawn`);
+      for (let k = 0; k < len; k++) {
+        near(g.seconds[k], stats(members.map((r) => r.seconds[k])).mean, `${what}: seconds[${k}]`);
+      }
+      if (g.metricBand) {
+        const lastMetric = members.map((r) => r.metricValues![r.metricValues!.length - 1]);
+        const ok = lastMetric.filter((x) => Number.isFinite(x));
+        assert.equal(g.final.metric!.nonFinite, lastMetric.length - ok.length);
+        if (ok.length) near(g.final.metric!.mean, stats(ok).mean, `${what}: final metric`);
+        else assert.equal(g.final.metric!.mean, null);
+      }
     }
 
     const collection: Collection = {
@@ -708,6 +734,7 @@ property(
       assert.equal(cell.diverged, n - fin.length, `${g.label}: diverged runs`);
       if (cell.diverged) assert.equal(cell.of, n, `${g.label}: out of every run`);
       if (page.groups[i].n !== n) assert.fail(`${g.label}: legend n ${page.groups[i].n}`);
+      assert.equal(page.groups[i].status, g.status.short, `${g.label}: legend status`);
     }
   },
 );
