@@ -256,10 +256,16 @@ const STATES = [
   "emptyLoss",
 ] as const;
 type FolderState = (typeof STATES)[number];
+/**
+ * Claims: a live process here (heartbeat just now), a dead one, a live one whose heartbeat
+ * stopped (hung), another host's with a recent heartbeat (half the stale time ago) or an old one,
+ * and an unreadable claim file.
+ */
 const CLAIMS = [
   "none",
   "liveHere",
   "deadHere",
+  "hungHere",
   "freshElsewhere",
   "staleElsewhere",
   "garbage",
@@ -341,7 +347,12 @@ async function makeFolder(dir: string, c: FolderCase, seq: number): Promise<void
   }
   for (const [name, text] of Object.entries(files)) await Deno.writeTextFile(join(dir, name), text);
   if (files[".claim"]) {
-    const t = new Date(Date.now() - (c.claim === "staleElsewhere" ? 10 * STALE_MS : 0));
+    const age = c.claim === "staleElsewhere" || c.claim === "hungHere"
+      ? 10 * STALE_MS
+      : c.claim === "freshElsewhere"
+      ? STALE_MS / 2
+      : 0;
+    const t = new Date(Date.now() - age);
     await Deno.utime(join(dir, ".claim"), t, t);
   }
 }

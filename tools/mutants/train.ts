@@ -50,6 +50,13 @@ export const MUTANTS: Mutant[] = [
     what: "[t19] a diverged run whose claim names a live process is left as busy, not rerun",
     tests: PROP,
   },
+  {
+    file: "train/run_folder.ts",
+    find: "if (age > staleMs) {",
+    replace: "if (age >= staleMs / 100) {",
+    what: "[t19] a heartbeat taken for dead after a hundredth of the stale time",
+    tests: PROP,
+  },
   // --- settings and the training record ----------------------------------------------------
   {
     file: "train/settings.ts",
@@ -99,6 +106,13 @@ export const MUTANTS: Mutant[] = [
     find: "const sd = Math.sqrt(variance / plane);",
     replace: "const sd = Math.sqrt(variance / (plane - 1));",
     what: "[t19] per-image standardization with the sample deviation (n - 1)",
+    tests: PINNED,
+  },
+  {
+    file: "datasets/sets.ts",
+    find: "standardizePerImage(pixels, count, shape[0])",
+    replace: "standardizePerImage(pixels, count, 1)",
+    what: "[t19] conv inputs standardized per image, not per image and channel",
     tests: PINNED,
   },
   {
