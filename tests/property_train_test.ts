@@ -79,7 +79,7 @@ const atomicCase = fc.record({
   data: fc.oneof(fc.uint8Array({ maxLength: 70000 }), fc.string({ unit: "grapheme" })),
   leftovers: fc.subarray(LEFTOVERS),
   hexLeftover: fc.option(fc.stringMatching(/^[0-9a-f]{12}$/), { nil: undefined }),
-  mode: fc.constantFrom(0o600, 0o640, 0o644, 0o755),
+  mode: fc.constantFrom(0o600, 0o640, 0o644, 0o666, 0o755, 0o777),
   blocked: fc.boolean(),
 });
 
@@ -279,15 +279,29 @@ const folderCase = (planned: number) =>
     claim: fc.constantFrom(...CLAIMS),
     epochs: fc.constantFrom(0, planned - 1, planned, planned, planned + 1),
     nan: fc.constantFrom(false, false, true),
+    bad: fc.constantFrom(NaN, Infinity, -Infinity),
   });
-type FolderCase = { state: FolderState; claim: Claim; epochs: number; nan: boolean };
+type FolderCase = {
+  state: FolderState;
+  claim: Claim;
+  epochs: number;
+  nan: boolean;
+  bad: number;
+};
+
+/** The losses a folder's results.json holds: a diverged one ends NaN or ±Infinity. */
+function lossOf(c: FolderCase, seq: number): number[] {
+  const loss = Array.from({ length: c.epochs }, (_, k) => 1 / (k + 2 + seq));
+  if (c.nan && loss.length) loss[loss.length - 1] = c.bad;
+  return loss;
+}
 
 const HOST = Deno.hostname();
 /** Above Linux's largest pid (pid_max is at most 2^22): a process that cannot exist. */
 const DEAD_PID = 999_999_999;
 const STALE_MS = 60_000;
 
-/** Python's json.dump of a list with NaN, as the seed's diverged runs hold it. */
+/** Python's json.dump of a list with NaN or ±Infinity, as the seed's diverged runs hold it. */
 function pyList(xs: number[]): string {
   return `[${xs.map((x) => (Number.isNaN(x) ? "NaN" : String(x))).join(", ")}]`;
 }
@@ -295,8 +309,7 @@ function pyList(xs: number[]): string {
 async function makeFolder(dir: string, c: FolderCase, seq: number): Promise<void> {
   if (c.state === "absent") return;
   await Deno.mkdir(dir, { recursive: true });
-  const loss = Array.from({ length: c.epochs }, (_, k) => 1 / (k + 2 + seq));
-  if (c.nan && loss.length) loss[loss.length - 1] = NaN;
+  const loss = lossOf(c, seq);
   const times = loss.map((_, k) => k + 1);
   const body = (status?: string, reason?: string) =>
     `{"avg_loss": ${pyList(loss)}, "test_loss": ${pyList(loss)}, "epoch_time": ${
@@ -471,6 +484,13 @@ property(
         ) && c.epochs > 0;
         const name = `res_SGN_10_${i + 1}`;
         assert.equal(drawn.has(String(i + 1)), valid, `${name} (${c.state}, ${c.epochs} epochs)`);
+        const run = col.runs.find((r) => r.seed === String(i + 1));
+        if (run) {
+          // Python's NaN and ±Infinity read back as such, every value as written.
+          assert.deepEqual(run.avgLoss, lossOf(c, i), `${name}: avg_loss`);
+          assert.deepEqual(run.metricValues, lossOf(c, i), `${name}: test_loss`);
+          assert.deepEqual(run.seconds, lossOf(c, i).map((_, k) => k + 1), `${name}: seconds`);
+        }
         const hasFiles = c.state !== "absent" && c.state !== "empty";
         if (hasFiles && !valid) {
           assert.ok(
@@ -726,6 +746,27 @@ property(
       const n = members.length;
       const cells = [...row[2].matchAll(/<td[^>]*>(.*?)<\/td>/g)].map((m) => unescape(m[1]));
       assert.equal(Number(cells[3]), n, `${g.label}: runs`);
+      if (g.metric) {
+        // "test_acc: 12.34% [..]" (percent, two decimals) or "test_loss: 0.1234 [..]".
+        assert.ok(cells[6].startsWith(`${g.metric}: `), `${g.label}: metric cell "${cells[6]}"`);
+        const rest = cells[6].slice(g.metric.length + 2);
+        const lastMetric = members.map((r) => r.metricValues![r.metricValues!.length - 1]);
+        const ok = lastMetric.filter((x) => Number.isFinite(x));
+        const m = parseFinal(rest);
+        if (!ok.length) assert.match(rest, /^not finite/, `${g.label}: metric "${rest}"`);
+        else {
+          assert.ok(m, `${g.label}: metric cell "${rest}"`);
+          const acc = g.metric === "test_acc";
+          const want = stats(ok);
+          for (const key of ["mean", "min", "max"] as const) {
+            if (key !== "mean" && ok.length < 2) continue;
+            const e = (acc ? 100 : 1) * want[key];
+            const tol = acc ? 0.0051 : 1e-3 * Math.abs(e) + 1e-12;
+            assert.ok(Math.abs(m[key]! - e) <= tol, `${g.label}: metric ${key} ${m[key]}, ${e}`);
+          }
+          assert.equal(m.diverged, members.length - ok.length, `${g.label}: metric diverged`);
+        }
+      } else assert.equal(cells[6], "—", `${g.label}: no metric`);
       const last = members.map((r) => r.avgLoss[r.avgLoss.length - 1]);
       const fin = last.filter((x) => Number.isFinite(x));
       const cell = parseFinal(cells[5]);
