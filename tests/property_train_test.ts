@@ -18,6 +18,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fc, property } from "./property.ts";
 import { gridGroups, GRIDS, planRuns, reproduce } from "../train/reproduce.ts";
+import { runConfig } from "../train/experiment.ts";
 import { writeFileAtomic } from "../train/atomic.ts";
 import {
   buildReportHtml,
@@ -280,13 +281,20 @@ const folderCase = (planned: number) =>
     epochs: fc.constantFrom(0, planned - 1, planned, planned, planned + 1),
     nan: fc.constantFrom(false, false, true),
     bad: fc.constantFrom(NaN, Infinity, -Infinity),
+    config: fc.constantFrom(...CONFIGS),
   });
+/**
+ * What a folder's config.json records against the settings the grid asks for: the same, other
+ * epochs, another precision, or nothing readable.
+ */
+const CONFIGS = ["same", "same", "otherEpochs", "otherDtype", "garbled"] as const;
 type FolderCase = {
   state: FolderState;
   claim: Claim;
   epochs: number;
   nan: boolean;
   bad: number;
+  config: (typeof CONFIGS)[number];
 };
 
 /** The losses a folder's results.json holds: a diverged one ends NaN or ±Infinity. */
@@ -306,7 +314,16 @@ function pyList(xs: number[]): string {
   return `[${xs.map((x) => (Number.isNaN(x) ? "NaN" : String(x))).join(", ")}]`;
 }
 
-async function makeFolder(dir: string, c: FolderCase, seq: number): Promise<void> {
+/**
+ * Writes a run folder in state `c`. With `asked` (the config.json the grid's run would write),
+ * its config.json is that, changed as `c.config` says; without, a token config.
+ */
+async function makeFolder(
+  dir: string,
+  c: FolderCase,
+  seq: number,
+  asked?: Record<string, unknown>,
+): Promise<void> {
   if (c.state === "absent") return;
   await Deno.mkdir(dir, { recursive: true });
   const loss = lossOf(c, seq);
@@ -317,7 +334,17 @@ async function makeFolder(dir: string, c: FolderCase, seq: number): Promise<void
     }, "tot_time": ${loss.length}, "tot_iterations": ${loss.length}` +
     (status ? `, "status": "${status}"` : "") +
     (reason ? `, "status_reason": "${reason}"` : "") + "}";
-  const config = JSON.stringify({ config: { SOLVER: "SGN", MAX_CG_ITERS: 10 }, seed: seq });
+  const config = !asked
+    ? JSON.stringify({ config: { SOLVER: "SGN", MAX_CG_ITERS: 10 }, seed: seq })
+    : c.config === "garbled"
+    ? "{not json"
+    : c.state === "seedFormat"
+    ? JSON.stringify({ config: asked.config }) // the seed records neither epochs nor precision
+    : JSON.stringify({
+      ...asked,
+      ...(c.config === "otherEpochs" ? { epochs: (asked.epochs as number) + 1 } : {}),
+      ...(c.config === "otherDtype" ? { dtype: "float64" } : {}),
+    });
   const files: Record<string, string> = {};
   switch (c.state) {
     case "empty":
@@ -350,7 +377,10 @@ async function makeFolder(dir: string, c: FolderCase, seq: number): Promise<void
       break;
   }
   if (c.state !== "empty") files["config.json"] = config;
-  const started = `2026-01-0${1 + (seq % 9)}T00:00:00.000Z`;
+  // A live claimant wrote its claim after it started (an older claim names another process).
+  const started = c.claim === "liveHere" || c.claim === "hungHere"
+    ? new Date().toISOString()
+    : `2026-01-0${1 + (seq % 9)}T00:00:00.000Z`;
   if (c.claim !== "none" && c.state !== "empty") {
     files[".claim"] = c.claim === "garbage" ? "{not json" : JSON.stringify({
       host: c.claim.endsWith("Here") ? HOST : `${HOST}-elsewhere`,
@@ -370,23 +400,37 @@ async function makeFolder(dir: string, c: FolderCase, seq: number): Promise<void
   }
 }
 
-/** The documented rule (reproduce, run_folder.ts), written out: done, busy or rerun. */
-function expectedFate(c: FolderCase, planned: number): "done" | "busy" | "run" | "rerun" {
+/**
+ * The documented rule (reproduce, run_folder.ts), written out: done, busy, run, rerun, or left
+ * alone (a finished run of other settings).
+ */
+function expectedFate(c: FolderCase, planned: number): "done" | "busy" | "run" | "rerun" | "left" {
   if (c.state === "absent" || c.state === "empty") return "run";
   // Strict JSON: Python's bare NaN (the seed's diverged files) does not parse there.
   const parses = ["finished", "seedFormat", "diverged", "interrupted", "running", "emptyLoss"]
     .includes(c.state) && !(c.nan && c.epochs > 0 && c.state !== "emptyLoss");
-  const status = c.state === "seedFormat"
+  const seedFormat = c.state === "seedFormat";
+  const status = seedFormat
     ? (c.epochs >= planned ? "finished" : undefined)
     : c.state === "emptyLoss"
     ? "running"
     : c.state;
-  if (parses && status === "finished") return "done";
-  const claimReadable = c.claim !== "none" && c.claim !== "garbage";
-  if (claimReadable && (!parses || status === "running")) {
-    // Alive on this host by its pid; elsewhere by its heartbeat.
-    if (c.claim === "liveHere" || c.claim === "freshElsewhere") return "busy";
+  if (parses && status === "finished") {
+    // Done means done with these settings: every epoch its config records, and the same config.
+    const recorded = c.config === "garbled"
+      ? undefined
+      : c.config === "otherEpochs"
+      ? planned + 1
+      : planned;
+    const whole = seedFormat || ((recorded === undefined || c.epochs === recorded) && c.epochs > 0);
+    if (whole) {
+      return c.config === "garbled" || (!seedFormat && c.config !== "same") ? "left" : "done";
+    }
   }
+  // Alive on this host by its pid, whatever its heartbeat; elsewhere by its heartbeat while the
+  // run is unfinished; an unreadable claim proves nothing.
+  if (c.claim === "liveHere" || c.claim === "hungHere") return "busy";
+  if (c.claim === "freshElsewhere" && (!parses || status === "running")) return "busy";
   return "rerun";
 }
 
@@ -406,8 +450,21 @@ property(
     try {
       const seeds = folders.map((_, i) => i + 1);
       const base = join(root, "sine_10");
+      const extra = { backend: "cpu" as const, "data-dir": join(root, "no-data") };
+      const plan = planRuns("sine_10", {
+        runs: ["SGN_10"],
+        seeds,
+        epochs: planned,
+        path: root,
+        extra,
+      });
       for (const [i, c] of folders.entries()) {
-        await makeFolder(join(base, `res_SGN_10_${seeds[i]}`), c, i);
+        await makeFolder(
+          join(base, `res_SGN_10_${seeds[i]}`),
+          c,
+          i,
+          runConfig(plan[i].settings, ""),
+        );
       }
       const before = new Map<string, string[]>();
       for (const s of seeds) {
@@ -422,13 +479,15 @@ property(
         epochs: planned,
         path: root,
         staleMs: STALE_MS,
-        extra: { backend: "cpu", "data-dir": join(root, "no-data") },
+        extra,
       });
       const fate = (name: string) =>
         summary.skipped.includes(name)
           ? "done"
           : summary.busy.includes(name)
           ? "busy"
+          : summary.failed.some((f) => f.name === name && /other settings/.test(f.error))
+          ? "left"
           : summary.failed.some((f) => f.name === name)
           ? "started"
           : "lost";
@@ -436,12 +495,13 @@ property(
       for (const [i, c] of folders.entries()) {
         const name = `res_SGN_10_${seeds[i]}`;
         const want = expectedFate(c, planned);
-        const what = `${name} (${c.state}, claim ${c.claim}, ${c.epochs} epochs of ${planned})`;
+        const what = `${name} (${c.state}, claim ${c.claim}, config ${c.config}, ${c.epochs} ` +
+          `epochs of ${planned})`;
         assert.equal(fate(name), want === "run" || want === "rerun" ? "started" : want, what);
         const movedAside = aside.filter((n) => n.startsWith(`${name}.stale-`));
         assert.equal(movedAside.length, want === "rerun" ? 1 : 0, `${what}: moved aside`);
         const d = join(base, name);
-        if (want === "done" || want === "busy") {
+        if (want === "done" || want === "busy" || want === "left") {
           assert.deepEqual(await listing(d), before.get(d), `${what}: left as it was`);
         }
         if (want === "rerun") {

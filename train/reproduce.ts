@@ -9,10 +9,10 @@
  */
 
 import { SgnError } from "../backend.ts";
-import { runExperiment } from "./experiment.ts";
+import { runConfig, runExperiment } from "./experiment.ts";
 import { resolveSettings, settingsToArgs, type TrainSettings } from "./settings.ts";
 import { InterruptedError, type ProgressEvent } from "./loop.ts";
-import { moveAside, runState, RunTakenError } from "./run_folder.ts";
+import { fsError, moveAside, type RunState, runState, RunTakenError } from "./run_folder.ts";
 
 /** One experiment of the seed: its data and network flags and the settings it swept. */
 export interface ExperimentGrid {
@@ -251,13 +251,17 @@ export interface ReproduceSummary {
 
 /**
  * Runs an experiment's grid (see {@link planRuns}) one run after another. A run counts as done
- * only when its results.json parses and says it finished; a run that another live process holds
- * is left to it; anything else (a crashed, diverged or interrupted run, a dead claim) is moved
- * aside to `<run>.stale-<id>` and run afresh. Every run folder is claimed exclusively, so any
- * number of `reproduce` processes (on one machine or sharing a file system, some possibly
- * killed and restarted) pointed at one results folder run every run exactly once. A run that
- * fails (bad data directory, a diverged step) is recorded and the grid goes on; an invalid flag
- * fails before anything runs; an interruption stops the grid.
+ * only when its results.json parses, says it finished and holds every epoch, and its config.json
+ * records the settings this grid asks for (every setting, the epochs, the precision); a finished
+ * run of other settings is left alone and listed as failed. A run whose process lives on this
+ * host is left to it whatever its heartbeat says (a stalled heartbeat is reported); on another
+ * host, while its heartbeat is fresh. Anything else (a crashed, diverged or interrupted run, a
+ * dead or unreadable claim) is moved aside to `<run>.stale-<id>` and run afresh. Every run
+ * folder is claimed exclusively, so any number of `reproduce` processes (on one machine or
+ * sharing a file system, some possibly killed and restarted) pointed at one results folder run
+ * every run exactly once. A run that fails (bad data directory, a diverged step, a path that is
+ * a file or a symbolic link) is recorded and the grid goes on; an invalid flag fails before
+ * anything runs; an interruption stops the grid.
  *
  * @example
  * ```ts ignore
@@ -278,19 +282,47 @@ export async function reproduce(
   for (const [index, run] of runs.entries()) {
     const total = runs.length;
     const runDir = `${folder}/${run.name}`;
-    const state = await runState(runDir, run.settings.epochs, options.staleMs);
+    const fail = (error: string) => {
+      summary.failed.push({ name: run.name, error });
+      onEvent?.({ kind: "failed", run, index, total, error });
+    };
+    // One odd folder (a dangling link, a file, a name too long to move aside) is that run's
+    // failure, recorded; the grid goes on.
+    let state: RunState;
+    try {
+      state = await runState(
+        runDir,
+        run.settings.epochs,
+        options.staleMs,
+        runConfig(run.settings, ""),
+      );
+    } catch (e) {
+      fail(fsError(e, `cannot read the run folder ${runDir}`).message);
+      continue;
+    }
     if (state.kind === "finished") {
       summary.skipped.push(run.name);
       onEvent?.({ kind: "skip", run, index, total });
       continue;
     }
+    if (state.kind === "other" || state.kind === "bad") {
+      fail(state.why);
+      continue;
+    }
     if (state.kind === "live") {
       summary.busy.push(run.name);
-      onEvent?.({ kind: "busy", run, index, total, claim: state.claim });
+      const claim = state.stalled ? `${state.claim}; ${state.stalled}` : state.claim;
+      onEvent?.({ kind: "busy", run, index, total, claim });
       continue;
     }
     if (state.kind === "stale") {
-      const to = await moveAside(runDir, state.id);
+      let to: string | undefined;
+      try {
+        to = await moveAside(runDir, state.id);
+      } catch (e) {
+        fail(fsError(e, `cannot move the stale run ${runDir} aside`).message);
+        continue;
+      }
       if (!to) {
         summary.busy.push(run.name);
         onEvent?.({ kind: "busy", run, index, total, claim: "another process took it over" });
@@ -315,9 +347,12 @@ export async function reproduce(
         onEvent?.({ kind: "busy", run, index, total, claim: e.message });
         continue;
       }
-      if (!(e instanceof SgnError) || e instanceof InterruptedError) throw e;
-      summary.failed.push({ name: run.name, error: e.message });
-      onEvent?.({ kind: "failed", run, index, total, error: e.message });
+      if (e instanceof InterruptedError) throw e;
+      // A file-system error is this run's; anything else is a bug, and stops the grid.
+      if (!(e instanceof SgnError) && !Object.values(Deno.errors).some((c) => e instanceof c)) {
+        throw e;
+      }
+      fail(fsError(e, `run ${run.name}`).message);
     }
   }
   return summary;

@@ -156,13 +156,35 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/**
+ * A claim file's fields, each checked: a host name, a positive integer pid and an ISO start
+ * time. Anything else (not JSON, a missing or mistyped field) is no claim at all: it proves no
+ * process alive, so the run it guards is stale, never live.
+ */
+export function parseClaim(text: string): ClaimInfo | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
+  const { host, pid, started } = v as Record<string, unknown>;
+  if (typeof host !== "string" || host === "" || host.length > 255) return undefined;
+  if (typeof pid !== "number" || !Number.isSafeInteger(pid) || pid < 1) return undefined;
+  if (
+    typeof started !== "string" || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(started) ||
+    Number.isNaN(Date.parse(started))
+  ) return undefined;
+  return { host, pid, started };
+}
+
 async function readClaim(folder: string): Promise<{ info?: ClaimInfo; mtime?: Date }> {
   try {
     const path = `${folder}/${CLAIM_FILE}`;
-    const st = await Deno.stat(path);
+    const st = await Deno.lstat(path);
     if (!st.isFile || st.size > 4096) return { mtime: st.mtime ?? undefined };
-    const info = JSON.parse(await Deno.readTextFile(path));
-    return { info, mtime: st.mtime ?? undefined };
+    return { info: parseClaim(await Deno.readTextFile(path)), mtime: st.mtime ?? undefined };
   } catch {
     return {};
   }
@@ -175,14 +197,37 @@ async function describeClaim(folder: string): Promise<string> {
     (mtime ? `, last alive ${mtime.toISOString()}` : "");
 }
 
-/** Whether a process exists on this host (Linux: /proc; elsewhere unknown). */
-async function processAlive(pid: number): Promise<boolean | undefined> {
+/**
+ * Whether the process that made a claim still runs on this host (Linux: /proc; elsewhere
+ * unknown). A process with the claim's pid that started after the claim was made is another
+ * process that reuses the number: the claimant is gone.
+ */
+async function processAlive(pid: number, claimed: string): Promise<boolean | undefined> {
   if (Deno.build.os !== "linux") return undefined;
+  let stat: string;
   try {
-    await Deno.stat(`/proc/${pid}`);
-    return true;
+    stat = await Deno.readTextFile(`/proc/${pid}/stat`);
   } catch {
     return false;
+  }
+  const started = await processStartMs(stat);
+  // Two seconds of slack: the claim's clock and the kernel's tick count round differently.
+  if (started !== undefined && started > Date.parse(claimed) + 2000) return false;
+  return true;
+}
+
+/** When a process started (ms since 1970), from its /proc/<pid>/stat line; undefined if unknown. */
+async function processStartMs(stat: string): Promise<number | undefined> {
+  // Field 22 (starttime, in clock ticks after boot) counts from the fields after "(comm)".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[19]);
+  try {
+    const btime = /^btime (\d+)$/m.exec(await Deno.readTextFile("/proc/stat"));
+    if (!btime || !Number.isFinite(ticks)) return undefined;
+    // USER_HZ is 100 on every Linux architecture Deno runs on.
+    return Number(btime[1]) * 1000 + ticks * 10;
+  } catch {
+    return undefined;
   }
 }
 
@@ -190,7 +235,16 @@ async function processAlive(pid: number): Promise<boolean | undefined> {
 export type RunState =
   | { kind: "absent" }
   | { kind: "finished" }
-  | { kind: "live"; claim: string }
+  | {
+    kind: "live";
+    claim: string;
+    /** Set when the claimant's process lives here but its heartbeat stopped: said, not acted on. */
+    stalled?: string;
+  }
+  /** A finished run of other settings than those asked for: left alone, never counted as done. */
+  | { kind: "other"; why: string }
+  /** Not a run folder at all (a file, a symbolic link): left alone. */
+  | { kind: "bad"; why: string }
   | {
     kind: "stale";
     why: string;
@@ -203,18 +257,38 @@ export type RunState =
   };
 
 /**
- * Reads a run folder's state: finished only when results.json parses, is an object with its
- * per-epoch losses, and says "finished" (files without a status, such as the seed's, count as
- * finished when they hold `expectedEpochs` epochs); live while a process holds the claim;
- * stale when the folder holds anything else (a dead claim, a crashed or diverged run, partial
- * files).
+ * Reads a run folder's state. Finished only when results.json parses, is an object with its
+ * per-epoch losses, says "finished" and holds every epoch its config.json records (files without
+ * a status, such as the seed's, count as finished when they hold `expectedEpochs` epochs); and,
+ * when `expected` (the config.json the run would write) is given, only when its config.json
+ * records the same settings: a finished run of other settings is `other`, left alone. Live while
+ * the claimant's process runs on this host (whatever its heartbeat says), or, on another host,
+ * while its heartbeat is younger than `staleMs`. Stale when the folder holds anything else (a
+ * dead or unreadable claim, a crashed, diverged or interrupted run, partial files). A path that
+ * is a file or a symbolic link is `bad`.
  */
 export async function runState(
   folder: string,
   expectedEpochs: number,
   staleMs = DEFAULT_STALE_MS,
+  expected?: Record<string, unknown>,
 ): Promise<RunState> {
-  if (!(await exists(folder))) return { kind: "absent" };
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.lstat(folder);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { kind: "absent" };
+    throw e;
+  }
+  if (st.isSymlink) {
+    return {
+      kind: "bad",
+      why: `${folder} is a symbolic link, not a run folder of this grid: left alone (remove it)`,
+    };
+  }
+  if (!st.isDirectory) {
+    return { kind: "bad", why: `${folder} is a file where a run folder belongs: left alone` };
+  }
   let empty = true;
   for await (const _ of Deno.readDir(folder)) {
     empty = false;
@@ -222,31 +296,112 @@ export async function runState(
   }
   if (empty) return { kind: "absent" }; // claiming an empty folder needs no move
   const results = await readResults(`${folder}/results.json`);
+  let inconsistent: string | undefined;
   if (results.ok) {
     const epochs = results.value.avg_loss.length;
+    const seedFormat = results.value.status === undefined;
     const status = results.value.status ?? (epochs >= expectedEpochs ? "finished" : undefined);
-    if (status === "finished") return { kind: "finished" };
+    if (status === "finished") {
+      const config = await readConfig(`${folder}/config.json`);
+      const recorded = typeof config?.epochs === "number" ? config.epochs : undefined;
+      if (!seedFormat && recorded !== undefined && epochs !== recorded) {
+        inconsistent = `its results.json says finished but holds ${epochs} of the ${recorded} ` +
+          "epochs its config.json records";
+      } else if (!seedFormat && epochs === 0) {
+        inconsistent = "its results.json says finished but holds no epoch";
+      } else {
+        const other = expected && differences(config, expected, seedFormat);
+        if (!other) return { kind: "finished" };
+        return {
+          kind: "other",
+          why: `${folder} holds a finished run of other settings (${other}): left alone; move ` +
+            "it away or choose another --path to run these settings",
+        };
+      }
+    }
   }
   const { info, mtime } = await readClaim(folder);
-  if (info && (results.ok ? results.value.status === "running" : true)) {
-    const alive = info.host === hostname() ? await processAlive(info.pid) : undefined;
-    const age = mtime ? Date.now() - mtime.getTime() : Infinity;
+  const age = mtime ? Date.now() - mtime.getTime() : Infinity;
+  if (info) {
     const id = `${info.pid}-${info.started}`;
+    const alive = info.host === hostname() ? await processAlive(info.pid, info.started) : undefined;
+    if (alive === true) {
+      const claim = await describeClaim(folder);
+      return age > staleMs
+        ? {
+          kind: "live",
+          claim,
+          stalled: `its heartbeat stopped ${Math.round(age / 60000)} minutes ago, but its ` +
+            `process ${info.pid} still runs here: left to it (stop that process to rerun)`,
+        }
+        : { kind: "live", claim };
+    }
     if (alive === false) {
       return { kind: "stale", why: `its process ${info.pid} on ${info.host} is gone`, id };
     }
-    if (age > staleMs) {
-      return { kind: "stale", why: `no sign of life for ${Math.round(age / 60000)} minutes`, id };
+    // Another host: its heartbeat is all there is to go by, while the run is unfinished.
+    if (!results.ok || results.value.status === "running") {
+      if (age > staleMs) {
+        return { kind: "stale", why: `no sign of life for ${Math.round(age / 60000)} minutes`, id };
+      }
+      return { kind: "live", claim: await describeClaim(folder) };
     }
-    return { kind: "live", claim: await describeClaim(folder) };
   }
-  const why = results.ok
-    ? `its results.json says "${results.value.status ?? "unfinished"}"` +
-      (results.value.status_reason ? ` (${results.value.status_reason})` : "")
-    : results.reason;
-  const st = await Deno.stat(`${folder}/results.json`).catch(() => Deno.stat(folder));
-  const id = info ? `${info.pid}-${info.started}` : `t${st.mtime?.getTime() ?? 0}-${st.size}`;
+  const what = inconsistent ??
+    (results.ok
+      ? `its results.json says "${results.value.status ?? "unfinished"}"` +
+        (results.value.status_reason ? ` (${results.value.status_reason})` : "")
+      : results.reason);
+  const why = what + (info === undefined && mtime !== undefined ? "; its claim is unreadable" : "");
+  const f = await Deno.stat(`${folder}/results.json`).catch(() => Deno.stat(folder));
+  const id = info ? `${info.pid}-${info.started}` : `t${f.mtime?.getTime() ?? 0}-${f.size}`;
   return { kind: "stale", why, id };
+}
+
+/** A run's config.json as an object, or undefined when it is missing or unreadable. */
+async function readConfig(path: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const st = await Deno.lstat(path);
+    if (!st.isFile || st.size > 2 ** 20) return undefined;
+    const v = JSON.parse(await Deno.readTextFile(path));
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How a recorded config.json differs from the one asked for, e.g. `epochs 1 (asked 3)`;
+ * undefined when it records the same settings. The backend a run used is not a setting (the
+ * precision is). The seed's own files record only its `config` block: for them, the keys they
+ * have are compared.
+ */
+export function differences(
+  recorded: Record<string, unknown> | undefined,
+  asked: Record<string, unknown>,
+  seedFormat = false,
+): string | undefined {
+  if (!recorded) return "no readable config.json";
+  const out: string[] = [];
+  const show = (v: unknown) => v === undefined ? "none" : JSON.stringify(v);
+  const compare = (key: string, r: unknown, a: unknown) => {
+    if (JSON.stringify(r) !== JSON.stringify(a)) out.push(`${key} ${show(r)} (asked ${show(a)})`);
+  };
+  for (const [key, a] of Object.entries(asked)) {
+    if (key === "backend") continue;
+    if (key === "config" && typeof a === "object" && a !== null) {
+      const r = recorded.config;
+      const rc = typeof r === "object" && r !== null ? r as Record<string, unknown> : {};
+      for (const [k, v] of Object.entries(a)) {
+        if (seedFormat && !Object.hasOwn(rc, k)) continue;
+        compare(k, rc[k], v);
+      }
+      continue;
+    }
+    if (seedFormat && !Object.hasOwn(recorded, key)) continue;
+    compare(key, recorded[key], a);
+  }
+  return out.length ? out.slice(0, 4).join(", ") + (out.length > 4 ? ", ..." : "") : undefined;
 }
 
 /** The few fields of results.json that decide a run's state. */
@@ -294,7 +449,10 @@ async function readResults(
  * replaced it with a fresh run) first.
  */
 export async function moveAside(folder: string, id: string): Promise<string | undefined> {
-  const to = `${folder}.stale-${id.replace(/[^A-Za-z0-9-]/g, "")}`;
+  let tag = id.replace(/[^A-Za-z0-9-]/g, "");
+  // A name the file system takes: a long id becomes a short hash of itself.
+  if (tag.length > 40) tag = `h${fnv1a(tag)}`;
+  const to = `${folder}.stale-${tag}`;
   try {
     await Deno.rename(folder, to);
     return to;
@@ -306,4 +464,14 @@ export async function moveAside(folder: string, id: string): Promise<string | un
     ) return undefined;
     throw fsError(e, `cannot move the stale run ${folder} aside`);
   }
+}
+
+/** A 32-bit FNV-1a hash of `text`, as 8 hex digits. */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
 }
