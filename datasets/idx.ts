@@ -16,23 +16,149 @@ export interface Idx {
   data: Uint8Array;
 }
 
+/** What a decompressed file may hold beyond the size its header announces (see maybeGunzip). */
+const GZIP_MARGIN = 1 << 20;
+/** The most a gzip file whose header announces no size may inflate to. */
+const GZIP_LIMIT = 2 ** 31 - 1;
+
 /**
  * Gunzips when the bytes start with the gzip magic number, else returns them. `name` (the file)
- * appears in the error when the gzip stream is corrupt.
+ * appears in the error when the gzip stream is corrupt. Files of several gzip members (as
+ * `cat a.gz b.gz` makes, and `gzip -t` accepts) are read whole.
+ *
+ * The output never grows past what the file announces: `announced` reads the size from the first
+ * decompressed bytes (an IDX header says it; see {@link idxSize}), and inflating stops, with an
+ * error, a margin (1 MiB) past it, so a small file that inflates to gigabytes is refused before
+ * it fills the memory. Without `announced`, the limit is 2 GiB.
+ *
+ * @example
+ * ```ts
+ * import { idxSize, maybeGunzip } from "./idx.ts";
+ * const gz = new Uint8Array(await new Response(
+ *   new Blob([new Uint8Array([0, 0, 8, 1, 0, 0, 0, 1, 7])]).stream()
+ *     .pipeThrough(new CompressionStream("gzip")),
+ * ).arrayBuffer());
+ * console.log((await maybeGunzip(gz, "labels", (head) => idxSize(head, 1))).length); // 9
+ * ```
  */
-export async function maybeGunzip(bytes: Uint8Array, name = "data"): Promise<Uint8Array> {
+export async function maybeGunzip(
+  bytes: Uint8Array,
+  name = "data",
+  announced?: (head: Uint8Array) => number | undefined,
+): Promise<Uint8Array> {
   if (bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
-  const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(
-    new DecompressionStream("gzip"),
-  );
-  try {
-    return new Uint8Array(await new Response(stream).arrayBuffer());
-  } catch (e) {
-    throw new SgnError(
+  const corrupt = (e: unknown) =>
+    new SgnError(
       `${name}: not a valid gzip file (${(e as Error).message.split("\n")[0]}); ` +
         "download it again, or give the uncompressed IDX file",
     );
+  let zlib: typeof import("node:zlib") | undefined;
+  try {
+    zlib = await import("node:zlib");
+  } catch {
+    zlib = undefined; // a browser: one gzip member, through DecompressionStream
   }
+  let limit = GZIP_LIMIT;
+  if (announced) {
+    const head = zlib ? gunzipHead(zlib, bytes) : await webGunzip(bytes, 1 << 16, true);
+    const size = head ? announced(head) : undefined;
+    if (size !== undefined) limit = Math.min(GZIP_LIMIT, size + GZIP_MARGIN);
+  }
+  const tooLarge = () =>
+    new SgnError(
+      `${name}: this gzip file inflates to more than ${limit} bytes, ` +
+        (limit < GZIP_LIMIT ? "past the size its header announces" : "the most it may hold") +
+        "; it is not the data set's file (download it again)",
+    );
+  if (zlib) {
+    try {
+      return zlib.gunzipSync(bytes, { maxOutputLength: limit });
+    } catch (e) {
+      if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") throw tooLarge();
+      throw corrupt(e);
+    }
+  }
+  let out: Uint8Array | undefined;
+  try {
+    out = await webGunzip(bytes, limit, false);
+  } catch (e) {
+    throw corrupt(e);
+  }
+  if (!out) throw tooLarge();
+  return out;
+}
+
+/** The first decompressed bytes of a gzip file (its start inflated), or undefined. */
+function gunzipHead(zlib: typeof import("node:zlib"), bytes: Uint8Array): Uint8Array | undefined {
+  // A few hundred compressed bytes hold the header; a long file name field may need more.
+  for (let n = 256;; n *= 4) {
+    try {
+      const head = zlib.gunzipSync(bytes.subarray(0, n), {
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+        maxOutputLength: 1 << 22,
+      });
+      if (head.length > 0 || n >= bytes.length) return head;
+    } catch {
+      return undefined;
+    }
+    if (n > 1 << 16) return undefined;
+  }
+}
+
+/**
+ * Inflates one gzip member with the web's DecompressionStream, reading chunk by chunk: undefined
+ * once more than `limit` bytes came out (or, with `prefix`, the bytes so far).
+ */
+async function webGunzip(
+  bytes: Uint8Array,
+  limit: number,
+  prefix: boolean,
+): Promise<Uint8Array | undefined> {
+  const reader = new Blob([bytes as BlobPart]).stream()
+    .pipeThrough(new DecompressionStream("gzip")).getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      total += value.length;
+      if (total > limit) return prefix ? concat(chunks, total) : undefined;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  return concat(chunks, total);
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/**
+ * The size in bytes an IDX file of `rank` dimensions announces in its header (the header and
+ * the data its dimensions hold), or undefined when `head` is too short to say.
+ *
+ * @example
+ * ```ts
+ * import { idxSize } from "./idx.ts";
+ * console.log(idxSize(new Uint8Array([0, 0, 8, 1, 0, 0, 0, 5]), 1)); // 13
+ * ```
+ */
+export function idxSize(head: Uint8Array, rank: number): number | undefined {
+  const header = 4 + 4 * rank;
+  if (head.length < header) return undefined;
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  let size = 1;
+  for (let i = 0; i < rank; i++) size *= view.getUint32(4 + 4 * i, false);
+  return header + size;
 }
 
 /** The IDX data type codes (the magic number's third byte). */

@@ -30,6 +30,7 @@ export {
   checkLabels,
   CIFAR_RECORD,
   type Idx,
+  idxSize,
   maybeGunzip,
   parseCifarBatch,
   parseIdx,

@@ -13,7 +13,7 @@ import { pathToFileURL } from "node:url";
 import { SgnError, showValue } from "../backend.ts";
 import { NumpyRandomState, Random } from "../random.ts";
 import type { LoadedDataset } from "./synthetic.ts";
-import { imagesAndLabels, maybeGunzip, parseCifarBatch, parseIdx } from "./idx.ts";
+import { idxSize, imagesAndLabels, maybeGunzip, parseCifarBatch, parseIdx } from "./idx.ts";
 
 /** How images are prepared: MLP inputs scaled to [0, 1], or conv inputs standardized. */
 export type ImageFormat = "mlp" | "conv";
@@ -114,7 +114,8 @@ async function idxDirectory(dir: string | URL, what: string) {
         }
         throw e;
       }
-      return parseIdx(await maybeGunzip(bytes, url.pathname), rank, url.pathname);
+      const inflated = await maybeGunzip(bytes, url.pathname, (head) => idxSize(head, rank));
+      return parseIdx(inflated, rank, url.pathname);
     }
     throw new SgnError(
       `${what}: ${stem} (or ${stem}.gz) not found in ${base.pathname}; the directory needs ` +

@@ -15,7 +15,7 @@ import { oneHot } from "../models/losses.ts";
 import { SGN } from "../sgn/sgn.ts";
 import { Adam, SGD } from "../sgn/baselines.ts";
 import { train } from "../train/loop.ts";
-import { cli, idx, writeIdxDir } from "./data_files.ts";
+import { cli, gzip, idx, writeIdxDir } from "./data_files.ts";
 import { skipped } from "./harness.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "sgn-bad-input-" });
@@ -349,5 +349,46 @@ Deno.test("bad input (api): a second step() before the first settles is refused,
     } finally {
       opt.dispose();
     }
+  }
+});
+
+// --- compressed data -----------------------------------------------------------------------
+
+Deno.test("data: a small gzip file that inflates far past its IDX header's size is refused while inflating", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sgn-gzip-bomb-" });
+  try {
+    await writeIdxDir(dir, {}, true);
+    // Three 2x2 images announced, then 64 MiB of zeros: about 64 KiB compressed.
+    const bomb = new Uint8Array(16 + 64 * 2 ** 20);
+    bomb.set(idx(3, [3, 2, 2], new Array(12).fill(1)).subarray(0, 16));
+    await Deno.writeFile(`${dir}/train-images-idx3-ubyte.gz`, await gzip(bomb));
+    const { loadMnist } = await import("../datasets/mod.ts");
+    await assert.rejects(
+      () => loadMnist("mlp", dir),
+      /train-images-idx3-ubyte\.gz: this gzip file inflates to more than 1048604 bytes, past the size its header announces/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("data: a gzip file of two members (cat a.gz b.gz; gzip -t accepts it) is read whole", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sgn-gzip-members-" });
+  try {
+    await writeIdxDir(dir, {}, true);
+    const images = idx(3, [3, 2, 2], [0, 255, 0, 255, 10, 20, 30, 40, 1, 2, 3, 4]);
+    const [a, b] = [await gzip(images.subarray(0, 11)), await gzip(images.subarray(11))];
+    const two = new Uint8Array(a.length + b.length);
+    two.set(a);
+    two.set(b, a.length);
+    await Deno.writeFile(`${dir}/train-images-idx3-ubyte.gz`, two);
+    const { loadMnist } = await import("../datasets/mod.ts");
+    const data = await loadMnist("mlp", dir);
+    assert.deepEqual(
+      Array.from(data.train.inputs, (v) => Math.round(v * 255)),
+      [0, 255, 0, 255, 10, 20, 30, 40, 1, 2, 3, 4],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
