@@ -214,6 +214,11 @@ export interface Backend {
    * operation there is.
    */
   readonly hostReadback: boolean;
+  /**
+   * The largest buffer the device holds, in bytes: on WebGPU the device's storage-buffer binding
+   * limit; on the CPU backends unbounded (the machine's memory is the limit there).
+   */
+  readonly maxBufferBytes: number;
 
   // --- memory -------------------------------------------------------------------------------
   /** Copies host data into a new buffer. */

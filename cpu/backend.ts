@@ -67,6 +67,7 @@ export class CpuBackend implements Backend {
   readonly description: string = "CPU reference backend (JavaScript loops)";
   /** Reading a buffer costs no device round trip: optimizers use host control flow. */
   readonly hostReadback = true;
+  readonly maxBufferBytes = Infinity;
   readonly dtypes: readonly DType[] = ["float32", "float64"];
   private live = 0;
 

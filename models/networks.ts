@@ -38,6 +38,11 @@ export interface Network {
   readonly paramShapes: readonly (readonly number[])[];
   /** Total number of scalar parameters. */
   readonly paramCount: number;
+  /**
+   * The values each layer's output holds for one sample, in order (for a conv layer channels x
+   * height x width): what a step's activations cost, known before anything is allocated.
+   */
+  readonly layerSizes: readonly number[];
 }
 
 /** Where and how parameters are created. */
@@ -131,6 +136,7 @@ export function mlp(options: MlpOptions): Network {
     outputs,
     paramShapes,
     paramCount: count(paramShapes),
+    layerSizes: sizes.slice(1),
     init({ seed = 1, backend, dtype, numpySeed } = {}) {
       const rng = new Random(seed);
       const np = numpySeed === undefined ? undefined : new NumpyRandomState(numpySeed);
@@ -263,6 +269,7 @@ export function convNet(
   const paramShapes: number[][] = [];
   const bounds: number[] = [];
   const names: string[] = [];
+  const layerSizes: number[] = [];
   // A relu followed by a max pool runs after the pool: max and relu commute exactly
   // (max(relu(a), relu(b)) = relu(max(a, b))), so outputs and derivatives are the seed's, while
   // the relu and its derivative masks touch a quarter of the values (a 2 x 2 pool). Fusion does
@@ -299,6 +306,7 @@ export function convNet(
         );
         names.push(`conv${f}@${k}x${k}`);
         [c, h, w] = [f, ho, wo];
+        layerSizes.push(c * h * w);
         break;
       }
       case "ACT": {
@@ -323,6 +331,7 @@ export function convNet(
         flushRelu();
         names.push(`pool${size}`);
         [h, w] = [ho, wo];
+        layerSizes.push(c * h * w);
         break;
       }
       default:
@@ -344,6 +353,7 @@ export function convNet(
       return act ? act(y) : y;
     });
     features = outSize;
+    layerSizes.push(outSize);
   };
   for (const [key, layer] of ordered(spec.mlp_layers, "mlp_layers")) {
     const where = `conv net spec: mlp_layers.${key}`;
@@ -365,6 +375,7 @@ export function convNet(
     outputs: classes,
     paramShapes,
     paramCount: count(paramShapes),
+    layerSizes,
     init({ seed = 1, backend, dtype, numpySeed } = {}) {
       const rng = new Random(seed);
       const np = numpySeed === undefined ? undefined : new NumpyRandomState(numpySeed);

@@ -51,6 +51,21 @@ await Deno.writeTextFile(
   JSON.stringify({ conv_layers: { layer0: { type: "POOL", pool_size: 2, dilation: 1 } } }),
 );
 
+const conv = (layer: object) =>
+  JSON.stringify({
+    conv_layers: { layer0: { type: "CONV", num_filters: 2, filter_size: 3, ...layer } },
+    mlp_layers: { layer0: { type: "FC", output_size: 4 } },
+  });
+await Deno.writeTextFile(`${specs}/filters.json`, conv({ num_filters: 1e9 }));
+await Deno.writeTextFile(`${specs}/padding.json`, conv({ padding: 1e15 }));
+await Deno.writeTextFile(
+  `${specs}/dense.json`,
+  JSON.stringify({
+    conv_layers: { layer0: { type: "POOL" } },
+    mlp_layers: { layer0: { type: "FC", output_size: 1e10 } },
+  }),
+);
+
 const SINE = ["--dataset", "sine_10", "--layers", "4", "--epochs", "1", "--backend", "cpu"];
 const FASHION = ["--dataset", "fashion", "--epochs", "1", "--backend", "cpu"];
 
@@ -108,6 +123,26 @@ const CLI_ROWS: [string, string[], RegExp][] = [
     /conv_layers\.layer0: unknown field "dilation"/,
   ],
   ["an unknown command", ["frobnicate"], /unknown command "frobnicate"/],
+  [
+    "layers that fit one by one but not together",
+    ["train", "--dataset", "sine_10", "--layers", "100000", "100000", "--backend", "cpu"],
+    /the network is too large: a training step needs about \d.* GiB \(MLP 1-100000-100000-1/,
+  ],
+  [
+    "a dense layer 1e10 wide",
+    ["train", ...FASHION, "--architecture", `${specs}/dense.json`],
+    /the network is too large: .*fc10000000000, fc10: 2070000000010 parameters/,
+  ],
+  [
+    "a billion filters",
+    ["train", ...FASHION, "--architecture", `${specs}/filters.json`],
+    /the network is too large: a training step needs/,
+  ],
+  [
+    "a padding of 1e15",
+    ["train", ...FASHION, "--architecture", `${specs}/padding.json`],
+    /the network is too large: a training step needs/,
+  ],
   ["an empty --runs", ["reproduce", "sine_10", "--runs", ""], /--runs is empty: give it a value/],
   ["--runs naming nothing", ["reproduce", "sine_10", "--runs", ","], /--runs "," names no conf/],
   ["an empty --data-dir", ["train", ...SINE, "--data-dir", ""], /--data-dir is empty/],

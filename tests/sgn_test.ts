@@ -590,6 +590,7 @@ Deno.test("train: mini-batches come in the seed's order (Python's random.shuffle
     outputs: 1,
     paramShapes: [[1]],
     paramCount: 1,
+    layerSizes: [1],
     init: () => [tensor([0], [1], { backend: cpu })],
     forward: (_p: readonly Tensor[], x: Tensor) => o.mul(x, 1),
   };

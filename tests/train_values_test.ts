@@ -31,6 +31,7 @@ function linearNet(
     outputs,
     paramShapes: shapes,
     paramCount: inputs * outputs + outputs,
+    layerSizes: [outputs],
     init: (opts = {}) => [
       tensor(theta0.subarray(0, inputs * outputs), shapes[0], { ...opts }),
       tensor(theta0.subarray(inputs * outputs), shapes[1], { ...opts }),

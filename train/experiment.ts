@@ -7,7 +7,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { type Backend, type DType, SgnError } from "../backend.ts";
 import { init } from "../autodiff/device.ts";
 import { ARCHITECTURES, convNet, type ConvNetSpec, mlp, type Network } from "../models/networks.ts";
 import { SGN } from "../sgn/sgn.ts";
@@ -119,6 +119,73 @@ function isConv(a: TrainSettings): boolean {
   return a.architecture !== "" || a.dataset === "cifar10";
 }
 
+/**
+ * What one training step needs at most, from the network's shapes alone (before anything is
+ * allocated): `bytes` in all, and the largest single buffer. Parameters count ten times (the
+ * parameters, the gradient, CG's four vectors, momentum, the line search's candidate, the
+ * preconditioner and a spare), the batch's activations four times (values, tangents, cotangents
+ * and a temporary). An estimate, within a small factor: it tells a network that fits from one
+ * that cannot.
+ *
+ * @example
+ * ```ts
+ * import { stepMemory } from "./experiment.ts";
+ * import { mlp } from "../models/networks.ts";
+ * const net = mlp({ inputs: 784, hidden: [20, 20, 20], outputs: 10 });
+ * console.log(stepMemory(net, 1000, "float32").bytes); // about 1.2 MB
+ * ```
+ */
+export function stepMemory(
+  network: Network,
+  batch: number,
+  dtype: DType,
+): { bytes: number; largestBuffer: number } {
+  const size = dtype === "float64" ? 8 : 4;
+  const activations = network.layerSizes.reduce((a, b) => a + b, 0) * batch;
+  const widest = Math.max(0, ...network.layerSizes) * batch;
+  return {
+    bytes: (10 * network.paramCount + 4 * activations) * size,
+    largestBuffer: Math.max(network.paramCount, widest) * size,
+  };
+}
+
+/**
+ * Refuses, in one line, a network and batch whose training step cannot fit: more memory than the
+ * machine has (or 64 GiB where it cannot be asked), or one buffer larger than the device holds.
+ */
+export function checkStepMemory(
+  network: Network,
+  batch: number,
+  dtype: DType,
+  backend: Backend,
+): void {
+  const need = stepMemory(network, batch, dtype);
+  let total = 64 * 2 ** 30;
+  try {
+    total = Deno.systemMemoryInfo().total;
+  } catch {
+    // no --allow-sys: the stated limit stands
+  }
+  const gib = (b: number) => `${(b / 2 ** 30).toPrecision(3)} GiB`;
+  const what = `${network.name}: ${network.paramCount} parameters, and activations of ` +
+    `${network.layerSizes.reduce((a, b) => a + b, 0)} values a sample for a batch of ${batch}`;
+  const fix = "use fewer or narrower layers, or a smaller --batch_size";
+  if (!(need.bytes <= total)) {
+    throw new SgnError(
+      `the network is too large: a training step needs about ${gib(need.bytes)} (${what}), ` +
+        `more than this machine's ${gib(total)} of memory; ${fix}`,
+    );
+  }
+  if (!(need.largestBuffer <= backend.maxBufferBytes)) {
+    throw new SgnError(
+      `the network is too large for the ${backend.name} backend: one of its buffers needs ` +
+        `${gib(need.largestBuffer)} (${what}), more than the ${
+          gib(backend.maxBufferBytes)
+        } the device holds in one buffer; ${fix}, or a CPU backend (--backend native)`,
+    );
+  }
+}
+
 /** What {@link runExperiment} reports back. */
 export interface ExperimentOutcome {
   folder: string;
@@ -170,6 +237,7 @@ export async function runExperiment(
     )
     : mlp({ inputs: data.inputShape[0], hidden: a.layers, outputs: data.outputs });
   const numpySeed = numpyInitSeed(a.init, conv);
+  checkStepMemory(network, a.batch_size, dtype, backend);
   const params = network.init({ seed: a.seed, backend, dtype, numpySeed });
   const optimizer: Optimizer = a.solver === "SGN"
     ? new SGN(params, optionsFor(a, "SGN"))

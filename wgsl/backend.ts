@@ -44,6 +44,10 @@ export class WebGpuBackend implements Backend {
     return rt && new WebGpuBackend(rt);
   }
 
+  get maxBufferBytes(): number {
+    return this.rt.device.limits.maxStorageBufferBindingSize;
+  }
+
   /** The adapter's description. */
   get description(): string {
     return this.rt.description;
