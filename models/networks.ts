@@ -119,7 +119,9 @@ export function mlp(options: MlpOptions): Network {
   const outputs = positiveInt(options.outputs, "mlp: outputs");
   if (!Array.isArray(options.hidden)) {
     throw new SgnError(
-      `mlp: hidden must be an array of layer sizes, e.g. [20, 20], got ${showValue(options.hidden)}`,
+      `mlp: hidden must be an array of layer sizes, e.g. [20, 20], got ${
+        showValue(options.hidden)
+      }`,
     );
   }
   const hidden = options.hidden.map((h, i) => positiveInt(h, `mlp: hidden layer ${i} size`));
