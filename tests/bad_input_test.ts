@@ -427,3 +427,62 @@ Deno.test("data: a gzip file of two members (cat a.gz b.gz; gzip -t accepts it) 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// --- names looked up in tables ---------------------------------------------------------------
+
+/** Names every plain object answers to: a lookup that is not an own-key check finds them. */
+const PROTO_NAMES = ["constructor", "toString", "valueOf", "__proto__", "hasOwnProperty"];
+
+Deno.test("bad input: a user-given name that a plain object inherits is unknown everywhere", async () => {
+  const flags = [
+    ["train", "--dataset"],
+    ["train", "--solver"],
+    ["train", "--architecture"],
+    ["train", "--backend"],
+    ["train", "--init"],
+    ["train", "--order"],
+    ["train", "--rho_schedule"],
+    ["reproduce", "--runs"],
+    ["demo", "--backend"],
+  ];
+  for (const name of PROTO_NAMES) {
+    for (const [command, flag] of flags) {
+      const args = command === "reproduce"
+        ? ["reproduce", "sine_10", flag, name, "--dry-run"]
+        : command === "train"
+        ? [
+          "train",
+          "--epochs",
+          "1",
+          ...(flag === "--dataset" ? [] : ["--dataset", "sine_10"]),
+          flag,
+          name,
+        ]
+        : [command, flag, name];
+      const r = await cli(...args);
+      assert.equal(r.code, 2, `${args.join(" ")}: exit ${r.code}\n${r.stderr}`);
+      assert.match(r.stderr, /^error: /m, args.join(" "));
+      assert.ok(r.stderr.includes(name), `${args.join(" ")}: the error names "${name}"`);
+    }
+    const r = await cli("reproduce", name);
+    assert.equal(r.code, 2, `reproduce ${name}`);
+    // Through the API: an activation in mlp() and in a conv net's spec.
+    assert.throws(
+      () => mlp({ inputs: 1, hidden: [1], outputs: 1, activation: name as never }),
+      (e: Error) => e.name === "SgnError" && e.message.includes(`"${name}"`),
+    );
+    const { convNet } = await import("../models/networks.ts");
+    assert.throws(
+      () =>
+        convNet(
+          {
+            conv_layers: { layer0: { type: "ACT", activation: name as never } },
+          },
+          [1, 4, 4],
+          2,
+        ),
+      (e: Error) => e.name === "SgnError" && e.message.includes(`"${name}"`),
+      `conv net activation ${name}`,
+    );
+  }
+});
