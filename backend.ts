@@ -295,6 +295,75 @@ export function sizeOf(shape: readonly number[]): number {
   return n;
 }
 
+/** The most elements one tensor may hold (2^32): beyond it, a buffer cannot be allocated. */
+export const MAX_ELEMENTS = 2 ** 32;
+
+/**
+ * `shape` checked as a user-given shape: an array of non-negative integers of at most
+ * {@link MAX_ELEMENTS} elements in all, with `-1` allowed where `inferable`. `what` starts the
+ * error (the function and argument it came through).
+ *
+ * @example
+ * ```ts
+ * import { checkShape } from "./backend.ts";
+ * console.log(checkShape([2, 3], "zeros")); // [2, 3]
+ * try { checkShape([2, 1.5], "zeros"); } catch (e) { console.log((e as Error).message); }
+ * ```
+ */
+export function checkShape(shape: unknown, what: string, inferable = false): number[] {
+  if (!Array.isArray(shape)) {
+    throw new SgnError(
+      `${what}: a shape is an array of sizes such as [2, 3], got ${showValue(shape)}`,
+    );
+  }
+  const out: number[] = [...shape];
+  if (
+    out.length > 64 ||
+    out.some((d) => !(Number.isSafeInteger(d) && (d >= 0 || (inferable && d === -1))))
+  ) {
+    throw new SgnError(
+      `${what}: invalid shape ${showValue(shape)}: dimensions must be non-negative integers` +
+        (inferable ? " (one may be -1, inferred)" : ""),
+    );
+  }
+  const n = Math.abs(sizeOf(out));
+  if (n > MAX_ELEMENTS) {
+    throw new SgnError(
+      `${what}: shape ${showValue(shape)} has ${n} elements, more than a tensor may hold ` +
+        `(${MAX_ELEMENTS})`,
+    );
+  }
+  return out;
+}
+
+/**
+ * `v` checked as a user-given integer in [min, max]; `what` names it in the error.
+ *
+ * @example
+ * ```ts
+ * import { checkInt } from "./backend.ts";
+ * console.log(checkInt(3, "maxPool2d: size", 1)); // 3
+ * ```
+ */
+export function checkInt(v: unknown, what: string, min: number, max = 2 ** 31): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw new SgnError(
+      `${what} must be an integer from ${min}${max < 2 ** 31 ? ` to ${max}` : " on"}, got ${
+        showValue(v)
+      }`,
+    );
+  }
+  return v;
+}
+
+/** `v` checked as a list of integers in [min, max] (see {@link checkInt}). */
+export function checkInts(v: unknown, what: string, min: number, max = 2 ** 31): number[] {
+  if (!Array.isArray(v)) {
+    throw new SgnError(`${what} must be an array of integers, got ${showValue(v)}`);
+  }
+  return v.map((x, i) => checkInt(x, `${what}[${i}]`, min, max));
+}
+
 /** Row-major strides of a shape. */
 export function stridesOf(shape: readonly number[]): number[] {
   const strides = new Array<number>(shape.length);

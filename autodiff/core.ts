@@ -16,7 +16,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError, showValue } from "../backend.ts";
 import { claim, keep, Tensor } from "./tensor.ts";
 import type { Memo, ParamsOf, PrimName, Rule } from "./primitives.ts";
 
@@ -97,7 +97,14 @@ export function nextLevel(): number {
 /** Applies a primitive: to the innermost trace among the arguments, or evaluates it. */
 export function bind<K extends PrimName>(prim: K, args: Tensor[], params: ParamsOf[K]): Tensor {
   let top: Trace | undefined;
-  for (const a of args) {
+  for (const [i, a] of args.entries()) {
+    if (!(a instanceof Tensor)) {
+      throw new SgnError(
+        `${prim}: operand ${i + 1} must be a Tensor, got ${
+          Array.isArray(a) ? "an array (make it a tensor with tensor(...))" : showValue(a)
+        }`,
+      );
+    }
     if (a instanceof Tracer) {
       if (!a.trace.active) {
         throw new SgnError(

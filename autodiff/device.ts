@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type Backend, type DType, SgnError } from "../backend.ts";
+import { type Backend, type DType, SgnError, showValue } from "../backend.ts";
 import { CpuBackend } from "../cpu/backend.ts";
 import { NativeBackend } from "../cpu/native.ts";
 import { WebGpuBackend } from "../wgsl/backend.ts";
@@ -110,6 +110,11 @@ export function checkBackendChoice(v: string, what: string): BackendChoice {
  * ```
  */
 export async function init(options: InitOptions = {}): Promise<Backend> {
+  if (typeof options !== "object" || options === null) {
+    throw new SgnError(
+      `init: options must be an object such as { backend: "cpu" }, got ${showValue(options)}`,
+    );
+  }
   const choice = options.backend ?? envBackendChoice() ?? "auto";
   if (!BACKEND_CHOICES.includes(choice)) checkBackendChoice(String(choice), "init's backend");
   const float64 = options.dtype === "float64";

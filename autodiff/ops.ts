@@ -15,7 +15,7 @@
  * @module
  */
 
-import { SgnError, sizeOf } from "../backend.ts";
+import { checkInt, checkInts, checkShape, SgnError, showValue, sizeOf } from "../backend.ts";
 import { bind } from "./core.ts";
 import { useOps } from "./primitives.ts";
 import { scope, Tensor } from "./tensor.ts";
@@ -67,6 +67,36 @@ export function onesLike(like: Tensor, shape: readonly number[] = like.shape): T
     shape,
     like.dtype,
   );
+}
+
+/** Throws unless `x` is a Tensor (the op's first operand), naming `op`. */
+function isTensor(x: unknown, op: string): asserts x is Tensor {
+  if (!(x instanceof Tensor)) {
+    throw new SgnError(
+      `${op}: expected a Tensor, got ${
+        Array.isArray(x) ? "an array (make it a tensor with tensor(...))" : showValue(x)
+      }`,
+    );
+  }
+}
+
+function bool(v: unknown, what: string): boolean {
+  if (typeof v !== "boolean") {
+    throw new SgnError(`${what} must be true or false, got ${showValue(v)}`);
+  }
+  return v;
+}
+
+/** One integer for both axes, or [height, width]. */
+function twoInts(v: unknown, what: string, min: number): [number, number] {
+  if (Array.isArray(v)) {
+    if (v.length !== 2) {
+      throw new SgnError(`${what} must be one integer or [height, width], got ${showValue(v)}`);
+    }
+    return [checkInt(v[0], `${what}[0]`, min), checkInt(v[1], `${what}[1]`, min)];
+  }
+  const n = checkInt(v, what, min);
+  return [n, n];
 }
 
 // --- element-wise ---------------------------------------------------------------------------
@@ -123,6 +153,8 @@ export const where = (cond: Tensor, a: Tensor, b: Tensor): Tensor =>
 
 /** Reshapes to `shape`; one entry may be -1 (inferred). */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  isTensor(x, "reshape");
+  shape = checkShape(shape, "reshape", true);
   const known = shape.filter((d) => d !== -1);
   const infer = shape.length - known.length;
   const size = sizeOf(known);
@@ -145,12 +177,17 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 
 /** Flattens all dimensions from `startAxis` on into one: [n, c, h, w] -> [n, c*h*w]. */
 export function flatten(x: Tensor, startAxis = 1): Tensor {
+  isTensor(x, "flatten");
+  checkInt(startAxis, "flatten: startAxis", 0, x.rank);
   return reshape(x, [...x.shape.slice(0, startAxis), sizeOf(x.shape.slice(startAxis))]);
 }
 
 /** Permutes dimensions (default: reverses them). */
 export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
-  const p = perm ?? x.shape.map((_, i) => x.rank - 1 - i);
+  isTensor(x, "transpose");
+  const p = perm === undefined
+    ? x.shape.map((_, i) => x.rank - 1 - i)
+    : checkInts(perm, "transpose: perm", 0, x.rank);
   const sorted = [...p].sort((a, b) => a - b);
   if (p.length !== x.rank || sorted.some((v, i) => v !== i)) {
     throw new SgnError(
@@ -165,16 +202,19 @@ export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
 
 /** Broadcasts to `shape` by NumPy rules. */
 export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
+  isTensor(x, "broadcastTo");
+  shape = checkShape(shape, "broadcastTo");
   if (shape.length === x.rank && shape.every((d, i) => d === x.shape[i])) return x;
   return bind("broadcastTo", [x], { shape: [...shape] });
 }
 
 function normAxes(x: Tensor, axes: number | readonly number[] | undefined, op: string): number[] {
+  isTensor(x, op);
   const list = axes === undefined
     ? x.shape.map((_, i) => i)
     : typeof axes === "number"
     ? [axes]
-    : axes;
+    : checkInts(axes, `${op}: axes`, -x.rank, x.rank - 1);
   const out = list.map((a) => (a < 0 ? a + x.rank : a));
   for (const a of out) {
     if (!Number.isInteger(a) || a < 0 || a >= x.rank) {
@@ -186,23 +226,27 @@ function normAxes(x: Tensor, axes: number | readonly number[] | undefined, op: s
 
 /** Sum over `axes` (default all). */
 export function sum(x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor {
-  return bind("sum", [x], { axes: normAxes(x, axes, "sum"), keepdims });
+  return bind("sum", [x], { axes: normAxes(x, axes, "sum"), keepdims: bool(keepdims, "sum") });
 }
 
 /** Mean over `axes` (default all). */
 export function mean(x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor {
   const ax = normAxes(x, axes, "mean");
+  bool(keepdims, "mean");
   const count = sizeOf(ax.map((a) => x.shape[a]));
   return scope(() => mul(sum(x, ax, keepdims), 1 / count));
 }
 
 /** Maximum over `axes` (default all); the derivative is shared among tied maxima. */
 export function max(x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor {
-  return bind("max", [x], { axes: normAxes(x, axes, "max"), keepdims });
+  return bind("max", [x], { axes: normAxes(x, axes, "max"), keepdims: bool(keepdims, "max") });
 }
 
 /** Index of the first maximum along `axis` (as floats; not differentiable). */
 export function argmax(x: Tensor, axis = -1): Tensor {
+  if (typeof axis !== "number") {
+    throw new SgnError(`argmax: axis must be one axis number, got ${showValue(axis)}`);
+  }
   return bind("argmax", [x], { axis: normAxes(x, axis, "argmax")[0] });
 }
 
@@ -213,6 +257,9 @@ export const logSoftmax = (x: Tensor): Tensor => bind("logSoftmax", [x], undefin
 
 /** The block x[starts[0] : starts[0] + sizes[0], ...] (step 1). */
 export function slice(x: Tensor, starts: readonly number[], sizes: readonly number[]): Tensor {
+  isTensor(x, "slice");
+  starts = checkInts(starts, "slice: starts", 0);
+  sizes = checkInts(sizes, "slice: sizes", 0);
   if (starts.length !== x.rank || sizes.length !== x.rank) {
     throw new SgnError(`slice: give ${x.rank} starts and sizes for shape [${x.shape.join(", ")}]`);
   }
@@ -230,6 +277,13 @@ export function slice(x: Tensor, starts: readonly number[], sizes: readonly numb
 
 /** Joins tensors along `axis`; the other dimensions must agree. */
 export function concat(xs: readonly Tensor[], axis = 0): Tensor {
+  if (!Array.isArray(xs)) {
+    throw new SgnError(`concat: give an array of tensors, got ${showValue(xs)}`);
+  }
+  xs.forEach((x, i) => isTensor(x, `concat: tensor ${i}`));
+  if (typeof axis !== "number") {
+    throw new SgnError(`concat: axis must be one axis number, got ${showValue(axis)}`);
+  }
   if (xs.length === 0) throw new SgnError("concat: give at least one tensor");
   if (xs.length === 1) return xs[0];
   return bind("concat", [...xs], { axis: normAxes(xs[0], axis, "concat")[0] });
@@ -237,6 +291,15 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
 
 /** Pads with zeros: `before[i]` and `after[i]` entries on each side of axis i. */
 export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
+  isTensor(x, "pad");
+  before = checkInts(before, "pad: before", 0);
+  after = checkInts(after, "pad: after", 0);
+  if (before.length !== x.rank || after.length !== x.rank) {
+    throw new SgnError(
+      `pad: give ${x.rank} sizes before and after for shape [${x.shape.join(", ")}]`,
+    );
+  }
+  checkShape(x.shape.map((d, i) => d + before[i] + after[i]), "pad");
   return scope(() => padAll(x, before, after));
 }
 
@@ -264,8 +327,13 @@ function padAll(x: Tensor, before: readonly number[], after: readonly number[]):
 export function matmul(
   a: Tensor,
   b: Tensor,
-  { transA = false, transB = false }: { transA?: boolean; transB?: boolean } = {},
+  options: { transA?: boolean; transB?: boolean } = {},
 ): Tensor {
+  if (typeof options !== "object" || options === null) {
+    throw new SgnError(`matmul: options must be { transA?, transB? }, got ${showValue(options)}`);
+  }
+  const transA = bool(options.transA ?? false, "matmul: transA");
+  const transB = bool(options.transB ?? false, "matmul: transB");
   return bind("matmul", [a, b], { transA, transB });
 }
 
@@ -279,12 +347,11 @@ export interface Conv2dOptions {
 
 /** 2-D convolution (cross-correlation) of x [n, c, h, w] with w [f, c, kh, kw]. */
 export function conv2d(x: Tensor, w: Tensor, options: Conv2dOptions = {}): Tensor {
-  const [strideH, strideW] = typeof options.stride === "object"
-    ? options.stride
-    : [options.stride ?? 1, options.stride ?? 1];
-  const [padH, padW] = typeof options.padding === "object"
-    ? options.padding
-    : [options.padding ?? 0, options.padding ?? 0];
+  if (typeof options !== "object" || options === null) {
+    throw new SgnError(`conv2d: options must be { stride?, padding? }, got ${showValue(options)}`);
+  }
+  const [strideH, strideW] = twoInts(options.stride ?? 1, "conv2d: stride", 1);
+  const [padH, padW] = twoInts(options.padding ?? 0, "conv2d: padding", 0);
   return bind("conv2d", [x, w], { strideH, strideW, padH, padW });
 }
 
@@ -294,12 +361,8 @@ export function maxPool2d(
   size: number | [number, number] = 2,
   stride?: number | [number, number],
 ): Tensor {
-  const [kh, kw] = typeof size === "number" ? [size, size] : size;
-  const [sh, sw] = stride === undefined
-    ? [kh, kw]
-    : typeof stride === "number"
-    ? [stride, stride]
-    : stride;
+  const [kh, kw] = twoInts(size, "maxPool2d: size", 1);
+  const [sh, sw] = stride === undefined ? [kh, kw] : twoInts(stride, "maxPool2d: stride", 1);
   return bind("maxPool2d", [x, x], { kh, kw, strideH: sh, strideW: sw });
 }
 

@@ -10,9 +10,11 @@
 
 import {
   type Backend,
+  checkShape,
   type DeviceBuffer,
   type DType,
   SgnError,
+  showValue,
   sizeOf,
   type TypedArray,
 } from "../backend.ts";
@@ -188,13 +190,18 @@ function flatten(values: NestedArray, shape: readonly number[], out: number[], d
   for (const v of values) flatten(v, shape, out, dim + 1);
 }
 
-function checkShape(shape: readonly number[]): void {
-  for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) {
-      throw new SgnError(
-        `invalid shape [${shape.join(", ")}]: dimensions must be non-negative integers`,
-      );
-    }
+/** Checks a {@link TensorOptions} argument: an object whose backend, if any, is a backend. */
+function checkOptions(options: unknown, what: string): void {
+  if (typeof options !== "object" || options === null) {
+    throw new SgnError(
+      `${what}: options must be an object such as { dtype: "float64" }, got ${showValue(options)}`,
+    );
+  }
+  const b = (options as TensorOptions).backend;
+  if (b !== undefined && (typeof b !== "object" || b === null || !Array.isArray(b.dtypes))) {
+    throw new SgnError(
+      `${what}: options.backend must be a backend (see init()), got ${showValue(b)}`,
+    );
   }
 }
 
@@ -215,11 +222,22 @@ export function tensor(
   shape?: readonly number[],
   options: TensorOptions = {},
 ): Tensor {
+  checkOptions(options, "tensor");
   const backend = options.backend ?? getBackend();
   const dtype = options.dtype ?? "float32";
   if (!backend.dtypes.includes(dtype)) {
     throw new SgnError(
       `the ${backend.name} backend does not support ${dtype} (it has ${backend.dtypes.join(", ")})`,
+    );
+  }
+  if (
+    typeof values !== "number" && !Array.isArray(values) &&
+    !(ArrayBuffer.isView(values) && !(values instanceof DataView))
+  ) {
+    throw new SgnError(
+      `tensor: values must be a number, nested arrays of numbers or a typed array, got ${
+        showValue(values)
+      }`,
     );
   }
   let flat: ArrayLike<number>;
@@ -236,7 +254,7 @@ export function tensor(
     flat = values as ArrayLike<number>;
     shape ??= [flat.length];
   }
-  checkShape(shape);
+  shape = checkShape(shape, "tensor");
   if (sizeOf(shape) !== flat.length) {
     throw new SgnError(
       `tensor: ${flat.length} values cannot have shape [${shape.join(", ")}] ` +
@@ -249,7 +267,11 @@ export function tensor(
 
 /** A tensor of the given shape with every element equal to `value`. */
 export function full(shape: readonly number[], value: number, options: TensorOptions = {}): Tensor {
-  checkShape(shape);
+  shape = checkShape(shape, "full");
+  if (typeof value !== "number") {
+    throw new SgnError(`full: the value must be a number, got ${showValue(value)}`);
+  }
+  checkOptions(options, "full");
   const backend = options.backend ?? getBackend();
   const dtype = options.dtype ?? "float32";
   if (!backend.dtypes.includes(dtype)) {

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError, showValue } from "../backend.ts";
 import { JvpTrace, JvpTracer, nextLevel, TapeTrace, withTrace } from "./core.ts";
 import { adopt, collect, scope, scopeDepth, Tensor } from "./tensor.ts";
 import * as o from "./ops.ts";
@@ -27,7 +27,25 @@ function asList(out: Tensor | Tensor[], what: string): Tensor[] {
   return list;
 }
 
+/** Throws unless `f` is a function, naming the transformation. */
+function checkFn(f: unknown, what: string): void {
+  if (typeof f !== "function") {
+    throw new SgnError(
+      `${what}: the first argument must be a function of tensors, got ${showValue(f)}`,
+    );
+  }
+}
+
+/** Throws unless `list` is an array of Tensors (a transformation's primals or tangents). */
+function checkTensors(list: unknown, what: string): asserts list is Tensor[] {
+  if (!Array.isArray(list) || !list.every((t) => t instanceof Tensor)) {
+    throw new SgnError(`${what} must be an array of Tensors, got ${showValue(list)}`);
+  }
+}
+
 function checkMatch(primals: Tensor[], tangents: Tensor[], what: string): void {
+  checkTensors(primals, `${what}: the primals`);
+  checkTensors(tangents, `${what}: the tangents`);
   if (primals.length !== tangents.length) {
     throw new SgnError(`${what}: ${primals.length} primals but ${tangents.length} tangents`);
   }
@@ -57,6 +75,7 @@ function checkMatch(primals: Tensor[], tangents: Tensor[], what: string): void {
  * ```
  */
 export function jvp(f: TensorFn, primals: Tensor[], tangents: Tensor[]): [Tensor[], Tensor[]] {
+  checkFn(f, "jvp");
   checkMatch(primals, tangents, "jvp");
   return scope(() => {
     const trace = new JvpTrace(nextLevel());
@@ -132,6 +151,8 @@ export function linearize(f: TensorFn, primals: Tensor[]): Linearized {
  * returns as it is, a constant it closes over) are left alone.
  */
 function record(f: TensorFn, primals: Tensor[]): { lin: Linearized; owned: Set<Tensor> } {
+  checkFn(f, "linearize");
+  checkTensors(primals, "linearize: the primals");
   const trace = new TapeTrace(nextLevel(), scopeDepth());
   const { result: outs, created } = collect(() => {
     const ins = primals.map((p) => trace.input(p));
@@ -214,6 +235,7 @@ export function vjp(f: TensorFn, primals: Tensor[]): [Tensor[], LinearFn] {
 export function valueAndGrad(
   f: (...args: Tensor[]) => Tensor,
 ): (...args: Tensor[]) => [Tensor, Tensor[]] {
+  checkFn(f, "grad");
   return (...args) => {
     const { lin, owned } = record(f, args);
     try {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { checkInt, SgnError, showValue } from "../backend.ts";
 
 /** A parsed IDX file: its dimensions and its unsigned-byte payload. */
 export interface Idx {
@@ -197,6 +197,11 @@ function hex(x: number, digits: number): string {
  * ```
  */
 export function parseIdx(bytes: Uint8Array, rank: number, name: string): Idx {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new SgnError(`parseIdx: the file's bytes must be a Uint8Array, got ${showValue(bytes)}`);
+  }
+  checkInt(rank, "parseIdx: rank", 1, 16);
+  name = typeof name === "string" ? name : "IDX file";
   const header = 4 + 4 * rank;
   const fields = dimensionNames(rank);
   const shape = `${rank} dimension${rank === 1 ? "" : "s"} (${fields.join(", ")})`;

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { checkInt, SgnError, showValue } from "../backend.ts";
 import { Random } from "../random.ts";
 
 /** A data set in memory: inputs [n, ...sampleShape] flattened, and labels or targets. */
@@ -44,8 +44,22 @@ export interface LoadedDataset {
  * console.log(data.train.inputs.length, data.test.inputs.length); // 7000 3000
  * ```
  */
-export function sineWaves(f: number, { n = 10000, noise = 0.01, seed = 1 } = {}): LoadedDataset {
-  if (!(f > 0)) throw new SgnError(`sine: the frequency must be > 0, got ${f}`);
+export function sineWaves(
+  f: number,
+  options: { n?: number; noise?: number; seed?: number } = {},
+): LoadedDataset {
+  if (typeof f !== "number" || !(f > 0) || !Number.isFinite(f)) {
+    throw new SgnError(`sine: the frequency must be a finite number > 0, got ${showValue(f)}`);
+  }
+  if (typeof options !== "object" || options === null) {
+    throw new SgnError(`sine: options must be { n?, noise?, seed? }, got ${showValue(options)}`);
+  }
+  const { n = 10000, noise = 0.01, seed = 1 } = options;
+  checkInt(n, "sine: n", 2, 1e8);
+  checkInt(seed, "sine: seed", 0, 2 ** 32 - 1);
+  if (typeof noise !== "number" || !(noise >= 0) || !Number.isFinite(noise)) {
+    throw new SgnError(`sine: noise must be a finite number >= 0, got ${showValue(noise)}`);
+  }
   const rng = new Random(seed);
   const x = new Float32Array(n);
   const y = new Float32Array(n);

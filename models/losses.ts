@@ -6,7 +6,7 @@
  * @module
  */
 
-import { SgnError, showValue } from "../backend.ts";
+import { checkShape, SgnError, showValue } from "../backend.ts";
 import type { OutputLoss } from "../autodiff/transforms.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
@@ -84,7 +84,13 @@ export function oneHot(
   if (!Number.isSafeInteger(classes) || classes < 1) {
     throw new SgnError(`oneHot: classes must be a positive integer, got ${showValue(classes)}`);
   }
+  if (typeof labels !== "object" || labels === null || typeof labels.length !== "number") {
+    throw new SgnError(
+      `oneHot: labels must be an array of class indices, got ${showValue(labels)}`,
+    );
+  }
   const n = labels.length;
+  checkShape([n, classes], "oneHot");
   const dtype = like?.dtype ?? "float32";
   const data = dtype === "float64" ? new Float64Array(n * classes) : new Float32Array(n * classes);
   for (let i = 0; i < n; i++) {

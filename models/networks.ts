@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type DType, SgnError, showValue } from "../backend.ts";
+import { checkShape, type DType, SgnError, showValue, sizeOf } from "../backend.ts";
 import type { Backend } from "../backend.ts";
 import { NumpyRandomState, Random } from "../random.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
@@ -67,7 +67,9 @@ function activation(name: string, where: string): (x: Tensor) => Tensor {
     ? ACTIVATIONS[name as Activation]
     : undefined;
   if (!f) {
-    throw new SgnError(`${where}: unknown activation "${name}" (use sigmoid, relu or tanh)`);
+    throw new SgnError(
+      `${where}: unknown activation ${showValue(name)} (use sigmoid, relu or tanh)`,
+    );
   }
   return f;
 }
@@ -144,7 +146,7 @@ export function mlp(options: MlpOptions): Network {
       const np = numpySeed === undefined ? undefined : new NumpyRandomState(numpySeed);
       const normal = () => (np ? np.randn() : rng.normal());
       return paramShapes.map((shape) => {
-        const n = shape.reduce((a, b) => a * b, 1);
+        const n = sizeOf(checkShape(shape, "init: a parameter"));
         const values = new Float64Array(n);
         if (shape.length === 2) { for (let i = 0; i < n; i++) values[i] = normal(); }
         return tensor(values, shape, { backend, dtype });
@@ -246,7 +248,7 @@ export function convNet(
   if (!spec || typeof spec !== "object" || Array.isArray(spec)) {
     throw new SgnError(
       'conv net spec must be an object { "conv_layers": {...}, "mlp_layers": {...} }, got ' +
-        JSON.stringify(spec)?.slice(0, 80),
+        showValue(spec),
     );
   }
   onlyFields(spec, ["conv_layers", "mlp_layers"], "conv net spec");
@@ -384,7 +386,7 @@ export function convNet(
       // numpy's uniform(low, high) is low + (high - low) * random_sample().
       const uniform = (b: number) => (np ? -b + 2 * b * np.random() : rng.range(-b, b));
       return paramShapes.map((shape, i) => {
-        const n = shape.reduce((a, b) => a * b, 1);
+        const n = sizeOf(checkShape(shape, "init: a parameter"));
         const b = bounds[i];
         const values = new Float64Array(n);
         if (b > 0) { for (let j = 0; j < n; j++) values[j] = uniform(b); }

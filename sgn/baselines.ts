@@ -159,7 +159,7 @@ export class SGD implements Optimizer {
 
   /** One step on a mini-batch; a second call before this one's promise settles is refused. */
   step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number; lr: number }> {
-    return this.#guard.run(() => this.#step(model, loss));
+    return this.#guard.run(() => this.#step(model, loss), model, loss);
   }
 
   async #step(
@@ -246,7 +246,7 @@ export class Adam implements Optimizer {
 
   /** One step on a mini-batch; a second call before this one's promise settles is refused. */
   step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }> {
-    return this.#guard.run(() => this.#step(model, loss));
+    return this.#guard.run(() => this.#step(model, loss), model, loss);
   }
 
   async #step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }> {

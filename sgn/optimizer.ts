@@ -7,7 +7,7 @@
 
 import type { Tensor } from "../autodiff/tensor.ts";
 import type { OutputLoss } from "../autodiff/transforms.ts";
-import { SgnError } from "../backend.ts";
+import { SgnError, showValue } from "../backend.ts";
 
 /** A model as a function of its parameters on one mini-batch (its outputs z). */
 export type ModelFn = (...params: Tensor[]) => Tensor;
@@ -34,19 +34,46 @@ export interface Optimizer {
  * ```ts
  * import { StepGuard } from "./optimizer.ts";
  * const guard = new StepGuard("SGD");
- * const slow = guard.run(() => new Promise((r) => setTimeout(r, 10)));
- * await guard.run(async () => {}).catch((e) => console.log(e.message)); // refused
+ * const model = () => {
+ *   throw new Error("not called here");
+ * };
+ * const loss = { value: model, hessianProduct: model };
+ * const slow = guard.run(() => new Promise((r) => setTimeout(r, 10)), model, loss);
+ * await guard.run(async () => {}, model, loss).catch((e) => console.log(e.message)); // refused
  * await slow;
  * ```
  */
 export class StepGuard {
   #running = false;
 
-  /** A guard for the optimizer named `name` (in its error message). */
-  constructor(readonly name: string) {}
+  /**
+   * A guard for the optimizer named `name` (in its errors); `curvature`: its steps need the
+   * loss's Hessian product too.
+   */
+  constructor(readonly name: string, readonly curvature = false) {}
 
-  /** Runs `step` unless another step of this optimizer is still running. */
-  async run<T>(step: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `step` unless another step of this optimizer is still running; `model` and `loss` are
+   * the step's arguments, checked first.
+   */
+  async run<T>(step: () => Promise<T>, model?: unknown, loss?: unknown): Promise<T> {
+    if (typeof model !== "function") {
+      throw new SgnError(
+        `${this.name}.step: the model must be a function of the parameters, got ${
+          showValue(model)
+        }`,
+      );
+    }
+    const l = loss as Partial<OutputLoss> | null | undefined;
+    if (
+      typeof l?.value !== "function" ||
+      (this.curvature && typeof l?.hessianProduct !== "function")
+    ) {
+      throw new SgnError(
+        `${this.name}.step: the loss must be an output loss such as softmaxCrossEntropy(y) or ` +
+          `meanSquaredError(y), got ${showValue(loss)}`,
+      );
+    }
     if (this.#running) {
       throw new SgnError(
         `${this.name}.step: the previous step has not finished: await each step() before ` +

@@ -101,7 +101,7 @@ async function readScalars(scalars: Tensor[]): Promise<number[]> {
  * ```
  */
 export class SGN implements Optimizer {
-  readonly #guard = new StepGuard("SGN");
+  readonly #guard = new StepGuard("SGN", true);
   /** The options in force: those given, checked, with the seed's defaults for the rest. */
   readonly options: ResolvedSgnOptions;
   #params: Tensor[];
@@ -139,7 +139,7 @@ export class SGN implements Optimizer {
    * second call before this one's promise settles is refused.
    */
   step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
-    return this.#guard.run(() => this.#step(model, loss));
+    return this.#guard.run(() => this.#step(model, loss), model, loss);
   }
 
   async #step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
