@@ -17,6 +17,7 @@ import { reportCommand } from "./cli/report.ts";
 import { checkReferenceRoot, checkReportPath, writeReport, writeRunReport } from "./report/mod.ts";
 import { gridGroups, GRIDS, planRuns, reproduce } from "./train/reproduce.ts";
 import type { ProgressEvent } from "./train/loop.ts";
+import { fsError } from "./train/run_folder.ts";
 
 /** One line per epoch: train loss, the test metric, elapsed seconds. */
 function epochLine(e: ProgressEvent): string {
@@ -297,6 +298,12 @@ async function reproduceCommand(args: string[]): Promise<number> {
     }
     return 0;
   }
+  // The plan (every flag checked), then the results folder, made before anything trains.
+  planRuns(experiment, options);
+  const folder = `${v.path.replace(/\/+$/, "") || "."}/${experiment}`;
+  await Deno.mkdir(folder, { recursive: true }).catch((e) => {
+    throw fsError(e, `--path: cannot create the results folder ${folder}`);
+  });
   const t0 = performance.now();
   let said = false;
   const summary = await reproduce(experiment, options, (e) => {
