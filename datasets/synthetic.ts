@@ -49,13 +49,13 @@ export function sineWaves(
   options: { n?: number; noise?: number; seed?: number } = {},
 ): LoadedDataset {
   if (typeof f !== "number" || !(f > 0) || !Number.isFinite(f)) {
-    throw new SgnError(`sine: the frequency must be a finite number > 0, got ${showValue(f)}`);
+    throw new SgnError(`sine: the frequency must be > 0 and finite, got ${showValue(f)}`);
   }
   if (typeof options !== "object" || options === null) {
     throw new SgnError(`sine: options must be { n?, noise?, seed? }, got ${showValue(options)}`);
   }
   const { n = 10000, noise = 0.01, seed = 1 } = options;
-  checkInt(n, "sine: n", 2, 1e8);
+  checkInt(n, "sine: n", 1, 1e8);
   checkInt(seed, "sine: seed", 0, 2 ** 32 - 1);
   if (typeof noise !== "number" || !(noise >= 0) || !Number.isFinite(noise)) {
     throw new SgnError(`sine: noise must be a finite number >= 0, got ${showValue(noise)}`);

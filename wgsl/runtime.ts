@@ -383,22 +383,25 @@ export function isSoftwareAdapter(
  * set is never changed. Without the permissions this needs, the request runs as it is.
  */
 async function quietly<T>(request: () => Promise<T>): Promise<T> {
+  // Reached through globalThis.Deno?. so that browsers (no Deno) skip it.
   let dir: string | undefined;
   try {
-    if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
-      dir = Deno.makeTempDirSync({ prefix: "sgn-webgpu-probe-" });
-      Deno.env.set("XDG_RUNTIME_DIR", dir);
+    if (
+      globalThis.Deno?.build.os === "linux" && !globalThis.Deno?.env.get("XDG_RUNTIME_DIR")
+    ) {
+      dir = globalThis.Deno?.makeTempDirSync({ prefix: "sgn-webgpu-probe-" });
+      if (dir !== undefined) globalThis.Deno?.env.set("XDG_RUNTIME_DIR", dir);
     }
   } catch {
-    dir = undefined; // no env or write permission, or not Deno: probe as it is
+    dir = undefined; // no env or write permission: probe as it is
   }
   try {
     return await request();
   } finally {
     if (dir !== undefined) {
       try {
-        Deno.env.delete("XDG_RUNTIME_DIR");
-        Deno.removeSync(dir, { recursive: true });
+        globalThis.Deno?.env.delete("XDG_RUNTIME_DIR");
+        globalThis.Deno?.removeSync(dir, { recursive: true });
       } catch {
         // the directory is empty and private; leaving it is harmless
       }

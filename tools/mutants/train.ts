@@ -45,9 +45,9 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "train/run_folder.ts",
-    find: 'results.ok ? results.value.status === "running" : true',
-    replace: 'results.ok ? results.value.status !== "finished" : true',
-    what: "[t19] a diverged run whose claim names a live process is left as busy, not rerun",
+    find: 'if (!results.ok || results.value.status === "running") {',
+    replace: 'if (!results.ok || results.value.status !== "finished") {',
+    what: "[t19] another host's interrupted run with a fresh heartbeat is left as busy, not rerun",
     tests: PROP,
   },
   {
