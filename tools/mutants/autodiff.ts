@@ -8,7 +8,7 @@
  */
 import type { Mutant } from "../mutate.ts";
 
-const PROP = ["tests/autodiff_test.ts", "tests/models_test.ts"];
+const PROP = ["tests/property_autodiff_test.ts"];
 
 /** Derivative-rule, loss and network mutants (run with `--only "[ad]"`). */
 export const MUTANTS: Mutant[] = [
