@@ -693,7 +693,7 @@ const NETWORK = "networks: outputs, J v, J^T u, gradient, G v and H v against a 
 property(
   `${NETWORK} (MLPs, cpu and native)`,
   caseArb(mlpArb),
-  25,
+  40,
   async (c) => {
     fc.pre(await checkNetworkFloat64(c));
   },
@@ -701,7 +701,7 @@ property(
 property(
   `${NETWORK} (conv nets with pooling, cpu and native)`,
   caseArb(convArb),
-  25,
+  40,
   async (c) => {
     fc.pre(await checkNetworkFloat64(c));
   },
@@ -709,7 +709,7 @@ property(
 property(
   `${NETWORK} (seed-style conv nets: conv, pool, conv, pool, dense, cpu and native)`,
   caseArb(seedStyleArb),
-  8,
+  12,
   async (c) => {
     fc.pre(await checkNetworkFloat64(c));
   },
@@ -718,7 +718,7 @@ property(
 property(
   "networks on WebGPU (float32): outputs and every derivative against the float64 oracle's",
   caseArb(fc.oneof(mlpArb, convArb, seedStyleArb)),
-  10,
+  16,
   async (c) => {
     const b = build(c);
     const base: Kinks = { pattern: [], margin: Infinity };
@@ -1435,7 +1435,7 @@ async function checkProgram(p: Program): Promise<boolean> {
 property(
   "programs: random compositions of primitives (fan-out, broadcasting) against a float64 reference",
   programArb,
-  60,
+  100,
   async (p) => {
     fc.pre(await checkProgram(p));
   },
@@ -1467,7 +1467,7 @@ const convArgsArb = fc.record({
 property(
   "conv2d: any kernel, stride and padding against a float64 reference",
   convArgsArb,
-  25,
+  40,
   async (s) => {
     const ho = Math.floor((s.h + 2 * s.ph - s.kh) / s.sh) + 1;
     const wo = Math.floor((s.w + 2 * s.pw - s.kw) / s.sw) + 1;
