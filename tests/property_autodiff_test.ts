@@ -23,6 +23,11 @@
  *   equal logits: J v and J^T u equal the documented rules computed here (first maximum for
  *   pooling and argmax, shared among ties for max, the first operand for maximum, 0 for relu at
  *   0), lie between the one-sided differences of the reference, and are transposes of each other.
+ * - Programs: random compositions of the primitives (values reused, operands broadcast, then a
+ *   reduction, softmax, transposed matmul, slice or concat) and convolutions of any kernel, stride
+ *   and padding, against float64 references: J v, J^T u, and H v of <u, f> (which runs the
+ *   derivative rules' own derivatives).
+ * - A linearized conv net with tanh after the convolution frees every buffer once (it threw).
  */
 import type { Backend } from "../backend.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";

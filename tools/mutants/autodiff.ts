@@ -2,7 +2,8 @@
  * Mutants of the derivative rules, the transformations, the losses and the networks, aimed at
  * the property tests of tests/property_autodiff_test.ts: ties broken the other way in one rule,
  * a derivative read from the wrong operand, a Hessian product scaled wrongly, a network that
- * drops or adds a layer's nonlinearity, and the pooling argmax of each backend.
+ * drops or adds a layer's nonlinearity, and the pooling argmax of the oracle and of WebGPU (the
+ * native one's is in core.ts).
  *
  * @module
  */
@@ -136,13 +137,6 @@ export const MUTANTS: Mutant[] = [
     find: "if (best < 0 || (!Number.isNaN(bv) && (v > bv || Number.isNaN(v)))) {",
     replace: "if (best < 0 || (!Number.isNaN(bv) && (v >= bv || Number.isNaN(v)))) {",
     what: "[ad] the oracle's max-pool routes ties to the last maximum of the window",
-    tests: PROP,
-  },
-  {
-    file: "cpu/native.ts",
-    find: "if (v > bv || (v !== v && bv === bv)) {",
-    replace: "if (v >= bv || (v !== v && bv === bv)) {",
-    what: "[ad] the native max-pool routes ties to the last maximum of the window",
     tests: PROP,
   },
   {
