@@ -662,7 +662,9 @@ async function checkNetworkFloat64(c: NetCase): Promise<boolean> {
     const got = await libraryDerivatives(b, be, vs, u);
     // The forward pass and the loss against the reference: rounding only.
     near(got.z, z0, 1e-12, 1e-12, `${tag}: outputs`);
-    near([got.value], [b.ref.value(z0)], 1e-12, 1e-14, `${tag}: loss value`);
+    // The loss can be tiny after cancellation (squared error near a fit): absolute 1e-12, the
+    // rounding of order-1 outputs.
+    near([got.value], [b.ref.value(z0)], 1e-10, 1e-12, `${tag}: loss value`, 1);
     // Finite differences of the reference: truncation h^2 and rounding eps / h, both ~1e-10.
     const [R, A] = [1e-6, 1e-7];
     near(got.jv, want.jv, R, A, `${tag}: J v`);
