@@ -1,0 +1,2 @@
+/** Placeholder: the property tests of the kernel layer come next. */
+Deno.test("property: kernel placeholder", () => {});
