@@ -80,9 +80,9 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/ir.ts",
-    find: "loads.every((s) => s[prev] === s[d] * shape[d])",
-    replace: "loads.every((s) => s[prev] === s[d] * shape[prev])",
-    what: "collapse merges neighbours by the size of the wrong dimension",
+    find: "groups.map((g) => strides[base + g[g.length - 1]])",
+    replace: "groups.map((g) => strides[base + g[0]])",
+    what: "collapse gives a merged group the stride of its outer dimension, not its inner one",
     tests: PROP,
   },
   {
