@@ -404,6 +404,14 @@ function factorShape(size: number, pick: (n: number) => number): number[] {
 
 const MAX_SIZE = 360;
 
+/** A sorted set of 1 to `most` distinct axes of a rank-`rank` array. */
+function someAxes(rank: number, most: number, pick: (n: number) => number): number[] {
+  const free = Array.from({ length: rank }, (_, i) => i);
+  const out: number[] = [];
+  for (let k = 1 + pick(most); k > 0; k--) out.push(free.splice(pick(free.length), 1)[0]);
+  return out.sort((a, b) => a - b);
+}
+
 /**
  * Turns generated steps into ops over the growing list of values, with the reference computed
  * alongside (parameters depend on shapes, known only as the program grows).
@@ -493,9 +501,12 @@ export function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[
         // (A mean is a sum with an epilogue: a reduction of it does not merge.)
         const names: ReduceName[] = s.kind === 7 ? ["sum", "max"] : ["sum", "max", "mean"];
         const name = names[s.b % names.length];
-        let axes = x.shape.map((_, i) => i).filter(() => pick(2) === 1);
-        if (axes.length === 0) axes = [pick(rank)];
-        const keepdims = pick(2) === 1;
+        // Kind 7 keeps two axes or more where it can, and its outer reduction takes a strict
+        // subset of them: merging then has to order kept and reduced axes right.
+        const axes = s.kind === 7
+          ? someAxes(rank, Math.max(1, rank - 2), pick)
+          : someAxes(rank, rank, pick);
+        const keepdims = s.kind === 7 ? pick(4) === 0 : pick(2) === 1;
         push({ op: "reduce", x: xi, name, axes, keepdims }, refReduce(x, axes, name, keepdims));
         const y = refs[refs.length - 1];
         if (s.kind === 7 && y.shape.length > 0) {
@@ -509,8 +520,8 @@ export function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[
             yi++;
           }
           const z = refs[yi];
-          const ax2 = z.shape.map((_, i) => i).filter(() => pick(2) === 1);
-          const axes2 = ax2.length ? ax2 : [pick(z.shape.length)];
+          const zr = z.shape.length;
+          const axes2 = someAxes(zr, Math.max(1, zr - 1), pick);
           const kd = pick(2) === 1;
           const name2 = name === "max" ? "max" : "sum";
           push(
@@ -521,13 +532,14 @@ export function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[
         break;
       }
       case 8: {
-        if (rank === 0) break;
-        const axis = s.b % rank;
-        if (x.exact) push({ op: "argmax", x: xi, axis }, refArgmax(x, axis));
-        else {push(
-            { op: "reduce", x: xi, name: "max", axes: [axis], keepdims: false },
-            refReduce(x, [axis], "max", false),
-          );}
+        // argmax of the latest value whose float32 evaluation is exact (a leaf at worst), so
+        // that ties are ties on every backend and the first index must win.
+        let ei = xi;
+        while (ei > 0 && (!refs[ei].exact || refs[ei].shape.length === 0)) ei--;
+        const e = refs[ei];
+        if (!e.exact || e.shape.length === 0) break;
+        const axis = s.b % e.shape.length;
+        push({ op: "argmax", x: ei, axis }, refArgmax(e, axis));
         break;
       }
       case 9: {
@@ -748,7 +760,7 @@ const programArb = fc.record({
 property(
   "random lazy programs agree with an index-arithmetic reference",
   programArb,
-  40,
+  80,
   async (p) => {
     const { ops: program, refs } = resolve(p.leaves, p.steps);
     // Some values read again at the end, in creation order.
@@ -796,7 +808,7 @@ interface MatmulCase {
   m: number;
   k: number;
   n: number;
-  /** 0: [m, k] [k, n]; 1: both batched; 2: batched A, shared B. */
+  /** 0: [m, k] [k, n]; 1: both batched; 2: batched A, shared B; 3: shared A, batched B. */
   batch: number;
   transA: boolean;
   transB: boolean;
@@ -981,8 +993,9 @@ async function runPool(t: Target, s: PoolCase, x: Tensor, seed: number): Promise
 async function runMatmul(t: Target, s: MatmulCase, seed: number): Promise<void> {
   const what = `matmul ${JSON.stringify(s)}`;
   const bt = s.batch ? 2 : 0;
-  const aLogical = [...(bt ? [bt] : []), s.m, s.k];
-  const bLogical = [...(s.batch === 1 ? [bt] : []), s.k, s.n];
+  const batchA = s.batch === 1 || s.batch === 2, batchB = s.batch === 1 || s.batch === 3;
+  const aLogical = [...(batchA ? [bt] : []), s.m, s.k];
+  const bLogical = [...(batchB ? [bt] : []), s.k, s.n];
   const stored = (shape: number[], trans: boolean) =>
     trans ? [...shape.slice(0, -2), shape.at(-1)!, shape.at(-2)!] : shape;
   const opts = { backend: t.be, dtype: t.dtype };
@@ -1001,10 +1014,10 @@ async function runMatmul(t: Target, s: MatmulCase, seed: number): Promise<void> 
   const A = operand(aStored, s.offA, seed);
   const B = operand(bStored, s.offB, seed + 1);
   const aRef = s.transA
-    ? refTranspose(new ND(aStored, A.data), bt ? [0, 2, 1] : [1, 0])
+    ? refTranspose(new ND(aStored, A.data), batchA ? [0, 2, 1] : [1, 0])
     : new ND(aLogical, A.data);
   const bRef = s.transB
-    ? refTranspose(new ND(bStored, B.data), s.batch === 1 ? [0, 2, 1] : [1, 0])
+    ? refTranspose(new ND(bStored, B.data), batchB ? [0, 2, 1] : [1, 0])
     : new ND(bLogical, B.data);
   const want = refMatmul(aRef, bRef);
   const dyd = leafData(want.size, seed + 2);
@@ -1020,6 +1033,7 @@ async function runMatmul(t: Target, s: MatmulCase, seed: number): Promise<void> 
     let daRef = refMatmul(dyRef, tr(bRef));
     let dbRef = refMatmul(tr(aRef), dyRef);
     if (s.batch === 2) dbRef = refReduce(dbRef, [0], "sum", false);
+    if (s.batch === 3) daRef = refReduce(daRef, [0], "sum", false);
     if (s.transA) daRef = tr(daRef);
     if (s.transB) dbRef = tr(dbRef);
     check(await da.data(), daRef, t, `${what} gradient of A`);
@@ -1050,8 +1064,8 @@ const poolArb: fc.Arbitrary<PoolCase> = fc.record({
   kind: fc.constant("pool" as const),
   n: fc.integer({ min: 1, max: 2 }),
   c: fc.integer({ min: 1, max: 3 }),
-  h: fc.integer({ min: 1, max: 7 }),
-  w: fc.integer({ min: 1, max: 7 }),
+  h: fc.integer({ min: 1, max: 9 }),
+  w: fc.integer({ min: 1, max: 9 }),
   kh: fc.integer({ min: 1, max: 3 }),
   kw: fc.integer({ min: 1, max: 3 }),
   sh: fc.integer({ min: 1, max: 3 }),
@@ -1062,7 +1076,7 @@ const matmulArb: fc.Arbitrary<MatmulCase> = fc.record({
   m: fc.integer({ min: 1, max: 6 }),
   k: fc.integer({ min: 1, max: 6 }),
   n: fc.integer({ min: 1, max: 6 }),
-  batch: fc.integer({ min: 0, max: 2 }),
+  batch: fc.integer({ min: 0, max: 3 }),
   transA: fc.boolean(),
   transB: fc.boolean(),
   offA: fc.integer({ min: 0, max: 2 }),
@@ -1077,23 +1091,55 @@ const POOL_FIELDS = ["kh", "kw", "sh", "sw"] as const;
 function fitConv(s: ConvCase): ConvCase {
   return { ...s, kh: Math.min(s.kh, s.h + 2 * s.ph), kw: Math.min(s.kw, s.w + 2 * s.pw) };
 }
+const poolOut = (s: PoolCase) => [
+  Math.floor((s.h - s.kh) / s.sh) + 1,
+  Math.floor((s.w - s.kw) / s.sw) + 1,
+];
 function fitPool(s: PoolCase): PoolCase {
   return { ...s, kh: Math.min(s.kh, s.h), kw: Math.min(s.kw, s.w) };
 }
 
-/** The case and its variant: `field` changed by `delta` (within 1..3, or 0..2 for paddings). */
+/**
+ * The case and a variant that differs in one field. With `aligned`, the case is first moved
+ * (stride 3 and a fitting size) so that the variant can keep the output size: a cache keyed on
+ * the sizes of its buffers alone would then mix the two up. A variant with the same output size
+ * is preferred when the field is a size or a padding; one whose outputs along the axis are both
+ * larger than 1 when it is a stride (a single window does not depend on the stride).
+ */
 function variants<T extends ConvCase | PoolCase>(
   s: T,
   fields: readonly string[],
   field: number,
   delta: number,
+  aligned: boolean,
   fit: (s: T) => T,
+  out: (s: T) => number[],
 ): T[] {
-  const base = fit(s);
-  const key = fields[field % fields.length] as keyof T;
+  const key = fields[field % fields.length] as keyof T & string;
+  const vertical = key === "kh" || key === "sh" || key === "ph";
+  let start = s;
+  if (aligned) {
+    const [size, k, st, pad] = vertical ? ["h", "kh", "sh", "ph"] : ["w", "kw", "sw", "pw"];
+    const c = { ...s } as unknown as Record<string, number>;
+    if (key === "ph" || key === "pw") {
+      // (size + 2 pad - k) a multiple of 3 with stride 3: pad + 1 gives the same output size.
+      c[st] = 3;
+      c[pad] = Math.min(c[pad] ?? 0, 1);
+      while ((c[size] + 2 * c[pad] - c[k]) % 3 !== 0 || c[size] + 2 * c[pad] < c[k]) c[size]++;
+    } else c[size] = Math.max(c[size], c[k] + 6);
+    start = c as unknown as T;
+  }
+  const base = fit(start);
   const lo = key === "ph" || key === "pw" ? 0 : 1;
-  const v = fit({ ...base, [key]: lo + (((base[key] as number) - lo + delta) % 3) });
-  return JSON.stringify(v) === JSON.stringify(base) ? [base] : [base, v];
+  const all = [0, 1, 2].map((i) => fit({ ...base, [key]: lo + i }))
+    .filter((v) => JSON.stringify(v) !== JSON.stringify(base));
+  if (!all.length) return [base];
+  const axis = vertical ? 0 : 1;
+  const preferred = key === "sh" || key === "sw"
+    ? all.filter((v) => out(v)[axis] > 1 && out(base)[axis] > 1)
+    : all.filter((v) => String(out(v)) === String(out(base)));
+  const pool = preferred.length ? preferred : all;
+  return [base, pool[delta % pool.length]];
 }
 
 const specArb = fc.record({
@@ -1102,6 +1148,7 @@ const specArb = fc.record({
       spec: fc.oneof(convArb, poolArb, matmulArb),
       field: fc.nat(6),
       delta: fc.integer({ min: 1, max: 2 }),
+      aligned: fc.boolean(),
       seed: fc.nat(1000),
     }),
     { minLength: 1, maxLength: 4 },
@@ -1111,10 +1158,10 @@ const specArb = fc.record({
 property(
   "conv2d, maxPool2d and matmul specs interleaved with one-field variants, forward and gradients",
   specArb,
-  12,
+  24,
   async ({ items }) => {
     for (const t of TARGETS) {
-      for (const { spec, field, delta, seed } of items) {
+      for (const { spec, field, delta, aligned, seed } of items) {
         if (spec.kind === "matmul") {
           await runMatmul(t, spec, seed);
           const flip = field % 3;
@@ -1127,20 +1174,18 @@ property(
           continue;
         }
         // The variant runs on the same input tensor: caches keyed on its buffer are shared.
-        const x = tensor(
-          leafData(spec.n * spec.c * spec.h * spec.w, seed + 5),
-          [spec.n, spec.c, spec.h, spec.w],
-          { backend: t.be, dtype: t.dtype },
-        );
+        const pair = spec.kind === "conv"
+          ? variants(spec, CONV_FIELDS, field, delta, aligned, fitConv, convOut)
+          : variants(spec, POOL_FIELDS, field, delta, aligned, fitPool, poolOut);
+        const { n, c, h, w } = pair[0];
+        const x = tensor(leafData(n * c * h * w, seed + 5), [n, c, h, w], {
+          backend: t.be,
+          dtype: t.dtype,
+        });
         try {
-          if (spec.kind === "conv") {
-            for (const s of variants(spec, CONV_FIELDS, field, delta, fitConv)) {
-              await runConv(t, s, x, seed);
-            }
-          } else {
-            for (const s of variants(spec, POOL_FIELDS, field, delta, fitPool)) {
-              await runPool(t, s, x, seed);
-            }
+          for (const s of pair) {
+            if (s.kind === "conv") await runConv(t, s, x, seed);
+            else await runPool(t, s, x, seed);
           }
         } finally {
           x.dispose();
