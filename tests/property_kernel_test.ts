@@ -10,7 +10,9 @@
  * - Random lazy programs built from the public ops (element-wise chains, broadcasts, reshapes,
  *   transposes, slices, flattens of views of views, reductions over any axes, matmuls of views
  *   and windows, concat, pad), intermediates read in the middle, realized, or read again at the
- *   end; `lazyStats.recomputed` must not grow while values are read in creation order.
+ *   end; and the same program built in a scope that keeps only its result (as training code
+ *   does), which must compute nothing twice (`lazyStats.recomputed`). (With intermediates held
+ *   and read after their consumers, recomputing a fused reduction is by design, and counted.)
  * - Convolution, max-pool and matmul specs interleaved in one process, each followed by a
  *   variant that differs in one field on the same input buffer, so that a cache keyed on an
  *   incomplete spec (im2col columns and index maps, pooling argmax, compiled kernels, pipelines)
@@ -416,7 +418,7 @@ function someAxes(rank: number, most: number, pick: (n: number) => number): numb
  * Turns generated steps into ops over the growing list of values, with the reference computed
  * alongside (parameters depend on shapes, known only as the program grows).
  */
-export function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[]) {
+function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[]) {
   const ops: Op[] = [];
   const refs: ND[] = [];
   const push = (o: Op, r: ND | undefined) => {
