@@ -70,6 +70,20 @@ export const MUTANTS: Mutant[] = ([
     what: "a reduction of a reduction orders the merged loop axes reduced-first",
     tests: PROP,
   },
+  {
+    file: "kernel/lazy.ts",
+    find: 'if (!s.computed && s.recipe?.kind !== "map") s.settle();',
+    replace: 'if (!s.computed && s.recipe?.kind === "map") s.settle();',
+    what: "realize settles only sources that are maps (a fused source's host is computed twice)",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "      else s.realize();\n      if (this.#recipe !== r) return this.realize();\n",
+    replace: "      else s.realize();\n",
+    what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
+    tests: PROP,
+  },
   // --- kernel/ir.ts --------------------------------------------------------------------------
   {
     file: "kernel/ir.ts",
