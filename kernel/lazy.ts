@@ -301,7 +301,12 @@ export class Lazy {
   #dropUnfused(): void {
     const u = this.#unfused;
     this.#unfused = undefined;
-    if (u) { for (const x of u.operands) x.release(); }
+    if (!u) return;
+    // No longer an absorber of the host: settle() counts the live ones.
+    const list = u.host.#absorbers;
+    const i = list.indexOf(this);
+    if (i >= 0) list.splice(i, 1);
+    for (const x of u.operands) x.release();
   }
 }
 

@@ -84,6 +84,13 @@ export const MUTANTS: Mutant[] = ([
     what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
     tests: PROP,
   },
+  {
+    file: "kernel/lazy.ts",
+    find: "    if (i >= 0) list.splice(i, 1);\n",
+    replace: "",
+    what: "a released or computed consumer stays counted among its host's absorbers",
+    tests: PROP,
+  },
   // --- kernel/ir.ts --------------------------------------------------------------------------
   {
     file: "kernel/ir.ts",
