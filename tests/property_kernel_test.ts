@@ -691,6 +691,13 @@ function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[]) {
         };
         const xs = [flat(ri), flat(hi)];
         push({ op: "concat", xs, axis: 0 }, refConcat(xs.map((i) => refs[i]), 0));
+        if (pick(2) === 0) {
+          // Another consumer fused into h that nothing reads (a scope releases it), then more
+          // work on the concat: h is still held by the concat, which settle() must see.
+          const cat = refs.length - 1;
+          push({ op: "unary", x: hi, name: "neg" }, refUnary(h, "neg"));
+          push({ op: "unary", x: cat, name: "tanh" }, refUnary(refs[cat], "tanh"));
+        }
         break;
       }
     }
