@@ -182,10 +182,18 @@ export class Lazy {
     if (this.#base) return this.#base.realize();
     if (this.#buffer) return this.#buffer;
     const r = this.#recipe!;
-    if (this.#unfused) this.#unfused.host.#fusedDone = true;
-    if (this.#fusedDone && r.kind !== "map") {
-      lazyStats.recomputed++;
+    const inputs = () => (r.kind === "routine" ? [...r.args, ...r.srcs] : [...r.srcs]);
+    // A source or argument that fused a kernel whose host someone else holds: compute the host
+    // first (it is needed anyway, and the source becomes a map over its buffer, which
+    // inlinePendingMaps may inline), whatever reads the source: a map, an epilogue, a
+    // reduction's body or a routine. Otherwise the host would be computed twice.
+    for (const s of inputs()) {
+      if (this.#recipe !== r) break;
+      if (!s.computed && s.recipe?.kind !== "map") s.settle();
     }
+    // That host may be this array's own: it was then rebuilt over the host's buffer (and `r`
+    // dropped), so compute what it is now.
+    if (this.#recipe !== r) return this.realize();
     if (r.kind === "map" && isIdentity(r.expr, this.shape) && r.srcs[0].size === this.size) {
       // A contiguous view of a whole array: share its buffer.
       const base = r.srcs[0];
@@ -195,6 +203,17 @@ export class Lazy {
       return base.realize();
     }
     inlinePendingMaps(r, this.shape);
+    // Computing an input may compute the host this array fused (an input that reads it, as in
+    // x - sum(x) of a matmul x): this array is then rebuilt over the host's buffer, as above.
+    for (const s of inputs()) {
+      if (r.kind === "routine" && r.windows && r.args.includes(s)) s.realizeWindow();
+      else s.realize();
+      if (this.#recipe !== r) return this.realize();
+    }
+    if (this.#unfused) this.#unfused.host.#fusedDone = true;
+    if (this.#fusedDone && r.kind !== "map") {
+      lazyStats.recomputed++;
+    }
     const be = this.backend;
     let out: DeviceBuffer;
     // Realizing the operands below may compute this array's fusion host, which unfuses its
@@ -291,7 +310,12 @@ export class Lazy {
   #dropUnfused(): void {
     const u = this.#unfused;
     this.#unfused = undefined;
-    if (u) { for (const x of u.operands) x.release(); }
+    if (!u) return;
+    // No longer an absorber of the host: settle() counts the live ones.
+    const list = u.host.#absorbers;
+    const i = list.indexOf(this);
+    if (i >= 0) list.splice(i, 1);
+    for (const x of u.operands) x.release();
   }
 }
 
@@ -308,9 +332,6 @@ function inlinePendingMaps(r: Recipe, shape: readonly number[]): void {
   const want = contiguous(shape);
   for (let j = 0; j < r.srcs.length; j++) {
     const src = r.srcs[j];
-    // A fused kernel whose host someone else holds: compute the host (it is needed anyway),
-    // which turns the source back into a map over the host's buffer, inlined below.
-    if (!src.computed && src.recipe?.kind !== "map") src.settle();
     const sr = src.recipe;
     if (src.computed || sr?.kind !== "map" || !sameShape(src.shape, shape)) continue;
     if (r.kind === "reduce" && loadsOf(r.body).some((l) => l.input === j)) continue;

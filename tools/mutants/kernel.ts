@@ -1,0 +1,210 @@
+/**
+ * Mutants of the kernel layer and its lowerings: view composition and fusion bookkeeping
+ * (kernel/lazy.ts), collapse, reshape strides, split reductions and kernel keys (kernel/ir.ts),
+ * the compiled CPU loops (cpu/compile.ts), the native routines and their caches (cpu/native.ts)
+ * and the WebGPU grid, reductions and pooling (wgsl/). Caught by the generated cases of
+ * tests/property_kernel_test.ts against references written in the test.
+ *
+ * @module
+ */
+import type { Mutant } from "../mutate.ts";
+
+const PROP = ["tests/property_kernel_test.ts"];
+
+/** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
+export const MUTANTS: Mutant[] = ([
+  // --- kernel/lazy.ts ------------------------------------------------------------------------
+  {
+    file: "kernel/lazy.ts",
+    find: "o + starts.reduce((a, v, i) => a + v * s[i], 0)",
+    replace: "o + starts.reduce((a, v) => a + v, 0)",
+    what: "slice moves the offset by the start index without its stride",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "(i < lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
+    replace: "(i <= lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
+    what: "broadcastTo also zeroes the stride of the first kept axis (off by one on lead)",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "(s, o) => [perm.map((i) => s[i]), o]",
+    replace: "(s, o) => [perm.map((_, i) => s[perm.indexOf(i)]), o]",
+    what: "transpose moves the strides by the inverse permutation",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "return { buffer: w.src.realize(), offset: w.offset };",
+    replace: "return { buffer: w.src.realize(), offset: 0 };",
+    what: "a routine reading a window of a larger buffer loses the window's offset",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "isIdentity(r.expr, this.shape) && r.srcs[0].size === this.size",
+    replace: "isIdentity(r.expr, this.shape)",
+    what: "a contiguous prefix (slice at offset 0) shares its whole source buffer",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: '    sameShape(x.shape, shape) &&\n    (x.recipe?.kind === "reduce"',
+    replace: '    (x.recipe?.kind === "reduce"',
+    what: "an element-wise op fuses into a reduction it broadcasts (as if read whole)",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: 'r?.kind === "reduce" && !r.epilogue && r.op === op',
+    replace: 'r?.kind === "reduce" && r.op === op',
+    what: "a reduction of a reduction merges through the inner one's epilogue",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "const order = [...kept, ...axes, ...r.redShape.map((_, i) => rank + i)];",
+    replace: "const order = [...axes, ...kept, ...r.redShape.map((_, i) => rank + i)];",
+    what: "a reduction of a reduction orders the merged loop axes reduced-first",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: 'if (!s.computed && s.recipe?.kind !== "map") s.settle();',
+    replace: 'if (!s.computed && s.recipe?.kind === "map") s.settle();',
+    what: "realize settles only sources that are maps (a fused source's host is computed twice)",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "      else s.realize();\n      if (this.#recipe !== r) return this.realize();\n",
+    replace: "      else s.realize();\n",
+    what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
+    tests: PROP,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "    if (i >= 0) list.splice(i, 1);\n",
+    replace: "",
+    what: "a released or computed consumer stays counted among its host's absorbers",
+    tests: PROP,
+  },
+  // --- kernel/ir.ts --------------------------------------------------------------------------
+  {
+    file: "kernel/ir.ts",
+    find: "for (let a = i; a < i2 - 1; a++) {",
+    replace: "for (let a = i; a < i2 - 2; a++) {",
+    what: "reshape merges dimensions without checking the last pair is contiguous",
+    tests: PROP,
+  },
+  {
+    file: "kernel/ir.ts",
+    find: "groups.map((g) => strides[base + g[g.length - 1]])",
+    replace: "groups.map((g) => strides[base + g[0]])",
+    what: "collapse gives a merged group the stride of its outer dimension, not its inner one",
+    tests: PROP,
+  },
+  {
+    file: "kernel/ir.ts",
+    find: "st[rank] * (r0 / s), st[rank]",
+    replace: "st[rank] * s, st[rank]",
+    what: "splitReduction steps between chunks by the number of chunks, not the chunk length",
+    tests: PROP,
+  },
+  {
+    file: "kernel/ir.ts",
+    find: "return `L${e.input}[${e.strides}]+${e.offset}`;",
+    replace: "return `L${e.input}[${e.strides}]`;",
+    what: "the kernel key leaves out the offsets of loads (compiled kernels shared wrongly)",
+    tests: PROP,
+  },
+  // --- cpu/compile.ts ------------------------------------------------------------------------
+  {
+    file: "cpu/compile.ts",
+    find: "${v} * ${l.strides[base + d]};",
+    replace: "${v} * ${l.strides[d]};",
+    what: "compiled loops step reduced dimensions by the output dimensions' strides",
+    tests: PROP,
+  },
+  {
+    file: "cpu/compile.ts",
+    find: "(acc === acc && (v > acc || v !== v))",
+    replace: "(acc === acc && (v >= acc || v !== v))",
+    what: "compiled max/argmax keep the last maximum at ties instead of the first",
+    tests: PROP,
+  },
+  // --- cpu/native.ts -------------------------------------------------------------------------
+  {
+    file: "cpu/native.ts",
+    find: "s.padH,\n      s.padW,\n    ]}`;",
+    replace: "s.padW,\n    ]}`;",
+    what: "the im2col column cache key leaves out the vertical padding",
+    tests: PROP,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "s.kw, s.strideH, s.strideW, s.padH, s.padW].join",
+    replace: "s.kw, s.strideH, s.padH, s.padW].join",
+    what: "the im2col index-map cache key leaves out the horizontal stride",
+    tests: PROP,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "${s.kw},${s.strideH},${s.strideW}`;",
+    replace: "${s.kw},${s.strideH}`;",
+    what: "the pooling argmax cache key leaves out the horizontal stride",
+    tests: PROP,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "map[j] = iy < 0 || iy >= s.h ||",
+    replace: "map[j] = iy < 0 || iy > s.h ||",
+    what: "im2col reads one row past the bottom edge instead of the zero padding",
+    tests: PROP,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "    if (s.strideH >= s.kh && s.strideW >= s.kw) {\n      // Windows do not overlap",
+    replace: "    if (s.strideH >= s.kh || s.strideW >= s.kw) {\n      // Windows do not overlap",
+    what: "max-pool backward stores instead of adding when windows overlap in one axis only",
+    tests: PROP,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "const ob = offsetB + (batchB ? t * k * n : 0);",
+    replace: "const ob = offsetB + t * k * n;",
+    what: "a rank-2 B shared by every batch entry is read at a per-entry offset",
+    tests: PROP,
+  },
+  // --- wgsl/ ---------------------------------------------------------------------------------
+  {
+    file: "wgsl/runtime.ts",
+    find: "return [Math.ceil(count / y), y];",
+    replace: "return [Math.floor(count / y), y];",
+    what: "a 2-D dispatch grid drops the tail workgroups past 65,535",
+    tests: PROP,
+  },
+  {
+    file: "wgsl/codegen.ts",
+    find: "u32(map ? gx * MAP_WG : gx, 0, 0, 0)",
+    replace: "u32(gx, 0, 0, 0)",
+    what: "element-wise kernels get the grid row stride in workgroups, not invocations",
+    tests: PROP,
+  },
+  {
+    file: "wgsl/codegen.ts",
+    find: "s > 0u; s >>= 1u) {",
+    replace: "s > 1u; s >>= 1u) {",
+    what: "the workgroup reduction tree stops one level early",
+    tests: PROP,
+  },
+  {
+    file: "wgsl/conv.ts",
+    find: "let oyHi = min(iy / p.sh + 1u, p.ho);",
+    replace: "let oyHi = min(iy / p.sh, p.ho);",
+    what: "max-pool backward (overlapping windows) skips the last window row containing a pixel",
+    tests: PROP,
+  },
+] as Mutant[]).map((m) => ({ ...m, what: `[kernel] ${m.what}` }));
