@@ -67,7 +67,8 @@ export class CpuBackend implements Backend {
   readonly description: string = "CPU reference backend (JavaScript loops)";
   /** Reading a buffer costs no device round trip: optimizers use host control flow. */
   readonly hostReadback = true;
-  readonly maxBufferBytes = Infinity;
+  /** Unbounded: the machine's memory is the limit on the CPU. */
+  readonly maxBufferBytes: number = Infinity;
   readonly dtypes: readonly DType[] = ["float32", "float64"];
   private live = 0;
 

@@ -44,6 +44,7 @@ export class WebGpuBackend implements Backend {
     return rt && new WebGpuBackend(rt);
   }
 
+  /** The device's storage-buffer binding limit, in bytes. */
   get maxBufferBytes(): number {
     return this.rt.device.limits.maxStorageBufferBindingSize;
   }
