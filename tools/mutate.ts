@@ -76,18 +76,33 @@ if (import.meta.main) {
   const dir = await copyRepo(root);
   let killed = 0;
   const bad: string[] = [];
-  const runTests = (tests: string[]) =>
-    new Deno.Command(Deno.execPath(), {
-      args: ["test", "-A", "--fail-fast", "--no-check", ...tests],
-      cwd: dir,
-      stdout: "null",
-      stderr: "null",
-      env: { NO_COLOR: "1" },
-    }).output();
+  /**
+   * Runs the test files: "failed" only when a test failed (Deno's closing line says FAILED), not
+   * when the process merely crashed after every test passed (the rare heap abort at exit, see
+   * tools/repeat_suite.ts), which would count a surviving mutant as killed. Such a crash is run
+   * again, up to twice.
+   */
+  const runTests = async (tests: string[]): Promise<"passed" | "failed"> => {
+    for (let attempt = 0;; attempt++) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["test", "-A", "--fail-fast", "--no-check", ...tests],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).output();
+      if (out.code === 0) return "passed";
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      const passedAll = /^ok \| \d+ passed \| 0 failed/m.test(text) && !/^FAILED \|/m.test(text);
+      if (!passedAll) return "failed";
+      if (attempt === 2) return "passed";
+      console.log(`  (every test passed, then the process exited ${out.code}: run again)`);
+    }
+  };
   try {
     // The unmutated copy must pass, or a "kill" would mean nothing.
     const all = [...new Set(chosen.flatMap((m) => m.tests))];
-    if ((await runTests(all)).code !== 0) {
+    if ((await runTests(all)) !== "passed") {
       console.error(`the tests fail without any mutant: fix them first (${all.join(" ")})`);
       Deno.exit(2);
     }
@@ -106,7 +121,7 @@ if (import.meta.main) {
       const run = await runTests(m.tests);
       await Deno.writeTextFile(path, original);
       const secs = ((performance.now() - t0) / 1000).toFixed(0);
-      if (run.code !== 0) {
+      if (run === "failed") {
         killed++;
         console.log(`killed    ${label} (${secs} s)`);
       } else {
