@@ -374,37 +374,76 @@ export function isSoftwareAdapter(
 }
 
 /**
- * Requests the adapter so that nothing reaches the user's terminal. Without `XDG_RUNTIME_DIR`
- * (containers, SSH sessions, CI runners), enumerating Vulkan adapters makes libwayland-client,
- * loaded by Mesa's Vulkan driver to look for a Wayland display, print "error: XDG_RUNTIME_DIR is
- * invalid or not set in the environment." twice. So when the variable is unset (and only then),
- * it points at a new private (0700) empty directory for the duration of the request, is unset
- * again afterwards and the directory removed: the device works without it, and a value the user
- * set is never changed. Without the permissions this needs, the request runs as it is.
+ * Requests the adapter so that nothing reaches the user's terminal and nothing breaks at exit.
+ * Both remedies apply on Linux only, only for the length of the request (the variables are unset
+ * again afterwards: the WebGPU instance, made by the first request, keeps its choice), and never
+ * when the user set the variable.
+ *
+ * - Without `XDG_RUNTIME_DIR` (containers, SSH sessions, CI runners), enumerating Vulkan adapters
+ *   makes libwayland-client, loaded by Mesa's Vulkan driver to look for a Wayland display, print
+ *   "error: XDG_RUNTIME_DIR is invalid or not set in the environment." twice. So it points at a
+ *   new private (0700) empty directory, removed afterwards.
+ * - Where a Vulkan driver is installed, `DENO_WEBGPU_BACKEND` is set to `vulkan`, so that wgpu
+ *   does not also open its OpenGL backend. That backend loads libEGL (libglvnd), whose
+ *   destructor, run by exit(), races a worker thread's exit that frees the same thread state:
+ *   glibc then aborts ("corrupted size vs. prev_size in fastbins", exit 134) after the program
+ *   has finished, in about 2% of runs here (core dumps: tools/repeat_suite.ts). Without a Vulkan
+ *   driver (a machine with only OpenGL) the default stays.
+ *
+ * Without the permissions this needs, the request runs as it is.
  */
 async function quietly<T>(request: () => Promise<T>): Promise<T> {
   // Reached through globalThis.Deno?. so that browsers (no Deno) skip it.
+  const set: string[] = [];
   let dir: string | undefined;
   try {
-    if (
-      globalThis.Deno?.build.os === "linux" && !globalThis.Deno?.env.get("XDG_RUNTIME_DIR")
-    ) {
-      dir = globalThis.Deno?.makeTempDirSync({ prefix: "sgn-webgpu-probe-" });
-      if (dir !== undefined) globalThis.Deno?.env.set("XDG_RUNTIME_DIR", dir);
+    if (globalThis.Deno?.build.os === "linux") {
+      if (!globalThis.Deno?.env.get("XDG_RUNTIME_DIR")) {
+        dir = globalThis.Deno?.makeTempDirSync({ prefix: "sgn-webgpu-probe-" });
+        if (dir !== undefined) {
+          globalThis.Deno?.env.set("XDG_RUNTIME_DIR", dir);
+          set.push("XDG_RUNTIME_DIR");
+        }
+      }
+      if (!globalThis.Deno?.env.get("DENO_WEBGPU_BACKEND") && vulkanDriverInstalled()) {
+        globalThis.Deno?.env.set("DENO_WEBGPU_BACKEND", "vulkan");
+        set.push("DENO_WEBGPU_BACKEND");
+      }
     }
   } catch {
-    dir = undefined; // no env or write permission: probe as it is
+    // no env or write permission: probe as it is
   }
   try {
     return await request();
   } finally {
-    if (dir !== undefined) {
-      try {
-        globalThis.Deno?.env.delete("XDG_RUNTIME_DIR");
-        globalThis.Deno?.removeSync(dir, { recursive: true });
-      } catch {
-        // the directory is empty and private; leaving it is harmless
-      }
+    try {
+      for (const name of set) globalThis.Deno?.env.delete(name);
+      if (dir !== undefined) globalThis.Deno?.removeSync(dir, { recursive: true });
+    } catch {
+      // the directory is empty and private; leaving it is harmless
     }
   }
+}
+
+/** Whether a Vulkan driver manifest (ICD) is where the Vulkan loader looks for one. */
+function vulkanDriverInstalled(): boolean {
+  const env = globalThis.Deno?.env;
+  if (env?.get("VK_ICD_FILENAMES") || env?.get("VK_DRIVER_FILES")) return true;
+  const home = env?.get("HOME");
+  const dirs = [
+    "/usr/share/vulkan/icd.d",
+    "/usr/local/share/vulkan/icd.d",
+    "/etc/vulkan/icd.d",
+    ...(home ? [`${home}/.local/share/vulkan/icd.d`] : []),
+  ];
+  for (const d of dirs) {
+    try {
+      for (const e of globalThis.Deno?.readDirSync(d) ?? []) {
+        if (e.name.endsWith(".json")) return true;
+      }
+    } catch {
+      // not there
+    }
+  }
+  return false;
 }
