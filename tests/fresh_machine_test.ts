@@ -6,7 +6,7 @@
  * in the environment." twice before the program's first line (wgsl/runtime.ts `quietly`).
  */
 import assert from "node:assert/strict";
-import { webgpu } from "./harness.ts";
+import { skipped, webgpu } from "./harness.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 
@@ -68,4 +68,27 @@ Deno.test("fresh machine: train on WebGPU and on the default backend without XDG
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name:
+    "fresh machine: where a Vulkan driver is installed, WebGPU never loads libEGL (its exit-time destructor aborted runs)",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const gpu = await webgpu();
+    const icd = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"].some((d) => {
+      try {
+        return [...Deno.readDirSync(d)].some((e) => e.name.endsWith(".json"));
+      } catch {
+        return false;
+      }
+    });
+    if (!gpu || !icd) {
+      skipped("fresh machine: libEGL", "no WebGPU adapter, or no Vulkan driver installed");
+      return;
+    }
+    const maps = await Deno.readTextFile("/proc/self/maps");
+    assert.doesNotMatch(maps, /libEGL/, "libEGL is mapped into the process");
+    assert.equal(Deno.env.get("DENO_WEBGPU_BACKEND"), undefined, "the probe's setting is undone");
+  },
 });
