@@ -110,11 +110,6 @@ export class Lazy {
   #unfused: { host: Lazy; operands: Lazy[]; build: () => Lazy } | undefined;
   /** Whether a consumer has computed this array's work inside its own kernel. */
   #fusedDone = false;
-  /**
-   * Set while {@link realize} runs this array's recipe, which must not be swapped meanwhile (left
-   * set if it throws: that only keeps the array from being unfused, which is always safe).
-   */
-  #running = false;
 
   private constructor(
     readonly backend: Backend,
@@ -216,9 +211,6 @@ export class Lazy {
     }
     const be = this.backend;
     let out: DeviceBuffer;
-    // Realizing the operands below may compute this array's fusion host, which unfuses its
-    // consumers: this one is already running its recipe (r), and drops r itself when done.
-    this.#running = true;
     if (r.kind === "routine") {
       const views = r.windows ? r.args.map((a) => a.realizeWindow()) : undefined;
       const bufs = views ? views.map((v) => v.buffer) : r.args.map((a) => a.realize());
@@ -241,7 +233,6 @@ export class Lazy {
       lazyStats.kernels++;
       out = be.run(kernel, inputs, this.dtype);
     }
-    this.#running = false;
     this.#buffer = out;
     this.#recipe = undefined;
     dropRecipe(r);
@@ -285,7 +276,7 @@ export class Lazy {
   /** Rebuilds a pending consumer over its operands' buffers (see {@link Lazy.absorb}). */
   #unfuse(): void {
     const u = this.#unfused;
-    if (!u || this.#refs <= 0 || !this.#recipe || this.#running) return;
+    if (!u || this.#refs <= 0 || !this.#recipe) return;
     const plain = u.build();
     const old = this.#recipe;
     this.#recipe = plain.#recipe;
