@@ -337,7 +337,9 @@ export function checkShape(shape: unknown, what: string, inferable = false): num
 }
 
 /**
- * `v` checked as a user-given integer in [min, max]; `what` names it in the error.
+ * `v` checked as a user-given integer in [min, max] (no upper bound but the exact integers by
+ * default); `what` names it in the error ("must be a positive integer" for min 1, "a
+ * non-negative integer" for min 0, else the range).
  *
  * @example
  * ```ts
@@ -345,19 +347,31 @@ export function checkShape(shape: unknown, what: string, inferable = false): num
  * console.log(checkInt(3, "maxPool2d: size", 1)); // 3
  * ```
  */
-export function checkInt(v: unknown, what: string, min: number, max = 2 ** 31): number {
+export function checkInt(
+  v: unknown,
+  what: string,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new SgnError(
-      `${what} must be an integer from ${min}${max < 2 ** 31 ? ` to ${max}` : " on"}, got ${
-        showValue(v)
-      }`,
-    );
+    const bounded = max < Number.MAX_SAFE_INTEGER;
+    const kind = !bounded && min === 1
+      ? "a positive integer"
+      : !bounded && min === 0
+      ? "a non-negative integer"
+      : `an integer from ${min}${bounded ? ` to ${max}` : " on"}`;
+    throw new SgnError(`${what} must be ${kind}, got ${showValue(v)}`);
   }
   return v;
 }
 
 /** `v` checked as a list of integers in [min, max] (see {@link checkInt}). */
-export function checkInts(v: unknown, what: string, min: number, max = 2 ** 31): number[] {
+export function checkInts(
+  v: unknown,
+  what: string,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): number[] {
   if (!Array.isArray(v)) {
     throw new SgnError(`${what} must be an array of integers, got ${showValue(v)}`);
   }

@@ -16,8 +16,8 @@
  * @module
  */
 
-import { SgnError, showValue } from "../backend.ts";
-import { claim, keep, Tensor } from "./tensor.ts";
+import { SgnError } from "../backend.ts";
+import { checkTensor, claim, keep, Tensor } from "./tensor.ts";
 import type { Memo, ParamsOf, PrimName, Rule } from "./primitives.ts";
 
 /** Every primitive's rules, typed over the primitive names. */
@@ -98,13 +98,7 @@ export function nextLevel(): number {
 export function bind<K extends PrimName>(prim: K, args: Tensor[], params: ParamsOf[K]): Tensor {
   let top: Trace | undefined;
   for (const [i, a] of args.entries()) {
-    if (!(a instanceof Tensor)) {
-      throw new SgnError(
-        `${prim}: operand ${i + 1} must be a Tensor, got ${
-          Array.isArray(a) ? "an array (make it a tensor with tensor(...))" : showValue(a)
-        }`,
-      );
-    }
+    checkTensor(a, `${prim}: operand ${i + 1}`);
     if (a instanceof Tracer) {
       if (!a.trace.active) {
         throw new SgnError(

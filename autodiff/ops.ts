@@ -18,7 +18,7 @@
 import { checkInt, checkInts, checkShape, SgnError, showValue, sizeOf } from "../backend.ts";
 import { bind } from "./core.ts";
 import { useOps } from "./primitives.ts";
-import { scope, Tensor } from "./tensor.ts";
+import { checkTensor, scope, Tensor } from "./tensor.ts";
 import { full as lazyFull } from "../kernel/lazy.ts";
 
 /** A tensor or a number (broadcast as a scalar of the other operand's dtype and backend). */
@@ -67,17 +67,6 @@ export function onesLike(like: Tensor, shape: readonly number[] = like.shape): T
     shape,
     like.dtype,
   );
-}
-
-/** Throws unless `x` is a Tensor (the op's first operand), naming `op`. */
-function isTensor(x: unknown, op: string): asserts x is Tensor {
-  if (!(x instanceof Tensor)) {
-    throw new SgnError(
-      `${op}: expected a Tensor, got ${
-        Array.isArray(x) ? "an array (make it a tensor with tensor(...))" : showValue(x)
-      }`,
-    );
-  }
 }
 
 function bool(v: unknown, what: string): boolean {
@@ -153,7 +142,7 @@ export const where = (cond: Tensor, a: Tensor, b: Tensor): Tensor =>
 
 /** Reshapes to `shape`; one entry may be -1 (inferred). */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
-  isTensor(x, "reshape");
+  checkTensor(x, "reshape: x");
   shape = checkShape(shape, "reshape", true);
   const known = shape.filter((d) => d !== -1);
   const infer = shape.length - known.length;
@@ -177,14 +166,14 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 
 /** Flattens all dimensions from `startAxis` on into one: [n, c, h, w] -> [n, c*h*w]. */
 export function flatten(x: Tensor, startAxis = 1): Tensor {
-  isTensor(x, "flatten");
+  checkTensor(x, "flatten: x");
   checkInt(startAxis, "flatten: startAxis", 0, x.rank);
   return reshape(x, [...x.shape.slice(0, startAxis), sizeOf(x.shape.slice(startAxis))]);
 }
 
 /** Permutes dimensions (default: reverses them). */
 export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
-  isTensor(x, "transpose");
+  checkTensor(x, "transpose: x");
   const p = perm === undefined
     ? x.shape.map((_, i) => x.rank - 1 - i)
     : checkInts(perm, "transpose: perm", 0, x.rank);
@@ -202,14 +191,14 @@ export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
 
 /** Broadcasts to `shape` by NumPy rules. */
 export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
-  isTensor(x, "broadcastTo");
+  checkTensor(x, "broadcastTo: x");
   shape = checkShape(shape, "broadcastTo");
   if (shape.length === x.rank && shape.every((d, i) => d === x.shape[i])) return x;
   return bind("broadcastTo", [x], { shape: [...shape] });
 }
 
 function normAxes(x: Tensor, axes: number | readonly number[] | undefined, op: string): number[] {
-  isTensor(x, op);
+  checkTensor(x, `${op}: x`);
   const list = axes === undefined
     ? x.shape.map((_, i) => i)
     : typeof axes === "number"
@@ -257,7 +246,7 @@ export const logSoftmax = (x: Tensor): Tensor => bind("logSoftmax", [x], undefin
 
 /** The block x[starts[0] : starts[0] + sizes[0], ...] (step 1). */
 export function slice(x: Tensor, starts: readonly number[], sizes: readonly number[]): Tensor {
-  isTensor(x, "slice");
+  checkTensor(x, "slice: x");
   starts = checkInts(starts, "slice: starts", 0);
   sizes = checkInts(sizes, "slice: sizes", 0);
   if (starts.length !== x.rank || sizes.length !== x.rank) {
@@ -280,7 +269,7 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   if (!Array.isArray(xs)) {
     throw new SgnError(`concat: give an array of tensors, got ${showValue(xs)}`);
   }
-  xs.forEach((x, i) => isTensor(x, `concat: tensor ${i}`));
+  xs.forEach((x, i) => checkTensor(x, `concat: xs[${i}]`));
   if (typeof axis !== "number") {
     throw new SgnError(`concat: axis must be one axis number, got ${showValue(axis)}`);
   }
@@ -291,7 +280,7 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
 
 /** Pads with zeros: `before[i]` and `after[i]` entries on each side of axis i. */
 export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
-  isTensor(x, "pad");
+  checkTensor(x, "pad: x");
   before = checkInts(before, "pad: before", 0);
   after = checkInts(after, "pad: after", 0);
   if (before.length !== x.rank || after.length !== x.rank) {

@@ -190,6 +190,20 @@ function flatten(values: NestedArray, shape: readonly number[], out: number[], d
   for (const v of values) flatten(v, shape, out, dim + 1);
 }
 
+/**
+ * Throws unless `x` is a Tensor; `what` names the operand in the error (an array is pointed at
+ * `tensor(...)`).
+ */
+export function checkTensor(x: unknown, what: string): asserts x is Tensor {
+  if (!(x instanceof Tensor)) {
+    throw new SgnError(
+      `${what} must be a Tensor, got ${
+        Array.isArray(x) ? "an array (make it a tensor with tensor(...))" : showValue(x)
+      }`,
+    );
+  }
+}
+
 /** Checks a {@link TensorOptions} argument: an object whose backend, if any, is a backend. */
 function checkOptions(options: unknown, what: string): void {
   if (typeof options !== "object" || options === null) {

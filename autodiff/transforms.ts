@@ -13,7 +13,7 @@
 
 import { SgnError, showValue } from "../backend.ts";
 import { JvpTrace, JvpTracer, nextLevel, TapeTrace, withTrace } from "./core.ts";
-import { adopt, collect, scope, scopeDepth, Tensor } from "./tensor.ts";
+import { adopt, checkTensor, collect, scope, scopeDepth, Tensor } from "./tensor.ts";
 import * as o from "./ops.ts";
 
 /** A function of tensors returning a tensor or a list of tensors. */
@@ -38,9 +38,10 @@ function checkFn(f: unknown, what: string): void {
 
 /** Throws unless `list` is an array of Tensors (a transformation's primals or tangents). */
 function checkTensors(list: unknown, what: string): asserts list is Tensor[] {
-  if (!Array.isArray(list) || !list.every((t) => t instanceof Tensor)) {
+  if (!Array.isArray(list)) {
     throw new SgnError(`${what} must be an array of Tensors, got ${showValue(list)}`);
   }
+  list.forEach((t, i) => checkTensor(t, `${what}[${i}]`));
 }
 
 function checkMatch(primals: Tensor[], tangents: Tensor[], what: string): void {

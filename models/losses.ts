@@ -6,7 +6,7 @@
  * @module
  */
 
-import { checkShape, SgnError, showValue } from "../backend.ts";
+import { checkInt, checkShape, SgnError, showValue } from "../backend.ts";
 import type { OutputLoss } from "../autodiff/transforms.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
@@ -81,9 +81,7 @@ export function oneHot(
   classes: number,
   like?: { backend: Tensor["backend"]; dtype?: Tensor["dtype"] },
 ): Tensor {
-  if (!Number.isSafeInteger(classes) || classes < 1) {
-    throw new SgnError(`oneHot: classes must be a positive integer, got ${showValue(classes)}`);
-  }
+  checkInt(classes, "oneHot: classes", 1);
   if (typeof labels !== "object" || labels === null || typeof labels.length !== "number") {
     throw new SgnError(
       `oneHot: labels must be an array of class indices, got ${showValue(labels)}`,

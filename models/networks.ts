@@ -7,7 +7,7 @@
  * @module
  */
 
-import { checkShape, type DType, SgnError, showValue, sizeOf } from "../backend.ts";
+import { checkInt, checkShape, type DType, SgnError, showValue, sizeOf } from "../backend.ts";
 import type { Backend } from "../backend.ts";
 import { NumpyRandomState, Random } from "../random.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
@@ -74,13 +74,6 @@ function activation(name: string, where: string): (x: Tensor) => Tensor {
   return f;
 }
 
-function positiveInt(v: unknown, what: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-    throw new SgnError(`${what} must be a positive integer, got ${showValue(v)}`);
-  }
-  return v;
-}
-
 const count = (shapes: readonly (readonly number[])[]) =>
   shapes.reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
 
@@ -117,8 +110,8 @@ export function mlp(options: MlpOptions): Network {
       }`,
     );
   }
-  const inputs = positiveInt(options.inputs, "mlp: inputs");
-  const outputs = positiveInt(options.outputs, "mlp: outputs");
+  const inputs = checkInt(options.inputs, "mlp: inputs", 1);
+  const outputs = checkInt(options.outputs, "mlp: outputs", 1);
   if (!Array.isArray(options.hidden)) {
     throw new SgnError(
       `mlp: hidden must be an array of layer sizes, e.g. [20, 20], got ${
@@ -126,7 +119,7 @@ export function mlp(options: MlpOptions): Network {
       }`,
     );
   }
-  const hidden = options.hidden.map((h, i) => positiveInt(h, `mlp: hidden layer ${i} size`));
+  const hidden = options.hidden.map((h, i) => checkInt(h, `mlp: hidden layer ${i} size`, 1));
   const actName = options.activation ?? "sigmoid";
   const act = activation(actName, "mlp");
   const sizes = [inputs, ...hidden, outputs];
@@ -266,8 +259,8 @@ export function convNet(
       `convNet: inputShape must be [channels, height, width], got [${inputShape}]`,
     );
   }
-  positiveInt(classes, "convNet: classes");
-  let [c, h, w] = inputShape.map((d, i) => positiveInt(d, `convNet: inputShape[${i}]`));
+  checkInt(classes, "convNet: classes", 1);
+  let [c, h, w] = inputShape.map((d, i) => checkInt(d, `convNet: inputShape[${i}]`, 1));
   type Step = (params: readonly Tensor[], x: Tensor) => Tensor;
   const steps: Step[] = [];
   const paramShapes: number[][] = [];
@@ -290,13 +283,10 @@ export function convNet(
     if (layer?.type !== "POOL") flushRelu();
     switch (layer?.type) {
       case "CONV": {
-        const f = positiveInt(layer.num_filters, `${where}: num_filters`);
-        const k = positiveInt(layer.filter_size, `${where}: filter_size`);
-        const stride = positiveInt(layer.stride ?? 1, `${where}: stride`);
-        const pad = layer.padding ?? 0;
-        if (!Number.isInteger(pad) || pad < 0) {
-          throw new SgnError(`${where}: padding must be a non-negative integer, got ${pad}`);
-        }
+        const f = checkInt(layer.num_filters, `${where}: num_filters`, 1);
+        const k = checkInt(layer.filter_size, `${where}: filter_size`, 1);
+        const stride = checkInt(layer.stride ?? 1, `${where}: stride`, 1);
+        const pad = checkInt(layer.padding ?? 0, `${where}: padding`, 0);
         const ho = Math.floor((h + 2 * pad - k) / stride) + 1;
         const wo = Math.floor((w + 2 * pad - k) / stride) + 1;
         if (ho < 1 || wo < 1) {
@@ -322,8 +312,8 @@ export function convNet(
       }
       case "POOL": {
         // The seed's files often give no pool_size: 2 x 2 by default, as Theano's pool_2d did there.
-        const size = positiveInt(layer.pool_size ?? 2, `${where}: pool_size`);
-        const stride = positiveInt(layer.stride ?? size, `${where}: stride`);
+        const size = checkInt(layer.pool_size ?? 2, `${where}: pool_size`, 1);
+        const stride = checkInt(layer.stride ?? size, `${where}: stride`, 1);
         const ho = Math.floor((h - size) / stride) + 1;
         const wo = Math.floor((w - size) / stride) + 1;
         if (ho < 1 || wo < 1) {
@@ -367,7 +357,7 @@ export function convNet(
           "(mlp_layers take FC)",
       );
     }
-    const size = positiveInt(layer.output_size, `${where}: output_size`);
+    const size = checkInt(layer.output_size, `${where}: output_size`, 1);
     dense(size, layer.activation ? activation(layer.activation, where) : undefined);
     names.push(`fc${size}${layer.activation ? " " + layer.activation : ""}`);
   }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Backend, type DType, SgnError, showValue } from "../backend.ts";
+import { type Backend, checkInt, type DType, SgnError } from "../backend.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import { PythonRandom, Random } from "../random.ts";
 import type { Network } from "../models/networks.ts";
@@ -245,10 +245,7 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
   if (order !== "python" && order !== "permutation") {
     throw new SgnError(`train: order must be "python" or "permutation", got "${order}"`);
   }
-  const seed = opts.seed ?? 1;
-  if (!Number.isSafeInteger(seed) || seed < 0) {
-    throw new SgnError(`train: seed must be a non-negative integer, got ${showValue(seed)}`);
-  }
+  const seed = checkInt(opts.seed ?? 1, "train: seed", 0);
   const python = order === "python" ? new PythonRandom(seed) : undefined;
   const rng = python ? undefined : new Random(seed);
   const indices = Uint32Array.from({ length: n }, (_, i) => i);
