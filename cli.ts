@@ -15,7 +15,7 @@ import { parseTrainArgs, SETTINGS, trainHelp, type TrainSettings } from "./train
 import { flagHelp, type FlagSpec, overriding, parseFlags, withDefaults } from "./train/flags.ts";
 import { reportCommand } from "./cli/report.ts";
 import { checkReferenceRoot, checkReportPath, writeReport, writeRunReport } from "./report/mod.ts";
-import { gridGroups, GRIDS, planRuns, reproduce } from "./train/reproduce.ts";
+import { gridGroups, GRIDS, planRuns, reproduce, resultsFolder } from "./train/reproduce.ts";
 import type { ProgressEvent } from "./train/loop.ts";
 import { fsError } from "./train/run_folder.ts";
 
@@ -292,15 +292,15 @@ async function reproduceCommand(args: string[]): Promise<number> {
       throw new SgnError(`--compare: ${v.compare} does not exist (the seed's published runs)`);
     });
   }
+  // The plan checks every flag; the results folder is made before anything trains.
+  const plan = planRuns(experiment, options);
   if (v["dry-run"]) {
-    for (const run of planRuns(experiment, options)) {
+    for (const run of plan) {
       console.log(`${run.name}: deno run -A cli.ts train ${run.args.join(" ")}`);
     }
     return 0;
   }
-  // The plan (every flag checked), then the results folder, made before anything trains.
-  planRuns(experiment, options);
-  const folder = `${v.path.replace(/\/+$/, "") || "."}/${experiment}`;
+  const folder = resultsFolder(experiment, v.path);
   await Deno.mkdir(folder, { recursive: true }).catch((e) => {
     throw fsError(e, `--path: cannot create the results folder ${folder}`);
   });

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { skipped, webgpu } from "./harness.ts";
+import { vulkanDriverInstalled } from "../wgsl/runtime.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 
@@ -76,13 +77,7 @@ Deno.test({
   ignore: Deno.build.os !== "linux",
   async fn() {
     const gpu = await webgpu();
-    const icd = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"].some((d) => {
-      try {
-        return [...Deno.readDirSync(d)].some((e) => e.name.endsWith(".json"));
-      } catch {
-        return false;
-      }
-    });
+    const icd = vulkanDriverInstalled();
     if (!gpu || !icd) {
       skipped("fresh machine: libEGL", "no WebGPU adapter, or no Vulkan driver installed");
       return;

@@ -46,7 +46,10 @@ export function notApplicable(m: Mutant, source: string): string | undefined {
   return undefined;
 }
 
-/** Copies the repository's files (tracked, and untracked ones git does not ignore, as they are in the working tree) to a new folder. */
+/**
+ * Copies the repository's files as they are in the working tree (tracked ones, and untracked
+ * ones git does not ignore) to a new folder.
+ */
 async function copyRepo(root: string): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "sgn-mutate-" });
   const list = await new Deno.Command("git", {

@@ -3,11 +3,13 @@
  * glibc's "corrupted size vs. prev_size in fastbins" and exit 134 (SIGABRT) after every test had
  * passed. Found with it: in about 2% of runs, libEGL's destructor (wgpu's OpenGL backend loaded
  * it beside Vulkan) and a worker thread's exit freed the same thread state; the WebGPU probe now
- * keeps wgpu to Vulkan where a Vulkan driver is installed (wgsl/runtime.ts). To read a core:
- * `gdb -batch -ex "thread apply all bt" $(readlink -f $(which deno)) core`. Each run gets core dumps (`ulimit -c unlimited`,
- * cores in the run's own folder when the kernel's core_pattern allows it) and, with `--malloc-check`,
- * glibc's heap consistency checks (`GLIBC_TUNABLES=glibc.malloc.check=3:glibc.malloc.perturb=165`),
- * which make heap corruption abort nearer to its cause. Logs of every failing run are kept.
+ * keeps wgpu to Vulkan where a Vulkan driver is installed (wgsl/runtime.ts).
+ *
+ * Each run gets core dumps (`ulimit -c unlimited`; cores land in the run's own folder when the
+ * kernel's core_pattern is relative) and, with `--malloc-check`, glibc's heap consistency checks
+ * (`GLIBC_TUNABLES=glibc.malloc.check=3:glibc.malloc.perturb=165`), which make heap corruption
+ * abort nearer to its cause. Logs of every failing run are kept. To read a core:
+ * `gdb -batch -ex "thread apply all bt" $(readlink -f $(which deno)) core`.
  *
  * Run (not part of CI; the whole suite takes minutes a run on 2 cores):
  * `deno run -A tools/repeat_suite.ts [--runs N] [--backend native|webgpu|both] [--malloc-check]

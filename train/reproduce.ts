@@ -192,7 +192,7 @@ export function planRuns(experiment: string, options: ReproduceOptions = {}): Pl
       `shard must be I/N with 1 <= I <= N (e.g. 2/8), got ${shard.index}/${shard.count}`,
     );
   }
-  const folder = `${(options.path ?? "results").replace(/\/+$/, "") || "."}/${experiment}`;
+  const folder = resultsFolder(experiment, options.path);
   const out: PlannedRun[] = [];
   for (const group of groups) {
     const [solver, setting] = group.split("_");
@@ -221,6 +221,11 @@ export function planRuns(experiment: string, options: ReproduceOptions = {}): Pl
     }
   }
   return shard ? out.filter((_, i) => i % shard.count === shard.index - 1) : out;
+}
+
+/** The folder that holds an experiment's runs: `<path>/<experiment>` (path default "results"). */
+export function resultsFolder(experiment: string, path = "results"): string {
+  return `${path.replace(/\/+$/, "") || "."}/${experiment}`;
 }
 
 /** Bounds of a grid (checked up front, so a typo does not plan a billion runs). */
@@ -277,7 +282,7 @@ export async function reproduce(
 ): Promise<ReproduceSummary> {
   // Every run's settings are checked here, up front: a typo must not surface after hours.
   const runs = planRuns(experiment, options);
-  const folder = runs[0]?.settings.path ?? `${options.path ?? "results"}/${experiment}`;
+  const folder = resultsFolder(experiment, options.path);
   const summary: ReproduceSummary = { folder, ran: [], skipped: [], busy: [], failed: [] };
   for (const [index, run] of runs.entries()) {
     const total = runs.length;

@@ -426,7 +426,7 @@ async function quietly<T>(request: () => Promise<T>): Promise<T> {
 }
 
 /** Whether a Vulkan driver manifest (ICD) is where the Vulkan loader looks for one. */
-function vulkanDriverInstalled(): boolean {
+export function vulkanDriverInstalled(): boolean {
   const env = globalThis.Deno?.env;
   if (env?.get("VK_ICD_FILENAMES") || env?.get("VK_DRIVER_FILES")) return true;
   const home = env?.get("HOME");
