@@ -8,6 +8,8 @@
  * @module
  */
 
+import { denoNs, env, openFirst } from "./ffi.ts";
+
 /** Row-major GEMM on typed arrays: C = alpha op(A) op(B) + beta C. */
 export interface Blas {
   /** Where the library was loaded from. */
@@ -140,56 +142,21 @@ export function loadBlas(): BlasResult {
   return (cached ??= tryLoad());
 }
 
-/**
- * The Deno namespace, or undefined in a browser (reached through `globalThis.Deno?.` so that the
- * browser bundle's guard check holds).
- */
-function denoNs(): typeof Deno | undefined {
-  return (globalThis as { Deno?: typeof Deno }).Deno?.valueOf() as typeof Deno | undefined;
-}
-
-function env(name: string): string | undefined {
-  try {
-    return denoNs()?.env.get(name);
-  } catch {
-    return undefined; // no permission to read the environment
-  }
-}
-
 function tryLoad(): BlasResult {
   const deno = denoNs();
-  if (!deno?.dlopen) {
-    return { blas: undefined, reason: "this runtime cannot load native libraries" };
-  }
-  const given = env("SGN_BLAS");
-  if (given === "none") return { blas: undefined, reason: "SGN_BLAS=none" };
-  const paths = given ? [given] : blasCandidates(deno.build.os);
-  chooseCoreType(deno);
-  const errors: string[] = [];
-  for (const path of paths) {
-    let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
-    try {
-      lib = deno.dlopen(path, SYMBOLS);
-    } catch (e) {
-      if (e instanceof deno.errors.NotCapable || e instanceof deno.errors.PermissionDenied) {
-        return { blas: undefined, reason: "no FFI permission (run with --allow-ffi or -A)" };
-      }
-      errors.push(`${path}: ${(e as Error).message.split("\n")[0]}`);
-      continue;
-    }
-    return { blas: wrap(deno, lib, path) };
-  }
-  const hint = deno.build.os === "linux"
+  if (deno) chooseCoreType(deno);
+  const os = deno?.build.os ?? "linux";
+  const hint = os === "linux"
     ? "apt-get install libopenblas0-pthread"
-    : deno.build.os === "darwin"
+    : os === "darwin"
     ? "Accelerate should be present; or brew install openblas"
     : "put libopenblas.dll on PATH";
-  return {
-    blas: undefined,
-    reason: given
-      ? `SGN_BLAS=${given} did not load (${errors[0]})`
-      : `no BLAS library found (${hint}, or set SGN_BLAS to its path)`,
-  };
+  const r = openFirst(blasCandidates(os), SYMBOLS, "SGN_BLAS", hint);
+  if (!r.lib) {
+    const reason = r.reason.startsWith("not found") ? `no BLAS library ${r.reason}` : r.reason;
+    return { blas: undefined, reason };
+  }
+  return { blas: wrap(deno!, r.lib, r.path) };
 }
 
 function wrap(deno: typeof Deno, lib: Deno.DynamicLibrary<typeof SYMBOLS>, path: string): Blas {

@@ -16,6 +16,7 @@ import {
   type DType,
   type Kernel,
   type MatmulSpec,
+  pool2dOutSize,
   type Pool2dSpec,
   SgnError,
   sizeOf,
@@ -24,6 +25,7 @@ import {
 import { compileKernel } from "./compile.ts";
 import { CpuBackend, CpuBuffer } from "./backend.ts";
 import { type Blas, loadBlas } from "./blas.ts";
+import { type ConvKind, type Dnnl, loadDnnl } from "./dnnl.ts";
 
 /** Cached im2col columns of convolution inputs: at most this many bytes in all. */
 const COLUMN_BYTES = 512 * 2 ** 20;
@@ -55,23 +57,44 @@ export class NativeBackend extends CpuBackend {
   #pool = new Map<string, TypedArray[]>();
   #pooled = 0;
 
-  /** A native backend over a loaded BLAS (see {@link NativeBackend.create}). */
-  constructor(readonly blas: Blas) {
+  /**
+   * oneDNN, for float32 convolutions and max pooling, when it loaded (else undefined, and those
+   * run as im2col + BLAS and JavaScript loops).
+   */
+  readonly dnnl: Dnnl | undefined;
+
+  /**
+   * A native backend over a loaded BLAS (see {@link NativeBackend.create}), with oneDNN when
+   * given, or `dnnlMissing`: why not, for the description.
+   */
+  constructor(readonly blas: Blas, dnnl?: Dnnl, dnnlMissing?: string) {
     super();
+    this.dnnl = dnnl;
     const threads = blas.threads === undefined ? "" : `, ${blas.threads} threads`;
     const core = blas.core === undefined ? "" : `, ${blas.core} kernels`;
-    this.description = `native CPU backend (BLAS ${blas.path}${core}${threads})`;
+    const conv = dnnl
+      ? `; oneDNN ${dnnl.version} convolutions and pooling (float32)`
+      : `; im2col convolutions (no oneDNN: ${dnnlMissing ?? "not requested"})`;
+    this.description = `native CPU backend (BLAS ${blas.path}${core}${threads}${conv})`;
   }
 
-  /** The backend, or the one-line reason it is not available (no FFI permission, no BLAS). */
-  static create(): { backend: NativeBackend; reason?: undefined } | {
+  /**
+   * The backend, or the one-line reason it is not available (no FFI permission, no BLAS).
+   * oneDNN is used when it loads and `options.dnnl` is not false (`SGN_DNNL=none` also turns it
+   * off); without it convolutions run as im2col + BLAS and the description says why.
+   */
+  static create(options: { dnnl?: boolean } = {}): {
+    backend: NativeBackend;
+    reason?: undefined;
+  } | {
     backend: undefined;
     reason: string;
   } {
     const r = loadBlas();
-    return r.blas
-      ? { backend: new NativeBackend(r.blas) }
-      : { backend: undefined, reason: r.reason };
+    if (!r.blas) return { backend: undefined, reason: r.reason };
+    if (options.dnnl === false) return { backend: new NativeBackend(r.blas) };
+    const d = loadDnnl();
+    return { backend: new NativeBackend(r.blas, d.dnnl, d.reason) };
   }
 
   // --- memory: a size-bucketed pool; kernels fully overwrite what they allocate ---------------
@@ -289,11 +312,35 @@ export class NativeBackend extends CpuBackend {
     }
   }
 
-  /** Convolution: one GEMM per image over its cached im2col columns. */
+  /** Specs oneDNN turned down: BLAS serves them from then on. */
+  #dnnlRefused = new Set<string>();
+
+  /**
+   * Runs one convolution product through oneDNN into `out` when it applies (float32, nothing
+   * empty, a spec oneDNN accepts) and says whether it did.
+   */
+  #dnnlConv(kind: ConvKind, s: Conv2dSpec, a: CpuBuffer, b: CpuBuffer, out: CpuBuffer): boolean {
+    const d = this.dnnl;
+    if (!d || a.dtype !== "float32" || a.size === 0 || b.size === 0 || out.size === 0) {
+      return false;
+    }
+    const key = `${kind}:${JSON.stringify(s)}`;
+    if (this.#dnnlRefused.has(key)) return false;
+    try {
+      d.conv(kind, s, a.data as Float32Array, b.data as Float32Array, out.data as Float32Array);
+      return true;
+    } catch {
+      this.#dnnlRefused.add(key); // e.g. "unimplemented" for this spec: im2col + BLAS instead
+      return false;
+    }
+  }
+
+  /** Convolution: oneDNN, or one GEMM per image over its cached im2col columns. */
   protected override convForward(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo;
     const out = this.alloc(s.n * s.f * p, dtype);
+    if (this.#dnnlConv("forward", s, xb, wb, out)) return out;
     this.#eachImageColumns(xb, s, ho, wo, (i, c) => {
       const y = out.data.subarray(i * s.f * p, (i + 1) * s.f * p);
       this.blas.gemm(false, false, s.f, p, ck, 1, wb.data, ck, c, p, 0, y, p);
@@ -301,10 +348,13 @@ export class NativeBackend extends CpuBackend {
     return out;
   }
 
-  /** The input gradient: GEMMs into columns, scattered back (col2im). */
+  /** The input gradient: oneDNN, or GEMMs into columns scattered back (col2im). */
   override conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: db, b: wb, dtype } = this.convOperands("conv2dInputGrad", dy, w, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo, img = s.c * s.h * s.w;
+    const dnnlOut = this.alloc(s.n * img, dtype);
+    if (this.#dnnlConv("backwardData", s, db, wb, dnnlOut)) return dnnlOut;
+    this.release(dnnlOut);
     const map = im2colMap(s, ho, wo);
     const out = this.zeros(s.n * img, dtype);
     const col = this.alloc(ck * p, dtype);
@@ -320,16 +370,63 @@ export class NativeBackend extends CpuBackend {
     return out;
   }
 
-  /** The weight gradient: one GEMM per image over the cached columns. */
+  /** The weight gradient: oneDNN, or one GEMM per image over the cached columns. */
   override conv2dWeightGrad(x: DeviceBuffer, dy: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: xb, b: db, dtype } = this.convOperands("conv2dWeightGrad", x, dy, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo;
+    const dnnlOut = this.alloc(s.f * ck, dtype);
+    if (this.#dnnlConv("backwardWeights", s, xb, db, dnnlOut)) return dnnlOut;
+    this.release(dnnlOut);
     const out = this.zeros(s.f * ck, dtype);
     this.#eachImageColumns(xb, s, ho, wo, (i, c) => {
       const g = db.data.subarray(i * s.f * p, (i + 1) * s.f * p);
       this.blas.gemm(false, true, s.f, ck, p, 1, g, p, c, p, 1, out.data, ck);
     });
     return out;
+  }
+
+  // --- max pooling through oneDNN: its workspace, kept per input, replaces the argmax ----------
+
+  /** oneDNN's max-pooling workspace per pooled input buffer (inputs never change while they live). */
+  #workspaces = new WeakMap<CpuBuffer, { key: string; ws: Uint8Array }>();
+
+  /**
+   * oneDNN's forward max pooling of x into y (a scratch buffer when y is not given), its
+   * workspace kept for the backward pass; or undefined where oneDNN does not apply: not float32,
+   * an empty buffer, a spec it refused, or a NaN or -Infinity in x (see {@link poolHazard}: the
+   * JavaScript path serves those inputs).
+   */
+  #dnnlPool(xb: CpuBuffer, s: Pool2dSpec, y?: CpuBuffer): Uint8Array | undefined {
+    const d = this.dnnl;
+    if (!d || xb.dtype !== "float32" || xb.size === 0) return undefined;
+    const key = `pool:${JSON.stringify(s)}`;
+    const hit = this.#workspaces.get(xb);
+    if (hit?.key === key && !y) return hit.ws;
+    if (this.#dnnlRefused.has(key) || poolHazard(xb.data)) return undefined;
+    const [ho, wo] = pool2dOutSize(s);
+    const out = y ?? this.alloc(s.n * s.c * ho * wo, xb.dtype);
+    try {
+      const ws = hit?.key === key ? hit.ws : new Uint8Array(d.poolWorkspaceBytes(s));
+      d.maxPool(s, xb.data as Float32Array, out.data as Float32Array, ws);
+      this.#workspaces.set(xb, { key, ws });
+      return ws;
+    } catch {
+      this.#dnnlRefused.add(key);
+      return undefined;
+    } finally {
+      if (!y) this.release(out);
+    }
+  }
+
+  /** Max pooling: oneDNN (keeping its workspace), else the cached argmax of each window. */
+  override maxPool2d(x: DeviceBuffer, s: Pool2dSpec, values?: DeviceBuffer): DeviceBuffer {
+    if (!values && this.dnnl) {
+      const { ho, wo, xb, dtype } = this.poolOperands("maxPool2d", x, x, s);
+      const out = this.alloc(s.n * s.c * ho * wo, dtype);
+      if (this.#dnnlPool(xb, s, out)) return out;
+      this.release(out);
+    }
+    return super.maxPool2d(x, s, values);
   }
 
   // --- max pooling: the argmax of each window, computed once per input -----------------------
@@ -379,9 +476,19 @@ export class NativeBackend extends CpuBackend {
     return arg;
   }
 
-  /** Scatters dy to the cached argmax positions. */
+  /** Scatters dy to the positions of oneDNN's workspace, else to the cached argmax positions. */
   override maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, s: Pool2dSpec): DeviceBuffer {
     const { ho, wo, xb, b: db, dtype } = this.poolOperands("maxPool2dBackward", x, dy, s);
+    const ws = this.#dnnlPool(xb, s);
+    if (ws && db.size > 0) {
+      const out = this.alloc(xb.size, dtype);
+      try {
+        this.dnnl!.maxPoolBackward(s, db.data as Float32Array, ws, out.data as Float32Array);
+        return out;
+      } catch {
+        this.release(out); // a backward oneDNN turned down: the argmax scatter below
+      }
+    }
     const arg = this.argmaxWindows(xb, s, ho, wo);
     const out = this.zeros(xb.size, dtype);
     const od = out.data, dd = db.data;
@@ -394,6 +501,18 @@ export class NativeBackend extends CpuBackend {
     }
     return out;
   }
+}
+
+/**
+ * Whether a buffer holds a value oneDNN's max pooling gets wrong: NaN (skipped, where ours
+ * returns it) or -Infinity (a window of only -Infinity gives -FLT_MAX there).
+ */
+function poolHazard(x: TypedArray): boolean {
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (v !== v || v === -Infinity) return true;
+  }
+  return false;
 }
 
 const maps = new Map<string, Int32Array>();

@@ -39,7 +39,7 @@ import {
   UNARY_OPS,
   type UnaryOp,
 } from "../backend.ts";
-import { assertClose, cpu, native, put, Random, take, webgpu } from "./harness.ts";
+import { assertClose, cpu, nativeVariants, put, Random, take, webgpu } from "./harness.ts";
 
 const SIZES = [1, 3, 7, 33, 257, 1000, 4099];
 
@@ -50,16 +50,12 @@ interface Target {
   label: string;
 }
 
-const nativeBe = await native();
+const natives = await nativeVariants();
 const gpu = await webgpu();
 const targets: Target[] = [
-  ...(nativeBe
-    ? (["float32", "float64"] as const).map((dtype) => ({
-      be: nativeBe,
-      dtype,
-      label: `native ${dtype}`,
-    }))
-    : []),
+  ...natives.flatMap(({ label, be }) =>
+    (["float32", "float64"] as const).map((dtype) => ({ be, dtype, label: `${label} ${dtype}` }))
+  ),
   ...(gpu ? [{ be: gpu as Backend, dtype: "float32" as DType, label: "webgpu" }] : []),
 ];
 

@@ -65,6 +65,29 @@ export function native(): Promise<NativeBackend | undefined> {
   return nativePromise;
 }
 
+let plainPromise: Promise<NativeBackend | undefined> | undefined;
+
+/**
+ * The native backend's variants under test: as users get it (oneDNN convolutions and pooling
+ * where the library loads), and without oneDNN (im2col + BLAS, the JavaScript argmax), so the
+ * fallback keeps being checked on machines that have the library. A machine without oneDNN
+ * prints a SKIP line for the oneDNN variant.
+ */
+export async function nativeVariants(): Promise<{ label: string; be: NativeBackend }[]> {
+  const full = await native();
+  if (!full) return [];
+  if (!full.dnnl) {
+    skipped("native oneDNN variant", `oneDNN unavailable: ${full.description}`);
+    return [{ label: "native", be: full }];
+  }
+  plainPromise ??= Promise.resolve(NativeBackend.create({ dnnl: false }).backend);
+  const plain = await plainPromise;
+  return [
+    { label: "native", be: full },
+    ...(plain ? [{ label: "native (no oneDNN)", be: plain }] : []),
+  ];
+}
+
 /** Every backend available: the CPU oracle, then native and WebGPU where they exist. */
 export async function backends(): Promise<Backend[]> {
   const [nat, gpu] = [await native(), await webgpu()];

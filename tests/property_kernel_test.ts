@@ -31,12 +31,12 @@ import assert from "node:assert/strict";
 import type { Backend, DType } from "../backend.ts";
 import * as ir from "../kernel/ir.ts";
 import { lazyStats } from "../kernel/lazy.ts";
-import { cpu, native, webgpu } from "./harness.ts";
+import { cpu, nativeVariants, put, take, webgpu } from "./harness.ts";
 import { fc, property } from "./property.ts";
 import { ops, scope, type Tensor, tensor } from "../mod.ts";
 import { vjp } from "../autodiff/transforms.ts";
 
-const nat = await native();
+const natives = await nativeVariants();
 const gpu = await webgpu();
 
 /** A backend and the dtype it is checked in, with its unit roundoff. */
@@ -52,12 +52,10 @@ const F64 = 2 ** -53;
 const TARGETS: Target[] = [
   { label: "cpu float32", be: cpu, dtype: "float32", u: F32 },
   { label: "cpu float64", be: cpu, dtype: "float64", u: F64 },
-  ...(nat
-    ? [
-      { label: "native float32", be: nat as Backend, dtype: "float32" as DType, u: F32 },
-      { label: "native float64", be: nat as Backend, dtype: "float64" as DType, u: F64 },
-    ]
-    : []),
+  ...natives.flatMap(({ label, be }) => [
+    { label: `${label} float32`, be: be as Backend, dtype: "float32" as DType, u: F32 },
+    { label: `${label} float64`, be: be as Backend, dtype: "float64" as DType, u: F64 },
+  ]),
   ...(gpu ? [{ label: "webgpu", be: gpu as Backend, dtype: "float32" as DType, u: F32 }] : []),
 ];
 
@@ -1241,6 +1239,67 @@ property(
         } finally {
           x.dispose();
         }
+      }
+    }
+  },
+);
+
+// --- 2b. max pooling over NaN, infinities and ties, at the kernel level --------------------
+// oneDNN's max skips NaN and returns the largest number; ours returns the window's first NaN,
+// and sends the gradient there. Every backend must give exactly the oracle's values.
+
+const poolNaNArb = fc.record({
+  spec: poolArb,
+  values: fc.array(
+    fc.constantFrom(NaN, Infinity, -Infinity, 0, -0, 1, 2, -1, 0.5),
+    { minLength: 1, maxLength: 64 },
+  ),
+  nanAt: fc.array(fc.nat(1000), { minLength: 0, maxLength: 3 }),
+});
+
+property(
+  "max pooling with NaN, infinities and ties: forward and backward equal the oracle exactly",
+  poolNaNArb,
+  40,
+  async ({ spec, values, nanAt }) => {
+    const p = fitPool(spec);
+    const s = {
+      n: p.n,
+      c: p.c,
+      h: p.h,
+      w: p.w,
+      kh: p.kh,
+      kw: p.kw,
+      strideH: p.sh,
+      strideW: p.sw,
+    };
+    const size = s.n * s.c * s.h * s.w;
+    const x = Array.from({ length: size }, (_, i) => values[i % values.length]);
+    for (const i of nanAt) x[i % size] = NaN;
+    const [ho, wo] = poolOut(p);
+    const dy = Array.from({ length: s.n * s.c * ho * wo }, (_, i) => (i % 7) - 3);
+    const want = async (dtype: DType) => {
+      const xb = put(cpu, x, dtype), db = put(cpu, dy, dtype);
+      const r = [
+        await take(cpu, cpu.maxPool2d(xb, s)),
+        await take(cpu, cpu.maxPool2dBackward(xb, db, s)),
+      ];
+      return r;
+    };
+    for (const t of TARGETS) {
+      if (t.be === cpu) continue;
+      const [yW, dxW] = await want(t.dtype);
+      const xb = put(t.be, x, t.dtype), db = put(t.be, dy, t.dtype);
+      try {
+        // The backward pass first (the pool's workspace made for it), then the forward.
+        const dx = await take(t.be, t.be.maxPool2dBackward(xb, db, s));
+        const y = await take(t.be, t.be.maxPool2d(xb, s));
+        const what = `${t.label} ${JSON.stringify(s)} x=${JSON.stringify(x.map(String))}`;
+        assert.deepEqual([...y].map(String), [...yW].map(String), `${what} forward`);
+        assert.deepEqual([...dx].map(String), [...dxW].map(String), `${what} backward`);
+      } finally {
+        t.be.release(xb);
+        t.be.release(db);
       }
     }
   },

@@ -138,6 +138,41 @@ export const MUTANTS: Mutant[] = ([
   // --- cpu/native.ts -------------------------------------------------------------------------
   {
     file: "cpu/native.ts",
+    find: "if (v !== v || v === -Infinity) return true;",
+    replace: "if (v !== v) return true;",
+    what: "oneDNN pools an input holding -Infinity (a window of -Infinity gives -FLT_MAX)",
+    tests: PROP,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "if (v !== v || v === -Infinity) return true;",
+    replace: "if (v === -Infinity) return true;",
+    what: "oneDNN pools an input holding NaN (its max skips NaN)",
+    tests: PROP,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "if (hit?.key === key && !y) return hit.ws;",
+    replace: "if (hit && !y) return hit.ws;",
+    what: "the oneDNN pooling workspace of an input is reused for another spec",
+    tests: ["tests/dnnl_test.ts"],
+  },
+  {
+    file: "cpu/dnnl.ts",
+    find: "s.strideH, s.strideW, s.padH, s.padW].join",
+    replace: "s.strideH, s.strideW, s.padH].join",
+    what: "the oneDNN convolution primitive cache key leaves out the horizontal padding",
+    tests: PROP,
+  },
+  {
+    file: "cpu/dnnl.ts",
+    find: "[s.n, s.c, s.h, s.w, s.kh, s.kw, s.strideH, s.strideW].join",
+    replace: "[s.n, s.c, s.h, s.w, s.kh, s.kw, s.strideH].join",
+    what: "the oneDNN pooling primitive cache key leaves out the horizontal stride",
+    tests: PROP,
+  },
+  {
+    file: "cpu/native.ts",
     find: "s.padH,\n      s.padW,\n    ]}`;",
     replace: "s.padW,\n    ]}`;",
     what: "the im2col column cache key leaves out the vertical padding",

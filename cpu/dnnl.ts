@@ -1,0 +1,455 @@
+/**
+ * oneDNN (Intel's deep neural network library, the one PyTorch's CPU convolutions come from)
+ * through Deno's FFI: float32 convolutions (forward, backward-data, backward-weights) and max
+ * pooling (forward with its workspace, backward), on NCHW / OIHW memory as our buffers hold it.
+ *
+ * Loading is optional, as for BLAS: the library is searched by its usual names (Debian's
+ * `libdnnl2` gives `libdnnl.so.2`; Homebrew and conda install `libdnnl`), `SGN_DNNL` names a path
+ * instead or `none` to turn it off, and without it {@link loadDnnl} says why in one line. This
+ * module speaks oneDNN's version-2 C API (operation descriptors); a version-3 library is reported
+ * as not supported yet and the caller keeps its im2col + BLAS path.
+ *
+ * Each primitive is created once per spec (every field of it in the key) and cached with its
+ * memory objects; a call only points the memory objects at the caller's arrays and executes.
+ * float64 has no oneDNN convolution: the caller keeps BLAS for it.
+ *
+ * @module
+ */
+
+import type { Conv2dSpec, Pool2dSpec } from "../backend.ts";
+import { conv2dOutSize, pool2dOutSize } from "../backend.ts";
+import { denoNs, openFirst } from "./ffi.ts";
+
+/** The three convolution products. */
+export type ConvKind = "forward" | "backwardData" | "backwardWeights";
+
+/** float32 convolutions and max pooling through oneDNN (see the module documentation). */
+export interface Dnnl {
+  /** Where the library was loaded from. */
+  readonly path: string;
+  /** The library's version, e.g. "2.6.3". */
+  readonly version: string;
+  /**
+   * One convolution product on float32 arrays, in our layouts:
+   * - forward: a = x [n, c, h, w], b = w [f, c, kh, kw], out = y [n, f, ho, wo];
+   * - backwardData: a = dy [n, f, ho, wo], b = w, out = dx [n, c, h, w];
+   * - backwardWeights: a = x, b = dy, out = dw [f, c, kh, kw].
+   */
+  conv(kind: ConvKind, s: Conv2dSpec, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  /** The bytes of max pooling's workspace for a spec (what the backward pass reads). */
+  poolWorkspaceBytes(s: Pool2dSpec): number;
+  /** Max pooling forward: y [n, c, ho, wo] and the workspace that records each window's argmax. */
+  maxPool(s: Pool2dSpec, x: Float32Array, y: Float32Array, workspace: Uint8Array): void;
+  /** Max pooling backward: dx [n, c, h, w] from dy and the forward pass's workspace. */
+  maxPoolBackward(s: Pool2dSpec, dy: Float32Array, workspace: Uint8Array, dx: Float32Array): void;
+  /** The implementation oneDNN chose for a product (e.g. "jit:avx512_core"), for reports. */
+  implementation(
+    kind: ConvKind | "maxPool" | "maxPoolBackward",
+    s: Conv2dSpec | Pool2dSpec,
+  ): string;
+  /** Primitives created so far (each once per spec). */
+  readonly primitives: number;
+}
+
+/** Why oneDNN did not load, or the library when it did. */
+export type DnnlResult = { dnnl: Dnnl; reason?: undefined } | { dnnl: undefined; reason: string };
+
+// --- the C API (oneDNN 2.x, dnnl.h / dnnl_types.h) --------------------------------------------
+
+const P = "pointer" as const;
+const B = "buffer" as const;
+const ok = "i32" as const; // dnnl_status_t
+
+const SYMBOLS = {
+  dnnl_version: { parameters: [], result: P },
+  dnnl_engine_create: { parameters: [B, "i32", "usize"], result: ok },
+  dnnl_stream_create: { parameters: [B, P, "u32"], result: ok },
+  dnnl_memory_desc_init_by_tag: { parameters: [B, "i32", B, "i32", "i32"], result: ok },
+  dnnl_convolution_forward_desc_init: {
+    parameters: [B, "i32", "i32", B, B, P, B, B, B, B],
+    result: ok,
+  },
+  dnnl_convolution_backward_data_desc_init: {
+    parameters: [B, "i32", B, B, B, B, B, B],
+    result: ok,
+  },
+  dnnl_convolution_backward_weights_desc_init: {
+    parameters: [B, "i32", B, B, P, B, B, B, B],
+    result: ok,
+  },
+  dnnl_pooling_forward_desc_init: { parameters: [B, "i32", "i32", B, B, B, B, B, B], result: ok },
+  dnnl_pooling_backward_desc_init: { parameters: [B, "i32", B, B, B, B, B, B], result: ok },
+  dnnl_primitive_desc_create: { parameters: [B, B, P, P, P], result: ok },
+  dnnl_primitive_desc_query: { parameters: [P, "i32", "i32", B], result: ok },
+  dnnl_primitive_desc_query_md: { parameters: [P, "i32", "i32"], result: P },
+  dnnl_memory_desc_get_size: { parameters: [P], result: "usize" },
+  dnnl_primitive_create: { parameters: [B, P], result: ok },
+  dnnl_memory_create: { parameters: [B, P, P, P], result: ok },
+  dnnl_memory_set_data_handle: { parameters: [P, P], result: ok },
+  dnnl_primitive_execute: { parameters: [P, P, "i32", B], result: ok, nonblocking: false },
+  dnnl_stream_wait: { parameters: [P], result: ok },
+} as const;
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+// Enumerations of dnnl_types.h (oneDNN 2.x).
+const F32 = 3; // dnnl_f32
+const NCHW = 5; // dnnl_nchw (== dnnl_oihw)
+const FORWARD_TRAINING = 64;
+const CONVOLUTION_DIRECT = 1;
+const POOLING_MAX = 0x1ff;
+const CPU = 1;
+const STREAM_DEFAULT = 1;
+const QUERY_IMPL_INFO = 8;
+const QUERY_WORKSPACE_MD = 135;
+const ARG = {
+  src: 1,
+  dst: 17,
+  weights: 33,
+  workspace: 64,
+  diffSrc: 129,
+  diffDst: 145,
+  diffWeights: 161,
+} as const;
+
+/** Room for a dnnl_memory_desc_t (696 bytes in 2.6) and for operation descriptors (< 6 KiB). */
+const MD_BYTES = 2048;
+const OP_DESC_BYTES = 16384;
+
+const STATUS = [
+  "success",
+  "out of memory",
+  "invalid arguments",
+  "unimplemented",
+  "iterator ends",
+  "runtime error",
+  "not required",
+];
+
+/** A created primitive: what to point at the caller's arrays, and how to run it. */
+interface Prim {
+  impl: string;
+  run(arrays: ArrayBufferView[]): void;
+  workspaceBytes?: number;
+}
+
+let cached: DnnlResult | undefined;
+
+/** The libraries tried, in order, on this operating system. */
+export function dnnlCandidates(os: string): string[] {
+  if (os === "darwin") {
+    return [
+      "/opt/homebrew/opt/onednn/lib/libdnnl.2.dylib",
+      "/usr/local/opt/onednn/lib/libdnnl.2.dylib",
+      "libdnnl.2.dylib",
+    ];
+  }
+  if (os === "windows") return ["dnnl.dll"];
+  return ["libdnnl.so.2", "libdnnl.so", "/usr/lib/x86_64-linux-gnu/libdnnl.so.2"];
+}
+
+/**
+ * Loads oneDNN once per process (`SGN_DNNL` names a path instead; `SGN_DNNL=none` turns it off).
+ *
+ * @example
+ * ```ts
+ * import { loadDnnl } from "./dnnl.ts";
+ * const r = loadDnnl();
+ * console.log(r.dnnl ? `oneDNN ${r.dnnl.version}` : `no oneDNN: ${r.reason}`);
+ * ```
+ */
+export function loadDnnl(): DnnlResult {
+  return (cached ??= tryLoad());
+}
+
+function tryLoad(): DnnlResult {
+  const deno = denoNs();
+  const os = deno?.build.os ?? "linux";
+  const hint = os === "linux"
+    ? "apt-get install libdnnl2"
+    : os === "darwin"
+    ? "brew install onednn"
+    : "put dnnl.dll on PATH";
+  const r = openFirst(dnnlCandidates(os), SYMBOLS, "SGN_DNNL", hint);
+  if (!r.lib) {
+    const v3 = /desc_init/.test(r.reason) ? " (oneDNN 3 is not supported yet)" : "";
+    const reason = r.reason.startsWith("not found") ? `no oneDNN library ${r.reason}` : r.reason;
+    return { dnnl: undefined, reason: reason + v3 };
+  }
+  try {
+    return { dnnl: wrap(deno!, r.lib.symbols, r.path) };
+  } catch (e) {
+    r.lib.close();
+    return {
+      dnnl: undefined,
+      reason: `oneDNN at ${r.path} did not start: ${(e as Error).message}`,
+    };
+  }
+}
+
+function check(status: number, what: string): void {
+  if (status !== 0) {
+    throw new Error(`oneDNN ${what} failed: ${STATUS[status] ?? `status ${status}`}`);
+  }
+}
+
+/** A 12-entry int64 dims array (dnnl_dims_t) holding `values`. */
+function dims(...values: number[]): BigInt64Array {
+  const d = new BigInt64Array(12);
+  values.forEach((v, i) => (d[i] = BigInt(v)));
+  return d;
+}
+
+function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
+  const outPtr = new BigUint64Array(1);
+  const take = (): Deno.PointerValue => deno.UnsafePointer.create(outPtr[0]);
+
+  const vp = L.dnnl_version();
+  if (!vp) throw new Error("dnnl_version returned nothing");
+  const vv = new deno.UnsafePointerView(vp);
+  const version = `${vv.getInt32(0)}.${vv.getInt32(4)}.${vv.getInt32(8)}`;
+
+  check(L.dnnl_engine_create(outPtr, CPU, 0n), "engine creation");
+  const engine = take();
+  check(L.dnnl_stream_create(outPtr, engine, STREAM_DEFAULT), "stream creation");
+  const stream = take();
+
+  const md = (...shape: number[]): Uint8Array => {
+    const m = new Uint8Array(MD_BYTES);
+    check(
+      L.dnnl_memory_desc_init_by_tag(m, shape.length, dims(...shape), F32, NCHW),
+      "memory descriptor",
+    );
+    return m;
+  };
+
+  /** A memory object for a descriptor (its data pointer set at each call). */
+  const memory = (desc: Uint8Array | Deno.PointerValue): Deno.PointerValue => {
+    const p = desc instanceof Uint8Array ? deno.UnsafePointer.of(desc) : desc;
+    check(L.dnnl_memory_create(outPtr, p, engine, null), "memory creation");
+    return take();
+  };
+
+  /** A primitive descriptor from an operation descriptor (and a forward hint for backward). */
+  const primitiveDesc = (op: Uint8Array, hint: Deno.PointerValue = null): Deno.PointerValue => {
+    check(L.dnnl_primitive_desc_create(outPtr, op, null, engine, hint), "primitive descriptor");
+    return take();
+  };
+
+  const implOf = (pd: Deno.PointerValue): string => {
+    const s = new BigUint64Array(1);
+    if (L.dnnl_primitive_desc_query(pd, QUERY_IMPL_INFO, 0, s) !== 0 || s[0] === 0n) return "?";
+    return new deno.UnsafePointerView(deno.UnsafePointer.create(s[0])!).getCString();
+  };
+
+  /** The primitive of pd, run with its memory objects bound to args in order. */
+  const make = (pd: Deno.PointerValue, args: number[], mds: Deno.PointerValue[]): Prim => {
+    check(L.dnnl_primitive_create(outPtr, pd), "primitive creation");
+    const prim = take();
+    const mems = mds.map((m) => memory(m));
+    const table = new BigUint64Array(args.length * 2);
+    const view = new Int32Array(table.buffer);
+    args.forEach((a, i) => {
+      view[i * 4] = a;
+      table[i * 2 + 1] = BigInt(deno.UnsafePointer.value(mems[i]));
+    });
+    primitives++;
+    return {
+      impl: implOf(pd),
+      run(arrays) {
+        for (let i = 0; i < mems.length; i++) {
+          check(
+            L.dnnl_memory_set_data_handle(mems[i], deno.UnsafePointer.of(arrays[i])),
+            "memory binding",
+          );
+        }
+        check(L.dnnl_primitive_execute(prim, stream, args.length, table), "execution");
+        check(L.dnnl_stream_wait(stream), "stream wait");
+      },
+    };
+  };
+
+  const ptr = (m: Uint8Array) => deno.UnsafePointer.of(m);
+  const prims = new Map<string, Prim>();
+  let primitives = 0;
+
+  const convKey = (s: Conv2dSpec) =>
+    [s.n, s.c, s.h, s.w, s.f, s.kh, s.kw, s.strideH, s.strideW, s.padH, s.padW].join(",");
+  const poolKey = (s: Pool2dSpec) =>
+    [s.n, s.c, s.h, s.w, s.kh, s.kw, s.strideH, s.strideW].join(",");
+
+  /** The convolution's forward operation descriptor (also the hint of the backward ones). */
+  const convDescs = (s: Conv2dSpec) => {
+    const [ho, wo] = conv2dOutSize(s);
+    const src = md(s.n, s.c, s.h, s.w);
+    const wei = md(s.f, s.c, s.kh, s.kw);
+    const dst = md(s.n, s.f, ho, wo);
+    const strides = dims(s.strideH, s.strideW);
+    const pad = dims(s.padH, s.padW);
+    // oneDNN's right/bottom padding: what makes the last window end at the last output.
+    const padR = dims(
+      (ho - 1) * s.strideH + s.kh - s.h - s.padH,
+      (wo - 1) * s.strideW + s.kw - s.w - s.padW,
+    );
+    const fwd = new Uint8Array(OP_DESC_BYTES);
+    check(
+      L.dnnl_convolution_forward_desc_init(
+        fwd,
+        FORWARD_TRAINING,
+        CONVOLUTION_DIRECT,
+        src,
+        wei,
+        null,
+        dst,
+        strides,
+        pad,
+        padR,
+      ),
+      "convolution descriptor",
+    );
+    return { src, wei, dst, strides, pad, padR, fwd };
+  };
+
+  const convPrim = (kind: ConvKind, s: Conv2dSpec): Prim => {
+    const key = `${kind}:${convKey(s)}`;
+    let p = prims.get(key);
+    if (p) return p;
+    const d = convDescs(s);
+    const fwdPd = primitiveDesc(d.fwd);
+    if (kind === "forward") {
+      p = make(fwdPd, [ARG.src, ARG.weights, ARG.dst], [ptr(d.src), ptr(d.wei), ptr(d.dst)]);
+    } else if (kind === "backwardData") {
+      const op = new Uint8Array(OP_DESC_BYTES);
+      check(
+        L.dnnl_convolution_backward_data_desc_init(
+          op,
+          CONVOLUTION_DIRECT,
+          d.src,
+          d.wei,
+          d.dst,
+          d.strides,
+          d.pad,
+          d.padR,
+        ),
+        "convolution backward-data descriptor",
+      );
+      p = make(primitiveDesc(op, fwdPd), [ARG.diffDst, ARG.weights, ARG.diffSrc], [
+        ptr(d.dst),
+        ptr(d.wei),
+        ptr(d.src),
+      ]);
+    } else {
+      const op = new Uint8Array(OP_DESC_BYTES);
+      check(
+        L.dnnl_convolution_backward_weights_desc_init(
+          op,
+          CONVOLUTION_DIRECT,
+          d.src,
+          d.wei,
+          null,
+          d.dst,
+          d.strides,
+          d.pad,
+          d.padR,
+        ),
+        "convolution backward-weights descriptor",
+      );
+      p = make(primitiveDesc(op, fwdPd), [ARG.src, ARG.diffDst, ARG.diffWeights], [
+        ptr(d.src),
+        ptr(d.dst),
+        ptr(d.wei),
+      ]);
+    }
+    prims.set(key, p);
+    return p;
+  };
+
+  const poolDescs = (s: Pool2dSpec) => {
+    const [ho, wo] = pool2dOutSize(s);
+    const src = md(s.n, s.c, s.h, s.w);
+    const dst = md(s.n, s.c, ho, wo);
+    const strides = dims(s.strideH, s.strideW);
+    const kernel = dims(s.kh, s.kw);
+    const pad = dims(0, 0);
+    // Windows that would cross the border are dropped: negative right padding says so.
+    const padR = dims((ho - 1) * s.strideH + s.kh - s.h, (wo - 1) * s.strideW + s.kw - s.w);
+    const fwd = new Uint8Array(OP_DESC_BYTES);
+    check(
+      L.dnnl_pooling_forward_desc_init(
+        fwd,
+        FORWARD_TRAINING,
+        POOLING_MAX,
+        src,
+        dst,
+        strides,
+        kernel,
+        pad,
+        padR,
+      ),
+      "pooling descriptor",
+    );
+    return { src, dst, strides, kernel, pad, padR, fwd };
+  };
+
+  const poolPrim = (kind: "maxPool" | "maxPoolBackward", s: Pool2dSpec): Prim => {
+    const key = `${kind}:${poolKey(s)}`;
+    let p = prims.get(key);
+    if (p) return p;
+    const d = poolDescs(s);
+    const fwdPd = primitiveDesc(d.fwd);
+    const ws = L.dnnl_primitive_desc_query_md(fwdPd, QUERY_WORKSPACE_MD, 0);
+    if (!ws) throw new Error("oneDNN max pooling has no workspace");
+    const workspaceBytes = Number(L.dnnl_memory_desc_get_size(ws));
+    if (kind === "maxPool") {
+      p = make(fwdPd, [ARG.src, ARG.dst, ARG.workspace], [ptr(d.src), ptr(d.dst), ws]);
+    } else {
+      const op = new Uint8Array(OP_DESC_BYTES);
+      check(
+        L.dnnl_pooling_backward_desc_init(
+          op,
+          POOLING_MAX,
+          d.src,
+          d.dst,
+          d.strides,
+          d.kernel,
+          d.pad,
+          d.padR,
+        ),
+        "pooling backward descriptor",
+      );
+      p = make(primitiveDesc(op, fwdPd), [ARG.diffDst, ARG.workspace, ARG.diffSrc], [
+        ptr(d.dst),
+        ws,
+        ptr(d.src),
+      ]);
+    }
+    p.workspaceBytes = workspaceBytes;
+    prims.set(key, p);
+    return p;
+  };
+
+  return {
+    path,
+    version,
+    get primitives() {
+      return primitives;
+    },
+    conv(kind, s, a, b, out) {
+      convPrim(kind, s).run([a, b, out]);
+    },
+    poolWorkspaceBytes(s) {
+      return poolPrim("maxPool", s).workspaceBytes!;
+    },
+    maxPool(s, x, y, workspace) {
+      poolPrim("maxPool", s).run([x, y, workspace]);
+    },
+    maxPoolBackward(s, dy, workspace, dx) {
+      poolPrim("maxPoolBackward", s).run([dy, workspace, dx]);
+    },
+    implementation(kind, s) {
+      return kind === "maxPool" || kind === "maxPoolBackward"
+        ? poolPrim(kind, s as Pool2dSpec).impl
+        : convPrim(kind, s as Conv2dSpec).impl;
+    },
+  };
+}

@@ -1,0 +1,228 @@
+/**
+ * oneDNN through FFI (`cpu/dnnl.ts`), called directly, on generated specs: every convolution
+ * product and both pooling passes must run (the backend would otherwise fall back to im2col +
+ * BLAS in silence, and the conformance suite could not tell) and equal the float64 oracle within
+ * float32 rounding. Also the loader's one-line reasons, and the backend's description.
+ */
+import assert from "node:assert/strict";
+import { conv2dOutSize, type Conv2dSpec, pool2dOutSize, type Pool2dSpec } from "../backend.ts";
+import { CpuBackend } from "../cpu/backend.ts";
+import { dnnlCandidates, loadDnnl } from "../cpu/dnnl.ts";
+import { native, skipped, take } from "./harness.ts";
+import { fc, property } from "./property.ts";
+
+const r = loadDnnl();
+const d = r.dnnl;
+if (!d) skipped("oneDNN tests", r.reason);
+const cpu = new CpuBackend();
+
+/** Small dyadic values (exact products), from a seed. */
+function data(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = (seed * 2654435761 + 7) >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    out[i] = (((s >>> 16) % 17) - 8) / 4;
+  }
+  return out;
+}
+
+async function oracle(buf: ReturnType<CpuBackend["upload"]>): Promise<Float64Array> {
+  return Float64Array.from(await cpu.read(buf));
+}
+
+/** |got - want| within float32 rounding of a sum of `terms` products of values up to 2 in size. */
+function close(got: Float32Array, want: Float64Array, terms: number, what: string): void {
+  assert.equal(got.length, want.length, what);
+  const tol = 4 * terms * 4 * 2 ** -24 + 1e-30;
+  for (let i = 0; i < got.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= tol * Math.max(1, Math.abs(want[i])))) {
+      assert.fail(`${what}: [${i}] ${got[i]} against ${want[i]}`);
+    }
+  }
+}
+
+const convArb = fc.record({
+  n: fc.integer({ min: 1, max: 3 }),
+  c: fc.integer({ min: 1, max: 4 }),
+  h: fc.integer({ min: 1, max: 12 }),
+  w: fc.integer({ min: 1, max: 12 }),
+  f: fc.integer({ min: 1, max: 5 }),
+  kh: fc.integer({ min: 1, max: 5 }),
+  kw: fc.integer({ min: 1, max: 5 }),
+  strideH: fc.integer({ min: 1, max: 3 }),
+  strideW: fc.integer({ min: 1, max: 3 }),
+  padH: fc.integer({ min: 0, max: 2 }),
+  padW: fc.integer({ min: 0, max: 2 }),
+  seed: fc.nat(1000),
+}).map((s) => ({
+  ...s,
+  kh: Math.min(s.kh, s.h + 2 * s.padH),
+  kw: Math.min(s.kw, s.w + 2 * s.padW),
+}));
+
+property(
+  "oneDNN runs every convolution product of generated specs, equal to the oracle",
+  convArb,
+  60,
+  async ({ seed, ...s }: Conv2dSpec & { seed: number }) => {
+    const [ho, wo] = conv2dOutSize(s);
+    const x = data(s.n * s.c * s.h * s.w, seed);
+    const w = data(s.f * s.c * s.kh * s.kw, seed + 1);
+    const dy = data(s.n * s.f * ho * wo, seed + 2);
+    const [X, W, DY] = [x, w, dy].map((a) => cpu.upload(Float64Array.from(a)));
+    const what = JSON.stringify(s);
+    const y = new Float32Array(dy.length);
+    d!.conv("forward", s, x, w, y);
+    close(y, await oracle(cpu.conv2d(X, W, s)), s.c * s.kh * s.kw, `forward ${what}`);
+    const dx = new Float32Array(x.length);
+    d!.conv("backwardData", s, dy, w, dx);
+    close(dx, await oracle(cpu.conv2dInputGrad(DY, W, s)), s.f * s.kh * s.kw, `data ${what}`);
+    const dw = new Float32Array(w.length);
+    d!.conv("backwardWeights", s, x, dy, dw);
+    close(dw, await oracle(cpu.conv2dWeightGrad(X, DY, s)), s.n * ho * wo, `weights ${what}`);
+    for (const b of [X, W, DY]) cpu.release(b);
+  },
+  { ignore: !d },
+);
+
+const poolArb = fc.record({
+  n: fc.integer({ min: 1, max: 3 }),
+  c: fc.integer({ min: 1, max: 4 }),
+  h: fc.integer({ min: 1, max: 12 }),
+  w: fc.integer({ min: 1, max: 12 }),
+  kh: fc.integer({ min: 1, max: 4 }),
+  kw: fc.integer({ min: 1, max: 4 }),
+  strideH: fc.integer({ min: 1, max: 4 }),
+  strideW: fc.integer({ min: 1, max: 4 }),
+  seed: fc.nat(1000),
+}).map((s) => ({ ...s, kh: Math.min(s.kh, s.h), kw: Math.min(s.kw, s.w) }));
+
+property(
+  "oneDNN max pooling of generated specs (ties included): values and gradients equal the oracle",
+  poolArb,
+  60,
+  async ({ seed, ...s }: Pool2dSpec & { seed: number }) => {
+    const [ho, wo] = pool2dOutSize(s);
+    const x = data(s.n * s.c * s.h * s.w, seed);
+    const dy = data(s.n * s.c * ho * wo, seed + 1);
+    const X = cpu.upload(Float64Array.from(x)), DY = cpu.upload(Float64Array.from(dy));
+    const what = JSON.stringify(s);
+    const ws = new Uint8Array(d!.poolWorkspaceBytes(s));
+    const y = new Float32Array(dy.length);
+    d!.maxPool(s, x, y, ws);
+    close(y, await oracle(cpu.maxPool2d(X, s)), 1, `forward ${what}`);
+    const dx = new Float32Array(x.length);
+    d!.maxPoolBackward(s, dy, ws, dx);
+    close(dx, await oracle(cpu.maxPool2dBackward(X, DY, s)), s.kh * s.kw, `backward ${what}`);
+    cpu.release(X);
+    cpu.release(DY);
+  },
+  { ignore: !d },
+);
+
+Deno.test({
+  name: "oneDNN: one primitive per spec, created once; the implementation is reported",
+  ignore: !d,
+  fn: () => {
+    const s = {
+      n: 2,
+      c: 3,
+      h: 9,
+      w: 8,
+      f: 4,
+      kh: 3,
+      kw: 3,
+      strideH: 1,
+      strideW: 2,
+      padH: 1,
+      padW: 0,
+    };
+    const [ho, wo] = conv2dOutSize(s);
+    const x = data(2 * 3 * 9 * 8, 1), w = data(4 * 3 * 9, 2), y = new Float32Array(2 * 4 * ho * wo);
+    d!.conv("forward", s, x, w, y);
+    const before = d!.primitives;
+    d!.conv("forward", s, x, w, y);
+    d!.conv("forward", s, x, w, y);
+    assert.equal(d!.primitives, before, "cached");
+    d!.conv("forward", { ...s, padW: 1 }, x, w, new Float32Array(2 * 4 * ho * (wo + 1)));
+    assert.equal(d!.primitives, before + 1, "a spec that differs in one field is a new primitive");
+    assert.match(d!.implementation("forward", s), /\S/);
+  },
+});
+
+Deno.test("oneDNN loader: SGN_DNNL=none and a missing library give one-line reasons", async () => {
+  const probe = `const { loadDnnl } = await import(${
+    JSON.stringify(
+      new URL("../cpu/dnnl.ts", import.meta.url).href,
+    )
+  }); console.log(loadDnnl().reason ?? "loaded");`;
+  for (
+    const [env, want] of [
+      [{ SGN_DNNL: "none" }, /^SGN_DNNL=none$/],
+      [
+        { SGN_DNNL: "/nonexistent/libdnnl.so" },
+        /^SGN_DNNL=\/nonexistent\/libdnnl\.so did not load/,
+      ],
+    ] as const
+  ) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", probe],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(text.split("\n").length, 1, text);
+    assert.match(text, want);
+  }
+  assert.ok(dnnlCandidates("linux").includes("libdnnl.so.2"));
+  assert.ok(dnnlCandidates("darwin").some((p) => p.includes("onednn")));
+});
+
+Deno.test({
+  name: "native backend: the description says whether oneDNN serves convolutions",
+  fn: async () => {
+    const be = await native();
+    if (!be) return skipped("native description test", "no native backend");
+    assert.match(
+      be.description,
+      be.dnnl
+        ? /oneDNN \d+\.\d+\.\d+ convolutions and pooling/
+        : /im2col convolutions \(no oneDNN: /,
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "native: each pooling spec of one input has its own workspace (forward of one, backward of another)",
+  fn: async () => {
+    const be = await native();
+    if (!be?.dnnl) return skipped("native pooling workspace test", "no oneDNN");
+    const x = data(2 * 3 * 8 * 9, 5);
+    const a = { n: 2, c: 3, h: 8, w: 9, kh: 2, kw: 2, strideH: 2, strideW: 2 };
+    const b = { ...a, kh: 3, strideW: 3 };
+    const X = be.upload(x), Xc = cpu.upload(Float64Array.from(x));
+    for (const [first, second] of [[a, b], [b, a]]) {
+      be.release(be.maxPool2d(X, first));
+      const [ho, wo] = pool2dOutSize(second);
+      const dy = data(2 * 3 * ho * wo, 9);
+      const DY = be.upload(dy);
+      const got = await take(be, be.maxPool2dBackward(X, DY, second)) as Float32Array;
+      be.release(DY);
+      const want = await oracle(
+        cpu.maxPool2dBackward(Xc, cpu.upload(Float64Array.from(dy)), second),
+      );
+      close(
+        got,
+        want,
+        9,
+        `backward of ${JSON.stringify(second)} after forward of ${JSON.stringify(first)}`,
+      );
+    }
+    be.release(X);
+    cpu.release(Xc);
+  },
+});
