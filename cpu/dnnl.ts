@@ -36,6 +36,14 @@ export interface Dnnl {
    * - backwardWeights: a = x, b = dy, out = dw [f, c, kh, kw].
    */
   conv(kind: ConvKind, s: Conv2dSpec, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  /** The forward convolution plus a bias per filter (bias [f]), in one pass. */
+  convBias(
+    s: Conv2dSpec,
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array,
+    y: Float32Array,
+  ): void;
   /** The bytes of max pooling's workspace for a spec (what the backward pass reads). */
   poolWorkspaceBytes(s: Pool2dSpec): number;
   /** Max pooling forward: y [n, c, ho, wo] and the workspace that records each window's argmax. */
@@ -69,6 +77,11 @@ const SYMBOLS = {
     parameters: [B, "i32", "i32", B, B, P, B, B, B, B],
     result: ok,
   },
+  dnnl_convolution_forward_desc_init_bias: {
+    name: "dnnl_convolution_forward_desc_init",
+    parameters: [B, "i32", "i32", B, B, B, B, B, B, B],
+    result: ok,
+  },
   dnnl_convolution_backward_data_desc_init: {
     parameters: [B, "i32", B, B, B, B, B, B],
     result: ok,
@@ -95,6 +108,7 @@ type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 // Enumerations of dnnl_types.h (oneDNN 2.x).
 const F32 = 3; // dnnl_f32
 const NCHW = 5; // dnnl_nchw (== dnnl_oihw)
+const X = 2; // dnnl_x (== dnnl_a): a plain vector
 const FORWARD_TRAINING = 64;
 const CONVOLUTION_DIRECT = 1;
 const POOLING_MAX = 0x1ff;
@@ -106,6 +120,7 @@ const ARG = {
   src: 1,
   dst: 17,
   weights: 33,
+  bias: 41,
   workspace: 64,
   diffSrc: 129,
   diffDst: 145,
@@ -216,8 +231,9 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
 
   const md = (...shape: number[]): Uint8Array => {
     const m = new Uint8Array(MD_BYTES);
+    const tag = shape.length === 1 ? X : NCHW;
     check(
-      L.dnnl_memory_desc_init_by_tag(m, shape.length, dims(...shape), F32, NCHW),
+      L.dnnl_memory_desc_init_by_tag(m, shape.length, dims(...shape), F32, tag),
       "memory descriptor",
     );
     return m;
@@ -278,8 +294,11 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
   const poolKey = (s: Pool2dSpec) =>
     [s.n, s.c, s.h, s.w, s.kh, s.kw, s.strideH, s.strideW].join(",");
 
-  /** The convolution's forward operation descriptor (also the hint of the backward ones). */
-  const convDescs = (s: Conv2dSpec) => {
+  /**
+   * The convolution's forward operation descriptor (also the hint of the backward ones), with a
+   * bias [f] when `bias`.
+   */
+  const convDescs = (s: Conv2dSpec, bias = false) => {
     const [ho, wo] = conv2dOutSize(s);
     const src = md(s.n, s.c, s.h, s.w);
     const wei = md(s.f, s.c, s.kh, s.kw);
@@ -292,31 +311,52 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
       (wo - 1) * s.strideW + s.kw - s.w - s.padW,
     );
     const fwd = new Uint8Array(OP_DESC_BYTES);
+    const b = bias ? md(s.f) : new Uint8Array(0);
     check(
-      L.dnnl_convolution_forward_desc_init(
-        fwd,
-        FORWARD_TRAINING,
-        CONVOLUTION_DIRECT,
-        src,
-        wei,
-        null,
-        dst,
-        strides,
-        pad,
-        padR,
-      ),
+      bias
+        ? L.dnnl_convolution_forward_desc_init_bias(
+          fwd,
+          FORWARD_TRAINING,
+          CONVOLUTION_DIRECT,
+          src,
+          wei,
+          b,
+          dst,
+          strides,
+          pad,
+          padR,
+        )
+        : L.dnnl_convolution_forward_desc_init(
+          fwd,
+          FORWARD_TRAINING,
+          CONVOLUTION_DIRECT,
+          src,
+          wei,
+          null,
+          dst,
+          strides,
+          pad,
+          padR,
+        ),
       "convolution descriptor",
     );
-    return { src, wei, dst, strides, pad, padR, fwd };
+    return { src, wei, dst, b, strides, pad, padR, fwd };
   };
 
-  const convPrim = (kind: ConvKind, s: Conv2dSpec): Prim => {
+  const convPrim = (kind: ConvKind | "forwardBias", s: Conv2dSpec): Prim => {
     const key = `${kind}:${convKey(s)}`;
     let p = prims.get(key);
     if (p) return p;
-    const d = convDescs(s);
+    const d = convDescs(s, kind === "forwardBias");
     const fwdPd = primitiveDesc(d.fwd);
-    if (kind === "forward") {
+    if (kind === "forwardBias") {
+      p = make(fwdPd, [ARG.src, ARG.weights, ARG.bias, ARG.dst], [
+        ptr(d.src),
+        ptr(d.wei),
+        ptr(d.b),
+        ptr(d.dst),
+      ]);
+    } else if (kind === "forward") {
       p = make(fwdPd, [ARG.src, ARG.weights, ARG.dst], [ptr(d.src), ptr(d.wei), ptr(d.dst)]);
     } else if (kind === "backwardData") {
       const op = new Uint8Array(OP_DESC_BYTES);
@@ -436,6 +476,9 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
     },
     conv(kind, s, a, b, out) {
       convPrim(kind, s).run([a, b, out]);
+    },
+    convBias(s, x, w, bias, y) {
+      convPrim("forwardBias", s).run([x, w, bias, y]);
     },
     poolWorkspaceBytes(s) {
       return poolPrim("maxPool", s).workspaceBytes!;

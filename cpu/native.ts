@@ -11,9 +11,11 @@
  */
 
 import {
+  conv2dOutSize,
   type Conv2dSpec,
   type DeviceBuffer,
   type DType,
+  type Epilogue,
   type Kernel,
   type MatmulSpec,
   pool2dOutSize,
@@ -335,6 +337,40 @@ export class NativeBackend extends CpuBackend {
     }
   }
 
+  /**
+   * Convolution with an epilogue: a bias per filter (`acc + bias[f]`, as the networks' conv layers
+   * build it) is oneDNN's bias argument, in the same pass; other epilogues run after the product.
+   */
+  override conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec, epi?: Epilogue): DeviceBuffer {
+    const bias = epi && this.dnnl ? biasOf(epi, s) : undefined;
+    if (bias) {
+      const { a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
+      const bb = this.buf(bias.buffer, "conv2d");
+      const key = `forwardBias:${JSON.stringify(s)}`;
+      if (
+        dtype === "float32" && bb.dtype === "float32" && bias.offset + s.f <= bb.size &&
+        xb.size > 0 && wb.size > 0 && !this.#dnnlRefused.has(key)
+      ) {
+        const [ho, wo] = conv2dOutSize(s);
+        const out = this.alloc(s.n * s.f * ho * wo, dtype);
+        try {
+          this.dnnl!.convBias(
+            s,
+            xb.data as Float32Array,
+            wb.data as Float32Array,
+            (bb.data as Float32Array).subarray(bias.offset, bias.offset + s.f),
+            out.data as Float32Array,
+          );
+          return out;
+        } catch {
+          this.#dnnlRefused.add(key);
+          this.release(out);
+        }
+      }
+    }
+    return super.conv2d(x, w, s, epi);
+  }
+
   /** Convolution: oneDNN, or one GEMM per image over its cached im2col columns. */
   protected override convForward(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
@@ -501,6 +537,26 @@ export class NativeBackend extends CpuBackend {
     }
     return out;
   }
+}
+
+/**
+ * The bias of an epilogue that only adds one value per filter to the convolution (`acc + b[f]`,
+ * either order), as the buffer and the offset of b[0]; else undefined.
+ */
+function biasOf(
+  epi: Epilogue,
+  s: Conv2dSpec,
+): { buffer: DeviceBuffer; offset: number } | undefined {
+  const e = epi.body;
+  if (e.k !== "binary" || e.op !== "add") return undefined;
+  const [acc, l] = e.a.k === "acc" ? [e.a, e.b] : [e.b, e.a];
+  if (acc.k !== "acc" || l.k !== "load" || l.strides.length !== 4) return undefined;
+  const [ho, wo] = conv2dOutSize(s);
+  const sizes = [s.n, s.f, ho, wo];
+  const want = [0, 1, 0, 0];
+  // A dimension of size 1 is never stepped through: its stride does not matter.
+  if (!l.strides.every((st, d) => sizes[d] === 1 || st === want[d])) return undefined;
+  return { buffer: epi.inputs[l.input], offset: l.offset };
 }
 
 /**

@@ -5,10 +5,17 @@
  * float32 rounding. Also the loader's one-line reasons, and the backend's description.
  */
 import assert from "node:assert/strict";
-import { conv2dOutSize, type Conv2dSpec, pool2dOutSize, type Pool2dSpec } from "../backend.ts";
+import {
+  type Backend,
+  conv2dOutSize,
+  type Conv2dSpec,
+  pool2dOutSize,
+  type Pool2dSpec,
+} from "../backend.ts";
 import { CpuBackend } from "../cpu/backend.ts";
 import { dnnlCandidates, loadDnnl } from "../cpu/dnnl.ts";
-import { native, skipped, take } from "./harness.ts";
+import { native, nativeVariants, skipped, take } from "./harness.ts";
+import * as ir from "../kernel/ir.ts";
 import { fc, property } from "./property.ts";
 
 const r = loadDnnl();
@@ -74,7 +81,13 @@ property(
     const what = JSON.stringify(s);
     const y = new Float32Array(dy.length);
     d!.conv("forward", s, x, w, y);
-    close(y, await oracle(cpu.conv2d(X, W, s)), s.c * s.kh * s.kw, `forward ${what}`);
+    const yW = await oracle(cpu.conv2d(X, W, s));
+    close(y, yW, s.c * s.kh * s.kw, `forward ${what}`);
+    const bias = data(s.f, seed + 3);
+    d!.convBias(s, x, w, bias, y);
+    const per = ho * wo;
+    const yb = yW.map((v, i) => v + bias[Math.floor(i / per) % s.f]);
+    close(y, yb, s.c * s.kh * s.kw + 1, `forward with bias ${what}`);
     const dx = new Float32Array(x.length);
     d!.conv("backwardData", s, dy, w, dx);
     close(dx, await oracle(cpu.conv2dInputGrad(DY, W, s)), s.f * s.kh * s.kw, `data ${what}`);
@@ -226,3 +239,41 @@ Deno.test({
     cpu.release(Xc);
   },
 });
+
+const epiArb = fc.record({
+  spec: convArb,
+  offset: fc.nat(3),
+  strides: fc.constantFrom(
+    [0, 1, 0, 0], // a bias per filter: oneDNN's bias argument
+    [0, 0, 0, 1], // one value per column: not a bias
+    [0, 0, 1, 0], // one per row
+    [1, 0, 0, 0], // one per image
+  ),
+  swap: fc.boolean(),
+});
+
+property(
+  "native conv2d with an epilogue that adds a load (a bias at any offset, or not a bias) equals the oracle",
+  epiArb,
+  30,
+  async ({ spec: { seed, ...s }, offset, strides, swap }) => {
+    const [ho, wo] = conv2dOutSize(s);
+    const sizes = [s.n, s.f, ho, wo];
+    const extent = sizes.reduce((a, n, i) => a + (n - 1) * strides[i], 0) + 1;
+    const x = data(s.n * s.c * s.h * s.w, seed), w = data(s.f * s.c * s.kh * s.kw, seed + 1);
+    const b = data(offset + extent, seed + 2);
+    const l = ir.load(0, strides, offset);
+    const body = swap ? ir.binary("add", l, ir.ACC) : ir.binary("add", ir.ACC, l);
+    const run = async (be: Backend) => {
+      const [X, W, Bb] = [x, w, b].map((a) => be.upload(a));
+      const y = await take(be, be.conv2d(X, W, s, { body, inputs: [Bb] }));
+      for (const t of [X, W, Bb]) be.release(t);
+      return y;
+    };
+    const want = Float64Array.from(await run(cpu));
+    for (const { label, be } of await nativeVariants()) {
+      const got = await run(be) as Float32Array;
+      close(got, want, s.c * s.kh * s.kw + 1, `${label} ${JSON.stringify({ s, offset, strides })}`);
+    }
+  },
+);

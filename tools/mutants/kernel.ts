@@ -158,6 +158,20 @@ export const MUTANTS: Mutant[] = ([
     tests: ["tests/dnnl_test.ts"],
   },
   {
+    file: "cpu/native.ts",
+    find: "return { buffer: epi.inputs[l.input], offset: l.offset };",
+    replace: "return { buffer: epi.inputs[l.input], offset: 0 };",
+    what: "the oneDNN bias of a conv epilogue read from the start of its buffer, not its offset",
+    tests: ["tests/dnnl_test.ts"],
+  },
+  {
+    file: "cpu/native.ts",
+    find: "sizes[d] === 1 || st === want[d]",
+    replace: "sizes[d] === 1 || st >= 0",
+    what: "any conv epilogue that adds a load is taken for a bias per filter",
+    tests: ["tests/dnnl_test.ts"],
+  },
+  {
     file: "cpu/dnnl.ts",
     find: "s.strideH, s.strideW, s.padH, s.padW].join",
     replace: "s.strideH, s.strideW, s.padH].join",
