@@ -34,6 +34,7 @@ export {
 export { CpuBackend, type CpuBuffer } from "./cpu/backend.ts";
 export { NativeBackend } from "./cpu/native.ts";
 export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
+export { type ConvKind, type Dnnl, type DnnlResult, loadDnnl } from "./cpu/dnnl.ts";
 export { WebGpuBackend } from "./wgsl/backend.ts";
 export { GpuBuffer, GpuRuntime, Params, type RuntimeStats } from "./wgsl/runtime.ts";
 export { type Lazy, lazyStats, type Recipe } from "./kernel/lazy.ts";
