@@ -1,7 +1,8 @@
 /**
  * Per-op overhead of the native backend, as counts that do not depend on the machine's load:
- * `deno run -A bench/overhead_report.ts [steps]`. Per W1 loss + gradient and per W1 SGN step
- * (3 CG iterations, `w1Sgn`), after 10 warm-ups: lazy ops (IR kernels and routines), kernel
+ * `deno run -A bench/overhead_report.ts [steps] [--conv]`. Per W1 loss + gradient and per W1 SGN
+ * step (3 CG iterations, `w1Sgn`), after 10 warm-ups (and with `--conv` per W4 loss + gradient,
+ * Fashion architecture_1 at batch 1000, 3 after 2 warm-ups): lazy ops (IR kernels and routines), kernel
  * launches through `run`, structural lookups, new structures, compiled functions, buffer
  * allocations, fresh allocations (pool misses: memory the engine zero-fills), bytes zero-filled
  * by `fill(0)`, readbacks, and the host milliseconds (a loaded machine's figure; for the others
@@ -19,6 +20,10 @@ import { compileStats } from "../cpu/compile.ts";
 import { NativeBackend } from "../cpu/native.ts";
 import { lazyStats } from "../kernel/lazy.ts";
 import { w1, w1Sgn } from "./sgn_step_cases.ts";
+import { Random } from "../random.ts";
+import { tensor } from "../autodiff/tensor.ts";
+import { ARCHITECTURE_1, convNet, type Network } from "../models/networks.ts";
+import { oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 
 const created = NativeBackend.create();
 if (!created.backend) {
@@ -26,7 +31,7 @@ if (!created.backend) {
   Deno.exit(1);
 }
 const be = created.backend;
-const steps = Number(Deno.args[0] ?? 20);
+const steps = Number(Deno.args.find((a) => !a.startsWith("--")) ?? 20);
 const WARMUP = 10;
 
 /** Counts of the wrapped methods; undefined where the method does not exist. */
@@ -88,13 +93,18 @@ function snapshot() {
   };
 }
 
-async function measure(label: string, once: () => Promise<void>): Promise<void> {
-  for (let i = 0; i < WARMUP; i++) await once();
+async function measure(
+  label: string,
+  once: () => Promise<void>,
+  warmup = WARMUP,
+  reps = steps,
+): Promise<void> {
+  for (let i = 0; i < warmup; i++) await once();
   const a = snapshot();
-  for (let i = 0; i < steps; i++) await once();
+  for (let i = 0; i < reps; i++) await once();
   const b = snapshot();
   const per = (k: keyof typeof a) =>
-    missing.has(k as keyof typeof counts) ? "-" : ((b[k] - a[k]) / steps).toFixed(1);
+    missing.has(k as keyof typeof counts) ? "-" : ((b[k] - a[k]) / reps).toFixed(1);
   console.log(
     `| ${label} | ${per("ops")} (${per("kernels")} + ${per("routines")}) | ${per("runs")} | ` +
       `${per("lookups")} | ${per("structures")} | ${per("compilations")} | ${per("allocs")} | ` +
@@ -112,19 +122,39 @@ console.log(
 );
 console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 
-{
-  const p = w1(be);
-  const params = p.net.init({ seed: 1, backend: be });
-  const lossGrad = () =>
-    scope(() => valueAndGrad((...q: Tensor[]) => p.loss.value(p.model(...q)))(...params)[1]);
-  await measure("W1 loss+grad", () => {
-    const g = lossGrad();
-    for (const t of g) t.realize();
-    for (const t of g) t.dispose();
-    return Promise.resolve();
+/** Loss + gradient of `net` on a random batch, measured as one row. */
+async function lossGradRow(
+  label: string,
+  net: Network,
+  batch: number,
+  warmup?: number,
+  reps?: number,
+) {
+  const rng = new Random(1);
+  const size = batch * net.inputShape.reduce((a, b) => a * b, 1);
+  const x = tensor(rng.array(size, (r) => r.range(0, 1)), [batch, ...net.inputShape], {
+    backend: be,
   });
-  for (const t of [...params, p.x, p.y]) t.dispose();
+  const y = oneHot(Array.from({ length: batch }, (_, i) => i % 10), 10, { backend: be });
+  const loss = softmaxCrossEntropy(y);
+  const params = net.init({ seed: 1, backend: be });
+  const lossGrad = () =>
+    scope(() => valueAndGrad((...q: Tensor[]) => loss.value(net.forward(q, x)))(...params)[1]);
+  await measure(
+    label,
+    () => {
+      const g = lossGrad();
+      for (const t of g) t.realize();
+      for (const t of g) t.dispose();
+      return Promise.resolve();
+    },
+    warmup,
+    reps,
+  );
+  for (const t of [...params, x, y]) t.dispose();
 }
+
+await lossGradRow("W1 loss+grad", w1(be).net, 1000);
 {
   const { problem, opt } = w1Sgn(be, 3);
   await measure("W1 SGN step (3 CG)", async () => {
@@ -132,4 +162,7 @@ console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   });
   opt.dispose();
   for (const t of [problem.x, problem.y]) t.dispose();
+}
+if (Deno.args.includes("--conv")) {
+  await lossGradRow("W4 loss+grad", convNet(ARCHITECTURE_1, [1, 28, 28], 10), 1000, 2, 3);
 }
