@@ -1,17 +1,25 @@
 /**
  * Per-op overhead of the native backend, as counts that do not depend on the machine's load:
- * `deno run -A bench/overhead_report.ts [steps] [--conv]`. Per W1 loss + gradient and per W1 SGN
- * step (3 CG iterations, `w1Sgn`), after 10 warm-ups (and with `--conv` per W4 loss + gradient,
- * Fashion architecture_1 at batch 1000, 3 after 2 warm-ups): lazy ops (IR kernels and routines), kernel
- * launches through `run`, structural lookups, new structures, compiled functions, buffer
- * allocations, fresh allocations (pool misses: memory the engine zero-fills), bytes zero-filled
- * by `fill(0)`, readbacks, and the host milliseconds (a loaded machine's figure; for the others
- * use `deno run -A --cpu-prof bench/overhead_report.ts` and bench/profile_report.ts).
+ * `deno run -A bench/overhead_report.ts [reps] [--conv] [--only TEXT]`. Rows: W1 loss + gradient
+ * and one W1 SGN step (3 CG iterations, `w1Sgn`), each `reps` times after 10 warm-ups; with
+ * `--conv` also W4 loss + gradient (Fashion architecture_1, batch 1000; 3 after 2 warm-ups);
+ * `--only TEXT` keeps the rows whose label holds TEXT. Columns, per repetition: lazy ops (IR
+ * kernels and routines), kernel launches through `run`, structural lookups, new structures,
+ * compiled functions, buffer allocations, fresh allocations (pool misses: memory the engine
+ * zero-fills), bytes zero-filled by `fill(0)`, readbacks, and host milliseconds (a loaded
+ * machine's figure). Where the time goes: profile this tool and read the profile with
+ * bench/profile_report.ts:
+ *
+ * ```sh
+ * SGN_BLAS_THREADS=1 deno run -A --cpu-prof --cpu-prof-dir=prof bench/overhead_report.ts 200 --only SGN
+ * deno run -A bench/profile_report.ts prof/*.cpuprofile
+ * ```
  *
  * The allocation and fill counts wrap the backend's methods from outside (this tool only), so
  * the library carries no counters on its allocation path; a method the backend no longer has
  * shows as "-".
  */
+import { parseArgs } from "node:util";
 import type { Tensor } from "../autodiff/tensor.ts";
 import { scope } from "../autodiff/tensor.ts";
 import { valueAndGrad } from "../autodiff/transforms.ts";
@@ -31,7 +39,14 @@ if (!created.backend) {
   Deno.exit(1);
 }
 const be = created.backend;
-const steps = Number(Deno.args.find((a) => !a.startsWith("--")) ?? 20);
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  options: { conv: { type: "boolean", default: false }, only: { type: "string", default: "" } },
+  allowPositionals: true,
+});
+const steps = Number(positionals[0] ?? 20);
+/** Whether the row `label` is measured (`--only TEXT` keeps the rows whose label holds TEXT). */
+const wanted = (label: string) => label.includes(values.only);
 const WARMUP = 10;
 
 /** Counts of the wrapped methods; undefined where the method does not exist. */
@@ -154,8 +169,8 @@ async function lossGradRow(
   for (const t of [...params, x, y]) t.dispose();
 }
 
-await lossGradRow("W1 loss+grad", w1(be).net, 1000);
-{
+if (wanted("W1 loss+grad")) await lossGradRow("W1 loss+grad", w1(be).net, 1000);
+if (wanted("W1 SGN step")) {
   const { problem, opt } = w1Sgn(be, 3);
   await measure("W1 SGN step (3 CG)", async () => {
     await opt.step(problem.model, problem.loss);
@@ -163,6 +178,6 @@ await lossGradRow("W1 loss+grad", w1(be).net, 1000);
   opt.dispose();
   for (const t of [problem.x, problem.y]) t.dispose();
 }
-if (Deno.args.includes("--conv")) {
+if (values.conv && wanted("W4 loss+grad")) {
   await lossGradRow("W4 loss+grad", convNet(ARCHITECTURE_1, [1, 28, 28], 10), 1000, 2, 3);
 }
