@@ -35,15 +35,15 @@ import { interpret } from "../kernel/interpret.ts";
 export class CpuBuffer implements DeviceBuffer {
   /** Whether the buffer went back to its backend (using it then is an error). */
   released = false;
+  /** Element type, from the array type (found once: every kernel launch checks it). */
+  readonly dtype: DType;
   /** Wraps host memory. */
-  constructor(readonly data: TypedArray) {}
+  constructor(readonly data: TypedArray) {
+    this.dtype = data instanceof Float64Array ? "float64" : "float32";
+  }
   /** Number of elements. */
   get size(): number {
     return this.data.length;
-  }
-  /** Element type, from the array type. */
-  get dtype(): DType {
-    return this.data instanceof Float64Array ? "float64" : "float32";
   }
 }
 

@@ -9,6 +9,7 @@
 
 import type { DType, TypedArray } from "../backend.ts";
 import { BINARY, collapse, type Expr, type Kernel, kernelKey, UNARY } from "../kernel/ir.ts";
+import { KernelCache } from "../kernel/cache.ts";
 
 /** A compiled kernel: fills `out` from `inputs`, with the constants in slot order. */
 export type CompiledKernel = (
@@ -17,7 +18,35 @@ export type CompiledKernel = (
   consts: readonly number[],
 ) => void;
 
-const cache = new Map<string, CompiledKernel>();
+/** Compiled functions by the structure of the collapsed kernel (kernels that collapse alike share one). */
+const compiled = new Map<string, CompiledKernel>();
+
+/** The compiled function of each kernel structure (a miss collapses, then compiles or shares). */
+const cache = new KernelCache((kernel: Kernel, dtype: DType): CompiledKernel => {
+  const flat = collapse(kernel);
+  const { key } = kernelKey(flat, dtype);
+  let run = compiled.get(key);
+  if (!run) {
+    run = new Function("inputs", "out", "consts", source(flat)) as CompiledKernel;
+    compiled.set(key, run);
+    compileStats.compilations++;
+  }
+  return run;
+});
+
+/**
+ * Counters of the native lowering: kernel lookups (one per launch), structures seen for the
+ * first time, and JavaScript functions compiled. Benchmarks read them (bench/overhead_report.ts).
+ */
+export const compileStats: { lookups: number; structures: number; compilations: number } = {
+  get lookups() {
+    return cache.stats.lookups;
+  },
+  get structures() {
+    return cache.stats.builds;
+  },
+  compilations: 0,
+};
 
 /** Replaces the whole-word variables of an op's JavaScript text by operand names. */
 function substitute(text: string, vars: Record<string, string>): string {
@@ -96,7 +125,7 @@ function source(kernel: Kernel): string {
       }
     }
   };
-  // Constants are numbered in kernelKey's order: body first, then the epilogue.
+  // Constants are numbered in kernelStructure's order: body first, then the epilogue.
   let constSlot = 0;
   lines.push("const c = consts;", "let w = 0;");
   for (const [id, l] of all.entries()) lines.push(`const p${id}_0 = ${l.offset};`);
@@ -147,20 +176,14 @@ function source(kernel: Kernel): string {
 
 /**
  * The compiled function of a kernel for a dtype (collapsed first), cached by structure, and the
- * kernel's constants in the order the function reads them.
+ * kernel's constants in the order the function reads them (collapsing keeps that order).
  */
 export function compileKernel(
   kernel: Kernel,
   dtype: DType,
 ): { run: CompiledKernel; consts: number[] } {
-  const flat = collapse(kernel);
-  const { key, consts } = kernelKey(flat, dtype);
-  let run = cache.get(key);
-  if (!run) {
-    run = new Function("inputs", "out", "consts", source(flat)) as CompiledKernel;
-    cache.set(key, run);
-  }
-  return { run, consts };
+  const { value, consts } = cache.get(kernel, dtype);
+  return { run: value, consts };
 }
 
 /** The JavaScript source a kernel compiles to (for tests and debugging). */

@@ -10,8 +10,8 @@
  * the offset). A reduction combines the body over its reduced dimensions; its `epilogue`, an
  * expression over the output index in which `acc` is the reduced value, then maps the result.
  *
- * Constants are not part of a kernel's structure: {@link kernelKey} replaces them by slots, so
- * one compiled kernel serves every value (a scheduled learning rate does not compile anew).
+ * Constants are not part of a kernel's structure: {@link kernelStructure} replaces them by slots,
+ * so one compiled kernel serves every value (a scheduled learning rate does not compile anew).
  *
  * One table ({@link UNARY}, {@link BINARY}) defines each element-wise op for every backend: its
  * JavaScript expression and its WGSL expression, side by side.
@@ -170,35 +170,101 @@ export function exprSize(e: Expr): number {
 
 // --- structure and constants ------------------------------------------------------------------
 
+/** Codes of the structural tape (see {@link kernelStructure}). */
+const TAG = { load: 1, const: 2, acc: 3, unary: 4, binary: 5, where: 6, cast: 7 } as const;
+const DTYPE_CODE: Readonly<Record<DType, number>> = { float32: 1, float64: 2 };
+const UNARY_CODE = Object.fromEntries(Object.keys(UNARY).map((op, i) => [op, i])) as Readonly<
+  Record<UnaryOp, number>
+>;
+const BINARY_CODE = Object.fromEntries(Object.keys(BINARY).map((op, i) => [op, i])) as Readonly<
+  Record<BinaryOp, number>
+>;
+const REDUCE_CODE: Readonly<Record<ReduceOp, number>> = { sum: 1, max: 2, argmax: 3 };
+
 /**
- * The structural key of a kernel (constants replaced by slots) and its constants in slot order:
- * kernels with equal keys compile to the same code.
+ * Writes the structure of a kernel for a dtype into `tape` from index 0 (every field that
+ * shapes the generated code: dtype, shape, input count, each node's kind and op, each load's
+ * input, strides and offset, the reduction and the epilogue; constants as slots) and pushes its
+ * constants onto `consts` in slot order (body first, then the epilogue). Returns the tape's
+ * length. Two kernels compile to the same code exactly when their tapes are equal: the encoding
+ * is prefix-free (every list carries its length), so equal tapes mean equal fields. Numbers
+ * only, written into a reused array, so a lookup builds no strings and, with a reused tape,
+ * allocates nothing but the constants.
+ *
+ * @example
+ * ```ts
+ * import { binary, constant, kernelStructure, load } from "./ir.ts";
+ * const k = { shape: [4], inputs: 1, body: binary("mul", load(0, [1]), constant(2)) };
+ * const tape: number[] = [], consts: number[] = [];
+ * const n = kernelStructure(k, "float32", tape, consts);
+ * console.log(n > 0, consts); // true [ 2 ]
+ * ```
  */
-export function kernelKey(kernel: Kernel, dtype: DType): { key: string; consts: number[] } {
-  const consts: number[] = [];
-  const text = (e: Expr): string => {
+export function kernelStructure(
+  kernel: Kernel,
+  dtype: DType,
+  tape: number[],
+  consts: number[],
+): number {
+  let n = 0;
+  const list = (xs: readonly number[]) => {
+    tape[n++] = xs.length;
+    for (let i = 0; i < xs.length; i++) tape[n++] = xs[i];
+  };
+  const expr = (e: Expr): void => {
+    tape[n++] = TAG[e.k];
     switch (e.k) {
       case "load":
-        return `L${e.input}[${e.strides}]+${e.offset}`;
+        tape[n++] = e.input;
+        list(e.strides);
+        tape[n++] = e.offset;
+        return;
       case "const":
         consts.push(e.value);
-        return "C";
+        return;
       case "acc":
-        return "A";
+        return;
       case "unary":
-        return `${e.op}(${text(e.x)})`;
+        tape[n++] = UNARY_CODE[e.op];
+        return expr(e.x);
       case "cast":
-        return `${e.to}(${text(e.x)})`;
+        tape[n++] = DTYPE_CODE[e.to];
+        return expr(e.x);
       case "binary":
-        return `${e.op}(${text(e.a)},${text(e.b)})`;
+        tape[n++] = BINARY_CODE[e.op];
+        expr(e.a);
+        return expr(e.b);
       case "where":
-        return `?(${text(e.c)},${text(e.a)},${text(e.b)})`;
+        expr(e.c);
+        expr(e.a);
+        return expr(e.b);
     }
   };
-  let key = `${dtype}|${kernel.shape}|${kernel.inputs}|${text(kernel.body)}`;
-  if (kernel.reduce) key += `|${kernel.reduce.op}[${kernel.reduce.shape}]`;
-  if (kernel.epilogue) key += `|${text(kernel.epilogue)}`;
-  return { key, consts };
+  tape[n++] = DTYPE_CODE[dtype];
+  list(kernel.shape);
+  tape[n++] = kernel.inputs;
+  expr(kernel.body);
+  if (kernel.reduce) {
+    tape[n++] = REDUCE_CODE[kernel.reduce.op];
+    list(kernel.reduce.shape);
+  } else tape[n++] = 0;
+  if (kernel.epilogue) {
+    tape[n++] = 1;
+    expr(kernel.epilogue);
+  } else tape[n++] = 0;
+  return n;
+}
+
+/**
+ * The structural key of a kernel (its {@link kernelStructure} as text) and its constants in slot
+ * order: kernels with equal keys compile to the same code. Backends look kernels up through
+ * `kernel/cache.ts`, which compares the numbers without building this string.
+ */
+export function kernelKey(kernel: Kernel, dtype: DType): { key: string; consts: number[] } {
+  const tape: number[] = [];
+  const consts: number[] = [];
+  tape.length = kernelStructure(kernel, dtype, tape, consts);
+  return { key: tape.join(","), consts };
 }
 
 // --- views ------------------------------------------------------------------------------------

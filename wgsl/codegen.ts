@@ -22,6 +22,7 @@ import {
   kernelKey,
   UNARY,
 } from "../kernel/ir.ts";
+import { KernelCache } from "../kernel/cache.ts";
 import { pruneFunctions } from "./source.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 
@@ -102,21 +103,20 @@ export interface KernelPlan {
   count: number;
 }
 
-const plans = new Map<string, KernelPlan>();
-
-/** The WGSL source and dispatch layout of a kernel (collapsed first), cached by structure. */
-export function wgslKernel(kernel: Kernel): { plan: KernelPlan; consts: number[] } {
-  const flat = collapse(kernel);
-  const { key, consts } = kernelKey(flat, "float32");
+/** Plans by kernel structure; a miss collapses the kernel and generates its code. */
+const plans = new KernelCache((kernel: Kernel): KernelPlan => {
+  // The number of constants is structural: a kernel with too many never gets a plan.
+  const { consts } = kernelKey(kernel, "float32");
   if (consts.length > MAX_CONSTS) {
     throw new SgnError(`a kernel carries ${consts.length} constants, more than ${MAX_CONSTS}`);
   }
-  let plan = plans.get(key);
-  if (!plan) {
-    plan = generate(flat);
-    plans.set(key, plan);
-  }
-  return { plan, consts };
+  return generate(collapse(kernel));
+});
+
+/** The WGSL source and dispatch layout of a kernel (collapsed first), cached by structure. */
+export function wgslKernel(kernel: Kernel): { plan: KernelPlan; consts: number[] } {
+  const { value, consts } = plans.get(kernel, "float32");
+  return { plan: value, consts };
 }
 
 /**

@@ -1,15 +1,17 @@
 /**
  * Mutants of the kernel layer and its lowerings: view composition and fusion bookkeeping
- * (kernel/lazy.ts), collapse, reshape strides, split reductions and kernel keys (kernel/ir.ts),
- * the compiled CPU loops (cpu/compile.ts), the native routines and their caches (cpu/native.ts)
- * and the WebGPU grid, reductions and pooling (wgsl/). Caught by the generated cases of
- * tests/property_kernel_test.ts against references written in the test.
+ * (kernel/lazy.ts), collapse, reshape strides, split reductions and kernel structures
+ * (kernel/ir.ts), the structural kernel cache (kernel/cache.ts), the compiled CPU loops
+ * (cpu/compile.ts), the native routines and their caches (cpu/native.ts) and the WebGPU grid,
+ * reductions and pooling (wgsl/). Caught by the generated cases of tests/property_kernel_test.ts
+ * and tests/kernel_cache_test.ts against references written in the tests.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
 const PROP = ["tests/property_kernel_test.ts"];
+const CACHE = "tests/kernel_cache_test.ts";
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
@@ -115,10 +117,31 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/ir.ts",
-    find: "return `L${e.input}[${e.strides}]+${e.offset}`;",
-    replace: "return `L${e.input}[${e.strides}]`;",
-    what: "the kernel key leaves out the offsets of loads (compiled kernels shared wrongly)",
-    tests: PROP,
+    find: "        list(e.strides);\n        tape[n++] = e.offset;\n",
+    replace: "        list(e.strides);\n",
+    what: "the kernel structure leaves out the offsets of loads (compiled kernels shared wrongly)",
+    tests: [...PROP, CACHE],
+  },
+  {
+    file: "kernel/ir.ts",
+    find: "tape[n++] = DTYPE_CODE[dtype];",
+    replace: "tape[n++] = 0;",
+    what: "the kernel structure leaves out the dtype (a float32 kernel serves a float64 run)",
+    tests: [CACHE],
+  },
+  {
+    file: "kernel/ir.ts",
+    find: "        tape[n++] = DTYPE_CODE[e.to];\n",
+    replace: "",
+    what: "the kernel structure leaves out the type a cast rounds to",
+    tests: [CACHE],
+  },
+  {
+    file: "kernel/cache.ts",
+    find: "if (sameTape(e.tape, tape, n)) return",
+    replace: "if (e.tape.length === n) return",
+    what: "a cache lookup trusts the hash and the tape's length instead of comparing every number",
+    tests: [CACHE],
   },
   // --- cpu/compile.ts ------------------------------------------------------------------------
   {
