@@ -63,6 +63,11 @@ if len(sys.argv) > 1 and sys.argv[1] == "spec":
     print(json.dumps(ARCHITECTURES[sys.argv[2]]))
     sys.exit(0)
 
+# OpenBLAS reads its thread count when it loads (with NumPy): the same as torch's (--threads).
+for i, a in enumerate(sys.argv):
+    if a == "--threads" and i + 1 < len(sys.argv):
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", sys.argv[i + 1])
+
 try:
     import numpy as np
     import torch
@@ -596,7 +601,8 @@ def about():
         pass
     dnnl = torch.backends.mkldnn.is_available()
     return (f"torch {torch.__version__} ({sys.executable}), {torch.get_num_threads()} threads, "
-            f"oneDNN {'on' if dnnl else 'off'}, BLAS {','.join(sorted(libs)) or '?'}")
+            f"oneDNN {'on' if dnnl else 'off'}, BLAS {','.join(sorted(libs)) or '?'} "
+            f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
 
 
 def main():
