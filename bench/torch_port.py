@@ -582,10 +582,10 @@ def check(_args):
     for name, methods in product_methods(net, params, x, labels, v, u).items():
         out[name] = {method: run() for method, run in methods.items()}
     for gv in ("retained", "forward"):
-        if f"sgn_{gv}" in case:  # one SGN step on the case's batch
+        if f"sgn_{gv}" in case:  # SGN steps on the case's batch
             opt = SGN(net, params, gv=gv, **case[f"sgn_{gv}"])
-            rec = opt.step(x, labels)
-            out[f"sgn_{gv}"] = {**rec, "params": opt.params()}
+            records = [opt.step(x, labels) for _ in range(case.get("sgn_steps", 1))]
+            out[f"sgn_{gv}"] = {"records": records, "params": opt.params()}
     enc = lambda o: (o.reshape(-1).tolist() if torch.is_tensor(o)
                      else [enc(i) for i in o] if isinstance(o, (list, tuple))
                      else {k: enc(w) for k, w in o.items()} if isinstance(o, dict) else o)
