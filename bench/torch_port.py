@@ -8,13 +8,16 @@ never a dependency of the library. The bench scripts call it with the interprete
 `--torch PYTHON` (bench/README.md, "PyTorch comparison").
 
 Commands (all take --threads N, default the machine's cores):
-  train --run mnist|fashion [--epochs 2] [--float64] [--data DIR] [--seed 1]
+  train --run mnist|fashion [--epochs 2] [--float64] [--data DIR] [--seed 1] [--gv forward]
       The seed's MNIST SGN(3) run (MLP 784-20-20-20-10 sigmoid) or Fashion-MNIST architecture_1
       SGN(3) run, batch 1000, TR and LS on, rho 1e-4, rho_min 1e-6, 10 CG iterations before step
       K_cg = 10 and 3 from it on. Prints one line per epoch and, last, a JSON line with the
       seed's results keys (avg_loss, acc, test_acc, epoch_time: cumulative seconds per epoch).
+      CG's G v reuses the step's recorded forward pass (J v by double backward; --gv forward: by
+      forward-mode AD).
   products [--only W1] [--float64] [--trials 3]
-      Milliseconds per product on W1-W4 (bench/products_cases.ts): one JSON line per product.
+      Milliseconds per product on W1-W4 (bench/products_cases.ts), the fastest of the ways torch
+      offers for each (all timed, listed in the line): one JSON line per product.
   check  (reads a JSON case on stdin, writes the products as JSON; used by tests/torch_port_test.ts)
   spec NAME  (prints a conv-net spec as JSON; the test holds it equal to models/networks.ts)
   about  (one line: torch version, threads, oneDNN, BLAS library)
