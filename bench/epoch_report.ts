@@ -4,8 +4,15 @@
  * [--backends native,webgpu,cpu] [--repo DIR]...`. Each `--repo` names a checkout of this
  * repository (default: this one), so that old and new code run side by side in one session.
  * Run it on a quiet machine.
+ *
+ * `--torch PYTHON` adds, after each run's rows, the same run in PyTorch (bench/torch_port.py, a
+ * port of the seed's SGN written here from SGN-ALGORITHM.md) with that interpreter, which must
+ * import torch: same data, initialization, mini-batch order and hyperparameters, in each dtype the
+ * backends above ran (float32, and float64 when a `...64` backend is listed). Its epoch time, as
+ * ours, runs from the epoch's first step to the end of its test evaluation.
  */
 import { parseArgs } from "node:util";
+import { runTorchPort, torchAbout } from "./torch.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -14,8 +21,18 @@ const { values: flags } = parseArgs({
     backends: { type: "string", default: "native" },
     repo: { type: "string", multiple: true },
     epochs: { type: "string", default: "2" },
+    torch: { type: "string" },
   },
 });
+let about = "";
+if (flags.torch) {
+  try {
+    about = await torchAbout(flags.torch);
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(1);
+  }
+}
 
 /** The seed's runs (as `reproduce --dry-run` prints them), without path, name and epochs. */
 const RUNS: Record<string, string[]> = {
@@ -36,8 +53,23 @@ const RUNS: Record<string, string[]> = {
 const here = new URL("..", import.meta.url).pathname;
 const repos = flags.repo?.length ? flags.repo : [here];
 const out = await Deno.makeTempDir({ prefix: "sgn-epochs-" });
-console.log("| run | backend | dtype | code | epoch 1 s | epoch 2 s | test metric |");
-console.log("|---|---|---|---|---:|---:|---:|");
+console.log(
+  "| run | backend | dtype | code | epoch 1 s | epoch 2 s | epoch 1 loss | test metric |",
+);
+console.log("|---|---|---|---|---:|---:|---:|---:|");
+/** A table row from a results record (epoch_time: cumulative seconds at each epoch's end). */
+function row(run: string, backend: string, dtype: string, code: string, r: {
+  epoch_time: number[];
+  avg_loss: number[];
+  test_acc?: number[];
+  test_loss?: number[];
+}): string {
+  const t = r.epoch_time;
+  const metric = r.test_acc ? `${(100 * r.test_acc.at(-1)!).toFixed(2)}%` : r.test_loss!.at(-1);
+  const second = t.length > 1 ? (t[1] - t[0]).toFixed(2) : "-";
+  return `| ${run} | ${backend} | ${dtype} | ${code} | ${t[0].toFixed(2)} | ${second} | ` +
+    `${r.avg_loss[0].toFixed(4)} | ${metric} |`;
+}
 for (const run of flags.runs.split(",")) {
   for (const spec of flags.backends.split(",")) {
     // "native64" / "cpu64": the same backend in float64.
@@ -63,19 +95,29 @@ for (const run of flags.runs.split(",")) {
       if (p.code !== 0) {
         console.log(
           `| ${run} | ${spec} | - | ${repo} | failed: ` +
-            `${new TextDecoder().decode(p.stderr).trim().split("\n").at(-1)} | | |`,
+            `${new TextDecoder().decode(p.stderr).trim().split("\n").at(-1)} | | | |`,
         );
         continue;
       }
       const r = JSON.parse(await Deno.readTextFile(`${out}/${f}/results.json`));
-      // epoch_time holds the cumulative time at the end of each epoch.
-      const t: number[] = r.epoch_time;
-      const metric = r.test_acc ? `${(100 * r.test_acc.at(-1)).toFixed(2)}%` : r.test_loss.at(-1);
-      console.log(
-        `| ${run} | ${backend} | ${float64 ? "float64" : "float32"} | ${repo} | ` +
-          `${t[0].toFixed(2)} | ${(t[1] - t[0]).toFixed(2)} | ${metric} |`,
-      );
+      console.log(row(run, backend, float64 ? "float64" : "float32", repo, r));
+    }
+  }
+  if (flags.torch) {
+    const dtypes = new Set(flags.backends.split(",").map((s) => s.endsWith("64")));
+    for (const float64 of dtypes) {
+      const args = ["train", "--run", run, "--epochs", flags.epochs];
+      try {
+        const lines = await runTorchPort(flags.torch, [...args, ...(float64 ? ["--float64"] : [])]);
+        const r = JSON.parse(lines.at(-1)!);
+        console.log(row(run, "torch", float64 ? "float64" : "float32", "bench/torch_port.py", r));
+      } catch (e) {
+        console.log(
+          `| ${run} | torch | - | bench/torch_port.py | failed: ${(e as Error).message} | | | |`,
+        );
+      }
     }
   }
 }
+if (flags.torch) console.log(`\ntorch: ${about}`);
 await Deno.remove(out, { recursive: true });
