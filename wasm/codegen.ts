@@ -1,0 +1,665 @@
+/**
+ * The WebAssembly SIMD lowering of the kernel IR: a kernel (collapsed first, as in
+ * `cpu/compile.ts`) becomes one function over a shared memory, `(in0, ..., out, c0, ...)`, with
+ * the inputs and the output as byte addresses and the constants as float64 parameters (so one
+ * compiled module per structural key serves every constant value).
+ *
+ * Loops run over the collapsed dimensions with one address per distinct load and loop level,
+ * advanced by its strides. Lanes: four float32 (f32x4) or two float64 (f64x2) values.
+ * - Maps: the innermost output dimension (contiguous in the output) runs W outputs a step; a load
+ *   with stride 1 there is one vector load, stride 0 a splat (hoisted out of the loop), any
+ *   other stride W scalar loads into lanes. The remaining outputs run one at a time in lane 0.
+ * - Reductions: W neighbouring outputs reduce side by side, each lane in the JavaScript loops'
+ *   order, so max and argmax (first index, NaN wins) are exactly theirs. A sum whose loads have
+ *   stride 0 or 1 along the innermost reduced dimension, when the output's innermost dimension
+ *   does not vectorize that way, instead runs W reduced elements a step into W partial sums
+ *   (added up at the end: a different order of addition than the loops'). Float32 sums
+ *   accumulate in float64 (each f32x4 promoted to two f64x2), as the JavaScript loops do.
+ * - Epilogues run on the W results, loads by output index as in maps.
+ *
+ * Float32 kernels compute in float32 (each operation rounded, as on WebGPU; the JavaScript loops
+ * compute in float64 and round once at the store): a single operation gives the same value,
+ * a chain may differ in the last bits. exp, log, tanh and sigmoid are `wasm/math.ts`'s (errors
+ * stated there). Float64 kernels compute exactly as the JavaScript loops do, save the order of
+ * additions in the partial-sum reductions above.
+ *
+ * Without a vector form, a kernel has no WebAssembly function ({@link wasmSupport} says why) and
+ * runs as compiled JavaScript loops: `pow` in any dtype, and exp, log, tanh, sigmoid in float64.
+ *
+ * @example
+ * ```ts
+ * import { compileWasmKernel } from "./codegen.ts";
+ * import * as ir from "../kernel/ir.ts";
+ * const memory = new WebAssembly.Memory({ initial: 1 });
+ * const k = ir.unary("exp", ir.load(0, [1]));
+ * const c = compileWasmKernel({ shape: [4], inputs: 1, body: k }, "float32", memory)!;
+ * const view = new Float32Array(memory.buffer);
+ * view.set([0, 1, 2, 3]);
+ * c.run([0], 16, c.consts);
+ * console.log(view.slice(4, 8)); // exp of 0..3
+ * ```
+ *
+ * @module
+ */
+
+import type { DType } from "../backend.ts";
+import { collapse, type Expr, type Kernel, kernelKey, walk } from "../kernel/ir.ts";
+import { MathFns, type MathOp } from "./math.ts";
+import { type Fn, type PlainOp, WasmModule } from "./module.ts";
+
+/** A compiled kernel: byte addresses of the inputs and the output, and the constants. */
+export interface WasmKernel {
+  /** Runs the kernel. */
+  run(inputs: readonly number[], out: number, consts: readonly number[]): void;
+  /** The kernel's constants in slot order (for `run`). */
+  consts: number[];
+}
+
+type Load = Expr & { k: "load" };
+
+const MATH: readonly string[] = ["exp", "log", "tanh", "sigmoid"];
+
+/** Undefined when the (collapsed) kernel has a WebAssembly form in `dtype`, else why not. */
+export function wasmSupport(kernel: Kernel, dtype: DType): string | undefined {
+  let why: string | undefined;
+  const check = (e: Expr) => {
+    if (e.k === "binary" && e.op === "pow") why ??= "pow has no vector form";
+    if (e.k === "unary" && dtype === "float64" && MATH.includes(e.op)) {
+      why ??= `${e.op} has no float64 vector form`;
+    }
+  };
+  walk(kernel.body, check);
+  if (kernel.epilogue) walk(kernel.epilogue, check);
+  return why;
+}
+
+const modules = new Map<string, WebAssembly.Module | null>();
+const instances = new WeakMap<WebAssembly.Memory, Map<string, WasmKernel["run"]>>();
+
+/**
+ * The WebAssembly function of a kernel for a dtype over `memory`, cached by structure (the
+ * module) and memory (its instance); undefined when the kernel has no vector form.
+ */
+export function compileWasmKernel(
+  kernel: Kernel,
+  dtype: DType,
+  memory: WebAssembly.Memory,
+): WasmKernel | undefined {
+  const flat = collapse(kernel);
+  const { key, consts } = kernelKey(flat, dtype);
+  let perMemory = instances.get(memory);
+  if (!perMemory) instances.set(memory, perMemory = new Map());
+  const hit = perMemory.get(key);
+  if (hit) return { run: hit, consts };
+  let mod = modules.get(key);
+  if (mod === undefined) {
+    mod = wasmSupport(flat, dtype) ? null : new WebAssembly.Module(kernelModule(flat, dtype));
+    modules.set(key, mod);
+  }
+  if (!mod) return undefined;
+  const inst = new WebAssembly.Instance(mod, { env: { memory } });
+  const fn = inst.exports.kernel as (...args: number[]) => void;
+  const run = (inputs: readonly number[], out: number, c: readonly number[]) =>
+    fn(...inputs, out, ...c);
+  perMemory.set(key, run);
+  return { run, consts };
+}
+
+/** The WebAssembly module of a kernel (for tests and debugging). */
+export function wasmKernelBytes(kernel: Kernel, dtype: DType): Uint8Array<ArrayBuffer> {
+  return kernelModule(collapse(kernel), dtype);
+}
+
+/** The module of a collapsed kernel: one exported function `kernel`. */
+function kernelModule(kernel: Kernel, dtype: DType): Uint8Array<ArrayBuffer> {
+  const m = new WasmModule().importMemory("env", "memory");
+  const lib = new MathFns(m);
+  const nConsts = kernelKey(kernel, dtype).consts.length;
+  const params = [
+    ...new Array<"i32">(kernel.inputs + 1).fill("i32"),
+    ...new Array<"f64">(nConsts).fill("f64"),
+  ];
+  m.func(params, [], (f) => new Gen(kernel, dtype, f, lib, nConsts).emit(), "kernel");
+  return m.bytes();
+}
+
+/** Which lanes a load fills: W lanes along a loop level, or lane 0 (splat). */
+type Mode = { vec: true; level: number } | { vec: false };
+
+class Gen {
+  readonly W: number;
+  readonly B: number;
+  readonly V: "f32x4" | "f64x2";
+  readonly S: "f32" | "f64";
+  readonly R: number;
+  readonly red: readonly number[];
+  readonly loads: Load[] = [];
+  readonly ids = new Map<string, number>();
+  readonly bodyLoads: number[];
+  readonly epiLoads: number[];
+  /** ptr[l][t]: the byte address of load l after t loop levels. */
+  readonly ptr: number[][] = [];
+  readonly val: number[] = [];
+  readonly constLocal: number[] = [];
+  readonly out: number;
+  w = 0;
+  /** Loads held in a local for the whole innermost loop (stride 0 there). */
+  hoisted = new Set<number>();
+
+  constructor(
+    readonly k: Kernel,
+    readonly dtype: DType,
+    readonly f: Fn,
+    readonly lib: MathFns,
+    readonly nConsts: number,
+  ) {
+    const f32 = dtype === "float32";
+    this.W = f32 ? 4 : 2;
+    this.B = f32 ? 4 : 8;
+    this.V = f32 ? "f32x4" : "f64x2";
+    this.S = f32 ? "f32" : "f64";
+    this.R = k.shape.length;
+    this.red = k.reduce?.shape ?? [];
+    const collect = (e: Expr | undefined, into: Set<number>) => {
+      if (!e) return;
+      walk(e, (x) => {
+        if (x.k !== "load") return;
+        const key = `${x.input}|${x.strides}|${x.offset}`;
+        let id = this.ids.get(key);
+        if (id === undefined) {
+          id = this.loads.push(x) - 1;
+          this.ids.set(key, id);
+        }
+        into.add(id);
+      });
+    };
+    const b = new Set<number>(), e = new Set<number>();
+    collect(k.body, b);
+    collect(k.epilogue, e);
+    this.bodyLoads = [...b];
+    this.epiLoads = [...e];
+    this.out = k.inputs;
+  }
+
+  op(name: string): Fn {
+    return this.f.op(name as PlainOp);
+  }
+
+  /** The whole function body. */
+  emit(): void {
+    const { f, B } = this;
+    // Addresses at level 0, constants splatted once.
+    this.loads.forEach((l, id) => {
+      const p = f.local("i32");
+      f.get(l.input).i32(l.offset * B).op("i32.add").set(p);
+      this.ptr[id] = [p];
+      this.val[id] = f.local("v128");
+    });
+    for (let c = 0; c < this.nConsts; c++) {
+      const loc = f.local("v128");
+      f.get(this.k.inputs + 1 + c);
+      if (this.S === "f32") f.op("f32.demote_f64");
+      this.op(`${this.V}.splat`).set(loc);
+      this.constLocal.push(loc);
+    }
+    this.w = f.local("i32");
+    f.get(this.out).set(this.w);
+    const { R } = this;
+    const red = this.k.reduce;
+    const all = this.loads.map((_, i) => i);
+    if (!red) {
+      this.outerLoops(0, all, () => this.mapInner());
+      return;
+    }
+    // Partial sums along the reduced dimension, or W outputs side by side.
+    const S = this.red.length;
+    const unit = (level: number, ids: number[]) =>
+      ids.every((id) => {
+        const s = this.loads[id].strides[level];
+        return s === 0 || s === 1;
+      });
+    const outVec = R > 0 && this.k.shape[R - 1] >= this.W && unit(R - 1, all);
+    const redVec = red.op === "sum" && S > 0 && this.red[S - 1] >= this.W &&
+      unit(R + S - 1, this.bodyLoads);
+    if (redVec && !outVec) this.outerLoops(0, all, () => this.partialSums(), R);
+    else this.outerLoops(0, all, () => this.sideBySide());
+  }
+
+  /** Scalar loops over output levels [level, upTo) (default: all but the innermost). */
+  outerLoops(level: number, ids: number[], inner: () => void, upTo = this.R - 1): void {
+    if (level >= upTo) return inner();
+    this.loop(
+      level,
+      this.k.shape[level],
+      1,
+      ids,
+      () => this.outerLoops(level + 1, ids, inner, upTo),
+    );
+  }
+
+  /**
+   * A counted loop at `level` of `count` iterations (none: no code), advancing the addresses of
+   * `ids` by `step` elements of their stride at that level after each.
+   */
+  loop(level: number, count: number, step: number, ids: number[], body: () => void): void {
+    const { f } = this;
+    this.enter(level, ids);
+    if (count <= 0) return;
+    const i = f.local("i32");
+    f.i32(0).set(i);
+    f.loop();
+    body();
+    this.advance(level, ids, step);
+    f.get(i).i32(1).op("i32.add").tee(i).i32(count).op("i32.lt_u").brIf(0);
+    f.end();
+  }
+
+  /** ptr[l][level + 1] = ptr[l][level] for the loads `ids`. */
+  enter(level: number, ids: number[]): void {
+    for (const id of ids) {
+      const p = this.ptr[id];
+      if (p[level + 1] === undefined) p[level + 1] = this.f.local("i32");
+      this.f.get(p[level]).set(p[level + 1]);
+    }
+  }
+
+  advance(level: number, ids: number[], step: number): void {
+    for (const id of ids) {
+      const s = this.loads[id].strides[level];
+      if (s === 0) continue;
+      const p = this.ptr[id][level + 1];
+      this.f.get(p).i32(s * step * this.B).op("i32.add").set(p);
+    }
+  }
+
+  /** Loads `ids` at address level `depth` into their value locals, lanes as `mode`. */
+  loadValues(ids: number[], depth: number, mode: Mode): void {
+    const { f, S, V, B, W } = this;
+    for (const id of ids) {
+      if (this.hoisted.has(id)) continue;
+      const p = this.ptr[id][depth];
+      const s = mode.vec ? this.loads[id].strides[mode.level] : 0;
+      f.get(p);
+      if (s === 1) f.mem("v128.load");
+      else {
+        f.mem(`${S}.load`);
+        this.op(`${V}.splat`);
+        for (let j = 1; s !== 0 && j < W; j++) {
+          const off = j * s * B;
+          if (off >= 0) f.get(p).mem(`${S}.load`, off);
+          else f.get(p).i32(off).op("i32.add").mem(`${S}.load`);
+          f.lane(`${V}.replace_lane`, j);
+        }
+      }
+      f.set(this.val[id]);
+    }
+  }
+
+  /** Stores the vector on the stack: W lanes, or lane 0; advances the output address. */
+  store(vec: boolean): void {
+    const { f, S, V, B, W } = this;
+    const t = this.tmp();
+    f.set(t).get(this.w).get(t);
+    if (vec) f.mem("v128.store");
+    else f.lane(`${V}.extract_lane`, 0).mem(`${S}.store`);
+    f.get(this.w).i32((vec ? W : 1) * B).op("i32.add").set(this.w);
+  }
+
+  #tmps: number[] = [];
+  tmp(): number {
+    return this.#tmps.pop() ?? this.f.local("v128");
+  }
+  free(t: number): void {
+    this.#tmps.push(t);
+  }
+
+  /** The innermost output dimension of a map: W outputs a step, then one at a time. */
+  mapInner(): void {
+    const { R, W } = this;
+    const ids = this.loads.map((_, i) => i);
+    if (R === 0) {
+      this.loadValues(ids, 0, { vec: false });
+      this.body();
+      this.store(false);
+      return;
+    }
+    const n = this.k.shape[R - 1];
+    const level = R - 1;
+    this.enter(level, ids);
+    // Loads with stride 0 along the vector dimension: loaded once.
+    const still = ids.filter((id) => this.loads[id].strides[level] === 0);
+    this.loadValues(still, R, { vec: false });
+    still.forEach((id) => this.hoisted.add(id));
+    const nv = Math.floor(n / W);
+    this.counted(nv, () => {
+      this.loadValues(ids, R, { vec: true, level });
+      this.body();
+      this.store(true);
+      this.advance(level, ids, W);
+    });
+    this.counted(n - nv * W, () => {
+      this.loadValues(ids, R, { vec: false });
+      this.body();
+      this.store(false);
+      this.advance(level, ids, 1);
+    });
+    this.hoisted.clear();
+  }
+
+  /** A loop of `count` iterations of `body` (no code for none). */
+  counted(count: number, body: () => void): void {
+    if (count <= 0) return;
+    const { f } = this;
+    const i = f.local("i32");
+    f.i32(0).set(i).loop();
+    body();
+    f.get(i).i32(1).op("i32.add").tee(i).i32(count).op("i32.lt_u").brIf(0).end();
+  }
+
+  /** Reductions, W outputs side by side along the innermost output dimension. */
+  sideBySide(): void {
+    const { R, W } = this;
+    const all = this.loads.map((_, i) => i);
+    if (R === 0) return this.reduceOutputs({ vec: false });
+    const n = this.k.shape[R - 1];
+    const level = R - 1;
+    this.enter(level, all);
+    const nv = Math.floor(n / W);
+    this.counted(nv, () => {
+      this.reduceOutputs({ vec: true, level });
+      this.advance(level, all, W);
+    });
+    this.counted(n - nv * W, () => {
+      this.reduceOutputs({ vec: false });
+      this.advance(level, all, 1);
+    });
+  }
+
+  /** Reduces the outputs at the current output address (lanes as `mode`) and stores them. */
+  reduceOutputs(mode: Mode): void {
+    const { f, R, V } = this;
+    const op = this.k.reduce!.op;
+    const f32 = this.S === "f32";
+    const accLo = f.local("v128"), accHi = f.local("v128"), arg = f.local("v128");
+    const r = f.local("i32");
+    if (op === "sum") {
+      f.f64x2(0).set(accLo).f64x2(0).set(accHi);
+    } else {
+      this.splat(-Infinity).set(accLo);
+      f.i32x4(0).set(arg).i32(0).set(r);
+    }
+    const body = () => {
+      this.loadValues(this.bodyLoads, R + this.red.length, mode);
+      this.body();
+      const v = this.tmp();
+      f.set(v);
+      if (op === "sum") {
+        if (f32) {
+          f.get(accLo).get(v).op("f64x2.promote_low_f32x4").op("f64x2.add").set(accLo);
+          f.get(accHi).get(v).get(v).shuffle(HIGH_HALF).op("f64x2.promote_low_f32x4");
+          f.op("f64x2.add").set(accHi);
+        } else f.get(accLo).get(v).op("f64x2.add").set(accLo);
+      } else {
+        // The first maximum wins; the first NaN wins and stays.
+        const mask = this.tmp();
+        f.get(accLo).get(accLo).op(`${V}.eq` as PlainOp);
+        f.get(v).get(accLo).op(`${V}.gt` as PlainOp).get(v).get(v).op(`${V}.ne` as PlainOp);
+        f.op("v128.or").op("v128.and").set(mask);
+        f.get(v).get(accLo).get(mask).op("v128.bitselect").set(accLo);
+        if (op === "argmax") {
+          f.get(r);
+          if (f32) f.op("i32x4.splat");
+          else f.op("f64.convert_i32_s").op("f64x2.splat");
+          f.get(arg).get(mask).op("v128.bitselect").set(arg);
+          f.get(r).i32(1).op("i32.add").set(r);
+        }
+        this.free(mask);
+      }
+      this.free(v);
+    };
+    this.reduceLoops(0, body);
+    // The reduced value as a vector of the kernel's type.
+    if (op === "sum" && f32) {
+      f.get(accLo).op("f32x4.demote_f64x2_zero").get(accHi).op("f32x4.demote_f64x2_zero");
+      f.shuffle(LOW_HALVES).set(accLo);
+    } else if (op === "argmax") {
+      f.get(arg);
+      if (f32) f.op("f32x4.convert_i32x4_s");
+      f.set(accLo);
+    }
+    this.finish(accLo, mode);
+  }
+
+  /** The epilogue (or the reduced value) at the current output address, stored. */
+  finish(acc: number, mode: Mode): void {
+    if (this.k.epilogue) {
+      this.loadValues(this.epiLoads, this.R, mode);
+      this.acc = acc;
+      this.epilogue();
+    } else this.f.get(acc);
+    this.store(mode.vec);
+  }
+
+  acc = -1;
+
+  /** Scalar loops over the reduced levels (body loads only); body at the innermost. */
+  reduceLoops(j: number, body: () => void): void {
+    if (j >= this.red.length) return body();
+    this.loop(this.R + j, this.red[j], 1, this.bodyLoads, () => this.reduceLoops(j + 1, body));
+  }
+
+  /** A sum of one output, W reduced elements a step into partial sums. */
+  partialSums(): void {
+    const { f, R, W } = this;
+    const f32 = this.S === "f32";
+    const S = this.red.length;
+    const accLo = f.local("v128"), accHi = f.local("v128"), tail = f.local("f64");
+    f.f64x2(0).set(accLo).f64x2(0).set(accHi).f64(0).set(tail);
+    const ids = this.bodyLoads;
+    const level = R + S - 1;
+    const n = this.red[S - 1];
+    const inner = () => {
+      this.enter(level, ids);
+      const nv = Math.floor(n / W);
+      this.counted(nv, () => {
+        this.loadValues(ids, R + S, { vec: true, level });
+        this.body();
+        const v = this.tmp();
+        f.set(v);
+        if (f32) {
+          f.get(accLo).get(v).op("f64x2.promote_low_f32x4").op("f64x2.add").set(accLo);
+          f.get(accHi).get(v).get(v).shuffle(HIGH_HALF).op("f64x2.promote_low_f32x4");
+          f.op("f64x2.add").set(accHi);
+        } else f.get(accLo).get(v).op("f64x2.add").set(accLo);
+        this.free(v);
+        this.advance(level, ids, W);
+      });
+      this.counted(n - nv * W, () => {
+        this.loadValues(ids, R + S, { vec: false });
+        this.body();
+        f.lane(`${this.V}.extract_lane`, 0);
+        if (f32) f.op("f64.promote_f32");
+        f.get(tail).op("f64.add").set(tail);
+        this.advance(level, ids, 1);
+      });
+    };
+    const outer = (j: number): void => {
+      if (j >= S - 1) return inner();
+      this.loop(R + j, this.red[j], 1, ids, () => outer(j + 1));
+    };
+    outer(0);
+    // (lanes of accLo) + (lanes of accHi) + tail, as one splat of the kernel's type.
+    f.get(accLo).lane("f64x2.extract_lane", 0).get(accLo).lane("f64x2.extract_lane", 1);
+    f.op("f64.add");
+    if (f32) {
+      f.get(accHi).lane("f64x2.extract_lane", 0).get(accHi).lane("f64x2.extract_lane", 1);
+      f.op("f64.add").op("f64.add");
+    }
+    f.get(tail).op("f64.add");
+    if (f32) f.op("f32.demote_f64");
+    this.op(`${this.V}.splat`).set(accLo);
+    this.finish(accLo, { vec: false });
+  }
+
+  /** A vector of the kernel's type with every lane `v`. */
+  splat(v: number): Fn {
+    return this.S === "f32" ? this.f.f32x4(v) : this.f.f64x2(v);
+  }
+
+  /** Pushes the value of an expression (a vector of the kernel's type). */
+  expr(e: Expr): void {
+    const { f, V } = this;
+    const o = (name: string) => this.op(`${V}.${name}`);
+    switch (e.k) {
+      case "load":
+        f.get(this.val[this.ids.get(`${e.input}|${e.strides}|${e.offset}`)!]);
+        return;
+      case "const":
+        f.get(this.constLocal[this.constSlot++]);
+        return;
+      case "acc":
+        f.get(this.acc);
+        return;
+      case "cast":
+        this.expr(e.x);
+        if (e.to === "float32" && V === "f64x2") {
+          f.op("f32x4.demote_f64x2_zero").op("f64x2.promote_low_f32x4");
+        }
+        return;
+      case "where": {
+        const c = this.tmp();
+        this.expr(e.c);
+        f.set(c);
+        this.expr(e.a);
+        this.expr(e.b);
+        f.get(c);
+        this.splat(0);
+        o("ne");
+        f.op("v128.bitselect");
+        this.free(c);
+        return;
+      }
+      case "unary": {
+        if (MATH.includes(e.op)) {
+          this.expr(e.x);
+          f.call(this.lib.index(e.op as MathOp));
+          return;
+        }
+        const x = this.tmp();
+        this.expr(e.x);
+        f.set(x);
+        switch (e.op) {
+          case "neg":
+          case "abs":
+          case "sqrt":
+            f.get(x);
+            o(e.op);
+            break;
+          case "relu": // x <= 0 ? 0 : x (NaN stays)
+            f.get(x).get(x);
+            this.splat(0);
+            o("le");
+            f.op("v128.andnot");
+            break;
+          case "square":
+            f.get(x).get(x);
+            o("mul");
+            break;
+          case "reciprocal":
+            this.splat(1);
+            f.get(x);
+            o("div");
+            break;
+          case "sign": // +-1 with x's sign where x is a nonzero number; else x (+-0, NaN)
+            this.splat(1);
+            f.get(x);
+            this.splat(-0);
+            f.op("v128.and").op("v128.or");
+            f.get(x);
+            f.get(x);
+            this.splat(0);
+            o("lt");
+            f.get(x);
+            this.splat(0);
+            o("gt");
+            f.op("v128.or").op("v128.bitselect");
+            break;
+          case "step":
+            f.get(x);
+            this.splat(0);
+            o("gt");
+            this.splat(1);
+            f.op("v128.and");
+            break;
+          default:
+            throw new Error(`wasm codegen: unary ${e.op} has no vector form`);
+        }
+        this.free(x);
+        return;
+      }
+      case "binary": {
+        const a = this.tmp();
+        this.expr(e.a);
+        f.set(a);
+        const b = this.tmp();
+        this.expr(e.b);
+        f.set(b);
+        switch (e.op) {
+          case "add":
+          case "sub":
+          case "mul":
+          case "div":
+            f.get(a).get(b);
+            o(e.op);
+            break;
+          case "max": // a > b ? a : b, NaN if either is
+          case "min":
+            f.get(a).get(b).get(a).get(b);
+            o(e.op === "max" ? "gt" : "lt");
+            f.get(a).get(a);
+            o("ne");
+            f.op("v128.or").op("v128.bitselect");
+            break;
+          case "eq":
+          case "ne":
+          case "lt":
+          case "le":
+          case "gt":
+          case "ge":
+            f.get(a).get(b);
+            o(e.op);
+            this.splat(1);
+            f.op("v128.and");
+            break;
+          default:
+            throw new Error(`wasm codegen: binary ${e.op} has no vector form`);
+        }
+        this.free(a);
+        this.free(b);
+        return;
+      }
+    }
+  }
+
+  /** Constants are numbered in kernelKey's order: body first, then the epilogue. */
+  constSlot = 0;
+
+  /** Pushes the body's value. */
+  body(): void {
+    this.constSlot = 0;
+    this.expr(this.k.body);
+  }
+
+  /** Pushes the epilogue's value. */
+  epilogue(): void {
+    let n = 0;
+    walk(this.k.body, (e) => e.k === "const" && n++);
+    this.constSlot = n;
+    this.expr(this.k.epilogue!);
+  }
+}
+
+/** Shuffle: lanes 2, 3 of an f32x4 into lanes 0, 1. */
+const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
+/** Shuffle: the low halves of two vectors, side by side. */
+const LOW_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
