@@ -15,6 +15,7 @@ import { compileWasmKernel, wasmSupport } from "../wasm/codegen.ts";
 import { MathFns, type MathOp, MAX_ULPS } from "../wasm/math.ts";
 import { simdAvailable, sleb, uleb, WasmModule } from "../wasm/module.ts";
 import { fc, property } from "./property.ts";
+import { Random } from "../random.ts";
 
 // --- the module builder ------------------------------------------------------------------------
 
@@ -221,3 +222,178 @@ Deno.test("wasm math: exp, log, tanh, sigmoid within their stated ulps over the 
     );
   }
 });
+
+// --- generated kernels: WebAssembly against the JavaScript loops and the interpreter ------------
+
+/** Dyadic values (exact sums in any order), with zeros of both signs and, rarely, specials. */
+function value(r: Random): number {
+  const u = r.uniform();
+  if (u < 0.03) return [NaN, Infinity, -Infinity][r.int(3)];
+  if (u < 0.08) return [0, -0][r.int(2)];
+  return (r.int(49) - 24) / 8;
+}
+
+/** A random expression over loads (drawn by `leaf`), of depth at most `depth`. */
+function genExpr(r: Random, depth: number, leaf: () => ir.Expr, withPow: boolean): ir.Expr {
+  const u = r.uniform();
+  if (depth === 0 || u < 0.25) return r.uniform() < 0.8 ? leaf() : ir.constant(value(r));
+  const sub = () => genExpr(r, depth - 1, leaf, withPow);
+  if (u < 0.55) return ir.unary(UNARY_OPS[r.int(UNARY_OPS.length)], sub());
+  if (u < 0.9) {
+    const ops = BINARY_OPS.filter((o) => withPow || o !== "pow");
+    return ir.binary(ops[r.int(ops.length)], sub(), sub());
+  }
+  if (u < 0.96) return ir.where(sub(), sub(), sub());
+  return { k: "cast", to: r.uniform() < 0.5 ? "float32" : "float64", x: sub() };
+}
+
+/** A generated kernel and inputs for it. */
+function genKernel(seed: number, dtype: DType): { kernel: ir.Kernel; inputs: TypedArray[] } {
+  const r = new Random(seed);
+  const rank = r.int(4);
+  const shape = Array.from({ length: rank }, () => 1 + r.int(r.uniform() < 0.3 ? 13 : 6));
+  const reduce = r.uniform() < 0.5
+    ? {
+      op: (["sum", "max", "argmax"] as const)[r.int(3)],
+      shape: Array.from({ length: 1 + r.int(2) }, () => 1 + r.int(r.uniform() < 0.4 ? 17 : 5)),
+    }
+    : undefined;
+  const nIn = 1 + r.int(3);
+  const sizes = new Array<number>(nIn).fill(1);
+  const genLoad = (dims: number[]) => () => {
+    const input = r.int(nIn);
+    const kind = r.uniform();
+    // Contiguous, broadcast (some strides 0) or arbitrary strides.
+    let strides: number[];
+    if (kind < 0.4) strides = ir.contiguous(dims);
+    else if (kind < 0.7) strides = ir.contiguous(dims).map((s) => (r.uniform() < 0.4 ? 0 : s));
+    else strides = dims.map(() => r.int(6));
+    const offset = r.int(4);
+    let last = offset;
+    dims.forEach((d, i) => (last += (d - 1) * strides[i]));
+    sizes[input] = Math.max(sizes[input], last + 1);
+    return ir.load(input, strides, offset);
+  };
+  const full = [...shape, ...(reduce?.shape ?? [])];
+  const withPow = r.uniform() < 0.1;
+  const body = genExpr(r, 3, genLoad(full), withPow);
+  const epilogue = reduce && r.uniform() < 0.6
+    ? genExpr(r, 2, () => (r.uniform() < 0.5 ? ir.ACC : genLoad(shape)()), false)
+    : undefined;
+  const kernel: ir.Kernel = {
+    shape,
+    inputs: nIn,
+    body,
+    ...(reduce ? { reduce } : {}),
+    ...(epilogue ? { epilogue } : {}),
+  };
+  const make = (n: number): TypedArray => {
+    const a = dtype === "float32" ? new Float32Array(n) : new Float64Array(n);
+    for (let i = 0; i < n; i++) a[i] = value(r);
+    return a;
+  };
+  return { kernel, inputs: sizes.map(make) };
+}
+
+/** Every op of a kernel's expressions rounded to float32, as float32 arithmetic does. */
+function roundedOps(kernel: ir.Kernel): ir.Kernel {
+  const round = (e: ir.Expr): ir.Expr => {
+    switch (e.k) {
+      case "load":
+      case "const":
+      case "acc":
+        return e;
+      case "unary":
+        return { k: "cast", to: "float32", x: ir.unary(e.op, round(e.x)) };
+      case "binary":
+        return { k: "cast", to: "float32", x: ir.binary(e.op, round(e.a), round(e.b)) };
+      case "where":
+        return ir.where(round(e.c), round(e.a), round(e.b));
+      case "cast":
+        return round(e.x);
+    }
+  };
+  return {
+    ...kernel,
+    body: round(kernel.body),
+    // The reduced float32 value enters the epilogue rounded.
+    ...(kernel.epilogue
+      ? {
+        epilogue: ir.mapLoads(
+          round(kernel.epilogue),
+          (l) => (l.k === "acc" ? { k: "cast", to: "float32", x: l } : l),
+        ),
+      }
+      : {}),
+  };
+}
+
+/** Runs a kernel through WebAssembly on a fresh memory; undefined without a wasm form. */
+function runWasm(kernel: ir.Kernel, dtype: DType, inputs: TypedArray[]): TypedArray | undefined {
+  const B = dtype === "float32" ? 4 : 8;
+  const outN = kernel.shape.reduce((a, b) => a * b, 1);
+  const bytes = inputs.reduce((s, x) => s + x.length * B + 16, 0) + outN * B + 64;
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / 65536) });
+  const c = compileWasmKernel(kernel, dtype, memory);
+  if (!c) return undefined;
+  const T = dtype === "float32" ? Float32Array : Float64Array;
+  const buf = memory.buffer as ArrayBuffer;
+  let at = 16;
+  const ptrs = inputs.map((x) => {
+    new T(buf, at, x.length).set(x);
+    const p = at;
+    at += Math.ceil((x.length * B) / 16) * 16;
+    return p;
+  });
+  // The output starts after a canary, so that a store before it shows.
+  new T(buf, 0, 16 / B).fill(12345);
+  c.run(ptrs, at, c.consts);
+  assert.deepEqual([...new T(buf, 0, 16 / B)], new Array(16 / B).fill(12345));
+  return new T(buf, at, outN).slice();
+}
+
+const same = (a: number, b: number) => Object.is(a, b) || (a !== a && b !== b);
+
+property(
+  "a generated kernel in WebAssembly gives the JavaScript loops' values (float64: exactly, save the order of partial sums; float32: within float32 rounding of each op)",
+  fc.tuple(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.constantFrom("float32", "float64")),
+  400,
+  ([seed, dtype]) => {
+    const { kernel, inputs } = genKernel(seed, dtype as DType);
+    const got = runWasm(kernel, dtype as DType, inputs);
+    const why = wasmSupport(ir.collapse(kernel), dtype as DType);
+    if (!got) {
+      assert.ok(why, "no WebAssembly form, with a reason");
+      return;
+    }
+    assert.equal(why, undefined);
+    const n = got.length;
+    const T = dtype === "float32" ? Float32Array : Float64Array;
+    const show = () => JSON.stringify(kernel);
+    if (dtype === "float64") {
+      const js = new T(n);
+      const c = compileKernel(kernel, dtype);
+      c.run(inputs, js, c.consts);
+      const sum = kernel.reduce?.op === "sum";
+      for (let i = 0; i < n; i++) {
+        const a: number = got[i], e: number = js[i];
+        if (same(a, e)) continue;
+        if (sum && Math.abs(a - e) <= 1e-9 * (1 + Math.abs(e))) continue;
+        assert.fail(`element ${i}: ${a}, the loops give ${e}; kernel ${show()}`);
+      }
+      return;
+    }
+    // float32: against the interpreter with every op rounded to float32.
+    const ref = new T(n);
+    interpret(roundedOps(kernel), inputs, ref);
+    for (let i = 0; i < n; i++) {
+      const a: number = got[i], e: number = ref[i];
+      if (same(a, e)) continue;
+      if (
+        Number.isFinite(a) && Number.isFinite(e) &&
+        Math.abs(a - e) <= 1e-5 * Math.max(1, Math.abs(e))
+      ) continue;
+      assert.fail(`element ${i}: ${a}, expected ${e}; kernel ${show()}`);
+    }
+  },
+);
