@@ -148,7 +148,8 @@ function denoNs(): typeof Deno | undefined {
   return (globalThis as { Deno?: typeof Deno }).Deno?.valueOf() as typeof Deno | undefined;
 }
 
-function env(name: string): string | undefined {
+/** An environment variable, or undefined (unset, or no permission to read it). */
+export function env(name: string): string | undefined {
   try {
     return denoNs()?.env.get(name);
   } catch {
