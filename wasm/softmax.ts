@@ -52,6 +52,7 @@ function softmaxModule(): Uint8Array<ArrayBuffer> {
     const r = f.local("i32"), k = f.local("i32"), mx = f.local("v128"), e = f.local("v128");
     const lo = f.local("v128"), hi = f.local("v128"), tail = f.local("f64");
     const s = f.local("v128"), cv = f.local("i32"), es = f.local("f32");
+    const sum = f.local("f64");
     const exp = lib.index("exp"), ln = lib.index("log");
     // cv: the number of columns in whole vectors.
     f.get(cols).i32(-4).op("i32.and").set(cv);
@@ -97,11 +98,16 @@ function softmaxModule(): Uint8Array<ArrayBuffer> {
     // The sum, as float32 lanes.
     f.get(lo).lane("f64x2.extract_lane", 0).get(lo).lane("f64x2.extract_lane", 1).op("f64.add");
     f.get(hi).lane("f64x2.extract_lane", 0).get(hi).lane("f64x2.extract_lane", 1).op("f64.add");
-    f.op("f64.add").get(tail).op("f64.add").op("f32.demote_f64").op("f32x4.splat").set(s);
+    f.op("f64.add").get(tail).op("f64.add").tee(sum);
+    f.op("f32.demote_f64").op("f32x4.splat").set(s);
     f.get(log).if();
     {
-      // x - max - log(sum)
-      f.get(s).call(ln).set(s);
+      // x - max - log(sum), with log(sum) = log(h) + (sum - h) / h for h = sum in float32 (the
+      // sum is near 1 when one value dominates: its float32 rounding would be most of the log).
+      f.get(s).call(ln).lane("f32x4.extract_lane", 0).op("f64.promote_f32");
+      f.get(sum).get(s).lane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.sub");
+      f.get(s).lane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.div").op("f64.add");
+      f.op("f32.demote_f64").op("f32x4.splat").set(s);
       cols4(cv, 4, () => {
         at(out);
         at(inp).mem("v128.load").get(mx).op("f32x4.sub").get(s).op("f32x4.sub");
