@@ -39,7 +39,7 @@ import {
   UNARY_OPS,
   type UnaryOp,
 } from "../backend.ts";
-import { assertClose, cpu, native, put, Random, take, webgpu } from "./harness.ts";
+import { assertClose, cpu, native, nativeJs, put, Random, take, webgpu } from "./harness.ts";
 
 const SIZES = [1, 3, 7, 33, 257, 1000, 4099];
 
@@ -51,6 +51,7 @@ interface Target {
 }
 
 const nativeBe = await native();
+const nativeLoops = await nativeJs();
 const gpu = await webgpu();
 const targets: Target[] = [
   ...(nativeBe
@@ -58,6 +59,14 @@ const targets: Target[] = [
       be: nativeBe,
       dtype,
       label: `native ${dtype}`,
+    }))
+    : []),
+  // The same backend without its WebAssembly kernels (the JavaScript loops).
+  ...(nativeLoops
+    ? (["float32", "float64"] as const).map((dtype) => ({
+      be: nativeLoops,
+      dtype,
+      label: `native-js ${dtype}`,
     }))
     : []),
   ...(gpu ? [{ be: gpu as Backend, dtype: "float32" as DType, label: "webgpu" }] : []),

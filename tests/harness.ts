@@ -65,10 +65,32 @@ export function native(): Promise<NativeBackend | undefined> {
   return nativePromise;
 }
 
-/** Every backend available: the CPU oracle, then native and WebGPU where they exist. */
-export async function backends(): Promise<Backend[]> {
-  const [nat, gpu] = [await native(), await webgpu()];
-  return [cpu, ...(nat ? [nat] : []), ...(gpu ? [gpu] : [])];
+let nativeJsPromise: Promise<NativeBackend | undefined> | undefined;
+
+/**
+ * The native backend with its WebAssembly kernels and arena turned off (`create({ wasm: false })`:
+ * the compiled JavaScript loops on JavaScript-heap buffers), created once per test process;
+ * undefined where {@link native} is, or where the default native backend already runs without
+ * WebAssembly (so nothing is checked twice).
+ */
+export function nativeJs(): Promise<NativeBackend | undefined> {
+  nativeJsPromise ??= (async () => {
+    const nat = await native();
+    if (!nat?.arena) return undefined;
+    const be = NativeBackend.create({ wasm: false }).backend;
+    if (be) console.log(`[sgn tests] native backend, second variant: ${be.description}`);
+    return be;
+  })();
+  return nativeJsPromise;
+}
+
+/**
+ * Every backend available: the CPU oracle, then native (WebAssembly kernels, and the JavaScript
+ * loops variant with `loops`) and WebGPU where they exist.
+ */
+export async function backends({ loops = false } = {}): Promise<Backend[]> {
+  const [nat, js, gpu] = [await native(), loops ? await nativeJs() : undefined, await webgpu()];
+  return [cpu, ...(nat ? [nat] : []), ...(js ? [js] : []), ...(gpu ? [gpu] : [])];
 }
 
 /** Uploads float64 data in the backend's working precision (float32 on WebGPU). */
@@ -129,4 +151,9 @@ export function assertClose(
         `(rtol ${rtol}, atol ${atol})`,
     );
   }
+}
+
+/** A backend's name in test names: "native-js" for the native backend without WebAssembly. */
+export function backendLabel(be: Backend): string {
+  return be instanceof NativeBackend && !be.arena ? "native-js" : be.name;
 }

@@ -31,12 +31,13 @@ import assert from "node:assert/strict";
 import type { Backend, DType } from "../backend.ts";
 import * as ir from "../kernel/ir.ts";
 import { lazyStats } from "../kernel/lazy.ts";
-import { cpu, native, webgpu } from "./harness.ts";
+import { cpu, native, nativeJs, webgpu } from "./harness.ts";
 import { fc, property } from "./property.ts";
 import { ops, scope, type Tensor, tensor } from "../mod.ts";
 import { vjp } from "../autodiff/transforms.ts";
 
 const nat = await native();
+const natJs = await nativeJs();
 const gpu = await webgpu();
 
 /** A backend and the dtype it is checked in, with its unit roundoff. */
@@ -56,6 +57,13 @@ const TARGETS: Target[] = [
     ? [
       { label: "native float32", be: nat as Backend, dtype: "float32" as DType, u: F32 },
       { label: "native float64", be: nat as Backend, dtype: "float64" as DType, u: F64 },
+    ]
+    : []),
+  // The native backend without its WebAssembly kernels (the JavaScript loops).
+  ...(natJs
+    ? [
+      { label: "native-js float32", be: natJs as Backend, dtype: "float32" as DType, u: F32 },
+      { label: "native-js float64", be: natJs as Backend, dtype: "float64" as DType, u: F64 },
     ]
     : []),
   ...(gpu ? [{ label: "webgpu", be: gpu as Backend, dtype: "float32" as DType, u: F32 }] : []),
@@ -1316,7 +1324,9 @@ property("split reductions agree with the reference on every backend", splitArb,
 // --- 4. past one dispatch dimension (65,535 workgroups) ---------------------------------------
 
 /** Large cases: WebGPU (where the grid matters) and the native compiled loops. */
-const LARGE = TARGETS.filter((t) => t.label === "webgpu" || t.label === "native float32");
+const LARGE = TARGETS.filter((t) =>
+  t.label === "webgpu" || t.label === "native float32" || t.label === "native-js float32"
+);
 
 Deno.test({
   name: "kernel: maps, reductions and pooling past 65,535 workgroups, checked element by element",

@@ -5,23 +5,21 @@
  * compiled module per structural key serves every constant value).
  *
  * Loops run over the collapsed dimensions with one address per distinct load and loop level,
- * advanced by its strides. Lanes: four float32 (f32x4) or two float64 (f64x2) values.
- * - Maps: the innermost output dimension (contiguous in the output) runs W outputs a step; a load
- *   with stride 1 there is one vector load, stride 0 a splat (hoisted out of the loop), any
- *   other stride W scalar loads into lanes. The remaining outputs run one at a time in lane 0.
- * - Reductions: W neighbouring outputs reduce side by side, each lane in the JavaScript loops'
- *   order, so max and argmax (first index, NaN wins) are exactly theirs. A sum whose loads have
- *   stride 0 or 1 along the innermost reduced dimension, when the output's innermost dimension
- *   does not vectorize that way, instead runs W reduced elements a step into W partial sums
- *   (added up at the end: a different order of addition than the loops'). Float32 sums
- *   accumulate in float64 (each f32x4 promoted to two f64x2), as the JavaScript loops do.
- * - Epilogues run on the W results, loads by output index as in maps.
- *
- * Float32 kernels compute in float32 (each operation rounded, as on WebGPU; the JavaScript loops
- * compute in float64 and round once at the store): a single operation gives the same value,
- * a chain may differ in the last bits. exp, log, tanh and sigmoid are `wasm/math.ts`'s (errors
- * stated there). Float64 kernels compute exactly as the JavaScript loops do, save the order of
- * additions in the partial-sum reductions above.
+ * advanced by its strides. Arithmetic is float64 in two lanes (f64x2) for both dtypes, as in the
+ * JavaScript loops: float32 inputs are promoted as they load and results rounded once at the
+ * store, so a float32 kernel gives the loops' value (no intermediate float32 rounding or
+ * overflow), save exp, log, tanh and sigmoid, which are `wasm/math.ts`'s float32 functions (of
+ * the argument rounded to float32; errors stated there), and the order of partial sums below.
+ * - Maps: the innermost output dimension (contiguous in the output) runs two outputs a step; a
+ *   load with stride 1 there is one vector load, stride 0 a splat (hoisted out of the loop), any
+ *   other stride two scalar loads into lanes. A last odd output runs alone in lane 0.
+ * - Reductions: two neighbouring outputs reduce side by side, each lane in the JavaScript loops'
+ *   order, so sums, max and argmax (first index, NaN wins) are exactly theirs. A sum whose loads
+ *   have stride 0 or 1 along the innermost reduced dimension, when the output's innermost
+ *   dimension does not vectorize that way, instead runs two reduced elements a step into two
+ *   partial sums (added up at the end: another order of addition than the loops', in float64).
+ * - Epilogues run on the two results (the reduced value in float64, as in the loops), loads by
+ *   output index as in maps.
  *
  * Without a vector form, a kernel has no WebAssembly function ({@link wasmSupport} says why) and
  * runs as compiled JavaScript loops: `pow` in any dtype, and exp, log, tanh, sigmoid in float64.
@@ -154,9 +152,9 @@ class Gen {
     readonly nConsts: number,
   ) {
     const f32 = dtype === "float32";
-    this.W = f32 ? 4 : 2;
+    this.W = 2;
     this.B = f32 ? 4 : 8;
-    this.V = f32 ? "f32x4" : "f64x2";
+    this.V = "f64x2";
     this.S = f32 ? "f32" : "f64";
     this.R = k.shape.length;
     this.red = k.reduce?.shape ?? [];
@@ -197,9 +195,7 @@ class Gen {
     });
     for (let c = 0; c < this.nConsts; c++) {
       const loc = f.local("v128");
-      f.get(this.k.inputs + 1 + c);
-      if (this.S === "f32") f.op("f32.demote_f64");
-      this.op(`${this.V}.splat`).set(loc);
+      f.get(this.k.inputs + 1 + c).op("f64x2.splat").set(loc);
       this.constLocal.push(loc);
     }
     this.w = f.local("i32");
@@ -274,35 +270,51 @@ class Gen {
 
   /** Loads `ids` at address level `depth` into their value locals, lanes as `mode`. */
   loadValues(ids: number[], depth: number, mode: Mode): void {
-    const { f, S, V, B, W } = this;
+    const { f, B } = this;
+    const f32 = this.S === "f32";
     for (const id of ids) {
       if (this.hoisted.has(id)) continue;
       const p = this.ptr[id][depth];
       const s = mode.vec ? this.loads[id].strides[mode.level] : 0;
       f.get(p);
-      if (s === 1) f.mem("v128.load");
-      else {
-        f.mem(`${S}.load`);
-        this.op(`${V}.splat`);
-        for (let j = 1; s !== 0 && j < W; j++) {
-          const off = j * s * B;
-          if (off >= 0) f.get(p).mem(`${S}.load`, off);
-          else f.get(p).i32(off).op("i32.add").mem(`${S}.load`);
-          f.lane(`${V}.replace_lane`, j);
+      if (s === 1) {
+        if (f32) f.mem("v128.load64_zero").op("f64x2.promote_low_f32x4");
+        else f.mem("v128.load");
+      } else {
+        this.scalarLoad(0);
+        f.op("f64x2.splat");
+        if (s !== 0) {
+          const off = s * B;
+          if (off >= 0) f.get(p);
+          else f.get(p).i32(off).op("i32.add");
+          this.scalarLoad(off >= 0 ? off : 0);
+          f.lane("f64x2.replace_lane", 1);
         }
       }
       f.set(this.val[id]);
     }
   }
 
-  /** Stores the vector on the stack: W lanes, or lane 0; advances the output address. */
+  /** A load of one element (address on the stack) as float64. */
+  scalarLoad(offset: number): void {
+    if (this.S === "f32") this.f.mem("f32.load", offset).op("f64.promote_f32");
+    else this.f.mem("f64.load", offset);
+  }
+
+  /** Stores the vector on the stack: both lanes, or lane 0; advances the output address. */
   store(vec: boolean): void {
-    const { f, S, V, B, W } = this;
+    const { f, B } = this;
     const t = this.tmp();
     f.set(t).get(this.w).get(t);
-    if (vec) f.mem("v128.store");
-    else f.lane(`${V}.extract_lane`, 0).mem(`${S}.store`);
-    f.get(this.w).i32((vec ? W : 1) * B).op("i32.add").set(this.w);
+    if (this.S === "f32") {
+      if (vec) f.op("f32x4.demote_f64x2_zero").memLane("v128.store64_lane", 0);
+      else f.lane("f64x2.extract_lane", 0).op("f32.demote_f64").mem("f32.store");
+    } else {
+      if (vec) f.mem("v128.store");
+      else f.lane("f64x2.extract_lane", 0).mem("f64.store");
+    }
+    f.get(this.w).i32((vec ? 2 : 1) * B).op("i32.add").set(this.w);
+    this.free(t);
   }
 
   #tmps: number[] = [];
@@ -377,39 +389,27 @@ class Gen {
 
   /** Reduces the outputs at the current output address (lanes as `mode`) and stores them. */
   reduceOutputs(mode: Mode): void {
-    const { f, R, V } = this;
+    const { f, R } = this;
     const op = this.k.reduce!.op;
-    const f32 = this.S === "f32";
-    const accLo = f.local("v128"), accHi = f.local("v128"), arg = f.local("v128");
+    const acc = f.local("v128"), arg = f.local("v128");
     const r = f.local("i32");
-    if (op === "sum") {
-      f.f64x2(0).set(accLo).f64x2(0).set(accHi);
-    } else {
-      this.splat(-Infinity).set(accLo);
-      f.i32x4(0).set(arg).i32(0).set(r);
-    }
+    if (op === "sum") f.f64x2(0).set(acc);
+    else f.f64x2(-Infinity).set(acc).f64x2(0).set(arg).i32(0).set(r);
     const body = () => {
       this.loadValues(this.bodyLoads, R + this.red.length, mode);
       this.body();
       const v = this.tmp();
       f.set(v);
-      if (op === "sum") {
-        if (f32) {
-          f.get(accLo).get(v).op("f64x2.promote_low_f32x4").op("f64x2.add").set(accLo);
-          f.get(accHi).get(v).get(v).shuffle(HIGH_HALF).op("f64x2.promote_low_f32x4");
-          f.op("f64x2.add").set(accHi);
-        } else f.get(accLo).get(v).op("f64x2.add").set(accLo);
-      } else {
+      if (op === "sum") f.get(acc).get(v).op("f64x2.add").set(acc);
+      else {
         // The first maximum wins; the first NaN wins and stays.
         const mask = this.tmp();
-        f.get(accLo).get(accLo).op(`${V}.eq` as PlainOp);
-        f.get(v).get(accLo).op(`${V}.gt` as PlainOp).get(v).get(v).op(`${V}.ne` as PlainOp);
+        f.get(acc).get(acc).op("f64x2.eq");
+        f.get(v).get(acc).op("f64x2.gt").get(v).get(v).op("f64x2.ne");
         f.op("v128.or").op("v128.and").set(mask);
-        f.get(v).get(accLo).get(mask).op("v128.bitselect").set(accLo);
+        f.get(v).get(acc).get(mask).op("v128.bitselect").set(acc);
         if (op === "argmax") {
-          f.get(r);
-          if (f32) f.op("i32x4.splat");
-          else f.op("f64.convert_i32_s").op("f64x2.splat");
+          f.get(r).op("f64.convert_i32_s").op("f64x2.splat");
           f.get(arg).get(mask).op("v128.bitselect").set(arg);
           f.get(r).i32(1).op("i32.add").set(r);
         }
@@ -418,16 +418,7 @@ class Gen {
       this.free(v);
     };
     this.reduceLoops(0, body);
-    // The reduced value as a vector of the kernel's type.
-    if (op === "sum" && f32) {
-      f.get(accLo).op("f32x4.demote_f64x2_zero").get(accHi).op("f32x4.demote_f64x2_zero");
-      f.shuffle(LOW_HALVES).set(accLo);
-    } else if (op === "argmax") {
-      f.get(arg);
-      if (f32) f.op("f32x4.convert_i32x4_s");
-      f.set(accLo);
-    }
-    this.finish(accLo, mode);
+    this.finish(op === "argmax" ? arg : acc, mode);
   }
 
   /** The epilogue (or the reduced value) at the current output address, stored. */
@@ -448,13 +439,12 @@ class Gen {
     this.loop(this.R + j, this.red[j], 1, this.bodyLoads, () => this.reduceLoops(j + 1, body));
   }
 
-  /** A sum of one output, W reduced elements a step into partial sums. */
+  /** A sum of one output, two reduced elements a step into partial sums. */
   partialSums(): void {
     const { f, R, W } = this;
-    const f32 = this.S === "f32";
     const S = this.red.length;
-    const accLo = f.local("v128"), accHi = f.local("v128"), tail = f.local("f64");
-    f.f64x2(0).set(accLo).f64x2(0).set(accHi).f64(0).set(tail);
+    const acc = f.local("v128");
+    f.f64x2(0).set(acc);
     const ids = this.bodyLoads;
     const level = R + S - 1;
     const n = this.red[S - 1];
@@ -464,22 +454,16 @@ class Gen {
       this.counted(nv, () => {
         this.loadValues(ids, R + S, { vec: true, level });
         this.body();
-        const v = this.tmp();
-        f.set(v);
-        if (f32) {
-          f.get(accLo).get(v).op("f64x2.promote_low_f32x4").op("f64x2.add").set(accLo);
-          f.get(accHi).get(v).get(v).shuffle(HIGH_HALF).op("f64x2.promote_low_f32x4");
-          f.op("f64x2.add").set(accHi);
-        } else f.get(accLo).get(v).op("f64x2.add").set(accLo);
-        this.free(v);
+        f.get(acc).op("f64x2.add").set(acc);
         this.advance(level, ids, W);
       });
+      // An odd last element into lane 0 only.
       this.counted(n - nv * W, () => {
         this.loadValues(ids, R + S, { vec: false });
+        f.get(acc);
         this.body();
-        f.lane(`${this.V}.extract_lane`, 0);
-        if (f32) f.op("f64.promote_f32");
-        f.get(tail).op("f64.add").set(tail);
+        f.lane("f64x2.extract_lane", 0).get(acc).lane("f64x2.extract_lane", 0).op("f64.add");
+        f.lane("f64x2.replace_lane", 0).set(acc);
         this.advance(level, ids, 1);
       });
     };
@@ -488,22 +472,14 @@ class Gen {
       this.loop(R + j, this.red[j], 1, ids, () => outer(j + 1));
     };
     outer(0);
-    // (lanes of accLo) + (lanes of accHi) + tail, as one splat of the kernel's type.
-    f.get(accLo).lane("f64x2.extract_lane", 0).get(accLo).lane("f64x2.extract_lane", 1);
-    f.op("f64.add");
-    if (f32) {
-      f.get(accHi).lane("f64x2.extract_lane", 0).get(accHi).lane("f64x2.extract_lane", 1);
-      f.op("f64.add").op("f64.add");
-    }
-    f.get(tail).op("f64.add");
-    if (f32) f.op("f32.demote_f64");
-    this.op(`${this.V}.splat`).set(accLo);
-    this.finish(accLo, { vec: false });
+    f.get(acc).lane("f64x2.extract_lane", 0).get(acc).lane("f64x2.extract_lane", 1);
+    f.op("f64.add").op("f64x2.splat").set(acc);
+    this.finish(acc, { vec: false });
   }
 
   /** A vector of the kernel's type with every lane `v`. */
   splat(v: number): Fn {
-    return this.S === "f32" ? this.f.f32x4(v) : this.f.f64x2(v);
+    return this.f.f64x2(v);
   }
 
   /** Pushes the value of an expression (a vector of the kernel's type). */
@@ -522,9 +498,7 @@ class Gen {
         return;
       case "cast":
         this.expr(e.x);
-        if (e.to === "float32" && V === "f64x2") {
-          f.op("f32x4.demote_f64x2_zero").op("f64x2.promote_low_f32x4");
-        }
+        if (e.to === "float32") f.op("f32x4.demote_f64x2_zero").op("f64x2.promote_low_f32x4");
         return;
       case "where": {
         const c = this.tmp();
@@ -541,8 +515,10 @@ class Gen {
       }
       case "unary": {
         if (MATH.includes(e.op)) {
+          // float32 vector functions, of the argument rounded to float32.
           this.expr(e.x);
-          f.call(this.lib.index(e.op as MathOp));
+          f.op("f32x4.demote_f64x2_zero").call(this.lib.index(e.op as MathOp));
+          f.op("f64x2.promote_low_f32x4");
           return;
         }
         const x = this.tmp();
@@ -659,7 +635,3 @@ class Gen {
   }
 }
 
-/** Shuffle: lanes 2, 3 of an f32x4 into lanes 0, 1. */
-const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
-/** Shuffle: the low halves of two vectors, side by side. */
-const LOW_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];

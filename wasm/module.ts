@@ -316,6 +316,12 @@ export class Fn {
     return this.raw(...LANE[name], lane);
   }
 
+  /** A lane load or store (memarg, then the lane index). */
+  memLane(name: "v128.store64_lane" | "v128.load64_lane", lane: number, offset = 0): this {
+    const code = name === "v128.store64_lane" ? 0x5b : 0x57;
+    return this.raw(0xfd, code, 3, ...uleb(offset), lane);
+  }
+
   /** i8x16.shuffle with 16 byte indices into the two operands (0-15 first, 16-31 second). */
   shuffle(lanes: readonly number[]): this {
     if (lanes.length !== 16) throw new RangeError("i8x16.shuffle takes 16 lane indices");
