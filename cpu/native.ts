@@ -43,6 +43,11 @@ export interface NativeOptions {
   wasm?: boolean;
   /** The arena's initial size in bytes (it grows as needed; default 16 MiB). */
   arenaBytes?: number;
+  /**
+   * The arena's largest size in bytes (default 4 GiB, the most a WebAssembly memory holds);
+   * buffers beyond it live on the JavaScript heap, and kernels reading them run as loops.
+   */
+  arenaMaxBytes?: number;
 }
 
 /** Whether the WebAssembly kernels are wanted and possible, or the one-line reason not. */
@@ -84,6 +89,8 @@ export class NativeBackend extends CpuBackend {
   #pooled = 0;
   /** The memory arena of the WebAssembly kernels, or undefined (JavaScript loops). */
   readonly arena: Arena | undefined;
+  /** How many IR kernels ran in WebAssembly and as JavaScript loops (diagnostics, tests). */
+  readonly kernelRuns = { wasm: 0, js: 0 };
 
   /** A native backend over a loaded BLAS (see {@link NativeBackend.create}). */
   constructor(readonly blas: Blas, options: NativeOptions = {}) {
@@ -92,7 +99,11 @@ export class NativeBackend extends CpuBackend {
     const core = blas.core === undefined ? "" : `, ${blas.core} kernels`;
     const w = wasmChoice(options.wasm);
     this.arena = w.on
-      ? new Arena({ initialBytes: options.arenaBytes, poolBytes: POOL_BYTES })
+      ? new Arena({
+        initialBytes: options.arenaBytes,
+        maxBytes: options.arenaMaxBytes,
+        poolBytes: POOL_BYTES,
+      })
       : undefined;
     const kernels = w.on
       ? "kernels in WebAssembly SIMD over one memory arena (float64 exp/log/tanh/sigmoid and " +
@@ -184,9 +195,11 @@ export class NativeBackend extends CpuBackend {
       const w = compileWasmKernel(kernel, dtype, this.arena.memory);
       if (w) {
         w.run(bufs.map((b) => (b as ArenaBuffer).ptr), out.ptr, w.consts);
+        this.kernelRuns.wasm++;
         return out;
       }
     }
+    this.kernelRuns.js++;
     const { run, consts } = compileKernel(kernel, dtype);
     run(bufs.map((b) => b.data), out.data, consts);
     return out;

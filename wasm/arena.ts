@@ -93,17 +93,23 @@ export class Arena {
   #free: [number, number][] = [];
   #sizes = new Map<number, number>();
   #buffer: ArrayBuffer;
+  readonly #maxPages: number;
 
-  /** An arena of `initialBytes` (rounded up to 64 KiB pages) that grows as needed. */
+  /**
+   * An arena of `initialBytes` (rounded up to 64 KiB pages) that grows as needed up to
+   * `maxBytes` (default and at most 4 GiB, the limit of a 32-bit WebAssembly memory).
+   */
   constructor(
-    { initialBytes = 16 * 2 ** 20, poolBytes = 512 * 2 ** 20 }: {
+    { initialBytes = 16 * 2 ** 20, maxBytes = 2 ** 32, poolBytes = 512 * 2 ** 20 }: {
       initialBytes?: number;
+      maxBytes?: number;
       poolBytes?: number;
     } = {},
   ) {
+    this.#maxPages = Math.max(1, Math.min(MAX_PAGES, Math.floor(maxBytes / PAGE)));
     this.memory = new WebAssembly.Memory({
-      initial: Math.max(1, Math.ceil(initialBytes / PAGE)),
-      maximum: MAX_PAGES,
+      initial: Math.min(this.#maxPages, Math.max(1, Math.ceil(initialBytes / PAGE))),
+      maximum: this.#maxPages,
     });
     this.#buffer = this.memory.buffer as ArrayBuffer;
     this.poolBytes = poolBytes;
@@ -196,8 +202,8 @@ export class Arena {
   #grow(end: number): boolean {
     const have = this.#buffer.byteLength / PAGE;
     const need = Math.ceil(end / PAGE);
-    if (need > MAX_PAGES) return false;
-    for (const pages of [Math.min(MAX_PAGES, Math.max(need, 2 * have)), need]) {
+    if (need > this.#maxPages) return false;
+    for (const pages of [Math.min(this.#maxPages, Math.max(need, 2 * have)), need]) {
       try {
         this.memory.grow(pages - have);
         this.#buffer = this.memory.buffer as ArrayBuffer;

@@ -634,4 +634,3 @@ class Gen {
     this.expr(this.k.epilogue!);
   }
 }
-
