@@ -1,15 +1,17 @@
 /**
  * Mutants of the kernel layer and its lowerings: view composition and fusion bookkeeping
  * (kernel/lazy.ts), collapse, reshape strides, split reductions and kernel keys (kernel/ir.ts),
- * the compiled CPU loops (cpu/compile.ts), the native routines and their caches (cpu/native.ts)
- * and the WebGPU grid, reductions and pooling (wgsl/). Caught by the generated cases of
- * tests/property_kernel_test.ts against references written in the test.
+ * the compiled CPU loops (cpu/compile.ts), the native routines and their caches (cpu/native.ts),
+ * the WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions and pooling
+ * (wgsl/). Caught by the generated cases of tests/property_kernel_test.ts against references
+ * written in the test (and, for wasm/, by tests/wasm_test.ts).
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
 const PROP = ["tests/property_kernel_test.ts"];
+const WASM = ["tests/wasm_test.ts", "tests/property_kernel_test.ts"];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
@@ -177,6 +179,42 @@ export const MUTANTS: Mutant[] = ([
     replace: "const ob = offsetB + t * k * n;",
     what: "a rank-2 B shared by every batch entry is read at a per-entry offset",
     tests: PROP,
+  },
+  // --- wasm/ ---------------------------------------------------------------------------------
+  {
+    file: "wasm/codegen.ts",
+    find: "const off = s * B;",
+    replace: "const off = B;",
+    what: "a strided load fills its second lane from the next element, not one stride on",
+    tests: WASM,
+  },
+  {
+    file: "wasm/codegen.ts",
+    find: "// An odd last element into lane 0 only.\n      this.counted(n - nv * W,",
+    replace: "// An odd last element into lane 0 only.\n      this.counted(0,",
+    what: "a partial-sum reduction drops the odd last element of each row",
+    tests: WASM,
+  },
+  {
+    file: "wasm/math.ts",
+    find: 'f.get(x).get(n).f32x4(0.693359375).op("f32x4.mul").op("f32x4.sub");',
+    replace: 'f.get(x).get(n).f32x4(0.6931).op("f32x4.mul").op("f32x4.sub");',
+    what: "exp's range reduction uses a wrong ln 2 (high part)",
+    tests: WASM,
+  },
+  {
+    file: "wasm/math.ts",
+    find: 'get(x).f32x4(0).op("f32x4.eq")',
+    replace: 'get(x).f32x4(0).op("f32x4.lt")',
+    what: "log(+-0) is not -Inf",
+    tests: WASM,
+  },
+  {
+    file: "wasm/arena.ts",
+    find: "        this.generation++;\n",
+    replace: "",
+    what: "the arena's memory grows without invalidating buffer views (they read detached memory)",
+    tests: WASM,
   },
   // --- wgsl/ ---------------------------------------------------------------------------------
   {
