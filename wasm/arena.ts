@@ -25,7 +25,7 @@
  * const arena = new Arena();
  * const b = arena.buffer(1000, "float32")!;
  * b.data.fill(1);
- * console.log(b.data.length, arena.stats().used); // 1000 4000
+ * console.log(b.data.length, arena.stats().used); // 1000 4096 (its size class)
  * arena.release(b);
  * ```
  *
@@ -70,9 +70,11 @@ export class ArenaBuffer extends CpuBuffer {
     }
     return this.#view;
   }
+  /** Number of elements. */
   override get size(): number {
     return this.length;
   }
+  /** Element type. */
   override get dtype(): DType {
     return this.float64 ? "float64" : "float32";
   }
