@@ -10,6 +10,9 @@
  * store, so a float32 kernel gives the loops' value (no intermediate float32 rounding or
  * overflow), save exp, log, tanh and sigmoid, which are `wasm/math.ts`'s float32 functions (of
  * the argument rounded to float32; errors stated there), and the order of partial sums below.
+ * - Float32 maps whose float32 evaluation is provably the same ({@link float32Exact}: every
+ *   arithmetic result rounded once, by the store or as a math function's argument, e.g.
+ *   sigmoid(x + b), relu(x) * y) run in four float32 lanes instead, the math functions inline.
  * - Maps: the innermost output dimension (contiguous in the output) runs two outputs a step; a
  *   load with stride 1 there is one vector load, stride 0 a splat (hoisted out of the loop), any
  *   other stride two scalar loads into lanes. A last odd output runs alone in lane 0.
@@ -84,14 +87,19 @@ export function compileWasmKernel(
   memory: WebAssembly.Memory,
 ): WasmKernel | undefined {
   const flat = collapse(kernel);
-  const { key, consts } = kernelKey(flat, dtype);
+  const { key: structure, consts } = kernelKey(flat, dtype);
+  const lanes4 = dtype === "float32" &&
+    float32Exact(flat, consts.every((c) => c === Math.fround(c) || c !== c));
+  const key = lanes4 ? `${structure}|f32x4` : structure;
   let perMemory = instances.get(memory);
   if (!perMemory) instances.set(memory, perMemory = new Map());
   const hit = perMemory.get(key);
   if (hit) return { run: hit, consts };
   let mod = modules.get(key);
   if (mod === undefined) {
-    mod = wasmSupport(flat, dtype) ? null : new WebAssembly.Module(kernelModule(flat, dtype));
+    mod = wasmSupport(flat, dtype)
+      ? null
+      : new WebAssembly.Module(kernelModule(flat, dtype, lanes4));
     modules.set(key, mod);
   }
   if (!mod) return undefined;
@@ -105,11 +113,53 @@ export function compileWasmKernel(
 
 /** The WebAssembly module of a kernel (for tests and debugging). */
 export function wasmKernelBytes(kernel: Kernel, dtype: DType): Uint8Array<ArrayBuffer> {
-  return kernelModule(collapse(kernel), dtype);
+  return kernelModule(collapse(kernel), dtype, false);
+}
+
+const EXACT_UNARY = new Set(["neg", "abs", "relu", "sign", "step"]);
+const ROUNDED_UNARY = new Set(["square", "sqrt", "reciprocal"]);
+const ROUNDED_BINARY = new Set(["add", "sub", "mul", "div"]);
+
+/**
+ * Whether a float32 map computes the same in float32 lanes as in float64 (then rounded): its
+ * value must be `rounded` (one correctly rounded +, -, *, /, sqrt of exact operands, or exact),
+ * every operand of an arithmetic op, comparison, max, min and where exact (a float32 value:
+ * a load, a constant that is a float32 number, an exact op of exact operands, a math function
+ * of a rounded argument, which the float64 path rounds to float32 as well).
+ */
+export function float32Exact(kernel: Kernel, constsAreFloat32: boolean): boolean {
+  if (kernel.reduce) return false;
+  const exact = (e: Expr): boolean => {
+    switch (e.k) {
+      case "load":
+        return true;
+      case "const":
+        return constsAreFloat32;
+      case "acc":
+        return false;
+      case "cast":
+        return e.to === "float32" ? rounded(e.x) : exact(e.x);
+      case "unary":
+        if (MATH.includes(e.op)) return rounded(e.x);
+        return EXACT_UNARY.has(e.op) && exact(e.x);
+      case "binary":
+        return !ROUNDED_BINARY.has(e.op) && e.op !== "pow" && exact(e.a) && exact(e.b);
+      case "where":
+        return exact(e.c) && exact(e.a) && exact(e.b);
+    }
+  };
+  const rounded = (e: Expr): boolean => {
+    if (exact(e)) return true;
+    if (e.k === "cast" && e.to === "float64") return rounded(e.x);
+    if (e.k === "unary") return ROUNDED_UNARY.has(e.op) && exact(e.x);
+    if (e.k === "binary") return ROUNDED_BINARY.has(e.op) && exact(e.a) && exact(e.b);
+    return false;
+  };
+  return rounded(kernel.body);
 }
 
 /** The module of a collapsed kernel: one exported function `kernel`. */
-function kernelModule(kernel: Kernel, dtype: DType): Uint8Array<ArrayBuffer> {
+function kernelModule(kernel: Kernel, dtype: DType, lanes4: boolean): Uint8Array<ArrayBuffer> {
   const m = new WasmModule().importMemory("env", "memory");
   const lib = new MathFns(m);
   const nConsts = kernelKey(kernel, dtype).consts.length;
@@ -117,7 +167,7 @@ function kernelModule(kernel: Kernel, dtype: DType): Uint8Array<ArrayBuffer> {
     ...new Array<"i32">(kernel.inputs + 1).fill("i32"),
     ...new Array<"f64">(nConsts).fill("f64"),
   ];
-  m.func(params, [], (f) => new Gen(kernel, dtype, f, lib, nConsts).emit(), "kernel");
+  m.func(params, [], (f) => new Gen(kernel, dtype, f, lib, nConsts, lanes4).emit(), "kernel");
   return m.bytes();
 }
 
@@ -150,11 +200,13 @@ class Gen {
     readonly f: Fn,
     readonly lib: MathFns,
     readonly nConsts: number,
+    /** Four float32 lanes (a map that {@link float32Exact} allows), else two float64. */
+    readonly lanes4 = false,
   ) {
     const f32 = dtype === "float32";
-    this.W = 2;
+    this.W = lanes4 ? 4 : 2;
     this.B = f32 ? 4 : 8;
-    this.V = "f64x2";
+    this.V = lanes4 ? "f32x4" : "f64x2";
     this.S = f32 ? "f32" : "f64";
     this.R = k.shape.length;
     this.red = k.reduce?.shape ?? [];
@@ -195,7 +247,10 @@ class Gen {
     });
     for (let c = 0; c < this.nConsts; c++) {
       const loc = f.local("v128");
-      f.get(this.k.inputs + 1 + c).op("f64x2.splat").set(loc);
+      f.get(this.k.inputs + 1 + c);
+      if (this.lanes4) f.op("f32.demote_f64").op("f32x4.splat");
+      else f.op("f64x2.splat");
+      f.set(loc);
       this.constLocal.push(loc);
     }
     this.w = f.local("i32");
@@ -277,7 +332,8 @@ class Gen {
       const p = this.ptr[id][depth];
       const s = mode.vec ? this.loads[id].strides[mode.level] : 0;
       f.get(p);
-      if (s === 1) {
+      if (this.lanes4) this.loadLanes4(p, s);
+      else if (s === 1) {
         if (f32) f.mem("v128.load64_zero").op("f64x2.promote_low_f32x4");
         else f.mem("v128.load");
       } else {
@@ -295,6 +351,22 @@ class Gen {
     }
   }
 
+  /** Four float32 lanes from address local `p` (on the stack already), `s` elements apart. */
+  loadLanes4(p: number, s: number): void {
+    const { f } = this;
+    if (s === 1) {
+      f.mem("v128.load");
+      return;
+    }
+    f.mem("f32.load").op("f32x4.splat");
+    for (let j = 1; s !== 0 && j < 4; j++) {
+      const off = j * s * 4;
+      if (off >= 0) f.get(p).mem("f32.load", off);
+      else f.get(p).i32(off).op("i32.add").mem("f32.load");
+      f.lane("f32x4.replace_lane", j);
+    }
+  }
+
   /** A load of one element (address on the stack) as float64. */
   scalarLoad(offset: number): void {
     if (this.S === "f32") this.f.mem("f32.load", offset).op("f64.promote_f32");
@@ -306,14 +378,17 @@ class Gen {
     const { f, B } = this;
     const t = this.tmp();
     f.set(t).get(this.w).get(t);
-    if (this.S === "f32") {
+    if (this.lanes4) {
+      if (vec) f.mem("v128.store");
+      else f.lane("f32x4.extract_lane", 0).mem("f32.store");
+    } else if (this.S === "f32") {
       if (vec) f.op("f32x4.demote_f64x2_zero").memLane("v128.store64_lane", 0);
       else f.lane("f64x2.extract_lane", 0).op("f32.demote_f64").mem("f32.store");
     } else {
       if (vec) f.mem("v128.store");
       else f.lane("f64x2.extract_lane", 0).mem("f64.store");
     }
-    f.get(this.w).i32((vec ? 2 : 1) * B).op("i32.add").set(this.w);
+    f.get(this.w).i32((vec ? this.W : 1) * B).op("i32.add").set(this.w);
     this.free(t);
   }
 
@@ -479,7 +554,7 @@ class Gen {
 
   /** A vector of the kernel's type with every lane `v`. */
   splat(v: number): Fn {
-    return this.f.f64x2(v);
+    return this.lanes4 ? this.f.f32x4(v) : this.f.f64x2(v);
   }
 
   /** Pushes the value of an expression (a vector of the kernel's type). */
@@ -498,7 +573,9 @@ class Gen {
         return;
       case "cast":
         this.expr(e.x);
-        if (e.to === "float32") f.op("f32x4.demote_f64x2_zero").op("f64x2.promote_low_f32x4");
+        if (e.to === "float32" && !this.lanes4) {
+          f.op("f32x4.demote_f64x2_zero").op("f64x2.promote_low_f32x4");
+        }
         return;
       case "where": {
         const c = this.tmp();
@@ -517,8 +594,11 @@ class Gen {
         if (MATH.includes(e.op)) {
           // float32 vector functions, of the argument rounded to float32.
           this.expr(e.x);
-          f.op("f32x4.demote_f64x2_zero").call(this.lib.index(e.op as MathOp));
-          f.op("f64x2.promote_low_f32x4");
+          if (this.lanes4) this.lib.inline(f, e.op as MathOp);
+          else {
+            f.op("f32x4.demote_f64x2_zero").call(this.lib.index(e.op as MathOp));
+            f.op("f64x2.promote_low_f32x4");
+          }
           return;
         }
         const x = this.tmp();

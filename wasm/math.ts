@@ -66,8 +66,8 @@ function poly(f: Fn, x: number, coef: readonly number[]): void {
 }
 
 /** exp on f32x4: local 0 -> stack. */
-function expBody(f: Fn): void {
-  const x = 0, n = f.local("v128"), r = f.local("v128"), ni = f.local("v128");
+function expBody(f: Fn, x: number): void {
+  const n = f.local("v128"), r = f.local("v128"), ni = f.local("v128");
   // x clamped (min/max keep NaN), n = nearest(x log2 e), r = x - n ln2 in two parts.
   f.get(x).f32x4(-104).op("f32x4.max").f32x4(89).op("f32x4.min").set(x);
   f.get(x).f32x4(Math.LOG2E).op("f32x4.mul").op("f32x4.nearest").set(n);
@@ -92,8 +92,8 @@ function expBody(f: Fn): void {
 }
 
 /** log on f32x4: local 0 -> stack. */
-function logBody(f: Fn): void {
-  const x = 0, sub = f.local("v128"), bits = f.local("v128"), e = f.local("v128");
+function logBody(f: Fn, x: number): void {
+  const sub = f.local("v128"), bits = f.local("v128"), e = f.local("v128");
   const m = f.local("v128"), small = f.local("v128"), v = f.local("v128"), z = f.local("v128");
   const fe = f.local("v128");
   // Subnormals (and zero, negatives: replaced at the end) scaled by 2^23.
@@ -134,8 +134,8 @@ function logBody(f: Fn): void {
 }
 
 /** tanh on f32x4: local 0 -> stack. */
-function tanhBody(f: Fn, exp: number): void {
-  const x = 0, a = f.local("v128"), z = f.local("v128");
+function tanhBody(f: Fn, x: number, exp: () => void): void {
+  const a = f.local("v128"), z = f.local("v128");
   f.get(x).op("f32x4.abs").set(a);
   // Small: a + a z P(z), z = a^2.
   f.get(a).get(a).op("f32x4.mul").set(z);
@@ -149,7 +149,9 @@ function tanhBody(f: Fn, exp: number): void {
   f.get(z).op("f32x4.mul").get(a).op("f32x4.mul").get(a).op("f32x4.add").set(z);
   // Large: 1 - 2 / (exp(2a) + 1).
   f.f32x4(1).f32x4(2);
-  f.get(a).get(a).op("f32x4.add").call(exp).f32x4(1).op("f32x4.add");
+  f.get(a).get(a).op("f32x4.add");
+  exp();
+  f.f32x4(1).op("f32x4.add");
   f.op("f32x4.div").op("f32x4.sub");
   f.get(z).get(a).f32x4(0.625).op("f32x4.gt").op("v128.bitselect");
   // The sign of x.
@@ -157,9 +159,11 @@ function tanhBody(f: Fn, exp: number): void {
 }
 
 /** sigmoid on f32x4: local 0 -> stack. */
-function sigmoidBody(f: Fn, exp: number): void {
-  const x = 0, e = f.local("v128"), d = f.local("v128");
-  f.get(x).op("f32x4.abs").op("f32x4.neg").call(exp).tee(e).f32x4(1).op("f32x4.add").set(d);
+function sigmoidBody(f: Fn, x: number, exp: () => void): void {
+  const e = f.local("v128"), d = f.local("v128");
+  f.get(x).op("f32x4.abs").op("f32x4.neg");
+  exp();
+  f.tee(e).f32x4(1).op("f32x4.add").set(d);
   f.f32x4(1).get(d).op("f32x4.div");
   f.get(e).get(d).op("f32x4.div");
   f.get(x).f32x4(0).op("f32x4.ge").op("v128.bitselect");
@@ -179,10 +183,25 @@ export class MathFns {
     const i = this.m.func(["v128"], ["v128"]);
     this.#index.set(op, i);
     const f = this.m.body(i);
-    if (op === "exp") expBody(f);
-    else if (op === "log") logBody(f);
-    else if (op === "tanh") tanhBody(f, this.index("exp"));
-    else sigmoidBody(f, this.index("exp"));
+    const exp = () => f.call(this.index("exp"));
+    if (op === "exp") expBody(f, 0);
+    else if (op === "log") logBody(f, 0);
+    else if (op === "tanh") tanhBody(f, 0, exp);
+    else sigmoidBody(f, 0, exp);
     return i;
+  }
+
+  /**
+   * Emits `op` inline into `f`: the f32x4 argument on the stack becomes the result (no call,
+   * so the compiler can schedule it with the code around it). Uses new locals of `f`.
+   */
+  inline(f: Fn, op: MathOp): void {
+    const x = f.local("v128");
+    f.set(x);
+    const exp = () => this.inline(f, "exp");
+    if (op === "exp") expBody(f, x);
+    else if (op === "log") logBody(f, x);
+    else if (op === "tanh") tanhBody(f, x, exp);
+    else sigmoidBody(f, x, exp);
   }
 }
