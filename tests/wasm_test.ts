@@ -10,7 +10,7 @@ import type { Backend, DType, TypedArray } from "../backend.ts";
 import { BINARY_OPS, UNARY_OPS } from "../backend.ts";
 import * as ir from "../kernel/ir.ts";
 import { compileKernel } from "../cpu/compile.ts";
-import { compileWasmKernel, wasmSupport } from "../wasm/codegen.ts";
+import { compileWasmKernel, float32Exact, wasmSupport } from "../wasm/codegen.ts";
 import { MathFns, type MathOp, MAX_ULPS } from "../wasm/math.ts";
 import { Arena, ArenaBuffer, sizeClass } from "../wasm/arena.ts";
 import { NativeBackend } from "../cpu/native.ts";
@@ -607,4 +607,36 @@ Deno.test({
     assert.ok(r.success, new TextDecoder().decode(r.stderr));
     assert.match(text, /kernels as JavaScript loops \(SGN_WASM=none\)\) true/);
   },
+});
+
+Deno.test("wasm codegen: float32Exact picks the maps whose float32 lanes give the float64 path's values", () => {
+  const x = ir.load(0, [1]), b = ir.load(1, [1]);
+  const map = (body: ir.Expr): ir.Kernel => ({ shape: [10], inputs: 2, body });
+  assert.ok(float32Exact(map(ir.unary("sigmoid", ir.binary("add", x, b))), true));
+  assert.ok(float32Exact(map(ir.binary("mul", ir.unary("relu", x), b)), true));
+  assert.ok(float32Exact(map(ir.binary("max", ir.unary("exp", x), ir.unary("tanh", b))), true));
+  // Two roundings in a row, a constant that is no float32 number, a reduction: float64 lanes.
+  assert.ok(!float32Exact(map(ir.binary("mul", ir.binary("add", x, b), b)), true));
+  assert.ok(!float32Exact(map(ir.binary("mul", x, ir.constant(0.1))), false));
+  assert.ok(!float32Exact(map(ir.binary("lt", ir.binary("add", x, b), b)), true));
+  assert.ok(!float32Exact({ ...map(x), reduce: { op: "max", shape: [3] } }, true));
+  // Generated float32 maps that qualify give the loops' values exactly (save math functions).
+  let lanes4 = 0;
+  for (let seed = 0; seed < 3000 && lanes4 < 60; seed++) {
+    const { kernel, inputs } = genKernel(seed, "float32");
+    const flat = ir.collapse(kernel);
+    if (!float32Exact(flat, true) || wasmSupport(flat, "float32")) continue;
+    let math = false;
+    ir.walk(kernel.body, (e) => e.k === "unary" && MATH_OPS.has(e.op) && (math = true));
+    if (math) continue;
+    lanes4++;
+    const got = runWasm(kernel, "float32", inputs)!;
+    const js = new Float32Array(got.length);
+    const c = compileKernel(kernel, "float32");
+    c.run(inputs, js, c.consts);
+    got.forEach((v, i) =>
+      assert.ok(same(v, js[i]), `seed ${seed} element ${i}: ${v}, loops ${js[i]}`)
+    );
+  }
+  assert.ok(lanes4 >= 60, `only ${lanes4} generated maps qualify`);
 });
