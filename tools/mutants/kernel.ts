@@ -190,6 +190,13 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "wasm/codegen.ts",
+    find: "const off = j * s * 4;",
+    replace: "const off = j * 4;",
+    what: "a strided load into four float32 lanes reads neighbours, not one stride apart",
+    tests: WASM,
+  },
+  {
+    file: "wasm/codegen.ts",
     find: "// An odd last element into lane 0 only.\n      this.counted(n - nv * W,",
     replace: "// An odd last element into lane 0 only.\n      this.counted(0,",
     what: "a partial-sum reduction drops the odd last element of each row",
