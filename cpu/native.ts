@@ -106,8 +106,7 @@ export class NativeBackend extends CpuBackend {
       })
       : undefined;
     const kernels = w.on
-      ? "kernels in WebAssembly SIMD over one memory arena (float64 exp/log/tanh/sigmoid and " +
-        "pow as JavaScript loops)"
+      ? "kernels in WebAssembly SIMD over one memory arena (those with pow as JavaScript loops)"
       : `kernels as JavaScript loops (${w.why})`;
     this.description = `native CPU backend (BLAS ${blas.path}${core}${threads}; ${kernels})`;
   }

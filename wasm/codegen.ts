@@ -10,6 +10,7 @@
  * store, so a float32 kernel gives the loops' value (no intermediate float32 rounding or
  * overflow), save exp, log, tanh and sigmoid, which are `wasm/math.ts`'s float32 functions (of
  * the argument rounded to float32; errors stated there), and the order of partial sums below.
+ * Float64 kernels use `wasm/math.ts`'s float64 functions (within 1-2 ulps of `Math.*`).
  * - Float32 maps whose float32 evaluation is provably the same ({@link float32Exact}: every
  *   arithmetic result rounded once, by the store or as a math function's argument, e.g.
  *   sigmoid(x + b), relu(x) * y) run in four float32 lanes instead, the math functions inline.
@@ -25,7 +26,7 @@
  *   output index as in maps.
  *
  * Without a vector form, a kernel has no WebAssembly function ({@link wasmSupport} says why) and
- * runs as compiled JavaScript loops: `pow` in any dtype, and exp, log, tanh, sigmoid in float64.
+ * runs as compiled JavaScript loops: that is a kernel with `pow`, in either dtype.
  *
  * @example
  * ```ts
@@ -45,7 +46,7 @@
 
 import type { DType } from "../backend.ts";
 import { collapse, type Expr, type Kernel, kernelKey, walk } from "../kernel/ir.ts";
-import { MathFns, type MathOp } from "./math.ts";
+import { MathFns, MathFns64, type MathOp } from "./math.ts";
 import { type Fn, type PlainOp, WasmModule } from "./module.ts";
 
 /** A compiled kernel: byte addresses of the inputs and the output, and the constants. */
@@ -65,9 +66,6 @@ export function wasmSupport(kernel: Kernel, dtype: DType): string | undefined {
   let why: string | undefined;
   const check = (e: Expr) => {
     if (e.k === "binary" && e.op === "pow") why ??= "pow has no vector form";
-    if (e.k === "unary" && dtype === "float64" && MATH.includes(e.op)) {
-      why ??= `${e.op} has no float64 vector form`;
-    }
   };
   walk(kernel.body, check);
   if (kernel.epilogue) walk(kernel.epilogue, check);
@@ -167,7 +165,13 @@ function kernelModule(kernel: Kernel, dtype: DType, lanes4: boolean): Uint8Array
     ...new Array<"i32">(kernel.inputs + 1).fill("i32"),
     ...new Array<"f64">(nConsts).fill("f64"),
   ];
-  m.func(params, [], (f) => new Gen(kernel, dtype, f, lib, nConsts, lanes4).emit(), "kernel");
+  const lib64 = new MathFns64(m);
+  m.func(
+    params,
+    [],
+    (f) => new Gen(kernel, dtype, f, lib, lib64, nConsts, lanes4).emit(),
+    "kernel",
+  );
   return m.bytes();
 }
 
@@ -199,6 +203,7 @@ class Gen {
     readonly dtype: DType,
     readonly f: Fn,
     readonly lib: MathFns,
+    readonly lib64: MathFns64,
     readonly nConsts: number,
     /** Four float32 lanes (a map that {@link float32Exact} allows), else two float64. */
     readonly lanes4 = false,
@@ -595,6 +600,7 @@ class Gen {
           // float32 vector functions, of the argument rounded to float32.
           this.expr(e.x);
           if (this.lanes4) this.lib.inline(f, e.op as MathOp);
+          else if (this.S === "f64") f.call(this.lib64.index(e.op as MathOp));
           else {
             f.op("f32x4.demote_f64x2_zero").call(this.lib.index(e.op as MathOp));
             f.op("f64x2.promote_low_f32x4");

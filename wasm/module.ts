@@ -165,7 +165,10 @@ const PLAIN = {
   "i32x4.sub": [0xfd, 0xb1, 0x01],
   "i32x4.min_s": [0xfd, 0xb6, 0x01],
   "i32x4.max_s": [0xfd, 0xb8, 0x01],
+  "i64x2.extend_low_i32x4_s": [0xfd, 0xc7, 0x01],
   "i64x2.shl": [0xfd, 0xcb, 0x01],
+  "i64x2.shr_s": [0xfd, 0xcc, 0x01],
+  "i64x2.shr_u": [0xfd, 0xcd, 0x01],
   "i64x2.add": [0xfd, 0xce, 0x01],
   "i64x2.sub": [0xfd, 0xd1, 0x01],
   "f32x4.abs": [0xfd, 0xe0, 0x01],
@@ -299,6 +302,10 @@ export class Fn {
   /** v128.const of two equal f64 lanes. */
   f64x2(v: number): this {
     return this.v128(new Uint8Array(new Float64Array([v, v]).buffer));
+  }
+  /** v128.const of two equal i64 lanes. */
+  i64x2(v: bigint): this {
+    return this.v128(new Uint8Array(new BigInt64Array([v, v]).buffer));
   }
   /** v128.const of four equal i32 lanes. */
   i32x4(v: number): this {
