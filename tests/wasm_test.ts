@@ -405,7 +405,7 @@ property(
   ([seed, dtype]) => {
     const { kernel, inputs } = genKernel(seed, dtype as DType);
     const got = runWasm(kernel, dtype as DType, inputs);
-    const why = wasmSupport(ir.collapse(kernel), dtype as DType);
+    const why = wasmSupport(ir.collapse(kernel));
     if (!got) {
       assert.ok(why, "no WebAssembly form, with a reason");
       return;
@@ -698,7 +698,7 @@ Deno.test("wasm codegen: float32Exact picks the maps whose float32 lanes give th
   for (let seed = 0; seed < 3000 && lanes4 < 60; seed++) {
     const { kernel, inputs } = genKernel(seed, "float32");
     const flat = ir.collapse(kernel);
-    if (!float32Exact(flat, true) || wasmSupport(flat, "float32")) continue;
+    if (!float32Exact(flat, true) || wasmSupport(flat)) continue;
     let math = false;
     ir.walk(kernel.body, (e) => e.k === "unary" && MATH_OPS.has(e.op) && (math = true));
     if (math) continue;

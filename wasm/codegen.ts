@@ -61,8 +61,8 @@ type Load = Expr & { k: "load" };
 
 const MATH: readonly string[] = ["exp", "log", "tanh", "sigmoid"];
 
-/** Undefined when the (collapsed) kernel has a WebAssembly form in `dtype`, else why not. */
-export function wasmSupport(kernel: Kernel, dtype: DType): string | undefined {
+/** Undefined when the kernel has a WebAssembly form (in either dtype), else why not. */
+export function wasmSupport(kernel: Kernel): string | undefined {
   let why: string | undefined;
   const check = (e: Expr) => {
     if (e.k === "binary" && e.op === "pow") why ??= "pow has no vector form";
@@ -95,9 +95,7 @@ export function compileWasmKernel(
   if (hit) return { run: hit, consts };
   let mod = modules.get(key);
   if (mod === undefined) {
-    mod = wasmSupport(flat, dtype)
-      ? null
-      : new WebAssembly.Module(kernelModule(flat, dtype, lanes4));
+    mod = wasmSupport(flat) ? null : new WebAssembly.Module(kernelModule(flat, dtype, lanes4));
     modules.set(key, mod);
   }
   if (!mod) return undefined;
