@@ -224,6 +224,15 @@ export const MUTANTS: Mutant[] = ([
     tests: WASM,
   },
   {
+    file: "wasm/codegen.ts",
+    find: 'if (e.k === "binary") return ROUNDED_BINARY.has(e.op) && exact(e.a) && exact(e.b);',
+    replace:
+      'if (e.k === "binary") return ROUNDED_BINARY.has(e.op) && rounded(e.a) && rounded(e.b);',
+    what:
+      "float32 lanes chosen for a map that rounds twice in a row (not the float64 path's value)",
+    tests: WASM,
+  },
+  {
     file: "wasm/arena.ts",
     find: "        this.generation++;\n",
     replace: "",
