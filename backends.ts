@@ -32,7 +32,8 @@ export {
   type UnaryOp,
 } from "./backend.ts";
 export { CpuBackend, type CpuBuffer } from "./cpu/backend.ts";
-export { NativeBackend } from "./cpu/native.ts";
+export { NativeBackend, type NativeOptions } from "./cpu/native.ts";
+export { Arena, ArenaBuffer } from "./wasm/arena.ts";
 export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
 export { type ConvKind, type Dnnl, type DnnlResult, loadDnnl } from "./cpu/dnnl.ts";
 export { WebGpuBackend } from "./wgsl/backend.ts";

@@ -37,9 +37,18 @@ export class CpuBuffer implements DeviceBuffer {
   released = false;
   /** Element type, from the array type (found once: every kernel launch checks it). */
   readonly dtype: DType;
+  #data: TypedArray;
   /** Wraps host memory. */
-  constructor(readonly data: TypedArray) {
+  constructor(data: TypedArray) {
+    this.#data = data;
     this.dtype = data instanceof Float64Array ? "float64" : "float32";
+  }
+  /**
+   * The elements. A subclass may derive them anew (wasm/arena.ts: after its memory grew), so
+   * read `data` again after any allocation rather than keep it.
+   */
+  get data(): TypedArray {
+    return this.#data;
   }
   /** Number of elements. */
   get size(): number {
@@ -398,7 +407,8 @@ export class CpuBackend implements Backend {
     const { ho, wo, xb, b: vb, dtype } = this.poolOperands("maxPool2d", x, values ?? x, s);
     const arg = this.argmaxWindows(xb, s, ho, wo);
     const out = this.alloc(arg.length, dtype);
-    for (let i = 0; i < arg.length; i++) out.data[i] = vb.data[arg[i]];
+    const od = out.data, vd = vb.data; // after the allocation (see CpuBuffer.data)
+    for (let i = 0; i < arg.length; i++) od[i] = vd[arg[i]];
     return out;
   }
 

@@ -1,7 +1,12 @@
 /**
  * The native CPU backend: matrix products and convolutions through BLAS (`cpu/blas.ts`, loaded
- * with `Deno.dlopen`), the kernels of the IR compiled to JavaScript loops (`cpu/compile.ts`: no
- * per-element function calls), and a size-bucketed pool that recycles host memory.
+ * with `Deno.dlopen`), the kernels of the IR in WebAssembly SIMD (`wasm/codegen.ts`) over one
+ * memory arena (`wasm/arena.ts`) that BLAS reads and writes in place, and a size-bucketed pool
+ * that recycles memory. Without WebAssembly SIMD, or with `SGN_WASM=none` or
+ * `create({ wasm: false })`, buffers live on the JavaScript heap and the kernels run as compiled
+ * JavaScript loops (`cpu/compile.ts`: no per-element function calls); those loops also run the
+ * kernels that have no WebAssembly form (see wasm/codegen.ts) and any kernel with a buffer that
+ * did not fit the arena.
  *
  * It inherits the plain TypeScript backend (the oracle it is tested against) and replaces what
  * matters for speed; the rest (concat/split, pooling forward) are tight loops there, and allocate
@@ -28,6 +33,40 @@ import { compileKernel } from "./compile.ts";
 import { CpuBackend, CpuBuffer } from "./backend.ts";
 import { type Blas, loadBlas } from "./blas.ts";
 import { type ConvKind, type Dnnl, loadDnnl } from "./dnnl.ts";
+import { env } from "./ffi.ts";
+import { Arena, ArenaBuffer } from "../wasm/arena.ts";
+import { compileWasmKernel } from "../wasm/codegen.ts";
+import { simdAvailable } from "../wasm/module.ts";
+import { wasmSoftmax } from "../wasm/softmax.ts";
+
+/** Options of {@link NativeBackend.create}. */
+export interface NativeOptions {
+  /**
+   * WebAssembly SIMD kernels over one memory arena (default: where WebAssembly SIMD is there,
+   * unless `SGN_WASM=none`); false: the compiled JavaScript loops on JavaScript-heap buffers.
+   */
+  wasm?: boolean;
+  /** The arena's initial size in bytes (it grows as needed; default 16 MiB). */
+  arenaBytes?: number;
+  /**
+   * The arena's largest size in bytes (default 4 GiB, the most a WebAssembly memory holds);
+   * buffers beyond it live on the JavaScript heap, and kernels reading them run as loops.
+   */
+  arenaMaxBytes?: number;
+  /**
+   * oneDNN for float32 convolutions and max pooling (default: where the library loads, unless
+   * `SGN_DNNL=none`); false: im2col + BLAS and the JavaScript argmax.
+   */
+  dnnl?: boolean;
+}
+
+/** Whether the WebAssembly kernels are wanted and possible, or the one-line reason not. */
+function wasmChoice(opt: boolean | undefined): { on: boolean; why: string } {
+  if (opt === false) return { on: false, why: "create({ wasm: false })" };
+  if (opt === undefined && env("SGN_WASM") === "none") return { on: false, why: "SGN_WASM=none" };
+  if (!simdAvailable()) return { on: false, why: "no WebAssembly SIMD here" };
+  return { on: true, why: "" };
+}
 
 /** Cached im2col columns of convolution inputs: at most this many bytes in all. */
 const COLUMN_BYTES = 512 * 2 ** 20;
@@ -58,6 +97,10 @@ export class NativeBackend extends CpuBackend {
   override readonly description: string;
   #pool = new Map<string, TypedArray[]>();
   #pooled = 0;
+  /** The memory arena of the WebAssembly kernels, or undefined (JavaScript loops). */
+  readonly arena: Arena | undefined;
+  /** How many IR kernels ran in WebAssembly and as JavaScript loops (diagnostics, tests). */
+  readonly kernelRuns = { wasm: 0, js: 0 };
 
   /**
    * oneDNN, for float32 convolutions and max pooling, when it loaded (else undefined, and those
@@ -65,44 +108,62 @@ export class NativeBackend extends CpuBackend {
    */
   readonly dnnl: Dnnl | undefined;
 
-  /**
-   * A native backend over a loaded BLAS (see {@link NativeBackend.create}), with oneDNN when
-   * given, or `dnnlMissing`: why not, for the description.
-   */
-  constructor(readonly blas: Blas, dnnl?: Dnnl, dnnlMissing?: string) {
+  /** A native backend over a loaded BLAS (see {@link NativeBackend.create}). */
+  constructor(readonly blas: Blas, options: NativeOptions = {}) {
     super();
-    this.dnnl = dnnl;
     const threads = blas.threads === undefined ? "" : `, ${blas.threads} threads`;
     const core = blas.core === undefined ? "" : `, ${blas.core} kernels`;
-    const conv = dnnl
-      ? `; oneDNN ${dnnl.version} convolutions and pooling (float32)`
-      : `; im2col convolutions (no oneDNN: ${dnnlMissing ?? "not requested"})`;
-    this.description = `native CPU backend (BLAS ${blas.path}${core}${threads}${conv})`;
+    const w = wasmChoice(options.wasm);
+    this.arena = w.on
+      ? new Arena({
+        initialBytes: options.arenaBytes,
+        maxBytes: options.arenaMaxBytes,
+        poolBytes: POOL_BYTES,
+      })
+      : undefined;
+    const kernels = w.on
+      ? "kernels in WebAssembly SIMD over one memory arena (those with pow as JavaScript loops)"
+      : `kernels as JavaScript loops (${w.why})`;
+    const d = options.dnnl === false
+      ? { dnnl: undefined, reason: "create({ dnnl: false })" }
+      : loadDnnl();
+    this.dnnl = d.dnnl;
+    const conv = d.dnnl
+      ? `oneDNN ${d.dnnl.version} convolutions and pooling (float32)`
+      : `im2col convolutions (no oneDNN: ${d.reason})`;
+    this.description =
+      `native CPU backend (BLAS ${blas.path}${core}${threads}; ${kernels}; ${conv})`;
   }
 
   /**
    * The backend, or the one-line reason it is not available (no FFI permission, no BLAS).
-   * oneDNN is used when it loads and `options.dnnl` is not false (`SGN_DNNL=none` also turns it
-   * off); without it convolutions run as im2col + BLAS and the description says why.
+   * `options` choose the WebAssembly kernels and oneDNN (see {@link NativeOptions}); without
+   * oneDNN convolutions run as im2col + BLAS, and the description says why.
    */
-  static create(options: { dnnl?: boolean } = {}): {
-    backend: NativeBackend;
-    reason?: undefined;
-  } | {
+  static create(options: NativeOptions = {}): { backend: NativeBackend; reason?: undefined } | {
     backend: undefined;
     reason: string;
   } {
     const r = loadBlas();
-    if (!r.blas) return { backend: undefined, reason: r.reason };
-    if (options.dnnl === false) return { backend: new NativeBackend(r.blas) };
-    const d = loadDnnl();
-    return { backend: new NativeBackend(r.blas, d.dnnl, d.reason) };
+    return r.blas
+      ? { backend: new NativeBackend(r.blas, options) }
+      : { backend: undefined, reason: r.reason };
   }
 
   // --- memory: a size-bucketed pool; kernels fully overwrite what they allocate ---------------
 
-  /** A buffer whose contents are undefined (every caller overwrites all of it). */
+  /**
+   * A buffer whose contents are undefined (every caller overwrites all of it): in the arena
+   * when there is one and it has room, else on the JavaScript heap.
+   */
   protected override alloc(size: number, dtype: DType): CpuBuffer {
+    if (this.arena) {
+      const b = this.arena.buffer(size, dtype);
+      if (b) {
+        this.adjustLive(1);
+        return b;
+      }
+    }
     const list = this.#pool.get(`${dtype}:${size}`);
     const data = list?.pop();
     if (!data) return super.alloc(size, dtype);
@@ -123,7 +184,8 @@ export class NativeBackend extends CpuBackend {
     const b = this.buf(buffer, "release");
     super.release(b);
     this.#dropColumns(b);
-    if (b.size > 0 && this.#pooled + b.data.byteLength <= POOL_BYTES) {
+    if (b instanceof ArenaBuffer) b.arena.release(b);
+    else if (b.size > 0 && this.#pooled + b.data.byteLength <= POOL_BYTES) {
       const key = `${b.dtype}:${b.size}`;
       const list = this.#pool.get(key) ?? [];
       list.push(b.data);
@@ -132,19 +194,36 @@ export class NativeBackend extends CpuBackend {
     }
   }
 
-  /** Drops the pooled memory (it is otherwise kept for reuse, up to 512 MiB). */
+  /**
+   * Drops the pooled memory (it is otherwise kept for reuse, up to 512 MiB). In the arena it
+   * becomes free space for any size (a WebAssembly memory does not shrink).
+   */
   trim(): void {
     for (const b of [...this.#cols.keys()]) this.#dropColumns(b);
     this.#pool.clear();
     this.#pooled = 0;
+    this.arena?.trim();
   }
 
   // --- IR kernels: compiled loops (cpu/compile.ts) ----------------------------------------------
 
-  /** Runs an IR kernel as compiled JavaScript loops (`cpu/compile.ts`). */
+  /**
+   * Runs an IR kernel in WebAssembly where it has a form there and every buffer is in the
+   * arena, else as compiled JavaScript loops (`cpu/compile.ts`).
+   */
   override run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
     const bufs = this.kernelInputs(kernel, inputs, dtype);
     const out = this.alloc(sizeOf(kernel.shape), dtype);
+    if (out.size === 0) return out;
+    if (this.arena && out instanceof ArenaBuffer && bufs.every((b) => b instanceof ArenaBuffer)) {
+      const w = compileWasmKernel(kernel, dtype, this.arena.memory);
+      if (w) {
+        w.run(bufs.map((b) => (b as ArenaBuffer).ptr), out.ptr, w.consts);
+        this.kernelRuns.wasm++;
+        return out;
+      }
+    }
+    this.kernelRuns.js++;
     const { run, consts } = compileKernel(kernel, dtype);
     run(bufs.map((b) => b.data), out.data, consts);
     return out;
@@ -159,6 +238,10 @@ export class NativeBackend extends CpuBackend {
       );
     }
     const out = this.alloc(a.size, dtype);
+    if (dtype === "float32" && a instanceof ArenaBuffer && out instanceof ArenaBuffer) {
+      wasmSoftmax(a.arena.memory)(a.ptr, out.ptr, rows, cols, log ? 1 : 0);
+      return out;
+    }
     const ad = a.data, od = out.data;
     for (let r = 0; r < rows; r++) {
       const b = r * cols;

@@ -65,33 +65,47 @@ export function native(): Promise<NativeBackend | undefined> {
   return nativePromise;
 }
 
-let plainPromise: Promise<NativeBackend | undefined> | undefined;
+let nativeJsPromise: Promise<NativeBackend | undefined> | undefined;
 
 /**
- * The native backend's variants under test: as users get it (oneDNN convolutions and pooling
- * where the library loads), and without oneDNN (im2col + BLAS, the JavaScript argmax), so the
- * fallback keeps being checked on machines that have the library. A machine without oneDNN
- * prints a SKIP line for the oneDNN variant.
+ * The native backend with every optional part off (`create({ wasm: false, dnnl: false })`: the
+ * compiled JavaScript loops on JavaScript-heap buffers, im2col + BLAS convolutions, the
+ * JavaScript argmax for pooling), created once per test process, so the fallbacks keep being
+ * checked on machines that have WebAssembly SIMD and oneDNN; undefined where {@link native} is,
+ * or where the default native backend already runs without both (nothing checked twice).
+ */
+export function nativeJs(): Promise<NativeBackend | undefined> {
+  nativeJsPromise ??= (async () => {
+    const nat = await native();
+    if (!nat) return undefined;
+    if (!nat.dnnl) skipped("native oneDNN variant", `oneDNN unavailable: ${nat.description}`);
+    if (!nat.arena && !nat.dnnl) return undefined;
+    const be = NativeBackend.create({ wasm: false, dnnl: false }).backend;
+    if (be) console.log(`[sgn tests] native backend, second variant: ${be.description}`);
+    return be;
+  })();
+  return nativeJsPromise;
+}
+
+/**
+ * The native backend's variants under test, labelled: "native" as users get it, and
+ * "native-js" with its optional parts off (see {@link nativeJs}).
  */
 export async function nativeVariants(): Promise<{ label: string; be: NativeBackend }[]> {
-  const full = await native();
-  if (!full) return [];
-  if (!full.dnnl) {
-    skipped("native oneDNN variant", `oneDNN unavailable: ${full.description}`);
-    return [{ label: "native", be: full }];
-  }
-  plainPromise ??= Promise.resolve(NativeBackend.create({ dnnl: false }).backend);
-  const plain = await plainPromise;
+  const [nat, js] = [await native(), await nativeJs()];
   return [
-    { label: "native", be: full },
-    ...(plain ? [{ label: "native (no oneDNN)", be: plain }] : []),
+    ...(nat ? [{ label: "native", be: nat }] : []),
+    ...(js ? [{ label: "native-js", be: js }] : []),
   ];
 }
 
-/** Every backend available: the CPU oracle, then native and WebGPU where they exist. */
-export async function backends(): Promise<Backend[]> {
-  const [nat, gpu] = [await native(), await webgpu()];
-  return [cpu, ...(nat ? [nat] : []), ...(gpu ? [gpu] : [])];
+/**
+ * Every backend available: the CPU oracle, then native (as users get it, and the variant with
+ * its optional parts off with `loops`) and WebGPU where they exist.
+ */
+export async function backends({ loops = false } = {}): Promise<Backend[]> {
+  const [nat, js, gpu] = [await native(), loops ? await nativeJs() : undefined, await webgpu()];
+  return [cpu, ...(nat ? [nat] : []), ...(js ? [js] : []), ...(gpu ? [gpu] : [])];
 }
 
 /** Uploads float64 data in the backend's working precision (float32 on WebGPU). */
@@ -152,4 +166,9 @@ export function assertClose(
         `(rtol ${rtol}, atol ${atol})`,
     );
   }
+}
+
+/** A backend's name in test names: "native-js" for the native backend without WebAssembly. */
+export function backendLabel(be: Backend): string {
+  return be instanceof NativeBackend && !be.arena && !be.dnnl ? "native-js" : be.name;
 }

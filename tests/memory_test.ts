@@ -12,9 +12,9 @@ import { meanSquaredError } from "../models/losses.ts";
 import { mlp } from "../models/networks.ts";
 import { type Optimizer, SGN, type SgnStepRecord } from "../sgn/sgn.ts";
 import { Adam, SGD } from "../sgn/baselines.ts";
-import { backends, Random } from "./harness.ts";
+import { backendLabel, backends, Random } from "./harness.ts";
 
-const all = await backends();
+const all = await backends({ loops: true });
 
 /**
  * Steps of the flat-count tests: 1,000, but 200 for SGN on WebGPU (about 50 ms a step on the
@@ -180,18 +180,18 @@ async function checkFailures(be: Backend, make: Make, repeats: number): Promise<
 for (const be of all) {
   for (const [name, make] of CONFIGS) {
     const steps = stepsOf(be, name);
-    Deno.test(`memory (${be.name}): ${name}: ${steps} steps keep the buffer count flat; dispose frees all`, async () => {
+    Deno.test(`memory (${backendLabel(be)}): ${name}: ${steps} steps keep the buffer count flat; dispose frees all`, async () => {
       await warmUp(be, make);
       await checkFlat(be, make, steps);
     });
 
-    Deno.test(`memory (${be.name}): ${name}: failed steps free their temporaries and keep the parameters`, async () => {
+    Deno.test(`memory (${backendLabel(be)}): ${name}: failed steps free their temporaries and keep the parameters`, async () => {
       await warmUp(be, make);
       await checkFailures(be, make, 50);
     });
   }
 
-  Deno.test(`memory (${be.name}): an SGN step whose update overflows fails without leaking`, async () => {
+  Deno.test(`memory (${backendLabel(be)}): an SGN step whose update overflows fails without leaking`, async () => {
     const make: Make = (be) =>
       new SGN(net.init({ seed: 2, backend: be }), {
         alpha: 1e30,
@@ -289,7 +289,7 @@ function endlessCg(be: Backend) {
 for (const be of all) {
   const modes = be.name === "webgpu" ? (["device"] as const) : (["host", "device"] as const);
   for (const mode of modes) {
-    Deno.test(`memory (${be.name}, ${mode}): CG holds as many buffers for 2,000 iterations as for 3`, async () => {
+    Deno.test(`memory (${backendLabel(be)}, ${mode}): CG holds as many buffers for 2,000 iterations as for 3`, async () => {
       const problem = endlessCg(be);
       const peaks: number[] = [];
       const records: SgnStepRecord[] = [];
@@ -331,7 +331,7 @@ for (const be of all) {
 // Scalar constants are constants of the kernel IR: they take no buffer, and travel in the uniforms
 // of the kernel they fuse into, so 300 per-step values compile one pipeline.
 for (const be of all) {
-  Deno.test(`memory (${be.name}): 300 distinct scalar constants allocate nothing and compile one kernel`, async () => {
+  Deno.test(`memory (${backendLabel(be)}): 300 distinct scalar constants allocate nothing and compile one kernel`, async () => {
     const x = tensor([1, 2, 3], undefined, { backend: be });
     await x.data();
     const live = be.liveBuffers();

@@ -1375,7 +1375,9 @@ property("split reductions agree with the reference on every backend", splitArb,
 // --- 4. past one dispatch dimension (65,535 workgroups) ---------------------------------------
 
 /** Large cases: WebGPU (where the grid matters) and the native compiled loops. */
-const LARGE = TARGETS.filter((t) => t.label === "webgpu" || t.label === "native float32");
+const LARGE = TARGETS.filter((t) =>
+  t.label === "webgpu" || t.label === "native float32" || t.label === "native-js float32"
+);
 
 Deno.test({
   name: "kernel: maps, reductions and pooling past 65,535 workgroups, checked element by element",

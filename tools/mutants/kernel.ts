@@ -2,9 +2,10 @@
  * Mutants of the kernel layer and its lowerings: view composition and fusion bookkeeping
  * (kernel/lazy.ts), collapse, reshape strides, split reductions and kernel structures
  * (kernel/ir.ts), the structural kernel cache (kernel/cache.ts), the compiled CPU loops
- * (cpu/compile.ts), the native routines and their caches (cpu/native.ts) and the WebGPU grid,
- * reductions and pooling (wgsl/). Caught by the generated cases of tests/property_kernel_test.ts
- * and tests/kernel_cache_test.ts against references written in the tests.
+ * (cpu/compile.ts), the native routines and their caches (cpu/native.ts, cpu/dnnl.ts), the
+ * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions and pooling
+ * (wgsl/). Caught by the generated cases of tests/property_kernel_test.ts, tests/dnnl_test.ts,
+ * tests/kernel_cache_test.ts and tests/wasm_test.ts against references written in the tests.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import type { Mutant } from "../mutate.ts";
 
 const PROP = ["tests/property_kernel_test.ts"];
 const CACHE = "tests/kernel_cache_test.ts";
+const WASM = ["tests/wasm_test.ts", "tests/property_kernel_test.ts"];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
@@ -249,6 +251,65 @@ export const MUTANTS: Mutant[] = ([
     replace: "const ob = offsetB + t * k * n;",
     what: "a rank-2 B shared by every batch entry is read at a per-entry offset",
     tests: PROP,
+  },
+  // --- wasm/ ---------------------------------------------------------------------------------
+  {
+    file: "wasm/codegen.ts",
+    find: "const off = s * B;",
+    replace: "const off = B;",
+    what: "a strided load fills its second lane from the next element, not one stride on",
+    tests: WASM,
+  },
+  {
+    file: "wasm/codegen.ts",
+    find: "const off = j * s * 4;",
+    replace: "const off = j * 4;",
+    what: "a strided load into four float32 lanes reads neighbours, not one stride apart",
+    tests: WASM,
+  },
+  {
+    file: "wasm/codegen.ts",
+    find: "// An odd last element into lane 0 only.\n      this.counted(n - nv * W,",
+    replace: "// An odd last element into lane 0 only.\n      this.counted(0,",
+    what: "a partial-sum reduction drops the odd last element of each row",
+    tests: WASM,
+  },
+  {
+    file: "wasm/math.ts",
+    find: 'f.get(x).get(n).f32x4(0.693359375).op("f32x4.mul").op("f32x4.sub");',
+    replace: 'f.get(x).get(n).f32x4(0.6931).op("f32x4.mul").op("f32x4.sub");',
+    what: "exp's range reduction uses a wrong ln 2 (high part)",
+    tests: WASM,
+  },
+  {
+    file: "wasm/math.ts",
+    find: 'get(x).f32x4(0).op("f32x4.eq")',
+    replace: 'get(x).f32x4(0).op("f32x4.lt")',
+    what: "log(+-0) is not -Inf",
+    tests: WASM,
+  },
+  {
+    file: "wasm/math.ts",
+    find: "-1.65339022054652515390e-06,",
+    replace: "-1.65339022054652515390e-05,",
+    what: "float64 exp's polynomial has a wrong coefficient",
+    tests: WASM,
+  },
+  {
+    file: "wasm/codegen.ts",
+    find: 'if (e.k === "binary") return ROUNDED_BINARY.has(e.op) && exact(e.a) && exact(e.b);',
+    replace:
+      'if (e.k === "binary") return ROUNDED_BINARY.has(e.op) && rounded(e.a) && rounded(e.b);',
+    what:
+      "float32 lanes chosen for a map that rounds twice in a row (not the float64 path's value)",
+    tests: WASM,
+  },
+  {
+    file: "wasm/arena.ts",
+    find: "        this.generation++;\n",
+    replace: "",
+    what: "the arena's memory grows without invalidating buffer views (they read detached memory)",
+    tests: WASM,
   },
   // --- wgsl/ ---------------------------------------------------------------------------------
   {

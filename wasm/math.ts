@@ -1,0 +1,355 @@
+/**
+ * Vectorized exp, log, tanh and sigmoid on four float32 lanes (f32x4) in WebAssembly SIMD, as
+ * functions `(v128) -> v128` added to a module on demand. Each is a range reduction and a
+ * polynomial (the classic single-precision forms of Cephes' expf, logf and tanhf, written here
+ * for four lanes), with the special values handled by lane selects:
+ *
+ * - exp: x = n ln2 + r, |r| <= ln2/2 (ln2 in two parts, so r is exact), exp(r) by a degree-7
+ *   polynomial, and 2^n applied as two factors 2^(n>>1) 2^(n - n>>1), so that results that
+ *   round into the subnormal range round once and exp(88.72...) reaches the largest float
+ *   before +Inf. x is clamped to [-104, 89] first: beyond, the result is 0 or +Inf anyway.
+ *   exp(+-0) = 1, exp(-Inf) = 0, exp(+Inf) = +Inf, NaN stays NaN.
+ * - log: x = m 2^e with m in [sqrt(1/2), sqrt(2)) (subnormal x scaled by 2^23 first), log(1 + f)
+ *   by f - f^2/2 + f^3 P(f), and e ln2 added in two parts. log(+-0) = -Inf, log(x < 0) = NaN,
+ *   log(+Inf) = +Inf, NaN stays NaN.
+ * - tanh: of |x|, with the sign of x put back (tanh(-0) = -0): below 0.625 an odd polynomial,
+ *   above 1 - 2 / (exp(2|x|) + 1) (which is 1 from |x| ~ 9 and at +Inf). NaN stays NaN.
+ * - sigmoid: the overflow-safe form of `UNARY.sigmoid` in kernel/ir.ts: e = exp(-|x|), then
+ *   1 / (1 + e) where x >= 0 and e / (1 + e) elsewhere (sigmoid(NaN) = NaN).
+ *
+ * Error against `Math.exp`, `Math.log`, `Math.tanh` (and the sigmoid formula in float64), in
+ * float32 units in the last place of the exact result (below 2^-126: the subnormal spacing
+ * 2^-149): {@link MAX_ULPS} bounds it: exp 1, log 1, tanh 1.5, sigmoid 2.5 (the largest seen on
+ * 13 million inputs, every 331st float32 bit pattern and the special values and thresholds, was
+ * exp 0.96, log 0.78, tanh 1.26, sigmoid 2.21; on every 1021st pattern tanh 1.31 and sigmoid
+ * 2.23). tests/wasm_test.ts asserts the bounds. Specials (+-0, +-Inf, NaN, the overflow and
+ * underflow thresholds, subnormal inputs and results) come out as `Math.*` rounded to float32.
+ *
+ * The same four on two float64 lanes (f64x2, {@link MathFns64}) for float64 kernels: exp as
+ * fdlibm's (n ln2 in two parts, exp(r) = 1 + r + r c / (2 - c) with c = r - r^2 P(r^2)), log
+ * as fdlibm's (log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f)), tanh with
+ * Cephes' rational form below 0.625 and 1 - 2 / (exp(2|x|) + 1) above, sigmoid as above. Their
+ * distance to `Math.exp`, `Math.log`, `Math.tanh` (themselves within 1 ulp of exact), in float64
+ * ulps: {@link MAX_ULPS_64}: exp 1, log 1, tanh 2, sigmoid 2 (on 6 million inputs: random
+ * bit patterns over the whole range, random points of [-750, 750] and of [-2, 2]; tests/wasm_test.ts
+ * asserts them on such samples and the special values).
+ *
+ * @example
+ * ```ts
+ * import { WasmModule } from "./module.ts";
+ * import { MathFns } from "./math.ts";
+ * const m = new WasmModule();
+ * const lib = new MathFns(m);
+ * m.func(["f32"], ["f32"], (f) => {
+ *   f.get(0).op("f32x4.splat").call(lib.index("exp")).lane("f32x4.extract_lane", 0);
+ * }, "exp");
+ * const { exp } = new WebAssembly.Instance(new WebAssembly.Module(m.bytes())).exports as {
+ *   exp: (x: number) => number;
+ * };
+ * console.log(exp(1)); // 2.7182817459106445
+ * ```
+ *
+ * @module
+ */
+
+import type { Fn, WasmModule } from "./module.ts";
+
+/** A vectorized function of this module. */
+export type MathOp = "exp" | "log" | "tanh" | "sigmoid";
+
+/** The largest error of each function, in float32 ulps of the exact result (see the module). */
+export const MAX_ULPS: Readonly<Record<MathOp, number>> = {
+  exp: 1,
+  log: 1,
+  tanh: 1.5,
+  sigmoid: 2.5,
+};
+
+/** The largest distance of each float64 function to `Math.*`, in float64 ulps. */
+export const MAX_ULPS_64: Readonly<Record<MathOp, number>> = {
+  exp: 1,
+  log: 1,
+  tanh: 2,
+  sigmoid: 2,
+};
+
+/** Horner's scheme for an f32x4 polynomial in local `x` (coefficients highest degree first). */
+function poly(f: Fn, x: number, coef: readonly number[]): void {
+  f.f32x4(coef[0]);
+  for (const c of coef.slice(1)) f.get(x).op("f32x4.mul").f32x4(c).op("f32x4.add");
+}
+
+/** exp on f32x4: local 0 -> stack. */
+function expBody(f: Fn, x: number): void {
+  const n = f.local("v128"), r = f.local("v128"), ni = f.local("v128");
+  // x clamped (min/max keep NaN), n = nearest(x log2 e), r = x - n ln2 in two parts.
+  f.get(x).f32x4(-104).op("f32x4.max").f32x4(89).op("f32x4.min").set(x);
+  f.get(x).f32x4(Math.LOG2E).op("f32x4.mul").op("f32x4.nearest").set(n);
+  f.get(x).get(n).f32x4(0.693359375).op("f32x4.mul").op("f32x4.sub");
+  f.get(n).f32x4(-2.12194440e-4).op("f32x4.mul").op("f32x4.sub").set(r);
+  // exp(r) = 1 + r + r^2 P(r).
+  poly(f, r, [
+    1.9875691500e-4,
+    1.3981999507e-3,
+    8.3334519073e-3,
+    4.1665795894e-2,
+    1.6666665459e-1,
+    5.0000001201e-1,
+  ]);
+  f.get(r).get(r).op("f32x4.mul").op("f32x4.mul").get(r).op("f32x4.add").f32x4(1).op("f32x4.add");
+  // times 2^(n >> 1) times 2^(n - (n >> 1)), each a normal power of two.
+  f.get(n).op("i32x4.trunc_sat_f32x4_s").set(ni);
+  f.get(ni).i32(1).op("i32x4.shr_s").tee(n);
+  f.i32x4(127).op("i32x4.add").i32(23).op("i32x4.shl").op("f32x4.mul");
+  f.get(ni).get(n).op("i32x4.sub").i32x4(127).op("i32x4.add").i32(23).op("i32x4.shl");
+  f.op("f32x4.mul");
+}
+
+/** log on f32x4: local 0 -> stack. */
+function logBody(f: Fn, x: number): void {
+  const sub = f.local("v128"), bits = f.local("v128"), e = f.local("v128");
+  const m = f.local("v128"), small = f.local("v128"), v = f.local("v128"), z = f.local("v128");
+  const fe = f.local("v128");
+  // Subnormals (and zero, negatives: replaced at the end) scaled by 2^23.
+  f.get(x).f32x4(2 ** -126).op("f32x4.lt").set(sub);
+  f.get(x).f32x4(2 ** 23).op("f32x4.mul").get(x).get(sub).op("v128.bitselect").set(bits);
+  // x = m 2^e, m in [1/2, 1).
+  f.get(bits).i32(23).op("i32x4.shr_u").i32x4(126).op("i32x4.sub");
+  f.get(sub).i32x4(23).op("v128.and").op("i32x4.sub").set(e);
+  f.get(bits).i32x4(0x007fffff).op("v128.and").i32x4(0x3f000000).op("v128.or").set(m);
+  // m < sqrt(1/2): f = 2m - 1 and e - 1; else f = m - 1 (both exact).
+  f.get(m).f32x4(Math.SQRT1_2).op("f32x4.lt").set(small);
+  f.get(e).get(small).op("i32x4.add").op("f32x4.convert_i32x4_s").set(fe);
+  f.get(m).f32x4(1).op("f32x4.sub").get(m).get(small).op("v128.and").op("f32x4.add").set(v);
+  f.get(v).get(v).op("f32x4.mul").set(z);
+  poly(f, v, [
+    7.0376836292e-2,
+    -1.1514610310e-1,
+    1.1676998740e-1,
+    -1.2420140846e-1,
+    1.4249322787e-1,
+    -1.6668057665e-1,
+    2.0000714765e-1,
+    -2.4999993993e-1,
+    3.3333331174e-1,
+  ]);
+  f.get(v).op("f32x4.mul").get(z).op("f32x4.mul");
+  f.get(fe).f32x4(-2.12194440e-4).op("f32x4.mul").op("f32x4.add");
+  f.get(z).f32x4(0.5).op("f32x4.mul").op("f32x4.sub");
+  f.get(v).op("f32x4.add");
+  f.get(fe).f32x4(0.693359375).op("f32x4.mul").op("f32x4.add");
+  // +Inf -> +Inf, +-0 -> -Inf, negative or NaN -> NaN.
+  f.set(z);
+  f.f32x4(Infinity).get(z).get(x).f32x4(Infinity).op("f32x4.eq").op("v128.bitselect").set(z);
+  f.f32x4(-Infinity).get(z).get(x).f32x4(0).op("f32x4.eq").op("v128.bitselect").set(z);
+  f.f32x4(NaN).get(z);
+  f.get(x).f32x4(0).op("f32x4.lt").get(x).get(x).op("f32x4.ne").op("v128.or");
+  f.op("v128.bitselect");
+}
+
+/** tanh on f32x4: local 0 -> stack. */
+function tanhBody(f: Fn, x: number, exp: () => void): void {
+  const a = f.local("v128"), z = f.local("v128");
+  f.get(x).op("f32x4.abs").set(a);
+  // Small: a + a z P(z), z = a^2.
+  f.get(a).get(a).op("f32x4.mul").set(z);
+  poly(f, z, [
+    -5.70498872745e-3,
+    2.06390887954e-2,
+    -5.37397155531e-2,
+    1.33314422036e-1,
+    -3.33332819422e-1,
+  ]);
+  f.get(z).op("f32x4.mul").get(a).op("f32x4.mul").get(a).op("f32x4.add").set(z);
+  // Large: 1 - 2 / (exp(2a) + 1).
+  f.f32x4(1).f32x4(2);
+  f.get(a).get(a).op("f32x4.add");
+  exp();
+  f.f32x4(1).op("f32x4.add");
+  f.op("f32x4.div").op("f32x4.sub");
+  f.get(z).get(a).f32x4(0.625).op("f32x4.gt").op("v128.bitselect");
+  // The sign of x.
+  f.get(x).i32x4(0x7fffffff).op("v128.bitselect");
+}
+
+/** sigmoid on f32x4: local 0 -> stack. */
+function sigmoidBody(f: Fn, x: number, exp: () => void): void {
+  const e = f.local("v128"), d = f.local("v128");
+  f.get(x).op("f32x4.abs").op("f32x4.neg");
+  exp();
+  f.tee(e).f32x4(1).op("f32x4.add").set(d);
+  f.f32x4(1).get(d).op("f32x4.div");
+  f.get(e).get(d).op("f32x4.div");
+  f.get(x).f32x4(0).op("f32x4.ge").op("v128.bitselect");
+}
+
+/** The vectorized functions of one module, each added the first time it is asked for. */
+export class MathFns {
+  readonly #index = new Map<MathOp, number>();
+  /** Adds to module `m`. */
+  constructor(readonly m: WasmModule) {}
+
+  /** The function index of `op` (an f32x4 -> f32x4 function), added on first use. */
+  index(op: MathOp): number {
+    const hit = this.#index.get(op);
+    if (hit !== undefined) return hit;
+    // Declared before its body is built, so that a body may call other functions first.
+    const i = this.m.func(["v128"], ["v128"]);
+    this.#index.set(op, i);
+    const f = this.m.body(i);
+    const exp = () => f.call(this.index("exp"));
+    if (op === "exp") expBody(f, 0);
+    else if (op === "log") logBody(f, 0);
+    else if (op === "tanh") tanhBody(f, 0, exp);
+    else sigmoidBody(f, 0, exp);
+    return i;
+  }
+
+  /**
+   * Emits `op` inline into `f`: the f32x4 argument on the stack becomes the result (no call,
+   * so the compiler can schedule it with the code around it). Uses new locals of `f`.
+   */
+  inline(f: Fn, op: MathOp): void {
+    const x = f.local("v128");
+    f.set(x);
+    const exp = () => this.inline(f, "exp");
+    if (op === "exp") expBody(f, x);
+    else if (op === "log") logBody(f, x);
+    else if (op === "tanh") tanhBody(f, x, exp);
+    else sigmoidBody(f, x, exp);
+  }
+}
+
+// --- float64 lanes (f64x2) ---------------------------------------------------------------------
+
+/** Horner's scheme for an f64x2 polynomial in local `x` (coefficients highest degree first). */
+function poly64(f: Fn, x: number, coef: readonly number[]): void {
+  f.f64x2(coef[0]);
+  for (const c of coef.slice(1)) f.get(x).op("f64x2.mul").f64x2(c).op("f64x2.add");
+}
+
+const LN2_HI = 6.93147180369123816490e-01; // 32 significant bits: n LN2_HI is exact
+const LN2_LO = 1.90821492927058770002e-10;
+
+/** exp on f64x2: local x -> stack. */
+function exp64Body(f: Fn, x: number): void {
+  const n = f.local("v128"), hi = f.local("v128"), lo = f.local("v128"), r = f.local("v128");
+  const t = f.local("v128"), c = f.local("v128"), ni = f.local("v128");
+  f.get(x).f64x2(-746).op("f64x2.max").f64x2(710).op("f64x2.min").set(x);
+  f.get(x).f64x2(Math.LOG2E).op("f64x2.mul").op("f64x2.nearest").set(n);
+  f.get(x).get(n).f64x2(LN2_HI).op("f64x2.mul").op("f64x2.sub").set(hi);
+  f.get(n).f64x2(LN2_LO).op("f64x2.mul").set(lo);
+  f.get(hi).get(lo).op("f64x2.sub").tee(r).get(r).op("f64x2.mul").set(t);
+  // c = r - t P(t); exp(r) = 1 - ((lo - r c / (2 - c)) - hi).
+  f.get(r);
+  poly64(f, t, [
+    4.13813679705723846039e-08,
+    -1.65339022054652515390e-06,
+    6.61375632143793436117e-05,
+    -2.77777777770155933842e-03,
+    1.66666666666666019037e-01,
+  ]);
+  f.get(t).op("f64x2.mul").op("f64x2.sub").set(c);
+  f.f64x2(1).get(lo).get(r).get(c).op("f64x2.mul").f64x2(2).get(c).op("f64x2.sub");
+  f.op("f64x2.div").op("f64x2.sub").get(hi).op("f64x2.sub").op("f64x2.sub");
+  // times 2^(n >> 1) times 2^(n - (n >> 1)), each a normal power of two.
+  f.get(n).op("i32x4.trunc_sat_f64x2_s_zero").op("i64x2.extend_low_i32x4_s").set(ni);
+  f.get(ni).i32(1).op("i64x2.shr_s").tee(n);
+  f.i64x2(1023n).op("i64x2.add").i32(52).op("i64x2.shl").op("f64x2.mul");
+  f.get(ni).get(n).op("i64x2.sub").i64x2(1023n).op("i64x2.add").i32(52).op("i64x2.shl");
+  f.op("f64x2.mul");
+}
+
+/** log on f64x2: local x -> stack. */
+function log64Body(f: Fn, x: number): void {
+  const sub = f.local("v128"), bits = f.local("v128"), e = f.local("v128"), m = f.local("v128");
+  const big = f.local("v128"), v = f.local("v128"), s = f.local("v128"), z = f.local("v128");
+  const w = f.local("v128"), hf = f.local("v128"), dk = f.local("v128"), r = f.local("v128");
+  // Subnormals scaled by 2^54 (zero and negatives are replaced at the end).
+  f.get(x).f64x2(2 ** -1022).op("f64x2.lt").set(sub);
+  f.get(x).f64x2(2 ** 54).op("f64x2.mul").get(x).get(sub).op("v128.bitselect").set(bits);
+  // x = m 2^e, m in [1, 2), then in [sqrt(1/2), sqrt(2)).
+  f.get(bits).i32(52).op("i64x2.shr_u").i64x2(1023n).op("i64x2.sub");
+  f.get(sub).i64x2(54n).op("v128.and").op("i64x2.sub").set(e);
+  f.get(bits).i64x2(0x000fffffffffffffn).op("v128.and").i64x2(0x3ff0000000000000n).op("v128.or");
+  f.set(m);
+  f.get(m).f64x2(Math.SQRT2).op("f64x2.gt").set(big);
+  f.get(m).f64x2(0.5).op("f64x2.mul").get(m).get(big).op("v128.bitselect").set(m);
+  f.get(e).get(big).op("i64x2.sub").set(e);
+  // The exponent as float64: the low 32 bits of each lane into lanes 0, 1, converted.
+  f.get(e).get(e).shuffle([0, 1, 2, 3, 8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11]);
+  f.op("f64x2.convert_low_i32x4_s").set(dk);
+  // f = m - 1, s = f / (2 + f), log(1 + f) = f - (hf - s (hf + R)), hf = f^2 / 2.
+  f.get(m).f64x2(1).op("f64x2.sub").set(v);
+  f.get(v).f64x2(2).get(v).op("f64x2.add").op("f64x2.div").set(s);
+  f.get(s).get(s).op("f64x2.mul").tee(z).get(z).op("f64x2.mul").set(w);
+  poly64(f, w, [1.479819860511658591e-01, 1.818357216161805012e-01, 2.857142874366239149e-01]);
+  f.get(w).op("f64x2.mul").f64x2(6.666666666666735130e-01).op("f64x2.add").get(z).op("f64x2.mul");
+  poly64(f, w, [1.531383769920937332e-01, 2.222219843214978396e-01, 3.999999999940941908e-01]);
+  f.get(w).op("f64x2.mul").op("f64x2.add").set(r);
+  f.get(v).get(v).op("f64x2.mul").f64x2(0.5).op("f64x2.mul").set(hf);
+  f.get(dk).f64x2(LN2_HI).op("f64x2.mul");
+  f.get(hf).get(s).get(hf).get(r).op("f64x2.add").op("f64x2.mul");
+  f.get(dk).f64x2(LN2_LO).op("f64x2.mul").op("f64x2.add").op("f64x2.sub");
+  f.get(v).op("f64x2.sub").op("f64x2.sub").set(r);
+  // +Inf -> +Inf, +-0 -> -Inf, negative or NaN -> NaN.
+  f.f64x2(Infinity).get(r).get(x).f64x2(Infinity).op("f64x2.eq").op("v128.bitselect").set(r);
+  f.f64x2(-Infinity).get(r).get(x).f64x2(0).op("f64x2.eq").op("v128.bitselect").set(r);
+  f.f64x2(NaN).get(r);
+  f.get(x).f64x2(0).op("f64x2.lt").get(x).get(x).op("f64x2.ne").op("v128.or");
+  f.op("v128.bitselect");
+}
+
+/** tanh on f64x2: local x -> stack. */
+function tanh64Body(f: Fn, x: number, exp: () => void): void {
+  const a = f.local("v128"), z = f.local("v128");
+  f.get(x).op("f64x2.abs").set(a);
+  // Small: a + a z P(z) / Q(z), z = a^2.
+  f.get(a).get(a).op("f64x2.mul").set(z);
+  f.get(a).get(a).get(z).op("f64x2.mul");
+  poly64(f, z, [-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3]);
+  f.op("f64x2.mul");
+  poly64(f, z, [1, 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3]);
+  f.op("f64x2.div").op("f64x2.add").set(z);
+  // Large: 1 - 2 / (exp(2a) + 1).
+  f.f64x2(1).f64x2(2);
+  f.get(a).get(a).op("f64x2.add");
+  exp();
+  f.f64x2(1).op("f64x2.add").op("f64x2.div").op("f64x2.sub");
+  f.get(z).get(a).f64x2(0.625).op("f64x2.gt").op("v128.bitselect");
+  // The sign of x.
+  f.get(x).i64x2(0x7fffffffffffffffn).op("v128.bitselect");
+}
+
+/** sigmoid on f64x2: local x -> stack. */
+function sigmoid64Body(f: Fn, x: number, exp: () => void): void {
+  const e = f.local("v128"), d = f.local("v128");
+  f.get(x).op("f64x2.abs").op("f64x2.neg");
+  exp();
+  f.tee(e).f64x2(1).op("f64x2.add").set(d);
+  f.f64x2(1).get(d).op("f64x2.div");
+  f.get(e).get(d).op("f64x2.div");
+  f.get(x).f64x2(0).op("f64x2.ge").op("v128.bitselect");
+}
+
+/** The f64x2 functions of one module, each added the first time it is asked for. */
+export class MathFns64 {
+  readonly #index = new Map<MathOp, number>();
+  /** Adds to module `m`. */
+  constructor(readonly m: WasmModule) {}
+
+  /** The function index of `op` (an f64x2 -> f64x2 function), added on first use. */
+  index(op: MathOp): number {
+    const hit = this.#index.get(op);
+    if (hit !== undefined) return hit;
+    const i = this.m.func(["v128"], ["v128"]);
+    this.#index.set(op, i);
+    const f = this.m.body(i);
+    const exp = () => f.call(this.index("exp"));
+    if (op === "exp") exp64Body(f, 0);
+    else if (op === "log") log64Body(f, 0);
+    else if (op === "tanh") tanh64Body(f, 0, exp);
+    else sigmoid64Body(f, 0, exp);
+    return i;
+  }
+}
