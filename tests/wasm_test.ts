@@ -599,7 +599,9 @@ Deno.test({
   ignore: !nat,
   fn: async () => {
     // With and without oneDNN: its convolutions take no im2col columns, so less memory.
-    for (const [dtype, dnnl] of [["float32", true], ["float32", false], ["float64", true]] as const) {
+    for (
+      const [dtype, dnnl] of [["float32", true], ["float32", false], ["float64", true]] as const
+    ) {
       const be = NativeBackend.create({ arenaBytes: 65536, dnnl }).backend!;
       assert.ok(be.arena, "the arena is on");
       const got = await workload(be, dtype);
