@@ -46,6 +46,14 @@ export interface Dnnl {
   ): void;
   /** The bytes of max pooling's workspace for a spec (what the backward pass reads). */
   poolWorkspaceBytes(s: Pool2dSpec): number;
+  /**
+   * How the max-pooling workspace of a spec records each window's argmax, when that was checked:
+   * "u8" or "s32", one entry per output in the output's layout, holding ky kw + kx (the position
+   * in the window). oneDNN calls the workspace implementation-specific, so this is verified once
+   * per spec, on an input whose argmaxes are known, before anyone reads it; undefined when the
+   * check failed (the workspace is then only handed back to oneDNN).
+   */
+  argmaxFormat(s: Pool2dSpec): "u8" | "s32" | undefined;
   /** Max pooling forward: y [n, c, ho, wo] and the workspace that records each window's argmax. */
   maxPool(s: Pool2dSpec, x: Float32Array, y: Float32Array, workspace: Uint8Array): void;
   /** Max pooling backward: dx [n, c, h, w] from dy and the forward pass's workspace. */
@@ -146,6 +154,7 @@ interface Prim {
   impl: string;
   run(arrays: ArrayBufferView[]): void;
   workspaceBytes?: number;
+  argmaxFormat?: "u8" | "s32" | null;
 }
 
 let cached: DnnlResult | undefined;
@@ -483,6 +492,11 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
     poolWorkspaceBytes(s) {
       return poolPrim("maxPool", s).workspaceBytes!;
     },
+    argmaxFormat(s) {
+      const p = poolPrim("maxPool", s);
+      if (p.argmaxFormat === undefined) p.argmaxFormat = checkArgmaxFormat(s, p) ?? null;
+      return p.argmaxFormat ?? undefined;
+    },
     maxPool(s, x, y, workspace) {
       poolPrim("maxPool", s).run([x, y, workspace]);
     },
@@ -495,4 +509,40 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
         : convPrim(kind, s as Conv2dSpec).impl;
     },
   };
+}
+
+/**
+ * Runs the forward pooling primitive on an input whose every window has one known maximum
+ * (distinct values) and says whether its workspace holds ky kw + kx per output, as u8 or s32.
+ */
+function checkArgmaxFormat(s: Pool2dSpec, p: Prim): "u8" | "s32" | undefined {
+  const [ho, wo] = pool2dOutSize(s);
+  const outputs = s.n * s.c * ho * wo;
+  const bytes = p.workspaceBytes!;
+  const format = bytes === outputs ? "u8" : bytes === 4 * outputs ? "s32" : undefined;
+  if (!format || s.n * s.c * s.h * s.w >= 2 ** 24) return undefined;
+  // Distinct integers below 2^24 (exact in float32): i 7919 mod a prime above the size.
+  const size = s.n * s.c * s.h * s.w;
+  const x = new Float32Array(size);
+  for (let i = 0; i < size; i++) x[i] = (i * 7919) % 16777213;
+  const y = new Float32Array(outputs);
+  const ws = new Uint8Array(bytes);
+  p.run([x, y, ws]);
+  const at = format === "u8" ? ws : new Int32Array(ws.buffer);
+  let o = 0;
+  for (let nc = 0; nc < s.n * s.c; nc++) {
+    for (let oy = 0; oy < ho; oy++) {
+      for (let ox = 0; ox < wo; ox++, o++) {
+        let best = 0, bv = -Infinity;
+        for (let ky = 0; ky < s.kh; ky++) {
+          for (let kx = 0; kx < s.kw; kx++) {
+            const v = x[(nc * s.h + oy * s.strideH + ky) * s.w + ox * s.strideW + kx];
+            if (v > bv) (bv = v), (best = ky * s.kw + kx);
+          }
+        }
+        if (at[o] !== best) return undefined;
+      }
+    }
+  }
+  return format;
 }

@@ -544,8 +544,32 @@ export class NativeBackend extends CpuBackend {
       const out = this.alloc(s.n * s.c * ho * wo, dtype);
       if (this.#dnnlPool(xb, s, out)) return out;
       this.release(out);
+    } else if (values && this.dnnl) {
+      // The JVP: values (a tangent) at each window's argmax, read from oneDNN's workspace where
+      // its format was verified for this spec.
+      const { ho, wo, xb, b: vb, dtype } = this.poolOperands("maxPool2d", x, values, s);
+      const format = dtype === "float32" && xb.size > 0 ? this.#argmaxFormat(s) : undefined;
+      const ws = format && this.#dnnlPool(xb, s);
+      if (ws) {
+        const out = this.alloc(s.n * s.c * ho * wo, dtype);
+        const at = format === "u8" ? ws : new Int32Array(ws.buffer, ws.byteOffset, ws.length / 4);
+        gatherArgmax(s, ho, wo, at, vb.data, out.data);
+        return out;
+      }
     }
     return super.maxPool2d(x, s, values);
+  }
+
+  /** oneDNN's verified workspace format for a spec (see Dnnl.argmaxFormat), or undefined. */
+  #argmaxFormat(s: Pool2dSpec): "u8" | "s32" | undefined {
+    const key = `pool:${JSON.stringify(s)}`;
+    if (this.#dnnlRefused.has(key)) return undefined;
+    try {
+      return this.dnnl!.argmaxFormat(s);
+    } catch {
+      this.#dnnlRefused.add(key);
+      return undefined;
+    }
   }
 
   // --- max pooling: the argmax of each window, computed once per input -----------------------
@@ -619,6 +643,31 @@ export class NativeBackend extends CpuBackend {
       for (let i = 0; i < arg.length; i++) od[arg[i]] += dd[i];
     }
     return out;
+  }
+}
+
+/**
+ * out[o] = v[the input index of output o's window argmax], the argmax given as its position in
+ * the window (ky kw + kx) per output.
+ */
+function gatherArgmax(
+  s: Pool2dSpec,
+  ho: number,
+  wo: number,
+  at: Uint8Array | Int32Array,
+  v: TypedArray,
+  out: TypedArray,
+): void {
+  const kw = s.kw, sh = s.strideH, sw = s.strideW, w = s.w;
+  let o = 0;
+  for (let nc = 0; nc < s.n * s.c; nc++) {
+    for (let oy = 0; oy < ho; oy++) {
+      const row = (nc * s.h + oy * sh) * w;
+      for (let ox = 0; ox < wo; ox++, o++) {
+        const k = at[o], ky = (k / kw) | 0;
+        out[o] = v[row + ky * w + ox * sw + (k - ky * kw)];
+      }
+    }
   }
 }
 

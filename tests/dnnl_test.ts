@@ -277,3 +277,44 @@ property(
     }
   },
 );
+
+const jvpArb = fc.record({
+  spec: poolArb,
+  nanAt: fc.array(fc.nat(10000), { maxLength: 2 }),
+  tieLevels: fc.integer({ min: 1, max: 5 }),
+});
+
+property(
+  "native max-pool JVP (the tangent at each window's argmax, read from oneDNN's workspace) equals the oracle exactly, ties and NaN included",
+  jvpArb,
+  40,
+  async ({ spec: { seed, ...s }, nanAt, tieLevels }) => {
+    const size = s.n * s.c * s.h * s.w;
+    // Few distinct values: many windows with tied maxima (the first one wins).
+    const x = Array.from(data(size, seed), (v) => Math.round(v * tieLevels) / tieLevels);
+    for (const i of nanAt) if (i < size) x[i] = NaN;
+    const v = Array.from(data(size, seed + 7));
+    const run = async (be: Backend) => {
+      const X = be.upload(Float32Array.from(x)), V = be.upload(Float32Array.from(v));
+      const y = await take(be, be.maxPool2d(X, s, V));
+      be.release(X);
+      be.release(V);
+      return [...y].map(String);
+    };
+    const want = await run(cpu);
+    for (const { label, be } of await nativeVariants()) {
+      assert.deepEqual(await run(be), want, `${label} ${JSON.stringify(s)}`);
+    }
+  },
+);
+
+Deno.test({
+  name: "oneDNN 2: the max-pooling workspace's argmax format is verified for the seed's pools",
+  ignore: !d?.version.startsWith("2."),
+  fn: () => {
+    for (const [n, c, h] of [[1000, 6, 24], [1000, 16, 8], [128, 32, 30], [3, 2, 7]]) {
+      const s = { n, c, h, w: h, kh: 2, kw: 2, strideH: 2, strideW: 2 };
+      assert.ok(d!.argmaxFormat(s), `no verified format for ${JSON.stringify(s)}`);
+    }
+  },
+});

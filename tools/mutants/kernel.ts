@@ -197,6 +197,13 @@ export const MUTANTS: Mutant[] = ([
     tests: ["tests/dnnl_test.ts"],
   },
   {
+    file: "cpu/native.ts",
+    find: "out[o] = v[row + ky * w + ox * sw + (k - ky * kw)];",
+    replace: "out[o] = v[row + ky * kw + ox * sw + (k - ky * kw)];",
+    what: "the max-pool JVP reads oneDNN's argmax row offset with the window's width",
+    tests: ["tests/dnnl_test.ts"],
+  },
+  {
     file: "cpu/dnnl.ts",
     find: "s.strideH, s.strideW, s.padH, s.padW].join",
     replace: "s.strideH, s.strideW, s.padH].join",
