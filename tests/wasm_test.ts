@@ -11,7 +11,7 @@ import { BINARY_OPS, UNARY_OPS } from "../backend.ts";
 import * as ir from "../kernel/ir.ts";
 import { compileKernel } from "../cpu/compile.ts";
 import { compileWasmKernel, float32Exact, wasmSupport } from "../wasm/codegen.ts";
-import { MathFns, MathFns64, type MathOp, MAX_ULPS, MAX_ULPS_64 } from "../wasm/math.ts";
+import { MathFns, type MathOp, MAX_ULPS, MAX_ULPS_64 } from "../wasm/math.ts";
 import { Arena, ArenaBuffer, sizeClass } from "../wasm/arena.ts";
 import { NativeBackend } from "../cpu/native.ts";
 import { assertClose, cpu, native } from "./harness.ts";
@@ -238,7 +238,7 @@ function ulp64(e: number): number {
 Deno.test("wasm math: float64 exp, log, tanh, sigmoid within their stated ulps of Math.*", () => {
   const memory = new WebAssembly.Memory({ initial: 512 });
   const m = new WasmModule().importMemory("env", "memory");
-  const lib = new MathFns64(m);
+  const lib = new MathFns(m, "f64x2");
   for (const op of Object.keys(REF) as MathOp[]) {
     m.func(["i32", "i32"], [], (f) => {
       f.block().loop().get(0).get(1).op("i32.ge_u").brIf(1);

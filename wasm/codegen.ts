@@ -46,7 +46,7 @@
 
 import type { DType } from "../backend.ts";
 import { collapse, type Expr, type Kernel, kernelKey, walk } from "../kernel/ir.ts";
-import { MathFns, MathFns64, type MathOp } from "./math.ts";
+import { MathFns, type MathOp } from "./math.ts";
 import { type Fn, type PlainOp, WasmModule } from "./module.ts";
 
 /** A compiled kernel: byte addresses of the inputs and the output, and the constants. */
@@ -163,7 +163,7 @@ function kernelModule(kernel: Kernel, dtype: DType, lanes4: boolean): Uint8Array
     ...new Array<"i32">(kernel.inputs + 1).fill("i32"),
     ...new Array<"f64">(nConsts).fill("f64"),
   ];
-  const lib64 = new MathFns64(m);
+  const lib64 = new MathFns(m, "f64x2");
   m.func(
     params,
     [],
@@ -201,7 +201,7 @@ class Gen {
     readonly dtype: DType,
     readonly f: Fn,
     readonly lib: MathFns,
-    readonly lib64: MathFns64,
+    readonly lib64: MathFns,
     readonly nConsts: number,
     /** Four float32 lanes (a map that {@link float32Exact} allows), else two float64. */
     readonly lanes4 = false,

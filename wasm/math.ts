@@ -25,7 +25,7 @@
  * 2.23). tests/wasm_test.ts asserts the bounds. Specials (+-0, +-Inf, NaN, the overflow and
  * underflow thresholds, subnormal inputs and results) come out as `Math.*` rounded to float32.
  *
- * The same four on two float64 lanes (f64x2, {@link MathFns64}) for float64 kernels: exp as
+ * The same four on two float64 lanes (f64x2, `new MathFns(m, "f64x2")`) for float64 kernels: exp as
  * fdlibm's (n ln2 in two parts, exp(r) = 1 + r + r c / (2 - c) with c = r - r^2 P(r^2)), log
  * as fdlibm's (log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f)), tanh with
  * Cephes' rational form below 0.625 and 1 - 2 / (exp(2|x|) + 1) above, sigmoid as above. Their
@@ -172,24 +172,52 @@ function tanhBody(f: Fn, x: number, exp: () => void): void {
   f.get(x).i32x4(0x7fffffff).op("v128.bitselect");
 }
 
-/** sigmoid on f32x4: local 0 -> stack. */
-function sigmoidBody(f: Fn, x: number, exp: () => void): void {
+/** The lane shapes the functions come in: four float32 or two float64 lanes. */
+export type Lanes = "f32x4" | "f64x2";
+
+/**
+ * sigmoid on either lane shape, from exp, in `UNARY.sigmoid`'s overflow-safe form: e = exp(-|x|),
+ * 1 / (1 + e) for x >= 0 and e / (1 + e) below. Local x -> stack.
+ */
+function sigmoidBody(f: Fn, x: number, exp: () => void, t: Lanes): void {
   const e = f.local("v128"), d = f.local("v128");
-  f.get(x).op("f32x4.abs").op("f32x4.neg");
+  const c = (v: number) => (t === "f32x4" ? f.f32x4(v) : f.f64x2(v));
+  f.get(x).op(`${t}.abs`).op(`${t}.neg`);
   exp();
-  f.tee(e).f32x4(1).op("f32x4.add").set(d);
-  f.f32x4(1).get(d).op("f32x4.div");
-  f.get(e).get(d).op("f32x4.div");
-  f.get(x).f32x4(0).op("f32x4.ge").op("v128.bitselect");
+  f.tee(e);
+  c(1).op(`${t}.add`).set(d);
+  c(1).get(d).op(`${t}.div`);
+  f.get(e).get(d).op(`${t}.div`);
+  f.get(x);
+  c(0).op(`${t}.ge`).op("v128.bitselect");
 }
 
-/** The vectorized functions of one module, each added the first time it is asked for. */
+/** Each function's body, per lane shape: local x -> stack (tanh and sigmoid call exp). */
+const BODIES: Record<Lanes, Record<MathOp, (f: Fn, x: number, exp: () => void) => void>> = {
+  f32x4: {
+    exp: (f, x) => expBody(f, x),
+    log: (f, x) => logBody(f, x),
+    tanh: tanhBody,
+    sigmoid: (f, x, exp) => sigmoidBody(f, x, exp, "f32x4"),
+  },
+  f64x2: {
+    exp: (f, x) => exp64Body(f, x),
+    log: (f, x) => log64Body(f, x),
+    tanh: tanh64Body,
+    sigmoid: (f, x, exp) => sigmoidBody(f, x, exp, "f64x2"),
+  },
+};
+
+/**
+ * The vectorized functions of one module on one lane shape (f32x4 by default, or f64x2), each
+ * added the first time it is asked for.
+ */
 export class MathFns {
   readonly #index = new Map<MathOp, number>();
-  /** Adds to module `m`. */
-  constructor(readonly m: WasmModule) {}
+  /** Adds to module `m`, on lanes `lanes`. */
+  constructor(readonly m: WasmModule, readonly lanes: Lanes = "f32x4") {}
 
-  /** The function index of `op` (an f32x4 -> f32x4 function), added on first use. */
+  /** The function index of `op` (a v128 -> v128 function on this lane shape), added on first use. */
   index(op: MathOp): number {
     const hit = this.#index.get(op);
     if (hit !== undefined) return hit;
@@ -197,26 +225,18 @@ export class MathFns {
     const i = this.m.func(["v128"], ["v128"]);
     this.#index.set(op, i);
     const f = this.m.body(i);
-    const exp = () => f.call(this.index("exp"));
-    if (op === "exp") expBody(f, 0);
-    else if (op === "log") logBody(f, 0);
-    else if (op === "tanh") tanhBody(f, 0, exp);
-    else sigmoidBody(f, 0, exp);
+    BODIES[this.lanes][op](f, 0, () => f.call(this.index("exp")));
     return i;
   }
 
   /**
-   * Emits `op` inline into `f`: the f32x4 argument on the stack becomes the result (no call,
+   * Emits `op` inline into `f`: the vector argument on the stack becomes the result (no call,
    * so the compiler can schedule it with the code around it). Uses new locals of `f`.
    */
   inline(f: Fn, op: MathOp): void {
     const x = f.local("v128");
     f.set(x);
-    const exp = () => this.inline(f, "exp");
-    if (op === "exp") expBody(f, x);
-    else if (op === "log") logBody(f, x);
-    else if (op === "tanh") tanhBody(f, x, exp);
-    else sigmoidBody(f, x, exp);
+    BODIES[this.lanes][op](f, x, () => this.inline(f, "exp"));
   }
 }
 
@@ -319,37 +339,4 @@ function tanh64Body(f: Fn, x: number, exp: () => void): void {
   f.get(z).get(a).f64x2(0.625).op("f64x2.gt").op("v128.bitselect");
   // The sign of x.
   f.get(x).i64x2(0x7fffffffffffffffn).op("v128.bitselect");
-}
-
-/** sigmoid on f64x2: local x -> stack. */
-function sigmoid64Body(f: Fn, x: number, exp: () => void): void {
-  const e = f.local("v128"), d = f.local("v128");
-  f.get(x).op("f64x2.abs").op("f64x2.neg");
-  exp();
-  f.tee(e).f64x2(1).op("f64x2.add").set(d);
-  f.f64x2(1).get(d).op("f64x2.div");
-  f.get(e).get(d).op("f64x2.div");
-  f.get(x).f64x2(0).op("f64x2.ge").op("v128.bitselect");
-}
-
-/** The f64x2 functions of one module, each added the first time it is asked for. */
-export class MathFns64 {
-  readonly #index = new Map<MathOp, number>();
-  /** Adds to module `m`. */
-  constructor(readonly m: WasmModule) {}
-
-  /** The function index of `op` (an f64x2 -> f64x2 function), added on first use. */
-  index(op: MathOp): number {
-    const hit = this.#index.get(op);
-    if (hit !== undefined) return hit;
-    const i = this.m.func(["v128"], ["v128"]);
-    this.#index.set(op, i);
-    const f = this.m.body(i);
-    const exp = () => f.call(this.index("exp"));
-    if (op === "exp") exp64Body(f, 0);
-    else if (op === "log") log64Body(f, 0);
-    else if (op === "tanh") tanh64Body(f, 0, exp);
-    else sigmoid64Body(f, 0, exp);
-    return i;
-  }
 }
