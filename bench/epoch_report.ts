@@ -12,7 +12,7 @@
  * ours, runs from the epoch's first step to the end of its test evaluation.
  */
 import { parseArgs } from "node:util";
-import { runTorchPort, torchAbout } from "./torch.ts";
+import { runTorchPort, torchAboutOrExit } from "./torch.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -24,15 +24,7 @@ const { values: flags } = parseArgs({
     torch: { type: "string" },
   },
 });
-let about = "";
-if (flags.torch) {
-  try {
-    about = await torchAbout(flags.torch);
-  } catch (e) {
-    console.error((e as Error).message);
-    Deno.exit(1);
-  }
-}
+const about = await torchAboutOrExit(flags.torch);
 
 /** The seed's runs (as `reproduce --dry-run` prints them), without path, name and epochs. */
 const RUNS: Record<string, string[]> = {

@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { productCases, PRODUCTS } from "./products_cases.ts";
-import { runTorchPort, torchAbout } from "./torch.ts";
+import { runTorchPort, torchAboutOrExit } from "./torch.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -21,15 +21,7 @@ const { values: flags } = parseArgs({
   },
 });
 const withCpu = !flags["no-cpu"];
-let about = "";
-if (flags.torch) {
-  try {
-    about = await torchAbout(flags.torch);
-  } catch (e) {
-    console.error((e as Error).message);
-    Deno.exit(1);
-  }
-}
+const about = await torchAboutOrExit(flags.torch);
 
 const row = (workload: string, backend: string, ms: Record<string, number>) => {
   const base = ms["loss+grad"];

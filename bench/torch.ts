@@ -78,3 +78,17 @@ export async function torchAbout(python: string, threads?: number): Promise<stri
   const t = threads ? ["--threads", String(threads)] : [];
   return (await runTorchPort(python, ["about", ...t])).join(" ");
 }
+
+/**
+ * For a report's `--torch PYTHON` flag: the port's `about` line, "" without the flag; when the
+ * interpreter cannot run the port, prints the one-line reason and exits with status 1.
+ */
+export async function torchAboutOrExit(python: string | undefined): Promise<string> {
+  if (!python) return "";
+  try {
+    return await torchAbout(python);
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(1);
+  }
+}
