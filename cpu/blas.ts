@@ -145,18 +145,17 @@ export function loadBlas(): BlasResult {
 function tryLoad(): BlasResult {
   const deno = denoNs();
   if (deno) chooseCoreType(deno);
-  const os = deno?.build.os ?? "linux";
-  const hint = os === "linux"
-    ? "apt-get install libopenblas0-pthread"
-    : os === "darwin"
-    ? "Accelerate should be present; or brew install openblas"
-    : "put libopenblas.dll on PATH";
-  const r = openFirst(blasCandidates(os), SYMBOLS, "SGN_BLAS", hint);
-  if (!r.lib) {
-    const reason = r.reason.startsWith("not found") ? `no BLAS library ${r.reason}` : r.reason;
-    return { blas: undefined, reason };
-  }
-  return { blas: wrap(deno!, r.lib, r.path) };
+  const r = openFirst({
+    what: "BLAS",
+    variable: "SGN_BLAS",
+    candidates: blasCandidates,
+    install: {
+      linux: "apt-get install libopenblas0-pthread",
+      darwin: "Accelerate should be present; or brew install openblas",
+      windows: "put libopenblas.dll on PATH",
+    },
+  }, SYMBOLS);
+  return r.lib ? { blas: wrap(deno!, r.lib, r.path) } : { blas: undefined, reason: r.reason };
 }
 
 function wrap(deno: typeof Deno, lib: Deno.DynamicLibrary<typeof SYMBOLS>, path: string): Blas {

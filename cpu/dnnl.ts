@@ -188,17 +188,22 @@ export function loadDnnl(): DnnlResult {
 
 function tryLoad(): DnnlResult {
   const deno = denoNs();
-  const os = deno?.build.os ?? "linux";
-  const hint = os === "linux"
-    ? "apt-get install libdnnl2"
-    : os === "darwin"
-    ? "brew install onednn"
-    : "put dnnl.dll on PATH";
-  const r = openFirst(dnnlCandidates(os), SYMBOLS, "SGN_DNNL", hint);
+  const r = openFirst({
+    what: "oneDNN",
+    variable: "SGN_DNNL",
+    candidates: dnnlCandidates,
+    install: {
+      linux: "apt-get install libdnnl2",
+      darwin: "brew install onednn",
+      windows: "put dnnl.dll on PATH",
+    },
+  }, SYMBOLS);
   if (!r.lib) {
-    const v3 = /desc_init/.test(r.reason) ? " (oneDNN 3 is not supported yet)" : "";
-    const reason = r.reason.startsWith("not found") ? `no oneDNN library ${r.reason}` : r.reason;
-    return { dnnl: undefined, reason: reason + v3 };
+    // A library that opens but lacks a function of oneDNN 2's C API: most likely oneDNN 3.
+    const v3 = r.errors?.some((e) => /undefined symbol: dnnl_/.test(e))
+      ? " (it lacks oneDNN 2's C API; oneDNN 3 is not supported yet)"
+      : "";
+    return { dnnl: undefined, reason: r.reason + v3 };
   }
   try {
     return { dnnl: wrap(deno!, r.lib.symbols, r.path) };
