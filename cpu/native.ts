@@ -397,27 +397,48 @@ export class NativeBackend extends CpuBackend {
     }
   }
 
-  /** Specs oneDNN turned down: BLAS serves them from then on. */
+  /** Products oneDNN turned down, by kind and spec: the fallback serves them from then on. */
   #dnnlRefused = new Set<string>();
 
   /**
-   * Runs one convolution product through oneDNN into `out` when it applies (float32, nothing
-   * empty, a spec oneDNN accepts) and says whether it did.
+   * Runs `work` (oneDNN calls for the product named by `key`) unless oneDNN turned that product
+   * down before; a throw (e.g. "unimplemented" for this spec) marks it turned down. Undefined
+   * when it did not run.
    */
-  #dnnlConv(kind: ConvKind, s: Conv2dSpec, a: CpuBuffer, b: CpuBuffer, out: CpuBuffer): boolean {
+  #viaDnnl<T>(key: string, work: (d: Dnnl) => T): T | undefined {
     const d = this.dnnl;
-    if (!d || a.dtype !== "float32" || a.size === 0 || b.size === 0 || out.size === 0) {
-      return false;
-    }
-    const key = `${kind}:${JSON.stringify(s)}`;
-    if (this.#dnnlRefused.has(key)) return false;
+    if (!d || this.#dnnlRefused.has(key)) return undefined;
     try {
-      d.conv(kind, s, a.data as Float32Array, b.data as Float32Array, out.data as Float32Array);
-      return true;
+      return work(d);
     } catch {
-      this.#dnnlRefused.add(key); // e.g. "unimplemented" for this spec: im2col + BLAS instead
-      return false;
+      this.#dnnlRefused.add(key);
+      return undefined;
     }
+  }
+
+  /**
+   * Runs one convolution product through oneDNN into `out` when it applies (float32, nothing
+   * empty, a spec oneDNN accepts) and says whether it did. With `bias` (forward only), adds
+   * bias[offset + f] to every output of filter f in the same pass.
+   */
+  #dnnlConv(
+    kind: ConvKind,
+    s: Conv2dSpec,
+    a: CpuBuffer,
+    b: CpuBuffer,
+    out: CpuBuffer,
+    bias?: { buf: CpuBuffer; offset: number },
+  ): boolean {
+    if (a.dtype !== "float32" || a.size === 0 || b.size === 0 || out.size === 0) return false;
+    const key = `${bias ? "forwardBias" : kind}:${JSON.stringify(s)}`;
+    return this.#viaDnnl(key, (d) => {
+      const [x, y, o] = [a.data, b.data, out.data] as Float32Array[];
+      if (bias) {
+        const bd = (bias.buf.data as Float32Array).subarray(bias.offset, bias.offset + s.f);
+        d.convBias(s, x, y, bd, o);
+      } else d.conv(kind, s, x, y, o);
+      return true;
+    }) ?? false;
   }
 
   /**
@@ -427,28 +448,12 @@ export class NativeBackend extends CpuBackend {
   override conv2d(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec, epi?: Epilogue): DeviceBuffer {
     const bias = epi && this.dnnl ? biasOf(epi, s) : undefined;
     if (bias) {
-      const { a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
-      const bb = this.buf(bias.buffer, "conv2d");
-      const key = `forwardBias:${JSON.stringify(s)}`;
-      if (
-        dtype === "float32" && bb.dtype === "float32" && bias.offset + s.f <= bb.size &&
-        xb.size > 0 && wb.size > 0 && !this.#dnnlRefused.has(key)
-      ) {
-        const [ho, wo] = conv2dOutSize(s);
+      const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
+      const buf = this.buf(bias.buffer, "conv2d");
+      if (buf.dtype === dtype && bias.offset + s.f <= buf.size) {
         const out = this.alloc(s.n * s.f * ho * wo, dtype);
-        try {
-          this.dnnl!.convBias(
-            s,
-            xb.data as Float32Array,
-            wb.data as Float32Array,
-            (bb.data as Float32Array).subarray(bias.offset, bias.offset + s.f),
-            out.data as Float32Array,
-          );
-          return out;
-        } catch {
-          this.#dnnlRefused.add(key);
-          this.release(out);
-        }
+        if (this.#dnnlConv("forward", s, xb, wb, out, { buf, offset: bias.offset })) return out;
+        this.release(out);
       }
     }
     return super.conv2d(x, w, s, epi);
@@ -516,22 +521,20 @@ export class NativeBackend extends CpuBackend {
    * JavaScript path serves those inputs).
    */
   #dnnlPool(xb: CpuBuffer, s: Pool2dSpec, y?: CpuBuffer): Uint8Array | undefined {
-    const d = this.dnnl;
-    if (!d || xb.dtype !== "float32" || xb.size === 0) return undefined;
+    if (!this.dnnl || xb.dtype !== "float32" || xb.size === 0) return undefined;
     const key = `pool:${JSON.stringify(s)}`;
     const hit = this.#workspaces.get(xb);
     if (hit?.key === key && !y) return hit.ws;
-    if (this.#dnnlRefused.has(key) || poolHazard(xb.data)) return undefined;
+    if (poolHazard(xb.data)) return undefined;
     const [ho, wo] = pool2dOutSize(s);
     const out = y ?? this.alloc(s.n * s.c * ho * wo, xb.dtype);
     try {
-      const ws = hit?.key === key ? hit.ws : new Uint8Array(d.poolWorkspaceBytes(s));
-      d.maxPool(s, xb.data as Float32Array, out.data as Float32Array, ws);
-      this.#workspaces.set(xb, { key, ws });
-      return ws;
-    } catch {
-      this.#dnnlRefused.add(key);
-      return undefined;
+      return this.#viaDnnl(key, (d) => {
+        const ws = hit?.key === key ? hit.ws : new Uint8Array(d.poolWorkspaceBytes(s));
+        d.maxPool(s, xb.data as Float32Array, out.data as Float32Array, ws);
+        this.#workspaces.set(xb, { key, ws });
+        return ws;
+      });
     } finally {
       if (!y) this.release(out);
     }
@@ -562,14 +565,7 @@ export class NativeBackend extends CpuBackend {
 
   /** oneDNN's verified workspace format for a spec (see Dnnl.argmaxFormat), or undefined. */
   #argmaxFormat(s: Pool2dSpec): "u8" | "s32" | undefined {
-    const key = `pool:${JSON.stringify(s)}`;
-    if (this.#dnnlRefused.has(key)) return undefined;
-    try {
-      return this.dnnl!.argmaxFormat(s);
-    } catch {
-      this.#dnnlRefused.add(key);
-      return undefined;
-    }
+    return this.#viaDnnl(`pool:${JSON.stringify(s)}`, (d) => d.argmaxFormat(s));
   }
 
   // --- max pooling: the argmax of each window, computed once per input -----------------------
@@ -625,12 +621,12 @@ export class NativeBackend extends CpuBackend {
     const ws = this.#dnnlPool(xb, s);
     if (ws && db.size > 0) {
       const out = this.alloc(xb.size, dtype);
-      try {
-        this.dnnl!.maxPoolBackward(s, db.data as Float32Array, ws, out.data as Float32Array);
-        return out;
-      } catch {
-        this.release(out); // a backward oneDNN turned down: the argmax scatter below
-      }
+      const done = this.#viaDnnl(`poolBackward:${JSON.stringify(s)}`, (d) => {
+        d.maxPoolBackward(s, db.data as Float32Array, ws, out.data as Float32Array);
+        return true;
+      });
+      if (done) return out;
+      this.release(out); // a backward oneDNN turned down: the argmax scatter below
     }
     const arg = this.argmaxWindows(xb, s, ho, wo);
     const out = this.zeros(xb.size, dtype);
