@@ -14,7 +14,10 @@ import { denoNs, env, openFirst } from "./ffi.ts";
 export interface Blas {
   /** Where the library was loaded from. */
   readonly path: string;
-  /** The threads BLAS uses (when the library lets us set them; else undefined). */
+  /**
+   * The threads BLAS uses for large products (when the library lets us set them; else
+   * undefined); products below {@link SINGLE_THREAD_WORK} multiply-adds run on one.
+   */
   readonly threads: number | undefined;
   /** OpenBLAS's kernel family (e.g. "SkylakeX"), when the library says. */
   readonly core: string | undefined;
@@ -129,7 +132,8 @@ let cached: BlasResult | undefined;
 
 /**
  * Loads BLAS once per process. `SGN_BLAS` names a library path to use instead of the search
- * (`SGN_BLAS=none` disables BLAS); `SGN_BLAS_THREADS` sets the thread count (default: all cores).
+ * (`SGN_BLAS=none` disables BLAS); `SGN_BLAS_THREADS` sets the thread count of large products
+ * (default: all cores; small ones run on one, see {@link SINGLE_THREAD_WORK}).
  *
  * @example
  * ```ts
@@ -158,16 +162,36 @@ function tryLoad(): BlasResult {
   return r.lib ? { blas: wrap(deno!, r.lib, r.path) } : { blas: undefined, reason: r.reason };
 }
 
+/**
+ * Products with fewer multiply-adds (m n k) than this run on one OpenBLAS thread. Measured on 2
+ * cores (bench/README.md, issue 21): below it a second thread gains little or loses (784 x 20
+ * x 1000, W1's first layer: 0.29 ms on one thread, 0.46 on two; 1000 x 120 x 256: 0.35 and
+ * 0.34), above it two threads take 0.55-0.6x the time (W2's 784 x 512 x 1000). OpenBLAS's
+ * workers also spin for a while after each threaded call, taking the core that oneDNN's threads
+ * and our own kernels want next: a Fashion-MNIST conv net's small dense layers ran its epoch
+ * 1.45x slower with two threads.
+ */
+export const SINGLE_THREAD_WORK = 2 ** 26;
+
 function wrap(deno: typeof Deno, lib: Deno.DynamicLibrary<typeof SYMBOLS>, path: string): Blas {
   const s = lib.symbols;
   let threads: number | undefined;
+  /** Sets OpenBLAS's threads for a product of m n k multiply-adds (when it lets us). */
+  let threadsFor = (_work: number) => {};
   if (s.openblas_set_num_threads) {
+    const set = s.openblas_set_num_threads;
     const want = Number(env("SGN_BLAS_THREADS") ?? "") ||
       (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator
         ?.hardwareConcurrency ||
       1;
-    s.openblas_set_num_threads(Math.max(1, Math.floor(want)));
+    set(Math.max(1, Math.floor(want)));
     threads = s.openblas_get_num_threads ? s.openblas_get_num_threads() : want;
+    const most = threads;
+    let now = most;
+    threadsFor = (work) => {
+      const t = work < SINGLE_THREAD_WORK ? 1 : most;
+      if (t !== now) set(now = t);
+    };
   }
   const namePtr = s.openblas_get_corename ? s.openblas_get_corename() : null;
   const core = namePtr ? new deno.UnsafePointerView(namePtr).getCString() : undefined;
@@ -185,6 +209,7 @@ function wrap(deno: typeof Deno, lib: Deno.DynamicLibrary<typeof SYMBOLS>, path:
       lda = Math.max(1, lda);
       ldb = Math.max(1, ldb);
       ldc = Math.max(1, ldc);
+      threadsFor(m * n * k);
       if (c instanceof Float64Array) {
         dgemm(CBLAS_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       } else {

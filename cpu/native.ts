@@ -31,7 +31,7 @@ import {
 } from "../backend.ts";
 import { compileKernel } from "./compile.ts";
 import { CpuBackend, CpuBuffer } from "./backend.ts";
-import { type Blas, loadBlas } from "./blas.ts";
+import { type Blas, loadBlas, SINGLE_THREAD_WORK } from "./blas.ts";
 import { type ConvKind, type Dnnl, loadDnnl } from "./dnnl.ts";
 import { env } from "./ffi.ts";
 import { Arena, ArenaBuffer } from "../wasm/arena.ts";
@@ -111,7 +111,9 @@ export class NativeBackend extends CpuBackend {
   /** A native backend over a loaded BLAS (see {@link NativeBackend.create}). */
   constructor(readonly blas: Blas, options: NativeOptions = {}) {
     super();
-    const threads = blas.threads === undefined ? "" : `, ${blas.threads} threads`;
+    const threads = blas.threads === undefined
+      ? ""
+      : `, ${blas.threads} threads from 2^${Math.log2(SINGLE_THREAD_WORK)} multiply-adds up`;
     const core = blas.core === undefined ? "" : `, ${blas.core} kernels`;
     const w = wasmChoice(options.wasm);
     this.arena = w.on

@@ -13,7 +13,7 @@ import {
   type Pool2dSpec,
 } from "../backend.ts";
 import { CpuBackend } from "../cpu/backend.ts";
-import { dnnlCandidates, loadDnnl } from "../cpu/dnnl.ts";
+import { convLayout, dnnlCandidates, loadDnnl } from "../cpu/dnnl.ts";
 import { native, nativeVariants, skipped, take } from "./harness.ts";
 import * as ir from "../kernel/ir.ts";
 import { fc, property } from "./property.ts";
@@ -49,12 +49,14 @@ function close(got: Float32Array, want: Float64Array, terms: number, what: strin
   }
 }
 
+// Channel counts on both sides of convLayout's rule (4) and of oneDNN's 8- and 16-channel blocks,
+// so that padded blocks and every reorder direction are met.
 const convArb = fc.record({
   n: fc.integer({ min: 1, max: 3 }),
-  c: fc.integer({ min: 1, max: 4 }),
+  c: fc.oneof(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 5, max: 18 })),
   h: fc.integer({ min: 1, max: 12 }),
   w: fc.integer({ min: 1, max: 12 }),
-  f: fc.integer({ min: 1, max: 5 }),
+  f: fc.oneof(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 6, max: 33 })),
   kh: fc.integer({ min: 1, max: 5 }),
   kw: fc.integer({ min: 1, max: 5 }),
   strideH: fc.integer({ min: 1, max: 3 }),
@@ -161,6 +163,49 @@ Deno.test({
     d!.conv("forward", { ...s, padW: 1 }, x, w, new Float32Array(2 * 4 * ho * (wo + 1)));
     assert.equal(d!.primitives, before + 1, "a spec that differs in one field is a new primitive");
     assert.match(d!.implementation("forward", s), /\S/);
+  },
+});
+
+Deno.test({
+  name: "oneDNN: products run in the layouts convLayout names, with reorders around them",
+  ignore: !d,
+  fn: () => {
+    const s = {
+      n: 2,
+      c: 2,
+      h: 10,
+      w: 9,
+      f: 20,
+      kh: 3,
+      kw: 2,
+      strideH: 1,
+      strideW: 1,
+      padH: 0,
+      padW: 1,
+    };
+    const [ho, wo] = conv2dOutSize(s);
+    const x = data(s.n * s.c * s.h * s.w, 3), w = data(s.f * s.c * s.kh * s.kw, 4);
+    const dy = data(s.n * s.f * ho * wo, 5);
+    assert.equal(convLayout("backwardData", s), "plain");
+    let before = d!.reorders;
+    d!.conv("backwardData", s, dy, w, new Float32Array(x.length));
+    assert.equal(d!.reorders, before, "a first layer's input gradient stays in NCHW");
+    for (const kind of ["forward", "backwardWeights"] as const) {
+      assert.equal(convLayout(kind, s), "preferred");
+      before = d!.reorders;
+      d!.conv(
+        kind,
+        s,
+        x,
+        kind === "forward" ? w : dy,
+        new Float32Array(kind === "forward" ? dy.length : w.length),
+      );
+      // oneDNN's direct (jit) kernels work in blocked layouts: 20 filters are not a whole block.
+      if (/^jit:/.test(d!.implementation(kind, s))) {
+        assert.ok(d!.reorders > before, `${kind}: ${d!.implementation(kind, s)} without reorders`);
+      }
+    }
+    assert.equal(convLayout("backwardData", { ...s, c: 4 }), "preferred");
   },
 });
 
