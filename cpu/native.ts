@@ -656,14 +656,18 @@ function gatherArgmax(
   v: TypedArray,
   out: TypedArray,
 ): void {
-  const kw = s.kw, sh = s.strideH, sw = s.strideW, w = s.w;
+  const sh = s.strideH, sw = s.strideW, w = s.w;
+  // The input offset of each window position from the window's first element.
+  const offs = new Int32Array(s.kh * s.kw);
+  for (let ky = 0, t = 0; ky < s.kh; ky++) {
+    for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * w + kx;
+  }
   let o = 0;
   for (let nc = 0; nc < s.n * s.c; nc++) {
     for (let oy = 0; oy < ho; oy++) {
       const row = (nc * s.h + oy * sh) * w;
-      for (let ox = 0; ox < wo; ox++, o++) {
-        const k = at[o], ky = (k / kw) | 0;
-        out[o] = v[row + ky * w + ox * sw + (k - ky * kw)];
+      for (let ox = 0, start = row; ox < wo; ox++, o++, start += sw) {
+        out[o] = v[start + offs[at[o]]];
       }
     }
   }
