@@ -79,12 +79,22 @@ function poly(f: Fn, x: number, coef: readonly number[]): void {
   for (const c of coef.slice(1)) f.get(x).op("f32x4.mul").f32x4(c).op("f32x4.add");
 }
 
+/** 1.5 2^23: added to |v| < 2^22, the float32 sum is v rounded to an integer, ties to even. */
+const MAGIC = 12582912;
+/** MAGIC's bit pattern: the sum's pattern minus it is that integer. */
+const MAGIC_BITS = 0x4b400000;
+
 /** exp on f32x4: local 0 -> stack. */
 function expBody(f: Fn, x: number): void {
   const n = f.local("v128"), r = f.local("v128"), ni = f.local("v128");
-  // x clamped (min/max keep NaN), n = nearest(x log2 e), r = x - n ln2 in two parts.
-  f.get(x).f32x4(-104).op("f32x4.max").f32x4(89).op("f32x4.min").set(x);
-  f.get(x).f32x4(Math.LOG2E).op("f32x4.mul").op("f32x4.nearest").set(n);
+  // x clamped: pmax(x, c) is x < c ? c : x and pmin(x, c) is c < x ? c : x, so NaN stays (one
+  // instruction each on x64, where min/max's NaN and -0 rules take several).
+  f.get(x).f32x4(-104).op("f32x4.pmax").f32x4(89).op("f32x4.pmin").set(x);
+  // n = nearest(x log2 e) by adding 1.5 2^23 (the sum rounds to an integer, ties to even, held in
+  // the low bits of its pattern, read as the integer ni); r = x - n ln2 in two parts.
+  f.get(x).f32x4(Math.LOG2E).op("f32x4.mul").f32x4(MAGIC).op("f32x4.add").tee(ni);
+  f.f32x4(MAGIC).op("f32x4.sub").set(n);
+  f.get(ni).i32x4(MAGIC_BITS).op("i32x4.sub").set(ni);
   f.get(x).get(n).f32x4(0.693359375).op("f32x4.mul").op("f32x4.sub");
   f.get(n).f32x4(-2.12194440e-4).op("f32x4.mul").op("f32x4.sub").set(r);
   // exp(r) = 1 + r + r^2 P(r).
@@ -98,7 +108,6 @@ function expBody(f: Fn, x: number): void {
   ]);
   f.get(r).get(r).op("f32x4.mul").op("f32x4.mul").get(r).op("f32x4.add").f32x4(1).op("f32x4.add");
   // times 2^(n >> 1) times 2^(n - (n >> 1)), each a normal power of two.
-  f.get(n).op("i32x4.trunc_sat_f32x4_s").set(ni);
   f.get(ni).i32(1).op("i32x4.shr_s").tee(n);
   f.i32x4(127).op("i32x4.add").i32(23).op("i32x4.shl").op("f32x4.mul");
   f.get(ni).get(n).op("i32x4.sub").i32x4(127).op("i32x4.add").i32(23).op("i32x4.shl");
@@ -248,6 +257,10 @@ function poly64(f: Fn, x: number, coef: readonly number[]): void {
   for (const c of coef.slice(1)) f.get(x).op("f64x2.mul").f64x2(c).op("f64x2.add");
 }
 
+/** 1.5 2^52 and its bit pattern: float64's MAGIC (|v| < 2^51 rounds to an integer). */
+const MAGIC_64 = 6755399441055744;
+const MAGIC_64_BITS = 0x4338000000000000n;
+
 const LN2_HI = 6.93147180369123816490e-01; // 32 significant bits: n LN2_HI is exact
 const LN2_LO = 1.90821492927058770002e-10;
 
@@ -255,8 +268,11 @@ const LN2_LO = 1.90821492927058770002e-10;
 function exp64Body(f: Fn, x: number): void {
   const n = f.local("v128"), hi = f.local("v128"), lo = f.local("v128"), r = f.local("v128");
   const t = f.local("v128"), c = f.local("v128"), ni = f.local("v128");
-  f.get(x).f64x2(-746).op("f64x2.max").f64x2(710).op("f64x2.min").set(x);
-  f.get(x).f64x2(Math.LOG2E).op("f64x2.mul").op("f64x2.nearest").set(n);
+  // Clamped with pmax / pmin (NaN stays), n and its integer ni by MAGIC_64 as in expBody.
+  f.get(x).f64x2(-746).op("f64x2.pmax").f64x2(710).op("f64x2.pmin").set(x);
+  f.get(x).f64x2(Math.LOG2E).op("f64x2.mul").f64x2(MAGIC_64).op("f64x2.add").tee(ni);
+  f.f64x2(MAGIC_64).op("f64x2.sub").set(n);
+  f.get(ni).i64x2(MAGIC_64_BITS).op("i64x2.sub").set(ni);
   f.get(x).get(n).f64x2(LN2_HI).op("f64x2.mul").op("f64x2.sub").set(hi);
   f.get(n).f64x2(LN2_LO).op("f64x2.mul").set(lo);
   f.get(hi).get(lo).op("f64x2.sub").tee(r).get(r).op("f64x2.mul").set(t);
@@ -273,7 +289,6 @@ function exp64Body(f: Fn, x: number): void {
   f.f64x2(1).get(lo).get(r).get(c).op("f64x2.mul").f64x2(2).get(c).op("f64x2.sub");
   f.op("f64x2.div").op("f64x2.sub").get(hi).op("f64x2.sub").op("f64x2.sub");
   // times 2^(n >> 1) times 2^(n - (n >> 1)), each a normal power of two.
-  f.get(n).op("i32x4.trunc_sat_f64x2_s_zero").op("i64x2.extend_low_i32x4_s").set(ni);
   f.get(ni).i32(1).op("i64x2.shr_s").tee(n);
   f.i64x2(1023n).op("i64x2.add").i32(52).op("i64x2.shl").op("f64x2.mul");
   f.get(ni).get(n).op("i64x2.sub").i64x2(1023n).op("i64x2.add").i32(52).op("i64x2.shl");
