@@ -23,6 +23,12 @@ import { denoNs, openFirst } from "./ffi.ts";
 /** The three convolution products. */
 export type ConvKind = "forward" | "backwardData" | "backwardWeights";
 
+/**
+ * The layouts a convolution runs in: "plain" (our NCHW / OIHW as is) or "preferred" (the ones
+ * oneDNN picks, with reorders from and to ours); see {@link convLayout}.
+ */
+export type ConvLayout = "plain" | "preferred";
+
 /** float32 convolutions and max pooling through oneDNN (see the module documentation). */
 export interface Dnnl {
   /** Where the library was loaded from. */
@@ -34,8 +40,18 @@ export interface Dnnl {
    * - forward: a = x [n, c, h, w], b = w [f, c, kh, kw], out = y [n, f, ho, wo];
    * - backwardData: a = dy [n, f, ho, wo], b = w, out = dx [n, c, h, w];
    * - backwardWeights: a = x, b = dy, out = dw [f, c, kh, kw].
+   *
+   * The product runs in the layouts {@link convLayout} names for it unless `layout` says which
+   * (for measurements; each choice is a primitive of its own).
    */
-  conv(kind: ConvKind, s: Conv2dSpec, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  conv(
+    kind: ConvKind,
+    s: Conv2dSpec,
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    layout?: ConvLayout,
+  ): void;
   /** The forward convolution plus a bias per filter (bias [f]), in one pass. */
   convBias(
     s: Conv2dSpec,
@@ -58,10 +74,14 @@ export interface Dnnl {
   maxPool(s: Pool2dSpec, x: Float32Array, y: Float32Array, workspace: Uint8Array): void;
   /** Max pooling backward: dx [n, c, h, w] from dy and the forward pass's workspace. */
   maxPoolBackward(s: Pool2dSpec, dy: Float32Array, workspace: Uint8Array, dx: Float32Array): void;
-  /** The implementation oneDNN chose for a product (e.g. "jit:avx512_core"), for reports. */
+  /**
+   * The implementation oneDNN chose for a product (e.g. "jit:avx512_core"), for reports; for a
+   * convolution, in the layouts `layout` names (default: {@link convLayout}'s).
+   */
   implementation(
     kind: ConvKind | "maxPool" | "maxPoolBackward",
     s: Conv2dSpec | Pool2dSpec,
+    layout?: ConvLayout,
   ): string;
   /** Primitives created so far (each once per spec). */
   readonly primitives: number;
@@ -443,9 +463,13 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
     return { plain, op, b, strides, pad, padR, fwd };
   };
 
-  const convPrim = (kind: ConvKind | "forwardBias", s: Conv2dSpec): Prim => {
-    const preferred = convLayout(kind === "forwardBias" ? "forward" : kind, s) === "preferred";
-    const key = `${kind}:${convKey(s)}`;
+  const convPrim = (
+    kind: ConvKind | "forwardBias",
+    s: Conv2dSpec,
+    layout = convLayout(kind === "forwardBias" ? "forward" : kind, s),
+  ): Prim => {
+    const preferred = layout === "preferred";
+    const key = `${kind}:${layout}:${convKey(s)}`;
     let p = prims.get(key);
     if (p) return p;
     const d = convDescs(s, kind === "forwardBias", preferred);
@@ -590,8 +614,8 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
     get reorders() {
       return reorders;
     },
-    conv(kind, s, a, b, out) {
-      convPrim(kind, s).run([a, b, out]);
+    conv(kind, s, a, b, out, layout) {
+      convPrim(kind, s, layout).run([a, b, out]);
     },
     convBias(s, x, w, bias, y) {
       convPrim("forwardBias", s).run([x, w, bias, y]);
@@ -610,10 +634,10 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
     maxPoolBackward(s, dy, workspace, dx) {
       poolPrim("maxPoolBackward", s).run([dy, workspace, dx]);
     },
-    implementation(kind, s) {
+    implementation(kind, s, layout) {
       return kind === "maxPool" || kind === "maxPoolBackward"
         ? poolPrim(kind, s as Pool2dSpec).impl
-        : convPrim(kind, s as Conv2dSpec).impl;
+        : convPrim(kind, s as Conv2dSpec, layout).impl;
     },
   };
 }
@@ -635,7 +659,7 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
  * console.log(convLayout("forward", s), convLayout("backwardData", s)); // preferred plain
  * ```
  */
-export function convLayout(kind: ConvKind, s: Conv2dSpec): "plain" | "preferred" {
+export function convLayout(kind: ConvKind, s: Conv2dSpec): ConvLayout {
   return kind === "backwardData" && s.c < 4 ? "plain" : "preferred";
 }
 

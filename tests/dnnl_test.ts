@@ -13,7 +13,7 @@ import {
   type Pool2dSpec,
 } from "../backend.ts";
 import { CpuBackend } from "../cpu/backend.ts";
-import { convLayout, dnnlCandidates, loadDnnl } from "../cpu/dnnl.ts";
+import { type ConvKind, convLayout, dnnlCandidates, loadDnnl } from "../cpu/dnnl.ts";
 import { native, nativeVariants, skipped, take } from "./harness.ts";
 import * as ir from "../kernel/ir.ts";
 import { fc, property } from "./property.ts";
@@ -90,12 +90,22 @@ property(
     const per = ho * wo;
     const yb = yW.map((v, i) => v + bias[Math.floor(i / per) % s.f]);
     close(y, yb, s.c * s.kh * s.kw + 1, `forward with bias ${what}`);
-    const dx = new Float32Array(x.length);
-    d!.conv("backwardData", s, dy, w, dx);
-    close(dx, await oracle(cpu.conv2dInputGrad(DY, W, s)), s.f * s.kh * s.kw, `data ${what}`);
-    const dw = new Float32Array(w.length);
-    d!.conv("backwardWeights", s, x, dy, dw);
-    close(dw, await oracle(cpu.conv2dWeightGrad(X, DY, s)), s.n * ho * wo, `weights ${what}`);
+    const dxW = await oracle(cpu.conv2dInputGrad(DY, W, s));
+    const dwW = await oracle(cpu.conv2dWeightGrad(X, DY, s));
+    // Each product in the layouts convLayout picks, then in the other ones.
+    for (const pick of [true, false]) {
+      const layout = (kind: ConvKind) =>
+        pick ? undefined : convLayout(kind, s) === "plain" ? "preferred" : "plain";
+      const at = `${what}${pick ? "" : " in the layouts not picked"}`;
+      d!.conv("forward", s, x, w, y, layout("forward"));
+      close(y, yW, s.c * s.kh * s.kw, `forward ${at}`);
+      const dx = new Float32Array(x.length);
+      d!.conv("backwardData", s, dy, w, dx, layout("backwardData"));
+      close(dx, dxW, s.f * s.kh * s.kw, `data ${at}`);
+      const dw = new Float32Array(w.length);
+      d!.conv("backwardWeights", s, x, dy, dw, layout("backwardWeights"));
+      close(dw, dwW, s.n * ho * wo, `weights ${at}`);
+    }
     for (const b of [X, W, DY]) cpu.release(b);
   },
   { ignore: !d },

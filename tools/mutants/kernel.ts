@@ -198,9 +198,30 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "cpu/native.ts",
-    find: "out[o] = v[row + ky * w + ox * sw + (k - ky * kw)];",
-    replace: "out[o] = v[row + ky * kw + ox * sw + (k - ky * kw)];",
+    find: "for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * w + kx;",
+    replace: "for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * s.kw + kx;",
     what: "the max-pool JVP reads oneDNN's argmax row offset with the window's width",
+    tests: ["tests/dnnl_test.ts"],
+  },
+  {
+    file: "cpu/dnnl.ts",
+    find: "(slot.output ? after : before).push(run);",
+    replace: "(slot.output ? before : after).push(run);",
+    what: "the reorders around a oneDNN convolution run on the wrong side of it",
+    tests: ["tests/dnnl_test.ts"],
+  },
+  {
+    file: "cpu/dnnl.ts",
+    find: "query: preferred ? query : undefined,",
+    replace: "query: undefined,",
+    what: "a convolution created for oneDNN's layouts is bound to NCHW memory without reorders",
+    tests: ["tests/dnnl_test.ts"],
+  },
+  {
+    file: "cpu/dnnl.ts",
+    find: 'return kind === "backwardData" && s.c < 4 ? "plain" : "preferred";',
+    replace: 'return "preferred";',
+    what: "a first layer's input gradient runs in oneDNN's layouts (3x slower)",
     tests: ["tests/dnnl_test.ts"],
   },
   {
@@ -286,6 +307,20 @@ export const MUTANTS: Mutant[] = ([
     find: 'f.get(x).get(n).f32x4(0.693359375).op("f32x4.mul").op("f32x4.sub");',
     replace: 'f.get(x).get(n).f32x4(0.6931).op("f32x4.mul").op("f32x4.sub");',
     what: "exp's range reduction uses a wrong ln 2 (high part)",
+    tests: WASM,
+  },
+  {
+    file: "wasm/math.ts",
+    find: 'f.f32x4(MAGIC).op("f32x4.sub").set(n);',
+    replace: 'f.f32x4(MAGIC - 1).op("f32x4.sub").set(n);',
+    what: "exp's n (x log2 e rounded) is off by one against its integer ni",
+    tests: WASM,
+  },
+  {
+    file: "wasm/math.ts",
+    find: 'f.get(x).f32x4(-104).op("f32x4.pmax").f32x4(89).op("f32x4.pmin").set(x);',
+    replace: 'f.f32x4(-104).get(x).op("f32x4.pmax").f32x4(89).op("f32x4.pmin").set(x);',
+    what: "exp's clamp takes its operands in the order that turns NaN into -104",
     tests: WASM,
   },
   {
