@@ -35,7 +35,14 @@ export { CpuBackend, type CpuBuffer } from "./cpu/backend.ts";
 export { NativeBackend, type NativeOptions } from "./cpu/native.ts";
 export { Arena, ArenaBuffer } from "./wasm/arena.ts";
 export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
-export { type ConvKind, type Dnnl, type DnnlResult, loadDnnl } from "./cpu/dnnl.ts";
+export {
+  type ConvKind,
+  type ConvLayout,
+  convLayout,
+  type Dnnl,
+  type DnnlResult,
+  loadDnnl,
+} from "./cpu/dnnl.ts";
 export { WebGpuBackend } from "./wgsl/backend.ts";
 export { GpuBuffer, GpuRuntime, Params, type RuntimeStats } from "./wgsl/runtime.ts";
 export { type Lazy, lazyStats, type Recipe } from "./kernel/lazy.ts";
