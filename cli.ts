@@ -15,7 +15,7 @@ import { parseTrainArgs, SETTINGS, trainHelp, type TrainSettings } from "./train
 import { flagHelp, type FlagSpec, overriding, parseFlags, withDefaults } from "./train/flags.ts";
 import { reportCommand } from "./cli/report.ts";
 import { checkReferenceRoot, checkReportPath, writeReport, writeRunReport } from "./report/mod.ts";
-import { gridGroups, GRIDS, planRuns, reproduce, resultsFolder } from "./train/reproduce.ts";
+import { EXPERIMENTS, gridGroups, planRuns, reproduce, resultsFolder } from "./train/reproduce.ts";
 import type { ProgressEvent } from "./train/loop.ts";
 import { fsError } from "./train/run_folder.ts";
 
@@ -198,8 +198,8 @@ process only, so any number of reproduce processes may share one --path (a Slurm
 
 Experiments:
 ${
-  Object.entries(GRIDS).map(([name, g]) =>
-    `  ${name.padEnd(9)} ${g.description}\n            ${
+  Object.entries(EXPERIMENTS).map(([name, g]) =>
+    `  ${name.padEnd(16)} ${g.description}\n            ${
       gridGroups(g).join(" ")
     }; ${g.epochs} epochs`
   ).join("\n")
@@ -253,7 +253,7 @@ async function reproduceCommand(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) {
     throw new SgnError(
-      `reproduce takes one experiment (${Object.keys(GRIDS).join(", ")}), got ${
+      `reproduce takes one experiment (${Object.keys(EXPERIMENTS).join(", ")}), got ${
         positionals.length === 0 ? "none" : positionals.join(" ")
       }`,
     );
@@ -334,9 +334,9 @@ async function reproduceCommand(args: string[]): Promise<number> {
     const out = v.report ?? `${summary.folder}/report.html`;
     const sources = [`ours=${summary.folder}`, ...(v.compare ? [`seed=${v.compare}`] : [])];
     // The seed's runs are 10 to 600 epochs long: draw them over the epochs of ours.
-    const epochsRun = epochs ?? GRIDS[experiment].epochs;
+    const epochsRun = epochs ?? EXPERIMENTS[experiment].epochs;
     const report = await writeReport(sources, out, {
-      title: `${experiment}: ${GRIDS[experiment].description}` +
+      title: `${experiment}: ${EXPERIMENTS[experiment].description}` +
         (v.compare ? ` (first ${epochsRun} epochs)` : ""),
       maxEpochs: v.compare ? epochsRun : undefined,
     });

@@ -28,9 +28,49 @@ export interface ExperimentGrid {
   epochs: number;
   /** Settings of single configurations, where the seed's config.json differs from `base`. */
   overrides?: Record<string, Partial<TrainSettings>>;
+  /**
+   * Further configurations of grids of our own (the ablations), by name
+   * (`<solver>_<setting>`, e.g. "Adam_0.001" or "SGN_3+fisher", as run folders are named): the
+   * solver's settings on top of `base`.
+   */
+  variants?: Record<string, Partial<TrainSettings>>;
+  /**
+   * What an ablation measures the time to: the seed's published mean test accuracy of SGN(3)
+   * after `epoch` epochs (REFERENCE-RESULTS.md).
+   */
+  target?: { testAcc: number; epoch: number };
 }
 
 const MLP_20: Partial<TrainSettings> = { layers: [20, 20, 20] };
+
+/** The ablation's configurations beside the seed's SGN_3 and SGD: Adam, and SGN(3) plus each option. */
+function ablationVariants(): Record<string, Partial<TrainSettings>> {
+  const sgn3 = { ...SGN_SETTINGS, cg_max_iter: 3 };
+  return {
+    "Adam_0.001": { solver: "Adam", lr: 0.001 },
+    ...Object.fromEntries(
+      Object.entries(ABLATION_OPTIONS).map(([name, s]) => [`SGN_3+${name}`, { ...sgn3, ...s }]),
+    ),
+  };
+}
+
+/** The options the ablation tries on top of the seed's SGN(3), alone (and combined), by name. */
+const ABLATION_OPTIONS: Record<string, Partial<TrainSettings>> = {};
+
+/** The seed's SGN settings in every experiment (its scripts' configuration). */
+const SGN_SETTINGS: Partial<TrainSettings> = {
+  solver: "SGN",
+  rho: 0.0001,
+  rho_min: 0.000001,
+  TR: true,
+  LS: true,
+  cg_min_iter: 10,
+  K_cg: 10,
+  // The seed's Armijo test (its right-hand side computed once, with the initial step size).
+  armijo: "seed",
+};
+/** The seed's SGD settings: constant learning rate, no momentum. */
+const SGD_SETTINGS: Partial<TrainSettings> = { solver: "SGD", mom: 0, scheduler: "const" };
 
 /** The seed's grids, read off its results/ folders and their config.json files. */
 export const GRIDS: Record<string, ExperimentGrid> = {
@@ -80,20 +120,34 @@ export const GRIDS: Record<string, ExperimentGrid> = {
   },
 };
 
-/** The seed's SGN settings in every experiment (its scripts' configuration). */
-const SGN_SETTINGS: Partial<TrainSettings> = {
-  solver: "SGN",
-  rho: 0.0001,
-  rho_min: 0.000001,
-  TR: true,
-  LS: true,
-  cg_min_iter: 10,
-  K_cg: 10,
-  // The seed's Armijo test (its right-hand side computed once, with the initial step size).
-  armijo: "seed",
+/**
+ * Grids of our own (issue 22's ablation): the seed's SGN(3) against each of our options alone
+ * and their best combination, with SGD (the seed's best rate) and Adam beside it; epochs one
+ * past the epoch whose test accuracy is the target (results/ablation.ts).
+ */
+export const ABLATIONS: Record<string, ExperimentGrid> = {
+  ablation_mnist: {
+    description: "Ablation: MNIST, MLP 784-20-20-20-10 (sigmoid), batch 1000",
+    base: { dataset: "mnist", ...MLP_20, batch_size: 1000 },
+    sgd: [1],
+    sgn: [3],
+    epochs: 6,
+    variants: ablationVariants(),
+    target: { testAcc: 0.9190, epoch: 5 },
+  },
+  ablation_fashion: {
+    description: "Ablation: Fashion-MNIST, conv net architecture_1, batch 1000",
+    base: { dataset: "fashion", architecture: "architecture_1", batch_size: 1000 },
+    sgd: [0.1],
+    sgn: [3],
+    epochs: 3,
+    variants: ablationVariants(),
+    target: { testAcc: 0.8521, epoch: 2 },
+  },
 };
-/** The seed's SGD settings: constant learning rate, no momentum. */
-const SGD_SETTINGS: Partial<TrainSettings> = { solver: "SGD", mom: 0, scheduler: "const" };
+
+/** Every experiment `reproduce` runs: the seed's grids, then ours. */
+export const EXPERIMENTS: Record<string, ExperimentGrid> = { ...GRIDS, ...ABLATIONS };
 
 /** One planned run: its folder name (the seed's `res_<group>_<seed>`) and its `train` flags. */
 export interface PlannedRun {
@@ -133,14 +187,18 @@ export interface ReproduceOptions {
 
 /** The configurations of a grid, SGD first, in the seed's naming. */
 export function gridGroups(grid: ExperimentGrid): string[] {
-  return [...grid.sgd.map((lr) => `SGD_${lr}`), ...grid.sgn.map((k) => `SGN_${k}`)];
+  return [
+    ...grid.sgd.map((lr) => `SGD_${lr}`),
+    ...grid.sgn.map((k) => `SGN_${k}`),
+    ...Object.keys(grid.variants ?? {}),
+  ];
 }
 
 function gridOf(experiment: string): ExperimentGrid {
-  const grid = Object.hasOwn(GRIDS, experiment) ? GRIDS[experiment] : undefined;
+  const grid = Object.hasOwn(EXPERIMENTS, experiment) ? EXPERIMENTS[experiment] : undefined;
   if (!grid) {
     throw new SgnError(
-      `unknown experiment "${experiment}" (available: ${Object.keys(GRIDS).join(", ")})`,
+      `unknown experiment "${experiment}" (available: ${Object.keys(EXPERIMENTS).join(", ")})`,
     );
   }
   return grid;
@@ -196,9 +254,12 @@ export function planRuns(experiment: string, options: ReproduceOptions = {}): Pl
   const out: PlannedRun[] = [];
   for (const group of groups) {
     const [solver, setting] = group.split("_");
-    const solverSettings: Partial<TrainSettings> = solver === "SGN"
-      ? { ...SGN_SETTINGS, cg_max_iter: Number(setting) }
-      : { ...SGD_SETTINGS, lr: Number(setting) };
+    const solverSettings: Partial<TrainSettings> =
+      grid.variants && Object.hasOwn(grid.variants, group)
+        ? grid.variants[group]
+        : solver === "SGN"
+        ? { ...SGN_SETTINGS, cg_max_iter: Number(setting) }
+        : { ...SGD_SETTINGS, lr: Number(setting) };
     for (const seed of seeds) {
       const name = `res_${group}_${seed}`;
       const given: Partial<TrainSettings> = {
