@@ -168,7 +168,8 @@ function phiT(x: Tensor, r: Tensor, b: Tensor): Tensor {
  * on the device too), so the result equals the host form's early exit. Every
  * {@link CG_DEVICE_CHECK_EVERY} iterations the mask is read back and CG stops if it is off (the
  * remaining iterations would change nothing). Each iteration frees the previous iterate, so the
- * buffers alive do not depend on the budget (but for the iterates kept with `save`).
+ * buffers alive do not depend on the budget (but for the iterates kept with `save`, and with
+ * `relative` the phi scalars of the rule's window, about budget / 10 of them).
  */
 export async function cgDevice(spec: CgSpec): Promise<CgResult> {
   const { apply, b, precond, budget, tol, warmStart, relative, save, countReadback } = spec;

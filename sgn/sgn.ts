@@ -2,16 +2,18 @@
  * The SGN optimizer, exactly as ../shared/seed/SGN-ALGORITHM.md restates the seed: momentum on
  * the gradient, optional diagonal preconditioner, damped Gauss-Newton system solved by
  * preconditioned CG with matrix-free products G p = J^T H_L J p, trust-region damping and
- * Armijo backtracking.
+ * Armijo backtracking. Beyond the seed, and off unless asked for, Martens' (2010) refinements
+ * of CG (sgn/cg.ts): a warm start, the relative-progress stop and CG backtracking.
  *
  * Fast path ("device" mode): one forward pass is recorded per step and CG runs only tangent and
  * cotangent sweeps; CG's scalars live on the device, the tolerance test is a device mask that
  * freezes the iterate once max|r| <= tol, and the line search evaluates its first candidate step
  * sizes speculatively. The step then reads back one small record (losses, CG statistics) and
  * decides on the host (budgets over 64 CG iterations add a readback of CG's mask every 64, so
- * that CG stops once it has converged). "host" mode follows the seed's control flow on the host
- * (a readback per CG iteration and per line-search try, free on a CPU backend, and no
- * speculative work); it is what CPU backends run, and the tests hold the device path to it.
+ * that CG stops once it has converged; cgBacktrack adds one, for the kept iterates' losses).
+ * "host" mode follows the seed's control flow on the host (a readback per CG iteration and per
+ * line-search try, free on a CPU backend, and no speculative work); it is what CPU backends run,
+ * and the tests hold the device path to it.
  *
  * Memory: a step frees every temporary however it ends (a failed step leaves the parameters and
  * the optimizer's state as they were), and CG frees each iterate as it makes the next, so the
