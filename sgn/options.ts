@@ -70,7 +70,42 @@ export interface SgnOptions {
    * passes). "adaptive".
    */
   lsSpeculation?: "adaptive" | "all";
+
+  // --- Hessian-free refinements of CG (Martens 2010, sections 4.5-4.6) -------------------------
+  /**
+   * CG_WARM_START: decay zeta in [0, 1] of the warm start: CG starts from zeta d_prev, the previous
+   * step's last CG iterate, instead of 0 (Martens uses 0.95); 0 turns it off. Costs one more
+   * product (r0 = A d0 + b) and one parameter vector of state; the first step starts from 0. 0.
+   */
+  cgWarmStart?: number;
+  /**
+   * CG_STOP: "fixed" (the seed: the budget and the max|r| <= cgTol test) or "relative": also
+   * Martens' relative-progress rule on the quadratic model phi(x) = 0.5 x.A x + b.x, stopping at
+   * iteration i when i > k, phi(x_i) < 0 and (phi(x_i) - phi(x_{i-k})) / phi(x_i) < k eps with
+   * k = max(10, ceil(i / 10)) and eps = 5e-4 (`CG_RELATIVE` in sgn/cg.ts); the budget stays the hard cap
+   * (so the rule needs budgets above 10). Costs one dot product per iteration and no readback:
+   * the device form tests it on the device, as it tests the tolerance. "fixed".
+   */
+  cgStop?: CgStop;
+  /**
+   * CG_BACKTRACK: CG backtracking (Martens 2010, section 4.6): CG keeps its iterates at iterations
+   * ceil(1.3^j) and the last; the step evaluates the mini-batch loss at theta + d_i from the last
+   * backwards, stops as soon as one is not better than the one after it, and uses that one for
+   * the rest of the step. Costs a pair of vectors (d_i, r_i) per kept iterate (about
+   * log(iterations) / log(1.3) + 1 of them) and a forward pass per loss evaluated; with ALPHA 1
+   * the chosen one's loss is the line search's first try. Host form: a readback per evaluation
+   * (free on a CPU backend); device form: every kept iterate evaluated in one submission and one
+   * extra readback per step. false.
+   */
+  cgBacktrack?: boolean;
 }
+
+/** How CG stops: the seed's budget and tolerance, or Martens' relative-progress rule as well. */
+export type CgStop = "fixed" | "relative";
+/** The values of {@link SgnOptions.cgStop}. */
+export const CG_STOP_CHOICES: readonly CgStop[] = ["fixed", "relative"];
+/** The bounds of {@link SgnOptions.cgWarmStart} (inclusive). */
+export const CG_WARM_START_RANGE = { min: 0, max: 1 } as const;
 
 /**
  * Rejects option names that `who` does not take (a typo would otherwise be ignored silently),
@@ -112,6 +147,9 @@ export const SGN_DEFAULTS: ResolvedSgnOptions = {
   armijo: "shrinking",
   mode: "auto",
   lsSpeculation: "adaptive",
+  cgWarmStart: 0,
+  cgStop: "fixed",
+  cgBacktrack: false,
 };
 
 /** The most CG iterations one step may run (cgMaxIters, cgMinIters). */
@@ -240,6 +278,28 @@ export function resolveSgnOptions(options: SgnOptions = {}): ResolvedSgnOptions 
     "-",
     '"adaptive" or "all"',
     opts.lsSpeculation,
+  );
+  check(
+    isNum(opts.cgWarmStart) && opts.cgWarmStart >= CG_WARM_START_RANGE.min &&
+      opts.cgWarmStart <= CG_WARM_START_RANGE.max,
+    "cgWarmStart",
+    "CG_WARM_START",
+    `a decay in [${CG_WARM_START_RANGE.min}, ${CG_WARM_START_RANGE.max}] (0: off)`,
+    opts.cgWarmStart,
+  );
+  check(
+    CG_STOP_CHOICES.includes(opts.cgStop),
+    "cgStop",
+    "CG_STOP",
+    CG_STOP_CHOICES.map((c) => `"${c}"`).join(" or "),
+    opts.cgStop,
+  );
+  check(
+    typeof opts.cgBacktrack === "boolean",
+    "cgBacktrack",
+    "CG_BACKTRACK",
+    "true or false",
+    opts.cgBacktrack,
   );
   return opts;
 }

@@ -2,16 +2,18 @@
  * The SGN optimizer, exactly as ../shared/seed/SGN-ALGORITHM.md restates the seed: momentum on
  * the gradient, optional diagonal preconditioner, damped Gauss-Newton system solved by
  * preconditioned CG with matrix-free products G p = J^T H_L J p, trust-region damping and
- * Armijo backtracking.
+ * Armijo backtracking. Beyond the seed, and off unless asked for, Martens' (2010) refinements
+ * of CG (sgn/cg.ts): a warm start, the relative-progress stop and CG backtracking.
  *
  * Fast path ("device" mode): one forward pass is recorded per step and CG runs only tangent and
  * cotangent sweeps; CG's scalars live on the device, the tolerance test is a device mask that
  * freezes the iterate once max|r| <= tol, and the line search evaluates its first candidate step
  * sizes speculatively. The step then reads back one small record (losses, CG statistics) and
  * decides on the host (budgets over 64 CG iterations add a readback of CG's mask every 64, so
- * that CG stops once it has converged). "host" mode follows the seed's control flow on the host
- * (a readback per CG iteration and per line-search try, free on a CPU backend, and no
- * speculative work); it is what CPU backends run, and the tests hold the device path to it.
+ * that CG stops once it has converged; cgBacktrack adds one, for the kept iterates' losses).
+ * "host" mode follows the seed's control flow on the host (a readback per CG iteration and per
+ * line-search try, free on a CPU backend, and no speculative work); it is what CPU backends run,
+ * and the tests hold the device path to it.
  *
  * Memory: a step frees every temporary however it ends (a failed step leaves the parameters and
  * the optimizer's state as they were), and CG frees each iterate as it makes the next, so the
@@ -25,7 +27,15 @@ import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
 import { checkParams, flatten, precondT, unflatten } from "./vectors.ts";
-import { axpyT, cgDevice, cgHost, maxAbsT } from "./cg.ts";
+import {
+  axpyT,
+  backtrackIterates,
+  cgDevice,
+  cgHost,
+  type CgSpec,
+  type ChosenIterate,
+  maxAbsT,
+} from "./cg.ts";
 import { lineSearch, nextTrustRegionRho, type Try } from "./rules.ts";
 import { type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
 
@@ -72,6 +82,20 @@ export interface SgnStepRecord {
    * Undefined when the loss has no metric.
    */
   metric?: number;
+  /** Whether CG started from cgWarmStart * the previous step's last CG iterate (not 0). */
+  cgWarmStart: boolean;
+  /** Whether Martens' relative-progress rule stopped CG (cgStop "relative"). */
+  cgRelativeStop: boolean;
+  /**
+   * The CG iteration whose iterate d the step used: cgIters, or with cgBacktrack the iterate
+   * backtracking chose.
+   */
+  cgIterate: number;
+  /**
+   * With cgBacktrack, the mini-batch loss at theta + d_i of each kept iterate backtracking
+   * evaluated, from the last backwards; empty without.
+   */
+  cgBacktrackLosses: number[];
 }
 
 /** Reads one-element tensors and a few more scalars in a single readback. */
@@ -107,6 +131,8 @@ export class SGN implements Optimizer {
   #params: Tensor[];
   #shapes: number[][];
   #momentum: Tensor | undefined;
+  /** The previous step's last CG iterate, kept for the warm start (cgWarmStart > 0). */
+  #lastD: Tensor | undefined;
   /** Steps taken (t in SGN-ALGORITHM.md counts from 1). */
   t = 0;
   /** The trust-region damping carried to the next step. */
@@ -132,6 +158,7 @@ export class SGN implements Optimizer {
   dispose(): void {
     for (const p of this.#params) p.dispose();
     this.#momentum?.dispose();
+    this.#lastD?.dispose();
   }
 
   /**
@@ -187,14 +214,36 @@ export class SGN implements Optimizer {
         // From the base damping, never the scheduled rho (SGN-ALGORITHM.md step 2).
         ? (r: Tensor) => precondT(r, solved.mHat, opt.trustRegion ? rho : opt.dampRho, opt.alphaExp)
         : undefined;
-      const budget = cgBudget(opt, t);
-      const cg = host
-        ? await cgHost(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++)
-        : await cgDevice(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++);
-      temps.push(cg.d, cg.r, cg.iters, cg.rMax);
+      const warm = opt.cgWarmStart > 0 && this.#lastD !== undefined;
+      const spec: CgSpec = {
+        apply,
+        b: solved.mHat,
+        precond,
+        budget: cgBudget(opt, t),
+        tol: opt.cgTol,
+        ...(warm ? { warmStart: { from: this.#lastD!, decay: opt.cgWarmStart } } : {}),
+        relative: opt.cgStop === "relative",
+        save: opt.cgBacktrack,
+        countReadback: () => readbacks++,
+      };
+      const cg = host ? await cgHost(spec) : await cgDevice(spec);
+      temps.push(cg.d, cg.r, cg.iters, cg.rMax, ...(cg.relStop ? [cg.relStop] : []));
+      for (const it of cg.saved) temps.push(it.d, it.r);
+      // CG backtracking: the iterate the rest of the step uses (by default CG's last).
+      const chosen: ChosenIterate | undefined = opt.cgBacktrack
+        ? await backtrackIterates(
+          cg,
+          (d) => objective(...unflatten(axpyT(1, d, solved.theta), this.#shapes)),
+          host,
+          () => readbacks++,
+        )
+        : undefined;
+      const dir = chosen ?? cg;
+      // The chosen iterate's loss is the line search's first try when that is at step size 1.
+      const known: Try[] = chosen && evaluates && opt.alpha === 1 ? [chosen.at] : [];
 
       // Candidates a_i = alpha * rhoLs^i, evaluated speculatively (device mode) or one by one.
-      const stepAt = (a: number) => unflatten(axpyT(a, cg.d, solved.theta), this.#shapes);
+      const stepAt = (a: number) => unflatten(axpyT(a, dir.d, solved.theta), this.#shapes);
       const lossAt = (a: number) => scope(() => objective(...stepAt(a)));
       // Without LS and TR the seed scores the batch before the step, on the recorded outputs.
       const metricBefore = !evaluates && loss.metric ? 1 : 0;
@@ -206,28 +255,31 @@ export class SGN implements Optimizer {
         ? opt.maxLsIters + 1
         : Math.min(opt.maxLsIters + 1, this.#lastTries);
       const head = scope(() => {
-        const pred = o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 0.5);
-        const md = o.dot(solved.mHat, cg.d);
-        const dMax = maxAbsT(cg.d);
+        const pred = o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 0.5);
+        const md = o.dot(solved.mHat, dir.d);
+        const dMax = maxAbsT(dir.d);
         const before = metricBefore ? [loss.metric!(G.outputs)] : [];
         const evaluated = Array.from(
-          { length: firstBatch },
-          (_, i) => lossAt(opt.alpha * opt.rhoLs ** i),
+          { length: Math.max(0, firstBatch - known.length) },
+          (_, i) => lossAt(opt.alpha * opt.rhoLs ** (i + known.length)),
         ).flat();
         return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...before, ...evaluated];
       });
       temps.push(...head);
-      const values = await readScalars(head);
+      const values = await readScalars([...head, ...(cg.relStop ? [cg.relStop] : [])]);
       readbacks++;
       head.forEach((h) => h !== solved.l0 && h.dispose());
       const [l0, cgIters, cgResidual, predicted, md, dMax] = values;
       const perTry = loss.metric ? 2 : 1;
-      const rest = values.slice(6 + metricBefore);
+      const rest = values.slice(6 + metricBefore, head.length);
       // Loss (and metric) of each candidate evaluated so far.
-      const tried = Array.from({ length: rest.length / perTry }, (_, i) => ({
-        loss: rest[i * perTry],
-        metric: loss.metric ? rest[i * perTry + 1] : undefined,
-      }));
+      const tried = [
+        ...known,
+        ...Array.from({ length: rest.length / perTry }, (_, i) => ({
+          loss: rest[i * perTry],
+          metric: loss.metric ? rest[i * perTry + 1] : undefined,
+        })),
+      ];
 
       if (!Number.isFinite(l0)) {
         throw new SgnError(
@@ -289,6 +341,11 @@ export class SGN implements Optimizer {
         this.#momentum = solved.momentum.realize();
         temps.splice(temps.indexOf(solved.momentum), 1);
       }
+      if (opt.cgWarmStart > 0) {
+        this.#lastD?.dispose();
+        this.#lastD = cg.d.realize();
+        temps.splice(temps.indexOf(cg.d), 1);
+      }
       if (opt.trustRegion) this.rho = nextTrustRegionRho(ratio, rho, opt.dampRhoMin);
       this.t = t;
       this.#lastTries = Math.max(1, tries);
@@ -307,6 +364,10 @@ export class SGN implements Optimizer {
         lsLosses: searched?.losses ?? [],
         nextRho: opt.trustRegion ? this.rho : scheduledRho(opt, t + 1),
         ...(metric === undefined ? {} : { metric }),
+        cgWarmStart: warm,
+        cgRelativeStop: cg.relStop ? values[head.length] === 1 : false,
+        cgIterate: chosen?.iter ?? cgIters,
+        cgBacktrackLosses: chosen?.tries.map((t) => t.loss) ?? [],
       };
     } finally {
       G.dispose();

@@ -76,6 +76,20 @@ const CONFIGS: [string, Make][] = [
       }),
   ],
   [
+    "SGN (CG warm start, relative stop, backtracking)",
+    (be) =>
+      new SGN(net.init({ seed: 2, backend: be }), {
+        trustRegion: true,
+        dampRhoMin: 1e-4,
+        cgWarmStart: 0.95,
+        cgStop: "relative",
+        cgBacktrack: true,
+        // Past the relative rule's first window (10), in few iterations (WebGPU runs 200 steps).
+        cgMaxIters: 14,
+        cgMinIters: 14,
+      }),
+  ],
+  [
     "SGD (momentum, linear schedule)",
     (be) =>
       new SGD(net.init({ seed: 2, backend: be }), {

@@ -14,7 +14,12 @@
 import { SgnError } from "../backend.ts";
 import { checkFlag, flagHelp, type FlagSpec, parseFlags } from "./flags.ts";
 import { BACKEND_CHOICES } from "../autodiff/device.ts";
-import { SGN_DEFAULTS, type SgnOptions } from "../sgn/options.ts";
+import {
+  CG_STOP_CHOICES,
+  CG_WARM_START_RANGE,
+  SGN_DEFAULTS,
+  type SgnOptions,
+} from "../sgn/options.ts";
 import type { AdamOptions, SgdOptions } from "../sgn/baselines.ts";
 
 /** The optimizers a run can use. */
@@ -31,6 +36,12 @@ export interface SettingSpec extends FlagSpec {
   seedKey?: { SGN?: string; SGD?: string; Adam?: string };
   /** Its key at config.json's top level (written for every run). */
   recordKey?: string;
+  /**
+   * Its `seedKey` is written only when the value is not the default: a setting added after runs
+   * were committed, whose config.json files lack it (absent means the default), so that a run
+   * with the defaults writes the config.json it wrote before (and its report lists no difference).
+   */
+  omitDefault?: boolean;
 }
 
 const ARMIJO = ["shrinking", "seed"] as const;
@@ -202,6 +213,38 @@ export const SETTINGS = {
       "SGN: Armijo right-hand side: shrinking (Algorithm 3.1) | seed (fixed at the initial step, as the seed)",
     option: { SGN: "armijo" },
     seedKey: { SGN: "ARMIJO" },
+  },
+  // CG's Hessian-free refinements (Martens 2010): bounds and choices are the optimizer's own.
+  cg_warm_start: {
+    kind: "number",
+    default: SGN_DEFAULTS.cgWarmStart,
+    min: CG_WARM_START_RANGE.min,
+    max: CG_WARM_START_RANGE.max,
+    help: "SGN: CG starts from this decay times the previous step's CG solution (Martens: " +
+      "0.95); 0 starts from 0, as the seed (CG_WARM_START)",
+    option: { SGN: "cgWarmStart" },
+    seedKey: { SGN: "CG_WARM_START" },
+    omitDefault: true,
+  },
+  cg_stop: {
+    kind: "choice",
+    choices: CG_STOP_CHOICES,
+    default: SGN_DEFAULTS.cgStop,
+    help: "SGN: fixed (the budget and CG_TOL, as the seed) | relative (also Martens' relative " +
+      "progress of the quadratic model; the budget stays the cap, so give cg_max_iter > 10) " +
+      "(CG_STOP)",
+    option: { SGN: "cgStop" },
+    seedKey: { SGN: "CG_STOP" },
+    omitDefault: true,
+  },
+  cg_backtrack: {
+    kind: "bool",
+    default: SGN_DEFAULTS.cgBacktrack,
+    help: "SGN: CG backtracking: the best of the iterates at ceil(1.3^j) and the last by the " +
+      "mini-batch loss (CG_BACKTRACK)",
+    option: { SGN: "cgBacktrack" },
+    seedKey: { SGN: "CG_BACKTRACK" },
+    omitDefault: true,
   },
   lr: {
     kind: "number",
@@ -435,7 +478,7 @@ export function seedConfig(s: TrainSettings): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const name of NAMES) {
     const key = (spec(name).seedKey as Record<string, string> | undefined)?.[s.solver];
-    if (key) out[key] = s[name];
+    if (key && !(spec(name).omitDefault && s[name] === spec(name).default)) out[key] = s[name];
   }
   if (s.solver === "SGN") {
     Object.assign(out, {

@@ -49,8 +49,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 0.5)",
-    replace: "o.mul(o.dot(o.add(cg.r, solved.g), cg.d), 1)",
+    find: "o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 0.5)",
+    replace: "o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 1)",
     what: "predicted decrease without its 1/2",
     tests: REF,
   },
