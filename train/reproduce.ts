@@ -55,7 +55,14 @@ function ablationVariants(): Record<string, Partial<TrainSettings>> {
 }
 
 /** The options the ablation tries on top of the seed's SGN(3), alone (and combined), by name. */
-const ABLATION_OPTIONS: Record<string, Partial<TrainSettings>> = {};
+const ABLATION_OPTIONS: Record<string, Partial<TrainSettings>> = {
+  // Martens (2010): the previous solution decayed by 0.95 as CG's start.
+  "warm0.95": { cg_warm_start: 0.95 },
+  // The relative-progress stop decides within a budget of 50 (with the seed's 3 it never can:
+  // it waits at least 10 iterations).
+  relstop50: { cg_stop: "relative", cg_max_iter: 50, cg_min_iter: 50 },
+  backtrack: { cg_backtrack: true },
+};
 
 /** The seed's SGN settings in every experiment (its scripts' configuration). */
 const SGN_SETTINGS: Partial<TrainSettings> = {
