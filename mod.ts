@@ -39,10 +39,13 @@ export { NumpyRandomState, PythonRandom, Random } from "./random.ts";
 export * as ops from "./autodiff/ops.ts";
 export type { TensorLike } from "./autodiff/ops.ts";
 export {
+  type CurvatureOperator,
+  fisherLinearize,
   ggnLinearize,
   type GgnOperator,
   ggnvp,
   grad,
+  hessianLinearize,
   hvp,
   jvp,
   type LinearFn,
