@@ -4,6 +4,15 @@
  * readback) and on the host (the seed's control flow, a readback per scalar). Both free each
  * iterate as they make the next, so the buffers alive do not depend on the iteration budget.
  *
+ * Negative curvature: with `stopAtNegative` (an operator A that may be indefinite, such as the
+ * damped Hessian H + rho I), both forms stop at the first search direction p with p.A p <= 0, as
+ * Nocedal & Wright's Algorithm 7.1 (and Martens 2010, section 4.1) do. They return the iterate so
+ * far or, when that happens in the first iteration (where d = 0 would be no step at all), the
+ * first search direction p0 = -M^-1 b (steepest descent, preconditioned when M is given),
+ * unscaled as in Algorithm 7.1: the line search chooses its length. r is then b + A p0 (A p0 was
+ * just computed), so the quadratic model's predicted change stays exact. The iterations counted
+ * are the updates of d (1 for the steepest-descent direction).
+ *
  * @module
  */
 
@@ -37,6 +46,8 @@ export interface CgResult {
   r: Tensor;
   iters: Tensor;
   rMax: Tensor;
+  /** With `stopAtNegative`: 1 when CG stopped at negative curvature, else 0. */
+  negative?: Tensor;
 }
 
 /** The iterate of device-mode CG; every field is a tensor (r and y are one when unpreconditioned). */
@@ -48,6 +59,8 @@ interface CgState {
   ry: Tensor;
   active: Tensor;
   iters: Tensor;
+  /** With `stopAtNegative`: 1 once negative curvature was met. */
+  negative?: Tensor;
 }
 
 /** Disposes the tensors of `state` that are neither in `next` nor `b` (the caller's). */
@@ -66,7 +79,8 @@ export const CG_DEVICE_CHECK_EVERY = 64;
 /**
  * Preconditioned CG on A d = -b from d = 0 (SGN-ALGORITHM.md step 4) on the device: iterations
  * are recorded without readbacks, and a device mask freezes the iterate from the first one that
- * starts with max|r| <= tol, so the result equals the seed's early exit. Every
+ * starts with max|r| <= tol, so the result equals the seed's early exit. With `stopAtNegative`
+ * the mask also freezes it at negative curvature (see the module's notes). Every
  * {@link CG_DEVICE_CHECK_EVERY} iterations the mask is read back and CG stops if it is off (the
  * remaining iterations would change nothing). Each iteration frees the previous iterate, so the
  * buffers alive do not depend on the budget.
@@ -78,6 +92,7 @@ export async function cgDevice(
   budget: number,
   tol: number,
   countReadback: () => void,
+  stopAtNegative = false,
 ): Promise<CgResult> {
   const zero = full([], 0, { backend: b.backend, dtype: b.dtype });
   let s: CgState | undefined;
@@ -93,6 +108,7 @@ export async function cgDevice(
         ry,
         active: o.onesLike(ry),
         iters: o.zerosLike(ry),
+        ...(stopAtNegative ? { negative: o.zerosLike(ry) } : {}),
       };
     });
     for (let k = 0; k < budget; k++) {
@@ -101,6 +117,11 @@ export async function cgDevice(
         if ((await s.active.data())[0] === 0) break;
       }
       const cur: CgState = s;
+      if (stopAtNegative) {
+        s = scope(() => negativeStep(cur, apply, precond, tol, zero, k === 0));
+        retire(cur, s, b);
+        continue;
+      }
       const next = scope(() => {
         const active = o.mul(cur.active, o.greater(maxAbsT(cur.r), tol));
         const iters = o.add(cur.iters, active);
@@ -121,8 +142,14 @@ export async function cgDevice(
       retire(cur, next, b);
       s = next;
     }
-    const { d, r, iters } = s;
-    const result = { d, r: r === b ? copyT(b) : r, iters, rMax: maxAbsT(r) };
+    const { d, r, iters, negative } = s;
+    const result = {
+      d,
+      r: r === b ? copyT(b) : r,
+      iters,
+      rMax: maxAbsT(r),
+      ...(negative ? { negative } : {}),
+    };
     retire(s, result, b);
     s = undefined;
     return result;
@@ -132,6 +159,38 @@ export async function cgDevice(
   } finally {
     zero.dispose();
   }
+}
+
+/**
+ * One device-mode CG iteration that also stops at negative curvature (see the module's notes):
+ * an iteration with p.A p <= 0 freezes the iterate for good,
+ * taking the step a = 1 along p0 when it is the first (`first`), else no step.
+ */
+function negativeStep(
+  cur: CgState,
+  apply: (p: Tensor) => Tensor,
+  precond: ((r: Tensor) => Tensor) | undefined,
+  tol: number,
+  zero: Tensor,
+  first: boolean,
+): CgState {
+  const active = o.mul(cur.active, o.greater(maxAbsT(cur.r), tol));
+  const q = apply(cur.p);
+  const pq = o.dot(cur.p, q);
+  // 0 >= pq is false for NaN, so a non-finite product still reaches the caller's check.
+  const neg = o.mul(active, o.greaterEqual(0, pq));
+  const go = o.sub(active, neg);
+  const a = o.where(go, o.div(cur.ry, pq), first ? neg : zero);
+  const iters = o.add(cur.iters, first ? active : go);
+  const d = axpyT(a, cur.p, cur.d);
+  const r = axpyT(a, q, cur.r);
+  const y = precond ? precond(r) : r;
+  const ry = o.dot(r, y);
+  const beta = o.where(go, o.div(ry, cur.ry), zero);
+  const p = axpyT(beta, cur.p, o.neg(y));
+  const negative = o.add(cur.negative!, neg);
+  for (const t of [r, y, p, d, ry, go, iters, negative]) t.realize();
+  return { r, y, p, d, ry, active: go, iters, negative };
 }
 
 /**
@@ -145,6 +204,7 @@ export async function cgHost(
   budget: number,
   tol: number,
   countReadback: () => void,
+  stopAtNegative = false,
 ): Promise<CgResult> {
   /** Reads a one-element tensor and frees it. */
   const read = async (t: Tensor) => {
@@ -173,9 +233,26 @@ export async function cgHost(
     if (y !== r) drop(y);
     let k = 0;
     let rMax = await read(maxAbsT(r));
+    let negative = false;
     while (k < budget && rMax > tol) {
       const q = hold(apply(p));
-      const a = ry / (await read(o.dot(p, q)));
+      const pq = await read(o.dot(p, q));
+      if (stopAtNegative && pq <= 0) {
+        // Negative curvature (see the module's notes): the iterate so far, or p0 at once.
+        negative = true;
+        if (k === 0) {
+          drop(d);
+          d = hold(copyT(p).realize());
+          const rNext = hold(axpyT(1, q, r).realize());
+          drop(r);
+          r = rNext;
+          k = 1;
+          rMax = await read(maxAbsT(r));
+        }
+        drop(q);
+        break;
+      }
+      const a = ry / pq;
       const dNext = hold(axpyT(a, p, d).realize());
       drop(d);
       d = dNext;
@@ -195,7 +272,13 @@ export async function cgHost(
     }
     drop(p);
     const scalar = (v: number) => full([], v, { backend: d.backend, dtype: d.dtype });
-    const result = { d, r, iters: scalar(k), rMax: scalar(rMax) };
+    const result = {
+      d,
+      r,
+      iters: scalar(k),
+      rMax: scalar(rMax),
+      ...(stopAtNegative ? { negative: scalar(negative ? 1 : 0) } : {}),
+    };
     held.clear();
     return result;
   } catch (e) {

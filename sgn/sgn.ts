@@ -20,18 +20,28 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError, showValue } from "../backend.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
-import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
+import {
+  type CurvatureOperator,
+  fisherLinearize,
+  fisherOf,
+  ggnLinearize,
+  hessianLinearize,
+  type OutputLoss,
+  valueAndGrad,
+} from "../autodiff/transforms.ts";
 import { checkParams, flatten, precondT, unflatten } from "./vectors.ts";
 import { axpyT, cgDevice, cgHost, maxAbsT } from "./cg.ts";
 import { lineSearch, nextTrustRegionRho, type Try } from "./rules.ts";
-import { type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
+import { type CurvatureBatch, type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
 
-export type { ModelFn, Optimizer } from "./optimizer.ts";
+export type { CurvatureBatch, ModelFn, Optimizer } from "./optimizer.ts";
 import {
   cgBudget,
+  type Curvature,
+  curvatureRows,
   type ResolvedSgnOptions,
   resolveSgnOptions,
   scheduledRho,
@@ -72,7 +82,20 @@ export interface SgnStepRecord {
    * Undefined when the loss has no metric.
    */
   metric?: number;
+  /** The curvature CG multiplied by (the option `curvature`). */
+  curvature: Curvature;
+  /** The rows of the batch CG's products used (the option `curvatureBatch`). */
+  curvatureRows: number;
+  /** Whether CG stopped at negative curvature (only the "hessian" curvature can meet it). */
+  negativeCurvature: boolean;
 }
+
+/** Each curvature's operator on a batch of its own (sgn/options.ts, `curvature`). */
+const LINEARIZE = {
+  ggn: ggnLinearize,
+  hessian: hessianLinearize,
+  fisher: fisherLinearize,
+} as const satisfies Record<Curvature, unknown>;
 
 /** Reads one-element tensors and a few more scalars in a single readback. */
 async function readScalars(scalars: Tensor[]): Promise<number[]> {
@@ -136,13 +159,79 @@ export class SGN implements Optimizer {
 
   /**
    * One SGN step on a mini-batch: `model(...params)` gives its outputs, `loss` scores them. A
-   * second call before this one's promise settles is refused.
+   * second call before this one's promise settles is refused. `curvatureBatch(rows)` gives the
+   * model and loss of the batch's first `rows` rows, for the option `curvatureBatch` (needed
+   * only when that option is set; its tensors stay the caller's).
    */
-  step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
-    return this.#guard.run(() => this.#step(model, loss), model, loss);
+  step(
+    model: ModelFn,
+    loss: OutputLoss,
+    curvatureBatch?: CurvatureBatch,
+  ): Promise<SgnStepRecord> {
+    return this.#guard.run(() => this.#step(model, loss, curvatureBatch), model, loss);
   }
 
-  async #step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
+  /**
+   * The curvature operator of this step: `G` itself (the seed's), or built on `G` (the Fisher
+   * of the whole batch), or on the first `rows` rows of the batch, or the Hessian.
+   */
+  #curvature(
+    G: CurvatureOperator,
+    model: ModelFn,
+    loss: OutputLoss,
+    sub: CurvatureBatch | undefined,
+  ): { op: CurvatureOperator; own: boolean; rows: number } {
+    const opt = this.options;
+    const n = G.outputs.shape[0];
+    if (opt.curvatureBatch !== 1 && typeof sub !== "function") {
+      throw new SgnError(
+        `SGN.step: the option curvatureBatch (${opt.curvatureBatch}) needs the step's third ` +
+          "argument, (rows) => ({ model, loss }) on the batch's first rows (train() passes " +
+          `it), got ${showValue(sub)}; or leave curvatureBatch at 1 (the whole batch)`,
+      );
+    }
+    const rows = curvatureRows(opt.curvatureBatch, n);
+    let part = { model, loss };
+    if (rows < n) {
+      part = sub!(rows);
+      if (typeof part?.model !== "function" || typeof part?.loss?.value !== "function") {
+        throw new SgnError(
+          `SGN.step: the curvature batch (${rows} rows) must be { model, loss } as the step's ` +
+            `own, got ${showValue(part)}`,
+        );
+      }
+    }
+    if (opt.curvature === "fisher" && typeof part.loss.perExample !== "function") {
+      throw new SgnError(
+        'SGN.step: the curvature "fisher" needs the loss\'s perExample(z), the per-example ' +
+          "losses whose mean is its value (softmaxCrossEntropy and meanSquaredError have it); " +
+          'this loss has none: give it one, or use the curvature "ggn" or "hessian"',
+      );
+    }
+    // The whole batch: the Gauss-Newton matrix and the Fisher live on the step's own record.
+    if (rows === n && opt.curvature !== "hessian") {
+      return opt.curvature === "ggn"
+        ? { op: G, own: false, rows }
+        : { op: fisherOf(G, loss), own: true, rows };
+    }
+    const linearize = LINEARIZE[opt.curvature];
+    const op = linearize(part.model, part.loss, [...this.#params]);
+    const got = op.outputs.shape[0];
+    if (got !== rows) {
+      op.dispose();
+      throw new SgnError(
+        `SGN.step: the curvature batch's model gives ${got} rows; ${rows} were asked for ` +
+          `(curvatureBatch ${opt.curvatureBatch} of a batch of ${n})`,
+      );
+    }
+    return { op, own: true, rows };
+  }
+
+  async #step(
+    model: ModelFn,
+    loss: OutputLoss,
+    sub: CurvatureBatch | undefined,
+  ): Promise<SgnStepRecord> {
     const opt = this.options;
     const t = this.t + 1;
     const be = this.#params[0].backend;
@@ -156,12 +245,16 @@ export class SGN implements Optimizer {
     const host = opt.mode === "host" || (opt.mode === "auto" && be.hostReadback);
     let readbacks = 0;
 
-    // One recorded forward pass serves the gradient (J^T dL/dz) and every G p of CG.
+    // One recorded forward pass serves the gradient (J^T dL/dz) and every G p of CG (with the
+    // default curvature; the others linearize what they need beside it).
     const G = ggnLinearize(model, loss, [...this.#params]);
     // Every tensor of this step that outlives a scope, freed however the step ends (the new
     // momentum is taken out when the step commits).
     const temps: Tensor[] = [];
+    let C: { op: CurvatureOperator; own: boolean; rows: number } | undefined;
     try {
+      C = this.#curvature(G, model, loss, sub);
+      const curvature = C.op;
       const solved = scope(() => {
         const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
         const g = flatten(G.vjp(gz));
@@ -180,7 +273,7 @@ export class SGN implements Optimizer {
       if (solved.momentum) temps.push(solved.momentum);
       const apply = (p: Tensor) =>
         scope(() => {
-          const gp = flatten(G.apply(...unflatten(p, this.#shapes)));
+          const gp = flatten(curvature.apply(...unflatten(p, this.#shapes)));
           return o.add(o.mul(p, rho), gp);
         });
       const precond = opt.cgPrec
@@ -188,10 +281,29 @@ export class SGN implements Optimizer {
         ? (r: Tensor) => precondT(r, solved.mHat, opt.trustRegion ? rho : opt.dampRho, opt.alphaExp)
         : undefined;
       const budget = cgBudget(opt, t);
+      const indefinite = opt.curvature === "hessian";
       const cg = host
-        ? await cgHost(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++)
-        : await cgDevice(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++);
+        ? await cgHost(
+          apply,
+          solved.mHat,
+          precond,
+          budget,
+          opt.cgTol,
+          () => readbacks++,
+          indefinite,
+        )
+        : await cgDevice(
+          apply,
+          solved.mHat,
+          precond,
+          budget,
+          opt.cgTol,
+          () => readbacks++,
+          indefinite,
+        );
       temps.push(cg.d, cg.r, cg.iters, cg.rMax);
+      if (cg.negative) temps.push(cg.negative);
+      const negativeAt = cg.negative ? 1 : 0;
 
       // Candidates a_i = alpha * rhoLs^i, evaluated speculatively (device mode) or one by one.
       const stepAt = (a: number) => unflatten(axpyT(a, cg.d, solved.theta), this.#shapes);
@@ -214,15 +326,26 @@ export class SGN implements Optimizer {
           { length: firstBatch },
           (_, i) => lossAt(opt.alpha * opt.rhoLs ** i),
         ).flat();
-        return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...before, ...evaluated];
+        return [
+          solved.l0,
+          cg.iters,
+          cg.rMax,
+          pred,
+          md,
+          dMax,
+          ...(cg.negative ? [cg.negative] : []),
+          ...before,
+          ...evaluated,
+        ];
       });
       temps.push(...head);
       const values = await readScalars(head);
       readbacks++;
       head.forEach((h) => h !== solved.l0 && h.dispose());
       const [l0, cgIters, cgResidual, predicted, md, dMax] = values;
+      const negativeCurvature = negativeAt ? values[6] > 0 : false;
       const perTry = loss.metric ? 2 : 1;
-      const rest = values.slice(6 + metricBefore);
+      const rest = values.slice(6 + negativeAt + metricBefore);
       // Loss (and metric) of each candidate evaluated so far.
       const tried = Array.from({ length: rest.length / perTry }, (_, i) => ({
         loss: rest[i * perTry],
@@ -263,7 +386,7 @@ export class SGN implements Optimizer {
       const a = searched?.alpha ?? opt.alpha;
       const l1 = searched?.loss ?? l0;
       const tries = searched?.losses.length ?? 0;
-      const metric = searched ? searched.metric : metricBefore ? values[6] : undefined;
+      const metric = searched ? searched.metric : metricBefore ? values[6 + negativeAt] : undefined;
       if (!Number.isFinite(l1)) {
         throw new SgnError(
           `SGN step ${t}: the loss after the step is ${l1} at step size ${a} ` +
@@ -307,8 +430,12 @@ export class SGN implements Optimizer {
         lsLosses: searched?.losses ?? [],
         nextRho: opt.trustRegion ? this.rho : scheduledRho(opt, t + 1),
         ...(metric === undefined ? {} : { metric }),
+        curvature: opt.curvature,
+        curvatureRows: C.rows,
+        negativeCurvature,
       };
     } finally {
+      if (C?.own) C.op.dispose();
       G.dispose();
       for (const k of temps) k.dispose();
     }
