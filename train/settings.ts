@@ -14,7 +14,12 @@
 import { SgnError } from "../backend.ts";
 import { checkFlag, flagHelp, type FlagSpec, parseFlags } from "./flags.ts";
 import { BACKEND_CHOICES } from "../autodiff/device.ts";
-import { SGN_DEFAULTS, type SgnOptions } from "../sgn/options.ts";
+import {
+  curvatureBatchProblem,
+  CURVATURES,
+  SGN_DEFAULTS,
+  type SgnOptions,
+} from "../sgn/options.ts";
 import type { AdamOptions, SgdOptions } from "../sgn/baselines.ts";
 
 /** The optimizers a run can use. */
@@ -202,6 +207,25 @@ export const SETTINGS = {
       "SGN: Armijo right-hand side: shrinking (Algorithm 3.1) | seed (fixed at the initial step, as the seed)",
     option: { SGN: "armijo" },
     seedKey: { SGN: "ARMIJO" },
+  },
+  // --- curvature (issue 22): the matrix of CG's products and the rows they use ----------------
+  curvature: {
+    kind: "choice",
+    choices: CURVATURES,
+    default: SGN_DEFAULTS.curvature,
+    help: "SGN: curvature of CG's products: ggn (Gauss-Newton, the seed's) | hessian (exact; CG " +
+      "stops at negative curvature) | fisher (empirical Fisher) (CURVATURE)",
+    option: { SGN: "curvature" },
+    seedKey: { SGN: "CURVATURE" },
+  },
+  curvature_batch: {
+    kind: "number",
+    default: SGN_DEFAULTS.curvatureBatch,
+    rule: curvatureBatchProblem,
+    help: "SGN: rows of each batch that CG's products use: a fraction in (0, 1] or a number of " +
+      "rows (an integer > 1); 1 is the whole batch (CURVATURE_BATCH)",
+    option: { SGN: "curvatureBatch" },
+    seedKey: { SGN: "CURVATURE_BATCH" },
   },
   lr: {
     kind: "number",
@@ -404,7 +428,7 @@ export function trainHelp(): string {
     "Trains a network as the seed's mlp.py / conv_net.py do and writes config.json and",
     "results.json (the seed's keys) into <path>/<f>; a finished or live run is never overwritten.",
     "",
-    ...flagHelp(SETTINGS),
+    ...flagHelp(SETTINGS, Math.max(...NAMES.map((n) => n.length))),
   ].join("\n");
 }
 
