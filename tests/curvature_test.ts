@@ -605,6 +605,30 @@ for (const be of all) {
   }
 }
 
+for (const mode of ["host", "device"] as const) {
+  Deno.test(`curvature (cpu, ${mode}): zero curvature (p.A p = 0) stops CG as negative curvature does`, async () => {
+    // A linear model under a linear loss, mean(z): the Hessian is exactly 0, and with rho = 0
+    // so is p.A p; the step must be steepest descent, not a division by zero.
+    const x = tensor([[1, 2], [3, -1]], [2, 2], { backend: cpu, dtype: "float64" });
+    const loss: OutputLoss = {
+      value: (z) => o.mean(z),
+      hessianProduct: (_z, u) => o.mul(u, 0),
+    };
+    const w = tensor([[0.5], [0.25]], [2, 1], { backend: cpu, dtype: "float64" });
+    const opt = new SGN([w], { curvature: "hessian", dampRho: 0, lineSearch: false, mode });
+    try {
+      const rec = await opt.step((w) => o.matmul(x, w), loss);
+      assert.equal(rec.negativeCurvature, true);
+      assert.equal(rec.cgIters, 1);
+      // g = mean over the rows of x: [2, 0.5].
+      assert.deepEqual(Array.from(await opt.params[0].data()), [0.5 - 2, 0.25 - 0.5]);
+    } finally {
+      opt.dispose();
+      x.dispose();
+    }
+  });
+}
+
 Deno.test("curvature: negative curvature after the first CG iteration returns the iterate so far (float64, both forms)", async () => {
   const { p, want } = negativeCase(2);
   for (const mode of ["host", "device"] as const) {
