@@ -68,9 +68,9 @@ export {
   type MlpOptions,
   type Network,
 } from "./models/networks.ts";
-export type { ModelFn, Optimizer } from "./sgn/optimizer.ts";
+export type { CurvatureBatch, ModelFn, Optimizer } from "./sgn/optimizer.ts";
 export { SGN, type SgnStepRecord } from "./sgn/sgn.ts";
-export type { ResolvedSgnOptions, RhoDecay, SgnOptions } from "./sgn/options.ts";
+export type { Curvature, ResolvedSgnOptions, RhoDecay, SgnOptions } from "./sgn/options.ts";
 export { Adam, type AdamOptions, type LrSchedule, SGD, type SgdOptions } from "./sgn/baselines.ts";
 export {
   type Dataset,

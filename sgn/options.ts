@@ -11,10 +11,10 @@ import { SgnError, showValue } from "../backend.ts";
 export type RhoDecay = "const" | "linear" | "cos";
 
 /** The curvature matrices CG's products can use (see {@link SgnOptions.curvature}). */
-export const CURVATURES = ["ggn", "hessian", "fisher"] as const;
+export type Curvature = "ggn" | "hessian" | "fisher";
 
-/** One of {@link CURVATURES}. */
-export type Curvature = (typeof CURVATURES)[number];
+/** Every {@link Curvature}, in the order the help texts list them. */
+export const CURVATURES: readonly Curvature[] = ["ggn", "hessian", "fisher"];
 
 /** Hyperparameters of {@link SGN}; every field is optional. */
 export interface SgnOptions {
