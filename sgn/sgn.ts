@@ -281,26 +281,11 @@ export class SGN implements Optimizer {
         ? (r: Tensor) => precondT(r, solved.mHat, opt.trustRegion ? rho : opt.dampRho, opt.alphaExp)
         : undefined;
       const budget = cgBudget(opt, t);
-      const indefinite = opt.curvature === "hessian";
+      // Whether CG stops at negative curvature (only the Hessian can have it).
+      const neg = opt.curvature === "hessian";
       const cg = host
-        ? await cgHost(
-          apply,
-          solved.mHat,
-          precond,
-          budget,
-          opt.cgTol,
-          () => readbacks++,
-          indefinite,
-        )
-        : await cgDevice(
-          apply,
-          solved.mHat,
-          precond,
-          budget,
-          opt.cgTol,
-          () => readbacks++,
-          indefinite,
-        );
+        ? await cgHost(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++, neg)
+        : await cgDevice(apply, solved.mHat, precond, budget, opt.cgTol, () => readbacks++, neg);
       temps.push(cg.d, cg.r, cg.iters, cg.rMax);
       if (cg.negative) temps.push(cg.negative);
       const negativeAt = cg.negative ? 1 : 0;

@@ -103,8 +103,8 @@ export const MUTANTS: Mutant[] = [
   // --- negative curvature ------------------------------------------------------------------
   {
     file: "sgn/sgn.ts",
-    find: 'const indefinite = opt.curvature === "hessian";',
-    replace: "const indefinite = false;",
+    find: 'const neg = opt.curvature === "hessian";',
+    replace: "const neg = false;",
     what: "[i22-curv] CG does not stop at negative curvature with the Hessian",
     tests: CURV,
   },
