@@ -39,10 +39,13 @@ export { NumpyRandomState, PythonRandom, Random } from "./random.ts";
 export * as ops from "./autodiff/ops.ts";
 export type { TensorLike } from "./autodiff/ops.ts";
 export {
+  type CurvatureOperator,
+  fisherLinearize,
   ggnLinearize,
   type GgnOperator,
   ggnvp,
   grad,
+  hessianLinearize,
   hvp,
   jvp,
   type LinearFn,
@@ -65,9 +68,9 @@ export {
   type MlpOptions,
   type Network,
 } from "./models/networks.ts";
-export type { ModelFn, Optimizer } from "./sgn/optimizer.ts";
+export type { CurvatureBatch, ModelFn, Optimizer } from "./sgn/optimizer.ts";
 export { SGN, type SgnStepRecord } from "./sgn/sgn.ts";
-export type { CgStop, ResolvedSgnOptions, RhoDecay, SgnOptions } from "./sgn/options.ts";
+export type { CgStop, Curvature, ResolvedSgnOptions, RhoDecay, SgnOptions } from "./sgn/options.ts";
 export { Adam, type AdamOptions, type LrSchedule, SGD, type SgdOptions } from "./sgn/baselines.ts";
 export {
   type Dataset,

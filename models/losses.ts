@@ -1,7 +1,8 @@
 /**
  * Losses on a model's outputs z (logits for classification, predictions for regression), each
- * with its output-space Hessian product in closed form for Gauss-Newton products, and accuracy.
- * Both average over the batch as the seed does (SGN-ALGORITHM.md, "Objects").
+ * with its output-space Hessian product in closed form for Gauss-Newton products, its per-example
+ * losses (for the empirical Fisher), and accuracy. Both average over the batch as the seed does
+ * (SGN-ALGORITHM.md, "Objects"): `value(z)` is the mean of `perExample(z)`.
  *
  * @module
  */
@@ -26,7 +27,7 @@ function checkTargets(z: Tensor, targets: Tensor, what: string): void {
 /**
  * Softmax cross-entropy averaged over the batch, with targets as one-hot rows [N, C]
  * (see {@link oneHot}). H_L u = (s * u - s (s . u)) / N row by row, s = softmax(z). Its
- * `metric` is the batch accuracy.
+ * `perExample` is -sum_c t_ic log s_ic for each row i, its `metric` the batch accuracy.
  *
  * @example
  * ```ts
@@ -47,12 +48,17 @@ export function softmaxCrossEntropy(targets: Tensor): OutputLoss {
       const s = o.softmax(z);
       return o.mul(o.mul(s, o.sub(u, o.sum(o.mul(s, u), -1, true))), 1 / z.shape[0]);
     },
+    perExample(z) {
+      checkTargets(z, targets, "softmaxCrossEntropy");
+      return o.neg(o.sum(o.mul(targets, o.logSoftmax(z)), -1));
+    },
     metric: (z) => accuracy(z, targets),
   };
 }
 
 /**
- * Mean squared error over all N x D outputs. H_L u = 2 u / (N D).
+ * Mean squared error over all N x D outputs. H_L u = 2 u / (N D); `perExample` is each row's
+ * mean (1/D) sum_j (z_ij - t_ij)^2.
  *
  * @example
  * ```ts
@@ -71,6 +77,10 @@ export function meanSquaredError(targets: Tensor): OutputLoss {
     hessianProduct(z, u) {
       checkTargets(z, targets, "meanSquaredError");
       return o.mul(u, 2 / z.size);
+    },
+    perExample(z) {
+      checkTargets(z, targets, "meanSquaredError");
+      return o.mean(o.square(o.sub(z, targets)), -1);
     },
   };
 }

@@ -8,6 +8,16 @@
  * from a decayed earlier solution, the relative-progress stop, and the iterates kept for CG
  * backtracking ({@link backtrack} chooses among them).
  *
+ * Negative curvature: with `stopAtNegative` (an operator A that may be indefinite, such as the
+ * damped Hessian H + rho I), both forms stop at the first search direction p with p.A p <= 0, as
+ * Nocedal & Wright's Algorithm 7.1 (and Martens 2010, section 4.1) do. They return the iterate so
+ * far or, when that happens in the first iteration from d0 = 0 (where the iterate would be no step
+ * at all), the first search direction p0 = -M^-1 b (steepest descent, preconditioned when M is
+ * given), unscaled as in Algorithm 7.1: the line search chooses its length. r is then b + A p0
+ * (A p0 was just computed), so the quadratic model's predicted change stays exact. The iterations
+ * counted are the updates of d (1 for the steepest-descent direction). From a warm start the
+ * iterate so far (d0) is a step already, and is returned as it is.
+ *
  * @module
  */
 
@@ -101,6 +111,8 @@ export interface CgSpec {
   relative?: boolean;
   /** Keep the iterates at iterations ceil(1.3^j) ({@link isSavePoint}) for backtracking. */
   save?: boolean;
+  /** Stop at negative curvature (see the module's notes), for operators that may be indefinite. */
+  stopAtNegative?: boolean;
   /** Called once per readback. */
   countReadback: () => void;
 }
@@ -127,6 +139,8 @@ export interface CgResult {
   rMax: Tensor;
   /** With `relative`: 1 when the relative-progress rule stopped CG, else 0 (a scalar). */
   relStop?: Tensor;
+  /** With `stopAtNegative`: 1 when CG stopped at negative curvature, else 0 (a scalar). */
+  negative?: Tensor;
   /** With `save`: the iterates kept before the last, in order; else empty. */
   saved: SavedIterate[];
 }
@@ -141,6 +155,8 @@ interface CgState {
   active: Tensor;
   iters: Tensor;
   relStop?: Tensor;
+  /** With `stopAtNegative`: 1 once negative curvature was met. */
+  negative?: Tensor;
 }
 
 /** Disposes the tensors of `state` that are neither in `next` nor in `keep` (not CG's to free). */
@@ -173,6 +189,7 @@ function phiT(x: Tensor, r: Tensor, b: Tensor): Tensor {
  */
 export async function cgDevice(spec: CgSpec): Promise<CgResult> {
   const { apply, b, precond, budget, tol, warmStart, relative, save, countReadback } = spec;
+  const stopAtNegative = spec.stopAtNegative ?? false;
   const zero = full([], 0, { backend: b.backend, dtype: b.dtype });
   let s: CgState | undefined;
   // Tensors that retire() leaves alone: the caller's b and the kept iterates.
@@ -195,6 +212,7 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
         active: o.onesLike(ry),
         iters: o.zerosLike(ry),
         ...(relative ? { relStop: o.zerosLike(ry) } : {}),
+        ...(stopAtNegative ? { negative: o.zerosLike(ry) } : {}),
       };
     });
     for (let k = 0; k < budget; k++) {
@@ -207,11 +225,17 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
       const w = relativeWindow(i);
       const before = relative && i > w ? phis.get(i - w) : undefined;
       const { state: next, phi } = scope(() => {
-        const running = o.mul(cur.active, o.greater(maxAbsT(cur.r), tol));
-        const iters = o.add(cur.iters, running);
+        const started = o.mul(cur.active, o.greater(maxAbsT(cur.r), tol));
         const q = apply(cur.p);
+        const pq = o.dot(cur.p, q);
+        // Negative curvature stops CG (0 >= pq is false for NaN, so a non-finite product still
+        // reaches the caller's checks); in the first iteration from d0 = 0 the step is p itself.
+        const first = k === 0 && !warmStart;
+        const neg = stopAtNegative ? o.mul(started, o.greaterEqual(0, pq)) : undefined;
+        const running = neg ? o.sub(started, neg) : started;
+        const iters = o.add(cur.iters, neg && first ? started : running);
         // Frozen iterations take a = b = 0 through a select, so 0/0 there cannot poison d.
-        const a = o.where(running, o.div(cur.ry, o.dot(cur.p, q)), zero);
+        const a = o.where(running, o.div(cur.ry, pq), neg && first ? neg : zero);
         const d = axpyT(a, cur.p, cur.d);
         const r = axpyT(a, q, cur.r);
         const y = precond ? precond(r) : r;
@@ -221,6 +245,7 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
         // The relative rule, as the host form tests it: a stop freezes the following iterations.
         let active = running;
         let relStop = cur.relStop;
+        const negative = neg ? o.add(cur.negative!, neg) : undefined;
         const phi = relative ? phiT(d, r, b) : undefined;
         if (phi && before) {
           const progress = o.div(o.sub(phi, before), phi);
@@ -238,6 +263,7 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
           active,
           iters,
           ...(relStop ? { relStop } : {}),
+          ...(negative ? { negative } : {}),
         };
         // The iterate is carried to the next iteration: computed now, so that its expressions
         // (and the buffers they read) do not grow with the iteration count.
@@ -257,7 +283,7 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
         keep.add(next.d).add(next.r);
       }
     }
-    const { d, r, iters, relStop } = s;
+    const { d, r, iters, relStop, negative } = s;
     // The last kept iterate may be the last iterate itself: it is handed back once.
     if (saved.at(-1)?.d === d) saved.pop();
     const result: CgResult = {
@@ -266,6 +292,7 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
       iters,
       rMax: maxAbsT(r),
       ...(relStop ? { relStop } : {}),
+      ...(negative ? { negative } : {}),
       saved,
     };
     retire(s, result, keep);
@@ -288,6 +315,7 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
  */
 export async function cgHost(spec: CgSpec): Promise<CgResult> {
   const { apply, b, precond, budget, tol, warmStart, relative, save, countReadback } = spec;
+  const stopAtNegative = spec.stopAtNegative ?? false;
   /** Reads a one-element tensor and frees it. */
   const read = async (t: Tensor) => {
     try {
@@ -321,12 +349,29 @@ export async function cgHost(spec: CgSpec): Promise<CgResult> {
     if (y !== r) drop(y);
     let k = 0;
     let relStop = false;
+    let negative = false;
     // phi(x_i) by i, for the relative rule.
     const phis: number[] = [];
     let rMax = await read(maxAbsT(r));
     while (k < budget && rMax > tol) {
       const q = hold(apply(p));
-      const a = ry / (await read(o.dot(p, q)));
+      const pq = await read(o.dot(p, q));
+      if (stopAtNegative && pq <= 0) {
+        // Negative curvature (see the module's notes): the iterate so far, or p0 at once.
+        negative = true;
+        if (k === 0 && !warmStart) {
+          drop(d);
+          d = hold(copyT(p).realize());
+          const rNext = hold(axpyT(1, q, r).realize());
+          drop(r);
+          r = rNext;
+          k = 1;
+          rMax = await read(maxAbsT(r));
+        }
+        drop(q);
+        break;
+      }
+      const a = ry / pq;
       const dNext = hold(axpyT(a, p, d).realize());
       drop(d);
       d = dNext;
@@ -366,6 +411,7 @@ export async function cgHost(spec: CgSpec): Promise<CgResult> {
       iters: scalar(k),
       rMax: scalar(rMax),
       ...(relative ? { relStop: scalar(relStop ? 1 : 0) } : {}),
+      ...(stopAtNegative ? { negative: scalar(negative ? 1 : 0) } : {}),
       saved,
     };
     held.clear();

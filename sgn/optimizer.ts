@@ -12,6 +12,13 @@ import { SgnError, showValue } from "../backend.ts";
 /** A model as a function of its parameters on one mini-batch (its outputs z). */
 export type ModelFn = (...params: Tensor[]) => Tensor;
 
+/**
+ * The model and loss of the first `rows` rows of a step's mini-batch: how a caller hands an
+ * optimizer a curvature mini-batch (SGN's option `curvatureBatch`), since the optimizer sees the
+ * batch only through closures. Tensors it makes stay the caller's, alive until the step ends.
+ */
+export type CurvatureBatch = (rows: number) => { model: ModelFn; loss: OutputLoss };
+
 /** The interface SGN, SGD and Adam share, so that a training loop can swap them. */
 export interface Optimizer {
   /** The current parameters (owned by the optimizer; replaced by each step). */
@@ -19,8 +26,14 @@ export interface Optimizer {
   /**
    * One step on the mini-batch whose model and loss are given: the loss before the step and,
    * when the loss has a metric, that metric on outputs the step evaluated anyway.
+   * `curvatureBatch`, when given, makes the model and loss of the batch's first rows (for
+   * optimizers that use a curvature mini-batch; the others ignore it).
    */
-  step(model: ModelFn, loss: OutputLoss): Promise<{ loss: number; metric?: number }>;
+  step(
+    model: ModelFn,
+    loss: OutputLoss,
+    curvatureBatch?: CurvatureBatch,
+  ): Promise<{ loss: number; metric?: number }>;
   /** Frees the parameters and the optimizer's state. */
   dispose(): void;
 }

@@ -10,6 +10,12 @@ import { SgnError, showValue } from "../backend.ts";
 /** Damping schedules used when the trust region is off. */
 export type RhoDecay = "const" | "linear" | "cos";
 
+/** The curvature matrices CG's products can use (see {@link SgnOptions.curvature}). */
+export type Curvature = "ggn" | "hessian" | "fisher";
+
+/** Every {@link Curvature}, in the order the help texts list them. */
+export const CURVATURES: readonly Curvature[] = ["ggn", "hessian", "fisher"];
+
 /** Hyperparameters of {@link SGN}; every field is optional. */
 export interface SgnOptions {
   /** DAMP_RHO: Levenberg-Marquardt damping rho (initial value with the trust region). 1e-3. */
@@ -98,6 +104,59 @@ export interface SgnOptions {
    * extra readback per step. false.
    */
   cgBacktrack?: boolean;
+
+  // --- curvature (issue 22): which matrix CG multiplies by, and on how many rows ---------------
+  /**
+   * CURVATURE: the matrix C of CG's damped system (C + rho I) d = -m. "ggn" (default, the
+   * seed's): the generalized Gauss-Newton G = J^T H_L J. "hessian": the Hessian of the
+   * mini-batch loss (H v forward over reverse, the gradient linearized once per step); it is
+   * indefinite away from a minimum, so CG stops at negative curvature (p.(H + rho I) p <= 0:
+   * the iterate so far, or the first search direction when that happens at once; Nocedal &
+   * Wright, Algorithm 7.1). "fisher": the empirical Fisher F = (1/N) J_l^T J_l, J_l the Jacobian
+   * of the per-example losses (the loss needs `perExample`).
+   */
+  curvature?: Curvature;
+  /**
+   * CURVATURE_BATCH: the rows of the mini-batch CG's products use (Martens 2010; Byrd et al.
+   * 2011), the gradient always using the whole batch. A fraction of the batch in (0, 1]
+   * (f N rows, rounded, at least 1) or a number of rows, an integer > 1 (at most the batch); 1, the default, is
+   * the whole batch. Anything else needs the step's third argument, the model and loss of the
+   * batch's first rows (`train` passes it; its batches are shuffled, so those rows are a random
+   * subset).
+   */
+  curvatureBatch?: number;
+}
+
+/**
+ * Why `v` cannot be {@link SgnOptions.curvatureBatch} (what it must be), or undefined when it
+ * can: the one definition of its bounds, for the optimizer and for the `--curvature_batch` flag.
+ */
+export function curvatureBatchProblem(v: unknown): string | undefined {
+  const ok = typeof v === "number" && Number.isFinite(v) && v > 0 && v <= MAX_CURVATURE_ROWS &&
+    (v <= 1 || Number.isInteger(v));
+  return ok ? undefined : CURVATURE_BATCH_RANGE;
+}
+
+/** The most rows {@link SgnOptions.curvatureBatch} may name (the settings' largest batch). */
+export const MAX_CURVATURE_ROWS = 10_000_000;
+
+const CURVATURE_BATCH_RANGE = "a fraction of the batch in (0, 1] or a number of rows (an " +
+  `integer from 2 up to ${MAX_CURVATURE_ROWS})`;
+
+/**
+ * The rows of an N-row batch that CG's products use under {@link SgnOptions.curvatureBatch}:
+ * f N rounded for a fraction f (at least 1), else the number given (at most N).
+ *
+ * @example
+ * ```ts
+ * import { curvatureRows } from "./options.ts";
+ * console.log(curvatureRows(0.25, 1000), curvatureRows(300, 1000), curvatureRows(300, 200)); // 250 300 200
+ * ```
+ */
+export function curvatureRows(curvatureBatch: number, n: number): number {
+  // Rounded, not ceil: f N carries rounding errors (0.1 * 30 = 3.0000000000000004).
+  const rows = curvatureBatch <= 1 ? Math.round(curvatureBatch * n) : curvatureBatch;
+  return Math.max(1, Math.min(n, rows));
 }
 
 /** How CG stops: the seed's budget and tolerance, or Martens' relative-progress rule as well. */
@@ -150,6 +209,8 @@ export const SGN_DEFAULTS: ResolvedSgnOptions = {
   cgWarmStart: 0,
   cgStop: "fixed",
   cgBacktrack: false,
+  curvature: "ggn",
+  curvatureBatch: 1,
 };
 
 /** The most CG iterations one step may run (cgMaxIters, cgMinIters). */
@@ -300,6 +361,20 @@ export function resolveSgnOptions(options: SgnOptions = {}): ResolvedSgnOptions 
     "CG_BACKTRACK",
     "true or false",
     opts.cgBacktrack,
+  );
+  check(
+    CURVATURES.includes(opts.curvature),
+    "curvature",
+    "CURVATURE",
+    CURVATURES.map((c) => `"${c}"`).join(", ").replace(/, ([^,]*)$/, " or $1"),
+    opts.curvature,
+  );
+  check(
+    curvatureBatchProblem(opts.curvatureBatch) === undefined,
+    "curvatureBatch",
+    "CURVATURE_BATCH",
+    CURVATURE_BATCH_RANGE,
+    opts.curvatureBatch,
   );
   return opts;
 }

@@ -22,10 +22,18 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError, showValue } from "../backend.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
-import { ggnLinearize, type OutputLoss, valueAndGrad } from "../autodiff/transforms.ts";
+import {
+  type CurvatureOperator,
+  fisherLinearize,
+  fisherOf,
+  ggnLinearize,
+  hessianLinearize,
+  type OutputLoss,
+  valueAndGrad,
+} from "../autodiff/transforms.ts";
 import { checkParams, flatten, precondT, unflatten } from "./vectors.ts";
 import {
   axpyT,
@@ -37,11 +45,13 @@ import {
   maxAbsT,
 } from "./cg.ts";
 import { lineSearch, nextTrustRegionRho, type Try } from "./rules.ts";
-import { type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
+import { type CurvatureBatch, type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
 
-export type { ModelFn, Optimizer } from "./optimizer.ts";
+export type { CurvatureBatch, ModelFn, Optimizer } from "./optimizer.ts";
 import {
   cgBudget,
+  type Curvature,
+  curvatureRows,
   type ResolvedSgnOptions,
   resolveSgnOptions,
   scheduledRho,
@@ -96,7 +106,20 @@ export interface SgnStepRecord {
    * evaluated, from the last backwards; empty without.
    */
   cgBacktrackLosses: number[];
+  /** The curvature CG multiplied by (the option `curvature`). */
+  curvature: Curvature;
+  /** The rows of the batch CG's products used (the option `curvatureBatch`). */
+  curvatureRows: number;
+  /** Whether CG stopped at negative curvature (only the "hessian" curvature can meet it). */
+  negativeCurvature: boolean;
 }
+
+/** Each curvature's operator on a batch of its own (sgn/options.ts, `curvature`). */
+const LINEARIZE = {
+  ggn: ggnLinearize,
+  hessian: hessianLinearize,
+  fisher: fisherLinearize,
+} as const satisfies Record<Curvature, unknown>;
 
 /** Reads one-element tensors and a few more scalars in a single readback. */
 async function readScalars(scalars: Tensor[]): Promise<number[]> {
@@ -163,13 +186,79 @@ export class SGN implements Optimizer {
 
   /**
    * One SGN step on a mini-batch: `model(...params)` gives its outputs, `loss` scores them. A
-   * second call before this one's promise settles is refused.
+   * second call before this one's promise settles is refused. `curvatureBatch(rows)` gives the
+   * model and loss of the batch's first `rows` rows, for the option `curvatureBatch` (needed
+   * only when that option is set; its tensors stay the caller's).
    */
-  step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
-    return this.#guard.run(() => this.#step(model, loss), model, loss);
+  step(
+    model: ModelFn,
+    loss: OutputLoss,
+    curvatureBatch?: CurvatureBatch,
+  ): Promise<SgnStepRecord> {
+    return this.#guard.run(() => this.#step(model, loss, curvatureBatch), model, loss);
   }
 
-  async #step(model: ModelFn, loss: OutputLoss): Promise<SgnStepRecord> {
+  /**
+   * The curvature operator of this step: `G` itself (the seed's), or built on `G` (the Fisher
+   * of the whole batch), or on the first `rows` rows of the batch, or the Hessian.
+   */
+  #curvature(
+    G: CurvatureOperator,
+    model: ModelFn,
+    loss: OutputLoss,
+    sub: CurvatureBatch | undefined,
+  ): { op: CurvatureOperator; own: boolean; rows: number } {
+    const opt = this.options;
+    const n = G.outputs.shape[0];
+    if (opt.curvatureBatch !== 1 && typeof sub !== "function") {
+      throw new SgnError(
+        `SGN.step: the option curvatureBatch (${opt.curvatureBatch}) needs the step's third ` +
+          "argument, (rows) => ({ model, loss }) on the batch's first rows (train() passes " +
+          `it), got ${showValue(sub)}; or leave curvatureBatch at 1 (the whole batch)`,
+      );
+    }
+    const rows = curvatureRows(opt.curvatureBatch, n);
+    let part = { model, loss };
+    if (rows < n) {
+      part = sub!(rows);
+      if (typeof part?.model !== "function" || typeof part?.loss?.value !== "function") {
+        throw new SgnError(
+          `SGN.step: the curvature batch (${rows} rows) must be { model, loss } as the step's ` +
+            `own, got ${showValue(part)}`,
+        );
+      }
+    }
+    if (opt.curvature === "fisher" && typeof part.loss.perExample !== "function") {
+      throw new SgnError(
+        'SGN.step: the curvature "fisher" needs the loss\'s perExample(z), the per-example ' +
+          "losses whose mean is its value (softmaxCrossEntropy and meanSquaredError have it); " +
+          'this loss has none: give it one, or use the curvature "ggn" or "hessian"',
+      );
+    }
+    // The whole batch: the Gauss-Newton matrix and the Fisher live on the step's own record.
+    if (rows === n && opt.curvature !== "hessian") {
+      return opt.curvature === "ggn"
+        ? { op: G, own: false, rows }
+        : { op: fisherOf(G, loss), own: true, rows };
+    }
+    const linearize = LINEARIZE[opt.curvature];
+    const op = linearize(part.model, part.loss, [...this.#params]);
+    const got = op.outputs.shape[0];
+    if (got !== rows) {
+      op.dispose();
+      throw new SgnError(
+        `SGN.step: the curvature batch's model gives ${got} rows; ${rows} were asked for ` +
+          `(curvatureBatch ${opt.curvatureBatch} of a batch of ${n})`,
+      );
+    }
+    return { op, own: true, rows };
+  }
+
+  async #step(
+    model: ModelFn,
+    loss: OutputLoss,
+    sub: CurvatureBatch | undefined,
+  ): Promise<SgnStepRecord> {
     const opt = this.options;
     const t = this.t + 1;
     const be = this.#params[0].backend;
@@ -183,12 +272,16 @@ export class SGN implements Optimizer {
     const host = opt.mode === "host" || (opt.mode === "auto" && be.hostReadback);
     let readbacks = 0;
 
-    // One recorded forward pass serves the gradient (J^T dL/dz) and every G p of CG.
+    // One recorded forward pass serves the gradient (J^T dL/dz) and every G p of CG (with the
+    // default curvature; the others linearize what they need beside it).
     const G = ggnLinearize(model, loss, [...this.#params]);
     // Every tensor of this step that outlives a scope, freed however the step ends (the new
     // momentum is taken out when the step commits).
     const temps: Tensor[] = [];
+    let C: { op: CurvatureOperator; own: boolean; rows: number } | undefined;
     try {
+      C = this.#curvature(G, model, loss, sub);
+      const curvature = C.op;
       const solved = scope(() => {
         const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
         const g = flatten(G.vjp(gz));
@@ -207,7 +300,7 @@ export class SGN implements Optimizer {
       if (solved.momentum) temps.push(solved.momentum);
       const apply = (p: Tensor) =>
         scope(() => {
-          const gp = flatten(G.apply(...unflatten(p, this.#shapes)));
+          const gp = flatten(curvature.apply(...unflatten(p, this.#shapes)));
           return o.add(o.mul(p, rho), gp);
         });
       const precond = opt.cgPrec
@@ -224,10 +317,14 @@ export class SGN implements Optimizer {
         ...(warm ? { warmStart: { from: this.#lastD!, decay: opt.cgWarmStart } } : {}),
         relative: opt.cgStop === "relative",
         save: opt.cgBacktrack,
+        // Only the Hessian can have negative curvature.
+        stopAtNegative: opt.curvature === "hessian",
         countReadback: () => readbacks++,
       };
       const cg = host ? await cgHost(spec) : await cgDevice(spec);
       temps.push(cg.d, cg.r, cg.iters, cg.rMax, ...(cg.relStop ? [cg.relStop] : []));
+      if (cg.negative) temps.push(cg.negative);
+      const negativeAt = cg.negative ? 1 : 0;
       for (const it of cg.saved) temps.push(it.d, it.r);
       // CG backtracking: the iterate the rest of the step uses (by default CG's last).
       const chosen: ChosenIterate | undefined = opt.cgBacktrack
@@ -263,15 +360,26 @@ export class SGN implements Optimizer {
           { length: Math.max(0, firstBatch - known.length) },
           (_, i) => lossAt(opt.alpha * opt.rhoLs ** (i + known.length)),
         ).flat();
-        return [solved.l0, cg.iters, cg.rMax, pred, md, dMax, ...before, ...evaluated];
+        return [
+          solved.l0,
+          cg.iters,
+          cg.rMax,
+          pred,
+          md,
+          dMax,
+          ...(cg.negative ? [cg.negative] : []),
+          ...before,
+          ...evaluated,
+        ];
       });
       temps.push(...head);
       const values = await readScalars([...head, ...(cg.relStop ? [cg.relStop] : [])]);
       readbacks++;
       head.forEach((h) => h !== solved.l0 && h.dispose());
       const [l0, cgIters, cgResidual, predicted, md, dMax] = values;
+      const negativeCurvature = negativeAt ? values[6] > 0 : false;
       const perTry = loss.metric ? 2 : 1;
-      const rest = values.slice(6 + metricBefore, head.length);
+      const rest = values.slice(6 + negativeAt + metricBefore, head.length);
       // Loss (and metric) of each candidate evaluated so far.
       const tried = [
         ...known,
@@ -315,7 +423,7 @@ export class SGN implements Optimizer {
       const a = searched?.alpha ?? opt.alpha;
       const l1 = searched?.loss ?? l0;
       const tries = searched?.losses.length ?? 0;
-      const metric = searched ? searched.metric : metricBefore ? values[6] : undefined;
+      const metric = searched ? searched.metric : metricBefore ? values[6 + negativeAt] : undefined;
       if (!Number.isFinite(l1)) {
         throw new SgnError(
           `SGN step ${t}: the loss after the step is ${l1} at step size ${a} ` +
@@ -368,8 +476,12 @@ export class SGN implements Optimizer {
         cgRelativeStop: cg.relStop ? values[head.length] === 1 : false,
         cgIterate: chosen?.iter ?? cgIters,
         cgBacktrackLosses: chosen?.tries.map((t) => t.loss) ?? [],
+        curvature: opt.curvature,
+        curvatureRows: C.rows,
+        negativeCurvature,
       };
     } finally {
+      if (C?.own) C.op.dispose();
       G.dispose();
       for (const k of temps) k.dispose();
     }

@@ -27,6 +27,11 @@ export interface FlagSpec {
   /** Inclusive bounds of a number (or of each integer of `ints`). */
   min?: number;
   max?: number;
+  /**
+   * A number's rule beyond its bounds, defined where the value is used (e.g. an optimizer's
+   * check): what the value must be when `value` breaks it, else undefined.
+   */
+  rule?: (value: number) => string | undefined;
   /** A one-letter alias (`-h`). */
   short?: string;
 }
@@ -75,6 +80,7 @@ export function checkFlag(name: string, s: FlagSpec, value: unknown, text = show
       ) {
         throw bad(`a number from ${s.min ?? "-Infinity"}${range}`);
       }
+      if (s.rule?.(value) !== undefined) throw bad(s.rule(value)!);
       break;
     case "ints":
       if (

@@ -296,9 +296,29 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
         opts.backend,
         opts.dtype,
       );
+      // A curvature mini-batch (SGN's curvatureBatch) is the batch's first rows: the batch is a
+      // window of a shuffled order, so they are a uniformly random subset of it.
+      const parts: Tensor[] = [];
+      const lossOf = (t: Tensor) => classification ? softmaxCrossEntropy(t) : meanSquaredError(t);
+      const firstRows = (m: number) => {
+        const part = batchOf(
+          opts.train,
+          batch.subarray(0, m),
+          opts.network,
+          opts.task,
+          opts.backend,
+          opts.dtype,
+        );
+        parts.push(part.x, part.y);
+        return { model: (...p: Tensor[]) => opts.network.forward(p, part.x), loss: lossOf(part.y) };
+      };
       try {
-        const lossFn = classification ? softmaxCrossEntropy(y) : meanSquaredError(y);
-        const rec = await opts.optimizer.step((...p) => opts.network.forward(p, x), lossFn);
+        const lossFn = lossOf(y);
+        const rec = await opts.optimizer.step(
+          (...p) => opts.network.forward(p, x),
+          lossFn,
+          firstRows,
+        );
         lossSum += rec.loss;
         if (classification) {
           // The batch accuracy where the seed scores it (the optimizer reports it from outputs
@@ -327,6 +347,7 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
       } finally {
         x.dispose();
         y.dispose();
+        for (const t of parts) t.dispose();
       }
     }
     const avgLoss = lossSum / stepsPerEpoch;

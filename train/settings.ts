@@ -17,6 +17,8 @@ import { BACKEND_CHOICES } from "../autodiff/device.ts";
 import {
   CG_STOP_CHOICES,
   CG_WARM_START_RANGE,
+  curvatureBatchProblem,
+  CURVATURES,
   SGN_DEFAULTS,
   type SgnOptions,
 } from "../sgn/options.ts";
@@ -246,6 +248,27 @@ export const SETTINGS = {
     seedKey: { SGN: "CG_BACKTRACK" },
     omitDefault: true,
   },
+  // --- curvature (issue 22): the matrix of CG's products and the rows they use ----------------
+  curvature: {
+    kind: "choice",
+    choices: CURVATURES,
+    default: SGN_DEFAULTS.curvature,
+    help: "SGN: curvature of CG's products: ggn (Gauss-Newton, the seed's) | hessian (exact; CG " +
+      "stops at negative curvature) | fisher (empirical Fisher) (CURVATURE)",
+    option: { SGN: "curvature" },
+    seedKey: { SGN: "CURVATURE" },
+    omitDefault: true,
+  },
+  curvature_batch: {
+    kind: "number",
+    default: SGN_DEFAULTS.curvatureBatch,
+    rule: curvatureBatchProblem,
+    help: "SGN: rows of each batch that CG's products use: a fraction in (0, 1] or a number of " +
+      "rows (an integer > 1); 1 is the whole batch (CURVATURE_BATCH)",
+    option: { SGN: "curvatureBatch" },
+    seedKey: { SGN: "CURVATURE_BATCH" },
+    omitDefault: true,
+  },
   lr: {
     kind: "number",
     default: 0.001,
@@ -447,7 +470,7 @@ export function trainHelp(): string {
     "Trains a network as the seed's mlp.py / conv_net.py do and writes config.json and",
     "results.json (the seed's keys) into <path>/<f>; a finished or live run is never overwritten.",
     "",
-    ...flagHelp(SETTINGS),
+    ...flagHelp(SETTINGS, Math.max(...NAMES.map((n) => n.length))),
   ].join("\n");
 }
 
