@@ -62,6 +62,10 @@ const ABLATION_OPTIONS: Record<string, Partial<TrainSettings>> = {
   // it waits at least 10 iterations).
   relstop50: { cg_stop: "relative", cg_max_iter: 50, cg_min_iter: 50 },
   backtrack: { cg_backtrack: true },
+  // A quarter of the batch for CG's products (Martens 2010; Byrd et al. 2011).
+  "cb0.25": { curvature_batch: 0.25 },
+  hessian: { curvature: "hessian" },
+  fisher: { curvature: "fisher" },
 };
 
 /** The seed's SGN settings in every experiment (its scripts' configuration). */
