@@ -23,6 +23,7 @@ import {
   UNARY,
 } from "../kernel/ir.ts";
 import { KernelCache } from "../kernel/cache.ts";
+import { ERF_TABLE, ERF_TERMS, TWO_OVER_SQRT_PI } from "../kernel/erf.ts";
 import { pruneFunctions } from "./source.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 
@@ -82,6 +83,36 @@ fn powF(a: f32, b: f32) -> f32 {
 fn log1pF32(u: f32) -> f32 {
   let series = u * (1.0 + u * (-0.5 + u * (1.0 / 3.0 + u * (-0.25 + u * (0.2 - u / 6.0)))));
   return select(series, log(1.0 + u), u >= 0.03125);
+}
+// log(1 + e^x) as max(x, 0) + log(1 + e^-|x|), with log1pF32 for the small e^-|x| of large |x|.
+fn softplusF(x: f32) -> f32 {
+  return select(0.0, x, x > 0.0) + log1pF32(exp(-abs(x)));
+}
+// erf by kernel/erf.ts's scheme in float32: the table erf(k/8) and the Taylor series of erf'
+// around it (around 0 below 1/2). erf(+-0) = +-0, NaN stays.
+fn erfF(x: f32) -> f32 {
+  let a = abs(x);
+  if (isNan(x) || x == 0.0) { return x; }
+  if (a >= 6.0) { return select(-1.0, 1.0, x > 0.0); }
+  var table = array<f32, ${ERF_TABLE.length}>(${ERF_TABLE.join(", ")});
+  let k = select(u32(round(a * 8.0)), 0u, a < 0.5);
+  let x0 = f32(k) * 0.125;
+  let h = a - x0;
+  var qPrev = 1.0;
+  var q = -2.0 * x0;
+  var p = h * h * 0.5;
+  var s = 0.0;
+  let n = select(${ERF_TERMS}u, ${2 * ERF_TERMS}u, k == 0u);
+  for (var j = 1u; j < n; j++) {
+    s += q * p;
+    let next = -2.0 * x0 * q - 2.0 * f32(j) * qPrev;
+    qPrev = q;
+    q = next;
+    p *= h / f32(j + 2u);
+  }
+  let c = ${TWO_OVER_SQRT_PI} * exp(-x0 * x0);
+  let r = table[k] + (c * h + c * s);
+  return select(r, -r, x < 0.0);
 }
 // Whether (v, i) replaces (acc, arg) in a max: the first NaN wins, then the first maximum.
 fn takesMax(acc: f32, arg: u32, v: f32, i: u32) -> bool {
