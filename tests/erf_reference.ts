@@ -104,3 +104,41 @@ export function ulp32(v: number): number {
   if (2 ** (p + 1) <= a) p++;
   return 2 ** (p - 23);
 }
+
+/** Gauss-Legendre's 5 nodes on [-1, 1] and their weights (closed forms). */
+const GL_NODES = [
+  0,
+  Math.sqrt(5 - 2 * Math.sqrt(10 / 7)) / 3,
+  -Math.sqrt(5 - 2 * Math.sqrt(10 / 7)) / 3,
+  Math.sqrt(5 + 2 * Math.sqrt(10 / 7)) / 3,
+  -Math.sqrt(5 + 2 * Math.sqrt(10 / 7)) / 3,
+];
+const GL_WEIGHTS = [
+  128 / 225,
+  (322 + 13 * Math.sqrt(70)) / 900,
+  (322 + 13 * Math.sqrt(70)) / 900,
+  (322 - 13 * Math.sqrt(70)) / 900,
+  (322 - 13 * Math.sqrt(70)) / 900,
+];
+
+/**
+ * erf(x) as 2/sqrt(pi) times the integral of e^(-t^2) over [0, x], by 5-point Gauss-Legendre
+ * quadrature on 24 equal panels (each at most 1/4 wide; +-1 beyond 6): within about 1e-15 of
+ * erf, relative, and smooth in x (the panels scale with x), so central differences of it are
+ * clean. Thousands of times faster than {@link erfReference}, for references of whole networks.
+ */
+export function erfQuadrature(x: number): number {
+  if (Number.isNaN(x)) return x;
+  if (Math.abs(x) >= 6) return Math.sign(x);
+  const panels = 24;
+  const h = x / panels;
+  let sum = 0;
+  for (let p = 0; p < panels; p++) {
+    const mid = (p + 0.5) * h;
+    for (let i = 0; i < 5; i++) {
+      const t = mid + (GL_NODES[i] * h) / 2;
+      sum += GL_WEIGHTS[i] * Math.exp(-t * t);
+    }
+  }
+  return (sum * h) / Math.sqrt(Math.PI);
+}
