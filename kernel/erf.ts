@@ -1,7 +1,7 @@
 /**
  * The error function, for the `erf` op of the kernel IR (and through it GELU): JavaScript has no
- * `Math.erf`, so the JavaScript lowerings call {@link erf} and WGSL's `erfF` runs the same scheme
- * in float32 (wgsl/codegen.ts).
+ * `Math.erf`, so the JavaScript lowerings call {@link erf}, and WGSL's `erfF` runs this scheme cut
+ * to float32 (every other table entry, fewer terms: wgsl/codegen.ts).
  *
  * The scheme: erf is odd, and 1 to float64 precision from |x| = 6 (erfc(6) = 2.2e-17). Below,
  * |x| = x0 + h with x0 = k/8 the nearest of a table of erf(k/8) (or x0 = 0 for |x| < 1/2, where
@@ -85,7 +85,7 @@ export const ERF_TABLE: readonly number[] = [
 ];
 
 /** Terms of the series around a table point (|h| <= 1/16); twice as many around 0. */
-export const ERF_TERMS = 12;
+const ERF_TERMS = 12;
 
 /** 2 / sqrt(pi). */
 export const TWO_OVER_SQRT_PI = 1.1283791670955126;

@@ -14,23 +14,22 @@ import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 
 /**
- * The hidden-layer nonlinearities by the names `mlp()` and the specs take: the seed's sigmoid,
- * relu and tanh, softplus log(1 + e^x), and GELU in its exact (erf) form, x Phi(x), as PyTorch's
- * default `nn.GELU()` (`ops.gelu`).
+ * The hidden-layer nonlinearities by the names `mlp()` and the specs take, in the order error
+ * messages list them: the seed's sigmoid, relu and tanh, softplus log(1 + e^x), and GELU in its
+ * exact (erf) form, x Phi(x), as PyTorch's default `nn.GELU()` (`ops.gelu`).
  */
-const ACTIVATIONS = {
+export const ACTIVATION_NAMES = ["sigmoid", "relu", "tanh", "softplus", "gelu"] as const;
+
+/** A hidden-layer nonlinearity: one of {@link ACTIVATION_NAMES}. */
+export type Activation = (typeof ACTIVATION_NAMES)[number];
+
+const ACTIVATIONS: Readonly<Record<Activation, (x: Tensor) => Tensor>> = {
   sigmoid: o.sigmoid,
   relu: o.relu,
   tanh: o.tanh,
   softplus: o.softplus,
   gelu: o.gelu,
-} as const satisfies Record<string, (x: Tensor) => Tensor>;
-
-/** A hidden-layer nonlinearity: one of {@link ACTIVATION_NAMES}. */
-export type Activation = keyof typeof ACTIVATIONS;
-
-/** The names of the nonlinearities, in the order error messages list them. */
-export const ACTIVATION_NAMES: readonly Activation[] = Object.keys(ACTIVATIONS) as Activation[];
+};
 
 /** A network: its initial parameters and its forward function (outputs before any softmax). */
 export interface Network {
