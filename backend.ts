@@ -25,23 +25,12 @@ export interface DeviceBuffer {
   readonly dtype: DType;
 }
 
-/** Element-wise unary operations. `step` is the derivative of relu: 1 where x > 0, else 0. */
-export type UnaryOp =
-  | "neg"
-  | "exp"
-  | "log"
-  | "sigmoid"
-  | "tanh"
-  | "relu"
-  | "square"
-  | "sqrt"
-  | "reciprocal"
-  | "abs"
-  | "sign"
-  | "step";
-
-/** The list of unary ops, for tests and validation. */
-export const UNARY_OPS: readonly UnaryOp[] = [
+/**
+ * The element-wise unary operations (one list; {@link UnaryOp} is its element type). `step` is
+ * the derivative of relu: 1 where x > 0, else 0. `softplus` is log(1 + e^x); `erf` the error
+ * function (kernel/erf.ts).
+ */
+export const UNARY_OPS = [
   "neg",
   "exp",
   "log",
@@ -54,7 +43,12 @@ export const UNARY_OPS: readonly UnaryOp[] = [
   "abs",
   "sign",
   "step",
-];
+  "softplus",
+  "erf",
+] as const;
+
+/** An element-wise unary operation: one of {@link UNARY_OPS}. */
+export type UnaryOp = (typeof UNARY_OPS)[number];
 
 /** Element-wise binary operations; comparisons return 1 where true and 0 where false. */
 export type BinaryOp =

@@ -59,6 +59,7 @@ export {
 export { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "./models/losses.ts";
 export {
   type Activation,
+  ACTIVATION_NAMES,
   ARCHITECTURES,
   convNet,
   type ConvNetSpec,

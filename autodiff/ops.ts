@@ -123,6 +123,13 @@ export const square = (x: Tensor): Tensor => bind("square", [x], undefined);
 export const sqrt = (x: Tensor): Tensor => bind("sqrt", [x], undefined);
 /** 1 / x. */
 export const reciprocal = (x: Tensor): Tensor => bind("reciprocal", [x], undefined);
+/** log(1 + e^x), without overflow (x + log(1 + e^-x) for x > 0); its derivative is sigmoid(x). */
+export const softplus = (x: Tensor): Tensor => bind("softplus", [x], undefined);
+/**
+ * The error function, 2/sqrt(pi) times the integral of e^(-t^2) from 0 to x: within 2 float64
+ * ulps (kernel/erf.ts; float32 on WebGPU as stated there).
+ */
+export const erf = (x: Tensor): Tensor => bind("erf", [x], undefined);
 /** 1 where x > 0, else 0 (the derivative of relu); its own derivative is zero. */
 export const step = (x: Tensor): Tensor => bind("step", [x], undefined);
 /** 1 where a > b, else 0 (not differentiable: zero derivative). */
@@ -355,7 +362,104 @@ export function maxPool2d(
   return bind("maxPool2d", [x, x], { kh, kw, strideH: sh, strideW: sw });
 }
 
+/**
+ * 2-D average pooling of x [n, c, h, w] with `size` windows (stride default = size; the border
+ * that no whole window covers is dropped, as in {@link maxPool2d}). Windows that tile the map
+ * (stride = size) are a reshape and a mean; others a convolution of each channel with a kernel
+ * of 1 / (kh kw). Composed of differentiable ops: its derivatives come from theirs.
+ *
+ * @example
+ * ```ts
+ * import { init, ops, tensor } from "../mod.ts";
+ * await init({ backend: "cpu" });
+ * const x = tensor([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], [1, 1, 4, 4]);
+ * console.log(await ops.avgPool2d(x, 2).data()); // 3.5, 5.5, 11.5, 13.5
+ * ```
+ */
+export function avgPool2d(
+  x: Tensor,
+  size: number | [number, number] = 2,
+  stride?: number | [number, number],
+): Tensor {
+  checkTensor(x, "avgPool2d: x");
+  const [kh, kw] = twoInts(size, "avgPool2d: size", 1);
+  const [sh, sw] = stride === undefined ? [kh, kw] : twoInts(stride, "avgPool2d: stride", 1);
+  if (x.rank !== 4) {
+    throw new SgnError(`avgPool2d: expects x [n, c, h, w], got [${x.shape.join(", ")}]`);
+  }
+  const [n, c, h, w] = x.shape;
+  const ho = Math.floor((h - kh) / sh) + 1;
+  const wo = Math.floor((w - kw) / sw) + 1;
+  if (ho < 1 || wo < 1) {
+    throw new SgnError(
+      `avgPool2d: a ${kh}x${kw} window with stride ${sh}x${sw} does not fit an input of ${h}x${w}`,
+    );
+  }
+  return scope(() => {
+    if (sh === kh && sw === kw) {
+      const covered = ho * kh === h && wo * kw === w
+        ? x
+        : slice(x, [0, 0, 0, 0], [n, c, ho * kh, wo * kw]);
+      return mean(reshape(covered, [n, c, ho, kh, wo, kw]), [3, 5]);
+    }
+    const kernel = mul(onesLike(x, [1, 1, kh, kw]), 1 / (kh * kw));
+    const y = conv2d(reshape(x, [n * c, 1, h, w]), kernel, { stride: [sh, sw] });
+    return reshape(y, [n, c, ho, wo]);
+  });
+}
+
+/** Global average pooling: the mean over height and width, [n, c, h, w] -> [n, c]. */
+export function globalAvgPool2d(x: Tensor): Tensor {
+  checkTensor(x, "globalAvgPool2d: x");
+  if (x.rank !== 4) {
+    throw new SgnError(`globalAvgPool2d: expects x [n, c, h, w], got [${x.shape.join(", ")}]`);
+  }
+  return mean(x, [2, 3]);
+}
+
 // --- composites -----------------------------------------------------------------------------
+
+/**
+ * GELU in its exact form, x Phi(x) = x (1 + erf(x / sqrt(2))) / 2, as PyTorch's default
+ * (`nn.GELU()`; not the tanh approximation). Like PyTorch's, for x below about -5 the sum
+ * 1 + erf cancels, so the tiny result there has an absolute, not relative, accuracy.
+ */
+export function gelu(x: Tensor): Tensor {
+  return scope(() => mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1)));
+}
+
+/** The epsilon of {@link layerNorm}, as PyTorch's `nn.LayerNorm` (added to the variance). */
+export const LAYER_NORM_EPS = 1e-5;
+
+/**
+ * Layer normalization without gain and bias: each example (index of the first axis) minus its
+ * mean over all its other entries, divided by sqrt(variance + eps) (the biased variance, as in
+ * PyTorch's `nn.LayerNorm`). Composed of differentiable ops.
+ *
+ * @example
+ * ```ts
+ * import { init, ops, tensor } from "../mod.ts";
+ * await init({ backend: "cpu" });
+ * console.log(await ops.layerNorm(tensor([[1, 3]])).data()); // about [-1, 1]
+ * ```
+ */
+export function layerNorm(x: Tensor, eps: number = LAYER_NORM_EPS): Tensor {
+  checkTensor(x, "layerNorm: x");
+  if (x.rank < 2) {
+    throw new SgnError(
+      `layerNorm: x needs a batch axis and at least one more, got [${x.shape.join(", ")}]`,
+    );
+  }
+  if (typeof eps !== "number" || !(eps >= 0) || !Number.isFinite(eps)) {
+    throw new SgnError(`layerNorm: eps must be a finite number >= 0, got ${showValue(eps)}`);
+  }
+  const axes = x.shape.map((_, i) => i).slice(1);
+  return scope(() => {
+    const centered = sub(x, mean(x, axes, true));
+    const variance = mean(square(centered), axes, true);
+    return div(centered, sqrt(add(variance, eps)));
+  });
+}
 
 /** Inner product of two tensors of one shape, as a scalar. */
 export function dot(a: Tensor, b: Tensor): Tensor {
@@ -377,6 +481,7 @@ useOps({
   pad,
   reciprocal,
   reshape,
+  sigmoid,
   slice,
   square,
   step,

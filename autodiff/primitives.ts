@@ -22,6 +22,7 @@ import {
   type UnaryOp,
 } from "../backend.ts";
 import * as k from "../kernel/lazy.ts";
+import { TWO_OVER_SQRT_PI } from "../kernel/erf.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 import { Tensor } from "./tensor.ts";
 import { bind, noMemo, registerRules } from "./core.ts";
@@ -43,6 +44,7 @@ type RuleOps = Pick<
   | "pad"
   | "reciprocal"
   | "reshape"
+  | "sigmoid"
   | "slice"
   | "square"
   | "step"
@@ -101,6 +103,8 @@ export interface ParamsOf {
   sqrt: undefined;
   reciprocal: undefined;
   step: undefined;
+  softplus: undefined;
+  erf: undefined;
   compare: { op: "gt" | "ge" | "eq" };
   where: undefined;
   reshape: { shape: number[] };
@@ -405,6 +409,9 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
   sqrt: unary("sqrt", (_, out) => o.div(0.5, out)),
   reciprocal: unary("reciprocal", (_, out) => o.neg(o.square(out))),
   step: unary("step", null),
+  // softplus' = sigmoid; erf' = 2/sqrt(pi) e^(-x^2).
+  softplus: unary("softplus", (x) => o.sigmoid(x)),
+  erf: unary("erf", (x) => o.mul(o.exp(o.neg(o.square(x))), TWO_OVER_SQRT_PI)),
   compare: {
     shape: binaryShape("compare"),
     lower: ([a, b], _, p) => k.binary(p.op, a, b),

@@ -8,7 +8,15 @@
  */
 
 import type { DType, TypedArray } from "../backend.ts";
-import { BINARY, collapse, type Expr, type Kernel, kernelKey, UNARY } from "../kernel/ir.ts";
+import {
+  BINARY,
+  collapse,
+  type Expr,
+  jsFunction,
+  type Kernel,
+  kernelKey,
+  UNARY,
+} from "../kernel/ir.ts";
 import { KernelCache } from "../kernel/cache.ts";
 
 /** A compiled kernel: fills `out` from `inputs`, with the constants in slot order. */
@@ -27,7 +35,7 @@ const cache = new KernelCache((kernel: Kernel, dtype: DType): CompiledKernel => 
   const { key } = kernelKey(flat, dtype);
   let run = compiled.get(key);
   if (!run) {
-    run = new Function("inputs", "out", "consts", source(flat)) as CompiledKernel;
+    run = jsFunction(["inputs", "out", "consts"], source(flat)) as CompiledKernel;
     compiled.set(key, run);
     compileStats.compilations++;
   }

@@ -20,6 +20,7 @@
  */
 
 import { type BinaryOp, type DType, stridesOf, type UnaryOp } from "../backend.ts";
+import { erf } from "./erf.ts";
 
 /** A reduction: `sum`, `max` (NaN wins) or `argmax` (first index of the maximum, as a float). */
 export type ReduceOp = "sum" | "max" | "argmax";
@@ -54,8 +55,16 @@ export interface Kernel {
 }
 
 /**
+ * The functions the JavaScript texts of {@link UNARY} may call beyond `Math`, as `lib.name(x)`:
+ * every JavaScript lowering (the interpreter's {@link UNARY_FN}, cpu/compile.ts's loops) makes
+ * its functions with `lib` bound to this object.
+ */
+export const JS_LIB: Readonly<{ erf: (x: number) => number }> = { erf };
+
+/**
  * Each unary op in JavaScript (of `x`, on doubles) and in WGSL (of `x: f32`). Helper functions
- * named here live in the lowering's prelude. NaN passes through as IEEE says.
+ * named here live in the lowering's prelude (`lib.` in JavaScript: {@link JS_LIB}). NaN passes
+ * through as IEEE says.
  */
 export const UNARY: Readonly<Record<UnaryOp, { js: string; wgsl: string }>> = {
   neg: { js: "-x", wgsl: "-x" },
@@ -74,6 +83,12 @@ export const UNARY: Readonly<Record<UnaryOp, { js: string; wgsl: string }>> = {
   // sign(-0) is -0 and sign(NaN) NaN (the builtin gives +0 at -0).
   sign: { js: "(x !== x ? x : Math.sign(x))", wgsl: "select(sign(x), x, isNan(x) || x == 0.0)" },
   step: { js: "(x > 0 ? 1 : 0)", wgsl: "select(0.0, 1.0, x > 0.0)" },
+  // log(1 + e^x) without overflow: x + log1p(e^-x) above 0, log1p(e^x) elsewhere.
+  softplus: {
+    js: "(x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x)))",
+    wgsl: "softplusF(x)",
+  },
+  erf: { js: "lib.erf(x)", wgsl: "erfF(x)" },
 };
 
 /** Each binary op in JavaScript (of `a`, `b`) and WGSL; comparisons give 1 or 0. */
@@ -93,9 +108,17 @@ export const BINARY: Readonly<Record<BinaryOp, { js: string; wgsl: string }>> = 
   ge: { js: "(a >= b ? 1 : 0)", wgsl: "select(0.0, 1.0, a >= b)" },
 };
 
+/**
+ * A function from JavaScript text that may call {@link JS_LIB}'s functions as `lib.name`: `params`
+ * and `body` as `new Function` takes them.
+ */
+export function jsFunction(params: readonly string[], body: string): unknown {
+  return new Function("lib", `return (${params.join(", ")}) => { ${body} };`)(JS_LIB);
+}
+
 /** The scalar functions of {@link UNARY} and {@link BINARY}, for interpreters. */
 export const UNARY_FN: Readonly<Record<UnaryOp, (x: number) => number>> = Object.fromEntries(
-  Object.entries(UNARY).map(([op, d]) => [op, new Function("x", `return ${d.js};`)]),
+  Object.entries(UNARY).map(([op, d]) => [op, jsFunction(["x"], `return ${d.js};`)]),
 ) as Record<UnaryOp, (x: number) => number>;
 /** See {@link UNARY_FN}. */
 export const BINARY_FN: Readonly<Record<BinaryOp, (a: number, b: number) => number>> = Object

@@ -91,7 +91,10 @@ function domain(op: UnaryOp | BinaryOp, rng: Random): number {
       return rng.range(-20, 20);
     case "sigmoid":
     case "tanh":
+    case "softplus":
       return rng.range(-12, 12);
+    case "erf":
+      return rng.range(-7, 7);
     default:
       return rng.range(-3, 3);
   }
@@ -468,6 +471,16 @@ for (const t of targets) {
         tanh: [NaN, 1, -1, 0, Math.fround(Math.tanh(-0.5)), Math.fround(Math.tanh(2))],
         abs: [NaN, Infinity, Infinity, 0, 0.5, 2],
         step: [0, 1, 0, 0, 0, 1],
+        softplus: [
+          NaN,
+          Infinity,
+          0,
+          Math.LN2,
+          Math.log1p(Math.exp(-0.5)),
+          2 + Math.log1p(Math.exp(-2)),
+        ],
+        // erf(-0.5) and erf(2) to 20 digits (Abramowitz and Stegun, table 7.1).
+        erf: [NaN, 1, -1, 0, -0.52049987781304653768, 0.99532226501895273416],
       };
       for (const be of [cpu, t.be]) {
         for (const [op, want] of Object.entries(expect)) {
@@ -863,6 +876,7 @@ for (const t of targets) {
         ["tanh", [-0, 0], [-0, 0]],
         ["sigmoid", [-0], [0.5]],
         ["step", [-0, 0], [0, 0]],
+        ["erf", [-0, 0], [-0, 0]],
       ];
       for (const [op, x, want] of unary) {
         for (const be of [cpu, t.be]) {

@@ -244,8 +244,8 @@ Deno.test("convNet and mlp: spec errors name the layer and what is wrong", () =>
     /layer3: a 2x2 pool does not fit the 1x1 feature map/,
   );
   assert.throws(
-    bad({ layer0: { type: "ACT", activation: "gelu" } }),
-    /layer0: unknown activation "gelu"/,
+    bad({ layer0: { type: "ACT", activation: "swish" } }),
+    /layer0: unknown activation "swish" \(use sigmoid, relu, tanh, softplus or gelu\)/,
   );
   assert.throws(
     bad({ layer0: { type: "POOL" } }, { layer0: { type: "FC", output_size: -3 } }),

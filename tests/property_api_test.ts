@@ -121,8 +121,17 @@ const CALLS: [string, fc.Arbitrary<unknown[]>, (...a: unknown[]) => unknown][] =
   ],
   [
     "mlp",
-    fc.oneof(fc.record({ inputs: junk, hidden: junk, outputs: junk, activation: junk }), junk)
-      .map((o) => [o]),
+    fc.oneof(
+      fc.record({
+        inputs: junk,
+        hidden: junk,
+        outputs: junk,
+        activation: junk,
+        layerNorm: junk,
+        residual: junk,
+      }),
+      junk,
+    ).map((o) => [o]),
     (o) => mlp(o as never),
   ],
   [

@@ -6,9 +6,11 @@
  * non-smooth points.
  *
  * Why: hand-picked cases missed realistic one-line bugs (a tie broken the other way in one rule,
- * a Hessian product scaled wrongly, a layer's nonlinearity dropped). Generated networks (MLPs
- * and conv nets with pooling, every activation, both losses) and generated tie-heavy inputs
- * (small integers) reach the corners, and fast-check shrinks a failure to a small case.
+ * a Hessian product scaled wrongly, a layer's nonlinearity dropped). Generated networks (MLPs,
+ * also with layer normalization and skips; conv nets with max and average pooling, global
+ * average pooling, layer normalization and residual blocks in both parts; every activation; both
+ * losses) and generated tie-heavy inputs (small integers) reach the corners, and fast-check
+ * shrinks a failure to a small case.
  *
  * - Networks (float64, CPU oracle and native): outputs and loss equal the reference; J v, J^T u,
  *   the gradient, G v (one-shot, and a linearized G applied several times) equal the explicit
@@ -37,6 +39,7 @@ import type { OutputLoss } from "../autodiff/transforms.ts";
 import { meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import {
   type Activation,
+  ACTIVATION_NAMES,
   convNet,
   type ConvNetSpec,
   type LayerSpec,
@@ -45,6 +48,7 @@ import {
 } from "../models/networks.ts";
 import { fc, property } from "./property.ts";
 import { cpu, native, Random, webgpu } from "./harness.ts";
+import { erfQuadrature } from "./erf_reference.ts";
 
 const nat = await native();
 const gpu = await webgpu();
@@ -126,6 +130,11 @@ type RefLayer =
   | { kind: "conv"; f: number; k: number; stride: number; pad: number }
   | { kind: "act"; act: Act }
   | { kind: "pool"; size: number; stride: number }
+  | { kind: "avgpool"; size: number; stride: number }
+  | { kind: "gap" }
+  | { kind: "ln" }
+  | { kind: "res"; layers: RefLayer[] }
+  | { kind: "flatten" }
   | { kind: "fc"; out: number; act?: Act };
 
 /** What a reference pass records: relu signs and window argmaxes, and how near a kink it is. */
@@ -138,28 +147,50 @@ const ACTS: Record<Act, (x: number) => number> = {
   sigmoid: (x) => 1 / (1 + Math.exp(-x)),
   tanh: Math.tanh,
   relu: (x) => (x > 0 ? x : 0),
+  softplus: (x) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))),
+  gelu: (x) => (x * (1 + erfQuadrature(x / Math.SQRT2))) / 2,
 };
 
-/** Parameter shapes of the reference, in the seed's order (weights, then bias, per layer). */
-function refParamShapes(layers: RefLayer[], inShape: number[]): number[][] {
-  const shapes: number[][] = [];
-  let s = [...inShape];
-  for (const l of layers) {
-    if (l.kind === "conv") {
-      const [c, h, w] = s;
-      shapes.push([l.f, c, l.k, l.k], [l.f]);
-      s = [
+/** The layer normalization's epsilon, as PyTorch's nn.LayerNorm. */
+const LN_EPS = 1e-5;
+
+/** The feature shape after a layer (RES blocks keep it). */
+function refShapeAfter(l: RefLayer, s: number[]): number[] {
+  const [c, h, w] = s;
+  switch (l.kind) {
+    case "conv":
+      return [
         l.f,
         Math.floor((h + 2 * l.pad - l.k) / l.stride) + 1,
         Math.floor((w + 2 * l.pad - l.k) / l.stride) + 1,
       ];
-    } else if (l.kind === "pool") {
-      const [c, h, w] = s;
-      s = [c, Math.floor((h - l.size) / l.stride) + 1, Math.floor((w - l.size) / l.stride) + 1];
-    } else if (l.kind === "fc") {
-      shapes.push([prod(s), l.out], [l.out]);
-      s = [l.out];
-    }
+    case "pool":
+    case "avgpool":
+      return [c, Math.floor((h - l.size) / l.stride) + 1, Math.floor((w - l.size) / l.stride) + 1];
+    case "gap":
+      return [c, 1, 1];
+    case "flatten":
+      return [prod(s)];
+    case "fc":
+      return [l.out];
+    default:
+      return s;
+  }
+}
+
+/**
+ * Parameter shapes of the reference, in the seed's order (weights, then bias, per layer; gain,
+ * then bias, per layer normalization).
+ */
+function refParamShapes(layers: RefLayer[], inShape: number[]): number[][] {
+  const shapes: number[][] = [];
+  let s = [...inShape];
+  for (const l of layers) {
+    if (l.kind === "conv") shapes.push([l.f, s[0], l.k, l.k], [l.f]);
+    else if (l.kind === "fc") shapes.push([prod(s), l.out], [l.out]);
+    else if (l.kind === "ln") shapes.push([...s], [...s]);
+    else if (l.kind === "res") shapes.push(...refParamShapes(l.layers, s));
+    s = refShapeAfter(l, s);
   }
   return shapes;
 }
@@ -167,7 +198,7 @@ function refParamShapes(layers: RefLayer[], inShape: number[]): number[][] {
 /**
  * The network's outputs [n, classes] for inputs x [n, ...inShape], computed one scalar at a time
  * in float64 from the definitions (cross-correlation with zero padding, windows with the border
- * dropped, x W + b), never from the library.
+ * dropped, x W + b, normalization by the biased variance, x + f(x)), never from the library.
  */
 function refForward(
   layers: RefLayer[],
@@ -177,98 +208,130 @@ function refForward(
   inShape: number[],
   kinks?: Kinks,
 ): Float64Array {
-  let s = [...inShape];
-  let a = x;
   let pi = 0;
-  let afterRelu = false;
-  for (const l of layers) {
-    if (l.kind === "conv") {
+  const run = (group: RefLayer[], input: Float64Array, inS: number[]): Float64Array => {
+    let s = [...inS];
+    let a = input;
+    let afterRelu = false;
+    for (const l of group) {
       const [c, h, w] = s;
-      const ho = Math.floor((h + 2 * l.pad - l.k) / l.stride) + 1;
-      const wo = Math.floor((w + 2 * l.pad - l.k) / l.stride) + 1;
-      const wt = params[pi++];
-      const b = params[pi++];
-      const out = new Float64Array(n * l.f * ho * wo);
-      for (let ni = 0; ni < n; ni++) {
-        for (let f = 0; f < l.f; f++) {
-          for (let oy = 0; oy < ho; oy++) {
-            for (let ox = 0; ox < wo; ox++) {
-              let acc = b[f];
-              for (let ci = 0; ci < c; ci++) {
-                for (let ky = 0; ky < l.k; ky++) {
-                  const iy = oy * l.stride + ky - l.pad;
-                  if (iy < 0 || iy >= h) continue;
-                  for (let kx = 0; kx < l.k; kx++) {
-                    const ix = ox * l.stride + kx - l.pad;
-                    if (ix < 0 || ix >= w) continue;
-                    acc += a[((ni * c + ci) * h + iy) * w + ix] *
-                      wt[((f * c + ci) * l.k + ky) * l.k + kx];
+      const next = refShapeAfter(l, s);
+      if (l.kind === "conv") {
+        const [, ho, wo] = next;
+        const wt = params[pi++];
+        const b = params[pi++];
+        const out = new Float64Array(n * l.f * ho * wo);
+        for (let ni = 0; ni < n; ni++) {
+          for (let f = 0; f < l.f; f++) {
+            for (let oy = 0; oy < ho; oy++) {
+              for (let ox = 0; ox < wo; ox++) {
+                let acc = b[f];
+                for (let ci = 0; ci < c; ci++) {
+                  for (let ky = 0; ky < l.k; ky++) {
+                    const iy = oy * l.stride + ky - l.pad;
+                    if (iy < 0 || iy >= h) continue;
+                    for (let kx = 0; kx < l.k; kx++) {
+                      const ix = ox * l.stride + kx - l.pad;
+                      if (ix < 0 || ix >= w) continue;
+                      acc += a[((ni * c + ci) * h + iy) * w + ix] *
+                        wt[((f * c + ci) * l.k + ky) * l.k + kx];
+                    }
                   }
                 }
+                out[((ni * l.f + f) * ho + oy) * wo + ox] = acc;
               }
-              out[((ni * l.f + f) * ho + oy) * wo + ox] = acc;
             }
           }
         }
-      }
-      a = out;
-      s = [l.f, ho, wo];
-      afterRelu = false;
-    } else if (l.kind === "pool") {
-      const [c, h, w] = s;
-      const ho = Math.floor((h - l.size) / l.stride) + 1;
-      const wo = Math.floor((w - l.size) / l.stride) + 1;
-      const out = new Float64Array(n * c * ho * wo);
-      for (let plane = 0; plane < n * c; plane++) {
-        for (let oy = 0; oy < ho; oy++) {
-          for (let ox = 0; ox < wo; ox++) {
-            let best = -Infinity;
-            let second = -Infinity;
-            let at = -1;
-            for (let ky = 0; ky < l.size; ky++) {
-              for (let kx = 0; kx < l.size; kx++) {
-                const v = a[(plane * h + oy * l.stride + ky) * w + ox * l.stride + kx];
-                if (v > best) {
-                  second = best;
-                  best = v;
-                  at = ky * l.size + kx;
-                } else if (v > second) second = v;
+        a = out;
+        afterRelu = false;
+      } else if (l.kind === "pool" || l.kind === "avgpool") {
+        const [, ho, wo] = next;
+        const out = new Float64Array(n * c * ho * wo);
+        for (let plane = 0; plane < n * c; plane++) {
+          for (let oy = 0; oy < ho; oy++) {
+            for (let ox = 0; ox < wo; ox++) {
+              let best = -Infinity;
+              let second = -Infinity;
+              let at = -1;
+              let total = 0;
+              for (let ky = 0; ky < l.size; ky++) {
+                for (let kx = 0; kx < l.size; kx++) {
+                  const v = a[(plane * h + oy * l.stride + ky) * w + ox * l.stride + kx];
+                  total += v;
+                  if (v > best) {
+                    second = best;
+                    best = v;
+                    at = ky * l.size + kx;
+                  } else if (v > second) second = v;
+                }
               }
-            }
-            out[(plane * ho + oy) * wo + ox] = best;
-            if (kinks) {
-              // A window of relu outputs whose maximum is 0 has a zero derivative whichever
-              // element is chosen: no kink that matters.
-              const flatZero = afterRelu && best === 0;
-              kinks.pattern.push(flatZero ? -1 : at);
-              if (!flatZero) kinks.margin = Math.min(kinks.margin, best - second);
+              out[(plane * ho + oy) * wo + ox] = l.kind === "pool" ? best : total / l.size ** 2;
+              if (kinks && l.kind === "pool") {
+                // A window of relu outputs whose maximum is 0 has a zero derivative whichever
+                // element is chosen: no kink that matters.
+                const flatZero = afterRelu && best === 0;
+                kinks.pattern.push(flatZero ? -1 : at);
+                if (!flatZero) kinks.margin = Math.min(kinks.margin, best - second);
+              }
             }
           }
         }
-      }
-      a = out;
-      s = [c, ho, wo];
-    } else if (l.kind === "act") {
-      a = applyAct(a, l.act, kinks);
-      afterRelu = l.act === "relu";
-    } else {
-      const inF = prod(s);
-      const wt = params[pi++];
-      const b = params[pi++];
-      const out = new Float64Array(n * l.out);
-      for (let ni = 0; ni < n; ni++) {
-        for (let j = 0; j < l.out; j++) {
-          let acc = b[j];
-          for (let i = 0; i < inF; i++) acc += a[ni * inF + i] * wt[i * l.out + j];
-          out[ni * l.out + j] = acc;
+        a = out;
+        if (l.kind === "avgpool") afterRelu = false;
+      } else if (l.kind === "gap") {
+        const out = new Float64Array(n * c);
+        for (let plane = 0; plane < n * c; plane++) {
+          let total = 0;
+          for (let i = 0; i < h * w; i++) total += a[plane * h * w + i];
+          out[plane] = total / (h * w);
         }
+        a = out;
+        afterRelu = false;
+      } else if (l.kind === "ln") {
+        const g = params[pi++];
+        const b = params[pi++];
+        const m = prod(s);
+        const out = new Float64Array(n * m);
+        for (let ni = 0; ni < n; ni++) {
+          const row = a.subarray(ni * m, (ni + 1) * m);
+          const mean = row.reduce((p, v) => p + v, 0) / m;
+          const variance = row.reduce((p, v) => p + (v - mean) ** 2, 0) / m;
+          // float32 rounding of values this close to their mean is amplified by 1/sqrt(eps).
+          if (kinks && m > 1) kinks.margin = Math.min(kinks.margin, variance);
+          for (let i = 0; i < m; i++) {
+            out[ni * m + i] = ((row[i] - mean) / Math.sqrt(variance + LN_EPS)) * g[i] + b[i];
+          }
+        }
+        a = out;
+        afterRelu = false;
+      } else if (l.kind === "res") {
+        const f = run(l.layers, a, s);
+        a = a.map((v, i) => v + f[i]);
+        afterRelu = false;
+      } else if (l.kind === "act") {
+        a = applyAct(a, l.act, kinks);
+        afterRelu = l.act === "relu";
+      } else if (l.kind === "fc") {
+        const inF = prod(s);
+        const wt = params[pi++];
+        const b = params[pi++];
+        const out = new Float64Array(n * l.out);
+        for (let ni = 0; ni < n; ni++) {
+          for (let j = 0; j < l.out; j++) {
+            let acc = b[j];
+            for (let i = 0; i < inF; i++) acc += a[ni * inF + i] * wt[i * l.out + j];
+            out[ni * l.out + j] = acc;
+          }
+        }
+        a = l.act ? applyAct(out, l.act, kinks) : out;
+        afterRelu = l.act === "relu";
       }
-      a = l.act ? applyAct(out, l.act, kinks) : out;
-      s = [l.out];
-      afterRelu = l.act === "relu";
+      s = next;
     }
-  }
-  return a;
+    return a;
+  };
+  return run(layers, x, inShape);
 }
 
 function applyAct(a: Float64Array, act: Act, kinks?: Kinks): Float64Array {
@@ -332,7 +395,7 @@ function refSquaredError(targets: number[]): RefLoss {
 
 // --- generated networks -------------------------------------------------------------------------
 
-const actArb = fc.constantFrom<Act>("sigmoid", "tanh", "relu");
+const actArb = fc.constantFrom<Act>(...ACTIVATION_NAMES);
 const opt = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
 
 /** A conv-layer group as the generator draws it; layers that do not fit are dropped later. */
@@ -358,8 +421,69 @@ const fcLayerArb: fc.Arbitrary<LayerSpec> = fc.record({
   activation: opt(actArb),
 }, { requiredKeys: ["type", "output_size"] });
 
+/** Layers keyed layer0, layer1, ... */
+const groupOf = (layers: LayerSpec[]) =>
+  Object.fromEntries(layers.map((l, i) => [`layer${i}`, l])) as Record<string, LayerSpec>;
+const blockArb = (inner: fc.Arbitrary<LayerSpec>) =>
+  fc.record({
+    type: fc.constant("RES" as const),
+    layers: fc.array(inner, { minLength: 1, maxLength: 3 }).map(groupOf),
+  });
+const lnArb = fc.constant({ type: "LN" as const });
+const actLayerArb = fc.record({ type: fc.constant("ACT" as const), activation: actArb });
+
+/**
+ * The convolutional part with the layers beyond the seed's: average and global-average pooling,
+ * layer normalization and residual blocks (of convolutions, nonlinearities and normalization;
+ * a block's convolutions get its channels and the padding that keeps the map when built).
+ */
+const newConvLayerArb: fc.Arbitrary<LayerSpec> = fc.oneof(
+  convLayerArb,
+  fc.record({
+    type: fc.constant("AVGPOOL" as const),
+    pool_size: opt(fc.integer({ min: 1, max: 3 })),
+    stride: opt(fc.integer({ min: 1, max: 3 })),
+  }, { requiredKeys: ["type"] }),
+  fc.constant({ type: "GAP" as const }),
+  lnArb,
+  blockArb(fc.oneof(
+    fc.record({
+      type: fc.constant("CONV" as const),
+      num_filters: fc.constant(1),
+      filter_size: fc.constantFrom(1, 3),
+    }),
+    actLayerArb,
+    lnArb,
+  )),
+);
+
+/** The dense part with normalization, nonlinearities and residual blocks (FC width set when built). */
+const newFcLayerArb: fc.Arbitrary<LayerSpec> = fc.oneof(
+  fcLayerArb,
+  lnArb,
+  actLayerArb,
+  blockArb(fc.oneof(
+    fc.record({
+      type: fc.constant("FC" as const),
+      output_size: fc.constant(1),
+      activation: opt(actArb),
+    }, {
+      requiredKeys: ["type", "output_size"],
+    }),
+    actLayerArb,
+    lnArb,
+  )),
+);
+
 interface NetCase {
-  net: { kind: "mlp"; inputs: number; hidden: number[]; act: Act } | {
+  net: {
+    kind: "mlp";
+    inputs: number;
+    hidden: number[];
+    act: Act;
+    layerNorm?: boolean;
+    residual?: boolean;
+  } | {
     kind: "conv";
     input: [number, number, number];
     conv: LayerSpec[];
@@ -378,6 +502,16 @@ const mlpArb = fc.record({
   act: actArb,
 });
 
+/** MLPs with layer normalization and skips (narrow widths, so that equal ones are common). */
+const mlpOptionsArb = fc.record({
+  kind: fc.constant("mlp" as const),
+  inputs: fc.integer({ min: 2, max: 3 }),
+  hidden: fc.array(fc.integer({ min: 2, max: 3 }), { minLength: 1, maxLength: 3 }),
+  act: actArb,
+  layerNorm: fc.boolean(),
+  residual: fc.boolean(),
+});
+
 const convArb = fc.record({
   kind: fc.constant("conv" as const),
   input: fc.tuple(
@@ -387,6 +521,17 @@ const convArb = fc.record({
   ),
   conv: fc.array(convLayerArb, { minLength: 1, maxLength: 5 }),
   fc: fc.array(fcLayerArb, { maxLength: 2 }),
+});
+
+const newConvArb = fc.record({
+  kind: fc.constant("conv" as const),
+  input: fc.tuple(
+    fc.integer({ min: 1, max: 2 }),
+    fc.integer({ min: 3, max: 5 }),
+    fc.integer({ min: 3, max: 5 }),
+  ),
+  conv: fc.array(newConvLayerArb, { minLength: 1, maxLength: 4 }),
+  fc: fc.array(newFcLayerArb, { maxLength: 3 }),
 });
 
 /** The seed's Fashion/CIFAR style: conv, relu, pool, conv, relu, pool, FC relu, dense. */
@@ -442,6 +587,68 @@ interface Built {
 }
 
 /**
+ * The spec group of the generated layers that fit the feature `shape` (which it updates), and
+ * the reference's reading of them (pushed onto `layers`). A residual block's CONV and FC layers
+ * are given the block's channels or width (and the padding that keeps the map), so that blocks
+ * always fit.
+ */
+function specGroup(
+  list: LayerSpec[],
+  shape: number[],
+  layers: RefLayer[],
+): Record<string, LayerSpec> {
+  const out: LayerSpec[] = [];
+  for (const l of list) {
+    const [c, h, w] = shape;
+    let ref: RefLayer;
+    let spec = l;
+    if (l.type === "CONV") {
+      const pad = l.padding ?? 0;
+      const stride = l.stride ?? 1;
+      const ho = Math.floor((h + 2 * pad - l.filter_size) / stride) + 1;
+      const wo = Math.floor((w + 2 * pad - l.filter_size) / stride) + 1;
+      if (ho < 1 || wo < 1) continue;
+      ref = { kind: "conv", f: l.num_filters, k: l.filter_size, stride, pad };
+    } else if (l.type === "POOL" || l.type === "AVGPOOL") {
+      const size = l.pool_size ?? 2;
+      const stride = l.stride ?? size;
+      if (Math.floor((h - size) / stride) < 0 || Math.floor((w - size) / stride) < 0) continue;
+      ref = { kind: l.type === "POOL" ? "pool" : "avgpool", size, stride };
+    } else if (l.type === "ACT") {
+      ref = { kind: "act", act: l.activation };
+    } else if (l.type === "GAP") {
+      ref = { kind: "gap" };
+    } else if (l.type === "LN") {
+      ref = { kind: "ln" };
+    } else if (l.type === "FC") {
+      ref = { kind: "fc", out: l.output_size, act: l.activation };
+    } else {
+      // A RES block: its CONV and FC layers keep the shape.
+      const inner = Object.values(l.layers).map((m): LayerSpec =>
+        m.type === "CONV"
+          ? {
+            type: "CONV",
+            num_filters: c,
+            filter_size: m.filter_size,
+            padding: (m.filter_size - 1) / 2,
+          }
+          : m.type === "FC"
+          ? { ...m, output_size: c }
+          : m
+      );
+      const refs: RefLayer[] = [];
+      const layersSpec = specGroup(inner, [...shape], refs);
+      spec = { type: "RES", layers: layersSpec };
+      ref = { kind: "res", layers: refs };
+    }
+    shape.splice(0, shape.length, ...refShapeAfter(ref, shape));
+    layers.push(ref);
+    out.push(spec);
+  }
+  return groupOf(out);
+}
+
+/**
  * Builds the library's network from the generated spec (dropping layers that do not fit the
  * feature map, as a spec author would) and the reference's reading of the same spec. Values are
  * float32-representable so that WebGPU sees exactly the float64 case's inputs.
@@ -454,50 +661,36 @@ function build(c: NetCase): Built {
   const layers: RefLayer[] = [];
   let inShape: number[];
   if (c.net.kind === "mlp") {
+    const m = c.net;
+    const sizes = [m.inputs, ...m.hidden];
+    const skips = sizes.slice(1).map((h, i) => !!m.residual && sizes[i] === h);
+    // residual: true needs a layer that can take it (mlp() says so otherwise).
+    const residual = skips.some((s) => s);
     net = mlp({
       inputs: c.net.inputs,
       hidden: c.net.hidden,
       outputs: classes,
       activation: c.net.act,
+      ...(c.net.layerNorm ? { layerNorm: true } : {}),
+      ...(residual ? { residual } : {}),
     });
     inShape = [c.net.inputs];
-    for (const h of c.net.hidden) layers.push({ kind: "fc", out: h, act: c.net.act });
+    m.hidden.forEach((h, i) => {
+      const block: RefLayer[] = m.layerNorm
+        ? [{ kind: "fc", out: h }, { kind: "ln" }, { kind: "act", act: m.act }]
+        : [{ kind: "fc", out: h, act: m.act }];
+      layers.push(...(skips[i] ? [{ kind: "res" as const, layers: block }] : block));
+    });
   } else {
     inShape = [...c.net.input];
-    let [h, w] = inShape.slice(1);
-    const conv: Record<string, LayerSpec> = {};
-    let i = 0;
-    for (const l of c.net.conv) {
-      if (l.type === "CONV") {
-        const pad = l.padding ?? 0;
-        const stride = l.stride ?? 1;
-        const ho = Math.floor((h + 2 * pad - l.filter_size) / stride) + 1;
-        const wo = Math.floor((w + 2 * pad - l.filter_size) / stride) + 1;
-        if (ho < 1 || wo < 1) continue;
-        layers.push({ kind: "conv", f: l.num_filters, k: l.filter_size, stride, pad });
-        [h, w] = [ho, wo];
-      } else if (l.type === "POOL") {
-        const size = l.pool_size ?? 2;
-        const stride = l.stride ?? size;
-        const ho = Math.floor((h - size) / stride) + 1;
-        const wo = Math.floor((w - size) / stride) + 1;
-        if (ho < 1 || wo < 1) continue;
-        layers.push({ kind: "pool", size, stride });
-        [h, w] = [ho, wo];
-      } else if (l.type === "ACT") {
-        layers.push({ kind: "act", act: l.activation });
-      }
-      conv[`layer${i++}`] = l;
-    }
-    if (i === 0) {
-      conv.layer0 = { type: "ACT", activation: "tanh" };
+    const shape = [...inShape];
+    let conv = specGroup(c.net.conv, shape, layers);
+    if (Object.keys(conv).length === 0) {
+      conv = { layer0: { type: "ACT", activation: "tanh" } };
       layers.push({ kind: "act", act: "tanh" });
     }
-    const mlpLayers: Record<string, LayerSpec> = {};
-    c.net.fc.forEach((l, j) => {
-      mlpLayers[`layer${j}`] = l;
-      if (l.type === "FC") layers.push({ kind: "fc", out: l.output_size, act: l.activation });
-    });
+    layers.push({ kind: "flatten" });
+    const mlpLayers = specGroup(c.net.fc, [prod(shape)], layers);
     const spec: ConvNetSpec = { conv_layers: conv, mlp_layers: mlpLayers };
     net = convNet(spec, inShape, classes);
   }
@@ -726,9 +919,26 @@ property(
 );
 
 property(
+  `${NETWORK} (MLPs with layer normalization and skips, cpu and native)`,
+  caseArb(mlpOptionsArb),
+  20,
+  async (c) => {
+    fc.pre(await checkNetworkFloat64(c));
+  },
+);
+property(
+  `${NETWORK} (conv nets with average pooling, layer normalization, residual blocks, cpu and native)`,
+  caseArb(newConvArb),
+  30,
+  async (c) => {
+    fc.pre(await checkNetworkFloat64(c));
+  },
+);
+
+property(
   "networks on WebGPU (float32): outputs and every derivative against the float64 oracle's",
-  caseArb(fc.oneof(mlpArb, convArb, seedStyleArb)),
-  16,
+  caseArb(fc.oneof(mlpArb, convArb, seedStyleArb, mlpOptionsArb, newConvArb)),
+  24,
   async (c) => {
     const b = build(c);
     const base: Kinks = { pattern: [], margin: Infinity };

@@ -115,6 +115,7 @@ const REF: Record<MathOp, (x: number) => number> = {
   log: Math.log,
   tanh: Math.tanh,
   sigmoid: (x) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))),
+  softplus: (x) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x))),
 };
 
 /** The float32 ulp at the magnitude of `e` (the smallest subnormal below 2^-126). */
@@ -396,7 +397,7 @@ function runWasm(kernel: ir.Kernel, dtype: DType, inputs: TypedArray[]): TypedAr
 
 const same = (a: number, b: number) => Object.is(a, b) || (a !== a && b !== b);
 
-const MATH_OPS = new Set(["exp", "log", "tanh", "sigmoid"]);
+const MATH_OPS = new Set(["exp", "log", "tanh", "sigmoid", "softplus"]);
 
 property(
   "a generated kernel in WebAssembly gives the JavaScript loops' values (exactly, save partial sums' order and exp/log/tanh/sigmoid)",

@@ -8,9 +8,10 @@
  * advanced by its strides. Arithmetic is float64 in two lanes (f64x2) for both dtypes, as in the
  * JavaScript loops: float32 inputs are promoted as they load and results rounded once at the
  * store, so a float32 kernel gives the loops' value (no intermediate float32 rounding or
- * overflow), save exp, log, tanh and sigmoid, which are `wasm/math.ts`'s float32 functions (of
- * the argument rounded to float32; errors stated there), and the order of partial sums below.
- * Float64 kernels use `wasm/math.ts`'s float64 functions (within 1-2 ulps of `Math.*`).
+ * overflow), save exp, log, tanh, sigmoid and softplus, which are `wasm/math.ts`'s float32
+ * functions (of the argument rounded to float32; errors stated there), and the order of partial
+ * sums below. Float64 kernels use `wasm/math.ts`'s float64 functions (within 1-4 ulps of `Math.*`
+ * and the op table's formulas).
  * - Float32 maps whose float32 evaluation is provably the same ({@link float32Exact}: every
  *   arithmetic result rounded once, by the store or as a math function's argument, e.g.
  *   sigmoid(x + b), relu(x) * y) run in four float32 lanes instead, the math functions inline.
@@ -26,7 +27,7 @@
  *   output index as in maps.
  *
  * Without a vector form, a kernel has no WebAssembly function ({@link wasmSupport} says why) and
- * runs as compiled JavaScript loops: that is a kernel with `pow`, in either dtype.
+ * runs as compiled JavaScript loops: that is a kernel with `pow` or `erf`, in either dtype.
  *
  * @example
  * ```ts
@@ -59,13 +60,14 @@ export interface WasmKernel {
 
 type Load = Expr & { k: "load" };
 
-const MATH: readonly string[] = ["exp", "log", "tanh", "sigmoid"];
+const MATH: readonly string[] = ["exp", "log", "tanh", "sigmoid", "softplus"];
 
 /** Undefined when the kernel has a WebAssembly form (in either dtype), else why not. */
 export function wasmSupport(kernel: Kernel): string | undefined {
   let why: string | undefined;
   const check = (e: Expr) => {
     if (e.k === "binary" && e.op === "pow") why ??= "pow has no vector form";
+    if (e.k === "unary" && e.op === "erf") why ??= "erf has no vector form";
   };
   walk(kernel.body, check);
   if (kernel.epilogue) walk(kernel.epilogue, check);

@@ -1,5 +1,5 @@
 /**
- * Vectorized exp, log, tanh and sigmoid on four float32 lanes (f32x4) in WebAssembly SIMD, as
+ * Vectorized exp, log, tanh, sigmoid and softplus on four float32 lanes (f32x4) in WebAssembly SIMD, as
  * functions `(v128) -> v128` added to a module on demand. Each is a range reduction and a
  * polynomial (the classic single-precision forms of Cephes' expf, logf and tanhf, written here
  * for four lanes), with the special values handled by lane selects:
@@ -16,21 +16,24 @@
  *   above 1 - 2 / (exp(2|x|) + 1) (which is 1 from |x| ~ 9 and at +Inf). NaN stays NaN.
  * - sigmoid: the overflow-safe form of `UNARY.sigmoid` in kernel/ir.ts: e = exp(-|x|), then
  *   1 / (1 + e) where x >= 0 and e / (1 + e) elsewhere (sigmoid(NaN) = NaN).
+ * - softplus: `UNARY.softplus`'s form, max(x, 0) + log1p(exp(-|x|)), log1p from log by
+ *   Goldberg's correction (softplus(-Inf) = 0, softplus(+Inf) = +Inf, NaN stays NaN).
  *
- * Error against `Math.exp`, `Math.log`, `Math.tanh` (and the sigmoid formula in float64), in
- * float32 units in the last place of the exact result (below 2^-126: the subnormal spacing
- * 2^-149): {@link MAX_ULPS} bounds it: exp 1, log 1, tanh 1.5, sigmoid 2.5 (the largest seen on
- * 13 million inputs, every 331st float32 bit pattern and the special values and thresholds, was
- * exp 0.96, log 0.78, tanh 1.26, sigmoid 2.21; on every 1021st pattern tanh 1.31 and sigmoid
- * 2.23). tests/wasm_test.ts asserts the bounds. Specials (+-0, +-Inf, NaN, the overflow and
+ * Error against `Math.exp`, `Math.log`, `Math.tanh` (and the sigmoid and softplus formulas in
+ * float64), in float32 units in the last place of the exact result (below 2^-126: the subnormal
+ * spacing 2^-149): {@link MAX_ULPS} bounds it: exp 1, log 1, tanh 1.5, sigmoid 2.5, softplus 3.5
+ * (the largest seen on 13 million inputs, every 331st float32 bit pattern and the special values
+ * and thresholds, was exp 0.96, log 0.78, tanh 1.26, sigmoid 2.21, softplus 2.96; on every 1021st
+ * pattern tanh 1.31 and sigmoid 2.23). tests/wasm_test.ts asserts the bounds. Specials (+-0, +-Inf, NaN, the overflow and
  * underflow thresholds, subnormal inputs and results) come out as `Math.*` rounded to float32.
  *
- * The same four on two float64 lanes (f64x2, `new MathFns(m, "f64x2")`) for float64 kernels: exp as
+ * The same five on two float64 lanes (f64x2, `new MathFns(m, "f64x2")`) for float64 kernels: exp as
  * fdlibm's (n ln2 in two parts, exp(r) = 1 + r + r c / (2 - c) with c = r - r^2 P(r^2)), log
  * as fdlibm's (log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f)), tanh with
- * Cephes' rational form below 0.625 and 1 - 2 / (exp(2|x|) + 1) above, sigmoid as above. Their
- * distance to `Math.exp`, `Math.log`, `Math.tanh` (themselves within 1 ulp of exact), in float64
- * ulps: {@link MAX_ULPS_64}: exp 1, log 1, tanh 2, sigmoid 2 (on 6 million inputs: random
+ * Cephes' rational form below 0.625 and 1 - 2 / (exp(2|x|) + 1) above, sigmoid and softplus as
+ * above. Their distance to `Math.exp`, `Math.log`, `Math.tanh` (themselves within 1 ulp of
+ * exact) and the formulas, in float64 ulps: {@link MAX_ULPS_64}: exp 1, log 1, tanh 2, sigmoid 2,
+ * softplus 4 (3 seen) (on 6 million inputs: random
  * bit patterns over the whole range, random points of [-750, 750] and of [-2, 2]; tests/wasm_test.ts
  * asserts them on such samples and the special values).
  *
@@ -55,7 +58,7 @@
 import type { Fn, WasmModule } from "./module.ts";
 
 /** A vectorized function of this module. */
-export type MathOp = "exp" | "log" | "tanh" | "sigmoid";
+export type MathOp = "exp" | "log" | "tanh" | "sigmoid" | "softplus";
 
 /** The largest error of each function, in float32 ulps of the exact result (see the module). */
 export const MAX_ULPS: Readonly<Record<MathOp, number>> = {
@@ -63,6 +66,7 @@ export const MAX_ULPS: Readonly<Record<MathOp, number>> = {
   log: 1,
   tanh: 1.5,
   sigmoid: 2.5,
+  softplus: 3.5,
 };
 
 /** The largest distance of each float64 function to `Math.*`, in float64 ulps. */
@@ -71,6 +75,7 @@ export const MAX_ULPS_64: Readonly<Record<MathOp, number>> = {
   log: 1,
   tanh: 2,
   sigmoid: 2,
+  softplus: 4,
 };
 
 /** Horner's scheme for an f32x4 polynomial in local `x` (coefficients highest degree first). */
@@ -201,19 +206,50 @@ function sigmoidBody(f: Fn, x: number, exp: () => void, t: Lanes): void {
   c(0).op(`${t}.ge`).op("v128.bitselect");
 }
 
-/** Each function's body, per lane shape: local x -> stack (tanh and sigmoid call exp). */
-const BODIES: Record<Lanes, Record<MathOp, (f: Fn, x: number, exp: () => void) => void>> = {
+/**
+ * softplus on either lane shape: max(x, 0) + log1p(e) with e = exp(-|x|) in [0, 1], log1p(e) as
+ * log(u) e / (u - 1) with u = 1 + e rounded (exact where u - 1 is 0: then e), which cancels the
+ * rounding of u (Goldberg, "What every computer scientist should know about floating-point
+ * arithmetic", Theorem 4). Local x -> stack.
+ */
+function softplusBody(f: Fn, x: number, call: (op: MathOp) => void, t: Lanes): void {
+  const e = f.local("v128"), u = f.local("v128"), d = f.local("v128");
+  const c = (v: number) => (t === "f32x4" ? f.f32x4(v) : f.f64x2(v));
+  f.get(x).op(`${t}.abs`).op(`${t}.neg`);
+  call("exp");
+  f.tee(e);
+  c(1).op(`${t}.add`).tee(u);
+  c(1).op(`${t}.sub`).set(d);
+  // e where d = 0, else log(u) e / d; the max(x, 0) that keeps NaN out of it: x where x > 0.
+  f.get(e);
+  f.get(u);
+  call("log");
+  f.get(e).op(`${t}.mul`).get(d).op(`${t}.div`);
+  f.get(d);
+  c(0).op(`${t}.eq`).op("v128.bitselect");
+  f.get(x).get(x);
+  c(0).op(`${t}.gt`).op("v128.and");
+  f.op(`${t}.add`);
+}
+
+/** Each function's body, per lane shape: local x -> stack (`call` runs another function). */
+const BODIES: Record<
+  Lanes,
+  Record<MathOp, (f: Fn, x: number, call: (op: MathOp) => void) => void>
+> = {
   f32x4: {
     exp: (f, x) => expBody(f, x),
     log: (f, x) => logBody(f, x),
-    tanh: tanhBody,
-    sigmoid: (f, x, exp) => sigmoidBody(f, x, exp, "f32x4"),
+    tanh: (f, x, call) => tanhBody(f, x, () => call("exp")),
+    sigmoid: (f, x, call) => sigmoidBody(f, x, () => call("exp"), "f32x4"),
+    softplus: (f, x, call) => softplusBody(f, x, call, "f32x4"),
   },
   f64x2: {
     exp: (f, x) => exp64Body(f, x),
     log: (f, x) => log64Body(f, x),
-    tanh: tanh64Body,
-    sigmoid: (f, x, exp) => sigmoidBody(f, x, exp, "f64x2"),
+    tanh: (f, x, call) => tanh64Body(f, x, () => call("exp")),
+    sigmoid: (f, x, call) => sigmoidBody(f, x, () => call("exp"), "f64x2"),
+    softplus: (f, x, call) => softplusBody(f, x, call, "f64x2"),
   },
 };
 
@@ -234,7 +270,7 @@ export class MathFns {
     const i = this.m.func(["v128"], ["v128"]);
     this.#index.set(op, i);
     const f = this.m.body(i);
-    BODIES[this.lanes][op](f, 0, () => f.call(this.index("exp")));
+    BODIES[this.lanes][op](f, 0, (o) => f.call(this.index(o)));
     return i;
   }
 
@@ -245,7 +281,7 @@ export class MathFns {
   inline(f: Fn, op: MathOp): void {
     const x = f.local("v128");
     f.set(x);
-    BODIES[this.lanes][op](f, x, () => this.inline(f, "exp"));
+    BODIES[this.lanes][op](f, x, (o) => this.inline(f, o));
   }
 }
 
