@@ -62,16 +62,30 @@ export function tridiagonalEigen(
       );
     }
   }
+  // Scaled by a power of two (exactly) so that the largest entry is about 1: the rotations
+  // then never meet subnormal numbers, where they lose their orthogonality.
+  let big = 0;
+  for (let i = 0; i < k; i++) big = Math.max(big, Math.abs(d[i]), Math.abs(e[i]));
+  // (2^1000 at most: 2^1074, for the smallest subnormal, is not a double.)
+  const scale = big > 0 ? 2 ** Math.min(1000, Math.max(-1000, -Math.round(Math.log2(big)))) : 1;
+  for (let i = 0; i < k; i++) {
+    d[i] *= scale;
+    e[i] *= scale;
+  }
+  const largest = big * scale;
   const z = new Float64Array(k * k);
   for (let i = 0; i < k; i++) z[i * k + i] = 1;
 
   for (let l = 0; l < k; l++) {
     for (let sweep = 0;; sweep++) {
-      // The first negligible coupling at or below row l splits the matrix there.
+      // The first negligible coupling at or below row l splits the matrix there: below the
+      // rounding of its two diagonal entries or, as in EISPACK's tql2, of the largest entry
+      // (which QL needs to converge where tiny couplings meet tiny diagonal entries; the
+      // eigenvalues are then exact to the rounding of the largest).
       let m = l;
       while (m < k - 1) {
-        const scale = Math.abs(d[m]) + Math.abs(d[m + 1]);
-        if (Math.abs(e[m]) <= Number.EPSILON * scale) break;
+        const near = Math.abs(d[m]) + Math.abs(d[m + 1]);
+        if (Math.abs(e[m]) <= Number.EPSILON * Math.max(near, largest)) break;
         m++;
       }
       if (m === l) break;
@@ -125,14 +139,14 @@ export function tridiagonalEigen(
 
   // Ascending order, and a sign convention so that results repeat.
   const order = Array.from({ length: k }, (_, i) => i).sort((a, b) => d[a] - d[b]);
-  const values = Float64Array.from(order, (i) => d[i]);
+  const values = Float64Array.from(order, (i) => d[i] / scale);
   const vectors = new Float64Array(k * k);
   order.forEach((src, dst) => {
-    let big = 0;
+    let lead = 0;
     for (let row = 0; row < k; row++) {
-      if (Math.abs(z[row * k + src]) > Math.abs(z[big * k + src]) + 1e-14) big = row;
+      if (Math.abs(z[row * k + src]) > Math.abs(z[lead * k + src]) + 1e-14) lead = row;
     }
-    const sign = z[big * k + src] < 0 ? -1 : 1;
+    const sign = z[lead * k + src] < 0 ? -1 : 1;
     for (let row = 0; row < k; row++) vectors[row * k + dst] = sign * z[row * k + src];
   });
   return { values, vectors };
