@@ -99,9 +99,11 @@ export {
 } from "./linalg/diagnostics.ts";
 export {
   type Dataset,
+  type DiagnoseOptions,
   InterruptedError,
   type ProgressEvent,
   type ResultsRecord,
   train,
   type TrainOptions,
 } from "./train/loop.ts";
+export type { DiagnosticsRecord } from "./train/results.ts";
