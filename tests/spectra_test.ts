@@ -525,6 +525,36 @@ Deno.test("ggnDiagnostics: a G with more outputs than parameters has its smalles
   [...params, x, y].forEach((t) => t.dispose());
 });
 
+Deno.test("spectra: every product's buffers are freed (live-buffer count unchanged), every backend", async () => {
+  for (const be of await backends()) {
+    const dtype: DType = be.dtypes.includes("float64") ? "float64" : "float32";
+    const net = mlp({ inputs: 3, hidden: [4], outputs: 2 });
+    const params = net.init({ seed: 2, backend: be, dtype });
+    const rng = new Random(3);
+    const x = tensor(rng.array(15), [5, 3], { backend: be, dtype });
+    const y = oneHot([0, 1, 1, 0, 1], 2, { backend: be, dtype });
+    const loss = softmaxCrossEntropy(y);
+    const model = (...p: Tensor[]) => net.forward(p, x);
+    const a = tensor(symmetricWithSpectrum([3, 1, 2, -1], 1), [4, 4], { backend: be, dtype });
+    const run = async () => {
+      const d = await ggnDiagnostics(model, loss, params, { lanczosSteps: 8, probes: 3 });
+      const op = matrixOperator(a);
+      await lanczos(dampedOperator(op, 0.5), 4, { vectors: true });
+      await hutchinson(op, 3);
+      await stochasticLanczosQuadrature(op, { probes: 2, steps: 3 });
+      const f = (...p: Tensor[]) => loss.value(model(...p));
+      await lanczos(hessianOperator(f, params), 3);
+      return d;
+    };
+    await run(); // caches and pools settle
+    const before = be.liveBuffers();
+    const d = await run();
+    assert.ok(d.topEigenvalue > 0, backendLabel(be));
+    assert.equal(be.liveBuffers(), before, `${backendLabel(be)}: live buffers`);
+    [...params, x, y, a].forEach((t) => t.dispose());
+  }
+});
+
 // --- Hutchinson ----------------------------------------------------------------------------------
 
 // Four standard errors in the suite (its fixed seed's cases); six when fuzzing, which draws
