@@ -1,7 +1,8 @@
 /**
  * sgn: training neural networks with the Stochastic Generalized Gauss-Newton method, on WebGPU
  * or natively on the CPU. This main entry point holds tensors, ops, transformations, models,
- * losses, optimizers and `train`; the other entry points (deno.json's exports) are
+ * losses, optimizers, the spectral tools (`lanczos`, `hutchinson`, stochastic Lanczos quadrature)
+ * and `train`; the other entry points (deno.json's exports) are
  * `sgn/datasets` (the seed's data sets), `sgn/report` (the HTML report) and `sgn/backend` (the
  * backend classes and kernel types).
  *
@@ -74,10 +75,39 @@ export { SGN, type SgnStepRecord } from "./sgn/sgn.ts";
 export type { CgStop, Curvature, ResolvedSgnOptions, RhoDecay, SgnOptions } from "./sgn/options.ts";
 export { Adam, type AdamOptions, type LrSchedule, SGD, type SgdOptions } from "./sgn/baselines.ts";
 export {
+  dampedOperator,
+  ggnOperator,
+  hessianOperator,
+  type LinearOperator,
+  matrixOperator,
+} from "./linalg/operator.ts";
+export {
+  type DensityOptions,
+  hutchinson,
+  type HutchinsonOptions,
+  type HutchinsonResult,
+  lanczos,
+  type LanczosOptions,
+  type LanczosResult,
+  type QuadratureOptions,
+  spectralDensity,
+  type SpectralQuadrature,
+  stochasticLanczosQuadrature,
+} from "./linalg/spectra.ts";
+export { type TridiagonalEigen, tridiagonalEigen } from "./linalg/tridiagonal.ts";
+export {
+  type CurvatureDiagnostics,
+  type CurvatureOptions,
+  dampedCondition,
+  ggnDiagnostics,
+} from "./linalg/diagnostics.ts";
+export {
   type Dataset,
+  type DiagnoseOptions,
   InterruptedError,
   type ProgressEvent,
   type ResultsRecord,
   train,
   type TrainOptions,
 } from "./train/loop.ts";
+export type { DiagnosticsRecord } from "./train/results.ts";

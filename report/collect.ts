@@ -18,8 +18,9 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { Band, Metric, RunStatus } from "./types.ts";
 
 export type { RunStatus } from "./types.ts";
-import { RUN_STATUSES } from "../train/results.ts";
+import { DIAGNOSTICS_KEYS, type DiagnosticsRecord, RUN_STATUSES } from "../train/results.ts";
 export { RUN_STATUSES };
+export type { DiagnosticsRecord } from "../train/results.ts";
 
 /** The largest input files the report reads, in bytes. */
 export interface InputLimits {
@@ -78,7 +79,15 @@ export interface RunSeries {
   status?: RunStatus;
   /** Why it stands so (results.json's `status_reason`), e.g. why it diverged. */
   statusReason?: string;
+  /**
+   * The curvature diagnostics the run measured (results.json's `diagnostics`, see
+   * `train --diagnose`), with NaN where the file has null.
+   */
+  diagnostics?: Diagnostics;
 }
+
+/** A run's curvature diagnostics as the report reads them: null values become NaN. */
+export type Diagnostics = { [K in keyof DiagnosticsRecord]: number[] };
 
 /** One run of a source, named and validated. */
 export interface Run extends RunSeries {
@@ -227,7 +236,9 @@ function numberList(obj: Record<string, unknown>, key: string): number[] | strin
  * (cumulative seconds per epoch, ours) or tot_time (the seed's only timing: epochs are then
  * taken as equally long). test_acc or test_loss is drawn when present. Optional: `status`, one
  * of {@link RUN_STATUSES} (absent means finished, as in the seed's files; any other value skips
- * the run), and `status_reason`, a string. Problems name `file`.
+ * the run), `status_reason`, a string, and `diagnostics`, the curvature diagnostics of
+ * `train --diagnose` (train/results.ts; when malformed, the run is skipped). Problems name
+ * `file`.
  *
  * @example
  * ```ts
@@ -342,6 +353,13 @@ export function parseResults(
     return fail("neither epoch_time nor tot_time: the seconds are unknown");
   }
 
+  let diagnostics: Diagnostics | undefined;
+  if ("diagnostics" in r) {
+    const d = parseDiagnostics(r.diagnostics, n);
+    if (typeof d === "string") return fail(d);
+    diagnostics = d;
+  }
+
   const bad = avgLoss.findIndex((x) => !Number.isFinite(x));
   if (bad >= 0) {
     problems.push({
@@ -359,9 +377,59 @@ export function parseResults(
       timeBasis,
       status,
       ...(statusReason === undefined ? {} : { statusReason }),
+      ...(diagnostics ? { diagnostics } : {}),
     },
     problems,
   };
+}
+
+/**
+ * results.json's `diagnostics` checked against the schema (train/results.ts): an object of
+ * equally long lists, steps increasing positive integers, epochs from 1 to the run's `epochs`
+ * in order, the measurements numbers or null (read as NaN), rho numbers >= 0. Returns the reason
+ * when it is not so.
+ */
+function parseDiagnostics(v: unknown, epochs: number): Diagnostics | string {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    return `diagnostics is ${describe(v)}, not an object of lists`;
+  }
+  const d = v as Record<string, unknown>;
+  const out: Partial<Diagnostics> = {};
+  for (const key of DIAGNOSTICS_KEYS) {
+    const name = `diagnostics.${key}`;
+    if (!(key in d)) return `${name} is missing`;
+    const nullable = key !== "step" && key !== "epoch" && key !== "rho";
+    const list = numberList({ [name]: nullable ? nullsAsNaN(d[key]) : d[key] }, name);
+    if (typeof list === "string") return list;
+    if (out.step && list.length !== out.step.length) {
+      return `${name} has ${list.length} entries but diagnostics.step has ${out.step.length}`;
+    }
+    for (let i = 0; i < list.length; i++) {
+      const x = list[i];
+      const wrong = key === "step"
+        ? !(Number.isInteger(x) && x >= 1 && (i === 0 || x > list[i - 1]))
+        : key === "epoch"
+        ? !(Number.isInteger(x) && x >= 1 && x <= epochs && (i === 0 || x >= list[i - 1]))
+        : key === "rho"
+        ? !(Number.isFinite(x) && x >= 0)
+        : false;
+      if (wrong) {
+        const what = key === "step"
+          ? "a step number (increasing positive integers)"
+          : key === "epoch"
+          ? `an epoch from 1 to ${epochs} (in order)`
+          : "a damping >= 0";
+        return `${name}[${i}] = ${describe(d[key] && (d[key] as unknown[])[i])}: not ${what}`;
+      }
+    }
+    out[key] = list;
+  }
+  return out as Diagnostics;
+}
+
+/** A list with its nulls as NaN markers (a value that was not measured); anything else as is. */
+function nullsAsNaN(v: unknown): unknown {
+  return Array.isArray(v) ? v.map((x) => (x === null ? NAN_MARK : x)) : v;
 }
 
 /**
@@ -973,15 +1041,24 @@ async function readRun(
  *
  * @example
  * ```ts ignore
- * const short = truncateRun(run, 5); // avgLoss, the metric and seconds of epochs 1-5
+ * const short = truncateRun(run, 5); // avgLoss, the metric, seconds and diagnostics of epochs 1-5
  * ```
  */
 export function truncateRun<R extends RunSeries>(run: R, epochs: number): R {
+  const d = run.diagnostics;
+  const kept = d ? d.epoch.findLastIndex((e) => e <= epochs) + 1 : 0;
   return {
     ...run,
     avgLoss: run.avgLoss.slice(0, epochs),
     seconds: run.seconds.slice(0, epochs),
     ...(run.metricValues ? { metricValues: run.metricValues.slice(0, epochs) } : {}),
+    ...(d
+      ? {
+        diagnostics: Object.fromEntries(
+          DIAGNOSTICS_KEYS.map((k) => [k, d[k].slice(0, kept)]),
+        ) as Diagnostics,
+      }
+      : {}),
   };
 }
 

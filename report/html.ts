@@ -8,7 +8,7 @@
  */
 
 import type { Collection, Final, Group } from "./collect.ts";
-import type { Band, Metric, PageData, PageGroup } from "./types.ts";
+import type { Band, Metric, PageData, PageDiagnostics, PageGroup } from "./types.ts";
 import { seriesStyle } from "./style.ts";
 
 /** Options of {@link buildReportHtml}. */
@@ -73,7 +73,8 @@ const BASIS: Record<Group["timeBasis"], string> = {
 /**
  * The page's data: groups with their line style (see `seriesStyle`: the hue of the
  * experiment/configuration, the shade and dash of the source, so that every pair has its own
- * colour), numbers rounded to six significant digits.
+ * colour), numbers rounded to six significant digits; and the runs' curvature diagnostics, each
+ * in its group's style, when some run has them.
  *
  * @example
  * ```ts ignore
@@ -104,14 +105,35 @@ export function pageData(collection: Collection, title: string): PageData {
       statusDetail: g.status.summary,
     };
   });
-  return { title, groups };
+  const diagnostics: PageDiagnostics[] = collection.groups.flatMap((g, gi) =>
+    g.runs.flatMap((r) => {
+      const d = r.diagnostics;
+      if (!d || d.step.length === 0) return [];
+      const run = r.seed !== undefined
+        ? `seed ${r.seed}`
+        : r.dir.replace(/\/+$/, "").replace(/^.*\//, "");
+      return [{
+        label: `${g.source} ${g.experiment} ${g.config} ${run}`,
+        group: gi,
+        color: groups[gi].color,
+        dash: groups[gi].dash,
+        step: d.step,
+        topEigenvalue: d.top_eigenvalue.map(round),
+        trace: d.trace.map(round),
+        condition: d.condition.map(round),
+      }];
+    })
+  );
+  return { title, groups, ...(diagnostics.length ? { diagnostics } : {}) };
 }
 
 /**
  * The report as one HTML document: four chart canvases (train loss and test metric against
  * seconds and epochs), controls (log scale, band), sources, notes, problems and the table of
  * final figures per group, whose last column says how the runs stand (groups with runs that
- * are running, diverged or interrupted are marked there and in the legend).
+ * are running, diverged or interrupted are marked there and in the legend); and, when some run
+ * measured them (`train --diagnose`), three charts of curvature diagnostics per run against the
+ * step (top eigenvalue, trace, condition number).
  *
  * @example
  * ```ts ignore
@@ -155,6 +177,17 @@ export function buildReportHtml(collection: Collection, options: HtmlOptions): s
     );
   }
   for (const g of groups) for (const n of g.notes) notes.push(`${g.label}: ${n}.`);
+  if (data.diagnostics) {
+    notes.push(
+      "Curvature diagnostics (train --diagnose): per run, at the steps measured, on that " +
+        "step's mini-batch and at the parameters it started from: the largest eigenvalue of the " +
+        "Gauss-Newton matrix G (Lanczos), its trace (Hutchinson, a few random probes: noisy), " +
+        "and the condition number (largest + rho) / (smallest + rho) of the system G + rho I " +
+        "that conjugate gradient solves (rho: the SGN step's damping; for SGD and Adam the SGN " +
+        "default). The smallest eigenvalue is 0 when the batch has fewer outputs than the model " +
+        "parameters. Their time is not in the runs' seconds.",
+    );
+  }
 
   const problems = collection.problems.map((p) =>
     `<li><code>${esc(p.file)}</code>: ${esc(p.reason)} <span class="${
@@ -224,8 +257,8 @@ h2 { font-size: 1.15em; margin: 1.2em 0 0.4em; }
 #problems { border: 1px solid #e0a800; background: #fff8e1; padding: 0.5em 1em; border-radius: 4px; }
 #problems .skipped { color: #b00020; }
 #problems .drawn { color: #666; }
-#controls { margin: 0.8em 0; display: flex; gap: 1.5em; align-items: center; }
-#charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 1em; }
+#controls, #diagnostic-controls { margin: 0.8em 0; display: flex; gap: 1.5em; align-items: center; }
+#charts, #diagnostic-charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 1em; }
 .chart { position: relative; height: 380px; border: 1px solid #ddd; border-radius: 4px; padding: 4px; }
 table { border-collapse: collapse; margin-top: 0.5em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
@@ -263,6 +296,17 @@ ${metricSelect}
 <div class="chart"><canvas id="chart-metric-seconds"></canvas></div>
 <div class="chart"><canvas id="chart-metric-epochs"></canvas></div>
 </div>
+${
+    data.diagnostics
+      ? `<h2>Curvature diagnostics</h2>
+<div id="diagnostic-controls"><label><input type="checkbox" id="log-diagnostics" checked> log scale</label></div>
+<div id="diagnostic-charts">
+<div class="chart"><canvas id="chart-diag-top"></canvas></div>
+<div class="chart"><canvas id="chart-diag-trace"></canvas></div>
+<div class="chart"><canvas id="chart-diag-condition"></canvas></div>
+</div>`
+      : ""
+  }
 <h2>Notes</h2>
 <ul class="notes" id="notes">${notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>
 <h2>Final figures per group</h2>

@@ -36,6 +36,8 @@ export {
   collectRuns,
   configNaming,
   defaultLabel,
+  type Diagnostics,
+  type DiagnosticsRecord,
   expandGlob,
   type Final,
   finalFigure,
@@ -72,7 +74,7 @@ export {
   type ReferenceSearch,
   type ReferenceSet,
 } from "./reference.ts";
-export type { Band, Metric, PageData, PageGroup } from "./types.ts";
+export type { Band, Metric, PageData, PageDiagnostics, PageGroup } from "./types.ts";
 
 /** Options of {@link writeReport}. */
 export interface ReportOptions {

@@ -6,7 +6,10 @@
  * colour and dash the data gives it (report/style.ts: the configuration's hue in the source's
  * shade, the source's dash), so every pair has its own colour and the runs of one setting pair up.
  *
- * For tests, `globalThis.sgnReport` holds the four charts once they are drawn.
+ * When runs measured curvature diagnostics (`train --diagnose`), three more charts draw them per
+ * run against the step: the top eigenvalue of G, its trace and the damped condition number.
+ *
+ * For tests, `globalThis.sgnReport` holds the four charts (and the diagnostic ones) once drawn.
  *
  * @module
  */
@@ -55,6 +58,18 @@ const hidden = new Set<number>();
 const roles = new WeakMap<object, { group: number; role: Role }>();
 const charts = new Map<View, Chart<"line", Point[]>>();
 
+type DiagnosticView = "top" | "trace" | "condition";
+const DIAGNOSTICS: Record<DiagnosticView, { canvas: string; title: string; axis: string }> = {
+  top: { canvas: "chart-diag-top", title: "Top eigenvalue of G", axis: "largest eigenvalue" },
+  trace: { canvas: "chart-diag-trace", title: "Trace of G (Hutchinson)", axis: "trace" },
+  condition: {
+    canvas: "chart-diag-condition",
+    title: "Condition number of G + rho I",
+    axis: "(largest + rho) / (smallest + rho)",
+  },
+};
+const diagnosticCharts = new Map<DiagnosticView, Chart<"line", Point[]>>();
+
 function control<T extends HTMLElement>(id: string): T | null {
   return document.getElementById(id) as T | null;
 }
@@ -69,6 +84,10 @@ function logX(): boolean {
 
 function logLoss(): boolean {
   return control<HTMLInputElement>("log-loss")?.checked ?? true;
+}
+
+function logDiagnostics(): boolean {
+  return control<HTMLInputElement>("log-diagnostics")?.checked ?? true;
 }
 
 function metricKinds(): Metric[] {
@@ -203,11 +222,73 @@ function makeChart(view: View, canvasId: string): Chart<"line", Point[]> {
   return chart;
 }
 
+/** One line per run with diagnostics, in its group's colour and dash; NaN leaves a gap. */
+function diagnosticDatasets(view: DiagnosticView): ChartDataset<"line", Point[]>[] {
+  const log = logDiagnostics();
+  return (data.diagnostics ?? []).map((d) => {
+    const ys = view === "top" ? d.topEigenvalue : view === "trace" ? d.trace : d.condition;
+    return {
+      label: d.label,
+      data: d.step.map((x, k) => {
+        const y = ys[k];
+        return { x, y: y === null || (log && y <= 0) ? NaN : y };
+      }),
+      borderColor: d.color,
+      backgroundColor: d.color,
+      borderDash: d.dash,
+      borderWidth: 2,
+      pointRadius: d.step.length <= 30 ? 2.5 : 0,
+      fill: false,
+      hidden: hidden.has(d.group),
+      spanGaps: false,
+    };
+  });
+}
+
+function diagnosticScales(view: DiagnosticView) {
+  const title = { display: true, text: "step" };
+  const y = { display: true, text: DIAGNOSTICS[view].axis };
+  return {
+    x: logX() ? { type: "logarithmic" as const, title } : { type: "linear" as const, title },
+    y: logDiagnostics()
+      ? { type: "logarithmic" as const, title: y }
+      : { type: "linear" as const, title: y },
+  };
+}
+
+function makeDiagnosticChart(view: DiagnosticView): Chart<"line", Point[]> {
+  const canvas = document.getElementById(DIAGNOSTICS[view].canvas) as HTMLCanvasElement;
+  const chart = new Chart<"line", Point[]>(canvas, {
+    type: "line",
+    data: { datasets: diagnosticDatasets(view) },
+    options: {
+      animation: false,
+      parsing: false,
+      normalized: true,
+      responsive: true,
+      maintainAspectRatio: false,
+      interaction: { mode: "nearest", intersect: false },
+      scales: diagnosticScales(view),
+      plugins: {
+        title: { display: true, text: DIAGNOSTICS[view].title },
+        legend: { display: false },
+      },
+    },
+  });
+  diagnosticCharts.set(view, chart);
+  return chart;
+}
+
 function redraw() {
   for (const [view, chart] of charts) {
     chart.data.datasets = datasets(view);
     chart.options.scales = scales(view);
     chart.options.plugins!.title!.text = chartTitle(view);
+    chart.update("none");
+  }
+  for (const [view, chart] of diagnosticCharts) {
+    chart.data.datasets = diagnosticDatasets(view);
+    chart.options.scales = diagnosticScales(view);
     chart.update("none");
   }
 }
@@ -261,11 +342,19 @@ function main() {
     metricSeconds: makeChart("metricSeconds", "chart-metric-seconds"),
     metricEpochs: makeChart("metricEpochs", "chart-metric-epochs"),
   };
-  for (const id of ["band", "log-loss", "log-x", "metric"]) {
+  const diagnostics = data.diagnostics && document.getElementById(DIAGNOSTICS.top.canvas)
+    ? {
+      top: makeDiagnosticChart("top"),
+      trace: makeDiagnosticChart("trace"),
+      condition: makeDiagnosticChart("condition"),
+    }
+    : undefined;
+  for (const id of ["band", "log-loss", "log-x", "metric", "log-diagnostics"]) {
     control(id)?.addEventListener("change", redraw);
   }
   (globalThis as unknown as { sgnReport: unknown }).sgnReport = {
     charts: byName,
+    ...(diagnostics ? { diagnostics } : {}),
     data,
     ready: true,
   };

@@ -145,8 +145,20 @@ export interface ReferenceOptions {
   exclude?: string;
 }
 
-/** Keys that differ from run to run of one configuration by design, not worth a word. */
-const PER_RUN = new Set(["seed", "epochs", "EPOCHS", "PRINT_LEVEL"]);
+/**
+ * Keys that differ from run to run of one configuration by design, not worth a word: the seed,
+ * the length, the printing, and the curvature diagnostics (which change neither the training nor
+ * its times).
+ */
+const PER_RUN = new Set([
+  "seed",
+  "epochs",
+  "EPOCHS",
+  "PRINT_LEVEL",
+  "diagnose",
+  "diagnose_lanczos",
+  "diagnose_probes",
+]);
 
 /** A config.json's settings, the seed's block flattened beside ours. */
 function settingsOf(config: unknown): Map<string, unknown> {

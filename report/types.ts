@@ -61,10 +61,32 @@ export interface PageGroup {
   statusDetail?: string;
 }
 
+/** The curvature diagnostics of one run (`train --diagnose`), as the page draws them. */
+export interface PageDiagnostics {
+  /** Legend name: its group's and the run's seed (or folder), e.g. "ours mnist SGN_3 seed 2". */
+  label: string;
+  /** The index of its group in {@link PageData.groups} (hiding the group hides it too). */
+  group: number;
+  /** Its group's colour and dash. */
+  color: string;
+  /** Its group's dash pattern. */
+  dash: number[];
+  /** The steps measured. */
+  step: number[];
+  /** The largest eigenvalue of G at each step; null where not measured. */
+  topEigenvalue: (number | null)[];
+  /** trace G at each step; null where not measured. */
+  trace: (number | null)[];
+  /** The condition number of G + rho I at each step; null where not measured or infinite. */
+  condition: (number | null)[];
+}
+
 /** Everything the page script needs, embedded in the HTML as JSON. */
 export interface PageData {
   /** Page title. */
   title: string;
   /** The groups to draw, in table order. */
   groups: PageGroup[];
+  /** The runs with curvature diagnostics, in table order; absent when none has them. */
+  diagnostics?: PageDiagnostics[];
 }

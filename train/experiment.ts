@@ -263,6 +263,11 @@ export async function runExperiment(
       backend,
       dtype,
       signal,
+      diagnose: {
+        every: a.diagnose,
+        lanczosSteps: a.diagnose_lanczos,
+        probes: a.diagnose_probes,
+      },
       onProgress: (e) => {
         if (e.kind === "step") void run.heartbeat();
         onProgress?.(e);

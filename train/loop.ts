@@ -13,7 +13,12 @@ import { PythonRandom, Random } from "../random.ts";
 import type { Network } from "../models/networks.ts";
 import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import { type Optimizer, SGN } from "../sgn/sgn.ts";
-import { checkKnownOptions } from "../sgn/options.ts";
+import { checkKnownOptions, SGN_DEFAULTS } from "../sgn/options.ts";
+import {
+  type CurvatureDiagnostics,
+  dampedCondition,
+  ggnDiagnostics,
+} from "../linalg/diagnostics.ts";
 
 export type { Dataset } from "../datasets/synthetic.ts";
 import type { Dataset } from "../datasets/synthetic.ts";
@@ -56,6 +61,60 @@ export interface TrainOptions {
   onEpoch?: (record: ResultsRecord) => Promise<void>;
   /** Stops the run between two steps, with an {@link InterruptedError}. */
   signal?: AbortSignal;
+  /**
+   * Curvature diagnostics every `diagnose.every` steps, recorded in the results' `diagnostics`
+   * (see {@link DiagnoseOptions}); off when absent or when `every` is 0.
+   */
+  diagnose?: DiagnoseOptions;
+}
+
+/**
+ * What `train({ diagnose })` measures: before steps 1, 1 + every, 1 + 2 every, ..., on the
+ * step's mini-batch at the parameters the step starts from, the top eigenvalue of the
+ * Gauss-Newton matrix G (Lanczos), its trace (Hutchinson) and the condition number of G + rho I,
+ * rho being the damping of that SGN step (for other optimizers `rho`, by default the SGN default
+ * damping). The time it takes is left out of the run's times (epoch_time, tot_time, progress);
+ * the training itself is unchanged (the same batches, parameters and results).
+ */
+export interface DiagnoseOptions {
+  /** Steps between two measurements; 0 turns them off. */
+  every: number;
+  /** Lanczos steps of each measurement; default 20. */
+  lanczosSteps?: number;
+  /** Hutchinson probes of each measurement; default 10. */
+  probes?: number;
+  /** The damping of the condition number for optimizers other than SGN (default 1e-3). */
+  rho?: number;
+}
+
+const DIAGNOSE_OPTIONS: readonly (keyof DiagnoseOptions)[] = [
+  "every",
+  "lanczosSteps",
+  "probes",
+  "rho",
+];
+
+/** `diagnose` checked, with its defaults; undefined when off. */
+function resolveDiagnose(d: DiagnoseOptions | undefined): Required<DiagnoseOptions> | undefined {
+  if (d === undefined) return undefined;
+  checkKnownOptions(d, DIAGNOSE_OPTIONS, "train diagnose");
+  const every = checkInt(d.every, "train: diagnose.every", 0);
+  if (every === 0) return undefined;
+  const rho = d.rho ?? SGN_DEFAULTS.dampRho;
+  if (typeof rho !== "number" || !Number.isFinite(rho) || rho < 0) {
+    throw new SgnError(`train: diagnose.rho must be a number >= 0, got ${rho}`);
+  }
+  return {
+    every,
+    lanczosSteps: checkInt(d.lanczosSteps ?? 20, "train: diagnose.lanczosSteps", 1),
+    probes: checkInt(d.probes ?? 10, "train: diagnose.probes", 1),
+    rho,
+  };
+}
+
+/** A finite measurement, or null (JSON has no NaN or Infinity). */
+function finiteOrNull(x: number): number | null {
+  return Number.isFinite(x) ? x : null;
 }
 
 /** The fields of {@link TrainOptions}, for the unknown-field check. */
@@ -74,6 +133,7 @@ const TRAIN_OPTIONS: readonly (keyof TrainOptions)[] = [
   "onProgress",
   "onEpoch",
   "signal",
+  "diagnose",
 ];
 
 /**
@@ -107,7 +167,7 @@ export interface ProgressEvent {
   stepsPerEpoch: number;
   /** The step's mini-batch loss, or the epoch's mean training loss on epoch events. */
   loss: number;
-  /** Seconds since the run started. */
+  /** Seconds since the run started (time spent on diagnostics left out). */
   elapsed: number;
   /** Set on epoch events. */
   record?: ResultsRecord;
@@ -246,6 +306,7 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
     throw new SgnError(`train: order must be "python" or "permutation", got "${order}"`);
   }
   const seed = checkInt(opts.seed ?? 1, "train: seed", 0);
+  const diagnose = resolveDiagnose(opts.diagnose);
   const python = order === "python" ? new PythonRandom(seed) : undefined;
   const rng = python ? undefined : new Random(seed);
   const indices = Uint32Array.from({ length: n }, (_, i) => i);
@@ -257,9 +318,26 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
     tot_iterations: 0,
     ...(opts.optimizer instanceof SGN ? { rho: [], alpha: [] } : {}),
     epoch_time: [],
+    ...(diagnose
+      ? {
+        diagnostics: {
+          step: [],
+          epoch: [],
+          top_eigenvalue: [],
+          bottom_eigenvalue: [],
+          trace: [],
+          trace_std_error: [],
+          rho: [],
+          condition: [],
+        },
+      }
+      : {}),
   };
   const stepsPerEpoch = Math.ceil(n / opts.batchSize);
   const t0 = performance.now();
+  // Milliseconds spent on diagnostics, left out of every time the run reports.
+  let diagnosing = 0;
+  const seconds = () => (performance.now() - t0 - diagnosing) / 1000;
   let iterations = 0;
   let lastYield = t0;
   for (let epoch = 1; epoch <= opts.epochs; epoch++) {
@@ -314,11 +392,25 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
       };
       try {
         const lossFn = lossOf(y);
-        const rec = await opts.optimizer.step(
-          (...p) => opts.network.forward(p, x),
-          lossFn,
-          firstRows,
-        );
+        const model = (...p: Tensor[]) => opts.network.forward(p, x);
+        // Measured before the step: the G its conjugate gradient uses.
+        let measured: CurvatureDiagnostics | null | undefined;
+        if (diagnose && iterations % diagnose.every === 0) {
+          const start = performance.now();
+          try {
+            measured = await ggnDiagnostics(model, lossFn, opts.optimizer.params, {
+              lanczosSteps: diagnose.lanczosSteps,
+              probes: diagnose.probes,
+              seed: seed * 100003 + iterations,
+            });
+          } catch (e) {
+            // Products that are not finite: recorded as not measured; the step says the rest.
+            if (!(e instanceof SgnError)) throw e;
+            measured = null;
+          }
+          diagnosing += performance.now() - start;
+        }
+        const rec = await opts.optimizer.step(model, lossFn, firstRows);
         lossSum += rec.loss;
         if (classification) {
           // The batch accuracy where the seed scores it (the optimizer reports it from outputs
@@ -335,6 +427,26 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
           record.rho!.push(r.rho);
           record.alpha!.push(r.alpha);
         }
+        if (measured !== undefined) {
+          const d = record.diagnostics!;
+          const rho = opts.optimizer instanceof SGN
+            ? (rec as unknown as { rho: number }).rho
+            : diagnose!.rho;
+          d.step.push(iterations + 1);
+          d.epoch.push(epoch);
+          d.top_eigenvalue.push(measured ? finiteOrNull(measured.topEigenvalue) : null);
+          d.bottom_eigenvalue.push(measured ? finiteOrNull(measured.bottomEigenvalue) : null);
+          d.trace.push(measured ? finiteOrNull(measured.trace) : null);
+          d.trace_std_error.push(measured ? finiteOrNull(measured.traceStdError) : null);
+          d.rho.push(rho);
+          d.condition.push(
+            measured
+              ? finiteOrNull(
+                dampedCondition(measured.topEigenvalue, measured.bottomEigenvalue, rho),
+              )
+              : null,
+          );
+        }
         iterations++;
         opts.onProgress?.({
           kind: "step",
@@ -342,7 +454,7 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
           step: s + 1,
           stepsPerEpoch,
           loss: rec.loss,
-          elapsed: (performance.now() - t0) / 1000,
+          elapsed: seconds(),
         });
       } finally {
         x.dispose();
@@ -371,7 +483,7 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
       if (classification) record.test_acc!.push(test.acc);
       else record.test_loss!.push(test.loss);
     }
-    record.tot_time = (performance.now() - t0) / 1000;
+    record.tot_time = seconds();
     record.tot_iterations = iterations;
     if (classification) record.tot_epochs = epoch;
     record.epoch_time.push(record.tot_time);
@@ -382,7 +494,7 @@ export async function train(opts: TrainOptions): Promise<ResultsRecord> {
       step: stepsPerEpoch,
       stepsPerEpoch,
       loss: record.avg_loss.at(-1)!,
-      elapsed: (performance.now() - t0) / 1000,
+      elapsed: seconds(),
       record,
     });
   }

@@ -36,7 +36,7 @@ export interface SettingSpec extends FlagSpec {
   option?: { SGN?: keyof SgnOptions; SGD?: keyof SgdOptions; Adam?: keyof AdamOptions };
   /** Its key in config.json's seed block (`config`), for the solvers it applies to. */
   seedKey?: { SGN?: string; SGD?: string; Adam?: string };
-  /** Its key at config.json's top level (written for every run). */
+  /** Its key at config.json's top level (written for every run, unless `recordIf` says no). */
   recordKey?: string;
   /**
    * Its `seedKey` is written only when the value is not the default: a setting added after runs
@@ -44,9 +44,18 @@ export interface SettingSpec extends FlagSpec {
    * with the defaults writes the config.json it wrote before (and its report lists no difference).
    */
   omitDefault?: boolean;
+   * When given, `recordKey` is written only for runs whose settings it accepts (a setting that
+   * is off by default leaves config.json as it was without it).
+   */
+  recordIf?: (settings: Readonly<Record<string, unknown>>) => boolean;
 }
 
 const ARMIJO = ["shrinking", "seed"] as const;
+
+/** Whether a run measures curvature diagnostics (its --diagnose rows go into config.json). */
+function diagnosing(s: Readonly<Record<string, unknown>>): boolean {
+  return typeof s.diagnose === "number" && s.diagnose > 0;
+}
 
 /** Every training setting, by flag name (`--<name>`), with the seed's scripts' defaults. */
 export const SETTINGS = {
@@ -373,6 +382,37 @@ export const SETTINGS = {
     default: false,
     help: "compute in float64 (a CPU backend: native or cpu), as the seed's runs did",
   },
+  diagnose: {
+    kind: "int",
+    default: 0,
+    min: 0,
+    max: 1e9,
+    help: "every N steps, record the curvature of the step's mini-batch in results.json's " +
+      "diagnostics: top eigenvalue of the Gauss-Newton matrix G (Lanczos), its trace " +
+      "(Hutchinson), condition of G + rho I (rho: the SGN step's damping; " +
+      `${SGN_DEFAULTS.dampRho} for SGD/Adam); ` +
+      "its time is left out of epoch_time and tot_time (0: off)",
+    recordKey: "diagnose",
+    recordIf: diagnosing,
+  },
+  diagnose_lanczos: {
+    kind: "int",
+    default: 20,
+    min: 1,
+    max: 10000,
+    help: "--diagnose: Lanczos steps (products G v) for the top eigenvalue",
+    recordKey: "diagnose_lanczos",
+    recordIf: diagnosing,
+  },
+  diagnose_probes: {
+    kind: "int",
+    default: 10,
+    min: 1,
+    max: 10000,
+    help: "--diagnose: Hutchinson probes (products G v) for the trace",
+    recordKey: "diagnose_probes",
+    recordIf: diagnosing,
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 /** A setting's flag name. */
@@ -523,8 +563,8 @@ export function seedConfig(s: TrainSettings): Record<string, unknown> {
 export function settingsRecord(s: TrainSettings): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const name of NAMES) {
-    const key = (spec(name) as SettingSpec).recordKey;
-    if (key) out[key] = s[name];
+    const { recordKey: key, recordIf } = spec(name) as SettingSpec;
+    if (key && (recordIf?.(s) ?? true)) out[key] = s[name];
   }
   return out;
 }
