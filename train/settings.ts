@@ -44,6 +44,7 @@ export interface SettingSpec extends FlagSpec {
    * with the defaults writes the config.json it wrote before (and its report lists no difference).
    */
   omitDefault?: boolean;
+  /**
    * When given, `recordKey` is written only for runs whose settings it accepts (a setting that
    * is off by default leaves config.json as it was without it).
    */
