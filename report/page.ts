@@ -197,18 +197,23 @@ function isMean(dataset: object | undefined): boolean {
   return dataset !== undefined && roles.get(dataset)?.role === "mean";
 }
 
+/** The options every chart of the page shares: points as given, sized by the page, no animation. */
+const LINE_CHART = {
+  animation: false,
+  parsing: false,
+  normalized: true,
+  responsive: true,
+  maintainAspectRatio: false,
+  interaction: { mode: "nearest", intersect: false },
+} as const;
+
 function makeChart(view: View, canvasId: string): Chart<"line", Point[]> {
   const canvas = document.getElementById(canvasId) as HTMLCanvasElement;
   const chart: Chart<"line", Point[]> = new Chart<"line", Point[]>(canvas, {
     type: "line",
     data: { datasets: datasets(view) },
     options: {
-      animation: false,
-      parsing: false,
-      normalized: true,
-      responsive: true,
-      maintainAspectRatio: false,
-      interaction: { mode: "nearest", intersect: false },
+      ...LINE_CHART,
       scales: scales(view),
       plugins: {
         title: { display: true, text: chartTitle(view) },
@@ -262,12 +267,7 @@ function makeDiagnosticChart(view: DiagnosticView): Chart<"line", Point[]> {
     type: "line",
     data: { datasets: diagnosticDatasets(view) },
     options: {
-      animation: false,
-      parsing: false,
-      normalized: true,
-      responsive: true,
-      maintainAspectRatio: false,
-      interaction: { mode: "nearest", intersect: false },
+      ...LINE_CHART,
       scales: diagnosticScales(view),
       plugins: {
         title: { display: true, text: DIAGNOSTICS[view].title },

@@ -90,6 +90,12 @@ function sameConfiguration(a: Configuration, b: Configuration): boolean {
   return (Object.keys(a) as (keyof Configuration)[]).every((k) => a[k] === b[k]);
 }
 
+/**
+ * The folder of the committed runs that holds issue 22's ablation (results/ablation, see
+ * results/README.md): runs of SGN with options beyond the seed's, left out of the reference.
+ */
+export const ABLATION_FOLDER = "ablation";
+
 function committedResults(): string | undefined {
   const url = new URL("../results", import.meta.url);
   return url.protocol === "file:" ? fileURLToPath(url) : undefined;
@@ -261,8 +267,12 @@ export async function findReference(
     : await Deno.realPath(options.exclude).catch(() => resolve(options.exclude!));
   const problems: Problem[] = [];
   const byFolder = new Map<string, { dir: string; config: unknown }[]>();
+  const ablation = resolve(root, ABLATION_FOLDER);
   for (const dir of await findRunDirs(root)) {
     if (/\.stale-/.test(dir)) continue;
+    // The committed ablation runs vary SGN's options under one configuration's name: not a
+    // reproduction to draw a run against.
+    if (committed && resolve(dir).startsWith(ablation + "/")) continue;
     if (excluded !== undefined && await Deno.realPath(dir).catch(() => dir) === excluded) continue;
     const read = await readRunConfig(dir);
     if (read.problem) {
