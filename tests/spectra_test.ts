@@ -142,6 +142,12 @@ function symmetricWithSpectrum(lambda: ArrayLike<number>, seed: number): Float64
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] -= 2 * v[i] * va[j] / vv;
   }
   // Exactly symmetric (the reflections leave rounding-level asymmetry).
+  symmetrize(a, n);
+  return a;
+}
+
+/** Makes an n x n matrix exactly symmetric: each pair of entries becomes their mean. */
+function symmetrize(a: Float64Array, n: number): void {
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
       const s = (a[i * n + j] + a[j * n + i]) / 2;
@@ -149,7 +155,6 @@ function symmetricWithSpectrum(lambda: ArrayLike<number>, seed: number): Float64
       a[j * n + i] = s;
     }
   }
-  return a;
 }
 
 /** A dense float64 matrix as an operator on the float64 oracle backend. */
@@ -171,13 +176,7 @@ async function denseOf(op: LinearOperator): Promise<Float64Array> {
     col.dispose();
     for (let r = 0; r < n; r++) a[r * n + i] = values[r];
   }
-  for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) {
-      const s = (a[i * n + j] + a[j * n + i]) / 2;
-      a[i * n + j] = s;
-      a[j * n + i] = s;
-    }
-  }
+  symmetrize(a, n);
   return a;
 }
 
