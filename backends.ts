@@ -14,24 +14,30 @@
  * @module
  */
 
+export type {
+  Backend,
+  Conv2dSpec,
+  DeviceBuffer,
+  Epilogue,
+  MatmulSpec,
+  Pool2dSpec,
+} from "./kernel/backend.ts";
+
 export {
-  type Backend,
+  BINARY,
   BINARY_OPS,
   type BinaryOp,
-  type Conv2dSpec,
-  type DeviceBuffer,
-  type DType,
-  type Epilogue,
   type Expr,
   type Kernel,
-  type MatmulSpec,
-  type Pool2dSpec,
+  type OpText,
   type ReduceOp,
-  type TypedArray,
+  UNARY,
   UNARY_OPS,
   type UnaryOp,
-} from "./backend.ts";
-export { CpuBackend, type CpuBuffer } from "./cpu/backend.ts";
+} from "./kernel/ir.ts";
+
+export type { DType, TypedArray } from "./kernel/shape.ts";
+export { CpuBackend, type CpuBuffer } from "./cpu/oracle.ts";
 export { NativeBackend, type NativeOptions } from "./cpu/native.ts";
 export { Arena, ArenaBuffer } from "./wasm/arena.ts";
 export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
@@ -43,7 +49,7 @@ export {
   type DnnlResult,
   loadDnnl,
 } from "./cpu/dnnl.ts";
-export { WebGpuBackend } from "./wgsl/backend.ts";
+export { WebGpuBackend } from "./wgsl/webgpu.ts";
 export { GpuBuffer, GpuRuntime, Params, type RuntimeStats } from "./wgsl/runtime.ts";
 export { type Lazy, lazyStats, type Recipe } from "./kernel/lazy.ts";
 export * as kernels from "./kernel/kernels.ts";

@@ -18,7 +18,11 @@
  * @module
  */
 
-export { type Backend, type DType, SgnError, type TypedArray } from "./backend.ts";
+export type { Backend } from "./kernel/backend.ts";
+
+export type { DType, TypedArray } from "./kernel/shape.ts";
+
+export { SgnError } from "./errors.ts";
 export {
   type BackendChoice,
   backendNotice,

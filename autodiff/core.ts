@@ -16,7 +16,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { checkTensor, claim, keep, Tensor } from "./tensor.ts";
 import type { Memo, ParamsOf, PrimName, Rule } from "./primitives.ts";
 

@@ -9,10 +9,14 @@
  * @module
  */
 
-import { type Backend, type DType, SgnError, showValue } from "../backend.ts";
-import { CpuBackend } from "../cpu/backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+
+import type { DType } from "../kernel/shape.ts";
+
+import { SgnError, showValue } from "../errors.ts";
+import { CpuBackend } from "../cpu/oracle.ts";
 import { NativeBackend } from "../cpu/native.ts";
-import { WebGpuBackend } from "../wgsl/backend.ts";
+import { WebGpuBackend } from "../wgsl/webgpu.ts";
 
 /** Which backend {@link init} should select. */
 export type BackendChoice = "auto" | "webgpu" | "native" | "cpu";

@@ -15,7 +15,9 @@
  * @module
  */
 
-import { checkInt, checkInts, checkShape, SgnError, showValue, sizeOf } from "../backend.ts";
+import { checkInt, checkInts, SgnError, showValue } from "../errors.ts";
+
+import { checkShape, sizeOf } from "../kernel/shape.ts";
 import { bind } from "./core.ts";
 import { useOps } from "./primitives.ts";
 import { checkTensor, scope, Tensor } from "./tensor.ts";

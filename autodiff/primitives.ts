@@ -11,16 +11,18 @@
  * @module
  */
 
+import { broadcastShapes, sizeOf } from "../kernel/shape.ts";
+
 import {
-  broadcastShapes,
   conv2dOutSize,
   type Conv2dSpec,
   pool2dOutSize,
   type Pool2dSpec,
-  SgnError,
-  sizeOf,
-  type UnaryOp,
-} from "../backend.ts";
+} from "../kernel/backend.ts";
+
+import { SgnError } from "../errors.ts";
+
+import type { UnaryOp } from "../kernel/ir.ts";
 import * as k from "../kernel/lazy.ts";
 import { TWO_OVER_SQRT_PI } from "../kernel/erf.ts";
 import type { Lazy } from "../kernel/lazy.ts";

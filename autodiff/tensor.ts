@@ -8,16 +8,11 @@
  * @module
  */
 
-import {
-  type Backend,
-  checkShape,
-  type DeviceBuffer,
-  type DType,
-  SgnError,
-  showValue,
-  sizeOf,
-  type TypedArray,
-} from "../backend.ts";
+import type { Backend, DeviceBuffer } from "../kernel/backend.ts";
+
+import { checkShape, type DType, sizeOf, type TypedArray } from "../kernel/shape.ts";
+
+import { SgnError, showValue } from "../errors.ts";
 import { getBackend } from "./device.ts";
 import { full as lazyFull, Lazy } from "../kernel/lazy.ts";
 

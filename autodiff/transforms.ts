@@ -13,7 +13,7 @@
  * @module
  */
 
-import { SgnError, showValue } from "../backend.ts";
+import { SgnError, showValue } from "../errors.ts";
 import { JvpTrace, JvpTracer, nextLevel, TapeTrace, withTrace } from "./core.ts";
 import { adopt, checkTensor, collect, scope, scopeDepth, Tensor } from "./tensor.ts";
 import * as o from "./ops.ts";

@@ -8,7 +8,7 @@
  * deno run -A bench/dnnl_report.ts
  * ```
  */
-import { conv2dOutSize, type Conv2dSpec } from "../backend.ts";
+import { conv2dOutSize, type Conv2dSpec } from "../kernel/backend.ts";
 import { type ConvKind, type ConvLayout, convLayout, loadDnnl } from "../cpu/dnnl.ts";
 import { ARCHITECTURES, type ConvNetSpec } from "../models/networks.ts";
 

@@ -4,9 +4,10 @@
  * the bench runs every case, on every backend, with the same n ({@link KERNELS_PER_ITERATION}).
  */
 import * as K from "../kernel/kernels.ts";
-import type { Backend, Conv2dSpec, DeviceBuffer, DType } from "../backend.ts";
-import { conv2dOutSize } from "../backend.ts";
-import { benchBackends } from "./backends.ts";
+import type { Backend, Conv2dSpec, DeviceBuffer } from "../kernel/backend.ts";
+import type { DType } from "../kernel/shape.ts";
+import { conv2dOutSize } from "../kernel/backend.ts";
+import { benchBackends } from "./devices.ts";
 import { Random } from "../random.ts";
 
 /**

@@ -14,7 +14,7 @@
  * seconds per iteration).
  */
 import { kernelCases, KERNELS_PER_ITERATION, throughput } from "./kernel_cases.ts";
-import { benchPlainCpu } from "./backends.ts";
+import { benchPlainCpu } from "./devices.ts";
 import { measured, perCall, printAfterBench } from "./summary.ts";
 
 const N = KERNELS_PER_ITERATION;

@@ -23,7 +23,7 @@ import { parseArgs } from "node:util";
 import type { Tensor } from "../autodiff/tensor.ts";
 import { scope } from "../autodiff/tensor.ts";
 import { valueAndGrad } from "../autodiff/transforms.ts";
-import { CpuBackend } from "../cpu/backend.ts";
+import { CpuBackend } from "../cpu/oracle.ts";
 import { compileStats } from "../cpu/compile.ts";
 import { NativeBackend } from "../cpu/native.ts";
 import { lazyStats } from "../kernel/lazy.ts";

@@ -10,7 +10,7 @@
  * `SGN_BENCH_CPU=1`.
  */
 import { type Product, productCases, PRODUCTS } from "./products_cases.ts";
-import { benchPlainCpu } from "./backends.ts";
+import { benchPlainCpu } from "./devices.ts";
 import { type Measured, measured, perCall, printAfterBench } from "./summary.ts";
 
 console.log(

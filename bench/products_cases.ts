@@ -8,8 +8,8 @@
  * products per iteration, a number that depends on the workload only, so the same on every
  * backend.
  */
-import type { Backend } from "../backend.ts";
-import { benchBackends } from "./backends.ts";
+import type { Backend } from "../kernel/backend.ts";
+import { benchBackends } from "./devices.ts";
 import { Random } from "../random.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import { ggnLinearize, ggnvp, hvp, jvp, valueAndGrad, vjp } from "../autodiff/transforms.ts";

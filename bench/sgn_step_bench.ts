@@ -8,7 +8,7 @@
  * readback) and the line-search modes.
  */
 import { w1Sgn } from "./sgn_step_cases.ts";
-import { benchBackends } from "./backends.ts";
+import { benchBackends } from "./devices.ts";
 import { measured, perCall, printAfterBench } from "./summary.ts";
 
 console.log(

@@ -5,8 +5,8 @@
  * one forward pass (a line-search try), and one readback round trip. sgn_step_bench.ts and
  * sgn_step_report.ts build their optimizers with {@link w1Sgn}, so both time the same step.
  */
-import type { Backend } from "../backend.ts";
-import { benchBackends, gpuCounts, gpuCountsSince } from "./backends.ts";
+import type { Backend } from "../kernel/backend.ts";
+import { benchBackends, gpuCounts, gpuCountsSince } from "./devices.ts";
 import { Random } from "../random.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import { ggnLinearize, valueAndGrad } from "../autodiff/transforms.ts";

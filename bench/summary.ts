@@ -7,8 +7,8 @@
  * The figures are the bench's own calls, so they are as noisy as Deno's: the `*_report.ts`
  * scripts measure with more care (e.g. the readback cancelled out).
  */
-import type { Backend } from "../backend.ts";
-import { type GpuCounts, gpuCounts, gpuCountsSince } from "./backends.ts";
+import type { Backend } from "../kernel/backend.ts";
+import { type GpuCounts, gpuCounts, gpuCountsSince } from "./devices.ts";
 
 /** What the calls of one bench body took. */
 export interface Measured {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { NoRunsError, writeReport } from "../report/mod.ts";
 import { flagHelp, type FlagSpec, parseFlags } from "../train/flags.ts";
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { DType, TypedArray } from "../backend.ts";
+import type { DType, TypedArray } from "../kernel/shape.ts";
 import {
   BINARY,
   collapse,

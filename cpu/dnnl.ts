@@ -16,8 +16,8 @@
  * @module
  */
 
-import type { Conv2dSpec, Pool2dSpec } from "../backend.ts";
-import { conv2dOutSize, pool2dOutSize } from "../backend.ts";
+import type { Conv2dSpec, Pool2dSpec } from "../kernel/backend.ts";
+import { conv2dOutSize, pool2dOutSize } from "../kernel/backend.ts";
 import { denoNs, openFirst } from "./ffi.ts";
 
 /** The three convolution products. */

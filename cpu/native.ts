@@ -19,18 +19,19 @@ import {
   conv2dOutSize,
   type Conv2dSpec,
   type DeviceBuffer,
-  type DType,
   type Epilogue,
-  type Kernel,
   type MatmulSpec,
   pool2dOutSize,
   type Pool2dSpec,
-  SgnError,
-  sizeOf,
-  type TypedArray,
-} from "../backend.ts";
+} from "../kernel/backend.ts";
+
+import { type DType, sizeOf, type TypedArray } from "../kernel/shape.ts";
+
+import type { Kernel } from "../kernel/ir.ts";
+
+import { SgnError } from "../errors.ts";
 import { compileKernel } from "./compile.ts";
-import { CpuBackend, CpuBuffer } from "./backend.ts";
+import { CpuBackend, CpuBuffer } from "./oracle.ts";
 import { type Blas, loadBlas, SINGLE_THREAD_WORK } from "./blas.ts";
 import { type ConvKind, type Dnnl, loadDnnl } from "./dnnl.ts";
 import { env } from "./ffi.ts";

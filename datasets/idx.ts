@@ -6,7 +6,7 @@
  * @module
  */
 
-import { checkInt, SgnError, showValue } from "../backend.ts";
+import { checkInt, SgnError, showValue } from "../errors.ts";
 
 /** A parsed IDX file: its dimensions and its unsigned-byte payload. */
 export interface Idx {

@@ -10,7 +10,7 @@
 
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { SgnError, showValue } from "../backend.ts";
+import { SgnError, showValue } from "../errors.ts";
 import { NumpyRandomState, Random } from "../random.ts";
 import type { LoadedDataset } from "./synthetic.ts";
 import { idxSize, imagesAndLabels, maybeGunzip, parseCifarBatch, parseIdx } from "./idx.ts";

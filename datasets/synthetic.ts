@@ -6,7 +6,7 @@
  * @module
  */
 
-import { checkInt, SgnError, showValue } from "../backend.ts";
+import { checkInt, SgnError, showValue } from "../errors.ts";
 import { Random } from "../random.ts";
 
 /** A data set in memory: inputs [n, ...sampleShape] flattened, and labels or targets. */

@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { DType } from "../backend.ts";
+import type { DType } from "./shape.ts";
 import { type Kernel, kernelStructure } from "./ir.ts";
 
 /** Counters of a {@link KernelCache}. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { TypedArray } from "../backend.ts";
+import type { TypedArray } from "./shape.ts";
 import { BINARY_FN, contiguous, type Expr, type Kernel, UNARY_FN } from "./ir.ts";
 
 /** Evaluates `e` at the loop index `idx` (acc = the reduced value, in epilogues). */

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { type BinaryOp, type DType, stridesOf, type UnaryOp } from "../backend.ts";
+import { type DType, stridesOf } from "./shape.ts";
 import { erf } from "./erf.ts";
 
 /** A reduction: `sum`, `max` (NaN wins) or `argmax` (first index of the maximum, as a float). */
@@ -61,12 +61,20 @@ export interface Kernel {
  */
 export const JS_LIB: Readonly<{ erf: (x: number) => number }> = { erf };
 
+/** An element-wise op's text in each target language. */
+export interface OpText {
+  /** JavaScript, on doubles. */
+  readonly js: string;
+  /** WGSL, on f32. */
+  readonly wgsl: string;
+}
+
 /**
  * Each unary op in JavaScript (of `x`, on doubles) and in WGSL (of `x: f32`). Helper functions
  * named here live in the lowering's prelude (`lib.` in JavaScript: {@link JS_LIB}). NaN passes
  * through as IEEE says.
  */
-export const UNARY: Readonly<Record<UnaryOp, { js: string; wgsl: string }>> = {
+export const UNARY = {
   neg: { js: "-x", wgsl: "-x" },
   exp: { js: "Math.exp(x)", wgsl: "exp(x)" },
   log: { js: "Math.log(x)", wgsl: "log(x)" },
@@ -89,10 +97,19 @@ export const UNARY: Readonly<Record<UnaryOp, { js: string; wgsl: string }>> = {
     wgsl: "softplusF(x)",
   },
   erf: { js: "lib.erf(x)", wgsl: "erfF(x)" },
-};
+} as const satisfies Record<string, OpText>;
+
+/**
+ * The element-wise unary operations: the keys of {@link UNARY}, so that a new op is one row there.
+ * `step` is the derivative of relu: 1 where x > 0, else 0. `softplus` is log(1 + e^x); `erf` the
+ * error function (kernel/erf.ts).
+ */
+export type UnaryOp = keyof typeof UNARY;
+/** Every {@link UnaryOp}, in the table's order (for tests and validation). */
+export const UNARY_OPS: readonly UnaryOp[] = Object.keys(UNARY) as UnaryOp[];
 
 /** Each binary op in JavaScript (of `a`, `b`) and WGSL; comparisons give 1 or 0. */
-export const BINARY: Readonly<Record<BinaryOp, { js: string; wgsl: string }>> = {
+export const BINARY = {
   add: { js: "a + b", wgsl: "a + b" },
   sub: { js: "a - b", wgsl: "a - b" },
   mul: { js: "a * b", wgsl: "a * b" },
@@ -106,7 +123,12 @@ export const BINARY: Readonly<Record<BinaryOp, { js: string; wgsl: string }>> = 
   le: { js: "(a <= b ? 1 : 0)", wgsl: "select(0.0, 1.0, a <= b)" },
   gt: { js: "(a > b ? 1 : 0)", wgsl: "select(0.0, 1.0, a > b)" },
   ge: { js: "(a >= b ? 1 : 0)", wgsl: "select(0.0, 1.0, a >= b)" },
-};
+} as const satisfies Record<string, OpText>;
+
+/** Element-wise binary operations (the keys of {@link BINARY}); comparisons give 1 or 0. */
+export type BinaryOp = keyof typeof BINARY;
+/** Every {@link BinaryOp}, in the table's order (for tests and validation). */
+export const BINARY_OPS: readonly BinaryOp[] = Object.keys(BINARY) as BinaryOp[];
 
 /**
  * A function from JavaScript text that may call {@link JS_LIB}'s functions as `lib.name`: `params`
@@ -292,7 +314,7 @@ export function kernelKey(kernel: Kernel, dtype: DType): { key: string; consts: 
 
 // --- views ------------------------------------------------------------------------------------
 
-/** Row-major strides (one definition: backend.ts's `stridesOf`). */
+/** Row-major strides (one definition: shape.ts's `stridesOf`). */
 export const contiguous: (shape: readonly number[]) => number[] = stridesOf;
 
 /**

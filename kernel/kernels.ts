@@ -16,16 +16,13 @@
  * @module
  */
 
-import {
-  type Backend,
-  type BinaryOp,
-  broadcastShapes,
-  broadcastStrides,
-  type DeviceBuffer,
-  SgnError,
-  sizeOf,
-  type UnaryOp,
-} from "../backend.ts";
+import type { Backend, DeviceBuffer } from "./backend.ts";
+
+import type { BinaryOp, UnaryOp } from "./ir.ts";
+
+import { broadcastShapes, broadcastStrides, sizeOf } from "./shape.ts";
+
+import { SgnError } from "../errors.ts";
 import * as ir from "./ir.ts";
 import type { ReduceOp } from "./ir.ts";
 

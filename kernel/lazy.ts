@@ -23,15 +23,11 @@
  * @module
  */
 
-import {
-  type Backend,
-  broadcastShapes,
-  type DeviceBuffer,
-  type DType,
-  type Epilogue,
-  SgnError,
-  sizeOf,
-} from "../backend.ts";
+import type { Backend, DeviceBuffer, Epilogue } from "./backend.ts";
+
+import { broadcastShapes, type DType, sizeOf } from "./shape.ts";
+
+import { SgnError } from "../errors.ts";
 import {
   ACC,
   contiguous,

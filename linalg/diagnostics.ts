@@ -7,7 +7,7 @@
  * @module
  */
 
-import { SgnError, showValue } from "../backend.ts";
+import { SgnError, showValue } from "../errors.ts";
 import type { Tensor } from "../autodiff/tensor.ts";
 import { ggnLinearize, type OutputLoss } from "../autodiff/transforms.ts";
 import { ggnOperator } from "./operator.ts";

@@ -11,7 +11,11 @@
  * @module
  */
 
-import { type Backend, type DType, SgnError, showValue, sizeOf } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+
+import { type DType, sizeOf } from "../kernel/shape.ts";
+
+import { SgnError, showValue } from "../errors.ts";
 import { scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type GgnOperator, hvp } from "../autodiff/transforms.ts";

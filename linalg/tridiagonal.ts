@@ -8,7 +8,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 
 /** The eigen-decomposition of a symmetric tridiagonal matrix (see {@link tridiagonalEigen}). */
 export interface TridiagonalEigen {

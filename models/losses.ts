@@ -7,7 +7,9 @@
  * @module
  */
 
-import { checkInt, checkShape, SgnError, showValue } from "../backend.ts";
+import { checkInt, SgnError, showValue } from "../errors.ts";
+
+import { checkShape } from "../kernel/shape.ts";
 import type { OutputLoss } from "../autodiff/transforms.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";

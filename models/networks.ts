@@ -7,8 +7,10 @@
  * @module
  */
 
-import { checkInt, checkShape, type DType, SgnError, showValue, sizeOf } from "../backend.ts";
-import type { Backend } from "../backend.ts";
+import { checkInt, SgnError, showValue } from "../errors.ts";
+
+import { checkShape, type DType, sizeOf } from "../kernel/shape.ts";
+import type { Backend } from "../kernel/backend.ts";
 import { NumpyRandomState, Random } from "../random.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";

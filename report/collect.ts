@@ -13,7 +13,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Band, Metric, RunStatus } from "./types.ts";
 

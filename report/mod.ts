@@ -16,7 +16,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { writeFileAtomic } from "../train/atomic.ts";
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { bundlePageScript } from "./bundle.ts";
 import {
   collectRuns,

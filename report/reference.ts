@@ -11,7 +11,7 @@
 
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { configNaming, findRunDirs, type Problem, readRunConfig } from "./collect.ts";
 
 /** What makes two runs comparable: the same value of every field. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { SgnError, showValue } from "../backend.ts";
+import { SgnError, showValue } from "../errors.ts";
 import { checkKnownOptions } from "./options.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";

@@ -7,7 +7,7 @@
 
 import type { Tensor } from "../autodiff/tensor.ts";
 import type { OutputLoss } from "../autodiff/transforms.ts";
-import { SgnError, showValue } from "../backend.ts";
+import { SgnError, showValue } from "../errors.ts";
 
 /** A model as a function of its parameters on one mini-batch (its outputs z). */
 export type ModelFn = (...params: Tensor[]) => Tensor;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { SgnError, showValue } from "../backend.ts";
+import { SgnError, showValue } from "../errors.ts";
 
 /** Damping schedules used when the trust region is off. */
 export type RhoDecay = "const" | "linear" | "cos";

@@ -6,7 +6,9 @@
  * @module
  */
 
-import { SgnError, showValue, sizeOf } from "../backend.ts";
+import { SgnError, showValue } from "../errors.ts";
+
+import { sizeOf } from "../kernel/shape.ts";
 import { Tensor } from "../autodiff/tensor.ts";
 import * as k from "../kernel/lazy.ts";
 import type { Lazy } from "../kernel/lazy.ts";

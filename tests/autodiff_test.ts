@@ -4,7 +4,7 @@
  * identity <u, J v> = <J^T u, v> on WebGPU in float32.
  */
 import assert from "node:assert/strict";
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import {

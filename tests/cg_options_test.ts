@@ -12,8 +12,8 @@
  * default run say so.
  */
 import assert from "node:assert/strict";
-import type { Backend } from "../backend.ts";
-import { SgnError } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+import { SgnError } from "../errors.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, valueAndGrad } from "../autodiff/transforms.ts";

@@ -25,20 +25,15 @@ import * as K from "../kernel/kernels.ts";
 import assert from "node:assert/strict";
 import {
   type Backend,
-  BINARY_OPS,
-  type BinaryOp,
   conv2dOutSize,
   type Conv2dSpec,
   type DeviceBuffer,
-  type DType,
   type MatmulSpec,
   pool2dOutSize,
   type Pool2dSpec,
-  sizeOf,
-  type TypedArray,
-  UNARY_OPS,
-  type UnaryOp,
-} from "../backend.ts";
+} from "../kernel/backend.ts";
+import { BINARY_OPS, type BinaryOp, UNARY_OPS, type UnaryOp } from "../kernel/ir.ts";
+import { type DType, sizeOf, type TypedArray } from "../kernel/shape.ts";
 import { assertClose, cpu, nativeVariants, put, Random, take, webgpu } from "./harness.ts";
 
 const SIZES = [1, 3, 7, 33, 257, 1000, 4099];

@@ -16,8 +16,9 @@
  * oracle (generated cases), float32 on every backend, both CG forms.
  */
 import assert from "node:assert/strict";
-import type { Backend, DType } from "../backend.ts";
-import { SgnError } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+import type { DType } from "../kernel/shape.ts";
+import { SgnError } from "../errors.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import {

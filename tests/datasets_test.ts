@@ -16,7 +16,7 @@ import {
   sineWaves,
   standardizePerImage,
 } from "../datasets/mod.ts";
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { gzip, idx, idxRaw, writeIdxDir } from "./data_files.ts";
 
 Deno.test("IDX directory: plain and gzip files load, scaled to [0, 1] or standardized", async () => {

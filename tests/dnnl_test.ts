@@ -11,8 +11,8 @@ import {
   type Conv2dSpec,
   pool2dOutSize,
   type Pool2dSpec,
-} from "../backend.ts";
-import { CpuBackend } from "../cpu/backend.ts";
+} from "../kernel/backend.ts";
+import { CpuBackend } from "../cpu/oracle.ts";
 import { type ConvKind, convLayout, dnnlCandidates, loadDnnl } from "../cpu/dnnl.ts";
 import { native, nativeVariants, skipped, take } from "./harness.ts";
 import * as ir from "../kernel/ir.ts";

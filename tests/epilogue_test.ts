@@ -4,12 +4,13 @@
  * and unaligned shapes, every transpose, and operands read at offsets inside larger buffers.
  */
 import assert from "node:assert/strict";
-import type { Backend, DType, MatmulSpec } from "../backend.ts";
+import type { Backend, MatmulSpec } from "../kernel/backend.ts";
+import type { DType } from "../kernel/shape.ts";
 import * as ir from "../kernel/ir.ts";
 import { cpu, native, Random, skipped, webgpu } from "./harness.ts";
 import * as mm from "../wgsl/matmul.ts";
 import { splitK } from "../wgsl/matmul.ts";
-import { WebGpuBackend } from "../wgsl/backend.ts";
+import { WebGpuBackend } from "../wgsl/webgpu.ts";
 import type { GpuBuffer } from "../wgsl/runtime.ts";
 
 const gpu = await webgpu();

@@ -2,10 +2,11 @@
  * Shared test helpers: the backends under test, seeded random data, and closeness checks that
  * report the worst element.
  */
-import type { Backend, DeviceBuffer, TypedArray } from "../backend.ts";
-import { CpuBackend } from "../cpu/backend.ts";
+import type { Backend, DeviceBuffer } from "../kernel/backend.ts";
+import type { TypedArray } from "../kernel/shape.ts";
+import { CpuBackend } from "../cpu/oracle.ts";
 import { NativeBackend } from "../cpu/native.ts";
-import { WebGpuBackend } from "../wgsl/backend.ts";
+import { WebGpuBackend } from "../wgsl/webgpu.ts";
 import { Random } from "../random.ts";
 
 export { Random };

@@ -9,8 +9,9 @@
  * compared with the reference interpreter.
  */
 import assert from "node:assert/strict";
-import type { BinaryOp, DType, UnaryOp } from "../backend.ts";
-import { BINARY_OPS, UNARY_OPS } from "../backend.ts";
+import type { BinaryOp, UnaryOp } from "../kernel/ir.ts";
+import type { DType } from "../kernel/shape.ts";
+import { BINARY_OPS, UNARY_OPS } from "../kernel/ir.ts";
 import { KernelCache } from "../kernel/cache.ts";
 import { type Expr, type Kernel, kernelKey, kernelStructure } from "../kernel/ir.ts";
 import { interpret } from "../kernel/interpret.ts";

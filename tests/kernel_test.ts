@@ -4,7 +4,8 @@
  * as one kernel; epilogues fused into matmul; and the dispatch counts of the seed's W1 workload.
  */
 import assert from "node:assert/strict";
-import type { Backend, DType, TypedArray } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+import type { DType, TypedArray } from "../kernel/shape.ts";
 import * as ir from "../kernel/ir.ts";
 import { interpret } from "../kernel/interpret.ts";
 import { lazyStats } from "../kernel/lazy.ts";
@@ -12,7 +13,7 @@ import { cpu, native, Random, skipped, webgpu } from "./harness.ts";
 import { ops, scope, type Tensor, tensor } from "../mod.ts";
 import { valueAndGrad } from "../autodiff/transforms.ts";
 import { w1 } from "../bench/sgn_step_cases.ts";
-import type { WebGpuBackend } from "../wgsl/backend.ts";
+import type { WebGpuBackend } from "../wgsl/webgpu.ts";
 
 const gpu = await webgpu();
 const nat = await native();

@@ -16,7 +16,7 @@
  *   tests/property_autodiff_test.ts check whole generated networks with these layers.
  */
 import assert from "node:assert/strict";
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { hvp, jvp, vjp } from "../autodiff/transforms.ts";

@@ -8,7 +8,8 @@
  * terms: |gpu - ref| <= 1e-5 * sum_k |a_ik * b_kj| + 1e-6.
  */
 import assert from "node:assert/strict";
-import { type MatmulSpec, SgnError } from "../backend.ts";
+import type { MatmulSpec } from "../kernel/backend.ts";
+import { SgnError } from "../errors.ts";
 import { Random } from "../random.ts";
 import type { GpuBuffer } from "../wgsl/runtime.ts";
 import { matmul, type MatmulTile } from "../wgsl/matmul.ts";

@@ -5,7 +5,7 @@
  * alive however many iterations it runs.
  */
 import assert from "node:assert/strict";
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { meanSquaredError } from "../models/losses.ts";

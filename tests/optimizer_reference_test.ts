@@ -7,7 +7,7 @@
  * chosen so that every branch is taken; the test checks that they were.
  */
 import assert from "node:assert/strict";
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { meanSquaredError } from "../models/losses.ts";

@@ -31,7 +31,7 @@
  *   derivative rules' own derivatives).
  * - A linearized conv net with tanh after the convolution frees every buffer once (it threw).
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, ggnvp, hvp, jvp, linearize, valueAndGrad } from "../autodiff/transforms.ts";

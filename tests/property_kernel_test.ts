@@ -28,7 +28,8 @@
  * few ulps on WebGPU). A backend passes when |got - want| <= 4 u bound + a tiny floor.
  */
 import assert from "node:assert/strict";
-import type { Backend, DType } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+import type { DType } from "../kernel/shape.ts";
 import * as ir from "../kernel/ir.ts";
 import { lazyStats } from "../kernel/lazy.ts";
 import { cpu, nativeVariants, put, take, webgpu } from "./harness.ts";

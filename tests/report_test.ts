@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { writeFileAtomic } from "../train/atomic.ts";
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import {
   aggregate,
   buildReportHtml,

@@ -4,7 +4,8 @@
  * schedules' formulas, and end-to-end fits. Device mode is held to the host mode.
  */
 import assert from "node:assert/strict";
-import type { Backend, DType } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+import type { DType } from "../kernel/shape.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";

@@ -7,8 +7,9 @@
  * breakdown, k > dimension, and bad input.
  */
 import assert from "node:assert/strict";
-import { SgnError } from "../backend.ts";
-import type { Backend, DType } from "../backend.ts";
+import { SgnError } from "../errors.ts";
+import type { Backend } from "../kernel/backend.ts";
+import type { DType } from "../kernel/shape.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { ggnLinearize, grad } from "../autodiff/transforms.ts";

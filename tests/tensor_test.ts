@@ -2,7 +2,7 @@ import * as K from "../kernel/kernels.ts";
 import assert from "node:assert/strict";
 import { full, keep, scope, type Tensor, tensor, zeros } from "../autodiff/tensor.ts";
 import { getBackend, init, setBackend } from "../autodiff/device.ts";
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { backends, cpu, native, webgpu } from "./harness.ts";
 
 const all = await backends();

@@ -6,8 +6,9 @@
  * classes, reuse, growth in the middle of work, trim) and BLAS through Deno FFI on arena views.
  */
 import assert from "node:assert/strict";
-import type { Backend, DType, TypedArray } from "../backend.ts";
-import { BINARY_OPS, UNARY_OPS } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+import type { DType, TypedArray } from "../kernel/shape.ts";
+import { BINARY_OPS, UNARY_OPS } from "../kernel/ir.ts";
 import * as ir from "../kernel/ir.ts";
 import { compileKernel } from "../cpu/compile.ts";
 import { compileWasmKernel, float32Exact, wasmSupport } from "../wasm/codegen.ts";

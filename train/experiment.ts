@@ -7,7 +7,11 @@
  * @module
  */
 
-import { type Backend, type DType, SgnError } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+
+import type { DType } from "../kernel/shape.ts";
+
+import { SgnError } from "../errors.ts";
 import { init } from "../autodiff/device.ts";
 import { ARCHITECTURES, convNet, type ConvNetSpec, mlp, type Network } from "../models/networks.ts";
 import { SGN } from "../sgn/sgn.ts";

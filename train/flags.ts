@@ -9,7 +9,7 @@
  * @module
  */
 
-import { SgnError, showValue } from "../backend.ts";
+import { SgnError, showValue } from "../errors.ts";
 
 /** One flag. */
 export interface FlagSpec {

@@ -7,7 +7,11 @@
  * @module
  */
 
-import { type Backend, checkInt, type DType, SgnError } from "../backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+
+import { checkInt, SgnError } from "../errors.ts";
+
+import type { DType } from "../kernel/shape.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import { PythonRandom, Random } from "../random.ts";
 import type { Network } from "../models/networks.ts";

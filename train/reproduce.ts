@@ -8,7 +8,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { runConfig, runExperiment } from "./experiment.ts";
 import { resolveSettings, settingsToArgs, type TrainSettings } from "./settings.ts";
 import { InterruptedError, type ProgressEvent } from "./loop.ts";

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
 import { RUN_STATUSES, type RunStatus } from "./results.ts";

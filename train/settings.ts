@@ -11,7 +11,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { checkFlag, flagHelp, type FlagSpec, parseFlags } from "./flags.ts";
 import { BACKEND_CHOICES } from "../autodiff/device.ts";
 import {

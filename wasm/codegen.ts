@@ -45,7 +45,7 @@
  * @module
  */
 
-import type { DType } from "../backend.ts";
+import type { DType } from "../kernel/shape.ts";
 import { collapse, type Expr, type Kernel, kernelKey, walk } from "../kernel/ir.ts";
 import { MathFns, type MathOp } from "./math.ts";
 import { type Fn, type PlainOp, WasmModule } from "./module.ts";

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import {
   BINARY,
   collapse,

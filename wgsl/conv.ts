@@ -43,8 +43,9 @@ import {
   checkPool2dSpec,
   type Conv2dSpec,
   type Pool2dSpec,
-  SgnError,
-} from "../backend.ts";
+} from "../kernel/backend.ts";
+
+import { SgnError } from "../errors.ts";
 import type { Expr } from "../kernel/ir.ts";
 import { epilogueSource, WGSL_PRELUDE } from "./codegen.ts";
 import { dispatchFlat, type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";

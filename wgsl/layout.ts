@@ -5,7 +5,7 @@
  * @module
  */
 
-import { SgnError } from "../backend.ts";
+import { SgnError } from "../errors.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 

@@ -28,7 +28,9 @@
  * @module
  */
 
-import { checkMatmulSpec, matmulShape, type MatmulSpec, SgnError } from "../backend.ts";
+import { checkMatmulSpec, matmulShape, type MatmulSpec } from "../kernel/backend.ts";
+
+import { SgnError } from "../errors.ts";
 import { epilogueKernel, type Expr, exprSize, type Kernel, load, mapLoads } from "../kernel/ir.ts";
 import { dispatchKernel, epilogueSource, WGSL_PRELUDE } from "./codegen.ts";
 import { dispatchFlat, type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";

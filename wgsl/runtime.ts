@@ -10,7 +10,11 @@
  * @module
  */
 
-import { type DeviceBuffer, type DType, SgnError } from "../backend.ts";
+import type { DeviceBuffer } from "../kernel/backend.ts";
+
+import type { DType } from "../kernel/shape.ts";
+
+import { SgnError } from "../errors.ts";
 
 /** Bytes reserved for one dispatch's parameters (the uniform offset alignment). */
 export const PARAM_BYTES = 256;

@@ -133,7 +133,7 @@ export const MUTANTS: Mutant[] = [
     tests: PROP,
   },
   {
-    file: "cpu/backend.ts",
+    file: "cpu/oracle.ts",
     find: "if (best < 0 || (!Number.isNaN(bv) && (v > bv || Number.isNaN(v)))) {",
     replace: "if (best < 0 || (!Number.isNaN(bv) && (v >= bv || Number.isNaN(v)))) {",
     what: "[ad] the oracle's max-pool routes ties to the last maximum of the window",

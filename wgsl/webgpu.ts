@@ -6,18 +6,20 @@
  * @module
  */
 
-import {
-  type Backend,
-  type Conv2dSpec,
-  type DeviceBuffer,
-  type DType,
-  type Epilogue,
-  type Kernel,
-  type MatmulSpec,
-  type Pool2dSpec,
-  SgnError,
-  type TypedArray,
-} from "../backend.ts";
+import type {
+  Backend,
+  Conv2dSpec,
+  DeviceBuffer,
+  Epilogue,
+  MatmulSpec,
+  Pool2dSpec,
+} from "../kernel/backend.ts";
+
+import type { DType, TypedArray } from "../kernel/shape.ts";
+
+import type { Kernel } from "../kernel/ir.ts";
+
+import { SgnError } from "../errors.ts";
 import { type GpuBuffer, GpuRuntime } from "./runtime.ts";
 import { dispatchKernel, wgslKernel } from "./codegen.ts";
 import { splitReduction } from "../kernel/ir.ts";

@@ -3,10 +3,10 @@
  * native CPU backend (when BLAS loads) and, when asked, the plain TypeScript oracle; and the
  * WebGPU runtime's counters, the one place the benchmarks read them.
  */
-import type { Backend } from "../backend.ts";
-import { CpuBackend } from "../cpu/backend.ts";
+import type { Backend } from "../kernel/backend.ts";
+import { CpuBackend } from "../cpu/oracle.ts";
 import { NativeBackend } from "../cpu/native.ts";
-import { WebGpuBackend } from "../wgsl/backend.ts";
+import { WebGpuBackend } from "../wgsl/webgpu.ts";
 
 /** Every available backend; `cpu: false` leaves out the plain TypeScript one. */
 export async function benchBackends({ cpu = true } = {}): Promise<Backend[]> {

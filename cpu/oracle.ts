@@ -17,17 +17,17 @@ import {
   conv2dOutSize,
   type Conv2dSpec,
   type DeviceBuffer,
-  type DType,
   type Epilogue,
-  type Kernel,
   matmulShape,
   type MatmulSpec,
   type Pool2dSpec,
-  SgnError,
-  showValue,
-  sizeOf,
-  type TypedArray,
-} from "../backend.ts";
+} from "../kernel/backend.ts";
+
+import { type DType, sizeOf, type TypedArray } from "../kernel/shape.ts";
+
+import type { Kernel } from "../kernel/ir.ts";
+
+import { SgnError, showValue } from "../errors.ts";
 import { epilogueKernel } from "../kernel/ir.ts";
 import { interpret } from "../kernel/interpret.ts";
 
