@@ -41,6 +41,7 @@ import {
   walk,
 } from "./ir.ts";
 import * as ir from "./ir.ts";
+import { type Routine, ROUTINES, runRoutine } from "./routines.ts";
 
 /** Counters of the lazy layer, on every backend (tests and benchmarks read them). */
 export const lazyStats = {
@@ -76,13 +77,9 @@ export type Recipe =
   }
   | {
     kind: "routine";
-    name: string;
+    /** The routine and its spec. */
+    routine: Routine;
     args: Lazy[];
-    run: (bufs: DeviceBuffer[], epilogue?: Epilogue, offsets?: number[]) => DeviceBuffer;
-    /** Whether the routine applies an epilogue itself. */
-    fusable: boolean;
-    /** Whether the routine reads its arguments at offsets (windows of larger buffers). */
-    windows: boolean;
     epilogue?: Expr;
     srcs: Lazy[];
   };
@@ -197,8 +194,9 @@ export class Lazy {
     // Computing an input may compute the host this array fused (an input that reads it, as in
     // x - sum(x) of a matmul x): this array is then rebuilt over the host's buffer, as above.
     for (const s of inputs()) {
-      if (r.kind === "routine" && r.windows && r.args.includes(s)) s.realizeWindow();
-      else s.realize();
+      if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {
+        s.realizeWindow();
+      } else s.realize();
       if (this.#recipe !== r) return this.realize();
     }
     if (this.#unfused) this.#unfused.host.#fusedDone = true;
@@ -208,13 +206,15 @@ export class Lazy {
     const be = this.backend;
     let out: DeviceBuffer;
     if (r.kind === "routine") {
-      const views = r.windows ? r.args.map((a) => a.realizeWindow()) : undefined;
+      const views = ROUTINES[r.routine.op].windows
+        ? r.args.map((a) => a.realizeWindow())
+        : undefined;
       const bufs = views ? views.map((v) => v.buffer) : r.args.map((a) => a.realize());
       const epi = r.epilogue
         ? { body: r.epilogue, inputs: r.srcs.map((s) => s.realize()) }
         : undefined;
       lazyStats.routines++;
-      out = r.run(bufs, epi, views?.map((v) => v.offset));
+      out = runRoutine(be, r.routine, bufs, epi, views?.map((v) => v.offset));
     } else {
       const inputs = r.srcs.map((s) => s.realize());
       const kernel: Kernel = r.kind === "map"
@@ -495,7 +495,8 @@ function elementwise(operands: Lazy[], build: (xs: Expr[]) => Expr): Lazy {
   // Epilogue fusion: the first operand that is a whole pending reduction or fusable routine.
   const host = operands.find((x) =>
     sameShape(x.shape, shape) &&
-    (x.recipe?.kind === "reduce" || (x.recipe?.kind === "routine" && x.recipe.fusable))
+    (x.recipe?.kind === "reduce" ||
+      (x.recipe?.kind === "routine" && ROUTINES[x.recipe.routine.op].fusable))
   );
   if (host) {
     const r = host.recipe as Exclude<Recipe, { kind: "map" }>;
@@ -622,24 +623,15 @@ export function reduce(op: ReduceOp, x: Lazy, axes: readonly number[]): Lazy {
 // --- routines ---------------------------------------------------------------------------------
 
 /**
- * A routine (matmul, convolution, ...) over computed arguments. `fusable`: the routine applies an
- * epilogue itself, so element-wise consumers fuse into it; `windows`: it reads arguments at
- * offsets, so slices of a larger buffer are passed in place (`run` gets the offsets).
+ * A routine (matmul, convolution, ...; see `routines.ts`) over `args`, pending: element-wise
+ * consumers of a fusable routine become its epilogue, and a routine that takes windows reads
+ * slices of a larger buffer in place.
  */
-export function routine(
-  name: string,
-  args: Lazy[],
-  shape: readonly number[],
-  run: (bufs: DeviceBuffer[], epilogue?: Epilogue, offsets?: number[]) => DeviceBuffer,
-  options: { fusable?: boolean; windows?: boolean } = {},
-): Lazy {
+export function routine(routine: Routine, args: Lazy[], shape: readonly number[]): Lazy {
   return Lazy.pending(args[0].backend, shape, args[0].dtype, {
     kind: "routine",
-    name,
+    routine,
     args: args.map((a) => a.retain()),
-    run,
-    fusable: options.fusable ?? false,
-    windows: options.windows ?? false,
     srcs: [],
   });
 }

@@ -58,10 +58,9 @@ export function flatten(parts: readonly Tensor[]): Tensor {
   });
   if (whole) return new Tensor(be, k.reshape(src, shape), shape, parts[0].dtype);
   const lazy = k.routine(
-    "concat",
+    { op: "concat", outer: 1, widths: sizes },
     parts.map((p) => p.lazy),
     shape,
-    (bufs) => be.concat(bufs, 1, sizes),
   );
   return new Tensor(be, lazy, shape, parts[0].dtype);
 }

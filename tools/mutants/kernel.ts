@@ -83,8 +83,8 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "      else s.realize();\n      if (this.#recipe !== r) return this.realize();\n",
-    replace: "      else s.realize();\n",
+    find: "      } else s.realize();\n      if (this.#recipe !== r) return this.realize();\n",
+    replace: "      } else s.realize();\n",
     what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
     tests: PROP,
   },
