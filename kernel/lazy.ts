@@ -23,7 +23,7 @@
  * @module
  */
 
-import type { Backend, DeviceBuffer, Epilogue } from "./backend.ts";
+import type { Backend, DeviceBuffer } from "./backend.ts";
 
 import { broadcastShapes, type DType, sizeOf } from "./shape.ts";
 
