@@ -41,17 +41,10 @@ import {
   walk,
 } from "./ir.ts";
 import * as ir from "./ir.ts";
-import { type Routine, ROUTINES, runRoutine } from "./routines.ts";
+import { type Routine, ROUTINES } from "./routines.ts";
+import { activeRecorder, type Holder, type Launch, launch, lazyStats } from "./record.ts";
 
-/** Counters of the lazy layer, on every backend (tests and benchmarks read them). */
-export const lazyStats = {
-  /** IR kernels run (element-wise and reductions). */
-  kernels: 0,
-  /** Routines run (matmul, convolutions, pooling, softmax, concat, split). */
-  routines: 0,
-  /** Reductions or routines computed again after being fused into another kernel. */
-  recomputed: 0,
-};
+export { lazyStats };
 
 /** Largest expression (in nodes) inlined into a consumer; larger ones are computed first. */
 const MAX_EXPR = 64;
@@ -155,7 +148,10 @@ export class Lazy {
   release(): void {
     if (--this.#refs > 0) return;
     if (this.#refs < 0) throw new SgnError("an array was released twice");
-    if (this.#buffer) this.backend.release(this.#buffer);
+    if (this.#buffer) {
+      activeRecorder()?.forget(this.#buffer);
+      this.backend.release(this.#buffer);
+    }
     this.#base?.release();
     if (this.#recipe) dropRecipe(this.#recipe);
     this.#dropUnfused();
@@ -203,32 +199,36 @@ export class Lazy {
     if (this.#fusedDone && r.kind !== "map") {
       lazyStats.recomputed++;
     }
-    const be = this.backend;
-    let out: DeviceBuffer;
+    const own = (x: Lazy) => ({ buffer: x.realize(), holder: x as Holder });
+    let l: Launch;
+    let ins: { buffer: DeviceBuffer; holder: Holder }[];
     if (r.kind === "routine") {
       const views = ROUTINES[r.routine.op].windows
         ? r.args.map((a) => a.realizeWindow())
         : undefined;
-      const bufs = views ? views.map((v) => v.buffer) : r.args.map((a) => a.realize());
-      const epi = r.epilogue
-        ? { body: r.epilogue, inputs: r.srcs.map((s) => s.realize()) }
-        : undefined;
-      lazyStats.routines++;
-      out = runRoutine(be, r.routine, bufs, epi, views?.map((v) => v.offset));
+      ins = [...(views ?? r.args.map(own)), ...r.srcs.map(own)];
+      l = {
+        kind: "routine",
+        routine: r.routine,
+        args: r.args.length,
+        ...(r.epilogue ? { epilogue: r.epilogue } : {}),
+        ...(views ? { offsets: views.map((v) => v.offset) } : {}),
+      };
     } else {
-      const inputs = r.srcs.map((s) => s.realize());
+      ins = r.srcs.map(own);
       const kernel: Kernel = r.kind === "map"
-        ? { shape: this.shape, inputs: inputs.length, body: r.expr }
+        ? { shape: this.shape, inputs: ins.length, body: r.expr }
         : {
           shape: this.shape,
-          inputs: inputs.length,
+          inputs: ins.length,
           body: r.body,
           reduce: { op: r.op, shape: r.redShape },
           ...(r.epilogue ? { epilogue: r.epilogue } : {}),
         };
-      lazyStats.kernels++;
-      out = be.run(kernel, inputs, this.dtype);
+      l = { kind: "kernel", kernel, dtype: this.dtype };
     }
+    const out = launch(this.backend, l, ins.map((x) => x.buffer));
+    activeRecorder()?.note(l, ins, out);
     this.#buffer = out;
     this.#recipe = undefined;
     dropRecipe(r);
@@ -253,11 +253,14 @@ export class Lazy {
     return e.offset + this.size <= src.size ? { src, offset: e.offset } : undefined;
   }
 
-  /** The buffer and offset a routine reads this array from: its window, or its own buffer. */
-  realizeWindow(): { buffer: DeviceBuffer; offset: number } {
+  /**
+   * The buffer and offset a routine reads this array from: its window, or its own buffer (with
+   * the array that holds it).
+   */
+  realizeWindow(): { buffer: DeviceBuffer; offset: number; holder: Lazy } {
     const w = this.#buffer || this.#base ? undefined : this.window();
-    if (w) return { buffer: w.src.realize(), offset: w.offset };
-    return { buffer: this.realize(), offset: 0 };
+    if (w) return { buffer: w.src.realize(), offset: w.offset, holder: w.src };
+    return { buffer: this.realize(), offset: 0, holder: this };
   }
 
   /**
