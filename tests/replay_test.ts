@@ -147,6 +147,16 @@ Deno.test("replay: other layouts, traced inputs and results that do not depend o
     const [y3] = f(v3);
     assert.equal(calls, 2);
     assert.deepEqual(Array.from(await y3.data()), await expect(col(3, 7)));
+    // A window at another offset of a buffer of the same size: the function runs.
+    const f2 = replayable((v) => [o.exp(v)]);
+    const four = (xs: number[]) => tensor(xs, [4], { backend: cpu, dtype: "float64" });
+    f2(o.slice(four([1, 2, 3, 4]), [0], [2]));
+    const [e2] = f2(o.slice(four([5, 6, 7, 8]), [2], [2]));
+    assert.deepEqual(Array.from(await e2.data()), [Math.exp(7), Math.exp(8)]);
+    const [e3] = f2(o.slice(four([5, 6, 7, 8]), [0], [2]));
+    assert.deepEqual(Array.from(await e3.data()), [Math.exp(5), Math.exp(6)], "replayed");
+    assert.ok(f2.replaying);
+    f2.dispose();
     // Traced (inside jvp): the function runs, and its derivative is right.
     const [[_], [t]] = jvp((v) => f(v)[0], [col(0.5, 0.25)], [col(1, 0)]);
     assert.equal(calls, 3);

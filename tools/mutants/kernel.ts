@@ -14,9 +14,47 @@ import type { Mutant } from "../mutate.ts";
 const PROP = ["tests/property_kernel_test.ts"];
 const CACHE = "tests/kernel_cache_test.ts";
 const WASM = ["tests/wasm_test.ts", "tests/property_kernel_test.ts"];
+const REPLAY = ["tests/replay_test.ts"];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
+  // --- kernel/record.ts, autodiff/replay.ts ----------------------------------------------------
+  {
+    file: "kernel/record.ts",
+    find: "if (s >= n + c && !outs.includes(s)) steps[i].free.push(s);",
+    replace: "if (s >= n && !outs.includes(s)) steps[i].free.push(s);",
+    what:
+      "a replay frees the recording's constants after their last use (the next replay reads freed memory)",
+    tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "      for (const s of st.free) be.release(slots[s]!);\n",
+    replace: "",
+    what: "a replay keeps its intermediates (every replay leaks them)",
+    tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "    this.#slot.set(out, o);\n",
+    replace: "",
+    what: "a recorded launch's result is not known as one (later launches read it as a constant)",
+    tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "const ok = outSlots.every((s, i) => s >= this.#inputs && outSlots.indexOf(s) === i);",
+    replace: "const ok = true;",
+    what: "a function whose results do not all depend on its inputs is recorded anyway",
+    tests: REPLAY,
+  },
+  {
+    file: "autodiff/replay.ts",
+    find: 'return `${i}@${w.offset}:${x.shape.join("x")}:${x.dtype}`;',
+    replace: 'return `${i}:${x.shape.join("x")}:${x.dtype}`;',
+    what: "inputs at other offsets in their buffer than recorded are replayed",
+    tests: REPLAY,
+  },
   // --- kernel/lazy.ts ------------------------------------------------------------------------
   {
     file: "kernel/lazy.ts",
@@ -41,8 +79,8 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "return { buffer: w.src.realize(), offset: w.offset };",
-    replace: "return { buffer: w.src.realize(), offset: 0 };",
+    find: "return { buffer: w.src.realize(), offset: w.offset, holder: w.src };",
+    replace: "return { buffer: w.src.realize(), offset: 0, holder: w.src };",
     what: "a routine reading a window of a larger buffer loses the window's offset",
     tests: PROP,
   },
