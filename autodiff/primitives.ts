@@ -23,7 +23,7 @@ import {
 import { SgnError } from "../errors.ts";
 
 import type { UnaryOp } from "../kernel/ir.ts";
-import * as k from "../kernel/lazy.ts";
+import * as k from "../kernel/graph.ts";
 import { TWO_OVER_SQRT_PI } from "../kernel/erf.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 import { Tensor } from "./tensor.ts";

@@ -10,7 +10,7 @@ import { SgnError, showValue } from "../errors.ts";
 
 import { sizeOf } from "../kernel/shape.ts";
 import { Tensor } from "../autodiff/tensor.ts";
-import * as k from "../kernel/lazy.ts";
+import * as k from "../kernel/graph.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 
 /**

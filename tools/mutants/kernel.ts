@@ -1,6 +1,6 @@
 /**
  * Mutants of the kernel layer and its lowerings: view composition and fusion bookkeeping
- * (kernel/lazy.ts), collapse, reshape strides, split reductions and kernel structures
+ * (kernel/lazy.ts, kernel/graph.ts), record and replay (kernel/record.ts), collapse, reshape strides, split reductions and kernel structures
  * (kernel/ir.ts), the structural kernel cache (kernel/cache.ts), the compiled CPU loops
  * (cpu/compile.ts), the native routines and their caches (cpu/native.ts, cpu/dnnl.ts), the
  * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions and pooling
@@ -57,21 +57,21 @@ export const MUTANTS: Mutant[] = ([
   },
   // --- kernel/lazy.ts ------------------------------------------------------------------------
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "o + starts.reduce((a, v, i) => a + v * s[i], 0)",
     replace: "o + starts.reduce((a, v) => a + v, 0)",
     what: "slice moves the offset by the start index without its stride",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "(i < lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
     replace: "(i <= lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
     what: "broadcastTo also zeroes the stride of the first kept axis (off by one on lead)",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "(s, o) => [perm.map((i) => s[i]), o]",
     replace: "(s, o) => [perm.map((_, i) => s[perm.indexOf(i)]), o]",
     what: "transpose moves the strides by the inverse permutation",
@@ -92,21 +92,21 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: '    sameShape(x.shape, shape) &&\n    (x.recipe?.kind === "reduce"',
     replace: '    (x.recipe?.kind === "reduce"',
     what: "an element-wise op fuses into a reduction it broadcasts (as if read whole)",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: 'r?.kind === "reduce" && !r.epilogue && r.op === op',
     replace: 'r?.kind === "reduce" && r.op === op',
     what: "a reduction of a reduction merges through the inner one's epilogue",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "const order = [...kept, ...axes, ...r.redShape.map((_, i) => rank + i)];",
     replace: "const order = [...axes, ...kept, ...r.redShape.map((_, i) => rank + i)];",
     what: "a reduction of a reduction orders the merged loop axes reduced-first",
