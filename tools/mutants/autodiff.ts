@@ -1,15 +1,20 @@
 /**
  * Mutants of the derivative rules, the transformations, the losses and the networks, aimed at
- * the property tests of tests/property_autodiff_test.ts: ties broken the other way in one rule,
- * a derivative read from the wrong operand, a Hessian product scaled wrongly, a network that
- * drops or adds a layer's nonlinearity, and the pooling argmax of the oracle and of WebGPU (the
- * native one's is in core.ts).
+ * the property tests of tests/property_networks_test.ts, property_ties_test.ts and
+ * property_programs_test.ts: ties broken the other way in one rule, a derivative read from the
+ * wrong operand, a Hessian product scaled wrongly, a network that drops or adds a layer's
+ * nonlinearity, and the pooling argmax of the oracle and of WebGPU (the native one's is in
+ * core.ts).
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const PROP = ["tests/property_autodiff_test.ts"];
+const PROP = [
+  "tests/property_networks_test.ts",
+  "tests/property_ties_test.ts",
+  "tests/property_programs_test.ts",
+];
 
 /** Derivative-rule, loss and network mutants (run with `--only "[ad]"`). */
 export const MUTANTS: Mutant[] = [

@@ -1,7 +1,7 @@
 /**
  * Mutants of the layers and activations beyond the seed's (softplus, erf, GELU, layer
  * normalization, average pooling, residual blocks), aimed at tests/layers_test.ts and the
- * generated networks of tests/property_autodiff_test.ts: a wrong derivative constant, a
+ * generated networks of tests/property_networks_test.ts: a wrong derivative constant, a
  * derivative read from the output, a scale or an epsilon in the wrong place, windows grouped
  * wrongly, a skip connection dropped, an initialization or a table entry off, a sign in WGSL.
  *
