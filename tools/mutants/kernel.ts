@@ -4,16 +4,21 @@
  * (kernel/ir.ts), the structural kernel cache (kernel/cache.ts), the compiled CPU loops
  * (cpu/compile.ts), the native routines and their caches (cpu/native.ts, cpu/dnnl.ts), the
  * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions and pooling
- * (wgsl/). Caught by the generated cases of tests/property_kernel_test.ts, tests/dnnl_test.ts,
+ * (wgsl/). Caught by the generated cases of tests/property_lazy_programs_test.ts,
+ * property_routines_test.ts and property_grid_test.ts, by tests/dnnl_test.ts,
  * tests/kernel_cache_test.ts and tests/wasm_test.ts against references written in the tests.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const PROP = ["tests/property_kernel_test.ts"];
+const PROP = [
+  "tests/property_lazy_programs_test.ts",
+  "tests/property_routines_test.ts",
+  "tests/property_grid_test.ts",
+];
 const CACHE = "tests/kernel_cache_test.ts";
-const WASM = ["tests/wasm_test.ts", "tests/property_kernel_test.ts"];
+const WASM = ["tests/wasm_test.ts", ...PROP];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
