@@ -7,7 +7,7 @@
 import type { Mutant } from "../mutate.ts";
 
 const REF = ["tests/optimizer_reference_test.ts"];
-const CONF = ["tests/conformance_test.ts"];
+const CONF = ["tests/conformance_test.ts", "tests/conformance_edges_test.ts"];
 
 /** The mutants, across kernels, rules, optimizers, the loop, readers and the report. */
 export const MUTANTS: Mutant[] = [
