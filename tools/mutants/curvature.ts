@@ -8,9 +8,13 @@
  */
 import type { Mutant } from "../mutate.ts";
 
-const CURV = ["tests/curvature_test.ts"];
+const CURV = [
+  "tests/curvature_test.ts",
+  "tests/curvature_steps_test.ts",
+  "tests/curvature_train_test.ts",
+];
 
-/** The mutants of the curvatures that tests/curvature_test.ts must kill. */
+/** The mutants of the curvatures that tests/curvature_*_test.ts must kill. */
 export const MUTANTS: Mutant[] = [
   // --- the operators -----------------------------------------------------------------------
   {
