@@ -6,7 +6,7 @@
  * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions and pooling
  * (wgsl/). Caught by the generated cases of tests/property_lazy_programs_test.ts,
  * property_routines_test.ts and property_grid_test.ts, by tests/dnnl_test.ts,
- * tests/kernel_cache_test.ts and tests/wasm_test.ts against references written in the tests.
+ * tests/kernel_cache_test.ts and tests/wasm*_test.ts against references written in the tests.
  *
  * @module
  */
@@ -18,7 +18,12 @@ const PROP = [
   "tests/property_grid_test.ts",
 ];
 const CACHE = "tests/kernel_cache_test.ts";
-const WASM = ["tests/wasm_test.ts", ...PROP];
+const WASM = [
+  "tests/wasm_test.ts",
+  "tests/wasm_kernels_test.ts",
+  "tests/wasm_arena_test.ts",
+  ...PROP,
+];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
