@@ -1,15 +1,16 @@
 /**
  * Mutants of the layers and activations beyond the seed's (softplus, erf, GELU, layer
- * normalization, average pooling, residual blocks), aimed at tests/layers_test.ts and the
- * generated networks of tests/property_networks_test.ts: a wrong derivative constant, a
- * derivative read from the output, a scale or an epsilon in the wrong place, windows grouped
- * wrongly, a skip connection dropped, an initialization or a table entry off, a sign in WGSL.
+ * normalization, average pooling, residual blocks), aimed at tests/layers_test.ts,
+ * tests/layers_networks_test.ts and the generated networks of tests/property_networks_test.ts:
+ * a wrong derivative constant, a derivative read from the output, a scale or an epsilon in the
+ * wrong place, windows grouped wrongly, a skip connection dropped, an initialization or a table
+ * entry off, a sign in WGSL.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const LAYERS = ["tests/layers_test.ts"];
+const LAYERS = ["tests/layers_test.ts", "tests/layers_networks_test.ts"];
 
 /** Layer and activation mutants (run with `--only "[layers]"`). */
 export const MUTANTS: Mutant[] = [
