@@ -224,14 +224,14 @@ export const MUTANTS: Mutant[] = [
     find: "out[i] = pixels[i] / 255;",
     replace: "out[i] = pixels[i] / 256;",
     what: "pixels scaled by 1/256",
-    tests: ["tests/datasets_test.ts"],
+    tests: ["tests/datasets_idx_test.ts", "tests/datasets_test.ts"],
   },
   {
     file: "datasets/idx.ts",
     find: "const [count, height, width] = images.dims;",
     replace: "const [count, width, height] = images.dims;",
     what: "IDX image height and width swapped",
-    tests: ["tests/bad_input_test.ts", "tests/datasets_test.ts"],
+    tests: ["tests/bad_input_test.ts", "tests/datasets_idx_test.ts", "tests/datasets_test.ts"],
   },
   {
     file: "random.ts",
