@@ -7,6 +7,7 @@
 import type { Mutant } from "../mutate.ts";
 
 const REF = ["tests/optimizer_reference_test.ts"];
+const AD = ["tests/autodiff_test.ts", "tests/autodiff_networks_test.ts"];
 const CONF = ["tests/conformance_test.ts", "tests/conformance_edges_test.ts"];
 
 /** The mutants, across kernels, rules, optimizers, the loop, readers and the report. */
@@ -124,21 +125,21 @@ export const MUTANTS: Mutant[] = [
     find: "o.mul(s, o.sub(1, s))",
     replace: "o.mul(s, o.sub(1, o.mul(s, 0.5)))",
     what: "a wrong sigmoid derivative (used by both JVP and VJP)",
-    tests: ["tests/autodiff_test.ts"],
+    tests: AD,
   },
   {
     file: "autodiff/primitives.ts",
     find: "o.sub(1, o.square(t))",
     replace: "o.sub(1, t)",
     what: "a wrong tanh derivative",
-    tests: ["tests/autodiff_test.ts"],
+    tests: AD,
   },
   {
     file: "models/losses.ts",
     find: "o.mul(o.mul(s, o.sub(u, o.sum(o.mul(s, u), -1, true))), 1 / z.shape[0])",
     replace: "o.mul(o.mul(s, o.sub(u, o.sum(o.mul(s, u), -1, true))), 1)",
     what: "softmax cross-entropy's Hessian product not averaged over the batch",
-    tests: ["tests/autodiff_test.ts", "tests/models_test.ts"],
+    tests: [...AD, "tests/models_test.ts"],
   },
   {
     file: "models/losses.ts",
@@ -195,7 +196,7 @@ export const MUTANTS: Mutant[] = [
     find: 'if (red.op === "sum") acc += v;',
     replace: 'if (red.op === "sum") acc = v;',
     what: "the oracle interpreter's sum keeps only the last term",
-    tests: [...CONF, "tests/autodiff_test.ts"],
+    tests: [...CONF, ...AD],
   },
   // --- training loop, data, report, runs ---------------------------------------------------
   {
