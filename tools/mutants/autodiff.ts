@@ -96,7 +96,7 @@ export const MUTANTS: Mutant[] = [
     tests: PROP,
   },
   {
-    file: "autodiff/transforms.ts",
+    file: "autodiff/linearize.ts",
     find: "const grads = scope(() => lin.vjp(o.onesLike(y)));",
     replace: "const grads = scope(() => lin.vjp(y));",
     what: "[ad] valueAndGrad seeds the backward sweep with the value instead of 1",
