@@ -124,14 +124,14 @@ export const MUTANTS: Mutant[] = [
     tests: PROP,
   },
   {
-    file: "models/networks.ts",
+    file: "models/mlp.ts",
     find: "return o.add(o.matmul(h, params[out]), params[out + 1]);",
     replace: "return act(o.add(o.matmul(h, params[out]), params[out + 1]));",
     what: "[ad] the MLP applies its activation to the output layer too",
     tests: PROP,
   },
   {
-    file: "models/networks.ts",
+    file: "models/conv_net.ts",
     find: "    flushRelu();\n    return steps;",
     replace: "    return steps;",
     what: "[ad] a conv net whose last conv layer is a relu drops that relu",
