@@ -178,14 +178,14 @@ export const MUTANTS: Mutant[] = [
     tests: CONF,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "if (v > bv || (v !== v && bv === bv)) {",
     replace: "if (v >= bv || (v !== v && bv === bv)) {",
     what: "native max-pool takes the last of tied maxima",
     tests: CONF,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "const ix = ox * s.strideW - s.padW + kx;",
     replace: "const ix = ox * s.strideW + s.padW + kx;",
     what: "native im2col shifts the padding the wrong way",

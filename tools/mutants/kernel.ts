@@ -172,14 +172,14 @@ export const MUTANTS: Mutant[] = ([
   },
   // --- cpu/native.ts -------------------------------------------------------------------------
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "if (v !== v || v === -Infinity) return true;",
     replace: "if (v !== v) return true;",
     what: "oneDNN pools an input holding -Infinity (a window of -Infinity gives -FLT_MAX)",
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "if (v !== v || v === -Infinity) return true;",
     replace: "if (v === -Infinity) return true;",
     what: "oneDNN pools an input holding NaN (its max skips NaN)",
@@ -193,21 +193,21 @@ export const MUTANTS: Mutant[] = ([
     tests: ["tests/dnnl_test.ts"],
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "return { buffer: epi.inputs[l.input], offset: l.offset };",
     replace: "return { buffer: epi.inputs[l.input], offset: 0 };",
     what: "the oneDNN bias of a conv epilogue read from the start of its buffer, not its offset",
     tests: ["tests/dnnl_test.ts"],
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "sizes[d] === 1 || st === want[d]",
     replace: "sizes[d] === 1 || st >= 0",
     what: "any conv epilogue that adds a load is taken for a bias per filter",
     tests: ["tests/dnnl_test.ts"],
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * w + kx;",
     replace: "for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * s.kw + kx;",
     what: "the max-pool JVP reads oneDNN's argmax row offset with the window's width",
@@ -256,7 +256,7 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "s.kw, s.strideH, s.strideW, s.padH, s.padW].join",
     replace: "s.kw, s.strideH, s.padH, s.padW].join",
     what: "the im2col index-map cache key leaves out the horizontal stride",
@@ -270,7 +270,7 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "map[j] = iy < 0 || iy >= s.h ||",
     replace: "map[j] = iy < 0 || iy > s.h ||",
     what: "im2col reads one row past the bottom edge instead of the zero padding",
