@@ -292,21 +292,21 @@ export const MUTANTS: Mutant[] = ([
   },
   // --- wasm/ ---------------------------------------------------------------------------------
   {
-    file: "wasm/codegen.ts",
+    file: "wasm/loops.ts",
     find: "const off = s * B;",
     replace: "const off = B;",
     what: "a strided load fills its second lane from the next element, not one stride on",
     tests: WASM,
   },
   {
-    file: "wasm/codegen.ts",
+    file: "wasm/loops.ts",
     find: "const off = j * s * 4;",
     replace: "const off = j * 4;",
     what: "a strided load into four float32 lanes reads neighbours, not one stride apart",
     tests: WASM,
   },
   {
-    file: "wasm/codegen.ts",
+    file: "wasm/loops.ts",
     find: "// An odd last element into lane 0 only.\n      this.counted(n - nv * W,",
     replace: "// An odd last element into lane 0 only.\n      this.counted(0,",
     what: "a partial-sum reduction drops the odd last element of each row",
