@@ -1,15 +1,20 @@
 /**
  * Mutants of the derivative rules, the transformations, the losses and the networks, aimed at
- * the property tests of tests/property_autodiff_test.ts: ties broken the other way in one rule,
- * a derivative read from the wrong operand, a Hessian product scaled wrongly, a network that
- * drops or adds a layer's nonlinearity, and the pooling argmax of the oracle and of WebGPU (the
- * native one's is in core.ts).
+ * the property tests of tests/property_networks_test.ts, property_ties_test.ts and
+ * property_programs_test.ts: ties broken the other way in one rule, a derivative read from the
+ * wrong operand, a Hessian product scaled wrongly, a network that drops or adds a layer's
+ * nonlinearity, and the pooling argmax of the oracle and of WebGPU (the native one's is in
+ * core.ts).
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const PROP = ["tests/property_autodiff_test.ts"];
+const PROP = [
+  "tests/property_networks_test.ts",
+  "tests/property_ties_test.ts",
+  "tests/property_programs_test.ts",
+];
 
 /** Derivative-rule, loss and network mutants (run with `--only "[ad]"`). */
 export const MUTANTS: Mutant[] = [
@@ -91,7 +96,7 @@ export const MUTANTS: Mutant[] = [
     tests: PROP,
   },
   {
-    file: "autodiff/transforms.ts",
+    file: "autodiff/linearize.ts",
     find: "const grads = scope(() => lin.vjp(o.onesLike(y)));",
     replace: "const grads = scope(() => lin.vjp(y));",
     what: "[ad] valueAndGrad seeds the backward sweep with the value instead of 1",
@@ -119,14 +124,14 @@ export const MUTANTS: Mutant[] = [
     tests: PROP,
   },
   {
-    file: "models/networks.ts",
+    file: "models/mlp.ts",
     find: "return o.add(o.matmul(h, params[out]), params[out + 1]);",
     replace: "return act(o.add(o.matmul(h, params[out]), params[out + 1]));",
     what: "[ad] the MLP applies its activation to the output layer too",
     tests: PROP,
   },
   {
-    file: "models/networks.ts",
+    file: "models/conv_net.ts",
     find: "    flushRelu();\n    return steps;",
     replace: "    return steps;",
     what: "[ad] a conv net whose last conv layer is a relu drops that relu",

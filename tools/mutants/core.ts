@@ -7,7 +7,8 @@
 import type { Mutant } from "../mutate.ts";
 
 const REF = ["tests/optimizer_reference_test.ts"];
-const CONF = ["tests/conformance_test.ts"];
+const AD = ["tests/autodiff_test.ts", "tests/autodiff_networks_test.ts"];
+const CONF = ["tests/conformance_test.ts", "tests/conformance_edges_test.ts"];
 
 /** The mutants, across kernels, rules, optimizers, the loop, readers and the report. */
 export const MUTANTS: Mutant[] = [
@@ -124,21 +125,21 @@ export const MUTANTS: Mutant[] = [
     find: "o.mul(s, o.sub(1, s))",
     replace: "o.mul(s, o.sub(1, o.mul(s, 0.5)))",
     what: "a wrong sigmoid derivative (used by both JVP and VJP)",
-    tests: ["tests/autodiff_test.ts"],
+    tests: AD,
   },
   {
     file: "autodiff/primitives.ts",
     find: "o.sub(1, o.square(t))",
     replace: "o.sub(1, t)",
     what: "a wrong tanh derivative",
-    tests: ["tests/autodiff_test.ts"],
+    tests: AD,
   },
   {
     file: "models/losses.ts",
     find: "o.mul(o.mul(s, o.sub(u, o.sum(o.mul(s, u), -1, true))), 1 / z.shape[0])",
     replace: "o.mul(o.mul(s, o.sub(u, o.sum(o.mul(s, u), -1, true))), 1)",
     what: "softmax cross-entropy's Hessian product not averaged over the batch",
-    tests: ["tests/autodiff_test.ts", "tests/models_test.ts"],
+    tests: [...AD, "tests/models_test.ts"],
   },
   {
     file: "models/losses.ts",
@@ -177,14 +178,14 @@ export const MUTANTS: Mutant[] = [
     tests: CONF,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "if (v > bv || (v !== v && bv === bv)) {",
     replace: "if (v >= bv || (v !== v && bv === bv)) {",
     what: "native max-pool takes the last of tied maxima",
     tests: CONF,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "const ix = ox * s.strideW - s.padW + kx;",
     replace: "const ix = ox * s.strideW + s.padW + kx;",
     what: "native im2col shifts the padding the wrong way",
@@ -195,7 +196,7 @@ export const MUTANTS: Mutant[] = [
     find: 'if (red.op === "sum") acc += v;',
     replace: 'if (red.op === "sum") acc = v;',
     what: "the oracle interpreter's sum keeps only the last term",
-    tests: [...CONF, "tests/autodiff_test.ts"],
+    tests: [...CONF, ...AD],
   },
   // --- training loop, data, report, runs ---------------------------------------------------
   {
@@ -224,14 +225,14 @@ export const MUTANTS: Mutant[] = [
     find: "out[i] = pixels[i] / 255;",
     replace: "out[i] = pixels[i] / 256;",
     what: "pixels scaled by 1/256",
-    tests: ["tests/datasets_test.ts"],
+    tests: ["tests/datasets_idx_test.ts", "tests/datasets_test.ts"],
   },
   {
     file: "datasets/idx.ts",
     find: "const [count, height, width] = images.dims;",
     replace: "const [count, width, height] = images.dims;",
     what: "IDX image height and width swapped",
-    tests: ["tests/bad_input_test.ts", "tests/datasets_test.ts"],
+    tests: ["tests/bad_input_test.ts", "tests/datasets_idx_test.ts", "tests/datasets_test.ts"],
   },
   {
     file: "random.ts",

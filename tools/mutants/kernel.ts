@@ -4,16 +4,26 @@
  * (kernel/ir.ts), the structural kernel cache (kernel/cache.ts), the compiled CPU loops
  * (cpu/compile.ts), the native routines and their caches (cpu/native.ts, cpu/dnnl.ts), the
  * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions and pooling
- * (wgsl/). Caught by the generated cases of tests/property_kernel_test.ts, tests/dnnl_test.ts,
- * tests/kernel_cache_test.ts and tests/wasm_test.ts against references written in the tests.
+ * (wgsl/). Caught by the generated cases of tests/property_lazy_programs_test.ts,
+ * property_routines_test.ts and property_grid_test.ts, by tests/dnnl_test.ts,
+ * tests/kernel_cache_test.ts and tests/wasm*_test.ts against references written in the tests.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const PROP = ["tests/property_kernel_test.ts"];
+const PROP = [
+  "tests/property_lazy_programs_test.ts",
+  "tests/property_routines_test.ts",
+  "tests/property_grid_test.ts",
+];
 const CACHE = "tests/kernel_cache_test.ts";
-const WASM = ["tests/wasm_test.ts", "tests/property_kernel_test.ts"];
+const WASM = [
+  "tests/wasm_test.ts",
+  "tests/wasm_kernels_test.ts",
+  "tests/wasm_arena_test.ts",
+  ...PROP,
+];
 const REPLAY = ["tests/replay_test.ts"];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
@@ -200,14 +210,14 @@ export const MUTANTS: Mutant[] = ([
   },
   // --- cpu/native.ts -------------------------------------------------------------------------
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "if (v !== v || v === -Infinity) return true;",
     replace: "if (v !== v) return true;",
     what: "oneDNN pools an input holding -Infinity (a window of -Infinity gives -FLT_MAX)",
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "if (v !== v || v === -Infinity) return true;",
     replace: "if (v === -Infinity) return true;",
     what: "oneDNN pools an input holding NaN (its max skips NaN)",
@@ -221,21 +231,21 @@ export const MUTANTS: Mutant[] = ([
     tests: ["tests/dnnl_test.ts"],
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "return { buffer: epi.inputs[l.input], offset: l.offset };",
     replace: "return { buffer: epi.inputs[l.input], offset: 0 };",
     what: "the oneDNN bias of a conv epilogue read from the start of its buffer, not its offset",
     tests: ["tests/dnnl_test.ts"],
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "sizes[d] === 1 || st === want[d]",
     replace: "sizes[d] === 1 || st >= 0",
     what: "any conv epilogue that adds a load is taken for a bias per filter",
     tests: ["tests/dnnl_test.ts"],
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * w + kx;",
     replace: "for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * s.kw + kx;",
     what: "the max-pool JVP reads oneDNN's argmax row offset with the window's width",
@@ -284,7 +294,7 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "s.kw, s.strideH, s.strideW, s.padH, s.padW].join",
     replace: "s.kw, s.strideH, s.padH, s.padW].join",
     what: "the im2col index-map cache key leaves out the horizontal stride",
@@ -298,7 +308,7 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "map[j] = iy < 0 || iy >= s.h ||",
     replace: "map[j] = iy < 0 || iy > s.h ||",
     what: "im2col reads one row past the bottom edge instead of the zero padding",
@@ -320,21 +330,21 @@ export const MUTANTS: Mutant[] = ([
   },
   // --- wasm/ ---------------------------------------------------------------------------------
   {
-    file: "wasm/codegen.ts",
+    file: "wasm/loops.ts",
     find: "const off = s * B;",
     replace: "const off = B;",
     what: "a strided load fills its second lane from the next element, not one stride on",
     tests: WASM,
   },
   {
-    file: "wasm/codegen.ts",
+    file: "wasm/loops.ts",
     find: "const off = j * s * 4;",
     replace: "const off = j * 4;",
     what: "a strided load into four float32 lanes reads neighbours, not one stride apart",
     tests: WASM,
   },
   {
-    file: "wasm/codegen.ts",
+    file: "wasm/loops.ts",
     find: "// An odd last element into lane 0 only.\n      this.counted(n - nv * W,",
     replace: "// An odd last element into lane 0 only.\n      this.counted(0,",
     what: "a partial-sum reduction drops the odd last element of each row",

@@ -1,18 +1,19 @@
 /**
  * Mutants of the spectral tools (linalg/) and of what `train --diagnose` records, aimed at
- * tests/spectra_test.ts: Lanczos without full reorthogonalization or without its breakdown test,
- * a tridiagonal eigensolver that rotates its vectors wrongly, quadrature weights from the wrong
- * components, Hutchinson probes without signs or a standard error without its square root of n,
- * a density that forgets the number of probes, and the training loop's and the report's side:
- * diagnosing counted in the times, measured at the wrong steps or with the wrong damping,
- * diagnostics not checked or cut, config.json keys written for every run. Each `what` starts
- * with "[spectra]": `deno run -A tools/mutate.ts --only "[spectra]"` runs this list.
+ * tests/spectra_test.ts, spectra_ggn_test.ts and diagnose_test.ts: Lanczos without full
+ * reorthogonalization or without its breakdown test, a tridiagonal eigensolver that rotates its
+ * vectors wrongly, quadrature weights from the wrong components, Hutchinson probes without signs
+ * or a standard error without its square root of n, a density that forgets the number of probes,
+ * and the training loop's and the report's side: diagnosing counted in the times, measured at the
+ * wrong steps or with the wrong damping, diagnostics not checked or cut, config.json keys written
+ * for every run. Each `what` starts with "[spectra]": `deno run -A tools/mutate.ts --only
+ * "[spectra]"` runs this list.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const TESTS = ["tests/spectra_test.ts"];
+const TESTS = ["tests/spectra_test.ts", "tests/spectra_ggn_test.ts", "tests/diagnose_test.ts"];
 
 /** The mutants of linalg/ and of the diagnostics in train/ and report/. */
 export const MUTANTS: Mutant[] = [

@@ -9,7 +9,7 @@
  */
 import type { Mutant } from "../mutate.ts";
 
-const PROP = ["tests/property_train_test.ts"];
+const PROP = ["tests/property_runs_test.ts", "tests/property_report_test.ts"];
 const PINNED = ["tests/pinned_test.ts"];
 
 /** The mutants of train/, datasets/ and report/ that the generated and pinned tests must kill. */
