@@ -39,7 +39,7 @@ export {
 export type { DType, TypedArray } from "./kernel/shape.ts";
 export { CpuBackend, type CpuBuffer } from "./cpu/oracle.ts";
 export { NativeBackend, type NativeOptions } from "./cpu/native.ts";
-export { Arena, ArenaBuffer } from "./wasm/arena.ts";
+export { Arena, ArenaBuffer } from "./cpu/wasm/arena.ts";
 export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
 export {
   type ConvKind,

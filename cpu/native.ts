@@ -1,11 +1,11 @@
 /**
  * The native CPU backend: matrix products and convolutions through BLAS (`cpu/blas.ts`, loaded
- * with `Deno.dlopen`), the kernels of the IR in WebAssembly SIMD (`wasm/codegen.ts`) over one
- * memory arena (`wasm/arena.ts`) that BLAS reads and writes in place, and a size-bucketed pool
+ * with `Deno.dlopen`), the kernels of the IR in WebAssembly SIMD (`cpu/wasm/codegen.ts`) over one
+ * memory arena (`cpu/wasm/arena.ts`) that BLAS reads and writes in place, and a size-bucketed pool
  * that recycles memory. Without WebAssembly SIMD, or with `SGN_WASM=none` or
  * `create({ wasm: false })`, buffers live on the JavaScript heap and the kernels run as compiled
  * JavaScript loops (`cpu/compile.ts`: no per-element function calls); those loops also run the
- * kernels that have no WebAssembly form (see wasm/codegen.ts) and any kernel with a buffer that
+ * kernels that have no WebAssembly form (see cpu/wasm/codegen.ts) and any kernel with a buffer that
  * did not fit the arena.
  *
  * It inherits the plain TypeScript backend (the oracle it is tested against) and replaces what
@@ -34,9 +34,9 @@ import { compileKernel } from "./compile.ts";
 import { CpuBackend, CpuBuffer } from "./oracle.ts";
 import { type Blas, loadBlas, SINGLE_THREAD_WORK } from "./blas.ts";
 import { type ConvKind, type Dnnl, loadDnnl } from "./dnnl.ts";
-import { Arena, ArenaBuffer } from "../wasm/arena.ts";
-import { compileWasmKernel } from "../wasm/codegen.ts";
-import { wasmSoftmax } from "../wasm/softmax.ts";
+import { Arena, ArenaBuffer } from "./wasm/arena.ts";
+import { compileWasmKernel } from "./wasm/codegen.ts";
+import { wasmSoftmax } from "./wasm/softmax.ts";
 import { biasOf, gather, im2colMap, scatterAdd } from "./native_conv.ts";
 import { gatherArgmax, poolHazard, windowArgmax } from "./native_pool.ts";
 import { type NativeOptions, wasmChoice } from "./native_options.ts";

@@ -6,7 +6,7 @@
  */
 
 import { env } from "./ffi.ts";
-import { simdAvailable } from "../wasm/module.ts";
+import { simdAvailable } from "./wasm/module.ts";
 
 /** Options of {@link NativeBackend.create}. */
 export interface NativeOptions {

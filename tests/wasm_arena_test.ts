@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { Backend } from "../kernel/backend.ts";
 import type { DType, TypedArray } from "../kernel/shape.ts";
 import * as ir from "../kernel/ir.ts";
-import { Arena, ArenaBuffer, sizeClass } from "../wasm/arena.ts";
+import { Arena, ArenaBuffer, sizeClass } from "../cpu/wasm/arena.ts";
 import { NativeBackend } from "../cpu/native.ts";
 import { assertClose, cpu, native } from "./harness.ts";
 import { Random } from "../random.ts";

@@ -1,5 +1,5 @@
 /**
- * Generated kernels compiled to WebAssembly (wasm/codegen.ts) against the JavaScript loops of
+ * Generated kernels compiled to WebAssembly (cpu/wasm/codegen.ts) against the JavaScript loops of
  * cpu/compile.ts and the reference interpreter, value for value, and `float32Exact`, which picks
  * the maps whose float32 lanes give the float64 path's values.
  */
@@ -9,7 +9,7 @@ import type { DType, TypedArray } from "../kernel/shape.ts";
 import { BINARY_OPS, UNARY_OPS } from "../kernel/ir.ts";
 import * as ir from "../kernel/ir.ts";
 import { compileKernel } from "../cpu/compile.ts";
-import { compileWasmKernel, float32Exact, wasmSupport } from "../wasm/codegen.ts";
+import { compileWasmKernel, float32Exact, wasmSupport } from "../cpu/wasm/codegen.ts";
 import { fc, property } from "./property.ts";
 import { Random } from "../random.ts";
 

@@ -1,14 +1,14 @@
 /**
  * The WebAssembly SIMD layer's foundations: the module builder (LEB128, instruction encodings run
  * against JavaScript) and the vectorized exp/log/tanh/sigmoid against `Math.*` over the whole
- * float32 range and in float64 (the error bounds of wasm/math.ts asserted). The generated kernels
+ * float32 range and in float64 (the error bounds of cpu/wasm/math.ts asserted). The generated kernels
  * are tested in tests/wasm_kernels_test.ts, the arena and the native backend on it in
  * tests/wasm_arena_test.ts.
  */
 
 import assert from "node:assert/strict";
-import { MathFns, type MathOp, MAX_ULPS, MAX_ULPS_64 } from "../wasm/math.ts";
-import { simdAvailable, sleb, uleb, WasmModule } from "../wasm/module.ts";
+import { MathFns, type MathOp, MAX_ULPS, MAX_ULPS_64 } from "../cpu/wasm/math.ts";
+import { simdAvailable, sleb, uleb, WasmModule } from "../cpu/wasm/module.ts";
 import { Random } from "../random.ts";
 
 // --- the module builder ------------------------------------------------------------------------

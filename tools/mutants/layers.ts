@@ -106,7 +106,7 @@ export const MUTANTS: Mutant[] = [
     tests: LAYERS,
   },
   {
-    file: "wasm/math.ts",
+    file: "cpu/wasm/math.ts",
     find: '  c(0).op(`${t}.eq`).op("v128.bitselect");\n  f.get(x).get(x);',
     replace: '  c(0).op(`${t}.ne`).op("v128.bitselect");\n  f.get(x).get(x);',
     what:

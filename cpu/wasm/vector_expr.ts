@@ -1,19 +1,19 @@
 /**
  * The expressions of a kernel as WebAssembly SIMD code: each IR expression pushes a vector of the
  * kernel's type, float64 in two lanes (f64x2) for both dtypes, or float32 in four lanes (f32x4)
- * for the maps wasm/codegen.ts's float32Exact allows; exp, log, tanh, sigmoid and softplus are
- * wasm/math.ts's functions. The loops around them (wasm/loops.ts) fill the loads' and constants'
+ * for the maps cpu/wasm/codegen.ts's float32Exact allows; exp, log, tanh, sigmoid and softplus are
+ * cpu/wasm/math.ts's functions. The loops around them (cpu/wasm/loops.ts) fill the loads' and constants'
  * locals that the expressions read.
  *
  * @module
  */
 
-import type { DType } from "../kernel/shape.ts";
-import { type Expr, type Kernel, walk } from "../kernel/ir.ts";
+import type { DType } from "../../kernel/shape.ts";
+import { type Expr, type Kernel, walk } from "../../kernel/ir.ts";
 import type { MathFns, MathOp } from "./math.ts";
 import type { Fn, PlainOp } from "./module.ts";
 
-/** The math functions of wasm/math.ts, applied to the argument rounded to float32. */
+/** The math functions of cpu/wasm/math.ts, applied to the argument rounded to float32. */
 export const MATH: readonly string[] = ["exp", "log", "tanh", "sigmoid", "softplus"];
 
 /** Lowers a kernel's expressions (see the module documentation); the loops extend it. */

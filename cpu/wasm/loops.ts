@@ -1,17 +1,17 @@
 /**
- * The loops of the WebAssembly SIMD lowering (wasm/codegen.ts): one function per collapsed
+ * The loops of the WebAssembly SIMD lowering (cpu/wasm/codegen.ts): one function per collapsed
  * kernel, whose loops run over the output dimensions with one address per distinct load and loop
  * level, advanced by its strides. Maps run two (or four) outputs a step along the innermost output
  * dimension; reductions run two neighbouring outputs side by side, or two reduced elements a step
  * into partial sums; a last odd output runs alone in lane 0. The expressions at each step are
- * lowered by wasm/vector_expr.ts.
+ * lowered by cpu/wasm/vector_expr.ts.
  *
  * @module
  */
 
-import type { DType } from "../kernel/shape.ts";
-import type { Expr, Kernel } from "../kernel/ir.ts";
-import { walk } from "../kernel/ir.ts";
+import type { DType } from "../../kernel/shape.ts";
+import type { Expr, Kernel } from "../../kernel/ir.ts";
+import { walk } from "../../kernel/ir.ts";
 import type { MathFns } from "./math.ts";
 import type { Fn } from "./module.ts";
 import { VectorExpr } from "./vector_expr.ts";

@@ -8,9 +8,9 @@
  * advanced by its strides. Arithmetic is float64 in two lanes (f64x2) for both dtypes, as in the
  * JavaScript loops: float32 inputs are promoted as they load and results rounded once at the
  * store, so a float32 kernel gives the loops' value (no intermediate float32 rounding or
- * overflow), save exp, log, tanh, sigmoid and softplus, which are `wasm/math.ts`'s float32
+ * overflow), save exp, log, tanh, sigmoid and softplus, which are `cpu/wasm/math.ts`'s float32
  * functions (of the argument rounded to float32; errors stated there), and the order of partial
- * sums below. Float64 kernels use `wasm/math.ts`'s float64 functions (within 1-4 ulps of `Math.*`
+ * sums below. Float64 kernels use `cpu/wasm/math.ts`'s float64 functions (within 1-4 ulps of `Math.*`
  * and the op table's formulas).
  * - Float32 maps whose float32 evaluation is provably the same ({@link float32Exact}: every
  *   arithmetic result rounded once, by the store or as a math function's argument, e.g.
@@ -29,8 +29,8 @@
  * Without a vector form, a kernel has no WebAssembly function ({@link wasmSupport} says why) and
  * runs as compiled JavaScript loops: that is a kernel with `pow` or `erf`, in either dtype.
  *
- * Here: the compiled kernels and their caches; the loops are wasm/loops.ts, the expressions
- * wasm/vector_expr.ts.
+ * Here: the compiled kernels and their caches; the loops are cpu/wasm/loops.ts, the expressions
+ * cpu/wasm/vector_expr.ts.
  *
  * @example
  * ```ts
@@ -48,8 +48,8 @@
  * @module
  */
 
-import type { DType } from "../kernel/shape.ts";
-import { collapse, type Expr, type Kernel, kernelKey, walk } from "../kernel/ir.ts";
+import type { DType } from "../../kernel/shape.ts";
+import { collapse, type Expr, type Kernel, kernelKey, walk } from "../../kernel/ir.ts";
 import { MathFns } from "./math.ts";
 import { WasmModule } from "./module.ts";
 import { Gen } from "./loops.ts";
