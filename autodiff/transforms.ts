@@ -14,7 +14,8 @@
  */
 
 import { SgnError, showValue } from "../errors.ts";
-import { JvpTrace, JvpTracer, nextLevel, TapeTrace, withTrace } from "./core.ts";
+import { nextLevel, withTrace } from "./core.ts";
+import { JvpTrace, JvpTracer, TapeTrace } from "./traces.ts";
 import { adopt, checkTensor, collect, scope, scopeDepth, Tensor } from "./tensor.ts";
 import * as o from "./ops.ts";
 
