@@ -279,24 +279,18 @@ export const DERIVATIVES: { [K in PrimName]: Derivative<ParamsOf[K]> } = {
   },
   matmul: {
     jvp: ([a, b], [ta, tb], p) => addT(ta && o.matmul(ta, b, p), tb && o.matmul(a, tb, p)),
-    vjp: (ct, [a, b], { transA, transB }, _, needs) => [
-      needs[0]
-        ? unbatch(
-          transA
-            ? o.matmul(b, ct, { transA: transB, transB: true })
-            : o.matmul(ct, b, { transB: !transB }),
-          a.rank,
-        )
-        : null,
-      needs[1]
-        ? unbatch(
-          transB
-            ? o.matmul(ct, a, { transA: true, transB: transA })
-            : o.matmul(a, ct, { transA: !transA }),
-          b.rank,
-        )
-        : null,
-    ],
+    vjp: (ct, [a, b], { transA, transB }, _, needs) => {
+      // dA = ct B^T (B ct^T when A is read transposed), dB = A^T ct (ct^T A when B is).
+      const da = () =>
+        transA
+          ? o.matmul(b, ct, { transA: transB, transB: true })
+          : o.matmul(ct, b, { transB: !transB });
+      const db = () =>
+        transB
+          ? o.matmul(ct, a, { transA: true, transB: transA })
+          : o.matmul(a, ct, { transA: !transA });
+      return [needs[0] ? unbatch(da(), a.rank) : null, needs[1] ? unbatch(db(), b.rank) : null];
+    },
   },
   conv2d: {
     jvp: ([x, w], [tx, tw], p) =>

@@ -19,13 +19,20 @@ import { claim, keep, type Tensor } from "./tensor.ts";
 
 // --- forward mode ---------------------------------------------------------------------------
 
-/** A primal with its tangent. */
-export class JvpTracer extends Tracer {
-  constructor(trace: JvpTrace, readonly primal: Tensor, readonly tangent: Tensor) {
+/** A tracer that stands for its primal, one level down. */
+abstract class PrimalTracer extends Tracer {
+  constructor(trace: Trace, readonly primal: Tensor) {
     super(trace, primal);
   }
   get value(): Tensor {
     return this.primal;
+  }
+}
+
+/** A primal with its tangent. */
+export class JvpTracer extends PrimalTracer {
+  constructor(trace: JvpTrace, primal: Tensor, readonly tangent: Tensor) {
+    super(trace, primal);
   }
   override children(): readonly Tensor[] {
     return [this.primal, this.tangent];
@@ -59,12 +66,9 @@ interface Node {
 }
 
 /** A recorded value: its primal one level down, and its node in the tape. */
-export class TapeTracer extends Tracer {
-  constructor(trace: TapeTrace, readonly primal: Tensor, readonly node: number) {
+export class TapeTracer extends PrimalTracer {
+  constructor(trace: TapeTrace, primal: Tensor, readonly node: number) {
     super(trace, primal);
-  }
-  get value(): Tensor {
-    return this.primal;
   }
   override children(): readonly Tensor[] {
     return [this.primal];

@@ -3,13 +3,15 @@
  * the property tests of tests/property_autodiff_test.ts: ties broken the other way in one rule,
  * a derivative read from the wrong operand, a Hessian product scaled wrongly, a network that
  * drops or adds a layer's nonlinearity, and the pooling argmax of the oracle and of WebGPU (the
- * native one's is in core.ts).
+ * native one's is in core.ts); and at tests/autodiff_rules_test.ts: a unary primitive's
+ * derivative row or lowering wrong.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
 const PROP = ["tests/property_autodiff_test.ts"];
+const RULES = ["tests/autodiff_rules_test.ts"];
 
 /** Derivative-rule, loss and network mutants (run with `--only "[ad]"`). */
 export const MUTANTS: Mutant[] = [
@@ -82,6 +84,27 @@ export const MUTANTS: Mutant[] = [
     replace: "needs[1] ? cwg(x, ct, { ...convOf(p), kh: w.shape[3], kw: w.shape[2] }) : null,",
     what: "[ad] conv2d's weight gradient with kernel height and width swapped",
     tests: PROP,
+  },
+  {
+    file: "autodiff/derivatives.ts",
+    find: "abs: unary((x) => o.sign(x)),",
+    replace: "abs: unary((x) => o.step(x)),",
+    what: "[ad] abs' taken as step(x): 0 instead of -1 below zero",
+    tests: RULES,
+  },
+  {
+    file: "autodiff/derivatives.ts",
+    find: "sign: unary(null),",
+    replace: "sign: unary((x) => o.abs(x)),",
+    what: "[ad] sign given a derivative where it is piecewise constant",
+    tests: RULES,
+  },
+  {
+    file: "autodiff/primitives.ts",
+    find: "lower: ([x]) => k.unary(op, x),",
+    replace: 'lower: ([x]) => k.unary(op === "abs" ? "relu" : op, x),',
+    what: "[ad] one unary primitive lowered to another row of the op table",
+    tests: RULES,
   },
   {
     file: "autodiff/traces.ts",
