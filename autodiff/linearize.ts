@@ -12,7 +12,8 @@
  */
 
 import { SgnError, showValue } from "../errors.ts";
-import { nextLevel, TapeTrace, withTrace } from "./core.ts";
+import { nextLevel, withTrace } from "./core.ts";
+import { TapeTrace } from "./traces.ts";
 import { adopt, checkTensor, collect, scope, scopeDepth, Tensor } from "./tensor.ts";
 import * as o from "./ops.ts";
 

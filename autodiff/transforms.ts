@@ -15,7 +15,8 @@
  * @module
  */
 
-import { JvpTrace, JvpTracer, nextLevel, withTrace } from "./core.ts";
+import { nextLevel, withTrace } from "./core.ts";
+import { JvpTrace, JvpTracer } from "./traces.ts";
 import { scope, type Tensor } from "./tensor.ts";
 import * as o from "./ops.ts";
 import { asList, checkFn, checkMatch, grad, type TensorFn } from "./linearize.ts";

@@ -121,14 +121,14 @@ export const MUTANTS: Mutant[] = [
   },
   // --- autodiff and losses -----------------------------------------------------------------
   {
-    file: "autodiff/primitives.ts",
+    file: "autodiff/derivatives.ts",
     find: "o.mul(s, o.sub(1, s))",
     replace: "o.mul(s, o.sub(1, o.mul(s, 0.5)))",
     what: "a wrong sigmoid derivative (used by both JVP and VJP)",
     tests: AD,
   },
   {
-    file: "autodiff/primitives.ts",
+    file: "autodiff/derivatives.ts",
     find: "o.sub(1, o.square(t))",
     replace: "o.sub(1, t)",
     what: "a wrong tanh derivative",

@@ -15,14 +15,14 @@ const LAYERS = ["tests/layers_test.ts", "tests/layers_networks_test.ts"];
 /** Layer and activation mutants (run with `--only "[layers]"`). */
 export const MUTANTS: Mutant[] = [
   {
-    file: "autodiff/primitives.ts",
-    find: 'softplus: unary("softplus", (x) => o.sigmoid(x)),',
-    replace: 'softplus: unary("softplus", (_, out) => o.sigmoid(out)),',
+    file: "autodiff/derivatives.ts",
+    find: "softplus: unary((x) => o.sigmoid(x)),",
+    replace: "softplus: unary((_, out) => o.sigmoid(out)),",
     what: "[layers] softplus' derivative read as sigmoid of the output instead of the input",
     tests: LAYERS,
   },
   {
-    file: "autodiff/primitives.ts",
+    file: "autodiff/derivatives.ts",
     find: "o.mul(o.exp(o.neg(o.square(x))), TWO_OVER_SQRT_PI)",
     replace: "o.mul(o.exp(o.neg(o.square(x))), 1.12)",
     what: "[layers] erf's derivative with a wrong constant (1.12 for 2/sqrt(pi))",
