@@ -188,9 +188,13 @@ const RESULTS_CASE = fc.record({
   pick: fc.nat(),
 });
 
-/** The row of `key`, typed loosely. */
-function rowOf(key: string): Field<unknown> {
-  return (RESULTS_SCHEMA as Record<string, Field<unknown>>)[key];
+/** The generated file, the field `pick` chooses, its row, and the file without it. */
+function pickField(c: Parameters<typeof resultsOf>[0] & { pick: number }) {
+  const file = resultsOf(c) as unknown as Record<string, unknown>;
+  const keys = Object.keys(file);
+  const key = keys[c.pick % keys.length];
+  const { [key]: _dropped, ...rest } = file;
+  return { file, key, row: (RESULTS_SCHEMA as Record<string, Field<unknown>>)[key], rest };
 }
 
 property(
@@ -212,9 +216,7 @@ property(
   RESULTS_CASE,
   200,
   (c) => {
-    const file = resultsOf(c) as unknown as Record<string, unknown>;
-    const keys = Object.keys(file);
-    const key = keys[c.pick % keys.length];
+    const { file, key, row, rest } = pickField(c);
     // No field takes an object without the diagnostics' lists.
     const broken = { ...file, [key]: { [key]: 1 } };
     const read = checkResults(broken);
@@ -222,12 +224,11 @@ property(
     const [issue] = read.issues;
     const names = (reason: string) => new RegExp(`^${key}[ .[]`).test(reason);
     assert.ok(names(issue.reason), `${key}: ${issue.reason}`);
-    const skips = rowOf(key).malformed === "skip";
+    const skips = row.malformed === "skip";
     assert.equal(issue.fatal, skips, issue.reason);
     if (skips) assert.equal(read.results, undefined);
     else {
       assert.match(issue.reason, /: ignored$/);
-      const { [key]: _left, ...rest } = file;
       assert.deepEqual(read.results, rest);
     }
     const written = checkResults(broken, "written");
@@ -241,11 +242,7 @@ property(
   RESULTS_CASE,
   200,
   (c) => {
-    const file = resultsOf(c) as unknown as Record<string, unknown>;
-    const keys = Object.keys(file);
-    const key = keys[c.pick % keys.length];
-    const { [key]: _dropped, ...rest } = file;
-    const row = rowOf(key);
+    const { key, row, rest } = pickField(c);
     const read = checkResults(rest);
     // tot_time and epoch_time each stand in for the other, and sgn writes both.
     if (row.read === "required") {
