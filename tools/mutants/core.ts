@@ -242,11 +242,11 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/models_test.ts"],
   },
   {
-    file: "report/collect.ts",
+    file: "report/stats.ts",
     find: "const mean = xs.reduce((a, b) => a + b, 0) / xs.length;",
     replace: "const mean = xs.reduce((a, b) => a + b, 0) / (xs.length + 1);",
     what: "the report's mean over seeds divided by one too many",
-    tests: ["tests/report_test.ts"],
+    tests: ["tests/report_runs_test.ts"],
   },
   {
     file: "train/run_folder.ts",
