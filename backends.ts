@@ -55,9 +55,15 @@ export { type Lazy, lazyStats, type Recipe } from "./kernel/lazy.ts";
 export { type Routine, type RoutineOp, ROUTINES, runRoutine } from "./kernel/routines.ts";
 export * as kernels from "./kernel/kernels.ts";
 export {
+  type AutoPlace,
   BACKEND_CHOICES,
+  BACKEND_NAMES,
+  type BackendClasses,
+  type BackendName,
+  type BackendOf,
+  type BackendRow,
+  BACKENDS,
   checkBackendChoice,
-  cpuBackend,
-  nativeBackend,
-  webgpuBackend,
+  findBackend,
+  type Found,
 } from "./autodiff/device.ts";

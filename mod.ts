@@ -25,6 +25,7 @@ export type { DType, TypedArray } from "./kernel/shape.ts";
 export { SgnError } from "./errors.ts";
 export {
   type BackendChoice,
+  type BackendName,
   backendNotice,
   getBackend,
   init,
