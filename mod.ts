@@ -61,6 +61,7 @@ export {
   valueAndGrad,
   vjp,
 } from "./autodiff/transforms.ts";
+export { type Replayable, replayable } from "./autodiff/replay.ts";
 export { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "./models/losses.ts";
 export {
   type Activation,

@@ -21,7 +21,7 @@ import { checkShape, sizeOf } from "../kernel/shape.ts";
 import { bind } from "./core.ts";
 import { useOps } from "./primitives.ts";
 import { checkTensor, scope, Tensor } from "./tensor.ts";
-import { full as lazyFull } from "../kernel/lazy.ts";
+import { full as lazyFull } from "../kernel/graph.ts";
 
 /** A tensor or a number (broadcast as a scalar of the other operand's dtype and backend). */
 export type TensorLike = Tensor | number;

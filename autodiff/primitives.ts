@@ -23,7 +23,7 @@ import {
 import { SgnError } from "../errors.ts";
 
 import type { UnaryOp } from "../kernel/ir.ts";
-import * as k from "../kernel/lazy.ts";
+import * as k from "../kernel/graph.ts";
 import { TWO_OVER_SQRT_PI } from "../kernel/erf.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 import { Tensor } from "./tensor.ts";
@@ -315,12 +315,7 @@ const poolOf = (p: PoolParams): PoolParams => ({
 function softmaxRoutine(x: Lazy, s: Shape, out: Shape, log: boolean): Lazy {
   const rows = sizeOf(s.slice(0, -1));
   const cols = s[s.length - 1];
-  return k.routine(
-    log ? "logSoftmax" : "softmax",
-    [x],
-    out,
-    ([a]) => x.backend.softmax(a, rows, cols, log),
-  );
+  return k.routine({ op: "softmax", rows, cols, log }, [x], out);
 }
 
 /** Sums a cotangent over the batch axis when the operand was shared by the batch. */
@@ -540,8 +535,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       const inner = sizeOf(shapes[0].slice(p.axis + 1));
       const outer = sizeOf(shapes[0].slice(0, p.axis));
       const widths = shapes.map((s) => s[p.axis] * inner);
-      const be = xs[0].backend;
-      return k.routine("concat", xs, out, (bufs) => be.concat(bufs, outer, widths));
+      return k.routine({ op: "concat", outer, widths }, xs, out);
     },
     jvp: (primals, tangents, p) =>
       tangents.some((t) => t)
@@ -583,15 +577,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
         batchA: as.length === 3,
         batchB: bs.length === 3,
       };
-      const be = a.backend;
-      return k.routine(
-        "matmul",
-        [a, b],
-        out,
-        ([x, y], epi, [offsetA, offsetB] = [0, 0]) =>
-          be.matmul(x, y, { ...spec, offsetA, offsetB }, epi),
-        { fusable: true, windows: true },
-      );
+      return k.routine({ op: "matmul", spec }, [a, b], out);
     },
     jvp: ([a, b], [ta, tb], p) => addT(ta && o.matmul(ta, b, p), tb && o.matmul(a, tb, p)),
     vjp: (ct, [a, b], { transA, transB }, _, needs) => [
@@ -620,13 +606,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([x, w], [xs, ws], p, out) => {
       const spec = convSpec(xs, ws, p, "conv2d");
-      return k.routine(
-        "conv2d",
-        [x, w],
-        out,
-        ([a, b], epi) => x.backend.conv2d(a, b, spec, epi),
-        { fusable: true },
-      );
+      return k.routine({ op: "conv2d", spec }, [x, w], out);
     },
     jvp: ([x, w], [tx, tw], p) =>
       addT(tx && bind("conv2d", [tx, w], p), tw && bind("conv2d", [x, tw], p)),
@@ -648,12 +628,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([dy, w], [ds, ws], p, out) => {
       const spec = convSpec([ds[0], ws[1], p.h, p.w], ws, p, "conv2dInputGrad");
-      return k.routine(
-        "conv2dInputGrad",
-        [dy, w],
-        out,
-        ([a, b]) => dy.backend.conv2dInputGrad(a, b, spec),
-      );
+      return k.routine({ op: "conv2dInputGrad", spec }, [dy, w], out);
     },
     jvp: ([dy, w], [tdy, tw], p) => addT(tdy && cig(tdy, w, p), tw && cig(dy, tw, p)),
     vjp: (ct, [dy, w], p, _, needs) => [
@@ -674,12 +649,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([x, dy], [xs, ds], p, out) => {
       const spec = convSpec(xs, [ds[1], xs[1], p.kh, p.kw], p, "conv2dWeightGrad");
-      return k.routine(
-        "conv2dWeightGrad",
-        [x, dy],
-        out,
-        ([a, b]) => x.backend.conv2dWeightGrad(a, b, spec),
-      );
+      return k.routine({ op: "conv2dWeightGrad", spec }, [x, dy], out);
     },
     jvp: ([x, dy], [tx, tdy], p) => addT(tx && cwg(tx, dy, p), tdy && cwg(x, tdy, p)),
     vjp: (ct, [x, dy], p, _, needs) => [
@@ -695,12 +665,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([x, v], [xs], p, out) => {
       const spec = poolSpec(xs, p, "maxPool2d");
-      return k.routine(
-        "maxPool2d",
-        v === x ? [x] : [x, v],
-        out,
-        ([a, b]) => x.backend.maxPool2d(a, spec, b),
-      );
+      return k.routine({ op: "maxPool2d", spec }, v === x ? [x] : [x, v], out);
     },
     // The window's argmax is piecewise constant in x: only the values operand has a derivative.
     jvp: ([x], [_, tv], p) => tv && bind("maxPool2d", [x, tv], poolOf(p)),
@@ -725,12 +690,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([x, dy], [xs], p, out) => {
       const spec = poolSpec(xs, p, "maxPool2dBackward");
-      return k.routine(
-        "maxPool2dBackward",
-        [x, dy],
-        out,
-        ([a, b]) => x.backend.maxPool2dBackward(a, b, spec),
-      );
+      return k.routine({ op: "maxPool2dBackward", spec }, [x, dy], out);
     },
     jvp: ([x], [_, tdy], p) => tdy && bind("maxPool2dBackward", [x, tdy], poolOf(p)),
     vjp: (ct, [x], p, _, needs) => [null, needs[1] ? bind("maxPool2d", [x, ct], poolOf(p)) : null],

@@ -10,7 +10,7 @@ import { SgnError, showValue } from "../errors.ts";
 
 import { sizeOf } from "../kernel/shape.ts";
 import { Tensor } from "../autodiff/tensor.ts";
-import * as k from "../kernel/lazy.ts";
+import * as k from "../kernel/graph.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 
 /**
@@ -58,10 +58,9 @@ export function flatten(parts: readonly Tensor[]): Tensor {
   });
   if (whole) return new Tensor(be, k.reshape(src, shape), shape, parts[0].dtype);
   const lazy = k.routine(
-    "concat",
+    { op: "concat", outer: 1, widths: sizes },
     parts.map((p) => p.lazy),
     shape,
-    (bufs) => be.concat(bufs, 1, sizes),
   );
   return new Tensor(be, lazy, shape, parts[0].dtype);
 }

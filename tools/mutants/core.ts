@@ -15,8 +15,8 @@ export const MUTANTS: Mutant[] = [
   // --- SGN ---------------------------------------------------------------------------------
   {
     file: "sgn/sgn.ts",
-    find: "return o.add(o.mul(p, rho), gp);",
-    replace: "return o.add(o.mul(p, 0), gp);",
+    find: "o.add(o.mul(p, rho), curv(p)[0])",
+    replace: "o.add(o.mul(p, 0), curv(p)[0])",
     what: "CG's operator loses its damping (G p + rho p becomes G p)",
     tests: REF,
   },

@@ -63,9 +63,9 @@ export const MUTANTS: Mutant[] = [
   // --- the curvature mini-batch ------------------------------------------------------------
   {
     file: "sgn/sgn.ts",
-    find: "const gp = flatten(curvature.apply(...unflatten(p, this.#shapes)));",
+    find: "[flatten(curvature.apply(...unflatten(p, this.#shapes)))]",
     replace:
-      "const gp = o.mul(flatten(curvature.apply(...unflatten(p, this.#shapes))), C!.rows / G.outputs.shape[0]);",
+      "[o.mul(flatten(curvature.apply(...unflatten(p, this.#shapes))), C!.rows / G.outputs.shape[0])]",
     what: "[i22-curv] the curvature mini-batch's matrix scaled by m / N (averaged over the batch)",
     tests: CURV,
   },

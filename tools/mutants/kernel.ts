@@ -1,6 +1,6 @@
 /**
  * Mutants of the kernel layer and its lowerings: view composition and fusion bookkeeping
- * (kernel/lazy.ts), collapse, reshape strides, split reductions and kernel structures
+ * (kernel/lazy.ts, kernel/graph.ts), record and replay (kernel/record.ts), collapse, reshape strides, split reductions and kernel structures
  * (kernel/ir.ts), the structural kernel cache (kernel/cache.ts), the compiled CPU loops
  * (cpu/compile.ts), the native routines and their caches (cpu/native.ts, cpu/dnnl.ts), the
  * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions and pooling
@@ -24,26 +24,64 @@ const WASM = [
   "tests/wasm_arena_test.ts",
   ...PROP,
 ];
+const REPLAY = ["tests/replay_test.ts"];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
+  // --- kernel/record.ts, autodiff/replay.ts ----------------------------------------------------
+  {
+    file: "kernel/record.ts",
+    find: "if (s >= n + c && !outs.includes(s)) steps[i].free.push(s);",
+    replace: "if (s >= n && !outs.includes(s)) steps[i].free.push(s);",
+    what:
+      "a replay frees the recording's constants after their last use (the next replay reads freed memory)",
+    tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "      for (const s of st.free) be.release(slots[s]!);\n",
+    replace: "",
+    what: "a replay keeps its intermediates (every replay leaks them)",
+    tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "    this.#slot.set(out, o);\n",
+    replace: "",
+    what: "a recorded launch's result is not known as one (later launches read it as a constant)",
+    tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "const ok = outSlots.every((s, i) => s >= this.#inputs && outSlots.indexOf(s) === i);",
+    replace: "const ok = true;",
+    what: "a function whose results do not all depend on its inputs is recorded anyway",
+    tests: REPLAY,
+  },
+  {
+    file: "autodiff/replay.ts",
+    find: 'return `${i}@${w.offset}:${x.shape.join("x")}:${x.dtype}`;',
+    replace: 'return `${i}:${x.shape.join("x")}:${x.dtype}`;',
+    what: "inputs at other offsets in their buffer than recorded are replayed",
+    tests: REPLAY,
+  },
   // --- kernel/lazy.ts ------------------------------------------------------------------------
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "o + starts.reduce((a, v, i) => a + v * s[i], 0)",
     replace: "o + starts.reduce((a, v) => a + v, 0)",
     what: "slice moves the offset by the start index without its stride",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "(i < lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
     replace: "(i <= lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
     what: "broadcastTo also zeroes the stride of the first kept axis (off by one on lead)",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "(s, o) => [perm.map((i) => s[i]), o]",
     replace: "(s, o) => [perm.map((_, i) => s[perm.indexOf(i)]), o]",
     what: "transpose moves the strides by the inverse permutation",
@@ -51,8 +89,8 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "return { buffer: w.src.realize(), offset: w.offset };",
-    replace: "return { buffer: w.src.realize(), offset: 0 };",
+    find: "return { buffer: w.src.realize(), offset: w.offset, holder: w.src };",
+    replace: "return { buffer: w.src.realize(), offset: 0, holder: w.src };",
     what: "a routine reading a window of a larger buffer loses the window's offset",
     tests: PROP,
   },
@@ -64,21 +102,21 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: '    sameShape(x.shape, shape) &&\n    (x.recipe?.kind === "reduce"',
     replace: '    (x.recipe?.kind === "reduce"',
     what: "an element-wise op fuses into a reduction it broadcasts (as if read whole)",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: 'r?.kind === "reduce" && !r.epilogue && r.op === op',
     replace: 'r?.kind === "reduce" && r.op === op',
     what: "a reduction of a reduction merges through the inner one's epilogue",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "const order = [...kept, ...axes, ...r.redShape.map((_, i) => rank + i)];",
     replace: "const order = [...axes, ...kept, ...r.redShape.map((_, i) => rank + i)];",
     what: "a reduction of a reduction orders the merged loop axes reduced-first",
@@ -93,8 +131,8 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "      else s.realize();\n      if (this.#recipe !== r) return this.realize();\n",
-    replace: "      else s.realize();\n",
+    find: "      } else s.realize();\n      if (this.#recipe !== r) return this.realize();\n",
+    replace: "      } else s.realize();\n",
     what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
     tests: PROP,
   },
