@@ -1,9 +1,11 @@
 /**
  * The curvatures of SGN (issue 22) against independent dense computations on small problems
  * (tests/curvature_oracle.ts): each curvature's operator (Gauss-Newton, Hessian, empirical
- * Fisher), as a dense matrix built from products with unit vectors, is held to the explicit one:
- * float64 on the CPU oracle (generated cases), float32 on every backend; the three matrices differ
- * where they should, and mean(perExample(z)) is value(z) for both losses.
+ * Fisher), as a dense matrix built from products with unit vectors, is held to the explicit one,
+ * float64 on the CPU oracle (generated cases); the three matrices differ where they should, and
+ * mean(perExample(z)) is value(z) for both losses. On every backend in float32: each curvature's
+ * products, and an SGN step with it on half the batch (both CG forms) against the dense CG on
+ * those rows.
  */
 
 import assert from "node:assert/strict";
