@@ -11,7 +11,7 @@ import { checkKnownOptions } from "./options.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
-import { checkParams, flatten, unflatten } from "./vectors.ts";
+import { checkParams, concatFlat, splitFlat } from "./vectors.ts";
 import { type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
 
 /** Learning-rate schedules of the seed's SGD. */
@@ -68,8 +68,8 @@ function lossAndGrad(params: readonly Tensor[], model: ModelFn, loss: OutputLoss
     const [[z], pullback] = vjp((...p: Tensor[]) => [model(...p)], [...params]);
     try {
       const [l, [gz]] = valueAndGrad((out: Tensor) => loss.value(out))(z);
-      const scalars = loss.metric ? flatten([l, loss.metric(z)]) : flatten([l]);
-      return { scalars, g: flatten(pullback(gz)), theta: flatten(params) };
+      const scalars = loss.metric ? concatFlat([l, loss.metric(z)]) : concatFlat([l]);
+      return { scalars, g: concatFlat(pullback(gz)), theta: concatFlat(params) };
     } finally {
       pullback.dispose();
     }
@@ -175,7 +175,7 @@ export class SGD implements Optimizer {
         const v = this.#velocity
           ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lr))
           : o.mul(g, lr);
-        return { v, params: unflatten(o.sub(theta, v), this.#shapes) };
+        return { v, params: splitFlat(o.sub(theta, v), this.#shapes) };
       });
       for (const p of this.#params) p.dispose();
       this.#params = next.params;
@@ -264,7 +264,7 @@ export class Adam implements Optimizer {
         const mHat = o.div(m, 1 - beta1 ** t);
         const vHat = o.div(v, 1 - beta2 ** t);
         const update = o.div(o.mul(mHat, lr), o.add(o.sqrt(vHat), eps));
-        return { m, v, params: unflatten(o.sub(theta, update), this.#shapes) };
+        return { m, v, params: splitFlat(o.sub(theta, update), this.#shapes) };
       });
       for (const p of this.#params) p.dispose();
       this.#params = next.params;

@@ -34,7 +34,7 @@ import {
   type OutputLoss,
   valueAndGrad,
 } from "../autodiff/transforms.ts";
-import { checkParams, flatten, precondT, unflatten } from "./vectors.ts";
+import { checkParams, concatFlat, precondT, splitFlat } from "./vectors.ts";
 import {
   axpyT,
   backtrackIterates,
@@ -123,7 +123,7 @@ const LINEARIZE = {
 
 /** Reads one-element tensors and a few more scalars in a single readback. */
 async function readScalars(scalars: Tensor[]): Promise<number[]> {
-  const flat = flatten(scalars);
+  const flat = concatFlat(scalars);
   try {
     return Array.from(await flat.data());
   } finally {
@@ -284,7 +284,7 @@ export class SGN implements Optimizer {
       const curvature = C.op;
       const solved = scope(() => {
         const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
-        const g = flatten(G.vjp(gz));
+        const g = concatFlat(G.vjp(gz));
         let mHat = g;
         let momentum: Tensor | undefined;
         if (opt.beta > 0) {
@@ -293,14 +293,14 @@ export class SGN implements Optimizer {
             : o.mul(g, 1 - opt.beta);
           mHat = o.div(momentum, 1 - opt.beta ** t);
         }
-        const theta = flatten(this.#params);
+        const theta = concatFlat(this.#params);
         return { l0, g, mHat, momentum, theta };
       });
       temps.push(solved.l0, solved.g, solved.mHat, solved.theta);
       if (solved.momentum) temps.push(solved.momentum);
       const apply = (p: Tensor) =>
         scope(() => {
-          const gp = flatten(curvature.apply(...unflatten(p, this.#shapes)));
+          const gp = concatFlat(curvature.apply(...splitFlat(p, this.#shapes)));
           return o.add(o.mul(p, rho), gp);
         });
       const precond = opt.cgPrec
@@ -330,7 +330,7 @@ export class SGN implements Optimizer {
       const chosen: ChosenIterate | undefined = opt.cgBacktrack
         ? await backtrackIterates(
           cg,
-          (d) => objective(...unflatten(axpyT(1, d, solved.theta), this.#shapes)),
+          (d) => objective(...splitFlat(axpyT(1, d, solved.theta), this.#shapes)),
           host,
           () => readbacks++,
         )
@@ -340,7 +340,7 @@ export class SGN implements Optimizer {
       const known: Try[] = chosen && evaluates && opt.alpha === 1 ? [chosen.at] : [];
 
       // Candidates a_i = alpha * rhoLs^i, evaluated speculatively (device mode) or one by one.
-      const stepAt = (a: number) => unflatten(axpyT(a, dir.d, solved.theta), this.#shapes);
+      const stepAt = (a: number) => splitFlat(axpyT(a, dir.d, solved.theta), this.#shapes);
       const lossAt = (a: number) => scope(() => objective(...stepAt(a)));
       // Without LS and TR the seed scores the batch before the step, on the recorded outputs.
       const metricBefore = !evaluates && loss.metric ? 1 : 0;

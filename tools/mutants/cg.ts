@@ -149,8 +149,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "(d) => objective(...unflatten(axpyT(1, d, solved.theta), this.#shapes)),",
-    replace: "(d) => objective(...unflatten(axpyT(opt.alpha, d, solved.theta), this.#shapes)),",
+    find: "(d) => objective(...splitFlat(axpyT(1, d, solved.theta), this.#shapes)),",
+    replace: "(d) => objective(...splitFlat(axpyT(opt.alpha, d, solved.theta), this.#shapes)),",
     what: "[cg] backtracking evaluates theta + ALPHA d_i instead of theta + d_i",
     tests: T,
   },

@@ -59,9 +59,9 @@ export const MUTANTS: Mutant[] = [
   // --- the curvature mini-batch ------------------------------------------------------------
   {
     file: "sgn/sgn.ts",
-    find: "const gp = flatten(curvature.apply(...unflatten(p, this.#shapes)));",
+    find: "const gp = concatFlat(curvature.apply(...splitFlat(p, this.#shapes)));",
     replace:
-      "const gp = o.mul(flatten(curvature.apply(...unflatten(p, this.#shapes))), C!.rows / G.outputs.shape[0]);",
+      "const gp = o.mul(concatFlat(curvature.apply(...splitFlat(p, this.#shapes))), C!.rows / G.outputs.shape[0]);",
     what: "[i22-curv] the curvature mini-batch's matrix scaled by m / N (averaged over the batch)",
     tests: CURV,
   },
