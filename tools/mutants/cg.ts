@@ -134,8 +134,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "const pred = o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 0.5);",
-    replace: "const pred = o.mul(o.dot(o.add(cg.r, solved.g), dir.d), 0.5);",
+    find: "predicted: o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 0.5),",
+    replace: "predicted: o.mul(o.dot(o.add(cg.r, grad.g), dir.d), 0.5),",
     what:
       "[cg] the trust region's prediction uses the last iterate's residual, not the chosen one's",
     tests: T,
@@ -149,8 +149,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "(d) => objective(...splitFlat(axpyT(1, d, solved.theta), this.#shapes)),",
-    replace: "(d) => objective(...splitFlat(axpyT(opt.alpha, d, solved.theta), this.#shapes)),",
+    find: "(d) => s.objective(...splitFlat(axpyT(1, d, grad.theta), this.#shapes)),",
+    replace: "(d) => s.objective(...splitFlat(axpyT(opt.alpha, d, grad.theta), this.#shapes)),",
     what: "[cg] backtracking evaluates theta + ALPHA d_i instead of theta + d_i",
     tests: T,
   },

@@ -21,7 +21,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "1 - opt.beta ** t",
+    find: "1 - opt.beta ** s.t",
     replace: "1 - opt.beta",
     what: "momentum bias correction 1 - beta instead of 1 - beta^t",
     tests: REF,
@@ -49,8 +49,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 0.5)",
-    replace: "o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 1)",
+    find: "o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 0.5)",
+    replace: "o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 1)",
     what: "predicted decrease without its 1/2",
     tests: REF,
   },

@@ -59,21 +59,21 @@ export const MUTANTS: Mutant[] = [
   // --- the curvature mini-batch ------------------------------------------------------------
   {
     file: "sgn/sgn.ts",
-    find: "const gp = concatFlat(curvature.apply(...splitFlat(p, this.#shapes)));",
+    find: "const gp = concatFlat(C.op.apply(...splitFlat(p, this.#shapes)));",
     replace:
-      "const gp = o.mul(concatFlat(curvature.apply(...splitFlat(p, this.#shapes))), C!.rows / G.outputs.shape[0]);",
+      "const gp = o.mul(concatFlat(C.op.apply(...splitFlat(p, this.#shapes))), C.rows / C.batch);",
     what: "[i22-curv] the curvature mini-batch's matrix scaled by m / N (averaged over the batch)",
     tests: CURV,
   },
   {
-    file: "sgn/sgn.ts",
-    find: "const op = linearize(part.model, part.loss, [...this.#params]);",
+    file: "sgn/curvature.ts",
+    find: "const op = linearize(part.model, part.loss, [...params]);",
     replace: "const op = linearize(model, loss, [...this.#params]);",
     what: "[i22-curv] the curvature mini-batch ignored: CG's products on the whole batch",
     tests: CURV,
   },
   {
-    file: "sgn/sgn.ts",
+    file: "sgn/curvature.ts",
     find: 'if (opt.curvatureBatch !== 1 && typeof sub !== "function") {',
     replace: "if (false) {",
     what: "[i22-curv] a missing curvature-batch argument is not reported (a TypeError instead)",
@@ -145,8 +145,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "const negativeCurvature = negativeAt ? values[6] > 0 : false;",
-    replace: "const negativeCurvature = false;",
+    find: "negativeCurvature: v.negative !== undefined && v.negative > 0,",
+    replace: "negativeCurvature: false,",
     what: "[i22-curv] the step record never says that negative curvature was met",
     tests: CURV,
   },
