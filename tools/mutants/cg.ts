@@ -157,16 +157,16 @@ export const MUTANTS: Mutant[] = [
   // --- options and settings ------------------------------------------------------------------
   {
     file: "sgn/options.ts",
-    find: "opts.cgWarmStart <= CG_WARM_START_RANGE.max,",
-    replace: "opts.cgWarmStart < CG_WARM_START_RANGE.max,",
+    find: 'rule: interval({ min: 0, max: 1, noun: "a decay", note: "0: off" }),',
+    replace: 'rule: interval({ min: 0, max: 1, maxOpen: true, noun: "a decay", note: "0: off" }),',
     what: "[cg] cgWarmStart refuses the decay 1",
     tests: T,
   },
   {
     file: "train/settings.ts",
-    find: "    max: CG_WARM_START_RANGE.max,",
-    replace: "    max: 2,",
-    what: "[cg] --cg_warm_start's bound drifts from the optimizer's",
+    find: 'row.option && (row.kind === "int" || row.kind === "number")',
+    replace: 'row.option && row.kind === "int"',
+    what: "[cg] --cg_warm_start (and every number row) loses the optimizer's bounds",
     tests: T,
   },
   {

@@ -255,9 +255,9 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/bad_input_test.ts"],
   },
   {
-    file: "train/settings.ts",
-    find: '    max: 10000,\n    help: "SGN: CG iterations from step K_cg on (MAX_CG_ITERS)",',
-    replace: '    max: 1e12,\n    help: "SGN: CG iterations from step K_cg on (MAX_CG_ITERS)",',
+    file: "sgn/options.ts",
+    find: "export const MAX_CG_ITERS_LIMIT = 10_000;",
+    replace: "export const MAX_CG_ITERS_LIMIT = 1e12;",
     what: "no bound on CG iterations",
     tests: ["tests/bad_input_test.ts"],
   },
