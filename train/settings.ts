@@ -544,6 +544,33 @@ export function optionsFor<S extends Solver>(s: TrainSettings, solver: S): Optio
 }
 
 /**
+ * The settings that give `options` of `solver`: for each option the row that sets it (the
+ * inverse of {@link optionsFor}). An option that no row sets is an error naming it.
+ *
+ * @example
+ * ```ts
+ * import { settingsFromOptions } from "./settings.ts";
+ * console.log(settingsFromOptions("SGN", { dampRho: 1e-4, cgMaxIters: 3 })); // { rho: 0.0001, cg_max_iter: 3 }
+ * ```
+ */
+export function settingsFromOptions<S extends Solver>(
+  solver: S,
+  options: OptionsOf[S],
+): Partial<TrainSettings> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(options)) {
+    const name = NAMES.find((n) =>
+      (spec(n).option as Record<string, string> | undefined)?.[solver] === key
+    );
+    if (name === undefined) {
+      throw new SgnError(`the ${solver} option ${key} has no training setting (no --flag sets it)`);
+    }
+    out[name] = value;
+  }
+  return out as Partial<TrainSettings>;
+}
+
+/**
  * The seed's config.json `config` block for the run's solver: every row with a key for it, and
  * the seed's constants of SGN (CG_TOL, MAX_LS_ITERS, RHO_LS, C_LS, ALPHA) from `SGN_DEFAULTS`.
  * As the seed writes them: RHO_DECAY and K only without the trust region, STEP and REDUCTION only
