@@ -357,7 +357,7 @@ Commands:
 const DEMO_FLAGS: Record<string, FlagSpec> = {
   backend: SETTINGS.backend,
   epochs: { kind: "int", min: 1, max: 100000, default: 5, help: "epochs" },
-  f: { kind: "number", min: 1e-6, max: 1e6, default: 10, help: "frequency of the sine" },
+  frequency: { kind: "number", min: 1e-6, max: 1e6, default: 10, help: "frequency of the sine" },
   "cg-iters": { kind: "int", min: 1, max: 10000, default: 10, help: "CG iterations" },
   seed: { kind: "int", min: 0, max: 2 ** 32 - 1, default: 1, help: "seed" },
   float64: SETTINGS.float64,
@@ -367,18 +367,19 @@ const DEMO_FLAGS: Record<string, FlagSpec> = {
 const DEMO_HELP = `Usage: deno run -A cli.ts demo [flags]
 
 Trains the seed's sine-regression MLP (1-20-20-20-1, sigmoid; 10,000 points x ~ U(-1, 1),
-y = sin(f x) + N(0, 0.01^2), the first 30% held out) with SGN as the seed configures it
-(${PRESET_WORDS}, --cg-iters CG iterations), printing the test loss after every epoch.
+y = sin(f x) + N(0, 0.01^2) with f = --frequency, the first 30% held out) with SGN as the seed
+configures it (${PRESET_WORDS},
+--cg-iters CG iterations), printing the test loss after every epoch.
 
 Flags:
 ${flagHelp(DEMO_FLAGS, 14).join("\n")}`;
 
 async function demo(
   be: Backend,
-  o: { epochs: number; f: number; "cg-iters": number; seed: number },
+  o: { epochs: number; frequency: number; "cg-iters": number; seed: number },
   float64: boolean,
 ) {
-  const data = sineWaves(o.f, { seed: o.seed });
+  const data = sineWaves(o.frequency, { seed: o.seed });
   const dtype = float64 ? "float64" : "float32";
   const net = mlp({ inputs: 1, hidden: [20, 20, 20], outputs: 1 });
   const optimizer = new SGN(net.init({ seed: o.seed, backend: be, dtype }), {
@@ -387,7 +388,7 @@ async function demo(
   });
   console.log(`backend: ${be.name} (${be.description}), ${dtype}`);
   console.log(
-    `${net.name}, ${net.paramCount} parameters; sine f = ${o.f}; SGN, ${
+    `${net.name}, ${net.paramCount} parameters; sine f = ${o.frequency}; SGN, ${
       o["cg-iters"]
     } CG iterations`,
   );
@@ -423,10 +424,16 @@ async function demo(
 
 /** `demo`: the sine regression, flags validated here. */
 async function demoCommand(args: string[]): Promise<number> {
+  // The frequency was --f, which in train (the seed's flag) names the run folder.
+  if (args.some((a) => a === "--f" || a.startsWith("--f="))) {
+    throw new SgnError(
+      "demo: --f is now --frequency (the sine's frequency; --f names the run folder in train)",
+    );
+  }
   const values = withDefaults(DEMO_FLAGS, parseFlags(args, DEMO_FLAGS, "demo").values) as {
     backend: TrainSettings["backend"];
     epochs: number;
-    f: number;
+    frequency: number;
     "cg-iters": number;
     seed: number;
     float64: boolean;

@@ -1,7 +1,7 @@
 /**
  * SGN in training: end-to-end fits (the seed's sine regression against SGD, a classifier), the
  * metric a step records (after the step with LS or TR, before it without), the mini-batch order
- * of the seed.
+ * of the seed, and the sine demo's flags.
  */
 import assert from "node:assert/strict";
 import type { Backend } from "../kernel/backend.ts";
@@ -14,6 +14,7 @@ import { SGN } from "../sgn/sgn.ts";
 import { SEED_PRESET } from "../sgn/options.ts";
 import { SGD } from "../sgn/baselines.ts";
 import { train } from "../train/loop.ts";
+import { cli } from "./data_files.ts";
 import { backends, cpu, Random, webgpu } from "./harness.ts";
 
 const all = await backends();
@@ -236,4 +237,23 @@ Deno.test("train: mini-batches come in the seed's order (Python's random.shuffle
       }),
     /order must be "python" or "permutation", got "random"/,
   );
+});
+
+Deno.test("demo: the sine's frequency is --frequency; the old --f says so (in train it names the run)", async () => {
+  for (const args of [["--f", "5"], ["--f=5"], ["--epochs", "1", "--f", "5"]]) {
+    const r = await cli("demo", ...args);
+    assert.equal(r.code, 2, `demo ${args.join(" ")}: ${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /^error: demo: --f is now --frequency .*--f names the run folder in train/,
+    );
+  }
+  const help = await cli("demo", "--help");
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--frequency\s+frequency of the sine \(default: 10\)/);
+  assert.doesNotMatch(help.stdout, /--f\s/);
+  // A bad frequency names the new flag.
+  const bad = await cli("demo", "--frequency", "0");
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--frequency must be a number from 0.000001/);
 });
