@@ -17,6 +17,7 @@ export type Scalars = Record<string, Tensor | readonly Tensor[] | undefined>;
 export type ScalarValues<S extends Scalars> = {
   [K in keyof S]: S[K] extends Tensor ? number
     : S[K] extends readonly Tensor[] ? number[]
+    : S[K] extends readonly Tensor[] | undefined ? number[] | undefined
     : number | undefined;
 };
 

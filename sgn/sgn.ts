@@ -368,27 +368,35 @@ export class SGN implements Optimizer {
       ? opt.maxLsIters + 1
       : Math.min(opt.maxLsIters + 1, this.#lastTries);
     const known = dir.known.length;
-    const named = scope(() => ({
-      loss: grad.l0,
-      cgIters: cg.iters,
-      cgResidual: cg.rMax,
-      predicted: o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 0.5),
-      md: o.dot(grad.mHat, dir.d),
-      dMax: maxAbsT(dir.d),
-      negative: cg.negative,
-      metricBefore: metricBefore ? loss.metric!(G.outputs) : undefined,
-      tries: Array.from(
+    const named = scope(() => {
+      // Made in this order: the step's scalars, then its candidates.
+      const predicted = o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 0.5);
+      const md = o.dot(grad.mHat, dir.d);
+      const dMax = maxAbsT(dir.d);
+      const before = metricBefore ? loss.metric!(G.outputs) : undefined;
+      const tries = Array.from(
         { length: Math.max(0, firstBatch - known) },
         (_, i) => this.#lossAt(opt.alpha * opt.rhoLs ** (i + known), grad, dir, s),
-      ).flat(),
-      relStop: cg.relStop,
-    }));
+      );
+      return {
+        loss: grad.l0,
+        cgIters: cg.iters,
+        cgResidual: cg.rMax,
+        predicted,
+        md,
+        dMax,
+        negative: cg.negative,
+        metricBefore: before,
+        tryLosses: tries.map((t) => t[0]),
+        tryMetrics: loss.metric ? tries.map((t) => t[1]) : undefined,
+        relStop: cg.relStop,
+      };
+    });
     const tensors = scalarTensors(named);
     s.temps.push(...tensors);
     const v = await readScalars(named);
     s.readbacks++;
     for (const k of tensors) if (k !== grad.l0) k.dispose();
-    const perTry = loss.metric ? 2 : 1;
     return {
       loss: v.loss,
       cgIters: v.cgIters,
@@ -399,10 +407,7 @@ export class SGN implements Optimizer {
       negativeCurvature: v.negative !== undefined && v.negative > 0,
       cgRelativeStop: v.relStop === 1,
       metricBefore: v.metricBefore,
-      tries: Array.from({ length: v.tries.length / perTry }, (_, i) => ({
-        loss: v.tries[i * perTry],
-        metric: loss.metric ? v.tries[i * perTry + 1] : undefined,
-      })),
+      tries: v.tryLosses.map((l, i) => ({ loss: l, metric: v.tryMetrics?.[i] })),
     };
   }
 

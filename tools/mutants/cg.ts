@@ -134,8 +134,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "predicted: o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 0.5),",
-    replace: "predicted: o.mul(o.dot(o.add(cg.r, grad.g), dir.d), 0.5),",
+    find: "const predicted = o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 0.5);",
+    replace: "const predicted = o.mul(o.dot(o.add(cg.r, grad.g), dir.d), 0.5);",
     what:
       "[cg] the trust region's prediction uses the last iterate's residual, not the chosen one's",
     tests: T,
