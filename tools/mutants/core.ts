@@ -96,6 +96,35 @@ export const MUTANTS: Mutant[] = [
     what: "the cos schedule goes on after K",
     tests: REF,
   },
+  // --- one rule per option, the readback by name, demo's flag (issue 23: "[i23-sgn]") --------
+  {
+    file: "sgn/options.ts",
+    find: "(maxOpen ? v < max : v <= max)",
+    replace: "v <= max",
+    what: "[i23-sgn] open upper bounds are closed (beta 1 divides by 1 - 1^t)",
+    tests: ["tests/sgn_options_test.ts"],
+  },
+  {
+    file: "sgn/options.ts",
+    find: "export const STEP_NUMBER: Interval = { int: true, min: 1, max: 1e9 };",
+    replace: "export const STEP_NUMBER: Interval = { int: true, min: 0, max: 1e9 };",
+    what: "[i23-sgn] step numbers (K_CG, K) from 0, though steps count from 1",
+    tests: ["tests/sgn_options_test.ts"],
+  },
+  {
+    file: "sgn/readback.ts",
+    find: "? Array.from({ length: v.length }, () => values[at++])",
+    replace: "? Array.from({ length: v.length }, () => values[at++]).reverse()",
+    what: "[i23-sgn] a list read back in reverse (the speculative line-search tries)",
+    tests: ["tests/sgn_test.ts"],
+  },
+  {
+    file: "cli.ts",
+    find: 'if (args.some((a) => a === "--f" || a.startsWith("--f="))) {',
+    replace: "if (false) {",
+    what: "[i23-sgn] demo's old --f is an unknown flag, not a pointer to --frequency",
+    tests: ["tests/sgn_train_test.ts"],
+  },
   // --- baselines ---------------------------------------------------------------------------
   {
     file: "sgn/baselines.ts",
