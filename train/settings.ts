@@ -8,9 +8,8 @@
  * Defaults are the seed's scripts' (mlp.py: TR on, DAMP_RHO_MIN 1e-6, K 1000), which differ on
  * purpose from the optimizer classes' own defaults (`SGN_DEFAULTS`, the seed's SGN class).
  *
- * A row that sets an optimizer's option has no bounds or choices of its own: it takes the
- * option's rule (`SGN_RULES`, `SGD_RULES`, `ADAM_RULES`) and its list of choices, so the command
- * line accepts exactly what the optimizer accepts.
+ * A row that sets an optimizer's option takes that option's rule or choices (`SGN_RULES`, ...):
+ * the command line accepts exactly what the optimizer accepts.
  *
  * @module
  */
@@ -399,32 +398,23 @@ const ROWS = {
 } as const satisfies Record<string, SettingSpec>;
 
 /** Each solver's option rules: the optimizers' own checks. */
-const OPTION_RULES: Record<Solver, Record<string, OptionRule>> = {
+const RULES: Record<Solver, Record<string, OptionRule>> = {
   SGN: SGN_RULES,
   SGD: SGD_RULES,
   Adam: ADAM_RULES,
 };
 
-/** The check of a row that sets options: each option's own rule (the first to object says why). */
-function optionRule(option: NonNullable<SettingSpec["option"]>): Rule {
-  const rules = Object.entries(option).map(([solver, key]) =>
-    OPTION_RULES[solver as Solver][key].rule
-  );
-  return (v) => rules.map((r) => r(v)).find((need) => need !== undefined);
-}
-
 /**
  * Every training setting, by flag name (`--<name>`), with the seed's scripts' defaults; a
- * numeric row that sets an optimizer's option is checked by that option's rule (the choice rows
- * list the option's own choices).
+ * numeric row that sets options is checked by their rules (the first to object says why).
  */
 export const SETTINGS: typeof ROWS = Object.fromEntries(
-  Object.entries(ROWS).map(([name, row]: [string, SettingSpec]) => [
-    name,
-    row.option && (row.kind === "int" || row.kind === "number")
-      ? { ...row, rule: optionRule(row.option) }
-      : row,
-  ]),
+  Object.entries(ROWS).map(([name, row]: [string, SettingSpec]) => {
+    if (!row.option || (row.kind !== "int" && row.kind !== "number")) return [name, row];
+    const rules = Object.entries(row.option).map(([sol, key]) => RULES[sol as Solver][key].rule);
+    const rule: Rule = (v) => rules.map((r) => r(v)).find((need) => need !== undefined);
+    return [name, { ...row, rule }];
+  }),
 ) as typeof ROWS;
 
 /** A setting's flag name. */
@@ -441,6 +431,9 @@ export type TrainSettings = { -readonly [K in SettingName]: ValueOf<(typeof SETT
 
 const NAMES = Object.keys(SETTINGS) as SettingName[];
 const spec = (name: SettingName): SettingSpec => SETTINGS[name];
+/** The option of `solver` that the row `name` sets, if any. */
+const optionOf = (name: SettingName, solver: Solver): string | undefined =>
+  (spec(name).option as Record<string, string> | undefined)?.[solver];
 
 /** Checks what no single row can: the run folder's name, float64 on WebGPU, --reference. */
 function checkTogether(s: TrainSettings): TrainSettings {
@@ -537,7 +530,7 @@ export interface OptionsOf {
 export function optionsFor<S extends Solver>(s: TrainSettings, solver: S): OptionsOf[S] {
   const out: Record<string, unknown> = {};
   for (const name of NAMES) {
-    const option = (spec(name).option as Record<string, string> | undefined)?.[solver];
+    const option = optionOf(name, solver);
     if (option) out[option] = s[name];
   }
   return out as OptionsOf[S];
@@ -559,12 +552,8 @@ export function settingsFromOptions<S extends Solver>(
 ): Partial<TrainSettings> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(options)) {
-    const name = NAMES.find((n) =>
-      (spec(n).option as Record<string, string> | undefined)?.[solver] === key
-    );
-    if (name === undefined) {
-      throw new SgnError(`the ${solver} option ${key} has no training setting (no --flag sets it)`);
-    }
+    const name = NAMES.find((n) => optionOf(n, solver) === key);
+    if (!name) throw new SgnError(`the ${solver} option ${key} has no training setting`);
     out[name] = value;
   }
   return out as Partial<TrainSettings>;

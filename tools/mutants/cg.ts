@@ -164,8 +164,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "train/settings.ts",
-    find: 'row.option && (row.kind === "int" || row.kind === "number")',
-    replace: 'row.option && row.kind === "int"',
+    find: 'if (!row.option || (row.kind !== "int" && row.kind !== "number")) return [name, row];',
+    replace: 'if (!row.option || row.kind !== "int") return [name, row];',
     what: "[cg] --cg_warm_start (and every number row) loses the optimizer's bounds",
     tests: T,
   },
