@@ -35,7 +35,7 @@
  * @example
  * ```ts
  * import { compileWasmKernel } from "./codegen.ts";
- * import * as ir from "../kernel/ir.ts";
+ * import * as ir from "../../kernel/ir.ts";
  * const memory = new WebAssembly.Memory({ initial: 1 });
  * const k = ir.unary("exp", ir.load(0, [1]));
  * const c = compileWasmKernel({ shape: [4], inputs: 1, body: k }, "float32", memory)!;
