@@ -39,7 +39,7 @@ import {
   valueAndGrad,
 } from "../autodiff/transforms.ts";
 import { checkParams, concatFlat, precondT, splitFlat } from "./vectors.ts";
-import { type Replayable, replayable } from "../autodiff/replay.ts";
+import { replayable } from "../autodiff/replay.ts";
 import {
   axpyT,
   backtrackIterates,
@@ -81,11 +81,8 @@ interface StepState {
   host: boolean;
   /** Whether the loss is evaluated after the step (line search or trust region). */
   evaluates: boolean;
-  /**
-   * The loss (and metric) at candidate parameters given as one flat vector: the forward pass
-   * recorded at its first evaluation and replayed at the others (autodiff/replay.ts).
-   */
-  objective: Replayable;
+  /** The loss (and metric) at candidate parameters. */
+  objective: (...p: Tensor[]) => Tensor[];
   /**
    * Every tensor of this step that outlives a scope, freed however the step ends (the new
    * momentum and the kept CG iterate are taken out when the step commits).
@@ -231,10 +228,10 @@ export class SGN implements Optimizer {
       rho: opt.trustRegion ? this.rho : scheduledRho(opt, t),
       host: opt.mode === "host" || (opt.mode === "auto" && be.hostReadback),
       evaluates: opt.lineSearch || opt.trustRegion,
-      objective: replayable((theta: Tensor) => {
-        const z = model(...splitFlat(theta, this.#shapes));
+      objective: (...p: Tensor[]) => {
+        const z = model(...p);
         return loss.metric ? [loss.value(z), loss.metric(z)] : [loss.value(z)];
-      }),
+      },
       temps: [],
       readbacks: 0,
     };
@@ -254,7 +251,6 @@ export class SGN implements Optimizer {
       this.#commit(update, grad, dir, cg, s);
       return this.#record(s, read, update, dir, warm, C.rows);
     } finally {
-      s.objective.dispose();
       if (C?.own) C.op.dispose();
       G.dispose();
       for (const k of s.temps) k.dispose();
@@ -333,7 +329,7 @@ export class SGN implements Optimizer {
     if (!opt.cgBacktrack) return { d: cg.d, r: cg.r, known: [] };
     const chosen = await backtrackIterates(
       cg,
-      (d) => s.objective(axpyT(1, d, grad.theta)),
+      (d) => s.objective(...splitFlat(axpyT(1, d, grad.theta), this.#shapes)),
       s.host,
       () => s.readbacks++,
     );
@@ -349,7 +345,7 @@ export class SGN implements Optimizer {
 
   /** The loss (and metric) at theta + a d. */
   #lossAt(a: number, grad: Gradient, dir: Direction, s: StepState): Tensor[] {
-    return scope(() => s.objective(axpyT(a, dir.d, grad.theta)));
+    return scope(() => s.objective(...this.#stepAt(a, grad, dir)));
   }
 
   /**
