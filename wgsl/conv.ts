@@ -38,17 +38,18 @@
  * @module
  */
 
-import {
-  checkConv2dSpec,
-  checkPool2dSpec,
-  type Conv2dSpec,
-  type Pool2dSpec,
-} from "../kernel/backend.ts";
+import { checkConv2dSpec, type Conv2dSpec } from "../kernel/backend.ts";
 
-import { SgnError } from "../errors.ts";
 import type { Expr } from "../kernel/ir.ts";
 import { epilogueSource, WGSL_PRELUDE } from "./codegen.ts";
-import { dispatchFlat, type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
+import {
+  dispatchFlat,
+  expectSize,
+  type GpuBuffer,
+  type GpuRuntime,
+  grid,
+  Params,
+} from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 /** Invocations per workgroup of the blocked kernels: one AVX2 register of f32 lanes. */
@@ -64,14 +65,6 @@ const PARTIAL_LIMIT = 4 * 1024 * 1024;
 const COST = { load: 30, load4: 50, fma: 1, store: 65, invocation: 300, group: 1600, element: 12 };
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-
-function expectSize(op: string, what: string, b: GpuBuffer, size: number, shape: string): void {
-  if (b.size !== size) {
-    throw new SgnError(
-      `${op}: ${what} has ${b.size} elements, expected ${size} (${shape}) for the given spec`,
-    );
-  }
-}
 
 /** Largest register block (accumulators per invocation) worth its compile time for `flops`. */
 function accumulatorCap(flops: number): number {
@@ -898,164 +891,4 @@ export function conv2dWeightGrad(
   dispatchFlat(rt, SUM_CHUNKS, new Params().u32(weights, chunks), [part, dw], weights);
   rt.release(part);
   return dw;
-}
-
-// --- pooling ------------------------------------------------------------------------------------
-
-const POOL_HEAD = /* wgsl */ `
-struct P { total: u32, h: u32, w: u32, kh: u32, kw: u32, sh: u32, sw: u32, ho: u32, wo: u32,
-  cy: u32, cx: u32, stride: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-// NaN tested on the bit pattern: comparisons with NaN may be folded away by the compiler.
-fn isNan(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
-// Index of the first maximum of window (oy, ox) of the plane at base; the first NaN wins.
-fn argmaxWindow(base: u32, oy: u32, ox: u32) -> u32 {
-  var best = base + oy * p.sh * p.w + ox * p.sw;
-  var bv = x[best];
-  for (var ky = 0u; ky < p.kh; ky++) {
-    let row = base + (oy * p.sh + ky) * p.w + ox * p.sw;
-    for (var kx = 0u; kx < p.kw; kx++) {
-      let v = x[row + kx];
-      if (!isNan(bv) && (v > bv || isNan(v))) { best = row + kx; bv = v; }
-    }
-  }
-  return best;
-}`;
-
-const POOL_FORWARD = /* wgsl */ `
-${POOL_HEAD}
-@group(0) @binding(2) var<storage, read> values: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * p.stride;
-  if (i >= p.total) { return; }
-  let ox = i % p.wo;
-  let oy = (i / p.wo) % p.ho;
-  let plane = i / (p.wo * p.ho);
-  out[i] = values[argmaxWindow(plane * p.h * p.w, oy, ox)];
-}`;
-
-/** The forward without a separate values operand (every declared binding must be used). */
-const POOL_FORWARD_SELF = POOL_FORWARD
-  .replace("@group(0) @binding(2) var<storage, read> values: array<f32>;\n", "")
-  .replace("@binding(3)", "@binding(2)")
-  .replace("values[argmaxWindow", "x[argmaxWindow");
-
-/** Bindings and entry-point head of both pooling backward kernels: item `i` of `p.total`. */
-const POOL_BACKWARD_MAIN = /* wgsl */ `${POOL_HEAD}
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * p.stride;
-  if (i >= p.total) { return; }
-`;
-
-/** Backward for overlapping windows: per input pixel, the windows that contain it. */
-const POOL_BACKWARD_GATHER = /* wgsl */ `
-${POOL_BACKWARD_MAIN}  let ix = i % p.w;
-  let iy = (i / p.w) % p.h;
-  let plane = i / (p.w * p.h);
-  let base = plane * p.h * p.w;
-  // Windows oy with oy * sh <= iy < oy * sh + kh, likewise ox.
-  let oyLo = select(0u, (iy - p.kh + p.sh) / p.sh, iy + 1u > p.kh);
-  let oxLo = select(0u, (ix - p.kw + p.sw) / p.sw, ix + 1u > p.kw);
-  let oyHi = min(iy / p.sh + 1u, p.ho);
-  let oxHi = min(ix / p.sw + 1u, p.wo);
-  var acc = 0.0;
-  for (var oy = oyLo; oy < oyHi; oy++) {
-    for (var ox = oxLo; ox < oxHi; ox++) {
-      if (argmaxWindow(base, oy, ox) == i) { acc += dy[(plane * p.ho + oy) * p.wo + ox]; }
-    }
-  }
-  dx[i] = acc;
-}`;
-
-/**
- * Backward for windows that do not overlap (stride >= window): the plane is cut into cy x cx
- * cells of sh x sw (the last ones clipped to the plane); a cell's window is its top-left
- * kh x kw corner when the window exists. Each invocation writes its whole cell: dy at the
- * window's argmax, 0 elsewhere.
- */
-const POOL_BACKWARD_CELLS = /* wgsl */ `
-${POOL_BACKWARD_MAIN}  let cx = i % p.cx;
-  let cy = (i / p.cx) % p.cy;
-  let plane = i / (p.cx * p.cy);
-  let base = plane * p.h * p.w;
-  let window = cy < p.ho && cx < p.wo;
-  var best = 0xffffffffu;
-  var g = 0.0;
-  if (window) {
-    best = argmaxWindow(base, cy, cx);
-    g = dy[(plane * p.ho + cy) * p.wo + cx];
-  }
-  // A dy of -0 gives +0, as a sum into zeros (the CPU's) does. (0.0 + g is folded to g, and
-  // g != 0.0 is false for NaN on llvmpipe: the bits tell ±0.)
-  if ((bitcast<u32>(g) & 0x7fffffffu) == 0u) { best = 0xffffffffu; }
-  for (var r = 0u; r < p.sh; r++) {
-    let iy = cy * p.sh + r;
-    for (var c = 0u; c < p.sw; c++) {
-      let ix = cx * p.sw + c;
-      let k = base + iy * p.w + ix;
-      if (iy < p.h && ix < p.w) { dx[k] = select(0.0, g, k == best); }
-    }
-  }
-}`;
-
-function poolParams(
-  s: Pool2dSpec,
-  ho: number,
-  wo: number,
-  total: number,
-  cy = 0,
-  cx = 0,
-): Params {
-  return new Params().u32(total, s.h, s.w, s.kh, s.kw, s.strideH, s.strideW, ho, wo, cy, cx);
-}
-
-/** Max pooling: per window, `values` (default x) at the first maximum of x. */
-export function maxPool2d(
-  rt: GpuRuntime,
-  x: GpuBuffer,
-  s: Pool2dSpec,
-  values?: GpuBuffer,
-): GpuBuffer {
-  const [ho, wo] = checkPool2dSpec("maxPool2d", s);
-  const shape = `[${s.n}, ${s.c}, ${s.h}, ${s.w}]`;
-  expectSize("maxPool2d", "x", x, s.n * s.c * s.h * s.w, shape);
-  if (values) expectSize("maxPool2d", "values", values, s.n * s.c * s.h * s.w, shape);
-  const total = s.n * s.c * ho * wo;
-  const out = rt.alloc(total);
-  if (total === 0) return out;
-  const params = poolParams(s, ho, wo, total);
-  if (values) dispatchFlat(rt, POOL_FORWARD, params, [x, values, out], total);
-  else dispatchFlat(rt, POOL_FORWARD_SELF, params, [x, out], total);
-  return out;
-}
-
-/** The transpose of maxPool2d in its values: scatters dy to the argmax positions. */
-export function maxPool2dBackward(
-  rt: GpuRuntime,
-  x: GpuBuffer,
-  dy: GpuBuffer,
-  s: Pool2dSpec,
-): GpuBuffer {
-  const op = "maxPool2dBackward";
-  const [ho, wo] = checkPool2dSpec(op, s);
-  expectSize(op, "x", x, s.n * s.c * s.h * s.w, `[${s.n}, ${s.c}, ${s.h}, ${s.w}]`);
-  expectSize(op, "dy", dy, s.n * s.c * ho * wo, `[${s.n}, ${s.c}, ${ho}, ${wo}]`);
-  const dx = rt.alloc(s.n * s.c * s.h * s.w);
-  if (dx.size === 0) return dx;
-  if (s.strideH >= s.kh && s.strideW >= s.kw) {
-    const cy = Math.ceil(s.h / s.strideH);
-    const cx = Math.ceil(s.w / s.strideW);
-    const total = s.n * s.c * cy * cx;
-    dispatchFlat(rt, POOL_BACKWARD_CELLS, poolParams(s, ho, wo, total, cy, cx), [x, dy, dx], total);
-  } else {
-    const total = dx.size;
-    dispatchFlat(rt, POOL_BACKWARD_GATHER, poolParams(s, ho, wo, total), [x, dy, dx], total);
-  }
-  return dx;
 }

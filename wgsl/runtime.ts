@@ -401,6 +401,21 @@ export function dispatchFlat(
   rt.dispatch(code, params.u32(gx * size), buffers, [gx, gy]);
 }
 
+/** Throws a clear error unless buffer `b`, the operand `what` of `op`, has `size` elements. */
+export function expectSize(
+  op: string,
+  what: string,
+  b: GpuBuffer,
+  size: number,
+  shape: string,
+): void {
+  if (b.size !== size) {
+    throw new SgnError(
+      `${op}: ${what} has ${b.size} elements, expected ${size} (${shape}) for the given spec`,
+    );
+  }
+}
+
 /**
  * Whether an adapter runs on the CPU: the fallback flag, or the names of Mesa's and Chromium's
  * software rasterizers in its description.

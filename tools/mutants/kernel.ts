@@ -424,7 +424,7 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "wgsl/conv.ts",
+    file: "wgsl/pool.ts",
     find: "let oyHi = min(iy / p.sh + 1u, p.ho);",
     replace: "let oyHi = min(iy / p.sh, p.ho);",
     what: "max-pool backward (overlapping windows) skips the last window row containing a pixel",
