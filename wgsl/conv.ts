@@ -41,7 +41,8 @@
 import { checkConv2dSpec, type Conv2dSpec } from "../kernel/backend.ts";
 
 import type { Expr } from "../kernel/ir.ts";
-import { epilogueSource, WGSL_PRELUDE } from "./codegen.ts";
+import { epilogueSource } from "./codegen.ts";
+import { WGSL_PRELUDE } from "./prelude.ts";
 import {
   dispatchFlat,
   expectSize,

@@ -32,7 +32,8 @@ import { checkMatmulSpec, matmulShape, type MatmulSpec } from "../kernel/backend
 
 import { SgnError } from "../errors.ts";
 import { epilogueKernel, type Expr, exprSize, type Kernel, load, mapLoads } from "../kernel/ir.ts";
-import { dispatchKernel, epilogueSource, WGSL_PRELUDE } from "./codegen.ts";
+import { dispatchKernel, epilogueSource } from "./codegen.ts";
+import { WGSL_PRELUDE } from "./prelude.ts";
 import { dispatchFlat, type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 

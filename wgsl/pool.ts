@@ -18,7 +18,8 @@
 
 import { checkPool2dSpec, type Pool2dSpec } from "../kernel/backend.ts";
 import { ACC, binary, constant, contiguous, type Expr, load, where } from "../kernel/ir.ts";
-import { dispatchKernel, MAX_CONSTS, routineSource } from "./codegen.ts";
+import { dispatchKernel, MAX_CONSTS } from "./codegen.ts";
+import { routineSource } from "./routine.ts";
 import { dispatchFlat, expectSize, type GpuBuffer, type GpuRuntime, Params } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 

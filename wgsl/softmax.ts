@@ -7,7 +7,7 @@
  */
 
 import { SgnError } from "../errors.ts";
-import { WGSL_PRELUDE } from "./codegen.ts";
+import { WGSL_PRELUDE } from "./prelude.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
