@@ -18,15 +18,10 @@ const gpu = await webgpu();
 /** The values as strings, so that NaN equals NaN and -0 differs from 0. */
 const bits = (xs: ArrayLike<number>) => Array.from(xs, (v) => Object.is(v, -0) ? "-0" : String(v));
 
+const int = (min: number, max: number) => fc.integer({ min, max });
 const poolArb = fc.record({
-  n: fc.integer({ min: 1, max: 2 }),
-  c: fc.integer({ min: 1, max: 3 }),
-  h: fc.integer({ min: 1, max: 19 }),
-  w: fc.integer({ min: 1, max: 19 }),
-  kh: fc.integer({ min: 1, max: 9 }),
-  kw: fc.integer({ min: 1, max: 9 }),
-  strideH: fc.integer({ min: 1, max: 4 }),
-  strideW: fc.integer({ min: 1, max: 4 }),
+  ...{ n: int(1, 2), c: int(1, 3), h: int(1, 19), w: int(1, 19), kh: int(1, 9), kw: int(1, 9) },
+  ...{ strideH: int(1, 4), strideW: int(1, 4) },
   // Values from a small set, so that windows hold ties, -0 next to 0, infinities and NaN.
   values: fc.array(fc.constantFrom(NaN, Infinity, -Infinity, 0, -0, 1, 2, -1, 0.5, 3), {
     minLength: 1,

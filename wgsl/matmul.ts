@@ -34,7 +34,7 @@ import { SgnError } from "../errors.ts";
 import { ACC, constant, type Expr, exprSize, type Kernel, load, mapLoads } from "../kernel/ir.ts";
 import { dispatchKernel, epilogueSource } from "./codegen.ts";
 import { routineSource } from "./routine.ts";
-import { type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";
+import { type GpuBuffer, type GpuRuntime, LANES, MAX_GROUPS, Params, THREADS } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 /**
@@ -48,8 +48,6 @@ export interface MatmulTile {
   wy: number;
 }
 
-/** Invocations per workgroup: one AVX2 register of f32 lanes on llvmpipe. */
-export const LANES = 8;
 /** Largest block side. */
 const MAX_BLOCK = 32;
 
@@ -261,9 +259,6 @@ const UNALIGNED_LOADS = /* wgsl */ `
 ${["A", "B"].map(alongK).join("\n")}
 ${[["A", "m"], ["B", "n"]].map(([x, d]) => rowOf(x, d)).join("\n")}
 `;
-
-/** Threads that run workgroups concurrently (lavapipe: one per CPU). */
-const THREADS = Math.max(1, Math.min(64, globalThis.navigator?.hardwareConcurrency ?? 4));
 
 /**
  * Chooses the block size and arrangement for a product of `batch` [m, k] x [k, n] matrices by a

@@ -20,7 +20,7 @@ import { checkPool2dSpec, type Pool2dSpec } from "../kernel/backend.ts";
 import { ACC, binary, constant, contiguous, type Expr, load, where } from "../kernel/ir.ts";
 import { dispatchKernel, MAX_CONSTS } from "./codegen.ts";
 import { routineSource } from "./routine.ts";
-import { dispatchFlat, expectSize, type GpuBuffer, type GpuRuntime, Params } from "./runtime.ts";
+import { dispatchFlat, expectShape, type GpuBuffer, type GpuRuntime, Params } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 /** Workgroup size of the backward kernels. */
@@ -49,6 +49,13 @@ function pick(s: Pool2dSpec, index: Expr, lo: number, hi: number, rest: Expr): E
   return e;
 }
 
+/** The output size [ho, wo] of a valid spec, after checking it and the input x. */
+function checked(op: string, s: Pool2dSpec, x: GpuBuffer): [number, number] {
+  const out = checkPool2dSpec(op, s);
+  expectShape(op, "x", x, [s.n, s.c, s.h, s.w]);
+  return out;
+}
+
 /**
  * Max pooling: per window, `values` (default x) at the first maximum of x. With `values` x
  * itself, the maximum (a max reduction: the first NaN wins, then the first maximum, as in the
@@ -62,11 +69,9 @@ export function maxPool2d(
   s: Pool2dSpec,
   values?: GpuBuffer,
 ): GpuBuffer {
-  const [ho, wo] = checkPool2dSpec("maxPool2d", s);
+  const [ho, wo] = checked("maxPool2d", s, x);
   const shape = [s.n, s.c, ho, wo];
-  const input = `[${s.n}, ${s.c}, ${s.h}, ${s.w}]`;
-  expectSize("maxPool2d", "x", x, s.n * s.c * s.h * s.w, input);
-  if (values) expectSize("maxPool2d", "values", values, s.n * s.c * s.h * s.w, input);
+  if (values) expectShape("maxPool2d", "values", values, [s.n, s.c, s.h, s.w]);
   if (s.n * s.c === 0) return rt.alloc(0);
   const reduce = { shape: [s.kh, s.kw] };
   if (!values || values === x) {
@@ -181,10 +186,8 @@ export function maxPool2dBackward(
   dy: GpuBuffer,
   s: Pool2dSpec,
 ): GpuBuffer {
-  const op = "maxPool2dBackward";
-  const [ho, wo] = checkPool2dSpec(op, s);
-  expectSize(op, "x", x, s.n * s.c * s.h * s.w, `[${s.n}, ${s.c}, ${s.h}, ${s.w}]`);
-  expectSize(op, "dy", dy, s.n * s.c * ho * wo, `[${s.n}, ${s.c}, ${ho}, ${wo}]`);
+  const [ho, wo] = checked("maxPool2dBackward", s, x);
+  expectShape("maxPool2dBackward", "dy", dy, [s.n, s.c, ho, wo]);
   const dx = rt.alloc(s.n * s.c * s.h * s.w);
   if (dx.size === 0) return dx;
   const cells = s.strideH >= s.kh && s.strideW >= s.kw;

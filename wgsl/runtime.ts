@@ -22,6 +22,13 @@ export const PARAM_BYTES = 256;
 const MAX_BATCH = 128;
 /** Largest number of workgroups along one dispatch dimension (WebGPU's default limit). */
 export const MAX_GROUPS = 65535;
+/**
+ * Invocations per workgroup of the register-blocked kernels (matmul, convolutions): on llvmpipe
+ * a workgroup runs on one thread, one invocation per lane of an AVX2 register of f32.
+ */
+export const LANES = 8;
+/** Threads that run workgroups concurrently (lavapipe: one per CPU), for the cost models. */
+export const THREADS = Math.max(1, Math.min(64, globalThis.navigator?.hardwareConcurrency ?? 4));
 
 /** A pooled GPU buffer holding `size` float32 elements. */
 export class GpuBuffer implements DeviceBuffer {
@@ -401,17 +408,19 @@ export function dispatchFlat(
   rt.dispatch(code, params.u32(gx * size), buffers, [gx, gy]);
 }
 
-/** Throws a clear error unless buffer `b`, the operand `what` of `op`, has `size` elements. */
-export function expectSize(
+/** Throws a clear error unless buffer `b`, the operand `what` of `op`, holds `shape`. */
+export function expectShape(
   op: string,
   what: string,
   b: GpuBuffer,
-  size: number,
-  shape: string,
+  shape: readonly number[],
 ): void {
+  const size = shape.reduce((a, d) => a * d, 1);
   if (b.size !== size) {
     throw new SgnError(
-      `${op}: ${what} has ${b.size} elements, expected ${size} (${shape}) for the given spec`,
+      `${op}: ${what} has ${b.size} elements, expected ${size} ([${
+        shape.join(", ")
+      }]) for the given spec`,
     );
   }
 }
