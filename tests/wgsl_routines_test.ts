@@ -1,15 +1,23 @@
 /**
- * The WebGPU routines built from the generator (wgsl/): max pooling (a window reduction of the
- * IR, its JVP an argmax with a select-chain epilogue, the backward one template), concat and
- * split (copy commands, or IR kernels stored through a view), and the store-through-a-view
- * kernels themselves, on generated shapes against the CPU oracle. Pooling and moving data are
- * exact operations, so they must agree bit for bit (NaN with NaN). Skipped with the WebGPU
- * backend when there is no adapter (harness.ts says so).
+ * The WebGPU routines built from the generator (wgsl/): the convolutions (one template, every
+ * block size it takes, forced as well as planned), max pooling (a window reduction of the IR, its
+ * JVP an argmax with a select-chain epilogue, the backward one template), concat and split (copy
+ * commands, or IR kernels stored through a view), and the store-through-a-view kernels
+ * themselves, on generated shapes against the CPU oracle. Pooling and moving data are exact
+ * operations, so they must agree bit for bit (NaN with NaN); a convolution's element within
+ * 1e-5 of the sum of its terms' magnitudes (float32 summation). Skipped with the WebGPU backend
+ * when there is no adapter (harness.ts says so).
  */
 import assert from "node:assert/strict";
-import type { Pool2dSpec } from "../kernel/backend.ts";
-import { contiguous, load } from "../kernel/ir.ts";
+import {
+  type Backend,
+  conv2dOutSize,
+  type Conv2dSpec,
+  type Pool2dSpec,
+} from "../kernel/backend.ts";
+import { ACC, binary, contiguous, load, unary } from "../kernel/ir.ts";
 import { dispatchKernelInto } from "../wgsl/codegen.ts";
+import * as conv from "../wgsl/conv.ts";
 import { cpu, put, take, webgpu } from "./harness.ts";
 import { fc, property } from "./property.ts";
 
@@ -144,5 +152,87 @@ property(
       for (let d = rank - 1; d >= 0 && ++idx[d] === outShape[d]; d--) idx[d] = 0;
     }
     assert.deepEqual(Array.from(got), want, JSON.stringify({ shape, order, dst, offset }));
+  },
+);
+
+const convArb = fc.record({
+  ...{ n: int(1, 3), c: int(1, 6), f: int(1, 9), h: int(1, 11), w: int(1, 11) },
+  // Stride 1 half the time: the input gradient is then the forward kernel, flipped.
+  ...{ kh: int(1, 5), kw: int(1, 5), strideH: fc.constantFrom(1, 1, 2, 3) },
+  ...{ strideW: fc.constantFrom(1, 1, 2, 3) },
+  ...{ padH: int(0, 2), padW: int(0, 2), bias: fc.boolean(), seed: fc.nat(1000) },
+  // Block sizes: forced (any the template takes) or, when absent, the cost model's.
+  direct: fc.option(fc.record({
+    ...{ th: int(1, 3), tw: int(1, 3), cf: int(1, 2) },
+    ...{ v: fc.constantFrom(1 as const, 4 as const), unrollKy: fc.boolean() },
+  })),
+  gather: fc.option(fc.record({ tw: int(1, 4), cf: int(1, 2) })),
+  weightGrad: fc.option(fc.record({
+    ...{ rh: int(1, 3), rw: int(1, 3), cc: int(1, 3), fq: int(1, 2) },
+    ...{ dyVec: fc.boolean(), chunks: int(1, 4) },
+  })),
+});
+
+property(
+  "WebGPU convolutions (forward with an epilogue, both gradients) agree with the oracle for any block size",
+  convArb,
+  20,
+  async (p) => {
+    if (!gpu) return;
+    const s: Conv2dSpec = {
+      ...p,
+      kh: Math.min(p.kh, p.h + 2 * p.padH),
+      kw: Math.min(p.kw, p.w + 2 * p.padW),
+    };
+    const plans = {
+      ...(p.direct ? { direct: p.direct } : {}),
+      ...(p.gather ? { gather: p.gather } : {}),
+      ...(p.weightGrad ? { weightGrad: p.weightGrad } : {}),
+    };
+    const [ho, wo] = conv2dOutSize(s);
+    const data = (n: number, k: number) =>
+      Array.from({ length: n }, (_, i) => Math.sin(i * 0.7 + k + p.seed) * 2);
+    const x = data(s.n * s.c * s.h * s.w, 1);
+    const w = data(s.f * s.c * s.kh * s.kw, 2);
+    const dy = data(s.n * s.f * ho * wo, 3);
+    const bias = data(s.f, 4);
+    // relu(acc + bias[f]) over the output [n, f, ho, wo].
+    const body = unary("relu", binary("add", ACC, load(0, [0, 1, 0, 0])));
+    const on = (be: Backend, d: number[]) => put(be, d);
+    const [xg, wg, dyg, biasg] = [x, w, dy, bias].map((d) => gpu.rt.check(on(gpu, d), "test"));
+    const epi = p.bias ? { body, inputs: [biasg] } : undefined;
+    const got = [
+      conv.conv2d(gpu.rt, xg, wg, s, epi, plans),
+      conv.conv2dInputGrad(gpu.rt, dyg, wg, s, plans),
+      conv.conv2dWeightGrad(gpu.rt, xg, dyg, s, plans),
+    ];
+    [xg, wg, dyg, biasg].forEach((buf) => gpu.release(buf));
+    const abs = (d: number[]) => d.map(Math.abs);
+    const oracle = async (xs: number[], ws: number[], dys: number[], e?: typeof body) => {
+      const [xc, wc, dyc, bc] = [xs, ws, dys, bias].map((d) => on(cpu, d));
+      const out = [
+        await take(cpu, cpu.conv2d(xc, wc, s, e && { body: e, inputs: [bc] })),
+        await take(cpu, cpu.conv2dInputGrad(dyc, wc, s)),
+        await take(cpu, cpu.conv2dWeightGrad(xc, dyc, s)),
+      ];
+      [xc, wc, dyc, bc].forEach((buf) => cpu.release(buf));
+      return out;
+    };
+    const want = await oracle(x, w, dy, p.bias ? body : undefined);
+    const scale = await oracle(abs(x), abs(w), abs(dy));
+    const names = ["conv2d", "conv2dInputGrad", "conv2dWeightGrad"];
+    for (const [k, out] of got.entries()) {
+      const g = await take(gpu, out);
+      assert.equal(g.length, want[k].length, names[k]);
+      for (let i = 0; i < g.length; i++) {
+        const tol = 1e-5 * (scale[k][i] + (k === 0 && p.bias ? Math.abs(bias[0]) + 2 : 0)) + 1e-6;
+        if (!(Math.abs(g[i] - want[k][i]) <= tol)) {
+          throw new Error(
+            `${names[k]} ${JSON.stringify({ s, plans })}: element ${i} is ${g[i]}, ` +
+              `the oracle's ${want[k][i]} (tolerance ${tol})`,
+          );
+        }
+      }
+    }
   },
 );

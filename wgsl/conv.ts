@@ -16,11 +16,44 @@
  */
 
 import { checkConv2dSpec, type Conv2dSpec } from "../kernel/backend.ts";
+import { SgnError } from "../errors.ts";
 import { constant, type Expr, load } from "../kernel/ir.ts";
 import { dispatchKernel, dispatchKernelInto, epilogueSource } from "./codegen.ts";
-import { type DirectShape, planConv2d, planGather, planWeightGrad } from "./conv_plan.ts";
+import {
+  type ConvTile,
+  type DirectShape,
+  type GatherTile,
+  planConv2d,
+  planGather,
+  planWeightGrad,
+  type WeightGradPlan,
+} from "./conv_plan.ts";
 import { directSource, gatherSource, weightGradSource } from "./conv_template.ts";
 import { expectShape, type GpuBuffer, type GpuRuntime, grid, LANES, Params } from "./runtime.ts";
+
+/**
+ * Block sizes that replace the cost model's choice (for tests and tuning): `direct` for the
+ * forward pass and the input gradient at stride 1, `gather` for the input gradient at larger
+ * strides, `weightGrad` for the weight gradient.
+ */
+export interface ConvPlans {
+  direct?: ConvTile;
+  gather?: GatherTile;
+  weightGrad?: WeightGradPlan;
+}
+
+/** Throws a clear error unless every block size of `plans` is a positive integer (v 1 or 4). */
+function checkPlans(plans: ConvPlans): void {
+  for (const plan of [plans.direct, plans.gather, plans.weightGrad]) {
+    for (const [key, v] of Object.entries(plan ?? {})) {
+      const ok = typeof v === "boolean" ||
+        (Number.isInteger(v) && v >= 1 && (key !== "v" || v === 1 || v === 4));
+      if (!ok) {
+        throw new SgnError(`conv: block size ${key} = ${v} in ${JSON.stringify(plans)}`);
+      }
+    }
+  }
+}
 
 /** Records a template kernel over `count` invocations in workgroups of {@link LANES}. */
 function dispatchBlocked(
@@ -69,8 +102,9 @@ function runDirect(
   grad: boolean,
   s: Conv2dSpec,
   epilogue?: { body: Expr; inputs: GpuBuffer[] },
+  tile?: ConvTile,
 ): GpuBuffer {
-  const t = planConv2d(d);
+  const t = tile ?? planConv2d(d);
   const fBlocks = Math.ceil(d.cout / (t.cf * t.v));
   const ld = fBlocks * t.cf;
   const wt = transposeWeights(rt, w, s, grad, ld * t.v);
@@ -91,14 +125,19 @@ function runDirect(
   return out;
 }
 
-/** Convolution forward: x [n, c, h, w], w [f, c, kh, kw] -> [n, f, ho, wo]. */
+/**
+ * Convolution forward: x [n, c, h, w], w [f, c, kh, kw] -> [n, f, ho, wo], with an optional
+ * epilogue; `plans` overrides the block sizes.
+ */
 export function conv2d(
   rt: GpuRuntime,
   x: GpuBuffer,
   w: GpuBuffer,
   s: Conv2dSpec,
   epilogue?: { body: Expr; inputs: GpuBuffer[] },
+  plans: ConvPlans = {},
 ): GpuBuffer {
+  checkPlans(plans);
   const [ho, wo] = checkConv2dSpec("conv2d", s);
   expectShape("conv2d", "x", x, [s.n, s.c, s.h, s.w]);
   expectShape("conv2d", "w", w, [s.f, s.c, s.kh, s.kw]);
@@ -118,16 +157,18 @@ export function conv2d(
     padY: s.padH,
     padX: s.padW,
   };
-  return runDirect(rt, x, w, d, false, s, epilogue);
+  return runDirect(rt, x, w, d, false, s, epilogue, plans.direct);
 }
 
-/** The input-gradient product: dy [n, f, ho, wo], w -> dx [n, c, h, w]. */
+/** The input-gradient product: dy [n, f, ho, wo], w -> dx [n, c, h, w]; see {@link conv2d}. */
 export function conv2dInputGrad(
   rt: GpuRuntime,
   dy: GpuBuffer,
   w: GpuBuffer,
   s: Conv2dSpec,
+  plans: ConvPlans = {},
 ): GpuBuffer {
+  checkPlans(plans);
   const op = "conv2dInputGrad";
   const [ho, wo] = checkConv2dSpec(op, s);
   expectShape(op, "dy", dy, [s.n, s.f, ho, wo]);
@@ -150,9 +191,9 @@ export function conv2dInputGrad(
       padY: s.kh - 1 - s.padH,
       padX: s.kw - 1 - s.padW,
     };
-    return runDirect(rt, dy, w, d, true, s);
+    return runDirect(rt, dy, w, d, true, s, undefined, plans.direct);
   }
-  const t = planGather(s);
+  const t = plans.gather ?? planGather(s);
   const cBlocks = Math.ceil(s.c / (4 * t.cf));
   const ld = cBlocks * t.cf;
   const wt = transposeWeights(rt, w, s, true, ld * 4);
@@ -168,13 +209,15 @@ export function conv2dInputGrad(
   return dx;
 }
 
-/** The weight-gradient product: x, dy -> dw [f, c, kh, kw]. */
+/** The weight-gradient product: x, dy -> dw [f, c, kh, kw]; see {@link conv2d}. */
 export function conv2dWeightGrad(
   rt: GpuRuntime,
   x: GpuBuffer,
   dy: GpuBuffer,
   s: Conv2dSpec,
+  plans: ConvPlans = {},
 ): GpuBuffer {
+  checkPlans(plans);
   const op = "conv2dWeightGrad";
   const [ho, wo] = checkConv2dSpec(op, s);
   expectShape(op, "x", x, [s.n, s.c, s.h, s.w]);
@@ -183,7 +226,7 @@ export function conv2dWeightGrad(
   if (s.n === 0) {
     return dispatchKernel(rt, { shape: [weights], inputs: 0, body: constant(0) }, []);
   }
-  const t = planWeightGrad(s, ho, wo);
+  const t = plans.weightGrad ?? planWeightGrad(s, ho, wo);
   const f4 = Math.ceil(s.f / 4);
   let dyIn = dy;
   if (t.dyVec) {
