@@ -1,7 +1,8 @@
 /**
  * The WebGPU backend: the {@link Backend} interface over a {@link GpuRuntime}, float32 only.
  * IR kernels (element-wise maps, views, reductions) come from one code generator
- * (`codegen.ts`); the routines live in one file per family (matmul, convolution, softmax, layout).
+ * (`codegen.ts`); the routines live in one file per family (matmul, convolution, pooling,
+ * softmax, layout), their kernels on one head (`routine.ts`).
  *
  * @module
  */
