@@ -137,6 +137,15 @@ property(
       strides: dst,
       offset,
     });
+    // A view that runs past the end of the output is refused, with what it reaches.
+    assert.throws(
+      () =>
+        dispatchKernelInto(gpu.rt, kernel, [gpu.rt.check(xb, "test")], gpu.rt.check(out, "test"), {
+          strides: dst,
+          offset: total - outShape.reduce((a, d, i) => a + (d - 1) * dst[i], 0),
+        }),
+      /reaches element/,
+    );
     const got = await take(gpu, out);
     gpu.release(xb);
     const want = new Array(total).fill(-7);

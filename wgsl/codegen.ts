@@ -328,6 +328,13 @@ export function dispatchKernelInto(
       "dispatchKernelInto: give a map kernel (no reduction) and one view stride per dimension",
     );
   }
+  const last = kernel.shape.reduce((at, d, i) => at + (d - 1) * view.strides[i], view.offset);
+  if (view.offset < 0 || view.strides.some((s) => s < 0) || last >= out.size) {
+    throw new SgnError(
+      `dispatchKernelInto: the view ${JSON.stringify(view)} of [${kernel.shape}] reaches ` +
+        `element ${last} of an output of ${out.size} (or steps backwards)`,
+    );
+  }
   const carrier = { ...kernel, epilogue: load(kernel.inputs, view.strides, view.offset) };
   const { value: plan, consts } = viewPlans.get(carrier, "float32");
   const [gx, gy] = grid(Math.ceil(plan.count / MAP_WG));
