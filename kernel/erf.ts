@@ -1,7 +1,7 @@
 /**
  * The error function, for the `erf` op of the kernel IR (and through it GELU): JavaScript has no
  * `Math.erf`, so the JavaScript lowerings call {@link erf}, and WGSL's `erfF` runs this scheme cut
- * to float32 (every other table entry, fewer terms: wgsl/codegen.ts).
+ * to float32 (every other table entry, fewer terms: wgsl/prelude.ts).
  *
  * The scheme: erf is odd, and 1 to float64 precision from |x| = 6 (erfc(6) = 2.2e-17). Below,
  * |x| = x0 + h with x0 = k/8 the nearest of a table of erf(k/8) (or x0 = 0 for |x| < 1/2, where

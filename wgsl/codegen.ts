@@ -1,13 +1,10 @@
 /**
  * The WGSL lowering of the kernel IR: one code generator, one kernel head, and the helper
- * functions a kernel's expressions use (pruned from {@link WGSL_PRELUDE}). An element-wise kernel
+ * functions a kernel's expressions use (pruned from prelude.ts). An element-wise kernel
  * runs one invocation per output element; a reduction runs one invocation per output when the
  * reduced extent is small, else a workgroup of {@link REDUCE_WG} per output with a tree in
  * workgroup memory. Shapes and strides are compiled in (the index arithmetic folds to constants);
  * constants travel in the uniform block, so one pipeline serves every value.
- *
- * NaN must pass through as IEEE says. llvmpipe folds `x != x` to false and its `max`/`min` drop
- * NaN, so the helpers test for NaN on the bit pattern (`isNan`) and build max from `select`.
  *
  * @module
  */
@@ -20,10 +17,12 @@ import {
   type Expr,
   type Kernel,
   kernelKey,
+  load,
   UNARY,
 } from "../kernel/ir.ts";
 import { KernelCache } from "../kernel/cache.ts";
-import { ERF_TABLE, TWO_OVER_SQRT_PI } from "../kernel/erf.ts";
+import { WGSL_PRELUDE } from "./prelude.ts";
+import { routineSource } from "./routine.ts";
 import { pruneFunctions } from "./source.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 
@@ -35,118 +34,6 @@ export const REDUCE_WG = 256;
 const SERIAL_MAX = 64;
 /** Constants a kernel may carry in its uniform block (15 vec4s after the 16-byte head). */
 export const MAX_CONSTS = 60;
-
-/** erf(x) / x below 1/2 as a polynomial in z = x^2, Horner's form: its Taylor series to z^8. */
-const taylor = (() => {
-  let text = "";
-  for (let m = 8, f = 40320; m >= 0; f /= m || 1, m--) {
-    const coef = ((m % 2 ? -1 : 1) * TWO_OVER_SQRT_PI) / (f * (2 * m + 1));
-    text = m === 8 ? `${coef}` : `(${coef} + z * ${text})`;
-  }
-  return text;
-})();
-
-/** Scalar helpers the op table names; only those a kernel reaches are kept. */
-export const WGSL_PRELUDE = /* wgsl */ `
-// Infinity and NaN from their bits through a let: WGSL forbids a constant expression whose value
-// is inf or NaN, and Chromium's compiler (Tint) rejects bitcast<f32>(0x7f800000u) where naga lets
-// it pass; a let makes the bitcast a run-time expression.
-fn infF32() -> f32 { let bits = 0x7f800000u; return bitcast<f32>(bits); }
-fn nanF32() -> f32 { let bits = 0x7fc00000u; return bitcast<f32>(bits); }
-fn isNan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
-fn sigmoidF(x: f32) -> f32 {
-  let e = exp(-abs(x));
-  return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
-}
-// The builtin tanh loses accuracy near 0 on llvmpipe: a series there, exp elsewhere.
-fn tanhF(x: f32) -> f32 {
-  let a = abs(x);
-  let x2 = x * x;
-  let series = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0 + x2 * (62.0 / 2835.0)))));
-  let t = exp(-2.0 * a);
-  let big = sign(x) * (1.0 - t) / (1.0 + t);
-  return select(big, series, a < 0.125);
-}
-fn maxF(a: f32, b: f32) -> f32 { return select(select(b, a, a > b), a + b, isNan(a) || isNan(b)); }
-fn minF(a: f32, b: f32) -> f32 { return select(select(b, a, a < b), a + b, isNan(a) || isNan(b)); }
-// WGSL's pow is exp2(b log2(a)): undefined for negative bases, and on llvmpipe pow(0, -1) is 0.
-// This follows C's (and JavaScript's) pow: integer exponents of negative bases, zero and
-// infinite bases by their rules, the sign of -0 and -inf kept for odd exponents.
-fn powF(a: f32, b: f32) -> f32 {
-  if (b == 0.0) { return 1.0; }
-  if (isNan(a) || isNan(b)) { return nanF32(); }
-  let negative = (bitcast<u32>(a) & 0x80000000u) != 0u;
-  let odd = (abs(b) % 2.0) == 1.0;
-  let big = abs(a) == infF32();
-  if (a == 0.0 || big) {
-    let m = select(0.0, infF32(), (b < 0.0) != big);
-    return select(m, -m, negative && odd);
-  }
-  if (!negative) { return pow(a, b); }
-  if (b != floor(b)) { return nanF32(); }
-  let m = pow(-a, b);
-  return select(m, -m, odd);
-}
-// log(1 + u) for u >= 0 (and NaN), to float32's relative accuracy also for small u: a series
-// below 1/32 (its first omitted term is under 2e-10 relative), log(1 + u) above, where the
-// rounding of 1 + u costs at most 2e-6 relative.
-fn log1pF32(u: f32) -> f32 {
-  let series = u * (1.0 + u * (-0.5 + u * (1.0 / 3.0 + u * (-0.25 + u * (0.2 - u / 6.0)))));
-  return select(series, log(1.0 + u), u >= 0.03125);
-}
-// log(1 + e^x) as max(x, 0) + log1p(e), e = e^-|x| in (0, 1]: log1p(e) = 2 atanh(s), s = e / (2 + e)
-// <= 1/3, by its series 2 s (1 + s^2/3 + s^4/5 + ...) to s^16 (the rest under 1e-9 relative). No
-// sum cancels, so no compiler's rewriting of (1 + e) - 1 (llvmpipe's) can cost accuracy.
-fn softplusF(x: f32) -> f32 {
-  let e = exp(-abs(x));
-  let s = e / (2.0 + e);
-  let z = s * s;
-  let p = 1.0 + z * (1.0 / 3.0 + z * (0.2 + z * (1.0 / 7.0 + z * (1.0 / 9.0 + z * (1.0 / 11.0 + z * (1.0 / 13.0 + z * (1.0 / 15.0 + z / 17.0)))))));
-  return select(0.0, x, x > 0.0) + 2.0 * s * p;
-}
-// erf in float32 by kernel/erf.ts's scheme, cut to float32's needs: below 1/2 the Taylor series
-// of erf to x^17; above, erf(k/4) (every other entry of kernel/erf.ts's table: llvmpipe took 0.3 s
-// instead of 0.02 s to compile a kernel with all 49) plus the Taylor series of erf' around
-// x0 = k/4 to h^8 (|h| <= 1/8: the rest is under 1e-9 of the result). Within 2.2 float32 ulps of
-// erf on llvmpipe (tests/layers_test.ts). erf(+-0) = +-0, NaN stays.
-fn erfF(x: f32) -> f32 {
-  const ERF_TABLE_4 = array<f32, 25>(${ERF_TABLE.filter((_, i) => i % 2 === 0).join(", ")});
-  let a = abs(x);
-  if (isNan(x) || x == 0.0) { return x; }
-  if (a >= 6.0) { return select(-1.0, 1.0, x > 0.0); }
-  if (a < 0.5) {
-    let z = x * x;
-    return x * ${taylor};
-  }
-  let k = u32(round(a * 4.0));
-  let x0 = f32(k) * 0.25;
-  let h = a - x0;
-  // q_j = (-1)^j H_j(x0) by the Hermite recurrence; s = sum_(j >= 1) q_j h^j / (j+1)!.
-  var qPrev = 1.0;
-  var q = -2.0 * x0;
-  var p = h / 2.0;
-  var s = 0.0;
-  for (var j = 1u; j < 8u; j++) {
-    s += q * p;
-    let next = -2.0 * x0 * q - 2.0 * f32(j) * qPrev;
-    qPrev = q;
-    q = next;
-    p *= h / f32(j + 2u);
-  }
-  let c = ${TWO_OVER_SQRT_PI} * exp(-x0 * x0);
-  let r = ERF_TABLE_4[k] + (c * h + c * h * s);
-  return select(r, -r, x < 0.0);
-}
-// Whether (v, i) replaces (acc, arg) in a max: the first NaN wins, then the first maximum.
-fn takesMax(acc: f32, arg: u32, v: f32, i: u32) -> bool {
-  if (i == 0xffffffffu) { return false; }
-  if (arg == 0xffffffffu) { return true; }
-  let na = isNan(acc);
-  let nv = isNan(v);
-  if (na || nv) { return nv && (!na || i < arg); }
-  return v > acc || (v == acc && i < arg);
-}
-`;
 
 /** How a compiled kernel is dispatched. */
 export interface KernelPlan {
@@ -381,4 +268,75 @@ export function epilogueSource(
     out.join("\n")
   }\nreturn ${v};\n}`;
   return { decls, fn, consts };
+}
+
+// --- map kernels that store through a view -----------------------------------------------------
+
+/** Where a kernel's output index lands in a larger buffer: an offset and a stride per dimension. */
+export interface StoreView {
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+
+/**
+ * Plans of map kernels that store through a view. The view travels as the epilogue of the kernel
+ * (a load of the output by output index), so that the structural key covers it and collapse()
+ * merges only the dimensions that the store steps through as one, as it does for every load.
+ */
+const viewPlans = new KernelCache((carrier: Kernel): KernelPlan => {
+  const { consts } = kernelKey(carrier, "float32");
+  if (consts.length > MAX_CONSTS) {
+    throw new SgnError(`a kernel carries ${consts.length} constants, more than ${MAX_CONSTS}`);
+  }
+  const kernel = collapse(carrier);
+  const count = kernel.shape.reduce((a, b) => a * b, 1);
+  const idx = kernel.shape.map((_, i) => `o${i}`);
+  const view = kernel.epilogue as Expr & { k: "load" };
+  const lines: string[] = [];
+  const v = makeEmitter()(kernel.body, lines, (l) => `in${l.input}[${indexText(l, idx)}]`);
+  const inputs = Array.from({ length: kernel.inputs }, (_, i) => ({ name: `in${i}` }));
+  const code = routineSource({
+    params: ["stride"],
+    consts: true,
+    storage: [{ name: "out", write: true }, ...inputs],
+    entry: { kind: "flat", wg: MAP_WG, count: `${count}u` },
+    body: [
+      ...inputs.map((b) => `_ = arrayLength(&${b.name});`),
+      decompose("i", idx, kernel.shape),
+      ...lines,
+      `out[${indexText(view, idx)}] = ${v};`,
+    ].join("\n  "),
+  });
+  return { code, layout: "map", count };
+});
+
+/**
+ * Records a map kernel of the IR (no reduction) whose value at output index `o` is stored at
+ * `out[view.offset + sum of o[d] view.strides[d]]` instead of into a new buffer: a part of a
+ * concatenation, or a transposition into a padded layout. Elements of `out` outside the view
+ * keep their contents.
+ */
+export function dispatchKernelInto(
+  rt: GpuRuntime,
+  kernel: Kernel,
+  inputs: readonly GpuBuffer[],
+  out: GpuBuffer,
+  view: StoreView,
+): void {
+  if (kernel.reduce || kernel.epilogue || view.strides.length !== kernel.shape.length) {
+    throw new SgnError(
+      "dispatchKernelInto: give a map kernel (no reduction) and one view stride per dimension",
+    );
+  }
+  const last = kernel.shape.reduce((at, d, i) => at + (d - 1) * view.strides[i], view.offset);
+  if (view.offset < 0 || view.strides.some((s) => s < 0) || last >= out.size) {
+    throw new SgnError(
+      `dispatchKernelInto: the view ${JSON.stringify(view)} of [${kernel.shape}] reaches ` +
+        `element ${last} of an output of ${out.size} (or steps backwards)`,
+    );
+  }
+  const carrier = { ...kernel, epilogue: load(kernel.inputs, view.strides, view.offset) };
+  const { value: plan, consts } = viewPlans.get(carrier, "float32");
+  const [gx, gy] = grid(Math.ceil(plan.count / MAP_WG));
+  rt.dispatch(plan.code, new Params().u32(gx * MAP_WG).consts(consts), [out, ...inputs], [gx, gy]);
 }

@@ -31,9 +31,10 @@
 import { checkMatmulSpec, matmulShape, type MatmulSpec } from "../kernel/backend.ts";
 
 import { SgnError } from "../errors.ts";
-import { epilogueKernel, type Expr, exprSize, type Kernel, load, mapLoads } from "../kernel/ir.ts";
-import { dispatchKernel, epilogueSource, WGSL_PRELUDE } from "./codegen.ts";
-import { dispatchFlat, type GpuBuffer, type GpuRuntime, MAX_GROUPS, Params } from "./runtime.ts";
+import { ACC, constant, type Expr, exprSize, type Kernel, load, mapLoads } from "../kernel/ir.ts";
+import { dispatchKernel, epilogueSource } from "./codegen.ts";
+import { routineSource } from "./routine.ts";
+import { type GpuBuffer, type GpuRuntime, LANES, MAX_GROUPS, Params, THREADS } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 /**
@@ -47,8 +48,6 @@ export interface MatmulTile {
   wy: number;
 }
 
-/** Invocations per workgroup: one AVX2 register of f32 lanes on llvmpipe. */
-export const LANES = 8;
 /** Largest block side. */
 const MAX_BLOCK = 32;
 
@@ -170,29 +169,27 @@ function productSource(
       }\n  }`,
     );
   }
-  return /* wgsl */ `
-struct P {
-  m: u32, n: u32, steps: u32, lda: u32, ldb: u32,
-  strideA: u32, strideB: u32, batch0: u32, wx: u32, wy: u32, k: u32, offA: u32, offB: u32,
-  pad1: u32, pad2: u32, pad3: u32, c: array<vec4f, 12>,
-}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> A: array<${unaligned ? "f32" : "vec4f"}>;
-@group(0) @binding(2) var<storage, read> B: array<${unaligned ? "f32" : "vec4f"}>;
-${unaligned ? UNALIGNED_LOADS : ""}
-@group(0) @binding(3) var<storage, read_write> O: array<${vecOut ? "vec4f" : "f32"}>;
-${epilogue}
-${
-    vecOut ? "" : `
+  const put = /* wgsl */ `
 fn put(o: u32, c: u32, v: vec4f) {
   for (var j = 0u; j < 4u; j++) {
     if (c + j < p.n) { O[o + j] = ${epilogue && !epilogueLoop ? "epi(o + j, v[j])" : "v[j]"}; }
   }
-}`
-  }
-@compute @workgroup_size(${LANES})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let r0 = (wid.y * p.wy + lid / p.wx) * ${R}u;
+}`;
+  const operand = unaligned ? "f32" : "vec4f";
+  return routineSource({
+    params: [
+      ...["m", "n", "steps", "lda", "ldb", "strideA", "strideB", "batch0", "wx", "wy", "k"],
+      ...["offA", "offB"],
+    ],
+    consts: true,
+    storage: [
+      { name: "A", type: operand },
+      { name: "B", type: operand },
+      { name: "O", type: vecOut ? "vec4f" : "f32", write: true },
+    ],
+    decls: `${unaligned ? UNALIGNED_LOADS : ""}\n${epilogue}\n${vecOut ? "" : put}`,
+    entry: { kind: "workgroup", wg: LANES },
+    body: /* wgsl */ `let r0 = (wid.y * p.wy + lid / p.wx) * ${R}u;
   let c0 = (wid.x * p.wx + lid % p.wx) * ${C}u;
   let z = wid.z + p.batch0;
   let aOff = z * p.strideA + p.offA;
@@ -203,8 +200,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   let base = z * p.m * p.n;
   ${stores.join("\n  ")}
-  ${epilogue && epilogueLoop ? loopedEpilogue(R, C, vecOut) : ""}
-}`;
+  ${epilogue && epilogueLoop ? loopedEpilogue(R, C, vecOut) : ""}`,
+  });
 }
 
 /**
@@ -262,19 +259,6 @@ const UNALIGNED_LOADS = /* wgsl */ `
 ${["A", "B"].map(alongK).join("\n")}
 ${[["A", "m"], ["B", "n"]].map(([x, d]) => rowOf(x, d)).join("\n")}
 `;
-
-const ZERO = /* wgsl */ `
-struct P { count: u32, stride: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * p.stride;
-  if (i < p.count) { out[i] = 0.0; }
-}`;
-
-/** Threads that run workgroups concurrently (lavapipe: one per CPU). */
-const THREADS = Math.max(1, Math.min(64, globalThis.navigator?.hardwareConcurrency ?? 4));
 
 /**
  * Chooses the block size and arrangement for a product of `batch` [m, k] x [k, n] matrices by a
@@ -349,15 +333,11 @@ export function matmul(
   const size = batch * m * n;
   if (size === 0) return rt.alloc(0);
   if (k === 0) {
-    const zero = rt.alloc(size);
-    dispatchFlat(rt, ZERO, new Params().u32(size), [zero], size);
-    if (!epilogue) return zero;
-    // acc = 0 everywhere: the epilogue as a kernel of its own.
-    const n = epilogue.inputs.length;
-    const kernel = epilogueKernel(matmulShape(spec), epilogue.body, n);
-    const out = dispatchKernel(rt, kernel, [...epilogue.inputs, zero]);
-    rt.release(zero);
-    return out;
+    // acc = 0 everywhere: the epilogue (or zeros) as a map kernel of the IR.
+    const body = epilogue?.body ?? ACC;
+    const zero = mapLoads(body, (l) => (l.k === "acc" ? constant(0) : l));
+    const kernel = { shape: matmulShape(spec), inputs: epilogue?.inputs.length ?? 0, body: zero };
+    return dispatchKernel(rt, kernel, epilogue?.inputs ?? []);
   }
   const vecOut = n % 4 === 0;
   const aligned = k % 4 === 0 && (transA ? m : k) % 4 === 0 && (transB ? k : n) % 4 === 0 &&
@@ -444,15 +424,15 @@ function runProduct(
     r.transB,
     r.vecOut,
     t,
-    epi ? `${WGSL_PRELUDE}\n${epi.decls}\n${epi.fn}` : "",
+    epi ? `${epi.decls}\n${epi.fn}` : "",
     !r.aligned,
     epilogue !== undefined && t.r * t.c * exprSize(epilogue.body) > EPILOGUE_INLINE,
   );
   for (let b0 = 0; b0 < r.batch; b0 += MAX_GROUPS) {
     const params = new Params()
       .u32(r.m, r.n, r.steps, r.lda, r.ldb, r.strideA, r.strideB, b0, t.wx, t.wy, r.k)
-      .u32(r.offA, r.offB, 0, 0, 0) // the constants start at byte 64
-      .f32(...(epi?.consts ?? []));
+      .u32(r.offA, r.offB)
+      .consts(epi?.consts ?? []);
     rt.dispatch(code, params, [a, b, out, ...(epilogue?.inputs ?? [])], [
       gx,
       gy,

@@ -22,6 +22,13 @@ export const PARAM_BYTES = 256;
 const MAX_BATCH = 128;
 /** Largest number of workgroups along one dispatch dimension (WebGPU's default limit). */
 export const MAX_GROUPS = 65535;
+/**
+ * Invocations per workgroup of the register-blocked kernels (matmul, convolutions): on llvmpipe
+ * a workgroup runs on one thread, one invocation per lane of an AVX2 register of f32.
+ */
+export const LANES = 8;
+/** Threads that run workgroups concurrently (lavapipe: one per CPU), for the cost models. */
+export const THREADS = Math.max(1, Math.min(64, globalThis.navigator?.hardwareConcurrency ?? 4));
 
 /** A pooled GPU buffer holding `size` float32 elements. */
 export class GpuBuffer implements DeviceBuffer {
@@ -65,6 +72,14 @@ export class Params {
     }
     return this;
   }
+  /**
+   * Appends floats from the next 16-byte boundary: a kernel's constants, `c: array<vec4f, n>`
+   * after its fields (codegen.ts's `routineSource`).
+   */
+  consts(values: readonly number[]): this {
+    this.offset = Math.ceil(this.offset / 16) * 16;
+    return this.f32(...values);
+  }
   /** The packed bytes. */
   bytes(): Uint8Array {
     return new Uint8Array(this.view.buffer, 0, PARAM_BYTES);
@@ -90,6 +105,8 @@ export interface RuntimeStats {
   readbacks: number;
   /** Compute pipelines compiled. */
   pipelines: number;
+  /** Buffer-to-buffer copies recorded (commands of their own, not dispatches). */
+  copies: number;
 }
 
 /** One WebGPU device with its caches; see the module documentation. */
@@ -112,6 +129,7 @@ export class GpuRuntime {
     submits: 0,
     readbacks: 0,
     pipelines: 0,
+    copies: 0,
   };
 
   /** A runtime over a device (most code calls {@link GpuRuntime.create}). */
@@ -264,7 +282,7 @@ export class GpuRuntime {
     }
     const pipeline = this.pipeline(code);
     if (!this.pass) {
-      this.encoder = this.device.createCommandEncoder();
+      this.encoder ??= this.device.createCommandEncoder();
       this.pass = this.encoder.beginComputePass();
     }
     const slot = this.pending * PARAM_BYTES;
@@ -284,11 +302,35 @@ export class GpuRuntime {
     if (this.pending >= MAX_BATCH) this.flush();
   }
 
+  /**
+   * Records a copy of `size` elements from `src` at `srcAt` to `dst` at `dstAt` (in elements), in
+   * order with the dispatches around it: the open compute pass ends, the copy is encoded, and the
+   * next dispatch opens a new pass. A copy is one command, done by the device's copy engine or a
+   * memcpy (lavapipe), where a kernel doing the same would be a dispatch.
+   */
+  copy(src: GpuBuffer, srcAt: number, dst: GpuBuffer, dstAt: number, size: number): void {
+    if (size === 0) return;
+    const fits = srcAt >= 0 && dstAt >= 0 && srcAt + size <= src.size && dstAt + size <= dst.size;
+    if (!fits || src === dst) {
+      throw new SgnError(
+        `copy: ${size} elements from ${srcAt} of ${src.size} to ${dstAt} of ${dst.size} ` +
+          (fits ? "within one buffer (give two buffers)" : "do not fit"),
+      );
+    }
+    this.encoder ??= this.device.createCommandEncoder();
+    this.pass?.end();
+    this.pass = null;
+    this.encoder.copyBufferToBuffer(src.gpu, srcAt * 4, dst.gpu, dstAt * 4, size * 4);
+    this.stats.copies++;
+  }
+
   /** Submits recorded work without waiting for it. */
   flush(): void {
-    if (!this.pass || !this.encoder) return;
-    this.pass.end();
-    this.device.queue.writeBuffer(this.arena, 0, this.arenaData, 0, this.pending * PARAM_BYTES);
+    if (!this.encoder) return;
+    this.pass?.end();
+    if (this.pending) {
+      this.device.queue.writeBuffer(this.arena, 0, this.arenaData, 0, this.pending * PARAM_BYTES);
+    }
     this.device.queue.submit([this.encoder.finish()]);
     this.pass = null;
     this.encoder = null;
@@ -364,6 +406,23 @@ export function dispatchFlat(
 ): void {
   const [gx, gy] = grid(Math.ceil(count / size));
   rt.dispatch(code, params.u32(gx * size), buffers, [gx, gy]);
+}
+
+/** Throws a clear error unless buffer `b`, the operand `what` of `op`, holds `shape`. */
+export function expectShape(
+  op: string,
+  what: string,
+  b: GpuBuffer,
+  shape: readonly number[],
+): void {
+  const size = shape.reduce((a, d) => a * d, 1);
+  if (b.size !== size) {
+    throw new SgnError(
+      `${op}: ${what} has ${b.size} elements, expected ${size} ([${
+        shape.join(", ")
+      }]) for the given spec`,
+    );
+  }
 }
 
 /**

@@ -7,8 +7,8 @@
  */
 
 import { SgnError } from "../errors.ts";
-import { WGSL_PRELUDE } from "./codegen.ts";
-import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
+import { routineSource } from "./routine.ts";
+import { dispatchFlat, type GpuBuffer, type GpuRuntime, Params } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 const WG = 64;
@@ -27,22 +27,16 @@ const softmaxKernel = memoKernel("softmax", (log: boolean) => {
     : `var s = 0.0;
   for (var k = 0u; k < p.cols; k++) { s += exp(x[b + k] - m); }`;
   const write = log ? "x[b + k] - m - log1pF32(s)" : "exp(x[b + k] - m) / s";
-  return /* wgsl */ `
-${WGSL_PRELUDE}
-struct P { rows: u32, cols: u32, stride: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.x + gid.y * p.stride;
-  if (r >= p.rows) { return; }
-  let b = r * p.cols;
+  return routineSource({
+    params: ["rows", "cols", "stride"],
+    storage: [{ name: "x" }, { name: "out", write: true }],
+    entry: { kind: "flat", wg: WG, count: "p.rows" },
+    body: /* wgsl */ `let b = i * p.cols;
   var m = -infF32();
   for (var k = 0u; k < p.cols; k++) { m = maxF(m, x[b + k]); }
   ${sum}
-  for (var k = 0u; k < p.cols; k++) { out[b + k] = ${write}; }
-}`;
+  for (var k = 0u; k < p.cols; k++) { out[b + k] = ${write}; }`,
+  });
 });
 
 /** Softmax or log-softmax of x viewed as [rows, cols], stable (the row maximum subtracted). */
@@ -60,7 +54,6 @@ export function softmax(
   }
   const code = softmaxKernel(log);
   const out = rt.alloc(rows * cols);
-  const [gx, gy] = grid(Math.ceil(rows / WG));
-  rt.dispatch(code, new Params().u32(rows, cols, gx * WG), [x, out], [gx, gy]);
+  dispatchFlat(rt, code, new Params().u32(rows, cols), [x, out], rows, WG);
   return out;
 }

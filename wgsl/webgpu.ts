@@ -1,7 +1,8 @@
 /**
  * The WebGPU backend: the {@link Backend} interface over a {@link GpuRuntime}, float32 only.
  * IR kernels (element-wise maps, views, reductions) come from one code generator
- * (`codegen.ts`); the routines live in one file per family (matmul, convolution, softmax, layout).
+ * (`codegen.ts`); the routines live in one file per family (matmul, convolution, pooling,
+ * softmax, layout), their kernels on one head (`routine.ts`).
  *
  * @module
  */
@@ -30,6 +31,7 @@ import * as layout from "./layout.ts";
 import { softmax } from "./softmax.ts";
 import * as mm from "./matmul.ts";
 import * as conv from "./conv.ts";
+import * as pool from "./pool.ts";
 
 /** The WebGPU implementation of {@link Backend}. */
 export class WebGpuBackend implements Backend {
@@ -150,10 +152,10 @@ export class WebGpuBackend implements Backend {
   }
   maxPool2d(x: DeviceBuffer, spec: Pool2dSpec, values?: DeviceBuffer): DeviceBuffer {
     const v = values && this.#buf(values, "maxPool2d");
-    return conv.maxPool2d(this.rt, this.#buf(x, "maxPool2d"), spec, v);
+    return pool.maxPool2d(this.rt, this.#buf(x, "maxPool2d"), spec, v);
   }
   maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, spec: Pool2dSpec): DeviceBuffer {
     const op = "maxPool2dBackward";
-    return conv.maxPool2dBackward(this.rt, this.#buf(x, op), this.#buf(dy, op), spec);
+    return pool.maxPool2dBackward(this.rt, this.#buf(x, op), this.#buf(dy, op), spec);
   }
 }

@@ -168,10 +168,10 @@ export const MUTANTS: Mutant[] = [
     tests: PROP,
   },
   {
-    file: "wgsl/conv.ts",
+    file: "wgsl/pool.ts",
     find: "if (!isNan(bv) && (v > bv || isNan(v))) { best = row + kx; bv = v; }",
     replace: "if (!isNan(bv) && (v >= bv || isNan(v))) { best = row + kx; bv = v; }",
-    what: "[ad] the WebGPU max-pool routes ties to the last maximum of the window",
+    what: "[ad] the WebGPU max-pool backward routes ties to the last maximum of the window",
     tests: PROP,
   },
 ];

@@ -3,10 +3,11 @@
  * (kernel/lazy.ts, kernel/graph.ts), record and replay (kernel/record.ts), collapse, reshape strides, split reductions and kernel structures
  * (kernel/ir.ts), the structural kernel cache (kernel/cache.ts), the compiled CPU loops
  * (cpu/compile.ts), the native routines and their caches (cpu/native.ts, cpu/dnnl.ts), the
- * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions and pooling
- * (wgsl/). Caught by the generated cases of tests/property_lazy_programs_test.ts,
- * property_routines_test.ts and property_grid_test.ts, by tests/dnnl_test.ts,
- * tests/kernel_cache_test.ts and tests/wasm*_test.ts against references written in the tests.
+ * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions, pooling and
+ * convolution template (wgsl/). Caught by the generated cases of
+ * tests/property_lazy_programs_test.ts, property_routines_test.ts, property_grid_test.ts and
+ * wgsl_routines_test.ts, by tests/dnnl_test.ts, tests/kernel_cache_test.ts and
+ * tests/wasm*_test.ts against references written in the tests.
  *
  * @module
  */
@@ -25,6 +26,7 @@ const WASM = [
   ...PROP,
 ];
 const REPLAY = ["tests/replay_test.ts"];
+const ROUTINES = ["tests/wgsl_routines_test.ts"];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
@@ -424,10 +426,31 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "wgsl/conv.ts",
+    file: "wgsl/pool.ts",
     find: "let oyHi = min(iy / p.sh + 1u, p.ho);",
     replace: "let oyHi = min(iy / p.sh, p.ho);",
     what: "max-pool backward (overlapping windows) skips the last window row containing a pixel",
     tests: PROP,
+  },
+  {
+    file: "wgsl/conv_template.ts",
+    find: "unrollKy ? (flip ? (kh - ky) * kw - 1 - kx : ky * kw + kx) : flip ? kw - 1 - kx : kx;",
+    replace: "unrollKy ? (flip ? (kh - ky) * kw - 1 - kx : ky * kw + kx) : kx;",
+    what: "the input gradient at stride 1 with runtime kernel rows reads its columns unflipped",
+    tests: ROUTINES,
+  },
+  {
+    file: "wgsl/conv_template.ts",
+    find: "terms.push([`d${ky}_${px - kx + kw - 1}`, `w${ky}_${kx}_${q}`]);",
+    replace: "terms.push([`d${ky}_${px + kx}`, `w${ky}_${kx}_${q}`]);",
+    what: "the strided input gradient shares dy loads between taps that read other columns",
+    tests: ROUTINES,
+  },
+  {
+    file: "wgsl/conv.ts",
+    find: "{ strides: [pl * f4 * 4, f4 * 4, 1], offset: 0 }",
+    replace: "{ strides: [pl * f4 * 4, f4 * 4, 1], offset: 1 }",
+    what: "dy transposed for vec4 loads over filters lands one filter off",
+    tests: ROUTINES,
   },
 ] as Mutant[]).map((m) => ({ ...m, what: `[kernel] ${m.what}` }));

@@ -99,7 +99,7 @@ export const MUTANTS: Mutant[] = [
     tests: LAYERS,
   },
   {
-    file: "wgsl/codegen.ts",
+    file: "wgsl/prelude.ts",
     find: "  return select(r, -r, x < 0.0);",
     replace: "  return select(r, r, x < 0.0);",
     what: "[layers] WGSL erf loses the sign of negative inputs from -1/2 down",
