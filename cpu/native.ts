@@ -25,9 +25,9 @@ import {
   type Pool2dSpec,
 } from "../kernel/backend.ts";
 
-import { type DType, sizeOf, type TypedArray } from "../kernel/shape.ts";
+import type { DType, TypedArray } from "../kernel/shape.ts";
 
-import type { Kernel } from "../kernel/ir.ts";
+import { type Kernel, outputSize, singleOutputs } from "../kernel/ir.ts";
 
 import { SgnError } from "../errors.ts";
 import { compileKernel } from "./compile.ts";
@@ -212,23 +212,35 @@ export class NativeBackend extends CpuBackend {
 
   /**
    * Runs an IR kernel in WebAssembly where it has a form there and every buffer is in the
-   * arena, else as compiled JavaScript loops (`cpu/compile.ts`).
+   * arena, else as compiled JavaScript loops (`cpu/compile.ts`). In the arena, a kernel of
+   * several outputs runs one output after the other, each as a kernel of its own would (the
+   * same function, so the same numbers); on the JavaScript heap in one pass of the loops.
    */
   override run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
     const bufs = this.kernelInputs(kernel, inputs, dtype);
-    const out = this.alloc(sizeOf(kernel.shape), dtype);
+    const out = this.alloc(outputSize(kernel), dtype);
     if (out.size === 0) return out;
-    if (this.arena && out instanceof ArenaBuffer && bufs.every((b) => b instanceof ArenaBuffer)) {
-      const w = compileWasmKernel(kernel, dtype, this.arena.memory);
-      if (w) {
-        w.run(bufs.map((b) => (b as ArenaBuffer).ptr), out.ptr, w.consts);
-        this.kernelRuns.wasm++;
-        return out;
-      }
+    const arena = this.arena;
+    if (!arena || !(out instanceof ArenaBuffer) || !bufs.every((b) => b instanceof ArenaBuffer)) {
+      this.kernelRuns.js++;
+      const { run, consts } = compileKernel(kernel, dtype);
+      run(bufs.map((b) => b.data), out.data, consts);
+      return out;
     }
-    this.kernelRuns.js++;
-    const { run, consts } = compileKernel(kernel, dtype);
-    run(bufs.map((b) => b.data), out.data, consts);
+    const parts = kernel.more ? singleOutputs(kernel) : [kernel];
+    const n = out.size / parts.length;
+    parts.forEach((part, j) => {
+      const w = compileWasmKernel(part, dtype, arena.memory);
+      if (w) {
+        const bytes = dtype === "float64" ? 8 : 4;
+        w.run(bufs.map((b) => (b as ArenaBuffer).ptr), out.ptr + j * n * bytes, w.consts);
+        this.kernelRuns.wasm++;
+      } else {
+        this.kernelRuns.js++;
+        const { run, consts } = compileKernel(part, dtype);
+        run(bufs.map((b) => b.data), out.data.subarray(j * n, (j + 1) * n), consts);
+      }
+    });
     return out;
   }
 

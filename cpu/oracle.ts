@@ -23,12 +23,12 @@ import {
   type Pool2dSpec,
 } from "../kernel/backend.ts";
 
-import { type DType, sizeOf, type TypedArray } from "../kernel/shape.ts";
+import type { DType, TypedArray } from "../kernel/shape.ts";
 
 import type { Kernel } from "../kernel/ir.ts";
 
 import { SgnError, showValue } from "../errors.ts";
-import { epilogueKernel } from "../kernel/ir.ts";
+import { epilogueKernel, outputSize } from "../kernel/ir.ts";
 import { interpret } from "../kernel/interpret.ts";
 
 /** A host buffer of the CPU backends. */
@@ -142,7 +142,7 @@ export class CpuBackend implements Backend {
   /** Runs an IR kernel through the reference interpreter. */
   run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
     const bufs = this.kernelInputs(kernel, inputs, dtype);
-    const out = this.alloc(sizeOf(kernel.shape), dtype);
+    const out = this.alloc(outputSize(kernel), dtype);
     interpret(kernel, bufs.map((b) => b.data), out.data);
     return out;
   }

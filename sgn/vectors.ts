@@ -12,6 +12,7 @@ import { sizeOf } from "../kernel/shape.ts";
 import { Tensor } from "../autodiff/tensor.ts";
 import * as k from "../kernel/lazy.ts";
 import type { Lazy } from "../kernel/lazy.ts";
+import { stack } from "../kernel/multi.ts";
 
 /**
  * Checks what an optimizer is given as its parameters: a non-empty list of live tensors on one
@@ -41,7 +42,8 @@ export function checkParams(params: unknown, who: string): Tensor[] {
 /**
  * Concatenates tensors into one flat vector [sum of sizes] (one routine, run when needed). Parts
  * that are consecutive windows of one vector (what {@link unflatten} returns) give that vector
- * back without a copy.
+ * back without a copy; parts of one shape (a few scalars) are computed now, together, and
+ * gathered by one kernel.
  */
 export function flatten(parts: readonly Tensor[]): Tensor {
   if (parts.length === 0) throw new SgnError("flatten: no tensors given");
@@ -57,6 +59,14 @@ export function flatten(parts: readonly Tensor[]): Tensor {
     return ok;
   });
   if (whole) return new Tensor(be, k.reshape(src, shape), shape, parts[0].dtype);
+  // Parts of one shape (the scalars a step reads back): computed together, then gathered by
+  // one kernel (kernel/multi.ts).
+  const stacked = stack(parts.map((p) => p.lazy));
+  if (stacked) {
+    const lazy = k.reshape(stacked, shape);
+    stacked.release();
+    return new Tensor(be, lazy, shape, parts[0].dtype);
+  }
   const lazy = k.routine(
     "concat",
     parts.map((p) => p.lazy),
