@@ -24,6 +24,7 @@ import { SgnError } from "../errors.ts";
 
 import type { UnaryOp } from "../kernel/ir.ts";
 import * as k from "../kernel/lazy.ts";
+import { matmulRoutine } from "../kernel/matmul.ts";
 import { TWO_OVER_SQRT_PI } from "../kernel/erf.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 import { Tensor } from "./tensor.ts";
@@ -583,15 +584,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
         batchA: as.length === 3,
         batchB: bs.length === 3,
       };
-      const be = a.backend;
-      return k.routine(
-        "matmul",
-        [a, b],
-        out,
-        ([x, y], epi, [offsetA, offsetB] = [0, 0]) =>
-          be.matmul(x, y, { ...spec, offsetA, offsetB }, epi),
-        { fusable: true, windows: true },
-      );
+      return matmulRoutine(a, b, spec, out);
     },
     jvp: ([a, b], [ta, tb], p) => addT(ta && o.matmul(ta, b, p), tb && o.matmul(a, tb, p)),
     vjp: (ct, [a, b], { transA, transB }, _, needs) => [

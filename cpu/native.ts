@@ -297,7 +297,8 @@ export class NativeBackend extends CpuBackend {
     dtype: DType,
   ): CpuBuffer {
     const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = spec;
-    const out = this.alloc(batch * m * n, dtype);
+    // With `sums`, one more row (written by the caller).
+    const out = this.alloc(batch * m * n + (spec.sums ? n : 0), dtype);
     if (k === 0) {
       out.data.fill(0);
       return out;

@@ -83,6 +83,8 @@ export type Recipe =
     fusable: boolean;
     /** Whether the routine reads its arguments at offsets (windows of larger buffers). */
     windows: boolean;
+    /** What the routine computes (its backend spec), for rewrites that recognize it. */
+    spec?: object;
     epilogue?: Expr;
     srcs: Lazy[];
   };
@@ -674,14 +676,15 @@ export function reduce(op: ReduceOp, x: Lazy, axes: readonly number[]): Lazy {
 /**
  * A routine (matmul, convolution, ...) over computed arguments. `fusable`: the routine applies an
  * epilogue itself, so element-wise consumers fuse into it; `windows`: it reads arguments at
- * offsets, so slices of a larger buffer are passed in place (`run` gets the offsets).
+ * offsets, so slices of a larger buffer are passed in place (`run` gets the offsets); `spec`:
+ * what it computes, for rewrites that recognize it (kernel/matmul.ts).
  */
 export function routine(
   name: string,
   args: Lazy[],
   shape: readonly number[],
   run: (bufs: DeviceBuffer[], epilogue?: Epilogue, offsets?: number[]) => DeviceBuffer,
-  options: { fusable?: boolean; windows?: boolean } = {},
+  options: { fusable?: boolean; windows?: boolean; spec?: object } = {},
 ): Lazy {
   return Lazy.pending(args[0].backend, shape, args[0].dtype, {
     kind: "routine",
@@ -690,6 +693,7 @@ export function routine(
     run,
     fusable: options.fusable ?? false,
     windows: options.windows ?? false,
+    ...(options.spec ? { spec: options.spec } : {}),
     srcs: [],
   });
 }

@@ -12,6 +12,7 @@ import { sizeOf } from "../kernel/shape.ts";
 import { Tensor } from "../autodiff/tensor.ts";
 import * as k from "../kernel/lazy.ts";
 import type { Lazy } from "../kernel/lazy.ts";
+import { foldColumnSums } from "../kernel/matmul.ts";
 import { stack } from "../kernel/multi.ts";
 
 /**
@@ -67,12 +68,11 @@ export function flatten(parts: readonly Tensor[]): Tensor {
     stacked.release();
     return new Tensor(be, lazy, shape, parts[0].dtype);
   }
-  const lazy = k.routine(
-    "concat",
-    parts.map((p) => p.lazy),
-    shape,
-    (bufs) => be.concat(bufs, 1, sizes),
-  );
+  // A layer's weight and bias gradients side by side: one product (kernel/matmul.ts).
+  const folded = foldColumnSums(parts.map((p) => p.lazy));
+  const widths = folded.map((l) => l.size);
+  const lazy = k.routine("concat", folded, shape, (bufs) => be.concat(bufs, 1, widths));
+  for (const l of folded) l.release();
   return new Tensor(be, lazy, shape, parts[0].dtype);
 }
 
