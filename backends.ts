@@ -29,6 +29,7 @@ export {
   type BinaryOp,
   type Expr,
   type Kernel,
+  type KernelOutput,
   type OpText,
   type ReduceOp,
   UNARY,
@@ -39,7 +40,7 @@ export {
 export type { DType, TypedArray } from "./kernel/shape.ts";
 export { CpuBackend, type CpuBuffer } from "./cpu/oracle.ts";
 export { NativeBackend, type NativeOptions } from "./cpu/native.ts";
-export { Arena, ArenaBuffer } from "./wasm/arena.ts";
+export { Arena, ArenaBuffer } from "./cpu/wasm/arena.ts";
 export { type Blas, type BlasResult, loadBlas } from "./cpu/blas.ts";
 export {
   type ConvKind,
@@ -52,11 +53,18 @@ export {
 export { WebGpuBackend } from "./wgsl/webgpu.ts";
 export { GpuBuffer, GpuRuntime, Params, type RuntimeStats } from "./wgsl/runtime.ts";
 export { type Lazy, lazyStats, type Recipe } from "./kernel/lazy.ts";
+export { type Routine, type RoutineOp, ROUTINES, runRoutine } from "./kernel/routines.ts";
 export * as kernels from "./kernel/kernels.ts";
 export {
+  type AutoPlace,
   BACKEND_CHOICES,
+  BACKEND_NAMES,
+  type BackendClasses,
+  type BackendName,
+  type BackendOf,
+  type BackendRow,
+  BACKENDS,
   checkBackendChoice,
-  cpuBackend,
-  nativeBackend,
-  webgpuBackend,
+  findBackend,
+  type Found,
 } from "./autodiff/device.ts";

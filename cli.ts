@@ -10,6 +10,7 @@
 
 import { type Backend, backendNotice, init, mlp, SGN, SgnError, train } from "./mod.ts";
 import { runExperiment } from "./train/experiment.ts";
+import { noFloat64 } from "./autodiff/device.ts";
 import { sineWaves } from "./datasets/synthetic.ts";
 import { parseTrainArgs, SETTINGS, trainHelp, type TrainSettings } from "./train/settings.ts";
 import { flagHelp, type FlagSpec, overriding, parseFlags, withDefaults } from "./train/flags.ts";
@@ -448,9 +449,8 @@ async function demoCommand(args: string[]): Promise<number> {
     return 0;
   }
   const choice = values.backend || undefined;
-  if (values.float64 && choice === "webgpu") {
-    throw new SgnError("--float64 needs a CPU backend (WebGPU computes in float32)");
-  }
+  const no = values.float64 ? noFloat64(values.backend) : undefined;
+  if (no) throw new SgnError(`--${no}`);
   const be = await init({
     backend: choice,
     dtype: values.float64 ? "float64" : "float32",

@@ -25,6 +25,7 @@ export type { DType, TypedArray } from "./kernel/shape.ts";
 export { SgnError } from "./errors.ts";
 export {
   type BackendChoice,
+  type BackendName,
   backendNotice,
   getBackend,
   init,
@@ -61,6 +62,7 @@ export {
   valueAndGrad,
   vjp,
 } from "./autodiff/transforms.ts";
+export { type Replayable, replayable } from "./autodiff/replay.ts";
 export { accuracy, meanSquaredError, oneHot, softmaxCrossEntropy } from "./models/losses.ts";
 export {
   type Activation,

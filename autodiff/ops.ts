@@ -19,9 +19,8 @@ import { checkInt, checkInts, SgnError, showValue } from "../errors.ts";
 
 import { checkShape, sizeOf } from "../kernel/shape.ts";
 import { bind } from "./core.ts";
-import { useOps } from "./primitives.ts";
 import { checkTensor, scope, Tensor } from "./tensor.ts";
-import { full as lazyFull } from "../kernel/lazy.ts";
+import { full as lazyFull } from "../kernel/graph.ts";
 
 /** A tensor or a number (broadcast as a scalar of the other operand's dtype and backend). */
 export type TensorLike = Tensor | number;
@@ -132,6 +131,29 @@ export const softplus = (x: Tensor): Tensor => bind("softplus", [x], undefined);
  * ulps (kernel/erf.ts; float32 on WebGPU as stated there).
  */
 export const erf = (x: Tensor): Tensor => bind("erf", [x], undefined);
+/**
+ * |x|; its derivative is {@link sign}(x), 0 at x = 0 (as relu's there).
+ *
+ * @example
+ * ```ts
+ * import { init, ops, tensor } from "../mod.ts";
+ * await init({ backend: "cpu" });
+ * console.log(await ops.abs(tensor([-2, 0, 3])).data()); // [2, 0, 3]
+ * ```
+ */
+export const abs = (x: Tensor): Tensor => bind("abs", [x], undefined);
+/**
+ * -1, 0 or 1 as x is negative, zero or positive (-0 stays -0 and NaN stays NaN); its derivative
+ * is zero.
+ *
+ * @example
+ * ```ts
+ * import { init, ops, tensor } from "../mod.ts";
+ * await init({ backend: "cpu" });
+ * console.log(await ops.sign(tensor([-2, 0, 3])).data()); // [-1, 0, 1]
+ * ```
+ */
+export const sign = (x: Tensor): Tensor => bind("sign", [x], undefined);
 /** 1 where x > 0, else 0 (the derivative of relu); its own derivative is zero. */
 export const step = (x: Tensor): Tensor => bind("step", [x], undefined);
 /** 1 where a > b, else 0 (not differentiable: zero derivative). */
@@ -467,29 +489,3 @@ export function layerNorm(x: Tensor, eps: number = LAYER_NORM_EPS): Tensor {
 export function dot(a: Tensor, b: Tensor): Tensor {
   return scope(() => sum(mul(a, b)));
 }
-
-// The rules of the primitives are written with these ops (see primitives.ts).
-useOps({
-  add,
-  broadcastTo,
-  concat,
-  div,
-  equal,
-  exp,
-  greaterEqual,
-  matmul,
-  mul,
-  neg,
-  pad,
-  reciprocal,
-  reshape,
-  sigmoid,
-  slice,
-  square,
-  step,
-  sub,
-  sum,
-  transpose,
-  where,
-  zerosLike,
-});

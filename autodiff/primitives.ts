@@ -1,77 +1,35 @@
 /**
- * The primitives: for each one, in one table row, its shape rule (which also validates the
- * arguments), its backend call, its JVP rule and its VJP rule. The table is typed over the
- * primitive names, so a primitive without a rule does not compile.
+ * The primitives and their forward part: for each one, in one table row ({@link FORWARD}), its
+ * shape rule (which also validates the arguments) and its lowering to the kernel layer. The
+ * derivative part of each primitive (its JVP and VJP rules, written with the differentiable ops)
+ * is the row of the same name in derivatives.ts; both tables are typed over the primitive names,
+ * so a primitive without either row does not compile.
  *
- * Rules are written with differentiable ops, so they can themselves be differentiated (the JVP
- * of a VJP rule is what a Hessian-vector product runs). A JVP rule gets null for the tangent of
- * an argument that does not depend on the differentiated inputs and returns null when the output
- * does not either; a VJP rule is told which cotangents are needed.
+ * The element-wise unary primitives are the IR's op table: one primitive per {@link UnaryOp}
+ * (kernel/ir.ts's `UNARY`), its row generated here, so that a new unary op is one row of that
+ * table plus its derivative row.
+ *
+ * This module sits below the ops and the transformations: it imports only errors.ts, kernel/ and
+ * tensor.ts, and {@link evaluate} is what `bind` (core.ts) does with a primitive no
+ * transformation traces.
  *
  * @module
  */
 
 import { broadcastShapes, sizeOf } from "../kernel/shape.ts";
-
 import {
   conv2dOutSize,
   type Conv2dSpec,
   pool2dOutSize,
   type Pool2dSpec,
 } from "../kernel/backend.ts";
-
 import { SgnError } from "../errors.ts";
-
-import type { UnaryOp } from "../kernel/ir.ts";
-import * as k from "../kernel/lazy.ts";
-import { matmulRoutine } from "../kernel/matmul.ts";
-import { TWO_OVER_SQRT_PI } from "../kernel/erf.ts";
+import { type BinaryOp, UNARY_OPS, type UnaryOp } from "../kernel/ir.ts";
+import * as k from "../kernel/graph.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 import { Tensor } from "./tensor.ts";
-import { bind, noMemo, registerRules } from "./core.ts";
-import type * as Ops from "./ops.ts";
-
-/** The differentiable ops the rules are written with. */
-type RuleOps = Pick<
-  typeof Ops,
-  | "add"
-  | "broadcastTo"
-  | "concat"
-  | "div"
-  | "equal"
-  | "exp"
-  | "greaterEqual"
-  | "matmul"
-  | "mul"
-  | "neg"
-  | "pad"
-  | "reciprocal"
-  | "reshape"
-  | "sigmoid"
-  | "slice"
-  | "square"
-  | "step"
-  | "sub"
-  | "sum"
-  | "transpose"
-  | "where"
-  | "zerosLike"
->;
-
-/**
- * The rules are written with ops.ts's differentiable ops, which dispatch through these rules:
- * ops.ts hands itself over with {@link useOps} when it loads, so that neither module imports the
- * other both ways.
- */
-let o: RuleOps;
-
-/** Gives the rules the ops they are written with (ops.ts calls it once, when it loads). */
-export function useOps(ops: RuleOps): void {
-  o = ops;
-}
 
 type Shape = readonly number[];
-type Tangents = (Tensor | null)[];
 
 /** Convolution hyperparameters (the sizes come from the operands). */
 export interface ConvParams {
@@ -89,25 +47,16 @@ export interface PoolParams {
   strideW: number;
 }
 
+/** The element-wise unary primitives: one per op of the IR's table, without parameters. */
+export type UnaryParams = { [K in UnaryOp]: undefined };
+
 /** The parameters of each primitive; its keys are the primitive names. */
-export interface ParamsOf {
+export interface ParamsOf extends UnaryParams {
   add: undefined;
   sub: undefined;
   mul: undefined;
   div: undefined;
   maximum: undefined;
-  neg: undefined;
-  exp: undefined;
-  log: undefined;
-  sigmoid: undefined;
-  tanh: undefined;
-  relu: undefined;
-  square: undefined;
-  sqrt: undefined;
-  reciprocal: undefined;
-  step: undefined;
-  softplus: undefined;
-  erf: undefined;
   compare: { op: "gt" | "ge" | "eq" };
   where: undefined;
   reshape: { shape: number[] };
@@ -131,16 +80,8 @@ export interface ParamsOf {
 /** Every primitive's name. */
 export type PrimName = keyof ParamsOf;
 
-/**
- * Caches a value derived from primal values only (a derivative factor such as s (1 - s)) under
- * a key, for as long as the recorded forward pass lives; outside a tape it just computes it.
- */
-export type Memo = (key: string, make: () => Tensor) => Tensor;
-
-export { noMemo };
-
-/** One primitive's rules. */
-export interface Rule<P> {
+/** One primitive's forward part. */
+export interface Forward<P> {
   /** The output shape; throws an SgnError naming the op when the arguments do not fit. */
   shape(shapes: Shape[], params: P): number[];
   /**
@@ -148,17 +89,6 @@ export interface Rule<P> {
    * reduction or a routine) over the operands' arrays.
    */
   lower(xs: Lazy[], shapes: Shape[], params: P, out: Shape): Lazy;
-  /** Output tangent from input tangents (null = zero). */
-  jvp(primals: Tensor[], tangents: Tangents, params: P, out: Tensor, memo: Memo): Tensor | null;
-  /** Input cotangents from the output cotangent (null where not needed). */
-  vjp(
-    ct: Tensor,
-    primals: Tensor[],
-    params: P,
-    out: Tensor,
-    needs: boolean[],
-    memo: Memo,
-  ): Tangents;
 }
 
 const fmt = (s: Shape) => `[${s.join(", ")}]`;
@@ -178,29 +108,13 @@ export function evaluate<K extends PrimName>(prim: K, args: Tensor[], params: Pa
       throw new SgnError(`${prim}: operands have different dtypes (${dtype} and ${a.dtype})`);
     }
   }
-  const rule = RULES[prim] as Rule<ParamsOf[K]>;
+  const rule = FORWARD[prim] as Forward<ParamsOf[K]>;
   const shapes = args.map((a) => a.shape);
   const out = rule.shape(shapes, params);
   return new Tensor(be, rule.lower(args.map((a) => a.lazy), shapes, params, out), out, dtype);
 }
 
 // --- helpers --------------------------------------------------------------------------------
-
-/** a + b where null means zero. */
-function addT(a: Tensor | null, b: Tensor | null): Tensor | null {
-  return a && b ? o.add(a, b) : a ?? b;
-}
-
-/** Sums a broadcast cotangent back to `shape`. */
-export function unbroadcast(ct: Tensor, shape: Shape): Tensor {
-  if (ct.rank === shape.length && ct.shape.every((d, i) => d === shape[i])) return ct;
-  const lead = ct.rank - shape.length;
-  const axes: number[] = [];
-  for (let i = 0; i < ct.rank; i++) {
-    if (i < lead || (shape[i - lead] === 1 && ct.shape[i] !== 1)) axes.push(i);
-  }
-  return o.reshape(axes.length ? o.sum(ct, axes) : ct, shape);
-}
 
 function sameShape(op: string, shapes: Shape[]): number[] {
   for (const s of shapes) {
@@ -212,7 +126,7 @@ function sameShape(op: string, shapes: Shape[]): number[] {
 }
 
 /** The shape with `axes` removed (or kept as 1). */
-function reducedShape(shape: Shape, axes: number[], keepdims: boolean): number[] {
+export function reducedShape(shape: Shape, axes: number[], keepdims: boolean): number[] {
   return keepdims
     ? shape.map((d, i) => (axes.includes(i) ? 1 : d))
     : shape.filter((_, i) => !axes.includes(i));
@@ -228,18 +142,6 @@ function reduceTo(op: "sum" | "max", x: Lazy, axes: number[], out: Shape): Lazy 
   return v;
 }
 
-function unary(op: UnaryOp, factor: ((x: Tensor, out: Tensor) => Tensor) | null): Rule<undefined> {
-  return {
-    shape: ([s]) => [...s],
-    lower: ([x]) => k.unary(op, x),
-    jvp: ([x], [t], _, out, memo) =>
-      factor && t ? o.mul(t, memo("factor", () => factor(x, out))) : null,
-    vjp: (ct, [x], _, out, __, memo) => [
-      factor ? o.mul(ct, memo("factor", () => factor(x, out))) : null,
-    ],
-  };
-}
-
 function binaryShape(op: string) {
   return ([a, b]: Shape[]) => {
     const s = broadcastShapes(a, b);
@@ -248,8 +150,11 @@ function binaryShape(op: string) {
   };
 }
 
-/** Broadcasts a tangent to the output shape when it is the only one. */
-const toOut = (t: Tensor, out: Tensor) => o.broadcastTo(t, out.shape);
+/** An element-wise binary primitive: the IR's `op`, operands broadcast. */
+const binary = (name: string, op: BinaryOp): Forward<undefined> => ({
+  shape: binaryShape(name),
+  lower: ([a, b]) => k.binary(op, a, b),
+});
 
 function convSpec(x: Shape, w: Shape, p: ConvParams, op: string): Conv2dSpec {
   if (x.length !== 4 || w.length !== 4) {
@@ -295,141 +200,38 @@ function poolSpec(x: Shape, p: PoolParams, op: string): Pool2dSpec {
   return spec;
 }
 
-const cig = (dy: Tensor, w: Tensor, p: ParamsOf["conv2dInputGrad"]) =>
-  bind("conv2dInputGrad", [dy, w], p);
-const cwg = (x: Tensor, dy: Tensor, p: ParamsOf["conv2dWeightGrad"]) =>
-  bind("conv2dWeightGrad", [x, dy], p);
-const convOf = (p: ConvParams): ConvParams => ({
-  strideH: p.strideH,
-  strideW: p.strideW,
-  padH: p.padH,
-  padW: p.padW,
-});
-const poolOf = (p: PoolParams): PoolParams => ({
-  kh: p.kh,
-  kw: p.kw,
-  strideH: p.strideH,
-  strideW: p.strideW,
-});
-
 /** Softmax or log-softmax along the last axis, one routine over rows. */
 function softmaxRoutine(x: Lazy, s: Shape, out: Shape, log: boolean): Lazy {
   const rows = sizeOf(s.slice(0, -1));
   const cols = s[s.length - 1];
-  return k.routine(
-    log ? "logSoftmax" : "softmax",
-    [x],
-    out,
-    ([a]) => x.backend.softmax(a, rows, cols, log),
-  );
+  return k.routine({ op: "softmax", rows, cols, log }, [x], out);
 }
 
-/** Sums a cotangent over the batch axis when the operand was shared by the batch. */
-const unbatch = (g: Tensor, rank: number) => (rank === 2 && g.rank === 3 ? o.sum(g, [0]) : g);
+/** The unary primitives' rows: the IR's op applied element-wise, one per row of its table. */
+const UNARY_FORWARD = Object.fromEntries(
+  UNARY_OPS.map((op): [UnaryOp, Forward<undefined>] => [op, {
+    shape: ([s]) => [...s],
+    lower: ([x]) => k.unary(op, x),
+  }]),
+) as { [K in UnaryOp]: Forward<undefined> };
 
 // --- the table ------------------------------------------------------------------------------
 
-/** The rules of every primitive. */
-export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
-  add: {
-    shape: binaryShape("add"),
-    lower: ([a, b]) => k.binary("add", a, b),
-    jvp: (
-      _,
-      [ta, tb],
-      __,
-      out,
-    ) => (ta && tb ? o.add(ta, tb) : ta ? toOut(ta, out) : tb ? toOut(tb, out) : null),
-    vjp: (ct, [a, b]) => [unbroadcast(ct, a.shape), unbroadcast(ct, b.shape)],
-  },
-  sub: {
-    shape: binaryShape("sub"),
-    lower: ([a, b]) => k.binary("sub", a, b),
-    jvp: (_, [ta, tb], __, out) =>
-      ta && tb ? o.sub(ta, tb) : ta ? toOut(ta, out) : tb ? toOut(o.neg(tb), out) : null,
-    vjp: (ct, [a, b], _, __, needs) => [
-      unbroadcast(ct, a.shape),
-      needs[1] ? unbroadcast(o.neg(ct), b.shape) : null,
-    ],
-  },
-  mul: {
-    shape: binaryShape("mul"),
-    lower: ([a, b]) => k.binary("mul", a, b),
-    jvp: ([a, b], [ta, tb], _, out) => {
-      const t = addT(ta && o.mul(ta, b), tb && o.mul(a, tb));
-      return t && toOut(t, out);
-    },
-    vjp: (ct, [a, b], _, __, needs) => [
-      needs[0] ? unbroadcast(o.mul(ct, b), a.shape) : null,
-      needs[1] ? unbroadcast(o.mul(ct, a), b.shape) : null,
-    ],
-  },
-  div: {
-    shape: binaryShape("div"),
-    lower: ([a, b]) => k.binary("div", a, b),
-    jvp: ([_, b], [ta, tb], __, out) => {
-      const t = addT(ta, tb && o.neg(o.mul(tb, out)));
-      return t && toOut(o.div(t, b), out);
-    },
-    vjp: (ct, [a, b], _, out, needs) => {
-      const q = o.div(ct, b);
-      return [
-        needs[0] ? unbroadcast(q, a.shape) : null,
-        needs[1] ? unbroadcast(o.neg(o.mul(q, out)), b.shape) : null,
-      ];
-    },
-  },
-  maximum: {
-    shape: binaryShape("maximum"),
-    lower: ([a, b]) => k.binary("max", a, b),
-    jvp: ([a, b], [ta, tb], _, out) => {
-      const m = o.greaterEqual(a, b);
-      const t = addT(ta && o.mul(ta, m), tb && o.mul(tb, o.sub(1, m)));
-      return t && toOut(t, out);
-    },
-    vjp: (ct, [a, b], _, __, needs) => {
-      const m = o.greaterEqual(a, b);
-      return [
-        needs[0] ? unbroadcast(o.mul(ct, m), a.shape) : null,
-        needs[1] ? unbroadcast(o.mul(ct, o.sub(1, m)), b.shape) : null,
-      ];
-    },
-  },
-  neg: {
-    shape: ([s]) => [...s],
-    lower: ([x]) => k.unary("neg", x),
-    jvp: (_, [t]) => t && o.neg(t),
-    vjp: (ct) => [o.neg(ct)],
-  },
-  exp: unary("exp", (_, out) => out),
-  log: unary("log", (x) => o.reciprocal(x)),
-  sigmoid: unary("sigmoid", (_, s) => o.mul(s, o.sub(1, s))),
-  tanh: unary("tanh", (_, t) => o.sub(1, o.square(t))),
-  // step(relu(x)) = step(x): the mask reads the output, so the input (often a matmul fused into
-  // this relu) is not needed again.
-  relu: unary("relu", (_, out) => o.step(out)),
-  square: unary("square", (x) => o.mul(x, 2)),
-  sqrt: unary("sqrt", (_, out) => o.div(0.5, out)),
-  reciprocal: unary("reciprocal", (_, out) => o.neg(o.square(out))),
-  step: unary("step", null),
-  // softplus' = sigmoid; erf' = 2/sqrt(pi) e^(-x^2).
-  softplus: unary("softplus", (x) => o.sigmoid(x)),
-  erf: unary("erf", (x) => o.mul(o.exp(o.neg(o.square(x))), TWO_OVER_SQRT_PI)),
+/** The forward part of every primitive. */
+export const FORWARD: { [K in PrimName]: Forward<ParamsOf[K]> } = {
+  ...UNARY_FORWARD,
+  add: binary("add", "add"),
+  sub: binary("sub", "sub"),
+  mul: binary("mul", "mul"),
+  div: binary("div", "div"),
+  maximum: binary("maximum", "max"),
   compare: {
     shape: binaryShape("compare"),
     lower: ([a, b], _, p) => k.binary(p.op, a, b),
-    jvp: () => null,
-    vjp: () => [null, null],
   },
   where: {
     shape: (s) => sameShape("where", s),
     lower: ([c, a, b]) => k.where(c, a, b),
-    jvp: ([c, a], [_, ta, tb]) =>
-      ta || tb ? o.where(c, ta ?? o.zerosLike(a), tb ?? o.zerosLike(a)) : null,
-    vjp: (ct, [c], _, __, needs) => {
-      const z = o.zerosLike(ct);
-      return [null, needs[1] ? o.where(c, ct, z) : null, needs[2] ? o.where(c, z, ct) : null];
-    },
   },
   reshape: {
     shape: ([s], p) => {
@@ -439,18 +241,10 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       return [...p.shape];
     },
     lower: ([x], _, p) => k.reshape(x, p.shape),
-    jvp: (_, [t], p) => t && o.reshape(t, p.shape),
-    vjp: (ct, [x]) => [o.reshape(ct, x.shape)],
   },
   transpose: {
     shape: ([s], p) => p.perm.map((i) => s[i]),
     lower: ([x], _, p) => k.permute(x, p.perm),
-    jvp: (_, [t], p) => t && o.transpose(t, p.perm),
-    vjp: (ct, _, p) => {
-      const inv = new Array<number>(p.perm.length);
-      p.perm.forEach((v, i) => (inv[v] = i));
-      return [o.transpose(ct, inv)];
-    },
   },
   broadcastTo: {
     shape: ([s], p) => {
@@ -461,41 +255,18 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       return [...p.shape];
     },
     lower: ([x], _, p) => k.expand(x, p.shape),
-    jvp: (_, [t], p) => t && o.broadcastTo(t, p.shape),
-    vjp: (ct, [x]) => [unbroadcast(ct, x.shape)],
   },
   sum: {
     shape: ([s], p) => reducedShape(s, p.axes, p.keepdims),
     lower: ([x], _, p, out) => reduceTo("sum", x, p.axes, out),
-    jvp: (_, [t], p) => t && o.sum(t, p.axes, p.keepdims),
-    vjp: (
-      ct,
-      [x],
-      p,
-    ) => [o.broadcastTo(o.reshape(ct, reducedShape(x.shape, p.axes, true)), x.shape)],
   },
   max: {
     shape: ([s], p) => reducedShape(s, p.axes, p.keepdims),
     lower: ([x], _, p, out) => reduceTo("max", x, p.axes, out),
-    jvp: ([x], [t], p, out) => {
-      if (!t) return null;
-      const keep = reducedShape(x.shape, p.axes, true);
-      const mask = o.equal(x, o.reshape(out, keep));
-      const count = o.sum(mask, p.axes, p.keepdims);
-      return o.div(o.sum(o.mul(t, mask), p.axes, p.keepdims), count);
-    },
-    vjp: (ct, [x], p, out) => {
-      const keep = reducedShape(x.shape, p.axes, true);
-      const mask = o.equal(x, o.reshape(out, keep));
-      const count = o.sum(mask, p.axes, true);
-      return [o.mul(mask, o.div(o.reshape(ct, keep), count))];
-    },
   },
   argmax: {
     shape: ([s], p) => reducedShape(s, [p.axis], false),
     lower: ([x], _, p) => k.reduce("argmax", x, [p.axis]),
-    jvp: () => null,
-    vjp: () => [null],
   },
   softmax: {
     shape: ([s]) => {
@@ -503,8 +274,6 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       return [...s];
     },
     lower: ([x], [s], _, out) => softmaxRoutine(x, s, out, false),
-    jvp: (_, [t], __, s) => t && o.mul(s, o.sub(t, o.sum(o.mul(s, t), -1, true))),
-    vjp: (ct, _, __, s) => [o.mul(s, o.sub(ct, o.sum(o.mul(s, ct), -1, true)))],
   },
   logSoftmax: {
     shape: ([s]) => {
@@ -512,16 +281,10 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       return [...s];
     },
     lower: ([x], [s], _, out) => softmaxRoutine(x, s, out, true),
-    jvp: (_, [t], __, out) => t && o.sub(t, o.sum(o.mul(o.exp(out), t), -1, true)),
-    vjp: (ct, _, __, out) => [o.sub(ct, o.mul(o.exp(out), o.sum(ct, -1, true)))],
   },
   slice: {
     shape: (_, p) => [...p.sizes],
     lower: ([x], _, p) => k.slice(x, p.starts, p.sizes),
-    jvp: (_, [t], p) => t && o.slice(t, p.starts, p.sizes),
-    vjp: (ct, [x], p) => [
-      o.pad(ct, p.starts, x.shape.map((d, i) => d - p.starts[i] - p.sizes[i])),
-    ],
   },
   concat: {
     shape: (shapes, p) => {
@@ -541,20 +304,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
       const inner = sizeOf(shapes[0].slice(p.axis + 1));
       const outer = sizeOf(shapes[0].slice(0, p.axis));
       const widths = shapes.map((s) => s[p.axis] * inner);
-      const be = xs[0].backend;
-      return k.routine("concat", xs, out, (bufs) => be.concat(bufs, outer, widths));
-    },
-    jvp: (primals, tangents, p) =>
-      tangents.some((t) => t)
-        ? o.concat(tangents.map((t, i) => t ?? o.zerosLike(primals[i])), p.axis)
-        : null,
-    vjp: (ct, primals, p, _, needs) => {
-      let start = 0;
-      return primals.map((x, i) => {
-        const starts = ct.shape.map((_, j) => (j === p.axis ? start : 0));
-        start += x.shape[p.axis];
-        return needs[i] ? o.slice(ct, starts, x.shape) : null;
-      });
+      return k.routine({ op: "concat", outer, widths }, xs, out);
     },
   },
   matmul: {
@@ -584,27 +334,8 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
         batchA: as.length === 3,
         batchB: bs.length === 3,
       };
-      return matmulRoutine(a, b, spec, out);
+      return k.routine({ op: "matmul", spec }, [a, b], out);
     },
-    jvp: ([a, b], [ta, tb], p) => addT(ta && o.matmul(ta, b, p), tb && o.matmul(a, tb, p)),
-    vjp: (ct, [a, b], { transA, transB }, _, needs) => [
-      needs[0]
-        ? unbatch(
-          transA
-            ? o.matmul(b, ct, { transA: transB, transB: true })
-            : o.matmul(ct, b, { transB: !transB }),
-          a.rank,
-        )
-        : null,
-      needs[1]
-        ? unbatch(
-          transB
-            ? o.matmul(ct, a, { transA: true, transB: transA })
-            : o.matmul(a, ct, { transA: !transA }),
-          b.rank,
-        )
-        : null,
-    ],
   },
   conv2d: {
     shape: ([x, w], p) => {
@@ -613,20 +344,8 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([x, w], [xs, ws], p, out) => {
       const spec = convSpec(xs, ws, p, "conv2d");
-      return k.routine(
-        "conv2d",
-        [x, w],
-        out,
-        ([a, b], epi) => x.backend.conv2d(a, b, spec, epi),
-        { fusable: true },
-      );
+      return k.routine({ op: "conv2d", spec }, [x, w], out);
     },
-    jvp: ([x, w], [tx, tw], p) =>
-      addT(tx && bind("conv2d", [tx, w], p), tw && bind("conv2d", [x, tw], p)),
-    vjp: (ct, [x, w], p, _, needs) => [
-      needs[0] ? cig(ct, w, { ...convOf(p), h: x.shape[2], w: x.shape[3] }) : null,
-      needs[1] ? cwg(x, ct, { ...convOf(p), kh: w.shape[2], kw: w.shape[3] }) : null,
-    ],
   },
   conv2dInputGrad: {
     shape: ([dy, w], p) => {
@@ -641,18 +360,8 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([dy, w], [ds, ws], p, out) => {
       const spec = convSpec([ds[0], ws[1], p.h, p.w], ws, p, "conv2dInputGrad");
-      return k.routine(
-        "conv2dInputGrad",
-        [dy, w],
-        out,
-        ([a, b]) => dy.backend.conv2dInputGrad(a, b, spec),
-      );
+      return k.routine({ op: "conv2dInputGrad", spec }, [dy, w], out);
     },
-    jvp: ([dy, w], [tdy, tw], p) => addT(tdy && cig(tdy, w, p), tw && cig(dy, tw, p)),
-    vjp: (ct, [dy, w], p, _, needs) => [
-      needs[0] ? bind("conv2d", [ct, w], convOf(p)) : null,
-      needs[1] ? cwg(ct, dy, { ...convOf(p), kh: w.shape[2], kw: w.shape[3] }) : null,
-    ],
   },
   conv2dWeightGrad: {
     shape: ([x, dy], p) => {
@@ -667,18 +376,8 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([x, dy], [xs, ds], p, out) => {
       const spec = convSpec(xs, [ds[1], xs[1], p.kh, p.kw], p, "conv2dWeightGrad");
-      return k.routine(
-        "conv2dWeightGrad",
-        [x, dy],
-        out,
-        ([a, b]) => x.backend.conv2dWeightGrad(a, b, spec),
-      );
+      return k.routine({ op: "conv2dWeightGrad", spec }, [x, dy], out);
     },
-    jvp: ([x, dy], [tx, tdy], p) => addT(tx && cwg(tx, dy, p), tdy && cwg(x, tdy, p)),
-    vjp: (ct, [x, dy], p, _, needs) => [
-      needs[0] ? cig(dy, ct, { ...convOf(p), h: x.shape[2], w: x.shape[3] }) : null,
-      needs[1] ? bind("conv2d", [x, ct], convOf(p)) : null,
-    ],
   },
   maxPool2d: {
     shape: ([x, v], p) => {
@@ -688,22 +387,8 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([x, v], [xs], p, out) => {
       const spec = poolSpec(xs, p, "maxPool2d");
-      return k.routine(
-        "maxPool2d",
-        v === x ? [x] : [x, v],
-        out,
-        ([a, b]) => x.backend.maxPool2d(a, spec, b),
-      );
+      return k.routine({ op: "maxPool2d", spec }, v === x ? [x] : [x, v], out);
     },
-    // The window's argmax is piecewise constant in x: only the values operand has a derivative.
-    jvp: ([x], [_, tv], p) => tv && bind("maxPool2d", [x, tv], poolOf(p)),
-    vjp: (
-      ct,
-      [x],
-      p,
-      _,
-      needs,
-    ) => [null, needs[1] ? bind("maxPool2dBackward", [x, ct], poolOf(p)) : null],
   },
   maxPool2dBackward: {
     shape: ([x, dy], p) => {
@@ -718,16 +403,7 @@ export const RULES: { [K in PrimName]: Rule<ParamsOf[K]> } = {
     },
     lower: ([x, dy], [xs], p, out) => {
       const spec = poolSpec(xs, p, "maxPool2dBackward");
-      return k.routine(
-        "maxPool2dBackward",
-        [x, dy],
-        out,
-        ([a, b]) => x.backend.maxPool2dBackward(a, b, spec),
-      );
+      return k.routine({ op: "maxPool2dBackward", spec }, [x, dy], out);
     },
-    jvp: ([x], [_, tdy], p) => tdy && bind("maxPool2dBackward", [x, tdy], poolOf(p)),
-    vjp: (ct, [x], p, _, needs) => [null, needs[1] ? bind("maxPool2d", [x, ct], poolOf(p)) : null],
   },
 };
-
-registerRules(RULES, evaluate);

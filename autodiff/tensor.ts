@@ -14,7 +14,8 @@ import { checkShape, type DType, sizeOf, type TypedArray } from "../kernel/shape
 
 import { SgnError, showValue } from "../errors.ts";
 import { getBackend } from "./device.ts";
-import { full as lazyFull, Lazy } from "../kernel/lazy.ts";
+import { Lazy } from "../kernel/lazy.ts";
+import { full as lazyFull } from "../kernel/graph.ts";
 
 /** Nested arrays of numbers, as accepted by {@link tensor}. */
 export type NestedArray = number | readonly NestedArray[];

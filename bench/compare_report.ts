@@ -60,7 +60,10 @@ async function load(root: string) {
   const { Random } = await mod("random.ts");
   const step = await mod("bench/sgn_step_cases.ts");
   const sgn = await mod("sgn/sgn.ts");
-  const be = values.backend === "native"
+  // The registry's findBackend; before it, one getter per backend.
+  const be = device.findBackend
+    ? (await device.findBackend(values.backend)).backend
+    : values.backend === "native"
     ? device.nativeBackend().backend
     : await device.webgpuBackend();
   if (!be) throw new Error(`${root}: no ${values.backend} backend`);

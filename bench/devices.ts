@@ -1,22 +1,25 @@
 /**
- * The backends the benchmarks measure, in table order: WebGPU (when an adapter exists), the
- * native CPU backend (when BLAS loads) and, when asked, the plain TypeScript oracle; and the
- * WebGPU runtime's counters, the one place the benchmarks read them.
+ * The backends the benchmarks measure, in the registry's order (autodiff/device.ts `BACKENDS`:
+ * WebGPU when an adapter exists, the native CPU backend when BLAS loads and, when asked, the
+ * plain TypeScript oracle); and the WebGPU runtime's counters, the one place the benchmarks read
+ * them.
  */
 import type { Backend } from "../kernel/backend.ts";
-import { CpuBackend } from "../cpu/oracle.ts";
-import { NativeBackend } from "../cpu/native.ts";
 import { WebGpuBackend } from "../wgsl/webgpu.ts";
+import { BACKEND_NAMES, findBackend } from "../autodiff/device.ts";
 
-/** Every available backend; `cpu: false` leaves out the plain TypeScript one. */
+/**
+ * Every available backend of the registry (one line on stderr for each unavailable one);
+ * `cpu: false` leaves out the plain TypeScript one.
+ */
 export async function benchBackends({ cpu = true } = {}): Promise<Backend[]> {
   const out: Backend[] = [];
-  const gpu = await WebGpuBackend.create();
-  if (gpu) out.push(gpu);
-  const native = NativeBackend.create();
-  if (native.backend) out.push(native.backend);
-  else console.error(`[bench] native backend unavailable: ${native.reason}`);
-  if (cpu) out.push(new CpuBackend());
+  for (const name of BACKEND_NAMES) {
+    if (name === "cpu" && !cpu) continue;
+    const found = await findBackend(name);
+    if (found.backend) out.push(found.backend);
+    else console.error(`[bench] ${name} backend unavailable: ${found.reason}`);
+  }
   return out;
 }
 

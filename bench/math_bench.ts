@@ -1,5 +1,5 @@
 /**
- * Throughput of the vectorized exp, log, tanh and sigmoid of `wasm/math.ts`, inlined into a
+ * Throughput of the vectorized exp, log, tanh and sigmoid of `cpu/wasm/math.ts`, inlined into a
  * loop over 2^20 values in one WebAssembly memory, as the generated kernels use them; beside
  * them, `Math.exp` in a JavaScript loop over the same values. Divide a measured time by 2^20 for
  * nanoseconds per value (figures in bench/README.md).
@@ -8,8 +8,8 @@
  * deno bench -A bench/math_bench.ts
  * ```
  */
-import { WasmModule } from "../wasm/module.ts";
-import { type Lanes, MathFns, type MathOp } from "../wasm/math.ts";
+import { WasmModule } from "../cpu/wasm/module.ts";
+import { type Lanes, MathFns, type MathOp } from "../cpu/wasm/math.ts";
 
 const N = 1 << 20;
 

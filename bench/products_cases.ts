@@ -1,6 +1,7 @@
 /**
  * Workloads of the products benchmark (issue: autodiff): forward, loss + gradient, J v, J^T u,
- * G v from scratch, G v through the cached linearization (as inside CG), and H v, on
+ * G v from scratch, G v through the cached linearization, that G v recorded once and replayed
+ * (as inside CG: autodiff/replay.ts), and H v, on
  * W1 = MLP 784-20-20-20-10 sigmoid (batch 1000), W2 = MLP 784-512-512-10 sigmoid (batch 1000),
  * W3 = the seed's CIFAR-10 architecture_4 on 3x32x32 (batch 128), W4 = the seed's Fashion-MNIST
  * architecture_1 on 1x28x28 (batch 1000, as the seed trains it), softmax cross-entropy.
@@ -15,6 +16,7 @@ import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import { ggnLinearize, ggnvp, hvp, jvp, valueAndGrad, vjp } from "../autodiff/transforms.ts";
 import { ARCHITECTURE_1, ARCHITECTURE_4, convNet, mlp, type Network } from "../models/networks.ts";
 import { oneHot, softmaxCrossEntropy } from "../models/losses.ts";
+import { type Replayable, replayable } from "../autodiff/replay.ts";
 
 /** The products measured, in table order. */
 export const PRODUCTS = [
@@ -24,6 +26,7 @@ export const PRODUCTS = [
   "J^T u",
   "G v",
   "G v (cached)",
+  "G v (replayed)",
   "H v",
 ] as const;
 
@@ -85,6 +88,7 @@ export async function productCases(withCpu = true, only = ""): Promise<ProductCa
       const objective = (...p: Tensor[]) => loss.value(model(...p));
       const reps = /^W[34]/.test(label) ? 3 : 10;
       let cached: ReturnType<typeof ggnLinearize> | undefined;
+      let replayed: Replayable | undefined;
       /**
        * Runs `product` n times, every output computed (tensors are lazy: an output no one reads
        * would never run), and reads the last product's first output back (the only sync).
@@ -120,9 +124,15 @@ export async function productCases(withCpu = true, only = ""): Promise<ProductCa
             cached ??= ggnLinearize(model, loss, params);
             await timed(() => scope(() => cached!.apply(...v)))(n);
           },
+          "G v (replayed)": async (n) => {
+            cached ??= ggnLinearize(model, loss, params);
+            replayed ??= replayable((...w) => cached!.apply(...w));
+            await timed(() => scope(() => replayed!(...v)))(n);
+          },
           "H v": timed(() => scope(() => hvp(objective, params, v))),
         },
         dispose() {
+          replayed?.dispose();
           cached?.dispose();
           for (const t of [x, y, u, ...params, ...v]) t.dispose();
         },

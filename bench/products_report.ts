@@ -27,7 +27,9 @@ const row = (workload: string, backend: string, ms: Record<string, number>) => {
   const base = ms["loss+grad"];
   // Two decimals under 10 ms, where one cannot tell a tie from a 15% difference.
   const cells = PRODUCTS.map((p) =>
-    `${ms[p].toFixed(ms[p] < 10 ? 2 : 1)} (${(ms[p] / base).toFixed(2)}x)`
+    ms[p] === undefined
+      ? "-"
+      : `${ms[p].toFixed(ms[p] < 10 ? 2 : 1)} (${(ms[p] / base).toFixed(2)}x)`
   );
   console.log(`| ${workload} | ${backend} | ${cells.join(" | ")} |`);
 };

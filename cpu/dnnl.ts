@@ -6,8 +6,9 @@
  * Loading is optional, as for BLAS: the library is searched by its usual names (Debian's
  * `libdnnl2` gives `libdnnl.so.2`; Homebrew and conda install `libdnnl`), `SGN_DNNL` names a path
  * instead or `none` to turn it off, and without it {@link loadDnnl} says why in one line. This
- * module speaks oneDNN's version-2 C API (operation descriptors); a version-3 library is reported
- * as not supported yet and the caller keeps its im2col + BLAS path.
+ * module speaks oneDNN's version-2 C API (operation descriptors; declared in cpu/dnnl_api.ts,
+ * our specs in its terms in cpu/dnnl_descs.ts); a version-3 library is reported as not supported
+ * yet and the caller keeps its im2col + BLAS path.
  *
  * Each primitive is created once per spec (every field of it in the key) and cached with its
  * memory objects; a call only points the memory objects at the caller's arrays and executes.
@@ -17,8 +18,22 @@
  */
 
 import type { Conv2dSpec, Pool2dSpec } from "../kernel/backend.ts";
-import { conv2dOutSize, pool2dOutSize } from "../kernel/backend.ts";
+import { pool2dOutSize } from "../kernel/backend.ts";
 import { denoNs, openFirst } from "./ffi.ts";
+import {
+  ARG,
+  check,
+  CONVOLUTION_DIRECT,
+  CPU,
+  type Lib,
+  OP_DESC_BYTES,
+  POOLING_MAX,
+  QUERY,
+  QUERY_IMPL_INFO,
+  STREAM_DEFAULT,
+  SYMBOLS,
+} from "./dnnl_api.ts";
+import { convDescs, poolDescs } from "./dnnl_descs.ts";
 
 /** The three convolution products. */
 export type ConvKind = "forward" | "backwardData" | "backwardWeights";
@@ -94,96 +109,6 @@ export interface Dnnl {
 
 /** Why oneDNN did not load, or the library when it did. */
 export type DnnlResult = { dnnl: Dnnl; reason?: undefined } | { dnnl: undefined; reason: string };
-
-// --- the C API (oneDNN 2.x, dnnl.h / dnnl_types.h) --------------------------------------------
-
-const P = "pointer" as const;
-const B = "buffer" as const;
-const ok = "i32" as const; // dnnl_status_t
-
-const SYMBOLS = {
-  dnnl_version: { parameters: [], result: P },
-  dnnl_engine_create: { parameters: [B, "i32", "usize"], result: ok },
-  dnnl_stream_create: { parameters: [B, P, "u32"], result: ok },
-  dnnl_memory_desc_init_by_tag: { parameters: [B, "i32", B, "i32", "i32"], result: ok },
-  dnnl_convolution_forward_desc_init: {
-    parameters: [B, "i32", "i32", B, B, P, B, B, B, B],
-    result: ok,
-  },
-  dnnl_convolution_forward_desc_init_bias: {
-    name: "dnnl_convolution_forward_desc_init",
-    parameters: [B, "i32", "i32", B, B, B, B, B, B, B],
-    result: ok,
-  },
-  dnnl_convolution_backward_data_desc_init: {
-    parameters: [B, "i32", B, B, B, B, B, B],
-    result: ok,
-  },
-  dnnl_convolution_backward_weights_desc_init: {
-    parameters: [B, "i32", B, B, P, B, B, B, B],
-    result: ok,
-  },
-  dnnl_pooling_forward_desc_init: { parameters: [B, "i32", "i32", B, B, B, B, B, B], result: ok },
-  dnnl_pooling_backward_desc_init: { parameters: [B, "i32", B, B, B, B, B, B], result: ok },
-  dnnl_primitive_desc_create: { parameters: [B, B, P, P, P], result: ok },
-  dnnl_primitive_desc_query: { parameters: [P, "i32", "i32", B], result: ok },
-  dnnl_primitive_desc_query_md: { parameters: [P, "i32", "i32"], result: P },
-  dnnl_memory_desc_get_size: { parameters: [P], result: "usize" },
-  dnnl_memory_desc_equal: { parameters: [P, P], result: "i32" },
-  dnnl_reorder_primitive_desc_create: { parameters: [B, P, P, P, P, P], result: ok },
-  dnnl_primitive_create: { parameters: [B, P], result: ok },
-  dnnl_memory_create: { parameters: [B, P, P, P], result: ok },
-  dnnl_memory_set_data_handle: { parameters: [P, P], result: ok },
-  dnnl_primitive_execute: { parameters: [P, P, "i32", B], result: ok, nonblocking: false },
-  dnnl_stream_wait: { parameters: [P], result: ok },
-} as const;
-
-type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-// Enumerations of dnnl_types.h (oneDNN 2.x).
-const F32 = 3; // dnnl_f32
-const NCHW = 5; // dnnl_nchw (== dnnl_oihw)
-const X = 2; // dnnl_x (== dnnl_a): a plain vector
-const ANY = 1; // dnnl_format_tag_any: the primitive picks its layout
-const FORWARD_TRAINING = 64;
-const CONVOLUTION_DIRECT = 1;
-const POOLING_MAX = 0x1ff;
-const CPU = 1;
-const STREAM_DEFAULT = 1;
-const QUERY_IMPL_INFO = 8;
-const QUERY = {
-  src: 129,
-  diffSrc: 130,
-  weights: 131,
-  diffWeights: 132,
-  dst: 133,
-  diffDst: 134,
-  workspace: 135,
-} as const;
-const ARG = {
-  src: 1,
-  dst: 17,
-  weights: 33,
-  bias: 41,
-  workspace: 64,
-  diffSrc: 129,
-  diffDst: 145,
-  diffWeights: 161,
-} as const;
-
-/** Room for a dnnl_memory_desc_t (696 bytes in 2.6) and for operation descriptors (< 6 KiB). */
-const MD_BYTES = 2048;
-const OP_DESC_BYTES = 16384;
-
-const STATUS = [
-  "success",
-  "out of memory",
-  "invalid arguments",
-  "unimplemented",
-  "iterator ends",
-  "runtime error",
-  "not required",
-];
 
 /** A created primitive: what to point at the caller's arrays, and how to run it. */
 interface Prim {
@@ -265,19 +190,6 @@ function tryLoad(): DnnlResult {
   }
 }
 
-function check(status: number, what: string): void {
-  if (status !== 0) {
-    throw new Error(`oneDNN ${what} failed: ${STATUS[status] ?? `status ${status}`}`);
-  }
-}
-
-/** A 12-entry int64 dims array (dnnl_dims_t) holding `values`. */
-function dims(...values: number[]): BigInt64Array {
-  const d = new BigInt64Array(12);
-  values.forEach((v, i) => (d[i] = BigInt(v)));
-  return d;
-}
-
 function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
   const outPtr = new BigUint64Array(1);
   const take = (): Deno.PointerValue => deno.UnsafePointer.create(outPtr[0]);
@@ -291,17 +203,6 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
   const engine = take();
   check(L.dnnl_stream_create(outPtr, engine, STREAM_DEFAULT), "stream creation");
   const stream = take();
-
-  /** A float32 memory descriptor: a vector, or 4-d NCHW (or `ANY` as a last entry). */
-  const md = (...shape: number[]): Uint8Array => {
-    const m = new Uint8Array(MD_BYTES);
-    const tag = shape.length === 5 ? shape.pop()! : shape.length === 1 ? X : NCHW;
-    check(
-      L.dnnl_memory_desc_init_by_tag(m, shape.length, dims(...shape), F32, tag),
-      "memory descriptor",
-    );
-    return m;
-  };
 
   /** A memory object for a descriptor (its data pointer set at each call). */
   const memory = (desc: Uint8Array | Deno.PointerValue): Deno.PointerValue => {
@@ -404,65 +305,6 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
   const poolKey = (s: Pool2dSpec) =>
     [s.n, s.c, s.h, s.w, s.kh, s.kw, s.strideH, s.strideW].join(",");
 
-  /**
-   * The convolution's forward operation descriptor (also the hint of the backward ones), with a
-   * bias [f] when `bias`; in `preferred` layouts, the descriptors leave the layout of the source,
-   * weights and destination to oneDNN (`format_tag_any`), and `plain` holds ours.
-   */
-  const convDescs = (s: Conv2dSpec, bias: boolean, preferred: boolean) => {
-    const [ho, wo] = conv2dOutSize(s);
-    const plain = {
-      src: md(s.n, s.c, s.h, s.w),
-      wei: md(s.f, s.c, s.kh, s.kw),
-      dst: md(s.n, s.f, ho, wo),
-    };
-    const op = preferred
-      ? {
-        src: md(s.n, s.c, s.h, s.w, ANY),
-        wei: md(s.f, s.c, s.kh, s.kw, ANY),
-        dst: md(s.n, s.f, ho, wo, ANY),
-      }
-      : plain;
-    const strides = dims(s.strideH, s.strideW);
-    const pad = dims(s.padH, s.padW);
-    // oneDNN's right/bottom padding: what makes the last window end at the last output.
-    const padR = dims(
-      (ho - 1) * s.strideH + s.kh - s.h - s.padH,
-      (wo - 1) * s.strideW + s.kw - s.w - s.padW,
-    );
-    const fwd = new Uint8Array(OP_DESC_BYTES);
-    const b = bias ? md(s.f) : new Uint8Array(0);
-    check(
-      bias
-        ? L.dnnl_convolution_forward_desc_init_bias(
-          fwd,
-          FORWARD_TRAINING,
-          CONVOLUTION_DIRECT,
-          op.src,
-          op.wei,
-          b,
-          op.dst,
-          strides,
-          pad,
-          padR,
-        )
-        : L.dnnl_convolution_forward_desc_init(
-          fwd,
-          FORWARD_TRAINING,
-          CONVOLUTION_DIRECT,
-          op.src,
-          op.wei,
-          null,
-          op.dst,
-          strides,
-          pad,
-          padR,
-        ),
-      "convolution descriptor",
-    );
-    return { plain, op, b, strides, pad, padR, fwd };
-  };
-
   const convPrim = (
     kind: ConvKind | "forwardBias",
     s: Conv2dSpec,
@@ -472,7 +314,7 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
     const key = `${kind}:${layout}:${convKey(s)}`;
     let p = prims.get(key);
     if (p) return p;
-    const d = convDescs(s, kind === "forwardBias", preferred);
+    const d = convDescs(L, s, kind === "forwardBias", preferred);
     const fwdPd = primitiveDesc(d.fwd);
     const slot = (arg: number, plain: Uint8Array, query: number, output = false): Slot => ({
       arg,
@@ -537,38 +379,11 @@ function wrap(deno: typeof Deno, L: Lib, path: string): Dnnl {
     return p;
   };
 
-  const poolDescs = (s: Pool2dSpec) => {
-    const [ho, wo] = pool2dOutSize(s);
-    const src = md(s.n, s.c, s.h, s.w);
-    const dst = md(s.n, s.c, ho, wo);
-    const strides = dims(s.strideH, s.strideW);
-    const kernel = dims(s.kh, s.kw);
-    const pad = dims(0, 0);
-    // Windows that would cross the border are dropped: negative right padding says so.
-    const padR = dims((ho - 1) * s.strideH + s.kh - s.h, (wo - 1) * s.strideW + s.kw - s.w);
-    const fwd = new Uint8Array(OP_DESC_BYTES);
-    check(
-      L.dnnl_pooling_forward_desc_init(
-        fwd,
-        FORWARD_TRAINING,
-        POOLING_MAX,
-        src,
-        dst,
-        strides,
-        kernel,
-        pad,
-        padR,
-      ),
-      "pooling descriptor",
-    );
-    return { src, dst, strides, kernel, pad, padR, fwd };
-  };
-
   const poolPrim = (kind: "maxPool" | "maxPoolBackward", s: Pool2dSpec): Prim => {
     const key = `${kind}:${poolKey(s)}`;
     let p = prims.get(key);
     if (p) return p;
-    const d = poolDescs(s);
+    const d = poolDescs(L, s);
     const fwdPd = primitiveDesc(d.fwd);
     const ws = L.dnnl_primitive_desc_query_md(fwdPd, QUERY.workspace, 0);
     if (!ws) throw new Error("oneDNN max pooling has no workspace");

@@ -1,22 +1,22 @@
 /**
  * The native CPU backend: matrix products and convolutions through BLAS (`cpu/blas.ts`, loaded
- * with `Deno.dlopen`), the kernels of the IR in WebAssembly SIMD (`wasm/codegen.ts`) over one
- * memory arena (`wasm/arena.ts`) that BLAS reads and writes in place, and a size-bucketed pool
+ * with `Deno.dlopen`), the kernels of the IR in WebAssembly SIMD (`cpu/wasm/codegen.ts`) over one
+ * memory arena (`cpu/wasm/arena.ts`) that BLAS reads and writes in place, and a size-bucketed pool
  * that recycles memory. Without WebAssembly SIMD, or with `SGN_WASM=none` or
  * `create({ wasm: false })`, buffers live on the JavaScript heap and the kernels run as compiled
  * JavaScript loops (`cpu/compile.ts`: no per-element function calls); those loops also run the
- * kernels that have no WebAssembly form (see wasm/codegen.ts) and any kernel with a buffer that
+ * kernels that have no WebAssembly form (see cpu/wasm/codegen.ts) and any kernel with a buffer that
  * did not fit the arena.
  *
  * It inherits the plain TypeScript backend (the oracle it is tested against) and replaces what
  * matters for speed; the rest (concat/split, pooling forward) are tight loops there, and allocate
- * through this backend's pool.
+ * through this backend's pool. Its options are cpu/native_options.ts, its convolution and
+ * pooling helpers cpu/native_conv.ts and cpu/native_pool.ts.
  *
  * @module
  */
 
 import {
-  conv2dOutSize,
   type Conv2dSpec,
   type DeviceBuffer,
   type Epilogue,
@@ -27,47 +27,20 @@ import {
 
 import type { DType, TypedArray } from "../kernel/shape.ts";
 
-import { type Kernel, outputSize, singleOutputs } from "../kernel/ir.ts";
+import { type Kernel, outputSize } from "../kernel/ir.ts";
 
 import { SgnError } from "../errors.ts";
-import { compileKernel } from "./compile.ts";
 import { CpuBackend, CpuBuffer } from "./oracle.ts";
 import { type Blas, loadBlas, SINGLE_THREAD_WORK } from "./blas.ts";
 import { type ConvKind, type Dnnl, loadDnnl } from "./dnnl.ts";
-import { env } from "./ffi.ts";
-import { Arena, ArenaBuffer } from "../wasm/arena.ts";
-import { compileWasmKernel } from "../wasm/codegen.ts";
-import { simdAvailable } from "../wasm/module.ts";
-import { wasmSoftmax } from "../wasm/softmax.ts";
+import { Arena, ArenaBuffer } from "./wasm/arena.ts";
+import { wasmSoftmax } from "./wasm/softmax.ts";
+import { biasOf, gather, im2colMap, scatterAdd } from "./native_conv.ts";
+import { gatherArgmax, poolHazard, windowArgmax } from "./native_pool.ts";
+import { runNativeKernel } from "./native_kernels.ts";
+import { type NativeOptions, wasmChoice } from "./native_options.ts";
 
-/** Options of {@link NativeBackend.create}. */
-export interface NativeOptions {
-  /**
-   * WebAssembly SIMD kernels over one memory arena (default: where WebAssembly SIMD is there,
-   * unless `SGN_WASM=none`); false: the compiled JavaScript loops on JavaScript-heap buffers.
-   */
-  wasm?: boolean;
-  /** The arena's initial size in bytes (it grows as needed; default 16 MiB). */
-  arenaBytes?: number;
-  /**
-   * The arena's largest size in bytes (default 4 GiB, the most a WebAssembly memory holds);
-   * buffers beyond it live on the JavaScript heap, and kernels reading them run as loops.
-   */
-  arenaMaxBytes?: number;
-  /**
-   * oneDNN for float32 convolutions and max pooling (default: where the library loads, unless
-   * `SGN_DNNL=none`); false: im2col + BLAS and the JavaScript argmax.
-   */
-  dnnl?: boolean;
-}
-
-/** Whether the WebAssembly kernels are wanted and possible, or the one-line reason not. */
-function wasmChoice(opt: boolean | undefined): { on: boolean; why: string } {
-  if (opt === false) return { on: false, why: "create({ wasm: false })" };
-  if (opt === undefined && env("SGN_WASM") === "none") return { on: false, why: "SGN_WASM=none" };
-  if (!simdAvailable()) return { on: false, why: "no WebAssembly SIMD here" };
-  return { on: true, why: "" };
-}
+export type { NativeOptions };
 
 /** Cached im2col columns of convolution inputs: at most this many bytes in all. */
 const COLUMN_BYTES = 512 * 2 ** 20;
@@ -210,37 +183,11 @@ export class NativeBackend extends CpuBackend {
 
   // --- IR kernels: compiled loops (cpu/compile.ts) ----------------------------------------------
 
-  /**
-   * Runs an IR kernel in WebAssembly where it has a form there and every buffer is in the
-   * arena, else as compiled JavaScript loops (`cpu/compile.ts`). In the arena, a kernel of
-   * several outputs runs one output after the other, each as a kernel of its own would (the
-   * same function, so the same numbers); on the JavaScript heap in one pass of the loops.
-   */
+  /** Runs an IR kernel: in WebAssembly or as compiled loops (cpu/native_kernels.ts). */
   override run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
     const bufs = this.kernelInputs(kernel, inputs, dtype);
     const out = this.alloc(outputSize(kernel), dtype);
-    if (out.size === 0) return out;
-    const arena = this.arena;
-    if (!arena || !(out instanceof ArenaBuffer) || !bufs.every((b) => b instanceof ArenaBuffer)) {
-      this.kernelRuns.js++;
-      const { run, consts } = compileKernel(kernel, dtype);
-      run(bufs.map((b) => b.data), out.data, consts);
-      return out;
-    }
-    const parts = kernel.more ? singleOutputs(kernel) : [kernel];
-    const n = out.size / parts.length;
-    parts.forEach((part, j) => {
-      const w = compileWasmKernel(part, dtype, arena.memory);
-      if (w) {
-        const bytes = dtype === "float64" ? 8 : 4;
-        w.run(bufs.map((b) => (b as ArenaBuffer).ptr), out.ptr + j * n * bytes, w.consts);
-        this.kernelRuns.wasm++;
-      } else {
-        this.kernelRuns.js++;
-        const { run, consts } = compileKernel(part, dtype);
-        run(bufs.map((b) => b.data), out.data.subarray(j * n, (j + 1) * n), consts);
-      }
-    });
+    if (out.size > 0) runNativeKernel(kernel, bufs, out, dtype, this.arena, this.kernelRuns);
     return out;
   }
 
@@ -599,34 +546,7 @@ export class NativeBackend extends CpuBackend {
     const key = `${s.n},${s.c},${s.h},${s.w},${s.kh},${s.kw},${s.strideH},${s.strideW}`;
     const hit = this.#argmax.get(x);
     if (hit?.key === key) return hit.arg;
-    const arg = new Int32Array(s.n * s.c * ho * wo);
-    const xd = x.data;
-    // Offsets of a window's elements from its first, in row-major order.
-    const offs = new Int32Array(s.kh * s.kw);
-    for (let ky = 0, t = 0; ky < s.kh; ky++) {
-      for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * s.w + kx;
-    }
-    const nt = offs.length, sh = s.strideH, sw = s.strideW;
-    let o = 0;
-    for (let nc = 0; nc < s.n * s.c; nc++) {
-      for (let oy = 0; oy < ho; oy++) {
-        const rowBase = (nc * s.h + oy * sh) * s.w;
-        for (let ox = 0; ox < wo; ox++, o++) {
-          const start = rowBase + ox * sw;
-          let best = start;
-          let bv = xd[start];
-          // The first maximum wins; the first NaN wins over any number and stays.
-          for (let t = 1; t < nt; t++) {
-            const v = xd[start + offs[t]];
-            if (v > bv || (v !== v && bv === bv)) {
-              best = start + offs[t];
-              bv = v;
-            }
-          }
-          arg[o] = best;
-        }
-      }
-    }
+    const arg = windowArgmax(x.data, s, ho, wo);
     this.#argmax.set(x, { key, arg });
     return arg;
   }
@@ -655,112 +575,5 @@ export class NativeBackend extends CpuBackend {
       for (let i = 0; i < arg.length; i++) od[arg[i]] += dd[i];
     }
     return out;
-  }
-}
-
-/**
- * out[o] = v[the input index of output o's window argmax], the argmax given as its position in
- * the window (ky kw + kx) per output.
- */
-function gatherArgmax(
-  s: Pool2dSpec,
-  ho: number,
-  wo: number,
-  at: Uint8Array | Int32Array,
-  v: TypedArray,
-  out: TypedArray,
-): void {
-  const sh = s.strideH, sw = s.strideW, w = s.w;
-  // The input offset of each window position from the window's first element.
-  const offs = new Int32Array(s.kh * s.kw);
-  for (let ky = 0, t = 0; ky < s.kh; ky++) {
-    for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * w + kx;
-  }
-  let o = 0;
-  for (let nc = 0; nc < s.n * s.c; nc++) {
-    for (let oy = 0; oy < ho; oy++) {
-      const row = (nc * s.h + oy * sh) * w;
-      for (let ox = 0, start = row; ox < wo; ox++, o++, start += sw) {
-        out[o] = v[start + offs[at[o]]];
-      }
-    }
-  }
-}
-
-/**
- * The bias of an epilogue that only adds one value per filter to the convolution (`acc + b[f]`,
- * either order), as the buffer and the offset of b[0]; else undefined.
- */
-function biasOf(
-  epi: Epilogue,
-  s: Conv2dSpec,
-): { buffer: DeviceBuffer; offset: number } | undefined {
-  const e = epi.body;
-  if (e.k !== "binary" || e.op !== "add") return undefined;
-  const [acc, l] = e.a.k === "acc" ? [e.a, e.b] : [e.b, e.a];
-  if (acc.k !== "acc" || l.k !== "load" || l.strides.length !== 4) return undefined;
-  const [ho, wo] = conv2dOutSize(s);
-  const sizes = [s.n, s.f, ho, wo];
-  const want = [0, 1, 0, 0];
-  // A dimension of size 1 is never stepped through: its stride does not matter.
-  if (!l.strides.every((st, d) => sizes[d] === 1 || st === want[d])) return undefined;
-  return { buffer: epi.inputs[l.input], offset: l.offset };
-}
-
-/**
- * Whether a buffer holds a value oneDNN's max pooling gets wrong: NaN (skipped, where ours
- * returns it) or -Infinity (a window of only -Infinity gives -FLT_MAX there).
- */
-function poolHazard(x: TypedArray): boolean {
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i];
-    if (v !== v || v === -Infinity) return true;
-  }
-  return false;
-}
-
-const maps = new Map<string, Int32Array>();
-
-/**
- * The im2col index map of one image: map[(c kh + ky) kw + kx][oy wo + ox] is the offset of
- * x[c][iy][ix] in the image, iy = oy sh - ph + ky and ix = ox sw - pw + kx, or -1 in the
- * padding. Cached per shape (a few shapes per network).
- */
-function im2colMap(s: Conv2dSpec, ho: number, wo: number): Int32Array {
-  const key = [s.c, s.h, s.w, s.kh, s.kw, s.strideH, s.strideW, s.padH, s.padW].join(",");
-  let map = maps.get(key);
-  if (map) return map;
-  map = new Int32Array(s.c * s.kh * s.kw * ho * wo);
-  let j = 0;
-  for (let c = 0; c < s.c; c++) {
-    for (let ky = 0; ky < s.kh; ky++) {
-      for (let kx = 0; kx < s.kw; kx++) {
-        for (let oy = 0; oy < ho; oy++) {
-          const iy = oy * s.strideH - s.padH + ky;
-          for (let ox = 0; ox < wo; ox++, j++) {
-            const ix = ox * s.strideW - s.padW + kx;
-            map[j] = iy < 0 || iy >= s.h || ix < 0 || ix >= s.w ? -1 : (c * s.h + iy) * s.w + ix;
-          }
-        }
-      }
-    }
-  }
-  maps.set(key, map);
-  return map;
-}
-
-/** col[j] = x[base + map[j]] (0 where map[j] < 0). */
-function gather(x: TypedArray, base: number, map: Int32Array, col: TypedArray): void {
-  for (let j = 0; j < map.length; j++) {
-    const k = map[j];
-    col[j] = k < 0 ? 0 : x[base + k];
-  }
-}
-
-/** dx[base + map[j]] += col[j]: the transpose of {@link gather}. */
-function scatterAdd(col: TypedArray, map: Int32Array, dx: TypedArray, base: number): void {
-  for (let j = 0; j < map.length; j++) {
-    const k = map[j];
-    if (k >= 0) dx[base + k] += col[j];
   }
 }

@@ -44,7 +44,7 @@ export class CpuBuffer implements DeviceBuffer {
     this.dtype = data instanceof Float64Array ? "float64" : "float32";
   }
   /**
-   * The elements. A subclass may derive them anew (wasm/arena.ts: after its memory grew), so
+   * The elements. A subclass may derive them anew (cpu/wasm/arena.ts: after its memory grew), so
    * read `data` again after any allocation rather than keep it.
    */
   get data(): TypedArray {

@@ -139,8 +139,11 @@ export function pool2dOutSize(s: Pool2dSpec): [number, number] {
 
 /** A tensor kernel implementation. See the module documentation. */
 export interface Backend {
-  /** "webgpu", "cpu" (the plain TypeScript oracle) or "native" (BLAS through FFI). */
-  readonly name: "webgpu" | "cpu" | "native";
+  /**
+   * The backend's name in the registry above (autodiff/device.ts `BACKENDS`): "webgpu", "native"
+   * (BLAS through FFI), "cpu" (the plain TypeScript oracle), ...; the value of `SGN_BACKEND`.
+   */
+  readonly name: string;
   /** Human-readable description of the device (the adapter for WebGPU). */
   readonly description: string;
   /** Element types this backend supports. */

@@ -65,19 +65,16 @@ export interface Kernel {
   readonly more?: readonly KernelOutput[];
 }
 
-/**
- * Most outputs of one kernel: a WGSL reduction keeps two arrays of 256 words in workgroup memory
- * per output, and WebGPU guarantees 16 KiB of it.
- */
+/** Most outputs of one kernel (a WGSL reduction keeps 2 KiB per output in workgroup memory). */
 export const MAX_OUTPUTS = 8;
 
-/**
- * One output of a kernel: its value at each loop index and, in a reduction, its reduce op and
- * epilogue (a map's outputs have neither).
- */
+/** One output of a kernel (a map's outputs have a body only). */
 export interface KernelOutput {
+  /** The value at each loop index. */
   readonly body: Expr;
+  /** In a reduction: how this output reduces its body. */
   readonly op?: ReduceOp;
+  /** In a reduction: the stored value from `acc` (this output's reduced value). */
   readonly epilogue?: Expr;
 }
 
@@ -87,15 +84,11 @@ export interface KernelOutput {
  *
  * @example
  * ```ts
- * import { load, outputsOf, outputSize, unary } from "./ir.ts";
- * const k = {
- *   shape: [],
- *   inputs: 1,
- *   body: load(0, [1]),
- *   reduce: { op: "sum" as const, shape: [8] },
- *   more: [{ body: unary("abs", load(0, [1])), op: "max" as const }],
- * };
- * console.log(outputsOf(k).map((o) => o.op), outputSize(k)); // [ "sum", "max" ] 2
+ * import { type Kernel, load, outputsOf, outputSize, unary } from "./ir.ts";
+ * const x = load(0, [1]);
+ * const k: Kernel = { shape: [], inputs: 1, body: x, reduce: { op: "sum", shape: [8] } };
+ * const both: Kernel = { ...k, more: [{ body: unary("abs", x), op: "max" }] };
+ * console.log(outputsOf(both).map((o) => o.op), outputSize(both)); // [ "sum", "max" ] 2
  * ```
  */
 export function outputsOf(kernel: Kernel): KernelOutput[] {

@@ -1,7 +1,5 @@
 /**
- * The matrix product in the lazy graph: its routine (the backend's `matmul`, reading its operands
- * in place when they are windows of larger buffers, applying the epilogues that fuse into it),
- * and the bias gradient folded into it.
+ * The bias gradient folded into the matrix product that gives the weight gradient.
  *
  * A dense layer z = x W + b has the weight gradient x^T dy and the bias gradient, dy summed over
  * the batch. In a flat parameter vector b follows W, so [dW; db] is one block: the product of
@@ -12,43 +10,9 @@
  * @module
  */
 
-import type { MatmulSpec } from "./backend.ts";
 import { type Kernel, kernelKey } from "./ir.ts";
-import { type Lazy, reduce, routine } from "./lazy.ts";
-
-/**
- * The product of `a` and `b` as a routine of the lazy graph, of shape `shape` (the backend's
- * `matmulShape(spec)`).
- *
- * @example
- * ```ts
- * import { CpuBackend } from "../backends.ts";
- * import { Lazy } from "./lazy.ts";
- * import { matmulRoutine } from "./matmul.ts";
- * const cpu = new CpuBackend();
- * const a = Lazy.of(cpu, cpu.upload(new Float32Array([1, 2, 3, 4])), [2, 2]);
- * const p = matmulRoutine(a, a, { m: 2, k: 2, n: 2 }, [2, 2]);
- * console.log(await cpu.read(p.realize())); // [7, 10, 15, 22]
- * p.release();
- * a.release();
- * ```
- */
-export function matmulRoutine(
-  a: Lazy,
-  b: Lazy,
-  spec: MatmulSpec,
-  shape: readonly number[],
-): Lazy {
-  const be = a.backend;
-  return routine(
-    "matmul",
-    [a, b],
-    shape,
-    ([x, y], epi, [offsetA, offsetB] = [0, 0]) =>
-      be.matmul(x, y, { ...spec, offsetA, offsetB }, epi),
-    { fusable: true, windows: true, spec },
-  );
-}
+import type { Lazy } from "./lazy.ts";
+import { reduce, routine } from "./graph.ts";
 
 /**
  * The parts of a flat vector with each pending pair (a product x^T y, y's sums over its first
@@ -57,13 +21,14 @@ export function matmulRoutine(
  *
  * @example
  * ```ts
- * import { CpuBackend } from "../backends.ts";
- * import { Lazy, reduce } from "./lazy.ts";
- * import { foldColumnSums, matmulRoutine } from "./matmul.ts";
+ * import { CpuBackend } from "../cpu/oracle.ts";
+ * import { Lazy } from "./lazy.ts";
+ * import { reduce, routine } from "./graph.ts";
+ * import { foldColumnSums } from "./matmul.ts";
  * const cpu = new CpuBackend();
  * const x = Lazy.of(cpu, cpu.upload(new Float32Array([1, 2, 3, 4, 5, 6])), [3, 2]);
  * const dy = Lazy.of(cpu, cpu.upload(new Float32Array([1, 0, 2])), [3, 1]);
- * const dW = matmulRoutine(x, dy, { m: 2, k: 3, n: 1, transA: true }, [2, 1]);
+ * const dW = routine({ op: "matmul", spec: { m: 2, k: 3, n: 1, transA: true } }, [x, dy], [2, 1]);
  * const db = reduce("sum", dy, [0]);
  * const [both] = foldColumnSums([dW, db]);
  * console.log(both.shape, await cpu.read(both.realize())); // [ 3, 1 ] [11, 14, 3]
@@ -83,8 +48,8 @@ export function foldColumnSums(parts: readonly Lazy[]): Lazy[] {
 /** The product `w` with the sums `bias` as its last row, if `bias` is what that row holds. */
 function withSums(w: Lazy, bias: Lazy): Lazy | undefined {
   const r = w.recipe;
-  if (r?.kind !== "routine" || r.name !== "matmul" || r.epilogue || !r.spec) return undefined;
-  const spec = r.spec as MatmulSpec;
+  if (r?.kind !== "routine" || r.routine.op !== "matmul" || r.epilogue) return undefined;
+  const spec = r.routine.spec;
   if ((spec.batch ?? 1) !== 1 || spec.sums || spec.transB || w.shape.length !== 2) return undefined;
   const [m, n] = w.shape;
   if (bias.shape.length !== 1 || bias.shape[0] !== n || bias.dtype !== w.dtype) return undefined;
@@ -93,7 +58,8 @@ function withSums(w: Lazy, bias: Lazy): Lazy | undefined {
   const sums = reduce("sum", y, [0]);
   const same = sameReduction(sumsOf(bias), sums, w.dtype);
   sums.release();
-  return same ? matmulRoutine(r.args[0], y, { ...spec, sums: true }, [m + 1, n]) : undefined;
+  const both = { op: "matmul" as const, spec: { ...spec, sums: true } };
+  return same ? routine(both, [r.args[0], y], [m + 1, n]) : undefined;
 }
 
 /** The reduction behind `x`: x itself, or the array x views whole (a reshape of it). */

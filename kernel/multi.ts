@@ -19,17 +19,9 @@ import {
   load,
   MAX_OUTPUTS,
 } from "./ir.ts";
-import {
-  type Fragment,
-  join,
-  Lazy,
-  lazyStats,
-  MAX_INPUTS,
-  readWindows,
-  type Recipe,
-  reshape,
-  slice,
-} from "./lazy.ts";
+import { Lazy, MAX_INPUTS, readWindows, type Recipe } from "./lazy.ts";
+import { type Fragment, join, reshape, slice } from "./graph.ts";
+import { activeRecorder, type Launch, launch } from "./record.ts";
 import { sizeOf } from "./shape.ts";
 
 /** A pending array as one output of a multi-output kernel, its expressions over `srcs`. */
@@ -77,8 +69,9 @@ const sameShape = (a: readonly number[], b: readonly number[]) =>
  *
  * @example
  * ```ts
- * import { CpuBackend } from "../backends.ts";
- * import { Lazy, reduce, unary } from "./lazy.ts";
+ * import { CpuBackend } from "../cpu/oracle.ts";
+ * import { Lazy } from "./lazy.ts";
+ * import { reduce, unary } from "./graph.ts";
  * import { realizeTogether } from "./multi.ts";
  * const cpu = new CpuBackend();
  * const x = Lazy.of(cpu, cpu.upload(new Float32Array([1, -4, 2])), [3]);
@@ -154,7 +147,6 @@ function fit(group: Part[]): Part[][] {
 /** Runs one kernel for the parts (two or more); each part becomes a view of its output. */
 function run(parts: Part[]): void {
   const first = parts[0].x;
-  const be = first.backend;
   const shape = first.shape;
   const red = parts.find((p) => p.red)?.red;
   // With a reduction, a map is an output whose epilogue is the map, over a sum of zeros.
@@ -176,15 +168,12 @@ function run(parts: Part[]): void {
     ...(head.epilogue ? { epilogue: head.epilogue } : {}),
     more,
   };
-  let buffer;
+  let all: Lazy;
   try {
-    const inputs = srcs.map((s) => s.realize());
-    lazyStats.kernels++;
-    buffer = be.run(kernel, inputs, first.dtype);
+    all = runKernel(kernel, srcs, first);
   } finally {
     for (const s of srcs) s.release();
   }
-  const all = Lazy.of(be, buffer, [buffer.size]);
   const size = sizeOf(shape);
   parts.forEach((p, j) => {
     const piece = slice(all, [j * size], [size]);
@@ -204,8 +193,9 @@ function run(parts: Part[]): void {
  *
  * @example
  * ```ts
- * import { CpuBackend } from "../backends.ts";
- * import { Lazy, reduce } from "./lazy.ts";
+ * import { CpuBackend } from "../cpu/oracle.ts";
+ * import { Lazy } from "./lazy.ts";
+ * import { reduce } from "./graph.ts";
  * import { stack } from "./multi.ts";
  * const cpu = new CpuBackend();
  * const x = Lazy.of(cpu, cpu.upload(new Float32Array([1, -4, 2])), [3]);
@@ -232,7 +222,6 @@ export function stack(xs: readonly Lazy[]): Lazy | undefined {
   try {
     // More buffers than one kernel binds: concat copies them instead.
     if (srcs.length > MAX_INPUTS) return undefined;
-    const inputs = srcs.map((s) => s.realize());
     const [body, ...more] = exprs;
     const kernel: Kernel = {
       shape: first.shape,
@@ -240,9 +229,23 @@ export function stack(xs: readonly Lazy[]): Lazy | undefined {
       body,
       ...(more.length ? { more: more.map((e) => ({ body: e })) } : {}),
     };
-    lazyStats.kernels++;
-    return Lazy.of(first.backend, first.backend.run(kernel, inputs, first.dtype), shape);
+    const all = runKernel(kernel, srcs, first);
+    const out = reshape(all, shape);
+    all.release();
+    return out;
   } finally {
     for (const s of srcs) s.release();
   }
+}
+
+/**
+ * Launches `kernel` over the arrays `srcs` (computed first) as the graph launches its own (a
+ * recording on notes it), giving its output as a flat computed array.
+ */
+function runKernel(kernel: Kernel, srcs: readonly Lazy[], like: Lazy): Lazy {
+  const ins = srcs.map((s) => ({ buffer: s.realize(), holder: s }));
+  const l: Launch = { kind: "kernel", kernel, dtype: like.dtype };
+  const out = launch(like.backend, l, ins.map((x) => x.buffer));
+  activeRecorder()?.note(l, ins, out);
+  return Lazy.of(like.backend, out, [out.size]);
 }

@@ -20,6 +20,11 @@ export function sizeOf(shape: readonly number[]): number {
   return n;
 }
 
+/** Whether two shapes are equal. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 /** The broadcast shape of two shapes, NumPy rules, or undefined if they are incompatible. */
 export function broadcastShapes(
   a: readonly number[],

@@ -7,7 +7,9 @@
  * @module
  */
 
-import type { Collection, Final, Group } from "./collect.ts";
+import type { Collection } from "./collect.ts";
+import type { Group } from "./group.ts";
+import type { Final } from "./stats.ts";
 import type { Band, Metric, PageData, PageDiagnostics, PageGroup } from "./types.ts";
 import { seriesStyle } from "./style.ts";
 

@@ -18,48 +18,35 @@ import { pathToFileURL } from "node:url";
 import { writeFileAtomic } from "../train/atomic.ts";
 import { SgnError } from "../errors.ts";
 import { bundlePageScript } from "./bundle.ts";
-import {
-  collectRuns,
-  type InputLimits,
-  parseSourceArg,
-  type Problem,
-  readRunConfig,
-  type ReportSource,
-} from "./collect.ts";
+import { collectRuns, readRunConfig } from "./collect.ts";
+import type { Problem } from "./run.ts";
+import { type InputLimits, parseSourceArg, type ReportSource } from "./walk.ts";
 import { buildReportHtml } from "./html.ts";
 import { describeConfiguration, findReference, type ReferenceSet } from "./reference.ts";
 
+export { type Collection, type CollectOptions, collectRuns, readRunConfig } from "./collect.ts";
+export { type Group, groupRuns, type GroupStatus, groupStatus } from "./group.ts";
 export {
-  aggregate,
-  type Collection,
-  type CollectOptions,
-  collectRuns,
   configNaming,
-  defaultLabel,
   type Diagnostics,
-  type DiagnosticsRecord,
-  expandGlob,
-  type Final,
-  finalFigure,
-  findRunDirs,
-  type Group,
-  groupRuns,
-  type GroupStatus,
-  groupStatus,
-  INPUT_LIMITS,
-  type InputLimits,
   parseResults,
   parseRunName,
-  parseSourceArg,
   type Problem,
-  readRunConfig,
-  type ReportSource,
   type Run,
-  RUN_STATUSES,
   type RunSeries,
-  type RunStatus,
   truncateRun,
-} from "./collect.ts";
+} from "./run.ts";
+export { aggregate, type Final, finalFigure } from "./stats.ts";
+export {
+  defaultLabel,
+  expandGlob,
+  findRunDirs,
+  INPUT_LIMITS,
+  type InputLimits,
+  parseSourceArg,
+  type ReportSource,
+} from "./walk.ts";
+export { type DiagnosticsRecord, RUN_STATUSES, type RunStatus } from "../train/results.ts";
 export { buildReportHtml, type HtmlOptions, pageData } from "./html.ts";
 export { bundlePageScript } from "./bundle.ts";
 export { type SeriesStyle, seriesStyle } from "./style.ts";

@@ -12,7 +12,10 @@
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SgnError } from "../errors.ts";
-import { configNaming, findRunDirs, type Problem, readRunConfig } from "./collect.ts";
+import { checkConfig } from "../train/results.ts";
+import { readRunConfig } from "./collect.ts";
+import { configNaming, type Problem } from "./run.ts";
+import { findRunDirs } from "./walk.ts";
 
 /** What makes two runs comparable: the same value of every field. */
 export interface Configuration {
@@ -48,27 +51,18 @@ export interface Configuration {
  */
 export function configurationOf(config: unknown): Configuration | undefined {
   const naming = configNaming(config);
-  if (!naming?.dataset) return undefined;
-  const top = config as Record<string, unknown>;
-  const block = top.config as Record<string, unknown>;
-  const layers = top.layers;
-  const network = typeof top.architecture === "string"
-    ? top.architecture
-    : Array.isArray(layers) && layers.every((n) => typeof n === "number")
-    ? `MLP ${layers.join("-")}`
-    : undefined;
-  const batchSize = block.BATCH_SIZE;
-  const dtype = top.dtype;
-  if (network === undefined || typeof batchSize !== "number" || typeof dtype !== "string") {
-    return undefined;
-  }
+  const c = checkConfig(config).config;
+  if (!naming?.dataset || !c) return undefined;
+  const network = c.architecture ?? (c.layers ? `MLP ${c.layers.join("-")}` : undefined);
+  const batchSize = c["config.BATCH_SIZE"];
+  if (network === undefined || batchSize === undefined || c.dtype === undefined) return undefined;
   return {
     dataset: naming.dataset,
     network,
     solver: naming.solver,
     setting: naming.setting,
     batchSize,
-    dtype,
+    dtype: c.dtype,
   };
 }
 

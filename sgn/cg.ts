@@ -23,7 +23,7 @@
 
 import { full, scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
-import * as k from "../kernel/lazy.ts";
+import * as k from "../kernel/graph.ts";
 import { realizeTogether } from "../kernel/multi.ts";
 import { flatten } from "./vectors.ts";
 

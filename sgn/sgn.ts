@@ -35,6 +35,7 @@ import {
   valueAndGrad,
 } from "../autodiff/transforms.ts";
 import { checkParams, flatten, precondT, unflatten } from "./vectors.ts";
+import { type Replayable, replayable } from "../autodiff/replay.ts";
 import {
   axpyT,
   backtrackIterates,
@@ -279,6 +280,7 @@ export class SGN implements Optimizer {
     // momentum is taken out when the step commits).
     const temps: Tensor[] = [];
     let C: { op: CurvatureOperator; own: boolean; rows: number } | undefined;
+    let gp: Replayable | undefined;
     try {
       C = this.#curvature(G, model, loss, sub);
       const curvature = C.op;
@@ -298,11 +300,10 @@ export class SGN implements Optimizer {
       });
       temps.push(solved.l0, solved.g, solved.mHat, solved.theta);
       if (solved.momentum) temps.push(solved.momentum);
-      const apply = (p: Tensor) =>
-        scope(() => {
-          const gp = flatten(curvature.apply(...unflatten(p, this.#shapes)));
-          return o.add(o.mul(p, rho), gp);
-        });
+      // C p, recorded at CG's first iteration and replayed at the others (autodiff/replay.ts).
+      gp = replayable((p: Tensor) => [flatten(curvature.apply(...unflatten(p, this.#shapes)))]);
+      const curv = gp;
+      const apply = (p: Tensor) => scope(() => o.add(o.mul(p, rho), curv(p)[0]));
       const precond = opt.cgPrec
         // From the base damping, never the scheduled rho (SGN-ALGORITHM.md step 2).
         ? (r: Tensor) => precondT(r, solved.mHat, opt.trustRegion ? rho : opt.dampRho, opt.alphaExp)
@@ -481,6 +482,7 @@ export class SGN implements Optimizer {
         negativeCurvature,
       };
     } finally {
+      gp?.dispose();
       if (C?.own) C.op.dispose();
       G.dispose();
       for (const k of temps) k.dispose();

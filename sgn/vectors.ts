@@ -10,7 +10,7 @@ import { SgnError, showValue } from "../errors.ts";
 
 import { sizeOf } from "../kernel/shape.ts";
 import { Tensor } from "../autodiff/tensor.ts";
-import * as k from "../kernel/lazy.ts";
+import * as k from "../kernel/graph.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 import { foldColumnSums } from "../kernel/matmul.ts";
 import { stack } from "../kernel/multi.ts";
@@ -71,7 +71,7 @@ export function flatten(parts: readonly Tensor[]): Tensor {
   // A layer's weight and bias gradients side by side: one product (kernel/matmul.ts).
   const folded = foldColumnSums(parts.map((p) => p.lazy));
   const widths = folded.map((l) => l.size);
-  const lazy = k.routine("concat", folded, shape, (bufs) => be.concat(bufs, 1, widths));
+  const lazy = k.routine({ op: "concat", outer: 1, widths }, folded, shape);
   for (const l of folded) l.release();
   return new Tensor(be, lazy, shape, parts[0].dtype);
 }

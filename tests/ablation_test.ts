@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ABLATIONS, EXPERIMENTS, GRIDS, planRuns } from "../train/reproduce.ts";
 import { parseTrainArgs } from "../train/settings.ts";
-import { parseRunName } from "../report/collect.ts";
+import { parseRunName } from "../report/run.ts";
 
 Deno.test("ablation grids: valid flags, report-parsable names, SGN(3) plus one change each", () => {
   for (const experiment of Object.keys(ABLATIONS)) {

@@ -1,10 +1,13 @@
 /**
- * Autodiff against independent computations: central finite differences in float64 on the CPU
- * backend, explicit Jacobians built column by column, closed-form Hessians, and the adjoint
- * identity <u, J v> = <J^T u, v> on WebGPU in float32.
+ * Autodiff against independent computations: each op's JVP and VJP against central finite
+ * differences in float64 on the CPU backend (tests/autodiff_support.ts) and the adjoint identity
+ * <u, J v> = <J^T u, v> on WebGPU in float32; Hessian-vector products against closed-form
+ * Hessians and differences of the gradient; Gauss-Newton-vector products against explicit
+ * Jacobians built column by column; nested transformations; clear errors for misuse; and a flat
+ * live buffer count over many products. Whole networks are in tests/autodiff_networks_test.ts.
  */
+
 import assert from "node:assert/strict";
-import type { Backend } from "../kernel/backend.ts";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import {
@@ -18,88 +21,18 @@ import {
   vjp,
 } from "../autodiff/transforms.ts";
 import { meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
-import { cpu, native, Random, webgpu } from "./harness.ts";
-import { convNet as libConvNet, mlp as libMlp, type Network } from "../models/networks.ts";
-
-const gpu = await webgpu();
-
-type Dtype = "float32" | "float64";
-
-function rand(
-  be: Backend,
-  shape: number[],
-  rng: Random,
-  dtype: Dtype = "float64",
-  lo = -1,
-  hi = 1,
-): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return tensor(rng.array(n, (r) => r.range(lo, hi)), shape, { backend: be, dtype });
-}
-
-async function host(t: Tensor): Promise<number[]> {
-  return Array.from(await t.data());
-}
-
-function dotHost(a: number[], b: number[]): number {
-  return a.reduce((s, v, i) => s + v * b[i], 0);
-}
-
-/** f(x + h v) with x, v host arrays, evaluated on float64 CPU tensors. */
-async function evalAt(
-  f: (...xs: Tensor[]) => Tensor,
-  xs: Tensor[],
-  vs: number[][],
-  h: number,
-): Promise<number[]> {
-  const shifted = await Promise.all(
-    xs.map(async (x, i) => {
-      const base = await host(x);
-      return tensor(base.map((v, j) => v + h * vs[i][j]), x.shape, {
-        backend: cpu,
-        dtype: "float64",
-      });
-    }),
-  );
-  const y = f(...shifted);
-  const out = await host(y);
-  y.dispose();
-  shifted.forEach((t) => t.dispose());
-  return out;
-}
-
-/** Central difference of f at xs along vs. */
-async function fd(
-  f: (...xs: Tensor[]) => Tensor,
-  xs: Tensor[],
-  vs: number[][],
-  h = 1e-6,
-): Promise<number[]> {
-  const plus = await evalAt(f, xs, vs, h);
-  const minus = await evalAt(f, xs, vs, -h);
-  return plus.map((p, i) => (p - minus[i]) / (2 * h));
-}
-
-function assertNear(
-  actual: number[],
-  expected: number[],
-  rtol: number,
-  atol: number,
-  what: string,
-) {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  const scale = Math.max(...expected.map(Math.abs), 1e-30);
-  for (let i = 0; i < actual.length; i++) {
-    const err = Math.abs(actual[i] - expected[i]);
-    if (!(err <= atol + rtol * Math.max(Math.abs(expected[i]), scale * 1e-3))) {
-      throw new Error(
-        `${what}: element ${i} is ${actual[i]}, expected ${
-          expected[i]
-        } (rtol ${rtol}, atol ${atol})`,
-      );
-    }
-  }
-}
+import { cpu, Random } from "./harness.ts";
+import {
+  assertNear,
+  CONV,
+  dotHost,
+  fd,
+  gpu,
+  host,
+  mlp,
+  mlpParams,
+  rand,
+} from "./autodiff_support.ts";
 
 interface OpCase {
   name: string;
@@ -108,8 +41,6 @@ interface OpCase {
   /** Input range, to stay inside the domain and away from kinks. */
   range?: [number, number];
 }
-
-const CONV = { stride: 2, padding: 1 } as const;
 
 const CASES: OpCase[] = [
   { name: "add (broadcast)", shapes: [[3, 4], [4]], f: (a, b) => o.add(a, b) },
@@ -205,100 +136,6 @@ for (const c of CASES) {
       lin.dispose();
     },
   });
-}
-
-// --- whole networks -----------------------------------------------------------------------------
-
-type Act = "sigmoid" | "tanh" | "relu";
-const ACT: Record<Act, (x: Tensor) => Tensor> = { sigmoid: o.sigmoid, tanh: o.tanh, relu: o.relu };
-
-/** An MLP as a function of its parameter list [W1, b1, W2, b2, ...]. */
-function mlp(x: Tensor, act: Act) {
-  return (...p: Tensor[]) => {
-    let h = x;
-    for (let i = 0; i < p.length; i += 2) {
-      h = o.add(o.matmul(h, p[i]), p[i + 1]);
-      if (i + 2 < p.length) h = ACT[act](h);
-    }
-    return h;
-  };
-}
-
-function mlpParams(be: Backend, sizes: number[], rng: Random, dtype: Dtype): Tensor[] {
-  const p: Tensor[] = [];
-  for (let i = 0; i + 1 < sizes.length; i++) {
-    p.push(rand(be, [sizes[i], sizes[i + 1]], rng, dtype));
-    p.push(rand(be, [sizes[i + 1]], rng, dtype, -0.1, 0.1));
-  }
-  return p;
-}
-
-/** conv 4@3x3 - relu - pool 2 - conv 4@3x3 - relu - dense 3. */
-function convNet(x: Tensor) {
-  return (w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, w3: Tensor, b3: Tensor) => {
-    let h = o.relu(o.add(o.conv2d(x, w1), o.reshape(b1, [1, -1, 1, 1])));
-    h = o.maxPool2d(h, 2);
-    h = o.relu(o.add(o.conv2d(h, w2), o.reshape(b2, [1, -1, 1, 1])));
-    return o.add(o.matmul(o.flatten(h), w3), b3);
-  };
-}
-
-function convParams(be: Backend, rng: Random, dtype: Dtype): Tensor[] {
-  return [
-    rand(be, [4, 2, 3, 3], rng, dtype),
-    rand(be, [4], rng, dtype, -0.1, 0.1),
-    rand(be, [4, 4, 3, 3], rng, dtype),
-    rand(be, [4], rng, dtype, -0.1, 0.1),
-    rand(be, [4 * 2 * 2, 3], rng, dtype),
-    rand(be, [3], rng, dtype, -0.1, 0.1),
-  ];
-}
-
-for (const be of [cpu, gpu].filter((b): b is NonNullable<typeof b> => !!b)) {
-  const dtype: Dtype = be.dtypes.includes("float64") ? "float64" : "float32";
-  const tol = dtype === "float64" ? 1e-10 : 2e-5;
-  const nets: [string, () => [(...p: Tensor[]) => Tensor, Tensor[]]][] = [
-    ...(["sigmoid", "tanh", "relu"] as Act[]).map((
-      act,
-    ): [string, () => [(...p: Tensor[]) => Tensor, Tensor[]]] => [
-      `MLP 6-5-4-3 ${act}`,
-      () => {
-        const rng = new Random(20);
-        const x = rand(be, [8, 6], rng, dtype);
-        return [mlp(x, act), mlpParams(be, [6, 5, 4, 3], rng, dtype)];
-      },
-    ]),
-    ["conv net (conv, relu, pool, conv, relu, dense)", () => {
-      const rng = new Random(21);
-      const x = rand(be, [2, 2, 10, 10], rng, dtype);
-      return [convNet(x) as (...p: Tensor[]) => Tensor, convParams(be, rng, dtype)];
-    }],
-  ];
-  for (const [name, make] of nets) {
-    Deno.test({
-      name: `autodiff (${be.name}): ${name}: adjoint identity for the whole network`,
-      fn: async () => {
-        const [f, params] = make();
-        const rng = new Random(22);
-        const v = params.map((p) => rand(be, [...p.shape], rng, dtype));
-        const lin = linearize(f, params);
-        const u = rand(be, [...lin.outputs[0].shape], rng, dtype);
-        const [jv] = lin.jvp(...v);
-        const jtu = lin.vjp(u);
-        const lhs = dotHost(await host(u), await host(jv));
-        let rhs = 0;
-        let scale = 0;
-        for (let i = 0; i < v.length; i++) {
-          const a = await host(jtu[i]);
-          const b = await host(v[i]);
-          rhs += dotHost(a, b);
-          scale += a.reduce((s, x, j) => s + Math.abs(x * b[j]), 0);
-        }
-        assert.ok(Math.abs(lhs - rhs) <= tol * scale, `<u,Jv>=${lhs} <J^T u,v>=${rhs}`);
-        lin.dispose();
-      },
-    });
-  }
 }
 
 // --- Hessian-vector products -----------------------------------------------------------------
@@ -531,74 +368,4 @@ for (const be of [cpu, gpu].filter((b): b is NonNullable<typeof b> => !!b)) {
     G.dispose();
     assert.equal(be.liveBuffers(), start);
   });
-}
-
-// --- the library's networks against finite differences (float64) -----------------------------
-
-const float64Backends = [cpu, await native()].filter((b): b is NonNullable<typeof b> => !!b);
-
-for (const be of float64Backends) {
-  const nets: [string, Network, number[]][] = [
-    ["mlp 6-5-4-3 (sigmoid)", libMlp({ inputs: 6, hidden: [5, 4], outputs: 3 }), [6]],
-    [
-      "convNet (conv, relu, pool, conv, tanh, fc relu, dense)",
-      libConvNet(
-        {
-          conv_layers: {
-            layer0: { type: "CONV", num_filters: 3, filter_size: 3 },
-            layer1: { type: "ACT", activation: "relu" },
-            layer2: { type: "POOL", pool_size: 2 },
-            layer3: { type: "CONV", num_filters: 4, filter_size: 2, padding: 1 },
-            layer4: { type: "ACT", activation: "tanh" },
-          },
-          mlp_layers: { layer0: { type: "FC", output_size: 5, activation: "relu" } },
-        },
-        [2, 9, 8],
-        3,
-      ),
-      [2, 9, 8],
-    ],
-  ];
-  for (const [name, net, inputShape] of nets) {
-    Deno.test(`autodiff (${be.name}): ${name}: loss gradient and J v match central differences`, async () => {
-      const rng = new Random(31);
-      const batch = 4;
-      const x = rand(be, [batch, ...inputShape], rng);
-      const labels = Array.from({ length: batch }, (_, i) => i % 3);
-      const loss = softmaxCrossEntropy(oneHot(labels, 3, { backend: be, dtype: "float64" }));
-      const params = net.init({ seed: 5, backend: be, dtype: "float64" });
-      const f = (...p: Tensor[]) => net.forward(p, x);
-      const objective = (...p: Tensor[]) => loss.value(f(...p));
-      const [, grads] = valueAndGrad(objective)(...params);
-      const g = (await Promise.all(grads.map(host))).flat();
-      const h = 1e-5;
-      for (let trial = 0; trial < 3; trial++) {
-        const v = params.map((p) => rng.array(p.size, (r) => r.normal()));
-        const shifted = (s: number) =>
-          params.map((p, i) =>
-            o.add(p, o.mul(tensor(v[i], [...p.shape], { backend: be, dtype: "float64" }), s))
-          );
-        const [plus, minus] = [shifted(h), shifted(-h)];
-        const lp = (await host(objective(...plus)))[0];
-        const lm = (await host(objective(...minus)))[0];
-        const fd = (lp - lm) / (2 * h);
-        const dir = dotHost(g, v.flatMap((vi) => Array.from(vi)));
-        assert.ok(Math.abs(fd - dir) <= 1e-6 * (Math.abs(dir) + 1e-3), `<g, v> ${dir}, FD ${fd}`);
-        const vt = v.map((vi, i) =>
-          tensor(vi, [...params[i].shape], { backend: be, dtype: "float64" })
-        );
-        const [, [jv]] = jvp(f, params, vt);
-        const zp = await host(f(...plus));
-        const zm = await host(f(...minus));
-        const jvh = await host(jv);
-        jvh.forEach((val, i) => {
-          const fdi = (zp[i] - zm[i]) / (2 * h);
-          assert.ok(
-            Math.abs(val - fdi) <= 1e-6 * (Math.abs(fdi) + 1e-3),
-            `J v[${i}] ${val}, FD ${fdi}`,
-          );
-        });
-      }
-    });
-  }
 }

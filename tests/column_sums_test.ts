@@ -16,7 +16,8 @@ import type { Backend, MatmulSpec } from "../kernel/backend.ts";
 import type { DType } from "../kernel/shape.ts";
 import * as ir from "../kernel/ir.ts";
 import * as k from "../kernel/lazy.ts";
-import { foldColumnSums, matmulRoutine } from "../kernel/matmul.ts";
+import * as g from "../kernel/graph.ts";
+import { foldColumnSums } from "../kernel/matmul.ts";
 import { matmul as gpuMatmul, type MatmulTile } from "../wgsl/matmul.ts";
 import type { GpuBuffer } from "../wgsl/runtime.ts";
 import { scope, tensor } from "../autodiff/tensor.ts";
@@ -217,23 +218,30 @@ Deno.test("fold: only a product's own B summed over its first axis joins it", as
   const dy = up(8, 2, [4, 2]); // [k = 4, n = 2]
   const other = up(8, 3, [4, 2]);
   const dyT = up(8, 2, [2, 4]);
-  const dW = matmulRoutine(xs, dy, { m: 3, k: 4, n: 2, transA: true }, [3, 2]);
+  const dW = g.routine({ op: "matmul", spec: { m: 3, k: 4, n: 2, transA: true } }, [xs, dy], [
+    3,
+    2,
+  ]);
   const temps: k.Lazy[] = [];
   const t = (l: k.Lazy) => (temps.push(l), l);
   const cases: [string, k.Lazy[], number][] = [
-    ["its sums", [dW, k.reduce("sum", dy, [0])], 1],
-    ["another array's sums", [dW, k.reduce("sum", other, [0])], 0],
-    ["a max", [dW, k.reduce("max", dy, [0])], 0],
+    ["its sums", [dW, g.reduce("sum", dy, [0])], 1],
+    ["another array's sums", [dW, g.reduce("sum", other, [0])], 0],
+    ["a max", [dW, g.reduce("max", dy, [0])], 0],
     [
       "scaled sums",
-      [dW, k.binary("mul", t(k.reduce("sum", dy, [0])), t(k.full(cpu, [], 2, "float32")))],
+      [dW, g.binary("mul", t(g.reduce("sum", dy, [0])), t(g.full(cpu, [], 2, "float32")))],
       0,
     ],
-    ["the sums first", [k.reduce("sum", dy, [0]), dW], 0],
+    ["the sums first", [g.reduce("sum", dy, [0]), dW], 0],
     // B stored transposed ([n, k]): its sums over k are a reduction over its last axis.
     ["B transposed", [
-      matmulRoutine(xs, dyT, { m: 3, k: 4, n: 2, transA: true, transB: true }, [3, 2]),
-      k.reduce("sum", dyT, [1]),
+      g.routine(
+        { op: "matmul", spec: { m: 3, k: 4, n: 2, transA: true, transB: true } },
+        [xs, dyT],
+        [3, 2],
+      ),
+      g.reduce("sum", dyT, [1]),
     ], 0],
   ];
   for (const [what, parts, want] of cases) {

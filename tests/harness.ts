@@ -1,12 +1,19 @@
 /**
- * Shared test helpers: the backends under test, seeded random data, and closeness checks that
+ * Shared test helpers: the backends under test (the library's registry, autodiff/device.ts
+ * `BACKENDS`, one process-wide instance each), seeded random data, and closeness checks that
  * report the worst element.
  */
 import type { Backend, DeviceBuffer } from "../kernel/backend.ts";
 import type { TypedArray } from "../kernel/shape.ts";
-import { CpuBackend } from "../cpu/oracle.ts";
+import type { CpuBackend } from "../cpu/oracle.ts";
 import { NativeBackend } from "../cpu/native.ts";
-import { WebGpuBackend } from "../wgsl/webgpu.ts";
+import type { WebGpuBackend } from "../wgsl/webgpu.ts";
+import {
+  BACKEND_NAMES,
+  type BackendName,
+  type BackendOf,
+  findBackend,
+} from "../autodiff/device.ts";
 import { Random } from "../random.ts";
 
 export { Random };
@@ -20,50 +27,58 @@ export function skipped(test: string, why: string): void {
   console.log(`[sgn tests] SKIP ${test}: ${why}`);
 }
 
-/** The CPU backend (float32 and float64). */
-export const cpu: CpuBackend = new CpuBackend();
-
-let gpuPromise: Promise<WebGpuBackend | undefined> | undefined;
-
-/**
- * The WebGPU backend, created once per test process. Prints which adapter runs the tests. When
- * SGN_REQUIRE_WEBGPU=1 (as in CI), a missing adapter is an error rather than a skipped backend.
- */
-export function webgpu(): Promise<WebGpuBackend | undefined> {
-  gpuPromise ??= (async () => {
-    const be = await WebGpuBackend.create();
-    if (be) {
-      console.log(`[sgn tests] WebGPU adapter: ${be.description}`);
-    } else if (Deno.env.get("SGN_REQUIRE_WEBGPU") === "1") {
-      throw new Error("SGN_REQUIRE_WEBGPU=1 but no WebGPU adapter was found");
-    } else {
-      skipped("WebGPU tests", "no WebGPU adapter (SGN_REQUIRE_WEBGPU=1 makes this an error)");
-    }
-    return be;
-  })();
-  return gpuPromise;
+/** The switch that makes a missing backend an error: `SGN_REQUIRE_WEBGPU`, `SGN_REQUIRE_NATIVE`. */
+export function requireVar(name: BackendName): string {
+  return `SGN_REQUIRE_${name.toUpperCase()}`;
 }
 
-let nativePromise: Promise<NativeBackend | undefined> | undefined;
+const tested = new Map<BackendName, Promise<Backend | undefined>>();
 
 /**
- * The native CPU backend (BLAS through FFI), created once per test process. When
- * SGN_REQUIRE_NATIVE=1 (as in CI), a missing BLAS is an error rather than a skipped backend;
+ * The backend of that name (the library's process-wide one), or undefined when it is unavailable
+ * here. Says once per test process which device runs the tests, or why the backend's tests are
+ * skipped; when {@link requireVar} is set to 1, a missing backend is an error instead.
+ */
+export function registered<N extends BackendName>(name: N): Promise<BackendOf<N> | undefined> {
+  let be = tested.get(name);
+  if (!be) {
+    be = findBackend(name).then((found) => {
+      if (found.backend) {
+        console.log(`[sgn tests] ${name} backend: ${found.backend.description}`);
+        return found.backend;
+      }
+      const flag = requireVar(name);
+      if (Deno.env.get(flag) === "1") {
+        throw new Error(`${flag}=1 but the ${name} backend is unavailable: ${found.reason}`);
+      }
+      skipped(
+        `${name} backend tests`,
+        `unavailable: ${found.reason} (${flag}=1 makes this an error)`,
+      );
+      return undefined;
+    });
+    tested.set(name, be);
+  }
+  return be as Promise<BackendOf<N> | undefined>;
+}
+
+const oracle = await findBackend("cpu");
+if (!oracle.backend) throw new Error(`the CPU oracle is unavailable: ${oracle.reason}`);
+
+/** The CPU backend (float32 and float64): the oracle the others are checked against. */
+export const cpu: CpuBackend = oracle.backend;
+
+/** The WebGPU backend, or undefined without an adapter (see {@link registered}). */
+export function webgpu(): Promise<WebGpuBackend | undefined> {
+  return registered("webgpu");
+}
+
+/**
+ * The native CPU backend (BLAS through FFI), or undefined without BLAS (see {@link registered});
  * SGN_BLAS=none makes it unavailable on purpose (the fallback tests).
  */
 export function native(): Promise<NativeBackend | undefined> {
-  nativePromise ??= (() => {
-    const r = NativeBackend.create();
-    if (r.backend) {
-      console.log(`[sgn tests] native backend: ${r.backend.description}`);
-    } else if (Deno.env.get("SGN_REQUIRE_NATIVE") === "1") {
-      throw new Error(`SGN_REQUIRE_NATIVE=1 but the native backend is unavailable: ${r.reason}`);
-    } else {
-      skipped("native-backend tests", `unavailable: ${r.reason}`);
-    }
-    return Promise.resolve(r.backend);
-  })();
-  return nativePromise;
+  return registered("native");
 }
 
 let nativeJsPromise: Promise<NativeBackend | undefined> | undefined;
@@ -101,12 +116,17 @@ export async function nativeVariants(): Promise<{ label: string; be: NativeBacke
 }
 
 /**
- * Every backend available: the CPU oracle, then native (as users get it, and the variant with
- * its optional parts off with `loops`) and WebGPU where they exist.
+ * Every backend of the registry available here: the CPU oracle first, then the others in table
+ * order, and with `loops` the native variant with its optional parts off (see {@link nativeJs}).
  */
 export async function backends({ loops = false } = {}): Promise<Backend[]> {
-  const [nat, js, gpu] = [await native(), loops ? await nativeJs() : undefined, await webgpu()];
-  return [cpu, ...(nat ? [nat] : []), ...(js ? [js] : []), ...(gpu ? [gpu] : [])];
+  const out: Backend[] = [cpu];
+  for (const name of BACKEND_NAMES) {
+    const be = name === "cpu" ? undefined : await registered(name);
+    if (be) out.push(be);
+  }
+  const js = loops ? await nativeJs() : undefined;
+  return js ? [...out, js] : out;
 }
 
 /** Uploads float64 data in the backend's working precision (float32 on WebGPU). */

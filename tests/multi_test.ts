@@ -14,6 +14,7 @@ import type { DType } from "../kernel/shape.ts";
 import * as ir from "../kernel/ir.ts";
 import { interpret } from "../kernel/interpret.ts";
 import * as k from "../kernel/lazy.ts";
+import * as g from "../kernel/graph.ts";
 import { realizeTogether } from "../kernel/multi.ts";
 
 const natives = await nativeVariants();
@@ -218,13 +219,13 @@ property(
       const t = (l: k.Lazy) => (temps.push(l), l);
       const out = kinds.map((kind, i) => {
         const [a, b] = [xs[i % 3], xs[(i + 1) % 3]];
-        const scale = t(k.full(a.backend, [], scales[i], a.dtype));
-        if (kind === 3) return k.binary("mul", rowsOf, scale);
-        const body = kind === 0 ? a : kind === 1 ? t(k.unary("abs", a)) : t(k.binary("mul", a, b));
-        const r = k.reduce(kind === 1 ? "max" : "sum", body, [1]);
+        const scale = t(g.full(a.backend, [], scales[i], a.dtype));
+        if (kind === 3) return g.binary("mul", rowsOf, scale);
+        const body = kind === 0 ? a : kind === 1 ? t(g.unary("abs", a)) : t(g.binary("mul", a, b));
+        const r = g.reduce(kind === 1 ? "max" : "sum", body, [1]);
         if (i % 2 === 0) return r;
         t(r);
-        return k.binary("add", r, scale);
+        return g.binary("add", r, scale);
       });
       for (const l of temps) l.release();
       return out;
@@ -264,12 +265,12 @@ property(
 
 Deno.test("realizeTogether: arrays reading each other, computed ones and repeats", async () => {
   const x = k.Lazy.of(cpu, cpu.upload(new Float64Array([1, -3, 4])), [3]);
-  const s = k.reduce("sum", x, [0]);
+  const s = g.reduce("sum", x, [0]);
   // s * s becomes s's epilogue: one more output of the same kernel.
-  const twice = k.binary("mul", s, s);
+  const twice = g.binary("mul", s, s);
   // x * s reads s's buffer: computed after the others, on its own.
-  const scaled = k.binary("mul", x, s);
-  const m = k.reduce("max", x, [0]);
+  const scaled = g.binary("mul", x, s);
+  const m = g.reduce("max", x, [0]);
   const arrays = [s, twice, scaled, x, m, s];
   const before = k.lazyStats.kernels;
   realizeTogether(arrays);

@@ -13,7 +13,7 @@
 
 import { SgnError } from "../errors.ts";
 import { checkFlag, flagHelp, type FlagSpec, parseFlags } from "./flags.ts";
-import { BACKEND_CHOICES } from "../autodiff/device.ts";
+import { BACKEND_CHOICES, noFloat64 } from "../autodiff/device.ts";
 import {
   CG_STOP_CHOICES,
   CG_WARM_START_RANGE,
@@ -369,7 +369,7 @@ export const SETTINGS = {
     kind: "choice",
     choices: ["", ...BACKEND_CHOICES],
     default: "",
-    help: "auto | webgpu | native | cpu (default: SGN_BACKEND, else auto: a hardware GPU, " +
+    help: `${BACKEND_CHOICES.join(" | ")} (default: SGN_BACKEND, else auto: a hardware GPU, ` +
       "else native BLAS, else what exists)",
   },
   "data-dir": {
@@ -431,11 +431,10 @@ export type TrainSettings = { -readonly [K in SettingName]: ValueOf<(typeof SETT
 const NAMES = Object.keys(SETTINGS) as SettingName[];
 const spec = (name: SettingName): SettingSpec => SETTINGS[name];
 
-/** Checks what no single row can: the run folder's name, float64 on WebGPU, --reference. */
+/** Checks what no single row can: the run folder, float64 on a float32 backend, --reference. */
 function checkTogether(s: TrainSettings): TrainSettings {
-  if (s.float64 && s.backend === "webgpu") {
-    throw new SgnError("--float64 needs a CPU backend (WebGPU computes in float32)");
-  }
+  const no = s.float64 ? noFloat64(s.backend) : undefined;
+  if (no) throw new SgnError(`--${no}`);
   if (s.f === "" || s.f === "." || s.f === ".." || /[\/\\\0]/.test(s.f) || s.f.length > 200) {
     throw new SgnError(
       `--f must be a plain folder name (no slashes, not "." or "..", at most 200 characters), ` +

@@ -1,12 +1,13 @@
 /**
  * Mutants of CG's Hessian-free refinements (warm start, relative stop, backtracking) and of
- * their options and settings rows; tests/cg_options_test.ts must kill each.
+ * their options and settings rows; tests/cg_options_test.ts and tests/cg_sgn_steps_test.ts must
+ * kill each.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const T = ["tests/cg_options_test.ts"];
+const T = ["tests/cg_options_test.ts", "tests/cg_sgn_steps_test.ts"];
 
 /** The mutants of sgn/cg.ts, the CG part of sgn/sgn.ts, and the options' checks and rows. */
 export const MUTANTS: Mutant[] = [

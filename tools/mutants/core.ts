@@ -7,15 +7,16 @@
 import type { Mutant } from "../mutate.ts";
 
 const REF = ["tests/optimizer_reference_test.ts"];
-const CONF = ["tests/conformance_test.ts"];
+const AD = ["tests/autodiff_test.ts", "tests/autodiff_networks_test.ts"];
+const CONF = ["tests/conformance_test.ts", "tests/conformance_edges_test.ts"];
 
 /** The mutants, across kernels, rules, optimizers, the loop, readers and the report. */
 export const MUTANTS: Mutant[] = [
   // --- SGN ---------------------------------------------------------------------------------
   {
     file: "sgn/sgn.ts",
-    find: "return o.add(o.mul(p, rho), gp);",
-    replace: "return o.add(o.mul(p, 0), gp);",
+    find: "o.add(o.mul(p, rho), curv(p)[0])",
+    replace: "o.add(o.mul(p, 0), curv(p)[0])",
     what: "CG's operator loses its damping (G p + rho p becomes G p)",
     tests: REF,
   },
@@ -120,25 +121,25 @@ export const MUTANTS: Mutant[] = [
   },
   // --- autodiff and losses -----------------------------------------------------------------
   {
-    file: "autodiff/primitives.ts",
+    file: "autodiff/derivatives.ts",
     find: "o.mul(s, o.sub(1, s))",
     replace: "o.mul(s, o.sub(1, o.mul(s, 0.5)))",
     what: "a wrong sigmoid derivative (used by both JVP and VJP)",
-    tests: ["tests/autodiff_test.ts"],
+    tests: AD,
   },
   {
-    file: "autodiff/primitives.ts",
+    file: "autodiff/derivatives.ts",
     find: "o.sub(1, o.square(t))",
     replace: "o.sub(1, t)",
     what: "a wrong tanh derivative",
-    tests: ["tests/autodiff_test.ts"],
+    tests: AD,
   },
   {
     file: "models/losses.ts",
     find: "o.mul(o.mul(s, o.sub(u, o.sum(o.mul(s, u), -1, true))), 1 / z.shape[0])",
     replace: "o.mul(o.mul(s, o.sub(u, o.sum(o.mul(s, u), -1, true))), 1)",
     what: "softmax cross-entropy's Hessian product not averaged over the batch",
-    tests: ["tests/autodiff_test.ts", "tests/models_test.ts"],
+    tests: [...AD, "tests/models_test.ts"],
   },
   {
     file: "models/losses.ts",
@@ -177,14 +178,14 @@ export const MUTANTS: Mutant[] = [
     tests: CONF,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "if (v > bv || (v !== v && bv === bv)) {",
     replace: "if (v >= bv || (v !== v && bv === bv)) {",
     what: "native max-pool takes the last of tied maxima",
     tests: CONF,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "const ix = ox * s.strideW - s.padW + kx;",
     replace: "const ix = ox * s.strideW + s.padW + kx;",
     what: "native im2col shifts the padding the wrong way",
@@ -195,7 +196,7 @@ export const MUTANTS: Mutant[] = [
     find: 'if (op === "sum") acc += v;',
     replace: 'if (op === "sum") acc = v;',
     what: "the oracle interpreter's sum keeps only the last term",
-    tests: [...CONF, "tests/autodiff_test.ts"],
+    tests: [...CONF, ...AD],
   },
   // --- training loop, data, report, runs ---------------------------------------------------
   {
@@ -224,14 +225,14 @@ export const MUTANTS: Mutant[] = [
     find: "out[i] = pixels[i] / 255;",
     replace: "out[i] = pixels[i] / 256;",
     what: "pixels scaled by 1/256",
-    tests: ["tests/datasets_test.ts"],
+    tests: ["tests/datasets_idx_test.ts", "tests/datasets_test.ts"],
   },
   {
     file: "datasets/idx.ts",
     find: "const [count, height, width] = images.dims;",
     replace: "const [count, width, height] = images.dims;",
     what: "IDX image height and width swapped",
-    tests: ["tests/bad_input_test.ts", "tests/datasets_test.ts"],
+    tests: ["tests/bad_input_test.ts", "tests/datasets_idx_test.ts", "tests/datasets_test.ts"],
   },
   {
     file: "random.ts",
@@ -241,11 +242,11 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/models_test.ts"],
   },
   {
-    file: "report/collect.ts",
+    file: "report/stats.ts",
     find: "const mean = xs.reduce((a, b) => a + b, 0) / xs.length;",
     replace: "const mean = xs.reduce((a, b) => a + b, 0) / (xs.length + 1);",
     what: "the report's mean over seeds divided by one too many",
-    tests: ["tests/report_test.ts"],
+    tests: ["tests/report_runs_test.ts"],
   },
   {
     file: "train/run_folder.ts",

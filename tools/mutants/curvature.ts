@@ -8,20 +8,24 @@
  */
 import type { Mutant } from "../mutate.ts";
 
-const CURV = ["tests/curvature_test.ts"];
+const CURV = [
+  "tests/curvature_test.ts",
+  "tests/curvature_steps_test.ts",
+  "tests/curvature_train_test.ts",
+];
 
-/** The mutants of the curvatures that tests/curvature_test.ts must kill. */
+/** The mutants of the curvatures that tests/curvature_*_test.ts must kill. */
 export const MUTANTS: Mutant[] = [
   // --- the operators -----------------------------------------------------------------------
   {
-    file: "autodiff/transforms.ts",
+    file: "autodiff/curvature.ts",
     find: "const [u] = dl.vjp(o.mul(dlJv, 1 / n));",
     replace: "const [u] = dl.vjp(dlJv);",
     what: "[i22-curv] the empirical Fisher without its 1/N (a sum of outer products, not a mean)",
     tests: CURV,
   },
   {
-    file: "autodiff/transforms.ts",
+    file: "autodiff/curvature.ts",
     find: "const [dlJv] = dl.jvp(base.jvp(...v));",
     replace: "const dlJv = o.sum(base.jvp(...v), -1);",
     what:
@@ -29,14 +33,14 @@ export const MUTANTS: Mutant[] = [
     tests: CURV,
   },
   {
-    file: "autodiff/transforms.ts",
+    file: "autodiff/curvature.ts",
     find: "const [gz] = grad((y) => loss.value(y))(z);",
     replace: "const [gz] = grad((y) => o.mul(loss.value(y), 2))(z);",
     what: "[i22-curv] the Hessian of twice the loss",
     tests: CURV,
   },
   {
-    file: "autodiff/transforms.ts",
+    file: "autodiff/curvature.ts",
     find: "trace.forward(v, nodes.slice(1)).map((t, i) => t ?? o.zerosLike(params[i]))",
     replace: "trace.forward(v, nodes.slice(1)).map((t, i) => o.zerosLike(params[i]))",
     what: "[i22-curv] the Hessian's products are zero",
@@ -59,9 +63,9 @@ export const MUTANTS: Mutant[] = [
   // --- the curvature mini-batch ------------------------------------------------------------
   {
     file: "sgn/sgn.ts",
-    find: "const gp = flatten(curvature.apply(...unflatten(p, this.#shapes)));",
+    find: "[flatten(curvature.apply(...unflatten(p, this.#shapes)))]",
     replace:
-      "const gp = o.mul(flatten(curvature.apply(...unflatten(p, this.#shapes))), C!.rows / G.outputs.shape[0]);",
+      "[o.mul(flatten(curvature.apply(...unflatten(p, this.#shapes))), C!.rows / G.outputs.shape[0])]",
     what: "[i22-curv] the curvature mini-batch's matrix scaled by m / N (averaged over the batch)",
     tests: CURV,
   },

@@ -1,39 +1,87 @@
 /**
  * Mutants of the kernel layer and its lowerings: view composition and fusion bookkeeping
- * (kernel/lazy.ts), collapse, reshape strides, split reductions and kernel structures
+ * (kernel/lazy.ts, kernel/graph.ts), record and replay (kernel/record.ts), collapse, reshape strides, split reductions and kernel structures
  * (kernel/ir.ts), the structural kernel cache (kernel/cache.ts), the compiled CPU loops
  * (cpu/compile.ts), the native routines and their caches (cpu/native.ts, cpu/dnnl.ts), the
  * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions and pooling
- * (wgsl/). Caught by the generated cases of tests/property_kernel_test.ts, tests/dnnl_test.ts,
- * tests/kernel_cache_test.ts and tests/wasm_test.ts against references written in the tests.
+ * (wgsl/). Caught by the generated cases of tests/property_lazy_programs_test.ts,
+ * property_routines_test.ts and property_grid_test.ts, by tests/dnnl_test.ts,
+ * tests/kernel_cache_test.ts and tests/wasm*_test.ts against references written in the tests.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const PROP = ["tests/property_kernel_test.ts"];
+const PROP = [
+  "tests/property_lazy_programs_test.ts",
+  "tests/property_routines_test.ts",
+  "tests/property_grid_test.ts",
+];
 const CACHE = "tests/kernel_cache_test.ts";
-const WASM = ["tests/wasm_test.ts", "tests/property_kernel_test.ts"];
+const WASM = [
+  "tests/wasm_test.ts",
+  "tests/wasm_kernels_test.ts",
+  "tests/wasm_arena_test.ts",
+  ...PROP,
+];
+const REPLAY = ["tests/replay_test.ts"];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
+  // --- kernel/record.ts, autodiff/replay.ts ----------------------------------------------------
+  {
+    file: "kernel/record.ts",
+    find: "if (s >= n + c && !outs.includes(s)) steps[i].free.push(s);",
+    replace: "if (s >= n && !outs.includes(s)) steps[i].free.push(s);",
+    what:
+      "a replay frees the recording's constants after their last use (the next replay reads freed memory)",
+    tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "      for (const s of st.free) be.release(slots[s]!);\n",
+    replace: "",
+    what: "a replay keeps its intermediates (every replay leaks them)",
+    tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "    this.#slot.set(out, o);\n",
+    replace: "",
+    what: "a recorded launch's result is not known as one (later launches read it as a constant)",
+    tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "const ok = outSlots.every((s, i) => s >= this.#inputs && outSlots.indexOf(s) === i);",
+    replace: "const ok = true;",
+    what: "a function whose results do not all depend on its inputs is recorded anyway",
+    tests: REPLAY,
+  },
+  {
+    file: "autodiff/replay.ts",
+    find: 'return `${i}@${w.offset}:${x.shape.join("x")}:${x.dtype}`;',
+    replace: 'return `${i}:${x.shape.join("x")}:${x.dtype}`;',
+    what: "inputs at other offsets in their buffer than recorded are replayed",
+    tests: REPLAY,
+  },
   // --- kernel/lazy.ts ------------------------------------------------------------------------
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "o + starts.reduce((a, v, i) => a + v * s[i], 0)",
     replace: "o + starts.reduce((a, v) => a + v, 0)",
     what: "slice moves the offset by the start index without its stride",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "(i < lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
     replace: "(i <= lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
     what: "broadcastTo also zeroes the stride of the first kept axis (off by one on lead)",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "(s, o) => [perm.map((i) => s[i]), o]",
     replace: "(s, o) => [perm.map((_, i) => s[perm.indexOf(i)]), o]",
     what: "transpose moves the strides by the inverse permutation",
@@ -41,8 +89,8 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "return { buffer: w.src.realize(), offset: w.offset };",
-    replace: "return { buffer: w.src.realize(), offset: 0 };",
+    find: "return { buffer: w.src.realize(), offset: w.offset, holder: w.src };",
+    replace: "return { buffer: w.src.realize(), offset: 0, holder: w.src };",
     what: "a routine reading a window of a larger buffer loses the window's offset",
     tests: PROP,
   },
@@ -54,21 +102,21 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: '    sameShape(x.shape, shape) &&\n    (x.recipe?.kind === "reduce"',
     replace: '    (x.recipe?.kind === "reduce"',
     what: "an element-wise op fuses into a reduction it broadcasts (as if read whole)",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: 'r?.kind === "reduce" && !r.epilogue && r.op === op',
     replace: 'r?.kind === "reduce" && r.op === op',
     what: "a reduction of a reduction merges through the inner one's epilogue",
     tests: PROP,
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/graph.ts",
     find: "const order = [...kept, ...axes, ...r.redShape.map((_, i) => rank + i)];",
     replace: "const order = [...axes, ...kept, ...r.redShape.map((_, i) => rank + i)];",
     what: "a reduction of a reduction orders the merged loop axes reduced-first",
@@ -83,8 +131,8 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "      else s.realize();\n      if (this.#recipe !== r) return this.realize();\n",
-    replace: "      else s.realize();\n",
+    find: "      } else s.realize();\n      if (this.#recipe !== r) return this.realize();\n",
+    replace: "      } else s.realize();\n",
     what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
     tests: PROP,
   },
@@ -162,14 +210,14 @@ export const MUTANTS: Mutant[] = ([
   },
   // --- cpu/native.ts -------------------------------------------------------------------------
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "if (v !== v || v === -Infinity) return true;",
     replace: "if (v !== v) return true;",
     what: "oneDNN pools an input holding -Infinity (a window of -Infinity gives -FLT_MAX)",
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "if (v !== v || v === -Infinity) return true;",
     replace: "if (v === -Infinity) return true;",
     what: "oneDNN pools an input holding NaN (its max skips NaN)",
@@ -183,21 +231,21 @@ export const MUTANTS: Mutant[] = ([
     tests: ["tests/dnnl_test.ts"],
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "return { buffer: epi.inputs[l.input], offset: l.offset };",
     replace: "return { buffer: epi.inputs[l.input], offset: 0 };",
     what: "the oneDNN bias of a conv epilogue read from the start of its buffer, not its offset",
     tests: ["tests/dnnl_test.ts"],
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "sizes[d] === 1 || st === want[d]",
     replace: "sizes[d] === 1 || st >= 0",
     what: "any conv epilogue that adds a load is taken for a bias per filter",
     tests: ["tests/dnnl_test.ts"],
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_pool.ts",
     find: "for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * w + kx;",
     replace: "for (let kx = 0; kx < s.kw; kx++) offs[t++] = ky * s.kw + kx;",
     what: "the max-pool JVP reads oneDNN's argmax row offset with the window's width",
@@ -246,7 +294,7 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "s.kw, s.strideH, s.strideW, s.padH, s.padW].join",
     replace: "s.kw, s.strideH, s.padH, s.padW].join",
     what: "the im2col index-map cache key leaves out the horizontal stride",
@@ -260,7 +308,7 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/native_conv.ts",
     find: "map[j] = iy < 0 || iy >= s.h ||",
     replace: "map[j] = iy < 0 || iy > s.h ||",
     what: "im2col reads one row past the bottom edge instead of the zero padding",
@@ -280,65 +328,65 @@ export const MUTANTS: Mutant[] = ([
     what: "a rank-2 B shared by every batch entry is read at a per-entry offset",
     tests: PROP,
   },
-  // --- wasm/ ---------------------------------------------------------------------------------
+  // --- cpu/wasm/ ---------------------------------------------------------------------------------
   {
-    file: "wasm/codegen.ts",
+    file: "cpu/wasm/loops.ts",
     find: "const off = s * B;",
     replace: "const off = B;",
     what: "a strided load fills its second lane from the next element, not one stride on",
     tests: WASM,
   },
   {
-    file: "wasm/codegen.ts",
+    file: "cpu/wasm/loops.ts",
     find: "const off = j * s * 4;",
     replace: "const off = j * 4;",
     what: "a strided load into four float32 lanes reads neighbours, not one stride apart",
     tests: WASM,
   },
   {
-    file: "wasm/codegen.ts",
+    file: "cpu/wasm/loops.ts",
     find: "// An odd last element into lane 0 only.\n      this.counted(n - nv * W,",
     replace: "// An odd last element into lane 0 only.\n      this.counted(0,",
     what: "a partial-sum reduction drops the odd last element of each row",
     tests: WASM,
   },
   {
-    file: "wasm/math.ts",
+    file: "cpu/wasm/math.ts",
     find: 'f.get(x).get(n).f32x4(0.693359375).op("f32x4.mul").op("f32x4.sub");',
     replace: 'f.get(x).get(n).f32x4(0.6931).op("f32x4.mul").op("f32x4.sub");',
     what: "exp's range reduction uses a wrong ln 2 (high part)",
     tests: WASM,
   },
   {
-    file: "wasm/math.ts",
+    file: "cpu/wasm/math.ts",
     find: 'f.f32x4(MAGIC).op("f32x4.sub").set(n);',
     replace: 'f.f32x4(MAGIC - 1).op("f32x4.sub").set(n);',
     what: "exp's n (x log2 e rounded) is off by one against its integer ni",
     tests: WASM,
   },
   {
-    file: "wasm/math.ts",
+    file: "cpu/wasm/math.ts",
     find: 'f.get(x).f32x4(-104).op("f32x4.pmax").f32x4(89).op("f32x4.pmin").set(x);',
     replace: 'f.f32x4(-104).get(x).op("f32x4.pmax").f32x4(89).op("f32x4.pmin").set(x);',
     what: "exp's clamp takes its operands in the order that turns NaN into -104",
     tests: WASM,
   },
   {
-    file: "wasm/math.ts",
+    file: "cpu/wasm/math.ts",
     find: 'get(x).f32x4(0).op("f32x4.eq")',
     replace: 'get(x).f32x4(0).op("f32x4.lt")',
     what: "log(+-0) is not -Inf",
     tests: WASM,
   },
   {
-    file: "wasm/math.ts",
+    file: "cpu/wasm/math.ts",
     find: "-1.65339022054652515390e-06,",
     replace: "-1.65339022054652515390e-05,",
     what: "float64 exp's polynomial has a wrong coefficient",
     tests: WASM,
   },
   {
-    file: "wasm/codegen.ts",
+    file: "cpu/wasm/codegen.ts",
     find: 'if (e.k === "binary") return ROUNDED_BINARY.has(e.op) && exact(e.a) && exact(e.b);',
     replace:
       'if (e.k === "binary") return ROUNDED_BINARY.has(e.op) && rounded(e.a) && rounded(e.b);',
@@ -347,7 +395,7 @@ export const MUTANTS: Mutant[] = ([
     tests: WASM,
   },
   {
-    file: "wasm/arena.ts",
+    file: "cpu/wasm/arena.ts",
     find: "        this.generation++;\n",
     replace: "",
     what: "the arena's memory grows without invalidating buffer views (they read detached memory)",

@@ -1,27 +1,28 @@
 /**
  * Mutants of the layers and activations beyond the seed's (softplus, erf, GELU, layer
- * normalization, average pooling, residual blocks), aimed at tests/layers_test.ts and the
- * generated networks of tests/property_autodiff_test.ts: a wrong derivative constant, a
- * derivative read from the output, a scale or an epsilon in the wrong place, windows grouped
- * wrongly, a skip connection dropped, an initialization or a table entry off, a sign in WGSL.
+ * normalization, average pooling, residual blocks), aimed at tests/layers_test.ts,
+ * tests/layers_networks_test.ts and the generated networks of tests/property_networks_test.ts:
+ * a wrong derivative constant, a derivative read from the output, a scale or an epsilon in the
+ * wrong place, windows grouped wrongly, a skip connection dropped, an initialization or a table
+ * entry off, a sign in WGSL.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const LAYERS = ["tests/layers_test.ts"];
+const LAYERS = ["tests/layers_test.ts", "tests/layers_networks_test.ts"];
 
 /** Layer and activation mutants (run with `--only "[layers]"`). */
 export const MUTANTS: Mutant[] = [
   {
-    file: "autodiff/primitives.ts",
-    find: 'softplus: unary("softplus", (x) => o.sigmoid(x)),',
-    replace: 'softplus: unary("softplus", (_, out) => o.sigmoid(out)),',
+    file: "autodiff/derivatives.ts",
+    find: "softplus: unary((x) => o.sigmoid(x)),",
+    replace: "softplus: unary((_, out) => o.sigmoid(out)),",
     what: "[layers] softplus' derivative read as sigmoid of the output instead of the input",
     tests: LAYERS,
   },
   {
-    file: "autodiff/primitives.ts",
+    file: "autodiff/derivatives.ts",
     find: "o.mul(o.exp(o.neg(o.square(x))), TWO_OVER_SQRT_PI)",
     replace: "o.mul(o.exp(o.neg(o.square(x))), 1.12)",
     what: "[layers] erf's derivative with a wrong constant (1.12 for 2/sqrt(pi))",
@@ -63,21 +64,21 @@ export const MUTANTS: Mutant[] = [
     tests: LAYERS,
   },
   {
-    file: "models/networks.ts",
+    file: "models/conv_net.ts",
     find: "            return o.add(x, y);",
     replace: "            return y;",
     what: "[layers] a RES block drops its skip connection",
     tests: LAYERS,
   },
   {
-    file: "models/networks.ts",
+    file: "models/network_base.ts",
     find: 'if (how === "ones") values.fill(1);',
     replace: 'if (how === "ones") values.fill(0);',
     what: "[layers] layer normalization's gains start at 0",
     tests: LAYERS,
   },
   {
-    file: "models/networks.ts",
+    file: "models/mlp.ts",
     find: "h = skip ? o.add(h, z) : z;",
     replace: "h = skip ? o.add(z, z) : z;",
     what: "[layers] mlp's residual layers add their output twice instead of their input",
@@ -105,7 +106,7 @@ export const MUTANTS: Mutant[] = [
     tests: LAYERS,
   },
   {
-    file: "wasm/math.ts",
+    file: "cpu/wasm/math.ts",
     find: '  c(0).op(`${t}.eq`).op("v128.bitselect");\n  f.get(x).get(x);',
     replace: '  c(0).op(`${t}.ne`).op("v128.bitselect");\n  f.get(x).get(x);',
     what:

@@ -1,18 +1,19 @@
 /**
  * Mutants of the spectral tools (linalg/) and of what `train --diagnose` records, aimed at
- * tests/spectra_test.ts: Lanczos without full reorthogonalization or without its breakdown test,
- * a tridiagonal eigensolver that rotates its vectors wrongly, quadrature weights from the wrong
- * components, Hutchinson probes without signs or a standard error without its square root of n,
- * a density that forgets the number of probes, and the training loop's and the report's side:
- * diagnosing counted in the times, measured at the wrong steps or with the wrong damping,
- * diagnostics not checked or cut, config.json keys written for every run. Each `what` starts
- * with "[spectra]": `deno run -A tools/mutate.ts --only "[spectra]"` runs this list.
+ * tests/spectra_test.ts, spectra_ggn_test.ts and diagnose_test.ts: Lanczos without full
+ * reorthogonalization or without its breakdown test, a tridiagonal eigensolver that rotates its
+ * vectors wrongly, quadrature weights from the wrong components, Hutchinson probes without signs
+ * or a standard error without its square root of n, a density that forgets the number of probes,
+ * and the training loop's and the report's side: diagnosing counted in the times, measured at the
+ * wrong steps or with the wrong damping, diagnostics not checked or cut, config.json keys written
+ * for every run. Each `what` starts with "[spectra]": `deno run -A tools/mutate.ts --only
+ * "[spectra]"` runs this list.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const TESTS = ["tests/spectra_test.ts"];
+const TESTS = ["tests/spectra_test.ts", "tests/spectra_ggn_test.ts", "tests/diagnose_test.ts"];
 
 /** The mutants of linalg/ and of the diagnostics in train/ and report/. */
 export const MUTANTS: Mutant[] = [
@@ -109,14 +110,14 @@ export const MUTANTS: Mutant[] = [
     tests: TESTS,
   },
   {
-    file: "report/collect.ts",
-    find: "if (out.step && list.length !== out.step.length) {",
-    replace: "if (out.step && list.length > out.step.length) {",
-    what: "[spectra] the report takes diagnostics lists shorter than their steps",
+    file: "train/results.ts",
+    find: "if (want !== undefined && v.length !== want) {",
+    replace: "if (want !== undefined && v.length > want) {",
+    what: "[spectra] the results schema takes lists shorter than their count",
     tests: TESTS,
   },
   {
-    file: "report/collect.ts",
+    file: "report/run.ts",
     find: "const kept = d ? d.epoch.findLastIndex((e) => e <= epochs) + 1 : 0;",
     replace: "const kept = d ? d.epoch.findLastIndex((e) => e < epochs) + 1 : 0;",
     what: "[spectra] --epochs N cuts the diagnostics of epoch N too",

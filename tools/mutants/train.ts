@@ -3,14 +3,19 @@
  * writes, what `reproduce` counts as done, the settings' defaults, the training record's times,
  * every data set's preprocessing on both splits, and the report's statistics, table and legend.
  * Each is a single-line bug of the kind a person makes; `what` starts with "[t19]" so that
- * `deno run -A tools/mutate.ts --only "[t19]"` runs exactly this list.
+ * `deno run -A tools/mutate.ts --only "[t19]"` runs exactly this list. Those of the results
+ * schema and the report's input (issue 23: the reader's leniency where a row allows it and not
+ * elsewhere, the writer's strict check, the bounded read, the seed's seconds) start with
+ * "[report]" instead.
  *
  * @module
  */
 import type { Mutant } from "../mutate.ts";
 
-const PROP = ["tests/property_train_test.ts"];
+const PROP = ["tests/property_runs_test.ts", "tests/property_report_test.ts"];
 const PINNED = ["tests/pinned_test.ts"];
+const RUNS = ["tests/report_runs_test.ts"];
+const SCHEMA = ["tests/report_schema_test.ts"];
 
 /** The mutants of train/, datasets/ and report/ that the generated and pinned tests must kill. */
 export const MUTANTS: Mutant[] = [
@@ -145,35 +150,35 @@ export const MUTANTS: Mutant[] = [
   },
   // --- report ------------------------------------------------------------------------------
   {
-    file: "report/collect.ts",
+    file: "report/stats.ts",
     find: "return Math.sqrt(s / (xs.length - 1));",
     replace: "return Math.sqrt(s / xs.length);",
     what: "[t19] the band's std with n instead of the promised n - 1",
     tests: PROP,
   },
   {
-    file: "report/collect.ts",
+    file: "report/stats.ts",
     find: "const ok = values.filter(Number.isFinite);",
     replace: "const ok = values.filter((x) => !Number.isNaN(x));",
     what: "[t19] final figures count Infinity as a finite value",
     tests: PROP,
   },
   {
-    file: "report/collect.ts",
+    file: "report/stats.ts",
     find: "if (xs.some((x) => !Number.isFinite(x))) {",
     replace: "if (xs.some((x) => Number.isNaN(x))) {",
     what: "[t19] the per-epoch band averages Infinity in",
     tests: PROP,
   },
   {
-    file: "report/collect.ts",
+    file: "report/group.ts",
     find: "const key = JSON.stringify([r.source, r.experiment, r.config]);",
     replace: "const key = JSON.stringify([r.experiment, r.config]);",
     what: "[t19] groups keyed without their source (the legend loses a source's group)",
     tests: PROP,
   },
   {
-    file: "report/collect.ts",
+    file: "report/group.ts",
     find: "const lastLoss = members.map((r) => r.avgLoss[r.avgLoss.length - 1]);",
     replace: "const lastLoss = members.map((r) => r.avgLoss[epochs.min - 1]);",
     what: "[t19] the final loss taken at the shortest run's last epoch for every run",
@@ -193,5 +198,48 @@ export const MUTANTS: Mutant[] = [
       "const groups: PageGroup[] = collection.groups.filter((g) => g.final.loss.mean !== null).map((g) => {",
     what: "[t19] the legend drops groups whose every run diverged",
     tests: PROP,
+  },
+  // --- the results schema and the report's input (issue 23) ----------------------------------
+  {
+    file: "train/results.ts",
+    find: 'else if (mode === "read" && field.malformed !== "skip") {',
+    replace: 'else if (mode === "read") {',
+    what: "[report] a malformed field whose row skips the run is only left out",
+    tests: [...RUNS, ...SCHEMA],
+  },
+  {
+    file: "train/results.ts",
+    find: ': field.read === "required" || (other !== undefined && at(json, other) === undefined);',
+    replace: ': field.read === "required";',
+    what: "[report] a results.json with neither epoch_time nor tot_time is read",
+    tests: [...RUNS, ...SCHEMA],
+  },
+  {
+    file: "train/results.ts",
+    find: '? field.written === "always"',
+    replace: "? false",
+    what: "[report] the written check takes a file without the fields sgn always writes",
+    tests: SCHEMA,
+  },
+  {
+    file: "train/results.ts",
+    find: "if (x === null && o.nullable) continue;",
+    replace: "if (x === null) continue;",
+    what: "[report] null taken in lists that cannot hold it (avg_loss, diagnostics.step)",
+    tests: RUNS,
+  },
+  {
+    file: "report/walk.ts",
+    find: "if (info.size > limit) return { reason: `is ${info.size} bytes, ${tooBig}` };",
+    replace: "if (info.size > limit + 1) return { reason: `is ${info.size} bytes, ${tooBig}` };",
+    what: "[report] a file one byte over its size limit is opened",
+    tests: ["tests/report_input_test.ts"],
+  },
+  {
+    file: "report/run.ts",
+    find: "r.tot_time! * (k + 1) / n);",
+    replace: "r.tot_time! * k / n);",
+    what: "[report] the seed's tot_time spread with epoch k ending where epoch k - 1 does",
+    tests: RUNS,
   },
 ];

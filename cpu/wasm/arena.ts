@@ -32,8 +32,8 @@
  * @module
  */
 
-import type { DType, TypedArray } from "../kernel/shape.ts";
-import { CpuBuffer } from "../cpu/oracle.ts";
+import type { DType, TypedArray } from "../../kernel/shape.ts";
+import { CpuBuffer } from "../oracle.ts";
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;

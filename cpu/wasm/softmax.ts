@@ -1,8 +1,8 @@
 /**
  * Softmax and log-softmax along the rows of a float32 matrix in WebAssembly SIMD, in place in an
- * arena's memory: per row the maximum (NaN wins), exp(x - max) with `wasm/math.ts`'s exp, their
+ * arena's memory: per row the maximum (NaN wins), exp(x - max) with `cpu/wasm/math.ts`'s exp, their
  * sum accumulated in float64 (as the JavaScript loops do), then exp / sum, or x - max - log(sum)
- * with `wasm/math.ts`'s log. Each step rounds to float32 (the JavaScript loops keep float64 until
+ * with `cpu/wasm/math.ts`'s log. Each step rounds to float32 (the JavaScript loops keep float64 until
  * the store): x - max rounds, so exp(x - max) is off by up to |x - max| 2^-24 relative on top of
  * exp's own ulp (about 6e-7 at |x - max| = 10).
  *

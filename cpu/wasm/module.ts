@@ -2,7 +2,7 @@
  * A small WebAssembly binary builder: enough of the format (LEB128 integers, the type, import,
  * function, export and code sections, locals, structured control flow) and of the instruction
  * set (the scalar i32/f32/f64 and the 128-bit SIMD instructions, after their 0xFD prefix) for the
- * kernels of `wasm/codegen.ts`. Instructions are named as in the specification's text format.
+ * kernels of `cpu/wasm/codegen.ts`. Instructions are named as in the specification's text format.
  *
  * @example
  * ```ts

@@ -1,0 +1,298 @@
+/**
+ * The graph builders of the lazy arrays (kernel/lazy.ts): views, element-wise ops, reductions,
+ * routines and constants, each a pending {@link Lazy} whose recipe inlines its operands'
+ * expressions where it can. Views move the strides of the loads beneath them; an element-wise op
+ * on a pending reduction or fusable routine becomes its epilogue; a reduction of a reduction of
+ * the same kind merges into one.
+ *
+ * @module
+ */
+
+import type { Backend } from "./backend.ts";
+import { broadcastShapes, type DType, sameShape, sizeOf } from "./shape.ts";
+import { SgnError } from "../errors.ts";
+import {
+  ACC,
+  contiguous,
+  type Expr,
+  exprSize,
+  load,
+  mapLoads,
+  type ReduceOp,
+  reshapeStrides,
+} from "./ir.ts";
+import * as ir from "./ir.ts";
+import { type Routine, ROUTINES } from "./routines.ts";
+import { Lazy, MAX_INPUTS, type Recipe } from "./lazy.ts";
+
+/** Largest expression (in nodes) inlined into a consumer; larger ones are computed first. */
+const MAX_EXPR = 64;
+
+/** An expression over the array's own index space, reading `srcs`. */
+export interface Fragment {
+  expr: Expr;
+  srcs: Lazy[];
+}
+
+// --- fragments --------------------------------------------------------------------------------
+
+/**
+ * The expression reading `x` in its own index space: its own expression when it is a pending
+ * map small enough to inline (the references are retained for the caller), else a load of it.
+ */
+function fragment(x: Lazy): Fragment {
+  const r = x.recipe;
+  if (r?.kind === "map" && exprSize(r.expr) <= MAX_EXPR) {
+    return { expr: r.expr, srcs: r.srcs.map((s) => s.retain()) };
+  }
+  return { expr: load(0, contiguous(x.shape)), srcs: [x.retain()] };
+}
+
+/** Moves every load of a fragment; `fn` returns undefined when a load cannot be moved. */
+function moveLoads(
+  f: Fragment,
+  fn: (l: Expr & { k: "load" }) => Expr | undefined,
+): Fragment | undefined {
+  let ok = true;
+  const expr = mapLoads(f.expr, (l) => {
+    if (l.k === "acc") return l;
+    const m = fn(l);
+    if (!m) ok = false;
+    return m ?? l;
+  });
+  return ok ? { expr, srcs: f.srcs } : undefined;
+}
+
+/**
+ * Joins fragments: one list of sources (each once, retained), loads renumbered; the fragments'
+ * own references are released.
+ */
+export function join(parts: Fragment[]): { exprs: Expr[]; srcs: Lazy[] } {
+  const srcs: Lazy[] = [];
+  const exprs = parts.map((p) => {
+    const index = p.srcs.map((s) => {
+      let i = srcs.indexOf(s);
+      if (i < 0) {
+        i = srcs.length;
+        srcs.push(s.retain());
+      }
+      return i;
+    });
+    return mapLoads(p.expr, (l) => (l.k === "load" ? { ...l, input: index[l.input] } : l));
+  });
+  for (const p of parts) for (const s of p.srcs) s.release();
+  return { exprs, srcs };
+}
+
+function release(f: Fragment): void {
+  for (const s of f.srcs) s.release();
+}
+
+// --- views ------------------------------------------------------------------------------------
+
+/** `x` read through a view: each load's (strides, offset) mapped by `move`. */
+function view(
+  x: Lazy,
+  shape: readonly number[],
+  move: (strides: readonly number[], offset: number) => [number[], number] | undefined,
+): Lazy {
+  const apply = (f: Fragment) =>
+    moveLoads(f, (l) => {
+      const m = move(l.strides, l.offset);
+      return m && { k: "load", input: l.input, strides: m[0], offset: m[1] };
+    });
+  const f = fragment(x);
+  let moved = apply(f);
+  if (!moved) {
+    // The inlined expression cannot take this view: compute x, then view its buffer.
+    release(f);
+    x.realize();
+    moved = apply({ expr: load(0, contiguous(x.shape)), srcs: [x.retain()] })!;
+  }
+  return Lazy.pending(x.backend, shape, x.dtype, { kind: "map", ...moved });
+}
+
+/** `x` with a new shape of the same size (no copy). */
+export function reshape(x: Lazy, shape: readonly number[]): Lazy {
+  if (sizeOf(shape) !== x.size) {
+    throw new SgnError(`reshape: cannot reshape [${x.shape}] to [${shape}]`);
+  }
+  return view(x, shape, (s, o) => {
+    const t = reshapeStrides(x.shape, s, shape);
+    return t && [t, o];
+  });
+}
+
+/** `x` with its axes permuted (no copy). */
+export function permute(x: Lazy, perm: readonly number[]): Lazy {
+  return view(x, perm.map((i) => x.shape[i]), (s, o) => [perm.map((i) => s[i]), o]);
+}
+
+/** `x` broadcast to `shape` (NumPy rules; no copy). */
+export function expand(x: Lazy, shape: readonly number[]): Lazy {
+  const lead = shape.length - x.shape.length;
+  return view(x, shape, (s, o) => [
+    shape.map((d, i) => (i < lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])),
+    o,
+  ]);
+}
+
+/** The block of `x` at `starts` of extent `sizes` (no copy). */
+export function slice(x: Lazy, starts: readonly number[], sizes: readonly number[]): Lazy {
+  return view(x, sizes, (s, o) => [[...s], o + starts.reduce((a, v, i) => a + v * s[i], 0)]);
+}
+
+// --- element-wise -----------------------------------------------------------------------------
+
+/**
+ * An element-wise op over operands broadcast to one shape. When an operand is a pending
+ * reduction or epilogue routine read whole, the op becomes that kernel's epilogue.
+ */
+function elementwise(operands: Lazy[], build: (xs: Expr[]) => Expr): Lazy {
+  const be = operands[0].backend;
+  const dtype = operands[0].dtype;
+  let shape: number[] = [...operands[0].shape];
+  for (const x of operands.slice(1)) {
+    const s = broadcastShapes(shape, x.shape);
+    if (!s) throw new SgnError(`shapes [${shape}] and [${x.shape}] do not broadcast`);
+    shape = s;
+  }
+  // Epilogue fusion: the first operand that is a whole pending reduction or fusable routine.
+  const host = operands.find((x) =>
+    sameShape(x.shape, shape) &&
+    (x.recipe?.kind === "reduce" ||
+      (x.recipe?.kind === "routine" && ROUTINES[x.recipe.routine.op].fusable))
+  );
+  if (host) {
+    const r = host.recipe as Exclude<Recipe, { kind: "map" }>;
+    const parts = operands.map((x): Fragment =>
+      x === host
+        ? { expr: r.epilogue ?? ACC, srcs: r.srcs.map((s) => s.retain()) }
+        : broadcastFragment(x, shape)
+    );
+    if (r.kind === "reduce") parts.unshift({ expr: r.body, srcs: r.srcs.map((s) => s.retain()) });
+    const { exprs, srcs } = join(parts);
+    if (srcs.length <= MAX_INPUTS) {
+      const epilogue = build(r.kind === "reduce" ? exprs.slice(1) : exprs);
+      let fused: Lazy;
+      if (r.kind === "reduce") {
+        fused = Lazy.pending(be, shape, dtype, { ...r, body: exprs[0], epilogue, srcs });
+      } else {
+        for (const a of r.args) a.retain();
+        fused = Lazy.pending(be, shape, dtype, { ...r, epilogue, srcs });
+      }
+      host.absorb(fused, operands, () => elementwise(operands, build));
+      return fused;
+    }
+    for (const s of srcs) s.release();
+  }
+  let parts = operands.map((x) => broadcastFragment(x, shape));
+  let joined = join(parts);
+  if (joined.srcs.length > MAX_INPUTS) {
+    // Too many buffers for one kernel: compute the operands first, then combine them.
+    for (const s of joined.srcs) s.release();
+    for (const x of operands) x.realize();
+    parts = operands.map((x) => broadcastFragment(x, shape, true));
+    joined = join(parts);
+  }
+  return Lazy.pending(be, shape, dtype, {
+    kind: "map",
+    expr: build(joined.exprs),
+    srcs: joined.srcs,
+  });
+}
+
+/** The fragment of `x` broadcast to `shape` (a load of its buffer when `whole`). */
+function broadcastFragment(x: Lazy, shape: readonly number[], whole = false): Fragment {
+  const lead = shape.length - x.shape.length;
+  const f = whole ? { expr: load(0, contiguous(x.shape)), srcs: [x.retain()] } : fragment(x);
+  if (sameShape(x.shape, shape)) return f;
+  return moveLoads(f, (l) => ({
+    ...l,
+    strides: shape.map((d, i) =>
+      i < lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : l.strides[i - lead]
+    ),
+  }))!;
+}
+
+/** A unary op. */
+export function unary(
+  op: ir.Expr extends never ? never : Parameters<typeof ir.unary>[0],
+  x: Lazy,
+): Lazy {
+  return elementwise([x], ([a]) => ir.unary(op, a));
+}
+
+/** A binary op with broadcasting. */
+export function binary(op: Parameters<typeof ir.binary>[0], a: Lazy, b: Lazy): Lazy {
+  return elementwise([a, b], ([x, y]) => ir.binary(op, x, y));
+}
+
+/** `c != 0 ? a : b`, broadcast. */
+export function where(c: Lazy, a: Lazy, b: Lazy): Lazy {
+  return elementwise([c, a, b], ([x, y, z]) => ir.where(x, y, z));
+}
+
+/** An array of `shape` filled with `value` (computed only if a buffer is needed). */
+export function full(
+  backend: Backend,
+  shape: readonly number[],
+  value: number,
+  dtype: DType,
+): Lazy {
+  return Lazy.pending(backend, shape, dtype, { kind: "map", expr: ir.constant(value), srcs: [] });
+}
+
+// --- reductions -------------------------------------------------------------------------------
+
+/** Reduces `axes` (sorted, distinct) of x; the result has the remaining axes. */
+export function reduce(op: ReduceOp, x: Lazy, axes: readonly number[]): Lazy {
+  const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const outShape = kept.map((i) => x.shape[i]);
+  const redShape = axes.map((i) => x.shape[i]);
+  const r = x.recipe;
+  if (r?.kind === "reduce" && !r.epilogue && r.op === op && op !== "argmax") {
+    // A reduction of a reduction of the same kind: one kernel over both sets of axes.
+    const rank = x.shape.length;
+    const order = [...kept, ...axes, ...r.redShape.map((_, i) => rank + i)];
+    const body = mapLoads(
+      r.body,
+      (l) => l.k === "load" ? { ...l, strides: order.map((i) => l.strides[i]) } : l,
+    );
+    const merged = Lazy.pending(x.backend, outShape, x.dtype, {
+      kind: "reduce",
+      op,
+      redShape: [...redShape, ...r.redShape],
+      body,
+      srcs: r.srcs.map((s) => s.retain()),
+    });
+    x.absorb(merged, [x], () => reduce(op, x, axes));
+    return merged;
+  }
+  const f = fragment(x);
+  const order = [...kept, ...axes];
+  const moved = moveLoads(f, (l) => ({ ...l, strides: order.map((i) => l.strides[i]) }))!;
+  return Lazy.pending(x.backend, outShape, x.dtype, {
+    kind: "reduce",
+    op,
+    redShape,
+    body: moved.expr,
+    srcs: moved.srcs,
+  });
+}
+
+// --- routines ---------------------------------------------------------------------------------
+
+/**
+ * A routine (matmul, convolution, ...; see `routines.ts`) over `args`, pending: element-wise
+ * consumers of a fusable routine become its epilogue, and a routine that takes windows reads
+ * slices of a larger buffer in place.
+ */
+export function routine(routine: Routine, args: Lazy[], shape: readonly number[]): Lazy {
+  return Lazy.pending(args[0].backend, shape, args[0].dtype, {
+    kind: "routine",
+    routine,
+    args: args.map((a) => a.retain()),
+    srcs: [],
+  });
+}

@@ -1,0 +1,233 @@
+/**
+ * Launches and their record: what the lazy graph hands a backend (a kernel of the IR, or a routine
+ * with its epilogue), as data, and a {@link Recorder} that keeps the launches a computation makes
+ * so that it can be replayed on new inputs with no graph building, fusion or lookups in between
+ * ({@link Recording.replay}). The CG iteration's G v is the use it was built for: the same
+ * products on a new vector, once per iteration.
+ *
+ * A launch is recorded when it reads, directly or through earlier recorded launches, one of the
+ * recording's inputs; a launch that does not (a derivative factor computed once from the primal
+ * values, say) is run as usual and its result kept as a constant of the recording.
+ *
+ * @module
+ */
+
+import type { Backend, DeviceBuffer } from "./backend.ts";
+import type { Expr, Kernel } from "./ir.ts";
+import type { DType } from "./shape.ts";
+import { type Routine, runRoutine } from "./routines.ts";
+
+/** Counters of the lazy layer, on every backend (tests and benchmarks read them). */
+export const lazyStats = {
+  /** IR kernels run (element-wise and reductions), replays included. */
+  kernels: 0,
+  /** Routines run (matmul, convolutions, pooling, softmax, concat), replays included. */
+  routines: 0,
+  /** Reductions or routines computed again after being fused into another kernel. */
+  recomputed: 0,
+  /** Launches run by replays (a part of `kernels` + `routines`). */
+  replayed: 0,
+};
+
+/**
+ * One launch: a kernel of the IR over its inputs, or a routine over its `args` operands followed
+ * by its epilogue's inputs (with the operands' offsets, for routines that read windows).
+ */
+export type Launch =
+  | { readonly kind: "kernel"; readonly kernel: Kernel; readonly dtype: DType }
+  | {
+    readonly kind: "routine";
+    readonly routine: Routine;
+    readonly args: number;
+    readonly epilogue?: Expr;
+    readonly offsets?: readonly number[];
+  };
+
+/** Runs a launch on `backend` over its input buffers, giving a new buffer. */
+export function launch(backend: Backend, l: Launch, inputs: readonly DeviceBuffer[]): DeviceBuffer {
+  if (l.kind === "kernel") {
+    lazyStats.kernels++;
+    return backend.run(l.kernel, inputs, l.dtype);
+  }
+  lazyStats.routines++;
+  const epilogue = l.epilogue ? { body: l.epilogue, inputs: inputs.slice(l.args) } : undefined;
+  return runRoutine(backend, l.routine, inputs.slice(0, l.args), epilogue, l.offsets);
+}
+
+/** What keeps a buffer alive (a lazy array): the recording holds the constants it reads. */
+export interface Holder {
+  retain(): unknown;
+  release(): void;
+}
+
+/** A launch of the recording, over slots: inputs, then constants, then launch results. */
+interface Step {
+  launch: Launch;
+  ins: number[];
+  out: number;
+  /** Result slots no later step reads: released after this step. */
+  free: number[];
+}
+
+/** The recorder that is on, if any (one at a time). */
+let active: Recorder | undefined;
+
+/** The recorder the lazy graph reports its launches to, while one is on. */
+export function activeRecorder(): Recorder | undefined {
+  return active;
+}
+
+/**
+ * Records the launches a computation makes from `inputs` (buffers the caller keeps); see the
+ * module documentation. Returns undefined when a recording is already on (recordings do not
+ * nest: the inner computation then runs as usual).
+ */
+export function startRecording(
+  backend: Backend,
+  inputs: readonly DeviceBuffer[],
+): Recorder | undefined {
+  if (active) return undefined;
+  active = new Recorder(backend, inputs);
+  return active;
+}
+
+/** Collects launches; {@link Recorder.finish} turns them into a {@link Recording}. */
+export class Recorder {
+  readonly #slot = new Map<DeviceBuffer, number>();
+  readonly #steps: Step[] = [];
+  readonly #constants: DeviceBuffer[] = [];
+  readonly #holders: Holder[] = [];
+  readonly #inputs: number;
+  #slots: number;
+
+  constructor(readonly backend: Backend, inputs: readonly DeviceBuffer[]) {
+    inputs.forEach((b, i) => this.#slot.set(b, i));
+    this.#inputs = inputs.length;
+    this.#slots = inputs.length;
+  }
+
+  /**
+   * Notes a launch the graph just ran: `ins` its input buffers with the arrays that hold them,
+   * `out` its result. Kept when it reads a recorded buffer; else its result is a constant.
+   */
+  note(
+    l: Launch,
+    ins: readonly { buffer: DeviceBuffer; holder: Holder }[],
+    out: DeviceBuffer,
+  ): void {
+    if (!ins.some((x) => this.#slot.has(x.buffer))) return;
+    const slots = ins.map((x) => {
+      let s = this.#slot.get(x.buffer);
+      if (s === undefined) {
+        s = this.#constantSlot(x.buffer);
+        this.#holders.push(x.holder);
+        x.holder.retain();
+      }
+      return s;
+    });
+    const o = this.#slots++;
+    this.#slot.set(out, o);
+    this.#steps.push({ launch: l, ins: slots, out: o, free: [] });
+  }
+
+  /** Notes that a buffer went back to the backend (its memory, even its handle, may be reused). */
+  forget(buffer: DeviceBuffer): void {
+    const s = this.#slot.get(buffer);
+    if (s !== undefined && s >= this.#inputs) this.#slot.delete(buffer);
+  }
+
+  #constantSlot(buffer: DeviceBuffer): number {
+    // Constants are numbered after the inputs, in the order first read; results after them are
+    // renumbered by finish().
+    const s = -1 - this.#constants.length;
+    this.#constants.push(buffer);
+    this.#slot.set(buffer, s);
+    return s;
+  }
+
+  /**
+   * Ends the recording. `outputs` are the computation's results (computed): each must be the
+   * fresh result of a recorded launch, distinct; otherwise (a result that does not depend on the
+   * inputs, or one buffer twice) the computation cannot be replayed and undefined is returned.
+   */
+  finish(outputs: readonly DeviceBuffer[]): Recording | undefined {
+    active = undefined;
+    const outSlots = outputs.map((b) => this.#slot.get(b) ?? -Infinity);
+    const ok = outSlots.every((s, i) => s >= this.#inputs && outSlots.indexOf(s) === i);
+    if (!ok) {
+      this.dispose();
+      return undefined;
+    }
+    // Slots: inputs [0, n), constants [n, n + c), results after.
+    const n = this.#inputs, c = this.#constants.length;
+    const place = (s: number) => (s < 0 ? n - 1 - s : s < n ? s : s + c);
+    const steps = this.#steps.map((st) => ({ ...st, ins: st.ins.map(place), out: place(st.out) }));
+    const outs = outSlots.map(place);
+    const lastUse = new Map<number, number>();
+    steps.forEach((st, i) => st.ins.forEach((s) => lastUse.set(s, i)));
+    for (const [s, i] of lastUse) {
+      if (s >= n + c && !outs.includes(s)) steps[i].free.push(s);
+    }
+    // A result nothing reads and no one receives is freed at once.
+    for (const st of steps) {
+      if (!lastUse.has(st.out) && !outs.includes(st.out)) st.free.push(st.out);
+    }
+    return new Recording(
+      this.backend,
+      n,
+      [...this.#constants],
+      this.#holders.splice(0),
+      steps,
+      outs,
+    );
+  }
+
+  /** Ends the recording without keeping it. */
+  dispose(): void {
+    if (active === this) active = undefined;
+    for (const h of this.#holders.splice(0)) h.release();
+  }
+}
+
+/** A recorded computation; see the module documentation. */
+export class Recording {
+  #holders: Holder[] | undefined;
+
+  constructor(
+    readonly backend: Backend,
+    readonly inputs: number,
+    readonly constants: readonly DeviceBuffer[],
+    holders: Holder[],
+    readonly steps: readonly Step[],
+    readonly outputs: readonly number[],
+  ) {
+    this.#holders = holders;
+  }
+
+  /** Number of launches a replay runs. */
+  get launches(): number {
+    return this.steps.length;
+  }
+
+  /**
+   * Runs the recorded launches on new input buffers (as many, of the recorded sizes), giving new
+   * output buffers that the caller owns.
+   */
+  replay(inputs: readonly DeviceBuffer[]): DeviceBuffer[] {
+    if (!this.#holders) throw new Error("replay of a disposed recording");
+    const be = this.backend;
+    const slots: (DeviceBuffer | undefined)[] = [...inputs, ...this.constants];
+    for (const st of this.steps) {
+      slots[st.out] = launch(be, st.launch, st.ins.map((s) => slots[s]!));
+      for (const s of st.free) be.release(slots[s]!);
+    }
+    lazyStats.replayed += this.steps.length;
+    return this.outputs.map((s) => slots[s]!);
+  }
+
+  /** Lets go of the constants the recording holds. */
+  dispose(): void {
+    for (const h of this.#holders?.splice(0) ?? []) h.release();
+    this.#holders = undefined;
+  }
+}

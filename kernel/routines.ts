@@ -1,0 +1,101 @@
+/**
+ * The routines of the graph: the ops the IR does not write as one expression (matrix products,
+ * the convolutions and their gradients, max pooling and its gradient, softmax, concatenation).
+ * Each is data, a {@link Routine}: its op and its spec, so that the lazy graph can see it, fuse
+ * element-wise consumers into it as its epilogue, record it and replay it. {@link runRoutine}
+ * lowers one on a backend, as `Backend.run` does a kernel of the IR.
+ *
+ * @module
+ */
+
+import type {
+  Backend,
+  Conv2dSpec,
+  DeviceBuffer,
+  Epilogue,
+  MatmulSpec,
+  Pool2dSpec,
+} from "./backend.ts";
+
+/**
+ * A routine node of the graph. Operands, in order: matmul (a, b); conv2d (x, w); conv2dInputGrad
+ * (dy, w); conv2dWeightGrad (x, dy); maxPool2d (x, or x and the values to pick); maxPool2dBackward
+ * (x, dy); softmax (x); concat (the parts).
+ */
+export type Routine =
+  | { readonly op: "matmul"; readonly spec: MatmulSpec }
+  | { readonly op: "conv2d"; readonly spec: Conv2dSpec }
+  | { readonly op: "conv2dInputGrad"; readonly spec: Conv2dSpec }
+  | { readonly op: "conv2dWeightGrad"; readonly spec: Conv2dSpec }
+  | { readonly op: "maxPool2d"; readonly spec: Pool2dSpec }
+  | { readonly op: "maxPool2dBackward"; readonly spec: Pool2dSpec }
+  | { readonly op: "softmax"; readonly rows: number; readonly cols: number; readonly log: boolean }
+  | { readonly op: "concat"; readonly outer: number; readonly widths: readonly number[] };
+
+/** A routine's name. */
+export type RoutineOp = Routine["op"];
+
+/**
+ * What the graph may do around each routine: `fusable`, it applies an epilogue itself, so
+ * element-wise consumers fuse into it; `windows`, it reads its operands at offsets, so slices of
+ * a larger buffer are passed in place.
+ */
+export const ROUTINES: Readonly<
+  Record<RoutineOp, { readonly fusable: boolean; readonly windows: boolean }>
+> = {
+  matmul: { fusable: true, windows: true },
+  conv2d: { fusable: true, windows: false },
+  conv2dInputGrad: { fusable: false, windows: false },
+  conv2dWeightGrad: { fusable: false, windows: false },
+  maxPool2d: { fusable: false, windows: false },
+  maxPool2dBackward: { fusable: false, windows: false },
+  softmax: { fusable: false, windows: false },
+  concat: { fusable: false, windows: false },
+};
+
+/**
+ * Runs a routine on `backend` over its operands' buffers, with its epilogue (fusable routines)
+ * and the operands' offsets (routines that take windows), giving a new buffer.
+ *
+ * @example
+ * ```ts
+ * import { CpuBackend } from "../cpu/oracle.ts";
+ * import { runRoutine } from "./routines.ts";
+ * const be = new CpuBackend();
+ * const a = be.upload(new Float64Array([1, 2, 3, 4]));
+ * const out = runRoutine(be, { op: "matmul", spec: { m: 2, k: 2, n: 2 } }, [a, a]);
+ * console.log(await be.read(out)); // [7, 10, 15, 22]
+ * ```
+ */
+export function runRoutine(
+  backend: Backend,
+  r: Routine,
+  bufs: readonly DeviceBuffer[],
+  epilogue?: Epilogue,
+  offsets?: readonly number[],
+): DeviceBuffer {
+  const [a, b] = bufs;
+  switch (r.op) {
+    case "matmul":
+      return backend.matmul(
+        a,
+        b,
+        offsets ? { ...r.spec, offsetA: offsets[0], offsetB: offsets[1] } : r.spec,
+        epilogue,
+      );
+    case "conv2d":
+      return backend.conv2d(a, b, r.spec, epilogue);
+    case "conv2dInputGrad":
+      return backend.conv2dInputGrad(a, b, r.spec);
+    case "conv2dWeightGrad":
+      return backend.conv2dWeightGrad(a, b, r.spec);
+    case "maxPool2d":
+      return backend.maxPool2d(a, r.spec, b);
+    case "maxPool2dBackward":
+      return backend.maxPool2dBackward(a, b, r.spec);
+    case "softmax":
+      return backend.softmax(a, r.rows, r.cols, r.log);
+    case "concat":
+      return backend.concat(bufs, r.outer, r.widths);
+  }
+}
