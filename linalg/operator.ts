@@ -19,7 +19,7 @@ import { SgnError, showValue } from "../errors.ts";
 import { scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type GgnOperator, hvp } from "../autodiff/transforms.ts";
-import { checkParams, flatten, unflatten } from "../sgn/vectors.ts";
+import { checkParams, concatFlat, splitFlat } from "../sgn/vectors.ts";
 
 /**
  * A symmetric linear map on vectors of `dimension` elements of one dtype on one backend: what
@@ -114,7 +114,7 @@ export function ggnOperator(G: GgnOperator, params: readonly Tensor[]): LinearOp
     dimension: shapes.reduce((s, sh) => s + sizeOf(sh), 0),
     dtype: list[0].dtype,
     backend: list[0].backend,
-    apply: (v) => scope(() => flatten(G.apply(...unflatten(v, shapes)))),
+    apply: (v) => scope(() => concatFlat(G.apply(...splitFlat(v, shapes)))),
   };
 }
 
@@ -150,7 +150,7 @@ export function hessianOperator(
     dimension: shapes.reduce((s, sh) => s + sizeOf(sh), 0),
     dtype: list[0].dtype,
     backend: list[0].backend,
-    apply: (v) => scope(() => flatten(hvp(f, list, unflatten(v, shapes)))),
+    apply: (v) => scope(() => concatFlat(hvp(f, list, splitFlat(v, shapes)))),
   };
 }
 

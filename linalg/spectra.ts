@@ -17,7 +17,7 @@ import { SgnError, showValue } from "../errors.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { Random } from "../random.ts";
-import { flatten } from "../sgn/vectors.ts";
+import { concatFlat } from "../sgn/vectors.ts";
 import { applyChecked, checkOperator, type LinearOperator } from "./operator.ts";
 import { tridiagonalEigen } from "./tridiagonal.ts";
 
@@ -293,7 +293,7 @@ export async function hutchinson(
         z.dispose();
       }
     }
-    const all = flatten(quads);
+    const all = concatFlat(quads);
     try {
       values = Float64Array.from(await all.data());
     } finally {

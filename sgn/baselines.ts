@@ -6,16 +6,26 @@
  * @module
  */
 
-import { SgnError, showValue } from "../errors.ts";
-import { checkKnownOptions } from "./options.ts";
+import { SgnError } from "../errors.ts";
+import {
+  checkKnownOptions,
+  checkOptions,
+  interval,
+  oneOf,
+  type OptionRule,
+  STEP_NUMBER,
+} from "./options.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { type OutputLoss, valueAndGrad, vjp } from "../autodiff/transforms.ts";
-import { checkParams, flatten, unflatten } from "./vectors.ts";
+import { checkParams, concatFlat, splitFlat } from "./vectors.ts";
 import { type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
 
 /** Learning-rate schedules of the seed's SGD. */
 export type LrSchedule = "const" | "linear" | "cos" | "step";
+
+/** Every {@link LrSchedule}. */
+export const LR_SCHEDULES: readonly LrSchedule[] = ["const", "linear", "cos", "step"];
 
 /** Options of {@link SGD}. */
 export interface SgdOptions {
@@ -35,11 +45,56 @@ export interface SgdOptions {
   step?: number;
 }
 
-function need(ok: boolean, what: string, range: string, v: unknown): void {
-  if (!ok) throw new SgnError(`${what} must be ${range}, got ${showValue(v)}`);
+/** A learning rate: any positive number. */
+const LEARNING_RATE = interval({ min: 0, minOpen: true });
+/** A decay rate of a running average: in [0, 1) (1 would never forget). */
+const DECAY_RATE = interval({ min: 0, max: 1, maxOpen: true });
+
+/** Every SGD option's rule: the one check of each, for {@link SGD} and for train's settings. */
+export const SGD_RULES: { readonly [K in keyof SgdOptions]-?: OptionRule } = {
+  lr: { rule: LEARNING_RATE },
+  momentum: { rule: DECAY_RATE },
+  schedule: { rule: oneOf(LR_SCHEDULES) },
+  lrFinal: { rule: interval({ min: 0 }) },
+  k: { rule: interval(STEP_NUMBER) },
+  decay: { rule: interval({ min: 0, minOpen: true, max: 1 }) },
+  step: { rule: interval(STEP_NUMBER) },
+};
+
+/** SGD's defaults. */
+const SGD_DEFAULTS: Required<SgdOptions> = {
+  lr: 0.01,
+  momentum: 0,
+  schedule: "const",
+  lrFinal: 0,
+  k: 10,
+  decay: 0.5,
+  step: 10,
+};
+
+/** Fills in SGD's defaults and validates; throws an SgnError naming the first bad option. */
+export function resolveSgdOptions(options: SgdOptions = {}): Required<SgdOptions> {
+  checkKnownOptions(options, Object.keys(SGD_RULES), "SGD");
+  const opt = { ...SGD_DEFAULTS, ...options };
+  checkOptions("SGD", SGD_RULES, opt);
+  return opt;
 }
 
-const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+/** Every Adam option's rule: the one check of each, for {@link Adam} and for train's settings. */
+export const ADAM_RULES: { readonly [K in keyof AdamOptions]-?: OptionRule } = {
+  lr: { rule: LEARNING_RATE },
+  beta1: { rule: DECAY_RATE },
+  beta2: { rule: DECAY_RATE },
+  eps: { rule: interval({ min: 0, minOpen: true }) },
+};
+
+/** Fills in Adam's defaults and validates; throws an SgnError naming the first bad option. */
+export function resolveAdamOptions(options: AdamOptions = {}): Required<AdamOptions> {
+  checkKnownOptions(options, Object.keys(ADAM_RULES), "Adam");
+  const opt = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, ...options };
+  checkOptions("Adam", ADAM_RULES, opt);
+  return opt;
+}
 
 /** The learning rate at step t (from 1). */
 export function scheduledLr(opts: Required<SgdOptions>, t: number): number {
@@ -68,8 +123,8 @@ function lossAndGrad(params: readonly Tensor[], model: ModelFn, loss: OutputLoss
     const [[z], pullback] = vjp((...p: Tensor[]) => [model(...p)], [...params]);
     try {
       const [l, [gz]] = valueAndGrad((out: Tensor) => loss.value(out))(z);
-      const scalars = loss.metric ? flatten([l, loss.metric(z)]) : flatten([l]);
-      return { scalars, g: flatten(pullback(gz)), theta: flatten(params) };
+      const scalars = loss.metric ? concatFlat([l, loss.metric(z)]) : concatFlat([l]);
+      return { scalars, g: concatFlat(pullback(gz)), theta: concatFlat(params) };
     } finally {
       pullback.dispose();
     }
@@ -111,39 +166,7 @@ export class SGD implements Optimizer {
 
   /** Takes ownership of `params` (a list of tensors on one backend); checks the options. */
   constructor(params: Tensor[], options: SgdOptions = {}) {
-    checkKnownOptions(
-      options,
-      ["lr", "momentum", "schedule", "lrFinal", "k", "decay", "step"],
-      "SGD",
-    );
-    const opt = {
-      lr: 0.01,
-      momentum: 0,
-      schedule: "const" as LrSchedule,
-      lrFinal: 0,
-      k: 10,
-      decay: 0.5,
-      step: 10,
-      ...options,
-    };
-    need(isNum(opt.lr) && opt.lr > 0, "SGD lr", "a number > 0", opt.lr);
-    need(
-      isNum(opt.momentum) && opt.momentum >= 0 && opt.momentum < 1,
-      "SGD momentum",
-      "in [0, 1)",
-      opt.momentum,
-    );
-    need(
-      ["const", "linear", "cos", "step"].includes(opt.schedule),
-      "SGD schedule",
-      '"const", "linear", "cos" or "step"',
-      opt.schedule,
-    );
-    need(isNum(opt.lrFinal) && opt.lrFinal >= 0, "SGD lrFinal", "a number >= 0", opt.lrFinal);
-    need(Number.isInteger(opt.k) && opt.k >= 1, "SGD k", "an integer >= 1", opt.k);
-    need(isNum(opt.decay) && opt.decay > 0 && opt.decay <= 1, "SGD decay", "in (0, 1]", opt.decay);
-    need(Number.isInteger(opt.step) && opt.step >= 1, "SGD step", "an integer >= 1", opt.step);
-    this.options = opt;
+    this.options = resolveSgdOptions(options);
     this.#params = checkParams(params, "SGD");
     this.#shapes = params.map((p) => [...p.shape]);
   }
@@ -175,7 +198,7 @@ export class SGD implements Optimizer {
         const v = this.#velocity
           ? o.add(o.mul(this.#velocity, this.options.momentum), o.mul(g, lr))
           : o.mul(g, lr);
-        return { v, params: unflatten(o.sub(theta, v), this.#shapes) };
+        return { v, params: splitFlat(o.sub(theta, v), this.#shapes) };
       });
       for (const p of this.#params) p.dispose();
       this.#params = next.params;
@@ -229,13 +252,7 @@ export class Adam implements Optimizer {
 
   /** Takes ownership of `params` (a list of tensors on one backend); checks the options. */
   constructor(params: Tensor[], options: AdamOptions = {}) {
-    checkKnownOptions(options, ["lr", "beta1", "beta2", "eps"], "Adam");
-    const opt = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, ...options };
-    need(isNum(opt.lr) && opt.lr > 0, "Adam lr", "a number > 0", opt.lr);
-    need(isNum(opt.beta1) && opt.beta1 >= 0 && opt.beta1 < 1, "Adam beta1", "in [0, 1)", opt.beta1);
-    need(isNum(opt.beta2) && opt.beta2 >= 0 && opt.beta2 < 1, "Adam beta2", "in [0, 1)", opt.beta2);
-    need(isNum(opt.eps) && opt.eps > 0, "Adam eps", "a number > 0", opt.eps);
-    this.options = opt;
+    this.options = resolveAdamOptions(options);
     this.#params = checkParams(params, "Adam");
     this.#shapes = params.map((p) => [...p.shape]);
   }
@@ -264,7 +281,7 @@ export class Adam implements Optimizer {
         const mHat = o.div(m, 1 - beta1 ** t);
         const vHat = o.div(v, 1 - beta2 ** t);
         const update = o.div(o.mul(mHat, lr), o.add(o.sqrt(vHat), eps));
-        return { m, v, params: unflatten(o.sub(theta, update), this.#shapes) };
+        return { m, v, params: splitFlat(o.sub(theta, update), this.#shapes) };
       });
       for (const p of this.#params) p.dispose();
       this.#params = next.params;

@@ -25,7 +25,7 @@ import { full, scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import * as k from "../kernel/graph.ts";
 import { realizeTogether } from "../kernel/multi.ts";
-import { flatten } from "./vectors.ts";
+import { concatFlat } from "./vectors.ts";
 
 /** alpha * x + y on flat vectors (one fused kernel, or part of one). */
 export function axpyT(alpha: number | Tensor, x: Tensor, y: Tensor): Tensor {
@@ -517,7 +517,7 @@ export async function backtrackIterates(
 ): Promise<ChosenIterate> {
   /** Reads one-element tensors in one readback; frees those of `own`. */
   const read = async (ts: Tensor[], own: Tensor[]): Promise<number[]> => {
-    const flat = flatten(ts);
+    const flat = concatFlat(ts);
     try {
       countReadback();
       return Array.from(await flat.data());

@@ -15,6 +15,13 @@
  * line-search try, free on a CPU backend, and no speculative work); it is what CPU backends run,
  * and the tests hold the device path to it.
  *
+ * A step runs in named phases, each a method below: the curvature operator (sgn/curvature.ts),
+ * the gradient and momentum (`#gradient`), CG (`#solve`), CG backtracking (`#direction`), one
+ * readback of every scalar the host needs, by name (`#readback`: L0, CG's statistics, the
+ * predicted change, the first line-search tries), the checks for non-finite values, the line
+ * search and the trust region's ratio (`#lineSearch`), the commit (new parameters, momentum, rho
+ * for the next step) and the record (`#record`).
+ *
  * Memory: a step frees every temporary however it ends (a failed step leaves the parameters and
  * the optimizer's state as they were), and CG frees each iterate as it makes the next, so the
  * live-buffer count does not grow with the number of steps nor with CG's budget.
@@ -22,114 +29,123 @@
  * @module
  */
 
-import { SgnError, showValue } from "../errors.ts";
+import { SgnError } from "../errors.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import {
   type CurvatureOperator,
-  fisherLinearize,
-  fisherOf,
   ggnLinearize,
-  hessianLinearize,
   type OutputLoss,
   valueAndGrad,
 } from "../autodiff/transforms.ts";
-import { checkParams, flatten, precondT, unflatten } from "./vectors.ts";
-import { type Replayable, replayable } from "../autodiff/replay.ts";
+import { checkParams, concatFlat, precondT, splitFlat } from "./vectors.ts";
+import { replayable } from "../autodiff/replay.ts";
 import {
   axpyT,
   backtrackIterates,
   cgDevice,
   cgHost,
+  type CgResult,
   type CgSpec,
   type ChosenIterate,
   maxAbsT,
 } from "./cg.ts";
-import { lineSearch, nextTrustRegionRho, type Try } from "./rules.ts";
+import { lineSearch, type LineSearchResult, nextTrustRegionRho, type Try } from "./rules.ts";
 import { type CurvatureBatch, type ModelFn, type Optimizer, StepGuard } from "./optimizer.ts";
-
-export type { CurvatureBatch, ModelFn, Optimizer } from "./optimizer.ts";
 import {
   cgBudget,
-  type Curvature,
-  curvatureRows,
   type ResolvedSgnOptions,
   resolveSgnOptions,
   scheduledRho,
   type SgnOptions,
 } from "./options.ts";
+import { type StepCurvature, stepCurvature } from "./curvature.ts";
+import { readScalars, scalarTensors } from "./readback.ts";
+import type { SgnStepRecord } from "./record.ts";
 
-/** What one SGN step did (SGN-ALGORITHM.md step 6). */
-export interface SgnStepRecord {
-  /** L0: the mini-batch loss before the step. */
-  loss: number;
-  /** L1: the loss after the step (equal to loss when neither LS nor TR evaluated it). */
-  lossAfter: number;
-  /** The damping rho used in this step. */
+export type { CurvatureBatch, ModelFn, Optimizer } from "./optimizer.ts";
+export type { SgnStepRecord } from "./record.ts";
+
+/** The loss (and metric) tensors of one evaluation of the objective, by name. */
+function tryOf(ts: Tensor[]): { loss: Tensor; metric: Tensor | undefined } {
+  return { loss: ts[0], metric: ts[1] };
+}
+
+/** The state of one step that its phases share. */
+interface StepState {
+  /** The step's number (from 1). */
+  t: number;
+  /** The damping of this step: the trust region's, or the schedule's. */
   rho: number;
-  /** The final step size a. */
-  alpha: number;
-  /** CG iterations run. */
+  /** The seed's control flow on the host (a readback per decision), not on the device. */
+  host: boolean;
+  /** Whether the loss is evaluated after the step (line search or trust region). */
+  evaluates: boolean;
+  /** The loss (and metric) at candidate parameters. */
+  objective: (...p: Tensor[]) => Tensor[];
+  /**
+   * Every tensor of this step that outlives a scope, freed however the step ends (the new
+   * momentum and the kept CG iterate are taken out when the step commits).
+   */
+  temps: Tensor[];
+  /** Device readbacks so far. */
+  readbacks: number;
+}
+
+/** The gradient phase's vectors (SGN-ALGORITHM.md step 1). */
+interface Gradient {
+  /** L0, the loss before the step. */
+  l0: Tensor;
+  g: Tensor;
+  /** The bias-corrected momentum m_hat (g itself without momentum). */
+  mHat: Tensor;
+  /** The new momentum m, kept when the step commits (none without momentum). */
+  momentum: Tensor | undefined;
+  /** The parameters as one vector. */
+  theta: Tensor;
+}
+
+/** The direction the rest of the step uses: CG's last iterate, or the one backtracking chose. */
+interface Direction {
+  d: Tensor;
+  r: Tensor;
+  /** With CG backtracking, what it chose (and evaluated). */
+  chosen?: ChosenIterate;
+  /** Line-search tries already evaluated: the chosen iterate's loss when that is at ALPHA = 1. */
+  known: Try[];
+}
+
+/** What a step reads back from the device in one go (in device mode, its only readback). */
+interface StepReadback {
+  /** L0. */
+  loss: number;
   cgIters: number;
   /** max|r| after CG. */
   cgResidual: number;
-  /** Loss evaluations of the line search (0 without LS and TR). */
-  lsTries: number;
-  /** Trust-region ratio (actual / predicted decrease), NaN when TR is off. */
-  ratio: number;
-  /** Device readbacks this step needed. */
-  readbacks: number;
-  /** The quadratic model's predicted change of the loss, 0.5 (r + g).d (SGN-ALGORITHM.md 5). */
+  /** The quadratic model's predicted change 0.5 (r + g).d. */
   predicted: number;
-  /** The Armijo threshold the accepted (or last) try was held to; NaN without line search. */
-  armijoThreshold: number;
-  /** The loss at each line-search try, in order (the first at ALPHA); empty without LS and TR. */
-  lsLosses: number[];
-  /** The damping the next step will use with the trust region (this step's rho without it). */
-  nextRho: number;
-  /**
-   * The loss's metric (e.g. accuracy) where the seed's step scores its batch: at the parameters
-   * of the last loss evaluation (the accepted step) with LS or TR, else before the step.
-   * Undefined when the loss has no metric.
-   */
-  metric?: number;
-  /** Whether CG started from cgWarmStart * the previous step's last CG iterate (not 0). */
-  cgWarmStart: boolean;
-  /** Whether Martens' relative-progress rule stopped CG (cgStop "relative"). */
-  cgRelativeStop: boolean;
-  /**
-   * The CG iteration whose iterate d the step used: cgIters, or with cgBacktrack the iterate
-   * backtracking chose.
-   */
-  cgIterate: number;
-  /**
-   * With cgBacktrack, the mini-batch loss at theta + d_i of each kept iterate backtracking
-   * evaluated, from the last backwards; empty without.
-   */
-  cgBacktrackLosses: number[];
-  /** The curvature CG multiplied by (the option `curvature`). */
-  curvature: Curvature;
-  /** The rows of the batch CG's products used (the option `curvatureBatch`). */
-  curvatureRows: number;
-  /** Whether CG stopped at negative curvature (only the "hessian" curvature can meet it). */
+  /** m_hat.d, the slope in Armijo's condition. */
+  md: number;
+  /** max|d|. */
+  dMax: number;
   negativeCurvature: boolean;
+  cgRelativeStop: boolean;
+  /** The metric on the recorded outputs (without LS and TR, when the loss has one). */
+  metricBefore: number | undefined;
+  /** The line-search tries evaluated speculatively, after the known ones. */
+  tries: Try[];
 }
 
-/** Each curvature's operator on a batch of its own (sgn/options.ts, `curvature`). */
-const LINEARIZE = {
-  ggn: ggnLinearize,
-  hessian: hessianLinearize,
-  fisher: fisherLinearize,
-} as const satisfies Record<Curvature, unknown>;
-
-/** Reads one-element tensors and a few more scalars in a single readback. */
-async function readScalars(scalars: Tensor[]): Promise<number[]> {
-  const flat = flatten(scalars);
-  try {
-    return Array.from(await flat.data());
-  } finally {
-    flat.dispose();
-  }
+/** What the line search and the trust region made of the step (SGN-ALGORITHM.md step 5). */
+interface Update {
+  /** The step size a. */
+  alpha: number;
+  /** L1 (L0 when nothing evaluated it). */
+  loss: number;
+  tries: number;
+  searched: LineSearchResult | undefined;
+  /** The trust region's ratio of actual to predicted change (NaN without it). */
+  ratio: number;
 }
 
 /**
@@ -199,62 +215,6 @@ export class SGN implements Optimizer {
     return this.#guard.run(() => this.#step(model, loss, curvatureBatch), model, loss);
   }
 
-  /**
-   * The curvature operator of this step: `G` itself (the seed's), or built on `G` (the Fisher
-   * of the whole batch), or on the first `rows` rows of the batch, or the Hessian.
-   */
-  #curvature(
-    G: CurvatureOperator,
-    model: ModelFn,
-    loss: OutputLoss,
-    sub: CurvatureBatch | undefined,
-  ): { op: CurvatureOperator; own: boolean; rows: number } {
-    const opt = this.options;
-    const n = G.outputs.shape[0];
-    if (opt.curvatureBatch !== 1 && typeof sub !== "function") {
-      throw new SgnError(
-        `SGN.step: the option curvatureBatch (${opt.curvatureBatch}) needs the step's third ` +
-          "argument, (rows) => ({ model, loss }) on the batch's first rows (train() passes " +
-          `it), got ${showValue(sub)}; or leave curvatureBatch at 1 (the whole batch)`,
-      );
-    }
-    const rows = curvatureRows(opt.curvatureBatch, n);
-    let part = { model, loss };
-    if (rows < n) {
-      part = sub!(rows);
-      if (typeof part?.model !== "function" || typeof part?.loss?.value !== "function") {
-        throw new SgnError(
-          `SGN.step: the curvature batch (${rows} rows) must be { model, loss } as the step's ` +
-            `own, got ${showValue(part)}`,
-        );
-      }
-    }
-    if (opt.curvature === "fisher" && typeof part.loss.perExample !== "function") {
-      throw new SgnError(
-        'SGN.step: the curvature "fisher" needs the loss\'s perExample(z), the per-example ' +
-          "losses whose mean is its value (softmaxCrossEntropy and meanSquaredError have it); " +
-          'this loss has none: give it one, or use the curvature "ggn" or "hessian"',
-      );
-    }
-    // The whole batch: the Gauss-Newton matrix and the Fisher live on the step's own record.
-    if (rows === n && opt.curvature !== "hessian") {
-      return opt.curvature === "ggn"
-        ? { op: G, own: false, rows }
-        : { op: fisherOf(G, loss), own: true, rows };
-    }
-    const linearize = LINEARIZE[opt.curvature];
-    const op = linearize(part.model, part.loss, [...this.#params]);
-    const got = op.outputs.shape[0];
-    if (got !== rows) {
-      op.dispose();
-      throw new SgnError(
-        `SGN.step: the curvature batch's model gives ${got} rows; ${rows} were asked for ` +
-          `(curvatureBatch ${opt.curvatureBatch} of a batch of ${n})`,
-      );
-    }
-    return { op, own: true, rows };
-  }
-
   async #step(
     model: ModelFn,
     loss: OutputLoss,
@@ -263,229 +223,328 @@ export class SGN implements Optimizer {
     const opt = this.options;
     const t = this.t + 1;
     const be = this.#params[0].backend;
-    const rho = opt.trustRegion ? this.rho : scheduledRho(opt, t);
-    // The loss at candidate parameters, and the metric there when the loss has one.
-    const objective = (...p: Tensor[]) => {
-      const z = model(...p);
-      return loss.metric ? [loss.value(z), loss.metric(z)] : [loss.value(z)];
+    const s: StepState = {
+      t,
+      rho: opt.trustRegion ? this.rho : scheduledRho(opt, t),
+      host: opt.mode === "host" || (opt.mode === "auto" && be.hostReadback),
+      evaluates: opt.lineSearch || opt.trustRegion,
+      objective: (...p: Tensor[]) => {
+        const z = model(...p);
+        return loss.metric ? [loss.value(z), loss.metric(z)] : [loss.value(z)];
+      },
+      temps: [],
+      readbacks: 0,
     };
-    const evaluates = opt.lineSearch || opt.trustRegion;
-    const host = opt.mode === "host" || (opt.mode === "auto" && be.hostReadback);
-    let readbacks = 0;
-
     // One recorded forward pass serves the gradient (J^T dL/dz) and every G p of CG (with the
     // default curvature; the others linearize what they need beside it).
     const G = ggnLinearize(model, loss, [...this.#params]);
-    // Every tensor of this step that outlives a scope, freed however the step ends (the new
-    // momentum is taken out when the step commits).
-    const temps: Tensor[] = [];
-    let C: { op: CurvatureOperator; own: boolean; rows: number } | undefined;
-    let gp: Replayable | undefined;
+    let C: StepCurvature | undefined;
     try {
-      C = this.#curvature(G, model, loss, sub);
-      const curvature = C.op;
-      const solved = scope(() => {
-        const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
-        const g = flatten(G.vjp(gz));
-        let mHat = g;
-        let momentum: Tensor | undefined;
-        if (opt.beta > 0) {
-          momentum = this.#momentum
-            ? o.add(o.mul(this.#momentum, opt.beta), o.mul(g, 1 - opt.beta))
-            : o.mul(g, 1 - opt.beta);
-          mHat = o.div(momentum, 1 - opt.beta ** t);
-        }
-        const theta = flatten(this.#params);
-        return { l0, g, mHat, momentum, theta };
-      });
-      temps.push(solved.l0, solved.g, solved.mHat, solved.theta);
-      if (solved.momentum) temps.push(solved.momentum);
-      // C p, recorded at CG's first iteration and replayed at the others (autodiff/replay.ts).
-      gp = replayable((p: Tensor) => [flatten(curvature.apply(...unflatten(p, this.#shapes)))]);
-      const curv = gp;
-      const apply = (p: Tensor) => scope(() => o.add(o.mul(p, rho), curv(p)[0]));
-      const precond = opt.cgPrec
-        // From the base damping, never the scheduled rho (SGN-ALGORITHM.md step 2).
-        ? (r: Tensor) => precondT(r, solved.mHat, opt.trustRegion ? rho : opt.dampRho, opt.alphaExp)
-        : undefined;
-      const warm = opt.cgWarmStart > 0 && this.#lastD !== undefined;
-      const spec: CgSpec = {
-        apply,
-        b: solved.mHat,
-        precond,
-        budget: cgBudget(opt, t),
-        tol: opt.cgTol,
-        ...(warm ? { warmStart: { from: this.#lastD!, decay: opt.cgWarmStart } } : {}),
-        relative: opt.cgStop === "relative",
-        save: opt.cgBacktrack,
-        // Only the Hessian can have negative curvature.
-        stopAtNegative: opt.curvature === "hessian",
-        countReadback: () => readbacks++,
-      };
-      const cg = host ? await cgHost(spec) : await cgDevice(spec);
-      temps.push(cg.d, cg.r, cg.iters, cg.rMax, ...(cg.relStop ? [cg.relStop] : []));
-      if (cg.negative) temps.push(cg.negative);
-      const negativeAt = cg.negative ? 1 : 0;
-      for (const it of cg.saved) temps.push(it.d, it.r);
-      // CG backtracking: the iterate the rest of the step uses (by default CG's last).
-      const chosen: ChosenIterate | undefined = opt.cgBacktrack
-        ? await backtrackIterates(
-          cg,
-          (d) => objective(...unflatten(axpyT(1, d, solved.theta), this.#shapes)),
-          host,
-          () => readbacks++,
-        )
-        : undefined;
-      const dir = chosen ?? cg;
-      // The chosen iterate's loss is the line search's first try when that is at step size 1.
-      const known: Try[] = chosen && evaluates && opt.alpha === 1 ? [chosen.at] : [];
-
-      // Candidates a_i = alpha * rhoLs^i, evaluated speculatively (device mode) or one by one.
-      const stepAt = (a: number) => unflatten(axpyT(a, dir.d, solved.theta), this.#shapes);
-      const lossAt = (a: number) => scope(() => objective(...stepAt(a)));
-      // Without LS and TR the seed scores the batch before the step, on the recorded outputs.
-      const metricBefore = !evaluates && loss.metric ? 1 : 0;
-      const firstBatch = !evaluates
-        ? 0
-        : host || !opt.lineSearch
-        ? 1
-        : opt.lsSpeculation === "all"
-        ? opt.maxLsIters + 1
-        : Math.min(opt.maxLsIters + 1, this.#lastTries);
-      const head = scope(() => {
-        const pred = o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 0.5);
-        const md = o.dot(solved.mHat, dir.d);
-        const dMax = maxAbsT(dir.d);
-        const before = metricBefore ? [loss.metric!(G.outputs)] : [];
-        const evaluated = Array.from(
-          { length: Math.max(0, firstBatch - known.length) },
-          (_, i) => lossAt(opt.alpha * opt.rhoLs ** (i + known.length)),
-        ).flat();
-        return [
-          solved.l0,
-          cg.iters,
-          cg.rMax,
-          pred,
-          md,
-          dMax,
-          ...(cg.negative ? [cg.negative] : []),
-          ...before,
-          ...evaluated,
-        ];
-      });
-      temps.push(...head);
-      const values = await readScalars([...head, ...(cg.relStop ? [cg.relStop] : [])]);
-      readbacks++;
-      head.forEach((h) => h !== solved.l0 && h.dispose());
-      const [l0, cgIters, cgResidual, predicted, md, dMax] = values;
-      const negativeCurvature = negativeAt ? values[6] > 0 : false;
-      const perTry = loss.metric ? 2 : 1;
-      const rest = values.slice(6 + negativeAt + metricBefore, head.length);
-      // Loss (and metric) of each candidate evaluated so far.
-      const tried = [
-        ...known,
-        ...Array.from({ length: rest.length / perTry }, (_, i) => ({
-          loss: rest[i * perTry],
-          metric: loss.metric ? rest[i * perTry + 1] : undefined,
-        })),
-      ];
-
-      if (!Number.isFinite(l0)) {
-        throw new SgnError(
-          `SGN step ${t}: the loss before the step is ${l0}; check the inputs and parameters ` +
-            "(the parameters were left unchanged)",
-        );
-      }
-      if (!Number.isFinite(dMax) || !Number.isFinite(cgResidual)) {
-        throw new SgnError(
-          `SGN step ${t}: conjugate gradient went non-finite (max|d| = ${dMax}, ` +
-            `max|r| = ${cgResidual}); the parameters were left unchanged. ` +
-            (rho < 1e6
-              ? "Try a larger dampRho."
-              : `The damping (${rho}) is already huge: look for overflow in the data, the ` +
-                "network's outputs or the loss instead."),
-        );
-      }
-
-      // Line search (Armijo) and trust-region ratio, decided on the host (sgn/rules.ts).
-      const searched = evaluates
-        ? await lineSearch(opt, l0, md, async (i): Promise<Try> => {
-          if (i < tried.length) return tried[i];
-          const more = lossAt(opt.alpha * opt.rhoLs ** i);
-          try {
-            const [v, m] = await readScalars(more);
-            readbacks++;
-            return { loss: v, metric: m };
-          } finally {
-            more.forEach((t) => t.dispose());
-          }
-        })
-        : undefined;
-      const a = searched?.alpha ?? opt.alpha;
-      const l1 = searched?.loss ?? l0;
-      const tries = searched?.losses.length ?? 0;
-      const metric = searched ? searched.metric : metricBefore ? values[6 + negativeAt] : undefined;
-      if (!Number.isFinite(l1)) {
-        throw new SgnError(
-          `SGN step ${t}: the loss after the step is ${l1} at step size ${a} ` +
-            `(after ${tries} line-search tries); the parameters were left unchanged`,
-        );
-      }
-      const largest = solved.theta.dtype === "float32" ? 3.4e38 : Number.MAX_VALUE;
-      if (!(a * dMax < largest)) {
-        throw new SgnError(
-          `SGN step ${t}: the step a * max|d| = ${a * dMax} overflows ${solved.theta.dtype}; ` +
-            "the parameters were left unchanged (use a smaller alpha, or the line search)",
-        );
-      }
-      const l1First = searched ? searched.losses[0] : NaN;
-      const ratio = opt.trustRegion ? (l1First - l0) / predicted : NaN;
-
-      // Commit: new parameters, momentum, rho for the next step.
-      const next = scope(() => stepAt(a));
-      for (const p of this.#params) p.dispose();
-      this.#params = next;
-      if (solved.momentum) {
-        this.#momentum?.dispose();
-        this.#momentum = solved.momentum.realize();
-        temps.splice(temps.indexOf(solved.momentum), 1);
-      }
-      if (opt.cgWarmStart > 0) {
-        this.#lastD?.dispose();
-        this.#lastD = cg.d.realize();
-        temps.splice(temps.indexOf(cg.d), 1);
-      }
-      if (opt.trustRegion) this.rho = nextTrustRegionRho(ratio, rho, opt.dampRhoMin);
-      this.t = t;
-      this.#lastTries = Math.max(1, tries);
-      return {
-        loss: l0,
-        lossAfter: evaluates ? l1 : l0,
-        rho,
-        alpha: a,
-        cgIters,
-        cgResidual,
-        lsTries: tries,
-        ratio,
-        readbacks,
-        predicted,
-        armijoThreshold: searched?.threshold ?? NaN,
-        lsLosses: searched?.losses ?? [],
-        nextRho: opt.trustRegion ? this.rho : scheduledRho(opt, t + 1),
-        ...(metric === undefined ? {} : { metric }),
-        cgWarmStart: warm,
-        cgRelativeStop: cg.relStop ? values[head.length] === 1 : false,
-        cgIterate: chosen?.iter ?? cgIters,
-        cgBacktrackLosses: chosen?.tries.map((t) => t.loss) ?? [],
-        curvature: opt.curvature,
-        curvatureRows: C.rows,
-        negativeCurvature,
-      };
+      C = stepCurvature(opt, this.#params, G, model, loss, sub);
+      const grad = this.#gradient(G, loss, s);
+      const { cg, warm } = await this.#solve(C, grad, s);
+      const dir = await this.#direction(cg, grad, s);
+      const read = await this.#readback(G, loss, grad, cg, dir, s);
+      this.#checkSolve(read, s);
+      const update = await this.#lineSearch(read, grad, dir, s);
+      this.#checkUpdate(update, read, grad, s);
+      this.#commit(update, grad, dir, cg, s);
+      return this.#record(s, read, update, dir, warm, C.rows);
     } finally {
-      gp?.dispose();
       if (C?.own) C.op.dispose();
       G.dispose();
-      for (const k of temps) k.dispose();
+      for (const k of s.temps) k.dispose();
     }
+  }
+
+  /** Loss, gradient and momentum at the current parameters (SGN-ALGORITHM.md step 1). */
+  #gradient(G: CurvatureOperator, loss: OutputLoss, s: StepState): Gradient {
+    const opt = this.options;
+    const grad = scope((): Gradient => {
+      const [l0, [gz]] = valueAndGrad((z: Tensor) => loss.value(z))(G.outputs);
+      const g = concatFlat(G.vjp(gz));
+      let mHat = g;
+      let momentum: Tensor | undefined;
+      if (opt.beta > 0) {
+        momentum = this.#momentum
+          ? o.add(o.mul(this.#momentum, opt.beta), o.mul(g, 1 - opt.beta))
+          : o.mul(g, 1 - opt.beta);
+        mHat = o.div(momentum, 1 - opt.beta ** s.t);
+      }
+      const theta = concatFlat(this.#params);
+      return { l0, g, mHat, momentum, theta };
+    });
+    s.temps.push(grad.l0, grad.g, grad.mHat, grad.theta);
+    if (grad.momentum) s.temps.push(grad.momentum);
+    return grad;
+  }
+
+  /**
+   * Preconditioned CG on (C + rho I) d = -m_hat (SGN-ALGORITHM.md steps 2 and 4), C the step's
+   * curvature; `warm`: whether it started from the previous step's iterate.
+   */
+  async #solve(
+    C: StepCurvature,
+    grad: Gradient,
+    s: StepState,
+  ): Promise<{ cg: CgResult; warm: boolean }> {
+    const opt = this.options;
+    const rho = s.rho;
+    // C p, recorded at CG's first iteration and replayed at the others (autodiff/replay.ts).
+    const gp = replayable((p: Tensor) => [concatFlat(C.op.apply(...splitFlat(p, this.#shapes)))]);
+    const apply = (p: Tensor) => scope(() => o.add(o.mul(p, rho), gp(p)[0]));
+    const precond = opt.cgPrec
+      // From the base damping, never the scheduled rho (SGN-ALGORITHM.md step 2).
+      ? (r: Tensor) => precondT(r, grad.mHat, opt.trustRegion ? rho : opt.dampRho, opt.alphaExp)
+      : undefined;
+    const warm = opt.cgWarmStart > 0 && this.#lastD !== undefined;
+    const spec: CgSpec = {
+      apply,
+      b: grad.mHat,
+      precond,
+      budget: cgBudget(opt, s.t),
+      tol: opt.cgTol,
+      ...(warm ? { warmStart: { from: this.#lastD!, decay: opt.cgWarmStart } } : {}),
+      relative: opt.cgStop === "relative",
+      save: opt.cgBacktrack,
+      // Only the Hessian can have negative curvature.
+      stopAtNegative: opt.curvature === "hessian",
+      countReadback: () => s.readbacks++,
+    };
+    let cg: CgResult;
+    try {
+      cg = s.host ? await cgHost(spec) : await cgDevice(spec);
+    } finally {
+      gp.dispose();
+    }
+    s.temps.push(cg.d, cg.r, cg.iters, cg.rMax, ...(cg.relStop ? [cg.relStop] : []));
+    if (cg.negative) s.temps.push(cg.negative);
+    for (const it of cg.saved) s.temps.push(it.d, it.r);
+    return { cg, warm };
+  }
+
+  /** CG backtracking (Martens 2010, 4.6) when asked for: the iterate the rest of the step uses. */
+  async #direction(cg: CgResult, grad: Gradient, s: StepState): Promise<Direction> {
+    const opt = this.options;
+    if (!opt.cgBacktrack) return { d: cg.d, r: cg.r, known: [] };
+    const chosen = await backtrackIterates(
+      cg,
+      (d) => s.objective(...splitFlat(axpyT(1, d, grad.theta), this.#shapes)),
+      s.host,
+      () => s.readbacks++,
+    );
+    // The chosen iterate's loss is the line search's first try when that is at step size 1.
+    const known = s.evaluates && opt.alpha === 1 ? [chosen.at] : [];
+    return { d: chosen.d, r: chosen.r, chosen, known };
+  }
+
+  /** The parameters theta + a d, as the model takes them. */
+  #stepAt(a: number, grad: Gradient, dir: Direction): Tensor[] {
+    return splitFlat(axpyT(a, dir.d, grad.theta), this.#shapes);
+  }
+
+  /** The loss (and metric) at theta + a d. */
+  #lossAt(a: number, grad: Gradient, dir: Direction, s: StepState): Tensor[] {
+    return scope(() => s.objective(...this.#stepAt(a, grad, dir)));
+  }
+
+  /**
+   * The step's scalars, read back at once: L0, CG's statistics, the predicted change, and the
+   * line search's first candidates a_i = alpha rhoLs^i, evaluated speculatively on the device
+   * (as many as the previous step needed, or all) and one at a time on the host.
+   */
+  async #readback(
+    G: CurvatureOperator,
+    loss: OutputLoss,
+    grad: Gradient,
+    cg: CgResult,
+    dir: Direction,
+    s: StepState,
+  ): Promise<StepReadback> {
+    const opt = this.options;
+    // Without LS and TR the seed scores the batch before the step, on the recorded outputs.
+    const metricBefore = !s.evaluates && loss.metric !== undefined;
+    const firstBatch = !s.evaluates
+      ? 0
+      : s.host || !opt.lineSearch
+      ? 1
+      : opt.lsSpeculation === "all"
+      ? opt.maxLsIters + 1
+      : Math.min(opt.maxLsIters + 1, this.#lastTries);
+    const known = dir.known.length;
+    const named = scope(() => {
+      // Made in this order: the step's scalars, then its candidates.
+      const predicted = o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 0.5);
+      const md = o.dot(grad.mHat, dir.d);
+      const dMax = maxAbsT(dir.d);
+      const before = metricBefore ? loss.metric!(G.outputs) : undefined;
+      const tries = Array.from(
+        { length: Math.max(0, firstBatch - known) },
+        (_, i) => this.#lossAt(opt.alpha * opt.rhoLs ** (i + known), grad, dir, s),
+      );
+      return {
+        loss: grad.l0,
+        cgIters: cg.iters,
+        cgResidual: cg.rMax,
+        predicted,
+        md,
+        dMax,
+        negative: cg.negative,
+        metricBefore: before,
+        tryLosses: tries.map((t) => t[0]),
+        tryMetrics: loss.metric ? tries.map((t) => t[1]) : undefined,
+        relStop: cg.relStop,
+      };
+    });
+    const tensors = scalarTensors(named);
+    s.temps.push(...tensors);
+    const v = await readScalars(named);
+    s.readbacks++;
+    for (const k of tensors) if (k !== grad.l0) k.dispose();
+    return {
+      loss: v.loss,
+      cgIters: v.cgIters,
+      cgResidual: v.cgResidual,
+      predicted: v.predicted,
+      md: v.md,
+      dMax: v.dMax,
+      negativeCurvature: v.negative !== undefined && v.negative > 0,
+      cgRelativeStop: v.relStop === 1,
+      metricBefore: v.metricBefore,
+      tries: v.tryLosses.map((l, i) => ({ loss: l, metric: v.tryMetrics?.[i] })),
+    };
+  }
+
+  /** Stops the step, parameters unchanged, when the loss or CG's result is not finite. */
+  #checkSolve(read: StepReadback, s: StepState): void {
+    if (!Number.isFinite(read.loss)) {
+      throw new SgnError(
+        `SGN step ${s.t}: the loss before the step is ${read.loss}; check the inputs and ` +
+          "parameters (the parameters were left unchanged)",
+      );
+    }
+    if (!Number.isFinite(read.dMax) || !Number.isFinite(read.cgResidual)) {
+      throw new SgnError(
+        `SGN step ${s.t}: conjugate gradient went non-finite (max|d| = ${read.dMax}, ` +
+          `max|r| = ${read.cgResidual}); the parameters were left unchanged. ` +
+          (s.rho < 1e6
+            ? "Try a larger dampRho."
+            : `The damping (${s.rho}) is already huge: look for overflow in the data, the ` +
+              "network's outputs or the loss instead."),
+      );
+    }
+  }
+
+  /**
+   * Armijo backtracking and the trust region's ratio, decided on the host (sgn/rules.ts), from
+   * the tries read back so far and more, one readback each, when the search needs them.
+   */
+  async #lineSearch(
+    read: StepReadback,
+    grad: Gradient,
+    dir: Direction,
+    s: StepState,
+  ): Promise<Update> {
+    const opt = this.options;
+    const tried = [...dir.known, ...read.tries];
+    const searched = s.evaluates
+      ? await lineSearch(opt, read.loss, read.md, async (i): Promise<Try> => {
+        if (i < tried.length) return tried[i];
+        const more = this.#lossAt(opt.alpha * opt.rhoLs ** i, grad, dir, s);
+        try {
+          const v = await readScalars(tryOf(more));
+          s.readbacks++;
+          return v;
+        } finally {
+          more.forEach((t) => t.dispose());
+        }
+      })
+      : undefined;
+    const l1First = searched ? searched.losses[0] : NaN;
+    return {
+      alpha: searched?.alpha ?? opt.alpha,
+      loss: searched?.loss ?? read.loss,
+      tries: searched?.losses.length ?? 0,
+      searched,
+      ratio: opt.trustRegion ? (l1First - read.loss) / read.predicted : NaN,
+    };
+  }
+
+  /** Stops the step, parameters unchanged, when the loss after it or the step overflows. */
+  #checkUpdate(update: Update, read: StepReadback, grad: Gradient, s: StepState): void {
+    const a = update.alpha;
+    if (!Number.isFinite(update.loss)) {
+      throw new SgnError(
+        `SGN step ${s.t}: the loss after the step is ${update.loss} at step size ${a} ` +
+          `(after ${update.tries} line-search tries); the parameters were left unchanged`,
+      );
+    }
+    const largest = grad.theta.dtype === "float32" ? 3.4e38 : Number.MAX_VALUE;
+    if (!(a * read.dMax < largest)) {
+      throw new SgnError(
+        `SGN step ${s.t}: the step a * max|d| = ${a * read.dMax} overflows ` +
+          `${grad.theta.dtype}; the parameters were left unchanged (use a smaller alpha, or ` +
+          "the line search)",
+      );
+    }
+  }
+
+  /** New parameters, momentum, warm-start iterate and rho for the next step. */
+  #commit(update: Update, grad: Gradient, dir: Direction, cg: CgResult, s: StepState): void {
+    const opt = this.options;
+    const next = scope(() => this.#stepAt(update.alpha, grad, dir));
+    for (const p of this.#params) p.dispose();
+    this.#params = next;
+    if (grad.momentum) {
+      this.#momentum?.dispose();
+      this.#momentum = grad.momentum.realize();
+      s.temps.splice(s.temps.indexOf(grad.momentum), 1);
+    }
+    if (opt.cgWarmStart > 0) {
+      this.#lastD?.dispose();
+      this.#lastD = cg.d.realize();
+      s.temps.splice(s.temps.indexOf(cg.d), 1);
+    }
+    if (opt.trustRegion) this.rho = nextTrustRegionRho(update.ratio, s.rho, opt.dampRhoMin);
+    this.t = s.t;
+    this.#lastTries = Math.max(1, update.tries);
+  }
+
+  /** The step's record (SGN-ALGORITHM.md step 6), once it has committed. */
+  #record(
+    s: StepState,
+    read: StepReadback,
+    update: Update,
+    dir: Direction,
+    warm: boolean,
+    rows: number,
+  ): SgnStepRecord {
+    const opt = this.options;
+    // Where the seed's step scores its batch: at the parameters of the last loss evaluation with
+    // LS or TR, else before the step.
+    const metric = update.searched ? update.searched.metric : read.metricBefore;
+    return {
+      loss: read.loss,
+      lossAfter: s.evaluates ? update.loss : read.loss,
+      rho: s.rho,
+      alpha: update.alpha,
+      cgIters: read.cgIters,
+      cgResidual: read.cgResidual,
+      lsTries: update.tries,
+      ratio: update.ratio,
+      readbacks: s.readbacks,
+      predicted: read.predicted,
+      armijoThreshold: update.searched?.threshold ?? NaN,
+      lsLosses: update.searched?.losses ?? [],
+      nextRho: opt.trustRegion ? this.rho : scheduledRho(opt, s.t + 1),
+      ...(metric === undefined ? {} : { metric }),
+      cgWarmStart: warm,
+      cgRelativeStop: read.cgRelativeStop,
+      cgIterate: dir.chosen?.iter ?? read.cgIters,
+      cgBacktrackLosses: dir.chosen?.tries.map((t) => t.loss) ?? [],
+      curvature: opt.curvature,
+      curvatureRows: rows,
+      negativeCurvature: read.negativeCurvature,
+    };
   }
 }

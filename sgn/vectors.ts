@@ -42,12 +42,21 @@ export function checkParams(params: unknown, who: string): Tensor[] {
 
 /**
  * Concatenates tensors into one flat vector [sum of sizes] (one routine, run when needed). Parts
- * that are consecutive windows of one vector (what {@link unflatten} returns) give that vector
+ * that are consecutive windows of one vector (what {@link splitFlat} returns) give that vector
  * back without a copy; parts of one shape (a few scalars) are computed now, together, and
- * gathered by one kernel.
+ * gathered by one kernel. (Not a reshape: that is `flatten` in autodiff/ops.ts.)
+ *
+ * @example
+ * ```ts
+ * import { init, tensor } from "../mod.ts";
+ * import { concatFlat } from "./vectors.ts";
+ * await init({ backend: "cpu" });
+ * const v = concatFlat([tensor([[1, 2], [3, 4]]), tensor([5])]);
+ * console.log(v.shape, Array.from(await v.data())); // [5] [1, 2, 3, 4, 5]
+ * ```
  */
-export function flatten(parts: readonly Tensor[]): Tensor {
-  if (parts.length === 0) throw new SgnError("flatten: no tensors given");
+export function concatFlat(parts: readonly Tensor[]): Tensor {
+  if (parts.length === 0) throw new SgnError("concatFlat: no tensors given");
   const be = parts[0].backend;
   const sizes = parts.map((p) => p.size);
   const shape = [sizes.reduce((a, b) => a + b, 0)];
@@ -77,14 +86,23 @@ export function flatten(parts: readonly Tensor[]): Tensor {
 }
 
 /**
- * Splits a flat vector into tensors of the given shapes: windows of the (computed) vector, no
- * copy; matrix products read them in place.
+ * Splits a flat vector into tensors of the given shapes, the inverse of {@link concatFlat}:
+ * windows of the (computed) vector, no copy; matrix products read them in place.
+ *
+ * @example
+ * ```ts
+ * import { init, tensor } from "../mod.ts";
+ * import { splitFlat } from "./vectors.ts";
+ * await init({ backend: "cpu" });
+ * const [w, b] = splitFlat(tensor([1, 2, 3, 4, 5]), [[2, 2], [1]]);
+ * console.log(w.shape, b.shape); // [2, 2] [1]
+ * ```
  */
-export function unflatten(flat: Tensor, shapes: readonly (readonly number[])[]): Tensor[] {
+export function splitFlat(flat: Tensor, shapes: readonly (readonly number[])[]): Tensor[] {
   const total = shapes.reduce((s, sh) => s + sizeOf(sh), 0);
   if (flat.size !== total) {
     throw new SgnError(
-      `unflatten: a vector of ${flat.size} elements cannot hold ${total} parameters`,
+      `splitFlat: a vector of ${flat.size} elements cannot hold ${total} parameters`,
     );
   }
   flat.realize();

@@ -26,7 +26,7 @@ import {
   isSavePoint,
   relativeWindow,
 } from "../sgn/cg.ts";
-import { flatten, unflatten } from "../sgn/vectors.ts";
+import { concatFlat, splitFlat } from "../sgn/vectors.ts";
 import { backendLabel, cpu, Random } from "./harness.ts";
 import { fc, property } from "./property.ts";
 import { dot } from "./reference.ts";
@@ -320,13 +320,13 @@ async function denseG(
       const e = new Float64Array(P);
       e[i] = 1;
       const et = tensor(e, [P], { backend: params[0].backend, dtype: "float64" });
-      const col = flatten(op.apply(...unflatten(et, shapes)));
+      const col = concatFlat(op.apply(...splitFlat(et, shapes)));
       cols.push(await values(col));
       col.dispose();
       et.dispose();
     }
     const [, [gz]] = valueAndGrad((z: Tensor) => lossFn.value(z))(op.outputs);
-    const gt = flatten(op.vjp(gz));
+    const gt = concatFlat(op.vjp(gz));
     const g = await values(gt);
     gt.dispose();
     // G is symmetric: row i of G is column i.
@@ -382,7 +382,7 @@ for (const be of float64) {
           // Backtracking by the library's loss at theta + d_i (the network's forward pass).
           const kept = [...savePoints(cg.iters - 1), cg.iters];
           const lossAt = async (d: Float64Array) => {
-            const ps = unflatten(
+            const ps = splitFlat(
               tensor(theta.map((v, u) => v + d[u]), [theta.length], {
                 backend: be,
                 dtype: "float64",

@@ -24,7 +24,7 @@ import { scope, tensor } from "../autodiff/tensor.ts";
 import { valueAndGrad } from "../autodiff/transforms.ts";
 import { mlp } from "../models/networks.ts";
 import { meanSquaredError } from "../models/losses.ts";
-import { flatten } from "../sgn/vectors.ts";
+import { concatFlat } from "../sgn/vectors.ts";
 
 const natives = await nativeVariants();
 const gpu = await webgpu();
@@ -189,7 +189,7 @@ for (const t of TARGETS) {
       for (const g of parts) want.push(...await g.data());
       const [got, folded] = await productsWithSums(t.be, async () => {
         const gs = grads();
-        const flat = flatten(gs);
+        const flat = concatFlat(gs);
         const v = Array.from(await flat.data());
         for (const g of [...gs, flat]) g.dispose();
         return v;

@@ -16,7 +16,7 @@ import { replayable } from "../autodiff/replay.ts";
 import { activeRecorder } from "../kernel/record.ts";
 import { meanSquaredError, oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import { convNet, mlp, type Network } from "../models/networks.ts";
-import { unflatten } from "../sgn/vectors.ts";
+import { splitFlat } from "../sgn/vectors.ts";
 import { fc, property } from "./property.ts";
 import { assertClose, backendLabel, backends, cpu, Random } from "./harness.ts";
 
@@ -85,12 +85,12 @@ async function products(c: Case, be: Backend, dtype: DType) {
   const total = shapes.reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
   const G = ggnLinearize((...p) => net.forward(p, x), loss, params);
   // As CG calls it: the parameters' parts are windows of one flat vector.
-  const f = replayable((v) => G.apply(...unflatten(v, shapes)));
+  const f = replayable((v) => G.apply(...splitFlat(v, shapes)));
   const plain: Float64Array[] = [], replayed: Float64Array[] = [];
   for (let i = 0; i < 3; i++) {
     const { a, b } = scope(() => {
       const v = tensor(rng.array(total, (r) => r.normal()), [total], opts);
-      return { a: G.apply(...unflatten(v, shapes)), b: f(v) };
+      return { a: G.apply(...splitFlat(v, shapes)), b: f(v) };
     });
     for (const t of a) plain.push(Float64Array.from(await t.data()));
     for (const t of b) replayed.push(Float64Array.from(await t.data()));

@@ -28,10 +28,10 @@ export interface FlagSpec {
   min?: number;
   max?: number;
   /**
-   * A number's rule beyond its bounds, defined where the value is used (e.g. an optimizer's
-   * check): what the value must be when `value` breaks it, else undefined.
+   * A number's whole check, defined where the value is used (an optimizer's option rule): what
+   * the value must be when `value` breaks it, else undefined. It replaces `min` and `max`.
    */
-  rule?: (value: number) => string | undefined;
+  rule?: (value: unknown) => string | undefined;
   /** A one-letter alias (`-h`). */
   short?: string;
 }
@@ -43,6 +43,19 @@ const INT_SYNTAX = /^\+?\d{1,16}$/;
 const NUMBER_SYNTAX = /^[+]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 /** The most integers an `ints` flag takes. */
 const MAX_INTS = 100;
+
+/** What an int or number flag without a `rule` must be, when `value` is not; else undefined. */
+function outOfBounds(s: FlagSpec, value: unknown): string | undefined {
+  const int = s.kind === "int";
+  if (
+    typeof value === "number" && (int ? Number.isInteger(value) : Number.isFinite(value)) &&
+    value >= (s.min ?? -Infinity) && value <= (s.max ?? Infinity)
+  ) return undefined;
+  const range = s.max === undefined ? "" : ` up to ${s.max}`;
+  return int
+    ? `${s.min === 0 ? "an integer from 0" : "a positive integer"}${range}`
+    : `a number from ${s.min ?? "-Infinity"}${range}`;
+}
 
 /** Checks one value against its flag; returns it or throws naming the flag. */
 export function checkFlag(name: string, s: FlagSpec, value: unknown, text = showValue(value)) {
@@ -66,22 +79,11 @@ export function checkFlag(name: string, s: FlagSpec, value: unknown, text = show
       }
       break;
     case "int":
-      if (
-        typeof value !== "number" || !Number.isInteger(value) || value < (s.min ?? -Infinity) ||
-        value > (s.max ?? Infinity)
-      ) {
-        throw bad(`${s.min === 0 ? "an integer from 0" : "a positive integer"}${range}`);
-      }
+    case "number": {
+      const need = s.rule ? s.rule(value) : outOfBounds(s, value);
+      if (need !== undefined) throw bad(need);
       break;
-    case "number":
-      if (
-        typeof value !== "number" || !Number.isFinite(value) || value < (s.min ?? -Infinity) ||
-        value > (s.max ?? Infinity)
-      ) {
-        throw bad(`a number from ${s.min ?? "-Infinity"}${range}`);
-      }
-      if (s.rule?.(value) !== undefined) throw bad(s.rule(value)!);
-      break;
+    }
     case "ints":
       if (
         !Array.isArray(value) || value.length === 0 || value.length > MAX_INTS ||

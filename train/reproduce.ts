@@ -10,7 +10,13 @@
 
 import { SgnError } from "../errors.ts";
 import { runConfig, runExperiment } from "./experiment.ts";
-import { resolveSettings, settingsToArgs, type TrainSettings } from "./settings.ts";
+import {
+  resolveSettings,
+  settingsFromOptions,
+  settingsToArgs,
+  type TrainSettings,
+} from "./settings.ts";
+import { SEED_PRESET } from "../sgn/options.ts";
 import { InterruptedError, type ProgressEvent } from "./loop.ts";
 import { fsError, moveAside, type RunState, runState, RunTakenError } from "./run_folder.ts";
 
@@ -43,13 +49,18 @@ export interface ExperimentGrid {
 
 const MLP_20: Partial<TrainSettings> = { layers: [20, 20, 20] };
 
+/** The seed preset's group name, "SGN_3" (its CG iterations, as the seed names run folders). */
+const SEED_GROUP = `SGN_${SEED_PRESET.cgMaxIters}`;
+
 /** The ablation's configurations beside the seed's SGN_3 and SGD: Adam, and SGN(3) plus each option. */
 function ablationVariants(): Record<string, Partial<TrainSettings>> {
-  const sgn3 = { ...SGN_SETTINGS, cg_max_iter: 3 };
   return {
     "Adam_0.001": { solver: "Adam", lr: 0.001 },
     ...Object.fromEntries(
-      Object.entries(ABLATION_OPTIONS).map(([name, s]) => [`SGN_3+${name}`, { ...sgn3, ...s }]),
+      Object.entries(ABLATION_OPTIONS).map(([name, s]) => [
+        `${SEED_GROUP}+${name}`,
+        { ...SGN_SETTINGS, ...s },
+      ]),
     ),
   };
 }
@@ -71,16 +82,13 @@ const ABLATION_OPTIONS: Record<string, Partial<TrainSettings>> = {
   "backtrack+cb0.25": { cg_backtrack: true, curvature_batch: 0.25 },
 };
 
-/** The seed's SGN settings in every experiment (its scripts' configuration). */
+/**
+ * The seed's SGN settings in every experiment: its preset (SGN_3; the grids set cg_max_iter) with
+ * the seed's Armijo test (its right-hand side computed once, with the initial step size).
+ */
 const SGN_SETTINGS: Partial<TrainSettings> = {
   solver: "SGN",
-  rho: 0.0001,
-  rho_min: 0.000001,
-  TR: true,
-  LS: true,
-  cg_min_iter: 10,
-  K_cg: 10,
-  // The seed's Armijo test (its right-hand side computed once, with the initial step size).
+  ...settingsFromOptions("SGN", SEED_PRESET),
   armijo: "seed",
 };
 /** The seed's SGD settings: constant learning rate, no momentum. */
@@ -144,7 +152,7 @@ export const ABLATIONS: Record<string, ExperimentGrid> = {
     description: "Ablation: MNIST, MLP 784-20-20-20-10 (sigmoid), batch 1000",
     base: { dataset: "mnist", ...MLP_20, batch_size: 1000 },
     sgd: [1],
-    sgn: [3],
+    sgn: [SEED_PRESET.cgMaxIters],
     epochs: 6,
     variants: ablationVariants(),
     target: { testAcc: 0.9190, epoch: 5 },
@@ -153,7 +161,7 @@ export const ABLATIONS: Record<string, ExperimentGrid> = {
     description: "Ablation: Fashion-MNIST, conv net architecture_1, batch 1000",
     base: { dataset: "fashion", architecture: "architecture_1", batch_size: 1000 },
     sgd: [0.1],
-    sgn: [3],
+    sgn: [SEED_PRESET.cgMaxIters],
     epochs: 3,
     variants: ablationVariants(),
     target: { testAcc: 0.8521, epoch: 2 },

@@ -8,6 +8,9 @@
  * Defaults are the seed's scripts' (mlp.py: TR on, DAMP_RHO_MIN 1e-6, K 1000), which differ on
  * purpose from the optimizer classes' own defaults (`SGN_DEFAULTS`, the seed's SGN class).
  *
+ * A row that sets an optimizer's option takes that option's rule or choices (`SGN_RULES`, ...):
+ * the command line accepts exactly what the optimizer accepts.
+ *
  * @module
  */
 
@@ -15,14 +18,23 @@ import { SgnError } from "../errors.ts";
 import { checkFlag, flagHelp, type FlagSpec, parseFlags } from "./flags.ts";
 import { BACKEND_CHOICES, noFloat64 } from "../autodiff/device.ts";
 import {
+  ARMIJO_CHOICES,
   CG_STOP_CHOICES,
-  CG_WARM_START_RANGE,
-  curvatureBatchProblem,
   CURVATURES,
+  type OptionRule,
+  RHO_DECAYS,
+  type Rule,
   SGN_DEFAULTS,
+  SGN_RULES,
   type SgnOptions,
 } from "../sgn/options.ts";
-import type { AdamOptions, SgdOptions } from "../sgn/baselines.ts";
+import {
+  ADAM_RULES,
+  type AdamOptions,
+  LR_SCHEDULES,
+  SGD_RULES,
+  type SgdOptions,
+} from "../sgn/baselines.ts";
 
 /** The optimizers a run can use. */
 export type Solver = "SGN" | "SGD" | "Adam";
@@ -51,15 +63,13 @@ export interface SettingSpec extends FlagSpec {
   recordIf?: (settings: Readonly<Record<string, unknown>>) => boolean;
 }
 
-const ARMIJO = ["shrinking", "seed"] as const;
-
 /** Whether a run measures curvature diagnostics (its --diagnose rows go into config.json). */
 function diagnosing(s: Readonly<Record<string, unknown>>): boolean {
   return typeof s.diagnose === "number" && s.diagnose > 0;
 }
 
-/** Every training setting, by flag name (`--<name>`), with the seed's scripts' defaults. */
-export const SETTINGS = {
+/** The rows as written: those that set an optimizer's option without their check. */
+const ROWS = {
   dataset: {
     kind: "choice",
     choices: ["mnist", "fashion", "cifar10", "boston", "sine_10", "sine_100"],
@@ -129,8 +139,6 @@ export const SETTINGS = {
   rho: {
     kind: "number",
     default: 0.001,
-    min: 0,
-    max: 1e12,
     help: "SGN: damping rho of the Gauss-Newton matrix (DAMP_RHO)",
     option: { SGN: "dampRho" },
     seedKey: { SGN: "DAMP_RHO" },
@@ -138,8 +146,6 @@ export const SETTINGS = {
   beta: {
     kind: "number",
     default: 0,
-    min: 0,
-    max: 0.999999,
     help: "SGN: gradient momentum (BETA)",
     option: { SGN: "beta" },
     seedKey: { SGN: "BETA" },
@@ -167,7 +173,7 @@ export const SETTINGS = {
   },
   rho_schedule: {
     kind: "choice",
-    choices: ["const", "linear", "cos"],
+    choices: RHO_DECAYS,
     default: "const",
     help: "SGN without TR: const | linear | cos (RHO_DECAY)",
     option: { SGN: "rhoDecay" },
@@ -175,8 +181,6 @@ export const SETTINGS = {
   rho_min: {
     kind: "number",
     default: 1e-6,
-    min: 0,
-    max: 1e12,
     help: "SGN: lower bound of rho (DAMP_RHO_MIN)",
     option: { SGN: "dampRhoMin" },
     seedKey: { SGN: "DAMP_RHO_MIN" },
@@ -184,8 +188,6 @@ export const SETTINGS = {
   cg_max_iter: {
     kind: "int",
     default: 10,
-    min: 1,
-    max: 10000,
     help: "SGN: CG iterations from step K_cg on (MAX_CG_ITERS)",
     option: { SGN: "cgMaxIters" },
     seedKey: { SGN: "MAX_CG_ITERS" },
@@ -193,8 +195,6 @@ export const SETTINGS = {
   cg_min_iter: {
     kind: "int",
     default: 10,
-    min: 1,
-    max: 10000,
     help: "SGN: CG iterations before step K_cg (MIN_CG_ITERS)",
     option: { SGN: "cgMinIters" },
     seedKey: { SGN: "MIN_CG_ITERS" },
@@ -202,8 +202,6 @@ export const SETTINGS = {
   K_cg: {
     kind: "int",
     default: 10,
-    min: 1,
-    max: 1e9,
     help: "SGN: step at which CG switches to cg_max_iter (K_CG)",
     option: { SGN: "kCg" },
     seedKey: { SGN: "K_CG" },
@@ -211,27 +209,23 @@ export const SETTINGS = {
   alpha_exp: {
     kind: "number",
     default: 1,
-    min: 0,
-    max: 1,
     help: "SGN: exponent of the preconditioner (ALPHA_EXP)",
     option: { SGN: "alphaExp" },
     seedKey: { SGN: "ALPHA_EXP" },
   },
   armijo: {
     kind: "choice",
-    choices: ARMIJO,
+    choices: ARMIJO_CHOICES,
     default: "shrinking",
     help:
       "SGN: Armijo right-hand side: shrinking (Algorithm 3.1) | seed (fixed at the initial step, as the seed)",
     option: { SGN: "armijo" },
     seedKey: { SGN: "ARMIJO" },
   },
-  // CG's Hessian-free refinements (Martens 2010): bounds and choices are the optimizer's own.
+  // CG's Hessian-free refinements (Martens 2010).
   cg_warm_start: {
     kind: "number",
     default: SGN_DEFAULTS.cgWarmStart,
-    min: CG_WARM_START_RANGE.min,
-    max: CG_WARM_START_RANGE.max,
     help: "SGN: CG starts from this decay times the previous step's CG solution (Martens: " +
       "0.95); 0 starts from 0, as the seed (CG_WARM_START)",
     option: { SGN: "cgWarmStart" },
@@ -272,7 +266,6 @@ export const SETTINGS = {
   curvature_batch: {
     kind: "number",
     default: SGN_DEFAULTS.curvatureBatch,
-    rule: curvatureBatchProblem,
     help: "SGN: rows of each batch that CG's products use: a fraction in (0, 1] or a number of " +
       "rows (an integer > 1); 1 is the whole batch (CURVATURE_BATCH)",
     option: { SGN: "curvatureBatch" },
@@ -282,8 +275,6 @@ export const SETTINGS = {
   lr: {
     kind: "number",
     default: 0.001,
-    min: 0,
-    max: 1e6,
     help: "SGD/Adam: learning rate",
     option: { SGD: "lr", Adam: "lr" },
     seedKey: { SGD: "LR0", Adam: "LR0" },
@@ -291,15 +282,13 @@ export const SETTINGS = {
   mom: {
     kind: "number",
     default: 0,
-    min: 0,
-    max: 0.999999,
     help: "SGD: heavy-ball momentum",
     option: { SGD: "momentum" },
     seedKey: { SGD: "MOMENTUM" },
   },
   scheduler: {
     kind: "choice",
-    choices: ["const", "linear", "cos", "step"],
+    choices: LR_SCHEDULES,
     default: "const",
     help: "SGD: const | linear | cos | step",
     option: { SGD: "schedule" },
@@ -308,8 +297,6 @@ export const SETTINGS = {
   lr_final: {
     kind: "number",
     default: 0.001,
-    min: 0,
-    max: 1e6,
     help: "SGD: final learning rate",
     option: { SGD: "lrFinal" },
     seedKey: { SGD: "LR_K" },
@@ -317,8 +304,6 @@ export const SETTINGS = {
   K: {
     kind: "int",
     default: 1000,
-    min: 1,
-    max: 1e9,
     help: "last step of the rho (SGN) or learning-rate (SGD) decay",
     option: { SGN: "k", SGD: "k" },
     seedKey: { SGD: "K" },
@@ -326,16 +311,12 @@ export const SETTINGS = {
   r: {
     kind: "number",
     default: 0.1,
-    min: 0,
-    max: 1,
     help: "SGD step decay: factor",
     option: { SGD: "decay" },
   },
   step: {
     kind: "int",
     default: 10,
-    min: 1,
-    max: 1e9,
     help: "SGD step decay: steps between decays",
     option: { SGD: "step" },
   },
@@ -416,6 +397,26 @@ export const SETTINGS = {
   },
 } as const satisfies Record<string, SettingSpec>;
 
+/** Each solver's option rules: the optimizers' own checks. */
+const RULES: Record<Solver, Record<string, OptionRule>> = {
+  SGN: SGN_RULES,
+  SGD: SGD_RULES,
+  Adam: ADAM_RULES,
+};
+
+/**
+ * Every training setting, by flag name (`--<name>`), with the seed's scripts' defaults; a
+ * numeric row that sets options is checked by their rules (the first to object says why).
+ */
+export const SETTINGS: typeof ROWS = Object.fromEntries(
+  Object.entries(ROWS).map(([name, row]: [string, SettingSpec]) => {
+    if (!row.option || (row.kind !== "int" && row.kind !== "number")) return [name, row];
+    const rules = Object.entries(row.option).map(([sol, key]) => RULES[sol as Solver][key].rule);
+    const rule: Rule = (v) => rules.map((r) => r(v)).find((need) => need !== undefined);
+    return [name, { ...row, rule }];
+  }),
+) as typeof ROWS;
+
 /** A setting's flag name. */
 export type SettingName = keyof typeof SETTINGS;
 
@@ -430,6 +431,9 @@ export type TrainSettings = { -readonly [K in SettingName]: ValueOf<(typeof SETT
 
 const NAMES = Object.keys(SETTINGS) as SettingName[];
 const spec = (name: SettingName): SettingSpec => SETTINGS[name];
+/** The option of `solver` that the row `name` sets, if any. */
+const optionOf = (name: SettingName, solver: Solver): string | undefined =>
+  (spec(name).option as Record<string, string> | undefined)?.[solver];
 
 /** Checks what no single row can: the run folder, float64 on a float32 backend, --reference. */
 function checkTogether(s: TrainSettings): TrainSettings {
@@ -525,10 +529,33 @@ export interface OptionsOf {
 export function optionsFor<S extends Solver>(s: TrainSettings, solver: S): OptionsOf[S] {
   const out: Record<string, unknown> = {};
   for (const name of NAMES) {
-    const option = (spec(name).option as Record<string, string> | undefined)?.[solver];
+    const option = optionOf(name, solver);
     if (option) out[option] = s[name];
   }
   return out as OptionsOf[S];
+}
+
+/**
+ * The settings that give `options` of `solver`: for each option the row that sets it (the
+ * inverse of {@link optionsFor}). An option that no row sets is an error naming it.
+ *
+ * @example
+ * ```ts
+ * import { settingsFromOptions } from "./settings.ts";
+ * console.log(settingsFromOptions("SGN", { dampRho: 1e-4, cgMaxIters: 3 })); // { rho: 0.0001, cg_max_iter: 3 }
+ * ```
+ */
+export function settingsFromOptions<S extends Solver>(
+  solver: S,
+  options: OptionsOf[S],
+): Partial<TrainSettings> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(options)) {
+    const name = NAMES.find((n) => optionOf(n, solver) === key);
+    if (!name) throw new SgnError(`the ${solver} option ${key} has no training setting`);
+    out[name] = value;
+  }
+  return out as Partial<TrainSettings>;
 }
 
 /**

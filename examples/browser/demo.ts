@@ -2,7 +2,7 @@
 /**
  * The browser demo: trains the seed's sine regression (MLP 1-20-20-20-1 with sigmoids; 10,000
  * points x ~ U(-1, 1), y = sin(10 x) + N(0, 0.01^2), the first 30% held out; batches of 1000) with
- * SGN as the seed configures it (rho 1e-4, rho_min 1e-6, trust region and line search, 10 CG
+ * SGN as the seed configures it (its preset, `SEED_PRESET` in sgn/options.ts, with 10 CG
  * iterations), on WebGPU when the browser gives an adapter and on the CPU backend otherwise, and
  * plots the train and test loss after every epoch.
  *
@@ -41,6 +41,7 @@ import {
   train,
 } from "../../mod.ts";
 import { sineWaves } from "../../datasets/synthetic.ts";
+import { SEED_PRESET } from "../../sgn/options.ts";
 
 /**
  * One point of the loss curves.
@@ -180,10 +181,7 @@ async function run(state: DemoState): Promise<void> {
   const cut = data.test.inputs.length;
   const net = mlp({ inputs: 1, hidden: [20, 20, 20], outputs: 1 });
   const optimizer = new YieldingSgn(net.init({ seed, backend: be }), {
-    dampRho: 1e-4,
-    dampRhoMin: 1e-6,
-    trustRegion: true,
-    lineSearch: true,
+    ...SEED_PRESET,
     cgMaxIters: 10,
   });
   const chart = makeChart(element<HTMLCanvasElement>("loss"));

@@ -135,8 +135,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "const pred = o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 0.5);",
-    replace: "const pred = o.mul(o.dot(o.add(cg.r, solved.g), dir.d), 0.5);",
+    find: "const predicted = o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 0.5);",
+    replace: "const predicted = o.mul(o.dot(o.add(cg.r, grad.g), dir.d), 0.5);",
     what:
       "[cg] the trust region's prediction uses the last iterate's residual, not the chosen one's",
     tests: T,
@@ -150,24 +150,24 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "(d) => objective(...unflatten(axpyT(1, d, solved.theta), this.#shapes)),",
-    replace: "(d) => objective(...unflatten(axpyT(opt.alpha, d, solved.theta), this.#shapes)),",
+    find: "(d) => s.objective(...splitFlat(axpyT(1, d, grad.theta), this.#shapes)),",
+    replace: "(d) => s.objective(...splitFlat(axpyT(opt.alpha, d, grad.theta), this.#shapes)),",
     what: "[cg] backtracking evaluates theta + ALPHA d_i instead of theta + d_i",
     tests: T,
   },
   // --- options and settings ------------------------------------------------------------------
   {
     file: "sgn/options.ts",
-    find: "opts.cgWarmStart <= CG_WARM_START_RANGE.max,",
-    replace: "opts.cgWarmStart < CG_WARM_START_RANGE.max,",
+    find: 'rule: interval({ min: 0, max: 1, noun: "a decay", note: "0: off" }),',
+    replace: 'rule: interval({ min: 0, max: 1, maxOpen: true, noun: "a decay", note: "0: off" }),',
     what: "[cg] cgWarmStart refuses the decay 1",
     tests: T,
   },
   {
     file: "train/settings.ts",
-    find: "    max: CG_WARM_START_RANGE.max,",
-    replace: "    max: 2,",
-    what: "[cg] --cg_warm_start's bound drifts from the optimizer's",
+    find: 'if (!row.option || (row.kind !== "int" && row.kind !== "number")) return [name, row];',
+    replace: 'if (!row.option || row.kind !== "int") return [name, row];',
+    what: "[cg] --cg_warm_start (and every number row) loses the optimizer's bounds",
     tests: T,
   },
   {

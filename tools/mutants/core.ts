@@ -15,14 +15,14 @@ export const MUTANTS: Mutant[] = [
   // --- SGN ---------------------------------------------------------------------------------
   {
     file: "sgn/sgn.ts",
-    find: "o.add(o.mul(p, rho), curv(p)[0])",
-    replace: "o.add(o.mul(p, 0), curv(p)[0])",
+    find: "o.add(o.mul(p, rho), gp(p)[0])",
+    replace: "o.add(o.mul(p, 0), gp(p)[0])",
     what: "CG's operator loses its damping (G p + rho p becomes G p)",
     tests: REF,
   },
   {
     file: "sgn/sgn.ts",
-    find: "1 - opt.beta ** t",
+    find: "1 - opt.beta ** s.t",
     replace: "1 - opt.beta",
     what: "momentum bias correction 1 - beta instead of 1 - beta^t",
     tests: REF,
@@ -50,8 +50,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 0.5)",
-    replace: "o.mul(o.dot(o.add(dir.r, solved.g), dir.d), 1)",
+    find: "o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 0.5)",
+    replace: "o.mul(o.dot(o.add(dir.r, grad.g), dir.d), 1)",
     what: "predicted decrease without its 1/2",
     tests: REF,
   },
@@ -96,6 +96,35 @@ export const MUTANTS: Mutant[] = [
     replace: "return rho < opts.dampRhoMin ? opts.dampRhoMin : rho;",
     what: "the cos schedule goes on after K",
     tests: REF,
+  },
+  // --- one rule per option, the readback by name, demo's flag (issue 23: "[i23-sgn]") --------
+  {
+    file: "sgn/options.ts",
+    find: "(maxOpen ? v < max : v <= max)",
+    replace: "v <= max",
+    what: "[i23-sgn] open upper bounds are closed (beta 1 divides by 1 - 1^t)",
+    tests: ["tests/sgn_options_test.ts"],
+  },
+  {
+    file: "sgn/options.ts",
+    find: "export const STEP_NUMBER: Interval = { int: true, min: 1, max: 1e9 };",
+    replace: "export const STEP_NUMBER: Interval = { int: true, min: 0, max: 1e9 };",
+    what: "[i23-sgn] step numbers (K_CG, K) from 0, though steps count from 1",
+    tests: ["tests/sgn_options_test.ts"],
+  },
+  {
+    file: "sgn/readback.ts",
+    find: "? Array.from({ length: v.length }, () => values[at++])",
+    replace: "? Array.from({ length: v.length }, () => values[at++]).reverse()",
+    what: "[i23-sgn] a list read back in reverse (the speculative line-search tries)",
+    tests: ["tests/sgn_test.ts"],
+  },
+  {
+    file: "cli.ts",
+    find: 'if (args.some((a) => a === "--f" || a.startsWith("--f="))) {',
+    replace: "if (false) {",
+    what: "[i23-sgn] demo's old --f is an unknown flag, not a pointer to --frequency",
+    tests: ["tests/sgn_train_test.ts"],
   },
   // --- baselines ---------------------------------------------------------------------------
   {
@@ -256,9 +285,9 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/bad_input_test.ts"],
   },
   {
-    file: "train/settings.ts",
-    find: '    max: 10000,\n    help: "SGN: CG iterations from step K_cg on (MAX_CG_ITERS)",',
-    replace: '    max: 1e12,\n    help: "SGN: CG iterations from step K_cg on (MAX_CG_ITERS)",',
+    file: "sgn/options.ts",
+    find: "export const MAX_CG_ITERS_LIMIT = 10_000;",
+    replace: "export const MAX_CG_ITERS_LIMIT = 1e12;",
     what: "no bound on CG iterations",
     tests: ["tests/bad_input_test.ts"],
   },

@@ -63,21 +63,20 @@ export const MUTANTS: Mutant[] = [
   // --- the curvature mini-batch ------------------------------------------------------------
   {
     file: "sgn/sgn.ts",
-    find: "[flatten(curvature.apply(...unflatten(p, this.#shapes)))]",
-    replace:
-      "[o.mul(flatten(curvature.apply(...unflatten(p, this.#shapes))), C!.rows / G.outputs.shape[0])]",
+    find: "[concatFlat(C.op.apply(...splitFlat(p, this.#shapes)))]",
+    replace: "[o.mul(concatFlat(C.op.apply(...splitFlat(p, this.#shapes))), C.rows / C.batch)]",
     what: "[i22-curv] the curvature mini-batch's matrix scaled by m / N (averaged over the batch)",
     tests: CURV,
   },
   {
-    file: "sgn/sgn.ts",
-    find: "const op = linearize(part.model, part.loss, [...this.#params]);",
+    file: "sgn/curvature.ts",
+    find: "const op = linearize(part.model, part.loss, [...params]);",
     replace: "const op = linearize(model, loss, [...this.#params]);",
     what: "[i22-curv] the curvature mini-batch ignored: CG's products on the whole batch",
     tests: CURV,
   },
   {
-    file: "sgn/sgn.ts",
+    file: "sgn/curvature.ts",
     find: 'if (opt.curvatureBatch !== 1 && typeof sub !== "function") {',
     replace: "if (false) {",
     what: "[i22-curv] a missing curvature-batch argument is not reported (a TypeError instead)",
@@ -149,8 +148,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "const negativeCurvature = negativeAt ? values[6] > 0 : false;",
-    replace: "const negativeCurvature = false;",
+    find: "negativeCurvature: v.negative !== undefined && v.negative > 0,",
+    replace: "negativeCurvature: false,",
     what: "[i22-curv] the step record never says that negative curvature was met",
     tests: CURV,
   },

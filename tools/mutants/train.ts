@@ -72,8 +72,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "train/settings.ts",
-    find: "    default: 1000,\n    min: 1,\n    max: 1e9,",
-    replace: "    default: 10,\n    min: 1,\n    max: 1e9,",
+    find: '    default: 1000,\n    help: "last step',
+    replace: '    default: 10,\n    help: "last step',
     what: "[t19] K's default the SGN class's 10 instead of the scripts' 1000",
     tests: PINNED,
   },
