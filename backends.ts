@@ -29,6 +29,7 @@ export {
   type BinaryOp,
   type Expr,
   type Kernel,
+  type KernelOutput,
   type OpText,
   type ReduceOp,
   UNARY,

@@ -11,11 +11,14 @@ import type { DType, TypedArray } from "../kernel/shape.ts";
 import {
   BINARY,
   collapse,
+  constSlots,
   type Expr,
   jsFunction,
   type Kernel,
   kernelKey,
+  outputsOf,
   UNARY,
+  walk,
 } from "../kernel/ir.ts";
 import { KernelCache } from "../kernel/cache.ts";
 
@@ -65,38 +68,26 @@ function substitute(text: string, vars: Record<string, string>): string {
 function source(kernel: Kernel): string {
   const rankOut = kernel.shape.length;
   const redShape = kernel.reduce?.shape ?? [];
+  const outputs = outputsOf(kernel);
   const lines: string[] = [];
   for (let i = 0; i < kernel.inputs; i++) lines.push(`const in${i} = inputs[${i}];`);
   // Distinct loads, each with an address register per loop level.
   const loads = new Map<string, Expr & { k: "load" }>();
   const keyOf = (l: Expr & { k: "load" }) => `${l.input}|${l.strides}|${l.offset}`;
-  const collect = (e: Expr | undefined) => {
-    if (!e) return;
-    const visit = (x: Expr): void => {
-      if (x.k === "load") loads.set(keyOf(x), x);
-      else if (x.k === "unary" || x.k === "cast") visit(x.x);
-      else if (x.k === "binary") (visit(x.a), visit(x.b));
-      else if (x.k === "where") (visit(x.c), visit(x.a), visit(x.b));
-    };
-    visit(e);
-  };
-  collect(kernel.body);
-  collect(kernel.epilogue);
+  const visit = (e: Expr | undefined, fn: (l: Expr & { k: "load" }) => void) =>
+    e && walk(e, (x) => x.k === "load" && fn(x));
+  for (const o of outputs) {
+    visit(o.body, (l) => loads.set(keyOf(l), l));
+    visit(o.epilogue, (l) => loads.set(keyOf(l), l));
+  }
   const ids = new Map([...loads.keys()].map((k, i) => [k, i]));
   const bodyLoads = new Set<number>();
-  kernel.body && (() => {
-    const visit = (x: Expr): void => {
-      if (x.k === "load") bodyLoads.add(ids.get(keyOf(x))!);
-      else if (x.k === "unary" || x.k === "cast") visit(x.x);
-      else if (x.k === "binary") (visit(x.a), visit(x.b));
-      else if (x.k === "where") (visit(x.c), visit(x.a), visit(x.b));
-    };
-    visit(kernel.body);
-  })();
+  for (const o of outputs) visit(o.body, (l) => bodyLoads.add(ids.get(keyOf(l))!));
   const all = [...loads.values()];
-  // Straight-line code for an expression; returns the name holding its value.
+  // Straight-line code for an expression; returns the name holding its value (`acc` names the
+  // reduced value an epilogue reads).
   let tmp = 0;
-  const emit = (e: Expr, out: string[], level: number): string => {
+  const emit = (e: Expr, out: string[], level: number, acc = "acc"): string => {
     switch (e.k) {
       case "load": {
         const id = ids.get(keyOf(e))!;
@@ -105,36 +96,41 @@ function source(kernel: Kernel): string {
       case "const":
         return `c[${constSlot++}]`;
       case "acc":
-        return "acc";
+        return acc;
       case "unary": {
-        const x = emit(e.x, out, level);
+        const x = emit(e.x, out, level, acc);
         const t = `t${tmp++}`;
         out.push(`const ${t} = ${substitute(UNARY[e.op].js, { x })};`);
         return t;
       }
       case "cast": {
-        const x = emit(e.x, out, level);
+        const x = emit(e.x, out, level, acc);
         return e.to === "float32" ? `Math.fround(${x})` : x;
       }
       case "binary": {
-        const a = emit(e.a, out, level);
-        const b = emit(e.b, out, level);
+        const a = emit(e.a, out, level, acc);
+        const b = emit(e.b, out, level, acc);
         const t = `t${tmp++}`;
         out.push(`const ${t} = ${substitute(BINARY[e.op].js, { a, b })};`);
         return t;
       }
       case "where": {
-        const c = emit(e.c, out, level);
-        const a = emit(e.a, out, level);
-        const b = emit(e.b, out, level);
+        const c = emit(e.c, out, level, acc);
+        const a = emit(e.a, out, level, acc);
+        const b = emit(e.b, out, level, acc);
         const t = `t${tmp++}`;
         out.push(`const ${t} = ${c} !== 0 ? ${a} : ${b};`);
         return t;
       }
     }
   };
-  // Constants are numbered in kernelStructure's order: body first, then the epilogue.
+  // Constants are numbered in kernelStructure's order (each output's body, then its epilogue),
+  // whatever order the code emits them in.
   let constSlot = 0;
+  const slots = constSlots(kernel);
+  // Output j is stored `size` elements after output j - 1.
+  const size = kernel.shape.reduce((a, b) => a * b, 1);
+  const store = (j: number, v: string) => `out[w${j ? ` + ${j * size}` : ""}] = ${v};`;
   lines.push("const c = consts;", "let w = 0;");
   for (const [id, l] of all.entries()) lines.push(`const p${id}_0 = ${l.offset};`);
   const open = (dims: readonly number[], base: number, which: (id: number) => boolean) => {
@@ -153,30 +149,49 @@ function source(kernel: Kernel): string {
   open(kernel.shape, 0, () => true);
   if (!kernel.reduce) {
     const body: string[] = [];
-    const v = emit(kernel.body, body, levelOut);
-    lines.push(...body, `out[w++] = ${v};`);
+    const vs = outputs.map((o, j) => ((constSlot = slots[j].body), emit(o.body, body, levelOut)));
+    lines.push(...body, ...vs.map((v, j) => store(j, v)), "w++;");
   } else {
-    const op = kernel.reduce.op;
-    lines.push(op === "sum" ? "let acc = 0;" : "let acc = -Infinity, arg = 0;", "let r = 0;");
+    // One accumulator (and argument) per output, each in the loops' order.
+    const acc = (j: number) => (outputs.length > 1 ? `acc${j}` : "acc");
+    const arg = (j: number) => (outputs.length > 1 ? `arg${j}` : "arg");
+    for (const [j, o] of outputs.entries()) {
+      lines.push(
+        o.op === "sum" ? `let ${acc(j)} = 0;` : `let ${acc(j)} = -Infinity, ${arg(j)} = 0;`,
+      );
+    }
+    lines.push("let r = 0;");
     open(redShape, rankOut, (id) => bodyLoads.has(id));
     const body: string[] = [];
-    const v = emit(kernel.body, body, rankOut + redShape.length);
+    const vs = outputs.map((o, j) => (
+      (constSlot = slots[j].body), emit(o.body, body, rankOut + redShape.length)
+    ));
     lines.push(...body);
-    lines.push(
-      op === "sum"
-        ? `acc += ${v};`
-        : `{ const v = ${v}; if (r === 0 || (acc === acc && (v > acc || v !== v))) { acc = v; arg = r; } }`,
-      "r++;",
-    );
-    lines.push("}".repeat(redShape.length));
-    if (op === "argmax") lines.push("acc = arg;");
-    if (kernel.epilogue) {
-      const epi: string[] = [];
-      const e = emit(kernel.epilogue, epi, levelOut);
-      lines.push(...epi, `out[w++] = ${e};`);
-    } else {
-      lines.push("out[w++] = acc;");
+    for (const [j, o] of outputs.entries()) {
+      const [a, g] = [acc(j), arg(j)];
+      lines.push(
+        o.op === "sum"
+          ? `${a} += ${vs[j]};`
+          : `{ const v = ${
+            vs[j]
+          }; if (r === 0 || (${a} === ${a} && (v > ${a} || v !== v))) { ${a} = v; ${g} = r; } }`,
+      );
     }
+    lines.push("r++;", "}".repeat(redShape.length));
+    for (const [j, o] of outputs.entries()) {
+      if (o.op === "argmax") lines.push(`${acc(j)} = ${arg(j)};`);
+    }
+    for (const [j, o] of outputs.entries()) {
+      if (!o.epilogue) {
+        lines.push(store(j, acc(j)));
+        continue;
+      }
+      const epi: string[] = [];
+      constSlot = slots[j].epilogue;
+      const e = emit(o.epilogue, epi, levelOut, acc(j));
+      lines.push(...epi, store(j, e));
+    }
+    lines.push("w++;");
   }
   lines.push("}".repeat(kernel.shape.length));
   return lines.join("\n");

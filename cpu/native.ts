@@ -25,20 +25,19 @@ import {
   type Pool2dSpec,
 } from "../kernel/backend.ts";
 
-import { type DType, sizeOf, type TypedArray } from "../kernel/shape.ts";
+import type { DType, TypedArray } from "../kernel/shape.ts";
 
-import type { Kernel } from "../kernel/ir.ts";
+import { type Kernel, outputSize } from "../kernel/ir.ts";
 
 import { SgnError } from "../errors.ts";
-import { compileKernel } from "./compile.ts";
 import { CpuBackend, CpuBuffer } from "./oracle.ts";
 import { type Blas, loadBlas, SINGLE_THREAD_WORK } from "./blas.ts";
 import { type ConvKind, type Dnnl, loadDnnl } from "./dnnl.ts";
 import { Arena, ArenaBuffer } from "./wasm/arena.ts";
-import { compileWasmKernel } from "./wasm/codegen.ts";
 import { wasmSoftmax } from "./wasm/softmax.ts";
 import { biasOf, gather, im2colMap, scatterAdd } from "./native_conv.ts";
 import { gatherArgmax, poolHazard, windowArgmax } from "./native_pool.ts";
+import { runNativeKernel } from "./native_kernels.ts";
 import { type NativeOptions, wasmChoice } from "./native_options.ts";
 
 export type { NativeOptions };
@@ -184,25 +183,11 @@ export class NativeBackend extends CpuBackend {
 
   // --- IR kernels: compiled loops (cpu/compile.ts) ----------------------------------------------
 
-  /**
-   * Runs an IR kernel in WebAssembly where it has a form there and every buffer is in the
-   * arena, else as compiled JavaScript loops (`cpu/compile.ts`).
-   */
+  /** Runs an IR kernel: in WebAssembly or as compiled loops (cpu/native_kernels.ts). */
   override run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
     const bufs = this.kernelInputs(kernel, inputs, dtype);
-    const out = this.alloc(sizeOf(kernel.shape), dtype);
-    if (out.size === 0) return out;
-    if (this.arena && out instanceof ArenaBuffer && bufs.every((b) => b instanceof ArenaBuffer)) {
-      const w = compileWasmKernel(kernel, dtype, this.arena.memory);
-      if (w) {
-        w.run(bufs.map((b) => (b as ArenaBuffer).ptr), out.ptr, w.consts);
-        this.kernelRuns.wasm++;
-        return out;
-      }
-    }
-    this.kernelRuns.js++;
-    const { run, consts } = compileKernel(kernel, dtype);
-    run(bufs.map((b) => b.data), out.data, consts);
+    const out = this.alloc(outputSize(kernel), dtype);
+    if (out.size > 0) runNativeKernel(kernel, bufs, out, dtype, this.arena, this.kernelRuns);
     return out;
   }
 
@@ -259,7 +244,8 @@ export class NativeBackend extends CpuBackend {
     dtype: DType,
   ): CpuBuffer {
     const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = spec;
-    const out = this.alloc(batch * m * n, dtype);
+    // With `sums`, one more row (written by the caller).
+    const out = this.alloc(batch * m * n + (spec.sums ? n : 0), dtype);
     if (k === 0) {
       out.data.fill(0);
       return out;

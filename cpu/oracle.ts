@@ -23,12 +23,12 @@ import {
   type Pool2dSpec,
 } from "../kernel/backend.ts";
 
-import { type DType, sizeOf, type TypedArray } from "../kernel/shape.ts";
+import type { DType, TypedArray } from "../kernel/shape.ts";
 
 import type { Kernel } from "../kernel/ir.ts";
 
 import { SgnError, showValue } from "../errors.ts";
-import { epilogueKernel } from "../kernel/ir.ts";
+import { epilogueKernel, load, outputSize } from "../kernel/ir.ts";
 import { interpret } from "../kernel/interpret.ts";
 
 /** A host buffer of the CPU backends. */
@@ -142,7 +142,7 @@ export class CpuBackend implements Backend {
   /** Runs an IR kernel through the reference interpreter. */
   run(kernel: Kernel, inputs: readonly DeviceBuffer[], dtype: DType): DeviceBuffer {
     const bufs = this.kernelInputs(kernel, inputs, dtype);
-    const out = this.alloc(sizeOf(kernel.shape), dtype);
+    const out = this.alloc(outputSize(kernel), dtype);
     interpret(kernel, bufs.map((b) => b.data), out.data);
     return out;
   }
@@ -237,10 +237,29 @@ export class CpuBackend implements Backend {
   matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec, epi?: Epilogue): DeviceBuffer {
     const [[x, y], dtype] = this.args("matmul", a, b);
     const checked = checkMatmulSpec(spec, x.size, y.size);
-    return this.epilogue(this.product(x, y, checked, dtype), matmulShape(spec), epi);
+    const out = this.product(x, y, checked, dtype);
+    if (checked.sums) this.sumsRow(y, checked, out);
+    return this.epilogue(out, matmulShape(spec), epi);
   }
 
-  /** The plain matrix product of checked operands (nested loops, float64 accumulation). */
+  /**
+   * Writes B's sums over k into the last row of a product with `sums`, by the IR reduction the
+   * lazy graph runs for a sum over an axis: the same numbers as that kernel on this backend.
+   */
+  protected sumsRow(y: CpuBuffer, spec: Required<MatmulSpec>, out: CpuBuffer): void {
+    const { m, k, n, transB, offsetB } = spec;
+    const body = load(0, transB ? [k, 1] : [1, n], offsetB);
+    const sums = this.run({ shape: [n], inputs: 1, body, reduce: { op: "sum", shape: [k] } }, [
+      y,
+    ], y.dtype) as CpuBuffer;
+    out.data.set(sums.data, m * n);
+    this.release(sums);
+  }
+
+  /**
+   * The plain matrix product of checked operands (nested loops, float64 accumulation), in a
+   * buffer with room for the sums row when the spec asks for it.
+   */
   protected product(
     x: CpuBuffer,
     y: CpuBuffer,
@@ -248,7 +267,7 @@ export class CpuBackend implements Backend {
     dtype: DType,
   ): CpuBuffer {
     const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = spec;
-    const out = this.alloc(batch * m * n, dtype);
+    const out = this.alloc(batch * m * n + (spec.sums ? n : 0), dtype);
     const acc = new Float64Array(n);
     for (let t = 0; t < batch; t++) {
       const oa = offsetA + (batchA ? t * m * k : 0);

@@ -61,6 +61,12 @@ export interface MatmulSpec {
   offsetA?: number;
   /** Where B starts in its buffer, in elements (default 0). */
   offsetB?: number;
+  /**
+   * One more output row, row m: the sums of B over k (the product with a row of ones appended
+   * to A). For a layer's weight gradient x^T dy that row is its bias gradient, and [dW; db] is
+   * how the parameters lie in a flat vector. Batch 1 only.
+   */
+  sums?: boolean;
 }
 
 /**
@@ -239,10 +245,13 @@ export function checkPool2dSpec(op: string, s: Pool2dSpec): [number, number] {
   return [ho, wo];
 }
 
-/** The output shape of a matrix product: [batch, m, n], or [m, n] when batch is 1. */
+/**
+ * The output shape of a matrix product: [batch, m, n], or [m, n] when batch is 1 ([m + 1, n]
+ * with `sums`).
+ */
 export function matmulShape(spec: MatmulSpec): number[] {
   const batch = spec.batch ?? 1;
-  return batch > 1 ? [batch, spec.m, spec.n] : [spec.m, spec.n];
+  return batch > 1 ? [batch, spec.m, spec.n] : [spec.m + (spec.sums ? 1 : 0), spec.n];
 }
 
 /** A matmul spec with defaults filled in, after checking it against the operand sizes. */
@@ -253,6 +262,10 @@ export function checkMatmulSpec(
 ): Required<MatmulSpec> {
   const { m, k, n, transA = false, transB = false, offsetA = 0, offsetB = 0 } = spec;
   const batch = spec.batch ?? 1;
+  const sums = spec.sums ?? false;
+  if (sums && batch !== 1) {
+    throw new SgnError(`matmul: sums (B's sums over k as one more row) need batch 1, got ${batch}`);
+  }
   const batchA = batch > 1 ? spec.batchA ?? true : false;
   const batchB = batch > 1 ? spec.batchB ?? true : false;
   for (
@@ -281,5 +294,5 @@ export function checkMatmulSpec(
         `for ${JSON.stringify({ m, k, n, transA, transB, batch, offsetA, offsetB })}`,
     );
   }
-  return { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB };
+  return { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB, sums };
 }

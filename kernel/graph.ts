@@ -29,7 +29,7 @@ import { Lazy, MAX_INPUTS, type Recipe } from "./lazy.ts";
 const MAX_EXPR = 64;
 
 /** An expression over the array's own index space, reading `srcs`. */
-interface Fragment {
+export interface Fragment {
   expr: Expr;
   srcs: Lazy[];
 }
@@ -63,8 +63,11 @@ function moveLoads(
   return ok ? { expr, srcs: f.srcs } : undefined;
 }
 
-/** Joins fragments: one list of sources (each once), loads renumbered. */
-function join(parts: Fragment[]): { exprs: Expr[]; srcs: Lazy[] } {
+/**
+ * Joins fragments: one list of sources (each once, retained), loads renumbered; the fragments'
+ * own references are released.
+ */
+export function join(parts: Fragment[]): { exprs: Expr[]; srcs: Lazy[] } {
   const srcs: Lazy[] = [];
   const exprs = parts.map((p) => {
     const index = p.srcs.map((s) => {

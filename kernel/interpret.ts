@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { TypedArray } from "./shape.ts";
-import { BINARY_FN, contiguous, type Expr, type Kernel, UNARY_FN } from "./ir.ts";
+import { sizeOf, type TypedArray } from "./shape.ts";
+import { BINARY_FN, contiguous, type Expr, type Kernel, outputsOf, UNARY_FN } from "./ir.ts";
 
 /** Evaluates `e` at the loop index `idx` (acc = the reduced value, in epilogues). */
 function evaluate(
@@ -46,30 +46,36 @@ function unflat(i: number, shape: readonly number[], strides: readonly number[])
   return shape.map((d, k) => Math.floor(i / strides[k]) % d);
 }
 
-/** Runs `kernel` on `inputs`, writing every element of `out`. */
+/**
+ * Runs `kernel` on `inputs`, writing every element of `out` (each output of the kernel in turn,
+ * {@link outputsOf}'s order).
+ */
 export function interpret(kernel: Kernel, inputs: readonly TypedArray[], out: TypedArray): void {
   const outStrides = contiguous(kernel.shape);
   const red = kernel.reduce;
   const redStrides = red ? contiguous(red.shape) : [];
   const redSize = red ? red.shape.reduce((a, b) => a * b, 1) : 0;
-  for (let o = 0; o < out.length; o++) {
-    const idx = unflat(o, kernel.shape, outStrides);
-    if (!red) {
-      out[o] = evaluate(kernel.body, idx, inputs, 0);
-      continue;
-    }
-    let acc = red.op === "sum" ? 0 : -Infinity;
-    let arg = 0;
-    for (let r = 0; r < redSize; r++) {
-      const v = evaluate(kernel.body, [...idx, ...unflat(r, red.shape, redStrides)], inputs, 0);
-      if (red.op === "sum") acc += v;
-      // The first maximum wins, and the first NaN wins over everything.
-      else if (r === 0 || (acc === acc && (v > acc || v !== v))) {
-        acc = v;
-        arg = r;
+  const size = sizeOf(kernel.shape);
+  outputsOf(kernel).forEach(({ body, op, epilogue }, j) => {
+    for (let o = 0; o < size; o++) {
+      const idx = unflat(o, kernel.shape, outStrides);
+      if (!red || !op) {
+        out[j * size + o] = evaluate(body, idx, inputs, 0);
+        continue;
       }
+      let acc = op === "sum" ? 0 : -Infinity;
+      let arg = 0;
+      for (let r = 0; r < redSize; r++) {
+        const v = evaluate(body, [...idx, ...unflat(r, red.shape, redStrides)], inputs, 0);
+        if (op === "sum") acc += v;
+        // The first maximum wins, and the first NaN wins over everything.
+        else if (r === 0 || (acc === acc && (v > acc || v !== v))) {
+          acc = v;
+          arg = r;
+        }
+      }
+      if (op === "argmax") acc = arg;
+      out[j * size + o] = epilogue ? evaluate(epilogue, idx, inputs, acc) : acc;
     }
-    if (red.op === "argmax") acc = arg;
-    out[o] = kernel.epilogue ? evaluate(kernel.epilogue, idx, inputs, acc) : acc;
-  }
+  });
 }

@@ -10,6 +10,10 @@
  * the offset). A reduction combines the body over its reduced dimensions; its `epilogue`, an
  * expression over the output index in which `acc` is the reduced value, then maps the result.
  *
+ * A kernel may have several outputs of one shape ({@link Kernel.more}), written one after the other
+ * into its one output buffer: one pass over the inputs gives them all (CG's dot products and
+ * max|r| as one reduction kernel, two vector updates as one map kernel).
+ *
  * Constants are not part of a kernel's structure: {@link kernelStructure} replaces them by slots,
  * so one compiled kernel serves every value (a scheduled learning rate does not compile anew).
  *
@@ -19,7 +23,7 @@
  * @module
  */
 
-import { type DType, stridesOf } from "./shape.ts";
+import { type DType, sizeOf, stridesOf } from "./shape.ts";
 import { erf } from "./erf.ts";
 
 /** A reduction: `sum`, `max` (NaN wins) or `argmax` (first index of the maximum, as a float). */
@@ -52,6 +56,67 @@ export interface Kernel {
   readonly reduce?: { readonly op: ReduceOp; readonly shape: readonly number[] };
   /** With a reduction: the output value from `acc` (the reduced value) and loads by output index. */
   readonly epilogue?: Expr;
+  /**
+   * More outputs of the same shape, over the same loop index (and reduced index space): output
+   * j + 1 is written after output j in the one output buffer, `size` elements further on. Each
+   * has its own body; in a reduction its own reduce op and epilogue too. At most
+   * {@link MAX_OUTPUTS} outputs in all; see {@link outputsOf}.
+   */
+  readonly more?: readonly KernelOutput[];
+}
+
+/** Most outputs of one kernel (a WGSL reduction keeps 2 KiB per output in workgroup memory). */
+export const MAX_OUTPUTS = 8;
+
+/** One output of a kernel (a map's outputs have a body only). */
+export interface KernelOutput {
+  /** The value at each loop index. */
+  readonly body: Expr;
+  /** In a reduction: how this output reduces its body. */
+  readonly op?: ReduceOp;
+  /** In a reduction: the stored value from `acc` (this output's reduced value). */
+  readonly epilogue?: Expr;
+}
+
+/**
+ * Every output of a kernel in buffer order: the kernel's own (body, reduce op, epilogue) first,
+ * then {@link Kernel.more}.
+ *
+ * @example
+ * ```ts
+ * import { type Kernel, load, outputsOf, outputSize, unary } from "./ir.ts";
+ * const x = load(0, [1]);
+ * const k: Kernel = { shape: [], inputs: 1, body: x, reduce: { op: "sum", shape: [8] } };
+ * const both: Kernel = { ...k, more: [{ body: unary("abs", x), op: "max" }] };
+ * console.log(outputsOf(both).map((o) => o.op), outputSize(both)); // [ "sum", "max" ] 2
+ * ```
+ */
+export function outputsOf(kernel: Kernel): KernelOutput[] {
+  const first: KernelOutput = {
+    body: kernel.body,
+    ...(kernel.reduce ? { op: kernel.reduce.op } : {}),
+    ...(kernel.epilogue ? { epilogue: kernel.epilogue } : {}),
+  };
+  return [first, ...(kernel.more ?? [])];
+}
+
+/**
+ * Each output of a kernel as a kernel of its own, reading the same inputs: what a lowering
+ * without multi-output code runs, one output after the other, `size` elements apart.
+ */
+export function singleOutputs(kernel: Kernel): Kernel[] {
+  return outputsOf(kernel).map((o) => ({
+    shape: kernel.shape,
+    inputs: kernel.inputs,
+    body: o.body,
+    ...(kernel.reduce && o.op ? { reduce: { op: o.op, shape: kernel.reduce.shape } } : {}),
+    ...(o.epilogue ? { epilogue: o.epilogue } : {}),
+  }));
+}
+
+/** Elements of a kernel's output buffer: its shape's size times its number of outputs. */
+export function outputSize(kernel: Kernel): number {
+  return sizeOf(kernel.shape) * (1 + (kernel.more?.length ?? 0));
 }
 
 /**
@@ -229,8 +294,9 @@ const REDUCE_CODE: Readonly<Record<ReduceOp, number>> = { sum: 1, max: 2, argmax
 /**
  * Writes the structure of a kernel for a dtype into `tape` from index 0 (every field that
  * shapes the generated code: dtype, shape, input count, each node's kind and op, each load's
- * input, strides and offset, the reduction and the epilogue; constants as slots) and pushes its
- * constants onto `consts` in slot order (body first, then the epilogue). Returns the tape's
+ * input, strides and offset, the reduction, the epilogue and the further outputs; constants as
+ * slots) and pushes its constants onto `consts` in slot order (each output's body, then its
+ * epilogue, outputs in buffer order: {@link constSlots}). Returns the tape's
  * length. Two kernels compile to the same code exactly when their tapes are equal: the encoding
  * is prefix-free (every list carries its length), so equal tapes mean equal fields. Numbers
  * only, written into a reused array, so a lookup builds no strings and, with a reused tape,
@@ -285,6 +351,10 @@ export function kernelStructure(
         return expr(e.b);
     }
   };
+  const epilogue = (e: Expr | undefined) => {
+    tape[n++] = e ? 1 : 0;
+    if (e) expr(e);
+  };
   tape[n++] = DTYPE_CODE[dtype];
   list(kernel.shape);
   tape[n++] = kernel.inputs;
@@ -293,11 +363,38 @@ export function kernelStructure(
     tape[n++] = REDUCE_CODE[kernel.reduce.op];
     list(kernel.reduce.shape);
   } else tape[n++] = 0;
-  if (kernel.epilogue) {
-    tape[n++] = 1;
-    expr(kernel.epilogue);
-  } else tape[n++] = 0;
+  epilogue(kernel.epilogue);
+  // Further outputs only when there are some, so a kernel of one output keeps its tape.
+  if (kernel.more?.length) {
+    tape[n++] = kernel.more.length;
+    for (const o of kernel.more) {
+      tape[n++] = o.op ? REDUCE_CODE[o.op] : 0;
+      expr(o.body);
+      epilogue(o.epilogue);
+    }
+  }
   return n;
+}
+
+/**
+ * Where each output's constants start in a kernel's slot order ({@link kernelStructure}): its
+ * body's first slot, then its epilogue's. Lowerings that emit every body before any epilogue
+ * (a reduction's loop, then its stores) number constants from these.
+ */
+export function constSlots(kernel: Kernel): { body: number; epilogue: number }[] {
+  let slot = 0;
+  const count = (e: Expr | undefined) => {
+    let n = 0;
+    if (e) walk(e, (x) => x.k === "const" && n++);
+    return n;
+  };
+  return outputsOf(kernel).map((o) => {
+    const body = slot;
+    slot += count(o.body);
+    const epilogue = slot;
+    slot += count(o.epilogue);
+    return { body, epilogue };
+  });
 }
 
 /**
@@ -377,8 +474,10 @@ export function collapse(kernel: Kernel): Kernel {
   const rankOut = kernel.shape.length;
   const body: (Expr & { k: "load" })[] = [];
   const epi: (Expr & { k: "load" })[] = [];
-  walk(kernel.body, (e) => e.k === "load" && body.push(e));
-  if (kernel.epilogue) walk(kernel.epilogue, (e) => e.k === "load" && epi.push(e));
+  for (const o of outputsOf(kernel)) {
+    walk(o.body, (e) => e.k === "load" && body.push(e));
+    if (o.epilogue) walk(o.epilogue, (e) => e.k === "load" && epi.push(e));
+  }
   const plan = (
     shape: readonly number[],
     loads: readonly (readonly number[])[],
@@ -429,6 +528,15 @@ export function collapse(kernel: Kernel): Kernel {
     body: mapLoads(kernel.body, remap(true)),
     ...(kernel.reduce && red ? { reduce: { op: kernel.reduce.op, shape: red.shape } } : {}),
     ...(kernel.epilogue ? { epilogue: mapLoads(kernel.epilogue, remap(false)) } : {}),
+    ...(kernel.more
+      ? {
+        more: kernel.more.map((o) => ({
+          ...o,
+          body: mapLoads(o.body, remap(true)),
+          ...(o.epilogue ? { epilogue: mapLoads(o.epilogue, remap(false)) } : {}),
+        })),
+      }
+      : {}),
   };
 }
 
@@ -444,39 +552,47 @@ export function epilogueKernel(shape: readonly number[], body: Expr, inputs: num
 /**
  * A reduction with few outputs and a long reduced extent, as two kernels with more parallel
  * work: the first reduces `parts` chunks of the first reduced dimension to partial results
- * [...shape, parts], the second combines the parts (and applies the epilogue). The second reads
- * the partials as one more input, after the original ones. Undefined when the kernel does not
- * split that way (argmax, or no divisor of the first reduced dimension fits).
+ * [...shape, parts] (per output, one after the other), the second combines the parts (and
+ * applies the epilogues). The second reads the partials as one more input, after the original
+ * ones. Undefined when the kernel does not split that way (argmax, or no divisor of the first
+ * reduced dimension fits).
  */
 export function splitReduction(kernel: Kernel, parts: number): [Kernel, Kernel] | undefined {
   const flat = collapse(kernel);
   const red = flat.reduce;
-  if (!red || red.op === "argmax" || red.shape.length === 0) return undefined;
+  const outputs = outputsOf(flat);
+  if (!red || outputs.some((o) => o.op === "argmax") || red.shape.length === 0) return undefined;
   const r0 = red.shape[0];
   let s = parts;
   while (s > 1 && r0 % s !== 0) s--;
   if (s < 2) return undefined;
   const rank = flat.shape.length;
-  const body = mapLoads(flat.body, (l) => {
-    if (l.k !== "load") return l;
-    const st = l.strides;
-    return {
-      ...l,
-      strides: [...st.slice(0, rank), st[rank] * (r0 / s), st[rank], ...st.slice(rank + 1)],
-    };
-  });
+  const chunked = (e: Expr) =>
+    mapLoads(e, (l) => {
+      if (l.k !== "load") return l;
+      const st = l.strides;
+      return {
+        ...l,
+        strides: [...st.slice(0, rank), st[rank] * (r0 / s), st[rank], ...st.slice(rank + 1)],
+      };
+    });
   const first: Kernel = {
     shape: [...flat.shape, s],
     inputs: flat.inputs,
-    body,
+    body: chunked(flat.body),
     reduce: { op: red.op, shape: [r0 / s, ...red.shape.slice(1)] },
+    ...(flat.more ? { more: flat.more.map((o) => ({ op: o.op, body: chunked(o.body) })) } : {}),
   };
+  // Output j's partials start j * size * s elements into the first kernel's buffer.
+  const partials = (j: number) =>
+    load(flat.inputs, [...contiguous([...flat.shape, s])], j * sizeOf(flat.shape) * s);
   const second: Kernel = {
     shape: flat.shape,
     inputs: flat.inputs + 1,
-    body: load(flat.inputs, [...contiguous([...flat.shape, s])]),
+    body: partials(0),
     reduce: { op: red.op, shape: [s] },
     ...(flat.epilogue ? { epilogue: flat.epilogue } : {}),
+    ...(flat.more ? { more: flat.more.map((o, j) => ({ ...o, body: partials(j + 1) })) } : {}),
   };
   return [first, second];
 }

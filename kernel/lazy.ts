@@ -166,6 +166,7 @@ export class Lazy {
       this.#recipe = undefined;
       return base.realize();
     }
+    readWindows(r);
     inlinePendingMaps(r, this.shape);
     // Computing an input may compute the host this array fused (an input that reads it, as in
     // x - sum(x) of a matmul x): this array is then rebuilt over the host's buffer, as above.
@@ -250,6 +251,23 @@ export class Lazy {
   absorb(consumer: Lazy, operands: Lazy[], build: () => Lazy): void {
     this.#absorbers.push(consumer);
     consumer.#unfused = { host: this, operands: operands.map((x) => x.retain()), build };
+  }
+
+  /**
+   * Makes this pending array `view`, a map over computed arrays (its value computed elsewhere:
+   * one output of a kernel of several, kernel/multi.ts). Consumers that fused its work now read
+   * the view instead, as they would its buffer.
+   */
+  replaceBy(view: Lazy): void {
+    const r = view.#recipe;
+    if (r?.kind !== "map" || !r.srcs.every((s) => s.computed) || !this.#recipe) {
+      throw new SgnError("replaceBy: a pending array takes a map over computed arrays");
+    }
+    const old = this.#recipe;
+    this.#recipe = { kind: "map", expr: r.expr, srcs: r.srcs.map((s) => s.retain()) };
+    dropRecipe(old);
+    this.#dropUnfused();
+    for (const c of this.#absorbers.splice(0)) c.#unfuse();
   }
 
   /** Rebuilds a pending consumer over its operands' buffers (see {@link Lazy.absorb}). */
@@ -340,6 +358,35 @@ function inlinePendingMaps(r: Recipe, shape: readonly number[]): void {
   else {
     r.epilogue = fix(r.epilogue!);
     if (r.kind === "reduce") r.body = fix(r.body);
+  }
+}
+
+/**
+ * A source that is a window of a computed array (a part of a kernel's output: kernel/multi.ts)
+ * is read in place, through whatever view the recipe reads it: its loads move to the array
+ * beneath, at the window's offset, so it is never copied out.
+ */
+export function readWindows(r: Recipe): void {
+  for (let j = r.srcs.length - 1; j >= 0; j--) {
+    const src = r.srcs[j];
+    const w = src.computed ? undefined : src.window();
+    if (!w?.src.computed) continue;
+    let to = r.srcs.indexOf(w.src);
+    if (to < 0) to = r.srcs.push(w.src.retain()) - 1;
+    // Input j moves to `to`; the inputs after j shift down one.
+    const move = (e: Expr) =>
+      mapLoads(e, (l) => {
+        if (l.k !== "load") return l;
+        if (l.input === j) {
+          return { ...l, input: to > j ? to - 1 : to, offset: l.offset + w.offset };
+        }
+        return l.input > j ? { ...l, input: l.input - 1 } : l;
+      });
+    if (r.kind === "map") r.expr = move(r.expr);
+    if (r.kind === "reduce") r.body = move(r.body);
+    if (r.kind !== "map" && r.epilogue) r.epilogue = move(r.epilogue);
+    r.srcs.splice(j, 1);
+    src.release();
   }
 }
 

@@ -24,7 +24,8 @@
 import { full, scope, Tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import * as k from "../kernel/graph.ts";
-import { flatten } from "./vectors.ts";
+import { realizeTogether } from "../kernel/multi.ts";
+import { concatFlat } from "./vectors.ts";
 
 /** alpha * x + y on flat vectors (one fused kernel, or part of one). */
 export function axpyT(alpha: number | Tensor, x: Tensor, y: Tensor): Tensor {
@@ -154,9 +155,21 @@ interface CgState {
   ry: Tensor;
   active: Tensor;
   iters: Tensor;
+  /** max|r|, and whether the next iteration runs: active and max|r| > tol (both from r's pass). */
+  rMax: Tensor;
+  go: Tensor;
   relStop?: Tensor;
   /** With `stopAtNegative`: 1 once negative curvature was met. */
   negative?: Tensor;
+}
+
+/**
+ * Computes tensors with as few kernels as it can (kernel/multi.ts): reductions over one vector
+ * and the scalars beside them as one kernel of several outputs, vector updates as another. Each
+ * tensor keeps its value (now a view of a computed buffer).
+ */
+function together(ts: (Tensor | undefined)[]): void {
+  realizeTogether(ts.flatMap((t) => (t ? [t.lazy] : [])));
 }
 
 /** Disposes the tensors of `state` that are neither in `next` nor in `keep` (not CG's to free). */
@@ -203,14 +216,21 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
       const r = warmStart ? o.add(apply(d), b) : b;
       const y = precond ? precond(r) : r;
       const ry = o.dot(r, y);
+      const active = o.onesLike(ry);
+      const rMax = maxAbsT(r);
+      const go = o.mul(active, o.greater(rMax, tol));
+      // r's reductions in one pass.
+      together([ry, rMax, go]);
       return {
         r,
         y,
         p: o.neg(y),
         d,
         ry,
-        active: o.onesLike(ry),
+        active,
         iters: o.zerosLike(ry),
+        rMax,
+        go,
         ...(relative ? { relStop: o.zerosLike(ry) } : {}),
         ...(stopAtNegative ? { negative: o.zerosLike(ry) } : {}),
       };
@@ -225,7 +245,8 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
       const w = relativeWindow(i);
       const before = relative && i > w ? phis.get(i - w) : undefined;
       const { state: next, phi } = scope(() => {
-        const started = o.mul(cur.active, o.greater(maxAbsT(cur.r), tol));
+        // Whether this iteration starts: active, and max|r| > tol (computed with r).
+        const started = cur.go;
         const q = apply(cur.p);
         const pq = o.dot(cur.p, q);
         // Negative curvature stops CG (0 >= pq is false for NaN, so a non-finite product still
@@ -238,10 +259,11 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
         const a = o.where(running, o.div(cur.ry, pq), neg && first ? neg : zero);
         const d = axpyT(a, cur.p, cur.d);
         const r = axpyT(a, q, cur.r);
+        // d and r in one pass (after p.q, which a needs).
+        together([d, r]);
         const y = precond ? precond(r) : r;
         const ry = o.dot(r, y);
         const beta = o.where(running, o.div(ry, cur.ry), zero);
-        const p = axpyT(beta, cur.p, o.neg(y));
         // The relative rule, as the host form tests it: a stop freezes the following iterations.
         let active = running;
         let relStop = cur.relStop;
@@ -254,6 +276,13 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
           active = o.sub(running, stop);
           relStop = o.add(cur.relStop!, stop);
         }
+        const rMax = maxAbsT(r);
+        const go = o.mul(active, o.greater(rMax, tol));
+        // The reductions over r and the scalars in one pass (those that read phi after it).
+        together([ry, beta, rMax, go, iters, active, negative, phi, relStop]);
+        const p = axpyT(beta, cur.p, o.neg(y));
+        // The last iteration's search direction is never used.
+        if (k + 1 < budget) p.realize();
         const state: CgState = {
           r,
           y,
@@ -262,12 +291,13 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
           ry,
           active,
           iters,
+          rMax,
+          go,
           ...(relStop ? { relStop } : {}),
           ...(negative ? { negative } : {}),
         };
-        // The iterate is carried to the next iteration: computed now, so that its expressions
-        // (and the buffers they read) do not grow with the iteration count.
-        for (const t of [...Object.values(state), ...(phi ? [phi] : [])]) t.realize();
+        // The iterate is carried to the next iteration computed (above), so that its
+        // expressions (and the buffers they read) do not grow with the iteration count.
         return { state, phi };
       });
       retire(cur, next, keep);
@@ -283,14 +313,14 @@ export async function cgDevice(spec: CgSpec): Promise<CgResult> {
         keep.add(next.d).add(next.r);
       }
     }
-    const { d, r, iters, relStop, negative } = s;
+    const { d, r, iters, rMax, relStop, negative } = s;
     // The last kept iterate may be the last iterate itself: it is handed back once.
     if (saved.at(-1)?.d === d) saved.pop();
     const result: CgResult = {
       d,
       r: r === b ? copyT(b) : r,
       iters,
-      rMax: maxAbsT(r),
+      rMax,
       ...(relStop ? { relStop } : {}),
       ...(negative ? { negative } : {}),
       saved,
@@ -487,7 +517,7 @@ export async function backtrackIterates(
 ): Promise<ChosenIterate> {
   /** Reads one-element tensors in one readback; frees those of `own`. */
   const read = async (ts: Tensor[], own: Tensor[]): Promise<number[]> => {
-    const flat = flatten(ts);
+    const flat = concatFlat(ts);
     try {
       countReadback();
       return Array.from(await flat.data());

@@ -12,6 +12,8 @@ import { sizeOf } from "../kernel/shape.ts";
 import { Tensor } from "../autodiff/tensor.ts";
 import * as k from "../kernel/graph.ts";
 import type { Lazy } from "../kernel/lazy.ts";
+import { foldColumnSums } from "../kernel/matmul.ts";
+import { stack } from "../kernel/multi.ts";
 
 /**
  * Checks what an optimizer is given as its parameters: a non-empty list of live tensors on one
@@ -41,7 +43,8 @@ export function checkParams(params: unknown, who: string): Tensor[] {
 /**
  * Concatenates tensors into one flat vector [sum of sizes] (one routine, run when needed). Parts
  * that are consecutive windows of one vector (what {@link splitFlat} returns) give that vector
- * back without a copy. (Not a reshape: that is `flatten` in autodiff/ops.ts.)
+ * back without a copy; parts of one shape (a few scalars) are computed now, together, and
+ * gathered by one kernel. (Not a reshape: that is `flatten` in autodiff/ops.ts.)
  *
  * @example
  * ```ts
@@ -66,21 +69,21 @@ export function concatFlat(parts: readonly Tensor[]): Tensor {
     return ok;
   });
   if (whole) return new Tensor(be, k.reshape(src, shape), shape, parts[0].dtype);
-  const lazy = k.routine(
-    { op: "concat", outer: 1, widths: sizes },
-    parts.map((p) => p.lazy),
-    shape,
-  );
+  // Parts of one shape (the scalars a step reads back): computed together, then gathered by
+  // one kernel (kernel/multi.ts).
+  const stacked = stack(parts.map((p) => p.lazy));
+  if (stacked) {
+    const lazy = k.reshape(stacked, shape);
+    stacked.release();
+    return new Tensor(be, lazy, shape, parts[0].dtype);
+  }
+  // A layer's weight and bias gradients side by side: one product (kernel/matmul.ts).
+  const folded = foldColumnSums(parts.map((p) => p.lazy));
+  const widths = folded.map((l) => l.size);
+  const lazy = k.routine({ op: "concat", outer: 1, widths }, folded, shape);
+  for (const l of folded) l.release();
   return new Tensor(be, lazy, shape, parts[0].dtype);
 }
-
-/**
- * The old name of {@link concatFlat}, for sgn/cg.ts until the work on CG's reductions there
- * (issue 23) lands; then its two uses take the new name and this line goes.
- *
- * @deprecated Use {@link concatFlat}.
- */
-export const flatten = concatFlat;
 
 /**
  * Splits a flat vector into tensors of the given shapes, the inverse of {@link concatFlat}:

@@ -13,11 +13,13 @@ import { SgnError } from "../errors.ts";
 import {
   BINARY,
   collapse,
+  constSlots,
   contiguous,
   type Expr,
   type Kernel,
   kernelKey,
   load,
+  outputsOf,
   UNARY,
 } from "../kernel/ir.ts";
 import { KernelCache } from "../kernel/cache.ts";
@@ -40,8 +42,10 @@ export interface KernelPlan {
   code: string;
   /** "map": one invocation per output; "group": one workgroup per output. */
   layout: "map" | "group";
-  /** Number of outputs. */
+  /** Elements of one output (the kernel's shape). */
   count: number;
+  /** Outputs, one after the other in the output buffer. */
+  outputs: number;
 }
 
 /** Plans by kernel structure; a miss collapses the kernel and generates its code. */
@@ -71,7 +75,7 @@ export function dispatchKernel(
   compiled: { plan: KernelPlan; consts: number[] } = wgslKernel(kernel),
 ): GpuBuffer {
   const { plan, consts } = compiled;
-  const out = rt.alloc(plan.count);
+  const out = rt.alloc(plan.count * plan.outputs);
   const map = plan.layout === "map";
   const [gx, gy] = grid(map ? Math.ceil(plan.count / MAP_WG) : plan.count);
   const params = new Params().u32(map ? gx * MAP_WG : gx, 0, 0, 0).f32(...consts);
@@ -97,14 +101,23 @@ function indexText(l: Expr & { k: "load" }, idx: readonly string[]): string {
 }
 
 /**
- * An expression emitter: `emit(e, out, loadAt)` appends straight-line WGSL for `e` to `out` and
- * returns the name of its value. Constants take uniform slots in visiting order, which is
+ * An expression emitter: `emit(e, out, loadAt, acc)` appends straight-line WGSL for `e` to `out`
+ * and returns the name of its value (`acc` names the reduced value an epilogue reads). Constants take uniform slots in visiting order, which is
  * kernelKey's order, across every expression one emitter emits.
  */
 function makeEmitter() {
   let slot = 0;
   let tmp = 0;
-  const emit = (e: Expr, out: string[], loadAt: (l: Expr & { k: "load" }) => string): string => {
+  /** Numbers the next constant `s` (see kernel/ir.ts, constSlots). */
+  const at = (s: number) => {
+    slot = s;
+  };
+  const emit = (
+    e: Expr,
+    out: string[],
+    loadAt: (l: Expr & { k: "load" }) => string,
+    acc = "acc",
+  ): string => {
     const bind = (text: string) => {
       const t = `t${tmp++}`;
       out.push(`let ${t} = ${text};`);
@@ -118,36 +131,41 @@ function makeEmitter() {
         return `p.c[${j >> 2}][${j & 3}]`;
       }
       case "acc":
-        return "acc";
+        return acc;
       case "cast":
-        return emit(e.x, out, loadAt);
+        return emit(e.x, out, loadAt, acc);
       case "unary":
-        return bind(UNARY[e.op].wgsl.replace(/\bx\b/g, emit(e.x, out, loadAt)));
+        return bind(UNARY[e.op].wgsl.replace(/\bx\b/g, emit(e.x, out, loadAt, acc)));
       case "binary": {
-        const a = emit(e.a, out, loadAt);
-        const b = emit(e.b, out, loadAt);
+        const a = emit(e.a, out, loadAt, acc);
+        const b = emit(e.b, out, loadAt, acc);
         return bind(BINARY[e.op].wgsl.replace(/\b[ab]\b/g, (v) => (v === "a" ? a : b)));
       }
       case "where": {
-        const c = emit(e.c, out, loadAt);
-        const a = emit(e.a, out, loadAt);
-        const b = emit(e.b, out, loadAt);
+        const c = emit(e.c, out, loadAt, acc);
+        const a = emit(e.a, out, loadAt, acc);
+        const b = emit(e.b, out, loadAt, acc);
         return bind(`select(${b}, ${a}, ${c} != 0.0)`);
       }
     }
   };
-  return emit;
+  return Object.assign(emit, { at });
 }
 
 function generate(kernel: Kernel): KernelPlan {
   const count = kernel.shape.reduce((a, b) => a * b, 1);
   const red = kernel.reduce;
+  const outputs = outputsOf(kernel);
+  // Constants are numbered in kernelStructure's order, whatever order the code emits them in.
+  const slots = constSlots(kernel);
   const redSize = red ? red.shape.reduce((a, b) => a * b, 1) : 0;
   const outIdx = kernel.shape.map((_, i) => `o${i}`);
   const redIdx = (red?.shape ?? []).map((_, i) => `r${i}`);
   const address = (l: Expr & { k: "load" }, idx: string[]) => `in${l.input}[${indexText(l, idx)}]`;
   const emitter = makeEmitter();
   const emit = (e: Expr, out: string[], idx: string[]) => emitter(e, out, (l) => address(l, idx));
+  // Output j is stored `count` elements after output j - 1.
+  const store = (j: number, v: string) => `out[i${j ? ` + ${j * count}u` : ""}] = ${v};`;
   const head = [
     "struct P { stride: u32, pad0: u32, pad1: u32, pad2: u32, c: array<vec4f, 15> }",
     "@group(0) @binding(0) var<uniform> p: P;",
@@ -175,25 +193,42 @@ function generate(kernel: Kernel): KernelPlan {
   if (!red) {
     lines.push(...mapHead);
     const body: string[] = [];
-    const v = emit(kernel.body, body, outIdx);
-    lines.push(...body, `out[i] = ${v};`, "}");
+    const vs = outputs.map((o, j) => (emitter.at(slots[j].body), emit(o.body, body, outIdx)));
+    lines.push(...body, ...vs.map((v, j) => store(j, v)), "}");
   } else {
-    const isSum = red.op === "sum";
     const group = redSize > SERIAL_MAX;
     layout = group ? "group" : "map";
+    // One accumulator (and argument) per output; a single output keeps the plain names.
+    const one = outputs.length === 1;
+    const acc = (j: number) => (one ? "acc" : `acc${j}`);
+    const arg = (j: number) => (one ? "arg" : `arg${j}`);
+    const sv = (j: number) => (one ? "sv" : `sv${j}`);
+    const si = (j: number) => (one ? "si" : `si${j}`);
     const body: string[] = [];
-    const v = emit(kernel.body, body, [...outIdx, ...redIdx]);
+    const vs = outputs.map((o, j) => (
+      emitter.at(slots[j].body), emit(o.body, body, [...outIdx, ...redIdx])
+    ));
     const loop = [
       decompose("r", redIdx, red.shape),
       ...body,
-      isSum ? `acc += ${v};` : `if (takesMax(acc, arg, ${v}, r)) { acc = ${v}; arg = r; }`,
+      ...outputs.map((o, j) =>
+        o.op === "sum"
+          ? `${acc(j)} += ${vs[j]};`
+          : `if (takesMax(${acc(j)}, ${arg(j)}, ${vs[j]}, r)) { ${acc(j)} = ${vs[j]}; ${
+            arg(j)
+          } = r; }`
+      ),
     ];
-    const init = isSum ? "var acc = 0.0; var arg = 0u;" : "var acc = 0.0; var arg = 0xffffffffu;";
+    const init = outputs.map((o, j) =>
+      `var ${acc(j)} = 0.0; var ${arg(j)} = ${o.op === "sum" ? "0u" : "0xffffffffu"};`
+    );
     if (group) {
-      head.push(
-        `var<workgroup> sv: array<f32, ${REDUCE_WG}>;`,
-        `var<workgroup> si: array<u32, ${REDUCE_WG}>;`,
-      );
+      for (const j of outputs.keys()) {
+        head.push(
+          `var<workgroup> ${sv(j)}: array<f32, ${REDUCE_WG}>;`,
+          `var<workgroup> ${si(j)}: array<u32, ${REDUCE_WG}>;`,
+        );
+      }
       lines.push(
         `@compute @workgroup_size(${REDUCE_WG})`,
         "fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {",
@@ -201,45 +236,54 @@ function generate(kernel: Kernel): KernelPlan {
         `let valid = i < ${count}u;`,
         keepBindings,
         decompose("i", outIdx, kernel.shape),
-        init,
+        ...init,
         `if (valid) { for (var r = lid; r < ${redSize}u; r += ${REDUCE_WG}u) {`,
         ...loop,
         "} }",
-        "sv[lid] = acc; si[lid] = arg;",
+        ...outputs.map((_, j) => `${sv(j)}[lid] = ${acc(j)}; ${si(j)}[lid] = ${arg(j)};`),
         "workgroupBarrier();",
         `for (var s = ${REDUCE_WG / 2}u; s > 0u; s >>= 1u) {`,
         "  if (lid < s) {",
-        isSum
-          ? "    sv[lid] += sv[lid + s];"
-          : "    if (takesMax(sv[lid], si[lid], sv[lid + s], si[lid + s])) { sv[lid] = sv[lid + s]; si[lid] = si[lid + s]; }",
+        ...outputs.map((o, j) => {
+          const [v, x] = [sv(j), si(j)];
+          return o.op === "sum"
+            ? `    ${v}[lid] += ${v}[lid + s];`
+            : `    if (takesMax(${v}[lid], ${x}[lid], ${v}[lid + s], ${x}[lid + s])) { ${v}[lid] = ${v}[lid + s]; ${x}[lid] = ${x}[lid + s]; }`;
+        }),
         "  }",
         "  workgroupBarrier();",
         "}",
         "if (lid != 0u || !valid) { return; }",
-        "acc = sv[0]; arg = si[0];",
+        ...outputs.map((_, j) => `${acc(j)} = ${sv(j)}[0]; ${arg(j)} = ${si(j)}[0];`),
       );
     } else {
       lines.push(
         ...mapHead,
-        init,
+        ...init,
         `for (var r = 0u; r < ${redSize}u; r++) {`,
         ...loop,
         "}",
       );
     }
-    if (red.op === "argmax") lines.push("acc = f32(select(arg, 0u, arg == 0xffffffffu));");
-    else if (red.op === "max") lines.push("if (arg == 0xffffffffu) { acc = -infF32(); }");
-    if (kernel.epilogue) {
+    for (const [j, o] of outputs.entries()) {
+      const [a, g] = [acc(j), arg(j)];
+      if (o.op === "argmax") lines.push(`${a} = f32(select(${g}, 0u, ${g} == 0xffffffffu));`);
+      else if (o.op === "max") lines.push(`if (${g} == 0xffffffffu) { ${a} = -infF32(); }`);
+    }
+    for (const [j, o] of outputs.entries()) {
+      if (!o.epilogue) {
+        lines.push(store(j, acc(j)));
+        continue;
+      }
       const epi: string[] = [];
-      const e = emit(kernel.epilogue, epi, outIdx);
-      lines.push(...epi, `out[i] = ${e};`);
-    } else {
-      lines.push("out[i] = acc;");
+      emitter.at(slots[j].epilogue);
+      const e = emitter(o.epilogue, epi, (l) => address(l, outIdx), acc(j));
+      lines.push(...epi, store(j, e));
     }
     lines.push("}");
   }
   const code = pruneFunctions(`${WGSL_PRELUDE}\n${head.join("\n")}\n${lines.join("\n")}`);
-  return { code, layout, count };
+  return { code, layout, count, outputs: outputs.length };
 }
 
 /**
@@ -307,7 +351,7 @@ const viewPlans = new KernelCache((carrier: Kernel): KernelPlan => {
       `out[${indexText(view, idx)}] = ${v};`,
     ].join("\n  "),
   });
-  return { code, layout: "map", count };
+  return { code, layout: "map", count, outputs: 1 };
 });
 
 /**

@@ -71,10 +71,13 @@ function productSource(
   epilogue = "",
   unaligned = false,
   epilogueLoop = false,
+  sums = false,
 ): string {
   const { r: R, c: C } = t;
   const setup: string[] = [];
   const body: string[] = [];
+  // With `sums`, A has one more row of ones (row m): the output's row m is B's sums over k.
+  const rows = sums ? "(p.m + 1u)" : "p.m";
   if (unaligned) {
     // Operands as floats at any offset and leading dimension: each vec4 is gathered from four
     // floats, zero past K and clamped into the matrix along M and N.
@@ -82,14 +85,14 @@ function productSource(
     if (transA) {
       for (const q of range(R / 4)) {
         for (const d of range(4)) {
-          body.push(`let a${d}_${q} = rowA(k0 + ${d}u, r0 + ${4 * q}u, aOff);`);
+          body.push(`let a${d}_${q} = ${ones4(`rowA(k0 + ${d}u, r0 + ${4 * q}u, aOff)`, q)};`);
         }
       }
     } else {
       for (const i of range(R)) {
         setup.push(`let ra${i} = aOff + min(r0 + ${i}u, p.m - 1u) * p.lda;`);
       }
-      for (const i of range(R)) body.push(`let a${i} = alongA(ra${i}, k0);`);
+      for (const i of range(R)) body.push(`let a${i} = ${ones(`alongA(ra${i}, k0)`, i)};`);
     }
     if (transB) {
       for (const j of range(C)) {
@@ -110,12 +113,14 @@ function productSource(
     }
     body.push(`let ka = kq * 4u * p.lda;`);
     for (const d of range(4)) {
-      for (const q of range(R / 4)) body.push(`let a${d}_${q} = A[ra${q} + ka + ${d}u * p.lda];`);
+      for (const q of range(R / 4)) {
+        body.push(`let a${d}_${q} = ${ones4(`A[ra${q} + ka + ${d}u * p.lda]`, q)};`);
+      }
     }
   } else {
     // A stored [m, k4]: per row, one vec4 along K.
     for (const i of range(R)) setup.push(`let ra${i} = aOff + min(r0 + ${i}u, p.m - 1u) * p.lda;`);
-    for (const i of range(R)) body.push(`let a${i} = A[ra${i} + kq];`);
+    for (const i of range(R)) body.push(`let a${i} = ${ones(`A[ra${i} + kq]`, i)};`);
   }
   if (unaligned) {
     // loaded above
@@ -164,7 +169,7 @@ function productSource(
       );
     }
     stores.push(
-      `if (r0 + ${i}u < p.m) {\n    let o = base + (r0 + ${i}u) * p.n + c0;\n    ${
+      `if (r0 + ${i}u < ${rows}) {\n    let o = base + (r0 + ${i}u) * p.n + c0;\n    ${
         row.join("\n    ")
       }\n  }`,
     );
@@ -198,10 +203,20 @@ fn put(o: u32, c: u32, v: vec4f) {
   for (var kq = 0u; kq < p.steps; kq++) {
     ${body.join("\n    ")}
   }
-  let base = z * p.m * p.n;
+  let base = z * ${rows} * p.n;
   ${stores.join("\n  ")}
-  ${epilogue && epilogueLoop ? loopedEpilogue(R, C, vecOut) : ""}`,
+  ${epilogue && epilogueLoop ? loopedEpilogue(R, C, vecOut, rows) : ""}`,
   });
+
+  /** A's row r0 + i loaded along K (four values of one row), all ones in the sums row. */
+  function ones(load: string, i: number): string {
+    return sums ? `select(${load}, vec4f(1.0), r0 + ${i}u == p.m)` : load;
+  }
+  /** A's rows r0 + 4q ... r0 + 4q + 3 at one k, with a one in the sums row's lane. */
+  function ones4(load: string, q: number): string {
+    const lanes = `vec4u(r0 + ${4 * q}u) + vec4u(0u, 1u, 2u, 3u) == vec4u(p.m)`;
+    return sums ? `select(${load}, vec4f(1.0), ${lanes})` : load;
+  }
 }
 
 /**
@@ -212,7 +227,7 @@ fn put(o: u32, c: u32, v: vec4f) {
  * ({@link EPILOGUE_INLINE}); small ones stay in the stores (no read-back).
  * Reading back what the same invocation stored is ordered (program order, same invocation).
  */
-function loopedEpilogue(R: number, C: number, vecOut: boolean): string {
+function loopedEpilogue(R: number, C: number, vecOut: boolean, rows: string): string {
   const inner = vecOut
     ? `for (var q = 0u; q < ${C / 4}u; q++) {
       if (c0 + 4u * q >= p.n) { break; }
@@ -225,7 +240,7 @@ function loopedEpilogue(R: number, C: number, vecOut: boolean): string {
       O[o + j] = epi(o + j, O[o + j]);
     }`;
   return `for (var i = 0u; i < ${R}u; i++) {
-    if (r0 + i >= p.m) { break; }
+    if (r0 + i >= ${rows}) { break; }
     let o = base + (r0 + i) * p.n + c0;
     ${inner}
   }`;
@@ -324,13 +339,11 @@ export function matmul(
   epilogue?: { body: Expr; inputs: GpuBuffer[] },
   forceSplit?: number,
 ): GpuBuffer {
-  const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = checkMatmulSpec(
-    spec,
-    a.size,
-    b.size,
-  );
+  const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB, sums } =
+    checkMatmulSpec(spec, a.size, b.size);
   if (tile) checkTile(tile);
-  const size = batch * m * n;
+  // With `sums`, one more output row (batch 1).
+  const size = (batch * m + (sums ? 1 : 0)) * n;
   if (size === 0) return rt.alloc(0);
   if (k === 0) {
     // acc = 0 everywhere: the epilogue (or zeros) as a map kernel of the IR.
@@ -350,7 +363,7 @@ export function matmul(
     throw new SgnError(`matmul: cannot split K = ${k} into ${split} chunks of whole vec4 steps`);
   }
   if (split > 1) return splitProduct(rt, a, b, spec, split, epilogue);
-  const t = tile ?? planMatmul(m, k, n, batch, vecOut);
+  const t = tile ?? planMatmul(m + (sums ? 1 : 0), k, n, batch, vecOut);
   const out = rt.alloc(size);
   // Stored shapes: A is [m, k] or (transA) [k, m]; B is [k, n] or (transB) [n, k]. The vec4
   // kernel needs K, every operand row and both offsets on multiples of 4; otherwise the
@@ -372,6 +385,7 @@ export function matmul(
     transB,
     vecOut,
     aligned,
+    sums,
     t,
   }, epilogue);
   return out;
@@ -394,6 +408,8 @@ interface ProductRun {
   transB: boolean;
   vecOut: boolean;
   aligned: boolean;
+  /** One more output row: B's sums over k. */
+  sums: boolean;
   t: MatmulTile;
 }
 
@@ -407,14 +423,15 @@ function runProduct(
   epilogue?: { body: Expr; inputs: GpuBuffer[] },
 ): void {
   const { t } = r;
+  const rows = r.m + (r.sums ? 1 : 0);
   const gx = Math.ceil(Math.ceil(r.n / t.c) / t.wx);
-  const gy = Math.ceil(Math.ceil(r.m / t.r) / t.wy);
+  const gy = Math.ceil(Math.ceil(rows / t.r) / t.wy);
   if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
     throw new SgnError(`matmul: an output of ${r.m} x ${r.n} is too large for one dispatch`);
   }
   const epi = epilogue &&
     epilogueSource(
-      matmulShape({ m: r.m, k: r.k, n: r.n, batch: r.batch }),
+      matmulShape({ m: r.m, k: r.k, n: r.n, batch: r.batch, sums: r.sums }),
       epilogue.body,
       epilogue.inputs.length,
       4,
@@ -427,6 +444,7 @@ function runProduct(
     epi ? `${epi.decls}\n${epi.fn}` : "",
     !r.aligned,
     epilogue !== undefined && t.r * t.c * exprSize(epilogue.body) > EPILOGUE_INLINE,
+    r.sums,
   );
   for (let b0 = 0; b0 < r.batch; b0 += MAX_GROUPS) {
     const params = new Params()
@@ -478,9 +496,11 @@ function splitProduct(
   split: number,
   epilogue?: { body: Expr; inputs: GpuBuffer[] },
 ): GpuBuffer {
-  const { m, k, n, transA, transB, offsetA = 0, offsetB = 0 } = spec;
+  const { m, k, n, transA, transB, offsetA = 0, offsetB = 0, sums = false } = spec;
   const kc = k / split;
-  const partial = rt.alloc(split * m * n);
+  // With `sums`, each chunk's partial product has the sums row too.
+  const rows = m + (sums ? 1 : 0);
+  const partial = rt.alloc(split * rows * n);
   runProduct(rt, a, b, partial, {
     m,
     n,
@@ -498,15 +518,16 @@ function splitProduct(
     transB: transB ?? false,
     vecOut: n % 4 === 0,
     aligned: true,
-    t: planMatmul(m, kc, n, split),
+    sums,
+    t: planMatmul(rows, kc, n, split),
   });
   const inputs = epilogue?.inputs ?? [];
   const shift = (e: Expr) =>
     mapLoads(e, (l) => (l.k === "load" ? { ...l, input: l.input + 1 } : l));
   const kernel: Kernel = {
-    shape: [m, n],
+    shape: [rows, n],
     inputs: inputs.length + 1,
-    body: load(0, [n, 1, m * n]),
+    body: load(0, [n, 1, rows * n]),
     reduce: { op: "sum", shape: [split] },
     ...(epilogue ? { epilogue: shift(epilogue.body) } : {}),
   };

@@ -72,6 +72,8 @@ export function wasmSupport(kernel: Kernel): string | undefined {
   };
   walk(kernel.body, check);
   if (kernel.epilogue) walk(kernel.epilogue, check);
+  // Several outputs: each runs as a kernel of its own (kernel/ir.ts, singleOutputs).
+  if (kernel.more?.length) why ??= "a kernel of several outputs has no single function";
   return why;
 }
 

@@ -201,8 +201,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "cpu/compile.ts",
-    find: "? `acc += ${v};`",
-    replace: "? `acc = ${v};`",
+    find: "? `${a} += ${vs[j]};`",
+    replace: "? `${a} = ${vs[j]};`",
     what: "native compiled sum keeps only the last term",
     tests: CONF,
   },
@@ -222,8 +222,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "kernel/interpret.ts",
-    find: 'if (red.op === "sum") acc += v;',
-    replace: 'if (red.op === "sum") acc = v;',
+    find: 'if (op === "sum") acc += v;',
+    replace: 'if (op === "sum") acc = v;',
     what: "the oracle interpreter's sum keeps only the last term",
     tests: [...CONF, ...AD],
   },

@@ -205,8 +205,8 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "cpu/compile.ts",
-    find: "(acc === acc && (v > acc || v !== v))",
-    replace: "(acc === acc && (v >= acc || v !== v))",
+    find: "(${a} === ${a} && (v > ${a} || v !== v))",
+    replace: "(${a} === ${a} && (v >= ${a} || v !== v))",
     what: "compiled max/argmax keep the last maximum at ties instead of the first",
     tests: PROP,
   },

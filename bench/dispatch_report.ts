@@ -1,0 +1,117 @@
+/**
+ * Where a W1 step's WebGPU dispatches go: `deno run -A bench/dispatch_report.ts [steps]`. Counts
+ * one W1 loss + gradient and `steps` (default 3) W1 SGN steps with 3 CG iterations
+ * (bench/dispatch_cases.ts, after warm-ups), each dispatch labelled by the backend call that made
+ * it: an IR kernel by its kind and shapes (`map [16750]`, `reduce sum [] <- [16750] x3` for a
+ * kernel with three outputs), a routine by its name and spec (`matmul 784x1000x20 A^T`). Columns:
+ * dispatches per labelled call, and the distinct pipelines the workload used (a real GPU pays per
+ * pipeline switch too). Counts are exact: the machine's load does not change them.
+ *
+ * The labels come from wrapping the backend's methods here, from outside (this tool only), so the
+ * library carries no labelling on its dispatch path.
+ */
+import { WebGpuBackend } from "../wgsl/webgpu.ts";
+import { GpuRuntime } from "../wgsl/runtime.ts";
+import type { Kernel } from "../kernel/ir.ts";
+import type { MatmulSpec } from "../kernel/backend.ts";
+import { countLossGrad, countSteps, DISPATCH_TARGETS } from "./dispatch_cases.ts";
+
+const be = await WebGpuBackend.create();
+if (!be) {
+  console.error("no WebGPU adapter: nothing to count");
+  Deno.exit(1);
+}
+const steps = Number(Deno.args[0] ?? 3);
+
+/** Labels of the calls being counted, with their dispatches; undefined when not counting. */
+let tally: Map<string, number> | undefined;
+/** Pipelines (by source) dispatched while counting. */
+const pipelines = new Set<string>();
+let depth = 0;
+
+/** The label of a backend call from its name and arguments. */
+function labelOf(name: string, args: unknown[]): string {
+  if (name === "run") {
+    const k = args[0] as Kernel;
+    const outs = 1 + ((k as { more?: unknown[] }).more?.length ?? 0);
+    const times = outs > 1 ? ` x${outs}` : "";
+    if (!k.reduce) return `map [${k.shape}]${times}`;
+    const epi = k.epilogue ? " +epilogue" : "";
+    return `reduce ${k.reduce.op} [${k.shape}] <- [${k.reduce.shape}]${epi}${times}`;
+  }
+  if (name === "matmul") {
+    const s = args[2] as MatmulSpec & { sums?: boolean };
+    const t = `${s.transA ? " A^T" : ""}${s.transB ? " B^T" : ""}`;
+    return `matmul ${s.m}x${s.k}x${s.n}${t}${s.sums ? " +sums" : ""}${args[3] ? " +epilogue" : ""}`;
+  }
+  if (name === "concat") return `concat of ${(args[0] as unknown[]).length}`;
+  if (name === "softmax") return args[3] ? "log-softmax" : "softmax";
+  return name;
+}
+
+const proto = WebGpuBackend.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+for (const name of Object.getOwnPropertyNames(WebGpuBackend.prototype)) {
+  const own = Object.getOwnPropertyDescriptor(proto, name)?.value;
+  if (name === "constructor" || typeof own !== "function") continue;
+  proto[name] = function (this: WebGpuBackend, ...args: unknown[]) {
+    const d0 = this.rt.stats.dispatches;
+    depth++;
+    try {
+      return own.apply(this, args);
+    } finally {
+      depth--;
+      const n = this.rt.stats.dispatches - d0;
+      // Only the outermost call is labelled (a routine may run IR kernels through `run`).
+      if (tally && depth === 0 && n > 0) {
+        const label = labelOf(name, args);
+        tally.set(label, (tally.get(label) ?? 0) + n);
+      }
+    }
+  };
+}
+const dispatch = GpuRuntime.prototype.dispatch;
+GpuRuntime.prototype.dispatch = function (this: GpuRuntime, code, ...rest) {
+  if (tally) pipelines.add(code);
+  return dispatch.call(this, code, ...rest);
+};
+
+/** Runs `run` with every dispatch inside it labelled into `into`. */
+function labelled(into: Map<string, number>) {
+  return async <T>(run: () => Promise<T>): Promise<T> => {
+    tally = into;
+    try {
+      return await run();
+    } finally {
+      tally = undefined;
+    }
+  };
+}
+
+function print(title: string, t: Map<string, number>, per: number, total: number, target: number) {
+  console.log(`\n${title}: ${total} dispatches (target <= ${target}), ${pipelines.size} pipelines`);
+  console.log("| call | dispatches |");
+  console.log("|---|---:|");
+  for (const [label, n] of [...t].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))) {
+    console.log(`| ${label} | ${Number.isInteger(n / per) ? n / per : (n / per).toFixed(2)} |`);
+  }
+}
+
+console.log(`WebGPU on ${be.description}`);
+const lg = new Map<string, number>();
+pipelines.clear();
+const lossGrad = await countLossGrad(be, 1, labelled(lg));
+print("W1 loss + gradient", lg, 1, lossGrad, DISPATCH_TARGETS.lossGrad);
+
+const st = new Map<string, number>();
+pipelines.clear();
+const counted = await countSteps(be, steps, 2, labelled(st));
+const total = counted.reduce((a, c) => a + c.dispatches, 0);
+const tries = counted.map((c) => c.tries).join(", ");
+print(
+  `W1 SGN step, 3 CG iterations (mean of ${steps}; line-search tries ${tries})`,
+  st,
+  steps,
+  total / steps,
+  DISPATCH_TARGETS.step,
+);
+console.log(`per step: ${counted.map((c) => c.dispatches).join(", ")} dispatches`);
