@@ -8,6 +8,7 @@
 import type { WebGpuBackend } from "../wgsl/webgpu.ts";
 import { scope, type Tensor } from "../autodiff/tensor.ts";
 import { valueAndGrad } from "../autodiff/transforms.ts";
+import { concatFlat } from "../sgn/vectors.ts";
 import { w1, w1Sgn } from "./sgn_step_cases.ts";
 
 /** Issue 23's targets: dispatches per W1 SGN step (3 CG iterations) and per W1 loss + gradient. */
@@ -54,20 +55,23 @@ export async function countSteps(
 }
 
 /**
- * Dispatches of one W1 loss + gradient (every gradient tensor computed, as the products
- * benchmark does) after `warmup` runs.
+ * Dispatches of one W1 loss + gradient after `warmup` runs: every gradient tensor computed, as
+ * the products benchmark does, or with `flat` the gradient as one flat vector, as SGN computes
+ * it (concatFlat: a layer's bias gradient folds into its weight gradient's product there).
  */
 export async function countLossGrad(
   be: WebGpuBackend,
   warmup = 1,
   around: <T>(run: () => Promise<T>) => Promise<T> = (run) => run(),
+  flat = false,
 ): Promise<number> {
   const p = w1(be);
   const params = p.net.init({ seed: 1, backend: be });
   const once = () => {
-    const g = scope(() =>
-      valueAndGrad((...q: Tensor[]) => p.loss.value(p.model(...q)))(...params)[1]
-    );
+    const g = scope(() => {
+      const parts = valueAndGrad((...q: Tensor[]) => p.loss.value(p.model(...q)))(...params)[1];
+      return flat ? [concatFlat(parts)] : parts;
+    });
     for (const t of g) t.realize();
     return Promise.resolve(g);
   };

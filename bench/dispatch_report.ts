@@ -1,6 +1,7 @@
 /**
  * Where a W1 step's WebGPU dispatches go: `deno run -A bench/dispatch_report.ts [steps]`. Counts
- * one W1 loss + gradient and `steps` (default 3) W1 SGN steps with 3 CG iterations
+ * one W1 loss + gradient (each gradient tensor, then the gradient as one flat vector, as SGN
+ * computes it) and `steps` (default 3) W1 SGN steps with 3 CG iterations
  * (bench/dispatch_cases.ts, after warm-ups), each dispatch labelled by the backend call that made
  * it: an IR kernel by its kind and shapes (`map [16750]`, `reduce sum [] <- [16750] x3` for a
  * kernel with three outputs), a routine by its name and spec (`matmul 784x1000x20 A^T`). Columns:
@@ -101,6 +102,11 @@ const lg = new Map<string, number>();
 pipelines.clear();
 const lossGrad = await countLossGrad(be, 1, labelled(lg));
 print("W1 loss + gradient", lg, 1, lossGrad, DISPATCH_TARGETS.lossGrad);
+const lgFlat = new Map<string, number>();
+pipelines.clear();
+const lossGradFlat = await countLossGrad(be, 1, labelled(lgFlat), true);
+const flatTitle = "W1 loss + gradient as one flat vector (SGN's)";
+print(flatTitle, lgFlat, 1, lossGradFlat, DISPATCH_TARGETS.lossGrad);
 
 const st = new Map<string, number>();
 pipelines.clear();

@@ -1,0 +1,70 @@
+/**
+ * Mutants of issue 23's fewer WebGPU dispatches: kernels of several outputs (their stores in WGSL
+ * and the compiled loops, their constants' slots, kernel/multi.ts's grouping), the bias gradient
+ * folded into its product (the ones row of the WGSL product kernel, the CPU backends' sums row,
+ * kernel/matmul.ts's recognition) and CG's pass over r. Caught by tests/multi_test.ts,
+ * tests/column_sums_test.ts and tests/cg_options_test.ts against references written there.
+ *
+ * @module
+ */
+import type { Mutant } from "../mutate.ts";
+
+/** The mutants (tagged, so `--only "[dispatch]"` runs them). */
+export const MUTANTS: Mutant[] = ([
+  {
+    file: "wgsl/codegen.ts",
+    find: '`out[i${j ? ` + ${j * count}u` : ""}] = ${v};`',
+    replace: '`out[i${j ? ` + ${j}u` : ""}] = ${v};`',
+    what: "WGSL stores output j of a kernel j elements on instead of j outputs on",
+    tests: ["tests/multi_test.ts"],
+  },
+  {
+    file: "cpu/compile.ts",
+    find: '`out[w${j ? ` + ${j * size}` : ""}] = ${v};`',
+    replace: '`out[w${j ? ` + ${j}` : ""}] = ${v};`',
+    what: "the compiled loops store output j of a kernel j elements on",
+    tests: ["tests/multi_test.ts"],
+  },
+  {
+    file: "kernel/ir.ts",
+    find: "    slot += count(o.epilogue);\n",
+    replace: "",
+    what: "the next output's constants are numbered over the epilogue's",
+    tests: ["tests/multi_test.ts"],
+  },
+  {
+    file: "kernel/multi.ts",
+    find: '{ body: e[0], op: "sum" as const, epilogue: e[1] }',
+    replace: '{ body: e[1], op: "sum" as const, epilogue: e[0] }',
+    what: "a map joining a reduction is summed over the reduced space instead of stored",
+    tests: ["tests/multi_test.ts"],
+  },
+  {
+    file: "wgsl/matmul.ts",
+    find: "vec4u(0u, 1u, 2u, 3u) == vec4u(p.m)",
+    replace: "vec4u(0u, 0u, 2u, 3u) == vec4u(p.m)",
+    what: "the product kernel's ones row misses the lane of rows 4q + 1",
+    tests: ["tests/column_sums_test.ts"],
+  },
+  {
+    file: "cpu/oracle.ts",
+    find: "transB ? [k, 1] : [1, n]",
+    replace: "[1, n]",
+    what: "the CPU sums row reads B^T as B",
+    tests: ["tests/column_sums_test.ts"],
+  },
+  {
+    file: "kernel/matmul.ts",
+    find: "ra.srcs.some((s, i) => s !== rb.srcs[i])",
+    replace: "false",
+    what: "another array's sums over the same structure fold into a product",
+    tests: ["tests/column_sums_test.ts"],
+  },
+  {
+    file: "sgn/cg.ts",
+    find: "        const go = o.mul(active, o.greater(rMax, tol));",
+    replace: "        const go = o.greater(rMax, tol);",
+    what: "device CG's next iteration starts though the relative rule stopped it",
+    tests: ["tests/cg_options_test.ts"],
+  },
+] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));
