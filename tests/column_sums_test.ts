@@ -11,34 +11,22 @@
  */
 import assert from "node:assert/strict";
 import { fc, property } from "./property.ts";
-import { cpu, nativeVariants, webgpu } from "./harness.ts";
+import { backendTargets, cpu } from "./harness.ts";
 import type { Backend, MatmulSpec } from "../kernel/backend.ts";
-import type { DType } from "../kernel/shape.ts";
 import * as ir from "../kernel/ir.ts";
 import * as k from "../kernel/lazy.ts";
 import * as g from "../kernel/graph.ts";
 import { foldColumnSums } from "../kernel/matmul.ts";
 import { matmul as gpuMatmul, type MatmulTile } from "../wgsl/matmul.ts";
 import type { GpuBuffer } from "../wgsl/runtime.ts";
+import type { WebGpuBackend } from "../wgsl/webgpu.ts";
 import { scope, tensor } from "../autodiff/tensor.ts";
 import { valueAndGrad } from "../autodiff/transforms.ts";
 import { mlp } from "../models/networks.ts";
 import { meanSquaredError } from "../models/losses.ts";
 import { concatFlat } from "../sgn/vectors.ts";
 
-const natives = await nativeVariants();
-const gpu = await webgpu();
-
-const TARGETS: { label: string; be: Backend; dtype: DType }[] = [
-  ...[cpu, ...natives.map((n) => n.be)].flatMap((be, i) =>
-    (["float32", "float64"] as const).map((dtype) => ({
-      label: `${i === 0 ? "cpu" : natives[i - 1].label} ${dtype}`,
-      be: be as Backend,
-      dtype,
-    }))
-  ),
-  ...(gpu ? [{ label: "webgpu", be: gpu as Backend, dtype: "float32" as DType }] : []),
-];
+const TARGETS = await backendTargets();
 
 /** Multiples of 1/2 in [-2, 2] from a seed. */
 function halves(n: number, seed: number): Float64Array {
@@ -107,7 +95,7 @@ property(
           [t.label, () => t.be.matmul(da, db, spec, epi)],
         ];
         if (t.label === "webgpu") {
-          const rt = (t.be as NonNullable<typeof gpu>).rt;
+          const rt = (t.be as WebGpuBackend).rt;
           const g = (x: typeof da) => x as GpuBuffer;
           const ge = epi && { body, inputs: [g(dbias)] };
           const tile: MatmulTile = {

@@ -4,7 +4,7 @@
  * report the worst element.
  */
 import type { Backend, DeviceBuffer } from "../kernel/backend.ts";
-import type { TypedArray } from "../kernel/shape.ts";
+import type { DType, TypedArray } from "../kernel/shape.ts";
 import type { CpuBackend } from "../cpu/oracle.ts";
 import { NativeBackend } from "../cpu/native.ts";
 import type { WebGpuBackend } from "../wgsl/webgpu.ts";
@@ -127,6 +127,25 @@ export async function backends({ loops = false } = {}): Promise<Backend[]> {
   }
   const js = loops ? await nativeJs() : undefined;
   return js ? [...out, js] : out;
+}
+
+/**
+ * Every backend in each dtype it stores, labelled: the oracle and the native variants in float32
+ * and float64, WebGPU in float32 (where it exists).
+ */
+export async function backendTargets(): Promise<{ label: string; be: Backend; dtype: DType }[]> {
+  const natives = await nativeVariants();
+  const gpu = await webgpu();
+  return [
+    ...[cpu, ...natives.map((n) => n.be)].flatMap((be, i) =>
+      (["float32", "float64"] as const).map((dtype) => ({
+        label: `${i === 0 ? "cpu" : natives[i - 1].label} ${dtype}`,
+        be: be as Backend,
+        dtype,
+      }))
+    ),
+    ...(gpu ? [{ label: "webgpu", be: gpu as Backend, dtype: "float32" as DType }] : []),
+  ];
 }
 
 /** Uploads float64 data in the backend's working precision (float32 on WebGPU). */

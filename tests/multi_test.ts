@@ -8,29 +8,15 @@
  */
 import assert from "node:assert/strict";
 import { fc, property } from "./property.ts";
-import { cpu, nativeVariants, webgpu } from "./harness.ts";
+import { backendTargets, cpu } from "./harness.ts";
 import type { Backend } from "../kernel/backend.ts";
-import type { DType } from "../kernel/shape.ts";
 import * as ir from "../kernel/ir.ts";
 import { interpret } from "../kernel/interpret.ts";
 import * as k from "../kernel/lazy.ts";
 import * as g from "../kernel/graph.ts";
 import { realizeTogether } from "../kernel/multi.ts";
 
-const natives = await nativeVariants();
-const gpu = await webgpu();
-
-/** Every backend, in each dtype it stores. */
-const TARGETS: { label: string; be: Backend; dtype: DType }[] = [
-  ...[cpu, ...natives.map((n) => n.be)].flatMap((be, i) =>
-    (["float32", "float64"] as const).map((dtype) => ({
-      label: `${i === 0 ? "cpu" : natives[i - 1].label} ${dtype}`,
-      be: be as Backend,
-      dtype,
-    }))
-  ),
-  ...(gpu ? [{ label: "webgpu", be: gpu as Backend, dtype: "float32" as DType }] : []),
-];
+const TARGETS = await backendTargets();
 
 /** Deterministic choices from a seed: each call picks one of n. */
 function chooser(seed: number): (n: number) => number {
