@@ -19,6 +19,7 @@ export type {
   Conv2dSpec,
   DeviceBuffer,
   Epilogue,
+  MatmulCall,
   MatmulSpec,
   Pool2dSpec,
 } from "./kernel/backend.ts";

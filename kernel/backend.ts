@@ -35,6 +35,18 @@ export interface Epilogue {
   inputs: DeviceBuffer[];
 }
 
+/** One product of {@link Backend.matmuls}: `matmul`'s arguments. */
+export interface MatmulCall {
+  /** The first operand. */
+  a: DeviceBuffer;
+  /** The second operand. */
+  b: DeviceBuffer;
+  /** The product's sizes, layouts and offsets. */
+  spec: MatmulSpec;
+  /** Applied to each element before it is stored. */
+  epilogue?: Epilogue;
+}
+
 /**
  * Matrix product options. Logical operands are A: [batch?, m, k] and B: [batch?, k, n]; with
  * `transA` the buffer of A holds [batch?, k, m] (and likewise `transB`: [batch?, n, k]). With
@@ -210,6 +222,14 @@ export interface Backend {
   maxPool2d(x: DeviceBuffer, spec: Pool2dSpec, values?: DeviceBuffer): DeviceBuffer;
   /** The transpose of maxPool2d in `values`: scatters dy [n, c, ho, wo] to the argmax positions. */
   maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, spec: Pool2dSpec): DeviceBuffer;
+
+  /**
+   * Optional: independent products, each output what `matmul` gives for its item, run together
+   * where the device gains by it (WebGPU: several products in one dispatch). The lazy graph
+   * hands a backend that has it the products whose operands are ready at once (a dense layer's
+   * weight and input gradients); a backend without it runs each through `matmul`.
+   */
+  matmuls?(items: readonly MatmulCall[]): DeviceBuffer[];
 }
 
 // --- spec validation shared by the backends ---------------------------------------------------

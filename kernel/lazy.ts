@@ -29,7 +29,7 @@ import { type DType, sameShape, sizeOf } from "./shape.ts";
 
 import { SgnError } from "../errors.ts";
 import { contiguous, type Expr, type Kernel, mapLoads, type ReduceOp, walk } from "./ir.ts";
-import { type Routine, ROUTINES } from "./routines.ts";
+import { matmulCall, type Routine, ROUTINES } from "./routines.ts";
 import { activeRecorder, type Holder, type Launch, launch, lazyStats } from "./record.ts";
 
 export { lazyStats };
@@ -142,6 +142,18 @@ export class Lazy {
 
   /** Computes the array if it is pending, and returns its buffer. */
   realize(): DeviceBuffer {
+    // On a backend that runs products together, the outermost realization first finds the
+    // pending products it will compute (see #mates).
+    if (demand || !this.backend.matmuls || this.computed) return this.#realize();
+    demand = productsUnder(this);
+    try {
+      return this.#realize();
+    } finally {
+      demand = undefined;
+    }
+  }
+
+  #realize(): DeviceBuffer {
     if (this.#refs <= 0) throw new SgnError("a released array was used (a disposed tensor?)");
     if (this.#base) return this.#base.realize();
     if (this.#buffer) return this.#buffer;
@@ -176,6 +188,26 @@ export class Lazy {
       } else s.realize();
       if (this.#recipe !== r) return this.realize();
     }
+    const me = this.#launchOf(r);
+    const mates = r.kind === "routine" && r.routine.op === "matmul" ? this.#mates() : [];
+    let outs: DeviceBuffer[];
+    if (mates.length) {
+      // Products whose operands are all ready run with this one (one dispatch on WebGPU).
+      const all = [me, ...mates.map((m) => m.launch)];
+      outs = this.backend.matmuls!(all.map(({ l, ins }) => {
+        const bufs = ins.map((x) => x.buffer);
+        if (l.kind !== "routine" || l.routine.op !== "matmul") throw new Error("not a product");
+        const epilogue = l.epilogue && { body: l.epilogue, inputs: bufs.slice(l.args) };
+        return matmulCall(l.routine.spec, bufs, epilogue, l.offsets);
+      }));
+      lazyStats.routines += all.length;
+    } else outs = [launch(this.backend, me.l, me.ins.map((x) => x.buffer))];
+    mates.forEach((m, i) => m.x.#done(m.r, m.launch, outs[i + 1]));
+    return this.#done(r, me, outs[0]);
+  }
+
+  /** The launch of this array's recipe, its inputs computed. */
+  #launchOf(r: Recipe): Pending {
     if (this.#unfused) this.#unfused.host.#fusedDone = true;
     if (this.#fusedDone && r.kind !== "map") {
       lazyStats.recomputed++;
@@ -208,8 +240,12 @@ export class Lazy {
         };
       l = { kind: "kernel", kernel, dtype: this.dtype };
     }
-    const out = launch(this.backend, l, ins.map((x) => x.buffer));
-    activeRecorder()?.note(l, ins, out);
+    return { l, ins };
+  }
+
+  /** Takes `out`, the result of this array's launch `p` (recipe `r`), as its buffer. */
+  #done(r: Recipe, p: Pending, out: DeviceBuffer): DeviceBuffer {
+    activeRecorder()?.note(p.l, p.ins, out);
     this.#buffer = out;
     this.#recipe = undefined;
     dropRecipe(r);
@@ -217,6 +253,40 @@ export class Lazy {
     // Consumers that fused this work and are still pending now read the buffer instead.
     for (const c of this.#absorbers.splice(0)) c.#unfuse();
     return out;
+  }
+
+  /**
+   * Pending products of the current realization that can run now, with no other computation
+   * first, to run with this one: at most {@link MAX_MATES}.
+   */
+  #mates(): { x: Lazy; r: Recipe; launch: Pending }[] {
+    const out: { x: Lazy; r: Recipe; launch: Pending }[] = [];
+    for (const y of demand ?? []) {
+      if (out.length === MAX_MATES) break;
+      const ready = y !== this && y.backend === this.backend && y.dtype === this.dtype &&
+        y.#readyProduct();
+      if (ready) out.push({ x: y, r: ready, launch: y.#launchOf(ready) });
+    }
+    return out;
+  }
+
+  /**
+   * This array's recipe when it is a pending product that is needed and ready: its operands and
+   * its epilogue's inputs computed (or windows of computed arrays), not held only by consumers
+   * that fused it, and not fused over a host that someone else holds (that host is computed
+   * first, as realize does; see settle).
+   */
+  #readyProduct(): Recipe | undefined {
+    const r = this.#recipe;
+    if (this.#refs <= 0 || this.computed || r?.kind !== "routine") return undefined;
+    if (r.routine.op !== "matmul") return undefined;
+    if (this.#absorbers.length && this.#refs <= this.#absorbers.length) return undefined;
+    const host = this.#unfused?.host;
+    if (host && !host.computed && host.#refs > host.#absorbers.length) return undefined;
+    if (!r.args.every((a) => a.computed || a.window()?.src.computed)) return undefined;
+    readWindows(r);
+    inlinePendingMaps(r, this.shape);
+    return r.srcs.every((s) => s.computed) ? r : undefined;
   }
 
   /**
@@ -305,6 +375,40 @@ export class Lazy {
     if (i >= 0) list.splice(i, 1);
     for (const x of u.operands) x.release();
   }
+}
+
+/** A launch ready to run: what it is, and its input buffers with the arrays that hold them. */
+interface Pending {
+  l: Launch;
+  ins: { buffer: DeviceBuffer; holder: Holder }[];
+}
+
+/** Most products run together with the one being realized. */
+const MAX_MATES = 3;
+
+/**
+ * The pending products the outermost realization under way will compute (set while it runs, on
+ * backends that run products together): each reached from its root through recipes.
+ */
+let demand: Set<Lazy> | undefined;
+
+/** The pending products `root`'s realization computes: those its recipes reach. */
+function productsUnder(root: Lazy): Set<Lazy> {
+  const out = new Set<Lazy>();
+  const seen = new Set<Lazy>();
+  const stack = [root];
+  while (stack.length) {
+    const x = stack.pop()!;
+    const r = x.recipe;
+    if (seen.has(x) || x.computed || !r) continue;
+    seen.add(x);
+    if (r.kind === "routine") {
+      if (r.routine.op === "matmul") out.add(x);
+      stack.push(...r.args);
+    }
+    stack.push(...r.srcs);
+  }
+  return out;
 }
 
 /**

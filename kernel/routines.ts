@@ -13,6 +13,7 @@ import type {
   Conv2dSpec,
   DeviceBuffer,
   Epilogue,
+  MatmulCall,
   MatmulSpec,
   Pool2dSpec,
 } from "./backend.ts";
@@ -76,13 +77,10 @@ export function runRoutine(
 ): DeviceBuffer {
   const [a, b] = bufs;
   switch (r.op) {
-    case "matmul":
-      return backend.matmul(
-        a,
-        b,
-        offsets ? { ...r.spec, offsetA: offsets[0], offsetB: offsets[1] } : r.spec,
-        epilogue,
-      );
+    case "matmul": {
+      const c = matmulCall(r.spec, bufs, epilogue, offsets);
+      return backend.matmul(c.a, c.b, c.spec, c.epilogue);
+    }
     case "conv2d":
       return backend.conv2d(a, b, r.spec, epilogue);
     case "conv2dInputGrad":
@@ -98,4 +96,22 @@ export function runRoutine(
     case "concat":
       return backend.concat(bufs, r.outer, r.widths);
   }
+}
+
+/**
+ * A product's call over its operands' buffers (a, b), its epilogue and the operands' offsets
+ * (`Backend.matmul`'s arguments, or one item of `Backend.matmuls`).
+ */
+export function matmulCall(
+  spec: MatmulSpec,
+  [a, b]: readonly DeviceBuffer[],
+  epilogue?: Epilogue,
+  offsets?: readonly number[],
+): MatmulCall {
+  return {
+    a,
+    b,
+    spec: offsets ? { ...spec, offsetA: offsets[0], offsetB: offsets[1] } : spec,
+    ...(epilogue ? { epilogue } : {}),
+  };
 }

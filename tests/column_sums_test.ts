@@ -144,18 +144,29 @@ Deno.test("matmul with sums: batch 1 only, and the output shape names the row", 
 
 // --- foldColumnSums ---------------------------------------------------------------------------
 
-/** Counts the products with sums a backend runs while `fn` runs. */
+/**
+ * Counts the products with sums a backend runs while `fn` runs, one by one or together
+ * (`Backend.matmuls`, WebGPU).
+ */
 async function productsWithSums<T>(be: Backend, fn: () => Promise<T>): Promise<[T, number]> {
   const own = be.matmul;
+  const group = be.matmuls;
   let n = 0;
   be.matmul = function (this: Backend, a, b, spec, epi) {
     if (spec.sums) n++;
     return own.call(this, a, b, spec, epi);
   };
+  if (group) {
+    be.matmuls = function (this: Backend, items) {
+      n += items.filter((x) => x.spec.sums).length;
+      return group.call(this, items);
+    };
+  }
   try {
     return [await fn(), n];
   } finally {
     be.matmul = own;
+    if (group) be.matmuls = group;
   }
 }
 

@@ -105,7 +105,7 @@ function indexText(l: Expr & { k: "load" }, idx: readonly string[]): string {
  * and returns the name of its value (`acc` names the reduced value an epilogue reads). Constants take uniform slots in visiting order, which is
  * kernelKey's order, across every expression one emitter emits.
  */
-function makeEmitter() {
+function makeEmitter(params = "p") {
   let slot = 0;
   let tmp = 0;
   /** Numbers the next constant `s` (see kernel/ir.ts, constSlots). */
@@ -128,7 +128,7 @@ function makeEmitter() {
         return bind(loadAt(e));
       case "const": {
         const j = slot++;
-        return `p.c[${j >> 2}][${j & 3}]`;
+        return `${params}.c[${j >> 2}][${j & 3}]`;
       }
       case "acc":
         return acc;
@@ -287,28 +287,44 @@ function generate(kernel: Kernel): KernelPlan {
 }
 
 /**
+ * The module-scope names an epilogue function uses: its own name, its parameter block (whose
+ * `c` holds its constants) and its inputs' storage buffers. A kernel of several parts
+ * (routine.ts's `groupedSource`) gives each part its own.
+ */
+export interface EpilogueNames {
+  readonly fn: string;
+  readonly params: string;
+  readonly input: (i: number) => string;
+}
+
+const EPILOGUE_NAMES: EpilogueNames = { fn: "epi", params: "p", input: (i) => `e${i}` };
+
+/**
  * An epilogue as a WGSL function `epi(i, acc) -> f32` of the flat output index, for routines
  * that apply one in their store (matmul): its inputs bound from `binding0` on as `e0, e1, ...`,
- * its constants read from `p.c` starting at slot 0. Returns the declarations and the function.
+ * its constants read from `p.c` starting at slot 0 (other names with `names`). Returns the
+ * declarations of the inputs' bindings, the function and the constants.
  */
 export function epilogueSource(
   shape: readonly number[],
   body: Expr,
   inputs: number,
   binding0: number,
+  names: EpilogueNames = EPILOGUE_NAMES,
 ): { decls: string; fn: string; consts: number[] } {
   const kernel = collapse({ shape, inputs, body });
   const { consts } = kernelKey(kernel, "float32");
   const idx = kernel.shape.map((_, i) => `o${i}`);
   const decls = Array.from(
     { length: inputs },
-    (_, i) => `@group(0) @binding(${binding0 + i}) var<storage, read> e${i}: array<f32>;`,
+    (_, i) =>
+      `@group(0) @binding(${binding0 + i}) var<storage, read> ${names.input(i)}: array<f32>;`,
   ).join("\n");
   const out: string[] = [];
-  const emitter = makeEmitter();
-  const emit = (e: Expr) => emitter(e, out, (l) => `e${l.input}[${indexText(l, idx)}]`);
+  const emitter = makeEmitter(names.params);
+  const emit = (e: Expr) => emitter(e, out, (l) => `${names.input(l.input)}[${indexText(l, idx)}]`);
   const v = emit(kernel.body);
-  const fn = `fn epi(i: u32, acc: f32) -> f32 {\n${decompose("i", idx, kernel.shape)}\n${
+  const fn = `fn ${names.fn}(i: u32, acc: f32) -> f32 {\n${decompose("i", idx, kernel.shape)}\n${
     out.join("\n")
   }\nreturn ${v};\n}`;
   return { decls, fn, consts };

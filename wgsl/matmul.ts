@@ -32,9 +32,9 @@ import { checkMatmulSpec, matmulShape, type MatmulSpec } from "../kernel/backend
 
 import { SgnError } from "../errors.ts";
 import { ACC, constant, type Expr, exprSize, type Kernel, load, mapLoads } from "../kernel/ir.ts";
-import { dispatchKernel, epilogueSource } from "./codegen.ts";
-import { routineSource } from "./routine.ts";
-import { type GpuBuffer, type GpuRuntime, LANES, MAX_GROUPS, Params, THREADS } from "./runtime.ts";
+import { dispatchKernel, type EpilogueNames, epilogueSource } from "./codegen.ts";
+import { groupedSource, type RoutinePart, routineSource, type Storage } from "./routine.ts";
+import { GpuBuffer, type GpuRuntime, LANES, MAX_GROUPS, Params, THREADS } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 /**
@@ -55,29 +55,87 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const XYZW = ["x", "y", "z", "w"];
 
 /**
+ * What a product kernel's WGSL depends on besides its uniform fields: the operands' layouts,
+ * the block, the epilogue's WGSL (its function, named as the kernel's {@link ProductNames} say)
+ * and the variants below.
+ */
+interface ProductVariant {
+  transA: boolean;
+  transB: boolean;
+  vecOut: boolean;
+  t: MatmulTile;
+  epilogue: string;
+  /** Operands as floats at any offset (vec4s gathered from four floats). */
+  unaligned: boolean;
+  /** The epilogue applied in a loop after the raw stores (see loopedEpilogue). */
+  epilogueLoop: boolean;
+  /** One more output row: B's sums over k. */
+  sums: boolean;
+}
+
+/**
+ * The module-scope names a product kernel uses: its parameter block, its operands and output,
+ * and a tag on its helper functions. A kernel of several products (grouped into one dispatch)
+ * gives each its own.
+ */
+interface ProductNames {
+  p: string;
+  A: string;
+  B: string;
+  O: string;
+  tag: string;
+}
+
+const SINGLE: ProductNames = { p: "p", A: "A", B: "B", O: "O", tag: "" };
+
+/** The uniform fields of a product kernel, in order (see {@link ProductRun}). */
+const PRODUCT_FIELDS = [
+  ...["m", "n", "steps", "lda", "ldb", "strideA", "strideB", "batch0", "wx", "wy", "k"],
+  ...["offA", "offB"],
+];
+
+/**
  * WGSL of the product kernel. Operands are read as vec4 arrays, in vec4 units: A is
  * [batch?, m, lda] (or [batch?, k4, lda] with `transA`), B is [batch?, k4, ldb] (or
  * [batch?, n, ldb] with `transB`), K padded with zeros to k4 = 4 steps. Batch entries are
  * strideA / strideB apart (0 for a shared operand); z = workgroup z + batch0. The output is
  * [batch, m, n] floats, written as vec4s when n is a multiple of 4.
  */
-const productKernel = memoKernel("product", productSource);
+const productKernel = memoKernel("product", (v: ProductVariant) =>
+  routineSource({
+    ...productPart(v, SINGLE),
+    storage: productStorage(v, SINGLE),
+    entry: { kind: "workgroup", wg: LANES },
+  }));
 
-function productSource(
-  transA: boolean,
-  transB: boolean,
-  vecOut: boolean,
-  t: MatmulTile,
-  epilogue = "",
-  unaligned = false,
-  epilogueLoop = false,
-  sums = false,
-): string {
+/** The storage buffers a product reads and writes, under its names. */
+function productStorage(v: ProductVariant, N: ProductNames): Storage[] {
+  const operand = v.unaligned ? "f32" : "vec4f";
+  return [
+    { name: N.A, type: operand },
+    { name: N.B, type: operand },
+    { name: N.O, type: v.vecOut ? "vec4f" : "f32", write: true },
+  ];
+}
+
+/**
+ * Several products of batch 1 in one kernel (one dispatch): part i is product i with its
+ * names; `storage` binds the buffers the parts name (routine.ts's `groupedSource`).
+ */
+const groupedKernel = memoKernel(
+  "products",
+  (parts: { v: ProductVariant; N: ProductNames }[], storage: Storage[]) =>
+    groupedSource(parts.map(({ v, N }) => productPart(v, N)), storage, LANES),
+);
+
+/** The parameters, declarations and body of a product kernel under the names `N`. */
+function productPart(v: ProductVariant, N: ProductNames): RoutinePart {
+  const { transA, transB, vecOut, t, epilogue, unaligned, epilogueLoop, sums } = v;
   const { r: R, c: C } = t;
   const setup: string[] = [];
   const body: string[] = [];
   // With `sums`, A has one more row of ones (row m): the output's row m is B's sums over k.
-  const rows = sums ? "(p.m + 1u)" : "p.m";
+  const rows = sums ? `(${N.p}.m + 1u)` : `${N.p}.m`;
   if (unaligned) {
     // Operands as floats at any offset and leading dimension: each vec4 is gathered from four
     // floats, zero past K and clamped into the matrix along M and N.
@@ -85,57 +143,65 @@ function productSource(
     if (transA) {
       for (const q of range(R / 4)) {
         for (const d of range(4)) {
-          body.push(`let a${d}_${q} = ${ones4(`rowA(k0 + ${d}u, r0 + ${4 * q}u, aOff)`, q)};`);
+          body.push(
+            `let a${d}_${q} = ${ones4(`rowA${N.tag}(k0 + ${d}u, r0 + ${4 * q}u, aOff)`, q)};`,
+          );
         }
       }
     } else {
       for (const i of range(R)) {
-        setup.push(`let ra${i} = aOff + min(r0 + ${i}u, p.m - 1u) * p.lda;`);
+        setup.push(`let ra${i} = aOff + min(r0 + ${i}u, ${N.p}.m - 1u) * ${N.p}.lda;`);
       }
-      for (const i of range(R)) body.push(`let a${i} = ${ones(`alongA(ra${i}, k0)`, i)};`);
+      for (const i of range(R)) body.push(`let a${i} = ${ones(`alongA${N.tag}(ra${i}, k0)`, i)};`);
     }
     if (transB) {
       for (const j of range(C)) {
-        setup.push(`let cb${j} = bOff + min(c0 + ${j}u, p.n - 1u) * p.ldb;`);
+        setup.push(`let cb${j} = bOff + min(c0 + ${j}u, ${N.p}.n - 1u) * ${N.p}.ldb;`);
       }
-      for (const j of range(C)) body.push(`let b${j} = alongB(cb${j}, k0);`);
+      for (const j of range(C)) body.push(`let b${j} = alongB${N.tag}(cb${j}, k0);`);
     } else {
       for (const q of range(C / 4)) {
         for (const d of range(4)) {
-          body.push(`let b${d}_${q} = rowB(k0 + ${d}u, c0 + ${4 * q}u, bOff);`);
+          body.push(`let b${d}_${q} = rowB${N.tag}(k0 + ${d}u, c0 + ${4 * q}u, bOff);`);
         }
       }
     }
   } else if (transA) {
     // A^T stored [k4, m]: per K row, R/4 vec4s along M.
     for (const q of range(R / 4)) {
-      setup.push(`let ra${q} = aOff + min(r0 / 4u + ${q}u, p.lda - 1u);`);
+      setup.push(`let ra${q} = aOff + min(r0 / 4u + ${q}u, ${N.p}.lda - 1u);`);
     }
-    body.push(`let ka = kq * 4u * p.lda;`);
+    body.push(`let ka = kq * 4u * ${N.p}.lda;`);
     for (const d of range(4)) {
       for (const q of range(R / 4)) {
-        body.push(`let a${d}_${q} = ${ones4(`A[ra${q} + ka + ${d}u * p.lda]`, q)};`);
+        body.push(`let a${d}_${q} = ${ones4(`${N.A}[ra${q} + ka + ${d}u * ${N.p}.lda]`, q)};`);
       }
     }
   } else {
     // A stored [m, k4]: per row, one vec4 along K.
-    for (const i of range(R)) setup.push(`let ra${i} = aOff + min(r0 + ${i}u, p.m - 1u) * p.lda;`);
-    for (const i of range(R)) body.push(`let a${i} = ${ones(`A[ra${i} + kq]`, i)};`);
+    for (const i of range(R)) {
+      setup.push(`let ra${i} = aOff + min(r0 + ${i}u, ${N.p}.m - 1u) * ${N.p}.lda;`);
+    }
+    for (const i of range(R)) body.push(`let a${i} = ${ones(`${N.A}[ra${i} + kq]`, i)};`);
   }
   if (unaligned) {
     // loaded above
   } else if (transB) {
     // B^T stored [n, k4]: per column, one vec4 along K.
-    for (const j of range(C)) setup.push(`let cb${j} = bOff + min(c0 + ${j}u, p.n - 1u) * p.ldb;`);
-    for (const j of range(C)) body.push(`let b${j} = B[cb${j} + kq];`);
+    for (const j of range(C)) {
+      setup.push(`let cb${j} = bOff + min(c0 + ${j}u, ${N.p}.n - 1u) * ${N.p}.ldb;`);
+    }
+    for (const j of range(C)) body.push(`let b${j} = ${N.B}[cb${j} + kq];`);
   } else {
     // B stored [k4, n]: per K row, C/4 vec4s along N.
     for (const q of range(C / 4)) {
-      setup.push(`let cb${q} = bOff + min(c0 / 4u + ${q}u, p.ldb - 1u);`);
+      setup.push(`let cb${q} = bOff + min(c0 / 4u + ${q}u, ${N.p}.ldb - 1u);`);
     }
-    body.push(`let kb = kq * 4u * p.ldb;`);
+    body.push(`let kb = kq * 4u * ${N.p}.ldb;`);
     for (const d of range(4)) {
-      for (const q of range(C / 4)) body.push(`let b${d}_${q} = B[cb${q} + kb + ${d}u * p.ldb];`);
+      for (const q of range(C / 4)) {
+        body.push(`let b${d}_${q} = ${N.B}[cb${q} + kb + ${d}u * ${N.p}.ldb];`);
+      }
     }
   }
   // A[i, k + d] as a scalar; B[k + d, 4q..4q+3] as a vec4.
@@ -160,61 +226,53 @@ function productSource(
       const v = `acc${i}_${q}`;
       const at = `o + ${4 * q}u`;
       const value = epilogue && !epilogueLoop
-        ? `vec4f(${range(4).map((j) => `epi(${at} + ${j}u, ${v}.${XYZW[j]})`).join(", ")})`
+        ? `vec4f(${range(4).map((j) => `epi${N.tag}(${at} + ${j}u, ${v}.${XYZW[j]})`).join(", ")})`
         : v;
       row.push(
         vecOut
-          ? `if (c0 + ${4 * q}u < p.n) { O[o / 4u + ${q}u] = ${value}; }`
-          : `put(${at}, c0 + ${4 * q}u, ${v});`,
+          ? `if (c0 + ${4 * q}u < ${N.p}.n) { ${N.O}[o / 4u + ${q}u] = ${value}; }`
+          : `put${N.tag}(${at}, c0 + ${4 * q}u, ${v});`,
       );
     }
     stores.push(
-      `if (r0 + ${i}u < ${rows}) {\n    let o = base + (r0 + ${i}u) * p.n + c0;\n    ${
+      `if (r0 + ${i}u < ${rows}) {\n    let o = base + (r0 + ${i}u) * ${N.p}.n + c0;\n    ${
         row.join("\n    ")
       }\n  }`,
     );
   }
   const put = /* wgsl */ `
-fn put(o: u32, c: u32, v: vec4f) {
+fn put${N.tag}(o: u32, c: u32, v: vec4f) {
   for (var j = 0u; j < 4u; j++) {
-    if (c + j < p.n) { O[o + j] = ${epilogue && !epilogueLoop ? "epi(o + j, v[j])" : "v[j]"}; }
+    if (c + j < ${N.p}.n) { ${N.O}[o + j] = ${
+    epilogue && !epilogueLoop ? `epi${N.tag}(o + j, v[j])` : "v[j]"
+  }; }
   }
 }`;
-  const operand = unaligned ? "f32" : "vec4f";
-  return routineSource({
-    params: [
-      ...["m", "n", "steps", "lda", "ldb", "strideA", "strideB", "batch0", "wx", "wy", "k"],
-      ...["offA", "offB"],
-    ],
+  return {
+    params: PRODUCT_FIELDS,
     consts: true,
-    storage: [
-      { name: "A", type: operand },
-      { name: "B", type: operand },
-      { name: "O", type: vecOut ? "vec4f" : "f32", write: true },
-    ],
-    decls: `${unaligned ? UNALIGNED_LOADS : ""}\n${epilogue}\n${vecOut ? "" : put}`,
-    entry: { kind: "workgroup", wg: LANES },
-    body: /* wgsl */ `let r0 = (wid.y * p.wy + lid / p.wx) * ${R}u;
-  let c0 = (wid.x * p.wx + lid % p.wx) * ${C}u;
-  let z = wid.z + p.batch0;
-  let aOff = z * p.strideA + p.offA;
-  let bOff = z * p.strideB + p.offB;
+    decls: `${unaligned ? unalignedLoads(N) : ""}\n${epilogue}\n${vecOut ? "" : put}`,
+    body: /* wgsl */ `let r0 = (wid.y * ${N.p}.wy + lid / ${N.p}.wx) * ${R}u;
+  let c0 = (wid.x * ${N.p}.wx + lid % ${N.p}.wx) * ${C}u;
+  let z = wid.z + ${N.p}.batch0;
+  let aOff = z * ${N.p}.strideA + ${N.p}.offA;
+  let bOff = z * ${N.p}.strideB + ${N.p}.offB;
   ${setup.join("\n  ")}
-  for (var kq = 0u; kq < p.steps; kq++) {
+  for (var kq = 0u; kq < ${N.p}.steps; kq++) {
     ${body.join("\n    ")}
   }
-  let base = z * ${rows} * p.n;
+  let base = z * ${rows} * ${N.p}.n;
   ${stores.join("\n  ")}
-  ${epilogue && epilogueLoop ? loopedEpilogue(R, C, vecOut, rows) : ""}`,
-  });
+  ${epilogue && epilogueLoop ? loopedEpilogue(R, C, vecOut, rows, N) : ""}`,
+  };
 
   /** A's row r0 + i loaded along K (four values of one row), all ones in the sums row. */
   function ones(load: string, i: number): string {
-    return sums ? `select(${load}, vec4f(1.0), r0 + ${i}u == p.m)` : load;
+    return sums ? `select(${load}, vec4f(1.0), r0 + ${i}u == ${N.p}.m)` : load;
   }
   /** A's rows r0 + 4q ... r0 + 4q + 3 at one k, with a one in the sums row's lane. */
   function ones4(load: string, q: number): string {
-    const lanes = `vec4u(r0 + ${4 * q}u) + vec4u(0u, 1u, 2u, 3u) == vec4u(p.m)`;
+    const lanes = `vec4u(r0 + ${4 * q}u) + vec4u(0u, 1u, 2u, 3u) == vec4u(${N.p}.m)`;
     return sums ? `select(${load}, vec4f(1.0), ${lanes})` : load;
   }
 }
@@ -227,53 +285,61 @@ fn put(o: u32, c: u32, v: vec4f) {
  * ({@link EPILOGUE_INLINE}); small ones stay in the stores (no read-back).
  * Reading back what the same invocation stored is ordered (program order, same invocation).
  */
-function loopedEpilogue(R: number, C: number, vecOut: boolean, rows: string): string {
+function loopedEpilogue(
+  R: number,
+  C: number,
+  vecOut: boolean,
+  rows: string,
+  N: ProductNames,
+): string {
   const inner = vecOut
     ? `for (var q = 0u; q < ${C / 4}u; q++) {
-      if (c0 + 4u * q >= p.n) { break; }
+      if (c0 + 4u * q >= ${N.p}.n) { break; }
       let at = o + 4u * q;
-      let v = O[at / 4u];
-      O[at / 4u] = vec4f(epi(at, v.x), epi(at + 1u, v.y), epi(at + 2u, v.z), epi(at + 3u, v.w));
+      let v = ${N.O}[at / 4u];
+      ${N.O}[at / 4u] = vec4f(epi${N.tag}(at, v.x), epi${N.tag}(at + 1u, v.y), epi${N.tag}(at + 2u, v.z), epi${N.tag}(at + 3u, v.w));
     }`
     : `for (var j = 0u; j < ${C}u; j++) {
-      if (c0 + j >= p.n) { break; }
-      O[o + j] = epi(o + j, O[o + j]);
+      if (c0 + j >= ${N.p}.n) { break; }
+      ${N.O}[o + j] = epi${N.tag}(o + j, ${N.O}[o + j]);
     }`;
   return `for (var i = 0u; i < ${R}u; i++) {
     if (r0 + i >= ${rows}) { break; }
-    let o = base + (r0 + i) * p.n + c0;
+    let o = base + (r0 + i) * ${N.p}.n + c0;
     ${inner}
   }`;
 }
 
 /** Four floats of operand \`x\` along K from \`at\` (a row of A, or a column of B^T), zero past K. */
-function alongK(x: string): string {
+function alongK(x: "A" | "B", N: ProductNames): string {
   const terms = range(4).map((d) => {
     const k = d ? `k0 + ${d}u` : "k0";
-    return `select(0.0, ${x}[at + ${k}], ${k} < p.k)`;
+    return `select(0.0, ${N[x]}[at + ${k}], ${k} < ${N.p}.k)`;
   });
-  return `fn along${x}(at: u32, k0: u32) -> vec4f {\n  return vec4f(${terms.join(", ")});\n}`;
+  return `fn along${x}${N.tag}(at: u32, k0: u32) -> vec4f {\n  return vec4f(${
+    terms.join(", ")
+  });\n}`;
 }
 
 /**
  * Four neighbours of row kk of operand \`x\` stored [k, dim] (A^T, or B), zero past K and
  * clamped to the matrix along \`dim\`.
  */
-function rowOf(x: string, dim: string): string {
-  const terms = range(4).map((j) => `${x}[row + min(c${j ? ` + ${j}u` : ""}, last)]`);
-  return `fn row${x}(kk: u32, c: u32, off: u32) -> vec4f {
-  if (kk >= p.k) { return vec4f(); }
-  let row = off + kk * p.ld${x.toLowerCase()};
-  let last = p.${dim} - 1u;
+function rowOf(x: "A" | "B", dim: string, N: ProductNames): string {
+  const terms = range(4).map((j) => `${N[x]}[row + min(c${j ? ` + ${j}u` : ""}, last)]`);
+  return `fn row${x}${N.tag}(kk: u32, c: u32, off: u32) -> vec4f {
+  if (kk >= ${N.p}.k) { return vec4f(); }
+  let row = off + kk * ${N.p}.ld${x.toLowerCase()};
+  let last = ${N.p}.${dim} - 1u;
   return vec4f(${terms.join(", ")});
 }`;
 }
 
-/** The loads of the unaligned variant (see productSource). */
-const UNALIGNED_LOADS = /* wgsl */ `
-${["A", "B"].map(alongK).join("\n")}
-${[["A", "m"], ["B", "n"]].map(([x, d]) => rowOf(x, d)).join("\n")}
-`;
+/** The loads of the unaligned variant (see productPart). */
+function unalignedLoads(N: ProductNames): string {
+  const xs = ["A", "B"] as const;
+  return [...xs.map((x) => alongK(x, N)), rowOf("A", "m", N), rowOf("B", "n", N)].join("\n");
+}
 
 /**
  * Chooses the block size and arrangement for a product of `batch` [m, k] x [k, n] matrices by a
@@ -326,6 +392,9 @@ function checkTile(t: MatmulTile): void {
   }
 }
 
+/** An epilogue over GPU buffers (kernel/ir.ts expression and its inputs). */
+type GpuEpilogue = { body: Expr; inputs: GpuBuffer[] };
+
 /**
  * Matrix product on the GPU; see {@link MatmulSpec}. `tile` overrides the planned work split
  * and `split` the number of K chunks (for tests and tuning).
@@ -336,9 +405,72 @@ export function matmul(
   b: GpuBuffer,
   spec: MatmulSpec,
   tile?: MatmulTile,
-  epilogue?: { body: Expr; inputs: GpuBuffer[] },
+  epilogue?: GpuEpilogue,
   forceSplit?: number,
 ): GpuBuffer {
+  const p = plan(rt, a, b, spec, tile, epilogue, forceSplit);
+  if (p instanceof GpuBuffer) return p;
+  runProduct(rt, p);
+  return p.out;
+}
+
+/** One product of a {@link matmulGroup}. */
+export interface GroupedProduct {
+  a: GpuBuffer;
+  b: GpuBuffer;
+  spec: MatmulSpec;
+  epilogue?: GpuEpilogue;
+}
+
+/**
+ * Independent products in as few dispatches as the device allows: products of batch 1 that run
+ * the product kernel share one dispatch (the workgroups dealt out to them in turn), as many as
+ * fit the storage buffers a kernel may bind and the workgroups of one dispatch; the rest (and a
+ * product alone) are dispatched as {@link matmul} would. Each output is what `matmul` gives, bit
+ * for bit: every product runs its own kernel code on its own part of the grid. The backward pass
+ * of a dense layer is such a pair (the weight gradient and the input gradient).
+ */
+export function matmulGroup(rt: GpuRuntime, items: readonly GroupedProduct[]): GpuBuffer[] {
+  const planned = items.map((x) => plan(rt, x.a, x.b, x.spec, undefined, x.epilogue));
+  const limit = rt.device.limits.maxStorageBuffersPerShaderStage;
+  let chunk: Planned[] = [];
+  const flush = () => {
+    if (chunk.length === 1) runProduct(rt, chunk[0]);
+    else if (chunk.length) runGroup(rt, chunk);
+    chunk = [];
+  };
+  for (const p of planned) {
+    if (p instanceof GpuBuffer || p.run.batch !== 1) continue;
+    const next = [...chunk, p];
+    if (bindingsOf(next).length > limit || groupsOf(next) > MAX_GROUPS) flush();
+    chunk.push(p);
+  }
+  flush();
+  return planned.map((p) => (p instanceof GpuBuffer ? p : p.out));
+}
+
+/** A product planned for the product kernel: its operands, output, uniform fields, epilogue. */
+interface Planned {
+  a: GpuBuffer;
+  b: GpuBuffer;
+  out: GpuBuffer;
+  run: ProductRun;
+  epilogue?: GpuEpilogue;
+}
+
+/**
+ * Checks a product and plans it: the output of one that needs no product kernel (empty, K = 0:
+ * the epilogue alone, or K split into chunks: dispatched here), or the product kernel's run.
+ */
+function plan(
+  rt: GpuRuntime,
+  a: GpuBuffer,
+  b: GpuBuffer,
+  spec: MatmulSpec,
+  tile?: MatmulTile,
+  epilogue?: GpuEpilogue,
+  forceSplit?: number,
+): GpuBuffer | Planned {
   const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB, sums } =
     checkMatmulSpec(spec, a.size, b.size);
   if (tile) checkTile(tile);
@@ -364,12 +496,11 @@ export function matmul(
   }
   if (split > 1) return splitProduct(rt, a, b, spec, split, epilogue);
   const t = tile ?? planMatmul(m + (sums ? 1 : 0), k, n, batch, vecOut);
-  const out = rt.alloc(size);
   // Stored shapes: A is [m, k] or (transA) [k, m]; B is [k, n] or (transB) [n, k]. The vec4
   // kernel needs K, every operand row and both offsets on multiples of 4; otherwise the
   // unaligned variant gathers its vec4s from floats (no padded copies, no extra dispatch).
   const unit = aligned ? 4 : 1;
-  runProduct(rt, a, b, out, {
+  const run: ProductRun = {
     m,
     n,
     k,
@@ -387,8 +518,8 @@ export function matmul(
     aligned,
     sums,
     t,
-  }, epilogue);
-  return out;
+  };
+  return { a, b, out: rt.alloc(size), run, ...(epilogue ? { epilogue } : {}) };
 }
 
 /** The uniform fields and variant of one product dispatch (strides and offsets in load units). */
@@ -413,50 +544,130 @@ interface ProductRun {
   t: MatmulTile;
 }
 
-/** Records the product kernel over `r.batch` entries (in runs of MAX_GROUPS). */
-function runProduct(
-  rt: GpuRuntime,
-  a: GpuBuffer,
-  b: GpuBuffer,
-  out: GpuBuffer,
-  r: ProductRun,
-  epilogue?: { body: Expr; inputs: GpuBuffer[] },
-): void {
+/** The product's workgroups along N and M. */
+function gridOf(r: ProductRun): [number, number] {
   const { t } = r;
-  const rows = r.m + (r.sums ? 1 : 0);
   const gx = Math.ceil(Math.ceil(r.n / t.c) / t.wx);
-  const gy = Math.ceil(Math.ceil(rows / t.r) / t.wy);
+  const gy = Math.ceil(Math.ceil((r.m + (r.sums ? 1 : 0)) / t.r) / t.wy);
   if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
     throw new SgnError(`matmul: an output of ${r.m} x ${r.n} is too large for one dispatch`);
   }
-  const epi = epilogue &&
+  return [gx, gy];
+}
+
+/** The kernel variant of a planned product, its epilogue named by `names`. */
+function variantOf(p: Planned, names?: EpilogueNames): { v: ProductVariant; consts: number[] } {
+  const r = p.run;
+  const epi = p.epilogue &&
     epilogueSource(
       matmulShape({ m: r.m, k: r.k, n: r.n, batch: r.batch, sums: r.sums }),
-      epilogue.body,
-      epilogue.inputs.length,
+      p.epilogue.body,
+      p.epilogue.inputs.length,
       4,
+      names,
     );
-  const code = productKernel(
-    r.transA,
-    r.transB,
-    r.vecOut,
-    t,
-    epi ? `${epi.decls}\n${epi.fn}` : "",
-    !r.aligned,
-    epilogue !== undefined && t.r * t.c * exprSize(epilogue.body) > EPILOGUE_INLINE,
-    r.sums,
-  );
+  const v: ProductVariant = {
+    transA: r.transA,
+    transB: r.transB,
+    vecOut: r.vecOut,
+    t: r.t,
+    // A part of a grouped kernel binds its epilogue's inputs with the other buffers.
+    epilogue: epi ? (names ? epi.fn : `${epi.decls}\n${epi.fn}`) : "",
+    unaligned: !r.aligned,
+    epilogueLoop: p.epilogue !== undefined &&
+      r.t.r * r.t.c * exprSize(p.epilogue.body) > EPILOGUE_INLINE,
+    sums: r.sums,
+  };
+  return { v, consts: epi?.consts ?? [] };
+}
+
+/** The uniform block of a product dispatch from batch entry `b0`, after `head` fields. */
+function paramsOf(r: ProductRun, b0: number, consts: number[], head: number[] = []): Params {
+  return new Params()
+    .u32(...head)
+    .u32(r.m, r.n, r.steps, r.lda, r.ldb, r.strideA, r.strideB, b0, r.t.wx, r.t.wy, r.k)
+    .u32(r.offA, r.offB)
+    .consts(consts);
+}
+
+/** Records the product kernel over `p.run.batch` entries (in runs of MAX_GROUPS). */
+function runProduct(rt: GpuRuntime, p: Planned): void {
+  const r = p.run;
+  const [gx, gy] = gridOf(r);
+  const { v, consts } = variantOf(p);
+  const code = productKernel(v);
   for (let b0 = 0; b0 < r.batch; b0 += MAX_GROUPS) {
-    const params = new Params()
-      .u32(r.m, r.n, r.steps, r.lda, r.ldb, r.strideA, r.strideB, b0, t.wx, t.wy, r.k)
-      .u32(r.offA, r.offB)
-      .consts(epi?.consts ?? []);
-    rt.dispatch(code, params, [a, b, out, ...(epilogue?.inputs ?? [])], [
+    rt.dispatch(code, paramsOf(r, b0, consts), [p.a, p.b, p.out, ...(p.epilogue?.inputs ?? [])], [
       gx,
       gy,
       Math.min(MAX_GROUPS, r.batch - b0),
     ]);
   }
+}
+
+/**
+ * The storage buffers of a grouped kernel: each distinct (buffer, element type) once, in the
+ * order the parts read them (a buffer two products read, such as the output gradient both
+ * products of a dense layer's backward pass take, is bound once).
+ */
+function bindingsOf(parts: readonly Planned[]): { buffer: GpuBuffer; storage: Storage }[] {
+  const out: { buffer: GpuBuffer; storage: Storage }[] = [];
+  const bind = (buffer: GpuBuffer, type: Storage["type"], write = false): string => {
+    let at = out.findIndex((x) => x.buffer === buffer && x.storage.type === type);
+    if (at < 0) {
+      at = out.length;
+      out.push({ buffer, storage: { name: `s${at}`, type, ...(write ? { write } : {}) } });
+    }
+    return out[at].storage.name;
+  };
+  for (const p of parts) {
+    const operand = p.run.aligned ? "vec4f" : "f32";
+    bind(p.a, operand);
+    bind(p.b, operand);
+    bind(p.out, p.run.vecOut ? "vec4f" : "f32", true);
+    for (const e of p.epilogue?.inputs ?? []) bind(e, "f32");
+  }
+  return out;
+}
+
+/** Workgroups of a grouped dispatch. */
+function groupsOf(parts: readonly Planned[]): number {
+  return parts.reduce((sum, p) => {
+    const [gx, gy] = gridOf(p.run);
+    return sum + gx * gy;
+  }, 0);
+}
+
+/** Records products of batch 1 as one dispatch (see {@link matmulGroup}). */
+function runGroup(rt: GpuRuntime, parts: readonly Planned[]): void {
+  const bindings = bindingsOf(parts);
+  const nameOf = (b: GpuBuffer, type: Storage["type"]) =>
+    bindings.find((x) => x.buffer === b && x.storage.type === type)!.storage.name;
+  let end = 0;
+  const params: Params[] = [];
+  const kernels = parts.map((p, i) => {
+    const r = p.run;
+    const operand = r.aligned ? "vec4f" : "f32";
+    const N: ProductNames = {
+      p: `g.s${i}`,
+      A: nameOf(p.a, operand),
+      B: nameOf(p.b, operand),
+      O: nameOf(p.out, r.vecOut ? "vec4f" : "f32"),
+      tag: `_${i}`,
+    };
+    const inputs = p.epilogue?.inputs ?? [];
+    const { v, consts } = variantOf(p, {
+      fn: `epi_${i}`,
+      params: N.p,
+      input: (j) => nameOf(inputs[j], "f32"),
+    });
+    const [gx, gy] = gridOf(r);
+    end += gx * gy;
+    params.push(paramsOf(r, 0, consts, [gx, end]));
+    return { v, N };
+  });
+  const code = groupedKernel(kernels, bindings.map((x) => x.storage));
+  rt.dispatch(code, params, bindings.map((x) => x.buffer), [end]);
 }
 
 /** Block elements times epilogue nodes above which the epilogue runs in a loop (see below). */
@@ -494,14 +705,14 @@ function splitProduct(
   b: GpuBuffer,
   spec: MatmulSpec,
   split: number,
-  epilogue?: { body: Expr; inputs: GpuBuffer[] },
+  epilogue?: GpuEpilogue,
 ): GpuBuffer {
   const { m, k, n, transA, transB, offsetA = 0, offsetB = 0, sums = false } = spec;
   const kc = k / split;
   // With `sums`, each chunk's partial product has the sums row too.
   const rows = m + (sums ? 1 : 0);
   const partial = rt.alloc(split * rows * n);
-  runProduct(rt, a, b, partial, {
+  const run: ProductRun = {
     m,
     n,
     k: kc,
@@ -520,7 +731,8 @@ function splitProduct(
     aligned: true,
     sums,
     t: planMatmul(rows, kc, n, split),
-  });
+  };
+  runProduct(rt, { a, b, out: partial, run });
   const inputs = epilogue?.inputs ?? [];
   const shift = (e: Expr) =>
     mapLoads(e, (l) => (l.k === "load" ? { ...l, input: l.input + 1 } : l));

@@ -77,15 +77,7 @@ export interface RoutineKernel {
  * ```
  */
 export function routineSource(k: RoutineKernel): string {
-  const fields = k.params.map((f) => (typeof f === "string" ? `${f}: u32` : `${f[0]}: ${f[1]}`));
-  if (k.consts) {
-    while (fields.length % 4) fields.push(`pad${fields.length}: u32`);
-    fields.push(`c: array<vec4f, ${(PARAM_BYTES - fields.length * 4) / 16}>`);
-  }
-  const bindings = k.storage.map((s, i) =>
-    `@group(0) @binding(${i + 1}) var<storage, ${s.write ? "read_write" : "read"}> ${s.name}: ` +
-    `array<${s.type ?? "f32"}>;`
-  );
+  const bindings = bindingsOf(k.storage);
   const e = k.entry;
   const main = e.kind === "flat"
     ? `@compute @workgroup_size(${e.wg})
@@ -102,11 +94,89 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
         : ""
     }`;
   return pruneFunctions(`${WGSL_PRELUDE}
-struct P { ${fields.join(", ")} }
+struct P { ${fieldsOf(k.params, k.consts).join(", ")} }
 @group(0) @binding(0) var<uniform> p: P;
 ${bindings.join("\n")}
 ${k.decls ?? ""}
 ${main}
   ${k.body}
+}`);
+}
+
+/** The fields of a parameter block of {@link PARAM_BYTES} bytes (see {@link RoutineKernel}). */
+function fieldsOf(params: readonly ParamField[], consts = false): string[] {
+  const fields = params.map((f) => (typeof f === "string" ? `${f}: u32` : `${f[0]}: ${f[1]}`));
+  if (consts) {
+    while (fields.length % 4) fields.push(`pad${fields.length}: u32`);
+    fields.push(`c: array<vec4f, ${(PARAM_BYTES - fields.length * 4) / 16}>`);
+  }
+  return fields;
+}
+
+/** The storage bindings, from 1 in order. */
+function bindingsOf(storage: readonly Storage[]): string[] {
+  return storage.map((s, i) =>
+    `@group(0) @binding(${i + 1}) var<storage, ${s.write ? "read_write" : "read"}> ${s.name}: ` +
+    `array<${s.type ?? "f32"}>;`
+  );
+}
+
+/**
+ * One part of a {@link groupedSource} kernel: its parameter block's fields (the block is
+ * `g.s<i>` for part i, after two fields the grouping writes first: `gx`, the part's workgroups
+ * along x per row of its grid, and `end`, one past its last workgroup in the dispatch), its
+ * module-scope declarations and its body, which reads its workgroup as `wid` (z = 0) and its
+ * invocation as `lid`, as a `workgroup` entry's body does.
+ */
+export interface RoutinePart {
+  readonly params: readonly ParamField[];
+  readonly consts?: boolean;
+  readonly decls?: string;
+  readonly body: string;
+}
+
+/**
+ * The WGSL module of several routine kernels run by one dispatch (independent products of a
+ * backward pass, wgsl/matmul.ts): the workgroups along x are dealt out to the parts in order,
+ * part i taking those below `g.s<i>.end`; each part sees its own 2-D grid of `gx` columns. The
+ * parameter blocks are consecutive (runtime.ts's `dispatch` with one block per part) and
+ * the storage buffers are shared: the parts name the ones they use.
+ *
+ * @example
+ * ```ts
+ * import { groupedSource } from "./routine.ts";
+ * const code = groupedSource([
+ *   { params: ["n"], body: "if (lid == 0u) { y[wid.x] = x[wid.x]; }" },
+ *   { params: ["n"], body: "if (lid == 0u) { z[wid.x] = 2.0 * x[wid.x]; }" },
+ * ], [{ name: "x" }, { name: "y", write: true }, { name: "z", write: true }], 8);
+ * console.log(code.includes("struct G { s0: P0, s1: P1 }")); // true
+ * ```
+ */
+export function groupedSource(
+  parts: readonly RoutinePart[],
+  storage: readonly Storage[],
+  wg: number,
+): string {
+  const structs = parts.map((q, i) =>
+    `struct P${i} { ${fieldsOf(["gx", "end", ...q.params], q.consts).join(", ")} }`
+  );
+  const members = parts.map((_, i) => `s${i}: P${i}`).join(", ");
+  const branches = parts.map((q, i) => {
+    const at = i ? `at.x - g.s${i - 1}.end` : "at.x";
+    return `if (at.x < g.s${i}.end) {
+    let w = ${at};
+    let wid = vec3u(w % g.s${i}.gx, w / g.s${i}.gx, 0u);
+    ${q.body}
+  }`;
+  });
+  return pruneFunctions(`${WGSL_PRELUDE}
+${structs.join("\n")}
+struct G { ${members} }
+@group(0) @binding(0) var<uniform> g: G;
+${bindingsOf(storage).join("\n")}
+${parts.map((q) => q.decls ?? "").join("\n")}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) at: vec3u, @builtin(local_invocation_index) lid: u32) {
+  ${branches.join(" else ")}
 }`);
 }

@@ -267,11 +267,13 @@ export class GpuRuntime {
 
   /**
    * Records one dispatch of the kernel `code` with a parameter block and storage buffers bound at
-   * 1..n, over `groups` workgroups. Nothing runs until the batch is submitted.
+   * 1..n, over `groups` workgroups. Nothing runs until the batch is submitted. A kernel of
+   * several parts (products grouped into one dispatch, matmul.ts) takes one block per part,
+   * bound together as one uniform of consecutive {@link PARAM_BYTES} blocks.
    */
   dispatch(
     code: string,
-    params: Params,
+    params: Params | readonly Params[],
     buffers: readonly GpuBuffer[],
     groups: readonly [number, number?, number?],
   ): void {
@@ -280,15 +282,21 @@ export class GpuRuntime {
     if (gx > MAX_GROUPS || gy > MAX_GROUPS || gz > MAX_GROUPS) {
       throw new SgnError(`dispatch of ${gx}x${gy}x${gz} workgroups exceeds ${MAX_GROUPS}`);
     }
+    const blocks = params instanceof Params ? [params] : params;
+    if (blocks.length < 1 || blocks.length > MAX_BATCH) {
+      throw new SgnError(`dispatch: give 1 to ${MAX_BATCH} parameter blocks, not ${blocks.length}`);
+    }
+    if (this.pending + blocks.length > MAX_BATCH) this.flush();
     const pipeline = this.pipeline(code);
     if (!this.pass) {
       this.encoder ??= this.device.createCommandEncoder();
       this.pass = this.encoder.beginComputePass();
     }
     const slot = this.pending * PARAM_BYTES;
-    this.arenaData.set(params.bytes(), slot);
+    blocks.forEach((b, i) => this.arenaData.set(b.bytes(), slot + i * PARAM_BYTES));
+    const size = blocks.length * PARAM_BYTES;
     const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: this.arena, offset: slot, size: PARAM_BYTES } },
+      { binding: 0, resource: { buffer: this.arena, offset: slot, size } },
     ];
     for (let i = 0; i < buffers.length; i++) {
       entries.push({ binding: i + 1, resource: { buffer: buffers[i].gpu } });
@@ -297,7 +305,7 @@ export class GpuRuntime {
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroups(gx, gy, gz);
-    this.pending++;
+    this.pending += blocks.length;
     this.stats.dispatches++;
     if (this.pending >= MAX_BATCH) this.flush();
   }

@@ -12,6 +12,7 @@ import type {
   Conv2dSpec,
   DeviceBuffer,
   Epilogue,
+  MatmulCall,
   MatmulSpec,
   Pool2dSpec,
 } from "../kernel/backend.ts";
@@ -125,22 +126,31 @@ export class WebGpuBackend implements Backend {
     return softmax(this.rt, this.#buf(x, "softmax"), rows, cols, log);
   }
 
-  matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec, epilogue?: Epilogue): DeviceBuffer {
-    const epi = epilogue && {
+  /** An epilogue over this runtime's buffers. */
+  #epi(epilogue: Epilogue | undefined, op: string) {
+    return epilogue && {
       body: epilogue.body,
-      inputs: epilogue.inputs.map((x) => this.#buf(x, "matmul")),
+      inputs: epilogue.inputs.map((x) => this.#buf(x, op)),
     };
+  }
+
+  matmul(a: DeviceBuffer, b: DeviceBuffer, spec: MatmulSpec, epilogue?: Epilogue): DeviceBuffer {
+    const epi = this.#epi(epilogue, "matmul");
     return mm.matmul(this.rt, this.#buf(a, "matmul"), this.#buf(b, "matmul"), spec, undefined, epi);
   }
-  conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec, epilogue?: Epilogue): DeviceBuffer {
-    return conv.conv2d(
+  matmuls(items: readonly MatmulCall[]): DeviceBuffer[] {
+    return mm.matmulGroup(
       this.rt,
-      this.#buf(x, "conv2d"),
-      this.#buf(w, "conv2d"),
-      spec,
-      epilogue &&
-        { body: epilogue.body, inputs: epilogue.inputs.map((b) => this.#buf(b, "conv2d")) },
+      items.map((x) => {
+        const epilogue = this.#epi(x.epilogue, "matmul");
+        const [a, b] = [this.#buf(x.a, "matmul"), this.#buf(x.b, "matmul")];
+        return { a, b, spec: x.spec, ...(epilogue ? { epilogue } : {}) };
+      }),
     );
+  }
+  conv2d(x: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec, epilogue?: Epilogue): DeviceBuffer {
+    const epi = this.#epi(epilogue, "conv2d");
+    return conv.conv2d(this.rt, this.#buf(x, "conv2d"), this.#buf(w, "conv2d"), spec, epi);
   }
   conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, spec: Conv2dSpec): DeviceBuffer {
     const op = "conv2dInputGrad";
