@@ -183,4 +183,34 @@ if (gpu) {
       params("ready products run together", 12),
     );
   });
+
+  Deno.test("grouping: a product whose epilogue reads a pending value over this product waits its turn", async () => {
+    // p = a b, pending; q = (c d) * sum(p): q's operands are ready when p runs, its epilogue's
+    // input is not (it needs p). Running q with p would compute p inside p's own launch.
+    const run = async (be: typeof cpu | typeof gpu) => {
+      const dtype = be === cpu ? Float64Array : Float32Array;
+      const mk = (shape: number[], seed: number) =>
+        Lazy.of(be!, be!.upload(dtype.from(data(shape[0] * shape[1], seed))), shape);
+      const [a, b, c, d] = [mk([3, 4], 1), mk([4, 5], 2), mk([3, 2], 3), mk([2, 5], 4)];
+      const p = product(a, b);
+      const sum = k.reduce("sum", p, [0, 1]);
+      const total = k.expand(k.reshape(sum, [1, 1]), [3, 5]);
+      const cd = product(c, d);
+      const q = k.binary("mul", cd, total);
+      const root = k.routine({ op: "concat", outer: 1, widths: [15, 15] }, [p, q], [30]);
+      for (const l of [a, b, c, d, p, sum, total, cd, q]) l.release();
+      const out = Array.from(await be!.read(root.realize()));
+      root.release();
+      // (Buffers are not counted here: the sum over p leaks one on every backend, a known bug of
+      // the lazy layer being fixed apart.)
+      return out;
+    };
+    const [got, want] = [await run(gpu), await run(cpu)];
+    got.forEach((g, i) =>
+      assert.ok(
+        Math.abs(g - want[i]) <= 1e-4 * (1 + Math.abs(want[i])),
+        `[${i}]: ${g} vs ${want[i]}`,
+      )
+    );
+  });
 }
