@@ -1,22 +1,28 @@
 /**
- * Throughput of the vectorized exp, log, tanh and sigmoid of `cpu/wasm/math.ts`, inlined into a
- * loop over 2^20 values in one WebAssembly memory, as the generated kernels use them; beside
- * them, `Math.exp` in a JavaScript loop over the same values. Divide a measured time by 2^20 for
- * nanoseconds per value (figures in bench/README.md).
+ * Throughput of the vectorized float32 exp, log, tanh and sigmoid of `cpu/wasm/math.ts`, inlined
+ * into a loop over 2^20 values in one WebAssembly memory, as the generated float32 kernels use
+ * them; and of the float64 map kernels `y = op(x)` over 2^20 values as the native backend runs
+ * them: in WebAssembly (the op table's functions imported, cpu/wasm/imports.ts) and as
+ * JavaScript loops. Divide a measured time by 2^20 for nanoseconds per value (figures in
+ * bench/README.md).
  *
  * ```sh
  * deno bench -A bench/math_bench.ts
  * ```
  */
 import { WasmModule } from "../cpu/wasm/module.ts";
-import { type Lanes, MathFns, type MathOp } from "../cpu/wasm/math.ts";
+import { MathFns, type MathOp } from "../cpu/wasm/math.ts";
+import { compileWasmKernel } from "../cpu/wasm/codegen.ts";
+import { compileKernel } from "../cpu/compile.ts";
+import * as ir from "../kernel/ir.ts";
 
 const N = 1 << 20;
+const OPS = ["exp", "log", "tanh", "sigmoid"] as const;
 
-/** A function applying `op` in place to the N values at the start of `memory`. */
-function kernel(op: MathOp, lanes: Lanes, memory: WebAssembly.Memory): () => void {
+/** A function applying `op` in place to the N float32 values at the start of `memory`. */
+function kernel(op: MathOp, memory: WebAssembly.Memory): () => void {
   const m = new WasmModule().importMemory("env", "memory");
-  const lib = new MathFns(m, lanes);
+  const lib = new MathFns(m);
   m.func(["i32", "i32"], [], (f) => {
     f.block().loop().get(0).get(1).op("i32.ge_u").brIf(1);
     f.get(0).get(0).mem("v128.load");
@@ -26,8 +32,7 @@ function kernel(op: MathOp, lanes: Lanes, memory: WebAssembly.Memory): () => voi
   }, "run");
   const run = new WebAssembly.Instance(new WebAssembly.Module(m.bytes()), { env: { memory } })
     .exports.run as (from: number, to: number) => void;
-  const bytes = N * (lanes === "f32x4" ? 4 : 8);
-  return () => run(0, bytes);
+  return () => run(0, N * 4);
 }
 
 /** Values of [-10, 10) (exp's and tanh's interesting range; log sees their magnitudes). */
@@ -38,18 +43,39 @@ function fill(a: Float32Array | Float64Array, op: MathOp): void {
   }
 }
 
-for (const lanes of ["f32x4", "f64x2"] as const) {
-  for (const op of ["exp", "log", "tanh", "sigmoid"] as const) {
-    const memory = new WebAssembly.Memory({ initial: 8 * N / 65536 + 1 });
-    const a = lanes === "f32x4"
-      ? new Float32Array(memory.buffer, 0, N)
-      : new Float64Array(memory.buffer, 0, N);
-    const run = kernel(op, lanes, memory);
+for (const op of OPS) {
+  const memory = new WebAssembly.Memory({ initial: 4 * N / 65536 + 1 });
+  const a = new Float32Array(memory.buffer, 0, N);
+  const run = kernel(op, memory);
+  Deno.bench({
+    name: `${op} on f32x4, 2^20 values`,
+    group: "math f32x4",
+    fn(b) {
+      fill(a, op);
+      b.start();
+      run();
+      b.end();
+    },
+  });
+}
+
+for (const op of OPS) {
+  const k: ir.Kernel = { shape: [N], inputs: 1, body: ir.unary(op, ir.load(0, [1])) };
+  const memory = new WebAssembly.Memory({ initial: 16 * N / 65536 + 1 });
+  const x = new Float64Array(memory.buffer, 0, N), y = new Float64Array(memory.buffer, 8 * N, N);
+  const w = compileWasmKernel(k, "float64", memory)!;
+  const js = compileKernel(k, "float64");
+  for (
+    const [path, run] of [
+      ["WebAssembly", () => w.run([0], 8 * N, w.consts)],
+      ["JavaScript loops", () => js.run([x], y, js.consts)],
+    ] as const
+  ) {
     Deno.bench({
-      name: `${op} on ${lanes}, 2^20 values`,
-      group: `math ${lanes}`,
+      name: `${op} float64 kernel, ${path}, 2^20 values`,
+      group: `float64 ${op}`,
       fn(b) {
-        fill(a, op);
+        fill(x, op);
         b.start();
         run();
         b.end();
@@ -57,15 +83,3 @@ for (const lanes of ["f32x4", "f64x2"] as const) {
     });
   }
 }
-
-const js = new Float32Array(N);
-Deno.bench({
-  name: "Math.exp in a JavaScript loop, 2^20 float32 values",
-  group: "math f32x4",
-  fn(b) {
-    fill(js, "exp");
-    b.start();
-    for (let i = 0; i < N; i++) js[i] = Math.exp(js[i]);
-    b.end();
-  },
-});

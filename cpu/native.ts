@@ -98,7 +98,7 @@ export class NativeBackend extends CpuBackend {
       })
       : undefined;
     const kernels = w.on
-      ? "kernels in WebAssembly SIMD over one memory arena (those with pow or erf as JavaScript loops)"
+      ? "kernels in WebAssembly SIMD over one memory arena"
       : `kernels as JavaScript loops (${w.why})`;
     const d = options.dnnl === false
       ? { dnnl: undefined, reason: "create({ dnnl: false })" }

@@ -1,15 +1,14 @@
 /**
  * The WebAssembly SIMD layer's foundations: the module builder (LEB128, instruction encodings run
  * against JavaScript) and the vectorized exp/log/tanh/sigmoid against `Math.*` over the whole
- * float32 range and in float64 (the error bounds of cpu/wasm/math.ts asserted). The generated kernels
- * are tested in tests/wasm_kernels_test.ts, the arena and the native backend on it in
- * tests/wasm_arena_test.ts.
+ * float32 range (the error bounds of cpu/wasm/math.ts asserted). The generated kernels are tested
+ * in tests/wasm_kernels_test.ts (float64's bits in tests/native_paths_test.ts), the arena and the
+ * native backend on it in tests/wasm_arena_test.ts.
  */
 
 import assert from "node:assert/strict";
-import { MathFns, type MathOp, MAX_ULPS, MAX_ULPS_64 } from "../cpu/wasm/math.ts";
+import { MathFns, type MathOp, MAX_ULPS } from "../cpu/wasm/math.ts";
 import { simdAvailable, sleb, uleb, WasmModule } from "../cpu/wasm/module.ts";
-import { Random } from "../random.ts";
 
 // --- the module builder ------------------------------------------------------------------------
 
@@ -215,78 +214,5 @@ Deno.test("wasm math: exp, log, tanh, sigmoid within their stated ulps over the 
       worst <= MAX_ULPS[op],
       `${op}: ${worst.toFixed(3)} ulps at x = ${at} (stated bound ${MAX_ULPS[op]})`,
     );
-  }
-});
-
-/** Float64 ulps at the magnitude of `e` (the smallest subnormal below 2^-1022). */
-function ulp64(e: number): number {
-  const a = Math.abs(e);
-  if (a < 2 ** -1022) return 2 ** -1074;
-  let p = Math.floor(Math.log2(a));
-  if (2 ** p > a) p--;
-  if (2 ** (p + 1) <= a) p++;
-  return 2 ** (p - 52);
-}
-
-Deno.test("wasm math: float64 exp, log, tanh, sigmoid within their stated ulps of Math.*", () => {
-  const memory = new WebAssembly.Memory({ initial: 512 });
-  const m = new WasmModule().importMemory("env", "memory");
-  const lib = new MathFns(m, "f64x2");
-  for (const op of Object.keys(REF) as MathOp[]) {
-    m.func(["i32", "i32"], [], (f) => {
-      f.block().loop().get(0).get(1).op("i32.ge_u").brIf(1);
-      f.get(0).get(0).mem("v128.load").call(lib.index(op)).mem("v128.store");
-      f.get(0).i32(16).op("i32.add").set(0).br(0).end().end();
-    }, op);
-  }
-  const fns = new WebAssembly.Instance(new WebAssembly.Module(m.bytes()), { env: { memory } })
-    .exports as Record<MathOp, (a: number, b: number) => void>;
-  const N = 1 << 20;
-  const bits = new BigUint64Array(memory.buffer as ArrayBuffer, 0, N);
-  const vals = new Float64Array(memory.buffer as ArrayBuffer, 0, N);
-  const rng = new Random(64);
-  const u64 = () => (BigInt(rng.nextU32()) << 32n) | BigInt(rng.nextU32());
-  const specials = [
-    ...SPECIAL,
-    Number.MAX_VALUE,
-    -Number.MAX_VALUE,
-    Number.MIN_VALUE,
-    -Number.MIN_VALUE,
-    2 ** -1022,
-    709.782712893384, // the largest x with exp(x) finite
-    709.7827128933841,
-    -745.1332191019411, // exp rounds to the smallest subnormal
-    -745.1332191019412,
-    -746,
-    2 ** -55,
-    22,
-  ];
-  for (const op of Object.keys(REF) as MathOp[]) {
-    let worst = 0, at = 0;
-    // Random bit patterns (every exponent), random points of [-750, 750] and [-2, 2], specials.
-    for (let pass = 0; pass < 4; pass++) {
-      let n = N;
-      if (pass === 0) { for (let i = 0; i < N; i++) bits[i] = u64(); }
-      else if (pass === 1) { for (let i = 0; i < N; i++) vals[i] = rng.range(-750, 750); }
-      else if (pass === 2) { for (let i = 0; i < N; i++) vals[i] = rng.range(-2, 2); }
-      else (vals.set(specials), n = specials.length + (specials.length % 2));
-      const xs = vals.slice(0, n);
-      fns[op](0, n * 8);
-      for (let i = 0; i < n; i++) {
-        const x = xs[i], y = vals[i], e = REF[op](x);
-        if (e !== e || y !== y) {
-          if ((e !== e) !== (y !== y)) assert.fail(`${op}(${x}) = ${y}, expected ${e}`);
-          continue;
-        }
-        if (!Number.isFinite(e) || !Number.isFinite(y) || e === 0) {
-          if (!Object.is(e, y)) assert.fail(`${op}(${x}) = ${y}, expected ${e}`);
-          continue;
-        }
-        const err = Math.abs(y - e) / ulp64(e);
-        if (err > worst) (worst = err, at = x);
-      }
-    }
-    console.log(`${op} (float64): at most ${worst} ulps from the reference (at x = ${at})`);
-    assert.ok(worst <= MAX_ULPS_64[op], `${op}: ${worst} ulps at x = ${at}`);
   }
 });

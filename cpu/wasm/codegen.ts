@@ -10,8 +10,11 @@
  * store, so a float32 kernel gives the loops' value (no intermediate float32 rounding or
  * overflow), save exp, log, tanh, sigmoid and softplus, which are `cpu/wasm/math.ts`'s float32
  * functions (of the argument rounded to float32; errors stated there), and the order of partial
- * sums below. Float64 kernels use `cpu/wasm/math.ts`'s float64 functions (within 1-4 ulps of `Math.*`
- * and the op table's formulas).
+ * sums below. A float64 kernel gives the loops' (and the float64 oracle's) bits: exp, log, tanh,
+ * softplus, erf and pow are the op table's own functions, imported (cpu/wasm/imports.ts), sigmoid
+ * the table's formula on that exp, and its sums run in the loops' order. Which path runs a
+ * float64 kernel (the arena or the JavaScript heap, a kernel of several outputs split or not)
+ * then never changes a result.
  * - Float32 maps whose float32 evaluation is provably the same ({@link float32Exact}: every
  *   arithmetic result rounded once, by the store or as a math function's argument, e.g.
  *   sigmoid(x + b), relu(x) * y) run in four float32 lanes instead, the math functions inline.
@@ -19,15 +22,18 @@
  *   load with stride 1 there is one vector load, stride 0 a splat (hoisted out of the loop), any
  *   other stride two scalar loads into lanes. A last odd output runs alone in lane 0.
  * - Reductions: two neighbouring outputs reduce side by side, each lane in the JavaScript loops'
- *   order, so sums, max and argmax (first index, NaN wins) are exactly theirs. A sum whose loads
- *   have stride 0 or 1 along the innermost reduced dimension, when the output's innermost
+ *   order, so sums, max and argmax (first index, NaN wins) are exactly theirs. A float32 sum whose
+ *   loads have stride 0 or 1 along the innermost reduced dimension, when the output's innermost
  *   dimension does not vectorize that way, instead runs two reduced elements a step into two
- *   partial sums (added up at the end: another order of addition than the loops', in float64).
+ *   partial sums (added up at the end: another order of addition than the loops', in float64,
+ *   about twice as fast on a long dot product; a float64 sum keeps the loops' order).
  * - Epilogues run on the two results (the reduced value in float64, as in the loops), loads by
  *   output index as in maps.
  *
  * Without a vector form, a kernel has no WebAssembly function ({@link wasmSupport} says why) and
- * runs as compiled JavaScript loops: that is a kernel with `pow` or `erf`, in either dtype.
+ * runs as compiled JavaScript loops: that is only a kernel of several outputs, which the native
+ * backend runs here one output at a time. erf and pow (in either dtype) call the imported
+ * functions lane by lane.
  *
  * Here: the compiled kernels and their caches; the loops are cpu/wasm/loops.ts, the expressions
  * cpu/wasm/vector_expr.ts.
@@ -49,8 +55,9 @@
  */
 
 import type { DType } from "../../kernel/shape.ts";
-import { collapse, type Expr, type Kernel, kernelKey, walk } from "../../kernel/ir.ts";
+import { collapse, type Expr, type Kernel, kernelKey } from "../../kernel/ir.ts";
 import { MathFns } from "./math.ts";
+import { IMPORT_MODULE, IMPORTS, importsOf } from "./imports.ts";
 import { WasmModule } from "./module.ts";
 import { Gen } from "./loops.ts";
 import { MATH } from "./vector_expr.ts";
@@ -65,16 +72,9 @@ export interface WasmKernel {
 
 /** Undefined when the kernel has a WebAssembly form (in either dtype), else why not. */
 export function wasmSupport(kernel: Kernel): string | undefined {
-  let why: string | undefined;
-  const check = (e: Expr) => {
-    if (e.k === "binary" && e.op === "pow") why ??= "pow has no vector form";
-    if (e.k === "unary" && e.op === "erf") why ??= "erf has no vector form";
-  };
-  walk(kernel.body, check);
-  if (kernel.epilogue) walk(kernel.epilogue, check);
   // Several outputs: each runs as a kernel of its own (kernel/ir.ts, singleOutputs).
-  if (kernel.more?.length) why ??= "a kernel of several outputs has no single function";
-  return why;
+  if (kernel.more?.length) return "a kernel of several outputs has no single function";
+  return undefined;
 }
 
 const modules = new Map<string, WebAssembly.Module | null>();
@@ -104,7 +104,7 @@ export function compileWasmKernel(
     modules.set(key, mod);
   }
   if (!mod) return undefined;
-  const inst = new WebAssembly.Instance(mod, { env: { memory } });
+  const inst = new WebAssembly.Instance(mod, { env: { memory }, [IMPORT_MODULE]: IMPORTS });
   const fn = inst.exports.kernel as (...args: number[]) => void;
   const run = (inputs: readonly number[], out: number, c: readonly number[]) =>
     fn(...inputs, out, ...c);
@@ -162,17 +162,23 @@ export function float32Exact(kernel: Kernel, constsAreFloat32: boolean): boolean
 /** The module of a collapsed kernel: one exported function `kernel`. */
 function kernelModule(kernel: Kernel, dtype: DType, lanes4: boolean): Uint8Array<ArrayBuffer> {
   const m = new WasmModule().importMemory("env", "memory");
+  // Imported functions first: they precede the module's own in the function index space.
+  const imports = new Map(
+    importsOf(kernel, dtype, lanes4).map((op) => [
+      op,
+      m.importFunc(IMPORT_MODULE, op, op === "pow" ? ["f64", "f64"] : ["f64"], ["f64"]),
+    ]),
+  );
   const lib = new MathFns(m);
   const nConsts = kernelKey(kernel, dtype).consts.length;
   const params = [
     ...new Array<"i32">(kernel.inputs + 1).fill("i32"),
     ...new Array<"f64">(nConsts).fill("f64"),
   ];
-  const lib64 = new MathFns(m, "f64x2");
   m.func(
     params,
     [],
-    (f) => new Gen(kernel, dtype, f, lib, lib64, nConsts, lanes4).emit(),
+    (f) => new Gen(kernel, dtype, f, lib, imports, nConsts, lanes4).emit(),
     "kernel",
   );
   return m.bytes();

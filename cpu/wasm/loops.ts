@@ -3,8 +3,8 @@
  * kernel, whose loops run over the output dimensions with one address per distinct load and loop
  * level, advanced by its strides. Maps run two (or four) outputs a step along the innermost output
  * dimension; reductions run two neighbouring outputs side by side, or two reduced elements a step
- * into partial sums; a last odd output runs alone in lane 0. The expressions at each step are
- * lowered by cpu/wasm/vector_expr.ts.
+ * into partial sums (float32 sums only); a last odd output runs alone in lane 0. The expressions
+ * at each step are lowered by cpu/wasm/vector_expr.ts.
  *
  * @module
  */
@@ -14,6 +14,7 @@ import type { Expr, Kernel } from "../../kernel/ir.ts";
 import { walk } from "../../kernel/ir.ts";
 import type { MathFns } from "./math.ts";
 import type { Fn } from "./module.ts";
+import type { ImportedOp } from "./imports.ts";
 import { VectorExpr } from "./vector_expr.ts";
 
 type Load = Expr & { k: "load" };
@@ -47,12 +48,12 @@ export class Gen extends VectorExpr {
     dtype: DType,
     f: Fn,
     lib: MathFns,
-    lib64: MathFns,
+    imports: ReadonlyMap<ImportedOp, number>,
     readonly nConsts: number,
     /** Four float32 lanes (a map that {@link float32Exact} allows), else two float64. */
     lanes4 = false,
   ) {
-    super(k, dtype, f, lib, lib64, lanes4);
+    super(k, dtype, f, lib, imports, lanes4);
     const f32 = dtype === "float32";
     this.W = lanes4 ? 4 : 2;
     this.B = f32 ? 4 : 8;
@@ -106,7 +107,9 @@ export class Gen extends VectorExpr {
       this.outerLoops(0, all, () => this.mapInner());
       return;
     }
-    // Partial sums along the reduced dimension, or W outputs side by side.
+    // Partial sums along the reduced dimension (float32 only: a float64 sum keeps the loops' and
+    // the oracle's order, for their bits, at about twice the time of a long contiguous dot
+    // product), or W outputs side by side.
     const S = this.red.length;
     const unit = (level: number, ids: number[]) =>
       ids.every((id) => {
@@ -114,7 +117,7 @@ export class Gen extends VectorExpr {
         return s === 0 || s === 1;
       });
     const outVec = R > 0 && this.k.shape[R - 1] >= this.W && unit(R - 1, all);
-    const redVec = red.op === "sum" && S > 0 && this.red[S - 1] >= this.W &&
+    const redVec = red.op === "sum" && this.S === "f32" && S > 0 && this.red[S - 1] >= this.W &&
       unit(R + S - 1, this.bodyLoads);
     if (redVec && !outVec) this.outerLoops(0, all, () => this.partialSums(), R);
     else this.outerLoops(0, all, () => this.sideBySide());
@@ -348,7 +351,7 @@ export class Gen extends VectorExpr {
     this.loop(this.R + j, this.red[j], 1, this.bodyLoads, () => this.reduceLoops(j + 1, body));
   }
 
-  /** A sum of one output, two reduced elements a step into partial sums. */
+  /** A float32 sum of one output, two reduced elements a step into partial sums. */
   partialSums(): void {
     const { f, R, W } = this;
     const S = this.red.length;

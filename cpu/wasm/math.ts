@@ -27,15 +27,9 @@
  * pattern tanh 1.31 and sigmoid 2.23). tests/wasm_test.ts asserts the bounds. Specials (+-0, +-Inf, NaN, the overflow and
  * underflow thresholds, subnormal inputs and results) come out as `Math.*` rounded to float32.
  *
- * The same five on two float64 lanes (f64x2, `new MathFns(m, "f64x2")`) for float64 kernels: exp as
- * fdlibm's (n ln2 in two parts, exp(r) = 1 + r + r c / (2 - c) with c = r - r^2 P(r^2)), log
- * as fdlibm's (log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f)), tanh with
- * Cephes' rational form below 0.625 and 1 - 2 / (exp(2|x|) + 1) above, sigmoid and softplus as
- * above. Their distance to `Math.exp`, `Math.log`, `Math.tanh` (themselves within 1 ulp of
- * exact) and the formulas, in float64 ulps: {@link MAX_ULPS_64}: exp 1, log 1, tanh 2, sigmoid 2,
- * softplus 4 (3 seen) (on 6 million inputs: random
- * bit patterns over the whole range, random points of [-750, 750] and of [-2, 2]; tests/wasm_test.ts
- * asserts them on such samples and the special values).
+ * Float64 kernels do not use these: they call the op table's own functions (`Math.exp`, ...),
+ * imported into their module (cpu/wasm/imports.ts), for the JavaScript loops' and the oracle's
+ * bits; only {@link sigmoidBody}, generic over the lane shape, builds their sigmoid from that exp.
  *
  * @example
  * ```ts
@@ -67,15 +61,6 @@ export const MAX_ULPS: Readonly<Record<MathOp, number>> = {
   tanh: 1.5,
   sigmoid: 2.5,
   softplus: 3.5,
-};
-
-/** The largest distance of each float64 function to `Math.*`, in float64 ulps. */
-export const MAX_ULPS_64: Readonly<Record<MathOp, number>> = {
-  exp: 1,
-  log: 1,
-  tanh: 2,
-  sigmoid: 2,
-  softplus: 4,
 };
 
 /** Horner's scheme for an f32x4 polynomial in local `x` (coefficients highest degree first). */
@@ -193,7 +178,7 @@ export type Lanes = "f32x4" | "f64x2";
  * sigmoid on either lane shape, from exp, in `UNARY.sigmoid`'s overflow-safe form: e = exp(-|x|),
  * 1 / (1 + e) for x >= 0 and e / (1 + e) below. Local x -> stack.
  */
-function sigmoidBody(f: Fn, x: number, exp: () => void, t: Lanes): void {
+export function sigmoidBody(f: Fn, x: number, exp: () => void, t: Lanes): void {
   const e = f.local("v128"), d = f.local("v128");
   const c = (v: number) => (t === "f32x4" ? f.f32x4(v) : f.f64x2(v));
   f.get(x).op(`${t}.abs`).op(`${t}.neg`);
@@ -232,37 +217,22 @@ function softplusBody(f: Fn, x: number, call: (op: MathOp) => void, t: Lanes): v
   f.op(`${t}.add`);
 }
 
-/** Each function's body, per lane shape: local x -> stack (`call` runs another function). */
-const BODIES: Record<
-  Lanes,
-  Record<MathOp, (f: Fn, x: number, call: (op: MathOp) => void) => void>
-> = {
-  f32x4: {
-    exp: (f, x) => expBody(f, x),
-    log: (f, x) => logBody(f, x),
-    tanh: (f, x, call) => tanhBody(f, x, () => call("exp")),
-    sigmoid: (f, x, call) => sigmoidBody(f, x, () => call("exp"), "f32x4"),
-    softplus: (f, x, call) => softplusBody(f, x, call, "f32x4"),
-  },
-  f64x2: {
-    exp: (f, x) => exp64Body(f, x),
-    log: (f, x) => log64Body(f, x),
-    tanh: (f, x, call) => tanh64Body(f, x, () => call("exp")),
-    sigmoid: (f, x, call) => sigmoidBody(f, x, () => call("exp"), "f64x2"),
-    softplus: (f, x, call) => softplusBody(f, x, call, "f64x2"),
-  },
+/** Each function's body on f32x4: local x -> stack (`call` runs another function). */
+const BODIES: Record<MathOp, (f: Fn, x: number, call: (op: MathOp) => void) => void> = {
+  exp: (f, x) => expBody(f, x),
+  log: (f, x) => logBody(f, x),
+  tanh: (f, x, call) => tanhBody(f, x, () => call("exp")),
+  sigmoid: (f, x, call) => sigmoidBody(f, x, () => call("exp"), "f32x4"),
+  softplus: (f, x, call) => softplusBody(f, x, call, "f32x4"),
 };
 
-/**
- * The vectorized functions of one module on one lane shape (f32x4 by default, or f64x2), each
- * added the first time it is asked for.
- */
+/** The vectorized float32 functions of one module, each added the first time it is asked for. */
 export class MathFns {
   readonly #index = new Map<MathOp, number>();
-  /** Adds to module `m`, on lanes `lanes`. */
-  constructor(readonly m: WasmModule, readonly lanes: Lanes = "f32x4") {}
+  /** Adds to module `m`. */
+  constructor(readonly m: WasmModule) {}
 
-  /** The function index of `op` (a v128 -> v128 function on this lane shape), added on first use. */
+  /** The function index of `op` (a v128 -> v128 function on f32x4), added on first use. */
   index(op: MathOp): number {
     const hit = this.#index.get(op);
     if (hit !== undefined) return hit;
@@ -270,7 +240,7 @@ export class MathFns {
     const i = this.m.func(["v128"], ["v128"]);
     this.#index.set(op, i);
     const f = this.m.body(i);
-    BODIES[this.lanes][op](f, 0, (o) => f.call(this.index(o)));
+    BODIES[op](f, 0, (o) => f.call(this.index(o)));
     return i;
   }
 
@@ -281,113 +251,6 @@ export class MathFns {
   inline(f: Fn, op: MathOp): void {
     const x = f.local("v128");
     f.set(x);
-    BODIES[this.lanes][op](f, x, (o) => this.inline(f, o));
+    BODIES[op](f, x, (o) => this.inline(f, o));
   }
-}
-
-// --- float64 lanes (f64x2) ---------------------------------------------------------------------
-
-/** Horner's scheme for an f64x2 polynomial in local `x` (coefficients highest degree first). */
-function poly64(f: Fn, x: number, coef: readonly number[]): void {
-  f.f64x2(coef[0]);
-  for (const c of coef.slice(1)) f.get(x).op("f64x2.mul").f64x2(c).op("f64x2.add");
-}
-
-/** 1.5 2^52 and its bit pattern: float64's MAGIC (|v| < 2^51 rounds to an integer). */
-const MAGIC_64 = 6755399441055744;
-const MAGIC_64_BITS = 0x4338000000000000n;
-
-const LN2_HI = 6.93147180369123816490e-01; // 32 significant bits: n LN2_HI is exact
-const LN2_LO = 1.90821492927058770002e-10;
-
-/** exp on f64x2: local x -> stack. */
-function exp64Body(f: Fn, x: number): void {
-  const n = f.local("v128"), hi = f.local("v128"), lo = f.local("v128"), r = f.local("v128");
-  const t = f.local("v128"), c = f.local("v128"), ni = f.local("v128");
-  // Clamped with pmax / pmin (NaN stays), n and its integer ni by MAGIC_64 as in expBody.
-  f.get(x).f64x2(-746).op("f64x2.pmax").f64x2(710).op("f64x2.pmin").set(x);
-  f.get(x).f64x2(Math.LOG2E).op("f64x2.mul").f64x2(MAGIC_64).op("f64x2.add").tee(ni);
-  f.f64x2(MAGIC_64).op("f64x2.sub").set(n);
-  f.get(ni).i64x2(MAGIC_64_BITS).op("i64x2.sub").set(ni);
-  f.get(x).get(n).f64x2(LN2_HI).op("f64x2.mul").op("f64x2.sub").set(hi);
-  f.get(n).f64x2(LN2_LO).op("f64x2.mul").set(lo);
-  f.get(hi).get(lo).op("f64x2.sub").tee(r).get(r).op("f64x2.mul").set(t);
-  // c = r - t P(t); exp(r) = 1 - ((lo - r c / (2 - c)) - hi).
-  f.get(r);
-  poly64(f, t, [
-    4.13813679705723846039e-08,
-    -1.65339022054652515390e-06,
-    6.61375632143793436117e-05,
-    -2.77777777770155933842e-03,
-    1.66666666666666019037e-01,
-  ]);
-  f.get(t).op("f64x2.mul").op("f64x2.sub").set(c);
-  f.f64x2(1).get(lo).get(r).get(c).op("f64x2.mul").f64x2(2).get(c).op("f64x2.sub");
-  f.op("f64x2.div").op("f64x2.sub").get(hi).op("f64x2.sub").op("f64x2.sub");
-  // times 2^(n >> 1) times 2^(n - (n >> 1)), each a normal power of two.
-  f.get(ni).i32(1).op("i64x2.shr_s").tee(n);
-  f.i64x2(1023n).op("i64x2.add").i32(52).op("i64x2.shl").op("f64x2.mul");
-  f.get(ni).get(n).op("i64x2.sub").i64x2(1023n).op("i64x2.add").i32(52).op("i64x2.shl");
-  f.op("f64x2.mul");
-}
-
-/** log on f64x2: local x -> stack. */
-function log64Body(f: Fn, x: number): void {
-  const sub = f.local("v128"), bits = f.local("v128"), e = f.local("v128"), m = f.local("v128");
-  const big = f.local("v128"), v = f.local("v128"), s = f.local("v128"), z = f.local("v128");
-  const w = f.local("v128"), hf = f.local("v128"), dk = f.local("v128"), r = f.local("v128");
-  // Subnormals scaled by 2^54 (zero and negatives are replaced at the end).
-  f.get(x).f64x2(2 ** -1022).op("f64x2.lt").set(sub);
-  f.get(x).f64x2(2 ** 54).op("f64x2.mul").get(x).get(sub).op("v128.bitselect").set(bits);
-  // x = m 2^e, m in [1, 2), then in [sqrt(1/2), sqrt(2)).
-  f.get(bits).i32(52).op("i64x2.shr_u").i64x2(1023n).op("i64x2.sub");
-  f.get(sub).i64x2(54n).op("v128.and").op("i64x2.sub").set(e);
-  f.get(bits).i64x2(0x000fffffffffffffn).op("v128.and").i64x2(0x3ff0000000000000n).op("v128.or");
-  f.set(m);
-  f.get(m).f64x2(Math.SQRT2).op("f64x2.gt").set(big);
-  f.get(m).f64x2(0.5).op("f64x2.mul").get(m).get(big).op("v128.bitselect").set(m);
-  f.get(e).get(big).op("i64x2.sub").set(e);
-  // The exponent as float64: the low 32 bits of each lane into lanes 0, 1, converted.
-  f.get(e).get(e).shuffle([0, 1, 2, 3, 8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11]);
-  f.op("f64x2.convert_low_i32x4_s").set(dk);
-  // f = m - 1, s = f / (2 + f), log(1 + f) = f - (hf - s (hf + R)), hf = f^2 / 2.
-  f.get(m).f64x2(1).op("f64x2.sub").set(v);
-  f.get(v).f64x2(2).get(v).op("f64x2.add").op("f64x2.div").set(s);
-  f.get(s).get(s).op("f64x2.mul").tee(z).get(z).op("f64x2.mul").set(w);
-  poly64(f, w, [1.479819860511658591e-01, 1.818357216161805012e-01, 2.857142874366239149e-01]);
-  f.get(w).op("f64x2.mul").f64x2(6.666666666666735130e-01).op("f64x2.add").get(z).op("f64x2.mul");
-  poly64(f, w, [1.531383769920937332e-01, 2.222219843214978396e-01, 3.999999999940941908e-01]);
-  f.get(w).op("f64x2.mul").op("f64x2.add").set(r);
-  f.get(v).get(v).op("f64x2.mul").f64x2(0.5).op("f64x2.mul").set(hf);
-  f.get(dk).f64x2(LN2_HI).op("f64x2.mul");
-  f.get(hf).get(s).get(hf).get(r).op("f64x2.add").op("f64x2.mul");
-  f.get(dk).f64x2(LN2_LO).op("f64x2.mul").op("f64x2.add").op("f64x2.sub");
-  f.get(v).op("f64x2.sub").op("f64x2.sub").set(r);
-  // +Inf -> +Inf, +-0 -> -Inf, negative or NaN -> NaN.
-  f.f64x2(Infinity).get(r).get(x).f64x2(Infinity).op("f64x2.eq").op("v128.bitselect").set(r);
-  f.f64x2(-Infinity).get(r).get(x).f64x2(0).op("f64x2.eq").op("v128.bitselect").set(r);
-  f.f64x2(NaN).get(r);
-  f.get(x).f64x2(0).op("f64x2.lt").get(x).get(x).op("f64x2.ne").op("v128.or");
-  f.op("v128.bitselect");
-}
-
-/** tanh on f64x2: local x -> stack. */
-function tanh64Body(f: Fn, x: number, exp: () => void): void {
-  const a = f.local("v128"), z = f.local("v128");
-  f.get(x).op("f64x2.abs").set(a);
-  // Small: a + a z P(z) / Q(z), z = a^2.
-  f.get(a).get(a).op("f64x2.mul").set(z);
-  f.get(a).get(a).get(z).op("f64x2.mul");
-  poly64(f, z, [-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3]);
-  f.op("f64x2.mul");
-  poly64(f, z, [1, 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3]);
-  f.op("f64x2.div").op("f64x2.add").set(z);
-  // Large: 1 - 2 / (exp(2a) + 1).
-  f.f64x2(1).f64x2(2);
-  f.get(a).get(a).op("f64x2.add");
-  exp();
-  f.f64x2(1).op("f64x2.add").op("f64x2.div").op("f64x2.sub");
-  f.get(z).get(a).f64x2(0.625).op("f64x2.gt").op("v128.bitselect");
-  // The sign of x.
-  f.get(x).i64x2(0x7fffffffffffffffn).op("v128.bitselect");
 }

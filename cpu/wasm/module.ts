@@ -383,12 +383,32 @@ export class Fn {
   }
 }
 
-/** A module under construction: function types, a memory import, functions and exports. */
+/**
+ * A module under construction: function types, imported functions, a memory import, functions
+ * and exports.
+ */
 export class WasmModule {
   readonly #types: string[] = [];
+  readonly #imports: { module: string; name: string; type: number }[] = [];
   readonly #funcs: { type: number; fn: Fn }[] = [];
   readonly #exports: { name: string; index: number }[] = [];
   #memory?: { module: string; name: string; min: number };
+
+  /**
+   * Imports a function (`module`.`name`) and returns its index (for `call`). Imported functions
+   * come first in the index space, so every import is declared before the first function.
+   */
+  importFunc(
+    module: string,
+    name: string,
+    params: readonly ValType[],
+    results: readonly ValType[],
+  ): number {
+    if (this.#funcs.length) {
+      throw new Error(`WasmModule: import ${module}.${name} declared after a function`);
+    }
+    return this.#imports.push({ module, name, type: this.#type(params, results) }) - 1;
+  }
 
   /** Imports a memory (`module`.`name`) of at least `min` pages. */
   importMemory(module: string, name: string, min = 0): this {
@@ -419,7 +439,8 @@ export class WasmModule {
     exportName?: string,
   ): number {
     const fn = new Fn(params);
-    const index = this.#funcs.push({ type: this.#type(params, results), fn }) - 1;
+    const index = this.#imports.length +
+      this.#funcs.push({ type: this.#type(params, results), fn }) - 1;
     if (exportName !== undefined) this.#exports.push({ name: exportName, index });
     build?.(fn);
     return index;
@@ -427,7 +448,7 @@ export class WasmModule {
 
   /** The body of function `index` (to fill one declared without a builder). */
   body(index: number): Fn {
-    return this.#funcs[index].fn;
+    return this.#funcs[index - this.#imports.length].fn;
   }
 
   /** The binary module. */
@@ -435,12 +456,17 @@ export class WasmModule {
     const section = (id: number, content: number[]) => [id, ...uleb(content.length), ...content];
     const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     out.push(...section(1, vec(this.#types.map((t) => t.split(",").map(Number)))));
+    const imports = this.#imports.map((i) => [
+      ...utf8(i.module),
+      ...utf8(i.name),
+      0x00,
+      ...uleb(i.type),
+    ]);
     if (this.#memory) {
       const m = this.#memory;
-      out.push(
-        ...section(2, vec([[...utf8(m.module), ...utf8(m.name), 0x02, 0x00, ...uleb(m.min)]])),
-      );
+      imports.push([...utf8(m.module), ...utf8(m.name), 0x02, 0x00, ...uleb(m.min)]);
     }
+    if (imports.length) out.push(...section(2, vec(imports)));
     out.push(...section(3, vec(this.#funcs.map((f) => uleb(f.type)))));
     out.push(
       ...section(7, vec(this.#exports.map((e) => [...utf8(e.name), 0x00, ...uleb(e.index)]))),

@@ -1,19 +1,23 @@
 /**
  * The expressions of a kernel as WebAssembly SIMD code: each IR expression pushes a vector of the
  * kernel's type, float64 in two lanes (f64x2) for both dtypes, or float32 in four lanes (f32x4)
- * for the maps cpu/wasm/codegen.ts's float32Exact allows; exp, log, tanh, sigmoid and softplus are
- * cpu/wasm/math.ts's functions. The loops around them (cpu/wasm/loops.ts) fill the loads' and constants'
- * locals that the expressions read.
+ * for the maps cpu/wasm/codegen.ts's float32Exact allows. exp, log, tanh, sigmoid and softplus
+ * are cpu/wasm/math.ts's float32 functions in float32 kernels; in float64 kernels they, erf and pow
+ * are the op table's own scalar functions, imported (cpu/wasm/imports.ts) and called lane by lane
+ * (sigmoid from the imported exp), so that float64 kernels give the JavaScript loops' bits. The
+ * loops around them (cpu/wasm/loops.ts) fill the loads' and constants' locals that the
+ * expressions read.
  *
  * @module
  */
 
 import type { DType } from "../../kernel/shape.ts";
 import { type Expr, type Kernel, walk } from "../../kernel/ir.ts";
-import type { MathFns, MathOp } from "./math.ts";
+import { type MathFns, type MathOp, sigmoidBody } from "./math.ts";
 import type { Fn, PlainOp } from "./module.ts";
+import type { ImportedOp } from "./imports.ts";
 
-/** The math functions of cpu/wasm/math.ts, applied to the argument rounded to float32. */
+/** cpu/wasm/math.ts's functions, which float32 kernels apply to the argument rounded to float32. */
 export const MATH: readonly string[] = ["exp", "log", "tanh", "sigmoid", "softplus"];
 
 /** Lowers a kernel's expressions (see the module documentation); the loops extend it. */
@@ -32,7 +36,8 @@ export class VectorExpr {
     readonly dtype: DType,
     readonly f: Fn,
     readonly lib: MathFns,
-    readonly lib64: MathFns,
+    /** The function index of each imported op (cpu/wasm/imports.ts, importsOf). */
+    readonly imports: ReadonlyMap<ImportedOp, number>,
     /** Four float32 lanes, else two float64. */
     readonly lanes4 = false,
   ) {
@@ -96,15 +101,28 @@ export class VectorExpr {
         return;
       }
       case "unary": {
-        if (MATH.includes(e.op)) {
+        if (MATH.includes(e.op) && this.S === "f32") {
           // float32 vector functions, of the argument rounded to float32.
           this.expr(e.x);
           if (this.lanes4) this.lib.inline(f, e.op as MathOp);
-          else if (this.S === "f64") f.call(this.lib64.index(e.op as MathOp));
           else {
             f.op("f32x4.demote_f64x2_zero").call(this.lib.index(e.op as MathOp));
             f.op("f64x2.promote_low_f32x4");
           }
+          return;
+        }
+        if (e.op === "sigmoid") {
+          // The table's formula, with its exp imported.
+          const x = this.tmp();
+          this.expr(e.x);
+          f.set(x);
+          sigmoidBody(f, x, () => this.callLanes("exp", [this.pop()]), "f64x2");
+          this.free(x);
+          return;
+        }
+        if (this.imports.has(e.op as ImportedOp)) {
+          this.expr(e.x);
+          this.callLanes(e.op as ImportedOp, [this.pop()]);
           return;
         }
         const x = this.tmp();
@@ -193,13 +211,40 @@ export class VectorExpr {
             this.splat(1);
             f.op("v128.and");
             break;
+          case "pow":
+            this.callLanes("pow", [a, b]);
+            break;
           default:
-            throw new Error(`wasm codegen: binary ${e.op} has no vector form`);
+            throw new Error(`wasm codegen: binary ${(e as { op: string }).op} has no vector form`);
         }
         this.free(a);
         this.free(b);
         return;
       }
+    }
+  }
+
+  /** The vector on the stack into a temporary local, freed again (read it before the next tmp). */
+  pop(): number {
+    const t = this.tmp();
+    this.f.set(t);
+    this.free(t);
+    return t;
+  }
+
+  /**
+   * Pushes the imported scalar function of `op` applied lane by lane to the float64 vectors in
+   * the locals `args` (its arguments in order).
+   */
+  callLanes(op: ImportedOp, args: readonly number[]): void {
+    const { f } = this;
+    const fn = this.imports.get(op);
+    if (fn === undefined) throw new Error(`wasm codegen: ${op} was not imported`);
+    for (const lane of [0, 1]) {
+      for (const v of args) f.get(v).lane("f64x2.extract_lane", lane);
+      f.call(fn);
+      if (lane === 0) f.op("f64x2.splat");
+      else f.lane("f64x2.replace_lane", 1);
     }
   }
 
