@@ -4,7 +4,8 @@
  * computes it) and `steps` (default 3) W1 SGN steps with 3 CG iterations
  * (bench/dispatch_cases.ts, after warm-ups), each dispatch labelled by the backend call that made
  * it: an IR kernel by its kind and shapes (`map [16750]`, `reduce sum [] <- [16750] x3` for a
- * kernel with three outputs), a routine by its name and spec (`matmul 784x1000x20 A^T`). Columns:
+ * kernel with three outputs), a routine by its name and spec (`matmul 784x1000x20 A^T`; products
+ * run together in one dispatch as `matmuls together: ...`). Columns:
  * dispatches per labelled call, and the distinct pipelines the workload used (a real GPU pays per
  * pipeline switch too). Counts are exact: the machine's load does not change them.
  *
@@ -14,7 +15,7 @@
 import { WebGpuBackend } from "../wgsl/webgpu.ts";
 import { GpuRuntime } from "../wgsl/runtime.ts";
 import type { Kernel } from "../kernel/ir.ts";
-import type { MatmulSpec } from "../kernel/backend.ts";
+import type { MatmulCall, MatmulSpec } from "../kernel/backend.ts";
 import { countLossGrad, countSteps, DISPATCH_TARGETS } from "./dispatch_cases.ts";
 
 const be = await WebGpuBackend.create();
@@ -40,10 +41,14 @@ function labelOf(name: string, args: unknown[]): string {
     const epi = k.epilogue ? " +epilogue" : "";
     return `reduce ${k.reduce.op} [${k.shape}] <- [${k.reduce.shape}]${epi}${times}`;
   }
-  if (name === "matmul") {
-    const s = args[2] as MatmulSpec & { sums?: boolean };
+  const product = (s: MatmulSpec, epilogue: unknown) => {
     const t = `${s.transA ? " A^T" : ""}${s.transB ? " B^T" : ""}`;
-    return `matmul ${s.m}x${s.k}x${s.n}${t}${s.sums ? " +sums" : ""}${args[3] ? " +epilogue" : ""}`;
+    return `${s.m}x${s.k}x${s.n}${t}${s.sums ? " +sums" : ""}${epilogue ? " +epilogue" : ""}`;
+  };
+  if (name === "matmul") return `matmul ${product(args[2] as MatmulSpec, args[3])}`;
+  if (name === "matmuls") {
+    const items = args[0] as MatmulCall[];
+    return `matmuls together: ${items.map((x) => product(x.spec, x.epilogue)).join(" | ")}`;
   }
   if (name === "concat") return `concat of ${(args[0] as unknown[]).length}`;
   if (name === "softmax") return args[3] ? "log-softmax" : "softmax";
