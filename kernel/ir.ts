@@ -7,7 +7,10 @@
  * over the loop index: the output index, followed by the reduced index when the kernel reduces.
  * Inputs are read by `load`s, each through a view of its buffer: an offset plus one stride per
  * loop dimension (a broadcast dimension has stride 0, a transpose permutes strides, a slice moves
- * the offset). A reduction combines the body over its reduced dimensions; its `epilogue`, an
+ * the offset). An `index` leaf is the address such a view computes, as a number, with no buffer
+ * read: what a kernel compares positions with (the max-pool gradient's "is this input the
+ * window's argmax"). Routines build it; the lazy graph's fragments never hold one (their views
+ * move loads only: {@link mapLoads}). A reduction combines the body over its reduced dimensions; its `epilogue`, an
  * expression over the output index in which `acc` is the reduced value, then maps the result.
  *
  * A kernel may have several outputs of one shape ({@link Kernel.more}), written one after the other
@@ -38,6 +41,11 @@ export type Expr =
     readonly offset: number;
   }
   | { readonly k: "const"; readonly value: number }
+  | {
+    readonly k: "index";
+    readonly strides: readonly number[];
+    readonly offset: number;
+  }
   | { readonly k: "unary"; readonly op: UnaryOp; readonly x: Expr }
   | { readonly k: "binary"; readonly op: BinaryOp; readonly a: Expr; readonly b: Expr }
   | { readonly k: "where"; readonly c: Expr; readonly a: Expr; readonly b: Expr }
@@ -144,6 +152,15 @@ export const load = (input: number, strides: readonly number[], offset = 0): Exp
   strides,
   offset,
 });
+/**
+ * The loop index through a view, `offset + sum of i[d] strides[d]`, as a number (strides may be
+ * negative). See the module documentation.
+ */
+export const index = (strides: readonly number[], offset = 0): Expr => ({
+  k: "index",
+  strides,
+  offset,
+});
 /** A constant. */
 export const constant = (value: number): Expr => ({ k: "const", value });
 /** A unary op. */
@@ -155,22 +172,35 @@ export const where = (c: Expr, a: Expr, b: Expr): Expr => ({ k: "where", c, a, b
 /** The reduced value, inside an epilogue. */
 export const ACC: Expr = { k: "acc" };
 
-/** Rebuilds an expression bottom-up, with `fn` applied to every load (and `acc`). */
+/** A leaf that names a position: a load, an index, or `acc`. */
+type Leaf = Expr & { k: "load" | "acc" | "index" };
+
+/**
+ * Rebuilds an expression bottom-up, with `fn` applied to every load (and `acc`). Index leaves
+ * stay as they are: callers move loads from one buffer to another, which leaves the loop index
+ * alone. A transformation of the loop index itself (collapse, splitReduction) moves them too.
+ */
 export function mapLoads(e: Expr, fn: (leaf: Expr & { k: "load" | "acc" }) => Expr): Expr {
+  return mapLeaves(e, (l) => (l.k === "index" ? l : fn(l)));
+}
+
+/** Rebuilds an expression bottom-up, with `fn` applied to every leaf but constants. */
+function mapLeaves(e: Expr, fn: (leaf: Leaf) => Expr): Expr {
   switch (e.k) {
     case "load":
     case "acc":
+    case "index":
       return fn(e);
     case "const":
       return e;
     case "unary":
-      return { k: "unary", op: e.op, x: mapLoads(e.x, fn) };
+      return { k: "unary", op: e.op, x: mapLeaves(e.x, fn) };
     case "cast":
-      return { k: "cast", to: e.to, x: mapLoads(e.x, fn) };
+      return { k: "cast", to: e.to, x: mapLeaves(e.x, fn) };
     case "binary":
-      return { k: "binary", op: e.op, a: mapLoads(e.a, fn), b: mapLoads(e.b, fn) };
+      return { k: "binary", op: e.op, a: mapLeaves(e.a, fn), b: mapLeaves(e.b, fn) };
     case "where":
-      return { k: "where", c: mapLoads(e.c, fn), a: mapLoads(e.a, fn), b: mapLoads(e.b, fn) };
+      return { k: "where", c: mapLeaves(e.c, fn), a: mapLeaves(e.a, fn), b: mapLeaves(e.b, fn) };
   }
 }
 
@@ -203,7 +233,16 @@ export function exprSize(e: Expr): number {
 // --- structure and constants ------------------------------------------------------------------
 
 /** Codes of the structural tape (see {@link kernelStructure}). */
-const TAG = { load: 1, const: 2, acc: 3, unary: 4, binary: 5, where: 6, cast: 7 } as const;
+const TAG = {
+  load: 1,
+  const: 2,
+  acc: 3,
+  unary: 4,
+  binary: 5,
+  where: 6,
+  cast: 7,
+  index: 8,
+} as const;
 const DTYPE_CODE: Readonly<Record<DType, number>> = { float32: 1, float64: 2 };
 const UNARY_CODE = Object.fromEntries(Object.keys(UNARY).map((op, i) => [op, i])) as Readonly<
   Record<UnaryOp, number>
@@ -216,7 +255,7 @@ const REDUCE_CODE: Readonly<Record<ReduceOp, number>> = { sum: 1, max: 2, argmax
 /**
  * Writes the structure of a kernel for a dtype into `tape` from index 0 (every field that
  * shapes the generated code: dtype, shape, input count, each node's kind and op, each load's
- * input, strides and offset, the reduction, the epilogue and the further outputs; constants as
+ * input, strides and offset, each index's strides and offset, the reduction, the epilogue and the further outputs; constants as
  * slots) and pushes its constants onto `consts` in slot order (each output's body, then its
  * epilogue, outputs in buffer order: {@link constSlots}). Returns the tape's
  * length. Two kernels compile to the same code exactly when their tapes are equal: the encoding
@@ -251,6 +290,10 @@ export function kernelStructure(
         tape[n++] = e.input;
         list(e.strides);
         tape[n++] = e.offset;
+        return;
+      case "index":
+        tape[n++] = e.offset;
+        list(e.strides);
         return;
       case "const":
         consts.push(e.value);
@@ -394,11 +437,13 @@ export function reshapeStrides(
  */
 export function collapse(kernel: Kernel): Kernel {
   const rankOut = kernel.shape.length;
-  const body: (Expr & { k: "load" })[] = [];
-  const epi: (Expr & { k: "load" })[] = [];
+  // Index leaves step through the loop like loads: merged dimensions must keep them affine.
+  const body: (Expr & { k: "load" | "index" })[] = [];
+  const epi: (Expr & { k: "load" | "index" })[] = [];
+  const views = (e: Expr): e is Expr & { k: "load" | "index" } => e.k === "load" || e.k === "index";
   for (const o of outputsOf(kernel)) {
-    walk(o.body, (e) => e.k === "load" && body.push(e));
-    if (o.epilogue) walk(o.epilogue, (e) => e.k === "load" && epi.push(e));
+    walk(o.body, (e) => views(e) && body.push(e));
+    if (o.epilogue) walk(o.epilogue, (e) => views(e) && epi.push(e));
   }
   const plan = (
     shape: readonly number[],
@@ -434,11 +479,9 @@ export function collapse(kernel: Kernel): Kernel {
     : undefined;
   const pick = (strides: readonly number[], groups: number[][], base: number) =>
     groups.map((g) => strides[base + g[g.length - 1]]);
-  const remap = (withRed: boolean) => (leaf: Expr & { k: "load" | "acc" }): Expr =>
+  const remap = (withRed: boolean) => (leaf: Leaf): Expr =>
     leaf.k === "acc" ? leaf : {
-      k: "load",
-      input: leaf.input,
-      offset: leaf.offset,
+      ...leaf,
       strides: [
         ...pick(leaf.strides, o.groups, 0),
         ...(withRed && red ? pick(leaf.strides, red.groups, rankOut) : []),
@@ -447,15 +490,15 @@ export function collapse(kernel: Kernel): Kernel {
   return {
     shape: o.shape,
     inputs: kernel.inputs,
-    body: mapLoads(kernel.body, remap(true)),
+    body: mapLeaves(kernel.body, remap(true)),
     ...(kernel.reduce && red ? { reduce: { op: kernel.reduce.op, shape: red.shape } } : {}),
-    ...(kernel.epilogue ? { epilogue: mapLoads(kernel.epilogue, remap(false)) } : {}),
+    ...(kernel.epilogue ? { epilogue: mapLeaves(kernel.epilogue, remap(false)) } : {}),
     ...(kernel.more
       ? {
         more: kernel.more.map((o) => ({
           ...o,
-          body: mapLoads(o.body, remap(true)),
-          ...(o.epilogue ? { epilogue: mapLoads(o.epilogue, remap(false)) } : {}),
+          body: mapLeaves(o.body, remap(true)),
+          ...(o.epilogue ? { epilogue: mapLeaves(o.epilogue, remap(false)) } : {}),
         })),
       }
       : {}),
@@ -490,8 +533,8 @@ export function splitReduction(kernel: Kernel, parts: number): [Kernel, Kernel] 
   if (s < 2) return undefined;
   const rank = flat.shape.length;
   const chunked = (e: Expr) =>
-    mapLoads(e, (l) => {
-      if (l.k !== "load") return l;
+    mapLeaves(e, (l) => {
+      if (l.k === "acc") return l;
       const st = l.strides;
       return {
         ...l,

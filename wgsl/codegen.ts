@@ -91,7 +91,7 @@ function decompose(flat: string, names: string[], shape: readonly number[]): str
   }).join(" ");
 }
 
-/** The flat index a load reads at the loop index named `idx`. */
+/** The flat index a load (or a store view) reads at the loop index named `idx`. */
 function indexText(l: Expr & { k: "load" }, idx: readonly string[]): string {
   const terms = l.strides.map((s, i) => (s === 0 ? "" : s === 1 ? idx[i] : `${idx[i]} * ${s}u`))
     .filter(Boolean);
@@ -100,8 +100,26 @@ function indexText(l: Expr & { k: "load" }, idx: readonly string[]): string {
 }
 
 /**
- * An expression emitter: `emit(e, out, loadAt, acc)` appends straight-line WGSL for `e` to `out`
- * and returns the name of its value (`acc` names the reduced value an epilogue reads). Constants take uniform slots in visiting order, which is
+ * An index leaf's value at the loop index named `idx`: its address in i32 (strides and the
+ * offset may be negative), as f32.
+ */
+function indexValue(l: Expr & { k: "index" }, idx: readonly string[]): string {
+  const terms = l.strides.map((s, i) => (s === 0 ? "" : `i32(${idx[i]}) * (${s})`))
+    .filter(Boolean);
+  return `f32(${[...terms, `(${l.offset})`].join(" + ")})`;
+}
+
+/**
+ * The WGSL of a load (from the buffers `${prefix}0, ${prefix}1, ...`) or an index leaf at the
+ * loop index named `idx`.
+ */
+const leafAt = (prefix: string, idx: readonly string[]) => (l: Expr & { k: "load" | "index" }) =>
+  l.k === "index" ? indexValue(l, idx) : `${prefix}${l.input}[${indexText(l, idx)}]`;
+
+/**
+ * An expression emitter: `emit(e, out, leafAt, acc)` appends straight-line WGSL for `e` to `out`
+ * and returns the name of its value (`leafAt` gives a load's or an index's text, `acc` names the
+ * reduced value an epilogue reads). Constants take uniform slots in visiting order, which is
  * kernelKey's order, across every expression one emitter emits.
  */
 function makeEmitter() {
@@ -114,7 +132,7 @@ function makeEmitter() {
   const emit = (
     e: Expr,
     out: string[],
-    loadAt: (l: Expr & { k: "load" }) => string,
+    loadAt: (l: Expr & { k: "load" | "index" }) => string,
     acc = "acc",
   ): string => {
     const bind = (text: string) => {
@@ -124,6 +142,7 @@ function makeEmitter() {
     };
     switch (e.k) {
       case "load":
+      case "index":
         return bind(loadAt(e));
       case "const": {
         const j = slot++;
@@ -178,9 +197,8 @@ function generate(kernel: Kernel): KernelPlan {
   const redSize = red ? red.shape.reduce((a, b) => a * b, 1) : 0;
   const outIdx = kernel.shape.map((_, i) => `o${i}`);
   const redIdx = (red?.shape ?? []).map((_, i) => `r${i}`);
-  const address = (l: Expr & { k: "load" }, idx: string[]) => `in${l.input}[${indexText(l, idx)}]`;
   const emitter = makeEmitter();
-  const emit = (e: Expr, out: string[], idx: string[]) => emitter(e, out, (l) => address(l, idx));
+  const emit = (e: Expr, out: string[], idx: string[]) => emitter(e, out, leafAt("in", idx));
   // Output j is stored `count` elements after output j - 1.
   const store = (j: number, v: string) => `out[i${j ? ` + ${j * count}u` : ""}] = ${v};`;
   // Module-scope declarations after the bindings (a group reduction's workgroup memory).
@@ -273,7 +291,7 @@ function generate(kernel: Kernel): KernelPlan {
       }
       const epi: string[] = [];
       emitter.at(slots[j].epilogue);
-      const e = emitter(o.epilogue, epi, (l) => address(l, outIdx), acc(j));
+      const e = emitter(o.epilogue, epi, leafAt("in", outIdx), acc(j));
       lines.push(...epi, store(j, e));
     }
   }
@@ -302,7 +320,7 @@ export function epilogueSource(
   ).join("\n");
   const out: string[] = [];
   const emitter = makeEmitter();
-  const emit = (e: Expr) => emitter(e, out, (l) => `e${l.input}[${indexText(l, idx)}]`);
+  const emit = (e: Expr) => emitter(e, out, leafAt("e", idx));
   const v = emit(kernel.body);
   const fn = `fn epi(i: u32, acc: f32) -> f32 {\n${decompose("i", idx, kernel.shape)}\n${
     out.join("\n")
@@ -333,7 +351,7 @@ const viewPlans = new KernelCache((carrier: Kernel): KernelPlan => {
   const idx = kernel.shape.map((_, i) => `o${i}`);
   const view = kernel.epilogue as Expr & { k: "load" };
   const lines: string[] = [];
-  const v = makeEmitter()(kernel.body, lines, (l) => `in${l.input}[${indexText(l, idx)}]`);
+  const v = makeEmitter()(kernel.body, lines, leafAt("in", idx));
   const code = kernelSource(kernel.inputs, { kind: "flat", wg: MAP_WG, count: `${count}u` }, [
     decompose("i", idx, kernel.shape),
     ...lines,

@@ -69,6 +69,7 @@ export function wasmSupport(kernel: Kernel): string | undefined {
   const check = (e: Expr) => {
     if (e.k === "binary" && e.op === "pow") why ??= "pow has no vector form";
     if (e.k === "unary" && e.op === "erf") why ??= "erf has no vector form";
+    if (e.k === "index") why ??= "an index leaf has no vector form";
   };
   walk(kernel.body, check);
   if (kernel.epilogue) walk(kernel.epilogue, check);
@@ -137,6 +138,7 @@ export function float32Exact(kernel: Kernel, constsAreFloat32: boolean): boolean
       case "const":
         return constsAreFloat32;
       case "acc":
+      case "index":
         return false;
       case "cast":
         return e.to === "float32" ? rounded(e.x) : exact(e.x);
