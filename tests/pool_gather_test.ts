@@ -13,7 +13,7 @@ import { interpret } from "../kernel/interpret.ts";
 import type { DType, TypedArray } from "../kernel/shape.ts";
 import { poolBackwardKernel, tiles } from "../wgsl/pool.ts";
 import { wgslKernel } from "../wgsl/codegen.ts";
-import { backendTargets, put, take } from "./harness.ts";
+import { backendTargets, put, take, webgpu } from "./harness.ts";
 import { fc, property } from "./property.ts";
 
 const targets = await backendTargets();
@@ -170,4 +170,31 @@ Deno.test("index leaf: WGSL computes it in i32, so negative strides and offsets 
   const k: ir.Kernel = { shape: [2, 3], inputs: 0, body: ir.index([-3, 1], -1) };
   const code = wgslKernel(k).plan.code;
   assert.match(code, /f32\(i32\(o0\) \* \(-3\) \+ i32\(o1\) \* \(1\) \+ \(-1\)\)/);
+});
+
+Deno.test("max-pool backward on WebGPU: one dispatch, the IR's gather where the windows tile the plane", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const rt = gpu.rt;
+  const dispatch = rt.dispatch;
+  const codes: string[] = [];
+  rt.dispatch = (code, ...rest) => (codes.push(code), dispatch.call(rt, code, ...rest));
+  try {
+    for (const [h, k, stride, viaIr] of [[8, 2, 2, true], [9, 2, 2, false], [8, 3, 2, false]]) {
+      const s = { n: 2, c: 3, h: +h, w: +h, kh: +k, kw: +k, strideH: +stride, strideW: +stride };
+      const [ho, wo] = pool2dOutSize(s);
+      const [xb, db] = [
+        put(gpu, new Array(2 * 3 * s.h * s.w).fill(1)),
+        put(gpu, new Array(6 * ho * wo).fill(1)),
+      ];
+      codes.length = 0;
+      gpu.release(gpu.maxPool2dBackward(xb, db, s));
+      [xb, db].forEach((b) => gpu.release(b));
+      assert.equal(codes.length, 1, JSON.stringify(s));
+      const ir = wgslKernel(poolBackwardKernel(s, ho, wo)).plan.code;
+      assert.equal(codes[0] === ir, viaIr, JSON.stringify(s));
+    }
+  } finally {
+    rt.dispatch = dispatch;
+  }
 });

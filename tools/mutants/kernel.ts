@@ -254,6 +254,14 @@ export const MUTANTS: Mutant[] = ([
     what: "the max-pool gather sends dy to cell columns right of the window too",
     tests: GATHER,
   },
+  {
+    file: "wgsl/pool.ts",
+    find: "if (tiles(s, ho, wo)) return",
+    replace: "if (!tiles(s, ho, wo)) return",
+    what:
+      "WebGPU's max-pool backward takes the IR's gather for the wrong geometries (and the template for tiling ones)",
+    tests: GATHER,
+  },
   // --- cpu/native.ts -------------------------------------------------------------------------
   {
     file: "cpu/native_pool.ts",
