@@ -166,6 +166,12 @@ property(
   },
 );
 
+Deno.test("max-pool gather in WGSL: dy, which the epilogue tests and keeps, is read once", () => {
+  const s: Pool2dSpec = { n: 2, c: 3, h: 8, w: 8, kh: 2, kw: 2, strideH: 2, strideW: 2 };
+  const code = wgslKernel(poolBackwardKernel(s, 4, 4)).plan.code;
+  assert.equal(code.match(/in1\[/g)?.length, 1, code);
+});
+
 Deno.test("index leaf: WGSL computes it in i32, so negative strides and offsets hold", () => {
   const k: ir.Kernel = { shape: [2, 3], inputs: 0, body: ir.index([-3, 1], -1) };
   const code = wgslKernel(k).plan.code;

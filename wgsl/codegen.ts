@@ -125,6 +125,8 @@ const leafAt = (prefix: string, idx: readonly string[]) => (l: Expr & { k: "load
 function makeEmitter() {
   let slot = 0;
   let tmp = 0;
+  // Loads already bound, per list of statements (one scope): a value read twice is read once.
+  const loaded = new WeakMap<string[], Map<string, string>>();
   /** Numbers the next constant `s` (see kernel/ir.ts, constSlots). */
   const at = (s: number) => {
     slot = s;
@@ -142,8 +144,14 @@ function makeEmitter() {
     };
     switch (e.k) {
       case "load":
-      case "index":
-        return bind(loadAt(e));
+      case "index": {
+        const text = loadAt(e);
+        let seen = loaded.get(out);
+        if (!seen) loaded.set(out, seen = new Map());
+        let t = seen.get(text);
+        if (!t) seen.set(text, t = bind(text));
+        return t;
+      }
       case "const": {
         const j = slot++;
         return `p.c[${j >> 2}][${j & 3}]`;
