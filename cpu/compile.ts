@@ -71,11 +71,13 @@ function source(kernel: Kernel): string {
   const outputs = outputsOf(kernel);
   const lines: string[] = [];
   for (let i = 0; i < kernel.inputs; i++) lines.push(`const in${i} = inputs[${i}];`);
-  // Distinct loads, each with an address register per loop level.
-  const loads = new Map<string, Expr & { k: "load" }>();
-  const keyOf = (l: Expr & { k: "load" }) => `${l.input}|${l.strides}|${l.offset}`;
-  const visit = (e: Expr | undefined, fn: (l: Expr & { k: "load" }) => void) =>
-    e && walk(e, (x) => x.k === "load" && fn(x));
+  // Distinct loads and index leaves, each with an address register per loop level (an index
+  // leaf's value is its register).
+  type View = Expr & { k: "load" | "index" };
+  const loads = new Map<string, View>();
+  const keyOf = (l: View) => `${l.k === "load" ? l.input : "i"}|${l.strides}|${l.offset}`;
+  const visit = (e: Expr | undefined, fn: (l: View) => void) =>
+    e && walk(e, (x) => (x.k === "load" || x.k === "index") && fn(x));
   for (const o of outputs) {
     visit(o.body, (l) => loads.set(keyOf(l), l));
     visit(o.epilogue, (l) => loads.set(keyOf(l), l));
@@ -89,10 +91,10 @@ function source(kernel: Kernel): string {
   let tmp = 0;
   const emit = (e: Expr, out: string[], level: number, acc = "acc"): string => {
     switch (e.k) {
-      case "load": {
-        const id = ids.get(keyOf(e))!;
-        return `in${e.input}[p${id}_${level}]`;
-      }
+      case "load":
+        return `in${e.input}[p${ids.get(keyOf(e))!}_${level}]`;
+      case "index":
+        return `p${ids.get(keyOf(e))!}_${level}`;
       case "const":
         return `c[${constSlot++}]`;
       case "acc":

@@ -17,10 +17,11 @@ function evaluate(
   acc: number,
 ): number {
   switch (e.k) {
-    case "load": {
+    case "load":
+    case "index": {
       let at = e.offset;
       for (let d = 0; d < e.strides.length; d++) at += idx[d] * e.strides[d];
-      return inputs[e.input][at];
+      return e.k === "index" ? at : inputs[e.input][at];
     }
     case "const":
       return e.value;

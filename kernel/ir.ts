@@ -7,7 +7,10 @@
  * over the loop index: the output index, followed by the reduced index when the kernel reduces.
  * Inputs are read by `load`s, each through a view of its buffer: an offset plus one stride per
  * loop dimension (a broadcast dimension has stride 0, a transpose permutes strides, a slice moves
- * the offset). A reduction combines the body over its reduced dimensions; its `epilogue`, an
+ * the offset). An `index` leaf is the address such a view computes, as a number, with no buffer
+ * read: what a kernel compares positions with (the max-pool gradient's "is this input the
+ * window's argmax"). Routines build it; the lazy graph's fragments never hold one (their views
+ * move loads only: {@link mapLoads}). A reduction combines the body over its reduced dimensions; its `epilogue`, an
  * expression over the output index in which `acc` is the reduced value, then maps the result.
  *
  * A kernel may have several outputs of one shape ({@link Kernel.more}), written one after the other
@@ -17,14 +20,14 @@
  * Constants are not part of a kernel's structure: {@link kernelStructure} replaces them by slots,
  * so one compiled kernel serves every value (a scheduled learning rate does not compile anew).
  *
- * One table ({@link UNARY}, {@link BINARY}) defines each element-wise op for every backend: its
- * JavaScript expression and its WGSL expression, side by side.
+ * One table ({@link UNARY}, {@link BINARY}, in `kernel/op_table.ts`, re-exported here) defines
+ * each element-wise op for every backend: its JavaScript expression and its WGSL expression, side
+ * by side.
  *
  * @module
  */
 
 import { type DType, sizeOf, stridesOf } from "./shape.ts";
-import { erf } from "./erf.ts";
 
 /** A reduction: `sum`, `max` (NaN wins) or `argmax` (first index of the maximum, as a float). */
 export type ReduceOp = "sum" | "max" | "argmax";
@@ -38,6 +41,11 @@ export type Expr =
     readonly offset: number;
   }
   | { readonly k: "const"; readonly value: number }
+  | {
+    readonly k: "index";
+    readonly strides: readonly number[];
+    readonly offset: number;
+  }
   | { readonly k: "unary"; readonly op: UnaryOp; readonly x: Expr }
   | { readonly k: "binary"; readonly op: BinaryOp; readonly a: Expr; readonly b: Expr }
   | { readonly k: "where"; readonly c: Expr; readonly a: Expr; readonly b: Expr }
@@ -119,99 +127,21 @@ export function outputSize(kernel: Kernel): number {
   return sizeOf(kernel.shape) * (1 + (kernel.more?.length ?? 0));
 }
 
-/**
- * The functions the JavaScript texts of {@link UNARY} may call beyond `Math`, as `lib.name(x)`:
- * every JavaScript lowering (the interpreter's {@link UNARY_FN}, cpu/compile.ts's loops) makes
- * its functions with `lib` bound to this object.
- */
-export const JS_LIB: Readonly<{ erf: (x: number) => number }> = { erf };
-
-/** An element-wise op's text in each target language. */
-export interface OpText {
-  /** JavaScript, on doubles. */
-  readonly js: string;
-  /** WGSL, on f32. */
-  readonly wgsl: string;
-}
-
-/**
- * Each unary op in JavaScript (of `x`, on doubles) and in WGSL (of `x: f32`). Helper functions
- * named here live in the lowering's prelude (`lib.` in JavaScript: {@link JS_LIB}). NaN passes
- * through as IEEE says.
- */
-export const UNARY = {
-  neg: { js: "-x", wgsl: "-x" },
-  exp: { js: "Math.exp(x)", wgsl: "exp(x)" },
-  log: { js: "Math.log(x)", wgsl: "log(x)" },
-  sigmoid: {
-    js: "(x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))",
-    wgsl: "sigmoidF(x)",
-  },
-  tanh: { js: "Math.tanh(x)", wgsl: "tanhF(x)" },
-  relu: { js: "(x <= 0 ? 0 : x)", wgsl: "select(x, 0.0, x <= 0.0)" },
-  square: { js: "x * x", wgsl: "x * x" },
-  sqrt: { js: "Math.sqrt(x)", wgsl: "sqrt(x)" },
-  reciprocal: { js: "1 / x", wgsl: "1.0 / x" },
-  abs: { js: "Math.abs(x)", wgsl: "abs(x)" },
-  // sign(-0) is -0 and sign(NaN) NaN (the builtin gives +0 at -0).
-  sign: { js: "(x !== x ? x : Math.sign(x))", wgsl: "select(sign(x), x, isNan(x) || x == 0.0)" },
-  step: { js: "(x > 0 ? 1 : 0)", wgsl: "select(0.0, 1.0, x > 0.0)" },
-  // log(1 + e^x) without overflow: x + log1p(e^-x) above 0, log1p(e^x) elsewhere.
-  softplus: {
-    js: "(x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x)))",
-    wgsl: "softplusF(x)",
-  },
-  erf: { js: "lib.erf(x)", wgsl: "erfF(x)" },
-} as const satisfies Record<string, OpText>;
-
-/**
- * The element-wise unary operations: the keys of {@link UNARY}, so that a new op is one row there.
- * `step` is the derivative of relu: 1 where x > 0, else 0. `softplus` is log(1 + e^x); `erf` the
- * error function (kernel/erf.ts).
- */
-export type UnaryOp = keyof typeof UNARY;
-/** Every {@link UnaryOp}, in the table's order (for tests and validation). */
-export const UNARY_OPS: readonly UnaryOp[] = Object.keys(UNARY) as UnaryOp[];
-
-/** Each binary op in JavaScript (of `a`, `b`) and WGSL; comparisons give 1 or 0. */
-export const BINARY = {
-  add: { js: "a + b", wgsl: "a + b" },
-  sub: { js: "a - b", wgsl: "a - b" },
-  mul: { js: "a * b", wgsl: "a * b" },
-  div: { js: "a / b", wgsl: "a / b" },
-  max: { js: "(a !== a || b !== b ? NaN : a > b ? a : b)", wgsl: "maxF(a, b)" },
-  min: { js: "(a !== a || b !== b ? NaN : a < b ? a : b)", wgsl: "minF(a, b)" },
-  pow: { js: "Math.pow(a, b)", wgsl: "powF(a, b)" },
-  eq: { js: "(a === b ? 1 : 0)", wgsl: "select(0.0, 1.0, a == b)" },
-  ne: { js: "(a !== b ? 1 : 0)", wgsl: "select(0.0, 1.0, a != b || isNan(a) || isNan(b))" },
-  lt: { js: "(a < b ? 1 : 0)", wgsl: "select(0.0, 1.0, a < b)" },
-  le: { js: "(a <= b ? 1 : 0)", wgsl: "select(0.0, 1.0, a <= b)" },
-  gt: { js: "(a > b ? 1 : 0)", wgsl: "select(0.0, 1.0, a > b)" },
-  ge: { js: "(a >= b ? 1 : 0)", wgsl: "select(0.0, 1.0, a >= b)" },
-} as const satisfies Record<string, OpText>;
-
-/** Element-wise binary operations (the keys of {@link BINARY}); comparisons give 1 or 0. */
-export type BinaryOp = keyof typeof BINARY;
-/** Every {@link BinaryOp}, in the table's order (for tests and validation). */
-export const BINARY_OPS: readonly BinaryOp[] = Object.keys(BINARY) as BinaryOp[];
-
-/**
- * A function from JavaScript text that may call {@link JS_LIB}'s functions as `lib.name`: `params`
- * and `body` as `new Function` takes them.
- */
-export function jsFunction(params: readonly string[], body: string): unknown {
-  return new Function("lib", `return (${params.join(", ")}) => { ${body} };`)(JS_LIB);
-}
-
-/** The scalar functions of {@link UNARY} and {@link BINARY}, for interpreters. */
-export const UNARY_FN: Readonly<Record<UnaryOp, (x: number) => number>> = Object.fromEntries(
-  Object.entries(UNARY).map(([op, d]) => [op, jsFunction(["x"], `return ${d.js};`)]),
-) as Record<UnaryOp, (x: number) => number>;
-/** See {@link UNARY_FN}. */
-export const BINARY_FN: Readonly<Record<BinaryOp, (a: number, b: number) => number>> = Object
-  .fromEntries(
-    Object.entries(BINARY).map(([op, d]) => [op, new Function("a", "b", `return ${d.js};`)]),
-  ) as Record<BinaryOp, (a: number, b: number) => number>;
+// The op table lives in op_table.ts (one row per element-wise op); the IR's users import it here.
+export {
+  BINARY,
+  BINARY_FN,
+  BINARY_OPS,
+  type BinaryOp,
+  JS_LIB,
+  jsFunction,
+  type OpText,
+  UNARY,
+  UNARY_FN,
+  UNARY_OPS,
+  type UnaryOp,
+} from "./op_table.ts";
+import { BINARY, type BinaryOp, UNARY, type UnaryOp } from "./op_table.ts";
 
 // --- building expressions ---------------------------------------------------------------------
 
@@ -219,6 +149,15 @@ export const BINARY_FN: Readonly<Record<BinaryOp, (a: number, b: number) => numb
 export const load = (input: number, strides: readonly number[], offset = 0): Expr => ({
   k: "load",
   input,
+  strides,
+  offset,
+});
+/**
+ * The loop index through a view, `offset + sum of i[d] strides[d]`, as a number (strides may be
+ * negative). See the module documentation.
+ */
+export const index = (strides: readonly number[], offset = 0): Expr => ({
+  k: "index",
   strides,
   offset,
 });
@@ -233,22 +172,35 @@ export const where = (c: Expr, a: Expr, b: Expr): Expr => ({ k: "where", c, a, b
 /** The reduced value, inside an epilogue. */
 export const ACC: Expr = { k: "acc" };
 
-/** Rebuilds an expression bottom-up, with `fn` applied to every load (and `acc`). */
+/** A leaf that names a position: a load, an index, or `acc`. */
+type Leaf = Expr & { k: "load" | "acc" | "index" };
+
+/**
+ * Rebuilds an expression bottom-up, with `fn` applied to every load (and `acc`). Index leaves
+ * stay as they are: callers move loads from one buffer to another, which leaves the loop index
+ * alone. A transformation of the loop index itself (collapse, splitReduction) moves them too.
+ */
 export function mapLoads(e: Expr, fn: (leaf: Expr & { k: "load" | "acc" }) => Expr): Expr {
+  return mapLeaves(e, (l) => (l.k === "index" ? l : fn(l)));
+}
+
+/** Rebuilds an expression bottom-up, with `fn` applied to every leaf but constants. */
+function mapLeaves(e: Expr, fn: (leaf: Leaf) => Expr): Expr {
   switch (e.k) {
     case "load":
     case "acc":
+    case "index":
       return fn(e);
     case "const":
       return e;
     case "unary":
-      return { k: "unary", op: e.op, x: mapLoads(e.x, fn) };
+      return { k: "unary", op: e.op, x: mapLeaves(e.x, fn) };
     case "cast":
-      return { k: "cast", to: e.to, x: mapLoads(e.x, fn) };
+      return { k: "cast", to: e.to, x: mapLeaves(e.x, fn) };
     case "binary":
-      return { k: "binary", op: e.op, a: mapLoads(e.a, fn), b: mapLoads(e.b, fn) };
+      return { k: "binary", op: e.op, a: mapLeaves(e.a, fn), b: mapLeaves(e.b, fn) };
     case "where":
-      return { k: "where", c: mapLoads(e.c, fn), a: mapLoads(e.a, fn), b: mapLoads(e.b, fn) };
+      return { k: "where", c: mapLeaves(e.c, fn), a: mapLeaves(e.a, fn), b: mapLeaves(e.b, fn) };
   }
 }
 
@@ -281,7 +233,16 @@ export function exprSize(e: Expr): number {
 // --- structure and constants ------------------------------------------------------------------
 
 /** Codes of the structural tape (see {@link kernelStructure}). */
-const TAG = { load: 1, const: 2, acc: 3, unary: 4, binary: 5, where: 6, cast: 7 } as const;
+const TAG = {
+  load: 1,
+  const: 2,
+  acc: 3,
+  unary: 4,
+  binary: 5,
+  where: 6,
+  cast: 7,
+  index: 8,
+} as const;
 const DTYPE_CODE: Readonly<Record<DType, number>> = { float32: 1, float64: 2 };
 const UNARY_CODE = Object.fromEntries(Object.keys(UNARY).map((op, i) => [op, i])) as Readonly<
   Record<UnaryOp, number>
@@ -294,7 +255,7 @@ const REDUCE_CODE: Readonly<Record<ReduceOp, number>> = { sum: 1, max: 2, argmax
 /**
  * Writes the structure of a kernel for a dtype into `tape` from index 0 (every field that
  * shapes the generated code: dtype, shape, input count, each node's kind and op, each load's
- * input, strides and offset, the reduction, the epilogue and the further outputs; constants as
+ * input, strides and offset, each index's strides and offset, the reduction, the epilogue and the further outputs; constants as
  * slots) and pushes its constants onto `consts` in slot order (each output's body, then its
  * epilogue, outputs in buffer order: {@link constSlots}). Returns the tape's
  * length. Two kernels compile to the same code exactly when their tapes are equal: the encoding
@@ -329,6 +290,10 @@ export function kernelStructure(
         tape[n++] = e.input;
         list(e.strides);
         tape[n++] = e.offset;
+        return;
+      case "index":
+        tape[n++] = e.offset;
+        list(e.strides);
         return;
       case "const":
         consts.push(e.value);
@@ -472,11 +437,13 @@ export function reshapeStrides(
  */
 export function collapse(kernel: Kernel): Kernel {
   const rankOut = kernel.shape.length;
-  const body: (Expr & { k: "load" })[] = [];
-  const epi: (Expr & { k: "load" })[] = [];
+  // Index leaves step through the loop like loads: merged dimensions must keep them affine.
+  const body: (Expr & { k: "load" | "index" })[] = [];
+  const epi: (Expr & { k: "load" | "index" })[] = [];
+  const views = (e: Expr): e is Expr & { k: "load" | "index" } => e.k === "load" || e.k === "index";
   for (const o of outputsOf(kernel)) {
-    walk(o.body, (e) => e.k === "load" && body.push(e));
-    if (o.epilogue) walk(o.epilogue, (e) => e.k === "load" && epi.push(e));
+    walk(o.body, (e) => views(e) && body.push(e));
+    if (o.epilogue) walk(o.epilogue, (e) => views(e) && epi.push(e));
   }
   const plan = (
     shape: readonly number[],
@@ -512,11 +479,9 @@ export function collapse(kernel: Kernel): Kernel {
     : undefined;
   const pick = (strides: readonly number[], groups: number[][], base: number) =>
     groups.map((g) => strides[base + g[g.length - 1]]);
-  const remap = (withRed: boolean) => (leaf: Expr & { k: "load" | "acc" }): Expr =>
+  const remap = (withRed: boolean) => (leaf: Leaf): Expr =>
     leaf.k === "acc" ? leaf : {
-      k: "load",
-      input: leaf.input,
-      offset: leaf.offset,
+      ...leaf,
       strides: [
         ...pick(leaf.strides, o.groups, 0),
         ...(withRed && red ? pick(leaf.strides, red.groups, rankOut) : []),
@@ -525,15 +490,15 @@ export function collapse(kernel: Kernel): Kernel {
   return {
     shape: o.shape,
     inputs: kernel.inputs,
-    body: mapLoads(kernel.body, remap(true)),
+    body: mapLeaves(kernel.body, remap(true)),
     ...(kernel.reduce && red ? { reduce: { op: kernel.reduce.op, shape: red.shape } } : {}),
-    ...(kernel.epilogue ? { epilogue: mapLoads(kernel.epilogue, remap(false)) } : {}),
+    ...(kernel.epilogue ? { epilogue: mapLeaves(kernel.epilogue, remap(false)) } : {}),
     ...(kernel.more
       ? {
         more: kernel.more.map((o) => ({
           ...o,
-          body: mapLoads(o.body, remap(true)),
-          ...(o.epilogue ? { epilogue: mapLoads(o.epilogue, remap(false)) } : {}),
+          body: mapLeaves(o.body, remap(true)),
+          ...(o.epilogue ? { epilogue: mapLeaves(o.epilogue, remap(false)) } : {}),
         })),
       }
       : {}),
@@ -568,8 +533,8 @@ export function splitReduction(kernel: Kernel, parts: number): [Kernel, Kernel] 
   if (s < 2) return undefined;
   const rank = flat.shape.length;
   const chunked = (e: Expr) =>
-    mapLoads(e, (l) => {
-      if (l.k !== "load") return l;
+    mapLeaves(e, (l) => {
+      if (l.k === "acc") return l;
       const st = l.strides;
       return {
         ...l,

@@ -1,7 +1,7 @@
 /**
  * The structural kernel cache (kernel/cache.ts) must never serve what was built for another
  * kernel: generated kernels and variants of them that differ in exactly one field (a stride, an
- * offset, a load's input, an op, a cast, the dtype, a shape or reduced dimension, the reduction,
+ * offset, a load's input, an index leaf's stride or offset, an op, a cast, the dtype, a shape or reduced dimension, the reduction,
  * the input count) or only in their constants. The oracle for "same structure" is written here,
  * independently of kernelStructure: the kernel as canonical JSON with the constants' values
  * blanked out. And end to end, every kernel is run through the native lowering's cache (shared
@@ -47,6 +47,14 @@ function genKernel(pick: (n: number) => number): K {
     : undefined;
   const expr = (rank: number, depth: number, withAcc: boolean): Expr => {
     const r = pick(depth > 2 ? 2 : 7);
+    // An index leaf now and then (its strides may be negative, as a flipped view's).
+    if (r === 0 && pick(4) === 0) {
+      return {
+        k: "index",
+        strides: Array.from({ length: rank }, () => pick(5) - 2),
+        offset: pick(4),
+      };
+    }
     if (r === 0) {
       return {
         k: "load",
@@ -128,17 +136,19 @@ function fields(k: K, dtype: { v: DType }): ((pick: (n: number) => number) => st
     const m = e as { -readonly [P in keyof Expr]: unknown } & Record<string, unknown>;
     switch (e.k) {
       case "load":
+      case "index":
+        // A load's view, or an index leaf's (the loop index through a view, no buffer).
         e.strides.forEach((s, i) =>
           out.push(() => {
             (m.strides as number[])[i] = s + 1;
-            return `${where} load stride ${i}`;
+            return `${where} ${e.k} stride ${i}`;
           })
         );
         out.push(() => {
           m.offset = e.offset + 1;
-          return `${where} load offset`;
+          return `${where} ${e.k} offset`;
         });
-        if (k.inputs > 1) {
+        if (e.k === "load" && k.inputs > 1) {
           out.push((pick) => {
             m.input = other(e.input, k.inputs, pick);
             return `${where} load input`;

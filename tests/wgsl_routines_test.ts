@@ -1,12 +1,12 @@
 /**
  * The WebGPU routines built from the generator (wgsl/): the convolutions (one template, every
  * block size it takes, forced as well as planned), max pooling (a window reduction of the IR, its
- * JVP an argmax with a select-chain epilogue, the backward one template), concat and split (copy
- * commands, or IR kernels stored through a view), and the store-through-a-view kernels
- * themselves, on generated shapes against the CPU oracle. Pooling and moving data are exact
- * operations, so they must agree bit for bit (NaN with NaN); a convolution's element within
- * 1e-5 of the sum of its terms' magnitudes (float32 summation). Skipped with the WebGPU backend
- * when there is no adapter (harness.ts says so).
+ * JVP an argmax with a select-chain epilogue, the backward an IR gather where the windows tile
+ * the plane, else one template), concat and split (copy commands, or IR kernels stored through a
+ * view), and the store-through-a-view kernels themselves, on generated shapes against the CPU
+ * oracle. Pooling and moving data are exact operations, so they must agree bit for bit (NaN with
+ * NaN); a convolution's element within 1e-5 of the sum of its terms' magnitudes (float32
+ * summation). Skipped with the WebGPU backend when there is no adapter (harness.ts says so).
  */
 import assert from "node:assert/strict";
 import {

@@ -1,6 +1,7 @@
 /**
- * The WGSL lowering of the kernel IR: one code generator, one kernel head, and the helper
- * functions a kernel's expressions use (pruned from prelude.ts). An element-wise kernel
+ * The WGSL lowering of the kernel IR: one code generator, whose kernels take their head
+ * (parameter block, bindings, entry point) from routine.ts's builder as every routine does, and
+ * the helper functions a kernel's expressions use (pruned from prelude.ts). An element-wise kernel
  * runs one invocation per output element; a reduction runs one invocation per output when the
  * reduced extent is small, else a workgroup of {@link REDUCE_WG} per output with a tree in
  * workgroup memory. Shapes and strides are compiled in (the index arithmetic folds to constants);
@@ -23,9 +24,7 @@ import {
   UNARY,
 } from "../kernel/ir.ts";
 import { KernelCache } from "../kernel/cache.ts";
-import { WGSL_PRELUDE } from "./prelude.ts";
-import { routineSource } from "./routine.ts";
-import { pruneFunctions } from "./source.ts";
+import { type Entry, routineSource } from "./routine.ts";
 import { type GpuBuffer, type GpuRuntime, grid, Params } from "./runtime.ts";
 
 /** Invocations per workgroup of element-wise kernels and of thread-per-output reductions. */
@@ -92,7 +91,7 @@ function decompose(flat: string, names: string[], shape: readonly number[]): str
   }).join(" ");
 }
 
-/** The flat index a load reads at the loop index named `idx`. */
+/** The flat index a load (or a store view) reads at the loop index named `idx`. */
 function indexText(l: Expr & { k: "load" }, idx: readonly string[]): string {
   const terms = l.strides.map((s, i) => (s === 0 ? "" : s === 1 ? idx[i] : `${idx[i]} * ${s}u`))
     .filter(Boolean);
@@ -101,13 +100,38 @@ function indexText(l: Expr & { k: "load" }, idx: readonly string[]): string {
 }
 
 /**
- * An expression emitter: `emit(e, out, loadAt, acc)` appends straight-line WGSL for `e` to `out`
- * and returns the name of its value (`acc` names the reduced value an epilogue reads). Constants take uniform slots in visiting order, which is
+ * An index leaf's value at the loop index named `idx`: its address in i32 (strides and the
+ * offset may be negative), as f32.
+ */
+function indexValue(l: Expr & { k: "index" }, idx: readonly string[]): string {
+  const terms = l.strides.map((s, i) => (s === 0 ? "" : `i32(${idx[i]}) * (${s})`))
+    .filter(Boolean);
+  return `f32(${[...terms, `(${l.offset})`].join(" + ")})`;
+}
+
+/**
+ * The WGSL of a load (from the buffers `${prefix}0, ${prefix}1, ...`, or those `prefix` names)
+ * or an index leaf at the loop index named `idx`.
+ */
+const leafAt =
+  (prefix: string | ((i: number) => string), idx: readonly string[]) =>
+  (l: Expr & { k: "load" | "index" }) => {
+    if (l.k === "index") return indexValue(l, idx);
+    const name = typeof prefix === "string" ? `${prefix}${l.input}` : prefix(l.input);
+    return `${name}[${indexText(l, idx)}]`;
+  };
+
+/**
+ * An expression emitter: `emit(e, out, leafAt, acc)` appends straight-line WGSL for `e` to `out`
+ * and returns the name of its value (`leafAt` gives a load's or an index's text, `acc` names the
+ * reduced value an epilogue reads). Constants take uniform slots in visiting order, which is
  * kernelKey's order, across every expression one emitter emits.
  */
 function makeEmitter(params = "p") {
   let slot = 0;
   let tmp = 0;
+  // Loads already bound, per list of statements (one scope): a value read twice is read once.
+  const loaded = new WeakMap<string[], Map<string, string>>();
   /** Numbers the next constant `s` (see kernel/ir.ts, constSlots). */
   const at = (s: number) => {
     slot = s;
@@ -115,7 +139,7 @@ function makeEmitter(params = "p") {
   const emit = (
     e: Expr,
     out: string[],
-    loadAt: (l: Expr & { k: "load" }) => string,
+    loadAt: (l: Expr & { k: "load" | "index" }) => string,
     acc = "acc",
   ): string => {
     const bind = (text: string) => {
@@ -125,7 +149,14 @@ function makeEmitter(params = "p") {
     };
     switch (e.k) {
       case "load":
-        return bind(loadAt(e));
+      case "index": {
+        const text = loadAt(e);
+        let seen = loaded.get(out);
+        if (!seen) loaded.set(out, seen = new Map());
+        let t = seen.get(text);
+        if (!t) seen.set(text, t = bind(text));
+        return t;
+      }
       case "const": {
         const j = slot++;
         return `${params}.c[${j >> 2}][${j & 3}]`;
@@ -152,6 +183,24 @@ function makeEmitter(params = "p") {
   return Object.assign(emit, { at });
 }
 
+/**
+ * The module of a generated kernel, through the one routine head builder (routine.ts): the
+ * block holds the grid's row stride and the constants; `out` is bound first, then the inputs
+ * `in0, in1, ...`. Every input stays bound even where the body does not read it (automatic
+ * layouts drop unused bindings, and the bind group would then not match).
+ */
+function kernelSource(inputs: number, entry: Entry, body: readonly string[], decls = ""): string {
+  const ins = Array.from({ length: inputs }, (_, i) => ({ name: `in${i}` }));
+  return routineSource({
+    params: ["stride"],
+    consts: true,
+    storage: [{ name: "out", write: true }, ...ins],
+    decls,
+    entry,
+    body: [...ins.map((b) => `_ = arrayLength(&${b.name});`), ...body].join("\n  "),
+  });
+}
+
 function generate(kernel: Kernel): KernelPlan {
   const count = kernel.shape.reduce((a, b) => a * b, 1);
   const red = kernel.reduce;
@@ -161,43 +210,23 @@ function generate(kernel: Kernel): KernelPlan {
   const redSize = red ? red.shape.reduce((a, b) => a * b, 1) : 0;
   const outIdx = kernel.shape.map((_, i) => `o${i}`);
   const redIdx = (red?.shape ?? []).map((_, i) => `r${i}`);
-  const address = (l: Expr & { k: "load" }, idx: string[]) => `in${l.input}[${indexText(l, idx)}]`;
   const emitter = makeEmitter();
-  const emit = (e: Expr, out: string[], idx: string[]) => emitter(e, out, (l) => address(l, idx));
+  const emit = (e: Expr, out: string[], idx: string[]) => emitter(e, out, leafAt("in", idx));
   // Output j is stored `count` elements after output j - 1.
   const store = (j: number, v: string) => `out[i${j ? ` + ${j * count}u` : ""}] = ${v};`;
-  const head = [
-    "struct P { stride: u32, pad0: u32, pad1: u32, pad2: u32, c: array<vec4f, 15> }",
-    "@group(0) @binding(0) var<uniform> p: P;",
-    "@group(0) @binding(1) var<storage, read_write> out: array<f32>;",
-    ...Array.from(
-      { length: kernel.inputs },
-      (_, i) => `@group(0) @binding(${i + 2}) var<storage, read> in${i}: array<f32>;`,
-    ),
-  ];
+  // Module-scope declarations after the bindings (a group reduction's workgroup memory).
+  const decls: string[] = [];
   const lines: string[] = [];
-  // Every input stays bound even where the expression does not read it (automatic layouts drop
-  // unused bindings, and the bind group would then not match).
-  const keepBindings = Array.from({ length: kernel.inputs }, (_, i) => `_ = arrayLength(&in${i});`)
-    .join(" ");
-  // One invocation per output: the head of map kernels and of serial reductions.
-  const mapHead = [
-    `@compute @workgroup_size(${MAP_WG})`,
-    "fn main(@builtin(global_invocation_id) gid: vec3u) {",
-    "let i = gid.x + gid.y * p.stride;",
-    `if (i >= ${count}u) { return; }`,
-    keepBindings,
-    decompose("i", outIdx, kernel.shape),
-  ];
-  let layout: KernelPlan["layout"] = "map";
+  // One invocation per output: the index math of map kernels and of serial reductions.
+  const mapStart = [decompose("i", outIdx, kernel.shape)];
+  let entry: Entry = { kind: "flat", wg: MAP_WG, count: `${count}u` };
   if (!red) {
-    lines.push(...mapHead);
+    lines.push(...mapStart);
     const body: string[] = [];
     const vs = outputs.map((o, j) => (emitter.at(slots[j].body), emit(o.body, body, outIdx)));
-    lines.push(...body, ...vs.map((v, j) => store(j, v)), "}");
+    lines.push(...body, ...vs.map((v, j) => store(j, v)));
   } else {
     const group = redSize > SERIAL_MAX;
-    layout = group ? "group" : "map";
     // One accumulator (and argument) per output; a single output keeps the plain names.
     const one = outputs.length === 1;
     const acc = (j: number) => (one ? "acc" : `acc${j}`);
@@ -224,17 +253,15 @@ function generate(kernel: Kernel): KernelPlan {
     );
     if (group) {
       for (const j of outputs.keys()) {
-        head.push(
+        decls.push(
           `var<workgroup> ${sv(j)}: array<f32, ${REDUCE_WG}>;`,
           `var<workgroup> ${si(j)}: array<u32, ${REDUCE_WG}>;`,
         );
       }
+      entry = { kind: "workgroup", wg: REDUCE_WG };
       lines.push(
-        `@compute @workgroup_size(${REDUCE_WG})`,
-        "fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {",
         "let i = wid.x + wid.y * p.stride;",
         `let valid = i < ${count}u;`,
-        keepBindings,
         decompose("i", outIdx, kernel.shape),
         ...init,
         `if (valid) { for (var r = lid; r < ${redSize}u; r += ${REDUCE_WG}u) {`,
@@ -258,7 +285,7 @@ function generate(kernel: Kernel): KernelPlan {
       );
     } else {
       lines.push(
-        ...mapHead,
+        ...mapStart,
         ...init,
         `for (var r = 0u; r < ${redSize}u; r++) {`,
         ...loop,
@@ -277,12 +304,12 @@ function generate(kernel: Kernel): KernelPlan {
       }
       const epi: string[] = [];
       emitter.at(slots[j].epilogue);
-      const e = emitter(o.epilogue, epi, (l) => address(l, outIdx), acc(j));
+      const e = emitter(o.epilogue, epi, leafAt("in", outIdx), acc(j));
       lines.push(...epi, store(j, e));
     }
-    lines.push("}");
   }
-  const code = pruneFunctions(`${WGSL_PRELUDE}\n${head.join("\n")}\n${lines.join("\n")}`);
+  const code = kernelSource(kernel.inputs, entry, lines, decls.join("\n"));
+  const layout: KernelPlan["layout"] = entry.kind === "workgroup" ? "group" : "map";
   return { code, layout, count, outputs: outputs.length };
 }
 
@@ -322,7 +349,7 @@ export function epilogueSource(
   ).join("\n");
   const out: string[] = [];
   const emitter = makeEmitter(names.params);
-  const emit = (e: Expr) => emitter(e, out, (l) => `${names.input(l.input)}[${indexText(l, idx)}]`);
+  const emit = (e: Expr) => emitter(e, out, leafAt(names.input, idx));
   const v = emit(kernel.body);
   const fn = `fn ${names.fn}(i: u32, acc: f32) -> f32 {\n${decompose("i", idx, kernel.shape)}\n${
     out.join("\n")
@@ -353,20 +380,12 @@ const viewPlans = new KernelCache((carrier: Kernel): KernelPlan => {
   const idx = kernel.shape.map((_, i) => `o${i}`);
   const view = kernel.epilogue as Expr & { k: "load" };
   const lines: string[] = [];
-  const v = makeEmitter()(kernel.body, lines, (l) => `in${l.input}[${indexText(l, idx)}]`);
-  const inputs = Array.from({ length: kernel.inputs }, (_, i) => ({ name: `in${i}` }));
-  const code = routineSource({
-    params: ["stride"],
-    consts: true,
-    storage: [{ name: "out", write: true }, ...inputs],
-    entry: { kind: "flat", wg: MAP_WG, count: `${count}u` },
-    body: [
-      ...inputs.map((b) => `_ = arrayLength(&${b.name});`),
-      decompose("i", idx, kernel.shape),
-      ...lines,
-      `out[${indexText(view, idx)}] = ${v};`,
-    ].join("\n  "),
-  });
+  const v = makeEmitter()(kernel.body, lines, leafAt("in", idx));
+  const code = kernelSource(kernel.inputs, { kind: "flat", wg: MAP_WG, count: `${count}u` }, [
+    decompose("i", idx, kernel.shape),
+    ...lines,
+    `out[${indexText(view, idx)}] = ${v};`,
+  ]);
   return { code, layout: "map", count, outputs: 1 };
 });
 

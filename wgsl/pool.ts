@@ -6,18 +6,36 @@
  * the window's positions: both come from the generator (codegen.ts), as every other map and
  * reduction does.
  *
- * The backward pass (the transpose in the values: dy sent to each window's argmax) is a scatter,
- * which a kernel of the IR, one value per output element from loads through views, cannot
- * express: it stays one template, a gather over the windows that contain each input pixel that
- * recomputes their argmax. For windows that do not overlap (stride >= window, the usual 2 x 2
- * pool), each invocation owns a cell of the plane instead and writes all of it. No atomics, so
- * every result is deterministic.
+ * The backward pass (the transpose in the values: dy sent to each window's argmax) is a scatter;
+ * written as a gather it is a kernel of the IR where the windows tile the plane ({@link tiles}:
+ * stride >= window and the cells of stride size cover the plane exactly, as the seed's 2 x 2
+ * pools of even maps do): the input index [n, c, h, w] read as [n, c, oy, r, ox, t], the cell of
+ * window (oy, ox) and the position (r, t) in it, so that every load is a view. Per input, an
+ * argmax reduction over its cell's window, whose epilogue keeps dy where the argmax is this
+ * position: an `index` leaf of the IR, the position r kw + t, says which.
+ *
+ * Elsewhere (overlapping windows, or a border that no window covers) the gather needs dy and the
+ * argmax of windows at rows oy - 1, ... , which at the border lie before or after the buffers:
+ * no view reads them without reading outside the buffer. There the backward stays one template:
+ * a gather over the windows that contain each input pixel that recomputes their argmax; for
+ * windows that do not overlap each invocation owns a cell of the plane and writes all of it. No
+ * atomics, so every result is deterministic.
  *
  * @module
  */
 
 import { checkPool2dSpec, type Pool2dSpec } from "../kernel/backend.ts";
-import { ACC, binary, constant, contiguous, type Expr, load, where } from "../kernel/ir.ts";
+import {
+  ACC,
+  binary,
+  constant,
+  contiguous,
+  type Expr,
+  index,
+  type Kernel,
+  load,
+  where,
+} from "../kernel/ir.ts";
 import { dispatchKernel, MAX_CONSTS } from "./codegen.ts";
 import { routineSource } from "./routine.ts";
 import { dispatchFlat, expectShape, type GpuBuffer, type GpuRuntime, Params } from "./runtime.ts";
@@ -169,6 +187,42 @@ const CELLS = /* wgsl */ `let cx = i % p.cx;
     }
   }`;
 
+/**
+ * Whether the windows tile the plane: they do not overlap, and the cells of stride size that hold
+ * them cover it exactly (ho sh = h, wo sw = w), so that [n, c, h, w] is [n, c, ho, sh, wo, sw].
+ */
+export function tiles(s: Pool2dSpec, ho: number, wo: number): boolean {
+  return s.strideH >= s.kh && s.strideW >= s.kw && ho * s.strideH === s.h &&
+    wo * s.strideW === s.w;
+}
+
+/**
+ * The max-pool backward as a kernel of the IR, for windows that {@link tiles} the plane: inputs
+ * x and dy, output dx [n, c, h, w] as [n, c, ho, sh, wo, sw]. Each element reduces its cell's
+ * window to the argmax (the forward's rule: the first NaN, else the first maximum) and keeps
+ * dy where that is its own position r kw + t (and t < kw: a column of the cell right of the
+ * window holds no position). A dy of -0 gives +0, as a sum into zeros does.
+ */
+export function poolBackwardKernel(s: Pool2dSpec, ho: number, wo: number): Kernel {
+  const { c, h, w, kw } = s;
+  const sh = s.strideH, sw = s.strideW;
+  const x = load(0, [c * h * w, h * w, sh * w, 0, sw, 0, w, 1]);
+  const dy = load(1, [c * ho * wo, ho * wo, wo, 0, 1, 0]);
+  let keep = binary(
+    "mul",
+    binary("eq", ACC, index([0, 0, 0, kw, 0, 1])),
+    binary("ne", dy, constant(0)),
+  );
+  if (kw < sw) keep = binary("mul", keep, binary("lt", index([0, 0, 0, 0, 0, 1]), constant(kw)));
+  return {
+    shape: [s.n, c, ho, sh, wo, sw],
+    inputs: 2,
+    body: x,
+    reduce: { op: "argmax", shape: [s.kh, kw] },
+    epilogue: where(keep, dy, constant(0)),
+  };
+}
+
 /** The backward kernel: `cells` for windows that do not overlap, else the gather. */
 const backwardKernel = memoKernel("poolBackward", (cells: boolean) =>
   routineSource({
@@ -179,7 +233,10 @@ const backwardKernel = memoKernel("poolBackward", (cells: boolean) =>
     body: cells ? CELLS : GATHER,
   }));
 
-/** The transpose of maxPool2d in its values: scatters dy to the argmax positions. */
+/**
+ * The transpose of maxPool2d in its values: dy sent to the argmax positions, through the IR where
+ * the windows {@link tiles} the plane, else the template.
+ */
 export function maxPool2dBackward(
   rt: GpuRuntime,
   x: GpuBuffer,
@@ -188,8 +245,9 @@ export function maxPool2dBackward(
 ): GpuBuffer {
   const [ho, wo] = checked("maxPool2dBackward", s, x);
   expectShape("maxPool2dBackward", "dy", dy, [s.n, s.c, ho, wo]);
+  if (s.n * s.c === 0) return rt.alloc(0);
+  if (tiles(s, ho, wo)) return dispatchKernel(rt, poolBackwardKernel(s, ho, wo), [x, dy]);
   const dx = rt.alloc(s.n * s.c * s.h * s.w);
-  if (dx.size === 0) return dx;
   const cells = s.strideH >= s.kh && s.strideW >= s.kw;
   const cy = cells ? Math.ceil(s.h / s.strideH) : 0;
   const cx = cells ? Math.ceil(s.w / s.strideW) : 0;

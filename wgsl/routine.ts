@@ -1,7 +1,7 @@
 /**
- * The head of every routine kernel (matmul, softmax, convolutions, pooling): one builder of the
- * parameter struct, the bindings and the entry point's index math, so that no kernel of wgsl/
- * writes its own. The bindings follow runtime.ts's convention: 0 the parameter block, then the
+ * The head of every WGSL kernel, the routines' (matmul, softmax, convolutions, pooling) and the
+ * IR generator's (codegen.ts): one builder of the parameter struct, the bindings and the entry
+ * point's index math, so that no kernel of wgsl/ writes its own. The bindings follow runtime.ts's convention: 0 the parameter block, then the
  * storage buffers in the order of the dispatch.
  *
  * @module
@@ -62,7 +62,7 @@ export interface RoutineKernel {
  * The WGSL module of a routine kernel: the op table's helpers ({@link WGSL_PRELUDE}, pruned to
  * those the kernel reaches), the parameter struct, the bindings (0 the parameters, then the
  * storage buffers in order: runtime.ts's convention) and the entry point with its index math.
- * Every routine kernel (matmul, softmax, convolutions, pooling) is built by it.
+ * Every kernel of wgsl/, routine or generated from the IR, is built by it.
  *
  * @example
  * ```ts

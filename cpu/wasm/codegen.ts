@@ -55,7 +55,7 @@
  */
 
 import type { DType } from "../../kernel/shape.ts";
-import { collapse, type Expr, type Kernel, kernelKey } from "../../kernel/ir.ts";
+import { collapse, type Expr, type Kernel, kernelKey, walk } from "../../kernel/ir.ts";
 import { MathFns } from "./math.ts";
 import { IMPORT_MODULE, IMPORTS, importsOf } from "./imports.ts";
 import { WasmModule } from "./module.ts";
@@ -72,9 +72,15 @@ export interface WasmKernel {
 
 /** Undefined when the kernel has a WebAssembly form (in either dtype), else why not. */
 export function wasmSupport(kernel: Kernel): string | undefined {
+  let why: string | undefined;
+  const check = (e: Expr) => {
+    if (e.k === "index") why ??= "an index leaf has no vector form";
+  };
+  walk(kernel.body, check);
+  if (kernel.epilogue) walk(kernel.epilogue, check);
   // Several outputs: each runs as a kernel of its own (kernel/ir.ts, singleOutputs).
-  if (kernel.more?.length) return "a kernel of several outputs has no single function";
-  return undefined;
+  if (kernel.more?.length) why ??= "a kernel of several outputs has no single function";
+  return why;
 }
 
 const modules = new Map<string, WebAssembly.Module | null>();
@@ -137,6 +143,7 @@ export function float32Exact(kernel: Kernel, constsAreFloat32: boolean): boolean
       case "const":
         return constsAreFloat32;
       case "acc":
+      case "index":
         return false;
       case "cast":
         return e.to === "float32" ? rounded(e.x) : exact(e.x);

@@ -81,6 +81,9 @@ export class VectorExpr {
       case "acc":
         f.get(this.acc);
         return;
+      case "index":
+        // wasmSupport declines kernels with an index leaf: they run as JavaScript loops.
+        throw new Error("an index leaf has no vector form");
       case "cast":
         this.expr(e.x);
         if (e.to === "float32" && !this.lanes4) {

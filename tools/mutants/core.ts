@@ -179,14 +179,14 @@ export const MUTANTS: Mutant[] = [
   },
   // --- kernels -----------------------------------------------------------------------------
   {
-    file: "kernel/ir.ts",
+    file: "kernel/op_table.ts",
     find: "Math.exp(x) / (1 + Math.exp(x)))",
     replace: "1 / (1 + Math.exp(x)))",
     what: "sigmoid wrong for negative inputs in the JavaScript lowering (oracle and native)",
     tests: CONF,
   },
   {
-    file: "kernel/ir.ts",
+    file: "kernel/op_table.ts",
     find: 'max: { js: "(a !== a || b !== b ? NaN : a > b ? a : b)"',
     replace: 'max: { js: "(a > b ? a : b)"',
     what: "element-wise max drops NaN in the JavaScript lowering",

@@ -29,6 +29,7 @@ const WASM = [
 const REPLAY = ["tests/replay_test.ts"];
 const PATHS = ["tests/native_paths_test.ts"];
 const ROUTINES = ["tests/wgsl_routines_test.ts"];
+const GATHER = ["tests/pool_gather_test.ts"];
 
 /** The mutants of the kernel layer and backends (tagged, so `--only "[kernel]"` runs them). */
 export const MUTANTS: Mutant[] = ([
@@ -211,6 +212,57 @@ export const MUTANTS: Mutant[] = ([
     replace: "(${a} === ${a} && (v >= ${a} || v !== v))",
     what: "compiled max/argmax keep the last maximum at ties instead of the first",
     tests: PROP,
+  },
+  // --- the index leaf and the max-pool gather (kernel/ir.ts, lowerings, wgsl/pool.ts) ----------
+  {
+    file: "kernel/ir.ts",
+    find: "        tape[n++] = e.offset;\n        list(e.strides);\n",
+    replace: "        list(e.strides);\n",
+    what: "an index leaf's offset is left out of the kernel structure (index leaf)",
+    tests: [CACHE],
+  },
+  {
+    file: "kernel/ir.ts",
+    find: 'e.k === "load" || e.k === "index";',
+    replace: 'e.k === "load";',
+    what: "collapse merges dimensions an index leaf does not step through as one (index leaf)",
+    tests: GATHER,
+  },
+  {
+    file: "cpu/compile.ts",
+    find: "return `p${ids.get(keyOf(e))!}_${level}`;",
+    replace: "return `p${ids.get(keyOf(e))!}_0`;",
+    what: "the compiled loops read an index leaf before its loops advance it (index leaf)",
+    tests: GATHER,
+  },
+  {
+    file: "wgsl/codegen.ts",
+    find: 'return `f32(${[...terms, `(${l.offset})`].join(" + ")})`;',
+    replace: 'return `f32(${[...terms, "0"].join(" + ")})`;',
+    what: "WGSL drops an index leaf's offset (index leaf)",
+    tests: GATHER,
+  },
+  {
+    file: "wgsl/pool.ts",
+    find: 'binary("ne", dy, constant(0))',
+    replace: "constant(1)",
+    what: "the max-pool gather keeps a dy of -0 as -0 (a sum into zeros gives +0)",
+    tests: GATHER,
+  },
+  {
+    file: "wgsl/pool.ts",
+    find: "if (kw < sw) keep =",
+    replace: "if (kw < 0) keep =",
+    what: "the max-pool gather sends dy to cell columns right of the window too",
+    tests: GATHER,
+  },
+  {
+    file: "wgsl/pool.ts",
+    find: "if (tiles(s, ho, wo)) return",
+    replace: "if (!tiles(s, ho, wo)) return",
+    what:
+      "WebGPU's max-pool backward takes the IR's gather for the wrong geometries (and the template for tiling ones)",
+    tests: GATHER,
   },
   // --- cpu/native.ts -------------------------------------------------------------------------
   {

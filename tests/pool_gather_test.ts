@@ -1,0 +1,206 @@
+/**
+ * The max-pool backward as a gather of the IR (wgsl/pool.ts, poolBackwardKernel) and the IR's
+ * `index` leaf it stands on. Checked against computations written here: a plain scatter of dy to
+ * each window's first maximum (the first NaN, else the first maximum; dy summed into zeros, so
+ * -0 gives +0), and for the leaf, the loop index through its view computed directly. Every
+ * lowering (the interpreter, the native backend's loops, WGSL) must give those bit for bit: the
+ * generated values are small integers, ±0, infinities and NaN, so no rounding enters.
+ */
+import assert from "node:assert/strict";
+import { pool2dOutSize, type Pool2dSpec } from "../kernel/backend.ts";
+import * as ir from "../kernel/ir.ts";
+import { interpret } from "../kernel/interpret.ts";
+import type { DType, TypedArray } from "../kernel/shape.ts";
+import { poolBackwardKernel, tiles } from "../wgsl/pool.ts";
+import { wgslKernel } from "../wgsl/codegen.ts";
+import { backendTargets, put, take, webgpu } from "./harness.ts";
+import { fc, property } from "./property.ts";
+
+const targets = await backendTargets();
+
+/** The values as strings, so that NaN equals NaN and -0 differs from 0. */
+const bits = (xs: ArrayLike<number>) =>
+  Array.from(xs, (v) => (Object.is(v, -0) ? "-0" : String(v)));
+
+/**
+ * The transpose of max pooling as a scatter: dy of each window added at its argmax, the window's
+ * first element that no earlier one beats (NaN beats a number; a number beats a smaller one).
+ */
+function scatter(x: ArrayLike<number>, dy: ArrayLike<number>, s: Pool2dSpec): number[] {
+  const [ho, wo] = pool2dOutSize(s);
+  const dx = new Array<number>(s.n * s.c * s.h * s.w).fill(0);
+  const beats = (a: number, b: number) => b === b && (a !== a || a > b);
+  for (let o = 0; o < dy.length; o++) {
+    const [plane, oy, ox] = [Math.floor(o / (ho * wo)), Math.floor(o / wo) % ho, o % wo];
+    const window = Array.from(
+      { length: s.kh * s.kw },
+      (_, t) =>
+        (plane * s.h + oy * s.strideH + Math.floor(t / s.kw)) * s.w + ox * s.strideW + (t % s.kw),
+    );
+    dx[window.reduce((best, i) => (beats(x[i], x[best]) ? i : best))] += dy[o];
+  }
+  return dx;
+}
+
+const int = (min: number, max: number) => fc.integer({ min, max });
+const special = [NaN, Infinity, -Infinity, 0, -0, 1, 2, -1, 3];
+/** Specs whose windows tile the plane: ho x wo cells of sh x sw, each with a kh x kw window. */
+const tileArb = fc.record({
+  ...{ n: int(1, 2), c: int(1, 3), ho: int(1, 5), wo: int(1, 5), sh: int(1, 4), sw: int(1, 4) },
+  ...{ kh: int(1, 4), kw: int(1, 4), seed: fc.nat(1000) },
+  xs: fc.array(fc.constantFrom(...special), { minLength: 1, maxLength: 30 }),
+  dys: fc.array(fc.constantFrom(...special), { minLength: 1, maxLength: 30 }),
+});
+
+property(
+  "the max-pool gather kernel of the IR equals a scatter bit for bit on every backend and dtype",
+  tileArb,
+  40,
+  async (p) => {
+    const kh = Math.min(p.kh, p.sh), kw = Math.min(p.kw, p.sw);
+    const s: Pool2dSpec = {
+      ...{ n: p.n, c: p.c, h: p.ho * p.sh, w: p.wo * p.sw, kh, kw },
+      ...{ strideH: p.sh, strideW: p.sw },
+    };
+    assert.ok(tiles(s, p.ho, p.wo));
+    const x = Array.from(
+      { length: s.n * s.c * s.h * s.w },
+      (_, i) => p.xs[(i * 7 + p.seed) % p.xs.length],
+    );
+    const dy = Array.from(
+      { length: s.n * s.c * p.ho * p.wo },
+      (_, i) => p.dys[(i * 3 + p.seed) % p.dys.length],
+    );
+    const want = bits(scatter(x, dy, s));
+    const kernel = poolBackwardKernel(s, p.ho, p.wo);
+    const host = new Float64Array(x.length);
+    interpret(kernel, [Float64Array.from(x), Float64Array.from(dy)], host);
+    assert.deepEqual(bits(host), want, `interpreter ${JSON.stringify(s)}`);
+    for (const { label, be, dtype } of targets) {
+      const [xb, db] = [put(be, x, dtype), put(be, dy, dtype)];
+      const viaRun = bits(await take(be, be.run(kernel, [xb, db], dtype)));
+      const viaRoutine = bits(await take(be, be.maxPool2dBackward(xb, db, s)));
+      [xb, db].forEach((b) => be.release(b));
+      const what = `${label} ${JSON.stringify({ ...s, x, dy })}`;
+      assert.deepEqual(viaRun, want, `the kernel on ${what}`);
+      assert.deepEqual(viaRoutine, want, `maxPool2dBackward on ${what}`);
+    }
+  },
+);
+
+Deno.test("max-pool backward: the seed's pools tile their maps, a pool that leaves a border does not", () => {
+  // architecture_1 and _2 pool 24 x 24 and 8 x 8 maps by 2 x 2; architecture_4 also 13 x 13.
+  const spec = (h: number, k: number, stride: number): Pool2dSpec => ({
+    ...{ n: 1, c: 1, h, w: h, kh: k, kw: k, strideH: stride, strideW: stride },
+  });
+  const out = (s: Pool2dSpec) => Math.floor((s.h - s.kh) / s.strideH) + 1;
+  for (const s of [spec(24, 2, 2), spec(8, 2, 2), spec(30, 2, 2), spec(9, 2, 3)]) {
+    assert.ok(tiles(s, out(s), out(s)), JSON.stringify(s));
+  }
+  for (const s of [spec(13, 2, 2), spec(8, 3, 2), spec(8, 2, 3)]) {
+    assert.ok(!tiles(s, out(s), out(s)), JSON.stringify(s));
+  }
+});
+
+/** The value of an index leaf at loop index `at`, from its definition. */
+const indexAt = (e: ir.Expr & { k: "index" }, at: readonly number[]) =>
+  e.strides.reduce((a, s, d) => a + s * at[d], e.offset);
+
+/** A kernel that mixes loads and index leaves: views over `rank` loop dimensions. */
+const leafKernelArb = fc.record({
+  shape: fc.array(int(1, 4), { minLength: 1, maxLength: 3 }),
+  reduce: fc.option(fc.record({ op: fc.constantFrom("sum", "max", "argmax"), n: int(1, 4) }), {
+    nil: undefined,
+  }),
+  // Index strides: contiguous ones (which collapse() merges) or any small ones, negative too.
+  contiguous: fc.boolean(),
+  strides: fc.array(int(-3, 3), { minLength: 4, maxLength: 4 }),
+  offset: int(-5, 5),
+  op: fc.constantFrom("add", "mul", "eq", "lt", "max") as fc.Arbitrary<ir.BinaryOp>,
+  where: fc.boolean(),
+  epilogueIndex: fc.boolean(),
+  data: fc.array(int(-4, 4), { minLength: 64, maxLength: 64 }),
+});
+
+property(
+  "kernels with index leaves agree with the leaf's definition and the interpreter on every backend",
+  leafKernelArb,
+  60,
+  async (p) => {
+    const red = p.reduce ? [p.reduce.n] : [];
+    const loop = [...p.shape, ...red];
+    const strides = p.contiguous ? ir.contiguous(loop) : p.strides.slice(0, loop.length);
+    const idx = ir.index(strides, p.offset) as ir.Expr & { k: "index" };
+    const x = ir.load(0, ir.contiguous(loop));
+    const body = p.where
+      ? ir.where(ir.binary("lt", idx, ir.constant(1)), x, ir.binary(p.op, x, idx))
+      : ir.binary(p.op, idx, x);
+    const outIdx = ir.index(ir.contiguous(p.shape).map((s) => -s), 2);
+    const kernel: ir.Kernel = {
+      shape: p.shape,
+      inputs: 1,
+      body,
+      ...(p.reduce ? { reduce: { op: p.reduce.op, shape: red } } : {}),
+      ...(p.reduce && p.epilogueIndex ? { epilogue: ir.binary("add", ir.ACC, outIdx) } : {}),
+    };
+    const size = loop.reduce((a, b) => a * b, 1);
+    const data = Array.from({ length: size }, (_, i) => p.data[i % p.data.length]);
+    // The leaf's value from its definition, through a map kernel of the index alone.
+    if (!p.reduce) {
+      const alone: ir.Kernel = { shape: p.shape, inputs: 0, body: idx };
+      const got = new Float64Array(size);
+      interpret(alone, [], got);
+      const at = (i: number) =>
+        ir.contiguous(p.shape).map((s, d) => Math.floor(i / s) % p.shape[d]);
+      assert.deepEqual([...got], Array.from({ length: size }, (_, i) => indexAt(idx, at(i))));
+    }
+    const outSize = p.shape.reduce((a, b) => a * b, 1);
+    const want = new Float64Array(outSize);
+    interpret(kernel, [Float64Array.from(data)], want);
+    for (const { label, be, dtype } of targets) {
+      const xb = put(be, data, dtype as DType);
+      const got: TypedArray = await take(be, be.run(kernel, [xb], dtype));
+      be.release(xb);
+      assert.deepEqual(bits(got), bits(want), `${label}: ${JSON.stringify(kernel)}`);
+    }
+  },
+);
+
+Deno.test("max-pool gather in WGSL: dy, which the epilogue tests and keeps, is read once", () => {
+  const s: Pool2dSpec = { n: 2, c: 3, h: 8, w: 8, kh: 2, kw: 2, strideH: 2, strideW: 2 };
+  const code = wgslKernel(poolBackwardKernel(s, 4, 4)).plan.code;
+  assert.equal(code.match(/in1\[/g)?.length, 1, code);
+});
+
+Deno.test("index leaf: WGSL computes it in i32, so negative strides and offsets hold", () => {
+  const k: ir.Kernel = { shape: [2, 3], inputs: 0, body: ir.index([-3, 1], -1) };
+  const code = wgslKernel(k).plan.code;
+  assert.match(code, /f32\(i32\(o0\) \* \(-3\) \+ i32\(o1\) \* \(1\) \+ \(-1\)\)/);
+});
+
+Deno.test("max-pool backward on WebGPU: one dispatch, the IR's gather where the windows tile the plane", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const rt = gpu.rt;
+  const dispatch = rt.dispatch;
+  const codes: string[] = [];
+  rt.dispatch = (code, ...rest) => (codes.push(code), dispatch.call(rt, code, ...rest));
+  try {
+    for (const [h, k, stride, viaIr] of [[8, 2, 2, true], [9, 2, 2, false], [8, 3, 2, false]]) {
+      const s = { n: 2, c: 3, h: +h, w: +h, kh: +k, kw: +k, strideH: +stride, strideW: +stride };
+      const [ho, wo] = pool2dOutSize(s);
+      const [xb, db] = [
+        put(gpu, new Array(2 * 3 * s.h * s.w).fill(1)),
+        put(gpu, new Array(6 * ho * wo).fill(1)),
+      ];
+      codes.length = 0;
+      gpu.release(gpu.maxPool2dBackward(xb, db, s));
+      [xb, db].forEach((b) => gpu.release(b));
+      assert.equal(codes.length, 1, JSON.stringify(s));
+      const ir = wgslKernel(poolBackwardKernel(s, ho, wo)).plan.code;
+      assert.equal(codes[0] === ir, viaIr, JSON.stringify(s));
+    }
+  } finally {
+    rt.dispatch = dispatch;
+  }
+});
