@@ -39,6 +39,8 @@ import { biasOf, gather, im2colMap, scatterAdd } from "./native_conv.ts";
 import { gatherArgmax, poolHazard, windowArgmax } from "./native_pool.ts";
 import { runNativeKernel } from "./native_kernels.ts";
 import { type NativeOptions, wasmChoice } from "./native_options.ts";
+import { prepareNativeLaunch } from "./native_replay.ts";
+import { prepareLaunchesWith } from "../kernel/record.ts";
 
 export type { NativeOptions };
 
@@ -109,6 +111,12 @@ export class NativeBackend extends CpuBackend {
       : `im2col convolutions (no oneDNN: ${d.reason})`;
     this.description =
       `native CPU backend (BLAS ${blas.path}${core}${threads}; ${kernels}; ${conv})`;
+    // Replays run their launches resolved once (cpu/native_replay.ts), over the arena.
+    const { arena, kernelRuns: runs } = this;
+    const alloc = (size: number, dtype: DType) => this.alloc(size, dtype);
+    const release = (b: DeviceBuffer) => this.release(b);
+    const parts = arena && { backend: this, arena, blas, runs, alloc, release };
+    if (parts) prepareLaunchesWith(this, (l) => prepareNativeLaunch(parts, l));
   }
 
   /**
