@@ -7,7 +7,12 @@
  *
  * A launch is recorded when it reads, directly or through earlier recorded launches, one of the
  * recording's inputs; a launch that does not (a derivative factor computed once from the primal
- * values, say) is run as usual and its result kept as a constant of the recording.
+ * values, say, even one that reads only buffers the recording already holds as constants) is run
+ * as usual and its result kept as a constant of the recording.
+ *
+ * A replay runs each launch as its backend prepared it ({@link prepareLaunchesWith}: the native
+ * backend resolves kernel functions and product specs once, cpu/native_replay.ts), else through
+ * {@link launch}.
  *
  * @module
  */
