@@ -31,7 +31,7 @@ import { type Kernel, outputSize } from "../kernel/ir.ts";
 
 import { SgnError } from "../errors.ts";
 import { CpuBackend, CpuBuffer } from "./oracle.ts";
-import { type Blas, loadBlas, SINGLE_THREAD_WORK } from "./blas.ts";
+import { type Blas, gemmProduct, loadBlas, SINGLE_THREAD_WORK } from "./blas.ts";
 import { type ConvKind, type Dnnl, loadDnnl } from "./dnnl.ts";
 import { Arena, ArenaBuffer } from "./wasm/arena.ts";
 import { wasmSoftmax } from "./wasm/softmax.ts";
@@ -251,34 +251,10 @@ export class NativeBackend extends CpuBackend {
     spec: Required<MatmulSpec>,
     dtype: DType,
   ): CpuBuffer {
-    const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = spec;
     // With `sums`, one more row (written by the caller).
-    const out = this.alloc(batch * m * n + (spec.sums ? n : 0), dtype);
-    if (k === 0) {
-      out.data.fill(0);
-      return out;
-    }
-    const lda = transA ? m : k;
-    const ldb = transB ? k : n;
-    for (let t = 0; t < batch; t++) {
-      const oa = offsetA + (batchA ? t * m * k : 0);
-      const ob = offsetB + (batchB ? t * k * n : 0);
-      this.blas.gemm(
-        transA,
-        transB,
-        m,
-        n,
-        k,
-        1,
-        x.data.subarray(oa, oa + m * k),
-        lda,
-        y.data.subarray(ob, ob + k * n),
-        ldb,
-        0,
-        out.data.subarray(t * m * n, (t + 1) * m * n),
-        n,
-      );
-    }
+    const out = this.alloc(spec.batch * spec.m * spec.n + (spec.sums ? spec.n : 0), dtype);
+    if (spec.k === 0) out.data.fill(0);
+    else gemmProduct(this.blas, spec, x.data, y.data, out.data);
     return out;
   }
 

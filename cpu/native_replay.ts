@@ -16,8 +16,8 @@
 import { checkMatmulSpec, type DeviceBuffer, matmulShape } from "../kernel/backend.ts";
 import { epilogueKernel, type Kernel, outputSize, singleOutputs } from "../kernel/ir.ts";
 import { type Launch, type PreparedLaunch, runLaunch } from "../kernel/record.ts";
-import type { DType, TypedArray } from "../kernel/shape.ts";
-import type { Blas } from "./blas.ts";
+import type { DType } from "../kernel/shape.ts";
+import { type Blas, gemmProduct } from "./blas.ts";
 import type { KernelRuns } from "./native_kernels.ts";
 import { type CpuBuffer, sumsKernel } from "./oracle.ts";
 import { type Arena, ArenaBuffer } from "./wasm/arena.ts";
@@ -150,9 +150,6 @@ const kernelRunner: Resolve = (p, l, ins) => {
   };
 };
 
-/** `a` from element `at` on (the array itself at 0: BLAS reads from its address). */
-const from = (a: TypedArray, at: number) => (at === 0 ? a : a.subarray(at));
-
 /**
  * A matrix product through BLAS gemm as NativeBackend.product calls it, its sums row by
  * {@link sumsKernel} written in place, then its epilogue kernel.
@@ -168,7 +165,7 @@ const matmulRunner: Resolve = (p, l, ins) => {
     a.size,
     b.size,
   );
-  const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB, sums } = spec;
+  const { m, k, n, batch, sums } = spec;
   if (k === 0 || m * n === 0 || l.args !== 2) return undefined;
   const bytes = dtype === "float64" ? 8 : 4;
   const rawSize = batch * m * n + (sums ? n : 0);
@@ -178,7 +175,6 @@ const matmulRunner: Resolve = (p, l, ins) => {
     : undefined;
   const epiCall = epi && wasmCall(epi, dtype, p.arena);
   if ((sums && !sumsCall) || (epi && (!epiCall || outputSize(epi) !== rawSize))) return undefined;
-  const lda = transA ? m : k, ldb = transB ? k : n;
   return (bufs) => {
     const raw = p.alloc(rawSize, dtype);
     if (!(raw instanceof ArenaBuffer)) {
@@ -186,26 +182,7 @@ const matmulRunner: Resolve = (p, l, ins) => {
       return runLaunch(p.backend, l, bufs);
     }
     const [x, y] = bufs as ArenaBuffer[];
-    const xd = x.data, yd = y.data, od = raw.data; // after the allocation (see CpuBuffer.data)
-    for (let t = 0; t < batch; t++) {
-      const oa = offsetA + (batchA ? t * m * k : 0);
-      const ob = offsetB + (batchB ? t * k * n : 0);
-      p.blas.gemm(
-        transA,
-        transB,
-        m,
-        n,
-        k,
-        1,
-        from(xd, oa),
-        lda,
-        from(yd, ob),
-        ldb,
-        0,
-        from(od, t * m * n),
-        n,
-      );
-    }
+    gemmProduct(p.blas, spec, x.data, y.data, raw.data); // data after the allocation
     if (sumsCall) {
       sumsCall.run([y.ptr], raw.ptr + m * n * bytes);
       p.runs.wasm++;

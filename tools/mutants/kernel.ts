@@ -76,11 +76,11 @@ export const MUTANTS: Mutant[] = ([
     tests: PREPARED,
   },
   {
-    file: "cpu/native_replay.ts",
+    file: "cpu/blas.ts",
     find: "for (let t = 0; t < batch; t++) {",
     replace: "for (let t = 0; t < 1; t++) {",
-    what: "a prepared batched product computes its first matrix only",
-    tests: PREPARED,
+    what: "the native batched product computes its first matrix only",
+    tests: ["tests/matmul_test.ts"],
   },
   {
     file: "cpu/native_replay.ts",
@@ -353,7 +353,7 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/blas.ts",
     find: "const ob = offsetB + (batchB ? t * k * n : 0);",
     replace: "const ob = offsetB + t * k * n;",
     what: "a rank-2 B shared by every batch entry is read at a per-entry offset",
