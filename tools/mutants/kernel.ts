@@ -80,7 +80,7 @@ export const MUTANTS: Mutant[] = ([
     find: "for (let t = 0; t < batch; t++) {",
     replace: "for (let t = 0; t < 1; t++) {",
     what: "the native batched product computes its first matrix only",
-    tests: ["tests/matmul_test.ts"],
+    tests: PROP,
   },
   {
     file: "cpu/native_replay.ts",
