@@ -8,6 +8,8 @@
  * @module
  */
 
+import type { MatmulSpec } from "../kernel/backend.ts";
+import type { TypedArray } from "../kernel/shape.ts";
 import { denoNs, env, openFirst } from "./ffi.ts";
 
 /** Row-major GEMM on typed arrays: C = alpha op(A) op(B) + beta C. */
@@ -217,4 +219,52 @@ function wrap(deno: typeof Deno, lib: Deno.DynamicLibrary<typeof SYMBOLS>, path:
       }
     },
   };
+}
+
+/**
+ * A checked matrix product spec through `blas.gemm`, one call per batch entry, into `out` (the
+ * m n results of each entry one after the other): the calls the native backend makes for a
+ * matmul, plainly and in replays (cpu/native_replay.ts), so both give the same numbers.
+ *
+ * @example
+ * ```ts
+ * import { gemmProduct, loadBlas } from "./blas.ts";
+ * const { blas } = loadBlas();
+ * const out = new Float32Array(4);
+ * const spec = { m: 2, k: 2, n: 2, transA: false, transB: false, batch: 1, batchA: false,
+ *   batchB: false, offsetA: 0, offsetB: 0, sums: false };
+ * const a = new Float32Array([1, 2, 3, 4]);
+ * if (blas) gemmProduct(blas, spec, a, a, out);
+ * console.log(out); // [7, 10, 15, 22] with BLAS
+ * ```
+ */
+export function gemmProduct(
+  blas: Blas,
+  spec: Required<MatmulSpec>,
+  a: TypedArray,
+  b: TypedArray,
+  out: TypedArray,
+): void {
+  const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = spec;
+  const lda = transA ? m : k;
+  const ldb = transB ? k : n;
+  for (let t = 0; t < batch; t++) {
+    const oa = offsetA + (batchA ? t * m * k : 0);
+    const ob = offsetB + (batchB ? t * k * n : 0);
+    blas.gemm(
+      transA,
+      transB,
+      m,
+      n,
+      k,
+      1,
+      a.subarray(oa, oa + m * k),
+      lda,
+      b.subarray(ob, ob + k * n),
+      ldb,
+      0,
+      out.subarray(t * m * n, (t + 1) * m * n),
+      n,
+    );
+  }
 }

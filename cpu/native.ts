@@ -31,7 +31,7 @@ import { type Kernel, outputSize } from "../kernel/ir.ts";
 
 import { SgnError } from "../errors.ts";
 import { CpuBackend, CpuBuffer } from "./oracle.ts";
-import { type Blas, loadBlas, SINGLE_THREAD_WORK } from "./blas.ts";
+import { type Blas, gemmProduct, loadBlas, SINGLE_THREAD_WORK } from "./blas.ts";
 import { type ConvKind, type Dnnl, loadDnnl } from "./dnnl.ts";
 import { Arena, ArenaBuffer } from "./wasm/arena.ts";
 import { wasmSoftmax } from "./wasm/softmax.ts";
@@ -39,6 +39,8 @@ import { biasOf, gather, im2colMap, scatterAdd } from "./native_conv.ts";
 import { gatherArgmax, poolHazard, windowArgmax } from "./native_pool.ts";
 import { runNativeKernel } from "./native_kernels.ts";
 import { type NativeOptions, wasmChoice } from "./native_options.ts";
+import { prepareNativeLaunch } from "./native_replay.ts";
+import { prepareLaunchesWith } from "../kernel/record.ts";
 
 export type { NativeOptions };
 
@@ -109,6 +111,12 @@ export class NativeBackend extends CpuBackend {
       : `im2col convolutions (no oneDNN: ${d.reason})`;
     this.description =
       `native CPU backend (BLAS ${blas.path}${core}${threads}; ${kernels}; ${conv})`;
+    // Replays run their launches resolved once (cpu/native_replay.ts), over the arena.
+    const { arena, kernelRuns: runs } = this;
+    const alloc = (size: number, dtype: DType) => this.alloc(size, dtype);
+    const release = (b: DeviceBuffer) => this.release(b);
+    const parts = arena && { backend: this, arena, blas, runs, alloc, release };
+    if (parts) prepareLaunchesWith(this, (l) => prepareNativeLaunch(parts, l));
   }
 
   /**
@@ -243,34 +251,10 @@ export class NativeBackend extends CpuBackend {
     spec: Required<MatmulSpec>,
     dtype: DType,
   ): CpuBuffer {
-    const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB } = spec;
     // With `sums`, one more row (written by the caller).
-    const out = this.alloc(batch * m * n + (spec.sums ? n : 0), dtype);
-    if (k === 0) {
-      out.data.fill(0);
-      return out;
-    }
-    const lda = transA ? m : k;
-    const ldb = transB ? k : n;
-    for (let t = 0; t < batch; t++) {
-      const oa = offsetA + (batchA ? t * m * k : 0);
-      const ob = offsetB + (batchB ? t * k * n : 0);
-      this.blas.gemm(
-        transA,
-        transB,
-        m,
-        n,
-        k,
-        1,
-        x.data.subarray(oa, oa + m * k),
-        lda,
-        y.data.subarray(ob, ob + k * n),
-        ldb,
-        0,
-        out.data.subarray(t * m * n, (t + 1) * m * n),
-        n,
-      );
-    }
+    const out = this.alloc(spec.batch * spec.m * spec.n + (spec.sums ? spec.n : 0), dtype);
+    if (spec.k === 0) out.data.fill(0);
+    else gemmProduct(this.blas, spec, x.data, y.data, out.data);
     return out;
   }
 

@@ -56,6 +56,16 @@ export class CpuBuffer implements DeviceBuffer {
   }
 }
 
+/**
+ * The IR reduction that gives a product's `sums` row (B's sums over k): the kernel the lazy
+ * graph runs for a sum over that axis, so the row has that kernel's numbers on every backend.
+ */
+export function sumsKernel(spec: Required<MatmulSpec>): Kernel {
+  const { k, n, transB, offsetB } = spec;
+  const body = load(0, transB ? [k, 1] : [1, n], offsetB);
+  return { shape: [n], inputs: 1, body, reduce: { op: "sum", shape: [k] } };
+}
+
 /** max that lets NaN win, so that NaN propagates through reductions and pooling. */
 const nanMax = (a: number, b: number) => (Number.isNaN(a) ? a : Number.isNaN(b) || b > a ? b : a);
 
@@ -247,12 +257,8 @@ export class CpuBackend implements Backend {
    * lazy graph runs for a sum over an axis: the same numbers as that kernel on this backend.
    */
   protected sumsRow(y: CpuBuffer, spec: Required<MatmulSpec>, out: CpuBuffer): void {
-    const { m, k, n, transB, offsetB } = spec;
-    const body = load(0, transB ? [k, 1] : [1, n], offsetB);
-    const sums = this.run({ shape: [n], inputs: 1, body, reduce: { op: "sum", shape: [k] } }, [
-      y,
-    ], y.dtype) as CpuBuffer;
-    out.data.set(sums.data, m * n);
+    const sums = this.run(sumsKernel(spec), [y], y.dtype) as CpuBuffer;
+    out.data.set(sums.data, spec.m * spec.n);
     this.release(sums);
   }
 

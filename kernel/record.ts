@@ -7,7 +7,12 @@
  *
  * A launch is recorded when it reads, directly or through earlier recorded launches, one of the
  * recording's inputs; a launch that does not (a derivative factor computed once from the primal
- * values, say) is run as usual and its result kept as a constant of the recording.
+ * values, say, even one that reads only buffers the recording already holds as constants) is run
+ * as usual and its result kept as a constant of the recording.
+ *
+ * A replay runs each launch as its backend prepared it ({@link prepareLaunchesWith}: the native
+ * backend resolves kernel functions and product specs once, cpu/native_replay.ts), else through
+ * {@link launch}.
  *
  * @module
  */
@@ -45,13 +50,42 @@ export type Launch =
 
 /** Runs a launch on `backend` over its input buffers, giving a new buffer. */
 export function launch(backend: Backend, l: Launch, inputs: readonly DeviceBuffer[]): DeviceBuffer {
-  if (l.kind === "kernel") {
-    lazyStats.kernels++;
-    return backend.run(l.kernel, inputs, l.dtype);
-  }
-  lazyStats.routines++;
+  if (l.kind === "kernel") lazyStats.kernels++;
+  else lazyStats.routines++;
+  return runLaunch(backend, l, inputs);
+}
+
+/** {@link launch} without counting it (a replay counts its launches at once). */
+export function runLaunch(
+  backend: Backend,
+  l: Launch,
+  inputs: readonly DeviceBuffer[],
+): DeviceBuffer {
+  if (l.kind === "kernel") return backend.run(l.kernel, inputs, l.dtype);
   const epilogue = l.epilogue ? { body: l.epilogue, inputs: inputs.slice(l.args) } : undefined;
   return runRoutine(backend, l.routine, inputs.slice(0, l.args), epilogue, l.offsets);
+}
+
+/**
+ * A launch resolved once for replays: runs it over its input buffers (of the recorded sizes)
+ * giving a new buffer, to the bit what {@link launch} gives, with every lookup it would make
+ * (kernel functions, checked specs, epilogue kernels) done beforehand.
+ */
+export type PreparedLaunch = (inputs: readonly DeviceBuffer[]) => DeviceBuffer;
+
+/** Per backend, how its launches are prepared for replays (the backends that do). */
+const preparers = new WeakMap<Backend, (l: Launch) => PreparedLaunch | undefined>();
+
+/**
+ * Lets recordings on `backend` replay each launch as `prepare` makes it (undefined: through
+ * {@link launch}). Optional: cpu/native.ts registers its arena's launches; a backend that
+ * does not replays every launch through {@link launch}.
+ */
+export function prepareLaunchesWith(
+  backend: Backend,
+  prepare: (l: Launch) => PreparedLaunch | undefined,
+): void {
+  preparers.set(backend, prepare);
 }
 
 /** What keeps a buffer alive (a lazy array): the recording holds the constants it reads. */
@@ -115,7 +149,10 @@ export class Recorder {
     ins: readonly { buffer: DeviceBuffer; holder: Holder }[],
     out: DeviceBuffer,
   ): void {
-    if (!ins.some((x) => this.#slot.has(x.buffer))) return;
+    // Only inputs and recorded results (slots >= 0) make a launch depend on the inputs: one that
+    // reads constants alone (a softmax of the primal outputs, computed lazily inside the first
+    // call) runs once, here, and its result is a constant of the recording.
+    if (!ins.some((x) => (this.#slot.get(x.buffer) ?? -1) >= 0)) return;
     const slots = ins.map((x) => {
       let s = this.#slot.get(x.buffer);
       if (s === undefined) {
@@ -192,6 +229,9 @@ export class Recorder {
 /** A recorded computation; see the module documentation. */
 export class Recording {
   #holders: Holder[] | undefined;
+  /** Each step's launch, prepared by the backend where it can (else through `launch`). */
+  readonly #run: PreparedLaunch[];
+  readonly #kernels: number;
 
   constructor(
     readonly backend: Backend,
@@ -202,6 +242,11 @@ export class Recording {
     readonly outputs: readonly number[],
   ) {
     this.#holders = holders;
+    const prep = preparers.get(backend);
+    this.#run = steps.map(({ launch: l }) =>
+      prep?.(l) ?? ((ins: readonly DeviceBuffer[]) => runLaunch(backend, l, ins))
+    );
+    this.#kernels = steps.filter((st) => st.launch.kind === "kernel").length;
   }
 
   /** Number of launches a replay runs. */
@@ -215,13 +260,16 @@ export class Recording {
    */
   replay(inputs: readonly DeviceBuffer[]): DeviceBuffer[] {
     if (!this.#holders) throw new Error("replay of a disposed recording");
-    const be = this.backend;
+    const be = this.backend, steps = this.steps, run = this.#run;
     const slots: (DeviceBuffer | undefined)[] = [...inputs, ...this.constants];
-    for (const st of this.steps) {
-      slots[st.out] = launch(be, st.launch, st.ins.map((s) => slots[s]!));
+    for (let i = 0; i < steps.length; i++) {
+      const st = steps[i];
+      slots[st.out] = run[i](st.ins.map((s) => slots[s]!));
       for (const s of st.free) be.release(slots[s]!);
     }
-    lazyStats.replayed += this.steps.length;
+    lazyStats.kernels += this.#kernels;
+    lazyStats.routines += steps.length - this.#kernels;
+    lazyStats.replayed += steps.length;
     return this.outputs.map((s) => slots[s]!);
   }
 

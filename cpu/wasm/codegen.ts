@@ -68,6 +68,8 @@ export interface WasmKernel {
   run(inputs: readonly number[], out: number, consts: readonly number[]): void;
   /** The kernel's constants in slot order (for `run`). */
   consts: number[];
+  /** The function `run` calls, `(in0, ..., out, c0, ...)` (for callers that hold its arguments). */
+  fn: (...args: number[]) => void;
 }
 
 /** Undefined when the kernel has a WebAssembly form (in either dtype), else why not. */
@@ -84,7 +86,7 @@ export function wasmSupport(kernel: Kernel): string | undefined {
 }
 
 const modules = new Map<string, WebAssembly.Module | null>();
-const instances = new WeakMap<WebAssembly.Memory, Map<string, WasmKernel["run"]>>();
+const instances = new WeakMap<WebAssembly.Memory, Map<string, Omit<WasmKernel, "consts">>>();
 
 /**
  * The WebAssembly function of a kernel for a dtype over `memory`, cached by structure (the
@@ -103,7 +105,7 @@ export function compileWasmKernel(
   let perMemory = instances.get(memory);
   if (!perMemory) instances.set(memory, perMemory = new Map());
   const hit = perMemory.get(key);
-  if (hit) return { run: hit, consts };
+  if (hit) return { run: hit.run, fn: hit.fn, consts };
   let mod = modules.get(key);
   if (mod === undefined) {
     mod = wasmSupport(flat) ? null : new WebAssembly.Module(kernelModule(flat, dtype, lanes4));
@@ -114,8 +116,8 @@ export function compileWasmKernel(
   const fn = inst.exports.kernel as (...args: number[]) => void;
   const run = (inputs: readonly number[], out: number, c: readonly number[]) =>
     fn(...inputs, out, ...c);
-  perMemory.set(key, run);
-  return { run, consts };
+  perMemory.set(key, { run, fn });
+  return { run, fn, consts };
 }
 
 /** The WebAssembly module of a kernel (for tests and debugging). */

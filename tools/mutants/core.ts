@@ -193,7 +193,7 @@ export const MUTANTS: Mutant[] = [
     tests: CONF,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/blas.ts",
     find: "const lda = transA ? m : k;",
     replace: "const lda = transA ? k : m;",
     what: "native matmul with the wrong leading dimension",

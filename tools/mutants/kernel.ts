@@ -28,6 +28,7 @@ const WASM = [
 ];
 const REPLAY = ["tests/replay_test.ts"];
 const PATHS = ["tests/native_paths_test.ts"];
+const PREPARED = ["tests/replay_prepared_test.ts"];
 const ROUTINES = ["tests/wgsl_routines_test.ts"];
 const GATHER = ["tests/pool_gather_test.ts"];
 
@@ -69,6 +70,34 @@ export const MUTANTS: Mutant[] = ([
     replace: 'return `${i}:${x.shape.join("x")}:${x.dtype}`;',
     what: "inputs at other offsets in their buffer than recorded are replayed",
     tests: REPLAY,
+  },
+  {
+    file: "kernel/record.ts",
+    find: "if (!ins.some((x) => (this.#slot.get(x.buffer) ?? -1) >= 0)) return;",
+    replace: "if (!ins.some((x) => this.#slot.has(x.buffer))) return;",
+    what: "a launch that reads only the recording's constants is recorded (rerun at every replay)",
+    tests: PREPARED,
+  },
+  {
+    file: "cpu/blas.ts",
+    find: "for (let t = 0; t < batch; t++) {",
+    replace: "for (let t = 0; t < 1; t++) {",
+    what: "the native batched product computes its first matrix only",
+    tests: PROP,
+  },
+  {
+    file: "cpu/native_replay.ts",
+    find: "sumsCall.run([y.ptr], raw.ptr + m * n * bytes);",
+    replace: "sumsCall.run([y.ptr], raw.ptr);",
+    what: "a prepared product writes its sums row over its first row",
+    tests: PREPARED,
+  },
+  {
+    file: "cpu/native_replay.ts",
+    find: "for (let j = 0; j < calls.length; j++)",
+    replace: "for (let j = 0; j < 1; j++)",
+    what: "a prepared kernel of several outputs computes its first output only",
+    tests: PREPARED,
   },
   // --- kernel/lazy.ts ------------------------------------------------------------------------
   {
@@ -378,7 +407,7 @@ export const MUTANTS: Mutant[] = ([
     tests: PROP,
   },
   {
-    file: "cpu/native.ts",
+    file: "cpu/blas.ts",
     find: "const ob = offsetB + (batchB ? t * k * n : 0);",
     replace: "const ob = offsetB + t * k * n;",
     what: "a rank-2 B shared by every batch entry is read at a per-entry offset",

@@ -1,0 +1,55 @@
+/**
+ * What replay saves (issue 23's target: W1's cached G v at least 1.3x faster replayed on native,
+ * in the same run): the cached G v and its replay (bench/products_cases.ts) timed in alternating
+ * rounds, so that a machine whose load changes during the run changes both alike. Prints each
+ * round's ms per product and ratio, then the best of each and the median of the rounds' ratios.
+ *
+ * Run: `deno run -A bench/replay_report.ts [--only W1] [--rounds 9] [--products 300]`.
+ */
+import { parseArgs } from "node:util";
+import { type Product, productCases } from "./products_cases.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    only: { type: "string", default: "W1" },
+    rounds: { type: "string", default: "9" },
+    products: { type: "string", default: "300" },
+  },
+});
+const rounds = Math.max(1, Number(flags.rounds));
+const n = Math.max(1, Number(flags.products));
+const PAIR: Product[] = ["G v (cached)", "G v (replayed)"];
+
+console.log(`| workload | backend | round | ${PAIR.join(" ms | ")} ms | ratio |`);
+console.log("|---|---|---:|---:|---:|---:|");
+const summary: string[] = [];
+for (const c of await productCases(false, flags.only)) {
+  // WebGPU's products take ~10x longer: fewer per round there.
+  const reps = c.backend.name === "webgpu" ? Math.ceil(n / 10) : n;
+  for (const p of PAIR) await c.runN[p](Math.ceil(reps / 5)); // warm-up, and the recording
+  const best = [Infinity, Infinity];
+  const ratios: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const times: number[] = [];
+    for (const [i, p] of PAIR.entries()) {
+      const t0 = performance.now();
+      await c.runN[p](reps);
+      times[i] = (performance.now() - t0) / reps;
+      best[i] = Math.min(best[i], times[i]);
+    }
+    ratios.push(times[0] / times[1]);
+    console.log(
+      `| ${c.workload.slice(0, 2)} | ${c.backend.name} | ${r + 1} | ` +
+        `${times.map((t) => t.toFixed(3)).join(" | ")} | ${(times[0] / times[1]).toFixed(2)}x |`,
+    );
+  }
+  ratios.sort((a, b) => a - b);
+  summary.push(
+    `${c.workload.slice(0, 2)} ${c.backend.name}: best ${best[0].toFixed(3)} -> ` +
+      `${best[1].toFixed(3)} ms (${(best[0] / best[1]).toFixed(2)}x); median of the rounds' ` +
+      `ratios ${ratios[ratios.length >> 1].toFixed(2)}x (${rounds} rounds of ${reps})`,
+  );
+  c.dispose();
+}
+console.log(`\n${summary.join("\n")}`);
