@@ -40,7 +40,7 @@ export const MUTANTS: Mutant[] = ([
     tests: ["tests/multi_test.ts"],
   },
   {
-    file: "wgsl/matmul.ts",
+    file: "wgsl/matmul_source.ts",
     find: "vec4u(0u, 1u, 2u, 3u) == vec4u(${N.p}.m)",
     replace: "vec4u(0u, 0u, 2u, 3u) == vec4u(${N.p}.m)",
     what: "the product kernel's ones row misses the lane of rows 4q + 1",
