@@ -29,8 +29,15 @@ import { type DType, sameShape, sizeOf } from "./shape.ts";
 
 import { SgnError } from "../errors.ts";
 import { contiguous, type Expr, type Kernel, mapLoads, type ReduceOp, walk } from "./ir.ts";
-import { matmulCall, type Routine, ROUTINES } from "./routines.ts";
-import { activeRecorder, type Holder, type Launch, launch, lazyStats } from "./record.ts";
+import { type Routine, ROUTINES } from "./routines.ts";
+import {
+  activeRecorder,
+  type Holder,
+  type Launch,
+  launch,
+  lazyStats,
+  productCall,
+} from "./record.ts";
 
 export { lazyStats };
 
@@ -194,12 +201,9 @@ export class Lazy {
     if (mates.length) {
       // Products whose operands are all ready run with this one (one dispatch on WebGPU).
       const all = [me, ...mates.map((m) => m.launch)];
-      outs = this.backend.matmuls!(all.map(({ l, ins }) => {
-        const bufs = ins.map((x) => x.buffer);
-        if (l.kind !== "routine" || l.routine.op !== "matmul") throw new Error("not a product");
-        const epilogue = l.epilogue && { body: l.epilogue, inputs: bufs.slice(l.args) };
-        return matmulCall(l.routine.spec, bufs, epilogue, l.offsets);
-      }));
+      outs = this.backend.matmuls!(
+        all.map(({ l, ins }) => productCall(l, ins.map((x) => x.buffer))!),
+      );
       lazyStats.routines += all.length;
     } else outs = [launch(this.backend, me.l, me.ins.map((x) => x.buffer))];
     mates.forEach((m, i) => m.x.#done(m.r, m.launch, outs[i + 1]));

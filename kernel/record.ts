@@ -17,10 +17,10 @@
  * @module
  */
 
-import type { Backend, DeviceBuffer } from "./backend.ts";
+import type { Backend, DeviceBuffer, MatmulCall } from "./backend.ts";
 import type { Expr, Kernel } from "./ir.ts";
 import type { DType } from "./shape.ts";
-import { type Routine, runRoutine } from "./routines.ts";
+import { matmulCall, type Routine, runRoutine } from "./routines.ts";
 
 /** Counters of the lazy layer, on every backend (tests and benchmarks read them). */
 export const lazyStats = {
@@ -64,6 +64,16 @@ export function runLaunch(
   if (l.kind === "kernel") return backend.run(l.kernel, inputs, l.dtype);
   const epilogue = l.epilogue ? { body: l.epilogue, inputs: inputs.slice(l.args) } : undefined;
   return runRoutine(backend, l.routine, inputs.slice(0, l.args), epilogue, l.offsets);
+}
+
+/**
+ * A product's launch over its input buffers as one item of `Backend.matmuls` (undefined for any
+ * other launch): products run together, by the lazy graph or by a replay.
+ */
+export function productCall(l: Launch, inputs: readonly DeviceBuffer[]): MatmulCall | undefined {
+  if (l.kind !== "routine" || l.routine.op !== "matmul") return undefined;
+  const epilogue = l.epilogue ? { body: l.epilogue, inputs: inputs.slice(l.args) } : undefined;
+  return matmulCall(l.routine.spec, inputs, epilogue, l.offsets);
 }
 
 /**
@@ -232,6 +242,11 @@ export class Recording {
   /** Each step's launch, prepared by the backend where it can (else through `launch`). */
   readonly #run: PreparedLaunch[];
   readonly #kernels: number;
+  /**
+   * For each step that starts a run, the length of the run: consecutive products that read none
+   * of each other's results, run together where the backend can (`Backend.matmuls`); 1 else.
+   */
+  readonly #runs: number[];
 
   constructor(
     readonly backend: Backend,
@@ -247,6 +262,7 @@ export class Recording {
       prep?.(l) ?? ((ins: readonly DeviceBuffer[]) => runLaunch(backend, l, ins))
     );
     this.#kernels = steps.filter((st) => st.launch.kind === "kernel").length;
+    this.#runs = backend.matmuls ? productRuns(steps) : steps.map(() => 1);
   }
 
   /** Number of launches a replay runs. */
@@ -262,10 +278,21 @@ export class Recording {
     if (!this.#holders) throw new Error("replay of a disposed recording");
     const be = this.backend, steps = this.steps, run = this.#run;
     const slots: (DeviceBuffer | undefined)[] = [...inputs, ...this.constants];
-    for (let i = 0; i < steps.length; i++) {
-      const st = steps[i];
-      slots[st.out] = run[i](st.ins.map((s) => slots[s]!));
-      for (const s of st.free) be.release(slots[s]!);
+    for (let i = 0; i < steps.length; i += this.#runs[i]) {
+      const n = this.#runs[i];
+      if (n === 1) {
+        const st = steps[i];
+        slots[st.out] = run[i](st.ins.map((s) => slots[s]!));
+        for (const s of st.free) be.release(slots[s]!);
+        continue;
+      }
+      // A run of products: all launched, then what each step frees (none reads another's).
+      const part = steps.slice(i, i + n);
+      const outs = be.matmuls!(
+        part.map((st) => productCall(st.launch, st.ins.map((s) => slots[s]!))!),
+      );
+      part.forEach((st, j) => (slots[st.out] = outs[j]));
+      for (const st of part) for (const s of st.free) be.release(slots[s]!);
     }
     lazyStats.kernels += this.#kernels;
     lazyStats.routines += steps.length - this.#kernels;
@@ -278,4 +305,29 @@ export class Recording {
     for (const h of this.#holders?.splice(0) ?? []) h.release();
     this.#holders = undefined;
   }
+}
+
+/** Most products a replay runs together (as the lazy graph does: kernel/lazy.ts). */
+const MAX_RUN = 4;
+
+/**
+ * The runs of consecutive products that read none of each other's results (see
+ * Recording's `#runs`): the products the lazy graph ran together were noted one after another.
+ */
+function productRuns(steps: readonly Step[]): number[] {
+  const runs = steps.map(() => 1);
+  let start = 0;
+  for (let i = 1; i < steps.length; i++) {
+    const st = steps[i];
+    const group = steps.slice(start, i);
+    const joins = i - start < MAX_RUN && isProduct(st) && group.every(isProduct) &&
+      !group.some((g) => st.ins.includes(g.out));
+    if (joins) runs[start]++;
+    else start = i;
+  }
+  return runs;
+}
+
+function isProduct(st: Step): boolean {
+  return st.launch.kind === "routine" && st.launch.routine.op === "matmul";
 }

@@ -14,6 +14,9 @@ import type { GpuBuffer } from "../wgsl/runtime.ts";
 import { Lazy } from "../kernel/lazy.ts";
 import * as k from "../kernel/graph.ts";
 import { cpu, webgpu } from "./harness.ts";
+import { scope, tensor } from "../autodiff/tensor.ts";
+import * as o from "../autodiff/ops.ts";
+import { replayable } from "../autodiff/replay.ts";
 import { fc, params } from "./property.ts";
 
 const gpu = await webgpu();
@@ -212,5 +215,51 @@ if (gpu) {
         `[${i}]: ${g} vs ${want[i]}`,
       )
     );
+  });
+
+  Deno.test("grouping: a replay runs together the products its recording ran together, bit for bit", async () => {
+    const opts = { backend: gpu };
+    const w1 = tensor(Array.from(data(6 * 5, 1)), [6, 5], opts);
+    const w2 = tensor(Array.from(data(6 * 3, 2)), [6, 3], opts);
+    // Two products of v, independent: the recording runs them as one dispatch, and so must
+    // every replay (one product, then another, would be two).
+    const f = replayable((v) => {
+      const t = o.tanh(v);
+      return [o.concat([o.reshape(o.matmul(t, w1), [-1]), o.reshape(o.matmul(t, w2), [-1])], 0)];
+    });
+    try {
+      const plain: number[][] = [];
+      const replayed: number[][] = [];
+      const counts: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const v = tensor(Array.from(data(4 * 6, 10 + i)), [4, 6], opts);
+        const d0 = gpu.rt.stats.dispatches;
+        const [y] = f(v);
+        const got = Array.from(await y.data());
+        counts.push(gpu.rt.stats.dispatches - d0);
+        (i === 0 ? plain : replayed).push(got);
+        if (i > 0) {
+          // The same products without replay.
+          const [z] = scope(() => [
+            o.concat([
+              o.reshape(o.matmul(o.tanh(v), w1), [-1]),
+              o.reshape(o.matmul(o.tanh(v), w2), [-1]),
+            ], 0),
+          ]);
+          plain.push(Array.from(await z.data()));
+          z.dispose();
+        }
+        y.dispose();
+        v.dispose();
+      }
+      assert.ok(f.replaying, "the later calls replayed");
+      assert.deepEqual(replayed, plain.slice(1));
+      // tanh (one map), then both products in one dispatch (the concatenation is copies).
+      assert.deepEqual(counts, [2, 2, 2]);
+    } finally {
+      f.dispose();
+      w1.dispose();
+      w2.dispose();
+    }
   });
 }

@@ -102,4 +102,18 @@ export const MUTANTS: Mutant[] = ([
     what: "ready products are never run together",
     tests: ["tests/matmul_group_test.ts"],
   },
+  {
+    file: "kernel/record.ts",
+    find: "this.#runs = backend.matmuls ? productRuns(steps) : steps.map(() => 1);",
+    replace: "this.#runs = steps.map(() => 1);",
+    what: "a replay runs one by one the products its recording ran together",
+    tests: ["tests/matmul_group_test.ts"],
+  },
+  {
+    file: "kernel/record.ts",
+    find: "      !group.some((g) => st.ins.includes(g.out));",
+    replace: "      true;",
+    what: "a replay runs a product together with the product whose result it reads",
+    tests: ["tests/replay_test.ts", "tests/matmul_group_test.ts"],
+  },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));
