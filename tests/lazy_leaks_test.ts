@@ -18,35 +18,14 @@ import { Lazy } from "../kernel/lazy.ts";
 import * as k from "../kernel/graph.ts";
 import { realizeTogether } from "../kernel/multi.ts";
 import { fc, property } from "./property.ts";
-import {
-  BINARY_NAMES,
-  type BinaryName,
-  broadcastShape,
-  check,
-  digits,
-  leafData,
-  ND,
-  refBinary,
-  refBroadcast,
-  refConcat,
-  refMatmul,
-  refReduce,
-  refReshape,
-  refSlice,
-  refTranspose,
-  refUnary,
-  sizeOf,
-  type Target,
-  TARGETS,
-  UNARY_NAMES,
-  type UnaryName,
-} from "./kernel_reference.ts";
+import * as ref from "./kernel_reference.ts";
+import { ND, type Target } from "./kernel_reference.ts";
 
 /** One built array: how it is made from earlier ones (by index). */
 type Op =
   | { op: "leaf"; shape: number[]; data: Float64Array }
-  | { op: "unary"; x: number; name: UnaryName }
-  | { op: "binary"; x: number; y: number; name: BinaryName }
+  | { op: "unary"; x: number; name: ref.UnaryName }
+  | { op: "binary"; x: number; y: number; name: ref.BinaryName }
   | { op: "reshape"; x: number; shape: number[] }
   | { op: "permute"; x: number; perm: number[] }
   | { op: "expand"; x: number; shape: number[] }
@@ -55,12 +34,7 @@ type Op =
   | { op: "product"; a: number; b: number; transB: boolean };
 
 /** One generated step: its kind, and small numbers that choose operands and parameters. */
-interface Step {
-  kind: number;
-  a: number;
-  b: number;
-  c: number;
-}
+type Step = typeof stepArb extends fc.Arbitrary<infer T> ? T : never;
 
 const MAX_SIZE = 240;
 
@@ -70,21 +44,21 @@ function refOf(o: Op, refs: ND[]): ND {
     case "leaf":
       return new ND(o.shape, o.data);
     case "unary":
-      return refUnary(refs[o.x], o.name);
+      return ref.refUnary(refs[o.x], o.name);
     case "binary":
-      return refBinary(refs[o.x], refs[o.y], o.name);
+      return ref.refBinary(refs[o.x], refs[o.y], o.name);
     case "reshape":
-      return refReshape(refs[o.x], o.shape);
+      return ref.refReshape(refs[o.x], o.shape);
     case "permute":
-      return refTranspose(refs[o.x], o.perm);
+      return ref.refTranspose(refs[o.x], o.perm);
     case "expand":
-      return refBroadcast(refs[o.x], o.shape);
+      return ref.refBroadcast(refs[o.x], o.shape);
     case "slice":
-      return refSlice(refs[o.x], o.starts, o.sizes);
+      return ref.refSlice(refs[o.x], o.starts, o.sizes);
     case "reduce":
-      return refReduce(refs[o.x], o.axes, o.name, false);
+      return ref.refReduce(refs[o.x], o.axes, o.name, false);
     case "product":
-      return refMatmul(refs[o.a], o.transB ? refTranspose(refs[o.b], [1, 0]) : refs[o.b]);
+      return ref.refMatmul(refs[o.a], o.transB ? ref.refTranspose(refs[o.b], [1, 0]) : refs[o.b]);
   }
 }
 
@@ -105,7 +79,7 @@ function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[]) {
     return refs.length - 1;
   };
   const leaf = (shape: number[], seed: number) =>
-    push({ op: "leaf", shape, data: leafData(sizeOf(shape), seed) });
+    push({ op: "leaf", shape, data: ref.leafData(ref.sizeOf(shape), seed) });
   /** x and its reduction over some axes, broadcast back and combined with x (either order). */
   const withReduction = (x: number, pick: (n: number) => number) => {
     const xs = refs[x].shape;
@@ -123,18 +97,18 @@ function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[]) {
     const x = refs.length - 1 - (s.a % Math.min(refs.length, 4));
     const xr = refs[x];
     const rank = xr.shape.length;
-    const pick = digits(s.b * 1009 + s.c);
+    const pick = ref.digits(s.b * 1009 + s.c);
     switch (s.kind) {
       case 0:
-        push({ op: "unary", x, name: UNARY_NAMES[s.b % UNARY_NAMES.length] });
+        push({ op: "unary", x, name: ref.UNARY_NAMES[s.b % ref.UNARY_NAMES.length] });
         break;
       case 1: {
         let y = refs.length - 1 - (s.c % Math.min(refs.length, 5));
-        if (!broadcastShape(xr.shape, refs[y].shape)) {
+        if (!ref.broadcastShape(xr.shape, refs[y].shape)) {
           // An operand that broadcasts: x's shape with some axes 1, some leading ones dropped.
           y = leaf(xr.shape.slice(pick(rank + 1)).map((d) => (pick(2) ? 1 : d)), s.c);
         }
-        push({ op: "binary", x, y, name: BINARY_NAMES[s.b % BINARY_NAMES.length] });
+        push({ op: "binary", x, y, name: ref.BINARY_NAMES[s.b % ref.BINARY_NAMES.length] });
         break;
       }
       case 2: {
@@ -160,7 +134,7 @@ function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[]) {
       case 4: {
         const lead = pick(2) ? [1 + pick(3)] : [];
         const shape = [...lead, ...xr.shape.map((d) => d === 1 ? 1 + pick(4) : d)];
-        if (sizeOf(shape) <= MAX_SIZE) push({ op: "expand", x, shape });
+        if (ref.sizeOf(shape) <= MAX_SIZE) push({ op: "expand", x, shape });
         break;
       }
       case 5: {
@@ -210,35 +184,37 @@ function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[]) {
   return { ops, refs };
 }
 
+/** How each op builds its array from the arrays it reads (`v(i)`: array i). */
+type Builder<K extends Op["op"]> = (
+  o: Extract<Op, { op: K }>,
+  v: (i: number) => Lazy,
+  t: Target,
+) => Lazy;
+const BUILD: { [K in Op["op"]]: Builder<K> } = {
+  leaf: ({ data, shape }, _, t) =>
+    Lazy.of(
+      t.be,
+      t.be.upload(t.dtype === "float64" ? Float64Array.from(data) : Float32Array.from(data)),
+      shape,
+    ),
+  unary: (o, v) => k.unary(o.name, v(o.x)),
+  binary: (o, v) => k.binary(o.name === "maximum" ? "max" : o.name, v(o.x), v(o.y)),
+  reshape: (o, v) => k.reshape(v(o.x), o.shape),
+  permute: (o, v) => k.permute(v(o.x), o.perm),
+  expand: (o, v) => k.expand(v(o.x), o.shape),
+  slice: (o, v) => k.slice(v(o.x), o.starts, o.sizes),
+  reduce: (o, v) => k.reduce(o.name, v(o.x), o.axes),
+  product: (o, v) => {
+    const [a, b] = [v(o.a), v(o.b)];
+    const [m, kk] = a.shape;
+    const n = o.transB ? b.shape[0] : b.shape[1];
+    return k.routine({ op: "matmul", spec: { m, k: kk, n, transB: o.transB } }, [a, b], [m, n]);
+  },
+};
+
 /** Builds one op's array over the arrays so far (a new array: the caller owns it). */
 function build(o: Op, vals: Lazy[], t: Target): Lazy {
-  const v = (i: number) => vals[i];
-  switch (o.op) {
-    case "leaf": {
-      const data = t.dtype === "float64" ? Float64Array.from(o.data) : Float32Array.from(o.data);
-      return Lazy.of(t.be, t.be.upload(data), o.shape);
-    }
-    case "unary":
-      return k.unary(o.name, v(o.x));
-    case "binary":
-      return k.binary(o.name === "maximum" ? "max" : o.name, v(o.x), v(o.y));
-    case "reshape":
-      return k.reshape(v(o.x), o.shape);
-    case "permute":
-      return k.permute(v(o.x), o.perm);
-    case "expand":
-      return k.expand(v(o.x), o.shape);
-    case "slice":
-      return k.slice(v(o.x), o.starts, o.sizes);
-    case "reduce":
-      return k.reduce(o.name, v(o.x), o.axes);
-    case "product": {
-      const [a, b] = [v(o.a), v(o.b)];
-      const [m, kk] = a.shape;
-      const n = o.transB ? b.shape[0] : b.shape[1];
-      return k.routine({ op: "matmul", spec: { m, k: kk, n, transB: o.transB } }, [a, b], [m, n]);
-    }
-  }
+  return (BUILD[o.op] as Builder<Op["op"]>)(o, (i) => vals[i], t);
 }
 
 /** How the roots are computed, and when the other arrays are released. */
@@ -274,19 +250,19 @@ async function run(t: Target, ops: Op[], refs: ND[], plan: Plan): Promise<void> 
       `${t.label}, array ${i} (${plan.how}, ${plan.early ? "early" : "late"})`;
     if (plan.how === "concat") {
       const widths = roots.map((x) => x.size);
-      const cat = k.routine({ op: "concat", outer: 1, widths }, roots, [sizeOf(widths)]);
+      const cat = k.routine({ op: "concat", outer: 1, widths }, roots, [ref.sizeOf(widths)]);
       held.add(cat);
       for (const x of roots) release(x);
-      const flat = plan.roots.map((i) => refReshape(refs[i], [refs[i].size]));
-      check(await be.read(cat.realize()), refConcat(flat, 0), t, what(-1));
+      const flat = plan.roots.map((i) => ref.refReshape(refs[i], [refs[i].size]));
+      ref.check(await be.read(cat.realize()), ref.refConcat(flat, 0), t, what(-1));
     } else {
       if (plan.how === "together") realizeTogether(roots);
-      for (const i of plan.roots) check(await be.read(vals[i].realize()), refs[i], t, what(i));
+      for (const i of plan.roots) ref.check(await be.read(vals[i].realize()), refs[i], t, what(i));
     }
     if (!plan.early) {
       for (let i = 0; i < vals.length; i++) {
         if ((plan.readAfter >> (i % 16)) & 1 && held.has(vals[i])) {
-          check(await be.read(vals[i].realize()), refs[i], t, `${what(i)} read after`);
+          ref.check(await be.read(vals[i].realize()), refs[i], t, `${what(i)} read after`);
         }
       }
     }
@@ -333,7 +309,7 @@ property(
     const roots = [...new Set([last, ...g.roots.map((r) => last - (r % refs.length))])];
     for (const how of HOWS) {
       for (const early of [true, false]) {
-        for (const t of TARGETS) {
+        for (const t of ref.TARGETS) {
           await run(t, ops, refs, { roots, how, early, readAfter: g.readAfter });
         }
       }
@@ -344,13 +320,13 @@ property(
 const leaf = (shape: number[], seed: number): Op => ({
   op: "leaf",
   shape,
-  data: leafData(sizeOf(shape), seed),
+  data: ref.leafData(ref.sizeOf(shape), seed),
 });
 
 /** Every way to compute `root` of `ops`, on every target. */
 async function everyWay(ops: Op[], root: number): Promise<void> {
   const refs = references(ops);
-  for (const t of TARGETS) {
+  for (const t of ref.TARGETS) {
     for (const how of HOWS) {
       for (const early of [true, false]) {
         await run(t, ops, refs, { roots: [root], how, early, readAfter: 0xffff });
