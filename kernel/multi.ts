@@ -88,11 +88,11 @@ export function realizeTogether(xs: readonly Lazy[]): void {
   const pending = new Set(xs.filter((x) => !x.computed));
   // What the arrays read is computed first (that may compute some of them, a host they fused),
   // and windows of computed buffers are read in place, as realizing each would.
-  for (const x of pending) {
-    for (const s of [...(x.recipe?.srcs ?? [])]) {
-      if (!s.computed && s.recipe?.kind !== "map" && !pending.has(s)) s.realize();
-    }
-  }
+  // Computing one source may compute a host x fused, rebuilding x over fewer sources (and
+  // releasing the others): its sources are read afresh after each.
+  const next = (x: Lazy) =>
+    x.recipe?.srcs.find((s) => !s.computed && s.recipe?.kind !== "map" && !pending.has(s));
+  for (const x of pending) for (let s = next(x); s; s = next(x)) s.realize();
   for (const x of pending) {
     const r = x.recipe;
     if (x.computed) continue;

@@ -29,6 +29,7 @@ const WASM = [
 const REPLAY = ["tests/replay_test.ts"];
 const PATHS = ["tests/native_paths_test.ts"];
 const PREPARED = ["tests/replay_prepared_test.ts"];
+const LEAKS = ["tests/lazy_leaks_test.ts"];
 const ROUTINES = ["tests/wgsl_routines_test.ts"];
 const GATHER = ["tests/pool_gather_test.ts"];
 
@@ -176,6 +177,15 @@ export const MUTANTS: Mutant[] = ([
     replace: "",
     what: "a released or computed consumer stays counted among its host's absorbers",
     tests: PROP,
+  },
+  {
+    file: "kernel/multi.ts",
+    find: "for (const x of pending) for (let s = next(x); s; s = next(x)) s.realize();",
+    replace:
+      'for (const x of pending) for (const s of [...(x.recipe?.srcs ?? [])]) if (!s.computed && s.recipe?.kind !== "map" && !pending.has(s)) s.realize();',
+    what:
+      "realizeTogether computes the sources of a list taken once (a source released when an earlier one rebuilt the array is used)",
+    tests: LEAKS,
   },
   // --- kernel/ir.ts --------------------------------------------------------------------------
   {
