@@ -113,7 +113,7 @@ export function matmul(
   epilogue?: GpuEpilogue,
   forceSplit?: number,
 ): GpuBuffer {
-  const p = plan(rt, a, b, spec, tile, epilogue, forceSplit);
+  const p = plan(rt, { a, b, spec, tile, epilogue, forceSplit });
   if (p instanceof GpuBuffer) return p;
   runProduct(rt, p);
   return p.out;
@@ -136,7 +136,7 @@ export interface GroupedProduct {
  * of a dense layer is such a pair (the weight gradient and the input gradient).
  */
 export function matmulGroup(rt: GpuRuntime, items: readonly GroupedProduct[]): GpuBuffer[] {
-  const planned = items.map((x) => plan(rt, x.a, x.b, x.spec, undefined, x.epilogue));
+  const planned = items.map((x) => plan(rt, x));
   const limit = rt.device.limits.maxStorageBuffersPerShaderStage;
   let chunk: Planned[] = [];
   const flush = () => {
@@ -169,12 +169,10 @@ interface Planned {
  */
 function plan(
   rt: GpuRuntime,
-  a: GpuBuffer,
-  b: GpuBuffer,
-  spec: MatmulSpec,
-  tile?: MatmulTile,
-  epilogue?: GpuEpilogue,
-  forceSplit?: number,
+  { a, b, spec, tile, epilogue, forceSplit }: GroupedProduct & {
+    tile?: MatmulTile;
+    forceSplit?: number;
+  },
 ): GpuBuffer | Planned {
   const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB, sums } =
     checkMatmulSpec(spec, a.size, b.size);
