@@ -29,7 +29,7 @@ import { type DType, sameShape, sizeOf } from "./shape.ts";
 
 import { SgnError } from "../errors.ts";
 import { contiguous, type Expr, type Kernel, mapLoads, type ReduceOp, walk } from "./ir.ts";
-import { type Routine, ROUTINES } from "./routines.ts";
+import { MAX_TOGETHER, type Routine, ROUTINES } from "./routines.ts";
 import {
   activeRecorder,
   type Holder,
@@ -261,12 +261,12 @@ export class Lazy {
 
   /**
    * Pending products of the current realization that can run now, with no other computation
-   * first, to run with this one: at most {@link MAX_MATES}.
+   * first, to run with this one: at most {@link MAX_TOGETHER} - 1.
    */
   #mates(): { x: Lazy; r: Recipe; launch: Pending }[] {
     const out: { x: Lazy; r: Recipe; launch: Pending }[] = [];
     for (const y of demand ?? []) {
-      if (out.length === MAX_MATES) break;
+      if (out.length === MAX_TOGETHER - 1) break;
       const ready = y !== this && y.backend === this.backend && y.dtype === this.dtype &&
         y.#readyProduct();
       if (ready) out.push({ x: y, r: ready, launch: y.#launchOf(ready) });
@@ -386,9 +386,6 @@ interface Pending {
   l: Launch;
   ins: { buffer: DeviceBuffer; holder: Holder }[];
 }
-
-/** Most products run together with the one being realized. */
-const MAX_MATES = 3;
 
 /**
  * The pending products the outermost realization under way will compute (set while it runs, on

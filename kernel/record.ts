@@ -20,7 +20,7 @@
 import type { Backend, DeviceBuffer, MatmulCall } from "./backend.ts";
 import type { Expr, Kernel } from "./ir.ts";
 import type { DType } from "./shape.ts";
-import { matmulCall, type Routine, runRoutine } from "./routines.ts";
+import { matmulCall, MAX_TOGETHER, type Routine, runRoutine } from "./routines.ts";
 
 /** Counters of the lazy layer, on every backend (tests and benchmarks read them). */
 export const lazyStats = {
@@ -307,9 +307,6 @@ export class Recording {
   }
 }
 
-/** Most products a replay runs together (as the lazy graph does: kernel/lazy.ts). */
-const MAX_RUN = 4;
-
 /**
  * The runs of consecutive products that read none of each other's results (see
  * Recording's `#runs`): the products the lazy graph ran together were noted one after another.
@@ -320,7 +317,7 @@ function productRuns(steps: readonly Step[]): number[] {
   for (let i = 1; i < steps.length; i++) {
     const st = steps[i];
     const group = steps.slice(start, i);
-    const joins = i - start < MAX_RUN && isProduct(st) && group.every(isProduct) &&
+    const joins = i - start < MAX_TOGETHER && isProduct(st) && group.every(isProduct) &&
       !group.some((g) => st.ins.includes(g.out));
     if (joins) runs[start]++;
     else start = i;

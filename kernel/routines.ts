@@ -55,6 +55,15 @@ export const ROUTINES: Readonly<
 };
 
 /**
+ * Most products run together in one launch (`Backend.matmuls`), by the lazy graph and by
+ * replays. Pairs: a dense layer's backward pass is a pair (its weight and input gradients), and
+ * every distinct group is a pipeline of its own, compiled once (each part a full product kernel,
+ * so slow to compile on a software adapter): groups of any size made the pipelines of a training
+ * run many (the line search's speculative forward passes come in twos, threes and fours).
+ */
+export const MAX_TOGETHER = 2;
+
+/**
  * Runs a routine on `backend` over its operands' buffers, with its epilogue (fusable routines)
  * and the operands' offsets (routines that take windows), giving a new buffer.
  *

@@ -263,4 +263,21 @@ if (gpu) {
       w2.dispose();
     }
   });
+
+  Deno.test("grouping: two products in either order are one pipeline", () => {
+    const a = rt.upload(data(6 * 8, 1));
+    const b = rt.upload(data(8 * 4, 2));
+    const c = rt.upload(data(8 * 6, 3));
+    const x = { a, b, spec: { m: 6, k: 8, n: 4 } };
+    const y = { a: c, b: a, spec: { m: 8, k: 6, n: 8, transB: true } };
+    try {
+      const outs = [...matmulGroup(rt, [x, y])];
+      const p0 = rt.stats.pipelines;
+      outs.push(...matmulGroup(rt, [y, x]));
+      assert.equal(rt.stats.pipelines, p0, "no new pipeline for the same products reversed");
+      for (const o of outs) rt.release(o);
+    } finally {
+      for (const t of [a, b, c]) rt.release(t);
+    }
+  });
 }

@@ -342,7 +342,13 @@ function groupsOf(parts: readonly Planned[]): number {
 }
 
 /** Records products of batch 1 as one dispatch (see {@link matmulGroup}). */
-function runGroup(rt: GpuRuntime, parts: readonly Planned[]): void {
+function runGroup(rt: GpuRuntime, group: readonly Planned[]): void {
+  // In the order of their kernels' code, so that one set of products is one pipeline whatever
+  // order they come in (each part writes its own output).
+  const key = (p: Planned) => JSON.stringify(variantOf(p).v);
+  const parts = group.map((p) => ({ p, key: key(p) }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .map((x) => x.p);
   const bindings = bindingsOf(parts);
   const nameOf = (b: GpuBuffer, type: Storage["type"]) =>
     bindings.find((x) => x.buffer === b && x.storage.type === type)!.storage.name;

@@ -97,8 +97,8 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "const MAX_MATES = 3;",
-    replace: "const MAX_MATES = 0;",
+    find: "      if (out.length === MAX_TOGETHER - 1) break;",
+    replace: "      break;",
     what: "ready products are never run together",
     tests: ["tests/matmul_group_test.ts"],
   },
@@ -115,5 +115,12 @@ export const MUTANTS: Mutant[] = ([
     replace: "      true;",
     what: "a replay runs a product together with the product whose result it reads",
     tests: ["tests/replay_test.ts", "tests/matmul_group_test.ts"],
+  },
+  {
+    file: "wgsl/matmul.ts",
+    find: ".sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))",
+    replace: ".sort(() => 0)",
+    what: "products run together in another order make another pipeline",
+    tests: ["tests/matmul_group_test.ts"],
   },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));
