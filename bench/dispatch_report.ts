@@ -1,5 +1,7 @@
 /**
- * Where a W1 step's WebGPU dispatches go: `deno run -A bench/dispatch_report.ts [steps]`. Counts
+ * Where a W1 step's WebGPU dispatches go: `deno run -A bench/dispatch_report.ts [steps] [--alone]`
+ * (`--alone`: products one per dispatch, a software adapter's default; else as a hardware GPU runs
+ * them, two together where their operands are ready at once). Counts
  * one W1 loss + gradient (each gradient tensor, then the gradient as one flat vector, as SGN
  * computes it) and `steps` (default 3) W1 SGN steps with 3 CG iterations
  * (bench/dispatch_cases.ts, after warm-ups), each dispatch labelled by the backend call that made
@@ -23,7 +25,10 @@ if (!be) {
   console.error("no WebGPU adapter: nothing to count");
   Deno.exit(1);
 }
-const steps = Number(Deno.args[0] ?? 3);
+const steps = Number(Deno.args.find((a) => !a.startsWith("--")) ?? 3);
+// What a hardware GPU runs: products together (off by default on a software adapter, where it
+// measured slower); `--alone` counts this adapter's default instead.
+be.groupProducts = !Deno.args.includes("--alone");
 
 /** Labels of the calls being counted, with their dispatches; undefined when not counting. */
 let tally: Map<string, number> | undefined;
@@ -46,7 +51,7 @@ function labelOf(name: string, args: unknown[]): string {
     return `${s.m}x${s.k}x${s.n}${t}${s.sums ? " +sums" : ""}${epilogue ? " +epilogue" : ""}`;
   };
   if (name === "matmul") return `matmul ${product(args[2] as MatmulSpec, args[3])}`;
-  if (name === "matmuls") {
+  if (name === "productsTogether") {
     const items = args[0] as MatmulCall[];
     return `matmuls together: ${items.map((x) => product(x.spec, x.epilogue)).join(" | ")}`;
   }
@@ -102,7 +107,9 @@ function print(title: string, t: Map<string, number>, per: number, total: number
   }
 }
 
-console.log(`WebGPU on ${be.description}`);
+console.log(
+  `WebGPU on ${be.description}; products run together: ${be.groupProducts ? "on" : "off"}`,
+);
 const lg = new Map<string, number>();
 pipelines.clear();
 const lossGrad = await countLossGrad(be, 1, labelled(lg));

@@ -30,9 +30,9 @@ export function stepBackends(): Promise<Backend[]> {
   return benchBackends();
 }
 
-/** Mean milliseconds of `fn` over `n` runs after one warm-up. */
-export async function time(n: number, fn: () => Promise<unknown>): Promise<number> {
-  await fn();
+/** Mean milliseconds of `fn` over `n` runs after `warm` warm-ups (default one). */
+export async function time(n: number, fn: () => Promise<unknown>, warm = 1): Promise<number> {
+  for (let i = 0; i < warm; i++) await fn();
   const t0 = performance.now();
   for (let i = 0; i < n; i++) await fn();
   return (performance.now() - t0) / n;
@@ -61,6 +61,14 @@ export function w1Sgn(
 }
 
 /**
+ * Steps run before a step is timed: the first steps of a run take line-search paths (one try, a
+ * speculation of several) that compile pipelines of their own on WebGPU (products run together
+ * among them), which a step time should not include; 1 until issue 23's grouping made those
+ * pipelines slower to compile on llvmpipe.
+ */
+const STEP_WARMUPS = 3;
+
+/**
  * Step time, readbacks and line-search tries per step (from the step records) of SGN with
  * `iters` CG iterations, and on WebGPU the runtime's dispatches and submits per step.
  */
@@ -84,11 +92,11 @@ export async function stepTime(
     const r = await opt.step(p.model, p.loss);
     readbacks += r.readbacks;
     tries += r.lsTries;
-  });
+  }, STEP_WARMUPS);
   const counts = gpuCountsSince(be, before);
   opt.dispose();
-  // time() made steps + 1 calls (one warm-up).
-  const per = (x: number | undefined) => x === undefined ? undefined : x / (steps + 1);
+  // time() made steps + STEP_WARMUPS calls.
+  const per = (x: number | undefined) => x === undefined ? undefined : x / (steps + STEP_WARMUPS);
   return {
     ms,
     readbacks: per(readbacks)!,

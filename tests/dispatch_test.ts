@@ -21,9 +21,27 @@ const gpu = await webgpu();
  */
 const LIMITS = { step: 72, lossGrad: 18, lossGradFlat: 11 };
 
+/** Counts with products run together as a hardware GPU runs them (`groupProducts`). */
+async function grouped<T>(on: boolean, count: () => Promise<T>): Promise<T> {
+  const was = gpu!.groupProducts;
+  gpu!.groupProducts = on;
+  try {
+    return await count();
+  } finally {
+    gpu!.groupProducts = was;
+  }
+}
+
 if (gpu) {
+  Deno.test("dispatches: products one per dispatch (a software adapter's default) at the counts before grouping", async () => {
+    const [step] = await grouped(false, () => countSteps(gpu));
+    assert.ok(step.dispatches <= 90, `${step.dispatches} dispatches > 90`);
+    const flat = await grouped(false, () => countLossGrad(gpu, 1, undefined, true));
+    assert.ok(flat <= 14, `flat: ${flat} dispatches > 14`);
+  });
+
   Deno.test("dispatches: a W1 SGN step with 3 CG iterations and one line-search try", async () => {
-    const [step] = await countSteps(gpu);
+    const [step] = await grouped(true, () => countSteps(gpu));
     // Each further try is one more forward pass: the limit is for a step of one try.
     assert.equal(step.tries, 1, "the counted step took one line-search try");
     assert.equal(step.readbacks, 1, "the counted step read back once");
@@ -37,9 +55,9 @@ if (gpu) {
   });
 
   Deno.test("dispatches: a W1 loss + gradient, tensor by tensor and as one flat vector", async () => {
-    const n = await countLossGrad(gpu);
+    const n = await grouped(true, () => countLossGrad(gpu));
     assert.ok(n <= LIMITS.lossGrad, `${n} dispatches > ${LIMITS.lossGrad}`);
-    const flat = await countLossGrad(gpu, 1, undefined, true);
+    const flat = await grouped(true, () => countLossGrad(gpu, 1, undefined, true));
     assert.ok(flat <= LIMITS.lossGradFlat, `flat: ${flat} dispatches > ${LIMITS.lossGradFlat}`);
   });
 }

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import type { MatmulSpec } from "../kernel/backend.ts";
 import { ACC, binary, constant, type Expr, load, unary } from "../kernel/ir.ts";
 import { matmul, matmulGroup } from "../wgsl/matmul.ts";
+import { WebGpuBackend } from "../wgsl/webgpu.ts";
 import type { GpuBuffer } from "../wgsl/runtime.ts";
 import { Lazy } from "../kernel/lazy.ts";
 import * as k from "../kernel/graph.ts";
@@ -84,6 +85,8 @@ function product(a: Lazy, b: Lazy, transA = false, transB = false): Lazy {
 
 if (gpu) {
   const rt = gpu.rt;
+  // Products run together as on a hardware GPU (off by default on a software adapter).
+  gpu.groupProducts = true;
   Deno.test("property: products grouped into one dispatch equal each product alone, bit for bit", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(arbCase, { minLength: 2, maxLength: 4 }), async (cases) => {
@@ -279,5 +282,13 @@ if (gpu) {
     } finally {
       for (const t of [a, b, c]) rt.release(t);
     }
+  });
+
+  Deno.test("grouping: on by default on a hardware GPU, off on a software adapter; settable", () => {
+    const fresh = new WebGpuBackend(rt);
+    assert.equal(fresh.groupProducts, !rt.software);
+    assert.equal(fresh.matmuls === undefined, rt.software);
+    fresh.groupProducts = rt.software;
+    assert.equal(fresh.matmuls === undefined, !rt.software);
   });
 }

@@ -40,8 +40,30 @@ export class WebGpuBackend implements Backend {
   readonly dtypes: readonly DType[] = ["float32"];
   readonly hostReadback = false;
 
+  /**
+   * Independent products in as few dispatches as the device allows ({@link Backend.matmuls});
+   * undefined while {@link WebGpuBackend.groupProducts} is off.
+   */
+  matmuls?: (items: readonly MatmulCall[]) => DeviceBuffer[];
+
   /** The backend over a runtime (most code calls {@link WebGpuBackend.create}). */
-  constructor(readonly rt: GpuRuntime) {}
+  constructor(readonly rt: GpuRuntime) {
+    this.groupProducts = !rt.software;
+  }
+
+  /**
+   * Whether products whose operands are ready at once run in one dispatch (the lazy graph and
+   * replays hand them to {@link WebGpuBackend.matmuls}). On by default on hardware GPUs, which
+   * pay per dispatch; off on software adapters, where the grouped kernel measured slower
+   * (llvmpipe: a cached W1 G v 10-12 -> 12-16 ms; bench/README.md), as splitting K is. The
+   * dispatch counts turn it on to count what a hardware GPU runs.
+   */
+  get groupProducts(): boolean {
+    return this.matmuls !== undefined;
+  }
+  set groupProducts(on: boolean) {
+    this.matmuls = on ? (items) => this.productsTogether(items) : undefined;
+  }
 
   /** Finds an adapter and creates the backend, or returns undefined when there is none. */
   static async create(): Promise<WebGpuBackend | undefined> {
@@ -138,7 +160,8 @@ export class WebGpuBackend implements Backend {
     const epi = this.#epi(epilogue, "matmul");
     return mm.matmul(this.rt, this.#buf(a, "matmul"), this.#buf(b, "matmul"), spec, undefined, epi);
   }
-  matmuls(items: readonly MatmulCall[]): DeviceBuffer[] {
+  /** Independent products, as few dispatches as the device allows (`wgsl/matmul.ts`). */
+  productsTogether(items: readonly MatmulCall[]): DeviceBuffer[] {
     return mm.matmulGroup(
       this.rt,
       items.map((x) => {
