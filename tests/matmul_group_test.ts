@@ -7,8 +7,8 @@
  * WebGPU, with fewer dispatches, what the float64 oracle gives.
  */
 import assert from "node:assert/strict";
-import type { MatmulSpec } from "../kernel/backend.ts";
-import { ACC, binary, constant, type Expr, load, unary } from "../kernel/ir.ts";
+import { matmulShape, type MatmulSpec } from "../kernel/backend.ts";
+import { ACC, binary, constant, contiguous, type Expr, load, unary } from "../kernel/ir.ts";
 import { matmul, matmulGroup } from "../wgsl/matmul.ts";
 import { WebGpuBackend } from "../wgsl/webgpu.ts";
 import type { GpuBuffer } from "../wgsl/runtime.ts";
@@ -39,6 +39,10 @@ const arbCase: fc.Arbitrary<Case> = fc.record({
   transA: fc.boolean(),
   transB: fc.boolean(),
   sums: fc.boolean(),
+  // Batched products (one operand shared or both batched) are not grouped: they run alone.
+  batch: fc.constantFrom(1, 1, 1, 2, 3),
+  batchA: fc.boolean(),
+  batchB: fc.boolean(),
   offA: fc.constantFrom(0, 3, 4),
   offB: fc.constantFrom(0, 1, 8),
   epilogue: fc.constantFrom("none", "scale", "input") as fc.Arbitrary<Case["epilogue"]>,
@@ -52,8 +56,10 @@ const arbCase: fc.Arbitrary<Case> = fc.record({
     n: c.n,
     transA: c.transA,
     transB: c.transB,
-    // The sums row is B's sums over k (not with B transposed: the fold never asks for it).
-    ...(c.sums && !c.transB ? { sums: true } : {}),
+    // The sums row is B's sums over k (not with B transposed: the fold never asks for it), of
+    // products of batch 1.
+    ...(c.sums && !c.transB && c.batch === 1 ? { sums: true } : {}),
+    ...(c.batch > 1 ? { batch: c.batch, batchA: c.batchA, batchB: c.batchB } : {}),
     ...(c.offA || c.offB ? { offsetA: c.offA, offsetB: c.offB } : {}),
   },
   epilogue: c.epilogue,
@@ -66,12 +72,12 @@ function data(size: number, seed: number): Float32Array {
   return Float32Array.from({ length: size }, (_, i) => Math.sin(seed * 7.1 + i * 1.3) * 1.5);
 }
 
-/** The epilogue of a case over an output of `size` elements (loads index it flat). */
-function epilogueOf(c: Case, rows: number): Expr | undefined {
-  const n = c.spec.n;
+/** The epilogue of a case over its output (of shape `shape`). */
+function epilogueOf(c: Case, shape: readonly number[]): Expr | undefined {
   if (c.epilogue === "scale") return unary("tanh", binary("mul", ACC, constant(c.value)));
   if (c.epilogue === "input") {
-    return binary("add", binary("mul", ACC, load(0, [n, 1])), constant(c.value + rows));
+    const input = load(0, contiguous(shape));
+    return binary("add", binary("mul", ACC, input), constant(c.value + shape[0]));
   }
   return undefined;
 }
@@ -98,13 +104,15 @@ if (gpu) {
         };
         const items = cases.map((c, i) => {
           const s = c.spec;
-          const sizeA = (s.offsetA ?? 0) + s.m * s.k;
-          const sizeB = (s.offsetB ?? 0) + s.k * s.n;
+          const [bA, bB] = [s.batchA ? s.batch! : 1, s.batchB ? s.batch! : 1];
+          const sizeA = (s.offsetA ?? 0) + bA * s.m * s.k;
+          const sizeB = (s.offsetB ?? 0) + bB * s.k * s.n;
           const a = up(data(sizeA, 3 * i + 1));
           const b = up(data(sizeB, 3 * i + 2));
-          const rows = s.m + (s.sums ? 1 : 0);
-          const body = epilogueOf(c, rows);
-          const inputs = c.epilogue === "input" ? [up(data(rows * s.n, 3 * i + 3))] : [];
+          const shape = matmulShape(s);
+          const body = epilogueOf(c, shape);
+          const size = shape.reduce((x, y) => x * y, 1);
+          const inputs = c.epilogue === "input" ? [up(data(size, 3 * i + 3))] : [];
           return { a, b, spec: s, ...(body ? { epilogue: { body, inputs } } : {}) };
         });
         // Shared operands: a later product reads the first one's buffer when it fits exactly.
@@ -119,10 +127,13 @@ if (gpu) {
           const together = matmulGroup(rt, items);
           const dispatches = rt.stats.dispatches - d0;
           const distinct = new Set(items.flatMap((x) => [x.a, x.b, ...(x.epilogue?.inputs ?? [])]));
-          // Every product here runs the product kernel (batch 1, K > 0, K not split on this
-          // software adapter): they take one dispatch when their buffers fit one kernel.
+          // Every product here runs the product kernel (K > 0, K not split on this software
+          // adapter): those of batch 1 take one dispatch when their buffers fit one kernel, a
+          // batched one a dispatch of its own.
+          const batched = items.filter((x) => (x.spec.batch ?? 1) > 1).length;
+          const grouped = items.length - batched;
           if (rt.software && distinct.size + items.length <= 8) {
-            assert.equal(dispatches, 1, "one dispatch for the group");
+            assert.equal(dispatches, batched + (grouped ? 1 : 0), "dispatches of the group");
           }
           assert.ok(dispatches <= items.length);
           for (let i = 0; i < items.length; i++) {

@@ -145,7 +145,12 @@ export function matmulGroup(rt: GpuRuntime, items: readonly GroupedProduct[]): G
     chunk = [];
   };
   for (const p of planned) {
-    if (p instanceof GpuBuffer || p.run.batch !== 1) continue;
+    if (p instanceof GpuBuffer) continue;
+    // A batched product takes the grid's z: it runs on its own.
+    if (p.run.batch !== 1) {
+      runProduct(rt, p);
+      continue;
+    }
     const next = [...chunk, p];
     if (bindingsOf(next).length > limit || groupsOf(next) > MAX_GROUPS) flush();
     chunk.push(p);

@@ -123,4 +123,11 @@ export const MUTANTS: Mutant[] = ([
     what: "products run together in another order make another pipeline",
     tests: ["tests/matmul_group_test.ts"],
   },
+  {
+    file: "wgsl/matmul.ts",
+    find: "    if (p.run.batch !== 1) {\n      runProduct(rt, p);\n      continue;\n    }\n",
+    replace: "    if (p.run.batch !== 1) continue;\n",
+    what: "a batched product handed to matmulGroup is never dispatched",
+    tests: ["tests/matmul_group_test.ts"],
+  },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));
