@@ -316,8 +316,9 @@ function productRuns(steps: readonly Step[]): number[] {
   let start = 0;
   for (let i = 1; i < steps.length; i++) {
     const st = steps[i];
+    // A run grows only by products, so its first step says whether it is one.
     const group = steps.slice(start, i);
-    const joins = i - start < MAX_TOGETHER && isProduct(st) && group.every(isProduct) &&
+    const joins = i - start < MAX_TOGETHER && isProduct(st) && isProduct(steps[start]) &&
       !group.some((g) => st.ins.includes(g.out));
     if (joins) runs[start]++;
     else start = i;

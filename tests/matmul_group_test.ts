@@ -15,7 +15,7 @@ import type { GpuBuffer } from "../wgsl/runtime.ts";
 import { Lazy } from "../kernel/lazy.ts";
 import * as k from "../kernel/graph.ts";
 import { cpu, webgpu } from "./harness.ts";
-import { scope, tensor } from "../autodiff/tensor.ts";
+import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { replayable } from "../autodiff/replay.ts";
 import { fc, params } from "./property.ts";
@@ -301,5 +301,27 @@ if (gpu) {
     assert.equal(fresh.matmuls === undefined, rt.software);
     fresh.groupProducts = rt.software;
     assert.equal(fresh.matmuls === undefined, !rt.software);
+  });
+
+  Deno.test("grouping: a replay keeps apart a product and the product that reads it", async () => {
+    const opts = { backend: gpu };
+    const w1 = tensor(Array.from(data(6 * 5, 1)), [6, 5], opts);
+    const w2 = tensor(Array.from(data(5 * 3, 2)), [5, 3], opts);
+    const chain = (v: Tensor) => o.matmul(o.matmul(v, w1), w2);
+    const f = replayable((v) => [chain(v)]);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const v = tensor(Array.from(data(4 * 6, 20 + i)), [4, 6], opts);
+        const [y] = f(v);
+        const [z] = scope(() => [chain(v)]);
+        assert.deepEqual(await y.data(), await z.data(), `call ${i}`);
+        for (const t of [y, z, v]) t.dispose();
+      }
+      assert.ok(f.replaying, "the later calls replayed");
+    } finally {
+      f.dispose();
+      w1.dispose();
+      w2.dispose();
+    }
   });
 }

@@ -13,7 +13,7 @@ import * as o from "../autodiff/ops.ts";
 import { meanSquaredError } from "../models/losses.ts";
 import { SGN, type SgnStepRecord } from "../sgn/sgn.ts";
 import type { SgnOptions } from "../sgn/options.ts";
-import { Adam, SGD, type SgdOptions } from "../sgn/baselines.ts";
+import { Adam, resolveSgdOptions, SGD, type SgdOptions } from "../sgn/baselines.ts";
 import { backends, Random } from "./harness.ts";
 import {
   type Branch,
@@ -258,15 +258,8 @@ for (const be of float64) {
       }
     };
     for (const options of schedules) {
-      const s = {
-        momentum: 0,
-        schedule: "const",
-        lrFinal: 0,
-        k: 10,
-        decay: 0.5,
-        step: 10,
-        ...options,
-      } as Required<SgdOptions>;
+      // The options with SGD's defaults filled in (their one home, sgn/baselines.ts).
+      const s = resolveSgdOptions(options);
       const lib = libraryModel(be, p);
       const opt = new SGD(libraryParams(be, p, theta0), options);
       let theta = Float64Array.from(theta0);
