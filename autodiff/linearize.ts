@@ -12,7 +12,8 @@
  */
 
 import { SgnError, showValue } from "../errors.ts";
-import { nextLevel, withTrace } from "./core.ts";
+import { nextLevel, Tracer, withTrace } from "./core.ts";
+import { computeTogether } from "../kernel/multi.ts";
 import { TapeTrace } from "./traces.ts";
 import { adopt, checkTensor, collect, scope, scopeDepth, Tensor } from "./tensor.ts";
 import * as o from "./ops.ts";
@@ -110,6 +111,16 @@ export function linearize(f: TensorFn, primals: Tensor[]): Linearized {
 }
 
 /**
+ * The results of one transformation, computed together when a reader first needs one of them
+ * (kernel/multi.ts `computeTogether`): a loss and its gradients in one pass, a dense layer's
+ * weight and bias gradients as one product. Traced results are left to their trace.
+ */
+export function together<T extends readonly Tensor[]>(ts: T): T {
+  computeTogether(ts.filter((t) => !(t instanceof Tracer) && !t.disposed).map((t) => t.lazy));
+  return ts;
+}
+
+/**
  * {@link linearize}, also returning the concrete tensors it handed to the caller: the outputs it
  * created (with what lies beneath traced ones). Like any op's result they belong to the enclosing
  * scope, so a scope around the call frees them; outputs that `f` did not create (an input it
@@ -147,14 +158,16 @@ export function record(f: TensorFn, primals: Tensor[]): Recorded {
     jvp: (...tangents) => {
       alive("linearize.jvp");
       checkMatch(primals, tangents, "linearize.jvp");
-      return scope(() =>
-        trace.forward(tangents, nodes).map((t, i) => t ?? o.zerosLike(outputs[i]))
+      return together(
+        scope(() => trace.forward(tangents, nodes).map((t, i) => t ?? o.zerosLike(outputs[i]))),
       );
     },
     vjp: (...cts) => {
       alive("linearize.vjp");
       checkMatch(outputs, cts, "linearize.vjp");
-      return scope(() => trace.backward(cts, nodes).map((g, i) => g ?? o.zerosLike(primals[i])));
+      return together(
+        scope(() => trace.backward(cts, nodes).map((g, i) => g ?? o.zerosLike(primals[i]))),
+      );
     },
     dispose: () => {
       disposed = true;
@@ -223,6 +236,7 @@ export function valueAndGrad(
         );
       }
       const grads = scope(() => lin.vjp(o.onesLike(y)));
+      together([y, ...grads]);
       return [y, grads];
     } catch (e) {
       for (const t of owned) t.dispose();

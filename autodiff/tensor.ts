@@ -107,7 +107,9 @@ export class Tensor {
    * so that state kept across steps does not carry a growing expression. Returns the tensor.
    */
   realize(): this {
-    this.lazy.realize();
+    // A window of a computed buffer (one of several results one kernel wrote) has no graph
+    // beneath it: it stays a window rather than being copied out.
+    this.lazy.flush();
     return this;
   }
 
@@ -116,6 +118,7 @@ export class Tensor {
     // A window of another tensor's memory (a parameter of a flat vector, say) is read from
     // there, rather than copied into a buffer of its own first.
     const lazy = this.lazy;
+    lazy.flush();
     const w = lazy.computed ? undefined : lazy.window();
     if (w) {
       const all = await this.backend.read(w.src.realize());

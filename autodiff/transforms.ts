@@ -19,7 +19,7 @@ import { nextLevel, withTrace } from "./core.ts";
 import { JvpTrace, JvpTracer } from "./traces.ts";
 import { scope, type Tensor } from "./tensor.ts";
 import * as o from "./ops.ts";
-import { asList, checkFn, checkMatch, grad, type TensorFn } from "./linearize.ts";
+import { asList, checkFn, checkMatch, grad, type TensorFn, together } from "./linearize.ts";
 
 export {
   grad,
@@ -76,6 +76,7 @@ export function jvp(f: TensorFn, primals: Tensor[], tangents: Tensor[]): [Tensor
         ts.push(o.zerosLike(out));
       }
     }
+    together([...ys, ...ts]);
     return [ys, ts];
   });
 }

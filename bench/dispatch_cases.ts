@@ -55,9 +55,11 @@ export async function countSteps(
 }
 
 /**
- * Dispatches of one W1 loss + gradient after `warmup` runs: every gradient tensor computed, as
- * the products benchmark does, or with `flat` the gradient as one flat vector, as SGN computes
- * it (concatFlat: a layer's bias gradient folds into its weight gradient's product there).
+ * Dispatches of one W1 loss + gradient after `warmup` runs: every gradient tensor realized, one
+ * after the other, as the products benchmark does (the first computes them all:
+ * kernel/multi.ts computeTogether), or with `flat` the gradient as one flat vector, as SGN
+ * computes it (concatFlat). Either way a layer's bias gradient folds into its weight gradient's
+ * product.
  */
 export async function countLossGrad(
   be: WebGpuBackend,

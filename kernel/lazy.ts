@@ -83,6 +83,11 @@ export class Lazy {
   #unfused: { host: Lazy; operands: Lazy[]; build: () => Lazy } | undefined;
   /** Whether a consumer has computed this array's work inside its own kernel. */
   #fusedDone = false;
+  /**
+   * Run when a reader first needs this array on its own, before computing it: computes it with
+   * the arrays it was made with (kernel/multi.ts `computeTogether`).
+   */
+  #onRead: (() => void) | undefined;
 
   private constructor(
     readonly backend: Backend,
@@ -124,6 +129,20 @@ export class Lazy {
     return this.#recipe;
   }
 
+  /** Whether the array still has a holder (it has not been released for good). */
+  get alive(): boolean {
+    return this.#refs > 0;
+  }
+
+  /**
+   * `run` is called (once) when a reader outside any computation first needs this array while
+   * it is pending: the first of arrays made together to be read computes them all, in one pass
+   * (kernel/multi.ts `computeTogether`).
+   */
+  onFirstRead(run: () => void): void {
+    this.#onRead = run;
+  }
+
   /** Adds a holder. */
   retain(): this {
     if (this.#refs <= 0) throw new SgnError("a released array was used (a disposed tensor?)");
@@ -149,15 +168,26 @@ export class Lazy {
 
   /** Computes the array if it is pending, and returns its buffer. */
   realize(): DeviceBuffer {
-    // On a backend that runs products together, the outermost realization first finds the
-    // pending products it will compute (see #mates).
-    if (demand || !this.backend.matmuls || this.computed) return this.#realize();
-    demand = productsUnder(this);
-    try {
-      return this.#realize();
-    } finally {
-      demand = undefined;
-    }
+    if (outermost || this.computed) return this.#realize();
+    this.#firstRead();
+    return realizing([this], () => this.#realize());
+  }
+
+  /**
+   * Computes the array unless it is, or becomes by the computation of the arrays it was made
+   * with, a window of a computed array (readers load that in place; copying it out would be one
+   * more kernel): what an explicit flush of the graph beneath it needs.
+   */
+  flush(): void {
+    if (!outermost) this.#firstRead();
+    if (this.computed || this.window()?.src.computed) return;
+    this.realize();
+  }
+
+  #firstRead(): void {
+    const read = this.#onRead;
+    this.#onRead = undefined;
+    read?.();
   }
 
   #realize(): DeviceBuffer {
@@ -189,10 +219,17 @@ export class Lazy {
     inlinePendingMaps(r, this.shape);
     // Computing an input may compute the host this array fused (an input that reads it, as in
     // x - sum(x) of a matmul x): this array is then rebuilt over the host's buffer, as above.
+    // The input is held meanwhile: that rebuild drops the recipe that held it, and may drop its
+    // last holder while it is being computed.
     for (const s of inputs()) {
-      if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {
-        s.realizeWindow();
-      } else s.realize();
+      s.retain();
+      try {
+        if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {
+          s.realizeWindow();
+        } else s.realize();
+      } finally {
+        s.release();
+      }
       if (this.#recipe !== r) return this.realize();
     }
     const me = this.#launchOf(r);
@@ -387,17 +424,37 @@ interface Pending {
   ins: { buffer: DeviceBuffer; holder: Holder }[];
 }
 
+/** Whether a realization is under way (an array realized now is part of it). */
+let outermost = false;
+
 /**
  * The pending products the outermost realization under way will compute (set while it runs, on
- * backends that run products together): each reached from its root through recipes.
+ * backends that run products together): each reached from its roots through recipes.
  */
 let demand: Set<Lazy> | undefined;
 
-/** The pending products `root`'s realization computes: those its recipes reach. */
-function productsUnder(root: Lazy): Set<Lazy> {
+/**
+ * Runs `run`, which computes `roots`, as one realization: on a backend that runs products
+ * together, the products it will compute are known first, so that those ready at once run
+ * together (see #mates). Inside a realization already under way, simply runs `run`.
+ */
+export function realizing<T>(roots: readonly Lazy[], run: () => T): T {
+  if (outermost) return run();
+  outermost = true;
+  demand = roots[0]?.backend.matmuls ? productsUnder(roots) : undefined;
+  try {
+    return run();
+  } finally {
+    outermost = false;
+    demand = undefined;
+  }
+}
+
+/** The pending products the realization of `roots` computes: those their recipes reach. */
+function productsUnder(roots: readonly Lazy[]): Set<Lazy> {
   const out = new Set<Lazy>();
   const seen = new Set<Lazy>();
-  const stack = [root];
+  const stack = [...roots];
   while (stack.length) {
     const x = stack.pop()!;
     const r = x.recipe;

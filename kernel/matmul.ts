@@ -45,6 +45,29 @@ export function foldColumnSums(parts: readonly Lazy[]): Lazy[] {
   return out;
 }
 
+/**
+ * Among pending arrays computed together, each pair of a product x^T y and y's sums over its
+ * first axis (a dense layer's weight and bias gradients, in any order), with the one product
+ * that gives both, the sums as its last row ({@link foldColumnSums} for arrays in no order).
+ * The caller releases each `both`.
+ */
+export function sumsPairs(xs: readonly Lazy[]): { w: Lazy; b: Lazy; both: Lazy }[] {
+  const out: { w: Lazy; b: Lazy; both: Lazy }[] = [];
+  const used = new Set<Lazy>();
+  const sums = xs.filter((b) => !b.computed && sumsOf(b).recipe?.kind === "reduce");
+  for (const w of xs) {
+    if (w.computed || w.recipe?.kind !== "routine") continue;
+    for (const b of sums) {
+      const both = used.has(b) ? undefined : withSums(w, b);
+      if (!both) continue;
+      out.push({ w, b, both });
+      used.add(b);
+      break;
+    }
+  }
+  return out;
+}
+
 /** The product `w` with the sums `bias` as its last row, if `bias` is what that row holds. */
 function withSums(w: Lazy, bias: Lazy): Lazy | undefined {
   const r = w.recipe;

@@ -5,7 +5,10 @@
  * them, and on WebGPU it is one dispatch instead of one per array.
  *
  * {@link realizeTogether} takes the arrays, computes them into one buffer, and hands back each as
- * a view of its part of that buffer; kernels that read a view afterwards load it in place.
+ * a view of its part of that buffer; kernels that read a view afterwards load it in place. A
+ * product and the column sums of its second operand among them (a dense layer's weight and bias
+ * gradients) are one product whose last row is the sums. {@link computeTogether} makes arrays
+ * made together (a loss and its gradients) computed together when a reader first needs one.
  *
  * @module
  */
@@ -19,7 +22,8 @@ import {
   load,
   MAX_OUTPUTS,
 } from "./ir.ts";
-import { Lazy, MAX_INPUTS, readWindows, type Recipe } from "./lazy.ts";
+import { Lazy, MAX_INPUTS, readWindows, realizing, type Recipe } from "./lazy.ts";
+import { sumsPairs } from "./matmul.ts";
 import { type Fragment, join, reshape, slice } from "./graph.ts";
 import { activeRecorder, type Launch, launch } from "./record.ts";
 import { sizeOf } from "./shape.ts";
@@ -83,6 +87,71 @@ const sameShape = (a: readonly number[], b: readonly number[]) =>
  * ```
  */
 export function realizeTogether(xs: readonly Lazy[]): void {
+  // A product and the sums that fold into it (a dense layer's weight and bias gradients) are
+  // computed as one product first; the rest are computed in the same realization.
+  const pairs = sumsPairs(xs);
+  const paired = new Set(pairs.flatMap((p) => [p.w, p.b]));
+  const roots = [...xs.filter((x) => !x.computed && !paired.has(x)), ...pairs.map((p) => p.both)];
+  realizing(roots, () => {
+    for (const p of pairs) splitRows(p);
+    computeAll(xs);
+  });
+}
+
+/**
+ * Computes the product that gives a weight gradient `w` and its bias gradient `b` (its last row)
+ * and makes each a view of its rows.
+ */
+function splitRows({ w, b, both }: { w: Lazy; b: Lazy; both: Lazy }): void {
+  try {
+    both.realize();
+    const [m, n] = w.shape;
+    for (const [x, row, rows] of [[w, 0, m], [b, m, 1]] as const) {
+      const piece = slice(both, [row, 0], [rows, n]);
+      const view = reshape(piece, x.shape);
+      x.replaceBy(view);
+      for (const l of [piece, view]) l.release();
+    }
+  } finally {
+    both.release();
+  }
+}
+
+/**
+ * Arrays made together (the results of one transformation: a loss and its gradients): the first
+ * time a reader outside any computation needs one of them while it is pending, those of them
+ * still pending and held are computed together ({@link realizeTogether}), in one realization.
+ * Arrays a kernel reads as part of its own computation are computed as usual (a consumer that
+ * fused a gradient into its kernel keeps doing so).
+ *
+ * @example
+ * ```ts
+ * import { CpuBackend } from "../cpu/oracle.ts";
+ * import { Lazy } from "./lazy.ts";
+ * import { reduce } from "./graph.ts";
+ * import { computeTogether } from "./multi.ts";
+ * const cpu = new CpuBackend();
+ * const x = Lazy.of(cpu, cpu.upload(new Float32Array([1, -4, 2])), [3]);
+ * const [sum, max] = [reduce("sum", x, [0]), reduce("max", x, [0])];
+ * computeTogether([sum, max]);
+ * // Reading one computes both, in one kernel of two outputs.
+ * console.log(await cpu.read(sum.realize()), await cpu.read(max.realize())); // [ -1 ] [ 2 ]
+ * for (const l of [x, sum, max]) l.release();
+ * ```
+ */
+export function computeTogether(xs: readonly Lazy[]): void {
+  const group = xs.filter((x) => !x.computed);
+  if (group.length < 2) return;
+  let done = false;
+  const run = () => {
+    if (done) return;
+    done = true;
+    realizeTogether(group.filter((x) => x.alive && !x.computed));
+  };
+  for (const x of group) x.onFirstRead(run);
+}
+
+function computeAll(xs: readonly Lazy[]): void {
   const alone: Lazy[] = [];
   const candidates: Part[] = [];
   const pending = new Set(xs.filter((x) => !x.computed));

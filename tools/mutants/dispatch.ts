@@ -130,4 +130,32 @@ export const MUTANTS: Mutant[] = ([
     what: "a batched product handed to matmulGroup is never dispatched",
     tests: ["tests/matmul_group_test.ts"],
   },
+  {
+    file: "kernel/multi.ts",
+    find: "for (const [x, row, rows] of [[w, 0, m], [b, m, 1]] as const) {",
+    replace: "for (const [x, row, rows] of [[w, 0, m], [b, m - 1, 1]] as const) {",
+    what: "a bias gradient computed with its weight gradient is read from the weights' last row",
+    tests: ["tests/together_test.ts"],
+  },
+  {
+    file: "kernel/multi.ts",
+    find: "realizeTogether(group.filter((x) => x.alive && !x.computed));",
+    replace: "realizeTogether(group.filter((x) => !x.computed));",
+    what: "the first read of a transformation's results also computes those already disposed",
+    tests: ["tests/together_test.ts"],
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "    if (outermost || this.computed) return this.#realize();\n    this.#firstRead();",
+    replace: "    if (this.computed) return this.#realize();\n    this.#firstRead();",
+    what: "a kernel that reads a gradient as its input computes all the transformation's results",
+    tests: ["tests/together_test.ts"],
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "demand = roots[0]?.backend.matmuls ? productsUnder(roots) : undefined;",
+    replace: "demand = roots[0]?.backend.matmuls ? productsUnder(roots.slice(0, 1)) : undefined;",
+    what: "a realization of several arrays runs together only the products under the first",
+    tests: ["tests/dispatch_test.ts"],
+  },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));

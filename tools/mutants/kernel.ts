@@ -166,11 +166,24 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "      } else s.realize();\n      if (this.#recipe !== r) return this.realize();\n",
-    replace: "      } else s.realize();\n",
+    find: "        s.release();\n      }\n      if (this.#recipe !== r) return this.realize();\n",
+    replace: "        s.release();\n      }\n",
     what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
     tests: PROP,
   },
+  {
+    file: "kernel/lazy.ts",
+    find: "      s.retain();\n      try {\n" +
+      '        if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {\n' +
+      "          s.realizeWindow();\n        } else s.realize();\n      } finally {\n" +
+      "        s.release();\n      }\n",
+    replace:
+      '      if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {\n' +
+      "        s.realizeWindow();\n      } else s.realize();\n",
+    what: "realize does not hold an input while computing it (a rebuild frees it mid-way)",
+    tests: ["tests/together_test.ts"],
+  },
+
   {
     file: "kernel/lazy.ts",
     find: "    if (i >= 0) list.splice(i, 1);\n",
