@@ -31,7 +31,17 @@ export type TensorLike = Tensor | number;
  * 1 - beta^t does not compile a new kernel).
  */
 export function scalarLike(value: number, like: Tensor): Tensor {
-  return new Tensor(like.backend, lazyFull(like.backend, [], value, like.dtype), [], like.dtype);
+  return fullLike(like, [], value);
+}
+
+/** A tensor of `shape` filled with `value` (a constant of the IR) on `like`'s backend and dtype. */
+function fullLike(like: Tensor, shape: readonly number[], value: number): Tensor {
+  return new Tensor(
+    like.backend,
+    lazyFull(like.backend, shape, value, like.dtype),
+    shape,
+    like.dtype,
+  );
 }
 
 function pair(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor] {
@@ -52,22 +62,12 @@ function pair(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor] {
 
 /** A tensor of zeros with `like`'s shape, dtype and backend. */
 export function zerosLike(like: Tensor, shape: readonly number[] = like.shape): Tensor {
-  return new Tensor(
-    like.backend,
-    lazyFull(like.backend, shape, 0, like.dtype),
-    shape,
-    like.dtype,
-  );
+  return fullLike(like, shape, 0);
 }
 
 /** A tensor of ones with `like`'s shape, dtype and backend. */
 export function onesLike(like: Tensor, shape: readonly number[] = like.shape): Tensor {
-  return new Tensor(
-    like.backend,
-    lazyFull(like.backend, shape, 1, like.dtype),
-    shape,
-    like.dtype,
-  );
+  return fullLike(like, shape, 1);
 }
 
 function bool(v: unknown, what: string): boolean {

@@ -287,6 +287,8 @@ export class Lazy {
   /** Takes `out`, the result of this array's launch `p` (recipe `r`), as its buffer. */
   #done(r: Recipe, p: Pending, out: DeviceBuffer): DeviceBuffer {
     activeRecorder()?.note(p.l, p.ins, out);
+    // The products still to compute are those #mates looks among.
+    demand?.delete(this);
     this.#buffer = out;
     this.#recipe = undefined;
     dropRecipe(r);
