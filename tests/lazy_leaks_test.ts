@@ -2,9 +2,11 @@
  * Reference counting of the lazy graph (kernel/lazy.ts, kernel/graph.ts): generated graphs built
  * straight from the graph's builders (products as routine nodes, reductions, views, element-wise
  * ops), where a value and a reduction over it are both used (x - sum(x) of a product x, whose
- * element-wise op fuses into the product and reads the sum over it), realized through one root,
- * through several roots one after the other, through kernel/multi.ts `realizeTogether`, or
- * through a concatenation of the roots; every array the test made is released, before the
+ * element-wise op fuses into the product and reads the sum over it), and dense-layer gradient pairs
+ * (a^T y and y's column sums, which fold into one product), realized through one root,
+ * through several roots one after the other, through kernel/multi.ts `realizeTogether`,
+ * through a concatenation of the roots, made together (`computeTogether`: the first read computes
+ * all) or each read first through a kernel that consumes it; every array the test made is released, before the
  * realization (as a scope does) or after it. Then the backend holds as many buffers as before,
  * on every backend and dtype, and the roots' values are those of the float64 index-arithmetic
  * reference (tests/kernel_reference.ts).
@@ -16,7 +18,7 @@
 import assert from "node:assert/strict";
 import { Lazy } from "../kernel/lazy.ts";
 import * as k from "../kernel/graph.ts";
-import { realizeTogether } from "../kernel/multi.ts";
+import { computeTogether, realizeTogether } from "../kernel/multi.ts";
 import { fc, property } from "./property.ts";
 import * as ref from "./kernel_reference.ts";
 import { ND, type Target } from "./kernel_reference.ts";
@@ -31,7 +33,7 @@ type Op =
   | { op: "expand"; x: number; shape: number[] }
   | { op: "slice"; x: number; starts: number[]; sizes: number[] }
   | { op: "reduce"; x: number; name: "sum" | "max"; axes: number[] }
-  | { op: "product"; a: number; b: number; transB: boolean };
+  | { op: "product"; a: number; b: number; transB: boolean; transA?: boolean };
 
 /** One generated step: its kind, and small numbers that choose operands and parameters. */
 type Step = typeof stepArb extends fc.Arbitrary<infer T> ? T : never;
@@ -58,7 +60,10 @@ function refOf(o: Op, refs: ND[]): ND {
     case "reduce":
       return ref.refReduce(refs[o.x], o.axes, o.name, false);
     case "product":
-      return ref.refMatmul(refs[o.a], o.transB ? ref.refTranspose(refs[o.b], [1, 0]) : refs[o.b]);
+      return ref.refMatmul(
+        o.transA ? ref.refTranspose(refs[o.a], [1, 0]) : refs[o.a],
+        o.transB ? ref.refTranspose(refs[o.b], [1, 0]) : refs[o.b],
+      );
   }
 }
 
@@ -179,6 +184,20 @@ function resolve(leaves: { dims: number[]; seed: number }[], steps: Step[]) {
         if (refs[y].shape.length > 0) withReduction(y, pick);
         break;
       }
+      case 10: {
+        // A dense layer's weight and bias gradients: a^T y and y's sums over its first axis, y
+        // the array as [m, n] (kernel/matmul.ts sumsPairs folds them into one product).
+        if (rank === 0) break;
+        const n = xr.shape[rank - 1];
+        const y = rank === 2 ? x : push({ op: "reshape", x, shape: [xr.size / n, n] });
+        const m = refs[y].shape[0];
+        const kk = 1 + pick(4);
+        if (kk * n > MAX_SIZE) break;
+        const a = leaf([m, kk], s.c + 5);
+        push({ op: "product", a, b: y, transB: false, transA: true });
+        push({ op: "reduce", x: y, name: "sum", axes: [0] });
+        break;
+      }
     }
   }
   return { ops, refs };
@@ -206,9 +225,10 @@ const BUILD: { [K in Op["op"]]: Builder<K> } = {
   reduce: (o, v) => k.reduce(o.name, v(o.x), o.axes),
   product: (o, v) => {
     const [a, b] = [v(o.a), v(o.b)];
-    const [m, kk] = a.shape;
+    const [m, kk] = o.transA ? [a.shape[1], a.shape[0]] : a.shape;
     const n = o.transB ? b.shape[0] : b.shape[1];
-    return k.routine({ op: "matmul", spec: { m, k: kk, n, transB: o.transB } }, [a, b], [m, n]);
+    const spec = { m, k: kk, n, transB: o.transB, ...(o.transA ? { transA: true } : {}) };
+    return k.routine({ op: "matmul", spec }, [a, b], [m, n]);
   },
 };
 
@@ -227,7 +247,13 @@ interface Plan {
   readAfter: number;
 }
 
-const HOWS = ["one by one", "together", "concat"] as const;
+/**
+ * One by one; together (kernel/multi.ts realizeTogether); as one concatenation; made together
+ * (computeTogether) and read last first, the first read computing all; or each read first
+ * through a kernel that consumes it (which computes it as part of its own realization), then
+ * on its own.
+ */
+const HOWS = ["one by one", "together", "concat", "first read", "consumed"] as const;
 
 /** Builds the graph on a target, computes it by `plan`, checks values and buffers. */
 async function run(t: Target, ops: Op[], refs: ND[], plan: Plan): Promise<void> {
@@ -255,9 +281,19 @@ async function run(t: Target, ops: Op[], refs: ND[], plan: Plan): Promise<void> 
       for (const x of roots) release(x);
       const flat = plan.roots.map((i) => ref.refReshape(refs[i], [refs[i].size]));
       ref.check(await be.read(cat.realize()), ref.refConcat(flat, 0), t, what(-1));
+    } else if (plan.how === "consumed") {
+      for (const i of plan.roots) {
+        const neg = k.unary("neg", vals[i]);
+        held.add(neg);
+        ref.check(await be.read(neg.realize()), ref.refUnary(refs[i], "neg"), t, what(i));
+        release(neg);
+        ref.check(await be.read(vals[i].realize()), refs[i], t, what(i));
+      }
     } else {
       if (plan.how === "together") realizeTogether(roots);
-      for (const i of plan.roots) ref.check(await be.read(vals[i].realize()), refs[i], t, what(i));
+      if (plan.how === "first read") computeTogether(roots);
+      const order = plan.how === "first read" ? [...plan.roots].reverse() : plan.roots;
+      for (const i of order) ref.check(await be.read(vals[i].realize()), refs[i], t, what(i));
     }
     if (!plan.early) {
       for (let i = 0; i < vals.length; i++) {
@@ -280,7 +316,7 @@ async function run(t: Target, ops: Op[], refs: ND[], plan: Plan): Promise<void> 
 
 const stepArb = fc.record({
   // Kinds past 9 repeat products with their reductions and reductions broadcast back.
-  kind: fc.nat(13).map((x) => (x <= 9 ? x : [8, 8, 9, 7][x - 10])),
+  kind: fc.nat(15).map((x) => (x <= 10 ? x : [8, 8, 9, 7, 10][x - 11])),
   a: fc.nat(40),
   b: fc.nat(400),
   c: fc.nat(400),
@@ -294,7 +330,7 @@ const graphArb = fc.record({
     { minLength: 1, maxLength: 2 },
   ),
   steps: fc.array(stepArb, { minLength: 1, maxLength: 7 }),
-  roots: fc.array(fc.nat(30), { minLength: 0, maxLength: 2 }),
+  roots: fc.array(fc.nat(30), { minLength: 0, maxLength: 3 }),
   readAfter: fc.nat(0xffff),
 });
 
