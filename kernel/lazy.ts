@@ -168,7 +168,7 @@ export class Lazy {
 
   /** Computes the array if it is pending, and returns its buffer. */
   realize(): DeviceBuffer {
-    if (outermost || this.computed) return this.#realize();
+    if (underWay || this.computed) return this.#realize();
     this.#firstRead();
     return realizing([this], () => this.#realize());
   }
@@ -179,7 +179,7 @@ export class Lazy {
    * more kernel): what an explicit flush of the graph beneath it needs.
    */
   flush(): void {
-    if (!outermost) this.#firstRead();
+    if (!underWay) this.#firstRead();
     if (this.computed || this.window()?.src.computed) return;
     this.realize();
   }
@@ -427,10 +427,10 @@ interface Pending {
 }
 
 /** Whether a realization is under way (an array realized now is part of it). */
-let outermost = false;
+let underWay = false;
 
 /**
- * The pending products the outermost realization under way will compute (set while it runs, on
+ * The pending products the realization under way will compute (set while it runs, on
  * backends that run products together): each reached from its roots through recipes.
  */
 let demand: Set<Lazy> | undefined;
@@ -441,13 +441,13 @@ let demand: Set<Lazy> | undefined;
  * together (see #mates). Inside a realization already under way, simply runs `run`.
  */
 export function realizing<T>(roots: readonly Lazy[], run: () => T): T {
-  if (outermost) return run();
-  outermost = true;
+  if (underWay) return run();
+  underWay = true;
   demand = roots[0]?.backend.matmuls ? productsUnder(roots) : undefined;
   try {
     return run();
   } finally {
-    outermost = false;
+    underWay = false;
     demand = undefined;
   }
 }

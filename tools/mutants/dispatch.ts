@@ -146,7 +146,7 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "    if (outermost || this.computed) return this.#realize();\n    this.#firstRead();",
+    find: "    if (underWay || this.computed) return this.#realize();\n    this.#firstRead();",
     replace: "    if (this.computed) return this.#realize();\n    this.#firstRead();",
     what: "a kernel that reads a gradient as its input computes all the transformation's results",
     tests: ["tests/together_test.ts"],
