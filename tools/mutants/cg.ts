@@ -150,8 +150,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "(d) => s.objective(...splitFlat(axpyT(1, d, grad.theta), this.#shapes)),",
-    replace: "(d) => s.objective(...splitFlat(axpyT(opt.alpha, d, grad.theta), this.#shapes)),",
+    find: "(d, more) => s.objective.at(axpyT(1, d, grad.theta), more),",
+    replace: "(d, more) => s.objective.at(axpyT(opt.alpha, d, grad.theta), more),",
     what: "[cg] backtracking evaluates theta + ALPHA d_i instead of theta + d_i",
     tests: T,
   },
