@@ -144,7 +144,8 @@ export async function parts(be: Backend, reps: number) {
 
 /** The cases of {@link lsReplayRounds}: SGN options on top of {@link w1Sgn}'s. */
 const LS_REPLAY_CASES: [string, SgnOptions][] = [
-  // Adaptive speculation takes one try a step here, which nothing replays: the noise level.
+  // Adaptive speculation: mostly one try a step, which is not recorded (a batch of two after a
+  // step that needed two is).
   ["adaptive", {}],
   ["all", { lsSpeculation: "all" }],
   ["backtrack", { cgBacktrack: true }],
