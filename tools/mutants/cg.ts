@@ -190,6 +190,14 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/objective.ts",
+    find: "if (!tryReplay.enabled || (first && !more)) return this.#plain(p);",
+    replace: "if (!tryReplay.enabled) return this.#plain(p);",
+    what: "[cg] a step's only evaluation is recorded too: its try is realized apart from the " +
+      "step's scalars (one WebGPU dispatch more a W1 step) for no replay",
+    tests: ["tests/ls_replay_test.ts", "tests/dispatch_test.ts"],
+  },
+  {
+    file: "sgn/objective.ts",
     find: "const first = this.#calls++ === 0;",
     replace: "const first = this.#calls === 0;",
     what: "[cg] the step's second evaluation is not recorded: host-mode tries never replay",
