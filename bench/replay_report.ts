@@ -4,10 +4,18 @@
  * rounds, so that a machine whose load changes during the run changes both alike. Prints each
  * round's ms per product and ratio, then the best of each and the median of the rounds' ratios.
  *
- * Run: `deno run -A bench/replay_report.ts [--only W1] [--rounds 9] [--products 300]`.
+ * With `--steps`, the line search's replay instead (sgn/objective.ts): W1 SGN steps (3 CG
+ * iterations) with every speculative try, later try and backtracking iterate evaluated plainly or
+ * replayed (`tryReplay`), two optimizers stepping in alternating rounds, per backend and case;
+ * prints ms per step, their ratio (median of the rounds'), line-search tries, readbacks and, on
+ * WebGPU, dispatches per step of each.
+ *
+ * Run: `deno run -A bench/replay_report.ts [--only W1] [--rounds 9] [--products 300]`, or
+ * `deno run -A bench/replay_report.ts --steps [--rounds 9]`.
  */
 import { parseArgs } from "node:util";
 import { type Product, productCases } from "./products_cases.ts";
+import { lsReplayRounds } from "./sgn_step_cases.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -15,11 +23,16 @@ const { values: flags } = parseArgs({
     only: { type: "string", default: "W1" },
     rounds: { type: "string", default: "9" },
     products: { type: "string", default: "300" },
+    steps: { type: "boolean", default: false },
   },
 });
 const rounds = Math.max(1, Number(flags.rounds));
 const n = Math.max(1, Number(flags.products));
 const PAIR: Product[] = ["G v (cached)", "G v (replayed)"];
+if (flags.steps) {
+  await lsReplayRounds(rounds);
+  Deno.exit(0);
+}
 
 console.log(`| workload | backend | round | ${PAIR.join(" ms | ")} ms | ratio |`);
 console.log("|---|---|---:|---:|---:|---:|");

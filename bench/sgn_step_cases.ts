@@ -13,6 +13,9 @@ import { ggnLinearize, valueAndGrad } from "../autodiff/transforms.ts";
 import { mlp } from "../models/networks.ts";
 import { oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import { SGN } from "../sgn/sgn.ts";
+import type { SgnOptions } from "../sgn/options.ts";
+import { StepObjective, tryReplay } from "../sgn/objective.ts";
+import { concatFlat } from "../sgn/vectors.ts";
 
 /** A W1 problem on one backend. */
 export function w1(be: Backend) {
@@ -40,14 +43,15 @@ export async function time(n: number, fn: () => Promise<unknown>, warm = 1): Pro
 
 /**
  * SGN on W1 as the seed's MNIST runs set it (rho 1e-4, rho_min 1e-6, trust region and line
- * search), with exactly `iters` CG iterations a step.
+ * search), with exactly `iters` CG iterations a step; `more`: further options (cgBacktrack, mode).
  */
 export function w1Sgn(
   be: Backend,
   iters: number,
   lsSpeculation: "adaptive" | "all" = "adaptive",
+  more: SgnOptions = {},
+  problem: ReturnType<typeof w1> = w1(be),
 ): { problem: ReturnType<typeof w1>; opt: SGN } {
-  const problem = w1(be);
   const opt = new SGN(problem.net.init({ seed: 1, backend: be }), {
     dampRho: 1e-4,
     dampRhoMin: 1e-6,
@@ -56,6 +60,7 @@ export function w1Sgn(
     cgMaxIters: iters,
     cgMinIters: iters,
     lsSpeculation,
+    ...more,
   });
   return { problem, opt };
 }
@@ -135,4 +140,145 @@ export async function parts(be: Backend, reps: number) {
   const readback = await time(10, () => t.data());
   for (const q of [...params, t, p.x, p.y]) q.dispose();
   return { lossGrad, gv, forward, readback };
+}
+
+/** The cases of {@link lsReplayRounds}: SGN options on top of {@link w1Sgn}'s. */
+const LS_REPLAY_CASES: [string, SgnOptions][] = [
+  // Adaptive speculation: mostly one try a step, which is not recorded (a batch of two after a
+  // step that needed two is).
+  ["adaptive", {}],
+  ["all", { lsSpeculation: "all" }],
+  ["backtrack", { cgBacktrack: true }],
+  ["all + backtrack", { lsSpeculation: "all", cgBacktrack: true }],
+  // CPU backends decide on the host: these show the device path's replays there.
+  ["device, all", { mode: "device", lsSpeculation: "all" }],
+  ["device, backtrack", { mode: "device", cgBacktrack: true }],
+];
+
+/**
+ * The line search's replay (sgn/objective.ts), per backend and case: two optimizers on one W1
+ * problem (3 CG iterations), one evaluating its tries and backtracking's iterates plainly
+ * (`tryReplay` off), one replaying them, stepping in `rounds` alternating rounds (the order
+ * swapped each round) after warm-ups, so that a machine whose load changes changes both alike.
+ * Prints ms per step of each, the median of the rounds' ratios plain/replayed, line-search tries
+ * and readbacks per step, and WebGPU's dispatches per step. Both take the same steps, bit for bit.
+ */
+export async function lsReplayRounds(rounds: number): Promise<void> {
+  console.log(
+    "| backend | one evaluation: plain ms | recorded ms | replayed ms | plain / replayed |",
+  );
+  console.log("|---|---:|---:|---:|---:|");
+  for (const be of await stepBackends()) {
+    const [plain, recorded, replayed] = await evaluationTimes(be, rounds);
+    console.log(
+      `| ${be.name} | ${plain.toFixed(2)} | ${recorded.toFixed(2)} | ${replayed.toFixed(2)} | ` +
+        `${(plain / replayed).toFixed(2)}x |`,
+    );
+  }
+  console.log();
+  console.log(
+    "| backend | case | ms/step plain | ms/step replayed | ratio (median) | LS tries used/step | " +
+      "readbacks/step | dispatches/step plain -> replayed |",
+  );
+  console.log("|---|---|---:|---:|---:|---:|---:|---|");
+  for (const be of await stepBackends()) {
+    // On the host, speculation does not apply: backtracking, and the device path's cases.
+    const cases = LS_REPLAY_CASES.filter(([, o]) =>
+      !be.hostReadback || o.mode !== undefined || (o.cgBacktrack && !o.lsSpeculation)
+    );
+    const per = be.name === "cpu" ? 2 : 5;
+    for (const [name, options] of cases) {
+      const problem = w1(be);
+      const opts = [false, true].map((on) => ({
+        on,
+        opt: w1Sgn(be, 3, "adaptive", options, problem).opt,
+        ms: [] as number[],
+        dispatches: 0,
+        tries: 0,
+        readbacks: 0,
+      }));
+      const steps = async (o: (typeof opts)[number], n: number, count: boolean) => {
+        tryReplay.enabled = o.on;
+        const before = gpuCounts(be);
+        const t0 = performance.now();
+        try {
+          for (let i = 0; i < n; i++) {
+            const r = await o.opt.step(problem.model, problem.loss);
+            if (count) {
+              (o.tries += r.lsTries / n / rounds), (o.readbacks += r.readbacks / n / rounds);
+            }
+          }
+        } finally {
+          tryReplay.enabled = true;
+        }
+        if (!count) return;
+        o.ms.push((performance.now() - t0) / n);
+        o.dispatches += (gpuCountsSince(be, before)?.dispatches ?? NaN) / n / rounds;
+      };
+      for (const o of opts) await steps(o, STEP_WARMUPS, false);
+      for (let r = 0; r < rounds; r++) {
+        for (const o of r % 2 ? [...opts].reverse() : opts) await steps(o, per, true);
+      }
+      const [off, on] = opts;
+      const ratios = off.ms.map((m, i) => m / on.ms[i]).sort((a, b) => a - b);
+      const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+      const gpu = be.hostReadback
+        ? "-"
+        : `${off.dispatches.toFixed(1)} -> ${on.dispatches.toFixed(1)}`;
+      console.log(
+        `| ${be.name} | ${name} | ${med(off.ms).toFixed(1)} | ${med(on.ms).toFixed(1)} | ` +
+          `${ratios[ratios.length >> 1].toFixed(3)}x | ${on.tries.toFixed(2)} | ` +
+          `${on.readbacks.toFixed(2)} | ${gpu} |`,
+      );
+      for (const o of opts) o.opt.dispose();
+      problem.x.dispose();
+      problem.y.dispose();
+    }
+  }
+}
+
+/**
+ * Median ms of one evaluation of W1's loss and accuracy at a point (a line-search try after its
+ * point is made), plain, recorded and replayed (sgn/objective.ts), in `rounds` alternating
+ * rounds of a few evaluations each, every result computed and the last read back.
+ */
+async function evaluationTimes(be: Backend, rounds: number): Promise<number[]> {
+  const p = w1(be);
+  const params = p.net.init({ seed: 1, backend: be });
+  const shapes = params.map((q) => q.shape);
+  const point = concatFlat(params).realize();
+  const objective = (...q: Tensor[]) => {
+    const z = p.model(...q);
+    return [p.loss.value(z), p.loss.metric!(z)];
+  };
+  const reps = be.name === "cpu" ? 2 : 10;
+  const kept = new StepObjective(objective, shapes);
+  const ways: (() => Tensor[])[] = [
+    () => new StepObjective(objective, shapes).at(point, false),
+    () => {
+      const f = new StepObjective(objective, shapes);
+      const out = f.at(point, true);
+      f.dispose();
+      return out;
+    },
+    () => kept.at(point, true),
+  ];
+  const ms: number[][] = ways.map(() => []);
+  for (let r = -1; r < rounds; r++) {
+    for (const [i, way] of ways.entries()) {
+      const t0 = performance.now();
+      let last: Tensor[] = [];
+      for (let k = 0; k < reps; k++) {
+        for (const t of last) t.dispose();
+        last = scope(way);
+        for (const t of last) t.realize();
+      }
+      await last[0].data();
+      for (const t of last) t.dispose();
+      if (r >= 0) ms[i].push((performance.now() - t0) / reps);
+    }
+  }
+  kept.dispose();
+  for (const t of [...params, point, p.x, p.y]) t.dispose();
+  return ms.map((xs) => xs.sort((a, b) => a - b)[xs.length >> 1]);
 }

@@ -502,16 +502,18 @@ export interface ChosenIterate {
 }
 
 /**
- * CG backtracking on a CG result kept with `save`: `objective(d)` gives the loss (and the
- * metric) at theta + d as one-element tensors. On the host the candidates are evaluated one by
- * one as {@link backtrack} asks (a readback each); on the device every candidate is evaluated in
- * one submission with the iteration count, read back once, and the kept copies of the last
- * iterate (see {@link SavedIterate}) are left out before choosing. The tensors stay the caller's
- * (those of `cg`).
+ * CG backtracking on a CG result kept with `save`: `objective(d, more)` gives the loss (and the
+ * metric) at theta + d as one-element tensors, `more` saying whether another candidate is known
+ * to be evaluated after this one (the caller may then record this evaluation and replay it for
+ * the others). On the host the candidates are evaluated one by one as {@link backtrack} asks (a
+ * readback each); on the device every candidate is evaluated in one submission with the
+ * iteration count, read back once, and the kept copies of the last iterate (see
+ * {@link SavedIterate}) are left out before choosing. The tensors stay the caller's (those of
+ * `cg`).
  */
 export async function backtrackIterates(
   cg: CgResult,
-  objective: (d: Tensor) => Tensor[],
+  objective: (d: Tensor, more: boolean) => Tensor[],
   host: boolean,
   countReadback: () => void,
 ): Promise<ChosenIterate> {
@@ -534,11 +536,12 @@ export async function backtrackIterates(
     const [iters] = await read([cg.iters], []);
     candidates = all.map((c) => ({ ...c, iter: c.iter < 0 ? iters : c.iter }));
     evaluate = async (i) => {
-      const ts = scope(() => objective(candidates[i].d));
+      // The first evaluation (of the last candidate) is always followed by the one before it.
+      const ts = scope(() => objective(candidates[i].d, i === candidates.length - 1 && i > 0));
       return asTry(await read(ts, ts));
     };
   } else {
-    const ts = scope(() => all.map((c) => objective(c.d)));
+    const ts = scope(() => all.map((c, i) => objective(c.d, i < all.length - 1)));
     const [iters, ...values] = await read([cg.iters, ...ts.flat()], ts.flat());
     const tries = ts.map((_, i) => asTry(values.slice(i * ts[0].length, (i + 1) * ts[0].length)));
     // Kept iterates at or past the iterations run are copies of the last one.

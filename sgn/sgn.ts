@@ -20,7 +20,9 @@
  * readback of every scalar the host needs, by name (`#readback`: L0, CG's statistics, the
  * predicted change, the first line-search tries), the checks for non-finite values, the line
  * search and the trust region's ratio (`#lineSearch`), the commit (new parameters, momentum, rho
- * for the next step) and the record (`#record`).
+ * for the next step) and the record (`#record`). The objective at candidate parameters (the
+ * line search's tries, backtracking's iterates) is recorded once a second evaluation is in view
+ * and replayed at the others (sgn/objective.ts).
  *
  * Memory: a step frees every temporary however it ends (a failed step leaves the parameters and
  * the optimizer's state as they were), and CG frees each iterate as it makes the next, so the
@@ -61,6 +63,7 @@ import {
 } from "./options.ts";
 import { type StepCurvature, stepCurvature } from "./curvature.ts";
 import { readScalars, scalarTensors } from "./readback.ts";
+import { StepObjective } from "./objective.ts";
 import type { SgnStepRecord } from "./record.ts";
 
 export type { CurvatureBatch, ModelFn, Optimizer } from "./optimizer.ts";
@@ -81,8 +84,8 @@ interface StepState {
   host: boolean;
   /** Whether the loss is evaluated after the step (line search or trust region). */
   evaluates: boolean;
-  /** The loss (and metric) at candidate parameters. */
-  objective: (...p: Tensor[]) => Tensor[];
+  /** The loss (and metric) at candidate parameters, recorded once and replayed. */
+  objective: StepObjective;
   /**
    * Every tensor of this step that outlives a scope, freed however the step ends (the new
    * momentum and the kept CG iterate are taken out when the step commits).
@@ -228,10 +231,10 @@ export class SGN implements Optimizer {
       rho: opt.trustRegion ? this.rho : scheduledRho(opt, t),
       host: opt.mode === "host" || (opt.mode === "auto" && be.hostReadback),
       evaluates: opt.lineSearch || opt.trustRegion,
-      objective: (...p: Tensor[]) => {
+      objective: new StepObjective((...p: Tensor[]) => {
         const z = model(...p);
         return loss.metric ? [loss.value(z), loss.metric(z)] : [loss.value(z)];
-      },
+      }, this.#shapes),
       temps: [],
       readbacks: 0,
     };
@@ -253,6 +256,7 @@ export class SGN implements Optimizer {
     } finally {
       if (C?.own) C.op.dispose();
       G.dispose();
+      s.objective.dispose();
       for (const k of s.temps) k.dispose();
     }
   }
@@ -329,7 +333,7 @@ export class SGN implements Optimizer {
     if (!opt.cgBacktrack) return { d: cg.d, r: cg.r, known: [] };
     const chosen = await backtrackIterates(
       cg,
-      (d) => s.objective(...splitFlat(axpyT(1, d, grad.theta), this.#shapes)),
+      (d, more) => s.objective.at(axpyT(1, d, grad.theta), more),
       s.host,
       () => s.readbacks++,
     );
@@ -343,9 +347,9 @@ export class SGN implements Optimizer {
     return splitFlat(axpyT(a, dir.d, grad.theta), this.#shapes);
   }
 
-  /** The loss (and metric) at theta + a d. */
-  #lossAt(a: number, grad: Gradient, dir: Direction, s: StepState): Tensor[] {
-    return scope(() => s.objective(...this.#stepAt(a, grad, dir)));
+  /** The loss (and metric) at theta + a d; `more`: another evaluation follows in this step. */
+  #lossAt(a: number, grad: Gradient, dir: Direction, s: StepState, more: boolean): Tensor[] {
+    return scope(() => s.objective.at(axpyT(a, dir.d, grad.theta), more));
   }
 
   /**
@@ -378,9 +382,10 @@ export class SGN implements Optimizer {
       const md = o.dot(grad.mHat, dir.d);
       const dMax = maxAbsT(dir.d);
       const before = metricBefore ? loss.metric!(G.outputs) : undefined;
+      const n = Math.max(0, firstBatch - known);
       const tries = Array.from(
-        { length: Math.max(0, firstBatch - known) },
-        (_, i) => this.#lossAt(opt.alpha * opt.rhoLs ** (i + known), grad, dir, s),
+        { length: n },
+        (_, i) => this.#lossAt(opt.alpha * opt.rhoLs ** (i + known), grad, dir, s, i < n - 1),
       );
       return {
         loss: grad.l0,
@@ -450,7 +455,7 @@ export class SGN implements Optimizer {
     const searched = s.evaluates
       ? await lineSearch(opt, read.loss, read.md, async (i): Promise<Try> => {
         if (i < tried.length) return tried[i];
-        const more = this.#lossAt(opt.alpha * opt.rhoLs ** i, grad, dir, s);
+        const more = this.#lossAt(opt.alpha * opt.rhoLs ** i, grad, dir, s, false);
         try {
           const v = await readScalars(tryOf(more));
           s.readbacks++;

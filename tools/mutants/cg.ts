@@ -1,7 +1,8 @@
 /**
  * Mutants of CG's Hessian-free refinements (warm start, relative stop, backtracking) and of
  * their options and settings rows; tests/cg_options_test.ts and tests/cg_sgn_steps_test.ts must
- * kill each.
+ * kill each. And of the replayed evaluations that backtracking and the line search make
+ * (sgn/objective.ts), for tests/ls_replay_test.ts.
  *
  * @module
  */
@@ -150,8 +151,8 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/sgn.ts",
-    find: "(d) => s.objective(...splitFlat(axpyT(1, d, grad.theta), this.#shapes)),",
-    replace: "(d) => s.objective(...splitFlat(axpyT(opt.alpha, d, grad.theta), this.#shapes)),",
+    find: "(d, more) => s.objective.at(axpyT(1, d, grad.theta), more),",
+    replace: "(d, more) => s.objective.at(axpyT(opt.alpha, d, grad.theta), more),",
     what: "[cg] backtracking evaluates theta + ALPHA d_i instead of theta + d_i",
     tests: T,
   },
@@ -177,5 +178,36 @@ export const MUTANTS: Mutant[] = [
     replace: "if (key) out[key] = s[name];",
     what: "[cg] config.json of a default run gains the new CG keys",
     tests: T,
+  },
+  // --- the line search's evaluations recorded and replayed (sgn/objective.ts) -----------------
+  {
+    file: "sgn/objective.ts",
+    find: "replayable((p: Tensor) => scope(() => this.#plain(p)))",
+    replace: "replayable((p: Tensor) => this.#plain(p))",
+    what: "[cg] the recording is realized before the evaluation's scope ends: the model's maps " +
+      "no longer fuse into its products, so replays run more launches than plain tries",
+    tests: ["tests/ls_replay_test.ts"],
+  },
+  {
+    file: "sgn/objective.ts",
+    find: "if (!tryReplay.enabled || (first && !more)) return this.#plain(p);",
+    replace: "if (!tryReplay.enabled) return this.#plain(p);",
+    what: "[cg] a step's only evaluation is recorded too: its try is realized apart from the " +
+      "step's scalars (one WebGPU dispatch more a W1 step) for no replay",
+    tests: ["tests/ls_replay_test.ts", "tests/dispatch_test.ts"],
+  },
+  {
+    file: "sgn/objective.ts",
+    find: "const first = this.#calls++ === 0;",
+    replace: "const first = this.#calls === 0;",
+    what: "[cg] the step's second evaluation is not recorded: host-mode tries never replay",
+    tests: ["tests/ls_replay_test.ts"],
+  },
+  {
+    file: "sgn/sgn.ts",
+    find: "      s.objective.dispose();\n",
+    replace: "\n",
+    what: "[cg] a step's recording of its evaluations is never freed (it holds the batch's values)",
+    tests: ["tests/ls_replay_test.ts"],
   },
 ];
