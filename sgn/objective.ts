@@ -10,6 +10,11 @@
  * follow in the step (a speculative batch of two or more, backtracking's iterates), or when it is
  * the step's second. The model and the loss close over the batch: a recording lives one step.
  *
+ * Not where products run together (`Backend.matmuls`: WebGPU on a hardware GPU): a replay runs one
+ * evaluation at a time, so the products of tries built lazily side by side no longer pair, and a
+ * W1 step took more dispatches there (3 CG, speculation "all": 156 -> 166; with backtracking 173
+ * -> 185), where dispatches are what costs.
+ *
  * @module
  */
 
@@ -71,7 +76,7 @@ export class StepObjective {
    */
   at(p: Tensor, more: boolean): Tensor[] {
     const first = this.#calls++ === 0;
-    if (!tryReplay.enabled || (first && !more)) return this.#plain(p);
+    if (!tryReplay.enabled || (first && !more) || p.backend.matmuls) return this.#plain(p);
     return this.#replay(p);
   }
 

@@ -190,11 +190,19 @@ export const MUTANTS: Mutant[] = [
   },
   {
     file: "sgn/objective.ts",
-    find: "if (!tryReplay.enabled || (first && !more)) return this.#plain(p);",
-    replace: "if (!tryReplay.enabled) return this.#plain(p);",
+    find: "if (!tryReplay.enabled || (first && !more) || p.backend.matmuls) return this.#plain(p);",
+    replace: "if (!tryReplay.enabled || p.backend.matmuls) return this.#plain(p);",
     what: "[cg] a step's only evaluation is recorded too: its try is realized apart from the " +
       "step's scalars (one WebGPU dispatch more a W1 step) for no replay",
     tests: ["tests/ls_replay_test.ts", "tests/dispatch_test.ts"],
+  },
+  {
+    file: "sgn/objective.ts",
+    find: "|| (first && !more) || p.backend.matmuls) return",
+    replace: "|| (first && !more)) return",
+    what: "[cg] tries replay where products run together: a hardware GPU's tries no longer pair " +
+      "their products (more dispatches)",
+    tests: ["tests/ls_replay_test.ts"],
   },
   {
     file: "sgn/objective.ts",
