@@ -104,11 +104,12 @@ export class Tensor {
 
   /**
    * Computes the tensor now if it is pending (an explicit flush of the lazy graph beneath it),
-   * so that state kept across steps does not carry a growing expression. Returns the tensor.
+   * so that state kept across steps does not carry a growing expression. Returns the tensor. A
+   * tensor that is a window of a computed buffer (one of several results one kernel wrote, such
+   * as a bias gradient computed with its weight gradient) has no graph beneath it and stays a
+   * window, holding that buffer; `buffer` gives it a buffer of its own.
    */
   realize(): this {
-    // A window of a computed buffer (one of several results one kernel wrote) has no graph
-    // beneath it: it stays a window rather than being copied out.
     this.lazy.flush();
     return this;
   }
