@@ -26,6 +26,7 @@ import {
 import { SgnError } from "../errors.ts";
 import { type BinaryOp, UNARY_OPS, type UnaryOp } from "../kernel/ir.ts";
 import * as k from "../kernel/graph.ts";
+import { poolBackwardKernel, tiles } from "../kernel/pool.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 import { Tensor } from "./tensor.ts";
 
@@ -403,6 +404,14 @@ export const FORWARD: { [K in PrimName]: Forward<ParamsOf[K]> } = {
     },
     lower: ([x, dy], [xs], p, out) => {
       const spec = poolSpec(xs, p, "maxPool2dBackward");
+      const [ho, wo] = pool2dOutSize(spec);
+      if (x.backend.poolBackwardInIr && spec.n * spec.c > 0 && tiles(spec, ho, wo)) {
+        // A kernel of the graph: dy's element-wise work fuses into it, consumers into its epilogue.
+        const cells = k.kernelNode(poolBackwardKernel(spec, ho, wo), [x, dy]);
+        const dx = k.reshape(cells, out);
+        cells.release();
+        return dx;
+      }
       return k.routine({ op: "maxPool2dBackward", spec }, [x, dy], out);
     },
   },

@@ -167,6 +167,13 @@ export interface Backend {
    */
   readonly hostReadback: boolean;
   /**
+   * True when the max-pool backward, where the windows tile the plane, should be a kernel of the
+   * IR in the graph (kernel/pool.ts) rather than a routine: WebGPU, which lowers it as that
+   * kernel anyway; then dy's element-wise work fuses into its loads and its consumers into its
+   * epilogue. The CPU backends run their own loops (or oneDNN) faster.
+   */
+  readonly poolBackwardInIr?: boolean;
+  /**
    * The largest buffer the device holds, in bytes: on WebGPU the device's storage-buffer binding
    * limit; on the CPU backends unbounded (the machine's memory is the limit there).
    */

@@ -16,6 +16,7 @@ import {
   contiguous,
   type Expr,
   exprSize,
+  type Kernel,
   load,
   mapLoads,
   type ReduceOp,
@@ -278,6 +279,25 @@ export function reduce(op: ReduceOp, x: Lazy, axes: readonly number[]): Lazy {
     redShape,
     body: moved.expr,
     srcs: moved.srcs,
+  });
+}
+
+/**
+ * A pending array computed by `kernel` (a reduction, possibly with an epilogue) over `srcs`, of
+ * the kernel's shape: for kernels the graph's builders do not make (kernel/pool.ts).
+ */
+export function kernelNode(kernel: Kernel, srcs: readonly Lazy[]): Lazy {
+  const r = kernel.reduce;
+  if (!r || kernel.more || kernel.inputs !== srcs.length) {
+    throw new SgnError("kernelNode: give a reduction of one output and its inputs");
+  }
+  return Lazy.pending(srcs[0].backend, kernel.shape, srcs[0].dtype, {
+    kind: "reduce",
+    op: r.op,
+    redShape: [...r.shape],
+    body: kernel.body,
+    ...(kernel.epilogue ? { epilogue: kernel.epilogue } : {}),
+    srcs: srcs.map((s) => s.retain()),
   });
 }
 

@@ -473,25 +473,26 @@ function productsUnder(roots: readonly Lazy[]): Set<Lazy> {
 
 /**
  * Fusion at run time: a source that is still a pending map, read element for element over the
- * output index (by a map or an epilogue), is inlined instead of being computed on its own. (A
- * source read that way may have been a fused kernel when its reader was built, and become a map
- * since, when its own operand was computed.)
+ * output index (by a map or an epilogue), is inlined instead of being computed on its own; so is
+ * one read through any view (a kernel of the IR that a routine builds reads its operands so:
+ * kernel/pool.ts) when the map reads each of its sources element for element, as a view then
+ * moves its loads too. (A source read either way may have been a fused kernel when its reader
+ * was built, and become a map since, when its own operand was computed.)
  */
 function inlinePendingMaps(r: Recipe, shape: readonly number[]): void {
   const exprOf = (x: Recipe) => (x.kind === "map" ? x.expr : x.epilogue);
   let e = exprOf(r);
   if (!e) return;
-  const want = contiguous(shape);
   for (let j = 0; j < r.srcs.length; j++) {
     const src = r.srcs[j];
     const sr = src.recipe;
-    if (src.computed || sr?.kind !== "map" || !sameShape(src.shape, shape)) continue;
+    if (src.computed || sr?.kind !== "map") continue;
     if (r.kind === "reduce" && loadsOf(r.body).some((l) => l.input === j)) continue;
     const loads = loadsOf(e).filter((l) => l.input === j);
-    const plain = loads.every((l) =>
-      l.offset === 0 && l.strides.every((v, i) => shape[i] === 1 || v === want[i])
-    );
-    if (!loads.length || !plain || r.srcs.length + sr.srcs.length > MAX_INPUTS + 1) continue;
+    const plain = sameShape(src.shape, shape) && loads.every((l) => wholeLoad(l, shape));
+    const through = !plain && elementwise(sr.expr, src.shape);
+    if (!loads.length || !(plain || through)) continue;
+    if (r.srcs.length + sr.srcs.length > MAX_INPUTS + 1) continue;
     // Substitute src's expression, its sources appended to ours.
     const index = sr.srcs.map((s2) => {
       let i = r.srcs.indexOf(s2);
@@ -501,8 +502,13 @@ function inlinePendingMaps(r: Recipe, shape: readonly number[]): void {
       }
       return i;
     });
-    const inner = mapLoads(sr.expr, (l) => (l.k === "load" ? { ...l, input: index[l.input] } : l));
-    e = mapLoads(e, (l) => (l.k === "load" && l.input === j ? inner : l));
+    const inner = (at: Expr & { k: "load" }) =>
+      mapLoads(sr.expr, (l) =>
+        l.k !== "load" ? l : through
+          // An element-for-element load reads its source where the view reads the map.
+          ? { ...l, input: index[l.input], strides: at.strides, offset: at.offset }
+          : { ...l, input: index[l.input] });
+    e = mapLoads(e, (l) => (l.k === "load" && l.input === j ? inner(l) : l));
   }
   if (r.kind === "map") r.expr = e;
   else r.epilogue = e;
@@ -557,6 +563,21 @@ export function readWindows(r: Recipe): void {
 function dropRecipe(r: Recipe): void {
   for (const s of r.srcs) s.release();
   if (r.kind === "routine") { for (const a of r.args) a.release(); }
+}
+
+/** Whether a load reads its input contiguously from offset 0 over `shape`. */
+function wholeLoad(l: Expr & { k: "load" }, shape: readonly number[]): boolean {
+  const want = contiguous(shape);
+  return l.offset === 0 && l.strides.every((v, i) => shape[i] === 1 || v === want[i]);
+}
+
+/** Whether every load of `e` reads its input element for element over `shape` (no index leaf). */
+function elementwise(e: Expr, shape: readonly number[]): boolean {
+  let ok = true;
+  walk(e, (x) => {
+    if (x.k === "index" || (x.k === "load" && !wholeLoad(x, shape))) ok = false;
+  });
+  return ok;
 }
 
 /** Whether `e` reads input 0 contiguously from offset 0 over `shape`. */

@@ -11,7 +11,7 @@ import { pool2dOutSize, type Pool2dSpec } from "../kernel/backend.ts";
 import * as ir from "../kernel/ir.ts";
 import { interpret } from "../kernel/interpret.ts";
 import type { DType, TypedArray } from "../kernel/shape.ts";
-import { poolBackwardKernel, tiles } from "../wgsl/pool.ts";
+import { poolBackwardKernel, tiles } from "../kernel/pool.ts";
 import { wgslKernel } from "../wgsl/codegen.ts";
 import { backendTargets, put, take, webgpu } from "./harness.ts";
 import { fc, property } from "./property.ts";

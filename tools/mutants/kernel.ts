@@ -166,6 +166,28 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
+    find: "? { ...l, input: index[l.input], strides: at.strides, offset: at.offset }",
+    replace: "? { ...l, input: index[l.input], offset: at.offset }",
+    what: "a map inlined through a view keeps its own loads' strides instead of the view's",
+    tests: ["tests/pool_node_test.ts"],
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "const through = !plain && elementwise(sr.expr, src.shape);",
+    replace: "const through = !plain;",
+    what: "a map that broadcasts or permutes its sources is inlined through a view as if it " +
+      "read them element for element",
+    tests: ["tests/lazy_leaks_test.ts"],
+  },
+  {
+    file: "autodiff/primitives.ts",
+    find: "if (x.backend.poolBackwardInIr && spec.n * spec.c > 0 && tiles(spec, ho, wo)) {",
+    replace: "if (x.backend.poolBackwardInIr && spec.n * spec.c > 0) {",
+    what: "the max-pool backward built as the tiling kernel for windows that do not tile",
+    tests: ["tests/property_networks_test.ts"],
+  },
+  {
+    file: "kernel/lazy.ts",
     find: "        s.release();\n      }\n      if (this.#recipe !== r) return this.realize();\n",
     replace: "        s.release();\n      }\n",
     what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
@@ -295,14 +317,14 @@ export const MUTANTS: Mutant[] = ([
     tests: GATHER,
   },
   {
-    file: "wgsl/pool.ts",
+    file: "kernel/pool.ts",
     find: 'binary("ne", dy, constant(0))',
     replace: "constant(1)",
     what: "the max-pool gather keeps a dy of -0 as -0 (a sum into zeros gives +0)",
     tests: GATHER,
   },
   {
-    file: "wgsl/pool.ts",
+    file: "kernel/pool.ts",
     find: "if (kw < sw) keep =",
     replace: "if (kw < 0) keep =",
     what: "the max-pool gather sends dy to cell columns right of the window too",
