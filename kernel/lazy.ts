@@ -304,11 +304,18 @@ export class Lazy {
    */
   #mates(): { x: Lazy; r: Recipe; launch: Pending }[] {
     const out: { x: Lazy; r: Recipe; launch: Pending }[] = [];
+    // Not a product whose work one of the group fused, or that fused one of the group's: its
+    // computation would rebuild that one (Lazy.#unfuse) while its launch is under way.
+    const group: Lazy[] = [this];
+    const tangled = (y: Lazy) =>
+      group.some((x) => x.#absorbers.includes(y) || y.#absorbers.includes(x));
     for (const y of demand ?? []) {
       if (out.length === MAX_TOGETHER - 1) break;
       const ready = y !== this && y.backend === this.backend && y.dtype === this.dtype &&
-        y.#readyProduct();
-      if (ready) out.push({ x: y, r: ready, launch: y.#launchOf(ready) });
+        !tangled(y) && y.#readyProduct();
+      if (!ready) continue;
+      out.push({ x: y, r: ready, launch: y.#launchOf(ready) });
+      group.push(y);
     }
     return out;
   }

@@ -86,12 +86,22 @@ export function property<T>(
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
-      await fc.assert(
-        fc.asyncProperty(arb, async (v) => {
-          await check(v);
-        }),
-        params(name, runs),
-      );
+      // In fuzz mode the time limit ends the property without waiting for the case under way;
+      // it is awaited here, so that it does not run on into the next test (whose buffer counts
+      // it would change).
+      let current: Promise<unknown> = Promise.resolve();
+      try {
+        await fc.assert(
+          fc.asyncProperty(arb, async (v) => {
+            const run = Promise.resolve(check(v));
+            current = run.catch(() => {});
+            await run;
+          }),
+          params(name, runs),
+        );
+      } finally {
+        await current;
+      }
     },
   });
 }

@@ -158,4 +158,11 @@ export const MUTANTS: Mutant[] = ([
     what: "a realization of several arrays runs together only the products under the first",
     tests: ["tests/dispatch_test.ts"],
   },
+  {
+    file: "kernel/lazy.ts",
+    find: "!tangled(y) && y.#readyProduct();",
+    replace: "y.#readyProduct();",
+    what: "a product runs beside one whose work it fused (the other's completion rebuilds it)",
+    tests: ["tests/together_test.ts"],
+  },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));
