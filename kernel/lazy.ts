@@ -481,10 +481,9 @@ function productsUnder(roots: readonly Lazy[]): Set<Lazy> {
 /**
  * Fusion at run time: a source that is still a pending map, read element for element over the
  * output index (by a map or an epilogue), is inlined instead of being computed on its own; so is
- * one read through any view (a kernel of the IR that a routine builds reads its operands so:
- * kernel/pool.ts) when the map reads each of its sources element for element, as a view then
- * moves its loads too. (A source read either way may have been a fused kernel when its reader
- * was built, and become a map since, when its own operand was computed.)
+ * one read through any view (as kernel/pool.ts's kernel reads dy) when the map reads each of its
+ * sources element for element. (A source read either way may have been a fused kernel when its
+ * reader was built, and become a map since, when its own operand was computed.)
  */
 function inlinePendingMaps(r: Recipe, shape: readonly number[]): void {
   const exprOf = (x: Recipe) => (x.kind === "map" ? x.expr : x.epilogue);
@@ -589,9 +588,7 @@ function elementwise(e: Expr, shape: readonly number[]): boolean {
 
 /** Whether `e` reads input 0 contiguously from offset 0 over `shape`. */
 function isIdentity(e: Expr, shape: readonly number[]): boolean {
-  if (e.k !== "load" || e.input !== 0 || e.offset !== 0) return false;
-  const want = contiguous(shape);
-  return shape.every((d, i) => d === 1 || e.strides[i] === want[i]);
+  return e.k === "load" && e.input === 0 && wholeLoad(e, shape);
 }
 
 /** The loads of an expression (for tests). */
