@@ -19,6 +19,7 @@ import assert from "node:assert/strict";
 import { Lazy } from "../kernel/lazy.ts";
 import * as k from "../kernel/graph.ts";
 import { computeTogether, realizeTogether } from "../kernel/multi.ts";
+import type { WebGpuBackend } from "../wgsl/webgpu.ts";
 import { fc, property } from "./property.ts";
 import * as ref from "./kernel_reference.ts";
 import { ND, type Target } from "./kernel_reference.ts";
@@ -345,8 +346,8 @@ property(
     const roots = [...new Set([last, ...g.roots.map((r) => last - (r % refs.length))])];
     for (const how of HOWS) {
       for (const early of [true, false]) {
-        for (const t of ref.TARGETS) {
-          await run(t, ops, refs, { roots, how, early, readAfter: g.readAfter });
+        for (const t of TARGETS) {
+          await t.around(() => run(t, ops, refs, { roots, how, early, readAfter: g.readAfter }));
         }
       }
     }
@@ -358,6 +359,28 @@ const leaf = (shape: number[], seed: number): Op => ({
   shape,
   data: ref.leafData(ref.sizeOf(shape), seed),
 });
+
+/**
+ * The targets, WebGPU also with products run together (a hardware GPU's default: the lazy graph
+ * then launches ready products beside the one it computes).
+ */
+const TARGETS: (ref.Target & { around: (fn: () => Promise<void>) => Promise<void> })[] = [
+  ...ref.TARGETS.map((t) => ({ ...t, around: (fn: () => Promise<void>) => fn() })),
+  ...ref.TARGETS.filter((t) => t.be.name === "webgpu").map((t) => ({
+    ...t,
+    label: `${t.label}, products together`,
+    around: async (fn: () => Promise<void>) => {
+      const gpu = t.be as WebGpuBackend;
+      const was = gpu.groupProducts;
+      gpu.groupProducts = true;
+      try {
+        await fn();
+      } finally {
+        gpu.groupProducts = was;
+      }
+    },
+  })),
+];
 
 /** Every way to compute `root` of `ops`, on every target. */
 async function everyWay(ops: Op[], root: number): Promise<void> {
@@ -401,4 +424,25 @@ Deno.test("leaks: realizeTogether over a value whose sources change as it comput
     ...sumBack(2, [2, 2]),
     ...sumBack(6, [2, 2]),
   ], 10);
+});
+
+Deno.test("leaks: a dense gradient pair computed together beside an array that reads the product", async () => {
+  // a^T y, y's column sums and -(a^T y), computed together: the pair folds into one product
+  // while the third, which reads the first, runs beside it (products together on WebGPU).
+  const ops: Op[] = [
+    leaf([3, 2], 1),
+    leaf([3, 4], 2),
+    { op: "product", a: 0, b: 1, transB: false, transA: true },
+    { op: "reduce", x: 1, name: "sum", axes: [0] },
+    { op: "unary", x: 2, name: "neg" },
+  ];
+  const refs = references(ops);
+  for (const t of TARGETS) {
+    for (const how of HOWS) {
+      for (const early of [true, false]) {
+        const plan = { roots: [4, 2, 3], how, early, readAfter: 0xffff };
+        await t.around(() => run(t, ops, refs, plan));
+      }
+    }
+  }
 });
