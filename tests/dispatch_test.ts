@@ -4,7 +4,7 @@
  * `deno run -A bench/dispatch_report.ts`.
  */
 import assert from "node:assert/strict";
-import { webgpu } from "./harness.ts";
+import { productsTogether, webgpu } from "./harness.ts";
 import { countLossGrad, countSteps, DISPATCH_TARGETS } from "../bench/dispatch_cases.ts";
 
 const gpu = await webgpu();
@@ -22,16 +22,8 @@ const gpu = await webgpu();
  */
 const LIMITS = { step: 72, lossGrad: 11, lossGradFlat: 11 };
 
-/** Counts with products run together as a hardware GPU runs them (`groupProducts`). */
-async function grouped<T>(on: boolean, count: () => Promise<T>): Promise<T> {
-  const was = gpu!.groupProducts;
-  gpu!.groupProducts = on;
-  try {
-    return await count();
-  } finally {
-    gpu!.groupProducts = was;
-  }
-}
+/** Counts with products run together as a hardware GPU runs them (`groupProducts`), or not. */
+const grouped = <T>(on: boolean, count: () => Promise<T>) => productsTogether(gpu!, on, count);
 
 if (gpu) {
   Deno.test("dispatches: products one per dispatch (a software adapter's default) at the counts before grouping", async () => {

@@ -212,3 +212,21 @@ export function assertClose(
 export function backendLabel(be: Backend): string {
   return be instanceof NativeBackend && !be.arena && !be.dnnl ? "native-js" : be.name;
 }
+
+/**
+ * Runs `fn` with WebGPU's products run together in one dispatch (`on`: a hardware GPU's default,
+ * {@link WebGpuBackend.groupProducts}) or one per dispatch, and puts the setting back after.
+ */
+export async function productsTogether<T>(
+  gpu: WebGpuBackend,
+  on: boolean,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const was = gpu.groupProducts;
+  gpu.groupProducts = on;
+  try {
+    return await fn();
+  } finally {
+    gpu.groupProducts = was;
+  }
+}

@@ -20,6 +20,7 @@ import { Lazy } from "../kernel/lazy.ts";
 import * as k from "../kernel/graph.ts";
 import { computeTogether, realizeTogether } from "../kernel/multi.ts";
 import type { WebGpuBackend } from "../wgsl/webgpu.ts";
+import { productsTogether } from "./harness.ts";
 import { fc, property } from "./property.ts";
 import * as ref from "./kernel_reference.ts";
 import { ND, type Target } from "./kernel_reference.ts";
@@ -369,16 +370,7 @@ const TARGETS: (ref.Target & { around: (fn: () => Promise<void>) => Promise<void
   ...ref.TARGETS.filter((t) => t.be.name === "webgpu").map((t) => ({
     ...t,
     label: `${t.label}, products together`,
-    around: async (fn: () => Promise<void>) => {
-      const gpu = t.be as WebGpuBackend;
-      const was = gpu.groupProducts;
-      gpu.groupProducts = true;
-      try {
-        await fn();
-      } finally {
-        gpu.groupProducts = was;
-      }
-    },
+    around: (fn: () => Promise<void>) => productsTogether(t.be as WebGpuBackend, true, fn),
   })),
 ];
 

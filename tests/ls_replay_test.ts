@@ -17,7 +17,7 @@ import { mlp } from "../models/networks.ts";
 import { SGN, type SgnStepRecord } from "../sgn/sgn.ts";
 import type { SgnOptions } from "../sgn/options.ts";
 import { tryReplay } from "../sgn/objective.ts";
-import { backendTargets, cpu, Random } from "./harness.ts";
+import { backendTargets, cpu, productsTogether, Random } from "./harness.ts";
 import type { WebGpuBackend } from "../wgsl/webgpu.ts";
 import { fc, property } from "./property.ts";
 
@@ -224,24 +224,19 @@ if (gpu) {
   Deno.test({
     name:
       "line-search replay: not where products run together (a hardware GPU's WebGPU), whose tries pair their products",
-    fn: async () => {
-      const was = gpu!.groupProducts;
-      gpu!.groupProducts = true;
-      try {
+    fn: () =>
+      productsTogether(gpu, true, async () => {
         for (const options of [{ lsSpeculation: "all" as const }, { cgBacktrack: true }]) {
           const c = caseWith(options);
-          const d0: number = gpu!.rt.stats.dispatches;
-          const on = await run(c, gpu!, "float32", true);
-          const d1: number = gpu!.rt.stats.dispatches;
-          const off = await run(c, gpu!, "float32", false);
+          const d0: number = gpu.rt.stats.dispatches;
+          const on = await run(c, gpu, "float32", true);
+          const d1: number = gpu.rt.stats.dispatches;
+          const off = await run(c, gpu, "float32", false);
           const what = JSON.stringify(options);
           assert.deepStrictEqual(on.records, off.records, `${what}: records`);
           assert.equal(on.replayed, off.replayed, `${what}: replays with products together`);
-          assert.equal(d1 - d0, gpu!.rt.stats.dispatches - d1, `${what}: dispatches`);
+          assert.equal(d1 - d0, gpu.rt.stats.dispatches - d1, `${what}: dispatches`);
         }
-      } finally {
-        gpu!.groupProducts = was;
-      }
-    },
+      }),
   });
 }

@@ -23,7 +23,7 @@ import { concatFlat } from "../sgn/vectors.ts";
 import { mlp } from "../models/networks.ts";
 import { meanSquaredError } from "../models/losses.ts";
 import { fc, property } from "./property.ts";
-import { backendLabel, Random } from "./harness.ts";
+import { backendLabel, productsTogether, Random } from "./harness.ts";
 import { ALL, dtypeOf, near } from "./autodiff_checks.ts";
 import {
   build,
@@ -140,17 +140,9 @@ async function checkJvp(c: NetCase, be: Backend): Promise<void> {
   }
 }
 
-/** Runs `check` on WebGPU with products run together (a hardware GPU's default), then as before. */
-async function grouped(be: Backend, check: () => Promise<void>): Promise<void> {
-  const gpu = be as WebGpuBackend;
-  const before = gpu.groupProducts;
-  gpu.groupProducts = true;
-  try {
-    await check();
-  } finally {
-    gpu.groupProducts = before;
-  }
-}
+/** Runs `check` on WebGPU with products run together (a hardware GPU's default). */
+const grouped = (be: Backend, check: () => Promise<void>) =>
+  productsTogether(be as WebGpuBackend, true, check);
 
 for (const be of ALL) {
   const label = backendLabel(be);
