@@ -26,7 +26,7 @@ import {
 import { SgnError } from "../errors.ts";
 import { type BinaryOp, UNARY_OPS, type UnaryOp } from "../kernel/ir.ts";
 import * as k from "../kernel/graph.ts";
-import { poolBackwardKernel, tiles } from "../kernel/pool.ts";
+import { PICK_MAX, poolBackwardKernel, poolForwardKernel, tiles } from "../kernel/pool.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 import { Tensor } from "./tensor.ts";
 
@@ -388,7 +388,13 @@ export const FORWARD: { [K in PrimName]: Forward<ParamsOf[K]> } = {
     },
     lower: ([x, v], [xs], p, out) => {
       const spec = poolSpec(xs, p, "maxPool2d");
-      return k.routine({ op: "maxPool2d", spec }, v === x ? [x] : [x, v], out);
+      const [ho, wo] = pool2dOutSize(spec);
+      const srcs = v === x ? [x] : [x, v];
+      if (x.backend.poolInIr && spec.n * spec.c > 0 && (v === x || spec.kh * spec.kw <= PICK_MAX)) {
+        // A kernel of the graph: x's element-wise work fuses into it, consumers into its epilogue.
+        return k.kernelNode(poolForwardKernel(spec, ho, wo, v !== x), srcs);
+      }
+      return k.routine({ op: "maxPool2d", spec }, srcs, out);
     },
   },
   maxPool2dBackward: {
@@ -405,7 +411,7 @@ export const FORWARD: { [K in PrimName]: Forward<ParamsOf[K]> } = {
     lower: ([x, dy], [xs], p, out) => {
       const spec = poolSpec(xs, p, "maxPool2dBackward");
       const [ho, wo] = pool2dOutSize(spec);
-      if (x.backend.poolBackwardInIr && spec.n * spec.c > 0 && tiles(spec, ho, wo)) {
+      if (x.backend.poolInIr && spec.n * spec.c > 0 && tiles(spec, ho, wo)) {
         // A kernel of the graph: dy's element-wise work fuses into it, consumers into its epilogue.
         const cells = k.kernelNode(poolBackwardKernel(spec, ho, wo), [x, dy]);
         const dx = k.reshape(cells, out);

@@ -167,12 +167,13 @@ export interface Backend {
    */
   readonly hostReadback: boolean;
   /**
-   * True when the max-pool backward, where the windows tile the plane, should be a kernel of the
-   * IR in the graph (kernel/pool.ts) rather than a routine: WebGPU, which lowers it as that
-   * kernel anyway; then dy's element-wise work fuses into its loads and its consumers into its
-   * epilogue. The CPU backends run their own loops (or oneDNN) faster.
+   * True when max pooling should be kernels of the IR in the graph (kernel/pool.ts) rather than
+   * routines: the forward pass and its JVP, and the backward where the windows tile the plane.
+   * WebGPU, which lowers the routines as those kernels anyway: then element-wise work on their
+   * operands fuses into their loads and their consumers (the relu after a pool) into their
+   * epilogues. The CPU backends run their own loops (or oneDNN) faster.
    */
-  readonly poolBackwardInIr?: boolean;
+  readonly poolInIr?: boolean;
   /**
    * The largest buffer the device holds, in bytes: on WebGPU the device's storage-buffer binding
    * limit; on the CPU backends unbounded (the machine's memory is the limit there).

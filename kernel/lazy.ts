@@ -249,10 +249,15 @@ export class Lazy {
 
   /** The launch of this array's recipe, its inputs computed. */
   #launchOf(r: Recipe): Pending {
-    if (this.#unfused) this.#unfused.host.#fusedDone = true;
-    if (this.#fusedDone && r.kind !== "map") {
-      lazyStats.recomputed++;
+    // A host computed after this fused consumer runs (#fusedDone) is computed twice; so is one
+    // computed before, here or further up a chain of fused consumers (a host now a map over
+    // buffers had its own work computed elsewhere, and this array still carries the old work).
+    let twice = this.#fusedDone;
+    for (let h = this.#unfused?.host; h; h = h.#unfused?.host) {
+      h.#fusedDone = true;
+      twice ||= h.computed || h.recipe?.kind === "map";
     }
+    if (twice && r.kind !== "map") lazyStats.recomputed++;
     const own = (x: Lazy) => ({ buffer: x.realize(), holder: x as Holder });
     let l: Launch;
     let ins: { buffer: DeviceBuffer; holder: Holder }[];
@@ -403,6 +408,8 @@ export class Lazy {
     plain.release();
     dropRecipe(old);
     this.#dropUnfused();
+    // Consumers that fused this array's old work (the host's) fuse its new work instead.
+    for (const c of this.#absorbers.splice(0)) c.#unfuse();
   }
 
   /**

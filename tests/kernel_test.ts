@@ -13,6 +13,11 @@ import { cpu, native, Random, skipped, webgpu } from "./harness.ts";
 import { ops, scope, type Tensor, tensor } from "../mod.ts";
 import { valueAndGrad } from "../autodiff/transforms.ts";
 import { w1 } from "../bench/sgn_step_cases.ts";
+import { hvp } from "../autodiff/transforms.ts";
+import { ggnvp } from "../autodiff/curvature.ts";
+import { convNet } from "../models/conv_net.ts";
+import { ARCHITECTURE_1, ARCHITECTURE_4 } from "../models/architectures.ts";
+import { oneHot, softmaxCrossEntropy } from "../models/losses.ts";
 import type { WebGpuBackend } from "../wgsl/webgpu.ts";
 
 const gpu = await webgpu();
@@ -191,7 +196,67 @@ for (const [label, be] of [["cpu", cpu] as const, ...targets.filter((t) => t[2] 
     got.dispose();
     for (const v of [a, w, bias]) v.dispose();
   });
+  Deno.test(`kernel: a chain of consumers fused into a reduction reads its buffer once it is computed (${label})`, async () => {
+    // s = sum(x, 1); a = exp(s) fuses s; b = neg(a) fuses a; c = b y fuses b. Computing a must
+    // rebuild b over a's buffer, and c over that b: c must not compute the sum again.
+    const x = tensor(new Float32Array(12).map((_, i) => Math.sin(i)), [4, 3], { backend: be });
+    const y = tensor([1, -2, 0.5, 3], undefined, { backend: be });
+    for (const v of [x, y]) await v.data();
+    const re0 = lazyStats.recomputed;
+    const k0 = lazyStats.kernels;
+    const [a, c] = scope(() => {
+      const a = ops.exp(ops.sum(x, [1]));
+      return [a, ops.mul(ops.neg(a), y)];
+    });
+    const av = Array.from(await a.data());
+    const cv = Array.from(await c.data());
+    assert.equal(lazyStats.recomputed, re0, "nothing computed twice");
+    assert.equal(lazyStats.kernels - k0, 2, "the sum with exp, then the map of c");
+    const yv = [1, -2, 0.5, 3];
+    cv.forEach((v, i) => assert.ok(Math.abs(v + av[i] * yv[i]) < 1e-5, `c[${i}] = ${v}`));
+    for (const v of [x, y, a, c]) v.dispose();
+  });
 }
+
+Deno.test("kernel: the seed's conv nets compute nothing twice in loss + gradient, G v and H v", async () => {
+  for (const be of [cpu, ...(nat ? [nat] : []), ...(gpu ? [gpu] : [])]) {
+    for (
+      const [spec, shape] of [[ARCHITECTURE_1, [1, 28, 28]], [ARCHITECTURE_4, [3, 32, 32]]] as const
+    ) {
+      const net = convNet(spec, shape, 10);
+      const rng = new Random(3);
+      const n = 2;
+      const size = shape.reduce((a: number, b: number) => a * b, 1);
+      const x = tensor(Float64Array.from({ length: n * size }, () => rng.normal()), [n, ...shape], {
+        backend: be,
+      });
+      const y = oneHot([1, 7], 10, { backend: be });
+      const loss = softmaxCrossEntropy(y);
+      const params = net.init({ seed: 1, backend: be });
+      const v = params.map((p) => ops.mul(p, 0.5));
+      const model = (...q: Tensor[]) => net.forward(q, x);
+      const re0 = lazyStats.recomputed;
+      const products = {
+        "loss + gradient": () =>
+          valueAndGrad((...q: Tensor[]) => loss.value(model(...q)))(...params)[1],
+        "G v": () => ggnvp(model, loss, params, v),
+        "H v": () => hvp((...q: Tensor[]) => loss.value(model(...q)), params, v),
+      };
+      for (const [what, product] of Object.entries(products)) {
+        for (const t of scope(product)) {
+          await t.data();
+          t.dispose();
+        }
+        assert.equal(
+          lazyStats.recomputed,
+          re0,
+          `${be.name} ${shape}: ${what} computed something twice`,
+        );
+      }
+      for (const t of [x, y, ...params, ...v]) t.dispose();
+    }
+  }
+});
 
 Deno.test("kernel: W1 loss + gradient computes nothing twice, in at most 20 dispatches on WebGPU", async () => {
   for (const be of [cpu, ...(nat ? [nat] : []), ...(gpu ? [gpu] : [])]) {

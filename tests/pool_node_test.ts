@@ -1,35 +1,36 @@
 /**
- * The max-pool backward as a kernel of the graph (kernel/pool.ts, `Backend.poolBackwardInIr`:
- * WebGPU's default) where the windows tile the plane: dy's element-wise work (the relu after the
- * pool, a scaling) is inlined into the kernel's loads through its broadcast view
- * (kernel/lazy.ts inlinePendingMaps), and consumers fuse into its epilogue.
+ * Max pooling as kernels of the graph (kernel/pool.ts, `Backend.poolInIr`: WebGPU's default):
+ * the forward pass and its JVP for any windows (up to PICK_MAX positions for the JVP), the
+ * backward where the windows tile the plane. Element-wise work on their operands (dy's relu mask
+ * and scaling, x's scaling) is inlined into their loads (kernel/lazy.ts inlinePendingMaps), and
+ * consumers (the relu after the pool, a mask) fuse into their epilogues.
  *
- * Generated pools (sizes, strides, ties, batch and channels) on every backend: the gradient with
- * the node equals the gradient through the routine (the CPU backends' own loops, WebGPU's
- * template or IR routine), bit for bit in float64 (the CPU backends, made to take the node for
- * the test), and within float32 rounding against the float64 oracle on WebGPU, where the node
- * also takes no more dispatches than the routine.
+ * Generated pools (sizes, strides, overlapping windows, borders, ties, batch and channels) on
+ * every backend: values, tangents and gradients with the nodes equal those through the routines
+ * (the CPU backends' own loops, WebGPU's template or IR routines), bit for bit in float64 (the
+ * CPU backends, made to take the nodes for the test), and within float32 rounding against the
+ * float64 oracle on WebGPU, where the nodes also take no more dispatches than the routines.
  */
 
 import assert from "node:assert/strict";
 import { type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
-import { valueAndGrad } from "../autodiff/transforms.ts";
+import { jvp, valueAndGrad } from "../autodiff/transforms.ts";
 import type { Backend } from "../kernel/backend.ts";
 import type { WebGpuBackend } from "../wgsl/webgpu.ts";
 import { fc, property } from "./property.ts";
 import { backendLabel, cpu } from "./harness.ts";
 import { ALL, dtypeOf, near } from "./autodiff_checks.ts";
 
-/** Runs `fn` with the backend's pool backward as a node of the graph (`on`) or as the routine. */
+/** Runs `fn` with the backend's pooling as nodes of the graph (`on`) or as the routines. */
 async function withNode<T>(be: Backend, on: boolean, fn: () => Promise<T>): Promise<T> {
-  const had = Object.getOwnPropertyDescriptor(be, "poolBackwardInIr");
-  Object.defineProperty(be, "poolBackwardInIr", { value: on, configurable: true, writable: true });
+  const had = Object.getOwnPropertyDescriptor(be, "poolInIr");
+  Object.defineProperty(be, "poolInIr", { value: on, configurable: true, writable: true });
   try {
     return await fn();
   } finally {
-    if (had) Object.defineProperty(be, "poolBackwardInIr", had);
-    else delete (be as { poolBackwardInIr?: boolean }).poolBackwardInIr;
+    if (had) Object.defineProperty(be, "poolInIr", had);
+    else delete (be as { poolInIr?: boolean }).poolInIr;
   }
 }
 
@@ -107,10 +108,86 @@ for (const be of ALL) {
   );
 }
 
+const forwardArb = fc.record({
+  n: fc.integer({ min: 1, max: 2 }),
+  c: fc.integer({ min: 1, max: 3 }),
+  h: fc.integer({ min: 1, max: 9 }),
+  w: fc.integer({ min: 1, max: 9 }),
+  kh: fc.integer({ min: 1, max: 5 }),
+  kw: fc.integer({ min: 1, max: 5 }),
+  sh: fc.integer({ min: 1, max: 3 }),
+  sw: fc.integer({ min: 1, max: 3 }),
+  values: fc.array(fc.integer({ min: -3, max: 3 }), { minLength: 3, maxLength: 8 }),
+  seed: fc.nat(1000),
+  scale: fc.constantFrom(1, 0.5, -2),
+});
+type ForwardCase = typeof forwardArb extends fc.Arbitrary<infer T> ? T : never;
+
+/**
+ * relu(maxPool2d(x scale)) times a mask (x's scaling fuses into the pool's loads, the relu and
+ * the mask into its epilogue) and its JVP in x along t (the argmax picking t's values), with the
+ * dispatches on WebGPU.
+ */
+async function forward(
+  be: Backend,
+  c: ForwardCase,
+): Promise<{ y: number[]; ty: number[]; dispatches: number }> {
+  const [kh, kw] = [Math.min(c.kh, c.h), Math.min(c.kw, c.w)];
+  const [ho, wo] = [Math.floor((c.h - kh) / c.sh) + 1, Math.floor((c.w - kw) / c.sw) + 1];
+  const dtype = dtypeOf(be);
+  const size = c.n * c.c * c.h * c.w;
+  const at = (i: number) => c.values[(i * 7 + c.seed) % c.values.length];
+  const opts = { backend: be, dtype } as const;
+  const x = tensor(Array.from({ length: size }, (_, i) => at(i)), [c.n, c.c, c.h, c.w], opts);
+  const t = tensor(Array.from({ length: size }, (_, i) => (i % 5) - 2), [c.n, c.c, c.h, c.w], opts);
+  const outs = c.n * c.c * ho * wo;
+  const mask = tensor(
+    Array.from({ length: outs }, (_, i) => (i % 3) - 1),
+    [c.n, c.c, ho, wo],
+    opts,
+  );
+  const gpu = be.name === "webgpu" ? (be as WebGpuBackend) : undefined;
+  const d0 = gpu?.rt.stats.dispatches ?? 0;
+  const f = (v: Tensor) =>
+    o.mul(o.relu(o.maxPool2d(o.mul(v, c.scale), [kh, kw], [c.sh, c.sw])), mask);
+  const [[y], [ty]] = jvp(f, [x], [t]);
+  const out = { y: Array.from(await y.data()), ty: Array.from(await ty.data()) };
+  const dispatches = (gpu?.rt.stats.dispatches ?? 0) - d0;
+  for (const v of [x, t, mask, y, ty]) v.dispose();
+  return { ...out, dispatches };
+}
+
+for (const be of ALL) {
+  const label = backendLabel(be);
+  property(
+    `pool node (${label}): max pooling and its JVP as kernels of the graph equal the routine's`,
+    forwardArb,
+    be.name === "webgpu" ? 15 : 40,
+    async (c) => {
+      const node = await withNode(be, true, () => forward(be, c));
+      const routine = await withNode(be, false, () => forward(be, c));
+      const what = `${label} ${JSON.stringify(c)}`;
+      if (dtypeOf(be) === "float64") {
+        assert.deepEqual(node, { ...routine, dispatches: node.dispatches }, what);
+        return;
+      }
+      const oracle = await withNode(cpu, false, () => forward(cpu, c));
+      for (const [name, got] of [["node", node], ["routine", routine]] as const) {
+        near(got.y, oracle.y, 1e-6, 1e-6, `${what}: ${name} value`);
+        near(got.ty, oracle.ty, 1e-6, 1e-6, `${what}: ${name} tangent`);
+      }
+      assert.ok(
+        node.dispatches <= routine.dispatches,
+        `${what}: ${node.dispatches} dispatches, the routine ${routine.dispatches}`,
+      );
+    },
+  );
+}
+
 Deno.test("pool node: WebGPU takes it by default, and it saves the dispatch of dy's map", async () => {
   const gpu = ALL.find((b) => b.name === "webgpu") as WebGpuBackend | undefined;
   if (!gpu) return;
-  assert.equal(gpu.poolBackwardInIr, true);
+  assert.equal(gpu.poolInIr, true);
   const c: Case = {
     n: 2,
     c: 2,
@@ -128,4 +205,26 @@ Deno.test("pool node: WebGPU takes it by default, and it saves the dispatch of d
     node.dispatches < routine.dispatches,
     `${node.dispatches} against ${routine.dispatches}`,
   );
+});
+
+Deno.test("pool node: the JVP over a window of 64 positions (longer than a select chain may be) is right", async () => {
+  const c: ForwardCase = {
+    n: 1,
+    c: 2,
+    h: 9,
+    w: 8,
+    kh: 8,
+    kw: 8,
+    sh: 1,
+    sw: 1,
+    values: [1, 2, 3, -1, 0, 5, 4],
+    seed: 3,
+    scale: -2,
+  };
+  const oracle = await withNode(cpu, false, () => forward(cpu, c));
+  for (const be of ALL) {
+    const got = await forward(be, c);
+    near(got.y, oracle.y, 1e-6, 1e-6, `${backendLabel(be)}: value`);
+    near(got.ty, oracle.ty, 1e-6, 1e-6, `${backendLabel(be)}: tangent`);
+  }
 });

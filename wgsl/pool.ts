@@ -1,18 +1,7 @@
 /**
- * Max pooling on WebGPU. A window of the input is a view with overlapping strides (the output
- * index steps by the stride, the window index by one), so the forward pass is a reduction of the
- * IR over that view, and its JVP (the tangent at each window's first maximum) is an argmax
- * reduction whose epilogue picks the tangent at the position it found, by a chain of selects over
- * the window's positions: both come from the generator (codegen.ts), as every other map and
- * reduction does.
- *
- * The backward pass (the transpose in the values: dy sent to each window's argmax) is a scatter;
- * written as a gather it is a kernel of the IR where the windows tile the plane ({@link tiles}:
- * stride >= window and the cells of stride size cover the plane exactly, as the seed's 2 x 2
- * pools of even maps do): the input index [n, c, h, w] read as [n, c, oy, r, ox, t], the cell of
- * window (oy, ox) and the position (r, t) in it, so that every load is a view. Per input, an
- * argmax reduction over its cell's window, whose epilogue keeps dy where the argmax is this
- * position: an `index` leaf of the IR, the position r kw + t, says which.
+ * Max pooling on WebGPU. The forward pass, its JVP and, where the windows tile the plane, the
+ * backward are kernels of the IR (kernel/pool.ts), generated (codegen.ts) as every other map and
+ * reduction is.
  *
  * Elsewhere (overlapping windows, or a border that no window covers) the gather needs dy and the
  * argmax of windows at rows oy - 1, ... , which at the border lie before or after the buffers:
@@ -25,8 +14,8 @@
  */
 
 import { checkPool2dSpec, type Pool2dSpec } from "../kernel/backend.ts";
-import { ACC, binary, constant, contiguous, type Expr, load, where } from "../kernel/ir.ts";
-import { poolBackwardKernel, tiles } from "../kernel/pool.ts";
+import { contiguous, load } from "../kernel/ir.ts";
+import { pick, poolBackwardKernel, poolForwardKernel, tiles, windows } from "../kernel/pool.ts";
 import { dispatchKernel, MAX_CONSTS } from "./codegen.ts";
 import { routineSource } from "./routine.ts";
 import { dispatchFlat, expectShape, type GpuBuffer, type GpuRuntime, Params } from "./runtime.ts";
@@ -34,29 +23,6 @@ import { memoKernel } from "./source.ts";
 
 /** Workgroup size of the backward kernels. */
 const WG = 64;
-
-/**
- * The pooling windows of input `input` as a load: the output index [n, c, oy, ox], then (unless
- * `at` names one window position) the window index [ky, kx].
- */
-function windows(input: number, s: Pool2dSpec, at?: { ky: number; kx: number }): Expr {
-  const { c, h, w } = s;
-  const out = [c * h * w, h * w, s.strideH * w, s.strideW];
-  return at ? load(input, out, at.ky * w + at.kx) : load(input, [...out, w, 1]);
-}
-
-/**
- * Select-chain over window positions lo..hi-1: the value of `values` (input 1) at the position
- * that `index` names, `rest` when it names none of them.
- */
-function pick(s: Pool2dSpec, index: Expr, lo: number, hi: number, rest: Expr): Expr {
-  let e = rest;
-  for (let k = hi - 1; k >= lo; k--) {
-    const at = windows(1, s, { ky: Math.floor(k / s.kw), kx: k % s.kw });
-    e = where(binary("eq", index, constant(k)), at, e);
-  }
-  return e;
-}
 
 /** The output size [ho, wo] of a valid spec, after checking it and the input x. */
 function checked(op: string, s: Pool2dSpec, x: GpuBuffer): [number, number] {
@@ -82,22 +48,13 @@ export function maxPool2d(
   const shape = [s.n, s.c, ho, wo];
   if (values) expectShape("maxPool2d", "values", values, [s.n, s.c, s.h, s.w]);
   if (s.n * s.c === 0) return rt.alloc(0);
-  const reduce = { shape: [s.kh, s.kw] };
-  if (!values || values === x) {
-    return dispatchKernel(rt, {
-      shape,
-      inputs: 1,
-      body: windows(0, s),
-      reduce: { op: "max", ...reduce },
-    }, [x]);
-  }
+  if (!values || values === x) return dispatchKernel(rt, poolForwardKernel(s, ho, wo, false), [x]);
   const last = s.kh * s.kw - 1;
-  const argmax = { shape, body: windows(0, s), reduce: { op: "argmax" as const, ...reduce } };
   if (last <= MAX_CONSTS) {
-    const epilogue = pick(s, ACC, 0, last, windows(1, s, { ky: s.kh - 1, kx: s.kw - 1 }));
-    return dispatchKernel(rt, { ...argmax, inputs: 2, epilogue }, [x, values]);
+    return dispatchKernel(rt, poolForwardKernel(s, ho, wo, true), [x, values]);
   }
-  const index = dispatchKernel(rt, { ...argmax, inputs: 1 }, [x]);
+  const { body, reduce } = poolForwardKernel(s, ho, wo, true);
+  const index = dispatchKernel(rt, { shape, inputs: 1, body, reduce }, [x]);
   const flat = contiguous(shape);
   let out: GpuBuffer | undefined;
   for (let lo = 0; lo < last; lo += MAX_CONSTS) {

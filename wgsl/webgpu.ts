@@ -39,7 +39,7 @@ export class WebGpuBackend implements Backend {
   readonly name = "webgpu" as const;
   readonly dtypes: readonly DType[] = ["float32"];
   readonly hostReadback = false;
-  poolBackwardInIr = true;
+  poolInIr = true;
 
   /**
    * Independent products in as few dispatches as the device allows ({@link Backend.matmuls});

@@ -181,11 +181,34 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "autodiff/primitives.ts",
-    find: "if (x.backend.poolBackwardInIr && spec.n * spec.c > 0 && tiles(spec, ho, wo)) {",
-    replace: "if (x.backend.poolBackwardInIr && spec.n * spec.c > 0) {",
+    find: "if (x.backend.poolInIr && spec.n * spec.c > 0 && tiles(spec, ho, wo)) {",
+    replace: "if (x.backend.poolInIr && spec.n * spec.c > 0) {",
     what: "the max-pool backward built as the tiling kernel for windows that do not tile",
     tests: ["tests/property_networks_test.ts"],
   },
+  {
+    file: "autodiff/primitives.ts",
+    find: "(v === x || spec.kh * spec.kw <= PICK_MAX)",
+    replace: "true",
+    what: "the max-pool JVP built as one select chain for windows of any size (too many constants)",
+    tests: ["tests/pool_node_test.ts"],
+  },
+  {
+    file: "kernel/pool.ts",
+    find: "for (let k = hi - 1; k >= lo; k--) {",
+    replace: "for (let k = hi - 1; k > lo; k--) {",
+    what: "the max-pool JVP's select chain leaves out its first window position",
+    tests: ["tests/pool_node_test.ts"],
+  },
+  {
+    file: "kernel/lazy.ts",
+    find:
+      "    for (const c of this.#absorbers.splice(0)) c.#unfuse();\n  }\n\n  /**\n   * For a fused",
+    replace: "  }\n\n  /**\n   * For a fused",
+    what: "a consumer fused over a fused consumer keeps the host's work after the host is computed",
+    tests: ["tests/kernel_test.ts"],
+  },
+
   {
     file: "kernel/lazy.ts",
     find: "        s.release();\n      }\n      if (this.#recipe !== r) return this.realize();\n",
