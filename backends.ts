@@ -54,6 +54,7 @@ export {
 export { WebGpuBackend } from "./wgsl/webgpu.ts";
 export { GpuBuffer, GpuRuntime, Params, type RuntimeStats } from "./wgsl/runtime.ts";
 export { type Lazy, lazyStats, type Recipe } from "./kernel/lazy.ts";
+export { type Recipe as RecipeOf, type Source as RecipeSource } from "./kernel/recipe.ts";
 export { type Routine, type RoutineOp, ROUTINES, runRoutine } from "./kernel/routines.ts";
 export * as kernels from "./kernel/kernels.ts";
 export {

@@ -1,7 +1,7 @@
 /**
  * Old code against new, in one run on one machine: loads the product and SGN-step workloads
  * from each checkout given (`--root DIR`, repeatable; default this one), and prints, per
- * checkout, ms and WebGPU dispatches per product (W1, W4) and per W1 SGN step with 3 CG
+ * checkout, ms and WebGPU dispatches per product (W1, W3, W4) and per W1 SGN step with 3 CG
  * iterations. Only modules that every checkout since the native backend has are used
  (models, losses, transforms, tensors, bench/sgn_step_cases.ts, sgn/sgn.ts), so a
  * checkout of an older commit (`git worktree add /tmp/old <commit>`) runs unchanged.
@@ -76,6 +76,7 @@ async function load(root: string) {
   };
   const workloads: [string, unknown, number][] = [
     ["W1", nets.mlp({ inputs: 784, hidden: [20, 20, 20], outputs: 10 }), 1000],
+    ["W3", nets.convNet(nets.ARCHITECTURE_4, [3, 32, 32], 10), 128],
     ["W4", nets.convNet(nets.ARCHITECTURE_1, [1, 28, 28], 10), 1000],
   ];
   const cases = workloads.filter(([l]) => l.includes(values.only)).map(([label, netAny, batch]) => {

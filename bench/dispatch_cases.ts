@@ -1,6 +1,7 @@
 /**
  * WebGPU dispatches of the W1 workloads (issue 23): one SGN step with 3 CG iterations (the seed's
- * MNIST settings, {@link w1Sgn}) and one loss + gradient, counted by the runtime
+ * MNIST settings, {@link w1Sgn}) and one loss + gradient; and of the seed's conv nets (W3, W4 at
+ * a batch of {@link CONV_BATCH}): one loss + gradient and one cached G v. Counted by the runtime
  * (`wgsl/runtime.ts`'s `stats.dispatches`). Counts are exact, so unlike times they do not depend
  * on the machine's load. tests/dispatch_test.ts holds them to {@link DISPATCH_TARGETS};
  * bench/dispatch_report.ts prints where they go.
@@ -10,6 +11,13 @@ import { scope, type Tensor } from "../autodiff/tensor.ts";
 import { valueAndGrad } from "../autodiff/transforms.ts";
 import { concatFlat } from "../sgn/vectors.ts";
 import { w1, w1Sgn } from "./sgn_step_cases.ts";
+import { ggnLinearize } from "../autodiff/curvature.ts";
+import { mul } from "../autodiff/ops.ts";
+import { tensor } from "../autodiff/tensor.ts";
+import { convNet } from "../models/conv_net.ts";
+import { ARCHITECTURE_1, ARCHITECTURE_4 } from "../models/architectures.ts";
+import { oneHot, softmaxCrossEntropy } from "../models/losses.ts";
+import { Random } from "../random.ts";
 
 /** Issue 23's targets: dispatches per W1 SGN step (3 CG iterations) and per W1 loss + gradient. */
 export const DISPATCH_TARGETS = { step: 100, lossGrad: 11 } as const;
@@ -87,5 +95,62 @@ export async function countLossGrad(
     return n;
   } finally {
     for (const t of [...params, p.x, p.y]) t.dispose();
+  }
+}
+
+/** The batch of the conv-net counts (the counts of the weight gradient's chunk sums depend on it). */
+export const CONV_BATCH = 100;
+
+/** The seed's conv nets whose dispatches are counted: W3 (CIFAR-10's architecture_4), W4. */
+export const CONV_NETS = {
+  W3: { spec: ARCHITECTURE_4, input: [3, 32, 32] },
+  W4: { spec: ARCHITECTURE_1, input: [1, 28, 28] },
+} as const;
+
+/**
+ * Dispatches of one loss + gradient (every gradient tensor realized) and of one G v through the
+ * cached linearization, after a warm-up of each, on conv net `which` at {@link CONV_BATCH};
+ * `around` as in {@link countSteps}.
+ */
+export async function countConv(
+  be: WebGpuBackend,
+  which: keyof typeof CONV_NETS,
+  around: <T>(what: "lossGrad" | "gv", run: () => Promise<T>) => Promise<T> = (_, run) => run(),
+): Promise<{ lossGrad: number; gv: number }> {
+  const { spec, input } = CONV_NETS[which];
+  const net = convNet(spec, input, 10);
+  const rng = new Random(1);
+  const size = CONV_BATCH * input.reduce((a: number, b: number) => a * b, 1);
+  const x = tensor(rng.array(size, (r) => r.range(0, 1)), [CONV_BATCH, ...input], { backend: be });
+  const y = oneHot(Array.from({ length: CONV_BATCH }, (_, i) => i % 10), 10, { backend: be });
+  const loss = softmaxCrossEntropy(y);
+  const params = net.init({ seed: 1, backend: be });
+  const model = (...q: Tensor[]) => net.forward(q, x);
+  const op = ggnLinearize(model, loss, params);
+  const v = params.map((p) => mul(p, 0.5));
+  const runs = {
+    lossGrad: () =>
+      scope(() => valueAndGrad((...q: Tensor[]) => loss.value(model(...q)))(...params)[1]),
+    gv: () => scope(() => op.apply(...v)),
+  };
+  const count = async (what: keyof typeof runs) => {
+    const once = () => {
+      const g = runs[what]();
+      for (const t of g) t.realize();
+      return Promise.resolve(g);
+    };
+    for (const t of await once()) t.dispose();
+    const d0 = be.rt.stats.dispatches;
+    const g = await around(what, once);
+    const n = be.rt.stats.dispatches - d0;
+    await g[0].data();
+    for (const t of g) t.dispose();
+    return n;
+  };
+  try {
+    return { lossGrad: await count("lossGrad"), gv: await count("gv") };
+  } finally {
+    op.dispose();
+    for (const t of [...params, ...v, x, y]) t.dispose();
   }
 }

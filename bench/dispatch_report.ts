@@ -1,9 +1,11 @@
 /**
- * Where a W1 step's WebGPU dispatches go: `deno run -A bench/dispatch_report.ts [steps] [--alone]`
+ * Where a W1 step's WebGPU dispatches go:
+ * `deno run -A bench/dispatch_report.ts [steps] [--alone] [--conv]`
  * (`--alone`: products one per dispatch, a software adapter's default; else as a hardware GPU runs
  * them, two together where their operands are ready at once). Counts
  * one W1 loss + gradient (each gradient tensor, then the gradient as one flat vector, as SGN
- * computes it) and `steps` (default 3) W1 SGN steps with 3 CG iterations
+ * computes it) and `steps` (default 3) W1 SGN steps with 3 CG iterations, with `--conv` also
+ * one loss + gradient and one cached G v of the seed's conv nets W3 and W4
  * (bench/dispatch_cases.ts, after warm-ups), each dispatch labelled by the backend call that made
  * it: an IR kernel by its kind and shapes (`map [16750]`, `reduce sum [] <- [16750] x3` for a
  * kernel with three outputs), a routine by its name and spec (`matmul 784x1000x20 A^T`; products
@@ -18,7 +20,13 @@ import { WebGpuBackend } from "../wgsl/webgpu.ts";
 import { GpuRuntime } from "../wgsl/runtime.ts";
 import type { Kernel } from "../kernel/ir.ts";
 import type { MatmulCall, MatmulSpec } from "../kernel/backend.ts";
-import { countLossGrad, countSteps, DISPATCH_TARGETS } from "./dispatch_cases.ts";
+import {
+  CONV_BATCH,
+  countConv,
+  countLossGrad,
+  countSteps,
+  DISPATCH_TARGETS,
+} from "./dispatch_cases.ts";
 
 const be = await WebGpuBackend.create();
 if (!be) {
@@ -98,8 +106,16 @@ function labelled(into: Map<string, number>) {
   };
 }
 
-function print(title: string, t: Map<string, number>, per: number, total: number, target: number) {
-  console.log(`\n${title}: ${total} dispatches (target <= ${target}), ${pipelines.size} pipelines`);
+function print(
+  title: string,
+  t: Map<string, number>,
+  per: number,
+  total: number,
+  target?: number,
+  pipes = pipelines.size,
+) {
+  const goal = target === undefined ? "" : ` (target <= ${target})`;
+  console.log(`\n${title}: ${total} dispatches${goal}, ${pipes} pipelines`);
   console.log("| call | dispatches |");
   console.log("|---|---:|");
   for (const [label, n] of [...t].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))) {
@@ -133,3 +149,26 @@ print(
   DISPATCH_TARGETS.step,
 );
 console.log(`per step: ${counted.map((c) => c.dispatches).join(", ")} dispatches`);
+
+if (Deno.args.includes("--conv")) {
+  // The seed's conv nets: where a loss + gradient's and a cached G v's dispatches go.
+  for (const which of ["W3", "W4"] as const) {
+    const maps = { lossGrad: new Map<string, number>(), gv: new Map<string, number>() };
+    const pipes = { lossGrad: 0, gv: 0 };
+    const n = await countConv(be, which, async (what, run) => {
+      pipelines.clear();
+      const out = await labelled(maps[what])(run);
+      pipes[what] = pipelines.size;
+      return out;
+    });
+    print(
+      `${which} loss + gradient (batch ${CONV_BATCH})`,
+      maps.lossGrad,
+      1,
+      n.lossGrad,
+      undefined,
+      pipes.lossGrad,
+    );
+    print(`${which} cached G v (batch ${CONV_BATCH})`, maps.gv, 1, n.gv, undefined, pipes.gv);
+  }
+}

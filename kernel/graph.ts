@@ -24,7 +24,9 @@ import {
 } from "./ir.ts";
 import * as ir from "./ir.ts";
 import { type Routine, ROUTINES } from "./routines.ts";
-import { Lazy, MAX_INPUTS, type Recipe } from "./lazy.ts";
+import { Lazy, type Recipe } from "./lazy.ts";
+import { MAX_INPUTS } from "./recipe.ts";
+import { isIdentity } from "./loads.ts";
 
 /** Largest expression (in nodes) inlined into a consumer; larger ones are computed first. */
 const MAX_EXPR = 64;
@@ -187,6 +189,8 @@ function elementwise(operands: Lazy[], build: (xs: Expr[]) => Expr): Lazy {
     }
     for (const s of srcs) s.release();
   }
+  const reshaped = fuseThroughReshape(operands, shape, build);
+  if (reshaped) return reshaped;
   let parts = operands.map((x) => broadcastFragment(x, shape));
   let joined = join(parts);
   if (joined.srcs.length > MAX_INPUTS) {
@@ -201,6 +205,71 @@ function elementwise(operands: Lazy[], build: (xs: Expr[]) => Expr): Lazy {
     expr: build(joined.exprs),
     srcs: joined.srcs,
   });
+}
+
+/**
+ * Epilogue fusion through a reshape: when an operand is a whole pending reduction or epilogue
+ * routine of another shape seen through a contiguous reshape (a flatten's gradient flowing back
+ * into the relu mask of a convolution's output, say), the op becomes that kernel's epilogue in
+ * the kernel's own shape, provided every other operand's loads take that shape; the result is
+ * the fused kernel reshaped back to `shape`. Undefined when no operand is such a view.
+ */
+function fuseThroughReshape(
+  operands: Lazy[],
+  shape: readonly number[],
+  build: (xs: Expr[]) => Expr,
+): Lazy | undefined {
+  const via = operands.find((x) => {
+    const r = x.recipe;
+    if (r?.kind !== "map" || r.srcs.length !== 1 || !sameShape(x.shape, shape)) return false;
+    const h = r.srcs[0];
+    return h.size === x.size && !sameShape(h.shape, shape) && isIdentity(r.expr, shape) &&
+      (h.recipe?.kind === "reduce" ||
+        (h.recipe?.kind === "routine" && ROUTINES[h.recipe.routine.op].fusable));
+  });
+  if (!via) return undefined;
+  const host = (via.recipe as { srcs: Lazy[] }).srcs[0];
+  const r = host.recipe as Exclude<Recipe, { kind: "map" }>;
+  const parts: Fragment[] = [];
+  for (const x of operands) {
+    if (x === via) {
+      parts.push({ expr: r.epilogue ?? ACC, srcs: r.srcs.map((s) => s.retain()) });
+      continue;
+    }
+    const f = broadcastFragment(x, shape);
+    const moved = moveLoads(f, (l) => {
+      const t = reshapeStrides(shape, l.strides, host.shape);
+      return t && { ...l, strides: t };
+    });
+    if (!moved) {
+      for (const g of [f, ...parts]) release(g);
+      return undefined;
+    }
+    parts.push(moved);
+  }
+  if (r.kind === "reduce") parts.unshift({ expr: r.body, srcs: r.srcs.map((s) => s.retain()) });
+  const { exprs, srcs } = join(parts);
+  if (srcs.length > MAX_INPUTS) {
+    for (const s of srcs) s.release();
+    return undefined;
+  }
+  const epilogue = build(r.kind === "reduce" ? exprs.slice(1) : exprs);
+  if (r.kind === "routine") { for (const a of r.args) a.retain(); }
+  const fused = Lazy.pending(
+    host.backend,
+    host.shape,
+    host.dtype,
+    r.kind === "reduce" ? { ...r, body: exprs[0], epilogue, srcs } : { ...r, epilogue, srcs },
+  );
+  host.absorb(fused, operands, () => {
+    const plain = elementwise(operands, build);
+    const back = reshape(plain, host.shape);
+    plain.release();
+    return back;
+  });
+  const out = reshape(fused, shape);
+  fused.release();
+  return out;
 }
 
 /** The fragment of `x` broadcast to `shape` (a load of its buffer when `whole`). */

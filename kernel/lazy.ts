@@ -25,11 +25,13 @@
 
 import type { Backend, DeviceBuffer } from "./backend.ts";
 
-import { type DType, sameShape, sizeOf } from "./shape.ts";
+import { type DType, sizeOf } from "./shape.ts";
 
 import { SgnError } from "../errors.ts";
-import { contiguous, type Expr, type Kernel, mapLoads, type ReduceOp, walk } from "./ir.ts";
-import { MAX_TOGETHER, type Routine, ROUTINES } from "./routines.ts";
+import { contiguous, type Kernel } from "./ir.ts";
+import { isIdentity } from "./loads.ts";
+import { inlinePendingMaps, readWindows, type Recipe as RecipeOf } from "./recipe.ts";
+import { MAX_TOGETHER, ROUTINES } from "./routines.ts";
 import {
   activeRecorder,
   type Holder,
@@ -41,28 +43,8 @@ import {
 
 export { lazyStats };
 
-/** Most input buffers of one kernel (WebGPU guarantees 8 storage buffers, one is the output). */
-export const MAX_INPUTS = 7;
-
-/** How a pending array is computed: a map, a reduction, or a routine (with its epilogue). */
-export type Recipe =
-  | { kind: "map"; expr: Expr; srcs: Lazy[] }
-  | {
-    kind: "reduce";
-    op: ReduceOp;
-    redShape: number[];
-    body: Expr;
-    epilogue?: Expr;
-    srcs: Lazy[];
-  }
-  | {
-    kind: "routine";
-    /** The routine and its spec. */
-    routine: Routine;
-    args: Lazy[];
-    epilogue?: Expr;
-    srcs: Lazy[];
-  };
+/** How a pending lazy array is computed (kernel/recipe.ts), over lazy arrays. */
+export type Recipe = RecipeOf<Lazy>;
 
 /**
  * An n-dimensional array on a backend: computed (it has a buffer), or pending (a recipe over
@@ -232,6 +214,9 @@ export class Lazy {
       }
       if (this.#recipe !== r) return this.realize();
     }
+    // A host up this array's chain was rebuilt (before, or while the inputs were computed): this
+    // one is rebuilt over it rather than compute that host's old work again.
+    if (this.#refresh()) return this.realize();
     const me = this.#launchOf(r);
     const mates = r.kind === "routine" && r.routine.op === "matmul" ? this.#mates() : [];
     let outs: DeviceBuffer[];
@@ -243,8 +228,8 @@ export class Lazy {
       );
       lazyStats.routines += all.length;
     } else outs = [launch(this.backend, me.l, me.ins.map((x) => x.buffer))];
-    mates.forEach((m, i) => m.x.#done(m.r, m.launch, outs[i + 1]));
-    return this.#done(r, me, outs[0]);
+    mates.forEach((m, i) => m.x.#done(m.launch, outs[i + 1]));
+    return this.#done(me, outs[0]);
   }
 
   /** The launch of this array's recipe, its inputs computed. */
@@ -289,14 +274,18 @@ export class Lazy {
     return { l, ins };
   }
 
-  /** Takes `out`, the result of this array's launch `p` (recipe `r`), as its buffer. */
-  #done(r: Recipe, p: Pending, out: DeviceBuffer): DeviceBuffer {
+  /** Takes `out`, the result of this array's launch `p`, as its buffer. */
+  #done(p: Pending, out: DeviceBuffer): DeviceBuffer {
     activeRecorder()?.note(p.l, p.ins, out);
     // The products still to compute are those #mates looks among.
     demand?.delete(this);
+    // The recipe dropped is the one this array has now: should another product of the same
+    // launch, done first, have rebuilt it (#unfuse), the launch's result is its value all the
+    // same, and the recipe it was made from is gone.
+    const r = this.#recipe;
     this.#buffer = out;
     this.#recipe = undefined;
-    dropRecipe(r);
+    if (r) dropRecipe(r);
     this.#dropUnfused();
     // Consumers that fused this work and are still pending now read the buffer instead.
     for (const c of this.#absorbers.splice(0)) c.#unfuse();
@@ -307,8 +296,8 @@ export class Lazy {
    * Pending products of the current realization that can run now, with no other computation
    * first, to run with this one: at most {@link MAX_TOGETHER} - 1.
    */
-  #mates(): { x: Lazy; r: Recipe; launch: Pending }[] {
-    const out: { x: Lazy; r: Recipe; launch: Pending }[] = [];
+  #mates(): { x: Lazy; launch: Pending }[] {
+    const out: { x: Lazy; launch: Pending }[] = [];
     // Not a product whose work one of the group fused, or that fused one of the group's: its
     // computation would rebuild that one (Lazy.#unfuse) while its launch is under way.
     const group: Lazy[] = [this];
@@ -319,7 +308,7 @@ export class Lazy {
       const ready = y !== this && y.backend === this.backend && y.dtype === this.dtype &&
         !tangled(y) && y.#readyProduct();
       if (!ready) continue;
-      out.push({ x: y, r: ready, launch: y.#launchOf(ready) });
+      out.push({ x: y, launch: y.#launchOf(ready) });
       group.push(y);
     }
     return out;
@@ -336,6 +325,7 @@ export class Lazy {
     if (this.#refs <= 0 || this.computed || r?.kind !== "routine") return undefined;
     if (r.routine.op !== "matmul") return undefined;
     if (this.#absorbers.length && this.#refs <= this.#absorbers.length) return undefined;
+    if (this.#stale()) return undefined;
     const host = this.#unfused?.host;
     if (host && !host.computed && host.#refs > host.#absorbers.length) return undefined;
     if (!r.args.every((a) => a.computed || a.window()?.src.computed)) return undefined;
@@ -399,6 +389,9 @@ export class Lazy {
   #unfuse(): void {
     const u = this.#unfused;
     if (!u || this.#refs <= 0 || !this.#recipe) return;
+    // Detached first: the build may compute an operand, and with it the host, whose completion
+    // would rebuild this array again in the middle of this rebuild.
+    const operands = this.#detach();
     const plain = u.build();
     const old = this.#recipe;
     this.#recipe = plain.#recipe;
@@ -407,30 +400,63 @@ export class Lazy {
     plain.#recipe = undefined;
     plain.release();
     dropRecipe(old);
-    this.#dropUnfused();
-    // Consumers that fused this array's old work (the host's) fuse its new work instead.
-    for (const c of this.#absorbers.splice(0)) c.#unfuse();
+    for (const x of operands) x.release();
+  }
+
+  /**
+   * Whether a host up this fused consumer's chain has been rebuilt since this one fused its work:
+   * a consumer fused over a consumer (the relu's mask over a max pool, times dy) whose own host
+   * was computed, which made it a map over that buffer. The work this one carries would compute
+   * the first host's work again.
+   */
+  #stale(): boolean {
+    for (let h = this.#unfused?.host; h; h = h.#unfused?.host) {
+      if (h.#recipe?.kind === "map" || h.computed) return true;
+    }
+    return false;
+  }
+
+  /** Rebuilds this consumer if {@link Lazy.#stale}, its host first; whether it did. */
+  #refresh(): boolean {
+    const host = this.#unfused?.host;
+    if (!host || !(host.#refresh() || host.#recipe?.kind === "map" || host.computed)) return false;
+    this.#unfuse();
+    return true;
   }
 
   /**
    * For a fused consumer about to be read element for element by another kernel: if its host is
    * held by anyone else (so will be computed anyway), compute the host now; this array then
-   * becomes a map over the host's buffer, which its reader inlines.
+   * becomes a map over the host's buffer, which its reader inlines. One whose host has been
+   * rebuilt is rebuilt first.
    */
   settle(): void {
+    this.#refresh();
     const host = this.#unfused?.host;
-    if (host && host.#refs > host.#absorbers.length && !host.computed) host.realize();
+    if (!host || host.#refs <= host.#absorbers.length || host.computed) return;
+    // Held meanwhile: computing it may rebuild a consumer that held it last.
+    host.retain();
+    try {
+      host.realize();
+    } finally {
+      host.release();
+    }
   }
 
   #dropUnfused(): void {
+    for (const x of this.#detach()) x.release();
+  }
+
+  /** Ends this array's record as a fused consumer; returns its operands, still held. */
+  #detach(): Lazy[] {
     const u = this.#unfused;
     this.#unfused = undefined;
-    if (!u) return;
+    if (!u) return [];
     // No longer an absorber of the host: settle() counts the live ones.
     const list = u.host.#absorbers;
     const i = list.indexOf(this);
     if (i >= 0) list.splice(i, 1);
-    for (const x of u.operands) x.release();
+    return u.operands;
   }
 }
 
@@ -485,122 +511,7 @@ function productsUnder(roots: readonly Lazy[]): Set<Lazy> {
   return out;
 }
 
-/**
- * Fusion at run time: a source that is still a pending map, read element for element over the
- * output index (by a map or an epilogue), is inlined instead of being computed on its own; so is
- * one read through any view (as kernel/pool.ts's kernel reads dy) when the map reads each of its
- * sources element for element. (A source read either way may have been a fused kernel when its
- * reader was built, and become a map since, when its own operand was computed.)
- */
-function inlinePendingMaps(r: Recipe, shape: readonly number[]): void {
-  const exprOf = (x: Recipe) => (x.kind === "map" ? x.expr : x.epilogue);
-  let e = exprOf(r);
-  if (!e) return;
-  for (let j = 0; j < r.srcs.length; j++) {
-    const src = r.srcs[j];
-    const sr = src.recipe;
-    if (src.computed || sr?.kind !== "map") continue;
-    if (r.kind === "reduce" && loadsOf(r.body).some((l) => l.input === j)) continue;
-    const loads = loadsOf(e).filter((l) => l.input === j);
-    const plain = sameShape(src.shape, shape) && loads.every((l) => wholeLoad(l, shape));
-    const through = !plain && elementwise(sr.expr, src.shape);
-    if (!loads.length || !(plain || through)) continue;
-    if (r.srcs.length + sr.srcs.length > MAX_INPUTS + 1) continue;
-    // Substitute src's expression, its sources appended to ours.
-    const index = sr.srcs.map((s2) => {
-      let i = r.srcs.indexOf(s2);
-      if (i < 0) {
-        i = r.srcs.length;
-        r.srcs.push(s2.retain());
-      }
-      return i;
-    });
-    const inner = (at: Expr & { k: "load" }) =>
-      mapLoads(sr.expr, (l) =>
-        l.k !== "load" ? l : through
-          // An element-for-element load reads its source where the view reads the map.
-          ? { ...l, input: index[l.input], strides: at.strides, offset: at.offset }
-          : { ...l, input: index[l.input] });
-    e = mapLoads(e, (l) => (l.k === "load" && l.input === j ? inner(l) : l));
-  }
-  if (r.kind === "map") r.expr = e;
-  else r.epilogue = e;
-  // Sources no expression reads any more are dropped (renumbering the loads).
-  const used = new Set<number>();
-  for (const x of [r.kind === "reduce" ? r.body : undefined, e]) {
-    if (x) { for (const l of loadsOf(x)) used.add(l.input); }
-  }
-  if (used.size === r.srcs.length) return;
-  const keep = r.srcs.map((_, i) => i).filter((i) => used.has(i));
-  const renumber = new Map(keep.map((old, i) => [old, i]));
-  const fix = (x: Expr) =>
-    mapLoads(x, (l) => (l.k === "load" ? { ...l, input: renumber.get(l.input)! } : l));
-  for (let i = 0; i < r.srcs.length; i++) if (!used.has(i)) r.srcs[i].release();
-  r.srcs = keep.map((i) => r.srcs[i]);
-  if (r.kind === "map") r.expr = fix(r.expr);
-  else {
-    r.epilogue = fix(r.epilogue!);
-    if (r.kind === "reduce") r.body = fix(r.body);
-  }
-}
-
-/**
- * A source that is a window of a computed array (a part of a kernel's output: kernel/multi.ts)
- * is read in place, through whatever view the recipe reads it: its loads move to the array
- * beneath, at the window's offset, so it is never copied out.
- */
-export function readWindows(r: Recipe): void {
-  for (let j = r.srcs.length - 1; j >= 0; j--) {
-    const src = r.srcs[j];
-    const w = src.computed ? undefined : src.window();
-    if (!w?.src.computed) continue;
-    let to = r.srcs.indexOf(w.src);
-    if (to < 0) to = r.srcs.push(w.src.retain()) - 1;
-    // Input j moves to `to`; the inputs after j shift down one.
-    const move = (e: Expr) =>
-      mapLoads(e, (l) => {
-        if (l.k !== "load") return l;
-        if (l.input === j) {
-          return { ...l, input: to > j ? to - 1 : to, offset: l.offset + w.offset };
-        }
-        return l.input > j ? { ...l, input: l.input - 1 } : l;
-      });
-    if (r.kind === "map") r.expr = move(r.expr);
-    if (r.kind === "reduce") r.body = move(r.body);
-    if (r.kind !== "map" && r.epilogue) r.epilogue = move(r.epilogue);
-    r.srcs.splice(j, 1);
-    src.release();
-  }
-}
-
 function dropRecipe(r: Recipe): void {
   for (const s of r.srcs) s.release();
   if (r.kind === "routine") { for (const a of r.args) a.release(); }
-}
-
-/** Whether a load reads its input contiguously from offset 0 over `shape`. */
-function wholeLoad(l: Expr & { k: "load" }, shape: readonly number[]): boolean {
-  const want = contiguous(shape);
-  return l.offset === 0 && l.strides.every((v, i) => shape[i] === 1 || v === want[i]);
-}
-
-/** Whether every load of `e` reads its input element for element over `shape` (no index leaf). */
-function elementwise(e: Expr, shape: readonly number[]): boolean {
-  let ok = true;
-  walk(e, (x) => {
-    if (x.k === "index" || (x.k === "load" && !wholeLoad(x, shape))) ok = false;
-  });
-  return ok;
-}
-
-/** Whether `e` reads input 0 contiguously from offset 0 over `shape`. */
-function isIdentity(e: Expr, shape: readonly number[]): boolean {
-  return e.k === "load" && e.input === 0 && wholeLoad(e, shape);
-}
-
-/** The loads of an expression (for tests). */
-export function loadsOf(e: Expr): (Expr & { k: "load" })[] {
-  const out: (Expr & { k: "load" })[] = [];
-  walk(e, (x) => x.k === "load" && out.push(x));
-  return out;
 }

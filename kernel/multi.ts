@@ -22,7 +22,8 @@ import {
   load,
   MAX_OUTPUTS,
 } from "./ir.ts";
-import { Lazy, MAX_INPUTS, readWindows, realizing, type Recipe } from "./lazy.ts";
+import { Lazy, realizing, type Recipe } from "./lazy.ts";
+import { MAX_INPUTS, readWindows } from "./recipe.ts";
 import { sumsPairs } from "./matmul.ts";
 import { type Fragment, join, reshape, slice } from "./graph.ts";
 import { activeRecorder, type Launch, launch } from "./record.ts";

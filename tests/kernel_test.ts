@@ -196,6 +196,35 @@ for (const [label, be] of [["cpu", cpu] as const, ...targets.filter((t) => t[2] 
     got.dispose();
     for (const v of [a, w, bias]) v.dispose();
   });
+  Deno.test(`kernel: an element-wise op on a reshape of a pending product fuses into its epilogue (${label})`, async () => {
+    // g = a w [3, 4] seen as [3, 2, 2]; g * m (m [3, 2, 2]) is the product's epilogue, in the
+    // product's shape. With a mask broadcast over the split axis ([3, 2, 1]) the loads do not
+    // take [3, 4]: a product and a map.
+    const a = tensor(new Float32Array(6).map((_, i) => i / 3 - 0.5), [3, 2], { backend: be });
+    const w = tensor(new Float32Array(8).map((_, i) => 1 - i / 4), [2, 4], { backend: be });
+    const m = tensor(new Float32Array(12).map((_, i) => (i % 3) - 1), [3, 2, 2], { backend: be });
+    const col = tensor([[[2], [-1]], [[0.5], [3]], [[1], [0]]], undefined, { backend: be });
+    for (const v of [a, w, m, col]) await v.data();
+    const av = Array.from(await a.data());
+    const wv = Array.from(await w.data());
+    const g = (i: number, j: number) => av[2 * i] * wv[j] + av[2 * i + 1] * wv[4 + j];
+    for (const [mask, kernels] of [[m, 1], [col, 2]] as const) {
+      const r0 = lazyStats.routines;
+      const k0 = lazyStats.kernels;
+      const y = scope(() => ops.mul(ops.reshape(ops.matmul(a, w), [3, 2, 2]), mask));
+      const got = Array.from(await y.data());
+      const mv = Array.from(await mask.data());
+      const want = got.map((_, e) => {
+        const [i, j] = [Math.floor(e / 4), e % 4];
+        return g(i, j) * (mask === m ? mv[e] : mv[2 * i + (j >> 1)]);
+      });
+      got.forEach((v, e) => assert.ok(Math.abs(v - want[e]) < 1e-5, `${e}: ${v} vs ${want[e]}`));
+      assert.equal(lazyStats.routines - r0 + lazyStats.kernels - k0, kernels, `mask ${mask.shape}`);
+      y.dispose();
+    }
+    for (const v of [a, w, m, col]) v.dispose();
+  });
+
   Deno.test(`kernel: a chain of consumers fused into a reduction reads its buffer once it is computed (${label})`, async () => {
     // s = sum(x, 1); a = exp(s) fuses s; b = neg(a) fuses a; c = b y fuses b. Computing a must
     // rebuild b over a's buffer, and c over that b: c must not compute the sum again.
@@ -214,7 +243,19 @@ for (const [label, be] of [["cpu", cpu] as const, ...targets.filter((t) => t[2] 
     assert.equal(lazyStats.kernels - k0, 2, "the sum with exp, then the map of c");
     const yv = [1, -2, 0.5, 3];
     cv.forEach((v, i) => assert.ok(Math.abs(v + av[i] * yv[i]) < 1e-5, `c[${i}] = ${v}`));
-    for (const v of [x, y, a, c]) v.dispose();
+    // Three levels, the sum itself computed first: exp(s) is rebuilt over its buffer, then
+    // -exp(s), then d = -exp(s) y, which must not compute the sum again either.
+    const k1 = lazyStats.kernels;
+    const [s2, d] = scope(() => {
+      const s2 = ops.sum(x, [1]);
+      return [s2, ops.mul(ops.neg(ops.exp(s2)), y)];
+    });
+    const sv = Array.from(await s2.data());
+    const dv = Array.from(await d.data());
+    assert.equal(lazyStats.recomputed, re0, "nothing computed twice down three levels");
+    assert.equal(lazyStats.kernels - k1, 2, "the sum, then the map of d");
+    dv.forEach((v, i) => assert.ok(Math.abs(v + Math.exp(sv[i]) * yv[i]) < 1e-4, `d[${i}] = ${v}`));
+    for (const v of [x, y, a, c, s2, d]) v.dispose();
   });
 }
 

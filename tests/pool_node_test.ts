@@ -49,9 +49,11 @@ const caseArb = fc.record({
 type Case = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
 
 /**
- * The gradient of sum(g * relu(maxPool2d(x)) * scale) (the relu after the pool, as the seed's
- * nets have it) in x, times a mask (a consumer of the pool's gradient), and the dispatches on
- * WebGPU.
+ * The gradient of sum(flatten(relu(maxPool2d(x))) g) * scale (the relu after the pool and a dense
+ * layer after it, as the seed's nets have them) in x, times a mask (a consumer of the pool's
+ * gradient), and the dispatches on WebGPU. The loss is read first, as training reads it: the
+ * pool's output is computed in the forward pass (the product needs it), and dy (the relu's mask
+ * times the gradient, read through the flatten's view) becomes a map the pool's gradient inlines.
  */
 async function gradient(be: Backend, c: Case): Promise<{ dx: number[]; dispatches: number }> {
   const s = c.k + c.extra; // stride >= size: the windows tile the plane
@@ -62,9 +64,10 @@ async function gradient(be: Backend, c: Case): Promise<{ dx: number[]; dispatche
     backend: be,
     dtype,
   });
+  const features = c.c * c.ho * c.wo;
   const g = tensor(
-    Array.from({ length: c.n * c.c * c.ho * c.wo }, (_, i) => at(i * 3 + 1) / 4),
-    [c.n, c.c, c.ho, c.wo],
+    Array.from({ length: features * 2 }, (_, i) => at(i * 3 + 1) / 4),
+    [features, 2],
     { backend: be, dtype },
   );
   const mask = tensor(
@@ -74,9 +77,11 @@ async function gradient(be: Backend, c: Case): Promise<{ dx: number[]; dispatche
   );
   const gpu = be.name === "webgpu" ? (be as WebGpuBackend) : undefined;
   const d0 = gpu?.rt.stats.dispatches ?? 0;
-  const f = (t: Tensor) => o.sum(o.mul(o.mul(o.relu(o.maxPool2d(t, c.k, s)), g), c.scale));
+  const f = (t: Tensor) =>
+    o.mul(o.sum(o.matmul(o.reshape(o.relu(o.maxPool2d(t, c.k, s)), [c.n, features]), g)), c.scale);
   const [l, [gx]] = valueAndGrad(f)(x);
   const masked = o.mul(gx, mask);
+  await l.data();
   const dx = Array.from(await masked.data());
   const dispatches = (gpu?.rt.stats.dispatches ?? 0) - d0;
   for (const t of [x, g, mask, l, gx, masked]) t.dispose();

@@ -21,6 +21,11 @@ export interface Mutant {
   what: string;
   /** The test files that should catch it. */
   tests: string[];
+  /**
+   * Seconds per property for the generated tests (`SGN_FUZZ_SECONDS`, tests/property.ts), for a
+   * bug that only a longer search finds (default: the tests' own budget).
+   */
+  fuzz?: number;
 }
 
 /** Every mutant: the `MUTANTS` list of each module in tools/mutants/, by file name. */
@@ -85,14 +90,14 @@ if (import.meta.main) {
    * tools/repeat_suite.ts), which would count a surviving mutant as killed. Such a crash is run
    * again, up to twice.
    */
-  const runTests = async (tests: string[]): Promise<"passed" | "failed"> => {
+  const runTests = async (tests: string[], fuzz?: number): Promise<"passed" | "failed"> => {
     for (let attempt = 0;; attempt++) {
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["test", "-A", "--fail-fast", "--no-check", ...tests],
         cwd: dir,
         stdout: "piped",
         stderr: "piped",
-        env: { NO_COLOR: "1" },
+        env: { NO_COLOR: "1", ...(fuzz ? { SGN_FUZZ_SECONDS: String(fuzz) } : {}) },
       }).output();
       if (out.code === 0) return "passed";
       const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
@@ -121,7 +126,7 @@ if (import.meta.main) {
       }
       await Deno.writeTextFile(path, original.replace(m.find, m.replace));
       const t0 = performance.now();
-      const run = await runTests(m.tests);
+      const run = await runTests(m.tests, m.fuzz);
       await Deno.writeTextFile(path, original);
       const secs = ((performance.now() - t0) / 1000).toFixed(0);
       if (run === "failed") {
