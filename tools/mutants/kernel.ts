@@ -1,6 +1,6 @@
 /**
- * Mutants of the kernel layer and its lowerings: view composition and fusion bookkeeping
- * (kernel/lazy.ts, kernel/graph.ts), record and replay (kernel/record.ts), collapse, reshape strides, split reductions and kernel structures
+ * Mutants of the kernel layer and its lowerings (the lazy graph's are in lazy.ts beside this
+ * file): record and replay (kernel/record.ts), collapse, reshape strides, split reductions and kernel structures
  * (kernel/ir.ts), the structural kernel cache (kernel/cache.ts), the compiled CPU loops
  * (cpu/compile.ts), the native routines and their caches (cpu/native.ts, cpu/dnnl.ts), the
  * WebAssembly kernels, math and arena (wasm/) and the WebGPU grid, reductions, pooling and
@@ -29,7 +29,6 @@ const WASM = [
 const REPLAY = ["tests/replay_test.ts"];
 const PATHS = ["tests/native_paths_test.ts"];
 const PREPARED = ["tests/replay_prepared_test.ts"];
-const LEAKS = ["tests/lazy_leaks_test.ts"];
 const ROUTINES = ["tests/wgsl_routines_test.ts"];
 const GATHER = ["tests/pool_gather_test.ts"];
 
@@ -99,184 +98,6 @@ export const MUTANTS: Mutant[] = ([
     replace: "for (let j = 0; j < 1; j++)",
     what: "a prepared kernel of several outputs computes its first output only",
     tests: PREPARED,
-  },
-  // --- kernel/lazy.ts ------------------------------------------------------------------------
-  {
-    file: "kernel/graph.ts",
-    find: "o + starts.reduce((a, v, i) => a + v * s[i], 0)",
-    replace: "o + starts.reduce((a, v) => a + v, 0)",
-    what: "slice moves the offset by the start index without its stride",
-    tests: PROP,
-  },
-  {
-    file: "kernel/graph.ts",
-    find: "(i < lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
-    replace: "(i <= lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : s[i - lead])",
-    what: "broadcastTo also zeroes the stride of the first kept axis (off by one on lead)",
-    tests: PROP,
-  },
-  {
-    file: "kernel/graph.ts",
-    find: "(s, o) => [perm.map((i) => s[i]), o]",
-    replace: "(s, o) => [perm.map((_, i) => s[perm.indexOf(i)]), o]",
-    what: "transpose moves the strides by the inverse permutation",
-    tests: PROP,
-  },
-  {
-    file: "kernel/lazy.ts",
-    find: "return { buffer: w.src.realize(), offset: w.offset, holder: w.src };",
-    replace: "return { buffer: w.src.realize(), offset: 0, holder: w.src };",
-    what: "a routine reading a window of a larger buffer loses the window's offset",
-    tests: PROP,
-  },
-  {
-    file: "kernel/lazy.ts",
-    find: "isIdentity(r.expr, this.shape) && r.srcs[0].size === this.size",
-    replace: "isIdentity(r.expr, this.shape)",
-    what: "a contiguous prefix (slice at offset 0) shares its whole source buffer",
-    tests: PROP,
-  },
-  {
-    file: "kernel/graph.ts",
-    find: '    sameShape(x.shape, shape) &&\n    (x.recipe?.kind === "reduce"',
-    replace: '    (x.recipe?.kind === "reduce"',
-    what: "an element-wise op fuses into a reduction it broadcasts (as if read whole)",
-    tests: PROP,
-  },
-  {
-    file: "kernel/graph.ts",
-    find: 'r?.kind === "reduce" && !r.epilogue && r.op === op',
-    replace: 'r?.kind === "reduce" && r.op === op',
-    what: "a reduction of a reduction merges through the inner one's epilogue",
-    tests: PROP,
-  },
-  {
-    file: "kernel/graph.ts",
-    find: "const order = [...kept, ...axes, ...r.redShape.map((_, i) => rank + i)];",
-    replace: "const order = [...axes, ...kept, ...r.redShape.map((_, i) => rank + i)];",
-    what: "a reduction of a reduction orders the merged loop axes reduced-first",
-    tests: PROP,
-  },
-  {
-    file: "kernel/lazy.ts",
-    find: 'if (!s.computed && s.recipe?.kind !== "map") s.settle();',
-    replace: 'if (!s.computed && s.recipe?.kind === "map") s.settle();',
-    what: "realize settles only sources that are maps (a fused source's host is computed twice)",
-    tests: PROP,
-  },
-  {
-    file: "kernel/recipe.ts",
-    find: "? { ...l, input: index[l.input], strides: at.strides, offset: at.offset }",
-    replace: "? { ...l, input: index[l.input], offset: at.offset }",
-    what: "a map inlined through a view keeps its own loads' strides instead of the view's",
-    tests: ["tests/pool_node_test.ts"],
-  },
-  {
-    file: "kernel/recipe.ts",
-    find: "const through = !plain && readsElementwise(sr.expr, src.shape);",
-    replace: "const through = !plain;",
-    what: "a map that broadcasts or permutes its sources is inlined through a view as if it " +
-      "read them element for element",
-    tests: ["tests/lazy_leaks_test.ts"],
-  },
-  {
-    file: "autodiff/primitives.ts",
-    find: "if (x.backend.poolInIr && spec.n * spec.c > 0 && tiles(spec, ho, wo)) {",
-    replace: "if (x.backend.poolInIr && spec.n * spec.c > 0) {",
-    what: "the max-pool backward built as the tiling kernel for windows that do not tile",
-    tests: ["tests/property_networks_test.ts"],
-  },
-  {
-    file: "autodiff/primitives.ts",
-    find: "(v === x || spec.kh * spec.kw <= PICK_MAX)",
-    replace: "true",
-    what: "the max-pool JVP built as one select chain for windows of any size (too many constants)",
-    tests: ["tests/pool_node_test.ts"],
-  },
-  {
-    file: "kernel/pool.ts",
-    find: "for (let k = hi - 1; k >= lo; k--) {",
-    replace: "for (let k = hi - 1; k > lo; k--) {",
-    what: "the max-pool JVP's select chain leaves out its first window position",
-    tests: ["tests/pool_node_test.ts"],
-  },
-  {
-    file: "kernel/graph.ts",
-    find: "return t && { ...l, strides: t };",
-    replace: "return { ...l, strides: t ?? l.strides };",
-    what:
-      "a load that does not take the host's shape is fused through a reshape with its old strides",
-    tests: ["tests/kernel_test.ts", "tests/property_lazy_programs_test.ts"],
-  },
-  {
-    file: "kernel/graph.ts",
-    find:
-      "  const reshaped = fuseThroughReshape(operands, shape, build);\n  if (reshaped) return reshaped;\n",
-    replace: "",
-    what: "an element-wise op on a reshape of a pending product does not fuse into its epilogue",
-    tests: ["tests/kernel_test.ts"],
-  },
-
-  {
-    file: "kernel/lazy.ts",
-    find: "host's old work again.\n    if (this.#refresh()) return this.realize();\n",
-    replace: "host's old work again.\n",
-    what: "a consumer whose host is rebuilt while its inputs are computed runs the host's old work",
-    tests: ["tests/kernel_test.ts"],
-  },
-  {
-    file: "kernel/lazy.ts",
-    find: "    if (!host || !(host.#refresh() ||",
-    replace: "    if (!host || !(",
-    what: "a consumer fused two levels over a rebuilt host is not rebuilt (its host first)",
-    tests: ["tests/kernel_test.ts"],
-  },
-
-  {
-    file: "kernel/lazy.ts",
-    find: "    const operands = this.#detach();\n    const plain = u.build();",
-    replace: "    const plain = u.build();\n    const operands = this.#detach();",
-    what: "a rebuild that computes an operand is rebuilt again in its middle (re-entered #unfuse)",
-    tests: ["tests/together_test.ts"],
-    // Found by the fuzzer after some hundreds of generated networks.
-    fuzz: 60,
-  },
-
-  {
-    file: "kernel/lazy.ts",
-    find: "        s.release();\n      }\n      if (this.#recipe !== r) return this.realize();\n",
-    replace: "        s.release();\n      }\n",
-    what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
-    tests: PROP,
-  },
-  {
-    file: "kernel/lazy.ts",
-    find: "      s.retain();\n      try {\n" +
-      '        if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {\n' +
-      "          s.realizeWindow();\n        } else s.realize();\n      } finally {\n" +
-      "        s.release();\n      }\n",
-    replace:
-      '      if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {\n' +
-      "        s.realizeWindow();\n      } else s.realize();\n",
-    what: "realize does not hold an input while computing it (a rebuild frees it mid-way)",
-    tests: ["tests/together_test.ts"],
-  },
-
-  {
-    file: "kernel/lazy.ts",
-    find: "    if (i >= 0) list.splice(i, 1);\n",
-    replace: "",
-    what: "a released or computed consumer stays counted among its host's absorbers",
-    tests: PROP,
-  },
-  {
-    file: "kernel/multi.ts",
-    find: "for (const x of pending) for (let s = next(x); s; s = next(x)) s.realize();",
-    replace:
-      'for (const x of pending) for (const s of [...(x.recipe?.srcs ?? [])]) if (!s.computed && s.recipe?.kind !== "map" && !pending.has(s)) s.realize();',
-    what:
-      "realizeTogether computes the sources of a list taken once (a source released when an earlier one rebuilt the array is used)",
-    tests: LEAKS,
   },
   // --- kernel/ir.ts --------------------------------------------------------------------------
   {
