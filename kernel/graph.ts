@@ -161,33 +161,11 @@ function elementwise(operands: Lazy[], build: (xs: Expr[]) => Expr): Lazy {
     shape = s;
   }
   // Epilogue fusion: the first operand that is a whole pending reduction or fusable routine.
-  const host = operands.find((x) =>
-    sameShape(x.shape, shape) &&
-    (x.recipe?.kind === "reduce" ||
-      (x.recipe?.kind === "routine" && ROUTINES[x.recipe.routine.op].fusable))
-  );
-  if (host) {
-    const r = host.recipe as Exclude<Recipe, { kind: "map" }>;
-    const parts = operands.map((x): Fragment =>
-      x === host
-        ? { expr: r.epilogue ?? ACC, srcs: r.srcs.map((s) => s.retain()) }
-        : broadcastFragment(x, shape)
-    );
-    if (r.kind === "reduce") parts.unshift({ expr: r.body, srcs: r.srcs.map((s) => s.retain()) });
-    const { exprs, srcs } = join(parts);
-    if (srcs.length <= MAX_INPUTS) {
-      const epilogue = build(r.kind === "reduce" ? exprs.slice(1) : exprs);
-      let fused: Lazy;
-      if (r.kind === "reduce") {
-        fused = Lazy.pending(be, shape, dtype, { ...r, body: exprs[0], epilogue, srcs });
-      } else {
-        for (const a of r.args) a.retain();
-        fused = Lazy.pending(be, shape, dtype, { ...r, epilogue, srcs });
-      }
-      host.absorb(fused, operands, () => elementwise(operands, build));
-      return fused;
-    }
-    for (const s of srcs) s.release();
+  const host = operands.find((x) => sameShape(x.shape, shape) && hosts(x));
+  const fused = host && fuseInto(host, host, operands, shape, build);
+  if (fused) {
+    host!.absorb(fused, operands, () => elementwise(operands, build));
+    return fused;
   }
   const reshaped = fuseThroughReshape(operands, shape, build);
   if (reshaped) return reshaped;
@@ -207,6 +185,57 @@ function elementwise(operands: Lazy[], build: (xs: Expr[]) => Expr): Lazy {
   });
 }
 
+/** Whether `x` is a pending reduction or fusable routine: one that takes an epilogue. */
+function hosts(x: Lazy): boolean {
+  const r = x.recipe;
+  return r?.kind === "reduce" || (r?.kind === "routine" && ROUTINES[r.routine.op].fusable);
+}
+
+/**
+ * `operands`, broadcast to `shape`, combined by `build` as the epilogue of `host`'s reduction or
+ * routine: operand `via` stands for the host's value (the host itself, or a reshape of it), the
+ * others' loads move into the host's index space by `move` (none when the shapes agree).
+ * Undefined when a load does not move or the kernel would read too many buffers.
+ */
+function fuseInto(
+  host: Lazy,
+  via: Lazy,
+  operands: Lazy[],
+  shape: readonly number[],
+  build: (xs: Expr[]) => Expr,
+  move?: (l: Expr & { k: "load" }) => Expr | undefined,
+): Lazy | undefined {
+  const r = host.recipe as Exclude<Recipe, { kind: "map" }>;
+  const parts: Fragment[] = [];
+  for (const x of operands) {
+    if (x === via) {
+      parts.push({ expr: r.epilogue ?? ACC, srcs: r.srcs.map((s) => s.retain()) });
+      continue;
+    }
+    const f = broadcastFragment(x, shape);
+    const moved = move ? moveLoads(f, move) : f;
+    if (!moved) {
+      for (const g of [f, ...parts]) release(g);
+      return undefined;
+    }
+    parts.push(moved);
+  }
+  if (r.kind === "reduce") parts.unshift({ expr: r.body, srcs: r.srcs.map((s) => s.retain()) });
+  const { exprs, srcs } = join(parts);
+  if (srcs.length > MAX_INPUTS) {
+    for (const s of srcs) s.release();
+    return undefined;
+  }
+  const epilogue = build(r.kind === "reduce" ? exprs.slice(1) : exprs);
+  if (r.kind === "routine") { for (const a of r.args) a.retain(); }
+  return Lazy.pending(
+    host.backend,
+    host.shape,
+    host.dtype,
+    r.kind === "reduce" ? { ...r, body: exprs[0], epilogue, srcs } : { ...r, epilogue, srcs },
+  );
+}
+
 /**
  * Epilogue fusion through a reshape: when an operand is a whole pending reduction or epilogue
  * routine of another shape seen through a contiguous reshape (a flatten's gradient flowing back
@@ -224,46 +253,17 @@ function fuseThroughReshape(
     if (r?.kind !== "map" || r.srcs.length !== 1 || !sameShape(x.shape, shape)) return false;
     const h = r.srcs[0];
     return h.size === x.size && !sameShape(h.shape, shape) && isIdentity(r.expr, shape) &&
-      (h.recipe?.kind === "reduce" ||
-        (h.recipe?.kind === "routine" && ROUTINES[h.recipe.routine.op].fusable));
+      hosts(h);
   });
-  if (!via) return undefined;
-  const host = (via.recipe as { srcs: Lazy[] }).srcs[0];
-  const r = host.recipe as Exclude<Recipe, { kind: "map" }>;
-  const parts: Fragment[] = [];
-  for (const x of operands) {
-    if (x === via) {
-      parts.push({ expr: r.epilogue ?? ACC, srcs: r.srcs.map((s) => s.retain()) });
-      continue;
-    }
-    const f = broadcastFragment(x, shape);
-    const moved = moveLoads(f, (l) => {
-      const t = reshapeStrides(shape, l.strides, host.shape);
-      return t && { ...l, strides: t };
-    });
-    if (!moved) {
-      for (const g of [f, ...parts]) release(g);
-      return undefined;
-    }
-    parts.push(moved);
-  }
-  if (r.kind === "reduce") parts.unshift({ expr: r.body, srcs: r.srcs.map((s) => s.retain()) });
-  const { exprs, srcs } = join(parts);
-  if (srcs.length > MAX_INPUTS) {
-    for (const s of srcs) s.release();
-    return undefined;
-  }
-  const epilogue = build(r.kind === "reduce" ? exprs.slice(1) : exprs);
-  if (r.kind === "routine") { for (const a of r.args) a.retain(); }
-  const fused = Lazy.pending(
-    host.backend,
-    host.shape,
-    host.dtype,
-    r.kind === "reduce" ? { ...r, body: exprs[0], epilogue, srcs } : { ...r, epilogue, srcs },
-  );
-  host.absorb(fused, operands, () => {
+  const host = (via?.recipe as { srcs: Lazy[] } | undefined)?.srcs[0];
+  const fused = host && fuseInto(host, via!, operands, shape, build, (l) => {
+    const t = reshapeStrides(shape, l.strides, host.shape);
+    return t && { ...l, strides: t };
+  });
+  if (!fused) return undefined;
+  host!.absorb(fused, operands, () => {
     const plain = elementwise(operands, build);
-    const back = reshape(plain, host.shape);
+    const back = reshape(plain, host!.shape);
     plain.release();
     return back;
   });

@@ -240,7 +240,7 @@ export class Lazy {
     let twice = this.#fusedDone;
     for (let h = this.#unfused?.host; h; h = h.#unfused?.host) {
       h.#fusedDone = true;
-      twice ||= h.computed || h.recipe?.kind === "map";
+      twice ||= h.#rebuilt();
     }
     if (twice && r.kind !== "map") lazyStats.recomputed++;
     const own = (x: Lazy) => ({ buffer: x.realize(), holder: x as Holder });
@@ -410,16 +410,19 @@ export class Lazy {
    * the first host's work again.
    */
   #stale(): boolean {
-    for (let h = this.#unfused?.host; h; h = h.#unfused?.host) {
-      if (h.#recipe?.kind === "map" || h.computed) return true;
-    }
+    for (let h = this.#unfused?.host; h; h = h.#unfused?.host) if (h.#rebuilt()) return true;
     return false;
+  }
+
+  /** Whether this host's work was computed, or rebuilt as a map, since a consumer fused it. */
+  #rebuilt(): boolean {
+    return this.computed || this.#recipe?.kind === "map";
   }
 
   /** Rebuilds this consumer if {@link Lazy.#stale}, its host first; whether it did. */
   #refresh(): boolean {
     const host = this.#unfused?.host;
-    if (!host || !(host.#refresh() || host.#recipe?.kind === "map" || host.computed)) return false;
+    if (!host || !(host.#refresh() || host.#rebuilt())) return false;
     this.#unfuse();
     return true;
   }

@@ -12,6 +12,7 @@
 
 import { type Kernel, kernelKey } from "./ir.ts";
 import type { Lazy } from "./lazy.ts";
+import { isIdentity } from "./loads.ts";
 import { reduce, routine } from "./graph.ts";
 
 /**
@@ -89,12 +90,7 @@ function withSums(w: Lazy, bias: Lazy): Lazy | undefined {
 function sumsOf(x: Lazy): Lazy {
   const r = x.recipe;
   if (r?.kind !== "map" || r.srcs.length !== 1 || r.srcs[0].size !== x.size) return x;
-  const e = r.expr;
-  const whole = e.k === "load" && e.offset === 0 &&
-    e.strides.every((s, i) =>
-      x.shape[i] === 1 || s === x.shape.slice(i + 1).reduce((a, b) => a * b, 1)
-    );
-  return whole ? r.srcs[0] : x;
+  return isIdentity(r.expr, x.shape) ? r.srcs[0] : x;
 }
 
 /** Whether two pending reductions compute the same: one structure over the same arrays. */

@@ -57,8 +57,8 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/graph.ts",
-    find: '    sameShape(x.shape, shape) &&\n    (x.recipe?.kind === "reduce"',
-    replace: '    (x.recipe?.kind === "reduce"',
+    find: "const host = operands.find((x) => sameShape(x.shape, shape) && hosts(x));",
+    replace: "const host = operands.find((x) => hosts(x));",
     what: "an element-wise op fuses into a reduction it broadcasts (as if read whole)",
     tests: PROP,
   },
