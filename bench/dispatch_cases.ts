@@ -128,11 +128,18 @@ export async function countConv(
   const model = (...q: Tensor[]) => net.forward(q, x);
   const op = ggnLinearize(model, loss, params);
   const v = params.map((p) => mul(p, 0.5));
+  // The loss and gradient at new weights, as each training step has them, and G v of a new v, as
+  // each CG iteration has it: the WebGPU backend keeps weights in its kernels' layout while they
+  // live (wgsl/conv.ts), which pays off across one linearization's G v products (the
+  // linearization's weights), not across steps or directions.
+  let at = params, dir = v;
   const runs = {
     lossGrad: () =>
-      scope(() => valueAndGrad((...q: Tensor[]) => loss.value(model(...q)))(...params)[1]),
-    gv: () => scope(() => op.apply(...v)),
+      scope(() => valueAndGrad((...q: Tensor[]) => loss.value(model(...q)))(...at)[1]),
+    gv: () => scope(() => op.apply(...dir)),
   };
+  const copies = (ts: Tensor[]) =>
+    Promise.all(ts.map(async (p) => tensor(await p.data(), p.shape, { backend: be })));
   const count = async (what: keyof typeof runs) => {
     const once = () => {
       const g = runs[what]();
@@ -140,11 +147,15 @@ export async function countConv(
       return Promise.resolve(g);
     };
     for (const t of await once()) t.dispose();
+    if (what === "lossGrad") at = await copies(params);
+    else dir = await copies(v);
     const d0 = be.rt.stats.dispatches;
     const g = await around(what, once);
     const n = be.rt.stats.dispatches - d0;
     await g[0].data();
     for (const t of g) t.dispose();
+    for (const t of at === params ? dir : at) t.dispose();
+    [at, dir] = [params, v];
     return n;
   };
   try {

@@ -73,7 +73,10 @@ function dispatchBlocked(
 /**
  * The weights transposed into the template's layout [ci, kh, kw, coutPad] (coutPad >= cout, a
  * whole number of vector blocks): wt[ci, tap, co] = w[co, ci, tap] (forward: ci = c, co = f) or,
- * with `grad`, w[ci, co, tap] (input gradient: ci = f, co = c). One IR map kernel.
+ * with `grad`, w[ci, co, tap] (input gradient: ci = f, co = c). One IR map kernel, run once per
+ * weight buffer and layout while the weights live (`GpuRuntime.derived`): a G v through a cached
+ * linearization convolves with the same weights at every CG iteration. The caller must not
+ * release the result.
  */
 function transposeWeights(
   rt: GpuRuntime,
@@ -84,13 +87,14 @@ function transposeWeights(
 ): GpuBuffer {
   const taps = s.kh * s.kw;
   const [cin, cout] = grad ? [s.f, s.c] : [s.c, s.f];
-  const wt = rt.alloc(cin * taps * coutPad);
-  const strides = grad ? [s.c * taps, 1, taps] : [taps, 1, s.c * taps];
-  dispatchKernelInto(rt, { shape: [cin, taps, cout], inputs: 1, body: load(0, strides) }, [w], wt, {
-    strides: [taps * coutPad, coutPad, 1],
-    offset: 0,
+  const key = `conv weights ${grad ? "grad" : "forward"} ${[s.f, s.c, s.kh, s.kw, coutPad]}`;
+  return rt.derived(w, key, () => {
+    const wt = rt.alloc(cin * taps * coutPad);
+    const strides = grad ? [s.c * taps, 1, taps] : [taps, 1, s.c * taps];
+    const kernel = { shape: [cin, taps, cout], inputs: 1, body: load(0, strides) };
+    dispatchKernelInto(rt, kernel, [w], wt, { strides: [taps * coutPad, coutPad, 1], offset: 0 });
+    return wt;
   });
-  return wt;
 }
 
 /** Runs a direct convolution (conv_template.ts's directSource) of x with w. */
@@ -121,7 +125,6 @@ function runDirect(
   const code = directSource(d.kh, d.kw, d.sh, d.sw, t, grad, epi ? `${epi.decls}\n${epi.fn}` : "");
   const buffers = [x, wt, out, ...(epilogue?.inputs ?? [])];
   dispatchBlocked(rt, code, params, buffers, d.n * tilesX * tilesY * fBlocks, epi?.consts);
-  rt.release(wt);
   return out;
 }
 
@@ -205,7 +208,6 @@ export function conv2dInputGrad(
     .u32(tilesX, cBlocks, ld);
   const count = s.n * s.h * tilesX * cBlocks;
   dispatchBlocked(rt, gatherSource(s.kh, s.kw, t), params, [dy, wt, dx], count);
-  rt.release(wt);
   return dx;
 }
 

@@ -18,6 +18,12 @@ import { SgnError } from "../errors.ts";
 
 /** Bytes reserved for one dispatch's parameters (the uniform offset alignment). */
 export const PARAM_BYTES = 256;
+/**
+ * Bytes of derived buffers ({@link GpuRuntime.derived}) kept at most; past it the least recently
+ * used go back to the pool. Convolution weights in the kernels' layout are what it holds: the
+ * largest of the seed's networks (architecture_3) needs 2 x 5.3 MB.
+ */
+export const DERIVED_BYTES = 64 * 2 ** 20;
 /** Dispatches recorded before the queue is submitted without waiting. */
 const MAX_BATCH = 128;
 /** Largest number of workgroups along one dispatch dimension (WebGPU's default limit). */
@@ -115,6 +121,11 @@ export class GpuRuntime {
   private pool = new Map<number, GPUBuffer[]>();
   private live = 0;
   private pooledCount = 0;
+  /** Derived buffers by source and key, most recently used last (see {@link derived}). */
+  private derivedOf = new Map<GpuBuffer, Map<string, GpuBuffer>>();
+  private derivedBytes = 0;
+  /** Bytes of derived buffers kept at most (tests lower it to see the eviction). */
+  derivedLimit: number = DERIVED_BYTES;
   private nextId = 1;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -200,15 +211,69 @@ export class GpuRuntime {
     return new GpuBuffer(size, gpu, this.nextId++);
   }
 
-  /** Returns a buffer to the pool. Queued work that reads it still runs first (queue order). */
+  /**
+   * Returns a buffer to the pool, with the buffers derived from it. Queued work that reads them
+   * still runs first (queue order).
+   */
   release(buffer: DeviceBuffer): void {
     const b = this.check(buffer, "release");
     b.released = true;
     this.live--;
-    const list = this.pool.get(b.gpu.size) ?? [];
-    list.push(b.gpu);
-    this.pool.set(b.gpu.size, list);
+    this.toPool(b.gpu);
+    const derived = this.derivedOf.get(b);
+    if (!derived) return;
+    this.derivedOf.delete(b);
+    for (const d of derived.values()) this.dropDerived(d);
+  }
+
+  /** Puts GPU memory on its size's pool list. */
+  private toPool(gpu: GPUBuffer): void {
+    const list = this.pool.get(gpu.size) ?? [];
+    list.push(gpu);
+    this.pool.set(gpu.size, list);
     this.pooledCount++;
+  }
+
+  /** Gives a derived buffer's memory back to the pool (its source's entry is gone already). */
+  private dropDerived(d: GpuBuffer): void {
+    d.released = true;
+    this.derivedBytes -= d.gpu.size;
+    this.toPool(d.gpu);
+  }
+
+  /**
+   * A buffer derived from `source` (the weights in a kernel's layout, say), made by `make` (which
+   * allocates it and records the work that fills it) at the first call for a source and key, and
+   * the same buffer at later calls while the source lives: a cached linearization's G v then
+   * transposes its weights once, not at every CG iteration. Sound because a buffer's contents
+   * never change while it lives (only the work that makes it writes it). The buffer goes back to
+   * the pool when its source is released, or when the derived buffers pass
+   * {@link GpuRuntime.derivedLimit} (least recently used first); it is not counted as live, and the caller
+   * must not release it nor keep it past the call that asked for it.
+   */
+  derived(source: GpuBuffer, key: string, make: () => GpuBuffer): GpuBuffer {
+    const of = this.derivedOf.get(source) ?? new Map<string, GpuBuffer>();
+    // Most recently used last, for the eviction below.
+    this.derivedOf.delete(source);
+    this.derivedOf.set(source, of);
+    const hit = of.get(key);
+    if (hit) return hit;
+    const d = make();
+    this.live--; // the cache's memory, not a buffer of the caller's
+    of.set(key, d);
+    this.derivedBytes += d.gpu.size;
+    while (this.derivedBytes > this.derivedLimit) {
+      const [oldest, list] = this.derivedOf.entries().next().value!;
+      if (oldest === source) break; // only the source asked for now is left
+      this.derivedOf.delete(oldest);
+      for (const x of list.values()) this.dropDerived(x);
+    }
+    return d;
+  }
+
+  /** Bytes of the derived buffers held now (see {@link derived}). */
+  heldDerivedBytes(): number {
+    return this.derivedBytes;
   }
 
   /** Buffers handed out and not released. */

@@ -9,6 +9,8 @@
  */
 import type { Mutant } from "../mutate.ts";
 
+const DERIVED = ["tests/wgsl_derived_test.ts"];
+
 /** The mutants (tagged, so `--only "[dispatch]"` runs them). */
 export const MUTANTS: Mutant[] = ([
   {
@@ -164,5 +166,41 @@ export const MUTANTS: Mutant[] = ([
     replace: "y.#readyProduct();",
     what: "a product runs beside one whose work it fused (the other's completion rebuilds it)",
     tests: ["tests/together_test.ts"],
+  },
+  // --- convolution weights kept in the kernels' layout (wgsl/runtime.ts derived, wgsl/conv.ts)
+  {
+    file: "wgsl/conv.ts",
+    find: "${[s.f, s.c, s.kh, s.kw, coutPad]}",
+    replace: "${[s.f, s.c, s.kh, s.kw]}",
+    what: "weights transposed with one padding serve a kernel that wants another",
+    tests: DERIVED,
+  },
+  {
+    file: "wgsl/conv.ts",
+    find: '${grad ? "grad" : "forward"}',
+    replace: "",
+    what: "the forward layout of the weights serves the input gradient (and the other way)",
+    tests: DERIVED,
+  },
+  {
+    file: "wgsl/runtime.ts",
+    find: "    for (const d of derived.values()) this.dropDerived(d);\n",
+    replace: "",
+    what: "released weights leave their transposed copies held",
+    tests: DERIVED,
+  },
+  {
+    file: "wgsl/runtime.ts",
+    find: "      if (oldest === source) break; // only the source asked for now is left\n",
+    replace: "",
+    what: "the eviction may give back the buffer just made for the caller",
+    tests: DERIVED,
+  },
+  {
+    file: "wgsl/runtime.ts",
+    find: "    if (hit) return hit;\n",
+    replace: "",
+    what: "the weights are transposed again at every convolution",
+    tests: ["tests/wgsl_derived_test.ts", "tests/dispatch_test.ts"],
   },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));
