@@ -33,15 +33,17 @@ export interface CountedStep {
 /**
  * Dispatches of W1 SGN steps (3 CG iterations) after `warmup` steps (pipelines compiled, the
  * line search's speculation settled): `around` is called with each counted step, so that a
- * caller can label the dispatches inside it.
+ * caller can label the dispatches inside it. With `net`, steps of that conv net at
+ * {@link CONV_BATCH} instead (the same SGN settings).
  */
 export async function countSteps(
   be: WebGpuBackend,
   steps = 1,
   warmup = 2,
   around: <T>(run: () => Promise<T>) => Promise<T> = (run) => run(),
+  net?: keyof typeof CONV_NETS,
 ): Promise<CountedStep[]> {
-  const { problem, opt } = w1Sgn(be, 3);
+  const { problem, opt } = w1Sgn(be, 3, "adaptive", {}, net ? convProblem(be, net) : w1(be));
   try {
     for (let i = 0; i < warmup; i++) await opt.step(problem.model, problem.loss);
     const out: CountedStep[] = [];
@@ -107,6 +109,19 @@ export const CONV_NETS = {
   W4: { spec: ARCHITECTURE_1, input: [1, 28, 28] },
 } as const;
 
+/** Conv net `which` at {@link CONV_BATCH} on random images, as {@link w1} gives W1. */
+function convProblem(be: WebGpuBackend, which: keyof typeof CONV_NETS): ReturnType<typeof w1> {
+  const { spec, input } = CONV_NETS[which];
+  const net = convNet(spec, input, 10);
+  const rng = new Random(1);
+  const size = CONV_BATCH * input.reduce((a: number, b: number) => a * b, 1);
+  const x = tensor(rng.array(size, (r) => r.range(0, 1)), [CONV_BATCH, ...input], { backend: be });
+  const y = oneHot(Array.from({ length: CONV_BATCH }, (_, i) => i % 10), 10, { backend: be });
+  const loss = softmaxCrossEntropy(y);
+  const model = (...q: Tensor[]) => net.forward(q, x);
+  return { net, x, y, loss, model };
+}
+
 /**
  * Dispatches of one loss + gradient (every gradient tensor realized) and of one G v through the
  * cached linearization, after a warm-up of each, on conv net `which` at {@link CONV_BATCH};
@@ -117,15 +132,8 @@ export async function countConv(
   which: keyof typeof CONV_NETS,
   around: <T>(what: "lossGrad" | "gv", run: () => Promise<T>) => Promise<T> = (_, run) => run(),
 ): Promise<{ lossGrad: number; gv: number }> {
-  const { spec, input } = CONV_NETS[which];
-  const net = convNet(spec, input, 10);
-  const rng = new Random(1);
-  const size = CONV_BATCH * input.reduce((a: number, b: number) => a * b, 1);
-  const x = tensor(rng.array(size, (r) => r.range(0, 1)), [CONV_BATCH, ...input], { backend: be });
-  const y = oneHot(Array.from({ length: CONV_BATCH }, (_, i) => i % 10), 10, { backend: be });
-  const loss = softmaxCrossEntropy(y);
+  const { net, x, y, loss, model } = convProblem(be, which);
   const params = net.init({ seed: 1, backend: be });
-  const model = (...q: Tensor[]) => net.forward(q, x);
   const op = ggnLinearize(model, loss, params);
   const v = params.map((p) => mul(p, 0.5));
   // The loss and gradient at new weights, as each training step has them, and G v of a new v, as

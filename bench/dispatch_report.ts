@@ -170,5 +170,15 @@ if (Deno.args.includes("--conv")) {
       pipes.lossGrad,
     );
     print(`${which} cached G v (batch ${CONV_BATCH})`, maps.gv, 1, n.gv, undefined, pipes.gv);
+    const sm = new Map<string, number>();
+    pipelines.clear();
+    const sc = await countSteps(be, steps, 2, labelled(sm), which);
+    print(
+      `${which} SGN step, 3 CG iterations (batch ${CONV_BATCH}, mean of ${steps}; line-search ` +
+        `tries ${sc.map((c) => c.tries).join(", ")})`,
+      sm,
+      steps,
+      sc.reduce((a, c) => a + c.dispatches, 0) / steps,
+    );
   }
 }
