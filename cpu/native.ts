@@ -18,6 +18,7 @@
 
 import {
   type Conv2dSpec,
+  convWeights,
   type DeviceBuffer,
   type Epilogue,
   type MatmulSpec,
@@ -377,13 +378,16 @@ export class NativeBackend extends CpuBackend {
     bias?: { buf: CpuBuffer; offset: number },
   ): boolean {
     if (a.dtype !== "float32" || a.size === 0 || b.size === 0 || out.size === 0) return false;
-    const key = `${bias ? "forwardBias" : kind}:${JSON.stringify(s)}`;
+    // One primitive per spec whatever the weights' offset: oneDNN gets their window.
+    const { offsetW = 0, ...spec } = s;
+    const key = `${bias ? "forwardBias" : kind}:${JSON.stringify(spec)}`;
     return this.#viaDnnl(key, (d) => {
       const [x, y, o] = [a.data, b.data, out.data] as Float32Array[];
+      const wy = kind === "backwardWeights" ? y : y.subarray(offsetW, offsetW + convWeights(spec));
       if (bias) {
         const bd = (bias.buf.data as Float32Array).subarray(bias.offset, bias.offset + s.f);
-        d.convBias(s, x, y, bd, o);
-      } else d.conv(kind, s, x, y, o);
+        d.convBias(spec, x, wy, bd, o);
+      } else d.conv(kind, spec, x, wy, o);
       return true;
     }) ?? false;
   }
@@ -408,20 +412,21 @@ export class NativeBackend extends CpuBackend {
 
   /** Convolution: oneDNN, or one GEMM per image over its cached im2col columns. */
   protected override convForward(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
+    const { ho, wo, a: xb, b: wb, dtype, ow } = this.convOperands("conv2d", x, w, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo;
     const out = this.alloc(s.n * s.f * p, dtype);
     if (this.#dnnlConv("forward", s, xb, wb, out)) return out;
     this.#eachImageColumns(xb, s, ho, wo, (i, c) => {
       const y = out.data.subarray(i * s.f * p, (i + 1) * s.f * p);
-      this.blas.gemm(false, false, s.f, p, ck, 1, wb.data, ck, c, p, 0, y, p);
+      const wd = wb.data.subarray(ow, ow + s.f * ck);
+      this.blas.gemm(false, false, s.f, p, ck, 1, wd, ck, c, p, 0, y, p);
     });
     return out;
   }
 
   /** The input gradient: oneDNN, or GEMMs into columns scattered back (col2im). */
   override conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const { ho, wo, a: db, b: wb, dtype } = this.convOperands("conv2dInputGrad", dy, w, s);
+    const { ho, wo, a: db, b: wb, dtype, ow } = this.convOperands("conv2dInputGrad", dy, w, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo, img = s.c * s.h * s.w;
     const dnnlOut = this.alloc(s.n * img, dtype);
     if (this.#dnnlConv("backwardData", s, db, wb, dnnlOut)) return dnnlOut;
@@ -432,7 +437,8 @@ export class NativeBackend extends CpuBackend {
     try {
       for (let i = 0; i < s.n; i++) {
         const g = db.data.subarray(i * s.f * p, (i + 1) * s.f * p);
-        this.blas.gemm(true, false, ck, p, s.f, 1, wb.data, ck, g, p, 0, col.data, p);
+        const wd = wb.data.subarray(ow, ow + s.f * ck);
+        this.blas.gemm(true, false, ck, p, s.f, 1, wd, ck, g, p, 0, col.data, p);
         scatterAdd(col.data, map, out.data, i * img);
       }
     } finally {

@@ -12,6 +12,7 @@
 import {
   type Backend,
   checkConv2dSpec,
+  checkConvWeights,
   checkMatmulSpec,
   checkPool2dSpec,
   conv2dOutSize,
@@ -297,14 +298,15 @@ export class CpuBackend implements Backend {
 
   /**
    * Checks the two operands of a convolution kernel against its spec: conv2d takes (x, w),
-   * conv2dInputGrad (dy, w), conv2dWeightGrad (x, dy). Returns the output size and the buffers.
+   * conv2dInputGrad (dy, w), conv2dWeightGrad (x, dy). Returns the output size and the buffers;
+   * w's elements start at `ow` (the spec's offsetW).
    */
   protected convOperands(
     op: "conv2d" | "conv2dInputGrad" | "conv2dWeightGrad",
     first: DeviceBuffer,
     second: DeviceBuffer,
     s: Conv2dSpec,
-  ): { ho: number; wo: number; a: CpuBuffer; b: CpuBuffer; dtype: DType } {
+  ): { ho: number; wo: number; a: CpuBuffer; b: CpuBuffer; dtype: DType; ow: number } {
     const [ho, wo] = checkConv2dSpec(op, s);
     const [[a, b], dtype] = this.args(op, first, second);
     const size = {
@@ -318,8 +320,9 @@ export class CpuBackend implements Backend {
       ? (["dy", "w"] as const)
       : (["x", "dy"] as const);
     this.expectSize(op, na, a, size[na]);
-    this.expectSize(op, nb, b, size[nb]);
-    return { ho, wo, a, b, dtype };
+    if (nb === "w") checkConvWeights(op, s, b.size);
+    else this.expectSize(op, nb, b, size[nb]);
+    return { ho, wo, a, b, dtype, ow: nb === "w" ? s.offsetW ?? 0 : 0 };
   }
 
   /** Checks a pooling kernel's input x and its second operand (values or dy). */
@@ -377,18 +380,18 @@ export class CpuBackend implements Backend {
 
   /** The plain convolution (direct loops, float64 accumulation). */
   protected convForward(x: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const { ho, wo, a: xb, b: wb, dtype } = this.convOperands("conv2d", x, w, s);
+    const { ho, wo, a: xb, b: wb, dtype, ow } = this.convOperands("conv2d", x, w, s);
     const acc = new Float64Array(s.n * s.f * ho * wo);
-    this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[yi] += xb.data[xi] * wb.data[wi]));
+    this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[yi] += xb.data[xi] * wb.data[ow + wi]));
     const out = this.alloc(acc.length, dtype);
     out.data.set(acc);
     return out;
   }
 
   conv2dInputGrad(dy: DeviceBuffer, w: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
-    const { ho, wo, a: db, b: wb, dtype } = this.convOperands("conv2dInputGrad", dy, w, s);
+    const { ho, wo, a: db, b: wb, dtype, ow } = this.convOperands("conv2dInputGrad", dy, w, s);
     const acc = new Float64Array(s.n * s.c * s.h * s.w);
-    this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[xi] += db.data[yi] * wb.data[wi]));
+    this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[xi] += db.data[yi] * wb.data[ow + wi]));
     const out = this.alloc(acc.length, dtype);
     out.data.set(acc);
     return out;

@@ -108,6 +108,11 @@ export interface Conv2dSpec {
   padH: number;
   /** Zero padding left and right. */
   padW: number;
+  /**
+   * Where the weights start in their buffer, in elements (default 0): a view into a larger
+   * buffer, such as a layer's weights in a flat parameter vector.
+   */
+  offsetW?: number;
 }
 
 /**
@@ -242,7 +247,10 @@ export interface Backend {
 
 // --- spec validation shared by the backends ---------------------------------------------------
 
-/** Validates a convolution spec and returns its output size [ho, wo]. */
+/**
+ * Validates a convolution spec and returns its output size [ho, wo]. The weights' buffer is
+ * checked by {@link checkConvWeights}.
+ */
 export function checkConv2dSpec(op: string, s: Conv2dSpec): [number, number] {
   for (const key of ["n", "c", "h", "w", "f", "kh", "kw", "strideH", "strideW"] as const) {
     if (!Number.isInteger(s[key]) || s[key] < (key === "n" ? 0 : 1)) {
@@ -252,11 +260,36 @@ export function checkConv2dSpec(op: string, s: Conv2dSpec): [number, number] {
   if (!Number.isInteger(s.padH) || !Number.isInteger(s.padW) || s.padH < 0 || s.padW < 0) {
     throw new SgnError(`${op}: padding must be non-negative integers, got ${s.padH}, ${s.padW}`);
   }
+  const off = s.offsetW ?? 0;
+  if (!Number.isInteger(off) || off < 0) {
+    throw new SgnError(`${op}: offsetW must be a non-negative integer, got ${s.offsetW}`);
+  }
   const [ho, wo] = conv2dOutSize(s);
   if (ho < 1 || wo < 1) {
     throw new SgnError(`${op}: a ${s.kh}x${s.kw} kernel does not fit a padded ${s.h}x${s.w} input`);
   }
   return [ho, wo];
+}
+
+/** The number of a convolution's weights, f c kh kw. */
+export function convWeights(s: Conv2dSpec): number {
+  return s.f * s.c * s.kh * s.kw;
+}
+
+/**
+ * Throws a clear error unless a buffer of `size` elements holds a convolution's weights
+ * [f, c, kh, kw]: exactly, or, when the spec gives `offsetW` (a window of a larger buffer), from
+ * that offset on.
+ */
+export function checkConvWeights(op: string, s: Conv2dSpec, size: number): void {
+  const need = convWeights(s), off = s.offsetW;
+  if (off === undefined ? size !== need : off + need > size) {
+    const where = off === undefined ? "" : ` from offset ${off}`;
+    throw new SgnError(
+      `${op}: w must hold [${s.f}, ${s.c}, ${s.kh}, ${s.kw}] (${need} elements)${where}, ` +
+        `its buffer has ${size}`,
+    );
+  }
 }
 
 /** Validates a pooling spec and returns its output size [ho, wo]. */

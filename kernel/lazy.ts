@@ -31,7 +31,7 @@ import { SgnError } from "../errors.ts";
 import { contiguous, type Kernel } from "./ir.ts";
 import { isIdentity } from "./loads.ts";
 import { inlinePendingMaps, readWindows, type Recipe as RecipeOf } from "./recipe.ts";
-import { MAX_TOGETHER, ROUTINES } from "./routines.ts";
+import { MAX_TOGETHER, passedAsWindow, ROUTINES } from "./routines.ts";
 import {
   activeRecorder,
   type Holder,
@@ -206,7 +206,7 @@ export class Lazy {
     for (const s of inputs()) {
       s.retain();
       try {
-        if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {
+        if (r.kind === "routine" && passedAsWindow(r.routine, r.args, s)) {
           s.realizeWindow();
         } else s.realize();
       } finally {
@@ -247,8 +247,10 @@ export class Lazy {
     let l: Launch;
     let ins: { buffer: DeviceBuffer; holder: Holder }[];
     if (r.kind === "routine") {
-      const views = ROUTINES[r.routine.op].windows
-        ? r.args.map((a) => a.realizeWindow())
+      const views = ROUTINES[r.routine.op].windows.length
+        ? r.args.map((a) =>
+          passedAsWindow(r.routine, r.args, a) ? a.realizeWindow() : { ...own(a), offset: 0 }
+        )
         : undefined;
       ins = [...(views ?? r.args.map(own)), ...r.srcs.map(own)];
       l = {

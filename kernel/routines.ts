@@ -38,21 +38,37 @@ export type RoutineOp = Routine["op"];
 
 /**
  * What the graph may do around each routine: `fusable`, it applies an epilogue itself, so
- * element-wise consumers fuse into it; `windows`, it reads its operands at offsets, so slices of
- * a larger buffer are passed in place.
+ * element-wise consumers fuse into it; `windows`, the operands (by position) it reads at an
+ * offset, so that a slice of a larger buffer is passed in place (a product's two operands, a
+ * convolution's weights: a layer's part of a flat parameter vector or of CG's direction).
  */
 export const ROUTINES: Readonly<
-  Record<RoutineOp, { readonly fusable: boolean; readonly windows: boolean }>
+  Record<RoutineOp, { readonly fusable: boolean; readonly windows: readonly number[] }>
 > = {
-  matmul: { fusable: true, windows: true },
-  conv2d: { fusable: true, windows: false },
-  conv2dInputGrad: { fusable: false, windows: false },
-  conv2dWeightGrad: { fusable: false, windows: false },
-  maxPool2d: { fusable: false, windows: false },
-  maxPool2dBackward: { fusable: false, windows: false },
-  softmax: { fusable: false, windows: false },
-  concat: { fusable: false, windows: false },
+  matmul: { fusable: true, windows: [0, 1] },
+  conv2d: { fusable: true, windows: [1] },
+  conv2dInputGrad: { fusable: false, windows: [1] },
+  conv2dWeightGrad: { fusable: false, windows: [] },
+  maxPool2d: { fusable: false, windows: [] },
+  maxPool2dBackward: { fusable: false, windows: [] },
+  softmax: { fusable: false, windows: [] },
+  concat: { fusable: false, windows: [] },
 };
+
+/**
+ * Whether `x` may be passed to routine `r` as a window: every position it takes among `args` is
+ * one the routine reads at an offset ({@link ROUTINES}).
+ */
+export function passedAsWindow(r: Routine, args: readonly unknown[], x: unknown): boolean {
+  const windows = ROUTINES[r.op].windows;
+  let seen = false;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] !== x) continue;
+    if (!windows.includes(i)) return false;
+    seen = true;
+  }
+  return seen;
+}
 
 /**
  * Most products run together in one launch (`Backend.matmuls`), by the lazy graph and by
@@ -91,9 +107,9 @@ export function runRoutine(
       return backend.matmul(c.a, c.b, c.spec, c.epilogue);
     }
     case "conv2d":
-      return backend.conv2d(a, b, r.spec, epilogue);
+      return backend.conv2d(a, b, convSpec(r.spec, offsets), epilogue);
     case "conv2dInputGrad":
-      return backend.conv2dInputGrad(a, b, r.spec);
+      return backend.conv2dInputGrad(a, b, convSpec(r.spec, offsets));
     case "conv2dWeightGrad":
       return backend.conv2dWeightGrad(a, b, r.spec);
     case "maxPool2d":
@@ -105,6 +121,11 @@ export function runRoutine(
     case "concat":
       return backend.concat(bufs, r.outer, r.widths);
   }
+}
+
+/** A convolution's spec with its weights' offset (the second operand's), when it is a window. */
+function convSpec(spec: Conv2dSpec, offsets?: readonly number[]): Conv2dSpec {
+  return offsets ? { ...spec, offsetW: offsets[1] } : spec;
 }
 
 /**

@@ -32,6 +32,13 @@ const LIMITS = { step: 72, lossGrad: 11, lossGradFlat: 11 };
  */
 const CONV_LIMITS = { W3: { lossGrad: 32, gv: 32 }, W4: { lossGrad: 26, gv: 27 } };
 
+/**
+ * A W4 SGN step (3 CG iterations, batch 100) with products together: 190 before convolutions read
+ * their weights in place from the flat parameter vector and from CG's direction (each of the
+ * step's seven forward passes copied both layers' weights out first).
+ */
+const W4_STEP_LIMIT = 176;
+
 /** Counts with products run together as a hardware GPU runs them (`groupProducts`), or not. */
 const grouped = <T>(on: boolean, count: () => Promise<T>) => productsTogether(gpu!, on, count);
 
@@ -65,6 +72,11 @@ if (gpu) {
     assert.ok(n <= LIMITS.lossGrad, `${n} dispatches > ${LIMITS.lossGrad}`);
     const flat = await grouped(true, () => countLossGrad(gpu, 1, undefined, true));
     assert.ok(flat <= LIMITS.lossGradFlat, `flat: ${flat} dispatches > ${LIMITS.lossGradFlat}`);
+  });
+
+  Deno.test("dispatches: a W4 SGN step", async () => {
+    const [step] = await grouped(true, () => countSteps(gpu, 1, 2, undefined, "W4"));
+    assert.ok(step.dispatches <= W4_STEP_LIMIT, `${step.dispatches} > ${W4_STEP_LIMIT}`);
   });
 
   Deno.test("dispatches: the seed's conv nets, a loss + gradient and a cached G v", async () => {

@@ -40,6 +40,8 @@ interface ConvCase {
   pw: number;
   bias: boolean;
   act: "none" | "relu" | "tanh";
+  /** Elements of a larger leaf before the weights (a window at an offset), or -1 for a leaf. */
+  offW: number;
 }
 
 interface PoolCase {
@@ -134,7 +136,14 @@ async function runConv(t: Target, s: ConvCase, x: Tensor, seed: number): Promise
   const bd = leafData(s.f, seed + 1);
   const dyd = leafData(s.n * s.f * ho * wo, seed + 2);
   const opts = { backend: t.be, dtype: t.dtype };
-  const w = tensor(wd, [s.f, s.c, s.kh, s.kw], opts);
+  // The weights as a leaf, or as a window of a larger one (a layer's part of a flat vector).
+  const wShape = [s.f, s.c, s.kh, s.kw];
+  const wBig = s.offW < 0 ? undefined : leafData(s.offW + wd.length + 3, seed + 3);
+  wBig?.set(wd, s.offW);
+  const big = wBig && tensor(wBig, [wBig.length], opts);
+  const w = big
+    ? ops.reshape(ops.slice(big, [s.offW], [wd.length]), wShape)
+    : tensor(wd, wShape, opts);
   const b = tensor(bd, [s.f], opts);
   const dy = tensor(dyd, [s.n, s.f, ho, wo], opts);
   const fwd = (xx: Tensor, ww: Tensor, bb: Tensor) => {
@@ -198,7 +207,7 @@ async function runConv(t: Target, s: ConvCase, x: Tensor, seed: number): Promise
     checkSum(await dw.data(), dwW, dwA, terms, slack, t, `${what} weight gradient`);
     checkSum(await db.data(), dbW, dbA, terms, slack, t, `${what} bias gradient`);
   } finally {
-    for (const v of [w, b, dy, y, dx, dw, db]) v.dispose();
+    for (const v of [w, b, dy, y, dx, dw, db, ...(big ? [big] : [])]) v.dispose();
     pullback.dispose?.();
   }
 }
@@ -310,6 +319,7 @@ const convArb: fc.Arbitrary<ConvCase> = fc.record({
   pw: fc.integer({ min: 0, max: 2 }),
   bias: fc.boolean(),
   act: fc.constantFrom("none" as const, "relu" as const, "tanh" as const),
+  offW: fc.integer({ min: -1, max: 5 }),
 });
 const poolArb: fc.Arbitrary<PoolCase> = fc.record({
   kind: fc.constant("pool" as const),

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { checkConv2dSpec, type Conv2dSpec } from "../kernel/backend.ts";
+import { checkConv2dSpec, checkConvWeights, type Conv2dSpec } from "../kernel/backend.ts";
 import { SgnError } from "../errors.ts";
 import { constant, type Expr, load } from "../kernel/ir.ts";
 import { dispatchKernel, dispatchKernelInto, epilogueSource } from "./codegen.ts";
@@ -73,7 +73,8 @@ function dispatchBlocked(
 /**
  * The weights transposed into the template's layout [ci, kh, kw, coutPad] (coutPad >= cout, a
  * whole number of vector blocks): wt[ci, tap, co] = w[co, ci, tap] (forward: ci = c, co = f) or,
- * with `grad`, w[ci, co, tap] (input gradient: ci = f, co = c). One IR map kernel, run once per
+ * with `grad`, w[ci, co, tap] (input gradient: ci = f, co = c), w read from the spec's offsetW
+ * on. One IR map kernel, run once per
  * weight buffer and layout while the weights live (`GpuRuntime.derived`): a G v through a cached
  * linearization convolves with the same weights at every CG iteration. The caller must not
  * release the result.
@@ -87,11 +88,12 @@ function transposeWeights(
 ): GpuBuffer {
   const taps = s.kh * s.kw;
   const [cin, cout] = grad ? [s.f, s.c] : [s.c, s.f];
-  const key = `conv weights ${grad ? "grad" : "forward"} ${[s.f, s.c, s.kh, s.kw, coutPad]}`;
+  const off = s.offsetW ?? 0;
+  const key = `conv weights ${grad ? "grad" : "forward"} ${[s.f, s.c, s.kh, s.kw, coutPad, off]}`;
   return rt.derived(w, key, () => {
     const wt = rt.alloc(cin * taps * coutPad);
     const strides = grad ? [s.c * taps, 1, taps] : [taps, 1, s.c * taps];
-    const kernel = { shape: [cin, taps, cout], inputs: 1, body: load(0, strides) };
+    const kernel = { shape: [cin, taps, cout], inputs: 1, body: load(0, strides, off) };
     dispatchKernelInto(rt, kernel, [w], wt, { strides: [taps * coutPad, coutPad, 1], offset: 0 });
     return wt;
   });
@@ -143,7 +145,7 @@ export function conv2d(
   checkPlans(plans);
   const [ho, wo] = checkConv2dSpec("conv2d", s);
   expectShape("conv2d", "x", x, [s.n, s.c, s.h, s.w]);
-  expectShape("conv2d", "w", w, [s.f, s.c, s.kh, s.kw]);
+  checkConvWeights("conv2d", s, w.size);
   if (s.n === 0) return rt.alloc(0);
   const d: DirectShape = {
     n: s.n,
@@ -175,7 +177,7 @@ export function conv2dInputGrad(
   const op = "conv2dInputGrad";
   const [ho, wo] = checkConv2dSpec(op, s);
   expectShape(op, "dy", dy, [s.n, s.f, ho, wo]);
-  expectShape(op, "w", w, [s.f, s.c, s.kh, s.kw]);
+  checkConvWeights(op, s, w.size);
   if (s.n === 0) return rt.alloc(0);
   if (s.strideH === 1 && s.strideW === 1) {
     // A convolution of dy with the flipped kernel, channels swapped, "full" padding.

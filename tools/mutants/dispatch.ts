@@ -10,6 +10,8 @@
 import type { Mutant } from "../mutate.ts";
 
 const DERIVED = ["tests/wgsl_derived_test.ts"];
+const WINDOWS = ["tests/conv_window_test.ts"];
+const ROUTINE_PROPS = ["tests/property_routines_test.ts"];
 
 /** The mutants (tagged, so `--only "[dispatch]"` runs them). */
 export const MUTANTS: Mutant[] = ([
@@ -170,8 +172,8 @@ export const MUTANTS: Mutant[] = ([
   // --- convolution weights kept in the kernels' layout (wgsl/runtime.ts derived, wgsl/conv.ts)
   {
     file: "wgsl/conv.ts",
-    find: "${[s.f, s.c, s.kh, s.kw, coutPad]}",
-    replace: "${[s.f, s.c, s.kh, s.kw]}",
+    find: "${[s.f, s.c, s.kh, s.kw, coutPad, off]}",
+    replace: "${[s.f, s.c, s.kh, s.kw, off]}",
     what: "weights transposed with one padding serve a kernel that wants another",
     tests: DERIVED,
   },
@@ -202,5 +204,69 @@ export const MUTANTS: Mutant[] = ([
     replace: "",
     what: "the weights are transposed again at every convolution",
     tests: ["tests/wgsl_derived_test.ts", "tests/dispatch_test.ts"],
+  },
+  // --- convolutions read their weights from a window in place (kernel/routines.ts, backends) -
+  {
+    file: "kernel/routines.ts",
+    find: "conv2d: { fusable: true, windows: [1] },",
+    replace: "conv2d: { fusable: true, windows: [] },",
+    what: "a convolution's weights are copied out of the flat vector first",
+    tests: WINDOWS,
+  },
+  {
+    file: "kernel/routines.ts",
+    find: "return offsets ? { ...spec, offsetW: offsets[1] } : spec;",
+    replace: "return spec;",
+    what: "a convolution is not told where its weights' window starts",
+    tests: WINDOWS,
+  },
+  {
+    file: "kernel/routines.ts",
+    find: "    if (!windows.includes(i)) return false;\n",
+    replace: "",
+    what: "an operand read whole is passed as a window too (a convolution's input)",
+    tests: WINDOWS,
+  },
+  {
+    file: "cpu/oracle.ts",
+    find: "(acc[yi] += xb.data[xi] * wb.data[ow + wi])",
+    replace: "(acc[yi] += xb.data[xi] * wb.data[wi])",
+    what: "the oracle's convolution reads its weights from the buffer's start",
+    tests: ROUTINE_PROPS,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "y.subarray(offsetW, offsetW + convWeights(spec))",
+    replace: "y",
+    what: "oneDNN gets the whole buffer, not the weights' window",
+    tests: ROUTINE_PROPS,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "const wd = wb.data.subarray(ow, ow + s.f * ck);\n      this.blas.gemm(false",
+    replace: "const wd = wb.data;\n      this.blas.gemm(false",
+    what: "the im2col convolution reads its weights from the buffer's start",
+    tests: ROUTINE_PROPS,
+  },
+  {
+    file: "wgsl/conv.ts",
+    find: "body: load(0, strides, off) };",
+    replace: "body: load(0, strides) };",
+    what: "WebGPU transposes the weights from the buffer's start",
+    tests: ROUTINE_PROPS,
+  },
+  {
+    file: "wgsl/conv.ts",
+    find: "${[s.f, s.c, s.kh, s.kw, coutPad, off]}",
+    replace: "${[s.f, s.c, s.kh, s.kw, coutPad]}",
+    what: "two windows of one buffer share one transposed copy",
+    tests: WINDOWS,
+  },
+  {
+    file: "kernel/backend.ts",
+    find: "off === undefined ? size !== need : off + need > size",
+    replace: "off === undefined ? size !== need : off > size",
+    what: "a window that runs past its buffer's end is accepted",
+    tests: WINDOWS,
   },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));

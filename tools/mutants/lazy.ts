@@ -171,11 +171,10 @@ export const MUTANTS: Mutant[] = ([
   {
     file: "kernel/lazy.ts",
     find: "      s.retain();\n      try {\n" +
-      '        if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {\n' +
+      '        if (r.kind === "routine" && passedAsWindow(r.routine, r.args, s)) {\n' +
       "          s.realizeWindow();\n        } else s.realize();\n      } finally {\n" +
       "        s.release();\n      }\n",
-    replace:
-      '      if (r.kind === "routine" && ROUTINES[r.routine.op].windows && r.args.includes(s)) {\n' +
+    replace: '      if (r.kind === "routine" && passedAsWindow(r.routine, r.args, s)) {\n' +
       "        s.realizeWindow();\n      } else s.realize();\n",
     what: "realize does not hold an input while computing it (a rebuild frees it mid-way)",
     tests: ["tests/together_test.ts"],
