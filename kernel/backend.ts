@@ -113,11 +113,6 @@ export interface Conv2dSpec {
    * buffer, such as a layer's weights in a flat parameter vector.
    */
   offsetW?: number;
-  /**
-   * The weight gradient only: f more values after the weights' gradient, dy summed over the
-   * images and positions (the bias gradient, after the weights as in a flat parameter vector).
-   */
-  sums?: boolean;
 }
 
 /**

@@ -14,7 +14,6 @@ import { type Kernel, kernelKey } from "./ir.ts";
 import type { Lazy } from "./lazy.ts";
 import { isIdentity } from "./loads.ts";
 import { reduce, routine } from "./graph.ts";
-import type { Routine } from "./routines.ts";
 
 /**
  * The parts of a flat vector with each pending pair (a product x^T y, y's sums over its first
@@ -70,35 +69,21 @@ export function sumsPairs(xs: readonly Lazy[]): { w: Lazy; b: Lazy; both: Lazy }
   return out;
 }
 
-/**
- * The routine that gives `w` and, after it, the sums `bias` holds, if it does: a product with
- * B's sums as its last row (`MatmulSpec.sums`; a dense layer), or a convolution's weight
- * gradient with dy's sums per filter after it (`Conv2dSpec.sums`; a conv layer).
- */
+/** The product `w` with the sums `bias` as its last row, if `bias` is what that row holds. */
 function withSums(w: Lazy, bias: Lazy): Lazy | undefined {
   const r = w.recipe;
-  if (r?.kind !== "routine" || r.epilogue) return undefined;
-  if (bias.shape.length !== 1 || bias.dtype !== w.dtype) return undefined;
-  const [x, y] = r.args;
-  let both: { routine: Routine; shape: number[]; axes: number[] } | undefined;
-  if (r.routine.op === "matmul") {
-    const spec = r.routine.spec;
-    if ((spec.batch ?? 1) !== 1 || spec.sums || spec.transB || w.shape.length !== 2) return;
-    const [m, n] = w.shape;
-    const routine = { op: "matmul" as const, spec: { ...spec, sums: true } };
-    if (bias.shape[0] === n) both = { routine, shape: [m + 1, n], axes: [0] };
-  } else if (r.routine.op === "conv2dWeightGrad") {
-    const spec = r.routine.spec;
-    if (spec.sums) return;
-    const routine = { op: "conv2dWeightGrad" as const, spec: { ...spec, sums: true } };
-    if (bias.shape[0] === spec.f) both = { routine, shape: [w.size + spec.f], axes: [0, 2, 3] };
-  }
-  if (!both) return undefined;
+  if (r?.kind !== "routine" || r.routine.op !== "matmul" || r.epilogue) return undefined;
+  const spec = r.routine.spec;
+  if ((spec.batch ?? 1) !== 1 || spec.sums || spec.transB || w.shape.length !== 2) return undefined;
+  const [m, n] = w.shape;
+  if (bias.shape.length !== 1 || bias.shape[0] !== n || bias.dtype !== w.dtype) return undefined;
+  const y = r.args[1];
   // The sums the graph would build now over y: the same work as `bias` if `bias` is y's sums.
-  const sums = reduce("sum", y, both.axes);
+  const sums = reduce("sum", y, [0]);
   const same = sameReduction(sumsOf(bias), sums, w.dtype);
   sums.release();
-  return same ? routine(both.routine, [x, y], both.shape) : undefined;
+  const both = { op: "matmul" as const, spec: { ...spec, sums: true } };
+  return same ? routine(both, [r.args[0], y], [m + 1, n]) : undefined;
 }
 
 /** The reduction behind `x`: x itself, or the array x views whole (a reshape of it). */

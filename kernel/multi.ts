@@ -94,32 +94,25 @@ export function realizeTogether(xs: readonly Lazy[]): void {
   const paired = new Set(pairs.flatMap((p) => [p.w, p.b]));
   const roots = [...xs.filter((x) => !x.computed && !paired.has(x)), ...pairs.map((p) => p.both)];
   realizing(roots, () => {
-    // Last layer first, as a backward pass runs: each layer's gradient needs those above it, and
-    // so the forward pass they share is computed whole before a lower layer's masks (fused
-    // consumers of the same hosts as the forward's activations) would compute a host again.
-    for (const p of [...pairs].reverse()) splitRows(p);
+    for (const p of pairs) splitRows(p);
     computeAll(xs);
   });
 }
 
 /**
- * Computes the routine that gives a weight gradient `w` and its bias gradient `b` after it (a
- * product's last row, or a conv weight gradient's sums) and makes each a view of its part.
+ * Computes the product that gives a weight gradient `w` and its bias gradient `b` (its last row)
+ * and makes each a view of its rows.
  */
 function splitRows({ w, b, both }: { w: Lazy; b: Lazy; both: Lazy }): void {
   try {
     both.realize();
-    // w's values, then b's: rows of a product, or a weight gradient and its sums.
-    const flat = reshape(both, [both.size]);
-    let at = 0;
-    for (const x of [w, b]) {
-      const piece = slice(flat, [at], [x.size]);
+    const [m, n] = w.shape;
+    for (const [x, row, rows] of [[w, 0, m], [b, m, 1]] as const) {
+      const piece = slice(both, [row, 0], [rows, n]);
       const view = reshape(piece, x.shape);
       x.replaceBy(view);
       for (const l of [piece, view]) l.release();
-      at += x.size;
     }
-    flat.release();
   } finally {
     both.release();
   }

@@ -226,8 +226,7 @@ export function conv2dWeightGrad(
   const [ho, wo] = checkConv2dSpec(op, s);
   expectShape(op, "x", x, [s.n, s.c, s.h, s.w]);
   expectShape(op, "dy", dy, [s.n, s.f, ho, wo]);
-  // With `sums`, dy's sums per filter follow the weights (the bias gradient), from the same kernel.
-  const weights = s.f * s.c * s.kh * s.kw + (s.sums ? s.f : 0);
+  const weights = s.f * s.c * s.kh * s.kw;
   if (s.n === 0) {
     return dispatchKernel(rt, { shape: [weights], inputs: 0, body: constant(0) }, []);
   }
@@ -253,7 +252,7 @@ export function conv2dWeightGrad(
     .u32(s.c, s.h, s.w, s.f, ho, wo)
     .i32(s.padH, s.padW)
     .u32(tilesX, tilesY, fBlocks, cBlocks, steps, perChunk, f4);
-  const code = weightGradSource(s.kh, s.kw, s.strideH, s.strideW, t, s.sums ?? false);
+  const code = weightGradSource(s.kh, s.kw, s.strideH, s.strideW, t);
   dispatchBlocked(rt, code, params, [x, dyIn, part], fBlocks * cBlocks * chunks);
   if (dyIn !== dy) rt.release(dyIn);
   if (chunks === 1) return part;
