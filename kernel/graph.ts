@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Backend } from "./backend.ts";
+import { type Backend, matmulShape } from "./backend.ts";
 import { broadcastShapes, type DType, sameShape, sizeOf } from "./shape.ts";
 import { SgnError } from "../errors.ts";
 import {
@@ -185,10 +185,17 @@ function elementwise(operands: Lazy[], build: (xs: Expr[]) => Expr): Lazy {
   });
 }
 
-/** Whether `x` is a pending reduction or fusable routine: one that takes an epilogue. */
+/**
+ * Whether `x` is a pending reduction or fusable routine: one that takes an epilogue. A backend
+ * applies a product's epilogue over the product's own shape ([m, n], or [batch, m, n] for a
+ * batch of several): a product node of another rank (a batch of one kept as [1, m, n]) does not
+ * host, since the epilogue's loads would index a space of the wrong rank.
+ */
 function hosts(x: Lazy): boolean {
   const r = x.recipe;
-  return r?.kind === "reduce" || (r?.kind === "routine" && ROUTINES[r.routine.op].fusable);
+  if (r?.kind === "reduce") return true;
+  if (r?.kind !== "routine" || !ROUTINES[r.routine.op].fusable) return false;
+  return r.routine.op !== "matmul" || sameShape(x.shape, matmulShape(r.routine.spec));
 }
 
 /**

@@ -7,7 +7,10 @@ import assert from "node:assert/strict";
 import type { Backend, MatmulSpec } from "../kernel/backend.ts";
 import type { DType } from "../kernel/shape.ts";
 import * as ir from "../kernel/ir.ts";
-import { cpu, native, Random, skipped, webgpu } from "./harness.ts";
+import { backendTargets, cpu, native, Random, skipped, webgpu } from "./harness.ts";
+import { fc, property } from "./property.ts";
+import * as ops from "../autodiff/ops.ts";
+import { scope, tensor } from "../autodiff/tensor.ts";
 import * as mm from "../wgsl/matmul.ts";
 import { splitK } from "../wgsl/matmul.ts";
 import { WebGpuBackend } from "../wgsl/webgpu.ts";
@@ -179,3 +182,58 @@ Deno.test("thin products split along K (W1's shapes) agree with the oracle, with
     }
   }
 });
+
+/**
+ * A batch of one kept as [1, m, n] (3-D operands with a leading 1) cannot host an element-wise
+ * consumer: the backends apply a product's epilogue over [m, n], and the consumer's loads index
+ * [1, m, n] (before kernel/graph.ts `hosts` checked the rank, `x - a @ b` read out of range: NaN
+ * on the CPU backends). Generated shapes, operand ranks and broadcasts, on every backend.
+ */
+property(
+  "element-wise ops on a product of a batch of one (3-D operands, leading 1) equal host loops",
+  fc.record({
+    m: fc.integer({ min: 1, max: 4 }),
+    k: fc.integer({ min: 1, max: 4 }),
+    n: fc.integer({ min: 1, max: 5 }),
+    // The other operand: [1, m, n], [m, n], [n], [1, 1, n] or a scalar shape [1].
+    other: fc.constantFrom([1, -1, -2], [-1, -2], [-2], [1, 1, -2], [1]),
+    aRank3: fc.boolean(),
+    op: fc.constantFrom("sub" as const, "mul" as const, "add" as const),
+    seed: fc.nat(1000),
+  }),
+  20,
+  async ({ m, k, n, other, aRank3, op, seed }) => {
+    const rng = new Random(seed);
+    const oShape = other.map((d) => (d === -1 ? m : d === -2 ? n : d));
+    const ad = rng.array(m * k, (r) => r.normal());
+    const bd = rng.array(k * n, (r) => r.normal());
+    const od = rng.array(oShape.reduce((p, d) => p * d, 1), (r) => r.normal());
+    // The reference: (a @ b)[i, j] op o broadcast to [m, n].
+    const want: number[] = [];
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let t = 0; t < k; t++) s += ad[i * k + t] * bd[t * n + j];
+        const oi = oShape.length >= 2 && oShape.at(-2) === m && m > 1 ? i * n : 0;
+        const o = od[oi + (oShape.at(-1) === n ? j : 0)];
+        want.push(op === "sub" ? o - s : op === "mul" ? o * s : o + s);
+      }
+    }
+    for (const { label, be, dtype } of await backendTargets()) {
+      const opts = { backend: be, dtype };
+      const a = tensor(ad, aRank3 ? [1, m, k] : [m, k], opts);
+      const b = tensor(bd, [1, k, n], opts);
+      const o = tensor(od, oShape, opts);
+      const y = scope(() => ops[op](o, ops.matmul(a, b)));
+      const got = await y.data();
+      const what = `${label} ${JSON.stringify({ m, k, n, oShape, aRank3, op })}`;
+      assert.equal(got.length, m * n, what);
+      got.forEach((v, i) => {
+        if (!(Math.abs(v - want[i]) <= 1e-4 * (1 + Math.abs(want[i])))) {
+          assert.fail(`${what}: [${i}] ${v}, expected ${want[i]}`);
+        }
+      });
+      for (const t of [a, b, o, y]) t.dispose();
+    }
+  },
+);

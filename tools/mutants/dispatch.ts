@@ -269,4 +269,12 @@ export const MUTANTS: Mutant[] = ([
     what: "a window that runs past its buffer's end is accepted",
     tests: WINDOWS,
   },
+  {
+    file: "kernel/graph.ts",
+    find: 'return r.routine.op !== "matmul" || sameShape(x.shape, matmulShape(r.routine.spec));',
+    replace: "return true;",
+    what:
+      "a product of a batch of one kept as [1, m, n] hosts an epilogue indexed in the wrong rank",
+    tests: ["tests/epilogue_test.ts"],
+  },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));
