@@ -140,11 +140,12 @@ export async function countConv(
   // each CG iteration has it: the WebGPU backend keeps weights in its kernels' layout while they
   // live (wgsl/conv.ts), which pays off across one linearization's G v products (the
   // linearization's weights), not across steps or directions.
-  let at = params, dir = v;
+  const base = { lossGrad: params, gv: v };
+  const at = { ...base };
   const runs = {
     lossGrad: () =>
-      scope(() => valueAndGrad((...q: Tensor[]) => loss.value(model(...q)))(...at)[1]),
-    gv: () => scope(() => op.apply(...dir)),
+      scope(() => valueAndGrad((...q: Tensor[]) => loss.value(model(...q)))(...at.lossGrad)[1]),
+    gv: () => scope(() => op.apply(...at.gv)),
   };
   const copies = (ts: Tensor[]) =>
     Promise.all(ts.map(async (p) => tensor(await p.data(), p.shape, { backend: be })));
@@ -155,15 +156,14 @@ export async function countConv(
       return Promise.resolve(g);
     };
     for (const t of await once()) t.dispose();
-    if (what === "lossGrad") at = await copies(params);
-    else dir = await copies(v);
+    at[what] = await copies(base[what]);
     const d0 = be.rt.stats.dispatches;
     const g = await around(what, once);
     const n = be.rt.stats.dispatches - d0;
     await g[0].data();
     for (const t of g) t.dispose();
-    for (const t of at === params ? dir : at) t.dispose();
-    [at, dir] = [params, v];
+    for (const t of at[what]) t.dispose();
+    at[what] = base[what];
     return n;
   };
   try {

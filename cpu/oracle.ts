@@ -17,6 +17,7 @@ import {
   checkPool2dSpec,
   conv2dOutSize,
   type Conv2dSpec,
+  convWeights,
   type DeviceBuffer,
   type Epilogue,
   matmulShape,
@@ -311,7 +312,7 @@ export class CpuBackend implements Backend {
     const [[a, b], dtype] = this.args(op, first, second);
     const size = {
       x: s.n * s.c * s.h * s.w,
-      w: s.f * s.c * s.kh * s.kw,
+      w: convWeights(s),
       dy: s.n * s.f * ho * wo,
     };
     const [na, nb] = op === "conv2d"
@@ -399,7 +400,7 @@ export class CpuBackend implements Backend {
 
   conv2dWeightGrad(x: DeviceBuffer, dy: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: xb, b: db, dtype } = this.convOperands("conv2dWeightGrad", x, dy, s);
-    const acc = new Float64Array(s.f * s.c * s.kh * s.kw);
+    const acc = new Float64Array(convWeights(s));
     this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[wi] += xb.data[xi] * db.data[yi]));
     const out = this.alloc(acc.length, dtype);
     out.data.set(acc);

@@ -25,6 +25,11 @@ Deno.test("conv windows: weights read in place from a flat vector, each window i
   const xd = data(2 * c * 5 * 5, 1);
   // Two layers' weights of one shape side by side, after 5 other values.
   const flatD = data(5 + 2 * size + 1, 2);
+  // The input gradient's spec, called on the backends directly.
+  const s: Conv2dSpec = {
+    ...{ n: 2, c, h: 5, w: 5, f, kh, kw },
+    ...{ strideH: 1, strideW: 1, padH: 1, padW: 1 },
+  };
   for (const { label, be, dtype } of targets) {
     const opts = { backend: be, dtype };
     const x = tensor(xd, [2, c, 5, 5], opts);
@@ -51,28 +56,12 @@ Deno.test("conv windows: weights read in place from a flat vector, each window i
       // The input gradient reads the same window in place.
       const dy = tensor(data(y.size, 3), y.shape, opts);
       const dyo = tensor(data(y.size, 3), y.shape, { backend: cpu, dtype: "float64" });
-      const dx = await be.read(
-        be.conv2dInputGrad(
-          dy.lazy.realize(),
-          flat.lazy.realize(),
-          { n: 2, c, h: 5, w: 5, f, kh, kw, strideH: 1, strideW: 1, padH: 1, padW: 1, offsetW: at },
-        ),
-      );
-      const dxWant = await cpu.read(
-        cpu.conv2dInputGrad(dyo.lazy.realize(), window(leaf).lazy.realize(), {
-          n: 2,
-          c,
-          h: 5,
-          w: 5,
-          f,
-          kh,
-          kw,
-          strideH: 1,
-          strideW: 1,
-          padH: 1,
-          padW: 1,
-        }),
-      );
+      const dxb = be.conv2dInputGrad(dy.lazy.realize(), flat.lazy.realize(), { ...s, offsetW: at });
+      const dx = await be.read(dxb);
+      be.release(dxb);
+      const dxo = cpu.conv2dInputGrad(dyo.lazy.realize(), window(leaf).lazy.realize(), s);
+      const dxWant = await cpu.read(dxo);
+      cpu.release(dxo);
       assert.deepEqual(Array.from(dx), Array.from(dxWant), `${label} input gradient at ${at}`);
       for (const t of [y, dy, dyo]) t.dispose();
     }

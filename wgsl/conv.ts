@@ -15,7 +15,12 @@
  * @module
  */
 
-import { checkConv2dSpec, checkConvWeights, type Conv2dSpec } from "../kernel/backend.ts";
+import {
+  checkConv2dSpec,
+  checkConvWeights,
+  type Conv2dSpec,
+  convWeights,
+} from "../kernel/backend.ts";
 import { SgnError } from "../errors.ts";
 import { constant, type Expr, load } from "../kernel/ir.ts";
 import { dispatchKernel, dispatchKernelInto, epilogueSource } from "./codegen.ts";
@@ -74,10 +79,9 @@ function dispatchBlocked(
  * The weights transposed into the template's layout [ci, kh, kw, coutPad] (coutPad >= cout, a
  * whole number of vector blocks): wt[ci, tap, co] = w[co, ci, tap] (forward: ci = c, co = f) or,
  * with `grad`, w[ci, co, tap] (input gradient: ci = f, co = c), w read from the spec's offsetW
- * on. One IR map kernel, run once per
- * weight buffer and layout while the weights live (`GpuRuntime.derived`): a G v through a cached
- * linearization convolves with the same weights at every CG iteration. The caller must not
- * release the result.
+ * on. One IR map kernel, run once per weight buffer, layout and offset while the weights live
+ * (`GpuRuntime.derived`): a G v through a cached linearization convolves with the same weights
+ * at every CG iteration. The caller must not release the result.
  */
 function transposeWeights(
   rt: GpuRuntime,
@@ -226,7 +230,7 @@ export function conv2dWeightGrad(
   const [ho, wo] = checkConv2dSpec(op, s);
   expectShape(op, "x", x, [s.n, s.c, s.h, s.w]);
   expectShape(op, "dy", dy, [s.n, s.f, ho, wo]);
-  const weights = s.f * s.c * s.kh * s.kw;
+  const weights = convWeights(s);
   if (s.n === 0) {
     return dispatchKernel(rt, { shape: [weights], inputs: 0, body: constant(0) }, []);
   }

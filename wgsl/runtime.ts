@@ -248,8 +248,8 @@ export class GpuRuntime {
    * transposes its weights once, not at every CG iteration. Sound because a buffer's contents
    * never change while it lives (only the work that makes it writes it). The buffer goes back to
    * the pool when its source is released, or when the derived buffers pass
-   * {@link GpuRuntime.derivedLimit} (least recently used first); it is not counted as live, and the caller
-   * must not release it nor keep it past the call that asked for it.
+   * {@link GpuRuntime.derivedLimit} (least recently used first); it is not counted as live, and
+   * the caller must not release it nor keep it past the call that asked for it.
    */
   derived(source: GpuBuffer, key: string, make: () => GpuBuffer): GpuBuffer {
     const of = this.derivedOf.get(source) ?? new Map<string, GpuBuffer>();
