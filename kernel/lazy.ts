@@ -326,10 +326,10 @@ export class Lazy {
     const r = this.#recipe;
     if (this.#refs <= 0 || this.computed || r?.kind !== "routine") return undefined;
     if (r.routine.op !== "matmul") return undefined;
-    if (this.#absorbers.length && this.#refs <= this.#absorbers.length) return undefined;
+    if (this.#absorbers.length && !this.#heldElsewhere()) return undefined;
     if (this.#stale()) return undefined;
     const host = this.#unfused?.host;
-    if (host && !host.computed && host.#refs > host.#absorbers.length) return undefined;
+    if (host && !host.computed && host.#heldElsewhere()) return undefined;
     if (!r.args.every((a) => a.computed || a.window()?.src.computed)) return undefined;
     readWindows(r);
     inlinePendingMaps(r, this.shape);
@@ -438,7 +438,7 @@ export class Lazy {
   settle(): void {
     this.#refresh();
     const host = this.#unfused?.host;
-    if (!host || host.#refs <= host.#absorbers.length || host.computed) return;
+    if (!host || host.computed || !host.#heldElsewhere()) return;
     // Held meanwhile: computing it may rebuild a consumer that held it last.
     host.retain();
     try {
@@ -446,6 +446,28 @@ export class Lazy {
     } finally {
       host.release();
     }
+  }
+
+  /**
+   * Whether anyone but the consumers that fused this host's work holds it. Those hold it as an
+   * operand, or through a view of it they fused through (a reshape, graph.ts fuseThroughReshape):
+   * such a view held by anyone else (a concat of it) holds the host for them too.
+   */
+  #heldElsewhere(): boolean {
+    let theirs = 0;
+    const views = new Map<Lazy, number>();
+    for (const c of this.#absorbers) {
+      for (const x of c.#unfused?.operands ?? []) {
+        if (x === this) theirs++;
+        else if (x.#recipe?.kind === "map" && x.#recipe.srcs.includes(this)) {
+          views.set(x, (views.get(x) ?? 0) + 1);
+        }
+      }
+    }
+    for (const [v, n] of views) {
+      if (v.#refs <= n) theirs += v.#recipe!.srcs.filter((x) => x === this).length;
+    }
+    return this.#refs > theirs;
   }
 
   #dropUnfused(): void {

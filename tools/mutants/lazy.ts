@@ -182,10 +182,19 @@ export const MUTANTS: Mutant[] = ([
 
   {
     file: "kernel/lazy.ts",
-    find: "    if (i >= 0) list.splice(i, 1);\n",
-    replace: "",
-    what: "a released or computed consumer stays counted among its host's absorbers",
-    tests: PROP,
+    find: "      if (v.#refs <= n) theirs += v.#recipe!.srcs.filter((x) => x === this).length;",
+    replace: "      theirs += v.#recipe!.srcs.filter((x) => x === this).length;",
+    what:
+      "a view a consumer fused through counts as the consumer's even when another reader holds it (the host is computed twice)",
+    tests: ["tests/fused_views_test.ts"],
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "        if (x === this) theirs++;",
+    replace: "        if (x === this) theirs += 0;",
+    what:
+      "a host held only by its fused consumers counts as held elsewhere (computed apart, one more kernel)",
+    tests: ["tests/kernel_test.ts"],
   },
   {
     file: "kernel/multi.ts",
