@@ -70,6 +70,8 @@ export class Lazy {
    * the arrays it was made with (kernel/multi.ts `computeTogether`).
    */
   #onRead: (() => void) | undefined;
+  /** How many computations of this array are under way (realize re-enters for a rebuild). */
+  #computing = 0;
 
   private constructor(
     readonly backend: Backend,
@@ -176,6 +178,16 @@ export class Lazy {
     if (this.#refs <= 0) throw new SgnError("a released array was used (a disposed tensor?)");
     if (this.#base) return this.#base.realize();
     if (this.#buffer) return this.#buffer;
+    this.#computing++;
+    try {
+      return this.#compute();
+    } finally {
+      this.#computing--;
+    }
+  }
+
+  /** Computes this pending array ({@link Lazy.realize}'s work once it has no buffer). */
+  #compute(): DeviceBuffer {
     const r = this.#recipe!;
     const inputs = () => (r.kind === "routine" ? [...r.args, ...r.srcs] : [...r.srcs]);
     // A source or argument that fused a kernel whose host someone else holds: compute the host
@@ -307,7 +319,10 @@ export class Lazy {
       group.some((x) => x.#absorbers.includes(y) || y.#absorbers.includes(x));
     for (const y of demand ?? []) {
       if (out.length === MAX_TOGETHER - 1) break;
-      const ready = y !== this && y.backend === this.backend && y.dtype === this.dtype &&
+      // Not one being computed (this one, or one further up that waits for its inputs, which
+      // this computation is part of): #readyProduct rewrites its recipe (readWindows,
+      // inlinePendingMaps) under the loop that computes that recipe's inputs.
+      const ready = !y.#computing && y.backend === this.backend && y.dtype === this.dtype &&
         !tangled(y) && y.#readyProduct();
       if (!ready) continue;
       out.push({ x: y, launch: y.#launchOf(ready) });

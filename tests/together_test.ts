@@ -212,6 +212,28 @@ for (const be of ALL) {
     await checkGradients(c, be);
   });
 
+  Deno.test(`together (${label}): a product waiting for its inputs is not run beside one of them`, async () => {
+    // A product with an epilogue (a residual block's layer norm) waited for an input of its
+    // epilogue to be computed; that input, a product run with mates, looked at the waiting one as
+    // a mate and rewrote its recipe (its windows read in place) under the loop computing its
+    // inputs, whose list then held an array the rewrite had let go ("a released array was
+    // used"). Found by `deno task fuzz` on this file.
+    const c: NetCase = {
+      net: {
+        kind: "conv",
+        input: [1, 3, 3],
+        conv: [{ type: "GAP" }, { type: "LN" }],
+        fc: [{ type: "RES", layers: { layer0: { type: "LN" }, layer1: { type: "LN" } } }],
+      },
+      classes: 1,
+      batch: 1,
+      loss: "sce",
+      seed: 373084932,
+    };
+    if (be.name === "webgpu") await grouped(be, () => checkGradients(c, be));
+    await checkGradients(c, be);
+  });
+
   Deno.test(`together (${label}): a read computes the siblings; a consumer's read does not`, async () => {
     const net = mlp({ inputs: 3, hidden: [4], outputs: 2, activation: "tanh" });
     const params = net.init({ seed: 3, backend: be });

@@ -164,6 +164,14 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
+    find: "const ready = !y.#computing && y.backend",
+    replace: "const ready = y !== this && y.backend",
+    what:
+      "a product waiting up the stack for its inputs is looked at as a mate (its recipe rewritten under it)",
+    tests: ["tests/together_test.ts"],
+  },
+  {
+    file: "kernel/lazy.ts",
     find: "!tangled(y) && y.#readyProduct();",
     replace: "y.#readyProduct();",
     what: "a product runs beside one whose work it fused (the other's completion rebuilds it)",
