@@ -153,9 +153,21 @@ export function computeTogether(xs: readonly Lazy[]): void {
 }
 
 function computeAll(xs: readonly Lazy[]): void {
+  const pending = new Set(xs.filter((x) => !x.computed));
+  // Held meanwhile: computing one may rebuild a consumer that fused a host (Lazy.#unfuse), whose
+  // operands it then lets go, and one of those may be another of the arrays, held by nothing
+  // else (an intermediate of the transformation).
+  for (const x of pending) x.retain();
+  try {
+    computePending(pending);
+  } finally {
+    for (const x of pending) x.release();
+  }
+}
+
+function computePending(pending: ReadonlySet<Lazy>): void {
   const alone: Lazy[] = [];
   const candidates: Part[] = [];
-  const pending = new Set(xs.filter((x) => !x.computed));
   // What the arrays read is computed first (that may compute some of them, a host they fused),
   // and windows of computed buffers are read in place, as realizing each would.
   // Computing one source may compute a host x fused, rebuilding x over fewer sources (and

@@ -348,6 +348,28 @@ property(
   },
 );
 
+/**
+ * The same over an axis of one (a column or a row): a softmax, log-softmax or reduction along it
+ * is constant or a copy, which the graph builds from views and fused maps whose intermediates
+ * are held by nothing but their consumers. `hvp` of softmax(x / (1 + y^2)) over a column let
+ * such an intermediate go while the arrays computed together were still being computed ("a
+ * released array was used"; found by `deno task fuzz`, seed 1118050777).
+ */
+property(
+  "programs: the same over an axis of one (a column or a row)",
+  fc.tuple(
+    programArb,
+    fc.boolean(),
+    fc.constantFrom("softmax", "logSoftmax", "sum0", "sum1", "max1", "mean") as fc.Arbitrary<
+      Program["final"]
+    >,
+  ).map(([p, row, final]) => ({ ...p, final, ...(row ? { r: 1 } : { c: 1 }) })),
+  150,
+  async (p) => {
+    fc.pre(await checkProgram(p));
+  },
+);
+
 // --- convolutions of any shape ------------------------------------------------------------------
 
 const convArgsArb = fc.record({

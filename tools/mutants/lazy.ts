@@ -198,6 +198,15 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/multi.ts",
+    find:
+      "  for (const x of pending) x.retain();\n  try {\n    computePending(pending);\n  } finally {\n    for (const x of pending) x.release();\n  }\n",
+    replace: "  computePending(pending);\n",
+    what:
+      "arrays computed together are not held while they are computed (a rebuild lets an intermediate go)",
+    tests: ["tests/property_programs_test.ts"],
+  },
+  {
+    file: "kernel/multi.ts",
     find: "for (const x of pending) for (let s = next(x); s; s = next(x)) s.realize();",
     replace:
       'for (const x of pending) for (const s of [...(x.recipe?.srcs ?? [])]) if (!s.computed && s.recipe?.kind !== "map" && !pending.has(s)) s.realize();',
