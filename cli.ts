@@ -89,14 +89,19 @@ async function trainCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The error of a report that could not be written after training: what is saved, and why. */
+function reportNotWritten(saved: string, e: unknown): SgnError {
+  const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+  return new SgnError(`${saved}, but the report was not written: ${why}`);
+}
+
 /** `--report`: report.html in the run folder, against the reference runs; says where it is. */
 async function runReport(folder: string, reference: string): Promise<void> {
   let r;
   try {
     r = await writeRunReport(folder, { reference: reference || undefined });
   } catch (e) {
-    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
-    throw new SgnError(`the run is saved in ${folder}, but its report was not written: ${why}`);
+    throw reportNotWritten(`the run is saved in ${folder}`, e);
   }
   for (const p of r.problems) console.error(`${p.file}: ${p.reason}`);
   const runs = r.reference.reduce((n, s) => n + s.runs.length, 0);
@@ -329,11 +334,19 @@ async function reproduceCommand(args: string[]): Promise<number> {
     const sources = [`ours=${summary.folder}`, ...(v.compare ? [`seed=${v.compare}`] : [])];
     // The seed's runs are 10 to 600 epochs long: draw them over the epochs of ours.
     const epochsRun = epochs ?? EXPERIMENTS[experiment].epochs;
-    const report = await writeReport(sources, out, {
-      title: `${experiment}: ${EXPERIMENTS[experiment].description}` +
-        (v.compare ? ` (first ${epochsRun} epochs)` : ""),
-      maxEpochs: v.compare ? epochsRun : undefined,
-    });
+    let report;
+    try {
+      report = await writeReport(sources, out, {
+        title: `${experiment}: ${EXPERIMENTS[experiment].description}` +
+          (v.compare ? ` (first ${epochsRun} epochs)` : ""),
+        maxEpochs: v.compare ? epochsRun : undefined,
+      });
+    } catch (e) {
+      // Its own errors about the runs and --out are said as they are; a page that could not be
+      // built (no network for the charts' package) leaves the runs saved all the same.
+      if (e instanceof SgnError) throw e;
+      throw reportNotWritten(`the runs are saved in ${summary.folder}`, e);
+    }
     for (const p of report.problems) console.error(`${p.file}: ${p.reason}`);
     console.log(`report: ${report.outPath} (${report.runs} runs in ${report.groups} groups)`);
   }

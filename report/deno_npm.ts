@@ -203,6 +203,14 @@ export function denoNpmPlugin(options: DenoNpmOptions): esbuild.Plugin {
     if (!done) {
       done = (async () => {
         const packages = await denoNpmPackages(`npm:${key}`);
+        if (!packages.length) {
+          // What deno info gives when it could not fetch the package's registry data.
+          throw new Error(
+            `deno info npm:${key} found no package: Deno could not fetch it from the npm ` +
+              `registry (offline, or behind a proxy whose certificate Deno does not trust: set ` +
+              `NODE_EXTRA_CA_CERTS or DENO_CERT to the proxy's certificate file)`,
+          );
+        }
         if (!packages.some((p) => p.name === name && p.version === version)) {
           throw new Error(`deno info npm:${key} did not list ${key} itself`);
         }

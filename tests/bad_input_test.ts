@@ -16,7 +16,7 @@ import { SGN } from "../sgn/sgn.ts";
 import { Adam, SGD } from "../sgn/baselines.ts";
 import { train } from "../train/loop.ts";
 import { cli, gzip, idx, writeIdxDir } from "./data_files.ts";
-import { skipped } from "./harness.ts";
+import { denoDownloadLine, skipped } from "./harness.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "sgn-bad-input-" });
 const aFile = `${tmp}/a-file`;
@@ -166,7 +166,9 @@ for (const [what, args, expected] of CLI_ROWS) {
     // Nothing trained before the error: no grid folder was made.
     await assert.rejects(() => Deno.stat(`${tmp}/grid`), Deno.errors.NotFound);
     assert.equal(r.code, 2, `exit code; stderr: ${r.stderr}`);
-    const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("sgn: using the"));
+    const lines = r.stderr.trim().split("\n").filter((l) =>
+      !l.startsWith("sgn: using the") && !denoDownloadLine(l)
+    );
     assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
     assert.match(lines[0], /^error: /);
     assert.match(lines[0], expected);

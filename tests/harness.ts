@@ -27,6 +27,16 @@ export function skipped(test: string, why: string): void {
   console.log(`[sgn tests] SKIP ${test}: ${why}`);
 }
 
+/**
+ * Whether a line on a child `deno`'s stderr is Deno's own notice that it fetched an npm package's
+ * registry data (`Download https://registry.npmjs.org/...`), which it prints while its cache lacks
+ * that data, not a line the program wrote.
+ */
+export function denoDownloadLine(line: string): boolean {
+  // deno-lint-ignore no-control-regex
+  return /^Download https?:\/\/\S+$/.test(line.replace(/\x1b\[[0-9;]*m/g, ""));
+}
+
 /** The switch that makes a missing backend an error: `SGN_REQUIRE_WEBGPU`, `SGN_REQUIRE_NATIVE`. */
 export function requireVar(name: BackendName): string {
   return `SGN_REQUIRE_${name.toUpperCase()}`;
