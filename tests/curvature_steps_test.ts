@@ -46,7 +46,9 @@ property(
     const tol = 1e-5 * Math.max(1e-12, maxAbs(g));
     const want = expectedStep(p, curvature, m, rho, budget, tol);
     // Decisions that rounding could flip (p.A p near 0, max|r| near tol) are not this test's.
-    fc.pre(want.margin > 1e-6 && want.tolMargin > 0.05);
+    // Nor cases whose d rounding moves (ill-conditioned late iterations): a 1e-12 nudge of C and
+    // g must move d by far less than the tolerance (1e-6).
+    fc.pre(want.margin > 1e-6 && want.tolMargin > 0.05 && want.spread < 1e-7);
     const { d, record } = await sgnStep(p, cpu, "float64", {
       curvature,
       curvatureBatch,

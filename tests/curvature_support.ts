@@ -155,7 +155,21 @@ export function expectedStep(
   const g = gradient(p, p.theta, range(p.n));
   const ref = referenceCg(C, rho, g, budget, tol, curvature === "hessian");
   const predicted = 0.5 * dotJs(ref.r.map((v, i) => v + g[i]), ref.d);
-  return { ...ref, g, predicted };
+  // How far d moves when C and g move by rounding (1e-12 of each entry, C kept symmetric): CG's
+  // late iterations on an ill-conditioned system amplify rounding, and then no two
+  // implementations agree on d (the library's matrix-free products round differently).
+  const nudge = (k: number) => 1 + (k % 2 ? 1e-12 : -1e-12);
+  const nudged = referenceCg(
+    C.map((row, i) => row.map((v, j) => v * nudge(i + j))),
+    rho,
+    g.map((v, i) => v * nudge(i)),
+    budget,
+    tol,
+    curvature === "hessian",
+  );
+  const spread = ref.d.reduce((w, v, i) => Math.max(w, Math.abs(v - nudged.d[i])), 0) /
+    Math.max(1e-300, ...ref.d.map(Math.abs));
+  return { ...ref, g, predicted, spread };
 }
 
 const shapeArb = fc.record({
