@@ -155,14 +155,16 @@ export function expectedStep(
   const g = gradient(p, p.theta, range(p.n));
   const ref = referenceCg(C, rho, g, budget, tol, curvature === "hessian");
   const predicted = 0.5 * dotJs(ref.r.map((v, i) => v + g[i]), ref.d);
-  // How far d moves when C and g move by rounding (1e-12 of each entry, C kept symmetric): CG's
-  // late iterations on an ill-conditioned system amplify rounding, and then no two
-  // implementations agree on d (the library's matrix-free products round differently).
-  const nudge = (k: number) => 1 + (k % 2 ? 1e-12 : -1e-12);
+  // How far d moves when C and g move by rounding (g's entries by 1e-12 of each; C's by 1e-12 of
+  // its largest, as matrix-free products round relative to the matrix's size; C kept symmetric):
+  // CG's late iterations on an ill-conditioned system amplify rounding, and then no two
+  // implementations agree on d (the library's products round differently).
+  const nudge = (k: number) => (k % 2 ? 1e-12 : -1e-12);
+  const cMax = Math.max(1e-300, ...C.map((row) => maxAbs(row)));
   const nudged = referenceCg(
-    C.map((row, i) => row.map((v, j) => v * nudge(i + j))),
+    C.map((row, i) => row.map((v, j) => v + nudge(i + j) * cMax)),
     rho,
-    g.map((v, i) => v * nudge(i)),
+    g.map((v, i) => v * (1 + nudge(i))),
     budget,
     tol,
     curvature === "hessian",
