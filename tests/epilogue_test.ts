@@ -183,6 +183,8 @@ Deno.test("thin products split along K (W1's shapes) agree with the oracle, with
   }
 });
 
+const everyTarget = await backendTargets();
+
 /**
  * A batch of one kept as [1, m, n] (3-D operands with a leading 1) cannot host an element-wise
  * consumer: the backends apply a product's epilogue over [m, n], and the consumer's loads index
@@ -219,7 +221,7 @@ property(
         want.push(op === "sub" ? o - s : op === "mul" ? o * s : o + s);
       }
     }
-    for (const { label, be, dtype } of await backendTargets()) {
+    for (const { label, be, dtype } of everyTarget) {
       const opts = { backend: be, dtype };
       const a = tensor(ad, aRank3 ? [1, m, k] : [m, k], opts);
       const b = tensor(bd, [1, k, n], opts);
