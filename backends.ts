@@ -22,7 +22,9 @@ export type {
   MatmulCall,
   MatmulSpec,
   Pool2dSpec,
+  Prologue,
 } from "./kernel/backend.ts";
+export { isPrologue } from "./kernel/backend.ts";
 
 export {
   BINARY,

@@ -7,7 +7,10 @@
  * checkout of an older commit (`git worktree add /tmp/old <commit>`) runs unchanged.
  *
  *     deno run -A bench/compare_report.ts --root /tmp/old --root . [--only W1] [--rounds 3]
- *       [--backend webgpu|native]
+ *       [--backend webgpu|native] [--together]
+ *
+ * `--together` runs WebGPU's products together (`groupProducts`), as on a hardware GPU, where a
+ * software adapter runs them one by one by default.
  *
  * Rounds alternate between the checkouts (old, new, old, new, ...), and each figure is the
  * median over the rounds, so a machine whose speed drifts during the run favours neither.
@@ -40,6 +43,7 @@ const { values } = parseArgs({
     only: { type: "string", default: "" },
     rounds: { type: "string", default: "3" },
     backend: { type: "string", default: "webgpu" },
+    together: { type: "boolean", default: false },
   },
 });
 const roots = (values.root ?? ["."]).map((r) => resolve(r));
@@ -67,6 +71,10 @@ async function load(root: string) {
     ? device.nativeBackend().backend
     : await device.webgpuBackend();
   if (!be) throw new Error(`${root}: no ${values.backend} backend`);
+  if (values.together) {
+    if (!("groupProducts" in be)) throw new Error(`${root}: --together needs WebGPU`);
+    be.groupProducts = true;
+  }
   type T = {
     dispose(): void;
     data(): Promise<ArrayLike<number>>;

@@ -35,12 +35,46 @@ export interface Epilogue {
   inputs: DeviceBuffer[];
 }
 
+/**
+ * An operand computed as a product reads it, never stored: its element i (in the order the
+ * operand's buffer would hold it) is `body` at the flat index i of `shape`, an IR expression
+ * reading `inputs` (loads numbered 0..n-1; no `acc`). The lazy graph hands one to
+ * {@link Backend.matmuls} in place of an element-wise map that only products read (the softmax
+ * cross-entropy's gradient, read by a dense layer's two backward products), on backends that
+ * take them ({@link Backend.prologues}).
+ */
+export interface Prologue {
+  /** The operand's shape, over which `body` is evaluated; its size is the operand's. */
+  shape: readonly number[];
+  /** The expression at each index. */
+  body: Expr;
+  /** The buffers the expression loads, numbered by position. */
+  inputs: DeviceBuffer[];
+}
+
+/**
+ * Whether a product's operand is computed as it is read (a {@link Prologue}).
+ *
+ * @example
+ * ```ts
+ * import { isPrologue } from "./backend.ts";
+ * import { load } from "./ir.ts";
+ * import { CpuBackend } from "../cpu/oracle.ts";
+ * const be = new CpuBackend();
+ * const x = be.upload(new Float64Array([1, 2, 3, 4]));
+ * console.log(isPrologue(x), isPrologue({ shape: [4], body: load(0, [1]), inputs: [x] })); // false true
+ * ```
+ */
+export function isPrologue(x: DeviceBuffer | Prologue): x is Prologue {
+  return "body" in x;
+}
+
 /** One product of {@link Backend.matmuls}: `matmul`'s arguments. */
 export interface MatmulCall {
-  /** The first operand. */
-  a: DeviceBuffer;
-  /** The second operand. */
-  b: DeviceBuffer;
+  /** The first operand (a prologue only on backends with {@link Backend.prologues}). */
+  a: DeviceBuffer | Prologue;
+  /** The second operand (likewise). */
+  b: DeviceBuffer | Prologue;
   /** The product's sizes, layouts and offsets. */
   spec: MatmulSpec;
   /** Applied to each element before it is stored. */
@@ -243,6 +277,13 @@ export interface Backend {
    * weight and input gradients); a backend without it runs each through `matmul`.
    */
   matmuls?(items: readonly MatmulCall[]): DeviceBuffer[];
+  /**
+   * True when {@link Backend.matmuls} takes operands as {@link Prologue}s, computed in the
+   * product's loads (WebGPU: one dispatch and one round trip through memory fewer per map).
+   * A product given one has no offset for that operand. BLAS takes stored operands only, so the
+   * CPU backends do not.
+   */
+  readonly prologues?: boolean;
 }
 
 // --- spec validation shared by the backends ---------------------------------------------------

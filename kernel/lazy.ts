@@ -10,7 +10,11 @@
  *   same kind merges into one);
  * - an element-wise op on the result of a reduction, or of a routine that takes an epilogue
  *   (matmul), becomes that kernel's epilogue (bias, activation, masks and scalings fuse into the
- *   matmul that produces them).
+ *   matmul that produces them);
+ * - on a backend that takes prologues (`Backend.prologues`: WebGPU with products together), an
+ *   element-wise map that only the products about to run read is computed in their loads and
+ *   never stored (the softmax cross-entropy's gradient, read by a dense layer's two backward
+ *   products).
  *
  * Memory is reference counted: a {@link Lazy} is held by its tensor and by the pending arrays
  * that read it; its buffer goes back to the backend when the last holder lets go. A pending array
@@ -28,17 +32,28 @@ import type { Backend, DeviceBuffer } from "./backend.ts";
 import { type DType, sizeOf } from "./shape.ts";
 
 import { SgnError } from "../errors.ts";
-import { contiguous, type Kernel } from "./ir.ts";
+import type { Kernel } from "./ir.ts";
 import { isIdentity } from "./loads.ts";
-import { inlinePendingMaps, readWindows, type Recipe as RecipeOf } from "./recipe.ts";
-import { MAX_TOGETHER, passedAsWindow, ROUTINES } from "./routines.ts";
+import {
+  dropRecipe,
+  inlinePendingMaps,
+  readWindows,
+  type Recipe as RecipeOf,
+  type Source,
+  windowOf,
+} from "./recipe.ts";
+import { choosePrologues } from "./prologues.ts";
+import { MAX_TOGETHER, passedAsWindow } from "./routines.ts";
+import { demandedProducts, realizationUnderWay, realizing } from "./realization.ts";
 import {
   activeRecorder,
   type Holder,
-  type Launch,
   launch,
+  type LaunchOperand,
   lazyStats,
   productCall,
+  type ReadyLaunch,
+  routineLaunch,
 } from "./record.ts";
 
 export { lazyStats };
@@ -113,6 +128,11 @@ export class Lazy {
     return this.#recipe;
   }
 
+  /** Whether a pending consumer fused this array's work into its own kernel. */
+  get absorbed(): boolean {
+    return this.#absorbers.length > 0;
+  }
+
   /** Whether the array still has a holder (it has not been released for good). */
   get alive(): boolean {
     return this.#refs > 0;
@@ -152,7 +172,7 @@ export class Lazy {
 
   /** Computes the array if it is pending, and returns its buffer. */
   realize(): DeviceBuffer {
-    if (underWay || this.computed) return this.#realize();
+    if (realizationUnderWay() || this.computed) return this.#realize();
     this.#firstRead();
     return realizing([this], () => this.#realize());
   }
@@ -163,7 +183,7 @@ export class Lazy {
    * more kernel): what an explicit flush of the graph beneath it needs.
    */
   flush(): void {
-    if (!underWay) this.#firstRead();
+    if (!realizationUnderWay()) this.#firstRead();
     if (this.computed || this.window()?.src.computed) return;
     this.realize();
   }
@@ -211,11 +231,14 @@ export class Lazy {
     }
     readWindows(r);
     inlinePendingMaps(r, this.shape);
+    // Operands that may be computed in the product's loads: their sources are computed instead
+    // (after the other inputs: computing those may rewrite these operands' recipes).
+    const early = this.#prologueCandidates(r);
     // Computing an input may compute the host this array fused (an input that reads it, as in
     // x - sum(x) of a matmul x): this array is then rebuilt over the host's buffer, as above.
     // The input is held meanwhile: that rebuild drops the recipe that held it, and may drop its
     // last holder while it is being computed.
-    for (const s of inputs()) {
+    const compute = (s: Lazy) => {
       s.retain();
       try {
         if (r.kind === "routine" && passedAsWindow(r.routine, r.args, s)) {
@@ -224,15 +247,28 @@ export class Lazy {
       } finally {
         s.release();
       }
-      if (this.#recipe !== r) return this.realize();
+      return this.#recipe === r;
+    };
+    for (const s of inputs()) {
+      if (!early.includes(s) && !compute(s)) return this.realize();
+    }
+    for (const a of early) {
+      // Still a map (held by this recipe): its sources as they are now.
+      for (const s of a.#recipe?.kind === "map" ? [...a.#recipe.srcs] : []) {
+        if (a.#recipe?.srcs.includes(s) && !compute(s)) return this.realize();
+      }
     }
     // A host up this array's chain was rebuilt (before, or while the inputs were computed): this
     // one is rebuilt over it rather than compute that host's old work again.
     if (this.#refresh()) return this.realize();
-    const me = this.#launchOf(r);
-    const mates = r.kind === "routine" && r.routine.op === "matmul" ? this.#mates() : [];
+    const ready = r.kind === "routine" && r.routine.op === "matmul" ? this.#mates() : [];
+    const prologues = this.#prologuesOf([{ x: this, r }, ...ready]);
+    if (this.#recipe !== r) return this.realize();
+    const me = this.#launchOf(r, prologues);
+    const mates = ready.filter((m) => m.x.#recipe === m.r)
+      .map((m) => ({ x: m.x, launch: m.x.#launchOf(m.r, prologues) }));
     let outs: DeviceBuffer[];
-    if (mates.length) {
+    if (mates.length || me.l.kind === "routine" && me.l.prologues) {
       // Products whose operands are all ready run with this one (one dispatch on WebGPU).
       const all = [me, ...mates.map((m) => m.launch)];
       outs = this.backend.matmuls!(
@@ -244,8 +280,72 @@ export class Lazy {
     return this.#done(me, outs[0]);
   }
 
-  /** The launch of this array's recipe, its inputs computed. */
-  #launchOf(r: Recipe): Pending {
+  /**
+   * A product's operands that may be computed in its loads ({@link Backend.prologues}): pending
+   * maps, not windows, not made with other arrays (kernel/multi.ts); their pending maps inlined.
+   */
+  #prologueCandidates(r: Recipe): Lazy[] {
+    if (r.kind !== "routine" || r.routine.op !== "matmul" || !this.backend.prologues) return [];
+    const out: Lazy[] = [];
+    for (const a of r.args) {
+      const ar = a.#recipe;
+      const fit = !a.computed && ar?.kind === "map" && !a.#onRead && !a.#unfused &&
+        !a.#computing && !a.window() && !out.includes(a);
+      if (!fit) continue;
+      readWindows(ar);
+      inlinePendingMaps(ar, a.shape);
+      out.push(a);
+    }
+    return out;
+  }
+
+  /**
+   * Of the products about to run together (their other inputs computed), the operands computed
+   * in their loads (kernel/prologues.ts); the other candidates are computed now.
+   */
+  #prologuesOf(group: readonly { x: Lazy; r: Recipe }[]): ReadonlySet<Source> {
+    const members = group.map((m) => m.x);
+    const runs = group.flatMap(({ x, r }) =>
+      r.kind === "routine"
+        ? [{
+          recipe: r,
+          candidates: x.#prologueCandidates(r),
+          held: [...r.args, ...x.#fusedHolds(members)],
+        }]
+        : []
+    );
+    const chosen = choosePrologues(runs, (a) => (a as Lazy).#refs);
+    for (const a of runs.flatMap((p) => p.candidates as Lazy[])) {
+      if (chosen.has(a)) continue;
+      a.retain();
+      try {
+        a.realize();
+      } finally {
+        a.release();
+      }
+    }
+    return chosen;
+  }
+
+  /**
+   * What this fused consumer holds through its fusion and lets go when done, per reference: the
+   * operands it rebuilds from, and the inputs of hosts down its chain that only `members` hold.
+   */
+  #fusedHolds(members: readonly Lazy[]): Lazy[] {
+    const out: Lazy[] = [];
+    for (let u = this.#unfused; u; u = u.host.#unfused) {
+      out.push(...u.operands);
+      const h = u.host, hr = h.#recipe;
+      const alone = !h.computed && hr && !h.#heldElsewhere() &&
+        h.#absorbers.every((y) => members.includes(y));
+      if (!alone) break;
+      out.push(...hr.srcs, ...(hr.kind === "routine" ? hr.args : []));
+    }
+    return out;
+  }
+
+  /** The launch of this array's recipe, its inputs computed (`prologues` in its loads). */
+  #launchOf(r: Recipe, prologues?: ReadonlySet<Source>): ReadyLaunch {
     // A host computed after this fused consumer runs (#fusedDone) is computed twice; so is one
     // computed before, here or further up a chain of fused consumers (a host now a map over
     // buffers had its own work computed elsewhere, and this array still carries the old work).
@@ -256,43 +356,34 @@ export class Lazy {
     }
     if (twice && r.kind !== "map") lazyStats.recomputed++;
     const own = (x: Lazy) => ({ buffer: x.realize(), holder: x as Holder });
-    let l: Launch;
-    let ins: { buffer: DeviceBuffer; holder: Holder }[];
     if (r.kind === "routine") {
-      const views = ROUTINES[r.routine.op].windows.length
-        ? r.args.map((a) =>
-          passedAsWindow(r.routine, r.args, a) ? a.realizeWindow() : { ...own(a), offset: 0 }
-        )
-        : undefined;
-      ins = [...(views ?? r.args.map(own)), ...r.srcs.map(own)];
-      l = {
-        kind: "routine",
-        routine: r.routine,
-        args: r.args.length,
-        ...(r.epilogue ? { epilogue: r.epilogue } : {}),
-        ...(views ? { offsets: views.map((v) => v.offset) } : {}),
-      };
-    } else {
-      ins = r.srcs.map(own);
-      const kernel: Kernel = r.kind === "map"
-        ? { shape: this.shape, inputs: ins.length, body: r.expr }
-        : {
-          shape: this.shape,
-          inputs: ins.length,
-          body: r.body,
-          reduce: { op: r.op, shape: r.redShape },
-          ...(r.epilogue ? { epilogue: r.epilogue } : {}),
-        };
-      l = { kind: "kernel", kernel, dtype: this.dtype };
+      const operands = r.args.map((a): LaunchOperand => {
+        const map = prologues?.has(a) ? a.#recipe : undefined;
+        if (map?.kind === "map") {
+          return { prologue: { shape: a.shape, body: map.expr, inputs: map.srcs.map(own) } };
+        }
+        return passedAsWindow(r.routine, r.args, a) ? a.realizeWindow() : { ...own(a), offset: 0 };
+      });
+      return routineLaunch(r.routine, operands, r.epilogue, r.srcs.map(own));
     }
-    return { l, ins };
+    const ins = r.srcs.map(own);
+    const kernel: Kernel = r.kind === "map"
+      ? { shape: this.shape, inputs: ins.length, body: r.expr }
+      : {
+        shape: this.shape,
+        inputs: ins.length,
+        body: r.body,
+        reduce: { op: r.op, shape: r.redShape },
+        ...(r.epilogue ? { epilogue: r.epilogue } : {}),
+      };
+    return { l: { kind: "kernel", kernel, dtype: this.dtype }, ins };
   }
 
   /** Takes `out`, the result of this array's launch `p`, as its buffer. */
-  #done(p: Pending, out: DeviceBuffer): DeviceBuffer {
+  #done(p: ReadyLaunch, out: DeviceBuffer): DeviceBuffer {
     activeRecorder()?.note(p.l, p.ins, out);
     // The products still to compute are those #mates looks among.
-    demand?.delete(this);
+    demandedProducts()?.delete(this);
     // The recipe dropped is the one this array has now: should another product of the same
     // launch, done first, have rebuilt it (#unfuse), the launch's result is its value all the
     // same, and the recipe it was made from is gone.
@@ -310,14 +401,15 @@ export class Lazy {
    * Pending products of the current realization that can run now, with no other computation
    * first, to run with this one: at most {@link MAX_TOGETHER} - 1.
    */
-  #mates(): { x: Lazy; launch: Pending }[] {
-    const out: { x: Lazy; launch: Pending }[] = [];
+  #mates(): { x: Lazy; r: Recipe }[] {
+    const out: { x: Lazy; r: Recipe }[] = [];
     // Not a product whose work one of the group fused, or that fused one of the group's: its
     // computation would rebuild that one (Lazy.#unfuse) while its launch is under way.
     const group: Lazy[] = [this];
     const tangled = (y: Lazy) =>
       group.some((x) => x.#absorbers.includes(y) || y.#absorbers.includes(x));
-    for (const y of demand ?? []) {
+    for (const y of demandedProducts() ?? []) {
+      if (!(y instanceof Lazy)) continue;
       if (out.length === MAX_TOGETHER - 1) break;
       // Not one being computed (this one, or one further up that waits for its inputs, which
       // this computation is part of): #readyProduct rewrites its recipe (readWindows,
@@ -325,7 +417,7 @@ export class Lazy {
       const ready = !y.#computing && y.backend === this.backend && y.dtype === this.dtype &&
         !tangled(y) && y.#readyProduct();
       if (!ready) continue;
-      out.push({ x: y, launch: y.#launchOf(ready) });
+      out.push({ x: y, r: ready });
       group.push(y);
     }
     return out;
@@ -345,7 +437,11 @@ export class Lazy {
     if (this.#stale()) return undefined;
     const host = this.#unfused?.host;
     if (host && !host.computed && host.#heldElsewhere()) return undefined;
-    if (!r.args.every((a) => a.computed || a.window()?.src.computed)) return undefined;
+    const candidates = this.#prologueCandidates(r);
+    const stored = (a: Lazy) =>
+      a.computed || a.window()?.src.computed ||
+      (candidates.includes(a) && a.#recipe!.srcs.every((s) => s.computed));
+    if (!r.args.every(stored)) return undefined;
     readWindows(r);
     inlinePendingMaps(r, this.shape);
     return r.srcs.every((s) => s.computed) ? r : undefined;
@@ -357,13 +453,7 @@ export class Lazy {
    * it in place.
    */
   window(): { src: Lazy; offset: number } | undefined {
-    const r = this.#recipe;
-    if (r?.kind !== "map" || r.expr.k !== "load" || r.srcs.length !== 1) return undefined;
-    const want = contiguous(this.shape);
-    const e = r.expr;
-    if (!this.shape.every((d, i) => d === 1 || e.strides[i] === want[i])) return undefined;
-    const src = r.srcs[0];
-    return e.offset + this.size <= src.size ? { src, offset: e.offset } : undefined;
+    return windowOf(this.shape, this.#recipe);
   }
 
   /**
@@ -388,12 +478,18 @@ export class Lazy {
   /**
    * Makes this pending array `view`, a map over computed arrays (its value computed elsewhere:
    * one output of a kernel of several, kernel/multi.ts). Consumers that fused its work now read
-   * the view instead, as they would its buffer.
+   * the view instead, as they would its buffer. An array no consumer fused may take a map over
+   * pending arrays too (rows of a product about to run: it then no longer holds what it was
+   * computed from).
    */
   replaceBy(view: Lazy): void {
     const r = view.#recipe;
-    if (r?.kind !== "map" || !r.srcs.every((s) => s.computed) || !this.#recipe) {
-      throw new SgnError("replaceBy: a pending array takes a map over computed arrays");
+    const over = r?.srcs.every((s) => s.computed) || !this.#absorbers.length;
+    if (r?.kind !== "map" || !over || !this.#recipe) {
+      throw new SgnError(
+        "replaceBy: a pending array takes a map over computed arrays (over pending ones, only " +
+          "when no consumer fused its work)",
+      );
     }
     const old = this.#recipe;
     this.#recipe = { kind: "map", expr: r.expr, srcs: r.srcs.map((s) => s.retain()) };
@@ -500,60 +596,4 @@ export class Lazy {
     if (i >= 0) list.splice(i, 1);
     return u.operands;
   }
-}
-
-/** A launch ready to run: what it is, and its input buffers with the arrays that hold them. */
-interface Pending {
-  l: Launch;
-  ins: { buffer: DeviceBuffer; holder: Holder }[];
-}
-
-/** Whether a realization is under way (an array realized now is part of it). */
-let underWay = false;
-
-/**
- * The pending products the realization under way will compute (set while it runs, on
- * backends that run products together): each reached from its roots through recipes.
- */
-let demand: Set<Lazy> | undefined;
-
-/**
- * Runs `run`, which computes `roots`, as one realization: on a backend that runs products
- * together, the products it will compute are known first, so that those ready at once run
- * together (see #mates). Inside a realization already under way, simply runs `run`.
- */
-export function realizing<T>(roots: readonly Lazy[], run: () => T): T {
-  if (underWay) return run();
-  underWay = true;
-  demand = roots[0]?.backend.matmuls ? productsUnder(roots) : undefined;
-  try {
-    return run();
-  } finally {
-    underWay = false;
-    demand = undefined;
-  }
-}
-
-/** The pending products the realization of `roots` computes: those their recipes reach. */
-function productsUnder(roots: readonly Lazy[]): Set<Lazy> {
-  const out = new Set<Lazy>();
-  const seen = new Set<Lazy>();
-  const stack = [...roots];
-  while (stack.length) {
-    const x = stack.pop()!;
-    const r = x.recipe;
-    if (seen.has(x) || x.computed || !r) continue;
-    seen.add(x);
-    if (r.kind === "routine") {
-      if (r.routine.op === "matmul") out.add(x);
-      stack.push(...r.args);
-    }
-    stack.push(...r.srcs);
-  }
-  return out;
-}
-
-function dropRecipe(r: Recipe): void {
-  for (const s of r.srcs) s.release();
-  if (r.kind === "routine") { for (const a of r.args) a.release(); }
 }

@@ -22,7 +22,8 @@ import {
   load,
   MAX_OUTPUTS,
 } from "./ir.ts";
-import { Lazy, realizing, type Recipe } from "./lazy.ts";
+import { Lazy, type Recipe } from "./lazy.ts";
+import { realizing } from "./realization.ts";
 import { MAX_INPUTS, readWindows } from "./recipe.ts";
 import { sumsPairs } from "./matmul.ts";
 import { type Fragment, join, reshape, slice } from "./graph.ts";
@@ -94,27 +95,39 @@ export function realizeTogether(xs: readonly Lazy[]): void {
   const paired = new Set(pairs.flatMap((p) => [p.w, p.b]));
   const roots = [...xs.filter((x) => !x.computed && !paired.has(x)), ...pairs.map((p) => p.both)];
   realizing(roots, () => {
-    for (const p of pairs) splitRows(p);
+    splitRows(pairs);
     computeAll(xs);
   });
 }
 
 /**
- * Computes the product that gives a weight gradient `w` and its bias gradient `b` (its last row)
- * and makes each a view of its rows.
+ * Computes the products that give the weight gradients `w` and their bias gradients `b` (their
+ * last rows) and makes each a view of its rows. Each is a view first, before any product runs,
+ * where no consumer fused its work, so that it no longer holds the product's operands (an operand
+ * then held by products alone may be computed in their loads: Backend.prologues); the others
+ * once their product is computed.
  */
-function splitRows({ w, b, both }: { w: Lazy; b: Lazy; both: Lazy }): void {
-  try {
-    both.realize();
+function splitRows(pairs: readonly { w: Lazy; b: Lazy; both: Lazy }[]): void {
+  const done = new Set<Lazy>();
+  const split = ({ w, b, both }: { w: Lazy; b: Lazy; both: Lazy }, all: boolean) => {
     const [m, n] = w.shape;
     for (const [x, row, rows] of [[w, 0, m], [b, m, 1]] as const) {
+      if (done.has(x) || (!all && x.absorbed)) continue;
       const piece = slice(both, [row, 0], [rows, n]);
       const view = reshape(piece, x.shape);
       x.replaceBy(view);
       for (const l of [piece, view]) l.release();
+      done.add(x);
+    }
+  };
+  try {
+    for (const p of pairs) split(p, false);
+    for (const p of pairs) {
+      p.both.realize();
+      split(p, true);
     }
   } finally {
-    both.release();
+    for (const p of pairs) p.both.release();
   }
 }
 

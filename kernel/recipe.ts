@@ -7,10 +7,10 @@
  * @module
  */
 
-import { type Expr, mapLoads, type ReduceOp } from "./ir.ts";
+import { contiguous, type Expr, mapLoads, type ReduceOp } from "./ir.ts";
 import { loadsOf, readsElementwise, wholeLoad } from "./loads.ts";
 import type { Routine } from "./routines.ts";
-import { sameShape } from "./shape.ts";
+import { sameShape, sizeOf } from "./shape.ts";
 
 /** Most input buffers of one kernel (WebGPU guarantees 8 storage buffers, one is the output). */
 export const MAX_INPUTS = 7;
@@ -140,4 +140,26 @@ export function readWindows(r: Recipe): void {
     r.srcs.splice(j, 1);
     src.release();
   }
+}
+
+/**
+ * When an array of `shape` computed by `r` is a contiguous window of another one's memory (a
+ * slice or reshape of it, no copy made yet): that array and where the window starts.
+ */
+export function windowOf<S extends Source>(
+  shape: readonly number[],
+  r: Recipe<S> | undefined,
+): { src: S; offset: number } | undefined {
+  if (r?.kind !== "map" || r.expr.k !== "load" || r.srcs.length !== 1) return undefined;
+  const want = contiguous(shape);
+  const e = r.expr;
+  if (!shape.every((d, i) => d === 1 || e.strides[i] === want[i])) return undefined;
+  const src = r.srcs[0];
+  return e.offset + sizeOf(shape) <= sizeOf(src.shape) ? { src, offset: e.offset } : undefined;
+}
+
+/** Lets go of what a recipe holds: its sources, and a routine's operands. */
+export function dropRecipe(r: Recipe): void {
+  for (const s of r.srcs) s.release();
+  if (r.kind === "routine") { for (const a of r.args) a.release(); }
 }

@@ -17,10 +17,11 @@
  * @module
  */
 
-import type { Backend, DeviceBuffer, MatmulCall } from "./backend.ts";
+import type { Backend, DeviceBuffer, MatmulCall, Prologue } from "./backend.ts";
+import { SgnError } from "../errors.ts";
 import type { Expr, Kernel } from "./ir.ts";
 import type { DType } from "./shape.ts";
-import { matmulCall, MAX_TOGETHER, type Routine, runRoutine } from "./routines.ts";
+import { matmulCall, MAX_TOGETHER, type Routine, ROUTINES, runRoutine } from "./routines.ts";
 
 /** Counters of the lazy layer, on every backend (tests and benchmarks read them). */
 export const lazyStats = {
@@ -35,8 +36,21 @@ export const lazyStats = {
 };
 
 /**
- * One launch: a kernel of the IR over its inputs, or a routine over its `args` operands followed
- * by its epilogue's inputs (with the operands' offsets, for routines that read windows).
+ * A product's operand computed as the product reads it (kernel/backend.ts `Prologue`), as a
+ * launch holds it: its expression over `shape`, reading the launch's next `inputs` buffers, in
+ * the operand's place among the operands' buffers.
+ */
+export interface LaunchPrologue {
+  readonly shape: readonly number[];
+  readonly body: Expr;
+  readonly inputs: number;
+}
+
+/**
+ * One launch: a kernel of the IR over its inputs, or a routine over the buffers of its operands
+ * (`args` of them: one per operand, or a prologue's inputs) followed by its epilogue's inputs
+ * (with the operands' offsets, for routines that read windows, and a product's prologues, one
+ * entry per operand, on backends that take them).
  */
 export type Launch =
   | { readonly kind: "kernel"; readonly kernel: Kernel; readonly dtype: DType }
@@ -46,7 +60,59 @@ export type Launch =
     readonly args: number;
     readonly epilogue?: Expr;
     readonly offsets?: readonly number[];
+    readonly prologues?: readonly (LaunchPrologue | undefined)[];
   };
+
+/** An input buffer of a launch, with what holds it (a recording keeps a constant's holder). */
+export interface LaunchInput {
+  buffer: DeviceBuffer;
+  holder: Holder;
+}
+
+/** A launch ready to run: what it is, and its input buffers with the arrays that hold them. */
+export interface ReadyLaunch {
+  l: Launch;
+  ins: LaunchInput[];
+}
+
+/** An operand of a routine's launch: a buffer read at an offset, or a prologue over its inputs. */
+export type LaunchOperand =
+  | LaunchInput & { offset: number }
+  | { prologue: { shape: readonly number[]; body: Expr; inputs: LaunchInput[] } };
+
+/**
+ * A routine's launch over its operands and its epilogue's inputs: the operands' buffers (a
+ * prologue's inputs in its place), then the epilogue's; the operands' offsets for a routine that
+ * reads windows.
+ */
+export function routineLaunch(
+  routine: Routine,
+  operands: readonly LaunchOperand[],
+  epilogue: Expr | undefined,
+  epilogueInputs: readonly LaunchInput[],
+): ReadyLaunch {
+  const ins = operands.flatMap((o) =>
+    "prologue" in o ? o.prologue.inputs : [{ buffer: o.buffer, holder: o.holder }]
+  );
+  const args = ins.length;
+  ins.push(...epilogueInputs);
+  const prologues = operands.map((o) =>
+    "prologue" in o
+      ? { shape: o.prologue.shape, body: o.prologue.body, inputs: o.prologue.inputs.length }
+      : undefined
+  );
+  const l: Launch = {
+    kind: "routine",
+    routine,
+    args,
+    ...(epilogue ? { epilogue } : {}),
+    ...(ROUTINES[routine.op].windows.length
+      ? { offsets: operands.map((o) => ("prologue" in o ? 0 : o.offset)) }
+      : {}),
+    ...(prologues.some((p) => p) ? { prologues } : {}),
+  };
+  return { l, ins };
+}
 
 /** Runs a launch on `backend` over its input buffers, giving a new buffer. */
 export function launch(backend: Backend, l: Launch, inputs: readonly DeviceBuffer[]): DeviceBuffer {
@@ -62,6 +128,15 @@ export function runLaunch(
   inputs: readonly DeviceBuffer[],
 ): DeviceBuffer {
   if (l.kind === "kernel") return backend.run(l.kernel, inputs, l.dtype);
+  if (l.prologues) {
+    if (!backend.prologues || !backend.matmuls) {
+      throw new SgnError(
+        `the ${backend.name} backend computes no product operand in its loads: a launch with a ` +
+          "prologue was made for another backend",
+      );
+    }
+    return backend.matmuls([productCall(l, inputs)!])[0];
+  }
   const epilogue = l.epilogue ? { body: l.epilogue, inputs: inputs.slice(l.args) } : undefined;
   return runRoutine(backend, l.routine, inputs.slice(0, l.args), epilogue, l.offsets);
 }
@@ -73,7 +148,19 @@ export function runLaunch(
 export function productCall(l: Launch, inputs: readonly DeviceBuffer[]): MatmulCall | undefined {
   if (l.kind !== "routine" || l.routine.op !== "matmul") return undefined;
   const epilogue = l.epilogue ? { body: l.epilogue, inputs: inputs.slice(l.args) } : undefined;
-  return matmulCall(l.routine.spec, inputs, epilogue, l.offsets);
+  return matmulCall(l.routine.spec, operandsOf(l, inputs), epilogue, l.offsets);
+}
+
+/** A routine launch's operands: buffers, and prologues over their inputs. */
+function operandsOf(
+  l: Launch & { kind: "routine" },
+  inputs: readonly DeviceBuffer[],
+): (DeviceBuffer | Prologue)[] {
+  if (!l.prologues) return inputs.slice(0, l.args);
+  let at = 0;
+  return l.prologues.map((p) =>
+    p ? { shape: p.shape, body: p.body, inputs: inputs.slice(at, at += p.inputs) } : inputs[at++]
+  );
 }
 
 /**

@@ -16,6 +16,7 @@ import type {
   MatmulCall,
   MatmulSpec,
   Pool2dSpec,
+  Prologue,
 } from "./backend.ts";
 
 /**
@@ -102,10 +103,8 @@ export function runRoutine(
 ): DeviceBuffer {
   const [a, b] = bufs;
   switch (r.op) {
-    case "matmul": {
-      const c = matmulCall(r.spec, bufs, epilogue, offsets);
-      return backend.matmul(c.a, c.b, c.spec, c.epilogue);
-    }
+    case "matmul":
+      return backend.matmul(a, b, matmulSpecAt(r.spec, offsets), epilogue);
     case "conv2d":
       return backend.conv2d(a, b, convSpec(r.spec, offsets), epilogue);
     case "conv2dInputGrad":
@@ -134,14 +133,14 @@ function convSpec(spec: Conv2dSpec, offsets?: readonly number[]): Conv2dSpec {
  */
 export function matmulCall(
   spec: MatmulSpec,
-  [a, b]: readonly DeviceBuffer[],
+  [a, b]: readonly (DeviceBuffer | Prologue)[],
   epilogue?: Epilogue,
   offsets?: readonly number[],
 ): MatmulCall {
-  return {
-    a,
-    b,
-    spec: offsets ? { ...spec, offsetA: offsets[0], offsetB: offsets[1] } : spec,
-    ...(epilogue ? { epilogue } : {}),
-  };
+  return { a, b, spec: matmulSpecAt(spec, offsets), ...(epilogue ? { epilogue } : {}) };
+}
+
+/** A product's spec with its operands' offsets (when they are windows). */
+function matmulSpecAt(spec: MatmulSpec, offsets?: readonly number[]): MatmulSpec {
+  return offsets ? { ...spec, offsetA: offsets[0], offsetB: offsets[1] } : spec;
 }

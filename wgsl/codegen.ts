@@ -329,7 +329,8 @@ const EPILOGUE_NAMES: EpilogueNames = { fn: "epi", params: "p", input: (i) => `e
 /**
  * An epilogue as a WGSL function `epi(i, acc) -> f32` of the flat output index, for routines
  * that apply one in their store (matmul): its inputs bound from `binding0` on as `e0, e1, ...`,
- * its constants read from `p.c` starting at slot 0 (other names with `names`). Returns the
+ * its constants read from `p.c` starting at slot `slot0` (other names with `names`). A
+ * product's operand prologue (kernel/backend.ts `Prologue`) is one too, called with acc 0. Returns the
  * declarations of the inputs' bindings, the function and the constants.
  */
 export function epilogueSource(
@@ -338,6 +339,7 @@ export function epilogueSource(
   inputs: number,
   binding0: number,
   names: EpilogueNames = EPILOGUE_NAMES,
+  slot0 = 0,
 ): { decls: string; fn: string; consts: number[] } {
   const kernel = collapse({ shape, inputs, body });
   const { consts } = kernelKey(kernel, "float32");
@@ -349,6 +351,7 @@ export function epilogueSource(
   ).join("\n");
   const out: string[] = [];
   const emitter = makeEmitter(names.params);
+  emitter.at(slot0);
   const emit = (e: Expr) => emitter(e, out, leafAt(names.input, idx));
   const v = emit(kernel.body);
   const fn = `fn ${names.fn}(i: u32, acc: f32) -> f32 {\n${decompose("i", idx, kernel.shape)}\n${

@@ -23,7 +23,9 @@
  *
  * vec4 loads need K, every operand row and the operands' offsets on multiples of 4 floats; when
  * one is not, a variant of the kernel gathers each vec4 from four floats (zero past K), so no
- * operand is ever copied into a padded layout. An epilogue (kernel/ir.ts) is applied in the stores.
+ * operand is ever copied into a padded layout. An epilogue (kernel/ir.ts) is applied in the stores;
+ * an operand given as a prologue (kernel/backend.ts `Prologue`) is computed in the loads of that
+ * variant, one float at a time, and never stored.
  *
  * @module
  */
@@ -31,7 +33,17 @@
 import { checkMatmulSpec, matmulShape, type MatmulSpec } from "../kernel/backend.ts";
 
 import { SgnError } from "../errors.ts";
-import { ACC, constant, type Expr, exprSize, type Kernel, load, mapLoads } from "../kernel/ir.ts";
+import {
+  ACC,
+  constant,
+  type Expr,
+  exprSize,
+  type Kernel,
+  load,
+  mapLoads,
+  walk,
+} from "../kernel/ir.ts";
+import { sizeOf } from "../kernel/shape.ts";
 import { dispatchKernel, type EpilogueNames, epilogueSource } from "./codegen.ts";
 import type { Storage } from "./routine.ts";
 import { GpuBuffer, type GpuRuntime, LANES, MAX_GROUPS, Params, THREADS } from "./runtime.ts";
@@ -39,6 +51,7 @@ import {
   groupedKernel,
   type MatmulTile,
   MAX_BLOCK,
+  PRODUCT_CONSTS,
   productKernel,
   type ProductNames,
   type ProductVariant,
@@ -100,6 +113,12 @@ function checkTile(t: MatmulTile): void {
 /** An epilogue over GPU buffers (kernel/ir.ts expression and its inputs). */
 type GpuEpilogue = { body: Expr; inputs: GpuBuffer[] };
 
+/** An operand computed as it is read, over GPU buffers (kernel/backend.ts `Prologue`). */
+export type GpuPrologue = { shape: readonly number[]; body: Expr; inputs: GpuBuffer[] };
+
+/** An operand of a grouped product: a buffer, or a prologue. */
+type GpuOperand = GpuBuffer | GpuPrologue;
+
 /**
  * Matrix product on the GPU; see {@link MatmulSpec}. `tile` overrides the planned work split
  * and `split` the number of K chunks (for tests and tuning).
@@ -121,8 +140,8 @@ export function matmul(
 
 /** One product of a {@link matmulGroup}. */
 export interface GroupedProduct {
-  a: GpuBuffer;
-  b: GpuBuffer;
+  a: GpuOperand;
+  b: GpuOperand;
   spec: MatmulSpec;
   epilogue?: GpuEpilogue;
 }
@@ -140,7 +159,9 @@ export function matmulGroup(rt: GpuRuntime, items: readonly GroupedProduct[]): G
   const limit = rt.device.limits.maxStorageBuffersPerShaderStage;
   let chunk: Planned[] = [];
   const flush = () => {
-    if (chunk.length === 1) runProduct(rt, chunk[0]);
+    // A prologue's inputs are bound by name, as in a group: a product with one runs as a group
+    // of one.
+    if (chunk.length === 1 && !hasPrologue(chunk[0])) runProduct(rt, chunk[0]);
     else if (chunk.length) runGroup(rt, chunk);
     chunk = [];
   };
@@ -161,11 +182,13 @@ export function matmulGroup(rt: GpuRuntime, items: readonly GroupedProduct[]): G
 
 /** A product planned for the product kernel: its operands, output, uniform fields, epilogue. */
 interface Planned {
-  a: GpuBuffer;
-  b: GpuBuffer;
+  a: GpuOperand;
+  b: GpuOperand;
   out: GpuBuffer;
   run: ProductRun;
   epilogue?: GpuEpilogue;
+  /** Buffers made for the product (prologues computed first), released once it is recorded. */
+  temps?: GpuBuffer[];
 }
 
 /**
@@ -180,8 +203,11 @@ function plan(
   },
 ): GpuBuffer | Planned {
   const { m, k, n, transA, transB, batch, batchA, batchB, offsetA, offsetB, sums } =
-    checkMatmulSpec(spec, a.size, b.size);
+    checkMatmulSpec(spec, operandSize(a), operandSize(b));
   if (tile) checkTile(tile);
+  if ((isGpuPrologue(a) && offsetA) || (isGpuPrologue(b) && offsetB)) {
+    throw new SgnError("matmul: an operand given as a prologue is read from its start (offset 0)");
+  }
   // With `sums`, one more output row (batch 1).
   const size = (batch * m + (sums ? 1 : 0)) * n;
   if (size === 0) return rt.alloc(0);
@@ -192,9 +218,25 @@ function plan(
     const kernel = { shape: matmulShape(spec), inputs: epilogue?.inputs.length ?? 0, body: zero };
     return dispatchKernel(rt, kernel, epilogue?.inputs ?? []);
   }
+  // A batched product runs on the grid's z, alone, and a part's constants have a fixed room:
+  // there, prologues are computed first, as the maps they are (what the graph would run).
+  const temps: GpuBuffer[] = [];
+  const consts = [a, b, epilogue].reduce(
+    (n, x) => n + (x && !(x instanceof GpuBuffer) ? constCount(x.body) : 0),
+    0,
+  );
+  if (batch > 1 || consts > PRODUCT_CONSTS) {
+    const stored = (x: GpuOperand) => {
+      if (!isGpuPrologue(x)) return x;
+      const kernel = { shape: x.shape, inputs: x.inputs.length, body: x.body };
+      return temps[temps.push(dispatchKernel(rt, kernel, x.inputs)) - 1];
+    };
+    [a, b] = [stored(a), stored(b)];
+  }
   const vecOut = n % 4 === 0;
+  // Prologues are computed per float (the unaligned variant's loads).
   const aligned = k % 4 === 0 && (transA ? m : k) % 4 === 0 && (transB ? k : n) % 4 === 0 &&
-    offsetA % 4 === 0 && offsetB % 4 === 0;
+    offsetA % 4 === 0 && offsetB % 4 === 0 && !isGpuPrologue(a) && !isGpuPrologue(b);
   // Split K on hardware GPUs only: on llvmpipe it measured no faster (its threads are few) and
   // costs a dispatch (bench/README.md).
   const split = forceSplit ??
@@ -202,7 +244,11 @@ function plan(
   if (split > 1 && (!aligned || batch > 1 || k % (4 * split) !== 0)) {
     throw new SgnError(`matmul: cannot split K = ${k} into ${split} chunks of whole vec4 steps`);
   }
-  if (split > 1) return splitProduct(rt, a, b, spec, split, epilogue);
+  if (split > 1) {
+    const out = splitProduct(rt, a as GpuBuffer, b as GpuBuffer, spec, split, epilogue);
+    for (const x of temps) rt.release(x);
+    return out;
+  }
   const t = tile ?? planMatmul(m + (sums ? 1 : 0), k, n, batch, vecOut);
   // Stored shapes: A is [m, k] or (transA) [k, m]; B is [k, n] or (transB) [n, k]. The vec4
   // kernel needs K, every operand row and both offsets on multiples of 4; otherwise the
@@ -227,7 +273,26 @@ function plan(
     sums,
     t,
   };
-  return { a, b, out: rt.alloc(size), run, ...(epilogue ? { epilogue } : {}) };
+  return { a, b, out: rt.alloc(size), run, temps, ...(epilogue ? { epilogue } : {}) };
+}
+
+function isGpuPrologue(x: GpuOperand): x is GpuPrologue {
+  return !(x instanceof GpuBuffer);
+}
+
+function hasPrologue(p: Planned): boolean {
+  return isGpuPrologue(p.a) || isGpuPrologue(p.b);
+}
+
+function operandSize(x: GpuOperand): number {
+  return isGpuPrologue(x) ? sizeOf(x.shape) : x.size;
+}
+
+/** The constants an expression's WGSL reads from its parameter block (one per constant node). */
+function constCount(e: Expr): number {
+  let n = 0;
+  walk(e, (x) => x.k === "const" && n++);
+  return n;
 }
 
 /** The uniform fields and variant of one product dispatch (strides and offsets in load units). */
@@ -263,8 +328,16 @@ function gridOf(r: ProductRun): [number, number] {
   return [gx, gy];
 }
 
-/** The kernel variant of a planned product, its epilogue named by `names`. */
-function variantOf(p: Planned, names?: EpilogueNames): { v: ProductVariant; consts: number[] } {
+/**
+ * The kernel variant of a planned product, its epilogue named by `names`, its prologues by `pro`
+ * (their functions' tag and their inputs' names: a product with prologues runs as a group, see
+ * matmulGroup).
+ */
+function variantOf(
+  p: Planned,
+  names?: EpilogueNames,
+  pro?: { tag: string; input: (b: GpuBuffer) => string },
+): { v: ProductVariant; consts: number[] } {
   const r = p.run;
   const epi = p.epilogue &&
     epilogueSource(
@@ -274,6 +347,22 @@ function variantOf(p: Planned, names?: EpilogueNames): { v: ProductVariant; cons
       4,
       names,
     );
+  // Constants: the epilogue's, then A's prologue's, then B's.
+  let slot = epi?.consts.length ?? 0;
+  const consts = [...epi?.consts ?? []];
+  const prologue = (x: GpuOperand, name: "A" | "B") => {
+    if (!isGpuPrologue(x)) return "";
+    if (!names || !pro) throw new SgnError("matmul: a prologue runs in a grouped kernel");
+    const src = epilogueSource(x.shape, x.body, x.inputs.length, 0, {
+      fn: `pro${name}${pro.tag}`,
+      params: names.params,
+      input: (j) => pro.input(x.inputs[j]),
+    }, slot);
+    slot += src.consts.length;
+    consts.push(...src.consts);
+    return src.fn;
+  };
+  const [prologueA, prologueB] = [prologue(p.a, "A"), prologue(p.b, "B")];
   const v: ProductVariant = {
     transA: r.transA,
     transB: r.transB,
@@ -285,8 +374,10 @@ function variantOf(p: Planned, names?: EpilogueNames): { v: ProductVariant; cons
     epilogueLoop: p.epilogue !== undefined &&
       r.t.r * r.t.c * exprSize(p.epilogue.body) > EPILOGUE_INLINE,
     sums: r.sums,
+    prologueA,
+    prologueB,
   };
-  return { v, consts: epi?.consts ?? [] };
+  return { v, consts };
 }
 
 /** The uniform block of a product dispatch from batch entry `b0`, after `head` fields. */
@@ -304,13 +395,15 @@ function runProduct(rt: GpuRuntime, p: Planned): void {
   const [gx, gy] = gridOf(r);
   const { v, consts } = variantOf(p);
   const code = productKernel(v);
+  const buffers = [p.a as GpuBuffer, p.b as GpuBuffer, p.out, ...(p.epilogue?.inputs ?? [])];
   for (let b0 = 0; b0 < r.batch; b0 += MAX_GROUPS) {
-    rt.dispatch(code, paramsOf(r, b0, consts), [p.a, p.b, p.out, ...(p.epilogue?.inputs ?? [])], [
+    rt.dispatch(code, paramsOf(r, b0, consts), buffers, [
       gx,
       gy,
       Math.min(MAX_GROUPS, r.batch - b0),
     ]);
   }
+  for (const x of p.temps ?? []) rt.release(x);
 }
 
 /**
@@ -330,8 +423,10 @@ function bindingsOf(parts: readonly Planned[]): { buffer: GpuBuffer; storage: St
   };
   for (const p of parts) {
     const operand = p.run.aligned ? "vec4f" : "f32";
-    bind(p.a, operand);
-    bind(p.b, operand);
+    for (const x of [p.a, p.b]) {
+      if (isGpuPrologue(x)) { for (const e of x.inputs) bind(e, "f32"); }
+      else bind(x, operand);
+    }
     bind(p.out, p.run.vecOut ? "vec4f" : "f32", true);
     for (const e of p.epilogue?.inputs ?? []) bind(e, "f32");
   }
@@ -350,7 +445,13 @@ function groupsOf(parts: readonly Planned[]): number {
 function runGroup(rt: GpuRuntime, group: readonly Planned[]): void {
   // In the order of their kernels' code, so that one set of products is one pipeline whatever
   // order they come in (each part writes its own output).
-  const key = (p: Planned) => JSON.stringify(variantOf(p).v);
+  const key = (p: Planned) =>
+    JSON.stringify(
+      variantOf(p, { fn: "epi", params: "p", input: (j) => `e${j}` }, {
+        tag: "",
+        input: () => "x",
+      }).v,
+    );
   const parts = group.map((p) => ({ p, key: key(p) }))
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     .map((x) => x.p);
@@ -362,10 +463,12 @@ function runGroup(rt: GpuRuntime, group: readonly Planned[]): void {
   const kernels = parts.map((p, i) => {
     const r = p.run;
     const operand = r.aligned ? "vec4f" : "f32";
+    // An operand computed by a prologue has no buffer of its own (its name goes unused).
+    const operandName = (x: GpuOperand) => (isGpuPrologue(x) ? "" : nameOf(x, operand));
     const N: ProductNames = {
       p: `g.s${i}`,
-      A: nameOf(p.a, operand),
-      B: nameOf(p.b, operand),
+      A: operandName(p.a),
+      B: operandName(p.b),
       O: nameOf(p.out, r.vecOut ? "vec4f" : "f32"),
       tag: `_${i}`,
     };
@@ -374,7 +477,7 @@ function runGroup(rt: GpuRuntime, group: readonly Planned[]): void {
       fn: `epi_${i}`,
       params: N.p,
       input: (j) => nameOf(inputs[j], "f32"),
-    });
+    }, { tag: N.tag, input: (b) => nameOf(b, "f32") });
     const [gx, gy] = gridOf(r);
     end += gx * gy;
     params.push(paramsOf(r, 0, consts, [gx, end]));
@@ -382,6 +485,7 @@ function runGroup(rt: GpuRuntime, group: readonly Planned[]): void {
   });
   const code = groupedKernel(kernels, bindings.map((x) => x.storage));
   rt.dispatch(code, params, bindings.map((x) => x.buffer), [end]);
+  for (const p of group) for (const x of p.temps ?? []) rt.release(x);
 }
 
 /** Block elements times epilogue nodes above which the epilogue runs in a loop (see below). */

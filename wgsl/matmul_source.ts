@@ -8,7 +8,7 @@
  */
 
 import { groupedSource, type RoutinePart, routineSource, type Storage } from "./routine.ts";
-import { LANES } from "./runtime.ts";
+import { LANES, PARAM_BYTES } from "./runtime.ts";
 import { memoKernel } from "./source.ts";
 
 /**
@@ -45,6 +45,13 @@ export interface ProductVariant {
   epilogueLoop: boolean;
   /** One more output row: B's sums over k. */
   sums: boolean;
+  /**
+   * WGSL of a function `pro<A|B><tag>(i, acc) -> f32` that computes the operand's element i
+   * (kernel/backend.ts `Prologue`), or "" for an operand read from its buffer. An operand with
+   * one is not bound, and is loaded as floats (the unaligned variant).
+   */
+  prologueA: string;
+  prologueB: string;
 }
 
 /**
@@ -69,6 +76,12 @@ const PRODUCT_FIELDS = [
 ];
 
 /**
+ * The constants a product's epilogue and prologues may read together: the room its parameter
+ * block leaves after its fields and a group's two (routine.ts's `fieldsOf`), in floats.
+ */
+export const PRODUCT_CONSTS = (PARAM_BYTES - Math.ceil((PRODUCT_FIELDS.length + 2) / 4) * 16) / 4;
+
+/**
  * WGSL of the product kernel. Operands are read as vec4 arrays, in vec4 units: A is
  * [batch?, m, lda] (or [batch?, k4, lda] with `transA`), B is [batch?, k4, ldb] (or
  * [batch?, n, ldb] with `transB`), K padded with zeros to k4 = 4 steps. Batch entries are
@@ -86,8 +99,8 @@ export const productKernel = memoKernel("product", (v: ProductVariant) =>
 function productStorage(v: ProductVariant, N: ProductNames): Storage[] {
   const operand = v.unaligned ? "f32" : "vec4f";
   return [
-    { name: N.A, type: operand },
-    { name: N.B, type: operand },
+    ...(v.prologueA ? [] : [{ name: N.A, type: operand } as const]),
+    ...(v.prologueB ? [] : [{ name: N.B, type: operand } as const]),
     { name: N.O, type: v.vecOut ? "vec4f" : "f32", write: true },
   ];
 }
@@ -225,7 +238,9 @@ fn put${N.tag}(o: u32, c: u32, v: vec4f) {
   return {
     params: PRODUCT_FIELDS,
     consts: true,
-    decls: `${unaligned ? unalignedLoads(N) : ""}\n${epilogue}\n${vecOut ? "" : put}`,
+    decls: `${
+      unaligned ? unalignedLoads(v, N) : ""
+    }\n${v.prologueA}\n${v.prologueB}\n${epilogue}\n${vecOut ? "" : put}`,
     body: /* wgsl */ `let r0 = (wid.y * ${N.p}.wy + lid / ${N.p}.wx) * ${R}u;
   let c0 = (wid.x * ${N.p}.wx + lid % ${N.p}.wx) * ${C}u;
   let z = wid.z + ${N.p}.batch0;
@@ -284,11 +299,21 @@ function loopedEpilogue(
   }`;
 }
 
+/**
+ * Operand \`x\`'s element at \`at\` (a WGSL index expression): a load from its buffer, or a call
+ * of its prologue.
+ */
+function loadOf(x: "A" | "B", v: ProductVariant, N: ProductNames, at: string): string {
+  return v[`prologue${x}`] ? `pro${x}${N.tag}(${at}, 0.0)` : `${N[x]}[${at}]`;
+}
+
 /** Four floats of operand \`x\` along K from \`at\` (a row of A, or a column of B^T), zero past K. */
-function alongK(x: "A" | "B", N: ProductNames): string {
+function alongK(x: "A" | "B", v: ProductVariant, N: ProductNames): string {
   const terms = range(4).map((d) => {
     const k = d ? `k0 + ${d}u` : "k0";
-    return `select(0.0, ${N[x]}[at + ${k}], ${k} < ${N.p}.k)`;
+    // Past K the load (or a prologue's loads) may fall past a buffer: WGSL's robust access
+    // keeps it in bounds, and the select drops its value.
+    return `select(0.0, ${loadOf(x, v, N, `at + ${k}`)}, ${k} < ${N.p}.k)`;
   });
   return `fn along${x}${N.tag}(at: u32, k0: u32) -> vec4f {\n  return vec4f(${
     terms.join(", ")
@@ -299,8 +324,8 @@ function alongK(x: "A" | "B", N: ProductNames): string {
  * Four neighbours of row kk of operand \`x\` stored [k, dim] (A^T, or B), zero past K and
  * clamped to the matrix along \`dim\`.
  */
-function rowOf(x: "A" | "B", dim: string, N: ProductNames): string {
-  const terms = range(4).map((j) => `${N[x]}[row + min(c${j ? ` + ${j}u` : ""}, last)]`);
+function rowOf(x: "A" | "B", dim: string, v: ProductVariant, N: ProductNames): string {
+  const terms = range(4).map((j) => loadOf(x, v, N, `row + min(c${j ? ` + ${j}u` : ""}, last)`));
   return `fn row${x}${N.tag}(kk: u32, c: u32, off: u32) -> vec4f {
   if (kk >= ${N.p}.k) { return vec4f(); }
   let row = off + kk * ${N.p}.ld${x.toLowerCase()};
@@ -310,7 +335,8 @@ function rowOf(x: "A" | "B", dim: string, N: ProductNames): string {
 }
 
 /** The loads of the unaligned variant (see productPart). */
-function unalignedLoads(N: ProductNames): string {
+function unalignedLoads(v: ProductVariant, N: ProductNames): string {
   const xs = ["A", "B"] as const;
-  return [...xs.map((x) => alongK(x, N)), rowOf("A", "m", N), rowOf("B", "n", N)].join("\n");
+  return [...xs.map((x) => alongK(x, v, N)), rowOf("A", "m", v, N), rowOf("B", "n", v, N)]
+    .join("\n");
 }

@@ -7,14 +7,16 @@
  * @module
  */
 
-import type {
-  Backend,
-  Conv2dSpec,
-  DeviceBuffer,
-  Epilogue,
-  MatmulCall,
-  MatmulSpec,
-  Pool2dSpec,
+import {
+  type Backend,
+  type Conv2dSpec,
+  type DeviceBuffer,
+  type Epilogue,
+  isPrologue,
+  type MatmulCall,
+  type MatmulSpec,
+  type Pool2dSpec,
+  type Prologue,
 } from "../kernel/backend.ts";
 
 import type { DType, TypedArray } from "../kernel/shape.ts";
@@ -64,6 +66,14 @@ export class WebGpuBackend implements Backend {
   }
   set groupProducts(on: boolean) {
     this.matmuls = on ? (items) => this.productsTogether(items) : undefined;
+  }
+
+  /**
+   * Products take operands computed in their loads ({@link Backend.prologues}) whenever they
+   * run together: a prologue's inputs are bound as a grouped kernel binds them.
+   */
+  get prologues(): boolean {
+    return this.matmuls !== undefined;
   }
 
   /** Finds an adapter and creates the backend, or returns undefined when there is none. */
@@ -167,8 +177,16 @@ export class WebGpuBackend implements Backend {
       this.rt,
       items.map((x) => {
         const epilogue = this.#epi(x.epilogue, "matmul");
-        const [a, b] = [this.#buf(x.a, "matmul"), this.#buf(x.b, "matmul")];
-        return { a, b, spec: x.spec, ...(epilogue ? { epilogue } : {}) };
+        const operand = (y: DeviceBuffer | Prologue) =>
+          isPrologue(y)
+            ? { shape: y.shape, body: y.body, inputs: y.inputs.map((z) => this.#buf(z, "matmul")) }
+            : this.#buf(y, "matmul");
+        return {
+          a: operand(x.a),
+          b: operand(x.b),
+          spec: x.spec,
+          ...(epilogue ? { epilogue } : {}),
+        };
       }),
     );
   }

@@ -150,13 +150,14 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/lazy.ts",
-    find: "    if (underWay || this.computed) return this.#realize();\n    this.#firstRead();",
+    find:
+      "    if (realizationUnderWay() || this.computed) return this.#realize();\n    this.#firstRead();",
     replace: "    if (this.computed) return this.#realize();\n    this.#firstRead();",
     what: "a kernel that reads a gradient as its input computes all the transformation's results",
     tests: ["tests/together_test.ts"],
   },
   {
-    file: "kernel/lazy.ts",
+    file: "kernel/realization.ts",
     find: "demand = roots[0]?.backend.matmuls ? productsUnder(roots) : undefined;",
     replace: "demand = roots[0]?.backend.matmuls ? productsUnder(roots.slice(0, 1)) : undefined;",
     what: "a realization of several arrays runs together only the products under the first",

@@ -163,8 +163,8 @@ export const MUTANTS: Mutant[] = ([
 
   {
     file: "kernel/lazy.ts",
-    find: "        s.release();\n      }\n      if (this.#recipe !== r) return this.realize();\n",
-    replace: "        s.release();\n      }\n",
+    find: "        s.release();\n      }\n      return this.#recipe === r;\n",
+    replace: "        s.release();\n      }\n      return true;\n",
     what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
     tests: PROP,
   },
