@@ -26,7 +26,7 @@ import { cpu, webgpu } from "./harness.ts";
 import { scope, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { replayable } from "../autodiff/replay.ts";
-import { fc, params } from "./property.ts";
+import { fc, property } from "./property.ts";
 
 const gpu = await webgpu();
 
@@ -130,174 +130,171 @@ if (gpu) {
   const rt = gpu.rt;
   gpu.groupProducts = true;
 
-  Deno.test("property: a product computes its operands given as prologues, as the maps they are", async () => {
-    await fc.assert(
-      fc.asyncProperty(arbCase, async (c) => {
-        const live = rt.liveBuffers();
-        const owned: GpuBuffer[] = [];
-        const up = (x: Float32Array) => {
-          const b = rt.upload(x);
-          owned.push(b);
-          return b;
-        };
-        const s = c.spec;
-        const batch = s.batch ?? 1;
-        const [bA, bB] = [s.batchA ?? true, s.batchB ?? true].map((
-          x,
-        ) => (batch > 1 && x ? batch : 1));
-        const shapeA = [...(bA > 1 ? [bA] : []), ...(s.transA ? [s.k, s.m] : [s.m, s.k])];
-        const shapeB = [...(bB > 1 ? [bB] : []), ...(s.transB ? [s.n, s.k] : [s.k, s.n])];
-        const sizeA = bA * s.m * s.k, sizeB = bB * s.k * s.n;
-        // Operand values in float64, as the product should see them.
-        const operand = (which: "A" | "B", size: number, shape: number[], seed: number) => {
-          const x = data(size, seed), y = data(size, seed + 1);
-          if (c.pro !== which && c.pro !== "both") {
-            return { arg: up(x), values: Float64Array.from(x) };
-          }
-          const { body, f } = prologueOf(c, which, shape);
-          const values = Float64Array.from(x, (v, i) => f(v, y[i]));
-          return { arg: { shape, body, inputs: [up(x), up(y)] }, values };
-        };
-        const A = operand("A", sizeA, shapeA, 1), B = operand("B", sizeB, shapeB, 3);
-        const outShape = matmulShape(s);
-        const outSize = outShape.reduce((x, y) => x * y, 1);
-        const extra = c.epilogue === "input" ? data(outSize, 9) : undefined;
-        const epilogue = c.epilogue === "scale"
-          ? { body: binary("mul", ACC, constant(c.c1)), inputs: [] }
-          : extra
-          ? { body: binary("add", ACC, load(0, contiguous(outShape))), inputs: [up(extra)] }
-          : undefined;
-        const items = [{ a: A.arg, b: B.arg, spec: s, ...(epilogue ? { epilogue } : {}) }];
-        if (c.beside) {
-          items.push({ a: up(data(12, 20)), b: up(data(15, 21)), spec: { m: 4, k: 3, n: 5 } });
+  property(
+    "a product computes its operands given as prologues, as the maps they are",
+    arbCase,
+    40,
+    async (c) => {
+      const live = rt.liveBuffers();
+      const owned: GpuBuffer[] = [];
+      const up = (x: Float32Array) => {
+        const b = rt.upload(x);
+        owned.push(b);
+        return b;
+      };
+      const s = c.spec;
+      const batch = s.batch ?? 1;
+      const [bA, bB] = [s.batchA ?? true, s.batchB ?? true].map((
+        x,
+      ) => (batch > 1 && x ? batch : 1));
+      const shapeA = [...(bA > 1 ? [bA] : []), ...(s.transA ? [s.k, s.m] : [s.m, s.k])];
+      const shapeB = [...(bB > 1 ? [bB] : []), ...(s.transB ? [s.n, s.k] : [s.k, s.n])];
+      const sizeA = bA * s.m * s.k, sizeB = bB * s.k * s.n;
+      // Operand values in float64, as the product should see them.
+      const operand = (which: "A" | "B", size: number, shape: number[], seed: number) => {
+        const x = data(size, seed), y = data(size, seed + 1);
+        if (c.pro !== which && c.pro !== "both") {
+          return { arg: up(x), values: Float64Array.from(x) };
         }
-        const d0 = rt.stats.dispatches;
-        const outs = matmulGroup(rt, items);
-        const dispatches = rt.stats.dispatches - d0;
-        try {
-          const got = await rt.read(outs[0]);
-          const rows = s.m + (s.sums ? 1 : 0);
-          for (let z = 0; z < batch; z++) {
-            for (let i = 0; i < rows; i++) {
-              for (let j = 0; j < s.n; j++) {
-                let sum = 0, scale = 0;
-                for (let kk = 0; kk < s.k; kk++) {
-                  const a = i === s.m
-                    ? 1
-                    : at(A.values, bA > 1 ? z : 0, s.m, s.k, !!s.transA, i, kk);
-                  const b = at(B.values, bB > 1 ? z : 0, s.k, s.n, !!s.transB, kk, j);
-                  sum += a * b;
-                  scale += Math.abs(a * b);
-                }
-                const o = (z * rows + i) * s.n + j;
-                const want = c.epilogue === "scale"
-                  ? sum * Math.fround(c.c1)
-                  : extra
-                  ? sum + extra[o]
-                  : sum;
-                assert.ok(
-                  Math.abs(got[o] - want) <= 1e-5 * (1 + scale),
-                  `${JSON.stringify(c)}: [${z}, ${i}, ${j}] ${got[o]} vs ${want}`,
-                );
+        const { body, f } = prologueOf(c, which, shape);
+        const values = Float64Array.from(x, (v, i) => f(v, y[i]));
+        return { arg: { shape, body, inputs: [up(x), up(y)] }, values };
+      };
+      const A = operand("A", sizeA, shapeA, 1), B = operand("B", sizeB, shapeB, 3);
+      const outShape = matmulShape(s);
+      const outSize = outShape.reduce((x, y) => x * y, 1);
+      const extra = c.epilogue === "input" ? data(outSize, 9) : undefined;
+      const epilogue = c.epilogue === "scale"
+        ? { body: binary("mul", ACC, constant(c.c1)), inputs: [] }
+        : extra
+        ? { body: binary("add", ACC, load(0, contiguous(outShape))), inputs: [up(extra)] }
+        : undefined;
+      const items = [{ a: A.arg, b: B.arg, spec: s, ...(epilogue ? { epilogue } : {}) }];
+      if (c.beside) {
+        items.push({ a: up(data(12, 20)), b: up(data(15, 21)), spec: { m: 4, k: 3, n: 5 } });
+      }
+      const d0 = rt.stats.dispatches;
+      const outs = matmulGroup(rt, items);
+      const dispatches = rt.stats.dispatches - d0;
+      try {
+        const got = await rt.read(outs[0]);
+        const rows = s.m + (s.sums ? 1 : 0);
+        for (let z = 0; z < batch; z++) {
+          for (let i = 0; i < rows; i++) {
+            for (let j = 0; j < s.n; j++) {
+              let sum = 0, scale = 0;
+              for (let kk = 0; kk < s.k; kk++) {
+                const a = i === s.m ? 1 : at(A.values, bA > 1 ? z : 0, s.m, s.k, !!s.transA, i, kk);
+                const b = at(B.values, bB > 1 ? z : 0, s.k, s.n, !!s.transB, kk, j);
+                sum += a * b;
+                scale += Math.abs(a * b);
               }
-            }
-          }
-          // One dispatch for the group where its kernel can take the prologues; a batched product
-          // or one whose constants overflow its parameter block computes them first.
-          const pros = c.pro === "both" ? 2 : 1;
-          const first = batch > 1 || c.consts === "many" ? pros : 0;
-          const own = batch > 1 && c.beside ? 1 : 0;
-          assert.equal(dispatches, first + 1 + own, `${JSON.stringify(c)}: dispatches`);
-        } finally {
-          for (const b of [...outs, ...owned]) rt.release(b);
-        }
-        assert.equal(rt.liveBuffers(), live, `${JSON.stringify(c)}: buffers left behind`);
-      }),
-      params("products with prologues", 40),
-    );
-  });
-
-  Deno.test("property: a map only products read is computed in their loads, on WebGPU as in the oracle", async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.integer({ min: 1, max: 23 }),
-        fc.integer({ min: 1, max: 19 }),
-        fc.integer({ min: 1, max: 9 }),
-        fc.integer({ min: 1, max: 9 }),
-        fc.constantFrom("one", "two", "held", "wide") as fc.Arbitrary<
-          "one" | "two" | "held" | "wide"
-        >,
-        async (r, cols, n1, n2, readers) => {
-          // g = tanh(x) * y + x, [r, cols]: p = g w ([r, n1]) and, with two readers, q = g^T h
-          // ([cols, n2]): a dense layer's input and weight gradients from dz. "held": the caller
-          // reads g too. "wide": g reads five more arrays (seven in all), more than a product kernel binds
-          // beside its own buffers, so it is computed on its own.
-          const run = async (be: typeof cpu | typeof gpu) => {
-            const dtype = be === cpu ? Float64Array : Float32Array;
-            const mk = (shape: number[], seed: number) =>
-              Lazy.of(be!, be!.upload(dtype.from(data(shape[0] * shape[1], seed))), shape);
-            const live = be!.liveBuffers();
-            const [x, y, w, h] = [
-              mk([r, cols], 1),
-              mk([r, cols], 2),
-              mk([cols, n1], 3),
-              mk([r, n2], 4),
-            ];
-            const t = k.unary("tanh", x);
-            const ty = k.binary("mul", t, y);
-            const more = readers === "wide"
-              ? Array.from({ length: 5 }, (_, i) => mk([r, cols], 10 + i))
-              : [];
-            const sums = [k.binary("add", ty, x)];
-            for (const z of more) sums.push(k.binary("add", sums[sums.length - 1], z));
-            const g = sums.pop()!;
-            const p = k.routine({ op: "matmul", spec: { m: r, k: cols, n: n1 } }, [g, w], [r, n1]);
-            const parts = [p];
-            if (readers !== "one") {
-              parts.push(
-                k.routine({ op: "matmul", spec: { m: cols, k: r, n: n2, transA: true } }, [g, h], [
-                  cols,
-                  n2,
-                ]),
+              const o = (z * rows + i) * s.n + j;
+              const want = c.epilogue === "scale"
+                ? sum * Math.fround(c.c1)
+                : extra
+                ? sum + extra[o]
+                : sum;
+              assert.ok(
+                Math.abs(got[o] - want) <= 1e-5 * (1 + scale),
+                `${JSON.stringify(c)}: [${z}, ${i}, ${j}] ${got[o]} vs ${want}`,
               );
             }
-            const widths = parts.map((l) => l.size);
-            const root = k.routine({ op: "concat", outer: 1, widths }, parts, [
-              widths.reduce((a, b) => a + b),
-            ]);
-            for (const l of [x, y, w, h, t, ty, ...more, ...sums, ...parts]) l.release();
-            if (readers !== "held") g.release();
-            const k0 = lazyStats.kernels, d0 = be === gpu ? gpu.rt.stats.dispatches : 0;
-            const out = Array.from(await be!.read(root.realize()));
-            const kernels = lazyStats.kernels - k0;
-            const dispatches = be === gpu ? gpu.rt.stats.dispatches - d0 : 0;
-            root.release();
-            const gv = readers === "held" ? Array.from(await be!.read(g.realize())) : [];
-            if (readers === "held") g.release();
-            assert.equal(be!.liveBuffers(), live, `${be!.name}: every buffer given back`);
-            return { out: [...out, ...gv], kernels, dispatches };
-          };
-          const got = await run(gpu);
-          const want = await run(cpu);
-          assert.equal(got.out.length, want.out.length);
-          got.out.forEach((v, i) =>
-            assert.ok(
-              Math.abs(v - want.out[i]) <= 1e-4 * (1 + Math.abs(want.out[i])),
-              `[${i}]: ${v} vs ${want.out[i]}`,
-            )
+          }
+        }
+        // One dispatch for the group where its kernel can take the prologues; a batched product
+        // or one whose constants overflow its parameter block computes them first.
+        const pros = c.pro === "both" ? 2 : 1;
+        const first = batch > 1 || c.consts === "many" ? pros : 0;
+        const own = batch > 1 && c.beside ? 1 : 0;
+        assert.equal(dispatches, first + 1 + own, `${JSON.stringify(c)}: dispatches`);
+      } finally {
+        for (const b of [...outs, ...owned]) rt.release(b);
+      }
+      assert.equal(rt.liveBuffers(), live, `${JSON.stringify(c)}: buffers left behind`);
+    },
+  );
+
+  property(
+    "a map only products read is computed in their loads, on WebGPU as in the oracle",
+    fc.tuple(
+      fc.integer({ min: 1, max: 23 }),
+      fc.integer({ min: 1, max: 19 }),
+      fc.integer({ min: 1, max: 9 }),
+      fc.integer({ min: 1, max: 9 }),
+      fc.constantFrom("one", "two", "held", "wide") as fc.Arbitrary<
+        "one" | "two" | "held" | "wide"
+      >,
+    ),
+    25,
+    async ([r, cols, n1, n2, readers]) => {
+      // g = tanh(x) * y + x, [r, cols]: p = g w ([r, n1]) and, with two readers, q = g^T h
+      // ([cols, n2]): a dense layer's input and weight gradients from dz. "held": the caller
+      // reads g too. "wide": g reads five more arrays (seven in all), more than a product kernel binds
+      // beside its own buffers, so it is computed on its own.
+      const run = async (be: typeof cpu | typeof gpu) => {
+        const dtype = be === cpu ? Float64Array : Float32Array;
+        const mk = (shape: number[], seed: number) =>
+          Lazy.of(be!, be!.upload(dtype.from(data(shape[0] * shape[1], seed))), shape);
+        const live = be!.liveBuffers();
+        const [x, y, w, h] = [
+          mk([r, cols], 1),
+          mk([r, cols], 2),
+          mk([cols, n1], 3),
+          mk([r, n2], 4),
+        ];
+        const t = k.unary("tanh", x);
+        const ty = k.binary("mul", t, y);
+        const more = readers === "wide"
+          ? Array.from({ length: 5 }, (_, i) => mk([r, cols], 10 + i))
+          : [];
+        const sums = [k.binary("add", ty, x)];
+        for (const z of more) sums.push(k.binary("add", sums[sums.length - 1], z));
+        const g = sums.pop()!;
+        const p = k.routine({ op: "matmul", spec: { m: r, k: cols, n: n1 } }, [g, w], [r, n1]);
+        const parts = [p];
+        if (readers !== "one") {
+          parts.push(
+            k.routine({ op: "matmul", spec: { m: cols, k: r, n: n2, transA: true } }, [g, h], [
+              cols,
+              n2,
+            ]),
           );
-          // The map runs as its own kernel only when someone else holds it or it reads too many
-          // arrays; the products (and
-          // the copies of the concatenation) then take one dispatch.
-          const own = readers === "held" || readers === "wide";
-          assert.equal(got.kernels, own ? 1 : 0, `${readers}: kernels`);
-          assert.equal(got.dispatches, own ? 2 : 1, `${readers}: dispatches`);
-          assert.equal(want.kernels, 1, "the oracle computes the map");
-        },
-      ),
-      params("maps computed in products' loads", 25),
-    );
-  });
+        }
+        const widths = parts.map((l) => l.size);
+        const root = k.routine({ op: "concat", outer: 1, widths }, parts, [
+          widths.reduce((a, b) => a + b),
+        ]);
+        for (const l of [x, y, w, h, t, ty, ...more, ...sums, ...parts]) l.release();
+        if (readers !== "held") g.release();
+        const k0 = lazyStats.kernels, d0 = be === gpu ? gpu.rt.stats.dispatches : 0;
+        const out = Array.from(await be!.read(root.realize()));
+        const kernels = lazyStats.kernels - k0;
+        const dispatches = be === gpu ? gpu.rt.stats.dispatches - d0 : 0;
+        root.release();
+        const gv = readers === "held" ? Array.from(await be!.read(g.realize())) : [];
+        if (readers === "held") g.release();
+        assert.equal(be!.liveBuffers(), live, `${be!.name}: every buffer given back`);
+        return { out: [...out, ...gv], kernels, dispatches };
+      };
+      const got = await run(gpu);
+      const want = await run(cpu);
+      assert.equal(got.out.length, want.out.length);
+      got.out.forEach((v, i) =>
+        assert.ok(
+          Math.abs(v - want.out[i]) <= 1e-4 * (1 + Math.abs(want.out[i])),
+          `[${i}]: ${v} vs ${want.out[i]}`,
+        )
+      );
+      // The map runs as its own kernel only when someone else holds it or it reads too many
+      // arrays; the products (and
+      // the copies of the concatenation) then take one dispatch.
+      const own = readers === "held" || readers === "wide";
+      assert.equal(got.kernels, own ? 1 : 0, `${readers}: kernels`);
+      assert.equal(got.dispatches, own ? 2 : 1, `${readers}: dispatches`);
+      assert.equal(want.kernels, 1, "the oracle computes the map");
+    },
+  );
 
   Deno.test("prologues: a replay runs the products with their prologues, as the recording did", async () => {
     const opts = { backend: gpu };
