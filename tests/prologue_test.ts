@@ -215,6 +215,78 @@ if (gpu) {
     },
   );
 
+  /** A map read by products: rows, columns, the products' widths, its readers, mapsInLoads. */
+  type MapsCase = [number, number, number, number, "one" | "two" | "held" | "wide", boolean];
+
+  const checkMaps = async ([r, cols, n1, n2, readers, inLoads]: MapsCase) => {
+    // g = tanh(x) * y + x, [r, cols]: p = g w ([r, n1]) and, with two readers, q = g^T h
+    // ([cols, n2]): a dense layer's input and weight gradients from dz. "held": the caller
+    // reads g too. "wide": g reads five more arrays (seven in all), more than a product kernel
+    // binds beside its own buffers, so it is computed on its own.
+    const run = async (be: typeof cpu | typeof gpu) => {
+      const dtype = be === cpu ? Float64Array : Float32Array;
+      const mk = (shape: number[], seed: number) =>
+        Lazy.of(be!, be!.upload(dtype.from(data(shape[0] * shape[1], seed))), shape);
+      const live = be!.liveBuffers();
+      const [x, y, w, h] = [
+        mk([r, cols], 1),
+        mk([r, cols], 2),
+        mk([cols, n1], 3),
+        mk([r, n2], 4),
+      ];
+      const t = k.unary("tanh", x);
+      const ty = k.binary("mul", t, y);
+      const more = readers === "wide"
+        ? Array.from({ length: 5 }, (_, i) => mk([r, cols], 10 + i))
+        : [];
+      const sums = [k.binary("add", ty, x)];
+      for (const z of more) sums.push(k.binary("add", sums[sums.length - 1], z));
+      const g = sums.pop()!;
+      const p = k.routine({ op: "matmul", spec: { m: r, k: cols, n: n1 } }, [g, w], [r, n1]);
+      const parts = [p];
+      if (readers !== "one") {
+        parts.push(
+          k.routine({ op: "matmul", spec: { m: cols, k: r, n: n2, transA: true } }, [g, h], [
+            cols,
+            n2,
+          ]),
+        );
+      }
+      const widths = parts.map((l) => l.size);
+      const root = k.routine({ op: "concat", outer: 1, widths }, parts, [
+        widths.reduce((a, b) => a + b),
+      ]);
+      for (const l of [x, y, w, h, t, ty, ...more, ...sums, ...parts]) l.release();
+      if (readers !== "held") g.release();
+      const k0 = lazyStats.kernels, d0 = be === gpu ? gpu.rt.stats.dispatches : 0;
+      const out = Array.from(await be!.read(root.realize()));
+      const kernels = lazyStats.kernels - k0;
+      const dispatches = be === gpu ? gpu.rt.stats.dispatches - d0 : 0;
+      root.release();
+      const gv = readers === "held" ? Array.from(await be!.read(g.realize())) : [];
+      if (readers === "held") g.release();
+      assert.equal(be!.liveBuffers(), live, `${be!.name}: every buffer given back`);
+      return { out: [...out, ...gv], kernels, dispatches };
+    };
+    gpu.mapsInLoads = inLoads;
+    const got = await run(gpu).finally(() => (gpu.mapsInLoads = true));
+    const want = await run(cpu);
+    assert.equal(got.out.length, want.out.length);
+    got.out.forEach((v, i) =>
+      assert.ok(
+        Math.abs(v - want.out[i]) <= 1e-4 * (1 + Math.abs(want.out[i])),
+        `[${i}]: ${v} vs ${want.out[i]}`,
+      )
+    );
+    // The map runs as its own kernel only when someone else holds it, it reads too many arrays
+    // or mapsInLoads is off; the products (and the copies of the concatenation) then take one
+    // dispatch.
+    const own = readers === "held" || readers === "wide" || !inLoads;
+    assert.equal(got.kernels, own ? 1 : 0, `${readers}: kernels`);
+    assert.equal(got.dispatches, own ? 2 : 1, `${readers}: dispatches`);
+    assert.equal(want.kernels, 1, "the oracle computes the map");
+  };
+
   property(
     "a map only products read is computed in their loads, on WebGPU as in the oracle",
     fc.tuple(
@@ -225,76 +297,15 @@ if (gpu) {
       fc.constantFrom("one", "two", "held", "wide") as fc.Arbitrary<
         "one" | "two" | "held" | "wide"
       >,
+      // WebGpuBackend.mapsInLoads: off, every map is computed on its own.
+      fc.constantFrom(true, true, true, false),
     ),
     25,
-    async ([r, cols, n1, n2, readers]) => {
-      // g = tanh(x) * y + x, [r, cols]: p = g w ([r, n1]) and, with two readers, q = g^T h
-      // ([cols, n2]): a dense layer's input and weight gradients from dz. "held": the caller
-      // reads g too. "wide": g reads five more arrays (seven in all), more than a product kernel binds
-      // beside its own buffers, so it is computed on its own.
-      const run = async (be: typeof cpu | typeof gpu) => {
-        const dtype = be === cpu ? Float64Array : Float32Array;
-        const mk = (shape: number[], seed: number) =>
-          Lazy.of(be!, be!.upload(dtype.from(data(shape[0] * shape[1], seed))), shape);
-        const live = be!.liveBuffers();
-        const [x, y, w, h] = [
-          mk([r, cols], 1),
-          mk([r, cols], 2),
-          mk([cols, n1], 3),
-          mk([r, n2], 4),
-        ];
-        const t = k.unary("tanh", x);
-        const ty = k.binary("mul", t, y);
-        const more = readers === "wide"
-          ? Array.from({ length: 5 }, (_, i) => mk([r, cols], 10 + i))
-          : [];
-        const sums = [k.binary("add", ty, x)];
-        for (const z of more) sums.push(k.binary("add", sums[sums.length - 1], z));
-        const g = sums.pop()!;
-        const p = k.routine({ op: "matmul", spec: { m: r, k: cols, n: n1 } }, [g, w], [r, n1]);
-        const parts = [p];
-        if (readers !== "one") {
-          parts.push(
-            k.routine({ op: "matmul", spec: { m: cols, k: r, n: n2, transA: true } }, [g, h], [
-              cols,
-              n2,
-            ]),
-          );
-        }
-        const widths = parts.map((l) => l.size);
-        const root = k.routine({ op: "concat", outer: 1, widths }, parts, [
-          widths.reduce((a, b) => a + b),
-        ]);
-        for (const l of [x, y, w, h, t, ty, ...more, ...sums, ...parts]) l.release();
-        if (readers !== "held") g.release();
-        const k0 = lazyStats.kernels, d0 = be === gpu ? gpu.rt.stats.dispatches : 0;
-        const out = Array.from(await be!.read(root.realize()));
-        const kernels = lazyStats.kernels - k0;
-        const dispatches = be === gpu ? gpu.rt.stats.dispatches - d0 : 0;
-        root.release();
-        const gv = readers === "held" ? Array.from(await be!.read(g.realize())) : [];
-        if (readers === "held") g.release();
-        assert.equal(be!.liveBuffers(), live, `${be!.name}: every buffer given back`);
-        return { out: [...out, ...gv], kernels, dispatches };
-      };
-      const got = await run(gpu);
-      const want = await run(cpu);
-      assert.equal(got.out.length, want.out.length);
-      got.out.forEach((v, i) =>
-        assert.ok(
-          Math.abs(v - want.out[i]) <= 1e-4 * (1 + Math.abs(want.out[i])),
-          `[${i}]: ${v} vs ${want.out[i]}`,
-        )
-      );
-      // The map runs as its own kernel only when someone else holds it or it reads too many
-      // arrays; the products (and
-      // the copies of the concatenation) then take one dispatch.
-      const own = readers === "held" || readers === "wide";
-      assert.equal(got.kernels, own ? 1 : 0, `${readers}: kernels`);
-      assert.equal(got.dispatches, own ? 2 : 1, `${readers}: dispatches`);
-      assert.equal(want.kernels, 1, "the oracle computes the map");
-    },
+    checkMaps,
   );
+
+  Deno.test("prologues: with mapsInLoads off, a map only products read is computed on its own", () =>
+    checkMaps([7, 5, 3, 4, "two", false]));
 
   Deno.test("prologues: a replay runs the products with their prologues, as the recording did", async () => {
     const opts = { backend: gpu };

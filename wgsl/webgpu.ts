@@ -69,11 +69,18 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * Products take operands computed in their loads ({@link Backend.prologues}) whenever they
-   * run together: a prologue's inputs are bound as a grouped kernel binds them.
+   * Whether products running together ({@link WebGpuBackend.groupProducts}) compute in their
+   * loads the element-wise maps that only they read ({@link Backend.prologues}): a dispatch and
+   * a round trip through memory fewer per map, each element computed by every invocation that
+   * loads it. On by default. On llvmpipe, where every load is a loop over the lanes, a W1 loss +
+   * gradient with products together measured slower with it (29 -> 33 ms, bench/README.md);
+   * hardware GPUs, not measured here, pay per dispatch.
    */
+  mapsInLoads = true;
+
+  /** {@link Backend.prologues}: with products together and {@link WebGpuBackend.mapsInLoads}. */
   get prologues(): boolean {
-    return this.matmuls !== undefined;
+    return this.matmuls !== undefined && this.mapsInLoads;
   }
 
   /** Finds an adapter and creates the backend, or returns undefined when there is none. */

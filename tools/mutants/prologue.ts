@@ -72,9 +72,16 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "wgsl/webgpu.ts",
-    find: "    return this.matmuls !== undefined;\n  }\n\n  /** Finds",
-    replace: "    return false;\n  }\n\n  /** Finds",
+    find: "return this.matmuls !== undefined && this.mapsInLoads;",
+    replace: "return false;",
     what: "WebGPU takes no prologue",
     tests: [...PROLOGUE, ...COUNTS],
+  },
+  {
+    file: "wgsl/webgpu.ts",
+    find: "return this.matmuls !== undefined && this.mapsInLoads;",
+    replace: "return this.matmuls !== undefined;",
+    what: "mapsInLoads = false leaves maps in the products' loads",
+    tests: PROLOGUE,
   },
 ] as Mutant[]).map((m) => ({ ...m, what: `[prologue] ${m.what}` }));
