@@ -253,8 +253,7 @@ export class Lazy {
       if (!early.includes(s) && !compute(s)) return this.realize();
     }
     for (const a of early) {
-      // Still a map (held by this recipe): its sources as they are now.
-      for (const s of a.#recipe?.kind === "map" ? [...a.#recipe.srcs] : []) {
+      for (const s of a.#recipe?.kind === "map" ? [...a.#recipe.srcs] : []) { // as they are now
         if (a.#recipe?.srcs.includes(s) && !compute(s)) return this.realize();
       }
     }
@@ -262,7 +261,9 @@ export class Lazy {
     // one is rebuilt over it rather than compute that host's old work again.
     if (this.#refresh()) return this.realize();
     const ready = r.kind === "routine" && r.routine.op === "matmul" ? this.#mates() : [];
-    const prologues = this.#prologuesOf([{ x: this, r }, ...ready]);
+    const prologues = r.kind === "routine" && this.backend.prologues
+      ? this.#prologuesOf([{ x: this, r }, ...ready])
+      : undefined;
     if (this.#recipe !== r) return this.realize();
     const me = this.#launchOf(r, prologues);
     const mates = ready.filter((m) => m.x.#recipe === m.r)
