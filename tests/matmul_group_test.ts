@@ -19,6 +19,7 @@ import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { replayable } from "../autodiff/replay.ts";
 import { fc, property } from "./property.ts";
+import { arbProductSpec } from "./product_specs.ts";
 
 const gpu = await webgpu();
 
@@ -33,40 +34,13 @@ interface Case {
 }
 
 const arbCase: fc.Arbitrary<Case> = fc.record({
-  m: fc.integer({ min: 1, max: 37 }),
-  k: fc.integer({ min: 1, max: 41 }),
-  n: fc.integer({ min: 1, max: 36 }),
-  transA: fc.boolean(),
-  transB: fc.boolean(),
-  sums: fc.boolean(),
   // Batched products (one operand shared or both batched) are not grouped: they run alone.
-  batch: fc.constantFrom(1, 1, 1, 2, 3),
-  batchA: fc.boolean(),
-  batchB: fc.boolean(),
-  offA: fc.constantFrom(0, 3, 4),
-  offB: fc.constantFrom(0, 1, 8),
+  spec: arbProductSpec([1, 1, 1, 2, 3], true),
   epilogue: fc.constantFrom("none", "scale", "input") as fc.Arbitrary<Case["epilogue"]>,
   shareA: fc.boolean(),
   shareB: fc.boolean(),
   value: fc.double({ min: -2, max: 2, noNaN: true }),
-}).map((c) => ({
-  spec: {
-    m: c.m,
-    k: c.k,
-    n: c.n,
-    transA: c.transA,
-    transB: c.transB,
-    // The sums row is B's sums over k (not with B transposed: the fold never asks for it), of
-    // products of batch 1.
-    ...(c.sums && !c.transB && c.batch === 1 ? { sums: true } : {}),
-    ...(c.batch > 1 ? { batch: c.batch, batchA: c.batchA, batchB: c.batchB } : {}),
-    ...(c.offA || c.offB ? { offsetA: c.offA, offsetB: c.offB } : {}),
-  },
-  epilogue: c.epilogue,
-  shareA: c.shareA,
-  shareB: c.shareB,
-  value: c.value,
-}));
+});
 
 function data(size: number, seed: number): Float32Array {
   return Float32Array.from({ length: size }, (_, i) => Math.sin(seed * 7.1 + i * 1.3) * 1.5);

@@ -27,6 +27,7 @@ import { scope, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
 import { replayable } from "../autodiff/replay.ts";
 import { fc, property } from "./property.ts";
+import { arbProductSpec } from "./product_specs.ts";
 
 const gpu = await webgpu();
 
@@ -48,36 +49,13 @@ interface Case {
 }
 
 const arbCase: fc.Arbitrary<Case> = fc.record({
-  m: fc.integer({ min: 1, max: 37 }),
-  k: fc.integer({ min: 1, max: 41 }),
-  n: fc.integer({ min: 1, max: 36 }),
-  transA: fc.boolean(),
-  transB: fc.boolean(),
-  sums: fc.boolean(),
-  batch: fc.constantFrom(1, 1, 1, 2),
-  batchA: fc.boolean(),
-  batchB: fc.boolean(),
+  spec: arbProductSpec([1, 1, 1, 2], false),
   pro: fc.constantFrom("A", "B", "both") as fc.Arbitrary<Case["pro"]>,
   consts: fc.constantFrom("few", "few", "few", "many") as fc.Arbitrary<Case["consts"]>,
   c1: fc.double({ min: -2, max: 2, noNaN: true }),
   epilogue: fc.constantFrom("none", "scale", "input") as fc.Arbitrary<Case["epilogue"]>,
   beside: fc.boolean(),
-}).map((c) => ({
-  spec: {
-    m: c.m,
-    k: c.k,
-    n: c.n,
-    transA: c.transA,
-    transB: c.transB,
-    ...(c.sums && !c.transB && c.batch === 1 ? { sums: true } : {}),
-    ...(c.batch > 1 ? { batch: c.batch, batchA: c.batchA, batchB: c.batchB } : {}),
-  },
-  pro: c.pro,
-  consts: c.consts,
-  c1: c.c1,
-  epilogue: c.epilogue,
-  beside: c.beside,
-}));
+});
 
 /** Constants in a "many" prologue: past the 48 floats a product's parameter block holds. */
 const MANY = 50;
