@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { numpyInitSeed, runExperiment } from "../train/experiment.ts";
 import { parseTrainArgs, SETTINGS, trainHelp } from "../train/settings.ts";
-import { cli } from "./data_files.ts";
+import { cli, cliWith } from "./data_files.ts";
 
 Deno.test("train flags: the seed's defaults, --layers takes several values, bools as the seed's str2bool", () => {
   const d = parseTrainArgs([]);
@@ -179,6 +179,40 @@ Deno.test("cli: reproduce runs a grid, then writes the report beside the runs", 
     const again = await cli(...args, "--backend", "cpu", "--path", dir, "--no-report");
     assert.match(again.stdout, /res_SGN_10_1: finished before, skipped/);
     assert.doesNotMatch(again.stdout, /report:/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: a report that cannot be written leaves the runs saved and says so, in train and reproduce", async () => {
+  const dir = await Deno.makeTempDir();
+  // The page's bundle links packages in a temporary folder: with TMPDIR missing it cannot be
+  // built, as without the network for the charts' package.
+  const env = { TMPDIR: `${dir}/missing` };
+  try {
+    const grid = ["reproduce", "sine_10", "--runs", "SGN_10", "--seeds", "1", "--epochs", "1"];
+    const run = await cliWith(env, ...grid, "--backend", "cpu", "--path", dir);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(
+      run.stderr,
+      new RegExp(`the runs are saved in ${dir}/sine_10, but the report was not written: .*tmpdir`),
+    );
+    assert.doesNotMatch(run.stderr, /\n\s+at /, "no stack trace");
+    const results = JSON.parse(
+      await Deno.readTextFile(`${dir}/sine_10/res_SGN_10_1/results.json`),
+    );
+    assert.equal(results.status, "finished", "the run is saved whole");
+    const one = await cliWith(
+      env,
+      ...["train", "--dataset", "sine_10", "--layers", "4", "--batch_size", "500"],
+      ...["--backend", "cpu", "--epochs", "1", "--path", dir, "--f", "one", "--report"],
+    );
+    assert.equal(one.code, 2, one.stderr);
+    assert.match(
+      one.stderr,
+      new RegExp(`the run is saved in ${dir}/one, but the report was not written: .*tmpdir`),
+    );
+    assert.ok((await Deno.stat(`${dir}/one/results.json`)).isFile);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -53,11 +53,20 @@ export async function writeIdxDir(
 }
 
 /** Runs `cli.ts` with `args` in a subprocess; its exit code and output. */
-export async function cli(
+export function cli(
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return cliWith({}, ...args);
+}
+
+/** {@link cli} with `env` added to the environment. */
+export async function cliWith(
+  env: Record<string, string>,
   ...args: string[]
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("../cli.ts", import.meta.url).pathname, ...args],
+    env,
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -242,4 +242,25 @@ export const MUTANTS: Mutant[] = [
     what: "[report] the seed's tot_time spread with epoch k ending where epoch k - 1 does",
     tests: RUNS,
   },
+  {
+    file: "report/deno_npm.ts",
+    find: "        if (!packages.length) {",
+    replace: "        if (packages.length < 0) {",
+    what: "[report] a package Deno could not fetch is called missing from its own listing",
+    tests: ["tests/deno_npm_test.ts"],
+  },
+  {
+    file: "cli.ts",
+    find: "      throw reportNotWritten(`the runs are saved in ${summary.folder}`, e);",
+    replace: "      throw e;",
+    what: "[report] reproduce's report that cannot be written is an internal error",
+    tests: ["tests/cli_test.ts"],
+  },
+  {
+    file: "cli.ts",
+    find: "    throw reportNotWritten(`the run is saved in ${folder}`, e);",
+    replace: "    throw e;",
+    what: "[report] train's report that cannot be written is an internal error",
+    tests: ["tests/cli_test.ts"],
+  },
 ];
