@@ -283,14 +283,14 @@ export class Lazy {
 
   /**
    * A product's operands that may be computed in its loads ({@link Backend.prologues}): pending
-   * maps, not windows, not made with other arrays (kernel/multi.ts); their pending maps inlined.
+   * maps, not windows (made with others or not: kernel/multi.ts skips one let go); maps inlined.
    */
   #prologueCandidates(r: Recipe): Lazy[] {
     if (r.kind !== "routine" || r.routine.op !== "matmul" || !this.backend.prologues) return [];
     const out: Lazy[] = [];
     for (const a of r.args) {
       const ar = a.#recipe;
-      const fit = !a.computed && ar?.kind === "map" && !a.#onRead && !a.#unfused &&
+      const fit = !a.computed && ar?.kind === "map" && !a.#unfused &&
         !a.#computing && !a.window() && !out.includes(a);
       if (!fit) continue;
       readWindows(ar);

@@ -84,4 +84,11 @@ export const MUTANTS: Mutant[] = ([
     what: "mapsInLoads = false leaves maps in the products' loads",
     tests: PROLOGUE,
   },
+  {
+    file: "kernel/lazy.ts",
+    find: 'const fit = !a.computed && ar?.kind === "map" && !a.#unfused &&',
+    replace: 'const fit = !a.computed && ar?.kind === "map" && !a.#unfused && !a.#onRead &&',
+    what: "a map made with other arrays (a transformation's result) is never a prologue",
+    tests: COUNTS,
+  },
 ] as Mutant[]).map((m) => ({ ...m, what: `[prologue] ${m.what}` }));
