@@ -231,8 +231,7 @@ export class Lazy {
     }
     readWindows(r);
     inlinePendingMaps(r, this.shape);
-    // Operands that may be computed in the product's loads: their sources are computed instead
-    // (after the other inputs: computing those may rewrite these operands' recipes).
+    // Operands a product may compute in its loads: their sources are computed instead, last.
     const early = this.#prologueCandidates(r);
     // Computing an input may compute the host this array fused (an input that reads it, as in
     // x - sum(x) of a matmul x): this array is then rebuilt over the host's buffer, as above.
@@ -253,9 +252,8 @@ export class Lazy {
       if (!early.includes(s) && !compute(s)) return this.realize();
     }
     for (const a of early) {
-      for (const s of a.#recipe?.kind === "map" ? [...a.#recipe.srcs] : []) { // as they are now
-        if (a.#recipe?.srcs.includes(s) && !compute(s)) return this.realize();
-      }
+      const srcs = a.#recipe?.kind === "map" ? [...a.#recipe.srcs] : []; // as they are now
+      if (srcs.some((s) => a.#recipe?.srcs.includes(s) && !compute(s))) return this.realize();
     }
     // A host up this array's chain was rebuilt (before, or while the inputs were computed): this
     // one is rebuilt over it rather than compute that host's old work again.
@@ -317,13 +315,7 @@ export class Lazy {
     );
     const chosen = choosePrologues(runs, (a) => (a as Lazy).#refs);
     for (const a of runs.flatMap((p) => p.candidates as Lazy[])) {
-      if (chosen.has(a)) continue;
-      a.retain();
-      try {
-        a.realize();
-      } finally {
-        a.release();
-      }
+      if (!chosen.has(a)) a.#realizeHeld();
     }
     return chosen;
   }
@@ -506,14 +498,18 @@ export class Lazy {
     // Detached first: the build may compute an operand, and with it the host, whose completion
     // would rebuild this array again in the middle of this rebuild.
     const operands = this.#detach();
-    const plain = u.build();
     const old = this.#recipe;
-    this.#recipe = plain.#recipe;
-    this.#base = plain.#base?.retain();
-    this.#buffer = undefined;
-    plain.#recipe = undefined;
+    const plain = u.build();
+    // Computing that operand may have computed this array too (with the arrays it was made
+    // with, kernel/multi.ts): what it is now stands.
+    const moot = this.#recipe !== old;
+    if (!moot) {
+      this.#recipe = plain.#recipe;
+      this.#base = plain.#base?.retain();
+      plain.#recipe = undefined;
+      dropRecipe(old);
+    }
     plain.release();
-    dropRecipe(old);
     for (const x of operands) x.release();
   }
 
@@ -551,12 +547,16 @@ export class Lazy {
     this.#refresh();
     const host = this.#unfused?.host;
     if (!host || host.computed || !host.#heldElsewhere()) return;
-    // Held meanwhile: computing it may rebuild a consumer that held it last.
-    host.retain();
+    host.#realizeHeld();
+  }
+
+  /** Computes this array, held meanwhile: that may rebuild a consumer that held it last. */
+  #realizeHeld(): void {
+    this.retain();
     try {
-      host.realize();
+      this.realize();
     } finally {
-      host.release();
+      this.release();
     }
   }
 

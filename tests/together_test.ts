@@ -234,6 +234,32 @@ for (const be of ALL) {
     await checkGradients(c, be);
   });
 
+  Deno.test(`together (${label}): a consumer rebuilt while it is computed keeps what it became`, async () => {
+    // Rebuilding a fused consumer (Lazy.#unfuse) computed an operand, and with it the
+    // transformation's results that consumer is one of (kernel/multi.ts): the rebuild then put
+    // its plain recipe over the computed array, lost the buffer and dropped an undefined recipe
+    // ("Cannot read properties of undefined"). Found by `deno task fuzz` on this file (seed
+    // 297314041); it failed before this session too.
+    const c: NetCase = {
+      net: {
+        kind: "conv",
+        input: [1, 3, 3],
+        conv: [{ type: "AVGPOOL" }],
+        fc: [
+          { type: "FC", output_size: 2 },
+          { type: "RES", layers: { layer0: { type: "ACT", activation: "sigmoid" } } },
+          { type: "LN" },
+        ],
+      },
+      classes: 1,
+      batch: 1,
+      loss: "sce",
+      seed: 700592704,
+    };
+    if (be.name === "webgpu") await grouped(be, () => checkGradients(c, be));
+    await checkGradients(c, be);
+  });
+
   Deno.test(`together (${label}): a read computes the siblings; a consumer's read does not`, async () => {
     const net = mlp({ inputs: 3, hidden: [4], outputs: 2, activation: "tanh" });
     const params = net.init({ seed: 3, backend: be });

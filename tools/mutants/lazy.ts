@@ -153,8 +153,10 @@ export const MUTANTS: Mutant[] = ([
 
   {
     file: "kernel/lazy.ts",
-    find: "    const operands = this.#detach();\n    const plain = u.build();",
-    replace: "    const plain = u.build();\n    const operands = this.#detach();",
+    find:
+      "    const operands = this.#detach();\n    const old = this.#recipe;\n    const plain = u.build();",
+    replace:
+      "    const old = this.#recipe;\n    const plain = u.build();\n    const operands = this.#detach();",
     what: "a rebuild that computes an operand is rebuilt again in its middle (re-entered #unfuse)",
     tests: ["tests/together_test.ts"],
     // Found by the fuzzer after some hundreds of generated networks.
@@ -213,5 +215,13 @@ export const MUTANTS: Mutant[] = ([
     what:
       "realizeTogether computes the sources of a list taken once (a source released when an earlier one rebuilt the array is used)",
     tests: LEAKS,
+  },
+  {
+    file: "kernel/lazy.ts",
+    find: "const moot = this.#recipe !== old;",
+    replace: "const moot = false;",
+    what:
+      "a consumer computed while its rebuild ran is rebuilt over all the same (its buffer lost, an undefined recipe dropped)",
+    tests: ["tests/together_test.ts"],
   },
 ] as Mutant[]).map((m) => ({ ...m, what: `[kernel] ${m.what}` }));
