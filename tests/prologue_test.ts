@@ -18,6 +18,7 @@ import assert from "node:assert/strict";
 import { matmulShape, type MatmulSpec } from "../kernel/backend.ts";
 import { ACC, binary, constant, contiguous, type Expr, load, unary } from "../kernel/ir.ts";
 import { matmulGroup } from "../wgsl/matmul.ts";
+import { PRODUCT_CONSTS } from "../wgsl/matmul_source.ts";
 import type { GpuBuffer } from "../wgsl/runtime.ts";
 import { Lazy } from "../kernel/lazy.ts";
 import * as k from "../kernel/graph.ts";
@@ -57,8 +58,8 @@ const arbCase: fc.Arbitrary<Case> = fc.record({
   beside: fc.boolean(),
 });
 
-/** Constants in a "many" prologue: past the 48 floats a product's parameter block holds. */
-const MANY = 50;
+/** Constants in a "many" prologue: past what a product's parameter block holds. */
+const MANY = PRODUCT_CONSTS + 2;
 
 /**
  * A's (or B's) prologue expression over two inputs of its shape, and the same in float64: each
