@@ -26,7 +26,7 @@ import {
 import { SgnError } from "../errors.ts";
 import { type BinaryOp, UNARY_OPS, type UnaryOp } from "../kernel/ir.ts";
 import * as k from "../kernel/graph.ts";
-import { PICK_MAX, poolBackwardKernel, poolForwardKernel, tiles } from "../kernel/pool.ts";
+import { PICK_MAX, poolBackwardKernels, poolForwardKernel } from "../kernel/pool.ts";
 import type { Lazy } from "../kernel/lazy.ts";
 import { Tensor } from "./tensor.ts";
 
@@ -411,11 +411,18 @@ export const FORWARD: { [K in PrimName]: Forward<ParamsOf[K]> } = {
     lower: ([x, dy], [xs], p, out) => {
       const spec = poolSpec(xs, p, "maxPool2dBackward");
       const [ho, wo] = pool2dOutSize(spec);
-      if (x.backend.poolInIr && spec.n * spec.c > 0 && tiles(spec, ho, wo)) {
-        // A kernel of the graph: dy's element-wise work fuses into it, consumers into its epilogue.
-        const cells = k.kernelNode(poolBackwardKernel(spec, ho, wo), [x, dy]);
-        const dx = k.reshape(cells, out);
+      if (x.backend.poolInIr && spec.n * spec.c > 0) {
+        // Kernels of the graph: dy's element-wise work fuses into them, consumers into the
+        // gather's epilogue (through its cells where they fit the plane).
+        const { argmax, gather, plane } = poolBackwardKernels(spec, ho, wo);
+        const index = argmax && k.kernelNode(argmax, [x]);
+        const cells = k.kernelNode(gather, [index ?? x, dy]);
+        index?.release();
+        const whole = k.reshape(cells, plane);
         cells.release();
+        if (plane.every((d, i) => d === out[i])) return whole;
+        const dx = k.slice(whole, [0, 0, 0, 0], out);
+        whole.release();
         return dx;
       }
       return k.routine({ op: "maxPool2dBackward", spec }, [x, dy], out);

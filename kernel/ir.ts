@@ -10,8 +10,16 @@
  * the offset). An `index` leaf is the address such a view computes, as a number, with no buffer
  * read: what a kernel compares positions with (the max-pool gradient's "is this input the
  * window's argmax"). Routines build it; the lazy graph's fragments never hold one (their views
- * move loads only: {@link mapLoads}). A reduction combines the body over its reduced dimensions; its `epilogue`, an
- * expression over the output index in which `acc` is the reduced value, then maps the result.
+ * move loads only: {@link mapLoads}).
+ *
+ * A load may address past its buffer (a negative offset, a row beyond the last) only where a
+ * `where` whose condition, made of index leaves, discards what it reads: the max-pool gather
+ * reads the windows around each position, some beyond the map's edges. Every lowering reads
+ * there without faulting: WGSL through robust buffer access (addresses wrap in u32), JavaScript
+ * as a typed array's `undefined`, and WebAssembly declines kernels with index leaves.
+ *
+ * A reduction combines the body over its reduced dimensions; its `epilogue`, an expression over
+ * the output index in which `acc` is the reduced value, then maps the result.
  *
  * A kernel may have several outputs of one shape ({@link Kernel.more}), written one after the other
  * into its one output buffer: one pass over the inputs gives them all (CG's dot products and

@@ -80,33 +80,108 @@ export function poolForwardKernel(
  * them cover it exactly (ho sh = h, wo sw = w), so that [n, c, h, w] is [n, c, ho, sh, wo, sw].
  */
 export function tiles(s: Pool2dSpec, ho: number, wo: number): boolean {
-  return s.strideH >= s.kh && s.strideW >= s.kw && ho * s.strideH === s.h &&
-    wo * s.strideW === s.w;
+  return disjoint(s) && ho * s.strideH === s.h && wo * s.strideW === s.w;
+}
+
+/** Whether no two windows share a position (the stride is at least the window, both ways). */
+export function disjoint(s: Pool2dSpec): boolean {
+  return s.strideH >= s.kh && s.strideW >= s.kw;
 }
 
 /**
- * The max-pool backward as a kernel of the IR, for windows that {@link tiles} the plane: inputs
- * x and dy, output dx [n, c, h, w] as [n, c, ho, sh, wo, sw]. Each element reduces its cell's
- * window to the argmax (the forward's rule: the first NaN, else the first maximum) and keeps
- * dy where that is its own position r kw + t (and t < kw: a column of the cell right of the
- * window holds no position). A dy of -0 gives +0, as a sum into zeros does.
+ * The max-pool backward as kernels of the IR, for any spec ({@link poolBackwardKernels}): the
+ * kernels, in order, and the plane they leave.
  */
-export function poolBackwardKernel(s: Pool2dSpec, ho: number, wo: number): Kernel {
-  const { c, h, w, kw } = s;
+export interface PoolBackward {
+  /** Where windows overlap, each window's argmax ([n, c, ho, wo], from x): the gather's input 0. */
+  readonly argmax?: Kernel;
+  /**
+   * dx as [n, c, hc, sh, wc, sw]: the plane cut into hc x wc cells of the stride's size, which
+   * cover it (hc = ceil(h / sh), wc = ceil(w / sw)). Inputs (x, dy), or (argmax, dy).
+   */
+  readonly gather: Kernel;
+  /** The gather's output as a plane, [n, c, hc sh, wc sw]: dx is its [n, c, h, w] corner. */
+  readonly plane: readonly number[];
+}
+
+/**
+ * The max-pool backward (dy sent to each window's first maximum: the first NaN, else the first
+ * maximum; summed into zeros, so a dy of -0 gives +0) as kernels of the IR. The output is the
+ * plane cut into cells of the stride's size, [n, c, hc, sh, wc, sw], a cell's position (r, t)
+ * being input row qy sh + r, column qx sw + t.
+ *
+ * - Windows that do not overlap ({@link disjoint}): one kernel over (x, dy). A cell holds at most
+ *   one window's positions, its top-left kh x kw corner (window (qy, qx)); each element reduces
+ *   that window to its argmax and keeps dy where the argmax is its own position r kw + t.
+ * - Overlapping windows: the argmax of each window first, then a sum over the windows that
+ *   contain each position. Those are windows oy = qy - j for j < mh = ceil(kh / sh), at window
+ *   row ky = r + j sh (likewise columns); the sum runs j from mh - 1 down to 0, so windows add
+ *   up in the order a scatter over them would.
+ *
+ * Both read windows and dy beyond the maps' edges: in the cells past the last window (the border
+ * a pool leaves, and cells reaching past the plane), and, overlapping, above and left of the first
+ * window. Those loads are masked: a `where` whose condition, made of index leaves, excludes them,
+ * so the value they read (garbage, or nothing at all: every lowering reads past a buffer without
+ * faulting, see {@link Expr}) never reaches the result.
+ */
+export function poolBackwardKernels(s: Pool2dSpec, ho: number, wo: number): PoolBackward {
+  const { n, c, h, w, kh, kw } = s;
   const sh = s.strideH, sw = s.strideW;
-  const x = load(0, [c * h * w, h * w, sh * w, 0, sw, 0, w, 1]);
-  const dy = load(1, [c * ho * wo, ho * wo, wo, 0, 1, 0]);
-  let keep = binary(
-    "mul",
-    binary("eq", ACC, index([0, 0, 0, kw, 0, 1])),
-    binary("ne", dy, constant(0)),
-  );
-  if (kw < sw) keep = binary("mul", keep, binary("lt", index([0, 0, 0, 0, 0, 1]), constant(kw)));
+  const hc = Math.ceil(h / sh), wc = Math.ceil(w / sw);
+  const shape = [n, c, hc, sh, wc, sw];
+  const plane = [n, c, hc * sh, wc * sw];
+  const all = (conds: Expr[]) => conds.reduce((a, b) => binary("mul", a, b));
+  if (disjoint(s)) {
+    // Loop [n, c, qy, r, qx, t, ky, kx]: window (qy, qx) at every position of its cell.
+    const x = load(0, [c * h * w, h * w, sh * w, 0, sw, 0, w, 1]);
+    const dy = load(1, [c * ho * wo, ho * wo, wo, 0, 1, 0]);
+    const conds = [
+      binary("eq", ACC, index([0, 0, 0, kw, 0, 1])),
+      binary("ne", dy, constant(0)),
+    ];
+    // A column t >= kw holds no position (r >= kh gives r kw + t >= kh kw: no argmax's).
+    if (kw < sw) conds.push(binary("lt", index([0, 0, 0, 0, 0, 1]), constant(kw)));
+    if (hc > ho) conds.push(binary("lt", index([0, 0, 1, 0, 0, 0]), constant(ho)));
+    if (wc > wo) conds.push(binary("lt", index([0, 0, 0, 0, 1, 0]), constant(wo)));
+    const gather: Kernel = {
+      shape,
+      inputs: 2,
+      body: x,
+      reduce: { op: "argmax", shape: [kh, kw] },
+      epilogue: where(all(conds), dy, constant(0)),
+    };
+    return { gather, plane };
+  }
+  const mh = Math.ceil(kh / sh), mw = Math.ceil(kw / sw);
+  // Loop [n, c, qy, r, qx, t, j', i'] with j = mh - 1 - j': window oy = qy - mh + 1 + j'.
+  const window = [c * ho * wo, ho * wo, wo, 0, 1, 0, wo, 1];
+  const first = -((mh - 1) * wo + (mw - 1));
+  const [argmax, dy] = [load(0, window, first), load(1, window, first)];
+  const oy = index([0, 0, 1, 0, 0, 0, 1, 0], 1 - mh);
+  const ox = index([0, 0, 0, 0, 1, 0, 0, 1], 1 - mw);
+  // The position in window (oy, ox): row r + j sh, column t + i sw.
+  const kx = index([0, 0, 0, 0, 0, 1, 0, -sw], (mw - 1) * sw);
+  const at = index([0, 0, 0, kw, 0, 1, -sh * kw, -sw], (mh - 1) * sh * kw + (mw - 1) * sw);
+  const conds = [binary("eq", argmax, at), binary("ne", dy, constant(0))];
+  if (mw * sw > kw) conds.push(binary("lt", kx, constant(kw)));
+  if (mh > 1) conds.push(binary("ge", oy, constant(0)));
+  if (mw > 1) conds.push(binary("ge", ox, constant(0)));
+  if (hc > ho) conds.push(binary("lt", oy, constant(ho)));
+  if (wc > wo) conds.push(binary("lt", ox, constant(wo)));
   return {
-    shape: [s.n, c, ho, sh, wo, sw],
-    inputs: 2,
-    body: x,
-    reduce: { op: "argmax", shape: [s.kh, kw] },
-    epilogue: where(keep, dy, constant(0)),
+    argmax: argmaxKernel(s, ho, wo),
+    gather: {
+      shape,
+      inputs: 2,
+      body: where(all(conds), dy, constant(0)),
+      reduce: { op: "sum", shape: [mh, mw] },
+    },
+    plane,
   };
+}
+
+/** Each window's argmax (the first NaN, else the first maximum) over x: [n, c, ho, wo]. */
+export function argmaxKernel(s: Pool2dSpec, ho: number, wo: number): Kernel {
+  const shape = [s.n, s.c, ho, wo];
+  return { shape, inputs: 1, body: windows(0, s), reduce: { op: "argmax", shape: [s.kh, s.kw] } };
 }

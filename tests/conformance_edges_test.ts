@@ -474,6 +474,16 @@ for (const t of targets) {
           [0, 0, 0, 0, 0, 0, 0, 4],
           `${be.name} maxPool2dBackward of -0 (windows overlapping)`,
         );
+        // Every window holds its maximum at the centre, each with a dy of -0: four -0 summed
+        // into a zero.
+        const peak = put(be, [0, 0, 0, 0, 9, 0, 0, 0, 0], t.dtype);
+        const around = { n: 1, c: 1, h: 3, w: 3, kh: 2, kw: 2, strideH: 1, strideW: 1 };
+        assertSame(
+          await take(be, be.maxPool2dBackward(peak, put(be, [-0, -0, -0, -0], t.dtype), around)),
+          [0, 0, 0, 0, 0, 0, 0, 0, 0],
+          `${be.name} maxPool2dBackward of -0 (windows sharing their maximum)`,
+        );
+        be.release(peak);
         be.release(x8);
         // Sums of subnormals: 1000 of them make a normal number.
         const many = put(be, new Array(1000).fill(sub), t.dtype);

@@ -1,13 +1,14 @@
 /**
  * Max pooling as kernels of the graph (kernel/pool.ts, `Backend.poolInIr`: WebGPU's default):
- * the forward pass and its JVP for any windows (up to PICK_MAX positions for the JVP), the
- * backward where the windows tile the plane. Element-wise work on their operands (dy's relu mask
+ * the forward pass and its JVP for any windows (up to PICK_MAX positions for the JVP), and the
+ * backward (the windows' argmax first where they overlap, a slice where the cells reach past the
+ * plane). Element-wise work on their operands (dy's relu mask
  * and scaling, x's scaling) is inlined into their loads (kernel/lazy.ts inlinePendingMaps), and
  * consumers (the relu after the pool, a mask) fuse into their epilogues.
  *
  * Generated pools (sizes, strides, overlapping windows, borders, ties, batch and channels) on
  * every backend: values, tangents and gradients with the nodes equal those through the routines
- * (the CPU backends' own loops, WebGPU's template or IR routines), bit for bit in float64 (the
+ * (the CPU backends' own loops, WebGPU's routines over the same kernels), bit for bit in float64 (the
  * CPU backends, made to take the nodes for the test), and within float32 rounding against the
  * float64 oracle on WebGPU, where the nodes also take no more dispatches than the routines.
  */
@@ -34,19 +35,28 @@ async function withNode<T>(be: Backend, on: boolean, fn: () => Promise<T>): Prom
   }
 }
 
+/** Any pool: windows that tile the plane, leave a border, overlap, or reach past the cells. */
 const caseArb = fc.record({
   n: fc.integer({ min: 1, max: 2 }),
   c: fc.integer({ min: 1, max: 3 }),
-  ho: fc.integer({ min: 1, max: 4 }),
-  wo: fc.integer({ min: 1, max: 4 }),
-  k: fc.integer({ min: 1, max: 3 }),
-  extra: fc.integer({ min: 0, max: 1 }),
+  h: fc.integer({ min: 1, max: 9 }),
+  w: fc.integer({ min: 1, max: 9 }),
+  kh: fc.integer({ min: 1, max: 5 }),
+  kw: fc.integer({ min: 1, max: 5 }),
+  sh: fc.integer({ min: 1, max: 3 }),
+  sw: fc.integer({ min: 1, max: 3 }),
   // Few distinct values: ties within windows.
   values: fc.array(fc.integer({ min: -3, max: 3 }), { minLength: 3, maxLength: 8 }),
   seed: fc.nat(1000),
   scale: fc.constantFrom(1, 0.5, -2),
 });
 type Case = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
+
+/** The case's windows (clipped to the plane) and output size. */
+function windowsOf(c: Case): { kh: number; kw: number; ho: number; wo: number } {
+  const [kh, kw] = [Math.min(c.kh, c.h), Math.min(c.kw, c.w)];
+  return { kh, kw, ho: Math.floor((c.h - kh) / c.sh) + 1, wo: Math.floor((c.w - kw) / c.sw) + 1 };
+}
 
 /**
  * The gradient of sum(flatten(relu(maxPool2d(x))) g) * scale (the relu after the pool and a dense
@@ -56,15 +66,15 @@ type Case = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
  * times the gradient, read through the flatten's view) becomes a map the pool's gradient inlines.
  */
 async function gradient(be: Backend, c: Case): Promise<{ dx: number[]; dispatches: number }> {
-  const s = c.k + c.extra; // stride >= size: the windows tile the plane
-  const [h, w] = [c.ho * s, c.wo * s];
+  const { kh, kw, ho, wo } = windowsOf(c);
+  const [h, w] = [c.h, c.w];
   const dtype = dtypeOf(be);
   const at = (i: number) => c.values[(i * 7 + c.seed) % c.values.length];
   const x = tensor(Array.from({ length: c.n * c.c * h * w }, (_, i) => at(i)), [c.n, c.c, h, w], {
     backend: be,
     dtype,
   });
-  const features = c.c * c.ho * c.wo;
+  const features = c.c * ho * wo;
   const g = tensor(
     Array.from({ length: features * 2 }, (_, i) => at(i * 3 + 1) / 4),
     [features, 2],
@@ -78,7 +88,12 @@ async function gradient(be: Backend, c: Case): Promise<{ dx: number[]; dispatche
   const gpu = be.name === "webgpu" ? (be as WebGpuBackend) : undefined;
   const d0 = gpu?.rt.stats.dispatches ?? 0;
   const f = (t: Tensor) =>
-    o.mul(o.sum(o.matmul(o.reshape(o.relu(o.maxPool2d(t, c.k, s)), [c.n, features]), g)), c.scale);
+    o.mul(
+      o.sum(
+        o.matmul(o.reshape(o.relu(o.maxPool2d(t, [kh, kw], [c.sh, c.sw])), [c.n, features]), g),
+      ),
+      c.scale,
+    );
   const [l, [gx]] = valueAndGrad(f)(x);
   const masked = o.mul(gx, mask);
   await l.data();
@@ -113,21 +128,6 @@ for (const be of ALL) {
   );
 }
 
-const forwardArb = fc.record({
-  n: fc.integer({ min: 1, max: 2 }),
-  c: fc.integer({ min: 1, max: 3 }),
-  h: fc.integer({ min: 1, max: 9 }),
-  w: fc.integer({ min: 1, max: 9 }),
-  kh: fc.integer({ min: 1, max: 5 }),
-  kw: fc.integer({ min: 1, max: 5 }),
-  sh: fc.integer({ min: 1, max: 3 }),
-  sw: fc.integer({ min: 1, max: 3 }),
-  values: fc.array(fc.integer({ min: -3, max: 3 }), { minLength: 3, maxLength: 8 }),
-  seed: fc.nat(1000),
-  scale: fc.constantFrom(1, 0.5, -2),
-});
-type ForwardCase = typeof forwardArb extends fc.Arbitrary<infer T> ? T : never;
-
 /**
  * relu(maxPool2d(x scale)) times a mask (x's scaling fuses into the pool's loads, the relu and
  * the mask into its epilogue) and its JVP in x along t (the argmax picking t's values), with the
@@ -135,10 +135,9 @@ type ForwardCase = typeof forwardArb extends fc.Arbitrary<infer T> ? T : never;
  */
 async function forward(
   be: Backend,
-  c: ForwardCase,
+  c: Case,
 ): Promise<{ y: number[]; ty: number[]; dispatches: number }> {
-  const [kh, kw] = [Math.min(c.kh, c.h), Math.min(c.kw, c.w)];
-  const [ho, wo] = [Math.floor((c.h - kh) / c.sh) + 1, Math.floor((c.w - kw) / c.sw) + 1];
+  const { kh, kw, ho, wo } = windowsOf(c);
   const dtype = dtypeOf(be);
   const size = c.n * c.c * c.h * c.w;
   const at = (i: number) => c.values[(i * 7 + c.seed) % c.values.length];
@@ -166,7 +165,7 @@ for (const be of ALL) {
   const label = backendLabel(be);
   property(
     `pool node (${label}): max pooling and its JVP as kernels of the graph equal the routine's`,
-    forwardArb,
+    caseArb,
     be.name === "webgpu" ? 15 : 40,
     async (c) => {
       const node = await withNode(be, true, () => forward(be, c));
@@ -194,15 +193,8 @@ Deno.test("pool node: WebGPU takes it by default, and it saves the dispatch of d
   if (!gpu) return;
   assert.equal(gpu.poolInIr, true);
   const c: Case = {
-    n: 2,
-    c: 2,
-    ho: 3,
-    wo: 3,
-    k: 2,
-    extra: 0,
-    values: [1, 2, 3, -1],
-    seed: 5,
-    scale: 1,
+    ...{ n: 2, c: 2, h: 6, w: 6, kh: 2, kw: 2, sh: 2, sw: 2 },
+    ...{ values: [1, 2, 3, -1], seed: 5, scale: 1 },
   };
   const node = await withNode(gpu, true, () => gradient(gpu, c));
   const routine = await withNode(gpu, false, () => gradient(gpu, c));
@@ -213,7 +205,7 @@ Deno.test("pool node: WebGPU takes it by default, and it saves the dispatch of d
 });
 
 Deno.test("pool node: the JVP over a window of 64 positions (longer than a select chain may be) is right", async () => {
-  const c: ForwardCase = {
+  const c: Case = {
     n: 1,
     c: 2,
     h: 9,

@@ -91,11 +91,17 @@ function decompose(flat: string, names: string[], shape: readonly number[]): str
   }).join(" ");
 }
 
-/** The flat index a load (or a store view) reads at the loop index named `idx`. */
+/**
+ * The flat index a load (or a store view) reads at the loop index named `idx`, in u32. A negative
+ * stride or offset is added as its two's complement (`bitcast<u32>(-3i)`): u32 arithmetic wraps,
+ * so an address inside the buffer comes out right, and one before it (a masked load: see
+ * kernel/ir.ts) comes out huge, which robust buffer access keeps inside the binding.
+ */
 function indexText(l: Expr & { k: "load" }, idx: readonly string[]): string {
-  const terms = l.strides.map((s, i) => (s === 0 ? "" : s === 1 ? idx[i] : `${idx[i]} * ${s}u`))
+  const u32 = (v: number) => (v < 0 ? `bitcast<u32>(${v}i)` : `${v}u`);
+  const terms = l.strides.map((s, i) => (s === 0 ? "" : s === 1 ? idx[i] : `${idx[i]} * ${u32(s)}`))
     .filter(Boolean);
-  if (l.offset) terms.push(`${l.offset}u`);
+  if (l.offset) terms.push(u32(l.offset));
   return terms.length ? terms.join(" + ") : "0u";
 }
 

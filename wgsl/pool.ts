@@ -1,28 +1,23 @@
 /**
- * Max pooling on WebGPU. The forward pass, its JVP and, where the windows tile the plane, the
- * backward are kernels of the IR (kernel/pool.ts), generated (codegen.ts) as every other map and
- * reduction is.
- *
- * Elsewhere (overlapping windows, or a border that no window covers) the gather needs dy and the
- * argmax of windows at rows oy - 1, ... , which at the border lie before or after the buffers:
- * no view reads them without reading outside the buffer. There the backward stays one template:
- * a gather over the windows that contain each input pixel that recomputes their argmax; for
- * windows that do not overlap each invocation owns a cell of the plane and writes all of it. No
- * atomics, so every result is deterministic.
+ * Max pooling on WebGPU, by the kernels of the IR (kernel/pool.ts), generated (codegen.ts) as
+ * every other map and reduction is: the forward pass and its JVP as reductions over the windows
+ * (a view with overlapping strides), the backward as a gather (each input position collects dy
+ * from the windows whose argmax it is). No atomics, so every result is deterministic.
  *
  * @module
  */
 
 import { checkPool2dSpec, type Pool2dSpec } from "../kernel/backend.ts";
 import { contiguous, load } from "../kernel/ir.ts";
-import { pick, poolBackwardKernel, poolForwardKernel, tiles, windows } from "../kernel/pool.ts";
+import {
+  argmaxKernel,
+  pick,
+  poolBackwardKernels,
+  poolForwardKernel,
+  windows,
+} from "../kernel/pool.ts";
 import { dispatchKernel, MAX_CONSTS } from "./codegen.ts";
-import { routineSource } from "./routine.ts";
-import { dispatchFlat, expectShape, type GpuBuffer, type GpuRuntime, Params } from "./runtime.ts";
-import { memoKernel } from "./source.ts";
-
-/** Workgroup size of the backward kernels. */
-const WG = 64;
+import { expectShape, type GpuBuffer, type GpuRuntime } from "./runtime.ts";
 
 /** The output size [ho, wo] of a valid spec, after checking it and the input x. */
 function checked(op: string, s: Pool2dSpec, x: GpuBuffer): [number, number] {
@@ -53,8 +48,7 @@ export function maxPool2d(
   if (last <= MAX_CONSTS) {
     return dispatchKernel(rt, poolForwardKernel(s, ho, wo, true), [x, values]);
   }
-  const { body, reduce } = poolForwardKernel(s, ho, wo, true);
-  const index = dispatchKernel(rt, { shape, inputs: 1, body, reduce }, [x]);
+  const index = dispatchKernel(rt, argmaxKernel(s, ho, wo), [x]);
   const flat = contiguous(shape);
   let out: GpuBuffer | undefined;
   for (let lo = 0; lo < last; lo += MAX_CONSTS) {
@@ -73,81 +67,11 @@ export function maxPool2d(
   return out!;
 }
 
-/** Index of the first maximum of window (oy, ox) of the plane at `base`; the first NaN wins. */
-const ARGMAX_WINDOW = /* wgsl */ `
-fn argmaxWindow(base: u32, oy: u32, ox: u32) -> u32 {
-  var best = base + oy * p.sh * p.w + ox * p.sw;
-  var bv = x[best];
-  for (var ky = 0u; ky < p.kh; ky++) {
-    let row = base + (oy * p.sh + ky) * p.w + ox * p.sw;
-    for (var kx = 0u; kx < p.kw; kx++) {
-      let v = x[row + kx];
-      if (!isNan(bv) && (v > bv || isNan(v))) { best = row + kx; bv = v; }
-    }
-  }
-  return best;
-}`;
-
-/** Backward for overlapping windows: per input pixel, the windows that contain it. */
-const GATHER = /* wgsl */ `let ix = i % p.w;
-  let iy = (i / p.w) % p.h;
-  let plane = i / (p.w * p.h);
-  let base = plane * p.h * p.w;
-  // Windows oy with oy * sh <= iy < oy * sh + kh, likewise ox.
-  let oyLo = select(0u, (iy - p.kh + p.sh) / p.sh, iy + 1u > p.kh);
-  let oxLo = select(0u, (ix - p.kw + p.sw) / p.sw, ix + 1u > p.kw);
-  let oyHi = min(iy / p.sh + 1u, p.ho);
-  let oxHi = min(ix / p.sw + 1u, p.wo);
-  var acc = 0.0;
-  for (var oy = oyLo; oy < oyHi; oy++) {
-    for (var ox = oxLo; ox < oxHi; ox++) {
-      if (argmaxWindow(base, oy, ox) == i) { acc += dy[(plane * p.ho + oy) * p.wo + ox]; }
-    }
-  }
-  dx[i] = acc;`;
-
 /**
- * Backward for windows that do not overlap (stride >= window): the plane is cut into cy x cx
- * cells of sh x sw (the last ones clipped to the plane); a cell's window is its top-left
- * kh x kw corner when the window exists. Each invocation writes its whole cell: dy at the
- * window's argmax, 0 elsewhere.
- */
-const CELLS = /* wgsl */ `let cx = i % p.cx;
-  let cy = (i / p.cx) % p.cy;
-  let plane = i / (p.cx * p.cy);
-  let base = plane * p.h * p.w;
-  let window = cy < p.ho && cx < p.wo;
-  var best = 0xffffffffu;
-  var g = 0.0;
-  if (window) {
-    best = argmaxWindow(base, cy, cx);
-    g = dy[(plane * p.ho + cy) * p.wo + cx];
-  }
-  // A dy of -0 gives +0, as a sum into zeros (the CPU's) does. (0.0 + g is folded to g, and
-  // g != 0.0 is false for NaN on llvmpipe: the bits tell ±0.)
-  if ((bitcast<u32>(g) & 0x7fffffffu) == 0u) { best = 0xffffffffu; }
-  for (var r = 0u; r < p.sh; r++) {
-    let iy = cy * p.sh + r;
-    for (var c = 0u; c < p.sw; c++) {
-      let ix = cx * p.sw + c;
-      let k = base + iy * p.w + ix;
-      if (iy < p.h && ix < p.w) { dx[k] = select(0.0, g, k == best); }
-    }
-  }`;
-
-/** The backward kernel: `cells` for windows that do not overlap, else the gather. */
-const backwardKernel = memoKernel("poolBackward", (cells: boolean) =>
-  routineSource({
-    params: ["total", "h", "w", "kh", "kw", "sh", "sw", "ho", "wo", "cy", "cx", "stride"],
-    storage: [{ name: "x" }, { name: "dy" }, { name: "dx", write: true }],
-    decls: ARGMAX_WINDOW,
-    entry: { kind: "flat", wg: WG, count: "p.total" },
-    body: cells ? CELLS : GATHER,
-  }));
-
-/**
- * The transpose of maxPool2d in its values: dy sent to the argmax positions, through the IR where
- * the windows tile the plane (kernel/pool.ts), else the template.
+ * The transpose of maxPool2d in its values: dy sent to the argmax positions, by the kernels of
+ * the IR (kernel/pool.ts's `poolBackwardKernels`): one where the windows do not overlap, the
+ * windows' argmax and then the gather where they do; where the cells reach past the plane, a copy
+ * of its corner.
  */
 export function maxPool2dBackward(
   rt: GpuRuntime,
@@ -158,14 +82,13 @@ export function maxPool2dBackward(
   const [ho, wo] = checked("maxPool2dBackward", s, x);
   expectShape("maxPool2dBackward", "dy", dy, [s.n, s.c, ho, wo]);
   if (s.n * s.c === 0) return rt.alloc(0);
-  if (tiles(s, ho, wo)) return dispatchKernel(rt, poolBackwardKernel(s, ho, wo), [x, dy]);
-  const dx = rt.alloc(s.n * s.c * s.h * s.w);
-  const cells = s.strideH >= s.kh && s.strideW >= s.kw;
-  const cy = cells ? Math.ceil(s.h / s.strideH) : 0;
-  const cx = cells ? Math.ceil(s.w / s.strideW) : 0;
-  const total = cells ? s.n * s.c * cy * cx : dx.size;
-  const params = new Params()
-    .u32(total, s.h, s.w, s.kh, s.kw, s.strideH, s.strideW, ho, wo, cy, cx);
-  dispatchFlat(rt, backwardKernel(cells), params, [x, dy, dx], total, WG);
+  const { argmax, gather, plane } = poolBackwardKernels(s, ho, wo);
+  const index = argmax && dispatchKernel(rt, argmax, [x]);
+  const cells = dispatchKernel(rt, gather, [index ?? x, dy]);
+  if (index) rt.release(index);
+  if (plane[2] === s.h && plane[3] === s.w) return cells;
+  const shape = [s.n, s.c, s.h, s.w];
+  const dx = dispatchKernel(rt, { shape, inputs: 1, body: load(0, contiguous(plane)) }, [cells]);
+  rt.release(cells);
   return dx;
 }

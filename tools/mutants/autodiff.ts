@@ -168,10 +168,10 @@ export const MUTANTS: Mutant[] = [
     tests: PROP,
   },
   {
-    file: "wgsl/pool.ts",
-    find: "if (!isNan(bv) && (v > bv || isNan(v))) { best = row + kx; bv = v; }",
-    replace: "if (!isNan(bv) && (v >= bv || isNan(v))) { best = row + kx; bv = v; }",
-    what: "[ad] the WebGPU max-pool backward routes ties to the last maximum of the window",
+    file: "wgsl/prelude.ts",
+    find: "return v > acc || (v == acc && i < arg);",
+    replace: "return v >= acc;",
+    what: "[ad] WebGPU's argmax (the max-pool backward's) routes ties to the last maximum",
     tests: PROP,
   },
 ];

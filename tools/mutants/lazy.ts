@@ -100,10 +100,11 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "autodiff/primitives.ts",
-    find: "if (x.backend.poolInIr && spec.n * spec.c > 0 && tiles(spec, ho, wo)) {",
-    replace: "if (x.backend.poolInIr && spec.n * spec.c > 0) {",
-    what: "the max-pool backward built as the tiling kernel for windows that do not tile",
-    tests: ["tests/property_networks_test.ts"],
+    find: "const cells = k.kernelNode(gather, [index ?? x, dy]);",
+    replace: "const cells = k.kernelNode(gather, [x, dy]);",
+    what: "the max-pool backward node for overlapping windows reads x where the windows' argmax " +
+      "belongs",
+    tests: ["tests/pool_node_test.ts"],
   },
   {
     file: "autodiff/primitives.ts",
