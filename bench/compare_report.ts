@@ -9,7 +9,7 @@
  *     deno run -A bench/compare_report.ts --root /tmp/old --root . [--only W1] [--rounds 3]
  *       [--backend webgpu|native] [--together]
  *
- * `--together` runs WebGPU's products together (`groupProducts`), as on a hardware GPU, where a
+ * `--together` runs WebGPU's products together (`hardwareSchedule`), as on a hardware GPU, where a
  * software adapter runs them one by one by default.
  *
  * Rounds alternate between the checkouts (old, new, old, new, ...), and each figure is the
@@ -72,8 +72,10 @@ async function load(root: string) {
     : await device.webgpuBackend();
   if (!be) throw new Error(`${root}: no ${values.backend} backend`);
   if (values.together) {
-    if (!("groupProducts" in be)) throw new Error(`${root}: --together needs WebGPU`);
-    be.groupProducts = true;
+    // hardwareSchedule sets both switches; a tree from before it has groupProducts alone.
+    if ("hardwareSchedule" in be) be.hardwareSchedule = true;
+    else if ("groupProducts" in be) be.groupProducts = true;
+    else throw new Error(`${root}: --together needs WebGPU`);
   }
   type T = {
     dispose(): void;

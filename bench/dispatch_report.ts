@@ -34,9 +34,9 @@ if (!be) {
   Deno.exit(1);
 }
 const steps = Number(Deno.args.find((a) => !a.startsWith("--")) ?? 3);
-// What a hardware GPU runs: products together (off by default on a software adapter, where it
-// measured slower); `--alone` counts this adapter's default instead.
-be.groupProducts = !Deno.args.includes("--alone");
+// What a hardware GPU runs: products together, with the maps only they read in their loads (off
+// by default on a software adapter, where it measured slower); `--alone` counts without.
+be.hardwareSchedule = !Deno.args.includes("--alone");
 
 /** Labels of the calls being counted, with their dispatches; undefined when not counting. */
 let tally: Map<string, number> | undefined;

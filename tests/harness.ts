@@ -224,19 +224,20 @@ export function backendLabel(be: Backend): string {
 }
 
 /**
- * Runs `fn` with WebGPU's products run together in one dispatch (`on`: a hardware GPU's default,
- * {@link WebGpuBackend.groupProducts}) or one per dispatch, and puts the setting back after.
+ * Runs `fn` with WebGPU's work scheduled as on a hardware GPU (`on`: products together in one
+ * dispatch, with the maps only they read in their loads: {@link WebGpuBackend.hardwareSchedule})
+ * or each product in a dispatch of its own, and puts the settings back after.
  */
 export async function productsTogether<T>(
   gpu: WebGpuBackend,
   on: boolean,
   fn: () => Promise<T>,
 ): Promise<T> {
-  const was = gpu.groupProducts;
-  gpu.groupProducts = on;
+  const was = [gpu.groupProducts, gpu.mapsInLoads];
+  gpu.hardwareSchedule = on;
   try {
     return await fn();
   } finally {
-    gpu.groupProducts = was;
+    [gpu.groupProducts, gpu.mapsInLoads] = was;
   }
 }

@@ -66,7 +66,7 @@ function product(a: Lazy, b: Lazy, transA = false, transB = false): Lazy {
 if (gpu) {
   const rt = gpu.rt;
   // Products run together as on a hardware GPU (off by default on a software adapter).
-  gpu.groupProducts = true;
+  gpu.hardwareSchedule = true;
   // property() awaits a case that fuzz mode's time limit leaves running, so that its dispatches
   // are not counted by the next property.
   property(
@@ -274,8 +274,20 @@ if (gpu) {
     const fresh = new WebGpuBackend(rt);
     assert.equal(fresh.groupProducts, !rt.software);
     assert.equal(fresh.matmuls === undefined, rt.software);
+    // Maps in the products' loads follow the same default, and need the products together.
+    assert.equal(fresh.mapsInLoads, !rt.software);
+    assert.equal(fresh.prologues, !rt.software);
     fresh.groupProducts = rt.software;
     assert.equal(fresh.matmuls === undefined, !rt.software);
+    assert.equal(fresh.prologues, false);
+    fresh.hardwareSchedule = true;
+    assert.deepEqual([fresh.groupProducts, fresh.mapsInLoads, fresh.prologues], [true, true, true]);
+    fresh.hardwareSchedule = false;
+    assert.deepEqual([fresh.groupProducts, fresh.mapsInLoads, fresh.prologues], [
+      false,
+      false,
+      false,
+    ]);
   });
 
   Deno.test("grouping: a replay keeps apart a product and the product that reads it", async () => {

@@ -107,7 +107,7 @@ function at(
 
 if (gpu) {
   const rt = gpu.rt;
-  gpu.groupProducts = true;
+  gpu.hardwareSchedule = true;
 
   property(
     "a product computes its operands given as prologues, as the maps they are",

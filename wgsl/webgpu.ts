@@ -51,15 +51,30 @@ export class WebGpuBackend implements Backend {
 
   /** The backend over a runtime (most code calls {@link WebGpuBackend.create}). */
   constructor(readonly rt: GpuRuntime) {
-    this.groupProducts = !rt.software;
+    this.hardwareSchedule = !rt.software;
+  }
+
+  /**
+   * Whether work is scheduled as for a hardware GPU, which pays per dispatch: products together
+   * ({@link WebGpuBackend.groupProducts}) computing the maps only they read in their loads
+   * ({@link WebGpuBackend.mapsInLoads}). The default follows the adapter: off on a software one,
+   * where both measured slower (bench/README.md). The dispatch counts turn it on to count what a
+   * hardware GPU runs.
+   */
+  get hardwareSchedule(): boolean {
+    return this.groupProducts && this.mapsInLoads;
+  }
+  set hardwareSchedule(on: boolean) {
+    this.groupProducts = on;
+    this.mapsInLoads = on;
   }
 
   /**
    * Whether products whose operands are ready at once run in one dispatch (the lazy graph and
    * replays hand them to {@link WebGpuBackend.matmuls}). On by default on hardware GPUs, which
    * pay per dispatch; off on software adapters, where the grouped kernel measured slower
-   * (llvmpipe: a cached W1 G v 10-12 -> 12-16 ms; bench/README.md), as splitting K is. The
-   * dispatch counts turn it on to count what a hardware GPU runs.
+   * (llvmpipe: a cached W1 G v 10-12 -> 12-16 ms; bench/README.md), as splitting K is. Set with
+   * {@link WebGpuBackend.hardwareSchedule}.
    */
   get groupProducts(): boolean {
     return this.matmuls !== undefined;
@@ -72,11 +87,11 @@ export class WebGpuBackend implements Backend {
    * Whether products running together ({@link WebGpuBackend.groupProducts}) compute in their
    * loads the element-wise maps that only they read ({@link Backend.prologues}): a dispatch and
    * a round trip through memory fewer per map, each element computed by every invocation that
-   * loads it. On by default. On llvmpipe, where every load is a loop over the lanes, a W1 loss +
-   * gradient with products together measured slower with it (29 -> 33 ms, bench/README.md);
-   * hardware GPUs, not measured here, pay per dispatch.
+   * loads it. Set with {@link WebGpuBackend.hardwareSchedule}. On llvmpipe, where every load is
+   * a loop over the lanes, a W1 SGN step with products together measured slower with it (167 ->
+   * 176 ms, bench/README.md); hardware GPUs, not measured here, pay per dispatch.
    */
-  mapsInLoads = true;
+  mapsInLoads = false;
 
   /** {@link Backend.prologues}: with products together and {@link WebGpuBackend.mapsInLoads}. */
   get prologues(): boolean {
