@@ -414,7 +414,8 @@ export const FORWARD: { [K in PrimName]: Forward<ParamsOf[K]> } = {
       if (x.backend.poolInIr && spec.n * spec.c > 0) {
         // Kernels of the graph: dy's element-wise work fuses into them, consumers into the
         // gather's epilogue (through its cells where they fit the plane).
-        const { argmax, gather, plane } = poolBackwardKernels(spec, ho, wo);
+        const once = x.backend.poolArgmaxOnce;
+        const { argmax, gather, plane } = poolBackwardKernels(spec, ho, wo, once);
         const index = argmax && k.kernelNode(argmax, [x]);
         const cells = k.kernelNode(gather, [index ?? x, dy]);
         index?.release();

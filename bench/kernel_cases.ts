@@ -4,9 +4,9 @@
  * the bench runs every case, on every backend, with the same n ({@link KERNELS_PER_ITERATION}).
  */
 import * as K from "../kernel/kernels.ts";
-import type { Backend, Conv2dSpec, DeviceBuffer } from "../kernel/backend.ts";
+import type { Backend, Conv2dSpec, DeviceBuffer, Pool2dSpec } from "../kernel/backend.ts";
 import type { DType } from "../kernel/shape.ts";
-import { conv2dOutSize } from "../kernel/backend.ts";
+import { conv2dOutSize, pool2dOutSize } from "../kernel/backend.ts";
 import { benchBackends } from "./devices.ts";
 import { Random } from "../random.ts";
 
@@ -70,6 +70,21 @@ const CONVS: [string, Conv2dSpec][] = [
   ["CIFAR 64->64 3x3 (batch 128)", conv(128, 64, 6, 64, 3)],
 ];
 
+/** A max pool of batch n over c maps of h x h, k x k windows at `stride`. */
+function pool(n: number, c: number, h: number, k: number, stride: number): Pool2dSpec {
+  return { n, c, h, w: h, kh: k, kw: k, strideH: stride, strideW: stride };
+}
+
+/**
+ * The max pools measured: the seed's (2 x 2 windows tiling a map, and CIFAR's 13 x 13 map, whose
+ * last row and column no window covers) and overlapping windows (3 x 3 at stride 2, as in AlexNet).
+ */
+const POOLS: [string, Pool2dSpec][] = [
+  ["Fashion 2x2 of 24x24x6 (batch 1000)", pool(1000, 6, 24, 2, 2)],
+  ["CIFAR 2x2 of 13x13x32 (batch 128)", pool(128, 32, 13, 2, 2)],
+  ["3x3 stride 2 of 27x27x64 (batch 128)", pool(128, 64, 27, 3, 2)],
+];
+
 /** The matrix products measured: the issues' shapes and the seed's thin MLP layers. */
 export const MATMULS: [number, number, number][] = [
   [1000, 784, 256],
@@ -129,6 +144,20 @@ export async function kernelCases({ cpu = true } = {}): Promise<KernelCase[]> {
           runN: timedN(be, k),
         });
       }
+    }
+    for (const [label, s] of POOLS) {
+      const [ho, wo] = pool2dOutSize(s);
+      const x = rand(be, s.n * s.c * s.h * s.w, 9);
+      const dy = rand(be, s.n * s.c * ho * wo, 10);
+      out.push({
+        name: `maxPool2d backward ${label} [${name}]`,
+        group: `maxPool2d backward ${label}`,
+        backend: be,
+        // x and dy read, dx written.
+        work: 4 * (2 * s.n * s.c * s.h * s.w + s.n * s.c * ho * wo),
+        unit: "GB/s",
+        runN: timedN(be, () => be.maxPool2dBackward(x, dy, s)),
+      });
     }
     const n = 1_000_000;
     const x = rand(be, n, 6);

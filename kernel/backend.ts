@@ -207,12 +207,19 @@ export interface Backend {
   readonly hostReadback: boolean;
   /**
    * True when max pooling should be kernels of the IR in the graph (kernel/pool.ts) rather than
-   * routines: the forward pass and its JVP, and the backward where the windows tile the plane.
+   * routines: the forward pass, its JVP and the backward.
    * WebGPU, which lowers the routines as those kernels anyway: then element-wise work on their
    * operands fuses into their loads and their consumers (the relu after a pool) into their
    * epilogues. The CPU backends run their own loops (or oneDNN) faster.
    */
   readonly poolInIr?: boolean;
+  /**
+   * With {@link Backend.poolInIr}: whether the max-pool backward finds each window's argmax once,
+   * in a kernel of its own, even where the windows do not overlap, rather than at every position
+   * of the window's cell within the one gather kernel (kernel/pool.ts `poolBackwardKernels`): a
+   * dispatch more, less arithmetic.
+   */
+  readonly poolArgmaxOnce?: boolean;
   /**
    * The largest buffer the device holds, in bytes: on WebGPU the device's storage-buffer binding
    * limit; on the CPU backends unbounded (the machine's memory is the limit there).

@@ -93,7 +93,7 @@ export function disjoint(s: Pool2dSpec): boolean {
  * kernels, in order, and the plane they leave.
  */
 export interface PoolBackward {
-  /** Where windows overlap, each window's argmax ([n, c, ho, wo], from x): the gather's input 0. */
+  /** Each window's argmax ([n, c, ho, wo], from x), where it comes first: the gather's input 0. */
   readonly argmax?: Kernel;
   /**
    * dx as [n, c, hc, sh, wc, sw]: the plane cut into hc x wc cells of the stride's size, which
@@ -113,8 +113,10 @@ export interface PoolBackward {
  * - Windows that do not overlap ({@link disjoint}): one kernel over (x, dy). A cell holds at most
  *   one window's positions, its top-left kh x kw corner (window (qy, qx)); each element reduces
  *   that window to its argmax and keeps dy where the argmax is its own position r kw + t.
- * - Overlapping windows: the argmax of each window first, then a sum over the windows that
- *   contain each position. Those are windows oy = qy - j for j < mh = ceil(kh / sh), at window
+ * - Overlapping windows, or with `argmaxOnce` any windows: the argmax of each window first,
+ *   then a sum over the windows that contain each position (for windows apart, one window or
+ *   none: a dispatch more, and each argmax found once instead of at every position of its cell,
+ *   which an adapter short of arithmetic, such as a software one, prefers). Those are windows oy = qy - j for j < mh = ceil(kh / sh), at window
  *   row ky = r + j sh (likewise columns); the sum runs j from mh - 1 down to 0, so windows add
  *   up in the order a scatter over them would.
  *
@@ -124,14 +126,19 @@ export interface PoolBackward {
  * so the value they read (garbage, or nothing at all: every lowering reads past a buffer without
  * faulting, see {@link Expr}) never reaches the result.
  */
-export function poolBackwardKernels(s: Pool2dSpec, ho: number, wo: number): PoolBackward {
+export function poolBackwardKernels(
+  s: Pool2dSpec,
+  ho: number,
+  wo: number,
+  argmaxOnce = false,
+): PoolBackward {
   const { n, c, h, w, kh, kw } = s;
   const sh = s.strideH, sw = s.strideW;
   const hc = Math.ceil(h / sh), wc = Math.ceil(w / sw);
   const shape = [n, c, hc, sh, wc, sw];
   const plane = [n, c, hc * sh, wc * sw];
   const all = (conds: Expr[]) => conds.reduce((a, b) => binary("mul", a, b));
-  if (disjoint(s)) {
+  if (disjoint(s) && !argmaxOnce) {
     // Loop [n, c, qy, r, qx, t, ky, kx]: window (qy, qx) at every position of its cell.
     const x = load(0, [c * h * w, h * w, sh * w, 0, sw, 0, w, 1]);
     const dy = load(1, [c * ho * wo, ho * wo, wo, 0, 1, 0]);

@@ -47,7 +47,7 @@ const special = [NaN, Infinity, -Infinity, 0, -0, 1, 2, -1, 3];
 /** Any spec: windows that tile the plane, leave a border, overlap, or reach the cells' edge. */
 const specArb = fc.record({
   ...{ n: int(1, 2), c: int(1, 3), h: int(1, 9), w: int(1, 9), sh: int(1, 4), sw: int(1, 4) },
-  ...{ kh: int(1, 4), kw: int(1, 4), seed: fc.nat(1000) },
+  ...{ kh: int(1, 4), kw: int(1, 4), seed: fc.nat(1000), once: fc.boolean() },
   xs: fc.array(fc.constantFrom(...special), { minLength: 1, maxLength: 30 }),
   dys: fc.array(fc.constantFrom(...special), { minLength: 1, maxLength: 30 }),
 });
@@ -84,8 +84,8 @@ function caseOf(p: SpecCase) {
 /** The kernels through the interpreter, one after the other, then the plane's corner. */
 function interpreted(p: SpecCase): { got: string[]; want: string[]; what: string } {
   const { s, ho, wo, x, dy, want } = caseOf(p);
-  const { argmax, gather, plane } = poolBackwardKernels(s, ho, wo);
-  assert.equal(!argmax, disjoint(s), "the argmax first exactly where windows overlap");
+  const { argmax, gather, plane } = poolBackwardKernels(s, ho, wo, p.once);
+  assert.equal(!argmax, disjoint(s) && !p.once, "the argmax first where windows overlap or asked");
   const run = (kernel: ir.Kernel, inputs: Float64Array[]) => {
     const out = new Float64Array(kernel.shape.reduce((a, b) => a * b, 1));
     interpret(kernel, inputs, out);
@@ -123,7 +123,7 @@ property(
   60,
   async (p) => {
     const { s, ho, wo, x, dy, want } = caseOf(p);
-    const { argmax, gather, plane } = poolBackwardKernels(s, ho, wo);
+    const { argmax, gather, plane } = poolBackwardKernels(s, ho, wo, p.once);
     const viaInterpreter = interpreted(p);
     assert.deepEqual(viaInterpreter.got, want, `interpreter ${viaInterpreter.what}`);
     for (const { label, be, dtype } of targets) {
@@ -242,34 +242,40 @@ Deno.test("index leaf: WGSL computes it in i32, so negative strides and offsets 
   assert.match(code, /f32\(i32\(o0\) \* \(-3\) \+ i32\(o1\) \* \(1\) \+ \(-1\)\)/);
 });
 
-Deno.test("max-pool backward on WebGPU: the IR's kernels only, one where the windows tile the plane", async () => {
+Deno.test("max-pool backward on WebGPU: the IR's kernels only, one where the windows tile the plane unless the argmax comes first", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
   const rt = gpu.rt;
   const dispatch = rt.dispatch;
+  const was = gpu.poolArgmaxOnce;
   const codes: string[] = [];
   rt.dispatch = (code, ...rest) => (codes.push(code), dispatch.call(rt, code, ...rest));
+  // [h, window, stride, kernels]. Tiles: the gather. A border: the gather, then the plane's
+  // corner. Overlapping: the argmax, then the gather (8 rows are 4 cells of 2: no corner to
+  // copy). With poolArgmaxOnce, the argmax comes first where windows are apart too.
+  const cases = [[8, 2, 2, 1], [9, 2, 2, 2], [8, 3, 2, 2], [9, 3, 2, 3]];
   try {
-    // Tiles: the gather. A border: the gather, then the plane's corner. Overlapping: the argmax,
-    // then the gather (8 rows are 4 cells of 2: no corner to copy).
-    for (
-      const [h, k, stride, kernels] of [[8, 2, 2, 1], [9, 2, 2, 2], [8, 3, 2, 2], [9, 3, 2, 3]]
-    ) {
-      const s = { n: 2, c: 3, h, w: h, kh: k, kw: k, strideH: stride, strideW: stride };
-      const [ho, wo] = pool2dOutSize(s);
-      const [xb, db] = [
-        put(gpu, new Array(2 * 3 * s.h * s.w).fill(1)),
-        put(gpu, new Array(6 * ho * wo).fill(1)),
-      ];
-      codes.length = 0;
-      gpu.release(gpu.maxPool2dBackward(xb, db, s));
-      [xb, db].forEach((b) => gpu.release(b));
-      assert.equal(codes.length, kernels, JSON.stringify(s));
-      const { argmax, gather } = poolBackwardKernels(s, ho, wo);
-      const ir = [...(argmax ? [argmax] : []), gather].map((k) => wgslKernel(k).plan.code);
-      assert.deepEqual(codes.slice(0, ir.length), ir, JSON.stringify(s));
+    for (const once of [false, true]) {
+      gpu.poolArgmaxOnce = once;
+      for (const [h, k, stride, alone] of cases) {
+        const s = { n: 2, c: 3, h, w: h, kh: k, kw: k, strideH: stride, strideW: stride };
+        const [ho, wo] = pool2dOutSize(s);
+        const [xb, db] = [
+          put(gpu, new Array(2 * 3 * s.h * s.w).fill(1)),
+          put(gpu, new Array(6 * ho * wo).fill(1)),
+        ];
+        codes.length = 0;
+        gpu.release(gpu.maxPool2dBackward(xb, db, s));
+        [xb, db].forEach((b) => gpu.release(b));
+        const what = JSON.stringify({ ...s, once });
+        assert.equal(codes.length, once && k <= stride ? alone + 1 : alone, what);
+        const { argmax, gather } = poolBackwardKernels(s, ho, wo, once);
+        const ir = [...(argmax ? [argmax] : []), gather].map((k) => wgslKernel(k).plan.code);
+        assert.deepEqual(codes.slice(0, ir.length), ir, what);
+      }
     }
   } finally {
     rt.dispatch = dispatch;
+    gpu.poolArgmaxOnce = was;
   }
 });

@@ -23,15 +23,29 @@ import { fc, property } from "./property.ts";
 import { backendLabel, cpu } from "./harness.ts";
 import { ALL, dtypeOf, near } from "./autodiff_checks.ts";
 
-/** Runs `fn` with the backend's pooling as nodes of the graph (`on`) or as the routines. */
-async function withNode<T>(be: Backend, on: boolean, fn: () => Promise<T>): Promise<T> {
-  const had = Object.getOwnPropertyDescriptor(be, "poolInIr");
-  Object.defineProperty(be, "poolInIr", { value: on, configurable: true, writable: true });
+/**
+ * Runs `fn` with the backend's pooling as nodes of the graph (`on`) or as the routines, and the
+ * max-pool backward's argmax found once, in a kernel of its own (`once`, Backend.poolArgmaxOnce),
+ * or at every position of a window's cell.
+ */
+async function withNode<T>(
+  be: Backend,
+  on: boolean,
+  fn: () => Promise<T>,
+  once = false,
+): Promise<T> {
+  const keys = ["poolInIr", "poolArgmaxOnce"] as const;
+  const had = keys.map((k) => Object.getOwnPropertyDescriptor(be, k));
+  keys.forEach((k, i) =>
+    Object.defineProperty(be, k, { value: [on, once][i], configurable: true, writable: true })
+  );
   try {
     return await fn();
   } finally {
-    if (had) Object.defineProperty(be, "poolInIr", had);
-    else delete (be as { poolInIr?: boolean }).poolInIr;
+    keys.forEach((k, i) => {
+      if (had[i]) Object.defineProperty(be, k, had[i]!);
+      else delete (be as { poolInIr?: boolean; poolArgmaxOnce?: boolean })[k];
+    });
   }
 }
 
@@ -49,6 +63,7 @@ const caseArb = fc.record({
   values: fc.array(fc.integer({ min: -3, max: 3 }), { minLength: 3, maxLength: 8 }),
   seed: fc.nat(1000),
   scale: fc.constantFrom(1, 0.5, -2),
+  once: fc.boolean(),
 });
 type Case = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
 
@@ -110,8 +125,8 @@ for (const be of ALL) {
     caseArb,
     be.name === "webgpu" ? 15 : 40,
     async (c) => {
-      const node = await withNode(be, true, () => gradient(be, c));
-      const routine = await withNode(be, false, () => gradient(be, c));
+      const node = await withNode(be, true, () => gradient(be, c), c.once);
+      const routine = await withNode(be, false, () => gradient(be, c), c.once);
       const what = `${label} ${JSON.stringify(c)}`;
       if (dtypeOf(be) === "float64") {
         assert.deepEqual(node.dx, routine.dx, what);
@@ -194,7 +209,7 @@ Deno.test("pool node: WebGPU takes it by default, and it saves the dispatch of d
   assert.equal(gpu.poolInIr, true);
   const c: Case = {
     ...{ n: 2, c: 2, h: 6, w: 6, kh: 2, kw: 2, sh: 2, sw: 2 },
-    ...{ values: [1, 2, 3, -1], seed: 5, scale: 1 },
+    ...{ values: [1, 2, 3, -1], seed: 5, scale: 1, once: false },
   };
   const node = await withNode(gpu, true, () => gradient(gpu, c));
   const routine = await withNode(gpu, false, () => gradient(gpu, c));
@@ -217,6 +232,7 @@ Deno.test("pool node: the JVP over a window of 64 positions (longer than a selec
     values: [1, 2, 3, -1, 0, 5, 4],
     seed: 3,
     scale: -2,
+    once: false,
   };
   const oracle = await withNode(cpu, false, () => forward(cpu, c));
   for (const be of ALL) {

@@ -69,20 +69,21 @@ export function maxPool2d(
 
 /**
  * The transpose of maxPool2d in its values: dy sent to the argmax positions, by the kernels of
- * the IR (kernel/pool.ts's `poolBackwardKernels`): one where the windows do not overlap, the
- * windows' argmax and then the gather where they do; where the cells reach past the plane, a copy
- * of its corner.
+ * the IR (kernel/pool.ts's `poolBackwardKernels`): one where the windows do not overlap (unless
+ * `argmaxOnce`), the windows' argmax and then the gather where they do; where the cells reach
+ * past the plane, a copy of its corner.
  */
 export function maxPool2dBackward(
   rt: GpuRuntime,
   x: GpuBuffer,
   dy: GpuBuffer,
   s: Pool2dSpec,
+  argmaxOnce = false,
 ): GpuBuffer {
   const [ho, wo] = checked("maxPool2dBackward", s, x);
   expectShape("maxPool2dBackward", "dy", dy, [s.n, s.c, ho, wo]);
   if (s.n * s.c === 0) return rt.alloc(0);
-  const { argmax, gather, plane } = poolBackwardKernels(s, ho, wo);
+  const { argmax, gather, plane } = poolBackwardKernels(s, ho, wo, argmaxOnce);
   const index = argmax && dispatchKernel(rt, argmax, [x]);
   const cells = dispatchKernel(rt, gather, [index ?? x, dy]);
   if (index) rt.release(index);

@@ -57,17 +57,28 @@ export class WebGpuBackend implements Backend {
   /**
    * Whether work is scheduled as for a hardware GPU, which pays per dispatch: products together
    * ({@link WebGpuBackend.groupProducts}) computing the maps only they read in their loads
-   * ({@link WebGpuBackend.mapsInLoads}). The default follows the adapter: off on a software one,
+   * ({@link WebGpuBackend.mapsInLoads}), and the max-pool backward in one kernel where the
+   * windows do not overlap ({@link WebGpuBackend.poolArgmaxOnce} off). The default follows the adapter: off on a software one,
    * where both measured slower (bench/README.md). The dispatch counts turn it on to count what a
    * hardware GPU runs.
    */
   get hardwareSchedule(): boolean {
-    return this.groupProducts && this.mapsInLoads;
+    return this.groupProducts && this.mapsInLoads && !this.poolArgmaxOnce;
   }
   set hardwareSchedule(on: boolean) {
     this.groupProducts = on;
     this.mapsInLoads = on;
+    this.poolArgmaxOnce = !on;
   }
+
+  /**
+   * {@link Backend.poolArgmaxOnce}: off with {@link WebGpuBackend.hardwareSchedule} (a dispatch
+   * fewer), on otherwise. On llvmpipe, where arithmetic is what costs, the backward of W3's
+   * second pool (2 x 2 over 64 maps of 13 x 13, batch 128) took 45.5 ms with each argmax found at
+   * every position of its cell and 32.1 ms with it found once, its first pool (30 x 30) 88.3 and
+   * 58.5 ms (bench/README.md).
+   */
+  poolArgmaxOnce = false;
 
   /**
    * Whether products whose operands are ready at once run in one dispatch (the lazy graph and
@@ -230,6 +241,7 @@ export class WebGpuBackend implements Backend {
   }
   maxPool2dBackward(x: DeviceBuffer, dy: DeviceBuffer, spec: Pool2dSpec): DeviceBuffer {
     const op = "maxPool2dBackward";
-    return pool.maxPool2dBackward(this.rt, this.#buf(x, op), this.#buf(dy, op), spec);
+    const [xb, db] = [this.#buf(x, op), this.#buf(dy, op)];
+    return pool.maxPool2dBackward(this.rt, xb, db, spec, this.poolArgmaxOnce);
   }
 }
