@@ -413,7 +413,7 @@ export const FORWARD: { [K in PrimName]: Forward<ParamsOf[K]> } = {
       const [ho, wo] = pool2dOutSize(spec);
       if (x.backend.poolInIr && spec.n * spec.c > 0) {
         // Kernels of the graph: dy's element-wise work fuses into them, consumers into the
-        // gather's epilogue (through its cells where they fit the plane).
+        // gather's epilogue where dx is its whole plane (else they read dx's corner in place).
         const once = x.backend.poolArgmaxOnce;
         const { argmax, gather, plane } = poolBackwardKernels(spec, ho, wo, once);
         const index = argmax && k.kernelNode(argmax, [x]);

@@ -5,9 +5,9 @@
  * reduction whose epilogue picks the tangent at the position it found, by a chain of selects over
  * the window's positions ({@link poolForwardKernel}).
  *
- * The backward, where the windows tile the plane, is a gather (each input position keeps dy
- * where its cell's window has its argmax) rather than the scatter the routine's name suggests
- * ({@link poolBackwardKernel}).
+ * The backward is a gather (each input position collects dy from the windows whose argmax it
+ * is) rather than the scatter the routine's name suggests, for any windows: apart, overlapping,
+ * or leaving a border ({@link poolBackwardKernels}).
  *
  * WebGPU lowers its routines through these kernels (wgsl/pool.ts), and the graph builds them as
  * nodes of their own on backends that say so (`Backend.poolInIr`), so that element-wise work
@@ -114,11 +114,12 @@ export interface PoolBackward {
  *   one window's positions, its top-left kh x kw corner (window (qy, qx)); each element reduces
  *   that window to its argmax and keeps dy where the argmax is its own position r kw + t.
  * - Overlapping windows, or with `argmaxOnce` any windows: the argmax of each window first,
- *   then a sum over the windows that contain each position (for windows apart, one window or
- *   none: a dispatch more, and each argmax found once instead of at every position of its cell,
- *   which an adapter short of arithmetic, such as a software one, prefers). Those are windows oy = qy - j for j < mh = ceil(kh / sh), at window
- *   row ky = r + j sh (likewise columns); the sum runs j from mh - 1 down to 0, so windows add
- *   up in the order a scatter over them would.
+ *   then a sum over the windows that contain each position. Those are windows oy = qy - j for
+ *   j < mh = ceil(kh / sh), at window row ky = r + j sh (likewise columns); the sum runs j from
+ *   mh - 1 down to 0, so windows add up in the order a scatter over them would. For windows
+ *   apart (one window or none per position) this is a dispatch more than the one kernel, with
+ *   each argmax found once instead of at every position of its cell, which an adapter short of
+ *   arithmetic, such as a software one, prefers.
  *
  * Both read windows and dy beyond the maps' edges: in the cells past the last window (the border
  * a pool leaves, and cells reaching past the plane), and, overlapping, above and left of the first

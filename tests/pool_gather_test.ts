@@ -1,6 +1,7 @@
 /**
- * The max-pool backward as a gather of the IR (wgsl/pool.ts, poolBackwardKernel) and the IR's
- * `index` leaf it stands on. Checked against computations written here: a plain scatter of dy to
+ * The max-pool backward as kernels of the IR (kernel/pool.ts poolBackwardKernels, for windows
+ * apart, overlapping or leaving a border, with the argmax first or not) and the IR's `index` leaf
+ * and masked loads past a buffer it stands on. Checked against computations written here: a plain scatter of dy to
  * each window's first maximum (the first NaN, else the first maximum; dy summed into zeros, so
  * -0 gives +0), and for the leaf, the loop index through its view computed directly. Every
  * lowering (the interpreter, the native backend's loops, WGSL) must give those bit for bit: the

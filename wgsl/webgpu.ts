@@ -58,9 +58,9 @@ export class WebGpuBackend implements Backend {
    * Whether work is scheduled as for a hardware GPU, which pays per dispatch: products together
    * ({@link WebGpuBackend.groupProducts}) computing the maps only they read in their loads
    * ({@link WebGpuBackend.mapsInLoads}), and the max-pool backward in one kernel where the
-   * windows do not overlap ({@link WebGpuBackend.poolArgmaxOnce} off). The default follows the adapter: off on a software one,
-   * where both measured slower (bench/README.md). The dispatch counts turn it on to count what a
-   * hardware GPU runs.
+   * windows do not overlap ({@link WebGpuBackend.poolArgmaxOnce} off). The default follows the
+   * adapter: off on a software one, where each of the three measured slower (bench/README.md).
+   * The dispatch counts turn it on to count what a hardware GPU runs.
    */
   get hardwareSchedule(): boolean {
     return this.groupProducts && this.mapsInLoads && !this.poolArgmaxOnce;
