@@ -175,7 +175,12 @@ export const MUTANTS: Mutant[] = ([
   // such a pair, and by #readyProduct's checks a host with fused consumers runs beside them only
   // when nobody else holds it, which no computation does; 4 minutes of `deno task fuzz` on
   // together_test with the check taken out found nothing. Kept, and listed, until a case shows it
-  // needed or the check is shown redundant and removed.
+  // needed or the check is shown redundant and removed. The argument for redundancy (eighth
+  // pass): of a host h and a consumer f that absorbed it (f's unfused host is h), #readyProduct
+  // takes h only when h is held elsewhere (its absorbers aside) and f only when h is not (or is
+  // computed), asked of the same state within one #mates loop; so no pair in which one absorbed
+  // the other is ever ready at once, whichever of the two is `this`. Not removed: an absorber
+  // whose unfused host is not the array it absorbed would break the argument.
   {
     file: "kernel/lazy.ts",
     find: "!tangled(y) && y.#readyProduct();",
