@@ -53,7 +53,7 @@ export {
   type DnnlResult,
   loadDnnl,
 } from "./cpu/dnnl.ts";
-export { WebGpuBackend } from "./wgsl/webgpu.ts";
+export { type Schedule, WebGpuBackend } from "./wgsl/webgpu.ts";
 export { GpuBuffer, GpuRuntime, Params, type RuntimeStats } from "./wgsl/runtime.ts";
 export { type Lazy, lazyStats, type Recipe } from "./kernel/lazy.ts";
 export { type Recipe as RecipeOf, type Source as RecipeSource } from "./kernel/recipe.ts";

@@ -415,13 +415,13 @@ export const FORWARD: { [K in PrimName]: Forward<ParamsOf[K]> } = {
         // Kernels of the graph: dy's element-wise work fuses into them, consumers into the
         // gather's epilogue where dx is its whole plane (else they read dx's corner in place).
         const once = x.backend.poolArgmaxOnce;
-        const { argmax, gather, plane } = poolBackwardKernels(spec, ho, wo, once);
+        const { argmax, gather, plane, fits } = poolBackwardKernels(spec, ho, wo, once);
         const index = argmax && k.kernelNode(argmax, [x]);
         const cells = k.kernelNode(gather, [index ?? x, dy]);
         index?.release();
         const whole = k.reshape(cells, plane);
         cells.release();
-        if (plane.every((d, i) => d === out[i])) return whole;
+        if (fits) return whole;
         const dx = k.slice(whole, [0, 0, 0, 0], out);
         whole.release();
         return dx;

@@ -102,6 +102,8 @@ export interface PoolBackward {
   readonly gather: Kernel;
   /** The gather's output as a plane, [n, c, hc sh, wc sw]: dx is its [n, c, h, w] corner. */
   readonly plane: readonly number[];
+  /** Whether that plane is dx itself (the cells end where the map does, both ways). */
+  readonly fits: boolean;
 }
 
 /**
@@ -138,6 +140,7 @@ export function poolBackwardKernels(
   const hc = Math.ceil(h / sh), wc = Math.ceil(w / sw);
   const shape = [n, c, hc, sh, wc, sw];
   const plane = [n, c, hc * sh, wc * sw];
+  const fits = hc * sh === h && wc * sw === w;
   const all = (conds: Expr[]) => conds.reduce((a, b) => binary("mul", a, b));
   if (disjoint(s) && !argmaxOnce) {
     // Loop [n, c, qy, r, qx, t, ky, kx]: window (qy, qx) at every position of its cell.
@@ -158,7 +161,7 @@ export function poolBackwardKernels(
       reduce: { op: "argmax", shape: [kh, kw] },
       epilogue: where(all(conds), dy, constant(0)),
     };
-    return { gather, plane };
+    return { gather, plane, fits };
   }
   const mh = Math.ceil(kh / sh), mw = Math.ceil(kw / sw);
   // Loop [n, c, qy, r, qx, t, j', i'] with j = mh - 1 - j': window oy = qy - mh + 1 + j'.
@@ -185,6 +188,7 @@ export function poolBackwardKernels(
       reduce: { op: "sum", shape: [mh, mw] },
     },
     plane,
+    fits,
   };
 }
 

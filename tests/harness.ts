@@ -233,11 +233,11 @@ export async function productsTogether<T>(
   on: boolean,
   fn: () => Promise<T>,
 ): Promise<T> {
-  const was = [gpu.groupProducts, gpu.mapsInLoads, gpu.poolArgmaxOnce];
+  const was = gpu.schedule;
   gpu.hardwareSchedule = on;
   try {
     return await fn();
   } finally {
-    [gpu.groupProducts, gpu.mapsInLoads, gpu.poolArgmaxOnce] = was;
+    gpu.schedule = was;
   }
 }

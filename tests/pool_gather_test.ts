@@ -225,6 +225,50 @@ property(
   },
 );
 
+/** A map through a view whose strides and offset may be negative, kept inside its buffer. */
+const negativeViewArb = fc.record({
+  shape: fc.array(int(1, 4), { minLength: 1, maxLength: 3 }),
+  strides: fc.array(int(-3, 3), { minLength: 3, maxLength: 3 }),
+  before: int(0, 2),
+  after: int(0, 2),
+  scaled: fc.boolean(),
+});
+
+property(
+  "loads through views with negative strides and offsets read what the view names on every backend",
+  negativeViewArb,
+  40,
+  async (p) => {
+    const strides = p.strides.slice(0, p.shape.length);
+    // The view's lowest and highest address from offset 0; the offset lifts the lowest to
+    // `before` (negative exactly when a stride is).
+    const span = (pick: (a: number, b: number) => number) =>
+      p.shape.reduce((a, d, i) => a + pick(0, strides[i] * (d - 1)), 0);
+    const offset = p.before - span(Math.min);
+    const size = offset + span(Math.max) + 1 + p.after;
+    const data = Array.from({ length: size }, (_, i) => i * 3 - 7);
+    const view = ir.load(0, strides, offset);
+    const body = p.scaled ? ir.binary("mul", view, ir.constant(2)) : view;
+    const kernel: ir.Kernel = { shape: p.shape, inputs: 1, body };
+    const count = p.shape.reduce((a, b) => a * b, 1);
+    const at = (i: number) =>
+      ir.contiguous(p.shape).map((st, d) => Math.floor(i / st) % p.shape[d]);
+    const want = Array.from({ length: count }, (_, i) => {
+      const v = data[at(i).reduce((a, x, d) => a + x * strides[d], offset)];
+      return p.scaled ? v * 2 : v;
+    });
+    const host = new Float64Array(count);
+    interpret(kernel, [Float64Array.from(data)], host);
+    assert.deepEqual([...host], want, "interpreter");
+    for (const { label, be, dtype } of targets) {
+      const xb = put(be, data, dtype);
+      const got = await take(be, be.run(kernel, [xb], dtype));
+      be.release(xb);
+      assert.deepEqual([...got], want, `${label}: ${JSON.stringify({ strides, offset, size })}`);
+    }
+  },
+);
+
 Deno.test("max-pool gather in WGSL: dy, which the epilogue tests and keeps, is read once", () => {
   const s: Pool2dSpec = { n: 2, c: 3, h: 8, w: 8, kh: 2, kw: 2, strideH: 2, strideW: 2 };
   const code = wgslKernel(poolBackwardKernels(s, 4, 4).gather).plan.code;

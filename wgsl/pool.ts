@@ -83,11 +83,11 @@ export function maxPool2dBackward(
   const [ho, wo] = checked("maxPool2dBackward", s, x);
   expectShape("maxPool2dBackward", "dy", dy, [s.n, s.c, ho, wo]);
   if (s.n * s.c === 0) return rt.alloc(0);
-  const { argmax, gather, plane } = poolBackwardKernels(s, ho, wo, argmaxOnce);
+  const { argmax, gather, plane, fits } = poolBackwardKernels(s, ho, wo, argmaxOnce);
   const index = argmax && dispatchKernel(rt, argmax, [x]);
   const cells = dispatchKernel(rt, gather, [index ?? x, dy]);
   if (index) rt.release(index);
-  if (plane[2] === s.h && plane[3] === s.w) return cells;
+  if (fits) return cells;
   const shape = [s.n, s.c, s.h, s.w];
   const dx = dispatchKernel(rt, { shape, inputs: 1, body: load(0, contiguous(plane)) }, [cells]);
   rt.release(cells);

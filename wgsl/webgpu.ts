@@ -36,6 +36,29 @@ import * as mm from "./matmul.ts";
 import * as conv from "./conv.ts";
 import * as pool from "./pool.ts";
 
+/**
+ * The scheduling switches of a {@link WebGpuBackend}, which its `hardwareSchedule` sets together.
+ *
+ * @example
+ * ```ts
+ * import { WebGpuBackend } from "./webgpu.ts";
+ * const gpu = await WebGpuBackend.create();
+ * if (gpu) {
+ *   const was = gpu.schedule;
+ *   gpu.hardwareSchedule = true; // count what a hardware GPU runs
+ *   gpu.schedule = was;
+ * }
+ * ```
+ */
+export interface Schedule {
+  /** {@link WebGpuBackend.groupProducts}. */
+  readonly groupProducts: boolean;
+  /** {@link WebGpuBackend.mapsInLoads}. */
+  readonly mapsInLoads: boolean;
+  /** {@link WebGpuBackend.poolArgmaxOnce}. */
+  readonly poolArgmaxOnce: boolean;
+}
+
 /** The WebGPU implementation of {@link Backend}. */
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu" as const;
@@ -66,9 +89,21 @@ export class WebGpuBackend implements Backend {
     return this.groupProducts && this.mapsInLoads && !this.poolArgmaxOnce;
   }
   set hardwareSchedule(on: boolean) {
-    this.groupProducts = on;
-    this.mapsInLoads = on;
-    this.poolArgmaxOnce = !on;
+    this.schedule = { groupProducts: on, mapsInLoads: on, poolArgmaxOnce: !on };
+  }
+
+  /**
+   * The switches {@link WebGpuBackend.hardwareSchedule} sets, as they are now: a value to put
+   * back later (`const was = gpu.schedule; ...; gpu.schedule = was`).
+   */
+  get schedule(): Schedule {
+    const { groupProducts, mapsInLoads, poolArgmaxOnce } = this;
+    return { groupProducts, mapsInLoads, poolArgmaxOnce };
+  }
+  set schedule(s: Schedule) {
+    this.groupProducts = s.groupProducts;
+    this.mapsInLoads = s.mapsInLoads;
+    this.poolArgmaxOnce = s.poolArgmaxOnce;
   }
 
   /**

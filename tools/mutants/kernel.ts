@@ -258,10 +258,10 @@ export const MUTANTS: Mutant[] = ([
     tests: GATHER,
   },
   {
-    file: "wgsl/pool.ts",
-    find: "if (plane[2] === s.h && plane[3] === s.w) return cells;",
-    replace: "if (plane[2] === s.h) return cells;",
-    what: "WebGPU's max-pool backward returns the cells' plane where its columns reach past dx's",
+    file: "kernel/pool.ts",
+    find: "const fits = hc * sh === h && wc * sw === w;",
+    replace: "const fits = hc * sh === h;",
+    what: "the max-pool backward takes the cells' plane for dx where its columns reach past dx's",
     tests: GATHER,
   },
   {
@@ -269,6 +269,13 @@ export const MUTANTS: Mutant[] = ([
     find: "const u32 = (v: number) => (v < 0 ? `bitcast<u32>(${v}i)` : `${v}u`);",
     replace: "const u32 = (v: number) => `${v}u`;",
     what: "WGSL writes a load's negative offset as a u32 literal (-5u, which no shader takes)",
+    tests: GATHER,
+  },
+  {
+    file: "wgsl/codegen.ts",
+    find: "const u32 = (v: number) => (v < 0 ? `bitcast<u32>(${v}i)` : `${v}u`);",
+    replace: "const u32 = (v: number) => `${Math.abs(v)}u`;",
+    what: "WGSL adds a load's negative stride or offset as its magnitude",
     tests: GATHER,
   },
   // --- cpu/native.ts -------------------------------------------------------------------------
