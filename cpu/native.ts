@@ -18,6 +18,7 @@
 
 import {
   type Conv2dSpec,
+  convWeightGradSize,
   convWeights,
   type DeviceBuffer,
   type Epilogue,
@@ -451,14 +452,20 @@ export class NativeBackend extends CpuBackend {
   override conv2dWeightGrad(x: DeviceBuffer, dy: DeviceBuffer, s: Conv2dSpec): DeviceBuffer {
     const { ho, wo, a: xb, b: db, dtype } = this.convOperands("conv2dWeightGrad", x, dy, s);
     const ck = s.c * s.kh * s.kw, p = ho * wo;
-    const dnnlOut = this.alloc(s.f * ck, dtype);
-    if (this.#dnnlConv("backwardWeights", s, xb, db, dnnlOut)) return dnnlOut;
+    const size = convWeightGradSize(s);
+    const { sums: _, ...plain } = s;
+    const dnnlOut = this.alloc(size, dtype);
+    if (this.#dnnlConv("backwardWeights", plain, xb, db, dnnlOut)) {
+      if (s.sums) this.convSums(db, s, ho, wo, dnnlOut);
+      return dnnlOut;
+    }
     this.release(dnnlOut);
-    const out = this.zeros(s.f * ck, dtype);
+    const out = this.zeros(size, dtype);
     this.#eachImageColumns(xb, s, ho, wo, (i, c) => {
       const g = db.data.subarray(i * s.f * p, (i + 1) * s.f * p);
       this.blas.gemm(false, true, s.f, ck, p, 1, g, p, c, p, 1, out.data, ck);
     });
+    if (s.sums) this.convSums(db, s, ho, wo, out);
     return out;
   }
 

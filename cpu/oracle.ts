@@ -17,6 +17,7 @@ import {
   checkPool2dSpec,
   conv2dOutSize,
   type Conv2dSpec,
+  convWeightGradSize,
   convWeights,
   type DeviceBuffer,
   type Epilogue,
@@ -66,6 +67,16 @@ export function sumsKernel(spec: Required<MatmulSpec>): Kernel {
   const { k, n, transB, offsetB } = spec;
   const body = load(0, transB ? [k, 1] : [1, n], offsetB);
   return { shape: [n], inputs: 1, body, reduce: { op: "sum", shape: [k] } };
+}
+
+/**
+ * The IR reduction that gives a weight gradient's `sums` (dy [n, f, ho, wo] summed over n, ho and
+ * wo): the kernel the lazy graph runs for that sum, so the values are that kernel's on every
+ * backend.
+ */
+export function convSumsKernel(s: Conv2dSpec, ho: number, wo: number): Kernel {
+  const body = load(0, [ho * wo, s.f * ho * wo, wo, 1]);
+  return { shape: [s.f], inputs: 1, body, reduce: { op: "sum", shape: [s.n, ho, wo] } };
 }
 
 /** max that lets NaN win, so that NaN propagates through reductions and pooling. */
@@ -402,9 +413,20 @@ export class CpuBackend implements Backend {
     const { ho, wo, a: xb, b: db, dtype } = this.convOperands("conv2dWeightGrad", x, dy, s);
     const acc = new Float64Array(convWeights(s));
     this.convTerms(s, ho, wo, (xi, wi, yi) => (acc[wi] += xb.data[xi] * db.data[yi]));
-    const out = this.alloc(acc.length, dtype);
+    const out = this.alloc(convWeightGradSize(s), dtype);
     out.data.set(acc);
+    if (s.sums) this.convSums(db, s, ho, wo, out);
     return out;
+  }
+
+  /**
+   * Writes dy's sums over images and positions after a weight gradient with `sums`, by the IR
+   * reduction the lazy graph would run for them ({@link convSumsKernel}).
+   */
+  protected convSums(dy: CpuBuffer, s: Conv2dSpec, ho: number, wo: number, out: CpuBuffer): void {
+    const sums = this.run(convSumsKernel(s, ho, wo), [dy], dy.dtype) as CpuBuffer;
+    out.data.set(sums.data, convWeights(s));
+    this.release(sums);
   }
 
   /** For every output of the pool, the input index of the first maximum of its window. */

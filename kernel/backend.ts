@@ -147,6 +147,11 @@ export interface Conv2dSpec {
    * buffer, such as a layer's weights in a flat parameter vector.
    */
   offsetW?: number;
+  /**
+   * The weight gradient only: f more values after the weights' gradient, dy summed over the
+   * images and positions (the bias gradient, after the weights as in a flat parameter vector).
+   */
+  sums?: boolean;
 }
 
 /**
@@ -220,6 +225,13 @@ export interface Backend {
    * dispatch more, less arithmetic.
    */
   readonly poolArgmaxOnce?: boolean;
+  /**
+   * Whether the graph computes a conv layer's bias gradient in its weight gradient's routine
+   * (`Conv2dSpec.sums`, folded by kernel/matmul.ts) rather than as a reduction of its own: a
+   * dispatch less per conv layer, a few more registers in the routine. WebGPU's hardware
+   * schedule; every backend honours `sums` whether or not its graph folds.
+   */
+  readonly convBiasFold?: boolean;
   /**
    * The largest buffer the device holds, in bytes: on WebGPU the device's storage-buffer binding
    * limit; on the CPU backends unbounded (the machine's memory is the limit there).
@@ -322,6 +334,11 @@ export function checkConv2dSpec(op: string, s: Conv2dSpec): [number, number] {
 /** The number of a convolution's weights, f c kh kw. */
 export function convWeights(s: Conv2dSpec): number {
   return s.f * s.c * s.kh * s.kw;
+}
+
+/** The size of a weight gradient's result: the weights', and f sums after them with `sums`. */
+export function convWeightGradSize(s: Conv2dSpec): number {
+  return convWeights(s) + (s.sums ? s.f : 0);
 }
 
 /**

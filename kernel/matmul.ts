@@ -4,8 +4,10 @@
  * A dense layer z = x W + b has the weight gradient x^T dy and the bias gradient, dy summed over
  * the batch. In a flat parameter vector b follows W, so [dW; db] is one block: the product of
  * x^T with a row of ones appended, which the backend computes as one product with B's sums as one
- * more row (`MatmulSpec.sums`) instead of a product and a reduction. {@link foldColumnSums} finds
- * those pairs among the parts of a flat vector.
+ * more row (`MatmulSpec.sums`) instead of a product and a reduction. A conv layer's pair is
+ * folded the same way where the backend asks for it (`Backend.convBiasFold`): its weight
+ * gradient's routine gives dy's sums per filter after the weights (`Conv2dSpec.sums`).
+ * {@link foldColumnSums} finds those pairs among the parts of a flat vector.
  *
  * @module
  */
@@ -14,6 +16,7 @@ import { type Kernel, kernelKey } from "./ir.ts";
 import type { Lazy } from "./lazy.ts";
 import { isIdentity } from "./loads.ts";
 import { reduce, routine } from "./graph.ts";
+import type { Routine } from "./routines.ts";
 
 /**
  * The parts of a flat vector with each pending pair (a product x^T y, y's sums over its first
@@ -47,9 +50,10 @@ export function foldColumnSums(parts: readonly Lazy[]): Lazy[] {
 }
 
 /**
- * Among pending arrays computed together, each pair of a product x^T y and y's sums over its
- * first axis (a dense layer's weight and bias gradients, in any order), with the one product
- * that gives both, the sums as its last row ({@link foldColumnSums} for arrays in no order).
+ * Among pending arrays computed together, each pair of a weight gradient and its bias gradient
+ * (a product x^T y and y's sums over its first axis, or a conv weight gradient and dy's sums per
+ * filter; in any order), with the one routine that gives both, the sums after the weights
+ * ({@link foldColumnSums} for arrays in no order).
  * The caller releases each `both`.
  */
 export function sumsPairs(xs: readonly Lazy[]): { w: Lazy; b: Lazy; both: Lazy }[] {
@@ -69,21 +73,35 @@ export function sumsPairs(xs: readonly Lazy[]): { w: Lazy; b: Lazy; both: Lazy }
   return out;
 }
 
-/** The product `w` with the sums `bias` as its last row, if `bias` is what that row holds. */
+/**
+ * The routine that gives `w` and, after it, the sums `bias` holds, if it does: a product with
+ * B's sums as its last row (`MatmulSpec.sums`; a dense layer), or a convolution's weight
+ * gradient with dy's sums per filter after it (`Conv2dSpec.sums`; a conv layer).
+ */
 function withSums(w: Lazy, bias: Lazy): Lazy | undefined {
   const r = w.recipe;
-  if (r?.kind !== "routine" || r.routine.op !== "matmul" || r.epilogue) return undefined;
-  const spec = r.routine.spec;
-  if ((spec.batch ?? 1) !== 1 || spec.sums || spec.transB || w.shape.length !== 2) return undefined;
-  const [m, n] = w.shape;
-  if (bias.shape.length !== 1 || bias.shape[0] !== n || bias.dtype !== w.dtype) return undefined;
-  const y = r.args[1];
+  if (r?.kind !== "routine" || r.epilogue) return undefined;
+  if (bias.shape.length !== 1 || bias.dtype !== w.dtype) return undefined;
+  const [x, y] = r.args;
+  let both: { routine: Routine; shape: number[]; axes: number[] } | undefined;
+  if (r.routine.op === "matmul") {
+    const spec = r.routine.spec;
+    if ((spec.batch ?? 1) !== 1 || spec.sums || spec.transB || w.shape.length !== 2) return;
+    const [m, n] = w.shape;
+    const routine = { op: "matmul" as const, spec: { ...spec, sums: true } };
+    if (bias.shape[0] === n) both = { routine, shape: [m + 1, n], axes: [0] };
+  } else if (r.routine.op === "conv2dWeightGrad" && w.backend.convBiasFold) {
+    const spec = r.routine.spec;
+    if (spec.sums) return;
+    const routine = { op: "conv2dWeightGrad" as const, spec: { ...spec, sums: true } };
+    if (bias.shape[0] === spec.f) both = { routine, shape: [w.size + spec.f], axes: [0, 2, 3] };
+  }
+  if (!both) return undefined;
   // The sums the graph would build now over y: the same work as `bias` if `bias` is y's sums.
-  const sums = reduce("sum", y, [0]);
+  const sums = reduce("sum", y, both.axes);
   const same = sameReduction(sumsOf(bias), sums, w.dtype);
   sums.release();
-  const both = { op: "matmul" as const, spec: { ...spec, sums: true } };
-  return same ? routine(both, [r.args[0], y], [m + 1, n]) : undefined;
+  return same ? routine(both.routine, [x, y], both.shape) : undefined;
 }
 
 /** The reduction behind `x`: x itself, or the array x views whole (a reshape of it). */

@@ -101,28 +101,36 @@ export function realizeTogether(xs: readonly Lazy[]): void {
 }
 
 /**
- * Computes the products that give the weight gradients `w` and their bias gradients `b` (their
- * last rows) and makes each a view of its rows. Each is a view first, before any product runs,
- * where no consumer fused its work, so that it no longer holds the product's operands (an operand
- * then held by products alone may be computed in their loads: Backend.prologues); the others
- * once their product is computed.
+ * Computes the routines that give the weight gradients `w` and their bias gradients `b` after
+ * them (a product's last row, or a conv weight gradient's sums per filter) and makes each a view
+ * of its part. Each is a view first, before any routine runs, where no consumer fused its work, so
+ * that it no longer holds the routine's operands (an operand then held by products alone may be
+ * computed in their loads: Backend.prologues); the others once their routine is computed. The
+ * routines run last layer first, as a backward pass does: each layer's gradient needs those above
+ * it, so the forward pass they share is computed whole before a lower layer's masks (fused
+ * consumers of the same hosts as the forward's activations) would compute a host again.
  */
 function splitRows(pairs: readonly { w: Lazy; b: Lazy; both: Lazy }[]): void {
   const done = new Set<Lazy>();
   const split = ({ w, b, both }: { w: Lazy; b: Lazy; both: Lazy }, all: boolean) => {
-    const [m, n] = w.shape;
-    for (const [x, row, rows] of [[w, 0, m], [b, m, 1]] as const) {
-      if (done.has(x) || (!all && x.absorbed)) continue;
-      const piece = slice(both, [row, 0], [rows, n]);
-      const view = reshape(piece, x.shape);
-      x.replaceBy(view);
-      for (const l of [piece, view]) l.release();
-      done.add(x);
+    // w's values, then b's: rows of a product, or a weight gradient and its sums.
+    const flat = reshape(both, [both.size]);
+    let at = 0;
+    for (const x of [w, b]) {
+      if (!done.has(x) && (all || !x.absorbed)) {
+        const piece = slice(flat, [at], [x.size]);
+        const view = reshape(piece, x.shape);
+        x.replaceBy(view);
+        for (const l of [piece, view]) l.release();
+        done.add(x);
+      }
+      at += x.size;
     }
+    flat.release();
   };
   try {
     for (const p of pairs) split(p, false);
-    for (const p of pairs) {
+    for (const p of [...pairs].reverse()) {
       p.both.realize();
       split(p, true);
     }

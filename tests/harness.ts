@@ -224,6 +224,30 @@ export function backendLabel(be: Backend): string {
 }
 
 /**
+ * Runs `fn` with the graph's switches of `be` (Backend.poolInIr, poolArgmaxOnce, convBiasFold)
+ * set as `flags` says, on any backend, and puts them back as they were (own property or none).
+ */
+export async function withSwitches<T>(
+  be: Backend,
+  flags: Partial<Pick<Backend, "poolInIr" | "poolArgmaxOnce" | "convBiasFold">>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const keys = Object.keys(flags) as (keyof typeof flags)[];
+  const had = keys.map((k) => Object.getOwnPropertyDescriptor(be, k));
+  for (const k of keys) {
+    Object.defineProperty(be, k, { value: flags[k], configurable: true, writable: true });
+  }
+  try {
+    return await fn();
+  } finally {
+    keys.forEach((k, i) => {
+      if (had[i]) Object.defineProperty(be, k, had[i]!);
+      else delete (be as { [k in typeof k]?: boolean })[k];
+    });
+  }
+}
+
+/**
  * Runs `fn` with WebGPU's work scheduled as on a hardware GPU (`on`: products together in one
  * dispatch, with the maps only they read in their loads: {@link WebGpuBackend.hardwareSchedule})
  * or each product in a dispatch of its own, and puts the settings back after.

@@ -270,7 +270,7 @@ if (gpu) {
     }
   });
 
-  Deno.test("grouping: on by default on a hardware GPU, off on a software adapter; settable", () => {
+  Deno.test("schedule: the hardware schedule on by default on a hardware GPU, off on a software adapter; settable", () => {
     const fresh = new WebGpuBackend(rt);
     assert.equal(fresh.groupProducts, !rt.software);
     assert.equal(fresh.matmuls === undefined, rt.software);
@@ -280,14 +280,31 @@ if (gpu) {
     fresh.groupProducts = rt.software;
     assert.equal(fresh.matmuls === undefined, !rt.software);
     assert.equal(fresh.prologues, false);
+    // The pool backward's one-kernel form and the conv bias fold follow the adapter too.
+    assert.equal(fresh.poolArgmaxOnce, rt.software);
+    assert.equal(fresh.convBiasFold, !rt.software);
+    const switches = () => [
+      fresh.groupProducts,
+      fresh.mapsInLoads,
+      fresh.prologues,
+      fresh.poolArgmaxOnce,
+      fresh.convBiasFold,
+      fresh.hardwareSchedule,
+    ];
     fresh.hardwareSchedule = true;
-    assert.deepEqual([fresh.groupProducts, fresh.mapsInLoads, fresh.prologues], [true, true, true]);
+    assert.deepEqual(switches(), [true, true, true, false, true, true]);
     fresh.hardwareSchedule = false;
-    assert.deepEqual([fresh.groupProducts, fresh.mapsInLoads, fresh.prologues], [
-      false,
-      false,
-      false,
-    ]);
+    assert.deepEqual(switches(), [false, false, false, true, false, false]);
+    // A schedule put back is the one taken, switch by switch.
+    const mixed = {
+      groupProducts: true,
+      mapsInLoads: false,
+      poolArgmaxOnce: true,
+      convBiasFold: true,
+    };
+    fresh.schedule = mixed;
+    assert.deepEqual(fresh.schedule, mixed);
+    assert.equal(fresh.hardwareSchedule, false);
   });
 
   Deno.test("grouping: a replay keeps apart a product and the product that reads it", async () => {

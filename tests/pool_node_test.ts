@@ -20,7 +20,7 @@ import { jvp, valueAndGrad } from "../autodiff/transforms.ts";
 import type { Backend } from "../kernel/backend.ts";
 import type { WebGpuBackend } from "../wgsl/webgpu.ts";
 import { fc, property } from "./property.ts";
-import { backendLabel, cpu } from "./harness.ts";
+import { backendLabel, cpu, withSwitches } from "./harness.ts";
 import { ALL, dtypeOf, near } from "./autodiff_checks.ts";
 
 /**
@@ -28,25 +28,8 @@ import { ALL, dtypeOf, near } from "./autodiff_checks.ts";
  * max-pool backward's argmax found once, in a kernel of its own (`once`, Backend.poolArgmaxOnce),
  * or at every position of a window's cell.
  */
-async function withNode<T>(
-  be: Backend,
-  on: boolean,
-  fn: () => Promise<T>,
-  once = false,
-): Promise<T> {
-  const keys = ["poolInIr", "poolArgmaxOnce"] as const;
-  const had = keys.map((k) => Object.getOwnPropertyDescriptor(be, k));
-  keys.forEach((k, i) =>
-    Object.defineProperty(be, k, { value: [on, once][i], configurable: true, writable: true })
-  );
-  try {
-    return await fn();
-  } finally {
-    keys.forEach((k, i) => {
-      if (had[i]) Object.defineProperty(be, k, had[i]!);
-      else delete (be as { poolInIr?: boolean; poolArgmaxOnce?: boolean })[k];
-    });
-  }
+function withNode<T>(be: Backend, on: boolean, fn: () => Promise<T>, once = false): Promise<T> {
+  return withSwitches(be, { poolInIr: on, poolArgmaxOnce: once }, fn);
 }
 
 /** Any pool: windows that tile the plane, leave a border, overlap, or reach past the cells. */

@@ -19,7 +19,7 @@ import {
   checkConv2dSpec,
   checkConvWeights,
   type Conv2dSpec,
-  convWeights,
+  convWeightGradSize,
 } from "../kernel/backend.ts";
 import { SgnError } from "../errors.ts";
 import { constant, type Expr, load } from "../kernel/ir.ts";
@@ -230,7 +230,8 @@ export function conv2dWeightGrad(
   const [ho, wo] = checkConv2dSpec(op, s);
   expectShape(op, "x", x, [s.n, s.c, s.h, s.w]);
   expectShape(op, "dy", dy, [s.n, s.f, ho, wo]);
-  const weights = convWeights(s);
+  // With `sums`, dy's sums per filter follow the weights (the bias gradient), from the same kernel.
+  const weights = convWeightGradSize(s);
   if (s.n === 0) {
     return dispatchKernel(rt, { shape: [weights], inputs: 0, body: constant(0) }, []);
   }
@@ -256,7 +257,7 @@ export function conv2dWeightGrad(
     .u32(s.c, s.h, s.w, s.f, ho, wo)
     .i32(s.padH, s.padW)
     .u32(tilesX, tilesY, fBlocks, cBlocks, steps, perChunk, f4);
-  const code = weightGradSource(s.kh, s.kw, s.strideH, s.strideW, t);
+  const code = weightGradSource(s.kh, s.kw, s.strideH, s.strideW, t, s.sums ?? false);
   dispatchBlocked(rt, code, params, [x, dyIn, part], fBlocks * cBlocks * chunks);
   if (dyIn !== dy) rt.release(dyIn);
   if (chunks === 1) return part;

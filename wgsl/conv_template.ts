@@ -321,7 +321,7 @@ export const gatherSource = memoKernel("gather", (kh: number, kw: number, t: Gat
 /** The partial weight gradients of one chunk of the reduction per invocation. */
 export const weightGradSource = memoKernel(
   "weightGrad",
-  (kh: number, kw: number, sh: number, sw: number, t: WeightGradPlan) => {
+  (kh: number, kw: number, sh: number, sw: number, t: WeightGradPlan, sums = false) => {
     const { rh: RH, rw: RW, cc: CC, fq: FQ, dyVec } = t;
     const loads = new Map<string, string>();
     // Channel and filter offsets, clamped into range (the extra ones are dropped at the store).
@@ -386,6 +386,26 @@ export const weightGradSource = memoKernel(
         );
       }
     }
+    // With `sums`, the first channel block also sums dy per filter: the f values after the
+    // weights (of its chunk) are the bias gradient.
+    const weights = `p.f * p.c * ${kh * kw}u`;
+    if (sums) {
+      loads.set("one", "1.0");
+      for (const q of range(FQ)) {
+        const terms = range(RH).flatMap((py) =>
+          range(RW).map((px) => ["one", `d${q}_${py}_${px}`])
+        );
+        accs.push({ name: `b${q}`, terms });
+      }
+      for (const k of range(FQ * 4)) {
+        stores.push(
+          `if (live && cb == 0u && f0 + ${k}u < p.f) {`,
+          `O[ob + ${weights} + f0 + ${k}u] = b${k >> 2}[${k & 3}];`,
+          "}",
+        );
+      }
+    }
+    const chunkSize = sums ? `(${weights} + p.f)` : weights;
     return convSource({
       params: [
         ...["c", "h", "w", "f", "ho", "wo", ["padY", "i32"], ["padX", "i32"]] as const,
@@ -422,7 +442,7 @@ export const weightGradSource = memoKernel(
       v: 4,
       accs,
       loads,
-      stores: [`let ob = chunk * p.f * p.c * ${kh * kw}u;`, ...stores],
+      stores: [`let ob = chunk * ${chunkSize};`, ...stores],
     });
   },
 );

@@ -57,6 +57,8 @@ export interface Schedule {
   readonly mapsInLoads: boolean;
   /** {@link WebGpuBackend.poolArgmaxOnce}. */
   readonly poolArgmaxOnce: boolean;
+  /** {@link WebGpuBackend.convBiasFold}. */
+  readonly convBiasFold: boolean;
 }
 
 /** The WebGPU implementation of {@link Backend}. */
@@ -80,16 +82,17 @@ export class WebGpuBackend implements Backend {
   /**
    * Whether work is scheduled as for a hardware GPU, which pays per dispatch: products together
    * ({@link WebGpuBackend.groupProducts}) computing the maps only they read in their loads
-   * ({@link WebGpuBackend.mapsInLoads}), and the max-pool backward in one kernel where the
-   * windows do not overlap ({@link WebGpuBackend.poolArgmaxOnce} off). The default follows the
-   * adapter: off on a software one, where each of the three measured slower (bench/README.md).
+   * ({@link WebGpuBackend.mapsInLoads}), the max-pool backward in one kernel where the windows do
+   * not overlap ({@link WebGpuBackend.poolArgmaxOnce} off), and a conv layer's bias gradient in
+   * its weight gradient's kernel ({@link WebGpuBackend.convBiasFold}). The default follows the
+   * adapter: off on a software one, where each of the four measured slower (bench/README.md).
    * The dispatch counts turn it on to count what a hardware GPU runs.
    */
   get hardwareSchedule(): boolean {
-    return this.groupProducts && this.mapsInLoads && !this.poolArgmaxOnce;
+    return this.groupProducts && this.mapsInLoads && !this.poolArgmaxOnce && this.convBiasFold;
   }
   set hardwareSchedule(on: boolean) {
-    this.schedule = { groupProducts: on, mapsInLoads: on, poolArgmaxOnce: !on };
+    this.schedule = { groupProducts: on, mapsInLoads: on, poolArgmaxOnce: !on, convBiasFold: on };
   }
 
   /**
@@ -97,13 +100,14 @@ export class WebGpuBackend implements Backend {
    * back later (`const was = gpu.schedule; ...; gpu.schedule = was`).
    */
   get schedule(): Schedule {
-    const { groupProducts, mapsInLoads, poolArgmaxOnce } = this;
-    return { groupProducts, mapsInLoads, poolArgmaxOnce };
+    const { groupProducts, mapsInLoads, poolArgmaxOnce, convBiasFold } = this;
+    return { groupProducts, mapsInLoads, poolArgmaxOnce, convBiasFold };
   }
   set schedule(s: Schedule) {
     this.groupProducts = s.groupProducts;
     this.mapsInLoads = s.mapsInLoads;
     this.poolArgmaxOnce = s.poolArgmaxOnce;
+    this.convBiasFold = s.convBiasFold;
   }
 
   /**
@@ -114,6 +118,13 @@ export class WebGpuBackend implements Backend {
    * 58.5 ms (bench/README.md).
    */
   poolArgmaxOnce = false;
+
+  /**
+   * {@link Backend.convBiasFold}: on with {@link WebGpuBackend.hardwareSchedule} (a dispatch fewer
+   * per conv layer in each gradient and G v). On lavapipe the weight-gradient kernel with the bias
+   * accumulators measured slower (W4 loss + gradient 149 -> 169 ms, bench/README.md).
+   */
+  convBiasFold = false;
 
   /**
    * Whether products whose operands are ready at once run in one dispatch (the lazy graph and

@@ -11,6 +11,7 @@ import type { Mutant } from "../mutate.ts";
 
 const DERIVED = ["tests/wgsl_derived_test.ts"];
 const WINDOWS = ["tests/conv_window_test.ts"];
+const SUMS = ["tests/conv_sums_test.ts"];
 const ROUTINE_PROPS = ["tests/property_routines_test.ts"];
 
 /** The mutants (tagged, so `--only "[dispatch]"` runs them). */
@@ -136,9 +137,9 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "kernel/multi.ts",
-    find: "for (const [x, row, rows] of [[w, 0, m], [b, m, 1]] as const) {",
-    replace: "for (const [x, row, rows] of [[w, 0, m], [b, m - 1, 1]] as const) {",
-    what: "a bias gradient computed with its weight gradient is read from the weights' last row",
+    find: "const piece = slice(flat, [at], [x.size]);",
+    replace: "const piece = slice(flat, [x === b ? at - 1 : at], [x.size]);",
+    what: "a bias gradient computed with its weight gradient is read one value early",
     tests: ["tests/together_test.ts"],
   },
   {
@@ -295,5 +296,62 @@ export const MUTANTS: Mutant[] = ([
     what:
       "a product of a batch of one kept as [1, m, n] hosts an epilogue indexed in the wrong rank",
     tests: ["tests/epilogue_test.ts"],
+  },
+  // --- a conv layer's bias gradient from its weight gradient's routine (Conv2dSpec.sums) ------
+  {
+    file: "kernel/matmul.ts",
+    find: '} else if (r.routine.op === "conv2dWeightGrad" && w.backend.convBiasFold) {',
+    replace: '} else if (r.routine.op === "conv2dWeightGrad" && false) {',
+    what: "a conv layer's bias gradient stays a reduction of its own",
+    tests: [...SUMS, "tests/dispatch_test.ts"],
+  },
+  {
+    file: "wgsl/conv_template.ts",
+    find: "const chunkSize = sums ? `(${weights} + p.f)` : weights;",
+    replace: "const chunkSize = weights;",
+    what: "WebGPU's chunks of a weight gradient with sums overlap",
+    tests: SUMS,
+  },
+  {
+    file: "wgsl/conv_template.ts",
+    find: "const terms = range(RH).flatMap((py) =>",
+    replace: "const terms = range(1).flatMap((py) =>",
+    what: "WebGPU sums dy over the first row of each output block only",
+    tests: SUMS,
+  },
+  {
+    file: "cpu/oracle.ts",
+    find: "const body = load(0, [ho * wo, s.f * ho * wo, wo, 1]);",
+    replace: "const body = load(0, [ho * wo, s.f * ho * wo, 1, ho]);",
+    what: "the CPU backends sum dy in another order than the graph's reduction",
+    tests: SUMS,
+  },
+  {
+    file: "cpu/native.ts",
+    find: "      if (s.sums) this.convSums(db, s, ho, wo, dnnlOut);\n",
+    replace: "",
+    what: "oneDNN's weight gradient leaves the sums unwritten",
+    tests: SUMS,
+  },
+  {
+    file: "kernel/multi.ts",
+    find: "for (const p of [...pairs].reverse()) {",
+    replace: "for (const p of pairs) {",
+    what: "pairs computed together run first layer first (a conv's forward host computed twice)",
+    tests: ["tests/dispatch_test.ts"],
+  },
+  {
+    file: "kernel/multi.ts",
+    find: "    for (const x of [w, b]) {",
+    replace: "    for (const x of [b, w]) {",
+    what: "a folded pair's views are taken in the wrong order",
+    tests: [...SUMS, "tests/column_sums_test.ts"],
+  },
+  {
+    file: "wgsl/webgpu.ts",
+    find: "poolArgmaxOnce: !on, convBiasFold: on };",
+    replace: "poolArgmaxOnce: !on, convBiasFold: false };",
+    what: "the hardware schedule leaves a conv layer's bias gradient a reduction of its own",
+    tests: ["tests/matmul_group_test.ts"],
   },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));
