@@ -354,4 +354,11 @@ export const MUTANTS: Mutant[] = ([
     what: "the hardware schedule leaves a conv layer's bias gradient a reduction of its own",
     tests: ["tests/matmul_group_test.ts"],
   },
+  {
+    file: "cpu/oracle.ts",
+    find: "out.data.set(sums.data, convWeights(s));",
+    replace: "out.data.set(sums.data.subarray(1), convWeights(s) + 1);",
+    what: "the CPU backends leave a folded conv bias gradient's first filter at zero",
+    tests: ["tests/together_test.ts"],
+  },
 ] as Mutant[]).map((m) => ({ ...m, what: `[dispatch] ${m.what}` }));
