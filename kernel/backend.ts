@@ -320,6 +320,14 @@ export function checkConv2dSpec(op: string, s: Conv2dSpec): [number, number] {
   if (!Number.isInteger(s.padH) || !Number.isInteger(s.padW) || s.padH < 0 || s.padW < 0) {
     throw new SgnError(`${op}: padding must be non-negative integers, got ${s.padH}, ${s.padW}`);
   }
+  if (
+    s.sums !== undefined && (typeof s.sums !== "boolean" || (s.sums && op !== "conv2dWeightGrad"))
+  ) {
+    throw new SgnError(
+      `${op}: sums (the bias gradient after a weight gradient) is a boolean for conv2dWeightGrad ` +
+        `only, got ${s.sums}; leave it out of this spec`,
+    );
+  }
   const off = s.offsetW ?? 0;
   if (!Number.isInteger(off) || off < 0) {
     throw new SgnError(`${op}: offsetW must be a non-negative integer, got ${s.offsetW}`);

@@ -185,3 +185,24 @@ Deno.test("conv sums: with Backend.convBiasFold a conv layer's flat gradient run
     }
   }
 });
+
+Deno.test("conv sums: a spec with sums is refused by the forward pass and the input gradient, on every backend", () => {
+  const s: Conv2dSpec = {
+    ...{ n: 1, c: 1, f: 2, h: 3, w: 3, kh: 2, kw: 2 },
+    ...{ strideH: 1, strideW: 1, padH: 0, padW: 0, sums: true },
+  };
+  for (const { label, be, dtype } of targets) {
+    const put = (n: number) => tensor(data(n, 0, true), [n], { backend: be, dtype }).lazy.realize();
+    const x = put(9), w = put(8), dy = put(8);
+    const refused =
+      /sums \(the bias gradient after a weight gradient\) is a boolean for conv2dWeightGrad only/;
+    assert.throws(() => be.conv2d(x, w, s), refused, `${label}: conv2d`);
+    assert.throws(() => be.conv2dInputGrad(dy, w, s), refused, `${label}: conv2dInputGrad`);
+    const notBoolean = { ...s, sums: 1 as unknown as boolean };
+    assert.throws(() => be.conv2dWeightGrad(x, dy, notBoolean), refused, `${label}: sums 1`);
+    // The weight gradient takes it: f c kh kw weights, then f sums.
+    const both = be.conv2dWeightGrad(x, dy, s);
+    assert.equal(both.size, 2 * 4 + 2, label);
+    for (const b of [both, x, w, dy]) be.release(b);
+  }
+});
