@@ -164,13 +164,17 @@ export const MUTANTS: Mutant[] = ([
     fuzz: 60,
   },
 
-  {
-    file: "kernel/lazy.ts",
-    find: "        s.release();\n      }\n      return this.#recipe === r;\n",
-    replace: "        s.release();\n      }\n      return true;\n",
-    what: "realize goes on with a recipe an input's computation replaced (and drops it twice)",
-    tests: PROP,
-  },
+  // Removed (2026-12-06, ninth pass): "realize goes on with a recipe an input's computation
+  // replaced" (`compute` returning true instead of `this.#recipe === r`) survived the runs of the
+  // last sessions and is an equivalent mutant. An input's computation replaces the recipe only
+  // when it computes the host this array fused, that is when the input reads that host: an
+  // epilogue's input, never one of the host's operands. The operands come first in the recipe's
+  // inputs (args, then srcs) and are computed by then (those a product computes in its loads come
+  // later, but the host's computation has computed their sources); the inputs after the one that
+  // rebuilt the array are epilogue inputs that the rebuilt recipe (a map over the host's buffer
+  // and them) holds too. So going on computes only what the rebuilt recipe computes next, no array is
+  // dropped twice, and the launch checks `this.#recipe !== r` again. The check stays in
+  // kernel/lazy.ts as an early return.
   {
     file: "kernel/lazy.ts",
     find: "      s.retain();\n      try {\n" +
