@@ -10,12 +10,18 @@
  * prints ms per step, their ratio (median of the rounds'), line-search tries, readbacks and, on
  * WebGPU, dispatches per step of each.
  *
+ * With `--launches`, each launch of the replayed G v instead, timed one by one inside `--products`
+ * replays (the backend's prepared launches wrapped with a timer), on the CPU backends: what the
+ * replay's time is made of, and how little of it lies outside the launches.
+ *
  * Run: `deno run -A bench/replay_report.ts [--only W1] [--rounds 9] [--products 300]`, or
- * `deno run -A bench/replay_report.ts --steps [--rounds 9]`.
+ * `deno run -A bench/replay_report.ts --steps [--rounds 9]`, or
+ * `deno run -A bench/replay_report.ts --launches [--products 2000]`.
  */
 import { parseArgs } from "node:util";
 import { type Product, productCases } from "./products_cases.ts";
 import { lsReplayRounds } from "./sgn_step_cases.ts";
+import { type Launch, launchPreparer, prepareLaunchesWith, runLaunch } from "../kernel/record.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -24,6 +30,7 @@ const { values: flags } = parseArgs({
     rounds: { type: "string", default: "9" },
     products: { type: "string", default: "300" },
     steps: { type: "boolean", default: false },
+    launches: { type: "boolean", default: false },
   },
 });
 const rounds = Math.max(1, Number(flags.rounds));
@@ -32,6 +39,61 @@ const PAIR: Product[] = ["G v (cached)", "G v (replayed)"];
 if (flags.steps) {
   await lsReplayRounds(rounds);
   Deno.exit(0);
+}
+
+if (flags.launches) {
+  await launchTimes();
+  Deno.exit(0);
+}
+
+/** Each launch of the replayed G v timed over `n` replays, per workload and backend. */
+async function launchTimes(): Promise<void> {
+  const name = (l: Launch) =>
+    l.kind === "kernel"
+      ? `kernel [${l.kernel.shape}]${l.kernel.reduce ? ` summing [${l.kernel.reduce.shape}]` : ""}`
+      : l.routine.op === "matmul"
+      ? `matmul ${l.routine.spec.m}x${l.routine.spec.k}x${l.routine.spec.n}` +
+        `${l.routine.spec.sums ? " +sums" : ""}${l.epilogue ? " +epilogue" : ""}`
+      : l.routine.op;
+  for (const c of await productCases(false, flags.only)) {
+    const be = c.backend, prepare = launchPreparer(be);
+    if (!be.hostReadback) {
+      // WebGPU's launches only encode work: their host-side times say nothing of the device's.
+      c.dispose();
+      continue;
+    }
+    const times: { name: string; ms: number }[] = [];
+    prepareLaunchesWith(be, (l) => {
+      const run = prepare?.(l) ?? ((ins) => runLaunch(be, l, ins));
+      const t = { name: name(l), ms: 0 };
+      times.push(t);
+      return (ins) => {
+        const t0 = performance.now();
+        const out = run(ins);
+        t.ms += performance.now() - t0;
+        return out;
+      };
+    });
+    try {
+      const replayed = c.runN["G v (replayed)"];
+      await replayed(Math.ceil(n / 10)); // the recording, and warm-up
+      for (const t of times) t.ms = 0;
+      const t0 = performance.now();
+      await replayed(n);
+      const total = (performance.now() - t0) / n;
+      const inLaunches = times.reduce((s, t) => s + t.ms, 0) / n;
+      console.log(`\n${c.workload} on ${be.name}, ${n} replays (ms per replay)\n`);
+      console.log("| launch | ms |\n|---|---:|");
+      for (const t of times) console.log(`| ${t.name} | ${(t.ms / n).toFixed(4)} |`);
+      console.log(
+        `\nreplay ${total.toFixed(4)} ms: ${inLaunches.toFixed(4)} in its ${times.length} ` +
+          `launches, ${(total - inLaunches).toFixed(4)} outside them`,
+      );
+    } finally {
+      if (prepare) prepareLaunchesWith(be, prepare);
+      c.dispose();
+    }
+  }
 }
 
 console.log(`| workload | backend | round | ${PAIR.join(" ms | ")} ms | ratio |`);

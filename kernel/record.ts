@@ -185,6 +185,16 @@ export function prepareLaunchesWith(
   preparers.set(backend, prepare);
 }
 
+/**
+ * The preparer {@link prepareLaunchesWith} registered for `backend`, if any: for tools that wrap
+ * it (bench/replay_report.ts `--launches` times each launch of a replay).
+ */
+export function launchPreparer(
+  backend: Backend,
+): ((l: Launch) => PreparedLaunch | undefined) | undefined {
+  return preparers.get(backend);
+}
+
 /** What keeps a buffer alive (a lazy array): the recording holds the constants it reads. */
 export interface Holder {
   retain(): unknown;
