@@ -85,7 +85,8 @@ export class WebGpuBackend implements Backend {
    * ({@link WebGpuBackend.mapsInLoads}), the max-pool backward in one kernel where the windows do
    * not overlap ({@link WebGpuBackend.poolArgmaxOnce} off), and a conv layer's bias gradient in
    * its weight gradient's kernel ({@link WebGpuBackend.convBiasFold}). The default follows the
-   * adapter: off on a software one, where each of the four measured slower (bench/README.md).
+   * adapter: off on a software one, where each of the four measured slower, or at best level
+   * (bench/README.md).
    * The dispatch counts turn it on to count what a hardware GPU runs.
    */
   get hardwareSchedule(): boolean {
@@ -122,7 +123,8 @@ export class WebGpuBackend implements Backend {
   /**
    * {@link Backend.convBiasFold}: on with {@link WebGpuBackend.hardwareSchedule} (a dispatch fewer
    * per conv layer in each gradient and G v). On lavapipe the weight-gradient kernel with the bias
-   * accumulators measured slower (W4 loss + gradient 149 -> 169 ms, bench/README.md).
+   * accumulators measured slower on one machine (W4 loss + gradient 149 -> 169 ms) and level on
+   * another (bench/README.md, issue 23's ninth pass), so software adapters keep it off.
    */
   convBiasFold = false;
 
