@@ -14,6 +14,7 @@ import { WebGpuBackend } from "../wgsl/webgpu.ts";
 import type { GpuBuffer } from "../wgsl/runtime.ts";
 import { Lazy } from "../kernel/lazy.ts";
 import * as k from "../kernel/graph.ts";
+import { realizeTogether } from "../kernel/multi.ts";
 import { cpu, webgpu } from "./harness.ts";
 import { scope, type Tensor, tensor } from "../autodiff/tensor.ts";
 import * as o from "../autodiff/ops.ts";
@@ -175,6 +176,36 @@ if (gpu) {
       assert.equal(dispatches, 2, `${dispatches} dispatches`);
     },
   );
+
+  Deno.test("grouping: products under different roots of one realization run together", async () => {
+    // Two independent products, each the root of its own chain (a gradient computed with its
+    // siblings: kernel/multi.ts realizeTogether): the realization knows both roots' products, so
+    // the first one computed takes the other as its mate, in one dispatch.
+    const mk = (shape: number[], seed: number) =>
+      Lazy.of(gpu, gpu.upload(Float32Array.from(data(shape[0] * shape[1], seed))), shape);
+    const [a, b, c, d] = [mk([5, 3], 1), mk([3, 4], 2), mk([6, 2], 3), mk([2, 7], 4)];
+    const p = product(a, b), q = product(c, d);
+    const d0 = rt.stats.dispatches;
+    realizeTogether([p, q]);
+    const got = [Array.from(await gpu.read(p.realize())), Array.from(await gpu.read(q.realize()))];
+    assert.equal(rt.stats.dispatches - d0, 1, "one dispatch for the two roots' products");
+    const want = (x: ArrayLike<number>, y: ArrayLike<number>, m: number, kk: number, n: number) =>
+      Array.from({ length: m * n }, (_, i) => {
+        let s = 0;
+        for (let j = 0; j < kk; j++) s += x[Math.floor(i / n) * kk + j] * y[j * n + (i % n)];
+        return s;
+      });
+    const wants = [
+      want(data(15, 1), data(12, 2), 5, 3, 4),
+      want(data(12, 3), data(14, 4), 6, 2, 7),
+    ];
+    got.forEach((g, r) =>
+      g.forEach((v, i) =>
+        assert.ok(Math.abs(v - wants[r][i]) <= 1e-5 * (1 + Math.abs(wants[r][i])), `${r}[${i}]`)
+      )
+    );
+    for (const l of [a, b, c, d, p, q]) l.release();
+  });
 
   Deno.test("grouping: a product whose epilogue reads a pending value over this product waits its turn", async () => {
     // p = a b, pending; q = (c d) * sum(p): q's operands are ready when p runs, its epilogue's
