@@ -19,6 +19,7 @@ import { valueAndGrad } from "../autodiff/transforms.ts";
 import { concatFlat } from "../sgn/vectors.ts";
 import { backendTargets, cpu, webgpu, withSwitches } from "./harness.ts";
 import { fc, property } from "./property.ts";
+import { fitKernel, weightGradPlanArb } from "./conv_specs.ts";
 
 const targets = await backendTargets();
 const gpu = await webgpu();
@@ -44,10 +45,7 @@ const specArb = fc.record({
   dyadic: fc.boolean(),
   // WebGPU's block sizes: forced (any the template takes: several channel blocks, chunks, dy
   // transposed or not) or the cost model's.
-  plan: fc.option(fc.record({
-    ...{ rh: int(1, 3), rw: int(1, 3), cc: int(1, 3), fq: int(1, 2) },
-    ...{ dyVec: fc.boolean(), chunks: int(1, 4) },
-  })),
+  plan: fc.option(weightGradPlanArb),
 });
 
 property(
@@ -55,19 +53,10 @@ property(
   specArb,
   30,
   async (p) => {
-    const s: Conv2dSpec = {
-      n: p.n,
-      c: p.c,
-      f: p.f,
-      h: p.h,
-      w: p.w,
-      kh: Math.min(p.k, p.h + 2 * p.pad),
-      kw: Math.min(p.k, p.w + 2 * p.pad),
-      strideH: p.stride,
-      strideW: p.stride,
-      padH: p.pad,
-      padW: p.pad,
-    };
+    const s: Conv2dSpec = fitKernel({
+      ...{ n: p.n, c: p.c, f: p.f, h: p.h, w: p.w, kh: p.k, kw: p.k },
+      ...{ strideH: p.stride, strideW: p.stride, padH: p.pad, padW: p.pad },
+    });
     const [ho, wo] = conv2dOutSize(s);
     const xd = data(s.n * s.c * s.h * s.w, p.seed, p.dyadic);
     const dyd = data(s.n * s.f * ho * wo, p.seed + 1, p.dyadic);

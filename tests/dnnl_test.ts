@@ -17,6 +17,7 @@ import { type ConvKind, convLayout, dnnlCandidates, loadDnnl } from "../cpu/dnnl
 import { native, nativeVariants, skipped, take } from "./harness.ts";
 import * as ir from "../kernel/ir.ts";
 import { fc, property } from "./property.ts";
+import { fitKernel } from "./conv_specs.ts";
 
 const r = loadDnnl();
 const d = r.dnnl;
@@ -64,11 +65,7 @@ const convArb = fc.record({
   padH: fc.integer({ min: 0, max: 2 }),
   padW: fc.integer({ min: 0, max: 2 }),
   seed: fc.nat(1000),
-}).map((s) => ({
-  ...s,
-  kh: Math.min(s.kh, s.h + 2 * s.padH),
-  kw: Math.min(s.kw, s.w + 2 * s.padW),
-}));
+}).map(fitKernel);
 
 property(
   "oneDNN runs every convolution product of generated specs, equal to the oracle",

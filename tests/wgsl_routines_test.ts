@@ -20,6 +20,7 @@ import { dispatchKernelInto } from "../wgsl/codegen.ts";
 import * as conv from "../wgsl/conv.ts";
 import { cpu, put, take, webgpu } from "./harness.ts";
 import { fc, property } from "./property.ts";
+import { fitKernel, weightGradPlanArb } from "./conv_specs.ts";
 
 const gpu = await webgpu();
 
@@ -176,10 +177,7 @@ const convArb = fc.record({
     ...{ v: fc.constantFrom(1 as const, 4 as const), unrollKy: fc.boolean() },
   })),
   gather: fc.option(fc.record({ tw: int(1, 4), cf: int(1, 2) })),
-  weightGrad: fc.option(fc.record({
-    ...{ rh: int(1, 3), rw: int(1, 3), cc: int(1, 3), fq: int(1, 2) },
-    ...{ dyVec: fc.boolean(), chunks: int(1, 4) },
-  })),
+  weightGrad: fc.option(weightGradPlanArb),
 });
 
 property(
@@ -188,11 +186,7 @@ property(
   20,
   async (p) => {
     if (!gpu) return;
-    const s: Conv2dSpec = {
-      ...p,
-      kh: Math.min(p.kh, p.h + 2 * p.padH),
-      kw: Math.min(p.kw, p.w + 2 * p.padW),
-    };
+    const s: Conv2dSpec = fitKernel(p);
     const plans = {
       ...(p.direct ? { direct: p.direct } : {}),
       ...(p.gather ? { gather: p.gather } : {}),

@@ -61,6 +61,18 @@ export interface Schedule {
   readonly convBiasFold: boolean;
 }
 
+/**
+ * The switches as a hardware GPU runs them; a software adapter's default has each the other way.
+ * The one list of them: {@link WebGpuBackend.hardwareSchedule} and `schedule` go through it.
+ */
+const HARDWARE: Schedule = {
+  groupProducts: true,
+  mapsInLoads: true,
+  poolArgmaxOnce: false,
+  convBiasFold: true,
+};
+const SWITCHES = Object.keys(HARDWARE) as (keyof Schedule)[];
+
 /** The WebGPU implementation of {@link Backend}. */
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu" as const;
@@ -90,10 +102,11 @@ export class WebGpuBackend implements Backend {
    * The dispatch counts turn it on to count what a hardware GPU runs.
    */
   get hardwareSchedule(): boolean {
-    return this.groupProducts && this.mapsInLoads && !this.poolArgmaxOnce && this.convBiasFold;
+    return SWITCHES.every((k) => this[k] === HARDWARE[k]);
   }
   set hardwareSchedule(on: boolean) {
-    this.schedule = { groupProducts: on, mapsInLoads: on, poolArgmaxOnce: !on, convBiasFold: on };
+    const s = Object.fromEntries(SWITCHES.map((k) => [k, on === HARDWARE[k]]));
+    this.schedule = s as unknown as Schedule;
   }
 
   /**
@@ -101,14 +114,10 @@ export class WebGpuBackend implements Backend {
    * back later (`const was = gpu.schedule; ...; gpu.schedule = was`).
    */
   get schedule(): Schedule {
-    const { groupProducts, mapsInLoads, poolArgmaxOnce, convBiasFold } = this;
-    return { groupProducts, mapsInLoads, poolArgmaxOnce, convBiasFold };
+    return Object.fromEntries(SWITCHES.map((k) => [k, this[k]])) as unknown as Schedule;
   }
   set schedule(s: Schedule) {
-    this.groupProducts = s.groupProducts;
-    this.mapsInLoads = s.mapsInLoads;
-    this.poolArgmaxOnce = s.poolArgmaxOnce;
-    this.convBiasFold = s.convBiasFold;
+    for (const k of SWITCHES) this[k] = s[k];
   }
 
   /**

@@ -354,9 +354,16 @@ export const MUTANTS: Mutant[] = ([
   },
   {
     file: "wgsl/webgpu.ts",
-    find: "poolArgmaxOnce: !on, convBiasFold: on };",
-    replace: "poolArgmaxOnce: !on, convBiasFold: false };",
+    find: "  convBiasFold: true,\n",
+    replace: "  convBiasFold: false,\n",
     what: "the hardware schedule leaves a conv layer's bias gradient a reduction of its own",
+    tests: ["tests/matmul_group_test.ts"],
+  },
+  {
+    file: "wgsl/webgpu.ts",
+    find: "for (const k of SWITCHES) this[k] = s[k];",
+    replace: "for (const k of SWITCHES.slice(1)) this[k] = s[k];",
+    what: "a schedule put back leaves products grouped as they were",
     tests: ["tests/matmul_group_test.ts"],
   },
   {
